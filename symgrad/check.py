@@ -433,9 +433,10 @@ Line = Callable[[float], tuple[Any, float]]  # t -> (F(x + t*e), actual t)
 class _Diff:
     d: Any       # derivative estimate (float, or array for vector F)
     err: Any     # estimated error of d (truncation + rounding)
-    fwd: Any     # one-sided difference quotients at the outer step (for kink detection)
+    fwd: Any     # second-order one-sided differences (for kink detection)
     bwd: Any
     step: float
+    noise: Any   # rounding noise of fwd/bwd
 
 
 def _coord_line(F: Callable[[np.ndarray], Any], x: np.ndarray, i: int) -> Line:
@@ -466,26 +467,42 @@ def _central(line: Line, f0: Any, h: float, extra: float = 0.0) -> _Diff:
     scale = np.maximum.reduce([np.abs(f0), np.abs(fp), np.abs(fm), np.abs(fp2), np.abs(fm2)])
     # truncation of d1 is ~ |d2 - d1| / 3; keep a safety factor of 3
     err = np.abs(d2 - d1) + _noise(scale, tp - tm, extra)
-    return _Diff(d1, err, (fp - f0) / tp, (f0 - fm) / -tm, tp)
+    fwd, bwd = _one_sided(f0, fp, fp2, fm, fm2, tp, tm, tp2, tm2)
+    return _Diff(d1, err, fwd, bwd, tp, 4 * _noise(scale, tp, extra))
 
 
 def _richardson(line: Line, f0: Any, h: float, extra: float = 0.0) -> _Diff:
-    ds, fwd, bwd, scale = [], None, None, np.abs(f0)
+    ds, pts, scale = [], [], np.abs(f0)
     for k in range(3):
         t = h / 2**k
         fp, tp = line(t)
         fm, tm = line(-t)
         ds.append((fp - fm) / (tp - tm))
         scale = np.maximum.reduce([scale, np.abs(fp), np.abs(fm)])
-        if k == 0:
-            fwd, bwd, step = (fp - f0) / tp, (f0 - fm) / -tm, tp
+        pts.append((fp, fm, tp, tm))
+    (fp2, fm2, tp2, tm2), (fp, fm, tp, tm) = pts[0], pts[1]
+    fwd, bwd = _one_sided(f0, fp, fp2, fm, fm2, tp, tm, tp2, tm2)
+    step = tp2
     r1a = (4 * ds[1] - ds[0]) / 3
     r1b = (4 * ds[2] - ds[1]) / 3
     r2 = (16 * r1b - r1a) / 15
     # |r2 - r1b| bounds the error of r1b (O(h^4)), so it over-estimates r2's (O(h^6));
     # the rounding noise of the weights (64 D(h/4) - 20 D(h/2) + D(h)) / 45 is ~6x that of D(h).
     err = np.abs(r2 - r1b) + 6.0 * _noise(scale, step, extra)
-    return _Diff(r2, err, fwd, bwd, step)
+    return _Diff(r2, err, fwd, bwd, step, 4 * _noise(scale, tp, extra))
+
+
+def _one_sided(f0: Any, fp: Any, fp2: Any, fm: Any, fm2: Any, tp: float, tm: float, tp2: float,
+               tm2: float) -> tuple[Any, Any]:
+    """Second-order one-sided differences from (0, s, 2s) and (0, -s, -2s).
+
+    For a smooth f both equal f'(x) - s**2 f'''(x)/3 + O(s**3): they agree to O(s**3). A kink
+    inside the stencil makes them differ by the jump of the slope.
+    """
+    del tp2, tm2  # the outer points sit at 2s up to rounding; the inner step sets the scale
+    fwd = (-3 * f0 + 4 * fp - fp2) / (2 * tp)
+    bwd = (3 * f0 - 4 * fm + fm2) / (-2 * tm)
+    return fwd, bwd
 
 
 def _pow2(h: float) -> float:
@@ -555,14 +572,12 @@ class _KinkProbe:
     data_dependent: bool
 
     def crosses(self, x: np.ndarray, points: Sequence[np.ndarray]) -> bool:
-        """True when some kink argument is zero at x, or changes sign over ``points``."""
+        """True when some kink argument that varies over ``points`` reaches zero there."""
         if self.fn is None:
             return False
         vals = np.array([self._eval(p) for p in [x, *points]])  # (m, n_args)
         lo, hi = vals.min(axis=0), vals.max(axis=0)
-        at_x = vals[0] == 0
-        varies = hi > lo
-        return bool(np.any((lo <= 0) & (hi >= 0) & (varies | at_x)))
+        return bool(np.any((lo <= 0) & (hi >= 0) & (hi > lo)))
 
     def _eval(self, p: np.ndarray) -> np.ndarray:
         assert self.fn is not None
@@ -597,11 +612,19 @@ def _kink_probe(t: _Target, n: int) -> _KinkProbe:
     return _KinkProbe(fn_dps, len(own), data_dep)
 
 
-def _numeric_kink(g: Any, dd: _Diff, tol0: Any) -> Any:
-    """One-sided differences jump strongly and the analytic value sits on one side."""
-    jump = np.abs(dd.fwd - dd.bwd)
-    side = np.minimum(np.abs(g - dd.fwd), np.abs(g - dd.bwd))
-    return (jump > 1e3 * tol0) & (jump > 10 * np.abs(dd.err)) & (side <= 0.1 * jump)
+#: Half-width of the neighbourhood probed for kinks by method="exact" (relative to max|x|).
+_EXACT_PROBE = 1e-8
+
+
+def _numeric_kink(g: Any, fwd: Any, bwd: Any, noise: Any, tol0: Any) -> Any:
+    """The one-sided derivatives jump and the analytic value sits on one side.
+
+    ``fwd``/``bwd`` are second-order one-sided differences: for a smooth f they agree to
+    O(h**3), far below ``tol0``; a slope jump J inside the stencil separates them by O(J).
+    """
+    jump = np.abs(fwd - bwd)
+    side = np.minimum(np.abs(g - fwd), np.abs(g - bwd))
+    return (jump > 10 * (tol0 + noise)) & (side <= 0.1 * jump)
 
 
 # --------------------------------------------------------------------------------------------
@@ -839,7 +862,7 @@ def check_grad(
         scheme = _central if m == "central" else _richardson
         f0 = t.fun(x)
         num = np.empty(m_items)
-        fwd, bwd = np.empty(m_items), np.empty(m_items)
+        fwd, bwd, fnoise = np.empty(m_items), np.empty(m_items), np.empty(m_items)
         for k in range(m_items):
             if U is None:
                 line = _coord_line(t.fun, x, k)
@@ -851,6 +874,7 @@ def check_grad(
                 extra = float(np.sum(np.abs(g * x)))  # rounding of x + t*u moves the point
             dd = scheme(line, f0, h, extra)
             num[k], est[k], fwd[k], bwd[k], steps[k] = dd.d, dd.err, dd.fwd, dd.bwd, dd.step
+            fnoise[k] = dd.noise
 
     abs_err, rel_err, limit = _errors(a, num, est, tol)
 
@@ -860,12 +884,11 @@ def check_grad(
         offsets = (-2.0, -1.0, 1.0, 2.0) if m == "central" else (-1.0, -0.5, 0.5, 1.0)
         for k in range(m_items):
             e = U[k] if U is not None else np.eye(1, n, k)[0]
-            pts = [] if m == "exact" else [x + o * steps[k] * e for o in offsets]
-            kink[k] = probe.crosses(x, pts)
+            hk = steps[k] if m != "exact" else _EXACT_PROBE * max(1.0, float(np.max(np.abs(x))))
+            kink[k] = probe.crosses(x, [x + o * hk * e for o in offsets])
     if fwd is not None and bwd is not None:
         tol0 = tol.atol + tol.rtol * np.maximum(np.abs(a), np.abs(num))
-        d = _Diff(num, np.abs(est), fwd, bwd, 0.0)
-        kink |= _numeric_kink(a, d, tol0)
+        kink |= _numeric_kink(a, fwd, bwd, fnoise, tol0)
     if probe.data_dependent and m == "exact":
         notes.append("kinks that depend on data are not detected by method='exact'")
 
@@ -1006,7 +1029,7 @@ def check_hessian(
         scheme = _central if m == "central" else _richardson
         g0 = gfun(x)
         num = np.empty((k_items, n))
-        fwd, bwd = np.empty((k_items, n)), np.empty((k_items, n))
+        fwd, bwd, fnoise = (np.empty((k_items, n)) for _ in range(3))
         for r in range(k_items):
             if U is None:
                 line = _coord_line(gfun, x, r)
@@ -1019,8 +1042,9 @@ def check_hessian(
                 extra = float(np.max(np.abs(A[r]))) * float(np.max(np.abs(x)))
             dd = scheme(line, g0, h, extra)
             num[r], est[r], fwd[r], bwd[r], steps[r] = dd.d, dd.err, dd.fwd, dd.bwd, dd.step
+            fnoise[r] = dd.noise
         tol0 = tol.atol + tol.rtol * np.maximum(np.abs(A), np.abs(num))
-        kink |= _numeric_kink(A, _Diff(num, est, fwd, bwd, 0.0), tol0)
+        kink |= _numeric_kink(A, fwd, bwd, fnoise, tol0)
         if U is None:  # a jump in column j shows up in entry (j, i) too
             kink |= kink.T
 
@@ -1030,8 +1054,8 @@ def check_hessian(
     if probe.fn is not None:
         offsets = (-2.0, -1.0, 1.0, 2.0) if m == "central" else (-1.0, -0.5, 0.5, 1.0)
         for r in range(k_items):
-            pts = [] if m == "exact" else [x + o * steps[r] * rows[r] for o in offsets]
-            if probe.crosses(x, pts):
+            hr = steps[r] if m != "exact" else _EXACT_PROBE * max(1.0, float(np.max(np.abs(x))))
+            if probe.crosses(x, [x + o * hr * rows[r] for o in offsets]):
                 kink[r, :] = True
         if U is None:
             kink |= kink.T

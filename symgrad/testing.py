@@ -1,0 +1,84 @@
+"""Assertion helpers for users' own pytest suites.
+
+Example:
+    >>> import numpy as np
+    >>> from symgrad.testing import assert_grad_close
+    >>> fun = lambda x: float(x[0] ** 2 + 3 * x[1])
+    >>> grad = lambda x: np.array([2 * x[0], 3.0])
+    >>> chk = assert_grad_close((fun, grad), [1.5, -2.0])
+    >>> chk.ok
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .check import GradCheck, HessianCheck, check_grad, check_hessian
+
+__all__ = ["assert_grad_close", "assert_hessian_close"]
+
+#: Rows of the table shown in a failure message (the worst ones).
+MAX_ROWS = 12
+
+
+def assert_grad_close(
+    f: Any, x: Any, data: Mapping[str, Any] | None = None, **kw: Any
+) -> GradCheck:
+    """Assert that the gradient of ``f`` at ``x`` agrees with the checker.
+
+    ``f``, ``x``, ``data`` and the keyword arguments (``method``, ``directions``, ``seed``,
+    ``rtol``, ``atol``, ``step``, ``names``) are as in :func:`symgrad.check_grad`. On failure
+    the AssertionError names the worst component (the parameter name when known) with its
+    analytic and numeric values, followed by a table of the worst components. Returns the
+    :class:`~symgrad.GradCheck` when it passes.
+    """
+    chk = check_grad(f, x, data, **kw)
+    if not chk.ok:
+        raise AssertionError(_grad_message(chk))
+    return chk
+
+
+def assert_hessian_close(
+    f: Any, x: Any, data: Mapping[str, Any] | None = None, **kw: Any
+) -> HessianCheck:
+    """Assert that the Hessian (and Hessian-vector product) of ``f`` at ``x`` agree.
+
+    Arguments as :func:`symgrad.check_hessian`. On failure the AssertionError names the
+    worst entry (e.g. ``d2/dx1 dx2``) with analytic and numeric values.
+    """
+    chk = check_hessian(f, x, data, **kw)
+    if not chk.ok:
+        raise AssertionError(_hessian_message(chk))
+    return chk
+
+
+def _grad_message(chk: GradCheck) -> str:
+    i = chk.worst
+    head = (
+        f"gradient mismatch at {chk.label(i)} (component {i}): "
+        f"analytic {chk.analytic[i]!r} vs numeric {chk.numeric[i]!r} "
+        f"(abs err {chk.abs_err[i]:.3e}, rel err {chk.rel_err[i]:.3e}, "
+        f"tolerance {chk.tol[i]:.3e}; method={chk.method}, rtol={chk.rtol:g}, atol={chk.atol:g})"
+    )
+    return head + "\n" + chk.table(max_rows=MAX_ROWS)
+
+
+def _hessian_message(chk: HessianCheck) -> str:
+    ij = chk.worst
+    entry_bad = chk.abs_err[ij] > chk.tol[ij] and ij not in set(chk.kinks)
+    if entry_bad or chk.hvp_ok:
+        head = (
+            f"Hessian mismatch at {chk.label(ij)} (entry {ij}): "
+            f"analytic {chk.analytic[ij]!r} vs numeric {chk.numeric[ij]!r} "
+            f"(abs err {chk.abs_err[ij]:.3e}, rel err {chk.rel_err[ij]:.3e}, "
+            f"tolerance {chk.tol[ij]:.3e}; method={chk.method}, rtol={chk.rtol:g}, "
+            f"atol={chk.atol:g})"
+        )
+    else:
+        head = (
+            f"Hessian-vector product mismatch: analytic {chk.hvp_analytic!r} vs numeric "
+            f"{chk.hvp_numeric!r} (max rel err {chk.hvp_max_rel_err:.3e})"
+        )
+    return head + "\n" + chk.table(max_rows=MAX_ROWS)
