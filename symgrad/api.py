@@ -1,0 +1,124 @@
+"""The public pipeline: ``compile`` and ``generate`` compose the stages top to bottom.
+
+    problem (validate) -> derive (exact) -> codegen (text) -> kernel (file, import, njit)
+
+>>> import symgrad as sg
+>>> x1, x2 = sg.params("x1 x2")
+>>> sg.grad((x2 - x1**2)**2, [x1, x2]).T
+Matrix([[-4*x1*(-x1**2 + x2), -2*x1**2 + 2*x2]])
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import sympy as sp
+
+from . import __version__
+from .codegen import CodegenOptions, module_source
+from .derive import KinkPolicy, derive
+from .kernel import Kernel, cache_dir, load_module, write_atomic
+from .problem import ProblemError, problem
+
+__all__ = ["compile", "generate", "grad", "hessian", "jacobian"]
+
+
+def _wrt(wrt) -> list[sp.Symbol]:
+    if isinstance(wrt, sp.Basic) and not isinstance(wrt, sp.MatrixBase):
+        return [wrt]
+    out: list = []
+    for w in wrt:
+        out.extend(list(w) if isinstance(w, sp.MatrixBase) else [w])
+    return out
+
+
+def grad(expr, wrt) -> sp.Matrix:
+    """The exact gradient of a scalar expression as a column Matrix.
+
+    >>> import symgrad as sg
+    >>> x = sg.params("x")
+    >>> sg.grad(sg.relu(x) + x**3, x)
+    Matrix([[3*x**2 + Heaviside(x, 0)]])
+    """
+    e = sp.sympify(expr)
+    if isinstance(e, sp.MatrixBase):
+        raise ProblemError("grad takes a scalar expression; use sg.jacobian for vectors")
+    return sp.Matrix([sp.diff(e, w) for w in _wrt(wrt)])
+
+
+def hessian(expr, wrt) -> sp.Matrix:
+    """The exact Hessian of a scalar expression.
+
+    >>> import symgrad as sg
+    >>> x, y = sg.params("x y")
+    >>> sg.hessian(x**2*y, [x, y])
+    Matrix([
+    [2*y, 2*x],
+    [2*x,   0]])
+    """
+    ws = _wrt(wrt)
+    g = grad(expr, ws)
+    return sp.Matrix(len(ws), len(ws), lambda i, j: sp.diff(g[i], ws[j]))
+
+
+def jacobian(exprs, wrt) -> sp.Matrix:
+    """The exact Jacobian of a vector of expressions (rows: expressions, columns: ``wrt``).
+
+    >>> import symgrad as sg
+    >>> x, y = sg.params("x y")
+    >>> sg.jacobian([x*y, x + y], [x, y])
+    Matrix([
+    [y, x],
+    [1, 1]])
+    """
+    es = list(exprs) if not isinstance(exprs, sp.Basic) or isinstance(exprs, sp.MatrixBase) \
+        else [exprs]
+    ws = _wrt(wrt)
+    return sp.Matrix(len(es), len(ws), lambda i, j: sp.diff(es[i], ws[j]))
+
+
+def _source(loss, params, policy, regenerate: str) -> tuple:
+    prob = problem(loss, params)
+    der = derive(prob, policy)
+    return prob, module_source(der, CodegenOptions(regenerate=regenerate, version=__version__))
+
+
+def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None = None,
+            parallel: bool | None = None) -> Kernel:
+    """Compile a loss (a SymPy expression or a Python function of its parameters) to a Kernel.
+
+    The module is written to the cache directory under the hash of its text, so the same loss
+    in another process reuses Numba's on-disk cache. ``parallel=None`` uses the ``prange``
+    variant above ``kernel.PARALLEL_THRESHOLD`` samples; True/False force it.
+
+    >>> import symgrad as sg
+    >>> def my_loss(x1, x2):
+    ...     return (x2 - x1**2)**2 + (1 - x1)**2
+    >>> f = sg.compile(my_loss)
+    >>> f.params, f.value_and_grad([2.0, 2.0])[1].tolist()
+    (('x1', 'x2'), [18.0, -4.0])
+    """
+    prob, src = _source(loss, params, policy, "symgrad.compile(loss)")
+    digest = hashlib.sha256(src.encode()).hexdigest()[:24]
+    path = cache_dir() / f"sg_{digest}.py"
+    write_atomic(path, src)
+    module = load_module(path, f"symgrad_cache_{digest}")
+    return Kernel(prob, src, path, module, parallel=parallel)
+
+
+def generate(loss, path: str | Path, params: Sequence | None = None, *,
+             policy: KinkPolicy | None = None, regenerate: str | None = None) -> Path:
+    """Write a standalone module (needs only NumPy and Numba) and return its path.
+
+    The text is deterministic; the file is written atomically and only when its bytes change.
+    ``regenerate`` is the command recorded in the header.
+    """
+    path = Path(path)
+    if path.suffix != ".py" or not path.stem.isidentifier():
+        raise ValueError(f"{path}: the module name must be an identifier ending in .py")
+    _, src = _source(loss, params, policy,
+                     regenerate or f"symgrad.generate(loss, {str(path.as_posix())!r})")
+    write_atomic(path, src)
+    return path

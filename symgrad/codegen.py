@@ -1,0 +1,531 @@
+"""Derivatives -> the text of a standalone Python module (deterministic bytes).
+
+The module needs only ``math``, ``cmath``, NumPy and Numba. Parameter-only losses become
+straight-line functions of ``x``; losses with reductions become one loop over samples that
+accumulates the value, gradient (and Hessian-vector) sums of every reduction in the same pass,
+followed by the outer chain rule. Parallel variants split the samples into chunks under
+``numba.prange``.
+
+>>> import symgrad as sg
+>>> from symgrad.problem import problem
+>>> from symgrad.derive import derive
+>>> x1, x2 = sg.params("x1 x2")
+>>> text = module_source(derive(problem((x2 - x1**2)**2 + (1 - x1)**2)))
+>>> "def value_and_grad(x, g):" in text
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+import re
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .derive import Derivatives, Tmp
+from .printer import ComplexPrinter, ScalarPrinter
+
+__all__ = ["CodegenOptions", "module_source"]
+
+RESERVED = {"x", "g", "v", "out", "H", "idx", "acc", "lo", "hi", "N", "i", "j", "k", "c", "m",
+            "math", "cmath", "np", "numba", "rows", "nc", "s"}
+
+
+@dataclass(frozen=True)
+class CodegenOptions:
+    """``fastmath`` flags for the sample loops (reassociation lets sums vectorise; NaN/Inf keep
+    their meaning); ``regenerate`` is the command recorded in the header."""
+
+    fastmath: tuple[str, ...] = ("reassoc", "contract")
+    regenerate: str = "symgrad.generate(loss, path)"
+    version: str = "0"
+
+
+def _ident(name: str, prefix: str, taken: set) -> str:
+    base = prefix + re.sub(r"[^0-9A-Za-z_]", "_", name)
+    out, k = base, 1
+    while out in taken:
+        k += 1
+        out = f"{base}_{k}"
+    taken.add(out)
+    return out
+
+
+def _column_args(prob) -> list[str]:
+    taken: set = set()
+    out = []
+    for col in prob.columns:
+        nm = col.name
+        if nm in RESERVED or keyword.iskeyword(nm) or nm.startswith("_") or nm in taken:
+            nm = _ident(nm, "col_", taken)
+        taken.add(nm)
+        out.append(nm)
+    return out
+
+
+class _Text:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str = "", depth: int = 0) -> None:
+        self.lines.append("    " * depth + line if line else "")
+
+    def block(self, lines, depth: int) -> None:
+        for ln in lines:
+            self(ln, depth)
+
+
+class _Gen:
+    def __init__(self, der: Derivatives, opts: CodegenOptions) -> None:
+        self.der, self.opts = der, opts
+        p = der.problem
+        self.prob = p
+        self.n = len(p.params)
+        self.K = len(p.reductions)
+        taken = set(RESERVED)
+        names: dict = {}
+        for s in p.params:
+            names[s] = _ident(s.name, "p_", taken)
+        for s in p.data_symbols:
+            names[s] = _ident(s.name, "d_", taken)
+        for j, s in enumerate(der.v):
+            names[s] = f"v{j}"
+        for k, r in enumerate(p.reductions):
+            names[r.symbol] = f"r{k}"
+        for k, s in enumerate(der.u):
+            names[s] = f"u{k}"
+        self.names = _TmpNames(names)
+        self.cols = _column_args(p)
+        self.col_of = dict(zip([c.name for c in p.columns], self.cols, strict=True))
+        self.real = ScalarPrinter(self.names)
+        self.cplx = ComplexPrinter(self.names)
+        self.sub: dict = {}
+
+    # -- pieces ---------------------------------------------------------------------------
+    def assigns(self, prog, outs: tuple[str, ...], printer) -> list[str]:
+        """Statements computing the named outputs; temporaries used once are inlined for
+        readability (``self.sub`` then maps them for the output statements)."""
+        sched = prog.schedule(*outs)
+        uses: dict = {}
+        for e in [e for _, e in sched] + [o for n in outs for o in prog.outputs[n]]:
+            for s in e.free_symbols:
+                if isinstance(s, Tmp):
+                    uses[s] = uses.get(s, 0) + 1
+        self.sub = {}
+        lines = []
+        for t, e in sched:
+            e = e.xreplace(self.sub) if self.sub else e
+            if uses.get(t, 0) <= 1:
+                self.sub[t] = e
+            else:
+                lines.append(f"{printer._print(t)} = {printer.doprint(e)}")
+        return lines
+
+    def load_params(self) -> list[str]:
+        return [f"{self.names[s]} = x[{j}]" for j, s in enumerate(self.prob.params)]
+
+    def load_v(self) -> list[str]:
+        return [f"v{j} = v[{j}]" for j in range(self.n)]
+
+    def load_data(self) -> list[str]:
+        out = []
+        for s in self.prob.data_symbols:
+            col = self.col_of[s.column]
+            out.append(f"{self.names[s]} = {col}[i]" if s.component is None
+                       else f"{self.names[s]} = {col}[i, {s.component}]")
+        return out
+
+    def check_x(self, arg: str = "x") -> str:
+        names = ", ".join(self.prob.param_names[:8]) + (", ..." if self.n > 8 else "")
+        return (f'if {arg}.shape[0] != {self.n}:\n'
+                f'    raise ValueError("{arg} must have {self.n} entries ({_esc(names)})")')
+
+    def p(self, e, printer=None) -> str:
+        e = sp.sympify(e)
+        return (printer or self.real).doprint(e.xreplace(self.sub) if self.sub else e)
+
+    # -- module ---------------------------------------------------------------------------
+    def source(self) -> str:
+        body = self.body()
+        digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+        return self.header(digest) + body
+
+    def header(self, digest: str) -> str:
+        p = self.prob
+        cols = ", ".join(f"{c.name}[N]" if c.width is None else f"{c.name}[N, {c.width}]"
+                         for c in p.columns) or "none"
+        expr = " ".join(str(p.expr).split())
+        expr_lines = [expr[i:i + 94] for i in range(0, len(expr), 94)] or [""]
+        lines = [
+            "# Generated by symgrad, do not edit.",
+            f"# symgrad version: {self.opts.version}",
+            "# loss:",
+            *[f"#   {ln}" for ln in expr_lines],
+            f"# parameters (order of x): {', '.join(p.param_names)}",
+            f"# data columns: {cols}",
+            f"# kink policy: {self.der.policy.describe()}",
+            f"# content hash: {digest}",
+            f"# regenerate with: {self.opts.regenerate}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def body(self) -> str:
+        T = _Text()
+        p = self.prob
+        T('"""Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.')
+        T("")
+        T("x is a float64 vector of the parameters in PARAMS order; data columns are passed")
+        T("positionally in DATA order, then an optional int64 array of sample indices (idx).")
+        T("Results are written into the output array given (g, out, H).")
+        T('"""')
+        T()
+        T("import cmath  # noqa: F401")
+        T("import math")
+        T()
+        T("import numba")
+        T("import numpy as np")
+        T()
+        T(f"PARAMS = {tuple(p.param_names)!r}")
+        T(f"DATA = {tuple(c.name for c in p.columns)!r}")
+        T(f"KINK_POLICY = {self.der.policy.describe()!r}")
+        T(f"ANALYTIC = {p.analytic!r}")
+        T(f"_FASTMATH = {set(self.opts.fastmath) if self.opts.fastmath else False!r}".replace(
+            "{'contract', 'reassoc'}", "{'reassoc', 'contract'}"))
+        T()
+        T.block(HELPERS.strip("\n").splitlines(), 0)
+        if p.analytic:
+            T()
+            T.block(COMPLEX_HELPERS.strip("\n").splitlines(), 0)
+        funcs = self.functions()
+        lse = sorted(self.real.lse_arities | self.cplx.lse_arities)
+        for a in lse:
+            T()
+            T.block(_lse_helper(a, False).splitlines(), 0)
+            if p.analytic:
+                T()
+                T.block(_lse_helper(a, True).splitlines(), 0)
+        for f in funcs:
+            T()
+            T()
+            T.block(f.splitlines(), 0)
+        return "\n".join(T.lines).rstrip() + "\n"
+
+    def functions(self) -> list[str]:
+        if self.K == 0:
+            return self.param_only()
+        return self.with_data()
+
+    # -- parameter-only losses -------------------------------------------------------------
+    def param_only(self) -> list[str]:
+        o, n = self.der.outer, self.n
+        out = []
+        F = o.outputs["F"][0]
+        out.append(_fn("value(x)", "The loss at x.", [
+            self.check_x(), *self.load_params(), *self.assigns(o, ("F",), self.real),
+            f"return {self.p(F)}"]))
+        body = [self.check_x(), self.check_x("g"), *self.load_params(),
+                *self.assigns(o, ("F", "dx"), self.real)]
+        body += [f"g[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["dx"])]
+        out.append(_fn("value_and_grad(x, g)", "The loss at x; its gradient is written into g.",
+                       [*body, f"return {self.p(F)}"]))
+        out.append(_fn("grad(x, g)", "Write the gradient at x into g (and return g).", [
+            "value_and_grad(x, g)", "return g"]))
+        body = [self.check_x(), self.check_x("v"), self.check_x("out"), *self.load_params(),
+                *self.load_v(), *self.assigns(o, ("hx",), self.real)]
+        body += [f"out[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["hx"])]
+        out.append(_fn("hvp(x, v, out)", "Write the Hessian at x times v into out.",
+                       [*body, "return out"]))
+        out.append(_hessian_fn(n, "x, H", "hvp(x, e, H[:, j])"))
+        if self.prob.analytic:
+            out.append(_fn("value_complex(x)", "The loss at complex x (complex-step checks).", [
+                *self.load_params(), *self.assigns(o, ("F",), self.cplx),
+                f"return {self.p(o.outputs['F'][0], self.cplx)}"]))
+        return out
+
+    # -- losses with reductions over samples -------------------------------------------------
+    def with_data(self) -> list[str]:
+        s, K, n = self.der.sample, self.K, self.n
+        cols = ", ".join(self.cols)
+        out = []
+        modes = {"e": ("e",), "g": ("e", "g"), "h": ("e", "g", "hv")}
+        sizes = {"e": K, "g": K + K * n, "h": K + 2 * K * n}
+        for mode, outs in modes.items():
+            for cplx in ((False, True) if mode == "e" and self.prob.analytic else (False,)):
+                out.append(self.acc_fn(mode, outs, cplx))
+            out.append(self.par_fn(mode, sizes[mode], cols))
+        if self.prob.analytic:
+            out.append(self.par_fn("e", K, cols, cplx=True))
+        out.extend(self.finish_fns())
+        out.append(_fn(f"_n_samples({cols}, idx)",
+                       "Number of samples used; checks that the columns agree.", [
+                           f"N = {self.cols[0]}.shape[0]",
+                           *[f'if {c}.shape[0] != N:\n    raise ValueError('
+                             f'"data column {_esc(c)} has a different number of samples")'
+                             for c in self.cols[1:]],
+                           "if idx is not None:", "    return idx.shape[0]",
+                           "return N"], jit="@numba.njit(cache=True)"))
+        for par in (False, True):
+            sfx, drv = ("_parallel", "_par_") if par else ("", "_acc_")
+            tail = f"{cols}, idx=None"
+            run = (lambda m, a, drv=drv: f"{drv}{m}({a}, {cols}, idx, "
+                   + ("N, acc)" if drv == "_par_" else "0, N, acc)"))
+            out.append(_fn(f"value{sfx}(x, {tail})", "The loss at x.", [
+                self.check_x(), f"N = _n_samples({cols}, idx)",
+                f"acc = np.zeros({sizes['e']})", run("e", "x"),
+                "return _finish_e(x, acc, N)"]))
+            out.append(_fn(f"value_and_grad{sfx}(x, g, {tail})",
+                           "The loss at x; its gradient is written into g.", [
+                               self.check_x(), self.check_x("g"), f"N = _n_samples({cols}, idx)",
+                               f"acc = np.zeros({sizes['g']})", run("g", "x"),
+                               "return _finish_g(x, acc, N, g)"]))
+            out.append(_fn(f"grad{sfx}(x, g, {tail})", "Write the gradient at x into g.", [
+                f"value_and_grad{sfx}(x, g, {cols}, idx)", "return g"]))
+            out.append(_fn(f"hvp{sfx}(x, v, out, {tail})",
+                           "Write the Hessian at x times v into out.", [
+                               self.check_x(), self.check_x("v"), self.check_x("out"),
+                               f"N = _n_samples({cols}, idx)",
+                               f"acc = np.zeros({sizes['h']})", run("h", "x, v"),
+                               "return _finish_h(x, v, acc, N, out)"]))
+            out.append(_hessian_fn(n, f"x, H, {tail}", f"hvp{sfx}(x, e, H[:, j], {cols}, idx)",
+                                   f"hessian{sfx}"))
+        if self.prob.analytic:
+            out.append(_fn(f"value_complex(x, {cols}, idx=None)",
+                           "The loss at complex x (complex-step checks).", [
+                               f"N = _n_samples({cols}, idx)",
+                               f"acc = np.zeros({K}, dtype=np.complex128)",
+                               f"_acc_e_c(x, {cols}, idx, 0, N, acc)",
+                               "return _finish_e_c(x, acc, N)"]))
+        del s
+        return out
+
+    def acc_fn(self, mode: str, outs: tuple[str, ...], cplx: bool) -> str:
+        s, K, n = self.der.sample, self.K, self.n
+        pr = self.cplx if cplx else self.real
+        zero = "0j" if cplx else "0.0"
+        sums = [o for name in outs for o in s.outputs[name]]
+        lines = [*self.load_params()]
+        args = "x, v" if mode == "h" else "x"
+        if mode == "h":
+            lines += self.load_v()
+        lines += [f"a{j} = {zero}" for j in range(len(sums))]
+        lines.append("for j in range(lo, hi):")
+        lines.append("    i = j if idx is None else idx[j]")
+        lines += ["    " + ln for ln in self.load_data()]
+        lines += ["    " + ln for ln in self.assigns(s, outs, pr)]
+        lines += [f"    a{j} += {self.p(e, pr)}" for j, e in enumerate(sums)]
+        lines += [f"acc[{j}] += a{j}" for j in range(len(sums))]
+        name = f"_acc_{mode}{'_c' if cplx else ''}({args}, {', '.join(self.cols)}, idx, lo, hi, acc)"
+        doc = {"e": "Add each reduction's sum over samples lo..hi-1 into acc.",
+               "g": "Add the sums of each reduction and its gradient into acc (one pass).",
+               "h": "Add the sums of each reduction's Hessian times v into acc."}[mode]
+        del K, n
+        return _fn(name, doc, lines, jit="@numba.njit(cache=True, fastmath=_FASTMATH)")
+
+    def par_fn(self, mode: str, size: int, cols: str, cplx: bool = False) -> str:
+        args = "x, v" if mode == "h" else "x"
+        sfx = "_c" if cplx else ""
+        dtype = ", dtype=np.complex128" if cplx else ""
+        return _fn(f"_par_{mode}{sfx}({args}, {cols}, idx, N, acc)",
+                   "Parallel version of the sample pass: chunks under prange, then a sum.", [
+                       "nc = min(max(N // 2048, 1), 64)",
+                       f"rows = np.zeros((nc, {size}){dtype})",
+                       "for c in numba.prange(nc):",
+                       f"    _acc_{mode}{sfx}({args}, {cols}, idx, c * N // nc, (c + 1) * N // nc, "
+                       "rows[c])",
+                       "for c in range(nc):",
+                       f"    for m in range({size}):",
+                       "        acc[m] += rows[c, m]"],
+                   jit="@numba.njit(cache=True, parallel=True)")
+
+    def load_r(self, pr=None) -> list[str]:
+        out = []
+        for k, r in enumerate(self.prob.reductions):
+            out.append(f"r{k} = acc[{k}] / N" if r.kind == "mean" else f"r{k} = acc[{k}]")
+        return out
+
+    def scale(self, k: int) -> str:
+        return "1.0 / N" if self.prob.reductions[k].kind == "mean" else "1.0"
+
+    def finish_fns(self) -> list[str]:
+        o, K, n = self.der.outer, self.K, self.n
+        F = o.outputs["F"][0]
+        out = [_fn("_finish_e(x, acc, N)", "The outer loss from the reduction sums.", [
+            *self.load_params(), *self.load_r(), *self.assigns(o, ("F",), self.real),
+            f"return {self.p(F)}"], jit="@numba.njit(cache=True)")]
+        if self.prob.analytic:
+            out.append(_fn("_finish_e_c(x, acc, N)", "Complex variant of _finish_e.", [
+                *self.load_params(), *self.load_r(), *self.assigns(o, ("F",), self.cplx),
+                f"return {self.p(F, self.cplx)}"], jit="@numba.njit(cache=True)"))
+        lines = [*self.load_params(), *self.load_r(), *self.assigns(o, ("F", "dx", "dR"), self.real)]
+        lines += [f"g[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["dx"])]
+        for k, dr in enumerate(o.outputs["dR"]):
+            lines += [f"w = ({self.p(dr)}) * ({self.scale(k)})", f"for m in range({n}):",
+                      f"    g[m] += w * acc[{K + k * n} + m]"]
+        lines.append(f"return {self.p(F)}")
+        out.append(_fn("_finish_g(x, acc, N, g)",
+                       "Outer chain rule: g = dF/dx + sum_k dF/dR_k * dR_k/dx.", lines,
+                       jit="@numba.njit(cache=True)"))
+        lines = [*self.load_params(), *self.load_v(), *self.load_r()]
+        for k in range(K):
+            lines += [f"u{k} = 0.0", f"for m in range({n}):",
+                      f"    u{k} += acc[{K + k * n} + m] * v[m]", f"u{k} *= {self.scale(k)}"]
+        lines += self.assigns(o, ("dR", "hx", "hR"), self.real)
+        lines += [f"out[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["hx"])]
+        for k in range(K):
+            hr, dr = o.outputs["hR"][k], o.outputs["dR"][k]
+            lines += [f"w = ({self.p(hr)}) * ({self.scale(k)})",
+                      f"z = ({self.p(dr)}) * ({self.scale(k)})", f"for m in range({n}):",
+                      f"    out[m] += w * acc[{K + k * n} + m] + z * acc[{K + K * n + k * n} + m]"]
+        lines.append("return out")
+        out.append(_fn("_finish_h(x, v, acc, N, out)",
+                       "Outer Hessian-vector product: (F_xx v + F_xR u) + J^T (F_Rx v + F_RR u)"
+                       " + sum_k F_R_k H_k v, with u = J v.", lines,
+                       jit="@numba.njit(cache=True)"))
+        return out
+
+
+class _TmpNames(dict):
+    def __missing__(self, key):
+        if isinstance(key, Tmp):
+            return key.name
+        raise KeyError(key)
+
+    def __contains__(self, key):
+        return isinstance(key, Tmp) or dict.__contains__(self, key)
+
+
+def _esc(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', "'")
+
+
+def _fn(sig: str, doc: str, lines: list[str], jit: str = "@numba.njit(cache=True)") -> str:
+    body = []
+    for ln in lines:
+        body.extend("    " + part for part in ln.split("\n"))
+    return "\n".join([jit, f"def {sig}:", f'    """{doc}"""', *body])
+
+
+def _hessian_fn(n: int, args: str, call: str, name: str = "hessian") -> str:
+    return _fn(f"{name}({args})", "Write the (symmetrised) Hessian at x into H, column by column.", [
+        f"if H.shape[0] != {n} or H.shape[1] != {n}:",
+        f'    raise ValueError("H must have shape ({n}, {n})")',
+        f"e = np.zeros({n})",
+        f"for j in range({n}):",
+        "    e[j] = 1.0",
+        f"    {call}",
+        "    e[j] = 0.0",
+        f"for j in range({n}):",
+        "    for k in range(j + 1, " + str(n) + "):",
+        "        m = 0.5 * (H[j, k] + H[k, j])",
+        "        H[j, k] = m",
+        "        H[k, j] = m",
+        "return H"])
+
+
+def _lse_helper(arity: int, cplx: bool) -> str:
+    a = [f"a{j}" for j in range(arity)]
+    if cplx:
+        return "\n".join([
+            "@numba.njit(cache=True)",
+            f"def _logsumexp{arity}_c({', '.join(a)}):",
+            f"    m = max({', '.join(x + '.real' for x in a)})",
+            "    return m + cmath.log(" + " + ".join(f"cmath.exp({x} - m)" for x in a) + ")"])
+    m = a[0]
+    for x in a[1:]:
+        m = f"max({m}, {x})"
+    return "\n".join([
+        "@numba.njit(cache=True)",
+        f"def _logsumexp{arity}({', '.join(a)}):",
+        f"    m = {m}",
+        "    if math.isinf(m):",
+        "        return m",
+        "    return m + math.log(" + " + ".join(f"math.exp({x} - m)" for x in a) + ")"])
+
+
+HELPERS = '''
+@numba.njit(cache=True)
+def _heaviside(z, at_zero):
+    if z > 0.0:
+        return 1.0
+    if z < 0.0:
+        return 0.0
+    return at_zero if z == 0.0 else z
+
+
+@numba.njit(cache=True)
+def _sign(z):
+    if z > 0.0:
+        return 1.0
+    if z < 0.0:
+        return -1.0
+    return z
+
+
+@numba.njit(cache=True)
+def _relu(z):
+    return z if not z < 0.0 else 0.0
+
+
+@numba.njit(cache=True)
+def _floor(z):
+    return np.floor(z)
+
+
+@numba.njit(cache=True)
+def _ceil(z):
+    return np.ceil(z)
+
+
+@numba.njit(cache=True)
+def _sigmoid(z):
+    if z >= 0.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@numba.njit(cache=True)
+def _softplus(z):
+    return max(z, 0.0) + math.log1p(math.exp(-abs(z))) if z == z else z
+'''
+
+COMPLEX_HELPERS = '''
+@numba.njit(cache=True)
+def _sigmoid_c(z):
+    if z.real >= 0.0:
+        return 1.0 / (1.0 + cmath.exp(-z))
+    e = cmath.exp(z)
+    return e / (1.0 + e)
+
+
+@numba.njit(cache=True)
+def _softplus_c(z):
+    if z.real > 0.0:
+        return z + cmath.log(1.0 + cmath.exp(-z))
+    return cmath.log(1.0 + cmath.exp(z))
+
+
+@numba.njit(cache=True)
+def _log1p_c(z):
+    return cmath.log(1.0 + z) if abs(z) > 1e-4 else z - z * z / 2.0 + z * z * z / 3.0
+
+
+@numba.njit(cache=True)
+def _expm1_c(z):
+    return cmath.exp(z) - 1.0 if abs(z) > 1e-4 else z + z * z / 2.0 + z * z * z / 6.0
+
+
+@numba.njit(cache=True)
+def _erf_c(z):
+    # erf(a + ib) to first order in b: enough for complex-step with tiny imaginary parts
+    a = z.real
+    return complex(math.erf(a), 2.0 / math.sqrt(math.pi) * math.exp(-a * a) * z.imag)
+'''
+
+
+def module_source(der: Derivatives, opts: CodegenOptions | None = None) -> str:
+    """The generated module's text: same derivatives and options give the same bytes."""
+    return _Gen(der, opts or CodegenOptions()).source()
+

@@ -1,0 +1,329 @@
+"""Module text -> real file -> import -> Numba-compiled :class:`Kernel`.
+
+The only stage that touches the file system or Numba. ``compile`` writes the generated module into
+a per-user cache directory (``SYMGRAD_CACHE_DIR`` overrides), named by the hash of its text, so a
+second process imports the same file and Numba loads its ``cache=True`` machine code instead of
+compiling again. Files are written atomically and only when their bytes change.
+
+>>> import symgrad as sg
+>>> x1, x2 = sg.params("x1 x2")
+>>> f = sg.compile(100*(x2 - x1**2)**2 + (1 - x1)**2)
+>>> f.value([-1.0, 2.0]), f.grad([-1.0, 2.0]).tolist()
+(104.0, [396.0, 200.0])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import types
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .problem import Problem
+
+__all__ = ["Kernel", "cache_dir", "load_module", "write_atomic"]
+
+_F64 = np.dtype(np.float64)
+#: Above this many samples the parallel (prange) variant is used when ``parallel=None``.
+PARALLEL_THRESHOLD = 50_000
+
+
+def cache_dir() -> Path:
+    """Where ``compile`` keeps generated modules: ``$SYMGRAD_CACHE_DIR`` or the user cache."""
+    env = os.environ.get("SYMGRAD_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "symgrad"
+
+
+def write_atomic(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` via a temporary file and rename; skip if unchanged.
+
+    Returns True when the file was (re)written. Numba's cache keys on the file's stamp, so an
+    unchanged file keeps its compiled code valid.
+    """
+    path = Path(path)
+    data = text.encode()
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def load_module(path: Path, name: str | None = None) -> types.ModuleType:
+    """Import a generated module from its file (registered in ``sys.modules``)."""
+    path = Path(path).resolve()
+    name = name or "symgrad_gen_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    mod = sys.modules.get(name)
+    if mod is not None and getattr(mod, "__file__", None) == str(path):
+        return mod
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return mod
+
+
+class Kernel:
+    """A compiled loss: value, gradient, Hessian and HVP at a parameter vector ``x``.
+
+    ``x`` is packed in :attr:`params` order (a list is accepted; a float64 array avoids a copy).
+    Losses with data take the columns by name (``f.value(x, t=t, y=y)``) and an optional
+    ``batch`` (an index array or a slice) to evaluate on a subset without copying.
+    """
+
+    def __init__(self, problem: Problem, source: str, path: Path, module: types.ModuleType,
+                 parallel: bool | None = None) -> None:
+        self.problem = problem
+        self.expr = problem.expr
+        self.source = source
+        self.path = Path(path)
+        self.module = module
+        self.params: tuple[str, ...] = problem.param_names
+        self.n_params: int = len(self.params)
+        self.data_names: tuple[str, ...] = tuple(c.name for c in problem.columns)
+        self.analytic: bool = problem.analytic
+        self.parallel = parallel
+        self.jit = types.SimpleNamespace(
+            value=module.value, grad=module.grad, value_and_grad=module.value_and_grad,
+            hessian=module.hessian, hvp=module.hvp)
+        self._jit_par = types.SimpleNamespace(
+            value=module.value_parallel, grad=module.grad_parallel,
+            value_and_grad=module.value_and_grad_parallel, hessian=module.hessian_parallel,
+            hvp=module.hvp_parallel) if self.data_names else self.jit
+        self._widths = {c.name: c.width for c in problem.columns}
+        self._vg = module.value_and_grad
+        self._n = self.n_params
+
+    def __repr__(self) -> str:
+        data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
+        return f"<symgrad.Kernel params=({', '.join(self.params)}){data} at {self.path}>"
+
+    # -- argument handling ------------------------------------------------------------------
+    def _x(self, x, what: str = "x") -> np.ndarray:
+        if type(x) is not np.ndarray or x.dtype is not _F64 or x.ndim != 1:
+            try:
+                x = np.ascontiguousarray(x, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"{what} must be a 1-D array of {self._n} floats "
+                                f"({', '.join(self.params)}), got {type(x).__name__}") from exc
+            if x.ndim != 1:
+                raise ValueError(f"{what} must be 1-D with {self._n} entries, got shape {x.shape}")
+        if x.shape[0] != self._n:
+            raise ValueError(f"{what} must have {self._n} entries ({', '.join(self.params)}), "
+                             f"got {x.shape[0]}")
+        return x
+
+    def _out(self, out, shape: tuple[int, ...], what: str = "out") -> np.ndarray:
+        if out is None:
+            return np.empty(shape)
+        if type(out) is not np.ndarray or out.dtype is not _F64 or out.shape != shape:
+            raise ValueError(f"{what} must be a float64 array of shape {shape}")
+        return out
+
+    def data_args(self, data: Mapping | None = None, batch=None) -> tuple:
+        """Validate data (and an optional batch) into the positional tail of ``f.jit`` calls."""
+        data = dict(data or {})
+        if not self.data_names:
+            if data:
+                raise TypeError(f"this loss takes no data, got {', '.join(sorted(data))}")
+            if batch is not None:
+                raise TypeError("batch= needs a loss with data columns")
+            return ()
+        missing = [c for c in self.data_names if c not in data]
+        if missing:
+            raise TypeError(f"missing data column '{missing[0]}': this loss needs "
+                            f"{', '.join(f'{c}=...' for c in self.data_names)}")
+        extra = sorted(set(data) - set(self.data_names))
+        if extra:
+            raise TypeError(f"unexpected data column '{extra[0]}' (this loss uses "
+                            f"{', '.join(self.data_names)})")
+        cols, n = [], None
+        for name in self.data_names:
+            a = _column(name, data[name], self._widths[name])
+            if n is None:
+                n, first = a.shape[0], name
+            elif a.shape[0] != n:
+                raise ValueError(f"data column '{name}' has {a.shape[0]} samples but "
+                                 f"'{first}' has {n}: columns must have the same length")
+            cols.append(a)
+        if n == 0:
+            raise ValueError("the data columns are empty: a reduction needs at least one sample")
+        idx = None
+        if isinstance(batch, slice):
+            cols = [c[batch] for c in cols]
+            if cols[0].shape[0] == 0:
+                raise ValueError(f"batch {batch} selects no samples")
+        elif batch is not None:
+            idx = _batch_index(batch, n)
+        return (*cols, idx)
+
+    def _call(self, name: str, x, args: tuple, *outs):
+        impl = self.jit
+        if args and self.parallel is not False:
+            n = args[0].shape[0] if args[-1] is None else args[-1].shape[0]
+            if self.parallel or n >= PARALLEL_THRESHOLD:
+                impl = self._jit_par
+        return getattr(impl, name)(x, *outs, *args)
+
+    # -- public evaluation ------------------------------------------------------------------
+    def value(self, x, *, batch=None, **data) -> float:
+        """The loss at ``x``."""
+        return float(self._call("value", self._x(x), self.data_args(data, batch)))
+
+    def value_and_grad(self, x, out=None, *, batch=None, **data) -> tuple[float, np.ndarray]:
+        """The loss at ``x`` and its gradient (written into ``out`` when given)."""
+        if not data and batch is None:  # hot path: keep the Python work to a minimum
+            if type(x) is not np.ndarray or x.dtype is not _F64:
+                x = self._x(x)
+            if out is None:
+                out = np.empty(self._n)
+            elif type(out) is not np.ndarray or out.dtype is not _F64:
+                out = self._out(out, (self._n,))
+            try:
+                return self._vg(x, out), out
+            except (ValueError, TypeError):
+                self._x(x)
+                self._out(out, (self._n,))
+                self.data_args(data, batch)
+                raise
+        x = self._x(x)
+        out = self._out(out, (self._n,))
+        return float(self._call("value_and_grad", x, self.data_args(data, batch), out)), out
+
+    def grad(self, x, out=None, *, batch=None, **data) -> np.ndarray:
+        """The gradient at ``x`` (written into ``out`` when given)."""
+        return self.value_and_grad(x, out, batch=batch, **data)[1]
+
+    def hessian(self, x, out=None, *, batch=None, **data) -> np.ndarray:
+        """The Hessian at ``x`` as an ``(n, n)`` array."""
+        x = self._x(x)
+        out = self._out(out, (self._n, self._n))
+        self._call("hessian", x, self.data_args(data, batch), out)
+        return out
+
+    def hvp(self, x, v, out=None, *, batch=None, **data) -> np.ndarray:
+        """The Hessian at ``x`` times the vector ``v``, without forming the Hessian."""
+        x, v = self._x(x), self._x(v, "v")
+        out = self._out(out, (self._n,))
+        self._call("hvp", x, self.data_args(data, batch), v, out)
+        return out
+
+    def value_complex(self, x, *, batch=None, **data) -> complex:
+        """The loss at a complex ``x`` (for complex-step checks; analytic losses only)."""
+        if not self.analytic:
+            raise TypeError("value_complex needs an analytic loss (no abs/max/min/relu/"
+                            "Piecewise/sign); use a finite-difference method instead")
+        x = np.asarray(x, dtype=np.complex128)
+        if x.shape != (self._n,):
+            raise ValueError(f"x must have {self._n} entries, got shape {x.shape}")
+        return complex(self.module.value_complex(x, *self.data_args(data, batch)))
+
+    def bind(self, **data) -> BoundKernel:
+        """Validate data once and return a kernel of ``x`` alone (for hot loops).
+
+        >>> import symgrad as sg, numpy as np
+        >>> a = sg.params("a"); t = sg.data("t")
+        >>> fb = sg.compile(sg.mean((a - t)**2)).bind(t=np.array([1.0, 3.0]))
+        >>> fb.value(np.array([2.0]))
+        1.0
+        """
+        return BoundKernel(self, self.data_args(data))
+
+
+class BoundKernel:
+    """A :class:`Kernel` with its data validated once; same methods without data arguments."""
+
+    def __init__(self, kernel: Kernel, args: tuple) -> None:
+        self.kernel, self.args = kernel, args
+        self.params = kernel.params
+        self.data_names: tuple[str, ...] = ()
+
+    def value(self, x) -> float:
+        k = self.kernel
+        return float(k._call("value", k._x(x), self.args))
+
+    def value_and_grad(self, x, out=None) -> tuple[float, np.ndarray]:
+        k = self.kernel
+        if out is None:
+            out = np.empty(k._n)
+        return k._call("value_and_grad", x if type(x) is np.ndarray else k._x(x), self.args,
+                       out), out
+
+    def grad(self, x, out=None) -> np.ndarray:
+        return self.value_and_grad(x, out)[1]
+
+    def hvp(self, x, v, out=None) -> np.ndarray:
+        k = self.kernel
+        out = k._out(out, (k._n,))
+        k._call("hvp", k._x(x), self.args, k._x(v, "v"), out)
+        return out
+
+    def hessian(self, x, out=None) -> np.ndarray:
+        k = self.kernel
+        out = k._out(out, (k._n, k._n))
+        k._call("hessian", k._x(x), self.args, out)
+        return out
+
+
+def _column(name: str, a, width: int | None) -> np.ndarray:
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:
+        raise TypeError(f"data column '{name}' is not an array: {exc}") from exc
+    if arr.dtype.kind in "iub":
+        arr = arr.astype(np.float64)
+    elif arr.dtype not in (np.float32, np.float64):
+        raise TypeError(f"data column '{name}' has dtype {arr.dtype}: pass float64 or float32")
+    want = 1 if width is None else 2
+    if arr.ndim != want:
+        shape = "(N,)" if width is None else f"(N, {width})"
+        raise ValueError(f"data column '{name}' must have shape {shape}, got {arr.shape}")
+    if width is not None and arr.shape[1] != width:
+        raise ValueError(f"data column '{name}' must have {width} entries per sample "
+                         f"(shape (N, {width})), got {arr.shape}")
+    ok = np.isfinite(arr)
+    if not ok.all():
+        bad = np.argwhere(~ok)[0]
+        where = f"row {bad[0]}" + (f", entry {bad[1]}" if arr.ndim == 2 else "")
+        raise ValueError(f"data column '{name}' has a non-finite value ({arr[tuple(bad)]}) at "
+                         f"{where}: clean or drop it before fitting")
+    return arr
+
+
+def _batch_index(batch, n: int) -> np.ndarray:
+    idx = np.asarray(batch)
+    if idx.dtype == bool:
+        if idx.shape != (n,):
+            raise ValueError(f"a boolean batch mask must have shape ({n},), got {idx.shape}")
+        idx = np.flatnonzero(idx)
+    if idx.ndim != 1 or idx.dtype.kind not in "iu":
+        raise TypeError("batch must be a slice, an integer index array or a boolean mask")
+    if idx.shape[0] == 0:
+        raise ValueError("batch selects no samples")
+    if idx.min() < -n or idx.max() >= n:
+        raise IndexError(f"batch indices must lie in [-{n}, {n}), got {idx.min()}..{idx.max()}")
+    idx = idx.astype(np.int64, copy=False)
+    return np.where(idx < 0, idx + n, idx) if idx.min() < 0 else idx

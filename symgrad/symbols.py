@@ -1,0 +1,251 @@
+"""The language losses are written in: parameters, data columns, reductions.
+
+Parameters and data columns are ordinary real SymPy symbols of two marker subclasses, so every
+SymPy operation works on them and later stages can tell them apart by type.
+
+>>> import symgrad as sg
+>>> a, b = sg.params("a b")
+>>> t, y = sg.data("t y")
+>>> loss = sg.mean((a*t + b - y)**2)
+>>> sorted(str(s) for s in loss.free_symbols)
+['a', 'b', 't', 'y']
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import sympy as sp
+
+__all__ = [
+    "Data",
+    "Index",
+    "IndexedSum",
+    "Mean",
+    "Param",
+    "ParamVector",
+    "Reduction",
+    "Sum",
+    "data",
+    "index",
+    "mean",
+    "params",
+    "sum",
+]
+
+_counter = itertools.count()
+
+
+class Param(sp.Symbol):
+    """A real scalar parameter (a symbol the loss is differentiated with respect to)."""
+
+    _order: int
+
+    def __new__(cls, name: str) -> Param:
+        obj = super().__new__(cls, name, real=True)
+        if not hasattr(obj, "_order"):
+            obj._order = next(_counter)
+        return obj
+
+
+class Data(sp.Symbol):
+    """One scalar component of a per-sample data column.
+
+    ``column`` is the name of the array passed at call time; ``component`` is ``None`` for a 1-D
+    column and the position along axis 1 for a vector column of width ``width``.
+    """
+
+    column: str
+    component: int | None
+    width: int | None
+
+    def __new__(cls, name: str, column: str, component: int | None = None,
+                width: int | None = None) -> Data:
+        obj = super().__new__(cls, name, real=True)
+        obj.column, obj.component, obj.width = column, component, width
+        return obj
+
+
+class Index(sp.Symbol):
+    """An integer summation index for :func:`sum` over a parameter vector."""
+
+    def __new__(cls, name: str) -> Index:
+        return super().__new__(cls, name, integer=True)
+
+
+class ParamVector(sp.IndexedBase):
+    """A parameter vector of call-time length, read element-wise as ``x[i]`` inside :func:`sum`."""
+
+    _order: int
+
+    def __new__(cls, name: str) -> ParamVector:
+        obj = super().__new__(cls, name, real=True)
+        if not hasattr(obj, "_order"):
+            obj._order = next(_counter)
+        return obj
+
+    @property
+    def length(self) -> sp.Symbol:
+        """The call-time length ``n`` of this vector, for summation limits: ``(i, 0, x.length - 1)``."""
+        return sp.Symbol(f"len_{self.name}", integer=True, positive=True)
+
+
+def _names(names: str | Sequence[str]) -> list[str]:
+    out = names.replace(",", " ").split() if isinstance(names, str) else list(names)
+    if not out:
+        raise ValueError("no names given: pass e.g. 'a b c'")
+    for n in out:
+        if not isinstance(n, str) or not n.isidentifier():
+            raise ValueError(f"{n!r} is not a valid name: use letters, digits and _")
+    return out
+
+
+def _element_name(base: str, idx: tuple[int, ...]) -> str:
+    return f"{base}[{','.join(map(str, idx))}]"
+
+
+def params(names: str | Sequence[str], shape: tuple | None = None, indexed: bool = False):
+    """Declare parameters: one ``Param`` per name, or a Matrix of them with ``shape``.
+
+    ``params("x1 x2")`` returns a tuple of symbols (a single symbol for one name).
+    ``params("W", shape=(2, 3))`` returns a ``sympy.Matrix`` whose entries are named ``W[0,0]``...
+    ``params("x", indexed=True)`` returns a :class:`ParamVector` of call-time length ``n`` that
+    :func:`sum` loops over (``x[i]``, ``x[i+1]``...).
+
+    >>> x1, x2 = params("x1 x2")
+    >>> params("W", shape=(2, 3)).shape
+    (2, 3)
+    """
+    ns = _names(names)
+    if indexed:
+        if len(ns) != 1:
+            raise ValueError("indexed=True declares one vector at a time")
+        return ParamVector(ns[0])
+    if shape is None:
+        syms = tuple(Param(n) for n in ns)
+        return syms[0] if len(syms) == 1 else syms
+    shape = _check_shape(shape)
+    mats = []
+    for n in ns:
+        rows, cols = shape if len(shape) == 2 else (shape[0], 1)
+        idx = (lambda r, c: (r, c)) if len(shape) == 2 else (lambda r, c: (r,))
+        mats.append(sp.Matrix(rows, cols, lambda r, c, n=n, idx=idx: Param(_element_name(n, idx(r, c)))))
+    return mats[0] if len(mats) == 1 else tuple(mats)
+
+
+def _check_shape(shape) -> tuple[int, ...]:
+    if isinstance(shape, int):
+        shape = (shape,)
+    shape = tuple(shape)
+    if len(shape) not in (1, 2) or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ValueError(f"shape must be (k,) or (r, c) of positive ints, got {shape!r}")
+    return shape
+
+
+def data(names: str | Sequence[str], shape: tuple | None = None):
+    """Declare per-sample data columns.
+
+    ``data("t y")`` gives 1-D columns (one value per sample); ``data("x", shape=(k,))`` gives a
+    column Matrix of ``k`` symbols read from an ``(N, k)`` array passed as ``x=...``.
+
+    >>> t, y = data("t y")
+    >>> data("x", shape=(2,)).shape
+    (2, 1)
+    """
+    ns = _names(names)
+    if shape is None:
+        syms = tuple(Data(n, n) for n in ns)
+        return syms[0] if len(syms) == 1 else syms
+    shape = _check_shape(shape)
+    if len(shape) != 1:
+        raise ValueError("data columns are 1-D per sample: use shape=(k,) for an (N, k) array")
+    (k,) = shape
+    mats = tuple(sp.Matrix([Data(_element_name(n, (j,)), n, j, k) for j in range(k)]) for n in ns)
+    return mats[0] if len(mats) == 1 else mats
+
+
+def index(names: str | Sequence[str]):
+    """Declare integer summation indices for :func:`sum` over parameter vectors.
+
+    >>> i = index("i")
+    >>> i.is_integer
+    True
+    """
+    syms = tuple(Index(n) for n in _names(names))
+    return syms[0] if len(syms) == 1 else syms
+
+
+class Reduction(sp.Function):
+    """Base of ``Mean``/``Sum``: an unevaluated reduction of a per-sample expression."""
+
+    nargs = 1
+    is_real = True
+
+    def _eval_derivative(self, s):
+        return type(self)(sp.diff(self.args[0], s))
+
+    def _latex(self, printer):
+        return rf"\operatorname{{{type(self).__name__.lower()}}}\left({printer._print(self.args[0])}\right)"
+
+
+class Mean(Reduction):
+    """``mean_i e(sample i)``."""
+
+
+class Sum(Reduction):
+    """``sum_i e(sample i)``."""
+
+
+class IndexedSum(sp.Function):
+    """``sum_{i=lo}^{hi-1} term(i)`` over a parameter vector; ``hi`` may use ``n``, its length."""
+
+    is_real = True
+
+    def _eval_derivative(self, s):
+        term, i, lo, hi = self.args
+        return IndexedSum(sp.diff(term, s), i, lo, hi)
+
+
+def _data_symbols(e: sp.Basic) -> set:
+    return {s for s in e.free_symbols if isinstance(s, Data)}
+
+
+def mean(e) -> sp.Expr:
+    """The mean over samples of a per-sample expression ``e`` in parameters and data columns.
+
+    >>> a = params("a"); t = data("t")
+    >>> mean((a*t)**2)
+    Mean(a**2*t**2)
+    """
+    return Mean(_scalar(e, "mean"))
+
+
+def sum(e, limits: tuple | None = None) -> sp.Expr:
+    """Sum over samples, or over an index range when ``limits=(i, lo, hi)`` is given.
+
+    With limits, ``i`` runs over ``lo <= i < hi`` and the term reads a parameter vector
+    (``x[i]``, ``x[i+1]``); ``hi`` is written with the vector's call-time length ``x.length``.
+
+    >>> x = params("x", indexed=True); i = index("i")
+    >>> sum((x[i+1] - x[i])**2, (i, 0, x.length - 1))
+    IndexedSum((-x[i] + x[i + 1])**2, i, 0, len_x - 1)
+    """
+    e = _scalar(e, "sum")
+    if limits is None:
+        return Sum(e)
+    i, lo, hi = limits
+    if not isinstance(i, Index):
+        raise TypeError("the summation index must come from sg.index('i')")
+    return IndexedSum(e, i, sp.sympify(lo), sp.sympify(hi))
+
+
+def _scalar(e, what: str) -> sp.Expr:
+    e = sp.sympify(e)
+    if isinstance(e, sp.MatrixBase):
+        if e.shape != (1, 1):
+            raise TypeError(f"sg.{what} takes a scalar per-sample expression, got a {e.shape} matrix; "
+                            f"reduce it first, e.g. sg.{what}(sum(M))")
+        e = e[0, 0]
+    return e
+
