@@ -9,7 +9,9 @@
 
 __version__ = "0.1.0"
 
+from . import optim, schedules, testing
 from .api import compile, generate, grad, hessian, jacobian
+from .check import GradCheck, HessianCheck, check_grad, check_hessian
 from .derive import KinkPolicy
 from .functions import (
     expm1,
@@ -22,15 +24,22 @@ from .functions import (
     softplus,
 )
 from .kernel import BoundKernel, Kernel
+from .minimize import OptimizeResult, minimize
 from .problem import ProblemError
+from .scipy_interop import scipy_objective
 from .symbols import data, index, mean, params, sum
 
 __all__ = [
     "BoundKernel",
+    "GradCheck",
+    "HessianCheck",
     "Kernel",
     "KinkPolicy",
+    "OptimizeResult",
     "ProblemError",
     "__version__",
+    "check_grad",
+    "check_hessian",
     "compile",
     "data",
     "expm1",
@@ -43,10 +52,15 @@ __all__ = [
     "log_softmax",
     "logsumexp",
     "mean",
+    "minimize",
+    "optim",
     "params",
     "relu",
+    "schedules",
+    "scipy_objective",
     "sigmoid",
     "softmax",
     "softplus",
     "sum",
+    "testing",
 ]
