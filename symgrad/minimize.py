@@ -123,6 +123,11 @@ def _is_kernel(f: Any) -> bool:
     return all(hasattr(f, a) for a in ("value_and_grad", "jit", "data_args"))
 
 
+def _is_bound(f: Any) -> bool:
+    """A ``Kernel.bind(**data)`` result: the kernel plus its validated data arguments."""
+    return hasattr(f, "args") and _is_kernel(getattr(f, "kernel", None))
+
+
 def _int_arg(name: str, value: Any, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -155,6 +160,8 @@ class _Plan:
     progress: bool
     record_every: int
     factor: float  # inf disables the loss bound
+    jit_vg: Any = None  # f.jit.value_and_grad for kernels
+    jit_args: tuple = ()  # its full-batch data arguments, f.data_args(data)
 
 
 def _plan(
@@ -173,12 +180,17 @@ def _plan(
     record_every: Any,
     diverge_factor: Any,
 ) -> _Plan:
-    kernel = _is_kernel(f)
+    bound = _is_bound(f)
+    kernel = bound or _is_kernel(f)
     if not kernel and not callable(f):
         raise TypeError(
             "f must be a symgrad Kernel (sg.compile(loss)) or a callable "
             f"f(x, **data) -> (value, grad); got {type(f).__name__}"
         )
+    if bound:
+        if data is not None:
+            raise ValueError("f is a bound kernel (its data are fixed): do not pass data=")
+        f, jit_args = f.kernel, tuple(f.args)
     x = np.array(x0, dtype=np.float64)  # a copy: the caller's x0 is never modified
     if x.ndim == 0:
         x = x.reshape(1)
@@ -211,8 +223,10 @@ def _plan(
         n_samples = next(iter(lengths.values()), 0)
     else:
         n_samples = 0
-        if kernel and getattr(f, "data_names", ()):
+        if kernel and not bound and getattr(f, "data_names", ()):
             raise ValueError(f"this loss needs data: pass data={{...}} with {f.data_names}")
+    if kernel and not bound:
+        jit_args = tuple(f.data_args(data))  # the kernel validates the columns
 
     if batch_size is not None:
         if data is None or n_samples == 0:
@@ -256,6 +270,8 @@ def _plan(
         bool(progress),
         _int_arg("record_every", record_every, minimum=0),
         factor,
+        f.jit.value_and_grad if kernel else None,
+        jit_args if kernel else (),
     )
 
 
@@ -332,8 +348,7 @@ class _Progress:
 def _full_evaluator(p: _Plan) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
     """``x -> (loss, grad)`` on the full data, a fresh gradient array each call."""
     if p.kernel:
-        vg = p.f.jit.value_and_grad
-        args = tuple(p.f.data_args(p.data))
+        vg, args = p.jit_vg, p.jit_args
 
         def ev(x: np.ndarray) -> tuple[float, np.ndarray]:
             g = np.empty_like(x)
@@ -653,8 +668,7 @@ def _compiled_reason(p: _Plan) -> str:
 def _run_compiled(p: _Plan) -> OptimizeResult:
     opt, steps, rec, n = p.opt, p.steps, p.record_every, p.x0.size
     loop = _compiled_loop()
-    vg = p.f.jit.value_and_grad
-    args = tuple(p.f.data_args(p.data))
+    vg, args = p.jit_vg, p.jit_args
     x = p.x0.copy()
     xs = np.empty_like(x)
     g = np.empty_like(x)

@@ -514,3 +514,99 @@ def test_scipy_objective_passes_data(line_data):
     np.testing.assert_array_equal(obj.jac(x), f(x, **line_data)[1])
     with pytest.raises(TypeError, match="f must be"):
         scipy_objective(42)
+
+
+# --------------------------------------------------------------------------- real symgrad kernels
+
+
+@pytest.fixture(scope="module")
+def sg():
+    import symgrad
+
+    if not hasattr(symgrad, "compile"):
+        pytest.skip("symgrad.compile is not available yet")
+    return symgrad
+
+
+@pytest.fixture(scope="module")
+def seed_kernel(sg):
+    x1, x2 = sg.params("x1 x2")
+    return sg.compile((x2 - x1**2) ** 2 + (1 - x1) ** 2)
+
+
+@pytest.fixture(scope="module")
+def quadfit(sg):
+    a, b, c = sg.params("a b c")
+    t, y = sg.data("t y")
+    rng = np.random.default_rng(42)
+    time = np.arange(20.0)
+    speed = rng.normal(size=20) + 0.5 * (time - 9.5) ** 2 + 1
+    f = sg.compile(sg.mean((a * t**2 + b * t + c - y) ** 2))
+    return f, {"t": time, "y": speed}, rng.normal(size=3)
+
+
+@pytest.mark.parametrize(
+    ("lr", "x_end", "f_end"),
+    [
+        (0.1, [1.0088382, 1.0213919], 9.1345e-5),
+        (0.2, [0.7407781, 0.8923244], 0.185238),
+        (schedules.time_decay(0.2, decay=0.01), [0.9976260, 0.9942727], 6.6060e-6),
+    ],
+    ids=["lr0.1", "lr0.2", "lr0.2-time-decay"],
+)
+@pytest.mark.parametrize("compiled", [False, True])
+def test_seed_experiment_with_a_real_kernel(seed_kernel, lr, x_end, f_end, compiled):
+    res = minimize(seed_kernel, [2.0, 2.0], optimizer=optim.sgd(lr=lr), steps=100,
+                   compiled=compiled)  # fmt: skip
+    assert res.compiled == compiled
+    np.testing.assert_allclose(res.x, x_end, atol=1e-7)
+    assert res.fun == pytest.approx(f_end, rel=1e-4)
+    ref = minimize(seed_rosen, [2.0, 2.0], optimizer=optim.sgd(lr=lr), steps=100)
+    np.testing.assert_allclose(res.history.x, ref.history.x, rtol=1e-12, atol=1e-14)
+
+
+def test_quadratic_fit_kernel_decreases_mse_monotonically(quadfit):
+    f, data, p0 = quadfit
+    res = minimize(f, p0, optimizer=optim.sgd(lr=1e-5), steps=10, data=data)
+    assert np.all(np.diff(res.history.loss) < 0)
+    c = minimize(f, p0, optimizer=optim.sgd(lr=1e-5), steps=10, data=data, compiled=True)
+    _assert_same(c, res)
+
+
+def test_real_kernel_compiled_equals_python_with_data(quadfit):
+    f, data, p0 = quadfit
+    kw = dict(optimizer=optim.adam(lr=0.05), steps=400, data=data, record_every=5)
+    _assert_same(minimize(f, p0, compiled=True, **kw), minimize(f, p0, compiled=False, **kw))
+
+
+def test_bound_kernel_runs_both_loops(quadfit):
+    f, data, p0 = quadfit
+    fb = f.bind(**data)
+    kw = dict(optimizer=optim.momentum(lr=1e-5, beta=0.9), steps=50)
+    a = minimize(fb, p0, compiled=True, **kw)
+    _assert_same(a, minimize(fb, p0, compiled=False, **kw))
+    _assert_same(a, minimize(f, p0, data=data, compiled=False, **kw))
+    with pytest.raises(ValueError, match="bound kernel"):
+        minimize(fb, p0, data=data)
+
+
+def test_real_kernel_minibatches(quadfit):
+    f, data, p0 = quadfit
+    kw = dict(optimizer=optim.adam(lr=0.05), data=data, batch_size=6, epochs=5, seed=0)
+    res = minimize(f, p0, **kw)
+    assert res.nit == 20 and res.history.epoch_loss.shape == (5,)
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(20)
+    assert res.history.loss[0] == pytest.approx(f.value(p0, batch=perm[:6], **data), rel=1e-14)
+    assert res.fun == pytest.approx(f.value(res.x, **data), rel=1e-14)
+    np.testing.assert_array_equal(res.x, minimize(f, p0, **kw).x)
+
+
+def test_scipy_objective_with_a_real_kernel(quadfit):
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    f, data, p0 = quadfit
+    obj = scipy_objective(f, data=data)
+    res = scipy_optimize.minimize(obj.fun, p0, jac=obj.jac, hessp=obj.hessp, method="Newton-CG")
+    t, y = data["t"], data["y"]
+    np.testing.assert_allclose(res.x, np.polyfit(t, y, 2), rtol=1e-6)
+    np.testing.assert_allclose(obj.hess(res.x), f.hessian(res.x, **data))
