@@ -29,7 +29,8 @@ from .printer import ComplexPrinter, ScalarPrinter
 
 __all__ = ["CodegenOptions", "module_source"]
 
-RESERVED = {"x", "g", "v", "out", "H", "idx", "acc", "lo", "hi", "N", "i", "j", "k", "c", "m",
+RESERVED = {"x", "g", "v", "out", "H", "idx", "acc", "lo", "hi", "N", "i", "j", "k", "c", "m", "n",
+            "w", "z", "a", "nn", "e",
             "math", "cmath", "np", "numba", "rows", "nc", "s"}
 
 
@@ -97,29 +98,47 @@ class _Gen:
         for k, s in enumerate(der.u):
             names[s] = f"u{k}"
         self.names = _TmpNames(names)
+        self.M = len(p.vectors)
         self.cols = _column_args(p)
         self.col_of = dict(zip([c.name for c in p.columns], self.cols, strict=True))
         self.real = ScalarPrinter(self.names)
         self.cplx = ComplexPrinter(self.names)
         self.sub: dict = {}
+        self.emitted: set = set()
+        for k, vs in enumerate(p.vector_sums):
+            names[vs.symbol] = f"s{k}"
+            names[vs.index] = "float(i)"
+        for vec in p.vectors:
+            names[vec.length] = "n"
+        for vt in der.vsums:
+            for (y, _, _), vy in zip(vt.locals, vt.vy, strict=True):
+                names[y] = _ident(y.name, "", taken)
+                names[vy] = _ident(vy.name, "", taken)
+        self.names.update(names)
+        self.ns = len(p.params)
+        self.vec_pos = {vec: j for j, vec in enumerate(p.vectors)}
 
     # -- pieces ---------------------------------------------------------------------------
-    def assigns(self, prog, outs: tuple[str, ...], printer) -> list[str]:
+    def assigns(self, prog, outs: tuple[str, ...], printer, fresh: bool = True) -> list[str]:
         """Statements computing the named outputs; temporaries used once are inlined for
-        readability (``self.sub`` then maps them for the output statements)."""
-        sched = prog.schedule(*outs)
+        readability (``self.sub`` then maps them for the output statements). ``fresh=False``
+        continues the previous call's function body (its temporaries are in scope)."""
+        if fresh:
+            self.sub, self.emitted = {}, set()
+        sched = [(t, e) for t, e in prog.schedule(*outs)
+                 if t not in self.sub and t not in self.emitted]
         uses: dict = {}
         for e in [e for _, e in sched] + [o for n in outs for o in prog.outputs[n]]:
             for s in e.free_symbols:
                 if isinstance(s, Tmp):
                     uses[s] = uses.get(s, 0) + 1
-        self.sub = {}
         lines = []
         for t, e in sched:
             e = e.xreplace(self.sub) if self.sub else e
-            if uses.get(t, 0) <= 1:
+            if uses.get(t, 0) <= 1 and fresh:
                 self.sub[t] = e
             else:
+                self.emitted.add(t)
                 lines.append(f"{printer._print(t)} = {printer.doprint(e)}")
         return lines
 
@@ -213,6 +232,8 @@ class _Gen:
         return "\n".join(T.lines).rstrip() + "\n"
 
     def functions(self) -> list[str]:
+        if self.prob.vector_sums:
+            return self.with_vectors()
         if self.K == 0:
             return self.param_only()
         return self.with_data()
@@ -245,19 +266,18 @@ class _Gen:
         return out
 
     # -- losses with reductions over samples -------------------------------------------------
-    def with_data(self) -> list[str]:
-        s, K, n = self.der.sample, self.K, self.n
+    def sample_fns(self, cplx_ok: bool) -> list[str]:
+        K, n = self.K, self.n
         cols = ", ".join(self.cols)
         out = []
         modes = {"e": ("e",), "g": ("e", "g"), "h": ("e", "g", "hv")}
         sizes = {"e": K, "g": K + K * n, "h": K + 2 * K * n}
         for mode, outs in modes.items():
-            for cplx in ((False, True) if mode == "e" and self.prob.analytic else (False,)):
+            for cplx in ((False, True) if mode == "e" and cplx_ok else (False,)):
                 out.append(self.acc_fn(mode, outs, cplx))
             out.append(self.par_fn(mode, sizes[mode], cols))
-        if self.prob.analytic:
+        if cplx_ok:
             out.append(self.par_fn("e", K, cols, cplx=True))
-        out.extend(self.finish_fns())
         out.append(_fn(f"_n_samples({cols}, idx)",
                        "Number of samples used; checks that the columns agree.", [
                            f"N = {self.cols[0]}.shape[0]",
@@ -266,11 +286,21 @@ class _Gen:
                              for c in self.cols[1:]],
                            "if idx is not None:", "    return idx.shape[0]",
                            "return N"], jit="@numba.njit(cache=True)"))
+        return out
+
+    def with_data(self) -> list[str]:
+        K, n = self.K, self.n
+        cols = ", ".join(self.cols)
+        sizes = {"e": K, "g": K + K * n, "h": K + 2 * K * n}
+        out = self.sample_fns(self.prob.analytic)
+        out.extend(self.finish_fns())
         for par in (False, True):
             sfx, drv = ("_parallel", "_par_") if par else ("", "_acc_")
             tail = f"{cols}, idx=None"
-            run = (lambda m, a, drv=drv: f"{drv}{m}({a}, {cols}, idx, "
-                   + ("N, acc)" if drv == "_par_" else "0, N, acc)"))
+            def run(m: str, a: str, drv: str = drv) -> str:
+                rng = "N, acc)" if drv == "_par_" else "0, N, acc)"
+                return f"{drv}{m}({a}, {cols}, idx, {rng}"
+
             out.append(_fn(f"value{sfx}(x, {tail})", "The loss at x.", [
                 self.check_x(), f"N = _n_samples({cols}, idx)",
                 f"acc = np.zeros({sizes['e']})", run("e", "x"),
@@ -297,7 +327,6 @@ class _Gen:
                                f"acc = np.zeros({K}, dtype=np.complex128)",
                                f"_acc_e_c(x, {cols}, idx, 0, N, acc)",
                                "return _finish_e_c(x, acc, N)"]))
-        del s
         return out
 
     def acc_fn(self, mode: str, outs: tuple[str, ...], cplx: bool) -> str:
@@ -316,7 +345,8 @@ class _Gen:
         lines += ["    " + ln for ln in self.assigns(s, outs, pr)]
         lines += [f"    a{j} += {self.p(e, pr)}" for j, e in enumerate(sums)]
         lines += [f"acc[{j}] += a{j}" for j in range(len(sums))]
-        name = f"_acc_{mode}{'_c' if cplx else ''}({args}, {', '.join(self.cols)}, idx, lo, hi, acc)"
+        sfx = "_c" if cplx else ""
+        name = f"_acc_{mode}{sfx}({args}, {', '.join(self.cols)}, idx, lo, hi, acc)"
         doc = {"e": "Add each reduction's sum over samples lo..hi-1 into acc.",
                "g": "Add the sums of each reduction and its gradient into acc (one pass).",
                "h": "Add the sums of each reduction's Hessian times v into acc."}[mode]
@@ -358,7 +388,8 @@ class _Gen:
             out.append(_fn("_finish_e_c(x, acc, N)", "Complex variant of _finish_e.", [
                 *self.load_params(), *self.load_r(), *self.assigns(o, ("F",), self.cplx),
                 f"return {self.p(F, self.cplx)}"], jit="@numba.njit(cache=True)"))
-        lines = [*self.load_params(), *self.load_r(), *self.assigns(o, ("F", "dx", "dR"), self.real)]
+        lines = [*self.load_params(), *self.load_r(),
+                 *self.assigns(o, ("F", "dx", "dR"), self.real)]
         lines += [f"g[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["dx"])]
         for k, dr in enumerate(o.outputs["dR"]):
             lines += [f"w = ({self.p(dr)}) * ({self.scale(k)})", f"for m in range({n}):",
@@ -386,6 +417,170 @@ class _Gen:
         return out
 
 
+    # -- indexed sums over parameter vectors ------------------------------------------------
+    def vec_load(self, vt, arr: str, names_of) -> list[str]:
+        return [f"{self.names[names_of(y, vy)]} = {arr}[{self.loc_index(vec, off)}]"
+                for (y, vec, off), vy in zip(vt.locals, vt.vy, strict=True)]
+
+    def loc_index(self, vec, off: int) -> str:
+        start = [str(self.ns)] if self.ns else []
+        if self.vec_pos[vec]:
+            start.append(f"{self.vec_pos[vec]} * n")
+        base = " + ".join([*start, "i"])
+        return base + (f" + {off}" if off > 0 else f" - {-off}" if off < 0 else "")
+
+    def vec_fns(self, j: int) -> list[str]:
+        vs, vt = self.prob.vector_sums[j], self.der.vsums[j]
+        prog = vt.program
+        offs = [off for _, _, off in vt.locals] or [0]
+        rng = [f"lo = {self.p(vs.lo)}", f"hi = {self.p(vs.hi)}",
+               f"if hi > lo and (lo + {min(offs)} < 0 or hi - 1 + {max(offs)} >= n):",
+               f'    raise ValueError("sum {j}: index {_esc(str(vs.index))} reads outside the '
+               'parameter vector")']
+        rng = [ln.replace("lo = ", "lo = int(").replace("hi = ", "hi = int(") + ")"
+               if ln.startswith(("lo =", "hi =")) else ln for ln in rng]
+        ys = [self.vec_load(vt, "x", lambda y, vy: y)]
+        vys = [self.vec_load(vt, "v", lambda y, vy: vy)]
+        ns = self.ns
+        jit = "@numba.njit(cache=True, fastmath=_FASTMATH)"
+        out = []
+        # value
+        body = [*self.load_params(), *rng, "s = 0.0", "for i in range(lo, hi):",
+                *["    " + ln for ln in ys[0]],
+                *["    " + ln for ln in self.assigns(prog, ("t",), self.real)]]
+        body += [f"    s += {self.p(prog.outputs['t'][0])}", "return s"]
+        out.append(_fn(f"_vs{j}_value(x, n)", f"Sum {j} over its index range.", body, jit))
+        # gradient scatter
+        body = [*self.load_params(), *rng, "s = 0.0", *[f"a{k} = 0.0" for k in range(ns)],
+                "for i in range(lo, hi):", *["    " + ln for ln in ys[0]],
+                *["    " + ln for ln in self.assigns(prog, ("t", "gy", "gx"), self.real)],
+                f"    s += {self.p(prog.outputs['t'][0])}"]
+        for (_, vec, off), gy in zip(vt.locals, prog.outputs["gy"], strict=True):
+            body.append(f"    g[{self.loc_index(vec, off)}] += w * ({self.p(gy)})")
+        body += [f"    a{k} += {self.p(e)}" for k, e in enumerate(prog.outputs["gx"])]
+        body += [f"g[{k}] += w * a{k}" for k in range(ns)] + ["return s"]
+        out.append(_fn(f"_vs{j}_grad(x, n, w, g)",
+                       f"Sum {j}; adds w times its gradient into g (scattered per element).",
+                       body, jit))
+        # directional derivative
+        body = [*self.load_params(), *self.load_v(), *rng, "s = 0.0", "u = 0.0",
+                "for i in range(lo, hi):", *["    " + ln for ln in ys[0] + vys[0]],
+                *["    " + ln for ln in self.assigns(prog, ("t", "dir"), self.real)],
+                f"    s += {self.p(prog.outputs['t'][0])}",
+                f"    u += {self.p(prog.outputs['dir'][0])}", "return s, u"]
+        out.append(_fn(f"_vs{j}_dir(x, v, n)", f"Sum {j} and its derivative along v.", body, jit))
+        # Hessian-vector scatter
+        body = [*self.load_params(), *self.load_v(), *rng, *[f"a{k} = 0.0" for k in range(ns)],
+                "for i in range(lo, hi):", *["    " + ln for ln in ys[0] + vys[0]],
+                *["    " + ln for ln in self.assigns(prog, ("gy", "gx", "hy", "hx"), self.real)]]
+        for (_, vec, off), gy, hy in zip(vt.locals, prog.outputs["gy"], prog.outputs["hy"],
+                                         strict=True):
+            body.append(f"    out[{self.loc_index(vec, off)}] += "
+                        f"w * ({self.p(hy)}) + z * ({self.p(gy)})")
+        body += [f"    a{k} += w * ({self.p(h)}) + z * ({self.p(g)})"
+                 for k, (g, h) in enumerate(zip(prog.outputs["gx"], prog.outputs["hx"],
+                                                strict=True))]
+        body += [f"out[{k}] += a{k}" for k in range(ns)]
+        out.append(_fn(f"_vs{j}_hvp(x, v, n, w, z, out)",
+                       f"Adds w * (Hessian of sum {j}) v + z * (its gradient) into out.",
+                       body, jit))
+        return out
+
+    def with_vectors(self) -> list[str]:
+        p, o, K, n = self.prob, self.der.outer, self.K, self.n
+        m = len(p.vector_sums)
+        cols = ", ".join(self.cols)
+        tail = f", {cols}, idx=None" if K else ""
+        call_tail = f", {cols}, idx" if K else ""
+        out: list[str] = []
+        if K:
+            out.extend(self.sample_fns(False))
+        for j in range(m):
+            out.extend(self.vec_fns(j))
+        vecs = ", ".join(v.name for v in p.vectors)
+        scal = ", ".join(p.param_names) or "no scalars"
+        out.append(_fn("_n_vec(x)", "The vectors' length n from the length of x.", [
+            f"r = x.shape[0] - {self.ns}",
+            f"if r < {self.M} or r % {self.M} != 0:",
+            f'    raise ValueError("x must hold the scalars ({_esc(scal)}) then the vector(s) '
+            f'({_esc(vecs)}) of one common length n >= 1")',
+            f"return r // {self.M}"]))
+        sizes = {"e": K, "g": K + K * n, "h": K + 2 * K * n}
+
+        def samples(mode: str, args: str = "x") -> list[str]:
+            if not K:
+                return []
+            return [f"N = _n_samples({cols}, idx)", f"acc = np.zeros({sizes[mode]})",
+                    f"_acc_{mode}({args}, {cols}, idx, 0, N, acc)", *self.load_r()]
+
+        S = [f"s{j}" for j in range(m)]
+        # value
+        body = ["n = _n_vec(x)", *samples("e"),
+                *[f"{S[j]} = _vs{j}_value(x, n)" for j in range(m)],
+                *self.load_params(), *self.assigns(o, ("F",), self.real),
+                f"return {self.p(o.outputs['F'][0])}"]
+        out.append(_fn(f"value(x{tail})", "The loss at x.", body))
+        # value and gradient
+        dS = o.outputs["dR"][K:]
+        s_syms = {vs.symbol for vs in p.vector_sums}
+        two_pass = any(_depends(o, d, s_syms) for d in dS)
+        body = ["n = _n_vec(x)", "if g.shape[0] != x.shape[0]:",
+                '    raise ValueError("g must have the length of x")', "g[:] = 0.0",
+                *samples("g"), *self.load_params()]
+        if two_pass:
+            body += [f"{S[j]} = _vs{j}_value(x, n)" for j in range(m)]
+        body += self.assigns(o, ("dR",), self.real)
+        body += [f"{S[j]} = _vs{j}_grad(x, n, {self.p(dS[j])}, g)" for j in range(m)]
+        body += self.assigns(o, ("F", "dx", "dR"), self.real, fresh=False)
+        body += [f"g[{k}] += {self.p(e)}" for k, e in enumerate(o.outputs["dx"])]
+        for k in range(K):
+            body += [f"w = ({self.p(o.outputs['dR'][k])}) * ({self.scale(k)})",
+                     f"for m in range({n}):", f"    g[m] += w * acc[{K + k * n} + m]"]
+        body.append(f"return {self.p(o.outputs['F'][0])}")
+        out.append(_fn(f"value_and_grad(x, g{tail})",
+                       "The loss at x; its gradient is written into g.", body))
+        out.append(_fn(f"grad(x, g{tail})", "Write the gradient at x into g.", [
+            f"value_and_grad(x, g{call_tail})", "return g"]))
+        # Hessian-vector product
+        body = ["n = _n_vec(x)", "if v.shape[0] != x.shape[0] or out.shape[0] != x.shape[0]:",
+                '    raise ValueError("v and out must have the length of x")', "out[:] = 0.0",
+                *samples("h", "x, v")]
+        for k in range(K):
+            body += [f"u{k} = 0.0", f"for m in range({n}):",
+                     f"    u{k} += acc[{K + k * n} + m] * v[m]", f"u{k} *= {self.scale(k)}"]
+        body += [f"{S[j]}, u{K + j} = _vs{j}_dir(x, v, n)" for j in range(m)]
+        body += [*self.load_params(), *self.load_v(),
+                 *self.assigns(o, ("dR", "hx", "hR"), self.real)]
+        body += [f"out[{k}] += {self.p(e)}" for k, e in enumerate(o.outputs["hx"])]
+        for k in range(K):
+            hr, dr = o.outputs["hR"][k], o.outputs["dR"][k]
+            body += [f"w = ({self.p(hr)}) * ({self.scale(k)})",
+                     f"z = ({self.p(dr)}) * ({self.scale(k)})", f"for m in range({n}):",
+                     f"    out[m] += w * acc[{K + k * n} + m] + z * acc[{K + K * n + k * n} + m]"]
+        body += [f"_vs{j}_hvp(x, v, n, {self.p(o.outputs['dR'][K + j])}, "
+                 f"{self.p(o.outputs['hR'][K + j])}, out)" for j in range(m)]
+        body.append("return out")
+        out.append(_fn(f"hvp(x, v, out{tail})", "Write the Hessian at x times v into out.", body))
+        out.append(_fn(f"hessian(x, H{tail})",
+                       "Write the Hessian into H (n HVPs: for small vectors only).", [
+                           "nn = x.shape[0]",
+                           "if H.shape[0] != nn or H.shape[1] != nn:",
+                           '    raise ValueError("H must be square with the length of x")',
+                           "e = np.zeros(nn)", "for j in range(nn):", "    e[j] = 1.0",
+                           f"    hvp(x, e, H[:, j]{call_tail})", "    e[j] = 0.0",
+                           "for j in range(nn):", "    for k in range(j + 1, nn):",
+                           "        z = 0.5 * (H[j, k] + H[k, j])", "        H[j, k] = z",
+                           "        H[k, j] = z", "return H"]))
+        return out
+
+
+def _depends(prog, out, syms: set) -> bool:
+    """Whether output ``out`` of ``prog`` reads any of ``syms`` (directly or via temporaries)."""
+    if not isinstance(out, Tmp):
+        return bool(sp.sympify(out).free_symbols & syms)
+    return any(e.free_symbols & syms for _, e in prog.schedule_of(out))
+
+
 class _TmpNames(dict):
     def __missing__(self, key):
         if isinstance(key, Tmp):
@@ -408,7 +603,8 @@ def _fn(sig: str, doc: str, lines: list[str], jit: str = "@numba.njit(cache=True
 
 
 def _hessian_fn(n: int, args: str, call: str, name: str = "hessian") -> str:
-    return _fn(f"{name}({args})", "Write the (symmetrised) Hessian at x into H, column by column.", [
+    doc = "Write the (symmetrised) Hessian at x into H, column by column."
+    return _fn(f"{name}({args})", doc, [
         f"if H.shape[0] != {n} or H.shape[1] != {n}:",
         f'    raise ValueError("H must have shape ({n}, {n})")',
         f"e = np.zeros({n})",

@@ -25,7 +25,8 @@ import sympy as sp
 
 from .functions import relu
 
-__all__ = ["Builder", "Derivatives", "KinkPolicy", "Program", "Tmp", "derive", "local_derivative"]
+__all__ = ["Builder", "Derivatives", "KinkPolicy", "Program", "Tmp", "VectorTerm", "derive",
+           "local_derivative"]
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,11 @@ class Program:
 
     def schedule(self, *names: str) -> list[tuple[Tmp, sp.Expr]]:
         """The assignments the named outputs need, in order."""
-        need = {o for n in names for o in self.outputs[n] if isinstance(o, Tmp)}
+        return self.schedule_of(*(o for n in names for o in self.outputs[n]))
+
+    def schedule_of(self, *outs: sp.Expr) -> list[tuple[Tmp, sp.Expr]]:
+        """The assignments the given output expressions need, in order."""
+        need = {s for o in outs for s in sp.sympify(o).free_symbols if isinstance(s, Tmp)}
         for t, e in reversed(self.assigns):
             if t in need:
                 need.update(s for s in e.free_symbols if isinstance(s, Tmp))
@@ -253,13 +258,49 @@ class Derivatives:
     u: tuple[sp.Symbol, ...]
     sample: Program
     outer: Program
+    vsums: tuple[VectorTerm, ...] = ()
+
+
+@dataclass(frozen=True)
+class VectorTerm:
+    """The term of one indexed sum as a program of local symbols ``y`` (one per ``vec[i+off]``).
+
+    Outputs: ``t`` the term, ``gy``/``gx`` its gradient in the locals / scalar parameters,
+    ``dir`` its derivative along ``(v, vy)``, ``hy``/``hx`` the Hessian-vector products.
+    """
+
+    locals: tuple[tuple[sp.Symbol, object, int], ...]
+    vy: tuple[sp.Symbol, ...]
+    program: Program
+
+
+def _vector_term(vs, xs, v, policy) -> VectorTerm:
+    locs: dict = {}
+    for ind in sorted(vs.term.atoms(sp.Indexed), key=sp.default_sort_key):
+        off = int(ind.indices[0] - vs.index)
+        tag = f"{ind.base.name}_{'m' if off < 0 else ''}{abs(off)}"
+        locs[ind] = (sp.Symbol(f"y_{tag}", real=True), ind.base, off)
+    term = vs.term.xreplace({k: s for k, (s, _, _) in locs.items()})
+    ys = [s for s, _, _ in locs.values()]
+    vy = tuple(sp.Symbol(f"vy_{s.name[2:]}", real=True) for s in ys)
+    b = Builder(policy)
+    t = b.node(term)
+    g = b.gradient(t, ys + xs)
+    seeds = {**dict(zip(xs, v, strict=True)), **dict(zip(ys, vy, strict=True))}
+    (d,) = b.tangent([t], seeds)
+    h = b.tangent(g, seeds)
+    ny = len(ys)
+    prog = Program(tuple(b.assigns), {"t": (t,), "gy": tuple(g[:ny]), "gx": tuple(g[ny:]),
+                                      "dir": (d,), "hy": tuple(h[:ny]), "hx": tuple(h[ny:])})
+    return VectorTerm(tuple(locs.values()), vy, prog)
 
 
 def derive(prob, policy: KinkPolicy | None = None) -> Derivatives:
     """Exact value, gradient and Hessian-vector-product programs of a validated Problem."""
     policy = policy or KinkPolicy()
     xs = list(prob.params)
-    n, k = len(xs), len(prob.reductions)
+    n = len(xs)
+    k = len(prob.reductions) + len(prob.vector_sums)
     v = tuple(sp.Symbol(f"v_{j}", real=True) for j in range(n))
     u = tuple(sp.Symbol(f"u_{j}", real=True) for j in range(k))
 
@@ -273,11 +314,12 @@ def derive(prob, policy: KinkPolicy | None = None) -> Derivatives:
         "hv": tuple(c for hk in hv for c in hk)})
 
     ob = Builder(policy)
-    rs = [r.symbol for r in prob.reductions]
+    rs = [r.symbol for r in prob.reductions] + [s.symbol for s in prob.vector_sums]
     F = ob.node(prob.outer)
     dz = ob.gradient(F, xs + rs)
     hz = ob.tangent(dz, {**seeds, **dict(zip(rs, u, strict=True))})
     outer = Program(tuple(ob.assigns), {
         "F": (F,), "dx": tuple(dz[:n]), "dR": tuple(dz[n:]),
         "hx": tuple(hz[:n]), "hR": tuple(hz[n:])})
-    return Derivatives(prob, policy, v, u, sample, outer)
+    vsums = tuple(_vector_term(vs, xs, v, policy) for vs in prob.vector_sums)
+    return Derivatives(prob, policy, v, u, sample, outer, vsums)

@@ -101,8 +101,11 @@ class Kernel:
         self.source = source
         self.path = Path(path)
         self.module = module
-        self.params: tuple[str, ...] = problem.param_names
-        self.n_params: int = len(self.params)
+        self.vectors: tuple[str, ...] = tuple(v.name for v in problem.vectors)
+        #: Scalar parameter names, then ``name[:]`` for each indexed vector (of call-time length).
+        self.params: tuple[str, ...] = problem.param_names + tuple(f"{v}[:]" for v in self.vectors)
+        #: Length of x, or None when it depends on the vectors' call-time length.
+        self.n_params: int | None = None if self.vectors else len(self.params)
         self.data_names: tuple[str, ...] = tuple(c.name for c in problem.columns)
         self.analytic: bool = problem.analytic
         self.parallel = parallel
@@ -112,27 +115,48 @@ class Kernel:
         self._jit_par = types.SimpleNamespace(
             value=module.value_parallel, grad=module.grad_parallel,
             value_and_grad=module.value_and_grad_parallel, hessian=module.hessian_parallel,
-            hvp=module.hvp_parallel) if self.data_names else self.jit
+            hvp=module.hvp_parallel) if hasattr(module, "value_parallel") else self.jit
         self._widths = {c.name: c.width for c in problem.columns}
         self._vg = module.value_and_grad
         self._n = self.n_params
+        self._ns = len(problem.params)
 
     def __repr__(self) -> str:
         data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
         return f"<symgrad.Kernel params=({', '.join(self.params)}){data} at {self.path}>"
 
+    def param_names(self, size: int | None = None) -> tuple[str, ...]:
+        """One name per entry of x (``x[0]``, ``x[1]``... for indexed vectors of length n)."""
+        if not self.vectors:
+            return self.params
+        n = self.vector_length(size)
+        return self.problem.param_names + tuple(f"{v}[{i}]" for v in self.vectors
+                                                for i in range(n))
+
+    def vector_length(self, size: int) -> int:
+        """The vectors' length n for an x of ``size`` entries."""
+        m = len(self.vectors)
+        r = size - self._ns
+        if r < m or r % m:
+            raise ValueError(f"x must hold {self._ns} scalar(s) then {m} vector(s) of one common "
+                             f"length n >= 1 ({', '.join(self.params)}), got {size} entries")
+        return r // m
+
     # -- argument handling ------------------------------------------------------------------
-    def _x(self, x, what: str = "x") -> np.ndarray:
+    def _x(self, x, what: str = "x", size: int | None = None) -> np.ndarray:
+        n = self._n if size is None else size
         if type(x) is not np.ndarray or x.dtype is not _F64 or x.ndim != 1:
             try:
                 x = np.ascontiguousarray(x, dtype=np.float64)
             except (TypeError, ValueError) as exc:
-                raise TypeError(f"{what} must be a 1-D array of {self._n} floats "
+                raise TypeError(f"{what} must be a 1-D array of floats "
                                 f"({', '.join(self.params)}), got {type(x).__name__}") from exc
             if x.ndim != 1:
-                raise ValueError(f"{what} must be 1-D with {self._n} entries, got shape {x.shape}")
-        if x.shape[0] != self._n:
-            raise ValueError(f"{what} must have {self._n} entries ({', '.join(self.params)}), "
+                raise ValueError(f"{what} must be 1-D, got shape {x.shape}")
+        if n is None:
+            self.vector_length(x.shape[0])
+        elif x.shape[0] != n:
+            raise ValueError(f"{what} must have {n} entries ({', '.join(self.params)}), "
                              f"got {x.shape[0]}")
         return x
 
@@ -199,18 +223,18 @@ class Kernel:
             if type(x) is not np.ndarray or x.dtype is not _F64:
                 x = self._x(x)
             if out is None:
-                out = np.empty(self._n)
+                out = np.empty(x.shape[0])
             elif type(out) is not np.ndarray or out.dtype is not _F64:
-                out = self._out(out, (self._n,))
+                out = self._out(out, x.shape)
             try:
                 return self._vg(x, out), out
             except (ValueError, TypeError):
                 self._x(x)
-                self._out(out, (self._n,))
+                self._out(out, x.shape)
                 self.data_args(data, batch)
                 raise
         x = self._x(x)
-        out = self._out(out, (self._n,))
+        out = self._out(out, x.shape)
         return float(self._call("value_and_grad", x, self.data_args(data, batch), out)), out
 
     def grad(self, x, out=None, *, batch=None, **data) -> np.ndarray:
@@ -220,14 +244,15 @@ class Kernel:
     def hessian(self, x, out=None, *, batch=None, **data) -> np.ndarray:
         """The Hessian at ``x`` as an ``(n, n)`` array."""
         x = self._x(x)
-        out = self._out(out, (self._n, self._n))
+        out = self._out(out, (x.shape[0], x.shape[0]))
         self._call("hessian", x, self.data_args(data, batch), out)
         return out
 
     def hvp(self, x, v, out=None, *, batch=None, **data) -> np.ndarray:
         """The Hessian at ``x`` times the vector ``v``, without forming the Hessian."""
-        x, v = self._x(x), self._x(v, "v")
-        out = self._out(out, (self._n,))
+        x = self._x(x)
+        v = self._x(v, "v", x.shape[0])
+        out = self._out(out, x.shape)
         self._call("hvp", x, self.data_args(data, batch), v, out)
         return out
 
@@ -268,7 +293,8 @@ class BoundKernel:
     def value_and_grad(self, x, out=None) -> tuple[float, np.ndarray]:
         k = self.kernel
         if out is None:
-            out = np.empty(k._n)
+            x = x if type(x) is np.ndarray else k._x(x)
+            out = np.empty(x.shape[0])
         return k._call("value_and_grad", x if type(x) is np.ndarray else k._x(x), self.args,
                        out), out
 
@@ -277,14 +303,16 @@ class BoundKernel:
 
     def hvp(self, x, v, out=None) -> np.ndarray:
         k = self.kernel
-        out = k._out(out, (k._n,))
-        k._call("hvp", k._x(x), self.args, k._x(v, "v"), out)
+        x = k._x(x)
+        out = k._out(out, x.shape)
+        k._call("hvp", x, self.args, k._x(v, "v", x.shape[0]), out)
         return out
 
     def hessian(self, x, out=None) -> np.ndarray:
         k = self.kernel
-        out = k._out(out, (k._n, k._n))
-        k._call("hessian", k._x(x), self.args, out)
+        x = k._x(x)
+        out = k._out(out, (x.shape[0], x.shape[0]))
+        k._call("hessian", x, self.args, out)
         return out
 
 

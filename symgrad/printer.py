@@ -126,14 +126,13 @@ class ScalarPrinter(PythonCodePrinter):
     def _print_Pow(self, e, rational=False):
         base = self.parenthesize(e.base, sp.printing.precedence.PRECEDENCE["Pow"])
         x = e.exp
-        if x == 2:
-            return f"{base}*{base}"
+        # Results are atoms or parenthesised: this Pow may sit in a denominator (a/b**2).
         if x == -1:
-            return f"1.0/{base}"
+            return f"(1.0/{base})"
         if x == sp.S.Half:
             return f"{self.sqrt}({self._print(e.base)})"
         if x == -sp.S.Half:
-            return f"1.0/{self.sqrt}({self._print(e.base)})"
+            return f"(1.0/{self.sqrt}({self._print(e.base)}))"
         if x.is_Integer:
             return f"{base}**{int(x)}"
         exp = self.parenthesize(x, sp.printing.precedence.PRECEDENCE["Pow"])

@@ -113,7 +113,8 @@ def _as_scalar(loss) -> sp.Expr:
     try:
         e = sp.sympify(loss, strict=True)
     except (sp.SympifyError, TypeError) as exc:
-        raise ProblemError(f"the loss must be a SymPy expression, got {type(loss).__name__}") from exc
+        raise ProblemError(
+            f"the loss must be a SymPy expression, got {type(loss).__name__}") from exc
     if not isinstance(e, sp.Expr):
         raise ProblemError(f"the loss must be a scalar expression, got {type(e).__name__}: {e}")
     return e
@@ -184,7 +185,8 @@ def problem(loss, params: Sequence | None = None) -> Problem:
     lengths = {v.length for v in vectors}
     free = (outer.free_symbols - {r.symbol for r in reductions}
             - {v.symbol for v in vector_sums}) | inner_syms
-    free = {s for s in free if not isinstance(s, sp.Indexed | sp.IndexedBase | sp.Idx)} - lengths
+    free = {s for s in free if not isinstance(s, sp.Indexed | sp.IndexedBase | sp.Idx)}
+    free -= lengths | {v.label for v in vectors}
     data_syms = tuple(sorted((s for s in free if isinstance(s, Data)),
                              key=lambda s: (s.column, s.component or 0)))
     declared = _resolve_params(params, free, vectors)
