@@ -232,7 +232,7 @@ def sum(e, limits: tuple | None = None) -> sp.Expr:
 
     >>> x = params("x", indexed=True); i = index("i")
     >>> sum((x[i+1] - x[i])**2, (i, 0, x.length - 1))
-    IndexedSum((-x[i] + x[i + 1])**2, i, 0, len_x - 1)
+    IndexedSum((x[i + 1] - x[i])**2, i, 0, len_x - 1)
     """
     e = _scalar(e, "sum")
     if limits is None:
