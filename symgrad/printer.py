@@ -8,7 +8,7 @@ and a function without an entry is an error naming it, never broken code.
 >>> import sympy as sp
 >>> x = sp.Symbol("x", real=True)
 >>> ScalarPrinter({x: "p_x"}).doprint(sp.exp(-x**2) + sp.Rational(1, 4))
-'math.exp(-p_x*p_x) + 0.25'
+'0.25 + math.exp(-p_x**2)'
 """
 
 from __future__ import annotations
