@@ -24,15 +24,15 @@ from .symbols import Data, Param, mean
 __all__ = ["binary_cross_entropy", "cross_entropy", "huber", "l2", "mae", "mse", "rmse"]
 
 
-def _vec(e, what: str) -> list[sp.Expr]:
+def _vec(e, what: str, any_shape: bool = False) -> list[sp.Expr]:
     """A scalar, list/tuple or Matrix of per-sample expressions -> flat list of expressions."""
     if isinstance(e, sp.MatrixBase):
-        if 1 not in e.shape:
+        if 1 not in e.shape and not any_shape:
             raise TypeError(f"{what} must be a scalar, a list or a column Matrix, "
                             f"got a {e.shape} matrix")
         out = list(e)
     elif isinstance(e, list | tuple):
-        out = [x for item in e for x in _vec(item, what)]
+        out = [x for item in e for x in _vec(item, what, any_shape)]
     else:
         try:
             out = [sp.sympify(e, strict=True)]
@@ -165,7 +165,7 @@ def l2(*params, weight=1.0) -> sp.Expr:
     >>> losses.l2(a, b, W, weight=0.5)
     0.5*W[0,0]**2 + 0.5*W[0,1]**2 + 0.5*a**2 + 0.5*b**2
     """
-    flat = [e for p in params for e in _vec(p, "l2 argument")] if params else []
+    flat = [e for p in params for e in _vec(p, "l2 argument", any_shape=True)] if params else []
     if not flat:
         raise ValueError("l2 needs at least one parameter, e.g. losses.l2(a, b, weight=1e-3)")
     for p in flat:
