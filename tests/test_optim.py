@@ -221,3 +221,31 @@ def test_a_user_defined_optimizer_runs_in_the_python_loop():
     assert res.status == "completed"
     assert not res.compiled
     np.testing.assert_allclose(res.x, np.linalg.solve(A, B), atol=0.05)
+
+
+# --------------------------------------------------------------------------- import discipline
+
+
+@pytest.mark.parametrize("module", ["optim", "schedules", "minimize", "scipy_interop"])
+def test_module_does_not_import_numba_sympy_or_scipy_at_import_time(module):
+    """Numba only inside the compiled-loop builder; SymPy and SciPy never."""
+    import ast
+    from pathlib import Path
+
+    import symgrad
+
+    src = (Path(symgrad.__file__).parent / f"{module}.py").read_text()
+    top = set()
+    for node in ast.parse(src).body:  # module level only (function bodies may import lazily)
+        if isinstance(node, ast.Import):
+            top |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            top.add(node.module.split(".")[0])
+    assert not top & {"numba", "sympy", "scipy"}, top
+    everywhere = {
+        (a.name if isinstance(n, ast.Import) else n.module or "").split(".")[0]
+        for n in ast.walk(ast.parse(src))
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for a in (n.names if isinstance(n, ast.Import) else [n])
+    }
+    assert not everywhere & {"sympy", "scipy"}, everywhere
