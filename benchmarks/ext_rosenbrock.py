@@ -119,7 +119,8 @@ def main() -> None:
         tb = time.perf_counter() - t0
         z = np.random.default_rng(0).normal(size=n)
         tc = best(lambda lam=lam, z=z: lam(z), 200)
-        print(f"  SymPy diff + lambdify (unrolled), n = {n}: build {tb:.2f} s, call {tc * 1e6:.1f} us")
+        print(f"  SymPy diff + lambdify (unrolled), n = {n}: build {tb:.2f} s, "
+              f"call {tc * 1e6:.1f} us")
 
 
 if __name__ == "__main__":
