@@ -10,7 +10,14 @@ numbers:
   loop runs inside one Numba function that receives ``f.jit.value_and_grad`` as a first-class
   argument (Numba inlines it) and records the history into preallocated arrays. It performs
   the same floating-point operations in the same order as the Python loop, so both give the
-  same iterates (checked to 1e-12 in the tests; in practice bit for bit).
+  same iterates (checked to 1e-12 in the tests; in practice bit for bit). ``compiled=None``
+  picks it for runs of at least :data:`COMPILE_MIN_STEPS` steps (the first run with a new
+  kernel compiles the loop, about a second).
+
+Full-batch evaluations call the kernel's serial ``f.jit.value_and_grad`` in both loops (not the
+``prange`` variant ``Kernel.value_and_grad`` picks for large data), so the two loops sum in the
+same order. Mini-batches call ``f.value_and_grad(x, batch=idx, **data)`` (no copy of the data);
+a plain callable gets ``f(x, **{name: column[idx]})``.
 
 Step ``k`` (0-based) evaluates the loss ``f_k`` and gradient ``g_k`` at the iterate ``x_k``,
 checks the stopping rules, records ``(k, x_k, f_k, lr_k, |g_k|)`` every ``record_every`` steps
@@ -28,7 +35,8 @@ and applies the update to get ``x_{k+1}``. The stopping rules, in order:
 
 ``res.x`` is the final iterate, ``res.fun``/``res.jac`` the loss and gradient there on the
 full data (one extra evaluation unless the loop already has them), ``res.nit`` the number of
-updates applied, ``res.nfev`` the number of objective evaluations.
+updates applied, ``res.nfev`` the number of objective evaluations. NumPy overflow warnings
+inside the loop are silenced: non-finite values are reported through ``status="diverged"``.
 
 >>> import numpy as np
 >>> from symgrad import optim, schedules
