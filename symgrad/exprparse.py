@@ -21,6 +21,7 @@ symgrad.exprparse.ExprError: attribute access is not allowed (column 1): x.__cla
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable, Sequence
 
 import sympy as sp
@@ -31,7 +32,7 @@ from .symbols import mean as _mean
 from .symbols import params as _params
 from .symbols import sum as _sum
 
-__all__ = ["FUNCTIONS", "MAX_LENGTH", "ExprError", "names_in", "parse_loss"]
+__all__ = ["FUNCTIONS", "MAX_LENGTH", "ExprError", "names_in", "natural_key", "parse_loss"]
 
 #: Longest expression accepted, in characters.
 MAX_LENGTH = 20_000
@@ -170,8 +171,9 @@ def parse_loss(text: str, params: Sequence[str] | str | None = None,
     """Parse ``text`` into a SymPy loss with symgrad parameter and data symbols.
 
     ``params`` fixes the parameter names and their order (every other non-data name is then an
-    error); by default every name that is not in ``data`` is a parameter, in order of first
-    appearance. Names may be given as a list or a space/comma separated string.
+    error); by default every name that is not in ``data`` is a parameter, sorted by name with
+    numbers compared as numbers (``a, b, x2, x10``). Names may be given as a list or as a
+    space/comma separated string.
 
     >>> parse_loss("(x2 - x1**2)**2 + (1 - x1)**2", params="x1 x2").free_symbols == \
 set(parse_loss("(x2 - x1**2)**2 + (1 - x1)**2").free_symbols)
@@ -194,7 +196,7 @@ set(parse_loss("(x2 - x1**2)**2 + (1 - x1)**2").free_symbols)
         if n in FUNCTIONS:
             raise ExprError(f"{n!r} is a function: call it, e.g. {n}(x)")
     if pnames is None:
-        pnames = [n for n in used if n not in dnames]
+        pnames = sorted((n for n in used if n not in dnames), key=natural_key)
     else:
         unknown = [n for n in used if n not in pnames and n not in dnames]
         if unknown:
@@ -208,6 +210,15 @@ set(parse_loss("(x2 - x1**2)**2 + (1 - x1)**2").free_symbols)
         ds = _data(dnames)
         symbols.update(zip(dnames, ds if isinstance(ds, tuple) else (ds,), strict=True))
     return _Builder(text, symbols).build(tree.body)
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that puts x2 before x10: runs of digits compare as numbers.
+
+    >>> sorted(["x10", "b", "x2", "a"], key=natural_key)
+    ['a', 'b', 'x2', 'x10']
+    """
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
 
 
 def _split(names: Sequence[str] | str | None) -> list[str] | None:

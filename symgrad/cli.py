@@ -1,0 +1,384 @@
+"""The ``symgrad`` command: generate | check | minimize | demo.
+
+A loss is given either as a Python file that defines ``loss`` (a SymPy expression, or a Python
+function of the parameters, as for ``sg.compile``), and optionally ``data`` (a dict of arrays)
+and ``x0``; or as an expression string, parsed safely (see :mod:`symgrad.exprparse`: nothing in
+the string is executed) with ``--params``/``--data`` naming its symbols::
+
+    symgrad generate "(x2 - x1**2)**2 + (1 - x1)**2" -o rosen.py
+    symgrad check "mean((a*t + b - y)**2)" --data t,y --data-file points.csv --at 1,2
+    symgrad minimize "(x2 - x1**2)**2 + (1 - x1)**2" --x0 2,2 --optimizer sgd --lr 0.2 \\
+        --schedule time_decay:0.01 --steps 100 --plot rosen.png
+    symgrad demo --out out/demo
+
+Errors print one line (``symgrad: error: ...``) and exit with status 2; a failed gradient
+check exits with 1. ``SYMGRAD_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import shlex
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+__all__ = ["CLIError", "build_parser", "main", "parse_schedule", "parse_vector"]
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad")
+SCHEDULE_HELP = ("constant | time_decay:DECAY | step:STEP_SIZE[:GAMMA] | "
+                 "exponential:GAMMA[:STEP_SIZE] | cosine:DECAY_STEPS[:ALPHA]")
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (and the usual exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# --------------------------------------------------------------------------- argument parsing
+
+
+def parse_vector(text: str, what: str = "vector") -> np.ndarray:
+    """``"1,2.5 -3"`` -> ``array([1., 2.5, -3.])``."""
+    parts = text.replace(",", " ").split()
+    try:
+        v = np.array([float(p) for p in parts], dtype=np.float64)
+    except ValueError:
+        raise CLIError(f"{what} must be numbers separated by commas, got {text!r}") from None
+    if v.size == 0:
+        raise CLIError(f"{what} is empty")
+    if not np.all(np.isfinite(v)):
+        raise CLIError(f"{what} must be finite, got {text!r}")
+    return v
+
+
+def parse_schedule(spec: str | None, lr: float):
+    """A learning-rate schedule from ``--schedule`` (``None``/``constant``: the float ``lr``)."""
+    from . import schedules
+
+    if spec is None or spec == "constant":
+        return lr
+    name, _, rest = spec.partition(":")
+    args = [a for a in rest.split(":") if a] if rest else []
+    try:
+        nums = [float(a) for a in args]
+    except ValueError:
+        raise CLIError(f"--schedule {spec!r}: the values after the name must be numbers "
+                       f"({SCHEDULE_HELP})") from None
+    table = {
+        "time_decay": (lambda d: schedules.time_decay(lr, decay=d), 1, 1),
+        "step": (lambda s, g=0.1: schedules.step(lr, step_size=int(s), gamma=g), 1, 2),
+        "exponential": (lambda g, s=1.0: schedules.exponential(lr, gamma=g, step_size=s), 1, 2),
+        "cosine": (lambda t, a=0.0: schedules.cosine(lr, decay_steps=int(t), alpha=a), 1, 2),
+    }
+    if name not in table:
+        raise CLIError(f"unknown schedule {name!r}: use {SCHEDULE_HELP}")
+    fn, lo, hi = table[name]
+    if not lo <= len(nums) <= hi:
+        raise CLIError(f"--schedule {spec!r}: expected {SCHEDULE_HELP}")
+    return fn(*nums)
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else text.replace(",", " ").split()
+
+
+# --------------------------------------------------------------------------- loading a loss
+
+
+@dataclass(frozen=True)
+class LossSource:
+    """What the command line described: the loss, and data/x0 when a file provides them."""
+
+    loss: Any
+    params: list[str] | None
+    data: dict[str, np.ndarray] | None
+    x0: np.ndarray | None
+    origin: str
+
+
+def read_data_file(path: str | Path) -> dict[str, np.ndarray]:
+    """Columns from a ``.csv`` (a header row of names, comma separated) or a ``.npz`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CLIError(f"data file {path} not found")
+    if path.suffix == ".npz":
+        with np.load(path) as z:
+            return {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
+    if path.suffix not in (".csv", ".txt"):
+        raise CLIError(f"data file {path}: use a .csv (header row of column names) or .npz file")
+    with path.open() as fh:
+        header = fh.readline()
+    names = [h.strip() for h in header.split(",")]
+    if not all(n.isidentifier() for n in names):
+        raise CLIError(f"data file {path}: the first row must name the columns, got {header!r}")
+    try:
+        arr = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
+    except ValueError as exc:
+        raise CLIError(f"data file {path}: {exc}") from None
+    if arr.shape[1] != len(names):
+        raise CLIError(f"data file {path}: {len(names)} names but {arr.shape[1]} columns")
+    return {n: arr[:, i].copy() for i, n in enumerate(names)}
+
+
+def load_loss(spec: str, params: str | None = None, data: str | None = None,
+              data_file: str | None = None) -> LossSource:
+    """Read the loss from a ``.py`` file or parse it from an expression string."""
+    file_data = read_data_file(data_file) if data_file else None
+    if spec.endswith(".py"):
+        path = Path(spec)
+        if not path.is_file():
+            raise CLIError(f"{spec}: no such file (a .py file must define `loss`)")
+        if params or data:
+            raise CLIError("--params/--data are for expression strings; a Python file declares "
+                           "its parameters and data with sg.params / sg.data")
+        ns = runpy.run_path(str(path), run_name="__symgrad_loss__")
+        if "loss" not in ns:
+            raise CLIError(f"{spec} does not define `loss` (a SymPy expression or a function "
+                           "of the parameters)")
+        fdata = ns.get("data")
+        if fdata is not None and not isinstance(fdata, Mapping):
+            raise CLIError(f"{spec}: `data` must be a dict of arrays, got {type(fdata).__name__}")
+        fdata = dict(fdata) if fdata is not None else None
+        if file_data is not None:
+            fdata = {**(fdata or {}), **file_data}
+        x0 = ns.get("x0")
+        return LossSource(ns["loss"], None, fdata,
+                          None if x0 is None else np.asarray(x0, dtype=np.float64), spec)
+    from .exprparse import parse_loss
+
+    dnames = _names(data)
+    if dnames is None and file_data is not None:
+        dnames = list(file_data)
+    expr = parse_loss(spec, params=_names(params), data=dnames)
+    if file_data is not None and dnames is not None:
+        file_data = {k: v for k, v in file_data.items() if k in dnames}
+    return LossSource(expr, _names(params), file_data, None, spec)
+
+
+def _compile(src: LossSource):
+    import symgrad as sg
+
+    f = sg.compile(src.loss)
+    if f.data_names and src.data is None:
+        raise CLIError(f"this loss needs data columns {', '.join(f.data_names)}: pass "
+                       "--data-file FILE (.csv with a header row, or .npz)")
+    return f
+
+
+def _data_for(f, src: LossSource) -> dict[str, np.ndarray] | None:
+    if not f.data_names:
+        return None
+    return {k: v for k, v in (src.data or {}).items() if k in f.data_names}
+
+
+def _point(f, text: str | None, default: np.ndarray | None, what: str, seed: int = 0
+           ) -> np.ndarray:
+    if text is not None:
+        x = parse_vector(text, what)
+    elif default is not None:
+        x = default
+    else:
+        x = np.random.default_rng(seed).standard_normal(f.n_params)
+    if f.n_params is not None and x.size != f.n_params:
+        raise CLIError(f"{what} has {x.size} values but the loss has {f.n_params} parameters "
+                       f"({', '.join(f.params)})")
+    return x
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    import symgrad as sg
+
+    src = load_loss(a.loss, a.params, a.data)
+    argv = ["symgrad", "generate", a.loss, "-o", a.output]
+    if a.params:
+        argv += ["--params", a.params]
+    if a.data:
+        argv += ["--data", a.data]
+    path = sg.generate(src.loss, a.output, regenerate=shlex.join(argv))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    import symgrad as sg
+
+    src = load_loss(a.loss, a.params, a.data, a.data_file)
+    f = _compile(src)
+    x = _point(f, a.at, src.x0, "--at", a.seed)
+    chk = sg.check_grad(f, x, data=_data_for(f, src), method=a.method)
+    print(f"loss: {f.expr}")
+    print(f"at {dict(zip(f.params, np.round(x, 6).tolist(), strict=True))}")
+    print(chk.table(max_rows=a.max_rows))
+    if a.hessian:
+        hc = sg.check_hessian(f, x, data=_data_for(f, src))
+        print(hc.table(max_rows=a.max_rows))
+        return 0 if chk.ok and hc.ok else 1
+    return 0 if chk.ok else 1
+
+
+def cmd_minimize(a: argparse.Namespace) -> int:
+    import symgrad as sg
+    from symgrad import optim
+
+    src = load_loss(a.loss, a.params, a.data, a.data_file)
+    if a.lr is not None and not a.lr > 0:
+        raise CLIError(f"--lr must be > 0, got {a.lr}")
+    lr = a.lr if a.lr is not None else optim.DEFAULTS[a.optimizer]["lr"]
+    kw: dict[str, Any] = {"lr": parse_schedule(a.schedule, lr)}
+    if a.beta is not None:
+        if a.optimizer not in ("momentum", "nesterov"):
+            raise CLIError("--beta is for --optimizer momentum or nesterov")
+        kw["beta"] = a.beta
+    opt = getattr(optim, a.optimizer)(**kw)
+    f = _compile(src)
+    x0 = _point(f, a.x0, src.x0 if src.x0 is not None else np.zeros(f.n_params), "--x0")
+    data = _data_for(f, src)
+    t0 = time.perf_counter()
+    res = sg.minimize(f, x0, optimizer=opt, data=data, steps=a.steps, epochs=a.epochs,
+                      batch_size=a.batch_size, seed=a.seed, tol=a.tol, gtol=a.gtol,
+                      progress=not a.quiet)
+    dt = time.perf_counter() - t0
+    print(f"loss: {f.expr}")
+    print(f"optimizer: {opt!r}")
+    print(f"{res.status}: {res.message} ({res.nit} steps, {dt:.3g} s)")
+    shown = list(zip(f.params, res.x.tolist(), strict=True))
+    for name, v in shown[:20]:
+        print(f"  {name} = {v:.10g}")
+    if len(shown) > 20:
+        print(f"  ... ({len(shown) - 20} more parameters)")
+    print(f"loss = {res.fun:.10g}, |gradient| = {float(np.linalg.norm(res.jac)):.3g}")
+    if a.plot:
+        path = _plot_minimize(f, res, data, a.plot)
+        print(f"figure: {path}")
+    return 0 if res.status != "diverged" else 1
+
+
+def _plot_minimize(f, res, data, path: str) -> Path:
+    from . import plot
+
+    two_d = f.n_params == 2 and not f.data_names
+    fig = plot.figure(2 if two_d else 1)
+    plot.loss_curves({"loss": res}, ax=fig.axes[-1])
+    if two_d:
+        P = res.history.x
+        lo, hi = P.min(axis=0), P.max(axis=0)
+        pad = np.maximum(0.25 * (hi - lo), 0.5)
+        plot.contour(f, (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1]),
+                     trajectories={"path": res}, labels=f.params, resolution=120,
+                     title=str(f.expr)[:60], ax=fig.axes[0])
+    return plot.save(fig, path)
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run
+
+    run(a.out)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser and main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = _Parser(prog="symgrad", description="Exact symbolic gradients of SymPy losses, "
+                "compiled to Numba kernels; optimizers, a gradient checker and plots.",
+                epilog="A LOSS is a .py file defining `loss` (and optionally `data`, `x0`) or "
+                "an expression string such as \"mean((a*t + b - y)**2)\". Vectors are comma "
+                "separated; write --x0=-1,2 when the first value is negative.")
+    p.add_argument("--version", action="version", version=f"symgrad {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="{generate,check,minimize,demo}",
+                           parser_class=_Parser)
+
+    def loss_args(q: argparse.ArgumentParser, data_file: bool = True) -> None:
+        q.add_argument("loss", metavar="LOSS", help="a .py file defining `loss`, or an expression")
+        q.add_argument("--params", help="parameter names in order (default: every name not "
+                       "in --data, sorted: a, b, x2, x10)")
+        q.add_argument("--data", help="data column names (default: the data file's columns)")
+        if data_file:
+            q.add_argument("--data-file", help="data columns: .csv with a header row, or .npz")
+
+    g = sub.add_parser("generate", help="write the standalone generated module of a loss")
+    loss_args(g, data_file=False)
+    g.add_argument("-o", "--output", required=True, help="the module to write (NAME.py)")
+    g.set_defaults(run=cmd_generate)
+
+    c = sub.add_parser("check", help="compare the gradient with finite differences / "
+                       "complex step and print the table")
+    loss_args(c)
+    c.add_argument("--at", help="the point (default: the file's x0, else seeded random)")
+    c.add_argument("--method", default="auto",
+                   choices=("auto", "central", "richardson", "complex", "exact"))
+    c.add_argument("--hessian", action="store_true", help="also check the Hessian and HVP")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random point")
+    c.add_argument("--max-rows", type=int, default=30, help="show at most this many rows")
+    c.set_defaults(run=cmd_check)
+
+    m = sub.add_parser("minimize", help="run an optimizer on a loss")
+    loss_args(m)
+    m.add_argument("--x0", help="starting point (default: the file's x0, else zeros)")
+    m.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS)
+    m.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
+    m.add_argument("--beta", type=float, help="momentum coefficient (momentum, nesterov)")
+    m.add_argument("--schedule", help=f"learning-rate schedule: {SCHEDULE_HELP}")
+    m.add_argument("--steps", type=int, help="optimizer steps (default 1000)")
+    m.add_argument("--epochs", type=int, help="passes over the data (instead of --steps)")
+    m.add_argument("--batch-size", type=int, help="mini-batch size (default: full batch)")
+    m.add_argument("--seed", type=int, default=0, help="seed of the mini-batch shuffling")
+    m.add_argument("--tol", type=float, help="stop when the relative loss change is below")
+    m.add_argument("--gtol", type=float, help="stop when the gradient norm is below")
+    m.add_argument("--plot", help="write a figure (loss curve; contours for 2 parameters)")
+    m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(run=cmd_minimize)
+
+    d = sub.add_parser("demo", help="run the seed scenarios end to end and write figures")
+    d.add_argument("--out", default=os.path.join("out", "demo"),
+                   help="output directory (default: out/demo)")
+    d.set_defaults(run=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``symgrad`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print("symgrad: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line, never a traceback (SYMGRAD_DEBUG=1 to see it)
+        if os.environ.get("SYMGRAD_DEBUG"):
+            raise
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        known = isinstance(exc, CLIError | ValueError | TypeError | ImportError | OSError |
+                           KeyError | IndexError)
+        if not known:
+            msg = f"{type(exc).__name__}: {msg}"
+        print(f"symgrad {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
