@@ -443,7 +443,7 @@ def _run_python(p: _Plan) -> OptimizeResult:
             nfev += 1
             if k == 0:
                 bound = p.factor * max(1.0, abs(fk)) if math.isfinite(fk) else math.inf
-            gn = _grad_norm(gk)
+            gn = math.sqrt(gk @ gk)
             why = ""
             if not math.isfinite(fk):
                 why = "loss"
@@ -488,7 +488,8 @@ def _run_python(p: _Plan) -> OptimizeResult:
                 break
             x, f_prev = x_new, fk
             k += 1
-            bar.update(1, fk)
+            if p.progress:
+                bar.update(1, fk)
             if batch_ev is not None:
                 e_sum += fk * len(idx)
                 e_n += len(idx)
