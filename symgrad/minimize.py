@@ -97,6 +97,10 @@ class History:
     def __len__(self) -> int:
         return len(self.step)
 
+    def __repr__(self) -> str:
+        last = f", last step {int(self.step[-1])}" if len(self.step) else ""
+        return f"History({len(self.step)} records{last}, {len(self.epoch_loss)} epochs)"
+
 
 @dataclass(frozen=True)
 class OptimizeResult:

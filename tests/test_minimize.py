@@ -610,3 +610,9 @@ def test_scipy_objective_with_a_real_kernel(quadfit):
     t, y = data["t"], data["y"]
     np.testing.assert_allclose(res.x, np.polyfit(t, y, 2), rtol=1e-6)
     np.testing.assert_allclose(obj.hess(res.x), f.hessian(res.x, **data))
+
+
+def test_result_repr_is_short():
+    res = minimize(seed_rosen, [2.0, 2.0], optimizer=optim.sgd(0.1), steps=1000)
+    assert "History(1001 records, last step 1000, 0 epochs)" in repr(res)
+    assert len(repr(res)) < 400
