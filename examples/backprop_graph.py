@@ -26,13 +26,14 @@ GENERATED = "backprop_graph.py"
 w, b = sg.params("w b")
 x, y_true = sg.data("x y_true")
 LOSS = sg.mean(abs(y_true - (w * x + b)))
+PARAMS = [w, b]  # the order of the parameter vector, stated explicitly
 
 
 def generate(directory):
     """Write the standalone generated module of this example's loss into ``directory``."""
     from pathlib import Path
 
-    return sg.generate(LOSS, Path(directory) / GENERATED,
+    return sg.generate(LOSS, Path(directory) / GENERATED, PARAMS,
                        regenerate="python examples/regenerate.py")
 
 
@@ -48,7 +49,7 @@ def main(out_dir=None) -> dict:
     """Print the forward values, the symbolic and numeric gradients and the generated code."""
     data = {"x": np.array([2.0]), "y_true": np.array([4.0])}
     params = np.array([3.0, 1.0])  # w, b
-    f = sg.compile(LOSS)
+    f = sg.compile(LOSS, PARAMS)
     symbolic = sg.grad(LOSS, [w, b])
     # bind validates the data once (and lets a column be called x, like the seed's input).
     fb = f.bind(**data)

@@ -30,7 +30,7 @@ W0, LR, BETA, STEPS = 2.0, 0.01, 0.9, 200
 
 def generate(directory: str | Path) -> Path:
     """Write the standalone generated module of this example's loss into ``directory``."""
-    return sg.generate(LOSS, Path(directory) / GENERATED,
+    return sg.generate(LOSS, Path(directory) / GENERATED, [w],
                        regenerate="python examples/regenerate.py")
 
 

@@ -34,6 +34,7 @@ TOL = 1e-4  # step 7: stop when the relative improvement of the loss is below th
 a, b, c = sg.params("a b c")
 time_, speed_ = sg.data("time speed")
 LOSS = sg.mean((a * time_**2 + b * time_ + c - speed_) ** 2)
+PARAMS = [a, b, c]  # the order of the parameter vector, stated explicitly
 
 
 def speed_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +53,7 @@ def predict(t: np.ndarray, params: np.ndarray) -> np.ndarray:
 
 def generate(directory: str | Path) -> Path:
     """Write the standalone generated module of this example's loss into ``directory``."""
-    return sg.generate(LOSS, Path(directory) / GENERATED,
+    return sg.generate(LOSS, Path(directory) / GENERATED, PARAMS,
                        regenerate="python examples/regenerate.py")
 
 
@@ -65,7 +66,7 @@ def main(out_dir: str | Path, generated_dir: str | Path | None = None) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     time, speed = speed_data()
-    f = sg.compile(LOSS)
+    f = sg.compile(LOSS, PARAMS)
     data = {"time": time, "speed": speed}
 
     # Step 1: initialise the parameters with random values.

@@ -39,6 +39,7 @@ Y = sg.data("Y", shape=(CLASSES,))
 hidden = (W1 * X + b1).applyfunc(sg.relu)
 logits = W2 * hidden + b2
 LOSS = losses.cross_entropy(logits, Y)
+PARAMS = [*W1, *b1, *W2, *b2]  # the packing order of x, stated explicitly (row-major)
 
 
 def rings(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +65,7 @@ def predict(p: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def generate(directory: str | Path) -> Path:
     """Write the standalone generated module of this example's loss into ``directory``."""
-    return sg.generate(LOSS, Path(directory) / GENERATED,
+    return sg.generate(LOSS, Path(directory) / GENERATED, PARAMS,
                        regenerate="python examples/regenerate.py")
 
 
@@ -75,7 +76,7 @@ def main(out_dir: str | Path, epochs: int = 30) -> dict:
     rng = np.random.default_rng(0)
     x_train, y_train = rings(900, rng)
     x_test, y_test = rings(600, rng)
-    f = sg.compile(LOSS)
+    f = sg.compile(LOSS, PARAMS)
     assert f.n_params == len(f.params) == 2 * HIDDEN + HIDDEN + CLASSES * HIDDEN + CLASSES
 
     # He initialisation for the relu layer, small output weights, zero biases.

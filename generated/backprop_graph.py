@@ -2,10 +2,10 @@
 # symgrad version: 0.1.0
 # loss:
 #   Mean(Abs(x*w - y_true + b))
-# parameters (order of x): b, w
+# parameters (order of x): w, b
 # data columns: x[N], y_true[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: a6b3b69568c912c7
+# content hash: 29f8e3682263170a
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -20,7 +20,7 @@ import math
 import numba
 import numpy as np
 
-PARAMS = ('b', 'w')
+PARAMS = ('w', 'b')
 DATA = ('x', 'y_true')
 KINK_POLICY = "relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5"
 ANALYTIC = False
@@ -75,8 +75,8 @@ def _softplus(z):
 @numba.njit(cache=True, fastmath=_FASTMATH)
 def _acc_e(x, col_x, y_true, idx, lo, hi, acc):
     """Add each reduction's sum over samples lo..hi-1 into acc."""
-    p_b = x[0]
-    p_w = x[1]
+    p_w = x[0]
+    p_b = x[1]
     a0 = 0.0
     for j in range(lo, hi):
         i = j if idx is None else idx[j]
@@ -101,8 +101,8 @@ def _par_e(x, col_x, y_true, idx, N, acc):
 @numba.njit(cache=True, fastmath=_FASTMATH)
 def _acc_g(x, col_x, y_true, idx, lo, hi, acc):
     """Add the sums of each reduction and its gradient into acc (one pass)."""
-    p_b = x[0]
-    p_w = x[1]
+    p_w = x[0]
+    p_b = x[1]
     a0 = 0.0
     a1 = 0.0
     a2 = 0.0
@@ -113,8 +113,8 @@ def _acc_g(x, col_x, y_true, idx, lo, hi, acc):
         _t2 = d_x*p_w - d_y_true + p_b
         _t6 = 2.0*_heaviside(_t2, 0.5) - 1.0
         a0 += abs(_t2)
-        a1 += _t6
-        a2 += d_x*_t6
+        a1 += d_x*_t6
+        a2 += _t6
     acc[0] += a0
     acc[1] += a1
     acc[2] += a2
@@ -135,8 +135,8 @@ def _par_g(x, col_x, y_true, idx, N, acc):
 @numba.njit(cache=True, fastmath=_FASTMATH)
 def _acc_h(x, v, col_x, y_true, idx, lo, hi, acc):
     """Add the sums of each reduction's Hessian times v into acc."""
-    p_b = x[0]
-    p_w = x[1]
+    p_w = x[0]
+    p_b = x[1]
     v0 = v[0]
     v1 = v[1]
     a0 = 0.0
@@ -151,8 +151,8 @@ def _acc_h(x, v, col_x, y_true, idx, lo, hi, acc):
         _t2 = d_x*p_w - d_y_true + p_b
         _t6 = 2.0*_heaviside(_t2, 0.5) - 1.0
         a0 += abs(_t2)
-        a1 += _t6
-        a2 += d_x*_t6
+        a1 += d_x*_t6
+        a2 += _t6
         a3 += 0.0
         a4 += 0.0
     acc[0] += a0
@@ -188,8 +188,8 @@ def _n_samples(col_x, y_true, idx):
 @numba.njit(cache=True)
 def _finish_e(x, acc, N):
     """The outer loss from the reduction sums."""
-    p_b = x[0]
-    p_w = x[1]
+    p_w = x[0]
+    p_b = x[1]
     r0 = acc[0] / N
     return r0
 
@@ -197,8 +197,8 @@ def _finish_e(x, acc, N):
 @numba.njit(cache=True)
 def _finish_g(x, acc, N, g):
     """Outer chain rule: g = dF/dx + sum_k dF/dR_k * dR_k/dx."""
-    p_b = x[0]
-    p_w = x[1]
+    p_w = x[0]
+    p_b = x[1]
     r0 = acc[0] / N
     g[0] = 0.0
     g[1] = 0.0
@@ -211,8 +211,8 @@ def _finish_g(x, acc, N, g):
 @numba.njit(cache=True)
 def _finish_h(x, v, acc, N, out):
     """Outer Hessian-vector product: (F_xx v + F_xR u) + J^T (F_Rx v + F_RR u) + sum_k F_R_k H_k v, with u = J v."""
-    p_b = x[0]
-    p_w = x[1]
+    p_w = x[0]
+    p_b = x[1]
     v0 = v[0]
     v1 = v[1]
     r0 = acc[0] / N
@@ -233,7 +233,7 @@ def _finish_h(x, v, acc, N, out):
 def value(x, col_x, y_true, idx=None):
     """The loss at x."""
     if x.shape[0] != 2:
-        raise ValueError("x must have 2 entries (b, w)")
+        raise ValueError("x must have 2 entries (w, b)")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(1)
     _acc_e(x, col_x, y_true, idx, 0, N, acc)
@@ -244,9 +244,9 @@ def value(x, col_x, y_true, idx=None):
 def value_and_grad(x, g, col_x, y_true, idx=None):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 2:
-        raise ValueError("x must have 2 entries (b, w)")
+        raise ValueError("x must have 2 entries (w, b)")
     if g.shape[0] != 2:
-        raise ValueError("g must have 2 entries (b, w)")
+        raise ValueError("g must have 2 entries (w, b)")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(3)
     _acc_g(x, col_x, y_true, idx, 0, N, acc)
@@ -264,11 +264,11 @@ def grad(x, g, col_x, y_true, idx=None):
 def hvp(x, v, out, col_x, y_true, idx=None):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 2:
-        raise ValueError("x must have 2 entries (b, w)")
+        raise ValueError("x must have 2 entries (w, b)")
     if v.shape[0] != 2:
-        raise ValueError("v must have 2 entries (b, w)")
+        raise ValueError("v must have 2 entries (w, b)")
     if out.shape[0] != 2:
-        raise ValueError("out must have 2 entries (b, w)")
+        raise ValueError("out must have 2 entries (w, b)")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(5)
     _acc_h(x, v, col_x, y_true, idx, 0, N, acc)
@@ -297,7 +297,7 @@ def hessian(x, H, col_x, y_true, idx=None):
 def value_parallel(x, col_x, y_true, idx=None):
     """The loss at x."""
     if x.shape[0] != 2:
-        raise ValueError("x must have 2 entries (b, w)")
+        raise ValueError("x must have 2 entries (w, b)")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(1)
     _par_e(x, col_x, y_true, idx, N, acc)
@@ -308,9 +308,9 @@ def value_parallel(x, col_x, y_true, idx=None):
 def value_and_grad_parallel(x, g, col_x, y_true, idx=None):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 2:
-        raise ValueError("x must have 2 entries (b, w)")
+        raise ValueError("x must have 2 entries (w, b)")
     if g.shape[0] != 2:
-        raise ValueError("g must have 2 entries (b, w)")
+        raise ValueError("g must have 2 entries (w, b)")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(3)
     _par_g(x, col_x, y_true, idx, N, acc)
@@ -328,11 +328,11 @@ def grad_parallel(x, g, col_x, y_true, idx=None):
 def hvp_parallel(x, v, out, col_x, y_true, idx=None):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 2:
-        raise ValueError("x must have 2 entries (b, w)")
+        raise ValueError("x must have 2 entries (w, b)")
     if v.shape[0] != 2:
-        raise ValueError("v must have 2 entries (b, w)")
+        raise ValueError("v must have 2 entries (w, b)")
     if out.shape[0] != 2:
-        raise ValueError("out must have 2 entries (b, w)")
+        raise ValueError("out must have 2 entries (w, b)")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(5)
     _par_h(x, v, col_x, y_true, idx, N, acc)

@@ -104,7 +104,7 @@ class LossSource:
     """What the command line described: the loss, and data/x0 when a file provides them."""
 
     loss: Any
-    params: list[str] | None
+    params: list | None  # parameter symbols in packing order (None: the loss decides)
     data: dict[str, np.ndarray] | None
     x0: np.ndarray | None
     origin: str
@@ -158,7 +158,8 @@ def load_loss(spec: str, params: str | None = None, data: str | None = None,
         x0 = ns.get("x0")
         return LossSource(ns["loss"], None, fdata,
                           None if x0 is None else np.asarray(x0, dtype=np.float64), spec)
-    from .exprparse import parse_loss
+    from .exprparse import param_names, parse_loss
+    from .symbols import Param
 
     dnames = _names(data)
     if dnames is None and file_data is not None:
@@ -166,13 +167,15 @@ def load_loss(spec: str, params: str | None = None, data: str | None = None,
     expr = parse_loss(spec, params=_names(params), data=dnames)
     if file_data is not None and dnames is not None:
         file_data = {k: v for k, v in file_data.items() if k in dnames}
-    return LossSource(expr, _names(params), file_data, None, spec)
+    # The packing order is passed explicitly: it must not depend on symbols made earlier.
+    order = [Param(n) for n in param_names(spec, _names(params), dnames)]
+    return LossSource(expr, order, file_data, None, spec)
 
 
 def _compile(src: LossSource):
     import symgrad as sg
 
-    f = sg.compile(src.loss)
+    f = sg.compile(src.loss, src.params)
     if f.data_names and src.data is None:
         raise CLIError(f"this loss needs data columns {', '.join(f.data_names)}: pass "
                        "--data-file FILE (.csv with a header row, or .npz)")
@@ -211,7 +214,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
         argv += ["--params", a.params]
     if a.data:
         argv += ["--data", a.data]
-    path = sg.generate(src.loss, a.output, regenerate=shlex.join(argv))
+    path = sg.generate(src.loss, a.output, src.params, regenerate=shlex.join(argv))
     print(f"wrote {path}")
     return 0
 

@@ -32,7 +32,9 @@ from .symbols import mean as _mean
 from .symbols import params as _params
 from .symbols import sum as _sum
 
-__all__ = ["FUNCTIONS", "MAX_LENGTH", "ExprError", "names_in", "natural_key", "parse_loss"]
+__all__ = [
+    "FUNCTIONS", "MAX_LENGTH", "ExprError", "names_in", "natural_key", "param_names", "parse_loss",
+]
 
 #: Longest expression accepted, in characters.
 MAX_LENGTH = 20_000
@@ -164,6 +166,20 @@ def names_in(text: str) -> list[str]:
         if node.id not in out:
             out.append(node.id)
     return out
+
+
+def param_names(text: str, params: Sequence[str] | str | None = None,
+                data: Sequence[str] | str | None = None) -> list[str]:
+    """The parameter names of ``text`` in packing order (as :func:`parse_loss` declares them).
+
+    >>> param_names("(x2 - x1**2)**2 + (1 - x1)**2")
+    ['x1', 'x2']
+    """
+    given = _split(params)
+    if given is not None:
+        return given
+    dnames = _split(data) or []
+    return sorted((n for n in names_in(text) if n not in dnames), key=natural_key)
 
 
 def parse_loss(text: str, params: Sequence[str] | str | None = None,
