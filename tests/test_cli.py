@@ -1,0 +1,200 @@
+"""The ``symgrad`` command and its safe expression parser."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad import cli
+from symgrad.exprparse import ExprError, param_names, parse_loss
+
+ROSEN = "(x2 - x1**2)**2 + (1 - x1)**2"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --------------------------------------------------------------------------- exprparse
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("x.__class__", "attribute access"),
+    ("__import__('os').system('true')", "calling anything but a plain function name"),
+    ("__import__('os')", "names starting with '_'"),
+    ("a + __builtins__", "names starting with '_'"),
+    ("open('f')", "unknown function 'open'"),
+    ("x[0]", "indexing"),
+    ("lambda: 1", "lambda"),
+    ("x^2", "write ** instead"),
+    ("exp(x=1)", "keyword argument"),
+    ("'text'", "constant"),
+    ("x if y else z", "conditional"),
+    ("2**10**100", "exponent"),
+    ("x < 1", "comparison"),
+    ("exp", "is a function"),
+    ("max(x)", "at least 2"),
+    ("x; y", "not a valid expression"),
+    ("(" * 300 + "x" + ")" * 300, "not a valid expression"),
+    ("x" * 30_000, "characters long"),
+])
+def test_unsafe_or_invalid_expressions_are_rejected(text, fragment):
+    with pytest.raises(ExprError, match=None) as exc:
+        parse_loss(text)
+    assert fragment in str(exc.value)
+
+
+def test_parse_builds_symgrad_symbols():
+    e = parse_loss("mean((a*t**2 + b*t + c - y)**2) + 1e-3*relu(a)", data="t y")
+    f = sg.compile(e, [sg.params(n) for n in param_names("", "a b c")])
+    t = np.arange(5.0)
+    y = 2 * t**2 + 1
+    assert f.params == ("a", "b", "c") and f.data_names == ("t", "y")
+    assert f.value([2.0, 0.0, 1.0], t=t, y=y) == pytest.approx(2e-3)
+
+
+def test_default_parameter_order_is_natural_not_first_appearance():
+    assert param_names(ROSEN) == ["x1", "x2"]
+    assert param_names("x10*x2 + x1", data="x1") == ["x2", "x10"]
+
+
+def test_explicit_params_reject_unknown_names():
+    with pytest.raises(ExprError, match="unknown name 'c'"):
+        parse_loss("a*b + c", params="a b")
+    with pytest.raises(ExprError, match="both as a parameter and as data"):
+        parse_loss("a*t", params="a t", data="t")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def test_generate_from_expression(tmp_path, capsys):
+    out = tmp_path / "rosen.py"
+    code, text, _ = run(capsys, "generate", ROSEN, "-o", str(out))
+    assert code == 0 and str(out) in text
+    src = out.read_text()
+    assert "# parameters (order of x): x1, x2" in src
+    assert "regenerate with: symgrad generate" in src
+    mod = sg.kernel.load_module(out)
+    g = np.empty(2)
+    assert mod.value_and_grad(np.array([2.0, 2.0]), g) == 5.0
+    assert g.tolist() == [18.0, -4.0]
+
+
+def test_generate_from_python_file(tmp_path, capsys):
+    f = tmp_path / "my_loss.py"
+    f.write_text("def loss(x1, x2):\n    return (x2 - x1**2)**2 + (1 - x1)**2\n")
+    out = tmp_path / "gen.py"
+    code, _, _ = run(capsys, "generate", str(f), "-o", str(out))
+    assert code == 0 and "value_and_grad" in out.read_text()
+
+
+def test_check_prints_the_table(capsys):
+    code, out, _ = run(capsys, "check", ROSEN, "--at", "2,2")
+    assert code == 0
+    assert "gradient check ok" in out
+    assert "x1" in out and "18" in out and "-4" in out
+
+
+def test_check_with_data_file(tmp_path, capsys):
+    csv = tmp_path / "pts.csv"
+    csv.write_text("t,y\n0,1\n1,3\n2,5.5\n")
+    code, out, _ = run(capsys, "check", "mean(abs(a*t + b - y))", "--data-file", str(csv),
+                       "--at", "2,1.3", "--hessian")  # no residual exactly 0: no kink
+    assert code == 0, out
+    assert "gradient check ok" in out and "hessian check" in out
+
+
+def test_minimize_reproduces_the_seed(tmp_path, capsys):
+    png = tmp_path / "m.png"
+    code, out, _ = run(capsys, "minimize", ROSEN, "--x0", "2,2", "--lr", "0.1", "--steps", "100",
+                       "-q", "--plot", str(png))
+    assert code == 0
+    values = dict(line.split(" = ") for line in out.splitlines() if line.startswith("  "))
+    assert float(values["  x1"]) == pytest.approx(1.0088, abs=5e-5)
+    assert float(values["  x2"]) == pytest.approx(1.0214, abs=5e-5)
+    assert png.is_file()
+
+
+def test_minimize_with_schedule_and_momentum(capsys):
+    code, out, _ = run(capsys, "minimize", ROSEN, "--x0", "2,2", "--optimizer", "momentum",
+                       "--lr", "0.01", "--beta", "0.9", "--schedule", "time_decay:0.001",
+                       "--steps", "500", "-q")
+    assert code == 0 and "completed" in out
+
+
+def test_parse_schedule():
+    assert cli.parse_schedule(None, 0.1) == 0.1
+    s = cli.parse_schedule("time_decay:0.01", 0.2)
+    assert s(100) == pytest.approx(0.1)
+    assert cli.parse_schedule("step:10:0.5", 1.0)(25) == 0.25
+    with pytest.raises(cli.CLIError):
+        cli.parse_schedule("nope:1", 0.1)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["minimize", "x.y"], "attribute access"),
+    (["minimize", "x**2", "--x0", "1,2"], "has 2 values but the loss has 1 parameters"),
+    (["minimize", "x**2", "--schedule", "foo:1"], "unknown schedule"),
+    (["minimize", "missing_file.py"], "no such file"),
+    (["check", "mean((a*t - y)**2)", "--data", "t,y"], "needs data columns t, y"),
+    (["minimize", "x**2", "--x0", "abc"], "numbers separated by commas"),
+    (["minimize", "x**2", "--lr", "-1"], "--lr must be > 0"),
+    (["check", "a*t", "--data", "t", "--data-file", "nope.csv"], "not found"),
+])
+def test_errors_are_one_line_with_exit_2(capsys, argv, fragment):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert fragment in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_usage_errors_exit_2_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bogus"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "invalid choice" in err
+
+
+def test_python_m_symgrad_runs_without_traceback():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("SYMGRAD_DEBUG", None)
+    p = subprocess.run([sys.executable, "-m", "symgrad", "generate", "os.system('x')", "-o",
+                        "x.py"], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.startswith("symgrad generate: error: calling anything but a plain")
+    assert "Traceback" not in p.stderr
+    v = subprocess.run([sys.executable, "-m", "symgrad", "--version"], capture_output=True,
+                       text=True, env=env, timeout=120)
+    assert v.returncode == 0 and v.stdout.strip() == f"symgrad {sg.__version__}"
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def test_demo_runs_the_seed_scenarios(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    code = cli.main(["demo", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"Outputs in {tmp_path.resolve()}" in out
+    for name in ("rosenbrock_learning_rate.png", "quadratic_fit.png", "momentum_escape.png",
+                 "two_layer_net.png", "quadratic_fit.py", "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    s = json.loads((tmp_path / "summary.json").read_text())
+    np.testing.assert_allclose(s["rosenbrock"]["lr = 0.1"]["x"], [1.0088, 1.0214], atol=5e-5)
+    assert s["backprop"]["grad"] == [2.0, 1.0]
+    assert s["two_layer_net"]["test_accuracy"] > 0.95
+    assert s["momentum"]["momentum (lr 0.01, beta 0.9)"] < -1.2
+    assert s["quadratic_fit"]["final_loss"] < s["quadratic_fit"]["initial_loss"] / 5

@@ -1,0 +1,96 @@
+"""Run every example's ``main(out_dir)`` and check its key numbers (the seeds' results).
+
+Examples are loaded from examples/ by path (it is not a package). Kernels come from the
+on-disk cache after the first run, so this module takes seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ALL = sorted(p.stem for p in EXAMPLES.glob("*.py") if p.stem != "regenerate")
+
+
+def load(name: str):
+    mod_name = f"symgrad_example_{name}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, EXAMPLES / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("examples")
+    return {name: load(name).main(out / name) for name in ALL}
+
+
+def test_every_example_is_covered():
+    assert set(ALL) == {"rosenbrock_learning_rate", "quadratic_fit", "two_layer_net",
+                        "momentum_escape", "backprop_graph"}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_example_writes_its_figures(results, name):
+    for fig in results[name]["figures"]:
+        p = Path(fig)
+        assert p.is_file() and p.stat().st_size > 10_000, fig
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rosenbrock_learning_rates(results):
+    r = results["rosenbrock_learning_rate"]
+    # The seed's lr = 0.1 run (and the value the minimize docstring pins).
+    np.testing.assert_allclose(r["lr = 0.1"]["x"], (1.0088, 1.0214), atol=5e-5)
+    assert r["lr = 0.1"]["fun"] == pytest.approx(9.13e-5, rel=1e-3)
+    # lr = 0.2 bounces around and does not converge; the time-decayed run converges best.
+    assert r["lr = 0.2"]["dist"] > 0.2
+    assert r["lr = 0.2, time decay 0.01"]["dist"] < 0.01
+    assert r["lr = 0.2, time decay 0.01"]["fun"] < r["lr = 0.1"]["fun"]
+
+
+def test_quadratic_fit_seven_steps(results):
+    r = results["quadratic_fit"]
+    losses = r["losses"]
+    assert np.all(np.diff(losses) < 0), "SGD with lr 1e-5 decreases the loss every step"
+    assert r["initial_loss"] == pytest.approx(2966.8045, rel=1e-6)
+    assert r["final_loss"] == pytest.approx(300.06, abs=0.01)
+    assert r["steps"] == 8
+    assert r["check_ok"]
+    committed = EXAMPLES.parent / "generated" / "quadratic_fit.py"
+    assert Path(r["generated"]).read_bytes() == committed.read_bytes()
+
+
+def test_two_layer_net_accuracy(results):
+    r = results["two_layer_net"]
+    assert r["n_params"] == 51
+    assert r["status"] == "completed"
+    assert r["test_accuracy"] > 0.95
+    assert r["train_accuracy"] > 0.95
+
+
+def test_momentum_escapes_the_local_minimum(results):
+    r = results["momentum_escape"]
+    assert r["sgd_w"] == pytest.approx(r["local_min"], abs=1e-4)
+    assert r["momentum_w"] == pytest.approx(r["global_min"], abs=1e-3)
+    assert r["momentum_fun"] < r["sgd_fun"] - 2
+
+
+def test_backprop_graph_gradients(results):
+    r = results["backprop_graph"]
+    assert r["loss"] == 3.0
+    assert r["grad"] == (2.0, 1.0)
+    assert r["check_ok"]
+    assert "sign" in r["symbolic"][0] and "x" in r["symbolic"][0]
+    assert "def _acc_g(" in r["code"] and "for j in range(lo, hi):" in r["code"]
