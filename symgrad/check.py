@@ -821,9 +821,22 @@ def check_grad(
     n = x.size
     t = _target(f, data, n, hessian=False, names=names)
     m = _resolve_method(method, t, hessian=False)
+    notes: list[str] = []
+    if m == "complex":
+        assert t.fun_complex is not None
+        im0 = t.fun_complex(x.astype(np.complex128)).imag
+        if im0 != 0:
+            # rounding noise in the imaginary part (e.g. numba's complex ** float of a negative
+            # base goes through polar form) swamps Im f(x + ih) = h f'(x) for h = 1e-20
+            why = (f"value_complex(x) has imaginary part {im0:.3g} at a real x, so the complex "
+                   "step is unreliable here (a complex power with a float exponent?)")
+            if method == "auto" and t.fun is not None:
+                m = "richardson"
+                notes.append(why + "; used method='richardson' instead")
+            else:
+                notes.append(why)
     tol = _tolerance(GRAD_TOLERANCES, m, rtol, atol)
     U = _directions(directions, n, seed)
-    notes: list[str] = []
 
     g = t.grad(x)
     if g.shape != (n,):

@@ -492,3 +492,16 @@ def test_assert_hessian_close_message() -> None:
     with pytest.raises(AssertionError, match=r"Hessian mismatch at d2/dx2 dx2"):
         assert_hessian_close(bad, X_SMOOTH)
     assert assert_hessian_close(FakeKernel(SMOOTH_EXPR, (x1, x2, x3)), X_SMOOTH).ok
+
+
+def test_complex_step_noise_at_real_x_falls_back() -> None:
+    class Noisy(FakeKernel):
+        def value_complex(self, xc: np.ndarray, **data: Any) -> complex:
+            return super().value_complex(xc) + 1e-17j  # imaginary rounding noise at real x
+
+    k = Noisy(SMOOTH_EXPR, (x1, x2, x3))
+    chk = check_grad(k, X_SMOOTH)
+    assert chk.ok and chk.method == "richardson"
+    assert any("imaginary part" in n for n in chk.notes)
+    chk = check_grad(k, X_SMOOTH, method="complex")
+    assert not chk.ok and any("imaginary part" in n for n in chk.notes)
