@@ -175,7 +175,7 @@ SCENARIOS = [
 
 def run(out_dir: str | Path = "out/demo", *, echo: bool = True) -> dict:
     """Run every scenario, write figures and ``summary.json`` into ``out_dir``; return numbers."""
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     say = print if echo else (lambda *a, **k: None)
     t_all = time.perf_counter()
@@ -191,7 +191,7 @@ def run(out_dir: str | Path = "out/demo", *, echo: bool = True) -> dict:
         summary[name] = r["numbers"]
         say(f"    ({time.perf_counter() - t0:.1f} s)", flush=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
-    say(f"done in {time.perf_counter() - t_all:.1f} s. Outputs in {out.resolve()}:")
+    say(f"done in {time.perf_counter() - t_all:.1f} s. Outputs in {out}:")
     for p in [*figures, out / "quadratic_fit.py", out / "summary.json"]:
         say(f"    {p}")
     return summary
