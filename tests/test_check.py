@@ -505,3 +505,39 @@ def test_complex_step_noise_at_real_x_falls_back() -> None:
     assert any("imaginary part" in n for n in chk.notes)
     chk = check_grad(k, X_SMOOTH, method="complex")
     assert not chk.ok and any("imaginary part" in n for n in chk.notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Against real compiled Kernels
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compiled() -> dict[str, Any]:
+    import symgrad as sg
+
+    p1, p2 = sg.params("x1 x2")
+    return {
+        "rosen": sg.compile(100 * (p2 - p1**2) ** 2 + (1 - p1) ** 2),
+        "relu": sg.compile(sg.relu(p1 - 0.5) * p2 + sg.sigmoid(p2)),
+    }
+
+
+@pytest.mark.parametrize("method", ["central", "richardson", "complex", "exact", "auto"])
+def test_compiled_rosenbrock_seed_gradient(compiled: dict[str, Any], method: str) -> None:
+    f = compiled["rosen"]
+    chk = assert_grad_close(f, X_ROSEN, method=method)
+    np.testing.assert_array_equal(chk.analytic, G_ROSEN)
+    if method in ("complex", "exact"):
+        assert chk.max_rel_err <= 1e-13
+    assert_hessian_close(f, X_ROSEN, method=method)
+
+
+def test_compiled_relu_kink(compiled: dict[str, Any]) -> None:
+    f = compiled["relu"]
+    assert not f.analytic
+    chk = check_grad(f, [0.5, 2.0])  # auto -> richardson; x1 sits on the kink
+    assert chk.method == "richardson" and chk.ok and chk.kinks == (0,)
+    assert any("x1" in n for n in chk.notes)
+    assert check_grad(f, [0.9, 2.0]).kinks == ()
+    assert check_hessian(f, [0.5, 2.0]).ok
