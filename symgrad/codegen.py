@@ -152,8 +152,9 @@ class _Gen:
         out = []
         for s in self.prob.data_symbols:
             col = self.col_of[s.column]
-            out.append(f"{self.names[s]} = {col}[i]" if s.component is None
-                       else f"{self.names[s]} = {col}[i, {s.component}]")
+            # float32 columns are promoted before any arithmetic (numba keeps float(f32) as f32)
+            out.append(f"{self.names[s]} = np.float64({col}[i])" if s.component is None
+                       else f"{self.names[s]} = np.float64({col}[i, {s.component}])")
         return out
 
     def check_x(self, arg: str = "x") -> str:

@@ -206,20 +206,24 @@ class Kernel:
             idx = _batch_index(batch, n)
         return (*cols, idx)
 
-    def _call(self, name: str, x, args: tuple, *outs):
-        impl = self.jit
+    def _impl(self, args: tuple) -> types.SimpleNamespace:
+        """The serial or the parallel functions, by the ``parallel`` option and sample count."""
         if args and self.parallel is not False:
             n = args[0].shape[0] if args[-1] is None else args[-1].shape[0]
             if self.parallel or n >= PARALLEL_THRESHOLD:
-                impl = self._jit_par
-        return getattr(impl, name)(x, *outs, *args)
+                return self._jit_par
+        return self.jit
+
+    def _call(self, name: str, x, args: tuple, *outs):
+        return getattr(self._impl(args), name)(x, *outs, *args)
 
     # -- public evaluation ------------------------------------------------------------------
-    def value(self, x, *, batch=None, **data) -> float:
+    def value(self, x, /, *, batch=None, **data) -> float:
         """The loss at ``x``."""
         return float(self._call("value", self._x(x), self.data_args(data, batch)))
 
-    def value_and_grad(self, x, out=None, *, batch=None, **data) -> tuple[float, np.ndarray]:
+    def value_and_grad(self, x, /, out=None, *, batch=None,
+                       **data) -> tuple[float, np.ndarray]:
         """The loss at ``x`` and its gradient (written into ``out`` when given)."""
         x = self._x(x)
         out = self._out(out, x.shape)
@@ -230,7 +234,7 @@ class Kernel:
         between the caller and the compiled function (it is the optimizer's hot path)."""
         raw, slow, nd, f64, empty = self._vg, Kernel.value_and_grad, np.ndarray, _F64, np.empty
 
-        def value_and_grad(x, out=None, *, batch=None, **data):
+        def value_and_grad(x, /, out=None, *, batch=None, **data):
             if data or batch is not None or type(x) is not nd or x.dtype is not f64:
                 return slow(self, x, out, batch=batch, **data)
             if out is None:
@@ -246,18 +250,18 @@ class Kernel:
         value_and_grad.__doc__ = Kernel.value_and_grad.__doc__
         return value_and_grad
 
-    def grad(self, x, out=None, *, batch=None, **data) -> np.ndarray:
+    def grad(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
         """The gradient at ``x`` (written into ``out`` when given)."""
         return self.value_and_grad(x, out, batch=batch, **data)[1]
 
-    def hessian(self, x, out=None, *, batch=None, **data) -> np.ndarray:
+    def hessian(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
         """The Hessian at ``x`` as an ``(n, n)`` array."""
         x = self._x(x)
         out = self._out(out, (x.shape[0], x.shape[0]))
         self._call("hessian", x, self.data_args(data, batch), out)
         return out
 
-    def hvp(self, x, v, out=None, *, batch=None, **data) -> np.ndarray:
+    def hvp(self, x, v, /, out=None, *, batch=None, **data) -> np.ndarray:
         """The Hessian at ``x`` times the vector ``v``, without forming the Hessian."""
         x = self._x(x)
         v = self._x(v, "v", x.shape[0])
@@ -265,7 +269,7 @@ class Kernel:
         self._call("hvp", x, self.data_args(data, batch), v, out)
         return out
 
-    def value_complex(self, x, *, batch=None, **data) -> complex:
+    def value_complex(self, x, /, *, batch=None, **data) -> complex:
         """The loss at a complex ``x`` (for complex-step checks; analytic losses only)."""
         if not self.analytic:
             raise TypeError("value_complex needs an analytic loss (no abs/max/min/relu/"
@@ -288,24 +292,30 @@ class Kernel:
 
 
 class BoundKernel:
-    """A :class:`Kernel` with its data validated once; same methods without data arguments."""
+    """A :class:`Kernel` with its data validated once; same methods without data arguments.
+
+    The serial/parallel choice is made once too, so a call is one Python step away from the
+    compiled function.
+    """
 
     def __init__(self, kernel: Kernel, args: tuple) -> None:
         self.kernel, self.args = kernel, args
         self.params = kernel.params
         self.data_names: tuple[str, ...] = ()
+        self._vg = kernel._impl(args).value_and_grad
 
     def value(self, x) -> float:
         k = self.kernel
         return float(k._call("value", k._x(x), self.args))
 
     def value_and_grad(self, x, out=None) -> tuple[float, np.ndarray]:
-        k = self.kernel
+        if type(x) is not np.ndarray or x.dtype is not _F64:
+            x = self.kernel._x(x)
         if out is None:
-            x = x if type(x) is np.ndarray else k._x(x)
             out = np.empty(x.shape[0])
-        return k._call("value_and_grad", x if type(x) is np.ndarray else k._x(x), self.args,
-                       out), out
+        elif type(out) is not np.ndarray or out.dtype is not _F64:
+            out = self.kernel._out(out, x.shape)
+        return self._vg(x, out, *self.args), out
 
     def grad(self, x, out=None) -> np.ndarray:
         return self.value_and_grad(x, out)[1]
@@ -341,12 +351,13 @@ def _column(name: str, a, width: int | None) -> np.ndarray:
     if width is not None and arr.shape[1] != width:
         raise ValueError(f"data column '{name}' must have {width} entries per sample "
                          f"(shape (N, {width})), got {arr.shape}")
-    ok = np.isfinite(arr)
-    if not ok.all():
-        bad = np.argwhere(~ok)[0]
-        where = f"row {bad[0]}" + (f", entry {bad[1]}" if arr.ndim == 2 else "")
-        raise ValueError(f"data column '{name}' has a non-finite value ({arr[tuple(bad)]}) at "
-                         f"{where}: clean or drop it before fitting")
+    if not np.isfinite(np.add.reduce(arr, axis=None)):  # one pass, no temporary: NaN/Inf sum
+        ok = np.isfinite(arr)  # only now find where (overflowing sums land here too)
+        if not ok.all():
+            bad = np.argwhere(~ok)[0]
+            where = f"row {bad[0]}" + (f", entry {bad[1]}" if arr.ndim == 2 else "")
+            raise ValueError(f"data column '{name}' has a non-finite value ({arr[tuple(bad)]}) "
+                             f"at {where}: clean or drop it before fitting")
     return arr
 
 

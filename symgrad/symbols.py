@@ -44,8 +44,7 @@ class Param(sp.Symbol):
 
     def __new__(cls, name: str) -> Param:
         obj = super().__new__(cls, name, real=True)
-        if not hasattr(obj, "_order"):
-            obj._order = next(_counter)
+        obj._order = next(_counter)  # (re)declaring a name moves it to the end of the order
         return obj
 
 
@@ -62,9 +61,17 @@ class Data(sp.Symbol):
 
     def __new__(cls, name: str, column: str, component: int | None = None,
                 width: int | None = None) -> Data:
-        obj = super().__new__(cls, name, real=True)
+        # Not SymPy's symbol cache: the column layout is part of the symbol's identity, so
+        # re-declaring "x" with another width makes a different symbol instead of mutating one.
+        obj = sp.Symbol.__xnew__(cls, name, real=True)
         obj.column, obj.component, obj.width = column, component, width
         return obj
+
+    def _hashable_content(self):
+        return (*super()._hashable_content(), self.column, self.component, self.width)
+
+    def __getnewargs_ex__(self):
+        return (self.name, self.column, self.component, self.width), {}
 
 
 class Index(sp.Symbol):
@@ -100,6 +107,10 @@ def _names(names: str | Sequence[str]) -> list[str]:
         if not isinstance(n, str) or not n.isidentifier():
             raise ValueError(f"{n!r} is not a valid name: use letters, digits and _")
     return out
+
+
+#: Keyword arguments of the Kernel methods: a data column cannot share their names.
+RESERVED_COLUMNS = frozenset({"out", "batch"})
 
 
 def _element_name(base: str, idx: tuple[int, ...]) -> str:
@@ -156,6 +167,10 @@ def data(names: str | Sequence[str], shape: tuple | None = None):
     (2, 1)
     """
     ns = _names(names)
+    clash = sorted(RESERVED_COLUMNS.intersection(ns))
+    if clash:
+        raise ValueError(f"'{clash[0]}' cannot name a data column: it is a keyword of the "
+                         "kernel methods (f.value(x, out=..., batch=...)); choose another name")
     if shape is None:
         syms = tuple(Data(n, n) for n in ns)
         return syms[0] if len(syms) == 1 else syms

@@ -134,8 +134,6 @@ def f32():
     return t, y, z
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: generated loops compute products of float32 "
-                   "column values in float32 (d_t*d_t) before promoting; see the report")
 def test_float32_columns_accumulate_in_float64(quad, lin, f32):
     t, y, z = f32
     _close(_all(quad, P, V, t=t, y=y), _all(quad, P, V, t=t.astype(np.float64),
