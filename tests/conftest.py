@@ -1,0 +1,44 @@
+"""Shared fixtures: seeded randomness and an environment for subprocesses that import symgrad.
+
+The tests use the default per-user cache of compiled modules, so a second run is warm; no test
+depends on what the cache holds (a module is rewritten only when its bytes differ, and Numba
+recompiles when its cache does not match).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symgrad
+
+ROOT = Path(symgrad.__file__).resolve().parent.parent
+SEED = 20240611
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(SEED)
+
+
+def _subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def subprocess_env():
+    """``subprocess_env(**extra)``: the environment with symgrad importable from the repo."""
+    return _subprocess_env
+
+
+@pytest.fixture
+def python() -> str:
+    """The interpreter running the tests (for subprocesses)."""
+    return sys.executable
