@@ -5,7 +5,7 @@
 # parameters (order of x): w, b
 # data columns: x[N], y_true[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 29f8e3682263170a
+# content hash: 48a53d98b9b06b87
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -80,8 +80,8 @@ def _acc_e(x, col_x, y_true, idx, lo, hi, acc):
     a0 = 0.0
     for j in range(lo, hi):
         i = j if idx is None else idx[j]
-        d_x = col_x[i]
-        d_y_true = y_true[i]
+        d_x = np.float64(col_x[i])
+        d_y_true = np.float64(y_true[i])
         a0 += abs(d_x*p_w - d_y_true + p_b)
     acc[0] += a0
 
@@ -108,8 +108,8 @@ def _acc_g(x, col_x, y_true, idx, lo, hi, acc):
     a2 = 0.0
     for j in range(lo, hi):
         i = j if idx is None else idx[j]
-        d_x = col_x[i]
-        d_y_true = y_true[i]
+        d_x = np.float64(col_x[i])
+        d_y_true = np.float64(y_true[i])
         _t2 = d_x*p_w - d_y_true + p_b
         _t6 = 2.0*_heaviside(_t2, 0.5) - 1.0
         a0 += abs(_t2)
@@ -146,8 +146,8 @@ def _acc_h(x, v, col_x, y_true, idx, lo, hi, acc):
     a4 = 0.0
     for j in range(lo, hi):
         i = j if idx is None else idx[j]
-        d_x = col_x[i]
-        d_y_true = y_true[i]
+        d_x = np.float64(col_x[i])
+        d_y_true = np.float64(y_true[i])
         _t2 = d_x*p_w - d_y_true + p_b
         _t6 = 2.0*_heaviside(_t2, 0.5) - 1.0
         a0 += abs(_t2)

@@ -5,7 +5,7 @@
 # parameters (order of x): a, b, c
 # data columns: speed[N], time[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 0b485899e452e79a
+# content hash: 2e5686e93dd79570
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -112,8 +112,8 @@ def _acc_e(x, speed, time, idx, lo, hi, acc):
     a0 = 0.0
     for j in range(lo, hi):
         i = j if idx is None else idx[j]
-        d_speed = speed[i]
-        d_time = time[i]
+        d_speed = np.float64(speed[i])
+        d_time = np.float64(time[i])
         a0 += (-d_speed + d_time**2*p_a + d_time*p_b + p_c)**2
     acc[0] += a0
 
@@ -127,8 +127,8 @@ def _acc_e_c(x, speed, time, idx, lo, hi, acc):
     a0 = 0j
     for j in range(lo, hi):
         i = j if idx is None else idx[j]
-        d_speed = speed[i]
-        d_time = time[i]
+        d_speed = np.float64(speed[i])
+        d_time = np.float64(time[i])
         a0 += (-d_speed + d_time**2*p_a + d_time*p_b + p_c)**2
     acc[0] += a0
 
@@ -157,8 +157,8 @@ def _acc_g(x, speed, time, idx, lo, hi, acc):
     a3 = 0.0
     for j in range(lo, hi):
         i = j if idx is None else idx[j]
-        d_speed = speed[i]
-        d_time = time[i]
+        d_speed = np.float64(speed[i])
+        d_time = np.float64(time[i])
         _t1 = d_time**2
         _t4 = -d_speed + d_time*p_b + p_a*_t1 + p_c
         _t6 = 2.0*_t4
@@ -202,8 +202,8 @@ def _acc_h(x, v, speed, time, idx, lo, hi, acc):
     a6 = 0.0
     for j in range(lo, hi):
         i = j if idx is None else idx[j]
-        d_speed = speed[i]
-        d_time = time[i]
+        d_speed = np.float64(speed[i])
+        d_time = np.float64(time[i])
         _t1 = d_time**2
         _t4 = -d_speed + d_time*p_b + p_a*_t1 + p_c
         _t6 = 2.0*_t4

@@ -50,3 +50,13 @@ def test_generated_module_imports_without_symgrad(fresh, tmp_path):
     assert "do not edit" in text.splitlines()[0]
     assert f"regenerate with: {COMMAND}" in text
     assert "import symgrad" not in text and "sympy" not in text
+
+
+def test_readme_shows_the_current_generated_code():
+    """The README's excerpt of generated/backprop_graph.py is a verbatim piece of it."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("@numba.njit(cache=True, fastmath=_FASTMATH)\ndef _acc_g(")
+    excerpt = readme[start:readme.index("```", start)].rstrip("\n")
+    assert excerpt in (ROOT / "generated" / "backprop_graph.py").read_text(), (
+        "README.md's generated-code excerpt is out of date: copy _acc_g from "
+        "generated/backprop_graph.py")
