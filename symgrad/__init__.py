@@ -9,7 +9,7 @@
 
 __version__ = "0.1.0"
 
-from . import optim, schedules, testing
+from . import losses, optim, schedules, testing
 from .api import compile, generate, grad, hessian, jacobian
 from .check import GradCheck, HessianCheck, check_grad, check_hessian
 from .derive import KinkPolicy
@@ -51,6 +51,7 @@ __all__ = [
     "log1p",
     "log_softmax",
     "logsumexp",
+    "losses",
     "mean",
     "minimize",
     "optim",
