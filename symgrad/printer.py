@@ -147,6 +147,13 @@ class ScalarPrinter(PythonCodePrinter):
             return f"{name}({self._print(e.args[0])}, 0.5)"
         return f"{name}({', '.join(self._print(a) for a in e.args)})"
 
+    # SymPy's Python printer maps some math functions by itself (gamma, erfc, asinh...): route
+    # them through the table too, so a function without an entry is an error, never printed.
+    for _name in PythonCodePrinter._kf:
+        if _name not in ("Max", "Min", "Sqrt"):
+            locals()[f"_print_{_name}"] = _print_Function
+    del _name
+
     for _cls in list(REAL_FUNCS) + list(COMPLEX_FUNCS):
         locals()[f"_print_{_cls.__name__}"] = _print_Function
     del _cls
@@ -210,6 +217,23 @@ class ComplexPrinter(ScalarPrinter):
     def _print_logsumexp(self, e):
         self.lse_arities.add(len(e.args))
         return f"_logsumexp{len(e.args)}_c({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_Function(self, e):
+        if not e.free_symbols:  # a constant: numba's cmath.tanh & co. reject float arguments
+            return float_literal(sp.N(e, 17))
+        return super()._print_Function(e)
+
+    for _cls in COMPLEX_FUNCS:
+        locals()[f"_print_{_cls.__name__}"] = _print_Function
+    del _cls
+
+    def _print_Pow(self, e, rational=False):
+        x = e.exp
+        if x.is_Integer or (x.is_Float and x == int(x)):
+            # numba's complex ** is polar: a negative real base gets a ~1e-16 imaginary part,
+            # which the complex step divides by 1e-20. Repeated products stay exact.
+            return f"_ipow_c({self._print(e.base)}, {int(x)})"
+        return super()._print_Pow(e, rational)
 
     def _print_Piecewise(self, e):
         raise UnsupportedError("Piecewise is not analytic: no complex-step variant")

@@ -87,7 +87,8 @@ def _poly_cubic():
 
 def _poly_high():
     x1, x2 = _p("x1 x2")
-    return x1**7 / 7 - 3 * x1**4 * x2 + (x1 + 2 * x2) ** 5 / 10 + sp.Rational(1, 3) * x2**3, (x1, x2)
+    loss = x1**7 / 7 - 3 * x1**4 * x2 + (x1 + 2 * x2) ** 5 / 10 + sp.Rational(1, 3) * x2**3
+    return loss, (x1, x2)
 
 
 def _quadratic_form():
@@ -185,7 +186,8 @@ def _deep_tanh():
 
 def _deep_mixed():
     x1, x2 = _p("x1 x2")
-    return sp.sin(sp.exp(sp.tanh(sp.cos(x1 * x2)))) + sp.log(1 + sp.exp(sp.sin(x1 + x2**2))), (x1, x2)
+    loss = sp.sin(sp.exp(sp.tanh(sp.cos(x1 * x2)))) + sp.log(1 + sp.exp(sp.sin(x1 + x2**2)))
+    return loss, (x1, x2)
 
 
 def _logistic_map():
@@ -232,7 +234,8 @@ def _sign_heaviside():
 def _mse_l2():
     a, b, c = _p("a b c")
     t, y = sg.data("t y")
-    return sg.mean((a * t**2 + b * t + c - y) ** 2) + sp.Rational(1, 1000) * (a**2 + b**2), (a, b, c)
+    loss = sg.mean((a * t**2 + b * t + c - y) ** 2) + sp.Rational(1, 1000) * (a**2 + b**2)
+    return loss, (a, b, c)
 
 
 def _rmse_logistic():
@@ -298,7 +301,7 @@ CASES: tuple[Case, ...] = (
         # at x1 = 2 the last branch x1*x2**2 applies; lazy branch sqrt(x1)*x2
         Kink((2.0, -1.0), 2.0 + 2**0.5 * -1.0 + 1.0,
              (1.0 + -1.0 / (2 * 2**0.5), 2 * 2.0 * -1.0 + 2**0.5 - 2.0),
-             ((-(-1.0) / (4 * 2**1.5), 2 * -1.0 + 1 / (2 * 2**0.5)),
+             ((1.0 / (4 * 2**1.5), 2 * -1.0 + 1 / (2 * 2**0.5)),
               (2 * -1.0 + 1 / (2 * 2**0.5), 2 * 2.0 + 2.0)))),
     ),
     Case("floor_ceiling", _floor_ceiling, away_from_integers(2), group="kinks", kinks=(

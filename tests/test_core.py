@@ -197,7 +197,7 @@ def test_jitted_functions_agree_with_py_func(compiled):
         calls = {
             "value": lambda fn, x=x, args=args: fn(x, *args),
             "value_and_grad": lambda fn, x=x, args=args: (g := np.empty(n), fn(x, g, *args), g),
-            "hvp": lambda fn, x=x, args=args: (o := np.empty(n), fn(x, v, o, *args), o)[2],
+            "hvp": lambda fn, x=x, v=v, args=args: (o := np.empty(n), fn(x, v, o, *args), o)[2],
             "hessian": lambda fn, x=x, args=args: (H := np.empty((n, n)), fn(x, H, *args), H)[2],
         }
         for name, call in calls.items():

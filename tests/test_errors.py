@@ -52,7 +52,7 @@ def test_python_function_returning_a_tuple():
 def test_free_symbol_that_is_neither_parameter_nor_data_is_named():
     x1 = sg.params("x1")
     k = sp.Symbol("kappa", real=True)
-    with pytest.raises(sg.ProblemError, match="'kappa'.*sg.params"):
+    with pytest.raises(sg.ProblemError, match=r"'kappa'.*sg\.params"):
         sg.compile(k * x1**2)
 
 
