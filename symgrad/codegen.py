@@ -690,6 +690,19 @@ def _softplus(z):
 
 COMPLEX_HELPERS = '''
 @numba.njit(cache=True)
+def _ipow_c(z, k):
+    r = z * 0.0 + 1.0
+    b = z
+    m = k if k >= 0 else -k
+    while m:
+        if m & 1:
+            r = r * b
+        b = b * b
+        m >>= 1
+    return r if k >= 0 else 1.0 / r
+
+
+@numba.njit(cache=True)
 def _sigmoid_c(z):
     if z.real >= 0.0:
         return 1.0 / (1.0 + cmath.exp(-z))
