@@ -5,7 +5,7 @@
 # parameters (order of x): w
 # data columns: none
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: abdfbccc26a858ee
+# content hash: b351840489f5c106
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -70,6 +70,19 @@ def _sigmoid(z):
 @numba.njit(cache=True)
 def _softplus(z):
     return max(z, 0.0) + math.log1p(math.exp(-abs(z))) if z == z else z
+
+@numba.njit(cache=True)
+def _ipow_c(z, k):
+    r = z * 0.0 + 1.0
+    b = z
+    m = k if k >= 0 else -k
+    while m:
+        if m & 1:
+            r = r * b
+        b = b * b
+        m >>= 1
+    return r if k >= 0 else 1.0 / r
+
 
 @numba.njit(cache=True)
 def _sigmoid_c(z):
@@ -168,4 +181,4 @@ def hessian(x, H):
 def value_complex(x):
     """The loss at complex x (complex-step checks)."""
     p_w = x[0]
-    return p_w**4 - 3.0*p_w**2 + p_w
+    return _ipow_c(p_w, 4) - 3.0*_ipow_c(p_w, 2) + p_w

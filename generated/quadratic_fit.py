@@ -5,7 +5,7 @@
 # parameters (order of x): a, b, c
 # data columns: speed[N], time[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 2e5686e93dd79570
+# content hash: 7efdf14dfc40f863
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -72,6 +72,19 @@ def _softplus(z):
     return max(z, 0.0) + math.log1p(math.exp(-abs(z))) if z == z else z
 
 @numba.njit(cache=True)
+def _ipow_c(z, k):
+    r = z * 0.0 + 1.0
+    b = z
+    m = k if k >= 0 else -k
+    while m:
+        if m & 1:
+            r = r * b
+        b = b * b
+        m >>= 1
+    return r if k >= 0 else 1.0 / r
+
+
+@numba.njit(cache=True)
 def _sigmoid_c(z):
     if z.real >= 0.0:
         return 1.0 / (1.0 + cmath.exp(-z))
@@ -129,7 +142,7 @@ def _acc_e_c(x, speed, time, idx, lo, hi, acc):
         i = j if idx is None else idx[j]
         d_speed = np.float64(speed[i])
         d_time = np.float64(time[i])
-        a0 += (-d_speed + d_time**2*p_a + d_time*p_b + p_c)**2
+        a0 += _ipow_c(-d_speed + _ipow_c(d_time, 2)*p_a + d_time*p_b + p_c, 2)
     acc[0] += a0
 
 
