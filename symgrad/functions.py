@@ -49,6 +49,9 @@ class relu(sp.Function):
     def _eval_rewrite_as_Max(self, x, **kw):
         return sp.Max(x, 0)
 
+    def _eval_evalf(self, prec):
+        return sp.Max(self.args[0], 0)._eval_evalf(prec)
+
 
 class sigmoid(sp.Function):
     """The logistic function ``1 / (1 + exp(-x))``."""
@@ -67,6 +70,9 @@ class sigmoid(sp.Function):
 
     def _eval_rewrite_as_exp(self, x, **kw):
         return 1 / (1 + sp.exp(-x))
+
+    def _eval_evalf(self, prec):
+        return (1 / (1 + sp.exp(-self.args[0])))._eval_evalf(prec)
 
 
 class softplus(sp.Function):
@@ -87,6 +93,9 @@ class softplus(sp.Function):
     def _eval_rewrite_as_log(self, x, **kw):
         return sp.log(1 + sp.exp(x))
 
+    def _eval_evalf(self, prec):
+        return sp.log(1 + sp.exp(self.args[0]))._eval_evalf(prec)
+
 
 class logsumexp(sp.Function):
     """``log(sum_k exp(x_k))``, printed with the max subtracted; d/dx_k is ``softmax_k``."""
@@ -106,6 +115,9 @@ class logsumexp(sp.Function):
 
     def _eval_rewrite_as_log(self, *args, **kw):
         return sp.log(sp.Add(*[sp.exp(a) for a in args]))
+
+    def _eval_evalf(self, prec):
+        return sp.log(sp.Add(*[sp.exp(a) for a in self.args]))._eval_evalf(prec)
 
 
 def _seq(z) -> list:
