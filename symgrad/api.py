@@ -10,6 +10,7 @@ Matrix([[-4*x1*(-x1**2 + x2), -2*x1**2 + 2*x2]])
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,12 +101,35 @@ def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None =
     >>> f.params, f.value_and_grad([2.0, 2.0])[1].tolist()
     (('x1', 'x2'), [18.0, -4.0])
     """
-    prob, src = _source(loss, params, policy, "symgrad.compile(loss)")
-    digest = hashlib.sha256(src.encode()).hexdigest()[:24]
-    path = cache_dir() / f"sg_{digest}.py"
-    write_atomic(path, src)
-    module = load_module(path, f"symgrad_cache_{digest}")
-    return Kernel(prob, src, path, module, parallel=parallel)
+    prob = problem(loss, params)
+    path = cache_dir() / f"sg_{_cache_key(prob, policy)}.py"
+    try:  # a warm cache skips derivation and code generation altogether
+        src = path.read_text()
+    except FileNotFoundError:
+        src = module_source(derive(prob, policy),
+                            CodegenOptions(regenerate="symgrad.compile(loss)", version=__version__))
+        write_atomic(path, src)
+    return Kernel(prob, src, path, load_module(path), parallel=parallel)
+
+
+def _cache_key(prob, policy: KinkPolicy | None) -> str:
+    """What determines a compiled module: the loss's exact structure (``srepr``), the parameter
+    order, data column layouts, the kink policy and the code of the generator itself."""
+    cols = [(d.name, d.column, d.component, d.width) for d in prob.data_symbols]
+    parts = [sp.srepr(prob.expr), repr(prob.param_names), repr(cols),
+             repr(policy or KinkPolicy()), _generator_digest()]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+
+
+@functools.cache
+def _generator_digest() -> str:
+    """Hash of the modules that turn a problem into text (a code change invalidates the cache)."""
+    here = Path(__file__).parent
+    h = hashlib.sha256(__version__.encode())
+    for name in ("derive.py", "codegen.py", "printer.py", "functions.py", "problem.py",
+                 "symbols.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()
 
 
 def generate(loss, path: str | Path, params: Sequence | None = None, *,

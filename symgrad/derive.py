@@ -138,7 +138,7 @@ class Builder:
             base = self.node(e.base)
             exp = e.exp if e.exp.is_Number else self.node(e.exp)
             return self.emit(sp.Pow(base, exp))
-        if isinstance(e, sp.Function):
+        if isinstance(e, sp.Function | sp.Max | sp.Min):  # Max/Min are not Functions
             return self.emit(e.func(*[self.node(a) for a in e.args]))
         raise TypeError(f"cannot linearise {type(e).__name__}: {e}")
 

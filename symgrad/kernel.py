@@ -14,7 +14,6 @@ compiling again. Files are written atomically and only when their bytes change.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import sys
@@ -74,7 +73,9 @@ def write_atomic(path: Path, text: str) -> bool:
 def load_module(path: Path, name: str | None = None) -> types.ModuleType:
     """Import a generated module from its file (registered in ``sys.modules``)."""
     path = Path(path).resolve()
-    name = name or "symgrad_gen_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    # Import under the file's own name: Numba's cache records the module name of the helpers a
+    # function calls, so another process that imports the file normally must find the same name.
+    name = name or path.stem
     mod = sys.modules.get(name)
     if mod is not None and getattr(mod, "__file__", None) == str(path):
         return mod
@@ -151,13 +152,19 @@ class Kernel:
     def _x(self, x, what: str = "x", size: int | None = None) -> np.ndarray:
         n = self._n if size is None else size
         if type(x) is not np.ndarray or x.dtype is not _F64 or x.ndim != 1:
+            bad = TypeError(f"{what} must be a 1-D array of floats ({', '.join(self.params)}), "
+                            f"got {type(x).__name__}")
+            if x is None:
+                raise bad
             try:
-                x = np.ascontiguousarray(x, dtype=np.float64)
+                arr = np.asarray(x)
             except (TypeError, ValueError) as exc:
-                raise TypeError(f"{what} must be a 1-D array of floats "
-                                f"({', '.join(self.params)}), got {type(x).__name__}") from exc
-            if x.ndim != 1:
-                raise ValueError(f"{what} must be 1-D, got shape {x.shape}")
+                raise bad from exc
+            if arr.dtype.kind not in "fiub":  # no strings, objects or complex numbers
+                raise TypeError(f"{what} must hold real numbers, got dtype {arr.dtype}")
+            if arr.ndim != 1:
+                raise ValueError(f"{what} must be 1-D, got shape {arr.shape}")
+            x = np.ascontiguousarray(arr, dtype=np.float64)
         if n is None:
             self.vector_length(x.shape[0])
         elif x.shape[0] != n:
@@ -238,7 +245,8 @@ class Kernel:
         raw, slow, nd, f64, empty = self._vg, Kernel.value_and_grad, np.ndarray, _F64, np.empty
 
         def value_and_grad(x, /, out=None, *, batch=None, **data):
-            if data or batch is not None or type(x) is not nd or x.dtype is not f64:
+            if data or batch is not None or type(x) is not nd or x.dtype is not f64 \
+                    or x.ndim != 1:
                 return slow(self, x, out, batch=batch, **data)
             if out is None:
                 out = empty(x.shape[0])

@@ -202,6 +202,9 @@ class Reduction(sp.Function):
     def _eval_derivative(self, s):
         return type(self)(sp.diff(self.args[0], s))
 
+    def _sympystr(self, printer):
+        return f"{type(self).__name__.lower()}({printer._print(self.args[0])})"
+
     def _latex(self, printer):
         name = type(self).__name__.lower()
         return rf"\operatorname{{{name}}}\left({printer._print(self.args[0])}\right)"
