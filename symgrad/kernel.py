@@ -161,7 +161,8 @@ class Kernel:
             except (TypeError, ValueError) as exc:
                 raise bad from exc
             if arr.dtype.kind not in "fiub":  # no strings, objects or complex numbers
-                raise TypeError(f"{what} must hold real numbers, got dtype {arr.dtype}")
+                raise TypeError(f"{what} must be a 1-D array of floats "
+                                f"({', '.join(self.params)}), got dtype {arr.dtype}")
             if arr.ndim != 1:
                 raise ValueError(f"{what} must be 1-D, got shape {arr.shape}")
             x = np.ascontiguousarray(arr, dtype=np.float64)

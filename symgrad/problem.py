@@ -96,7 +96,7 @@ def _from_callable(fn: Callable) -> sp.Expr:
         raise ProblemError(f"cannot read the arguments of {fn!r}: pass a SymPy expression") from exc
     if not names:
         raise ProblemError(f"{fn.__name__}() takes no arguments: it has no parameters to fit")
-    out = fn(*[Param(n) for n in names])
+    out = fn(*[Param.declare(n) for n in names])
     if isinstance(out, tuple):
         raise ProblemError(f"{fn.__name__}() returned a tuple: return only the scalar loss "
                            "(symgrad computes the gradient itself)")

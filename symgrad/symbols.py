@@ -44,7 +44,16 @@ class Param(sp.Symbol):
 
     def __new__(cls, name: str) -> Param:
         obj = super().__new__(cls, name, real=True)
-        obj._order = next(_counter)  # (re)declaring a name moves it to the end of the order
+        if not hasattr(obj, "_order"):
+            obj._order = next(_counter)
+        return obj
+
+    @classmethod
+    def declare(cls, name: str) -> Param:
+        """A parameter declared now: (re)declaring a name moves it to the end of the default
+        packing order. (SymPy may rebuild symbols internally; that keeps their order.)"""
+        obj = cls(name)
+        obj._order = next(_counter)
         return obj
 
 
@@ -135,7 +144,7 @@ def params(names: str | Sequence[str], shape: tuple | None = None, indexed: bool
             raise ValueError("indexed=True declares one vector at a time")
         return ParamVector(ns[0])
     if shape is None:
-        syms = tuple(Param(n) for n in ns)
+        syms = tuple(Param.declare(n) for n in ns)
         return syms[0] if len(syms) == 1 else syms
     shape = _check_shape(shape)
     mats = []
@@ -143,7 +152,7 @@ def params(names: str | Sequence[str], shape: tuple | None = None, indexed: bool
         rows, cols = shape if len(shape) == 2 else (shape[0], 1)
         idx = (lambda r, c: (r, c)) if len(shape) == 2 else (lambda r, c: (r,))
         mats.append(sp.Matrix(rows, cols,
-                              lambda r, c, n=n, idx=idx: Param(_element_name(n, idx(r, c)))))
+                              lambda r, c, n=n, idx=idx: Param.declare(_element_name(n, idx(r, c)))))
     return mats[0] if len(mats) == 1 else tuple(mats)
 
 

@@ -9,6 +9,8 @@ function must agree with its un-jitted ``py_func``.
 from __future__ import annotations
 
 import ast
+import functools
+import functools
 import zlib
 from dataclasses import dataclass
 
@@ -111,11 +113,7 @@ def test_raw_jit_functions_run_inside_another_njit(rosen):
 
 #: Groups that hit a core bug (see the report); strict, so a fix turns them into failures to
 #: remove from this list.
-KNOWN_BUGS = {
-    "max_min": "core bug: derive.Builder cannot linearise Max/Min (they are not sp.Function)",
-    "data_sum": "core bug: str() of a loss with sg.sum fails (SymPy prints symgrad's Sum as "
-                "sympy.Sum), so codegen's header crashes",
-}
+KNOWN_BUGS: dict[str, str] = {}  # group name -> reason, for a strict xfail while a bug is open
 
 
 @dataclass
@@ -137,9 +135,9 @@ def _group_param(name: str):
     return pytest.param(name, marks=marks, id=name)
 
 
-@pytest.fixture(scope="module", params=[_group_param(g) for g in GROUPS])
-def compiled(request) -> Compiled:
-    gr = group(request.param)
+@functools.cache
+def _compiled(name: str) -> Compiled:
+    gr = group(name)
     f = sg.compile(gr.loss, params=gr.params)
     rng = _rng(gr.name)
     points = []
@@ -151,6 +149,17 @@ def compiled(request) -> Compiled:
         loss, params = c.build()
         oracles[c.name] = oracle(loss, params)
     return Compiled(gr, f, oracles, points)
+
+
+@pytest.fixture(scope="module", params=[_group_param(g) for g in GROUPS])
+def compiled(request) -> Compiled:
+    return _compiled(request.param)
+
+
+@pytest.fixture(scope="module", params=[_group_param(g) for g in GROUPS
+                                        if any(c.kinks for c in group(g).cases)])
+def compiled_with_kinks(request) -> Compiled:
+    return _compiled(request.param)
 
 
 def test_table_is_broad():
@@ -208,11 +217,10 @@ def test_jitted_functions_agree_with_py_func(compiled):
             assert_close(jit, py, 1e-14, f"{name} vs py_func at {x.tolist()}")
 
 
-def test_kinks_follow_the_documented_policy(compiled):
-    f, gr = compiled.f, compiled.group
+def test_kinks_follow_the_documented_policy(compiled_with_kinks):
+    f, gr = compiled_with_kinks.f, compiled_with_kinks.group
     kinky = [(c, sl) for c, sl in zip(gr.cases, gr.slices, strict=True) if c.kinks]
-    if not kinky:
-        pytest.skip("no kinks in this group")
+    assert kinky
     assert not f.analytic
     for j in range(max(len(c.kinks) for c, _ in kinky)):
         # every case of the group sits on one of its kinks at once

@@ -106,23 +106,17 @@ def test_x_of_the_wrong_dtype_is_a_type_error(rosen, method, x):
         getattr(rosen, method)(x)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: numeric strings are converted silently "
-                   "(np.ascontiguousarray(['1.0', '2.0'], dtype=float64) succeeds)")
 def test_numeric_strings_are_rejected(rosen):
     with pytest.raises(TypeError):
         rosen.value(np.array(["-1.0", "2.0"]))
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: x=None becomes array([nan]) "
-                   "(np.ascontiguousarray(None, dtype=float64)); a 1-parameter loss returns nan")
 def test_none_is_a_type_error():
     f = sg.compile(sg.params("x1") ** 2)
     with pytest.raises(TypeError, match="x must be"):
         f.value(None)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="core bug: a 2-D float64 x takes "
-                   "the fast path of Kernel.value_and_grad and reaches Numba (TypingError)")
 def test_two_dimensional_x_is_a_value_error_on_every_method(rosen):
     x = np.zeros((2, 1))
     for method in ("value", "grad", "value_and_grad", "hessian"):
@@ -168,9 +162,6 @@ def test_symbol_names_are_sanitised():
 
 
 @pytest.mark.parametrize("n_before", [1, 8], ids=["listed-in-checks", "header-only"])
-@pytest.mark.xfail(strict=True, reason="core bug: codegen writes parameter names raw into the "
-                   "header comment, so a newline in a name ends the comment (code injection "
-                   "with >= 9 parameters, a SyntaxError otherwise)")
 def test_newline_in_a_symbol_name_cannot_escape_the_header(n_before, tmp_path):
     xs = sg.params([f"nl{k}" for k in range(n_before)])
     xs = xs if isinstance(xs, tuple) else (xs,)

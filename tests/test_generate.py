@@ -190,9 +190,6 @@ def test_data_columns_are_in_the_header(tmp_path):
     assert "DATA = ('t', 'y')" in text
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: Numba's cache of a generated file records the "
-                   "module name it was first imported under (load_module uses symgrad_gen_<hash>);"
-                   " importing the file under its own name then fails in hessian/grad")
 def test_generated_module_imports_by_name_after_symgrad_loaded_it(tmp_path, python,
                                                                    subprocess_env):
     path = sg.generate(_loss(), tmp_path / "fitmod.py")
