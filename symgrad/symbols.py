@@ -151,8 +151,10 @@ def params(names: str | Sequence[str], shape: tuple | None = None, indexed: bool
     for n in ns:
         rows, cols = shape if len(shape) == 2 else (shape[0], 1)
         idx = (lambda r, c: (r, c)) if len(shape) == 2 else (lambda r, c: (r,))
-        mats.append(sp.Matrix(rows, cols,
-                              lambda r, c, n=n, idx=idx: Param.declare(_element_name(n, idx(r, c)))))
+        def entry(r, c, n=n, idx=idx):
+            return Param.declare(_element_name(n, idx(r, c)))
+
+        mats.append(sp.Matrix(rows, cols, entry))
     return mats[0] if len(mats) == 1 else tuple(mats)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import functools
 import zlib
 from dataclasses import dataclass
 
