@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import sympy
 
+import symgrad as sg
 from symgrad.check import (
     GRAD_TOLERANCES,
     HESSIAN_TOLERANCES,
