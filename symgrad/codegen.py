@@ -562,16 +562,7 @@ class _Gen:
                  f"{self.p(o.outputs['hR'][K + j])}, out)" for j in range(m)]
         body.append("return out")
         out.append(_fn(f"hvp(x, v, out{tail})", "Write the Hessian at x times v into out.", body))
-        out.append(_fn(f"hessian(x, H{tail})",
-                       "Write the Hessian into H (n HVPs: for small vectors only).", [
-                           "nn = x.shape[0]",
-                           "if H.shape[0] != nn or H.shape[1] != nn:",
-                           '    raise ValueError("H must be square with the length of x")',
-                           "e = np.zeros(nn)", "for j in range(nn):", "    e[j] = 1.0",
-                           f"    hvp(x, e, H[:, j]{call_tail})", "    e[j] = 0.0",
-                           "for j in range(nn):", "    for k in range(j + 1, nn):",
-                           "        z = 0.5 * (H[j, k] + H[k, j])", "        H[j, k] = z",
-                           "        H[k, j] = z", "return H"]))
+        out.append(_hessian_fn(None, f"x, H{tail}", f"hvp(x, e, H[:, j]{call_tail})"))
         return out
 
 
@@ -605,18 +596,22 @@ def _fn(sig: str, doc: str, lines: list[str], jit: str = "@numba.njit(cache=True
     return "\n".join([jit, f"def {sig}:", f'    """{doc}"""', *body])
 
 
-def _hessian_fn(n: int, args: str, call: str, name: str = "hessian") -> str:
+def _hessian_fn(n: int | None, args: str, call: str, name: str = "hessian") -> str:
+    """Hessian column by column from HVPs, symmetrised; ``n=None``: the size is x's length."""
+    size = "nn" if n is None else str(n)
     doc = "Write the (symmetrised) Hessian at x into H, column by column."
     return _fn(f"{name}({args})", doc, [
-        f"if H.shape[0] != {n} or H.shape[1] != {n}:",
+        *(["nn = x.shape[0]"] if n is None else []),
+        f"if H.shape[0] != {size} or H.shape[1] != {size}:",
+        '    raise ValueError("H must be square with the length of x")' if n is None else
         f'    raise ValueError("H must have shape ({n}, {n})")',
-        f"e = np.zeros({n})",
-        f"for j in range({n}):",
+        f"e = np.zeros({size})",
+        f"for j in range({size}):",
         "    e[j] = 1.0",
         f"    {call}",
         "    e[j] = 0.0",
-        f"for j in range({n}):",
-        "    for k in range(j + 1, " + str(n) + "):",
+        f"for j in range({size}):",
+        f"    for k in range(j + 1, {size}):",
         "        m = 0.5 * (H[j, k] + H[k, j])",
         "        H[j, k] = m",
         "        H[k, j] = m",
