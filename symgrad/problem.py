@@ -20,7 +20,17 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .functions import ANALYTIC, SUPPORTED
-from .symbols import Data, Index, IndexedSum, Mean, Param, ParamVector, Reduction, Sum
+from .symbols import (
+    Data,
+    Index,
+    IndexedSum,
+    Mean,
+    Param,
+    ParamVector,
+    Reduction,
+    Sum,
+    declaration_order,
+)
 
 __all__ = ["Column", "Problem", "ProblemError", "ReductionTerm", "VectorSum", "problem"]
 
@@ -138,7 +148,7 @@ def _check_functions(e: sp.Expr) -> None:
 
 
 def _order_key(s) -> tuple:
-    return (getattr(s, "_order", 1 << 60), s.name)
+    return (declaration_order(s), s.name)
 
 
 def problem(loss, params: Sequence | None = None) -> Problem:

@@ -37,24 +37,30 @@ __all__ = [
 _counter = itertools.count()
 
 
+#: Declaration order by name. Not an attribute of the symbol: SymPy's symbol cache is an LRU
+#: and rebuilds evicted symbols, so equal symbols may be different objects.
+_ORDER: dict[str, int] = {}
+
+
+def declaration_order(s) -> int:
+    """When the parameter named like ``s`` was last declared (for the default packing order)."""
+    return _ORDER.get(s.name, 1 << 62)
+
+
 class Param(sp.Symbol):
     """A real scalar parameter (a symbol the loss is differentiated with respect to)."""
 
-    _order: int
-
     def __new__(cls, name: str) -> Param:
         obj = super().__new__(cls, name, real=True)
-        if not hasattr(obj, "_order"):
-            obj._order = next(_counter)
+        _ORDER.setdefault(name, next(_counter))
         return obj
 
     @classmethod
     def declare(cls, name: str) -> Param:
         """A parameter declared now: (re)declaring a name moves it to the end of the default
-        packing order. (SymPy may rebuild symbols internally; that keeps their order.)"""
-        obj = cls(name)
-        obj._order = next(_counter)
-        return obj
+        packing order."""
+        _ORDER[name] = next(_counter)
+        return cls(name)
 
 
 class Data(sp.Symbol):
@@ -93,13 +99,9 @@ class Index(sp.Symbol):
 class ParamVector(sp.IndexedBase):
     """A parameter vector of call-time length, read element-wise as ``x[i]`` inside :func:`sum`."""
 
-    _order: int
-
     def __new__(cls, name: str) -> ParamVector:
-        obj = super().__new__(cls, name, real=True)
-        if not hasattr(obj, "_order"):
-            obj._order = next(_counter)
-        return obj
+        _ORDER[name] = next(_counter)
+        return super().__new__(cls, name, real=True)
 
     @property
     def length(self) -> sp.Symbol:
