@@ -243,21 +243,16 @@ class Kernel:
     def _fast_value_and_grad(self):
         """``value_and_grad`` for losses without data: a closure with the fewest Python steps
         between the caller and the compiled function (it is the optimizer's hot path)."""
-        raw, slow, nd, f64, empty = self._vg, Kernel.value_and_grad, np.ndarray, _F64, np.empty
+        raw, slow, nd, f64 = self._vg, Kernel.value_and_grad, np.ndarray, _F64
 
-        def value_and_grad(x, /, out=None, *, batch=None, **data):
-            if data or batch is not None or type(x) is not nd or x.dtype is not f64 \
-                    or x.ndim != 1:
-                return slow(self, x, out, batch=batch, **data)
-            if out is None:
-                out = empty(x.shape[0])
-            elif type(out) is not nd or out.dtype is not f64:
-                return slow(self, x, out)
-            try:
-                return raw(x, out), out
-            except ValueError:
-                slow(self, x, out)  # raises the error in the user's terms
-                raise
+        def value_and_grad(x, /, out=None, **data):
+            if type(x) is nd and type(out) is nd and x.dtype is f64 and out.dtype is f64 \
+                    and not data:
+                try:
+                    return raw(x, out), out
+                except Exception:
+                    pass
+            return slow(self, x, out, **data)
 
         value_and_grad.__doc__ = Kernel.value_and_grad.__doc__
         return value_and_grad
