@@ -5,7 +5,7 @@
 # parameters (order of x): w, b
 # data columns: x[N], y_true[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 48a53d98b9b06b87
+# content hash: 20972ccbba6dfac6
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -78,8 +78,11 @@ def _acc_e(x, col_x, y_true, idx, lo, hi, acc):
     p_w = x[0]
     p_b = x[1]
     a0 = 0.0
-    for j in range(lo, hi):
-        i = j if idx is None else idx[j]
+    if idx is None:
+        col_x = col_x[lo:hi]
+        y_true = y_true[lo:hi]
+    for k in range(hi - lo):
+        i = k if idx is None else idx[lo + k]
         d_x = np.float64(col_x[i])
         d_y_true = np.float64(y_true[i])
         a0 += abs(d_x*p_w - d_y_true + p_b)
@@ -106,8 +109,11 @@ def _acc_g(x, col_x, y_true, idx, lo, hi, acc):
     a0 = 0.0
     a1 = 0.0
     a2 = 0.0
-    for j in range(lo, hi):
-        i = j if idx is None else idx[j]
+    if idx is None:
+        col_x = col_x[lo:hi]
+        y_true = y_true[lo:hi]
+    for k in range(hi - lo):
+        i = k if idx is None else idx[lo + k]
         d_x = np.float64(col_x[i])
         d_y_true = np.float64(y_true[i])
         _t2 = d_x*p_w - d_y_true + p_b
@@ -144,8 +150,11 @@ def _acc_h(x, v, col_x, y_true, idx, lo, hi, acc):
     a2 = 0.0
     a3 = 0.0
     a4 = 0.0
-    for j in range(lo, hi):
-        i = j if idx is None else idx[j]
+    if idx is None:
+        col_x = col_x[lo:hi]
+        y_true = y_true[lo:hi]
+    for k in range(hi - lo):
+        i = k if idx is None else idx[lo + k]
         d_x = np.float64(col_x[i])
         d_y_true = np.float64(y_true[i])
         _t2 = d_x*p_w - d_y_true + p_b

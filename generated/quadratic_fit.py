@@ -5,7 +5,7 @@
 # parameters (order of x): a, b, c
 # data columns: speed[N], time[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 7efdf14dfc40f863
+# content hash: 8a11239e181fb713
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -123,8 +123,11 @@ def _acc_e(x, speed, time, idx, lo, hi, acc):
     p_b = x[1]
     p_c = x[2]
     a0 = 0.0
-    for j in range(lo, hi):
-        i = j if idx is None else idx[j]
+    if idx is None:
+        speed = speed[lo:hi]
+        time = time[lo:hi]
+    for k in range(hi - lo):
+        i = k if idx is None else idx[lo + k]
         d_speed = np.float64(speed[i])
         d_time = np.float64(time[i])
         a0 += (-d_speed + d_time**2*p_a + d_time*p_b + p_c)**2
@@ -138,8 +141,11 @@ def _acc_e_c(x, speed, time, idx, lo, hi, acc):
     p_b = x[1]
     p_c = x[2]
     a0 = 0j
-    for j in range(lo, hi):
-        i = j if idx is None else idx[j]
+    if idx is None:
+        speed = speed[lo:hi]
+        time = time[lo:hi]
+    for k in range(hi - lo):
+        i = k if idx is None else idx[lo + k]
         d_speed = np.float64(speed[i])
         d_time = np.float64(time[i])
         a0 += _ipow_c(-d_speed + _ipow_c(d_time, 2)*p_a + d_time*p_b + p_c, 2)
@@ -168,8 +174,11 @@ def _acc_g(x, speed, time, idx, lo, hi, acc):
     a1 = 0.0
     a2 = 0.0
     a3 = 0.0
-    for j in range(lo, hi):
-        i = j if idx is None else idx[j]
+    if idx is None:
+        speed = speed[lo:hi]
+        time = time[lo:hi]
+    for k in range(hi - lo):
+        i = k if idx is None else idx[lo + k]
         d_speed = np.float64(speed[i])
         d_time = np.float64(time[i])
         _t1 = d_time**2
@@ -213,8 +222,11 @@ def _acc_h(x, v, speed, time, idx, lo, hi, acc):
     a4 = 0.0
     a5 = 0.0
     a6 = 0.0
-    for j in range(lo, hi):
-        i = j if idx is None else idx[j]
+    if idx is None:
+        speed = speed[lo:hi]
+        time = time[lo:hi]
+    for k in range(hi - lo):
+        i = k if idx is None else idx[lo + k]
         d_speed = np.float64(speed[i])
         d_time = np.float64(time[i])
         _t1 = d_time**2

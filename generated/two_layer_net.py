@@ -59,7 +59,7 @@
 # parameters (order of x): W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], W1[4,0], W1[4,1], W1[5,0], W1[5,1], W1[6,0], W1[6,1], W1[7,0], W1[7,1], b1[0], b1[1], b1[2], b1[3], b1[4], b1[5], b1[6], b1[7], W2[0,0], W2[0,1], W2[0,2], W2[0,3], W2[0,4], W2[0,5], W2[0,6], W2[0,7], W2[1,0], W2[1,1], W2[1,2], W2[1,3], W2[1,4], W2[1,5], W2[1,6], W2[1,7], W2[2,0], W2[2,1], W2[2,2], W2[2,3], W2[2,4], W2[2,5], W2[2,6], W2[2,7], b2[0], b2[1], b2[2]
 # data columns: X[N, 2], Y[N, 3]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 4ba15274942a55e3
+# content hash: 7007863bf766b6b3
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -188,8 +188,11 @@ def _acc_e(x, X, Y, idx, lo, hi, acc):
     p_b2_1_ = x[49]
     p_b2_2_ = x[50]
     a0 = 0.0
-    for j in range(lo, hi):
-        i = j if idx is None else idx[j]
+    if idx is None:
+        X = X[lo:hi]
+        Y = Y[lo:hi]
+    for k in range(hi - lo):
+        i = k if idx is None else idx[lo + k]
         d_X_0_ = np.float64(X[i, 0])
         d_X_1_ = np.float64(X[i, 1])
         d_Y_0_ = np.float64(Y[i, 0])
@@ -350,8 +353,11 @@ def _acc_g(x, X, Y, idx, lo, hi, acc):
     a49 = 0.0
     a50 = 0.0
     a51 = 0.0
-    for j in range(lo, hi):
-        i = j if idx is None else idx[j]
+    if idx is None:
+        X = X[lo:hi]
+        Y = Y[lo:hi]
+    for k in range(hi - lo):
+        i = k if idx is None else idx[lo + k]
         d_X_0_ = np.float64(X[i, 0])
         d_X_1_ = np.float64(X[i, 1])
         d_Y_0_ = np.float64(Y[i, 0])
@@ -742,8 +748,11 @@ def _acc_h(x, v, X, Y, idx, lo, hi, acc):
     a100 = 0.0
     a101 = 0.0
     a102 = 0.0
-    for j in range(lo, hi):
-        i = j if idx is None else idx[j]
+    if idx is None:
+        X = X[lo:hi]
+        Y = Y[lo:hi]
+    for k in range(hi - lo):
+        i = k if idx is None else idx[lo + k]
         d_X_0_ = np.float64(X[i, 0])
         d_X_1_ = np.float64(X[i, 1])
         d_Y_0_ = np.float64(Y[i, 0])

@@ -340,8 +340,12 @@ class _Gen:
         if mode == "h":
             lines += self.load_v()
         lines += [f"a{j} = {zero}" for j in range(len(sums))]
-        lines.append("for j in range(lo, hi):")
-        lines.append("    i = j if idx is None else idx[j]")
+        # Over a range, read views starting at lo so that i starts at a literal 0: Numba then
+        # knows i >= 0, drops its negative-index wraparound, and the loop vectorises.
+        lines.append("if idx is None:")
+        lines += [f"    {c} = {c}[lo:hi]" for c in self.cols]
+        lines.append("for k in range(hi - lo):")
+        lines.append("    i = k if idx is None else idx[lo + k]")
         lines += ["    " + ln for ln in self.load_data()]
         lines += ["    " + ln for ln in self.assigns(s, outs, pr)]
         lines += [f"    a{j} += {self.p(e, pr)}" for j, e in enumerate(sums)]
