@@ -93,4 +93,4 @@ def test_backprop_graph_gradients(results):
     assert r["grad"] == (2.0, 1.0)
     assert r["check_ok"]
     assert "sign" in r["symbolic"][0] and "x" in r["symbolic"][0]
-    assert "def _acc_g(" in r["code"] and "for j in range(lo, hi):" in r["code"]
+    assert "def _acc_g(" in r["code"] and "for k in range(hi - lo):" in r["code"]
