@@ -259,4 +259,8 @@ def _vector_sum(s: IndexedSum, k: int) -> VectorSum:
                                f"like x[{i}] or x[{i}+1]")
     if term.has(Mean, Sum, IndexedSum):
         raise ProblemError(f"reductions cannot be nested inside sg.sum(..., ({i}, ...))")
+    cols = sorted({d.column for d in term.free_symbols if isinstance(d, Data)})
+    if cols:
+        raise ProblemError(f"data column '{cols[0]}' inside sg.sum(..., ({i}, ...)) is not "
+                           "supported yet: index sums read parameter vectors and scalars only")
     return VectorSum(term, i, sp.sympify(lo), sp.sympify(hi), sp.Symbol(f"S{k}", real=True))

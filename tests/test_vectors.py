@@ -124,3 +124,11 @@ def test_checker_and_optimizer_work_unchanged(rosen):
     res = sg.minimize(rosen, np.full(100_000, 0.5), optimizer=sg.optim.adam(lr=1e-2), steps=30)
     assert res.x.shape == (100_000,)
     assert res.fun < rosen.value(np.full(100_000, 0.5))
+
+
+def test_data_inside_an_index_sum_is_a_clear_error():
+    x = sg.params("x", indexed=True)
+    i = sg.index("i")
+    t = sg.data("t")
+    with pytest.raises(sg.ProblemError, match="data column 't' inside sg.sum"):
+        sg.compile(sg.sum(t * x[i] ** 2, (i, 0, x.length)))
