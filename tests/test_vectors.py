@@ -130,5 +130,5 @@ def test_data_inside_an_index_sum_is_a_clear_error():
     x = sg.params("x", indexed=True)
     i = sg.index("i")
     t = sg.data("t")
-    with pytest.raises(sg.ProblemError, match="data column 't' inside sg.sum"):
+    with pytest.raises(sg.ProblemError, match=r"data column 't' inside sg\.sum"):
         sg.compile(sg.sum(t * x[i] ** 2, (i, 0, x.length)))
