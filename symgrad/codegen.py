@@ -331,7 +331,7 @@ class _Gen:
         return out
 
     def acc_fn(self, mode: str, outs: tuple[str, ...], cplx: bool) -> str:
-        s, K, n = self.der.sample, self.K, self.n
+        s = self.der.sample
         pr = self.cplx if cplx else self.real
         zero = "0j" if cplx else "0.0"
         sums = [o for name in outs for o in s.outputs[name]]
@@ -355,7 +355,6 @@ class _Gen:
         doc = {"e": "Add each reduction's sum over samples lo..hi-1 into acc.",
                "g": "Add the sums of each reduction and its gradient into acc (one pass).",
                "h": "Add the sums of each reduction's Hessian times v into acc."}[mode]
-        del K, n
         return _fn(name, doc, lines, jit="@numba.njit(cache=True, fastmath=_FASTMATH)")
 
     def par_fn(self, mode: str, size: int, cols: str, cplx: bool = False) -> str:
@@ -383,8 +382,38 @@ class _Gen:
     def scale(self, k: int) -> str:
         return "1.0 / N" if self.prob.reductions[k].kind == "mean" else "1.0"
 
+    # The outer chain rule over the reductions' sums in acc (layout: K values, K x n gradient
+    # sums, then K x n Hessian-vector sums). Used after the outer program's assignments.
+    def chain_grad(self) -> list[str]:
+        """g += sum_k dF/dR_k * dR_k/dx."""
+        K, n, dR = self.K, self.n, self.der.outer.outputs["dR"]
+        out = []
+        for k in range(K):
+            out += [f"w = ({self.p(dR[k])}) * ({self.scale(k)})", f"for m in range({n}):",
+                    f"    g[m] += w * acc[{K + k * n} + m]"]
+        return out
+
+    def jv(self) -> list[str]:
+        """u_k = dR_k/dx . v, the reductions' directional derivatives."""
+        K, n = self.K, self.n
+        out = []
+        for k in range(K):
+            out += [f"u{k} = 0.0", f"for m in range({n}):",
+                    f"    u{k} += acc[{K + k * n} + m] * v[m]", f"u{k} *= {self.scale(k)}"]
+        return out
+
+    def chain_hvp(self) -> list[str]:
+        """out += sum_k (hR_k * dR_k/dx + dF/dR_k * H_k v)."""
+        K, n, o = self.K, self.n, self.der.outer.outputs
+        out = []
+        for k in range(K):
+            out += [f"w = ({self.p(o['hR'][k])}) * ({self.scale(k)})",
+                    f"z = ({self.p(o['dR'][k])}) * ({self.scale(k)})", f"for m in range({n}):",
+                    f"    out[m] += w * acc[{K + k * n} + m] + z * acc[{K + K * n + k * n} + m]"]
+        return out
+
     def finish_fns(self) -> list[str]:
-        o, K, n = self.der.outer, self.K, self.n
+        o = self.der.outer
         F = o.outputs["F"][0]
         out = [_fn("_finish_e(x, acc, N)", "The outer loss from the reduction sums.", [
             *self.load_params(), *self.load_r(), *self.assigns(o, ("F",), self.real),
@@ -396,24 +425,15 @@ class _Gen:
         lines = [*self.load_params(), *self.load_r(),
                  *self.assigns(o, ("F", "dx", "dR"), self.real)]
         lines += [f"g[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["dx"])]
-        for k, dr in enumerate(o.outputs["dR"]):
-            lines += [f"w = ({self.p(dr)}) * ({self.scale(k)})", f"for m in range({n}):",
-                      f"    g[m] += w * acc[{K + k * n} + m]"]
+        lines += self.chain_grad()
         lines.append(f"return {self.p(F)}")
         out.append(_fn("_finish_g(x, acc, N, g)",
                        "Outer chain rule: g = dF/dx + sum_k dF/dR_k * dR_k/dx.", lines,
                        jit="@numba.njit(cache=True)"))
-        lines = [*self.load_params(), *self.load_v(), *self.load_r()]
-        for k in range(K):
-            lines += [f"u{k} = 0.0", f"for m in range({n}):",
-                      f"    u{k} += acc[{K + k * n} + m] * v[m]", f"u{k} *= {self.scale(k)}"]
+        lines = [*self.load_params(), *self.load_v(), *self.load_r(), *self.jv()]
         lines += self.assigns(o, ("dR", "hx", "hR"), self.real)
         lines += [f"out[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["hx"])]
-        for k in range(K):
-            hr, dr = o.outputs["hR"][k], o.outputs["dR"][k]
-            lines += [f"w = ({self.p(hr)}) * ({self.scale(k)})",
-                      f"z = ({self.p(dr)}) * ({self.scale(k)})", f"for m in range({n}):",
-                      f"    out[m] += w * acc[{K + k * n} + m] + z * acc[{K + K * n + k * n} + m]"]
+        lines += self.chain_hvp()
         lines.append("return out")
         out.append(_fn("_finish_h(x, v, acc, N, out)",
                        "Outer Hessian-vector product: (F_xx v + F_xR u) + J^T (F_Rx v + F_RR u)"
@@ -538,9 +558,7 @@ class _Gen:
         body += [f"{S[j]} = _vs{j}_grad(x, n, {self.p(dS[j])}, g)" for j in range(m)]
         body += self.assigns(o, ("F", "dx", "dR"), self.real, fresh=False)
         body += [f"g[{k}] += {self.p(e)}" for k, e in enumerate(o.outputs["dx"])]
-        for k in range(K):
-            body += [f"w = ({self.p(o.outputs['dR'][k])}) * ({self.scale(k)})",
-                     f"for m in range({n}):", f"    g[m] += w * acc[{K + k * n} + m]"]
+        body += self.chain_grad()
         body.append(f"return {self.p(o.outputs['F'][0])}")
         out.append(_fn(f"value_and_grad(x, g{tail})",
                        "The loss at x; its gradient is written into g.", body))
@@ -549,19 +567,12 @@ class _Gen:
         # Hessian-vector product
         body = ["n = _n_vec(x)", "if v.shape[0] != x.shape[0] or out.shape[0] != x.shape[0]:",
                 '    raise ValueError("v and out must have the length of x")', "out[:] = 0.0",
-                *samples("h", "x, v")]
-        for k in range(K):
-            body += [f"u{k} = 0.0", f"for m in range({n}):",
-                     f"    u{k} += acc[{K + k * n} + m] * v[m]", f"u{k} *= {self.scale(k)}"]
+                *samples("h", "x, v"), *self.jv()]
         body += [f"{S[j]}, u{K + j} = _vs{j}_dir(x, v, n)" for j in range(m)]
         body += [*self.load_params(), *self.load_v(),
                  *self.assigns(o, ("dR", "hx", "hR"), self.real)]
         body += [f"out[{k}] += {self.p(e)}" for k, e in enumerate(o.outputs["hx"])]
-        for k in range(K):
-            hr, dr = o.outputs["hR"][k], o.outputs["dR"][k]
-            body += [f"w = ({self.p(hr)}) * ({self.scale(k)})",
-                     f"z = ({self.p(dr)}) * ({self.scale(k)})", f"for m in range({n}):",
-                     f"    out[m] += w * acc[{K + k * n} + m] + z * acc[{K + K * n + k * n} + m]"]
+        body += self.chain_hvp()
         body += [f"_vs{j}_hvp(x, v, n, {self.p(o.outputs['dR'][K + j])}, "
                  f"{self.p(o.outputs['hR'][K + j])}, out)" for j in range(m)]
         body.append("return out")

@@ -100,8 +100,6 @@ class Builder:
     def emit(self, e: sp.Expr) -> sp.Expr:
         if e.is_Atom or isinstance(e, sp.Indexed):
             return e
-        if e.is_Mul and len(e.args) == 2 and e.args[0] == -1 and isinstance(e.args[1], Tmp):
-            pass  # -t is one operation; emit it like any other
         t = self.table.get(e)
         if t is None:
             t = Tmp(len(self.assigns))
