@@ -159,8 +159,9 @@ class _Gen:
 
     def check_x(self, arg: str = "x") -> str:
         names = ", ".join(self.prob.param_names[:8]) + (", ..." if self.n > 8 else "")
+        what = "out (the gradient array g)" if arg == "g" else arg
         return (f'if {arg}.shape[0] != {self.n}:\n'
-                f'    raise ValueError("{arg} must have {self.n} entries ({_esc(names)})")')
+                f'    raise ValueError("{what} must have {self.n} entries ({_esc(names)})")')
 
     def p(self, e, printer=None) -> str:
         e = sp.sympify(e)
@@ -550,7 +551,8 @@ class _Gen:
         s_syms = {vs.symbol for vs in p.vector_sums}
         two_pass = any(_depends(o, d, s_syms) for d in dS)
         body = ["n = _n_vec(x)", "if g.shape[0] != x.shape[0]:",
-                '    raise ValueError("g must have the length of x")', "g[:] = 0.0",
+                '    raise ValueError("out (the gradient array g) must have the length of x")',
+                "g[:] = 0.0",
                 *samples("g"), *self.load_params()]
         if two_pass:
             body += [f"{S[j]} = _vs{j}_value(x, n)" for j in range(m)]

@@ -22,7 +22,9 @@ import types
 from collections.abc import Mapping
 from pathlib import Path
 
+import numba
 import numpy as np
+from numba.core.registry import CPUDispatcher
 
 from .problem import Problem
 
@@ -121,11 +123,14 @@ class Kernel:
             value_and_grad=module.value_and_grad_parallel, hessian=module.hessian_parallel,
             hvp=module.hvp_parallel) if hasattr(module, "value_parallel") else self.jit
         self._widths = {c.name: c.width for c in problem.columns}
-        self._vg = module.value_and_grad
         self._n = self.n_params
         self._ns = len(problem.params)
+        self._exact_value = None
         if not self.data_names:
-            self.value_and_grad = self._fast_value_and_grad()
+            self._exact_value = _exact(module.value, 1)
+            vg = _exact(module.value_and_grad, 2)
+            if vg is not None:
+                self.value_and_grad = self._fast_value_and_grad(vg)
 
     def __repr__(self) -> str:
         data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
@@ -178,6 +183,8 @@ class Kernel:
             return np.empty(shape)
         if type(out) is not np.ndarray or out.dtype is not _F64 or out.shape != shape:
             raise ValueError(f"{what} must be a float64 array of shape {shape}")
+        if not out.flags.writeable:
+            raise ValueError(f"{what} is read-only: pass a writeable float64 array")
         return out
 
     def data_args(self, data: Mapping | None = None, batch=None) -> tuple:
@@ -231,35 +238,52 @@ class Kernel:
     # -- public evaluation ------------------------------------------------------------------
     def value(self, x, /, *, batch=None, **data) -> float:
         """The loss at ``x``."""
+        if self._exact_value is not None and not data and batch is None:
+            try:
+                return self._exact_value(x)
+            except TypeError:  # not a C-contiguous float64 vector: validate and convert below
+                pass
         return float(self._call("value", self._x(x), self.data_args(data, batch)))
 
     def value_and_grad(self, x, /, out=None, *, batch=None,
                        **data) -> tuple[float, np.ndarray]:
-        """The loss at ``x`` and its gradient (written into ``out`` when given)."""
+        """The loss at ``x`` and its gradient (written into ``out`` when given).
+
+        For losses without data this is replaced per instance by a faster function of
+        ``(x, out=None)`` alone (see :meth:`_fast_value_and_grad`).
+        """
         x = self._x(x)
         out = self._out(out, x.shape)
         return float(self._call("value_and_grad", x, self.data_args(data, batch), out)), out
 
-    def _fast_value_and_grad(self):
-        """``value_and_grad`` for losses without data: a closure with the fewest Python steps
-        between the caller and the compiled function (it is the optimizer's hot path)."""
-        raw, slow, nd, f64 = self._vg, Kernel.value_and_grad, np.ndarray, _F64
+    def _fast_value_and_grad(self, exact):
+        """``value_and_grad`` for losses without data, the optimizers' hot path.
 
-        def value_and_grad(x, /, out=None, **data):
-            if type(x) is nd and type(out) is nd and x.dtype is f64 and out.dtype is f64 \
-                    and not data:
-                try:
-                    return raw(x, out), out
-                except Exception:
-                    pass
-            return slow(self, x, out, **data)
+        ``exact`` is a dispatcher that only takes C-contiguous writeable float64 vectors, so
+        Numba checks the types in C and the common call costs one Python frame; any other
+        argument raises TypeError within a microsecond and takes the validating path. The
+        compiled code itself checks the lengths.
+        """
+        checked, empty = Kernel.value_and_grad.__get__(self), np.empty
+
+        def value_and_grad(x, /, out=None):
+            try:
+                if out is None:
+                    g = empty(len(x))
+                    return exact(x, g), g
+                return exact(x, out), out
+            except TypeError:
+                return checked(x, out)
 
         value_and_grad.__doc__ = Kernel.value_and_grad.__doc__
+        value_and_grad.__qualname__ = "Kernel.value_and_grad"
         return value_and_grad
 
     def grad(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
         """The gradient at ``x`` (written into ``out`` when given)."""
-        return self.value_and_grad(x, out, batch=batch, **data)[1]
+        if data or batch is not None:
+            return Kernel.value_and_grad(self, x, out, batch=batch, **data)[1]
+        return self.value_and_grad(x, out)[1]
 
     def hessian(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
         """The Hessian at ``x`` as an ``(n, n)`` array."""
@@ -340,6 +364,41 @@ class BoundKernel:
         out = k._out(out, (x.shape[0], x.shape[0]))
         k._call("hessian", x, self.args, out)
         return out
+
+
+class _ExactDispatcher(CPUDispatcher):
+    """A dispatcher with compilation disabled whose type mismatches fail fast.
+
+    Numba's own mismatch path searches conversions and formats an explanation (about 30 us);
+    here a mismatch is an expected event that the caller answers by converting the arguments.
+    """
+
+    def _search_new_conversions(self, *args, **kws):
+        return False
+
+    def _explain_matching_error(self, *args, **kws):
+        raise TypeError("argument types do not match the compiled signature")
+
+
+_VECTOR = numba.types.Array(numba.types.float64, 1, "C")
+
+
+def _exact(fn, nargs: int):
+    """A second dispatcher of the generated function ``fn`` for ``nargs`` C-contiguous,
+    writeable float64 vectors only, loaded from (or saved to) the same on-disk cache.
+
+    Returns None when Numba's dispatcher internals differ from the ones this was written
+    against; callers then keep the validating Python path.
+    """
+    try:
+        d = _ExactDispatcher(fn.py_func, targetoptions=dict(fn.targetoptions))
+        if getattr(fn, "_cache", None) is not None and type(fn._cache).__name__ != "NullCache":
+            d.enable_caching()
+        d.compile((_VECTOR,) * nargs)
+        d.disable_compile()
+    except Exception:  # the validating path calls the module's own dispatcher instead
+        return None
+    return d
 
 
 def _column(name: str, a, width: int | None) -> np.ndarray:

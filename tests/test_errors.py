@@ -171,3 +171,64 @@ def test_newline_in_a_symbol_name_cannot_escape_the_header(n_before, tmp_path):
     assert not marker.exists(), "a parameter name ran as code"
     assert "open" not in _code_names(f.source)
     assert f.value(np.ones(n_before + 1)) == n_before + 1.0
+
+
+# -- the fast path of parameter-only losses takes every argument the checked path takes --------
+
+def test_fast_path_is_installed(rosen):
+    """Parameter-only kernels answer value_and_grad/value through a type-exact dispatcher; if a
+    Numba release changed the internals it relies on, this fails instead of a silent slowdown."""
+    assert rosen.value_and_grad is not sg.Kernel.value_and_grad.__get__(rosen)
+    assert rosen.value_and_grad.__qualname__ == "Kernel.value_and_grad"
+    assert rosen._exact_value is not None
+
+
+def _x_variants():
+    base = np.array([-1.0, 2.0])
+    ro = base.copy()
+    ro.flags.writeable = False
+    return {
+        "array": base, "list": [-1.0, 2.0], "int": np.array([-1, 2]), "tuple": (-1, 2.0),
+        "float32": base.astype(np.float32), "strided": np.array([-1.0, 0.0, 2.0])[::2],
+        "read-only": ro, "fortran-column": np.asfortranarray(np.array([[-1.0], [2.0]]))[:, 0],
+    }
+
+
+@pytest.mark.parametrize("name", list(_x_variants()))
+def test_fast_path_accepts_every_x_the_api_accepts(rosen, name):
+    x = _x_variants()[name]
+    g = np.full(2, np.nan)
+    v, out = rosen.value_and_grad(x, out=g)
+    assert out is g and v == 104.0 and g.tolist() == [396.0, 200.0]
+    v, out = rosen.value_and_grad(x)
+    assert v == 104.0 and out.tolist() == [396.0, 200.0]
+    assert rosen.value(x) == 104.0 and rosen.grad(x).tolist() == [396.0, 200.0]
+    assert isinstance(rosen.value(x), float) and isinstance(v, float)
+
+
+@pytest.mark.parametrize("out", [np.empty(2, np.float32), np.empty((2, 1)), [0.0, 0.0]],
+                         ids=["float32", "2-D", "list"])
+def test_fast_path_rejects_an_out_it_cannot_write(rosen, out):
+    with pytest.raises(ValueError, match="out must be a float64 array of shape"):
+        rosen.value_and_grad(np.array([-1.0, 2.0]), out=out)
+
+
+def test_a_strided_out_is_written_through_the_view(rosen):
+    buf = np.zeros(4)
+    rosen.value_and_grad(np.array([-1.0, 2.0]), out=buf[::2])
+    assert buf.tolist() == [396.0, 0.0, 200.0, 0.0]
+
+
+def test_read_only_out_is_refused_not_written(rosen):
+    out = np.zeros(2)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        rosen.value_and_grad(np.array([-1.0, 2.0]), out=out)
+    assert out.tolist() == [0.0, 0.0]
+
+
+def test_fast_path_rejects_data_and_batch_by_name(rosen):
+    with pytest.raises(TypeError, match="unexpected keyword argument 't'"):
+        rosen.value_and_grad(np.array([-1.0, 2.0]), t=np.ones(3))
+    with pytest.raises(TypeError, match="takes no data, got t"):
+        rosen.grad(np.array([-1.0, 2.0]), t=np.ones(3))
