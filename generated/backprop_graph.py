@@ -5,7 +5,7 @@
 # parameters (order of x): w, b
 # data columns: x[N], y_true[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 20972ccbba6dfac6
+# content hash: 86dae310d90b3861
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -255,7 +255,7 @@ def value_and_grad(x, g, col_x, y_true, idx=None):
     if x.shape[0] != 2:
         raise ValueError("x must have 2 entries (w, b)")
     if g.shape[0] != 2:
-        raise ValueError("g must have 2 entries (w, b)")
+        raise ValueError("out (the gradient array g) must have 2 entries (w, b)")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(3)
     _acc_g(x, col_x, y_true, idx, 0, N, acc)
@@ -319,7 +319,7 @@ def value_and_grad_parallel(x, g, col_x, y_true, idx=None):
     if x.shape[0] != 2:
         raise ValueError("x must have 2 entries (w, b)")
     if g.shape[0] != 2:
-        raise ValueError("g must have 2 entries (w, b)")
+        raise ValueError("out (the gradient array g) must have 2 entries (w, b)")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(3)
     _par_g(x, col_x, y_true, idx, N, acc)

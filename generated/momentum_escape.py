@@ -5,7 +5,7 @@
 # parameters (order of x): w
 # data columns: none
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: b351840489f5c106
+# content hash: 1ead422dc35bb557
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -131,7 +131,7 @@ def value_and_grad(x, g):
     if x.shape[0] != 1:
         raise ValueError("x must have 1 entries (w)")
     if g.shape[0] != 1:
-        raise ValueError("g must have 1 entries (w)")
+        raise ValueError("out (the gradient array g) must have 1 entries (w)")
     p_w = x[0]
     g[0] = 4.0*p_w**3 - 6.0*p_w + 1.0
     return p_w**4 - 3.0*p_w**2 + p_w

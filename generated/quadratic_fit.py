@@ -5,7 +5,7 @@
 # parameters (order of x): a, b, c
 # data columns: speed[N], time[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 8a11239e181fb713
+# content hash: 6c45d25fa6f116dd
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -361,7 +361,7 @@ def value_and_grad(x, g, speed, time, idx=None):
     if x.shape[0] != 3:
         raise ValueError("x must have 3 entries (a, b, c)")
     if g.shape[0] != 3:
-        raise ValueError("g must have 3 entries (a, b, c)")
+        raise ValueError("out (the gradient array g) must have 3 entries (a, b, c)")
     N = _n_samples(speed, time, idx)
     acc = np.zeros(4)
     _acc_g(x, speed, time, idx, 0, N, acc)
@@ -425,7 +425,7 @@ def value_and_grad_parallel(x, g, speed, time, idx=None):
     if x.shape[0] != 3:
         raise ValueError("x must have 3 entries (a, b, c)")
     if g.shape[0] != 3:
-        raise ValueError("g must have 3 entries (a, b, c)")
+        raise ValueError("out (the gradient array g) must have 3 entries (a, b, c)")
     N = _n_samples(speed, time, idx)
     acc = np.zeros(4)
     _par_g(x, speed, time, idx, N, acc)

@@ -5,7 +5,7 @@
 # parameters (order of x): x1, x2
 # data columns: none
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 186665a5ad7c66b8
+# content hash: ed7d43333412ee90
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -132,7 +132,7 @@ def value_and_grad(x, g):
     if x.shape[0] != 2:
         raise ValueError("x must have 2 entries (x1, x2)")
     if g.shape[0] != 2:
-        raise ValueError("g must have 2 entries (x1, x2)")
+        raise ValueError("out (the gradient array g) must have 2 entries (x1, x2)")
     p_x1 = x[0]
     p_x2 = x[1]
     _t1 = 1.0 - p_x1

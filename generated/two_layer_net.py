@@ -59,7 +59,7 @@
 # parameters (order of x): W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], W1[4,0], W1[4,1], W1[5,0], W1[5,1], W1[6,0], W1[6,1], W1[7,0], W1[7,1], b1[0], b1[1], b1[2], b1[3], b1[4], b1[5], b1[6], b1[7], W2[0,0], W2[0,1], W2[0,2], W2[0,3], W2[0,4], W2[0,5], W2[0,6], W2[0,7], W2[1,0], W2[1,1], W2[1,2], W2[1,3], W2[1,4], W2[1,5], W2[1,6], W2[1,7], W2[2,0], W2[2,1], W2[2,2], W2[2,3], W2[2,4], W2[2,5], W2[2,6], W2[2,7], b2[0], b2[1], b2[2]
 # data columns: X[N, 2], Y[N, 3]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 7007863bf766b6b3
+# content hash: 0f08a1cdb3c7157d
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -1437,7 +1437,7 @@ def value_and_grad(x, g, X, Y, idx=None):
     if x.shape[0] != 51:
         raise ValueError("x must have 51 entries (W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], ...)")
     if g.shape[0] != 51:
-        raise ValueError("g must have 51 entries (W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], ...)")
+        raise ValueError("out (the gradient array g) must have 51 entries (W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], ...)")
     N = _n_samples(X, Y, idx)
     acc = np.zeros(52)
     _acc_g(x, X, Y, idx, 0, N, acc)
@@ -1501,7 +1501,7 @@ def value_and_grad_parallel(x, g, X, Y, idx=None):
     if x.shape[0] != 51:
         raise ValueError("x must have 51 entries (W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], ...)")
     if g.shape[0] != 51:
-        raise ValueError("g must have 51 entries (W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], ...)")
+        raise ValueError("out (the gradient array g) must have 51 entries (W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], ...)")
     N = _n_samples(X, Y, idx)
     acc = np.zeros(52)
     _par_g(x, X, Y, idx, N, acc)
