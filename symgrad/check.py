@@ -39,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -322,6 +323,9 @@ def _target(f: Any, data: Mapping[str, Any] | None, n: int, *, hessian: bool,
     data = dict(data or {})
     if _is_kernel(f):
         params = tuple(getattr(f, "params", ()) or ())
+        if hasattr(f, "param_names") and getattr(f, "vectors", ()):
+            with contextlib.suppress(ValueError):  # one name per entry: lam, x[0], x[1]...
+                params = tuple(f.param_names(n))
         nm = tuple(names) if names is not None else (params if len(params) == n else None)
         vc = getattr(f, "value_complex", None)
         analytic = bool(getattr(f, "analytic", False)) and vc is not None

@@ -55,10 +55,10 @@ def _ident(name: str, prefix: str, taken: set) -> str:
 
 
 def _column_args(prob) -> list[str]:
+    """Argument names of the per-sample columns, then of the element-wise columns."""
     taken: set = set()
     out = []
-    for col in prob.columns:
-        nm = col.name
+    for nm in [c.name for c in prob.columns] + [e.name for e in prob.elements]:
         if nm in RESERVED or keyword.iskeyword(nm) or nm.startswith("_") or nm in taken:
             nm = _ident(nm, "col_", taken)
         taken.add(nm)
@@ -99,8 +99,10 @@ class _Gen:
             names[s] = f"u{k}"
         self.names = _TmpNames(names)
         self.M = len(p.vectors)
-        self.cols = _column_args(p)
+        args = _column_args(p)
+        self.cols, self.ecols = args[:len(p.columns)], args[len(p.columns):]
         self.col_of = dict(zip([c.name for c in p.columns], self.cols, strict=True))
+        self.ecol_of = dict(zip(p.elements, self.ecols, strict=True))
         self.real = ScalarPrinter(self.names)
         self.cplx = ComplexPrinter(self.names)
         self.sub: dict = {}
@@ -110,10 +112,14 @@ class _Gen:
             names[vs.index] = "float(i)"
         for vec in p.vectors:
             names[vec.length] = "n"
+        for el, col in self.ecol_of.items():
+            names[el.length] = f"{col}.shape[0]"
         for vt in der.vsums:
             for (y, _, _), vy in zip(vt.locals, vt.vy, strict=True):
                 names[y] = _ident(y.name, "", taken)
                 names[vy] = _ident(vy.name, "", taken)
+            for e, _, _ in vt.elements:
+                names[e] = _ident(e.name, "", taken)
         self.names.update(names)
         self.ns = len(p.params)
         self.vec_pos = {vec: j for j, vec in enumerate(p.vectors)}
@@ -175,8 +181,9 @@ class _Gen:
 
     def header(self, digest: str) -> str:
         p = self.prob
-        cols = ", ".join(f"{c.name}[N]" if c.width is None else f"{c.name}[N, {c.width}]"
-                         for c in p.columns) or "none"
+        cols = ", ".join([*(f"{c.name}[N]" if c.width is None else f"{c.name}[N, {c.width}]"
+                            for c in p.columns),
+                          *(f"{e.name}[:] (element-wise)" for e in p.elements)]) or "none"
         expr = _esc(" ".join(str(p.expr).split()))
         expr_lines = [expr[i:i + 94] for i in range(0, len(expr), 94)] or [""]
         lines = [
@@ -209,7 +216,7 @@ class _Gen:
         T("import numpy as np")
         T()
         T(f"PARAMS = {tuple(p.param_names)!r}")
-        T(f"DATA = {tuple(c.name for c in p.columns)!r}")
+        T(f"DATA = {(*(c.name for c in p.columns), *(e.name for e in p.elements))!r}")
         T(f"KINK_POLICY = {self.der.policy.describe()!r}")
         T(f"ANALYTIC = {p.analytic!r}")
         T(f"_FASTMATH = {set(self.opts.fastmath) if self.opts.fastmath else False!r}".replace(
@@ -452,22 +459,31 @@ class _Gen:
         start = [str(self.ns)] if self.ns else []
         if self.vec_pos[vec]:
             start.append(f"{self.vec_pos[vec]} * n")
-        base = " + ".join([*start, "i"])
-        return base + (f" + {off}" if off > 0 else f" - {-off}" if off < 0 else "")
+        return " + ".join([*start, "i"]) + _off(off)
 
     def vec_fns(self, j: int) -> list[str]:
         vs, vt = self.prob.vector_sums[j], self.der.vsums[j]
         prog = vt.program
-        offs = [off for _, _, off in vt.locals] or [0]
-        rng = [f"lo = {self.p(vs.lo)}", f"hi = {self.p(vs.hi)}",
-               f"if hi > lo and (lo + {min(offs)} < 0 or hi - 1 + {max(offs)} >= n):",
-               f'    raise ValueError("sum {j}: index {_esc(str(vs.index))} reads outside the '
-               'parameter vector")']
-        rng = [ln.replace("lo = ", "lo = int(").replace("hi = ", "hi = int(") + ")"
-               if ln.startswith(("lo =", "hi =")) else ln for ln in rng]
-        ys = [self.vec_load(vt, "x", lambda y, vy: y)]
+        idx = _esc(str(vs.index))
+        rng = [f"lo = int({self.p(vs.lo)})", f"hi = int({self.p(vs.hi)})"]
+        if vt.locals:
+            offs = [off for _, _, off in vt.locals]
+            rng += [f"if hi > lo and (lo + {min(offs)} < 0 or hi - 1 + {max(offs)} >= n):",
+                    f'    raise ValueError("sum {j}: index {idx} reads outside the parameter '
+                    'vector")']
+        for el, col in self.ecol_of.items():
+            offs = [off for _, c, off in vt.elements if c == el]
+            if offs:
+                rng += [f"if hi > lo and (lo + {min(offs)} < 0 or "
+                        f"hi - 1 + {max(offs)} >= {col}.shape[0]):",
+                        f'    raise ValueError("sum {j}: index {idx} reads outside data column '
+                        f'{_esc(el.name)}: pass a longer array or shorten the index range")']
+        eload = [f"{self.names[e]} = np.float64({self.ecol_of[c]}[i{_off(off)}])"
+                 for e, c, off in vt.elements]
+        ys = [eload + self.vec_load(vt, "x", lambda y, vy: y)]
         vys = [self.vec_load(vt, "v", lambda y, vy: vy)]
         ns = self.ns
+        et = "".join(f", {c}" for c in self.ecols)
         jit = "@numba.njit(cache=True, fastmath=_FASTMATH)"
         out = []
         # value
@@ -475,7 +491,14 @@ class _Gen:
                 *["    " + ln for ln in ys[0]],
                 *["    " + ln for ln in self.assigns(prog, ("t",), self.real)]]
         body += [f"    s += {self.p(prog.outputs['t'][0])}", "return s"]
-        out.append(_fn(f"_vs{j}_value(x, n)", f"Sum {j} over its index range.", body, jit))
+        out.append(_fn(f"_vs{j}_value(x, n{et})", f"Sum {j} over its index range.", body, jit))
+        if self.prob.analytic:
+            body = [*self.load_params(), *rng, "s = 0j", "for i in range(lo, hi):",
+                    *["    " + ln for ln in ys[0]],
+                    *["    " + ln for ln in self.assigns(prog, ("t",), self.cplx)]]
+            body += [f"    s += {self.p(prog.outputs['t'][0], self.cplx)}", "return s"]
+            out.append(_fn(f"_vs{j}_value_c(x, n{et})", f"Complex variant of _vs{j}_value.",
+                           body, jit))
         # gradient scatter
         body = [*self.load_params(), *rng, "s = 0.0", *[f"a{k} = 0.0" for k in range(ns)],
                 "for i in range(lo, hi):", *["    " + ln for ln in ys[0]],
@@ -485,7 +508,7 @@ class _Gen:
             body.append(f"    g[{self.loc_index(vec, off)}] += w * ({self.p(gy)})")
         body += [f"    a{k} += {self.p(e)}" for k, e in enumerate(prog.outputs["gx"])]
         body += [f"g[{k}] += w * a{k}" for k in range(ns)] + ["return s"]
-        out.append(_fn(f"_vs{j}_grad(x, n, w, g)",
+        out.append(_fn(f"_vs{j}_grad(x, n, w, g{et})",
                        f"Sum {j}; adds w times its gradient into g (scattered per element).",
                        body, jit))
         # directional derivative
@@ -494,7 +517,8 @@ class _Gen:
                 *["    " + ln for ln in self.assigns(prog, ("t", "dir"), self.real)],
                 f"    s += {self.p(prog.outputs['t'][0])}",
                 f"    u += {self.p(prog.outputs['dir'][0])}", "return s, u"]
-        out.append(_fn(f"_vs{j}_dir(x, v, n)", f"Sum {j} and its derivative along v.", body, jit))
+        out.append(_fn(f"_vs{j}_dir(x, v, n{et})", f"Sum {j} and its derivative along v.", body,
+                       jit))
         # Hessian-vector scatter
         body = [*self.load_params(), *self.load_v(), *rng, *[f"a{k} = 0.0" for k in range(ns)],
                 "for i in range(lo, hi):", *["    " + ln for ln in ys[0] + vys[0]],
@@ -507,7 +531,7 @@ class _Gen:
                  for k, (g, h) in enumerate(zip(prog.outputs["gx"], prog.outputs["hx"],
                                                 strict=True))]
         body += [f"out[{k}] += a{k}" for k in range(ns)]
-        out.append(_fn(f"_vs{j}_hvp(x, v, n, w, z, out)",
+        out.append(_fn(f"_vs{j}_hvp(x, v, n, w, z, out{et})",
                        f"Adds w * (Hessian of sum {j}) v + z * (its gradient) into out.",
                        body, jit))
         return out
@@ -516,21 +540,26 @@ class _Gen:
         p, o, K, n = self.prob, self.der.outer, self.K, self.n
         m = len(p.vector_sums)
         cols = ", ".join(self.cols)
-        tail = f", {cols}, idx=None" if K else ""
-        call_tail = f", {cols}, idx" if K else ""
+        et = "".join(f", {c}" for c in self.ecols)
+        tail = (f", {cols}" if K else "") + et + (", idx=None" if K else "")
+        call_tail = (f", {cols}" if K else "") + et + (", idx" if K else "")
         out: list[str] = []
         if K:
-            out.extend(self.sample_fns(False))
+            out.extend(self.sample_fns(p.analytic))
         for j in range(m):
             out.extend(self.vec_fns(j))
         vecs = ", ".join(v.name for v in p.vectors)
         scal = ", ".join(p.param_names) or "no scalars"
-        out.append(_fn("_n_vec(x)", "The vectors' length n from the length of x.", [
-            f"r = x.shape[0] - {self.ns}",
-            f"if r < {self.M} or r % {self.M} != 0:",
-            f'    raise ValueError("x must hold the scalars ({_esc(scal)}) then the vector(s) '
-            f'({_esc(vecs)}) of one common length n >= 1")',
-            f"return r // {self.M}"]))
+        if self.M:
+            out.append(_fn("_n_vec(x)", "The vectors' length n from the length of x.", [
+                f"r = x.shape[0] - {self.ns}",
+                f"if r < {self.M} or r % {self.M} != 0:",
+                f'    raise ValueError("x must hold the scalars ({_esc(scal)}) then the vector(s) '
+                f'({_esc(vecs)}) of one common length n >= 1")',
+                f"return r // {self.M}"]))
+        else:  # index sums over data columns only: x holds the scalars
+            out.append(_fn("_n_vec(x)", "No parameter vectors: checks x, returns n = 0.", [
+                self.check_x(), "return 0"]))
         sizes = {"e": K, "g": K + K * n, "h": K + 2 * K * n}
 
         def samples(mode: str, args: str = "x") -> list[str]:
@@ -542,7 +571,7 @@ class _Gen:
         S = [f"s{j}" for j in range(m)]
         # value
         body = ["n = _n_vec(x)", *samples("e"),
-                *[f"{S[j]} = _vs{j}_value(x, n)" for j in range(m)],
+                *[f"{S[j]} = _vs{j}_value(x, n{et})" for j in range(m)],
                 *self.load_params(), *self.assigns(o, ("F",), self.real),
                 f"return {self.p(o.outputs['F'][0])}"]
         out.append(_fn(f"value(x{tail})", "The loss at x.", body))
@@ -555,9 +584,9 @@ class _Gen:
                 "g[:] = 0.0",
                 *samples("g"), *self.load_params()]
         if two_pass:
-            body += [f"{S[j]} = _vs{j}_value(x, n)" for j in range(m)]
+            body += [f"{S[j]} = _vs{j}_value(x, n{et})" for j in range(m)]
         body += self.assigns(o, ("dR",), self.real)
-        body += [f"{S[j]} = _vs{j}_grad(x, n, {self.p(dS[j])}, g)" for j in range(m)]
+        body += [f"{S[j]} = _vs{j}_grad(x, n, {self.p(dS[j])}, g{et})" for j in range(m)]
         body += self.assigns(o, ("F", "dx", "dR"), self.real, fresh=False)
         body += [f"g[{k}] += {self.p(e)}" for k, e in enumerate(o.outputs["dx"])]
         body += self.chain_grad()
@@ -570,17 +599,32 @@ class _Gen:
         body = ["n = _n_vec(x)", "if v.shape[0] != x.shape[0] or out.shape[0] != x.shape[0]:",
                 '    raise ValueError("v and out must have the length of x")', "out[:] = 0.0",
                 *samples("h", "x, v"), *self.jv()]
-        body += [f"{S[j]}, u{K + j} = _vs{j}_dir(x, v, n)" for j in range(m)]
+        body += [f"{S[j]}, u{K + j} = _vs{j}_dir(x, v, n{et})" for j in range(m)]
         body += [*self.load_params(), *self.load_v(),
                  *self.assigns(o, ("dR", "hx", "hR"), self.real)]
         body += [f"out[{k}] += {self.p(e)}" for k, e in enumerate(o.outputs["hx"])]
         body += self.chain_hvp()
         body += [f"_vs{j}_hvp(x, v, n, {self.p(o.outputs['dR'][K + j])}, "
-                 f"{self.p(o.outputs['hR'][K + j])}, out)" for j in range(m)]
+                 f"{self.p(o.outputs['hR'][K + j])}, out{et})" for j in range(m)]
         body.append("return out")
         out.append(_fn(f"hvp(x, v, out{tail})", "Write the Hessian at x times v into out.", body))
         out.append(_hessian_fn(None, f"x, H{tail}", f"hvp(x, e, H[:, j]{call_tail})"))
+        if p.analytic:
+            body = ["n = _n_vec(x)"]
+            if K:
+                body += [f"N = _n_samples({cols}, idx)",
+                         f"acc = np.zeros({K}, dtype=np.complex128)",
+                         f"_acc_e_c(x, {cols}, idx, 0, N, acc)", *self.load_r()]
+            body += [f"{S[j]} = _vs{j}_value_c(x, n{et})" for j in range(m)]
+            body += [*self.load_params(), *self.assigns(o, ("F",), self.cplx),
+                     f"return {self.p(o.outputs['F'][0], self.cplx)}"]
+            out.append(_fn(f"value_complex(x{tail})",
+                           "The loss at complex x (complex-step checks).", body))
         return out
+
+
+def _off(off: int) -> str:
+    return f" + {off}" if off > 0 else f" - {-off}" if off < 0 else ""
 
 
 def _depends(prog, out, syms: set) -> bool:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .functions import relu
+from .symbols import DataVector
 
 __all__ = ["Builder", "Derivatives", "KinkPolicy", "Program", "Tmp", "VectorTerm", "derive",
            "local_derivative"]
@@ -270,15 +271,21 @@ class VectorTerm:
     locals: tuple[tuple[sp.Symbol, object, int], ...]
     vy: tuple[sp.Symbol, ...]
     program: Program
+    #: ``(symbol, column, offset)`` per element-wise data read ``column[i+offset]``: constants.
+    elements: tuple[tuple[sp.Symbol, object, int], ...] = ()
 
 
 def _vector_term(vs, xs, v, policy) -> VectorTerm:
     locs: dict = {}
+    elems: dict = {}
     for ind in sorted(vs.term.atoms(sp.Indexed), key=sp.default_sort_key):
         off = int(ind.indices[0] - vs.index)
         tag = f"{ind.base.name}_{'m' if off < 0 else ''}{abs(off)}"
-        locs[ind] = (sp.Symbol(f"y_{tag}", real=True), ind.base, off)
-    term = vs.term.xreplace({k: s for k, (s, _, _) in locs.items()})
+        if isinstance(ind.base, DataVector):
+            elems[ind] = (sp.Symbol(f"e_{tag}", real=True), ind.base, off)
+        else:
+            locs[ind] = (sp.Symbol(f"y_{tag}", real=True), ind.base, off)
+    term = vs.term.xreplace({k: s for k, (s, _, _) in (*locs.items(), *elems.items())})
     ys = [s for s, _, _ in locs.values()]
     vy = tuple(sp.Symbol(f"vy_{s.name[2:]}", real=True) for s in ys)
     b = Builder(policy)
@@ -290,7 +297,7 @@ def _vector_term(vs, xs, v, policy) -> VectorTerm:
     ny = len(ys)
     prog = Program(tuple(b.assigns), {"t": (t,), "gy": tuple(g[:ny]), "gx": tuple(g[ny:]),
                                       "dir": (d,), "hy": tuple(h[:ny]), "hx": tuple(h[ny:])})
-    return VectorTerm(tuple(locs.values()), vy, prog)
+    return VectorTerm(tuple(locs.values()), vy, prog, tuple(elems.values()))
 
 
 def derive(prob, policy: KinkPolicy | None = None) -> Derivatives:

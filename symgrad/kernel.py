@@ -112,7 +112,10 @@ class Kernel:
         self.params: tuple[str, ...] = problem.param_names + tuple(f"{v}[:]" for v in self.vectors)
         #: Length of x, or None when it depends on the vectors' call-time length.
         self.n_params: int | None = None if self.vectors else len(self.params)
-        self.data_names: tuple[str, ...] = tuple(c.name for c in problem.columns)
+        self._samples: tuple[str, ...] = tuple(c.name for c in problem.columns)
+        self._elements: tuple[str, ...] = tuple(e.name for e in problem.elements)
+        #: Every data column the loss reads: per-sample columns, then element-wise ones.
+        self.data_names: tuple[str, ...] = self._samples + self._elements
         self.analytic: bool = problem.analytic
         self.parallel = parallel
         self.jit = types.SimpleNamespace(
@@ -204,8 +207,15 @@ class Kernel:
         if extra:
             raise TypeError(f"unexpected data column '{extra[0]}' (this loss uses "
                             f"{', '.join(self.data_names)})")
+        ecols = tuple(_column(name, data[name], None, "element") for name in self._elements)
+        if not self._samples:
+            if batch is not None:
+                raise TypeError("batch= selects samples of a reduction over samples (sg.mean/"
+                                "sg.sum without limits); this loss has none: its data columns "
+                                f"({', '.join(self._elements)}) are read element-wise")
+            return ecols
         cols, n = [], None
-        for name in self.data_names:
+        for name in self._samples:
             a = _column(name, data[name], self._widths[name])
             if n is None:
                 n, first = a.shape[0], name
@@ -222,11 +232,11 @@ class Kernel:
                 raise ValueError(f"batch {batch} selects no samples")
         elif batch is not None:
             idx = _batch_index(batch, n)
-        return (*cols, idx)
+        return (*cols, *ecols, idx)
 
     def _impl(self, args: tuple) -> types.SimpleNamespace:
         """The serial or the parallel functions, by the ``parallel`` option and sample count."""
-        if args and self.parallel is not False:
+        if self._samples and self.parallel is not False:
             n = args[0].shape[0] if args[-1] is None else args[-1].shape[0]
             if self.parallel or n >= PARALLEL_THRESHOLD:
                 return self._jit_par
@@ -305,8 +315,12 @@ class Kernel:
         if not self.analytic:
             raise TypeError("value_complex needs an analytic loss (no abs/max/min/relu/"
                             "Piecewise/sign); use a finite-difference method instead")
-        x = np.asarray(x, dtype=np.complex128)
-        if x.shape != (self._n,):
+        x = np.ascontiguousarray(x, dtype=np.complex128)
+        if x.ndim != 1:
+            raise ValueError(f"x must be 1-D, got shape {x.shape}")
+        if self._n is None:
+            self.vector_length(x.shape[0])
+        elif x.shape[0] != self._n:
             raise ValueError(f"x must have {self._n} entries, got shape {x.shape}")
         return complex(self.module.value_complex(x, *self.data_args(data, batch)))
 
@@ -401,7 +415,7 @@ def _exact(fn, nargs: int):
     return d
 
 
-def _column(name: str, a, width: int | None) -> np.ndarray:
+def _column(name: str, a, width: int | None, unit: str = "row") -> np.ndarray:
     try:
         arr = np.asarray(a)
     except Exception as exc:
@@ -412,7 +426,8 @@ def _column(name: str, a, width: int | None) -> np.ndarray:
         raise TypeError(f"data column '{name}' has dtype {arr.dtype}: pass float64 or float32")
     want = 1 if width is None else 2
     if arr.ndim != want:
-        shape = "(N,)" if width is None else f"(N, {width})"
+        shape = "(n,) (one value per element)" if unit == "element" else \
+            "(N,)" if width is None else f"(N, {width})"
         raise ValueError(f"data column '{name}' must have shape {shape}, got {arr.shape}")
     if width is not None and arr.shape[1] != width:
         raise ValueError(f"data column '{name}' must have {width} entries per sample "
@@ -421,7 +436,7 @@ def _column(name: str, a, width: int | None) -> np.ndarray:
         ok = np.isfinite(arr)  # only now find where (overflowing sums land here too)
         if not ok.all():
             bad = np.argwhere(~ok)[0]
-            where = f"row {bad[0]}" + (f", entry {bad[1]}" if arr.ndim == 2 else "")
+            where = f"{unit} {bad[0]}" + (f", entry {bad[1]}" if arr.ndim == 2 else "")
             raise ValueError(f"data column '{name}' has a non-finite value ({arr[tuple(bad)]}) "
                              f"at {where}: clean or drop it before fitting")
     return arr

@@ -1,7 +1,8 @@
 """Expression + declared symbols -> a validated :class:`Problem`.
 
 This is where bad input is caught, in the user's terms: a vector-valued loss, a symbol that is
-neither a parameter nor data, an unsupported function, data outside a reduction.
+neither a parameter nor data, an unsupported function, data outside a reduction, an element-wise
+read outside an index sum.
 
 >>> import symgrad as sg
 >>> a, b = sg.params("a b"); t, y = sg.data("t y")
@@ -22,6 +23,7 @@ import sympy as sp
 from .functions import ANALYTIC, SUPPORTED
 from .symbols import (
     Data,
+    DataVector,
     Index,
     IndexedSum,
     Mean,
@@ -79,6 +81,8 @@ class Problem:
     reductions: tuple[ReductionTerm, ...]
     vectors: tuple[ParamVector, ...] = ()
     vector_sums: tuple[VectorSum, ...] = ()
+    #: Element-wise data columns (``sg.data("y", indexed=True)``) read inside index sums.
+    elements: tuple[DataVector, ...] = ()
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -171,6 +175,10 @@ def problem(loss, params: Sequence | None = None) -> Problem:
             raise ProblemError(f"reductions cannot be nested: {r}")
         if inner.has(IndexedSum):
             raise ProblemError(f"an indexed sum cannot appear inside a reduction over samples: {r}")
+        if inner.has(sp.Indexed):
+            ind = sorted(inner.atoms(sp.Indexed), key=sp.default_sort_key)[0]
+            raise ProblemError(f"{ind} appears inside a reduction over samples ({r}): element-wise "
+                               "reads belong in sg.sum(term, (i, lo, hi))")
         sym = sp.Symbol(f"R{len(reductions)}", real=True)
         reductions.append(ReductionTerm("mean" if isinstance(r, Mean) else "sum", inner, sym))
         repl[r] = sym
@@ -185,18 +193,21 @@ def problem(loss, params: Sequence | None = None) -> Problem:
             f"data column '{stray[0].column}' appears outside a reduction: wrap the per-sample "
             "part in sg.mean(...) or sg.sum(...)")
     if outer.has(sp.Indexed):
-        raise ProblemError("an indexed parameter x[i] appears outside sg.sum(term, (i, lo, hi))")
+        ind = sorted(outer.atoms(sp.Indexed), key=sp.default_sort_key)[0]
+        raise ProblemError(f"{ind} appears outside sg.sum(term, (i, lo, hi)): element-wise reads "
+                           "need the index range of a sum")
 
-    vectors = sorted({ind.base for v in vector_sums for ind in v.term.atoms(sp.Indexed)},
-                     key=_order_key)
+    bases = {ind.base for v in vector_sums for ind in v.term.atoms(sp.Indexed)}
+    vectors = sorted((b for b in bases if isinstance(b, ParamVector)), key=_order_key)
+    elements = sorted((b for b in bases if isinstance(b, DataVector)), key=lambda b: b.name)
     inner_syms = set().union(*(r.expr.free_symbols for r in reductions),
                              *(v.term.free_symbols - {v.index} for v in vector_sums),
                              *(v.hi.free_symbols | v.lo.free_symbols for v in vector_sums))
-    lengths = {v.length for v in vectors}
+    lengths = {v.length for v in (*vectors, *elements)}
     free = (outer.free_symbols - {r.symbol for r in reductions}
             - {v.symbol for v in vector_sums}) | inner_syms
     free = {s for s in free if not isinstance(s, sp.Indexed | sp.IndexedBase | sp.Idx)}
-    free -= lengths | {v.label for v in vectors}
+    free -= lengths | {v.label for v in (*vectors, *elements)}
     data_syms = tuple(sorted((s for s in free if isinstance(s, Data)),
                              key=lambda s: (s.column, s.component or 0)))
     declared = _resolve_params(params, free, vectors)
@@ -218,9 +229,21 @@ def problem(loss, params: Sequence | None = None) -> Problem:
         col = Column(d.column, d.width)
         if columns.setdefault(d.column, col) != col:
             raise ProblemError(f"data column '{d.column}' is declared both 1-D and with a width")
+    _check_element_names(elements, columns, vectors, declared)
     return Problem(expr=expr, outer=outer, params=tuple(declared), columns=tuple(columns.values()),
                    data_symbols=data_syms, reductions=tuple(reductions), vectors=tuple(vectors),
-                   vector_sums=tuple(vector_sums))
+                   vector_sums=tuple(vector_sums), elements=tuple(elements))
+
+
+def _check_element_names(elements, columns, vectors, declared) -> None:
+    """An element-wise column is passed by name like every column: its name must be its own."""
+    taken = {**{c: "a per-sample data column" for c in columns},
+             **{v.name: "an indexed parameter vector" for v in vectors},
+             **{p.name: "a parameter" for p in declared}}
+    for e in elements:
+        if e.name in taken:
+            raise ProblemError(f"'{e.name}' names both an element-wise data column and "
+                               f"{taken[e.name]}: rename one of them")
 
 
 def _resolve_params(params, free, vectors) -> list[sp.Symbol]:
@@ -251,8 +274,12 @@ def _resolve_params(params, free, vectors) -> list[sp.Symbol]:
 def _vector_sum(s: IndexedSum, k: int) -> VectorSum:
     term, i, lo, hi = s.args
     for ind in term.atoms(sp.Indexed):
-        if not isinstance(ind.base, ParamVector):
-            raise ProblemError(f"{ind} indexes something that is not an indexed parameter vector")
+        if not isinstance(ind.base, ParamVector | DataVector):
+            raise ProblemError(f"{ind} indexes something that is neither an indexed parameter "
+                               "vector (sg.params(name, indexed=True)) nor an element-wise data "
+                               "column (sg.data(name, indexed=True))")
+        if len(ind.indices) != 1:
+            raise ProblemError(f"{ind}: vectors take one index, like x[{i}]")
         (off,) = ind.indices
         if not (off - i).is_Integer:
             raise ProblemError(f"{ind}: indices must be the summation index plus a constant, "
@@ -261,6 +288,7 @@ def _vector_sum(s: IndexedSum, k: int) -> VectorSum:
         raise ProblemError(f"reductions cannot be nested inside sg.sum(..., ({i}, ...))")
     cols = sorted({d.column for d in term.free_symbols if isinstance(d, Data)})
     if cols:
-        raise ProblemError(f"data column '{cols[0]}' inside sg.sum(..., ({i}, ...)) is not "
-                           "supported yet: index sums read parameter vectors and scalars only")
+        raise ProblemError(f"per-sample data column '{cols[0]}' inside sg.sum(..., ({i}, ...)): "
+                           f"declare a column read element by element with "
+                           f"sg.data('{cols[0]}', indexed=True) and read it as {cols[0]}[{i}]")
     return VectorSum(term, i, sp.sympify(lo), sp.sympify(hi), sp.Symbol(f"S{k}", real=True))

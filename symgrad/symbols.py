@@ -20,6 +20,7 @@ import sympy as sp
 
 __all__ = [
     "Data",
+    "DataVector",
     "Index",
     "IndexedSum",
     "Mean",
@@ -109,6 +110,22 @@ class ParamVector(sp.IndexedBase):
         return sp.Symbol(f"len_{self.name}", integer=True, positive=True)
 
 
+class DataVector(sp.IndexedBase):
+    """A data column read element-wise as ``y[i]`` inside :func:`sum` over an index range.
+
+    Unlike a per-sample column it is not reduced over samples: element ``i`` pairs with the
+    parameter-vector elements ``x[i]`` of the same term. Its length is that of the array passed.
+    """
+
+    def __new__(cls, name: str) -> DataVector:
+        return super().__new__(cls, name, real=True)
+
+    @property
+    def length(self) -> sp.Symbol:
+        """The call-time length of this column, for limits: ``(i, 0, y.length)``."""
+        return sp.Symbol(f"len_{self.name}", integer=True, positive=True)
+
+
 def _names(names: str | Sequence[str]) -> list[str]:
     out = ([s.name for s in sp.symbols(names, seq=True)] if isinstance(names, str)
            else list(names))
@@ -169,21 +186,32 @@ def _check_shape(shape) -> tuple[int, ...]:
     return shape
 
 
-def data(names: str | Sequence[str], shape: tuple | None = None):
-    """Declare per-sample data columns.
+def data(names: str | Sequence[str], shape: tuple | None = None, indexed: bool = False):
+    """Declare data columns.
 
-    ``data("t y")`` gives 1-D columns (one value per sample); ``data("x", shape=(k,))`` gives a
-    column Matrix of ``k`` symbols read from an ``(N, k)`` array passed as ``x=...``.
+    ``data("t y")`` gives per-sample 1-D columns (one value per sample, reduced by
+    :func:`mean`/:func:`sum`); ``data("x", shape=(k,))`` gives a column Matrix of ``k`` symbols
+    read from an ``(N, k)`` array passed as ``x=...``. ``data("y", indexed=True)`` gives a
+    :class:`DataVector` read element-wise (``y[i]``, ``y[i+1]``) inside ``sum(term, (i, lo, hi))``
+    next to parameter vectors; several names give a tuple.
 
     >>> t, y = data("t y")
     >>> data("x", shape=(2,)).shape
     (2, 1)
+    >>> w = data("w", indexed=True); i = index("i")
+    >>> w[i + 1]
+    w[i + 1]
     """
     ns = _names(names)
     clash = sorted(RESERVED_COLUMNS.intersection(ns))
     if clash:
         raise ValueError(f"'{clash[0]}' cannot name a data column: it is a keyword of the "
                          "kernel methods (f.value(x, out=..., batch=...)); choose another name")
+    if indexed:
+        if shape is not None:
+            raise ValueError("indexed=True columns are 1-D (one value per element): drop shape=")
+        vecs = tuple(DataVector(n) for n in ns)
+        return vecs[0] if len(vecs) == 1 else vecs
     if shape is None:
         syms = tuple(Data(n, n) for n in ns)
         return syms[0] if len(syms) == 1 else syms
@@ -258,8 +286,9 @@ def mean(e) -> sp.Expr:
 def sum(e, limits: tuple | None = None) -> sp.Expr:
     """Sum over samples, or over an index range when ``limits=(i, lo, hi)`` is given.
 
-    With limits, ``i`` runs over ``lo <= i < hi`` and the term reads a parameter vector
-    (``x[i]``, ``x[i+1]``); ``hi`` is written with the vector's call-time length ``x.length``.
+    With limits, ``i`` runs over ``lo <= i < hi`` and the term reads parameter vectors
+    (``x[i]``, ``x[i+1]``), element-wise data columns (``y[i]``, from ``data("y", indexed=True)``)
+    and scalar parameters; ``hi`` is written with a call-time length such as ``x.length``.
 
     >>> x = params("x", indexed=True); i = index("i")
     >>> sum((x[i+1] - x[i])**2, (i, 0, x.length - 1))

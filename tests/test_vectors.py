@@ -126,9 +126,192 @@ def test_checker_and_optimizer_work_unchanged(rosen):
     assert res.fun < rosen.value(np.full(100_000, 0.5))
 
 
-def test_data_inside_an_index_sum_is_a_clear_error():
+def test_checker_uses_complex_step_on_vector_kernels(rosen):
+    z = np.random.default_rng(7).normal(size=30)
+    chk = sg.check_grad(rosen, z)  # auto: the loss is analytic, so complex step
+    assert chk.method == "complex" and chk.ok, chk
+    assert chk.max_rel_err < 1e-13
+    assert rosen.value_complex(z) == pytest.approx(rosen.value(z), rel=1e-15)
+
+
+def test_per_sample_data_inside_an_index_sum_points_to_indexed_columns():
     x = sg.params("x", indexed=True)
     i = sg.index("i")
     t = sg.data("t")
-    with pytest.raises(sg.ProblemError, match=r"data column 't' inside sg\.sum"):
+    with pytest.raises(sg.ProblemError, match=r"per-sample data column 't' inside sg\.sum.*"
+                       r"sg\.data\('t', indexed=True\).*t\[i\]"):
         sg.compile(sg.sum(t * x[i] ** 2, (i, 0, x.length)))
+
+
+# -- element-wise data columns: y[i] next to x[i] ------------------------------------------------
+
+def smoothing_numpy(z, y, w):
+    """lam^2 * sum w[i] (x[i] - y[i])^2 + sum (x[i+1] - x[i])^2, value and gradient."""
+    lam, x = z[0], z[1:]
+    r, d = x - y, np.diff(x)
+    g = np.zeros_like(z)
+    g[0] = 2 * lam * np.sum(w * r * r)
+    g[1:] = 2 * lam**2 * w * r
+    g[1:-1] -= 2 * d
+    g[2:] += 2 * d
+    return float(lam**2 * np.sum(w * r * r) + np.sum(d * d)), g
+
+
+@pytest.fixture(scope="module")
+def smoothing():
+    x = sg.params("x", indexed=True)
+    lam = sg.params("lam")
+    y, w = sg.data("y w", indexed=True)
+    i = sg.index("i")
+    loss = (lam**2 * sg.sum(w[i] * (x[i] - y[i]) ** 2, (i, 0, x.length))
+            + sg.sum((x[i + 1] - x[i]) ** 2, (i, 0, x.length - 1)))
+    return sg.compile(loss)
+
+
+def _smoothing_point(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return (np.concatenate([[0.8], rng.normal(size=n)]), rng.normal(size=n),
+            rng.uniform(0.5, 2.0, size=n))
+
+
+@pytest.mark.parametrize("n", [10, 1000, 1_000_000])
+def test_element_columns_match_numpy(smoothing, n):
+    z, y, w = _smoothing_point(n, seed=n)
+    v, g = smoothing.value_and_grad(z, y=y, w=w)
+    rv, rg = smoothing_numpy(z, y, w)
+    assert v == pytest.approx(rv, rel=1e-12)
+    np.testing.assert_allclose(g, rg, rtol=1e-12, atol=1e-12 * np.abs(rg).max())
+
+
+def test_element_columns_hessian_hvp_and_checker(smoothing):
+    z, y, w = _smoothing_point(9, seed=1)
+    data = {"y": y, "w": w}
+    H = smoothing.hessian(z, **data)
+    Hn = np.array([num_grad(lambda zz, k=k: smoothing.grad(zz, **data)[k], z)
+                   for k in range(len(z))])
+    np.testing.assert_allclose(H, Hn, rtol=1e-6, atol=1e-6)
+    v = np.random.default_rng(2).normal(size=len(z))
+    np.testing.assert_allclose(smoothing.hvp(z, v, **data), H @ v, rtol=1e-12, atol=1e-12)
+    chk = sg.check_grad(smoothing, z, data=data)
+    assert chk.method == "complex" and chk.ok, chk
+    assert "x[0]" in str(chk) and "lam" in str(chk)
+
+
+def test_element_columns_accept_float32_int_and_lists(smoothing):
+    z, y, w = _smoothing_point(6, seed=3)
+    want = smoothing.value(z, y=y, w=w)
+    assert smoothing.value(z, y=list(y), w=w) == want
+    y32 = y.astype(np.float32)
+    assert smoothing.value(z, y=y32, w=w) == pytest.approx(
+        smoothing.value(z, y=y32.astype(np.float64), w=w), rel=1e-15)
+    assert smoothing.value(z, y=np.round(y).astype(int), w=w) == smoothing.value(
+        z, y=np.round(y), w=w)
+
+
+def test_element_column_errors_name_the_column(smoothing):
+    z, y, w = _smoothing_point(6, seed=4)
+    with pytest.raises(ValueError, match="reads outside data column w: pass a longer array"):
+        smoothing.value(z, y=y, w=w[:-1])
+    with pytest.raises(TypeError, match="missing data column 'w'"):
+        smoothing.value(z, y=y)
+    with pytest.raises(ValueError, match=r"'y' must have shape \(n,\)"):
+        smoothing.value(z, y=y[:, None], w=w)
+    bad = w.copy()
+    bad[2] = np.inf
+    with pytest.raises(ValueError, match="'w' has a non-finite value \\(inf\\) at element 2"):
+        smoothing.value(z, y=y, w=bad)
+    with pytest.raises(TypeError, match="batch= selects samples"):
+        smoothing.value(z, y=y, w=w, batch=slice(0, 2))
+
+
+def test_element_columns_bind_and_optimize(smoothing):
+    n = 100_000
+    z, y, w = _smoothing_point(n, seed=5)
+    z[0] = 1.0
+    fb = smoothing.bind(y=y, w=w)
+    assert fb.value(z) == smoothing.value(z, y=y, w=w)
+    res = sg.minimize(smoothing, z, data={"y": y, "w": w}, optimizer=sg.optim.adam(lr=1e-2),
+                      steps=20)
+    assert res.x.shape == z.shape and res.fun < smoothing.value(z, y=y, w=w)
+
+
+def test_element_columns_mix_with_sample_reductions_and_scalars():
+    a = sg.params("a")
+    x = sg.params("x", indexed=True)
+    t = sg.data("t")
+    c = sg.data("c", indexed=True)
+    i = sg.index("i")
+    f = sg.compile(sg.mean((a * t - 1) ** 2) + a * sg.sum(c[i] * x[i] ** 2 + c[i + 1] * x[i],
+                                                          (i, 0, x.length)) + a**4)
+    assert f.params == ("a", "x[:]") and f.data_names == ("t", "c")
+    rng = np.random.default_rng(8)
+    tt, cc, z = rng.normal(size=30), rng.normal(size=6), rng.normal(size=6)
+    aa, xx = z[0], z[1:]
+    want = np.mean((aa * tt - 1) ** 2) + aa * np.sum(cc[:5] * xx**2 + cc[1:] * xx) + aa**4
+    assert f.value(z, t=tt, c=cc) == pytest.approx(want, rel=1e-12)
+    g = f.grad(z, t=tt, c=cc)
+    np.testing.assert_allclose(g, num_grad(lambda q: f.value(q, t=tt, c=cc), z), rtol=1e-7,
+                               atol=1e-8)
+    # a batch selects samples of t only; the element-wise column is read whole
+    half = f.value(z, t=tt, c=cc, batch=slice(0, 15))
+    want = np.mean((aa * tt[:15] - 1) ** 2) + aa * np.sum(cc[:5] * xx**2 + cc[1:] * xx) + aa**4
+    assert half == pytest.approx(want, rel=1e-12)
+
+
+def test_an_index_sum_over_data_alone_fits_scalar_parameters():
+    a, b = sg.params("a b")
+    y = sg.data("y", indexed=True)
+    i = sg.index("i")
+    f = sg.compile(sg.sum((a * i + b - y[i]) ** 2, (i, 0, y.length)))  # a line through y[i]
+    assert f.n_params == 2
+    y = 3.0 * np.arange(50) - 2.0
+    res = sg.minimize(f, [0.0, 0.0], data={"y": y}, optimizer=sg.optim.adam(lr=0.5),
+                      steps=3000)
+    np.testing.assert_allclose(res.x, [3.0, -2.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("build, msg", [
+    (lambda x, y, t, i: sg.sum(x[i] ** 2, (i, 0, x.length)) + y[0],
+     r"y\[0\] appears outside sg\.sum"),
+    (lambda x, y, t, i: sg.mean(t * y[i]) + sg.sum(x[i] ** 2, (i, 0, x.length)),
+     r"y\[i\] appears inside a reduction over samples"),
+    (lambda x, y, t, i: sg.sum(x[i] * y[2 * i], (i, 0, x.length)),
+     "summation index plus a constant"),
+])
+def test_element_columns_misuse_is_explained(build, msg):
+    x = sg.params("x", indexed=True)
+    y = sg.data("y", indexed=True)
+    t = sg.data("t")
+    i = sg.index("i")
+    with pytest.raises(sg.ProblemError, match=msg):
+        sg.compile(build(x, y, t, i))
+
+
+def test_an_element_column_cannot_share_a_name():
+    x = sg.params("x", indexed=True)
+    i = sg.index("i")
+    t_elem = sg.data("t", indexed=True)
+    t = sg.data("t")
+    with pytest.raises(sg.ProblemError, match="'t' names both an element-wise data column and "
+                       "a per-sample data column"):
+        sg.compile(sg.mean(t**2) * sg.sum(t_elem[i] * x[i], (i, 0, x.length)))
+
+
+def test_generated_module_with_element_columns_is_standalone(smoothing, tmp_path):
+    x = sg.params("x", indexed=True)
+    lam = sg.params("lam")
+    y, w = sg.data("y w", indexed=True)
+    i = sg.index("i")
+    loss = (lam**2 * sg.sum(w[i] * (x[i] - y[i]) ** 2, (i, 0, x.length))
+            + sg.sum((x[i + 1] - x[i]) ** 2, (i, 0, x.length - 1)))
+    path = sg.generate(loss, tmp_path / "smooth.py")
+    text = path.read_text()
+    assert "DATA = ('w', 'y')" in text and "y[:] (element-wise)" in text
+    from symgrad.kernel import load_module
+    mod = load_module(path, "smooth_standalone_test")
+    z, yy, ww = _smoothing_point(12, seed=9)
+    g = np.empty_like(z)
+    v = mod.value_and_grad(z, g, ww, yy)
+    rv, rg = smoothing_numpy(z, yy, ww)
+    assert v == pytest.approx(rv, rel=1e-12)
+    np.testing.assert_allclose(g, rg, rtol=1e-12, atol=1e-12)
