@@ -486,19 +486,16 @@ class _Gen:
         et = "".join(f", {c}" for c in self.ecols)
         jit = "@numba.njit(cache=True, fastmath=_FASTMATH)"
         out = []
-        # value
-        body = [*self.load_params(), *rng, "s = 0.0", "for i in range(lo, hi):",
-                *["    " + ln for ln in ys[0]],
-                *["    " + ln for ln in self.assigns(prog, ("t",), self.real)]]
-        body += [f"    s += {self.p(prog.outputs['t'][0])}", "return s"]
-        out.append(_fn(f"_vs{j}_value(x, n{et})", f"Sum {j} over its index range.", body, jit))
+        # value (and its complex variant for complex-step checks)
+        variants = [("", self.real, "0.0", f"Sum {j} over its index range.")]
         if self.prob.analytic:
-            body = [*self.load_params(), *rng, "s = 0j", "for i in range(lo, hi):",
+            variants.append(("_c", self.cplx, "0j", f"Complex variant of _vs{j}_value."))
+        for sfx, pr, zero, doc in variants:
+            body = [*self.load_params(), *rng, f"s = {zero}", "for i in range(lo, hi):",
                     *["    " + ln for ln in ys[0]],
-                    *["    " + ln for ln in self.assigns(prog, ("t",), self.cplx)]]
-            body += [f"    s += {self.p(prog.outputs['t'][0], self.cplx)}", "return s"]
-            out.append(_fn(f"_vs{j}_value_c(x, n{et})", f"Complex variant of _vs{j}_value.",
-                           body, jit))
+                    *["    " + ln for ln in self.assigns(prog, ("t",), pr)],
+                    f"    s += {self.p(prog.outputs['t'][0], pr)}", "return s"]
+            out.append(_fn(f"_vs{j}_value{sfx}(x, n{et})", doc, body, jit))
         # gradient scatter
         body = [*self.load_params(), *rng, "s = 0.0", *[f"a{k} = 0.0" for k in range(ns)],
                 "for i in range(lo, hi):", *["    " + ln for ln in ys[0]],

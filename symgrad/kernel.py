@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from numba.core.caching import NullCache
 from numba.core.registry import CPUDispatcher
 
 from .problem import Problem
@@ -406,7 +407,7 @@ def _exact(fn, nargs: int):
     """
     try:
         d = _ExactDispatcher(fn.py_func, targetoptions=dict(fn.targetoptions))
-        if getattr(fn, "_cache", None) is not None and type(fn._cache).__name__ != "NullCache":
+        if not isinstance(fn._cache, NullCache):  # the module's njit(cache=True)
             d.enable_caching()
         d.compile((_VECTOR,) * nargs)
         d.disable_compile()

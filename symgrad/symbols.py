@@ -97,20 +97,24 @@ class Index(sp.Symbol):
         return super().__new__(cls, name, integer=True)
 
 
-class ParamVector(sp.IndexedBase):
+class _Vector(sp.IndexedBase):
+    """An indexed base of call-time length, read element-wise inside :func:`sum`."""
+
+    @property
+    def length(self) -> sp.Symbol:
+        """The call-time length of this vector, for limits: ``(i, 0, x.length - 1)``."""
+        return sp.Symbol(f"len_{self.name}", integer=True, positive=True)
+
+
+class ParamVector(_Vector):
     """A parameter vector of call-time length, read element-wise as ``x[i]`` inside :func:`sum`."""
 
     def __new__(cls, name: str) -> ParamVector:
         _ORDER[name] = next(_counter)
         return super().__new__(cls, name, real=True)
 
-    @property
-    def length(self) -> sp.Symbol:
-        """The call-time length ``n`` of this vector, for limits: ``(i, 0, x.length - 1)``."""
-        return sp.Symbol(f"len_{self.name}", integer=True, positive=True)
 
-
-class DataVector(sp.IndexedBase):
+class DataVector(_Vector):
     """A data column read element-wise as ``y[i]`` inside :func:`sum` over an index range.
 
     Unlike a per-sample column it is not reduced over samples: element ``i`` pairs with the
@@ -119,11 +123,6 @@ class DataVector(sp.IndexedBase):
 
     def __new__(cls, name: str) -> DataVector:
         return super().__new__(cls, name, real=True)
-
-    @property
-    def length(self) -> sp.Symbol:
-        """The call-time length of this column, for limits: ``(i, 0, y.length)``."""
-        return sp.Symbol(f"len_{self.name}", integer=True, positive=True)
 
 
 def _names(names: str | Sequence[str]) -> list[str]:

@@ -157,15 +157,18 @@ def smoothing_numpy(z, y, w):
     return float(lam**2 * np.sum(w * r * r) + np.sum(d * d)), g
 
 
-@pytest.fixture(scope="module")
-def smoothing():
+def smoothing_loss():
     x = sg.params("x", indexed=True)
     lam = sg.params("lam")
     y, w = sg.data("y w", indexed=True)
     i = sg.index("i")
-    loss = (lam**2 * sg.sum(w[i] * (x[i] - y[i]) ** 2, (i, 0, x.length))
+    return (lam**2 * sg.sum(w[i] * (x[i] - y[i]) ** 2, (i, 0, x.length))
             + sg.sum((x[i + 1] - x[i]) ** 2, (i, 0, x.length - 1)))
-    return sg.compile(loss)
+
+
+@pytest.fixture(scope="module")
+def smoothing():
+    return sg.compile(smoothing_loss())
 
 
 def _smoothing_point(n, seed=0):
@@ -297,14 +300,8 @@ def test_an_element_column_cannot_share_a_name():
         sg.compile(sg.mean(t**2) * sg.sum(t_elem[i] * x[i], (i, 0, x.length)))
 
 
-def test_generated_module_with_element_columns_is_standalone(smoothing, tmp_path):
-    x = sg.params("x", indexed=True)
-    lam = sg.params("lam")
-    y, w = sg.data("y w", indexed=True)
-    i = sg.index("i")
-    loss = (lam**2 * sg.sum(w[i] * (x[i] - y[i]) ** 2, (i, 0, x.length))
-            + sg.sum((x[i + 1] - x[i]) ** 2, (i, 0, x.length - 1)))
-    path = sg.generate(loss, tmp_path / "smooth.py")
+def test_generated_module_with_element_columns_is_standalone(tmp_path):
+    path = sg.generate(smoothing_loss(), tmp_path / "smooth.py")
     text = path.read_text()
     assert "DATA = ('w', 'y')" in text and "y[:] (element-wise)" in text
     from symgrad.kernel import load_module
