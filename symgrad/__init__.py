@@ -11,6 +11,10 @@ __version__ = "0.1.0"
 
 from . import losses, optim, schedules, testing
 from .api import compile, generate, grad, hessian, jacobian
+from .arrays.graph import ShapeError
+from .arrays.kernel import ArrayKernel
+from .arrays.ops import einsum
+from .elementwise import abs, cos, cosh, erf, exp, log, max, sin, sinh, sqrt, tan, tanh
 from .check import GradCheck, HessianCheck, check_grad, check_hessian
 from .derive import KinkPolicy
 from .functions import (
@@ -30,6 +34,7 @@ from .scipy_interop import scipy_objective
 from .symbols import data, index, mean, params, sum
 
 __all__ = [
+    "ArrayKernel",
     "BoundKernel",
     "GradCheck",
     "HessianCheck",
@@ -37,21 +42,30 @@ __all__ = [
     "KinkPolicy",
     "OptimizeResult",
     "ProblemError",
+    "ShapeError",
     "__version__",
+    "abs",
     "check_grad",
     "check_hessian",
     "compile",
+    "cos",
+    "cosh",
     "data",
+    "einsum",
+    "erf",
+    "exp",
     "expm1",
     "generate",
     "grad",
     "hessian",
     "index",
     "jacobian",
+    "log",
     "log1p",
     "log_softmax",
     "logsumexp",
     "losses",
+    "max",
     "mean",
     "minimize",
     "optim",
@@ -61,7 +75,12 @@ __all__ = [
     "scipy_objective",
     "sigmoid",
     "softmax",
+    "sin",
+    "sinh",
     "softplus",
+    "sqrt",
     "sum",
+    "tan",
+    "tanh",
     "testing",
 ]

@@ -18,6 +18,9 @@ from pathlib import Path
 import sympy as sp
 
 from . import __version__
+from .arrays.build import compile_array, generate_array
+from .arrays.graph import Node
+from .arrays.kernel import ArrayKernel
 from .codegen import CodegenOptions, module_source
 from .derive import KinkPolicy, derive
 from .kernel import Kernel, cache_dir, load_module, write_atomic
@@ -87,7 +90,7 @@ def _source(loss, params, policy, regenerate: str) -> tuple:
 
 
 def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None = None,
-            parallel: bool | None = None) -> Kernel:
+            parallel: bool | None = None) -> Kernel | ArrayKernel:
     """Compile a loss (a SymPy expression or a Python function of its parameters) to a Kernel.
 
     The module is written to the cache directory under the hash of its text, so the same loss
@@ -101,6 +104,8 @@ def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None =
     >>> f.params, f.value_and_grad([2.0, 2.0])[1].tolist()
     (('x1', 'x2'), [18.0, -4.0])
     """
+    if isinstance(loss, Node):
+        return compile_array(loss, params, policy=policy)
     prob = problem(loss, params)
     path = cache_dir() / f"sg_{_cache_key(prob, policy)}.py"
     try:  # a warm cache skips derivation and code generation altogether
@@ -142,7 +147,9 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
     path = Path(path)
     if path.suffix != ".py" or not path.stem.isidentifier():
         raise ValueError(f"{path}: the module name must be an identifier ending in .py")
-    _, src = _source(loss, params, policy,
-                     regenerate or f"symgrad.generate(loss, {str(path.as_posix())!r})")
+    regenerate = regenerate or f"symgrad.generate(loss, {str(path.as_posix())!r})"
+    if isinstance(loss, Node):
+        return generate_array(loss, path, params, policy, regenerate)
+    _, src = _source(loss, params, policy, regenerate)
     write_atomic(path, src)
     return path

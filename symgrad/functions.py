@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
+from .arrays.graph import Node
+
 __all__ = [
     "ANALYTIC",
     "SUPPORTED",
@@ -31,7 +33,18 @@ __all__ = [
 ]
 
 
-class relu(sp.Function):
+class _MapsOverArrays:
+    """Applied to an array expression, the function maps over its elements."""
+
+    def __new__(cls, *args, **kw):
+        if any(isinstance(a, Node) for a in args):
+            from .arrays.ops import apply
+
+            return apply(cls, *args)
+        return super().__new__(cls, *args, **kw)
+
+
+class relu(_MapsOverArrays, sp.Function):
     """``max(x, 0)``; its derivative is ``Heaviside(x, 0)`` (relu'(0) = 0 by default)."""
 
     nargs = 1
@@ -53,7 +66,7 @@ class relu(sp.Function):
         return sp.Max(self.args[0], 0)._eval_evalf(prec)
 
 
-class sigmoid(sp.Function):
+class sigmoid(_MapsOverArrays, sp.Function):
     """The logistic function ``1 / (1 + exp(-x))``."""
 
     nargs = 1
@@ -75,7 +88,7 @@ class sigmoid(sp.Function):
         return (1 / (1 + sp.exp(-self.args[0])))._eval_evalf(prec)
 
 
-class softplus(sp.Function):
+class softplus(_MapsOverArrays, sp.Function):
     """``log(1 + exp(x))``, printed as ``max(x, 0) + log1p(exp(-|x|))``."""
 
     nargs = 1
@@ -98,9 +111,19 @@ class softplus(sp.Function):
 
 
 class logsumexp(sp.Function):
-    """``log(sum_k exp(x_k))``, printed with the max subtracted; d/dx_k is ``softmax_k``."""
+    """``log(sum_k exp(x_k))``, printed with the max subtracted; d/dx_k is ``softmax_k``.
+
+    On one array, ``logsumexp(z, axis=-1)`` reduces along a per-sample axis.
+    """
 
     is_real = True
+
+    def __new__(cls, *args, axis=-1, **kw):
+        if len(args) == 1 and isinstance(args[0], Node):
+            from .arrays.ops import logsumexp as array_lse
+
+            return array_lse(args[0], axis)
+        return super().__new__(cls, *args, **kw)
 
     @classmethod
     def eval(cls, *args):
@@ -126,15 +149,25 @@ def _seq(z) -> list:
     return list(z)
 
 
-def softmax(z: Sequence) -> list[sp.Expr]:
-    """Softmax components ``exp(z_k - logsumexp(z))`` of a sequence or Matrix of expressions."""
+def softmax(z: Sequence, axis: int = -1) -> list[sp.Expr]:
+    """Softmax components ``exp(z_k - logsumexp(z))`` of a sequence or Matrix of expressions
+    (of an array: along ``axis``)."""
+    if isinstance(z, Node):
+        from .arrays.ops import softmax as array_softmax
+
+        return array_softmax(z, axis)
     z = _seq(z)
     lse = logsumexp(*z)
     return [sp.exp(zk - lse) for zk in z]
 
 
-def log_softmax(z: Sequence) -> list[sp.Expr]:
-    """Log-softmax components ``z_k - logsumexp(z)``: stable, no ``log(exp(.))``."""
+def log_softmax(z: Sequence, axis: int = -1) -> list[sp.Expr]:
+    """Log-softmax components ``z_k - logsumexp(z)``: stable, no ``log(exp(.))`` (of an
+    array: along ``axis``)."""
+    if isinstance(z, Node):
+        from .arrays.ops import log_softmax as array_log_softmax
+
+        return array_log_softmax(z, axis)
     z = _seq(z)
     lse = logsumexp(*z)
     return [zk - lse for zk in z]

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from .errors import ProblemError
+
 from .functions import ANALYTIC, SUPPORTED
 from .symbols import (
     Data,
@@ -35,10 +37,6 @@ from .symbols import (
 )
 
 __all__ = ["Column", "Problem", "ProblemError", "ReductionTerm", "VectorSum", "problem"]
-
-
-class ProblemError(ValueError):
-    """A loss that symgrad cannot compile, with the reason in the user's terms."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import sympy as sp
 
+from .arrays.graph import Leaf, N, Node
+
 __all__ = [
     "Data",
     "DataVector",
@@ -148,7 +150,8 @@ def params(names: str | Sequence[str], shape: tuple | None = None, indexed: bool
     """Declare parameters: one ``Param`` per name, or a Matrix of them with ``shape``.
 
     ``params("x1 x2")`` returns a tuple of symbols (a single symbol for one name).
-    ``params("W", shape=(2, 3))`` returns a ``sympy.Matrix`` whose entries are named ``W[0,0]``...
+    ``params("W", shape=(2, 3))`` returns one array parameter of that shape (it stays one array
+    in the generated code, whatever its size; ``W[0, 2]`` is one element).
     ``params("x", indexed=True)`` returns a :class:`ParamVector` of call-time length ``n`` that
     :func:`sum` loops over (``x[i]``, ``x[i+1]``...).
 
@@ -165,23 +168,21 @@ def params(names: str | Sequence[str], shape: tuple | None = None, indexed: bool
         syms = tuple(Param.declare(n) for n in ns)
         return syms[0] if len(syms) == 1 else syms
     shape = _check_shape(shape)
-    mats = []
+    arrays = []
     for n in ns:
-        rows, cols = shape if len(shape) == 2 else (shape[0], 1)
-        idx = (lambda r, c: (r, c)) if len(shape) == 2 else (lambda r, c: (r,))
-        def entry(r, c, n=n, idx=idx):
-            return Param.declare(_element_name(n, idx(r, c)))
-
-        mats.append(sp.Matrix(rows, cols, entry))
-    return mats[0] if len(mats) == 1 else tuple(mats)
+        _ORDER[n] = next(_counter)
+        arrays.append(Leaf("param", n, shape))
+    return arrays[0] if len(arrays) == 1 else tuple(arrays)
 
 
 def _check_shape(shape) -> tuple[int, ...]:
     if isinstance(shape, int):
         shape = (shape,)
     shape = tuple(shape)
-    if len(shape) not in (1, 2) or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise ValueError(f"shape must be (k,) or (r, c) of positive ints, got {shape!r}")
+    if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                            for s in shape):
+        raise ValueError(f"shape must be a tuple of positive ints such as (128, 784), "
+                         f"got {shape!r}")
     return shape
 
 
@@ -189,14 +190,14 @@ def data(names: str | Sequence[str], shape: tuple | None = None, indexed: bool =
     """Declare data columns.
 
     ``data("t y")`` gives per-sample 1-D columns (one value per sample, reduced by
-    :func:`mean`/:func:`sum`); ``data("x", shape=(k,))`` gives a column Matrix of ``k`` symbols
-    read from an ``(N, k)`` array passed as ``x=...``. ``data("y", indexed=True)`` gives a
+    :func:`mean`/:func:`sum`); ``data("x", shape=(k,))`` gives a per-sample array of shape
+    ``(k,)`` read from an ``(N, k)`` array passed as ``x=...``. ``data("y", indexed=True)`` gives a
     :class:`DataVector` read element-wise (``y[i]``, ``y[i+1]``) inside ``sum(term, (i, lo, hi))``
     next to parameter vectors; several names give a tuple.
 
     >>> t, y = data("t y")
     >>> data("x", shape=(2,)).shape
-    (2, 1)
+    ('N', 2)
     >>> w = data("w", indexed=True); i = index("i")
     >>> w[i + 1]
     w[i + 1]
@@ -215,11 +216,8 @@ def data(names: str | Sequence[str], shape: tuple | None = None, indexed: bool =
         syms = tuple(Data(n, n) for n in ns)
         return syms[0] if len(syms) == 1 else syms
     shape = _check_shape(shape)
-    if len(shape) != 1:
-        raise ValueError("data columns are 1-D per sample: use shape=(k,) for an (N, k) array")
-    (k,) = shape
-    mats = tuple(sp.Matrix([Data(_element_name(n, (j,)), n, j, k) for j in range(k)]) for n in ns)
-    return mats[0] if len(mats) == 1 else mats
+    arrays = tuple(Leaf("data", n, (N, *shape)) for n in ns)
+    return arrays[0] if len(arrays) == 1 else arrays
 
 
 def index(names: str | Sequence[str]):
@@ -272,17 +270,24 @@ def _data_symbols(e: sp.Basic) -> set:
     return {s for s in e.free_symbols if isinstance(s, Data)}
 
 
-def mean(e) -> sp.Expr:
+def mean(e, axis=None) -> sp.Expr:
     """The mean over samples of a per-sample expression ``e`` in parameters and data columns.
 
     >>> a = params("a"); t = data("t")
     >>> mean((a*t)**2).args[0] == a**2*t**2
     True
+
+    On arrays, ``axis`` names per-sample axes; without it the mean runs over every element and
+    every sample.
     """
+    if _is_array(e):
+        return array_ops.mean(e, axis)
+    if axis is not None:
+        raise TypeError("axis= applies to array expressions")
     return Mean(_scalar(e, "mean"))
 
 
-def sum(e, limits: tuple | None = None) -> sp.Expr:
+def sum(e, limits: tuple | None = None, *, axis=None) -> sp.Expr:
     """Sum over samples, or over an index range when ``limits=(i, lo, hi)`` is given.
 
     With limits, ``i`` runs over ``lo <= i < hi`` and the term reads parameter vectors
@@ -293,6 +298,12 @@ def sum(e, limits: tuple | None = None) -> sp.Expr:
     >>> sum((x[i+1] - x[i])**2, (i, 0, x.length - 1))
     IndexedSum((x[i + 1] - x[i])**2, i, 0, len_x - 1)
     """
+    if _is_array(e):
+        if limits is not None:
+            raise TypeError("index limits do not apply to arrays: use axis=")
+        return array_ops.sum_(e, axis)
+    if axis is not None:
+        raise TypeError("axis= applies to array expressions")
     e = _scalar(e, "sum")
     if limits is None:
         return Sum(e)
@@ -300,6 +311,11 @@ def sum(e, limits: tuple | None = None) -> sp.Expr:
     if not isinstance(i, Index):
         raise TypeError("the summation index must come from sg.index('i')")
     return IndexedSum(e, i, sp.sympify(lo), sp.sympify(hi))
+
+
+def _is_array(e) -> bool:
+    """An array expression (a node of the array graph)."""
+    return isinstance(e, Node)
 
 
 def _scalar(e, what: str) -> sp.Expr:
@@ -311,3 +327,5 @@ def _scalar(e, what: str) -> sp.Expr:
         e = e[0, 0]
     return e
 
+
+from .arrays import ops as array_ops  # noqa: E402  (ops imports this module lazily)

@@ -1,0 +1,206 @@
+"""One training step of a 784-128-10 relu/softmax cross-entropy MLP (batch 128): symgrad's array
+kernel against the fastest hand-written Numba backprop (np.dot for the products), float64.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/mlp_step.py        # the comparison (one thread)
+    OPENBLAS_NUM_THREADS=2 python benchmarks/mlp_step.py        # two threads, reported too
+
+Prints the time per forward + backward (value and gradient) of each, the ratio against the faster
+of the plain and the ``fastmath`` hand loops (target: within 1.15x), the Hessian-vector product
+against the gradient (target: at most 4x), JAX jit and PyTorch eager when installed, and the
+build time (SymPy + codegen + Numba, cold cache, fresh process) for three sizes, which should not
+depend on the sizes, with a warm second process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import timeit
+
+import numba
+import numpy as np
+
+D, H, K, B = 784, 128, 10, 128
+
+
+def _hand(fastmath):
+    @numba.njit(fastmath=fastmath)
+    def vg(x, g, X, Y):
+        n, d = X.shape
+        h, k = H, K
+        W1 = x[:h * d].reshape((h, d))
+        b1 = x[h * d:h * d + h]
+        W2 = x[h * d + h:h * d + h + k * h].reshape((k, h))
+        b2 = x[h * d + h + k * h:]
+        gW1 = g[:h * d].reshape((h, d))
+        gb1 = g[h * d:h * d + h]
+        gW2 = g[h * d + h:h * d + h + k * h].reshape((k, h))
+        gb2 = g[h * d + h + k * h:]
+        Z = np.dot(X, W1.T)
+        for i in range(n):
+            for j in range(h):
+                z = Z[i, j] + b1[j]
+                Z[i, j] = z if z > 0.0 else 0.0
+        L = np.dot(Z, W2.T)
+        loss = 0.0
+        gb2[:] = 0.0
+        for i in range(n):
+            m = -np.inf
+            for j in range(k):
+                L[i, j] += b2[j]
+                m = max(m, L[i, j])
+            s = 0.0
+            ys = 0.0
+            for j in range(k):
+                s += np.exp(L[i, j] - m)
+                ys += Y[i, j]
+            lse = m + np.log(s)
+            for j in range(k):
+                loss += Y[i, j] * (lse - L[i, j])
+                dl = (np.exp(L[i, j] - lse) * ys - Y[i, j]) / n
+                L[i, j] = dl
+                gb2[j] += dl
+        np.dot(L.T, Z, gW2)
+        dA = np.dot(L, W2)
+        gb1[:] = 0.0
+        for i in range(n):
+            for j in range(h):
+                if Z[i, j] <= 0.0:
+                    dA[i, j] = 0.0
+                gb1[j] += dA[i, j]
+        np.dot(dA.T, X, gW1)
+        return loss / n
+
+    return vg
+
+
+hand_plain = _hand(False)
+hand_fast = _hand(True)
+
+BUILD = textwrap.dedent("""
+    import time
+    t0 = time.perf_counter()
+    import numpy as np, symgrad as sg
+    t1 = time.perf_counter()
+    D, H, K = {sizes}
+    W1, W2 = sg.params("W1", shape=(H, D)), sg.params("W2", shape=(K, H))
+    b1, b2 = sg.params("b1", shape=(H,)), sg.params("b2", shape=(K,))
+    X, Y = sg.data("X", shape=(D,)), sg.data("Y", shape=(K,))
+    logits = W2 @ sg.relu(W1 @ X + b1) + b2
+    f = sg.compile(sg.mean(-sg.sum(Y * sg.log_softmax(logits), axis=0)))
+    x = f.init(0)
+    f.value_and_grad(x, X=np.zeros((4, D)), Y=np.eye(K)[[0, 1, 2, 3]])
+    t2 = time.perf_counter()
+    print(f"{{t1 - t0:.2f}} {{t2 - t1:.2f}}")
+""")
+
+
+def build_times() -> None:
+    print("\nbuild (SymPy + codegen + Numba compile of value_and_grad), fresh processes:")
+    print(f"{'sizes':>14} {'cold':>8} {'warm':>8}   (import of symgrad not included)")
+    for sizes in ((784, 128, 10), (64, 32, 10), (784, 512, 10)):
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "SYMGRAD_CACHE_DIR": cache}
+            out = []
+            for _ in range(2):
+                r = subprocess.run([sys.executable, "-c", BUILD.format(sizes=sizes)], env=env,
+                                   capture_output=True, text=True, check=True)
+                out.append(float(r.stdout.split()[1]))
+        print(f"{'-'.join(map(str, sizes)):>14} {out[0]:7.2f}s {out[1]:7.2f}s")
+
+
+def best(fn, number: int = 50, repeat: int = 7) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
+
+
+def main() -> None:
+    import symgrad as sg
+
+    rng = np.random.default_rng(0)
+    W1, W2 = sg.params("W1", shape=(H, D)), sg.params("W2", shape=(K, H))
+    b1, b2 = sg.params("b1", shape=(H,)), sg.params("b2", shape=(K,))
+    X, Y = sg.data("X", shape=(D,)), sg.data("Y", shape=(K,))
+    logits = W2 @ sg.relu(W1 @ X + b1) + b2
+    f = sg.compile(sg.mean(-sg.sum(Y * sg.log_softmax(logits), axis=0)), [W1, b1, W2, b2])
+    x = f.init(0)
+    Xd = rng.standard_normal((B, D))
+    Yd = np.eye(K)[rng.integers(0, K, B)]
+    args = f.data_args({"X": Xd, "Y": Yd})
+    g, gh, v = np.empty_like(x), np.empty_like(x), rng.standard_normal(x.size)
+    value = f.jit.value_and_grad(x, g, *args)
+    for hand in (hand_plain, hand_fast):
+        hv = hand(x, gh, Xd, Yd)
+        assert abs(hv - value) <= 1e-12 * abs(value), (hv, value)
+        assert np.allclose(gh, g, rtol=1e-10, atol=1e-14)
+    f.jit.hvp(x, v, gh, *args)
+
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
+    print(f"784-128-10 MLP, batch {B}, float64, BLAS threads: {threads}")
+    t_sg = best(lambda: f.jit.value_and_grad(x, g, *args))
+    t_call = best(lambda: f.value_and_grad(x, g, X=Xd, Y=Yd))
+    t_plain = best(lambda: hand_plain(x, gh, Xd, Yd))
+    t_fast = best(lambda: hand_fast(x, gh, Xd, Yd))
+    t_hvp = best(lambda: f.jit.hvp(x, v, gh, *args))
+    base = min(t_plain, t_fast)
+    print(f"{'hand Numba + np.dot (plain)':<36} {t_plain * 1e3:8.3f} ms")
+    print(f"{'hand Numba + np.dot (fastmath)':<36} {t_fast * 1e3:8.3f} ms")
+    print(f"{'symgrad f.jit.value_and_grad':<36} {t_sg * 1e3:8.3f} ms   "
+          f"{t_sg / base:.2f}x the faster hand loop (target <= 1.15x)")
+    print(f"{'symgrad f.value_and_grad (keywords)':<36} {t_call * 1e3:8.3f} ms   "
+          f"{t_call / base:.2f}x")
+    print(f"{'symgrad f.jit.hvp':<36} {t_hvp * 1e3:8.3f} ms   "
+          f"{t_hvp / t_sg:.2f}x its gradient (target <= 4x)")
+    _anchors(x, Xd, Yd, base)
+    if "--no-build" not in sys.argv:
+        build_times()
+
+
+def _anchors(x, Xd, Yd, base) -> None:
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        print("JAX: not installed")
+    else:
+        jax.config.update("jax_enable_x64", True)
+
+        def loss(p, Xb, Yb):
+            W1 = p[:H * D].reshape(H, D)
+            b1 = p[H * D:H * D + H]
+            W2 = p[H * D + H:H * D + H + K * H].reshape(K, H)
+            b2 = p[H * D + H + K * H:]
+            lg = jnp.maximum(Xb @ W1.T + b1, 0.0) @ W2.T + b2
+            return -(Yb * jax.nn.log_softmax(lg)).sum(1).mean()
+
+        vg = jax.jit(jax.value_and_grad(loss))
+        xj, Xj, Yj = jnp.asarray(x), jnp.asarray(Xd), jnp.asarray(Yd)
+        vg(xj, Xj, Yj)[1].block_until_ready()
+        t = best(lambda: vg(xj, Xj, Yj)[1].block_until_ready())
+        print(f"{'JAX jit value_and_grad':<36} {t * 1e3:8.3f} ms   {t / base:.2f}x")
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch: not installed")
+    else:
+        torch.set_num_threads(1)
+        xt = torch.tensor(x, requires_grad=True)
+        Xt, Yt = torch.tensor(Xd), torch.tensor(Yd)
+
+        def step():
+            xt.grad = None
+            W1 = xt[:H * D].reshape(H, D)
+            b1 = xt[H * D:H * D + H]
+            W2 = xt[H * D + H:H * D + H + K * H].reshape(K, H)
+            b2 = xt[H * D + H + K * H:]
+            lg = torch.relu(Xt @ W1.T + b1) @ W2.T + b2
+            (-(Yt * torch.log_softmax(lg, 1)).sum(1).mean()).backward()
+
+        t = best(step)
+        print(f"{'PyTorch eager forward + backward':<36} {t * 1e3:8.3f} ms   {t / base:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

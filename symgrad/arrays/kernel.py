@@ -1,0 +1,230 @@
+"""The compiled array loss: the same calls as a scalar :class:`~symgrad.Kernel`, on packed ``x``.
+
+``x`` packs the parameters (``f.params``, shapes in ``f.shapes``) flattened in C order;
+``f.unpack(x)`` gives named views in their shapes and ``f.pack(...)`` the reverse. Data arrays are
+passed by name with one row per sample; ``batch=`` (a slice, an index array or a mask) selects
+samples, so a mini-batch is rows of the same arrays.
+
+>>> import numpy as np, symgrad as sg
+>>> w = sg.params("w", shape=(2,)); X = sg.data("X", shape=(2,)); y = sg.data("y")
+>>> f = sg.compile(sg.mean((X @ w - y)**2))
+>>> f.value(np.array([1.0, 2.0]), X=np.eye(2), y=np.array([1.0, 0.0]))
+2.0
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .graph import N
+from .problem import ArrayProblem
+
+__all__ = ["ArrayKernel"]
+
+
+class ArrayKernel:
+    """A compiled array loss: value, gradient, Hessian-vector product and Hessian at ``x``."""
+
+    def __init__(self, problem: ArrayProblem, source: str, path: Path,
+                 module: types.ModuleType) -> None:
+        self.problem = problem
+        self.expr = problem.loss
+        self.source = source
+        self.path = Path(path)
+        self.module = module
+        #: Parameter names in the order they are packed into ``x``.
+        self.params: tuple[str, ...] = problem.param_names
+        #: The shape of each parameter (``()`` for a scalar).
+        self.shapes: dict[str, tuple[int, ...]] = {p.name: p.shape for p in problem.params}
+        #: The length of ``x``.
+        self.n_params: int = problem.size
+        #: Data arrays the loss reads, with their per-sample shapes.
+        self.data_names: tuple[str, ...] = tuple(d.name for d in problem.data)
+        self.data_shapes = {d.name: d.shape[1:] for d in problem.data}
+        self.analytic = False  # no complex-step variant yet: checks use finite differences
+        self.vectors: tuple[str, ...] = ()
+        self.dims = np.array(problem.dims, dtype=np.int64)
+        self._offsets = problem.offsets()
+        self.jit = types.SimpleNamespace(value=module.value, value_and_grad=module.value_and_grad,
+                                         hvp=module.hvp, hessian=module.hessian)
+
+    def __repr__(self) -> str:
+        ps = ", ".join(f"{n}{list(s)}" for n, s in self.shapes.items())
+        data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
+        return f"<ArrayKernel params=({ps}){data}>"
+
+    # -- packing -------------------------------------------------------------------------------
+    def unpack(self, x) -> dict[str, np.ndarray]:
+        """Views of ``x`` per parameter, in their shapes (writes go through to ``x``)."""
+        x = self._x(x)
+        return {n: x[o:o + math.prod(s)].reshape(s)
+                for (n, s), o in zip(self.shapes.items(), self._offsets, strict=True)}
+
+    def pack(self, **arrays) -> np.ndarray:
+        """The flat ``x`` from one array per parameter (by name)."""
+        missing = [n for n in self.params if n not in arrays]
+        if missing:
+            raise TypeError(f"pack needs every parameter; missing {', '.join(missing)}")
+        extra = sorted(set(arrays) - set(self.params))
+        if extra:
+            raise TypeError(f"unknown parameter '{extra[0]}' (parameters: {self.params})")
+        out = np.empty(self.n_params)
+        for n, o in zip(self.params, self._offsets, strict=True):
+            a = np.asarray(arrays[n], dtype=np.float64)
+            if a.shape != self.shapes[n]:
+                raise ValueError(f"parameter {n} must have shape {self.shapes[n]}, got {a.shape}")
+            out[o:o + a.size] = a.ravel()
+        return out
+
+    def init(self, seed: int = 0, scale: float = 1.0) -> np.ndarray:
+        """A random starting point: matrices ~ N(0, scale/fan_in) (He/LeCun), vectors and
+        scalars zero. Reproducible from ``seed``."""
+        rng = np.random.default_rng(seed)
+        parts = {}
+        for n, s in self.shapes.items():
+            if len(s) >= 2:
+                parts[n] = rng.standard_normal(s) * math.sqrt(scale / math.prod(s[1:]))
+            else:
+                parts[n] = np.zeros(s)
+        return self.pack(**parts)
+
+    # -- validation ------------------------------------------------------------------------------
+    def _x(self, x, what: str = "x") -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape != (self.n_params,):
+            raise ValueError(f"{what} must be a vector of {self.n_params} values (parameters "
+                             f"{', '.join(f'{n}{list(s)}' for n, s in self.shapes.items())} "
+                             f"flattened), got shape {x.shape}")
+        return x
+
+    def _out(self, out, shape: tuple, *inputs) -> np.ndarray:
+        if out is None:
+            return np.empty(shape)
+        if not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == shape
+                and out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError(f"out must be a writeable C-contiguous float64 array of shape "
+                             f"{shape}")
+        for name, a in inputs:
+            if np.shares_memory(out, a):
+                raise ValueError(f"out shares memory with {name}: pass a separate array")
+        return out
+
+    def data_args(self, data: Mapping | None = None, batch=None) -> tuple:
+        """Validate data (and an optional batch) into the positional tail of ``f.jit`` calls."""
+        data = dict(data or {})
+        missing = [c for c in self.data_names if c not in data]
+        if missing:
+            raise TypeError(f"missing data array '{missing[0]}': this loss needs "
+                            f"{', '.join(f'{c}=...' for c in self.data_names)}")
+        extra = sorted(set(data) - set(self.data_names))
+        if extra:
+            raise TypeError(f"unexpected data array '{extra[0]}' (this loss uses "
+                            f"{', '.join(self.data_names) or 'none'})")
+        if not self.data_names:
+            if batch is not None:
+                raise TypeError("batch= needs a loss with data arrays")
+            return (self.dims,)
+        cols, n, first = [], None, None
+        for name in self.data_names:
+            a = _array(name, data[name], self.data_shapes[name])
+            if n is None:
+                n, first = a.shape[0], name
+            elif a.shape[0] != n:
+                raise ValueError(f"data array '{name}' has {a.shape[0]} samples but '{first}' "
+                                 f"has {n}: every array needs one row per sample")
+            cols.append(a)
+        if n == 0:
+            raise ValueError("the data arrays are empty: a reduction needs at least one sample")
+        idx = None
+        if isinstance(batch, slice):
+            cols = [np.ascontiguousarray(c[batch]) for c in cols]
+            if cols[0].shape[0] == 0:
+                raise ValueError(f"batch {batch} selects no samples")
+        elif batch is not None:
+            idx = _batch_index(batch, n)
+        return (self.dims, *cols, idx)
+
+    def _finite(self, value: float, args: tuple) -> float:
+        """A non-finite result from finite-looking inputs: name a non-finite data entry."""
+        if not math.isfinite(value):
+            for name, a in zip(self.data_names, args[1:], strict=False):
+                bad = ~np.isfinite(a)
+                if bad.any():
+                    row = int(np.argwhere(bad)[0][0])
+                    raise ValueError(f"data array '{name}' has a non-finite value in row {row}")
+        return value
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def value(self, x, /, *, batch=None, **data) -> float:
+        """The loss at ``x``."""
+        args = self.data_args(data, batch)
+        return self._finite(float(self.jit.value(self._x(x), *args)), args)
+
+    def value_and_grad(self, x, /, out=None, *, batch=None, **data) -> tuple[float, np.ndarray]:
+        """The loss at ``x`` and its gradient (into ``out`` when given), packed like ``x``."""
+        x = self._x(x)
+        out = self._out(out, x.shape, ("x", x))
+        args = self.data_args(data, batch)
+        return self._finite(float(self.jit.value_and_grad(x, out, *args)), args), out
+
+    def grad(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
+        """The gradient at ``x``, packed like ``x``."""
+        return self.value_and_grad(x, out, batch=batch, **data)[1]
+
+    def hvp(self, x, v, /, out=None, *, batch=None, **data) -> np.ndarray:
+        """The Hessian at ``x`` times ``v``, without forming the Hessian."""
+        x, v = self._x(x), self._x(v, "v")
+        out = self._out(out, x.shape, ("x", x), ("v", v))
+        self.jit.hvp(x, v, out, *self.data_args(data, batch))
+        return out
+
+    def hessian(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
+        """The ``(n, n)`` Hessian, one HVP per column (for small problems)."""
+        x = self._x(x)
+        out = self._out(out, (x.shape[0], x.shape[0]), ("x", x))
+        self.jit.hessian(x, out, *self.data_args(data, batch))
+        return out
+
+    def bind(self, **data):
+        """Validate data once and return a kernel of ``x`` alone (for hot loops)."""
+        from ..kernel import BoundKernel
+
+        return BoundKernel(self, self.data_args(data))
+
+
+def _array(name: str, a, per_sample: tuple) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"data array '{name}' must be numeric, got dtype {a.dtype}")
+    want = (N, *per_sample)
+    if a.ndim != len(want):
+        raise ValueError(f"data array '{name}' must have shape (samples, "
+                         f"{', '.join(map(str, per_sample))}) , got shape {a.shape}".replace(
+                             ", ) ,", ")").replace(" ,", ","))
+    for ax, (s, w) in enumerate(zip(a.shape, want, strict=True)):
+        if w != N and s != w:
+            raise ValueError(f"data array '{name}' has size {s} on axis {ax}; the loss needs "
+                             f"{w} (shape (samples, {', '.join(map(str, per_sample))}))")
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _batch_index(batch, n: int) -> np.ndarray:
+    b = np.asarray(batch)
+    if b.dtype == bool:
+        if b.shape != (n,):
+            raise ValueError(f"a boolean batch mask must have one entry per sample ({n}), "
+                             f"got shape {b.shape}")
+        b = np.flatnonzero(b)
+    elif b.dtype.kind not in "iu" or b.ndim != 1:
+        raise TypeError("batch must be a slice, a 1-D integer index array or a boolean mask")
+    b = b.astype(np.int64)
+    if b.size == 0:
+        raise ValueError("batch selects no samples")
+    if b.min() < -n or b.max() >= n:
+        raise ValueError(f"batch has an index out of range for {n} samples")
+    return np.ascontiguousarray(np.where(b < 0, b + n, b))

@@ -1,0 +1,334 @@
+"""Array notation: operators, broadcasting, matrix products, reductions and element-wise functions.
+
+Shapes are written per sample, as the user thinks of them: ``sg.data("X", shape=(784,))`` is one
+784-vector per sample (an ``(N, 784)`` array at call time), and ``W @ X`` with
+``W`` of shape ``(128, 784)`` is one 128-vector per sample. Per-sample axes broadcast from the
+right as in NumPy (a bias ``b`` of shape ``(128,)`` adds to every sample); the sample axis is
+always axis 0 and is only reduced by ``sg.mean``/``sg.sum``.
+
+>>> import symgrad as sg
+>>> W = sg.params("W", shape=(3, 2)); b = sg.params("b", shape=(3,))
+>>> X = sg.data("X", shape=(2,))
+>>> sg.relu(W @ X + b).shape
+('N', 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sympy as sp
+
+from .graph import (
+    SAMPLES,
+    Leaf,
+    N,
+    Node,
+    ShapeError,
+    contract,
+    element,
+    map_,
+    ph,
+    reduce_,
+)
+
+__all__ = [
+    "apply",
+    "einsum",
+    "elementwise",
+    "is_array",
+    "lift",
+    "log_softmax",
+    "logsumexp",
+    "matmul",
+    "max_",
+    "mean",
+    "softmax",
+    "sum_",
+]
+
+
+def is_array(e) -> bool:
+    """True for an array expression (a graph node)."""
+    return isinstance(e, Node)
+
+
+def _ps(n: Node) -> tuple:
+    """The per-sample shape of a node (its shape without the sample axis)."""
+    return n.shape[1:] if n.per_sample else n.shape
+
+
+# -- lifting SymPy scalars into the array graph ----------------------------------------------
+
+def lift(e) -> Node | sp.Expr:
+    """A node for ``e``; a SymPy constant stays a constant (it is folded into a Map)."""
+    if isinstance(e, Node):
+        return e
+    if isinstance(e, sp.MatrixBase):
+        raise TypeError("a SymPy Matrix cannot be mixed with array expressions: declare the "
+                        "array with sg.params(name, shape=...) or sg.data(name, shape=...)")
+    e = sp.sympify(e, strict=True) if not isinstance(e, sp.Basic) else e
+    if not e.free_symbols:
+        return e
+    return _lift_scalar(e)
+
+
+def _lift_scalar(e: sp.Expr) -> Node:
+    from ..symbols import Data, Index, IndexedSum, Param, Reduction
+    from ..symbols import Sum as SampleSum
+
+    if e.has(IndexedSum) or any(isinstance(s, Index) for s in e.free_symbols):
+        raise ShapeError("index sums (sg.sum(term, (i, lo, hi))) cannot be mixed with array "
+                         "expressions yet")
+    args: list[Node] = []
+    reds: dict = {}
+    for r in sorted(e.atoms(Reduction), key=sp.default_sort_key):
+        inner = _lift_scalar(r.args[0])
+        reds[r] = _arg(args, sum_(inner) if isinstance(r, SampleSum) else mean(inner))
+    e = e.xreplace(reds)
+    subs: dict = {}
+    for s in sorted(e.free_symbols - set(reds.values()), key=lambda s: s.name):
+        if isinstance(s, Param):
+            subs[s] = _arg(args, Leaf("param", s.name, ()))
+        elif isinstance(s, Data):
+            if s.width is not None:
+                raise ShapeError(f"data component {s} cannot be mixed with arrays")
+            subs[s] = _arg(args, Leaf("data", s.column, (N,)))
+        else:
+            raise ShapeError(f"symbol '{s}' is neither a parameter nor a data column: declare "
+                             "it with sg.params or sg.data")
+    e = e.xreplace(subs)
+    shape = (N,) if any(n.per_sample for n in args) else ()
+    return map_(e, [(n, (0,) if n.per_sample else ()) for n in args], shape)
+
+
+def _arg(args: list, node: Node) -> sp.Symbol:
+    args.append(node)
+    return ph(len(args) - 1)
+
+
+# -- element-wise maps with broadcasting -------------------------------------------------------
+
+def apply(fn, *operands) -> Node:
+    """``fn(*operands)`` element by element; ``fn`` builds a SymPy scalar from placeholders."""
+    items = [lift(o) for o in operands]
+    nodes = [n for n in items if isinstance(n, Node)]
+    sample = any(n.per_sample for n in nodes)
+    ps = _broadcast([_ps(n) for n in nodes])
+    shape = ((N,) if sample else ()) + ps
+    args, phs, k = [], [], 0
+    for it in items:
+        if isinstance(it, Node):
+            off = len(ps) - len(_ps(it)) + (1 if sample else 0)
+            axes = ((0,) if it.per_sample else ()) + tuple(off + j for j in range(len(_ps(it))))
+            args.append((it, axes))
+            phs.append(ph(k))
+            k += 1
+        else:
+            phs.append(it)
+    return map_(fn(*phs), args, shape)
+
+
+def _broadcast(shapes: Sequence[tuple]) -> tuple:
+    out: list = []
+    for s in shapes:
+        for j in range(1, len(s) + 1):
+            if j > len(out):
+                out.insert(0, s[-j])
+            elif out[-j] != s[-j]:
+                raise ShapeError(f"shapes {_fmt(shapes)} do not broadcast: size {s[-j]} against "
+                                 f"{out[-j]} on axis -{j} (sizes must be equal or missing)")
+    return tuple(out)
+
+
+def _fmt(shapes) -> str:
+    return " and ".join(str(tuple(s)) for s in shapes)
+
+
+def elementwise(fn):
+    """Wrap a SymPy function so that it maps over arrays and stays SymPy on scalars."""
+
+    def f(*args):
+        if any(isinstance(a, Node) for a in args):
+            return apply(fn, *args)
+        return fn(*args)
+
+    f.__name__ = f.__qualname__ = getattr(fn, "__name__", "f")
+    f.__doc__ = (f"``{f.__name__}`` element by element on arrays; SymPy's ``{f.__name__}`` on "
+                 "scalars.")
+    return f
+
+
+# -- contractions --------------------------------------------------------------------------------
+
+_SAMPLE_LABEL = "#"
+
+
+def einsum(spec: str, *operands) -> Node:
+    """A one- or two-operand einsum over per-sample axes (``"hd,d->h"``); the sample axis is
+    carried along for per-sample operands.
+
+    >>> import symgrad as sg
+    >>> U = sg.params("U", shape=(4, 2)); V = sg.params("V", shape=(3, 2))
+    >>> sg.einsum("ik,jk->ij", U, V).shape
+    (4, 3)
+    """
+    ins, _, out = spec.replace(" ", "").partition("->")
+    labels = ins.split(",")
+    if not _ or len(labels) != len(operands) or len(operands) not in (1, 2):
+        raise ValueError(f"einsum spec {spec!r}: give 'ab,bc->ac' for two operands or 'ab->b' "
+                         "for one, with an explicit output")
+    nodes = [lift(o) for o in operands]
+    if not all(isinstance(n, Node) for n in nodes):
+        raise TypeError("einsum operands must be arrays")
+    for lab, n in zip(labels, nodes, strict=True):
+        if len(lab) != len(_ps(n)):
+            raise ShapeError(f"einsum spec {spec!r}: '{lab}' has {len(lab)} labels but {n!r} "
+                             f"has {len(_ps(n))} axes per sample")
+    full = [(_SAMPLE_LABEL if n.per_sample else "") + lab for lab, n in zip(labels, nodes,
+                                                                             strict=True)]
+    sample = any(n.per_sample for n in nodes)
+    lo = (_SAMPLE_LABEL if sample else "") + out
+    if len(nodes) == 1:
+        (n,), (la,) = nodes, full
+        if set(lo) - set(la):
+            raise ShapeError(f"einsum spec {spec!r}: output label not in the operand")
+        return reduce_("sum", n, tuple(la.index(c) for c in lo))
+    return contract(nodes[0], nodes[1], full[0], full[1], lo)
+
+
+def matmul(a, b) -> Node:
+    """``a @ b`` on per-sample shapes (vectors and matrices, as NumPy's matmul)."""
+    a, b = lift(a), lift(b)
+    if not (isinstance(a, Node) and isinstance(b, Node)):
+        raise TypeError("@ needs two arrays")
+    ra, rb = len(_ps(a)), len(_ps(b))
+    if not (1 <= ra <= 2 and 1 <= rb <= 2):
+        raise ShapeError(f"@ takes vectors and matrices; {a!r} @ {b!r} has ranks {ra} and {rb}: "
+                         "use sg.einsum for higher ranks")
+    la = "ik"[2 - ra:]
+    lb = "kj"[:rb]
+    lo = ("i" if ra == 2 else "") + ("j" if rb == 2 else "")
+    if _ps(a)[-1] != _ps(b)[0]:
+        raise ShapeError(f"matmul: {a!r} @ {b!r}: the last axis of the left ({_ps(a)[-1]}) does "
+                         f"not match the first axis of the right ({_ps(b)[0]})")
+    return einsum(f"{la},{lb}->{lo}", a, b)
+
+
+# -- reductions ---------------------------------------------------------------------------------
+
+def _axes(n: Node, axis) -> tuple[int, ...]:
+    """Absolute axes of ``n`` to reduce (``None``: all, the sample axis included)."""
+    if axis is None:
+        return tuple(range(n.ndim))
+    off = 1 if n.per_sample else 0
+    rank = n.ndim - off
+    out = []
+    for a in (axis,) if isinstance(axis, int) else tuple(axis):
+        if not -rank <= a < rank:
+            raise ShapeError(f"axis {a} is out of range for {n!r} ({rank} axes per sample)")
+        out.append(a % rank + off)
+    return tuple(sorted(set(out)))
+
+
+def _keep(n: Node, axis) -> tuple[int, ...]:
+    red = _axes(n, axis)
+    return tuple(k for k in range(n.ndim) if k not in red)
+
+
+def sum_(e, axis=None) -> Node:
+    """Sum over ``axis`` (per-sample axes), or over everything, samples included."""
+    n = _node(e, "sum")
+    return reduce_("sum", n, _keep(n, axis))
+
+
+def mean(e, axis=None) -> Node:
+    """Mean over ``axis`` (per-sample axes), or over everything, samples included."""
+    n = _node(e, "mean")
+    count = sp.Integer(1)
+    for k in _axes(n, axis):
+        count *= SAMPLES if n.shape[k] == N else n.shape[k]
+    return apply(lambda s: s / count, reduce_("sum", n, _keep(n, axis)))
+
+
+def max_(e, axis=None) -> Node:
+    """Maximum over ``axis`` (a tie shares the derivative equally)."""
+    n = _node(e, "max")
+    return reduce_("max", n, _keep(n, axis))
+
+
+def logsumexp(e, axis=-1) -> Node:
+    """``log(sum(exp(e)))`` over ``axis``, computed with the maximum subtracted."""
+    n = _node(e, "logsumexp")
+    return reduce_("lse", n, _keep(n, axis))
+
+
+def _expand(r: Node, n: Node, axis) -> tuple[Node, tuple]:
+    """``r`` (reduced from ``n`` over ``axis``) as a Map argument broadcast back to ``n``."""
+    return r, _keep(n, axis)
+
+
+def log_softmax(e, axis=-1) -> Node:
+    """``e - logsumexp(e)`` along ``axis``: stable, no ``log(exp(.))``."""
+    n = _node(e, "log_softmax")
+    return map_(ph(0) - ph(1), [(n, tuple(range(n.ndim))), _expand(logsumexp(n, axis), n, axis)],
+                n.shape)
+
+
+def softmax(e, axis=-1) -> Node:
+    """``exp(e - logsumexp(e))`` along ``axis``."""
+    n = _node(e, "softmax")
+    return map_(sp.exp(ph(0) - ph(1)),
+                [(n, tuple(range(n.ndim))), _expand(logsumexp(n, axis), n, axis)], n.shape)
+
+
+def _node(e, what: str) -> Node:
+    n = lift(e)
+    if not isinstance(n, Node):
+        raise TypeError(f"{what} of a constant")
+    return n
+
+
+# -- operators on nodes ---------------------------------------------------------------------------
+
+def _transpose(n: Node) -> Node:
+    off = 1 if n.per_sample else 0
+    rank = n.ndim - off
+    axes = tuple(range(off)) + tuple(off + rank - 1 - j for j in range(rank))
+    return map_(ph(0), [(n, axes)], tuple(n.shape[a] for a in axes))
+
+
+def _getitem(n: Node, key) -> Node:
+    key = key if isinstance(key, tuple) else (key,)
+    if any(isinstance(k, slice) or k is Ellipsis for k in key):
+        raise ShapeError("slices of arrays are not supported yet: index single elements "
+                         f"({n!r}[0, 3]) or use sg.einsum")
+    return element(n, tuple(int(k) if isinstance(k, sp.Integer) else k for k in key))
+
+
+def _binary(op):
+    return (lambda self, other: apply(op, self, other),
+            lambda self, other: apply(op, other, self))
+
+
+def _install() -> None:
+    ops = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+           "truediv": lambda a, b: a / b, "pow": lambda a, b: a ** b}
+    for name, op in ops.items():
+        fwd, rev = _binary(op)
+        setattr(Node, f"__{name}__", fwd)
+        setattr(Node, f"__r{name}__", rev)
+    Node.__neg__ = lambda self: apply(lambda a: -a, self)
+    Node.__pos__ = lambda self: self
+    Node.__matmul__ = matmul
+    Node.__rmatmul__ = lambda self, other: matmul(other, self)
+    Node.__getitem__ = _getitem
+    Node.T = property(_transpose)
+    Node.sum = lambda self, axis=None: sum_(self, axis)
+    Node.mean = lambda self, axis=None: mean(self, axis)
+    Node.max = lambda self, axis=None: max_(self, axis)
+    Node.__array_ufunc__ = None  # NumPy defers to the reflected operators
+
+
+_install()
+
