@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import sympy as sp
 
+from .arrays import ops as A
+from .arrays.graph import Node
 from .functions import log_softmax, softplus
 from .symbols import Data, Param, mean
 
@@ -43,6 +45,11 @@ def _vec(e, what: str, any_shape: bool = False) -> list[sp.Expr]:
     return out
 
 
+def _arrays(*args) -> bool:
+    """Array operands: the loss is written on whole arrays (mean over samples and elements)."""
+    return any(isinstance(a, Node) for a in args)
+
+
 def _pairs(pred, target, name: str) -> list[tuple[sp.Expr, sp.Expr]]:
     p, t = _vec(pred, "pred"), _vec(target, "target")
     if len(p) != len(t):
@@ -64,6 +71,8 @@ def mse(pred, target) -> sp.Expr:
     >>> losses.mse(a*t + b, y) == sg.mean((a*t + b - y)**2)
     True
     """
+    if _arrays(pred, target):
+        return A.mean(A.apply(lambda p, t: (p - t) ** 2, pred, target))
     return _mean_over([(p - t) ** 2 for p, t in _pairs(pred, target, "mse")])
 
 
@@ -77,7 +86,8 @@ def rmse(pred, target) -> sp.Expr:
     >>> losses.rmse(a*t, y) == sp.sqrt(sg.mean((a*t - y)**2))
     True
     """
-    return sp.sqrt(mse(pred, target))
+    m = mse(pred, target)
+    return A.apply(sp.sqrt, m) if isinstance(m, Node) else sp.sqrt(m)
 
 
 def mae(pred, target) -> sp.Expr:
@@ -90,6 +100,8 @@ def mae(pred, target) -> sp.Expr:
     >>> losses.mae(a*t, y) == sg.mean(abs(a*t - y))
     True
     """
+    if _arrays(pred, target):
+        return A.mean(A.apply(lambda p, t: sp.Abs(p - t), pred, target))
     return _mean_over([sp.Abs(p - t) for p, t in _pairs(pred, target, "mae")])
 
 
@@ -107,12 +119,14 @@ def huber(pred, target, delta=1.0) -> sp.Expr:
     d = sp.sympify(delta)
     if d.is_number and not (d.is_real and d.is_positive):
         raise ValueError(f"huber: delta must be positive, got {delta!r}")
-    terms = []
-    for p, t in _pairs(pred, target, "huber"):
+    def h(p, t):
         r = p - t
-        terms.append(sp.Piecewise((d * (r - d / 2), r > d), (-d * (r + d / 2), r < -d),
-                                  (r**2 / 2, True)))
-    return _mean_over(terms)
+        return sp.Piecewise((d * (r - d / 2), r > d), (-d * (r + d / 2), r < -d),
+                            (r**2 / 2, True))
+
+    if _arrays(pred, target):
+        return A.mean(A.apply(h, pred, target))
+    return _mean_over([h(p, t) for p, t in _pairs(pred, target, "huber")])
 
 
 def cross_entropy(logits, onehot) -> sp.Expr:
@@ -120,16 +134,22 @@ def cross_entropy(logits, onehot) -> sp.Expr:
     ``log_softmax(z)_k = z_k - logsumexp(z)`` (stable: the max is subtracted, no ``log(exp)``).
 
     ``logits`` are the per-sample class scores (a list or Matrix of expressions); ``onehot`` the
-    per-sample target probabilities, usually ``sg.data("y", shape=(K,))`` filled with one-hot rows.
+    per-sample target probabilities, usually ``sg.data("Y", shape=(K,))`` filled with one-hot rows.
 
     >>> import symgrad as sg
     >>> from symgrad import losses
-    >>> w = sg.params("w"); x = sg.data("x"); y = sg.data("y", shape=(2,))
+    >>> w = sg.params("w"); x, y0, y1 = sg.data("x y0 y1")
     >>> z = [w*x, -w*x]
     >>> lse = sg.logsumexp(*z)
-    >>> losses.cross_entropy(z, y) == sg.mean(-y[0]*(z[0] - lse) - y[1]*(z[1] - lse))
+    >>> losses.cross_entropy(z, [y0, y1]) == sg.mean(-y0*(z[0] - lse) - y1*(z[1] - lse))
     True
+
+    On arrays (``logits`` of per-sample shape ``(K,)``) it is
+    ``sg.mean(-sg.sum(onehot * sg.log_softmax(logits), axis=-1))``.
     """
+    if _arrays(logits, onehot):
+        return A.mean(-A.sum_(A.apply(lambda a, b: a * b, onehot, A.log_softmax(logits)),
+                              axis=-1))
     z, y = _vec(logits, "logits"), _vec(onehot, "onehot")
     if len(z) != len(y):
         raise ValueError(f"cross_entropy: {len(z)} logits but onehot has {len(y)} components")
@@ -150,6 +170,8 @@ def binary_cross_entropy(logit, target) -> sp.Expr:
     >>> losses.binary_cross_entropy(w*x, y) == sg.mean(sg.softplus(w*x) - y*w*x)
     True
     """
+    if _arrays(logit, target):
+        return A.mean(A.apply(lambda z, t: softplus(z) - t * z, logit, target))
     return _mean_over([softplus(z) - t * z for z, t in _pairs(logit, target,
                                                               "binary_cross_entropy")])
 
@@ -161,10 +183,18 @@ def l2(*params, weight=1.0) -> sp.Expr:
 
     >>> import symgrad as sg
     >>> from symgrad import losses
-    >>> a, b = sg.params("a b"); W = sg.params("W", shape=(1, 2))
-    >>> losses.l2(a, b, W, weight=0.5)
-    0.5*W[0,0]**2 + 0.5*W[0,1]**2 + 0.5*a**2 + 0.5*b**2
+    >>> a, b = sg.params("a b")
+    >>> losses.l2(a, b, weight=0.5)
+    0.5*a**2 + 0.5*b**2
+
+    Array parameters contribute the sum of their squared elements.
     """
+    if _arrays(*params):
+        total = sp.S.Zero
+        for p in params:
+            total = total + (A.sum_(A.apply(lambda a: a**2, p)) if isinstance(p, Node) else
+                             sp.sympify(p) ** 2)
+        return A.apply(lambda t: sp.sympify(weight) * t, total)
     flat = [e for p in params for e in _vec(p, "l2 argument", any_shape=True)] if params else []
     if not flat:
         raise ValueError("l2 needs at least one parameter, e.g. losses.l2(a, b, weight=1e-3)")
