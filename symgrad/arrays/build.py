@@ -35,7 +35,7 @@ def compile_array(loss, params: Sequence | None = None, *,
     prob, src = array_source(loss, params, policy, "symgrad.compile(loss)")
     path = cache_dir() / f"sga_{hashlib.sha256(src.encode()).hexdigest()[:24]}.py"
     write_atomic(path, src)
-    return ArrayKernel(prob, src, path, load_module(path))
+    return ArrayKernel(prob, src, path, load_module(path), policy)
 
 
 def generate_array(loss, path: Path, params: Sequence | None, policy: KinkPolicy | None,

@@ -18,10 +18,11 @@ from __future__ import annotations
 import hashlib
 import re
 
-from ..codegen import HELPERS, CodegenOptions, _esc
+from ..codegen import COMPLEX_HELPERS, HELPERS, CodegenOptions, _esc
 from ..derive import KinkPolicy
-from ..printer import ScalarPrinter
+from ..printer import ComplexPrinter, ScalarPrinter
 from .autodiff import gradients, tangents, topo
+from .formula import program
 from .graph import SAMPLES, Contract, Element, Leaf, Map, N, Node, Place, Reduce, ph
 from .problem import ArrayProblem
 
@@ -37,14 +38,17 @@ def _ident(name: str, prefix: str) -> str:
 class _Fn:
     """The body of one generated function: buffers, loops and BLAS calls in topological order."""
 
-    def __init__(self, prob: ArrayProblem, outputs: dict, tangent_of: str | None = None) -> None:
+    def __init__(self, prob: ArrayProblem, cplx: bool = False) -> None:
         self.prob = prob
         self.lines: list[str] = []
         self.name: dict[int, str] = {}
-        self.outputs = outputs  # id(node) -> list of (kind, target) to write
         self.dim = {s: f"D{k}" for k, s in enumerate(prob.dims)}
-        self.tangent_of = tangent_of
         self.k = 0
+        #: complex buffers and cmath for the complex-step variant of the value
+        self.cplx = cplx
+        self.dtype = ", dtype=np.complex128" if cplx else ""
+        self.zero = "0j" if cplx else "0.0"
+        self.lib = "cmath" if cplx else "math"
 
     # -- helpers -----------------------------------------------------------------------------
     def size(self, s) -> str:
@@ -64,11 +68,11 @@ class _Fn:
             return name
         return f"{name}[{', '.join(f'i{a}' for a in axes)}]"
 
-    def printer(self, node: Map, ax: tuple | None = None) -> ScalarPrinter:
+    def printer(self, node: Map) -> ScalarPrinter:
         names = {SAMPLES: "nf"}
         for k, (a, axes) in enumerate(zip(node.args, node.axes, strict=True)):
-            names[ph(k)] = self.load(a, axes if ax is None else tuple(ax[j] for j in axes))
-        return ScalarPrinter(names)
+            names[ph(k)] = self.load(a, axes)
+        return (ComplexPrinter if self.cplx else ScalarPrinter)(names)
 
     def loops(self, shape: tuple, depth: int = 0, axes: tuple | None = None) -> tuple[list, int]:
         axes = tuple(range(len(shape))) if axes is None else axes
@@ -97,7 +101,8 @@ class _Fn:
             if zero:
                 self.emit(f"{name}[...] = 0.0")
         else:
-            self.emit(f"{name} = np.{'zeros' if zero else 'empty'}({self.shape(n.shape)})")
+            self.emit(f"{name} = np.{'zeros' if zero else 'empty'}({self.shape(n.shape)}"
+                      f"{self.dtype})")
         return name
 
     def node_leaf(self, n: Leaf, target) -> None:
@@ -113,33 +118,36 @@ class _Fn:
         self.emit(f"{name}[{', '.join(f'i{a}' for a in range(n.ndim))}] = "
                   f"{self.printer(n).doprint(n.expr)}", d)
 
-    def node_reduce(self, n: Reduce, target, fused_arg: bool = False) -> None:
-        (z,) = n.args
+    def node_reduce(self, n: Reduce, target) -> None:
         if n.op == "sum":
             return self.reduce_sum(n, target)
-        name = self.alloc(n, target)
+        (z,) = n.args
         src = self.load(z, tuple(range(z.ndim)))
-        out = f"{name}[{', '.join(f'i{a}' for a in n.keep)}]" if n.ndim else name
-        first = "-math.inf"
-        if n.ndim:
-            self.emit(f"{name}[...] = {first}")
-        else:
-            self.emit(f"{name} = {first}")
         loops, d = self.loops(z.shape)
+        kept, kd = self.loops(n.shape, 0, n.keep)
+
+        def at(name: str) -> str:
+            return f"{name}[{', '.join(f'i{a}' for a in n.keep)}]" if n.ndim else name
+
+        # the running maximum (of the real part, for complex steps) of every kept element
+        m = self.alloc(n, target) if n.op == "max" else self.new()
+        self.emit(f"{m} = np.full({self.shape(n.shape)}, -math.inf)" if n.ndim and m != target
+                  and n.op != "max" else (f"{m}[...] = -math.inf" if n.ndim
+                                          else f"{m} = -math.inf"))
         self.lines.extend(loops)
-        self.emit(f"{out} = max({out}, {src})", d)
+        self.emit(f"{at(m)} = max({at(m)}, {src}{'.real' if self.cplx else ''})", d)
         if n.op == "max":
             return
         s = self.new()
-        sout = f"{s}[{', '.join(f'i{a}' for a in n.keep)}]" if n.ndim else s
-        self.emit(f"{s} = np.zeros({self.shape(n.shape)})" if n.ndim else f"{s} = 0.0")
+        self.emit(f"{s} = np.zeros({self.shape(n.shape)}{self.dtype})" if n.ndim
+                  else f"{s} = {self.zero}")
         self.lines.extend(loops)
-        self.emit(f"if not math.isinf({out}):", d)
-        self.emit(f"{sout} += math.exp({src} - {out})", d + 1)
-        loops_o, d2 = self.loops(n.shape, 0, n.keep)
-        self.lines.extend(loops_o)
-        self.emit(f"if not math.isinf({out}):", d2)
-        self.emit(f"{out} = {out} + math.log({sout})", d2 + 1)
+        self.emit(f"if not math.isinf({at(m)}):", d)
+        self.emit(f"{at(s)} += {self.lib}.exp({src} - {at(m)})", d + 1)
+        out = self.alloc(n, target)
+        self.lines.extend(kept)
+        self.emit(f"{at(out)} = {at(m)} + {self.lib}.log({at(s)}) if not math.isinf({at(m)}) "
+                  f"else {at(m)}", kd)
 
     def reduce_sum(self, n: Reduce, target) -> None:
         (z,) = n.args
@@ -150,7 +158,7 @@ class _Fn:
             name = self.alloc(n, target)
             outer, d = self.loops(n.shape)
             self.lines.extend(outer)
-            self.emit("acc = 0.0", d)
+            self.emit(f"acc = {self.zero}", d)
             inner, d2 = self.loops(z.shape[len(n.keep):], d, tuple(range(len(n.keep), z.ndim)))
             self.lines.extend(inner)
             self.emit(f"acc += {value}", d2)
@@ -177,7 +185,7 @@ class _Fn:
         for c in lo:
             self.emit(f"for {idx[c]} in range({self.size(size[c])}):", d)
             d += 1
-        self.emit("acc = 0.0", d)
+        self.emit(f"acc = {self.zero}", d)
         for c in red:
             self.emit(f"for {idx[c]} in range({self.size(size[c])}):", d)
             d += 1
@@ -208,7 +216,8 @@ class _Fn:
                           if c in first[2]])
         cols = self.prod([s for s, c in zip(second[0].shape, second[1], strict=True)
                           if c in second[2]])
-        return f"np.dot({x1}, {x2}, {out}.reshape(({rows}, {cols})))"
+        lead = sum(1 for c in lo if c in first[2])
+        return f"np.dot({x1}, {x2}, {self.as2d(out, len(lo), lead, rows, cols)})"
 
     def matrix(self, node, labels, free, k, free_first: bool) -> str | None:
         """``node`` as a 2-D (free, k) or (k, free) view, transposed when its axes say so."""
@@ -216,12 +225,19 @@ class _Fn:
         fsz = self.prod([s for s, c in zip(node.shape, labels, strict=True) if c in free])
         ksz = self.prod([s for s, c in zip(node.shape, labels, strict=True) if c in k])
         if labels == "".join(free) + "".join(k):
-            view, t = f"{name}.reshape(({fsz}, {ksz}))", not free_first
+            view, t = self.as2d(name, node.ndim, len(free), fsz, ksz), not free_first
         elif labels == "".join(k) + "".join(free):
-            view, t = f"{name}.reshape(({ksz}, {fsz}))", free_first
+            view, t = self.as2d(name, node.ndim, len(k), ksz, fsz), free_first
         else:
             return None
         return f"{view}.T" if t else view
+
+    @staticmethod
+    def as2d(name: str, ndim: int, lead: int, rows: str, cols: str) -> str:
+        """``name`` as a 2-D array (a reshape only where the axes group)."""
+        if ndim == 2 and lead == 1:
+            return name
+        return f"{name}.reshape(({rows}, {cols}))"
 
     def prod(self, sizes) -> str:
         return " * ".join(self.size(s) for s in sizes) or "1"
@@ -300,13 +316,16 @@ class _Module:
                            else f"{name} = {view}.reshape({fn.shape(q.shape)})")
         for d, c in zip(p.data, self.cols, strict=True):
             fn.name[id(d)] = c
+            if fn.cplx:  # np.dot takes one dtype for all its arguments
+                fn.name[id(d)] = f"z{c}"
+                out.append(f"z{c} = {c}.astype(np.complex128)")
         self.offs = offs
         return out
 
     def function(self, value: Node | None, arrays: list | None, target: str | None,
-                 with_v: bool = False) -> list[str]:
+                 with_v: bool = False, cplx: bool = False) -> list[str]:
         """A core function body: the loss value and/or one array per parameter into ``target``."""
-        fn = _Fn(self.prob, {})
+        fn = _Fn(self.prob, cplx)
         head = self.prologue(fn, with_v)
         arrays = arrays or []
         nodes = ([value] if value is not None else []) + [o for o in arrays if o is not None]
@@ -343,10 +362,14 @@ class _Module:
             _fn(f"_hvp(x, v, out, {core})", "The Hessian at x times v, into out.",
                 self.function(None, self.hvps, "out", with_v=True), _JIT),
         ]
-        for name, lead, doc in (
-                ("value", "x", "The loss at x (idx: None, or the sample indices of a batch)."),
-                ("value_and_grad", "x, g", "The loss at x; its gradient written into g."),
-                ("hvp", "x, v, out", "The Hessian at x times v, written into out.")):
+        names = [("value", "x", "The loss at x (idx: None, or the sample indices of a batch)."),
+                 ("value_and_grad", "x, g", "The loss at x; its gradient written into g."),
+                 ("hvp", "x, v, out", "The Hessian at x times v, written into out.")]
+        if p.analytic:
+            fns.append(_fn(f"_value_complex(x, {core})", "The loss at a complex x.",
+                           self.function(p.loss, None, None, cplx=True), _JIT))
+            names.append(("value_complex", "x", "The loss at a complex x (complex-step checks)."))
+        for name, lead, doc in names:
             if p.data:
                 gathered = ", ".join(f"{c}[idx]" for c in self.cols)
                 body = ["if idx is None:",
@@ -396,8 +419,8 @@ def _header(prob: ArrayProblem, policy: KinkPolicy, opts: CodegenOptions, digest
     lines = [
         "# Generated by symgrad, do not edit.",
         f"# symgrad version: {opts.version}",
-        "# loss (array form, sizes named as in dims):",
-        *(f"#   {_esc(ln)}" for ln in _wrap(_sized(repr(prob.loss), prob))),
+        "# loss (# is the sample axis, N the number of samples):",
+        *(f"#   {_esc(ln)}" for ln in _wrap(program({"loss": prob.loss}))),
         f"# parameters (order of x, each flattened in C order): "
         f"{_esc(', '.join(q.name + shp(q) for q in prob.params))}",
         f"# data arrays: {_esc(', '.join(d.name + shp(d) for d in prob.data)) or 'none'}",
@@ -409,18 +432,8 @@ def _header(prob: ArrayProblem, policy: KinkPolicy, opts: CodegenOptions, digest
     return "\n".join(lines) + "\n"
 
 
-def _sized(text: str, prob: ArrayProblem) -> str:
-    """The loss's text with every size written as its dims name (the text must not hold sizes,
-    so that one module, and its cache entry, serves every size)."""
-    def name(m):
-        return "[" + ", ".join(s if s == N else f"D{prob.dims.index(int(s))}"
-                               for s in m.group(1).split(", ")) + "]"
-
-    return re.sub(r"\[((?:N|\d+)(?:, (?:N|\d+))*)\]", name, " ".join(text.split()))
-
-
-def _wrap(s: str, width: int = 94, limit: int = 12) -> list[str]:
-    lines = [s[i:i + width] for i in range(0, len(s), width)] or [""]
+def _wrap(s: str, width: int = 94, limit: int = 40) -> list[str]:
+    lines = [ln[i:i + width] for ln in s.splitlines() for i in range(0, len(ln), width)]
     return lines if len(lines) <= limit else [*lines[:limit], "..."]
 
 
@@ -438,6 +451,7 @@ def array_module_source(prob: ArrayProblem, policy: KinkPolicy | None = None,
         "which must not share memory with x or v.",
         '"""',
         "",
+        "import cmath  # noqa: F401",
         "import math",
         "",
         "import numba",
@@ -452,6 +466,7 @@ def array_module_source(prob: ArrayProblem, policy: KinkPolicy | None = None,
         "",
         HELPERS.strip("\n"),
         "",
+        *([COMPLEX_HELPERS.strip("\n"), ""] if prob.analytic else []),
         _CHECK_ROWS.rstrip("\n"),
         "",
         "",

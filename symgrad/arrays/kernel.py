@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..derive import KinkPolicy
 from .graph import N
 from .problem import ArrayProblem
 
@@ -31,8 +32,9 @@ class ArrayKernel:
     """A compiled array loss: value, gradient, Hessian-vector product and Hessian at ``x``."""
 
     def __init__(self, problem: ArrayProblem, source: str, path: Path,
-                 module: types.ModuleType) -> None:
+                 module: types.ModuleType, policy: KinkPolicy | None = None) -> None:
         self.problem = problem
+        self.policy = policy or KinkPolicy()
         self.expr = problem.loss
         self.source = source
         self.path = Path(path)
@@ -46,7 +48,8 @@ class ArrayKernel:
         #: Data arrays the loss reads, with their per-sample shapes.
         self.data_names: tuple[str, ...] = tuple(d.name for d in problem.data)
         self.data_shapes = {d.name: d.shape[1:] for d in problem.data}
-        self.analytic = False  # no complex-step variant yet: checks use finite differences
+        #: No kinks: the module has a complex-step variant (``value_complex``).
+        self.analytic: bool = problem.analytic
         self.vectors: tuple[str, ...] = ()
         self.dims = np.array(problem.dims, dtype=np.int64)
         self._offsets = problem.offsets()
@@ -57,6 +60,16 @@ class ArrayKernel:
         ps = ", ".join(f"{n}{list(s)}" for n, s in self.shapes.items())
         data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
         return f"<ArrayKernel params=({ps}){data}>"
+
+    def formulas(self) -> str:
+        """The loss and its gradient as straight-line array formulas (``dW1 = ...``)."""
+        from .autodiff import gradients
+        from .formula import program
+
+        grads = gradients(self.problem.loss, self.problem.params, self.policy)
+        return program({"loss": self.problem.loss,
+                        **{f"d{p.name}": g for p, g in zip(self.problem.params, grads,
+                                                            strict=True)}})
 
     # -- packing -------------------------------------------------------------------------------
     def unpack(self, x) -> dict[str, np.ndarray]:
@@ -140,14 +153,16 @@ class ArrayKernel:
             cols.append(a)
         if n == 0:
             raise ValueError("the data arrays are empty: a reduction needs at least one sample")
-        idx = None
+        # A batch is gathered here, once: BLAS wants contiguous rows, and the compiled
+        # functions then have one signature (the jit functions' idx argument stays None).
         if isinstance(batch, slice):
             cols = [np.ascontiguousarray(c[batch]) for c in cols]
             if cols[0].shape[0] == 0:
                 raise ValueError(f"batch {batch} selects no samples")
         elif batch is not None:
             idx = _batch_index(batch, n)
-        return (self.dims, *cols, idx)
+            cols = [c[idx] for c in cols]
+        return (self.dims, *cols, None)
 
     def _finite(self, value: float, args: tuple) -> float:
         """A non-finite result from finite-looking inputs: name a non-finite data entry."""
@@ -189,6 +204,16 @@ class ArrayKernel:
         out = self._out(out, (x.shape[0], x.shape[0]), ("x", x))
         self.jit.hessian(x, out, *self.data_args(data, batch))
         return out
+
+    def value_complex(self, x, /, *, batch=None, **data) -> complex:
+        """The loss at a complex ``x`` (complex-step checks; analytic losses only)."""
+        if not self.analytic:
+            raise TypeError("value_complex needs an analytic loss (no abs/max/relu/Piecewise); "
+                            "use a finite-difference method instead")
+        x = np.ascontiguousarray(x, dtype=np.complex128)
+        if x.shape != (self.n_params,):
+            raise ValueError(f"x must be a vector of {self.n_params} values, got {x.shape}")
+        return complex(self.module.value_complex(x, *self.data_args(data, batch)))
 
     def bind(self, **data):
         """Validate data once and return a kernel of ``x`` alone (for hot loops)."""

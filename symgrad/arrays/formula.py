@@ -1,0 +1,85 @@
+"""Array graphs as readable straight-line formulas (no sizes): ``t2 = relu(t1 + b1)``.
+
+Every node used more than once, and every contraction or reduction, gets a name; element-wise
+maps are printed inline with SymPy's printer, so the gradient of a dense layer reads
+``dW1 = einsum('#h,#d->hd', t5, X)``: the adjoint of the pre-activation against the inputs, one
+GEMM over the sample axis ``#``.
+
+>>> import symgrad as sg
+>>> W = sg.params("W", shape=(3, 2)); X = sg.data("X", shape=(2,))
+>>> print(program({"loss": sg.mean(sg.sum(sg.tanh(W @ X), axis=0))}))
+t1 = einsum('ik,#k->#i', W, X)
+loss = sum(sum(tanh(t1), axis=1), axis=0)/N
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from .autodiff import topo
+from .graph import SAMPLES, Contract, Element, Leaf, Map, Node, Place, Reduce, ph
+
+__all__ = ["program"]
+
+
+def program(outputs: dict[str, Node | None]) -> str:
+    """Assignments computing each named output from the parameters and data, in order."""
+    nodes = [n for n in outputs.values() if n is not None]
+    order = topo(nodes)
+    uses: dict[int, int] = {}
+    for n in order:
+        for a in n.args:
+            uses[id(a)] = uses.get(id(a), 0) + 1
+    named = {id(n): k for k, n in outputs.items() if n is not None}
+    text: dict[int, str] = {}
+    lines: list[str] = []
+    count = 0
+    for n in order:
+        t = _text(n, text)
+        if isinstance(n, Leaf):
+            text[id(n)] = n.name if n.role != "tangent" else f"v_{n.name}"
+            continue
+        if id(n) in named or isinstance(n, Contract) or uses.get(id(n), 0) > 1:
+            if id(n) in named:
+                name = named[id(n)]
+            else:
+                count += 1
+                name = f"t{count}"
+            lines.append(f"{name} = {t}")
+            text[id(n)] = name
+        else:
+            text[id(n)] = f"({t})" if isinstance(n, Map) and not n.expr.is_Atom else t
+    for k, n in outputs.items():
+        if n is None:
+            lines.append(f"{k} = 0")
+        elif named.get(id(n)) != k:
+            lines.append(f"{k} = {text[id(n)]}")
+    return "\n".join(lines)
+
+
+def _text(n: Node, text: dict) -> str:
+    if isinstance(n, Leaf):
+        return n.name
+    args = [text[id(a)] for a in n.args]
+    if isinstance(n, Map):
+        names = {SAMPLES: sp.Symbol("N")}
+        for k, (a, axes) in enumerate(zip(n.args, n.axes, strict=True)):
+            s = args[k]
+            if list(axes) != sorted(axes):
+                s = f"transpose({s}, {tuple(sorted(range(len(axes)), key=lambda j: axes[j]))})"
+            names[ph(k)] = sp.Symbol(s)
+        return sp.sstr(n.expr.xreplace(names))
+    if isinstance(n, Contract):
+        la, lb, lo = n.labels
+        return f"einsum('{la},{lb}->{lo}', {args[0]}, {args[1]})"
+    if isinstance(n, Reduce):
+        axes = tuple(k for k in range(n.args[0].ndim) if k not in n.keep)
+        op = {"sum": "sum", "max": "max", "lse": "logsumexp"}[n.op]
+        ax = axes[0] if len(axes) == 1 else axes
+        return f"{op}({args[0]}, axis={ax})"
+    if isinstance(n, Element):
+        idx = ", ".join(map(str, n.index))
+        return f"{args[0]}[:, {idx}]" if n.args[0].per_sample else f"{args[0]}[{idx}]"
+    if isinstance(n, Place):
+        return f"place({args[0]}, at={n.index})"
+    raise TypeError(type(n).__name__)
