@@ -1,5 +1,6 @@
 """One training step of a 784-128-10 relu/softmax cross-entropy MLP (batch 128): symgrad's array
-kernel against the fastest hand-written Numba backprop (np.dot for the products), float64.
+kernel against the fastest hand-written Numba backprop (np.dot for the products), in float64 and
+in float32.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/mlp_step.py        # the comparison (one thread)
     OPENBLAS_NUM_THREADS=2 python benchmarks/mlp_step.py        # two threads, reported too
@@ -27,10 +28,14 @@ D, H, K, B = 784, 128, 10, 128
 
 
 def _hand(fastmath):
+    """Hand-written backprop; constants take the data's type so float32 stays float32."""
+
     @numba.njit(fastmath=fastmath)
     def vg(x, g, X, Y):
         n, d = X.shape
         h, k = H, K
+        zero = X[0, 0] * 0
+        inv_n = (zero + 1) / (zero + n)
         W1 = x[:h * d].reshape((h, d))
         b1 = x[h * d:h * d + h]
         W2 = x[h * d + h:h * d + h + k * h].reshape((k, h))
@@ -43,36 +48,36 @@ def _hand(fastmath):
         for i in range(n):
             for j in range(h):
                 z = Z[i, j] + b1[j]
-                Z[i, j] = z if z > 0.0 else 0.0
+                Z[i, j] = z if z > 0 else zero
         L = np.dot(Z, W2.T)
-        loss = 0.0
-        gb2[:] = 0.0
+        loss = zero
+        gb2[:] = 0
         for i in range(n):
-            m = -np.inf
+            m = L[i, 0] + b2[0]
             for j in range(k):
                 L[i, j] += b2[j]
                 m = max(m, L[i, j])
-            s = 0.0
-            ys = 0.0
+            s = zero
+            ys = zero
             for j in range(k):
                 s += np.exp(L[i, j] - m)
                 ys += Y[i, j]
             lse = m + np.log(s)
             for j in range(k):
                 loss += Y[i, j] * (lse - L[i, j])
-                dl = (np.exp(L[i, j] - lse) * ys - Y[i, j]) / n
+                dl = (np.exp(L[i, j] - lse) * ys - Y[i, j]) * inv_n
                 L[i, j] = dl
                 gb2[j] += dl
         np.dot(L.T, Z, gW2)
         dA = np.dot(L, W2)
-        gb1[:] = 0.0
+        gb1[:] = 0
         for i in range(n):
             for j in range(h):
-                if Z[i, j] <= 0.0:
-                    dA[i, j] = 0.0
+                if Z[i, j] <= 0:
+                    dA[i, j] = zero
                 gb1[j] += dA[i, j]
         np.dot(dA.T, X, gW1)
-        return loss / n
+        return loss * inv_n
 
     return vg
 
@@ -119,41 +124,43 @@ def best(fn, number: int = 50, repeat: int = 7) -> float:
 def main() -> None:
     import symgrad as sg
 
-    rng = np.random.default_rng(0)
-    W1, W2 = sg.params("W1", shape=(H, D)), sg.params("W2", shape=(K, H))
-    b1, b2 = sg.params("b1", shape=(H,)), sg.params("b2", shape=(K,))
-    X, Y = sg.data("X", shape=(D,)), sg.data("Y", shape=(K,))
-    logits = W2 @ sg.relu(W1 @ X + b1) + b2
-    f = sg.compile(sg.mean(-sg.sum(Y * sg.log_softmax(logits), axis=0)), [W1, b1, W2, b2])
-    x = f.init(0)
-    Xd = rng.standard_normal((B, D))
-    Yd = np.eye(K)[rng.integers(0, K, B)]
-    args = f.data_args({"X": Xd, "Y": Yd})
-    g, gh, v = np.empty_like(x), np.empty_like(x), rng.standard_normal(x.size)
-    value = f.jit.value_and_grad(x, g, *args)
-    for hand in (hand_plain, hand_fast):
-        hv = hand(x, gh, Xd, Yd)
-        assert abs(hv - value) <= 1e-12 * abs(value), (hv, value)
-        assert np.allclose(gh, g, rtol=1e-10, atol=1e-14)
-    f.jit.hvp(x, v, gh, *args)
-
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
-    print(f"784-128-10 MLP, batch {B}, float64, BLAS threads: {threads}")
-    t_sg = best(lambda: f.jit.value_and_grad(x, g, *args))
-    t_call = best(lambda: f.value_and_grad(x, g, X=Xd, Y=Yd))
-    t_plain = best(lambda: hand_plain(x, gh, Xd, Yd))
-    t_fast = best(lambda: hand_fast(x, gh, Xd, Yd))
-    t_hvp = best(lambda: f.jit.hvp(x, v, gh, *args))
-    base = min(t_plain, t_fast)
-    print(f"{'hand Numba + np.dot (plain)':<36} {t_plain * 1e3:8.3f} ms")
-    print(f"{'hand Numba + np.dot (fastmath)':<36} {t_fast * 1e3:8.3f} ms")
-    print(f"{'symgrad f.jit.value_and_grad':<36} {t_sg * 1e3:8.3f} ms   "
-          f"{t_sg / base:.2f}x the faster hand loop (target <= 1.15x)")
-    print(f"{'symgrad f.value_and_grad (keywords)':<36} {t_call * 1e3:8.3f} ms   "
-          f"{t_call / base:.2f}x")
-    print(f"{'symgrad f.jit.hvp':<36} {t_hvp * 1e3:8.3f} ms   "
-          f"{t_hvp / t_sg:.2f}x its gradient (target <= 4x)")
-    _anchors(x, Xd, Yd, base)
+    print(f"784-128-10 MLP, batch {B}, value and gradient per step, BLAS threads: {threads}")
+    for dtype, tol in (("float64", 1e-10), ("float32", 1e-3)):
+        rng = np.random.default_rng(0)
+        W1, W2 = sg.params("W1", shape=(H, D)), sg.params("W2", shape=(K, H))
+        b1, b2 = sg.params("b1", shape=(H,)), sg.params("b2", shape=(K,))
+        X, Y = sg.data("X", shape=(D,)), sg.data("Y", shape=(K,))
+        logits = W2 @ sg.relu(W1 @ X + b1) + b2
+        f = sg.compile(sg.mean(-sg.sum(Y * sg.log_softmax(logits), axis=0)), [W1, b1, W2, b2],
+                       dtype=dtype)
+        x = f.init(0)
+        Xd = rng.standard_normal((B, D)).astype(dtype)
+        Yd = np.eye(K, dtype=dtype)[rng.integers(0, K, B)]
+        args = f.data_args({"X": Xd, "Y": Yd})
+        g, gh, v = np.empty_like(x), np.empty_like(x), rng.standard_normal(x.size).astype(dtype)
+        value = f.jit.value_and_grad(x, g, *args)
+        for hand in (hand_plain, hand_fast):
+            hv = hand(x, gh, Xd, Yd)
+            assert gh.dtype == dtype and abs(hv - value) <= tol * abs(value), (hv, value)
+            assert np.allclose(gh, g, rtol=tol, atol=tol * np.abs(g).max())
+        f.jit.hvp(x, v, gh, *args)
+        t_sg = best(lambda: f.jit.value_and_grad(x, g, *args))
+        t_call = best(lambda: f.value_and_grad(x, g, X=Xd, Y=Yd))
+        t_plain = best(lambda: hand_plain(x, gh, Xd, Yd))
+        t_fast = best(lambda: hand_fast(x, gh, Xd, Yd))
+        t_hvp = best(lambda: f.jit.hvp(x, v, gh, *args))
+        base = min(t_plain, t_fast)
+        print(f"-- {dtype}")
+        print(f"{'hand Numba + np.dot (plain)':<36} {t_plain * 1e3:8.3f} ms")
+        print(f"{'hand Numba + np.dot (fastmath)':<36} {t_fast * 1e3:8.3f} ms")
+        print(f"{'symgrad f.jit.value_and_grad':<36} {t_sg * 1e3:8.3f} ms   "
+              f"{t_sg / base:.2f}x the faster hand loop (target <= 1.15x)")
+        print(f"{'symgrad f.value_and_grad (keywords)':<36} {t_call * 1e3:8.3f} ms   "
+              f"{t_call / base:.2f}x")
+        print(f"{'symgrad f.jit.hvp':<36} {t_hvp * 1e3:8.3f} ms   "
+              f"{t_hvp / t_sg:.2f}x its gradient (target <= 4x)")
+        _anchors(x, Xd, Yd, base)
     if "--no-build" not in sys.argv:
         build_times()
 
@@ -165,7 +172,7 @@ def _anchors(x, Xd, Yd, base) -> None:
     except ImportError:
         print("JAX: not installed")
     else:
-        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_enable_x64", x.dtype == np.float64)
 
         def loss(p, Xb, Yb):
             W1 = p[:H * D].reshape(H, D)
@@ -185,7 +192,7 @@ def _anchors(x, Xd, Yd, base) -> None:
     except ImportError:
         print("PyTorch: not installed")
     else:
-        torch.set_num_threads(1)
+        torch.set_num_threads(int(os.environ.get("OPENBLAS_NUM_THREADS", "1")))
         xt = torch.tensor(x, requires_grad=True)
         Xt, Yt = torch.tensor(Xd), torch.tensor(Yd)
 

@@ -90,12 +90,14 @@ def _source(loss, params, policy, regenerate: str) -> tuple:
 
 
 def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None = None,
-            parallel: bool | None = None) -> Kernel | ArrayKernel:
+            parallel: bool | None = None, dtype: str | None = None) -> Kernel | ArrayKernel:
     """Compile a loss (a SymPy expression or a Python function of its parameters) to a Kernel.
 
     The module is written to the cache directory under the hash of its text, so the same loss
     in another process reuses Numba's on-disk cache. ``parallel=None`` uses the ``prange``
-    variant above ``kernel.PARALLEL_THRESHOLD`` samples; True/False force it.
+    variant above ``kernel.PARALLEL_THRESHOLD`` samples; True/False force it. A loss written on
+    arrays (``sg.params``/``sg.data`` with ``shape=``) gives an :class:`ArrayKernel`;
+    ``dtype="float32"`` computes it in float32 throughout (float64 is the default).
 
     >>> import symgrad as sg
     >>> def my_loss(x1, x2):
@@ -105,7 +107,10 @@ def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None =
     (('x1', 'x2'), [18.0, -4.0])
     """
     if isinstance(loss, Node):
-        return compile_array(loss, params, policy=policy)
+        return compile_array(loss, params, policy=policy, dtype=dtype or "float64")
+    if dtype not in (None, "float64"):
+        raise ValueError("dtype= applies to array losses (sg.params/sg.data with shape=); "
+                         "scalar losses compute in float64")
     prob = problem(loss, params)
     path = cache_dir() / f"sg_{_cache_key(prob, policy)}.py"
     try:  # a warm cache skips derivation and code generation altogether

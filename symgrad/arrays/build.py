@@ -10,6 +10,8 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from .. import __version__
 from ..codegen import CodegenOptions
 from ..derive import KinkPolicy
@@ -22,25 +24,25 @@ __all__ = ["array_source", "compile_array"]
 
 
 def array_source(loss, params: Sequence | None, policy: KinkPolicy | None,
-                 regenerate: str) -> tuple:
+                 regenerate: str, dtype: str = "float64") -> tuple:
     """``(problem, module text)`` for an array loss."""
     prob = array_problem(loss, params)
     opts = CodegenOptions(regenerate=regenerate, version=__version__)
-    return prob, array_module_source(prob, policy, opts)
+    return prob, array_module_source(prob, policy, opts, str(np.dtype(dtype)))
 
 
-def compile_array(loss, params: Sequence | None = None, *,
-                  policy: KinkPolicy | None = None) -> ArrayKernel:
+def compile_array(loss, params: Sequence | None = None, *, policy: KinkPolicy | None = None,
+                  dtype: str = "float64") -> ArrayKernel:
     """Compile an array loss into an :class:`ArrayKernel` (see :func:`symgrad.compile`)."""
-    prob, src = array_source(loss, params, policy, "symgrad.compile(loss)")
+    prob, src = array_source(loss, params, policy, "symgrad.compile(loss)", dtype)
     path = cache_dir() / f"sga_{hashlib.sha256(src.encode()).hexdigest()[:24]}.py"
     write_atomic(path, src)
-    return ArrayKernel(prob, src, path, load_module(path), policy)
+    return ArrayKernel(prob, src, path, load_module(path), policy, str(np.dtype(dtype)))
 
 
 def generate_array(loss, path: Path, params: Sequence | None, policy: KinkPolicy | None,
-                   regenerate: str) -> Path:
+                   regenerate: str, dtype: str = "float64") -> Path:
     """Write the standalone module of an array loss (see :func:`symgrad.generate`)."""
-    _, src = array_source(loss, params, policy, regenerate)
+    _, src = array_source(loss, params, policy, regenerate, dtype)
     write_atomic(path, src)
     return path

@@ -35,19 +35,57 @@ def _ident(name: str, prefix: str) -> str:
     return prefix + re.sub(r"[^0-9A-Za-z_]", "_", name)
 
 
+class F32Printer(ScalarPrinter):
+    """Scalar code that stays in float32: literals are float32 and so are helper results
+    (Numba's ``math`` functions keep float32; a Python float literal would promote)."""
+
+    def _f32(self, text: str) -> str:
+        return f"np.float32({text})"
+
+    def _print_Float(self, e):
+        return self._f32(super()._print_Float(e))
+
+    _print_Integer = _print_Rational = _print_Float
+    _print_Pi = _print_Exp1 = _print_Float
+
+    def _print_Zero(self, e):
+        return self._f32("0.0")
+
+    def _print_One(self, e):
+        return self._f32("1.0")
+
+    def _print_NegativeOne(self, e):
+        return self._f32("-1.0")
+
+    def _print_Half(self, e):
+        return self._f32("0.5")
+
+    def _print_Pow(self, e, rational=False):
+        text = super()._print_Pow(e, rational)
+        return text.replace("(1.0/", "(np.float32(1.0)/")
+
+
+
+def _f32_helpers(text: str) -> str:
+    """The kink helpers with float32 literals, so that they return float32 for float32."""
+    return re.sub(r"(?<![\w.])(\d+\.\d+)", r"np.float32(\1)", text)
+
+
 class _Fn:
     """The body of one generated function: buffers, loops and BLAS calls in topological order."""
 
-    def __init__(self, prob: ArrayProblem, cplx: bool = False) -> None:
+    def __init__(self, prob: ArrayProblem, cplx: bool = False, real: str = "float64") -> None:
         self.prob = prob
+        self.real = real
         self.lines: list[str] = []
         self.name: dict[int, str] = {}
         self.dim = {s: f"D{k}" for k, s in enumerate(prob.dims)}
         self.k = 0
         #: complex buffers and cmath for the complex-step variant of the value
         self.cplx = cplx
-        self.dtype = ", dtype=np.complex128" if cplx else ""
-        self.zero = "0j" if cplx else "0.0"
+        self.dtype = (", dtype=np.complex128" if cplx else
+                      ", dtype=np.float32" if real == "float32" else "")
+        self.zero = "0j" if cplx else "np.float32(0.0)" if real == "float32" else "0.0"
         self.lib = "cmath" if cplx else "math"
 
     # -- helpers -----------------------------------------------------------------------------
@@ -72,7 +110,8 @@ class _Fn:
         names = {SAMPLES: "nf"}
         for k, (a, axes) in enumerate(zip(node.args, node.axes, strict=True)):
             names[ph(k)] = self.load(a, axes)
-        return (ComplexPrinter if self.cplx else ScalarPrinter)(names)
+        return (ComplexPrinter if self.cplx else F32Printer if self.real == "float32"
+                else ScalarPrinter)(names)
 
     def loops(self, shape: tuple, depth: int = 0, axes: tuple | None = None) -> tuple[list, int]:
         axes = tuple(range(len(shape))) if axes is None else axes
@@ -131,9 +170,13 @@ class _Fn:
 
         # the running maximum (of the real part, for complex steps) of every kept element
         m = self.alloc(n, target) if n.op == "max" else self.new()
-        self.emit(f"{m} = np.full({self.shape(n.shape)}, -math.inf)" if n.ndim and m != target
-                  and n.op != "max" else (f"{m}[...] = -math.inf" if n.ndim
-                                          else f"{m} = -math.inf"))
+        mtype = "" if self.cplx else self.dtype  # the maximum of real parts is real
+        if n.op == "max" and n.ndim:
+            self.emit(f"{m}[...] = -np.inf")
+        elif n.ndim:
+            self.emit(f"{m} = np.full({self.shape(n.shape)}, -np.inf{mtype})")
+        else:
+            self.emit(f"{m} = -np.inf")
         self.lines.extend(loops)
         self.emit(f"{at(m)} = max({at(m)}, {src}{'.real' if self.cplx else ''})", d)
         if n.op == "max":
@@ -275,8 +318,9 @@ def _plan(outputs: list[Node]) -> tuple[list[Node], set[int]]:
 
 
 class _Module:
-    def __init__(self, prob: ArrayProblem, policy: KinkPolicy, opts: CodegenOptions) -> None:
-        self.prob, self.policy, self.opts = prob, policy, opts
+    def __init__(self, prob: ArrayProblem, policy: KinkPolicy, opts: CodegenOptions,
+                 real: str) -> None:
+        self.prob, self.policy, self.opts, self.real = prob, policy, opts, real
         self.grads = gradients(prob.loss, prob.params, policy)
         self.tangent = {p: Leaf("tangent", p.name, p.shape) for p in prob.params}
         self.hvps = tangents(self.grads, self.tangent, policy)
@@ -288,7 +332,8 @@ class _Module:
         out = [f"{d} = dims[{k}]" for k, d in enumerate(fn.dim.values())]
         if p.data:
             out.append(f"n = {self.cols[0]}.shape[0]")
-            out.append("nf = float(n)")
+            out.append("nf = np.float32(n)" if fn.real == "float32" and not fn.cplx
+                       else "nf = float(n)")
         offs = ["0"]
         for q in p.params:
             offs.append(f"o{len(offs)}")
@@ -325,7 +370,7 @@ class _Module:
     def function(self, value: Node | None, arrays: list | None, target: str | None,
                  with_v: bool = False, cplx: bool = False) -> list[str]:
         """A core function body: the loss value and/or one array per parameter into ``target``."""
-        fn = _Fn(self.prob, cplx)
+        fn = _Fn(self.prob, cplx, self.real)
         head = self.prologue(fn, with_v)
         arrays = arrays or []
         nodes = ([value] if value is not None else []) + [o for o in arrays if o is not None]
@@ -365,7 +410,7 @@ class _Module:
         names = [("value", "x", "The loss at x (idx: None, or the sample indices of a batch)."),
                  ("value_and_grad", "x, g", "The loss at x; its gradient written into g."),
                  ("hvp", "x, v, out", "The Hessian at x times v, written into out.")]
-        if p.analytic:
+        if p.analytic and self.real == "float64":
             fns.append(_fn(f"_value_complex(x, {core})", "The loss at a complex x.",
                            self.function(p.loss, None, None, cplx=True), _JIT))
             names.append(("value_complex", "x", "The loss at a complex x (complex-step checks)."))
@@ -383,8 +428,8 @@ class _Module:
             "nn = x.shape[0]",
             "if H.shape[0] != nn or H.shape[1] != nn:",
             '    raise ValueError("H must be square with the length of x")',
-            "e = np.zeros(nn)",
-            "col = np.empty(nn)",
+            "e = np.zeros(nn, dtype=x.dtype)",
+            "col = np.empty(nn, dtype=x.dtype)",
             "for j in range(nn):",
             "    e[j] = 1.0",
             f"    hvp(x, e, col, {pub})",
@@ -438,10 +483,14 @@ def _wrap(s: str, width: int = 94, limit: int = 40) -> list[str]:
 
 
 def array_module_source(prob: ArrayProblem, policy: KinkPolicy | None = None,
-                        opts: CodegenOptions | None = None) -> str:
-    """The generated module's text for an array loss (deterministic bytes, no sizes)."""
+                        opts: CodegenOptions | None = None, real: str = "float64") -> str:
+    """The generated module's text for an array loss (deterministic bytes, no sizes).
+
+    ``real="float32"`` computes in float32 throughout (x, data, buffers and literals)."""
+    if real not in ("float64", "float32"):
+        raise ValueError(f"dtype must be float64 or float32, got {real!r}")
     policy, opts = policy or KinkPolicy(), opts or CodegenOptions()
-    m = _Module(prob, policy, opts)
+    m = _Module(prob, policy, opts, real)
     body = "\n".join([
         '"""Value, gradient and Hessian-vector product of an array loss, compiled with Numba.',
         "",
@@ -461,12 +510,13 @@ def array_module_source(prob: ArrayProblem, policy: KinkPolicy | None = None,
         f"DATA = {tuple(d.name for d in prob.data)!r}",
         f"KINK_POLICY = {policy.describe()!r}",
         f"ANALYTIC = {prob.analytic!r}",
+        f"DTYPE = {real!r}",
         f"_FASTMATH = {set(opts.fastmath) if opts.fastmath else False!r}".replace(
             "{'contract', 'reassoc'}", "{'reassoc', 'contract'}"),
         "",
-        HELPERS.strip("\n"),
+        (_f32_helpers(HELPERS) if real == "float32" else HELPERS).strip("\n"),
         "",
-        *([COMPLEX_HELPERS.strip("\n"), ""] if prob.analytic else []),
+        *([COMPLEX_HELPERS.strip("\n"), ""] if prob.analytic and real == "float64" else []),
         _CHECK_ROWS.rstrip("\n"),
         "",
         "",

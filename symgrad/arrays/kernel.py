@@ -32,8 +32,11 @@ class ArrayKernel:
     """A compiled array loss: value, gradient, Hessian-vector product and Hessian at ``x``."""
 
     def __init__(self, problem: ArrayProblem, source: str, path: Path,
-                 module: types.ModuleType, policy: KinkPolicy | None = None) -> None:
+                 module: types.ModuleType, policy: KinkPolicy | None = None,
+                 dtype: str = "float64") -> None:
         self.problem = problem
+        #: The floating-point type of x, the data, the results and every buffer.
+        self.dtype = np.dtype(dtype)
         self.policy = policy or KinkPolicy()
         self.expr = problem.loss
         self.source = source
@@ -48,8 +51,8 @@ class ArrayKernel:
         #: Data arrays the loss reads, with their per-sample shapes.
         self.data_names: tuple[str, ...] = tuple(d.name for d in problem.data)
         self.data_shapes = {d.name: d.shape[1:] for d in problem.data}
-        #: No kinks: the module has a complex-step variant (``value_complex``).
-        self.analytic: bool = problem.analytic
+        #: No kinks: the module has a complex-step variant (``value_complex``; float64 only).
+        self.analytic: bool = problem.analytic and self.dtype == np.float64
         self.vectors: tuple[str, ...] = ()
         self.dims = np.array(problem.dims, dtype=np.int64)
         self._offsets = problem.offsets()
@@ -86,9 +89,9 @@ class ArrayKernel:
         extra = sorted(set(arrays) - set(self.params))
         if extra:
             raise TypeError(f"unknown parameter '{extra[0]}' (parameters: {self.params})")
-        out = np.empty(self.n_params)
+        out = np.empty(self.n_params, dtype=self.dtype)
         for n, o in zip(self.params, self._offsets, strict=True):
-            a = np.asarray(arrays[n], dtype=np.float64)
+            a = np.asarray(arrays[n], dtype=self.dtype)
             if a.shape != self.shapes[n]:
                 raise ValueError(f"parameter {n} must have shape {self.shapes[n]}, got {a.shape}")
             out[o:o + a.size] = a.ravel()
@@ -108,7 +111,7 @@ class ArrayKernel:
 
     # -- validation ------------------------------------------------------------------------------
     def _x(self, x, what: str = "x") -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float64)
+        x = np.ascontiguousarray(x, dtype=self.dtype)
         if x.shape != (self.n_params,):
             raise ValueError(f"{what} must be a vector of {self.n_params} values (parameters "
                              f"{', '.join(f'{n}{list(s)}' for n, s in self.shapes.items())} "
@@ -117,10 +120,10 @@ class ArrayKernel:
 
     def _out(self, out, shape: tuple, *inputs) -> np.ndarray:
         if out is None:
-            return np.empty(shape)
-        if not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == shape
+            return np.empty(shape, dtype=self.dtype)
+        if not (isinstance(out, np.ndarray) and out.dtype == self.dtype and out.shape == shape
                 and out.flags.c_contiguous and out.flags.writeable):
-            raise ValueError(f"out must be a writeable C-contiguous float64 array of shape "
+            raise ValueError(f"out must be a writeable C-contiguous {self.dtype} array of shape "
                              f"{shape}")
         for name, a in inputs:
             if np.shares_memory(out, a):
@@ -144,7 +147,7 @@ class ArrayKernel:
             return (self.dims,)
         cols, n, first = [], None, None
         for name in self.data_names:
-            a = _array(name, data[name], self.data_shapes[name])
+            a = _array(name, data[name], self.data_shapes[name], self.dtype)
             if n is None:
                 n, first = a.shape[0], name
             elif a.shape[0] != n:
@@ -222,20 +225,19 @@ class ArrayKernel:
         return BoundKernel(self, self.data_args(data))
 
 
-def _array(name: str, a, per_sample: tuple) -> np.ndarray:
+def _array(name: str, a, per_sample: tuple, dtype) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"data array '{name}' must be numeric, got dtype {a.dtype}")
     want = (N, *per_sample)
+    expect = f"(samples{''.join(f', {k}' for k in per_sample)})"
     if a.ndim != len(want):
-        raise ValueError(f"data array '{name}' must have shape (samples, "
-                         f"{', '.join(map(str, per_sample))}) , got shape {a.shape}".replace(
-                             ", ) ,", ")").replace(" ,", ","))
+        raise ValueError(f"data array '{name}' must have shape {expect}, got shape {a.shape}")
     for ax, (s, w) in enumerate(zip(a.shape, want, strict=True)):
         if w != N and s != w:
             raise ValueError(f"data array '{name}' has size {s} on axis {ax}; the loss needs "
-                             f"{w} (shape (samples, {', '.join(map(str, per_sample))}))")
-    return np.ascontiguousarray(a, dtype=np.float64)
+                             f"{w} (shape {expect})")
+    return np.ascontiguousarray(a, dtype=dtype)
 
 
 def _batch_index(batch, n: int) -> np.ndarray:

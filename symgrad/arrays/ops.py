@@ -114,7 +114,10 @@ def apply(fn, *operands) -> Node:
     items = [lift(o) for o in operands]
     nodes = [n for n in items if isinstance(n, Node)]
     sample = any(n.per_sample for n in nodes)
-    ps = _broadcast([_ps(n) for n in nodes])
+    try:
+        ps = _broadcast([_ps(n) for n in nodes])
+    except ShapeError as e:
+        raise ShapeError(f"{' and '.join(map(repr, nodes))}: {e}") from None
     shape = ((N,) if sample else ()) + ps
     args, phs, k = [], [], 0
     for it in items:
@@ -136,8 +139,9 @@ def _broadcast(shapes: Sequence[tuple]) -> tuple:
             if j > len(out):
                 out.insert(0, s[-j])
             elif out[-j] != s[-j]:
-                raise ShapeError(f"shapes {_fmt(shapes)} do not broadcast: size {s[-j]} against "
-                                 f"{out[-j]} on axis -{j} (sizes must be equal or missing)")
+                raise ShapeError(f"per-sample shapes {_fmt(shapes)} do not broadcast: size "
+                                 f"{s[-j]} against {out[-j]} on axis -{j} (sizes must be equal, "
+                                 "or the axis missing)")
     return tuple(out)
 
 
