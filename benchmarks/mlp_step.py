@@ -127,42 +127,47 @@ def main() -> None:
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
     print(f"784-128-10 MLP, batch {B}, value and gradient per step, BLAS threads: {threads}")
     for dtype, tol in (("float64", 1e-10), ("float32", 1e-3)):
-        rng = np.random.default_rng(0)
-        W1, W2 = sg.params("W1", shape=(H, D)), sg.params("W2", shape=(K, H))
-        b1, b2 = sg.params("b1", shape=(H,)), sg.params("b2", shape=(K,))
-        X, Y = sg.data("X", shape=(D,)), sg.data("Y", shape=(K,))
-        logits = W2 @ sg.relu(W1 @ X + b1) + b2
-        f = sg.compile(sg.mean(-sg.sum(Y * sg.log_softmax(logits), axis=0)), [W1, b1, W2, b2],
-                       dtype=dtype)
-        x = f.init(0)
-        Xd = rng.standard_normal((B, D)).astype(dtype)
-        Yd = np.eye(K, dtype=dtype)[rng.integers(0, K, B)]
-        args = f.data_args({"X": Xd, "Y": Yd})
-        g, gh, v = np.empty_like(x), np.empty_like(x), rng.standard_normal(x.size).astype(dtype)
-        value = f.jit.value_and_grad(x, g, *args)
-        for hand in (hand_plain, hand_fast):
-            hv = hand(x, gh, Xd, Yd)
-            assert gh.dtype == dtype and abs(hv - value) <= tol * abs(value), (hv, value)
-            assert np.allclose(gh, g, rtol=tol, atol=tol * np.abs(g).max())
-        f.jit.hvp(x, v, gh, *args)
-        t_sg = best(lambda: f.jit.value_and_grad(x, g, *args))
-        t_call = best(lambda: f.value_and_grad(x, g, X=Xd, Y=Yd))
-        t_plain = best(lambda: hand_plain(x, gh, Xd, Yd))
-        t_fast = best(lambda: hand_fast(x, gh, Xd, Yd))
-        t_hvp = best(lambda: f.jit.hvp(x, v, gh, *args))
-        base = min(t_plain, t_fast)
-        print(f"-- {dtype}")
-        print(f"{'hand Numba + np.dot (plain)':<36} {t_plain * 1e3:8.3f} ms")
-        print(f"{'hand Numba + np.dot (fastmath)':<36} {t_fast * 1e3:8.3f} ms")
-        print(f"{'symgrad f.jit.value_and_grad':<36} {t_sg * 1e3:8.3f} ms   "
-              f"{t_sg / base:.2f}x the faster hand loop (target <= 1.15x)")
-        print(f"{'symgrad f.value_and_grad (keywords)':<36} {t_call * 1e3:8.3f} ms   "
-              f"{t_call / base:.2f}x")
-        print(f"{'symgrad f.jit.hvp':<36} {t_hvp * 1e3:8.3f} ms   "
-              f"{t_hvp / t_sg:.2f}x its gradient (target <= 4x)")
-        _anchors(x, Xd, Yd, base)
+        run(sg, dtype, tol)
     if "--no-build" not in sys.argv:
         build_times()
+
+
+def run(sg, dtype: str, tol: float) -> None:
+    """Time one dtype: symgrad against both hand loops, then the anchors."""
+    rng = np.random.default_rng(0)
+    W1, W2 = sg.params("W1", shape=(H, D)), sg.params("W2", shape=(K, H))
+    b1, b2 = sg.params("b1", shape=(H,)), sg.params("b2", shape=(K,))
+    X, Y = sg.data("X", shape=(D,)), sg.data("Y", shape=(K,))
+    logits = W2 @ sg.relu(W1 @ X + b1) + b2
+    f = sg.compile(sg.mean(-sg.sum(Y * sg.log_softmax(logits), axis=0)), [W1, b1, W2, b2],
+                   dtype=dtype)
+    x = f.init(0)
+    Xd = rng.standard_normal((B, D)).astype(dtype)
+    Yd = np.eye(K, dtype=dtype)[rng.integers(0, K, B)]
+    args = f.data_args({"X": Xd, "Y": Yd})
+    g, gh, v = np.empty_like(x), np.empty_like(x), rng.standard_normal(x.size).astype(dtype)
+    value = f.jit.value_and_grad(x, g, *args)
+    for hand in (hand_plain, hand_fast):
+        hv = hand(x, gh, Xd, Yd)
+        assert gh.dtype == dtype and abs(hv - value) <= tol * abs(value), (hv, value)
+        assert np.allclose(gh, g, rtol=tol, atol=tol * np.abs(g).max())
+    f.jit.hvp(x, v, gh, *args)
+    t_sg = best(lambda: f.jit.value_and_grad(x, g, *args))
+    t_call = best(lambda: f.value_and_grad(x, g, X=Xd, Y=Yd))
+    t_plain = best(lambda: hand_plain(x, gh, Xd, Yd))
+    t_fast = best(lambda: hand_fast(x, gh, Xd, Yd))
+    t_hvp = best(lambda: f.jit.hvp(x, v, gh, *args))
+    base = min(t_plain, t_fast)
+    print(f"-- {dtype}")
+    print(f"{'hand Numba + np.dot (plain)':<36} {t_plain * 1e3:8.3f} ms")
+    print(f"{'hand Numba + np.dot (fastmath)':<36} {t_fast * 1e3:8.3f} ms")
+    print(f"{'symgrad f.jit.value_and_grad':<36} {t_sg * 1e3:8.3f} ms   "
+          f"{t_sg / base:.2f}x the faster hand loop (target <= 1.15x)")
+    print(f"{'symgrad f.value_and_grad (keywords)':<36} {t_call * 1e3:8.3f} ms   "
+          f"{t_call / base:.2f}x")
+    print(f"{'symgrad f.jit.hvp':<36} {t_hvp * 1e3:8.3f} ms   "
+          f"{t_hvp / t_sg:.2f}x its gradient (target <= 4x)")
+    _anchors(x, Xd, Yd, base)
 
 
 def _anchors(x, Xd, Yd, base) -> None:

@@ -14,9 +14,9 @@ from .api import compile, generate, grad, hessian, jacobian
 from .arrays.graph import ShapeError
 from .arrays.kernel import ArrayKernel
 from .arrays.ops import einsum
-from .elementwise import abs, cos, cosh, erf, exp, log, max, sin, sinh, sqrt, tan, tanh
 from .check import GradCheck, HessianCheck, check_grad, check_hessian
 from .derive import KinkPolicy
+from .elementwise import abs, cos, cosh, erf, exp, log, max, sin, sinh, sqrt, tan, tanh
 from .functions import (
     expm1,
     log1p,
@@ -74,9 +74,9 @@ __all__ = [
     "schedules",
     "scipy_objective",
     "sigmoid",
-    "softmax",
     "sin",
     "sinh",
+    "softmax",
     "softplus",
     "sqrt",
     "sum",

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .errors import ProblemError
-
 from .functions import ANALYTIC, SUPPORTED
 from .symbols import (
     Data,

@@ -10,9 +10,8 @@ products with the unrolled scalar kernels to 1e-12; analytic cases pass the comp
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest
