@@ -63,7 +63,7 @@ def _text(n: Node, text: dict) -> str:
     args = [text[id(a)] for a in n.args]
     if isinstance(n, Map):
         names = {SAMPLES: sp.Symbol("N")}
-        for k, (a, axes) in enumerate(zip(n.args, n.axes, strict=True)):
+        for k, axes in enumerate(n.axes):
             s = args[k]
             if list(axes) != sorted(axes):
                 s = f"transpose({s}, {tuple(sorted(range(len(axes)), key=lambda j: axes[j]))})"
