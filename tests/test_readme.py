@@ -27,3 +27,8 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     want = np.sum(np.diff(ns["y_obs"]) ** 2)  # x = y_obs: the data term is zero
     assert abs(v - want) <= 1e-12 * want
     assert g.shape == (1001,) and g[0] == 0.0
+    # the array example trains its network
+    net = ns["net"]
+    assert net.params == ("W1", "b1", "W2", "b2") and net.n_params == 99
+    assert net.unpack(ns["res"].x)["W1"].shape == (16, 2)
+    assert ns["res"].status == "completed" and ns["res"].fun < 0.5
