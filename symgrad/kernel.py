@@ -349,17 +349,18 @@ class BoundKernel:
         self.params = kernel.params
         self.data_names: tuple[str, ...] = ()
         self._vg = kernel._impl(args).value_and_grad
+        self._dtype = getattr(kernel, "dtype", _F64)  # array kernels may compute in float32
 
     def value(self, x) -> float:
         k = self.kernel
         return float(k._call("value", k._x(x), self.args))
 
     def value_and_grad(self, x, out=None) -> tuple[float, np.ndarray]:
-        if type(x) is not np.ndarray or x.dtype is not _F64:
+        if type(x) is not np.ndarray or x.dtype is not self._dtype:
             x = self.kernel._x(x)
         if out is None:
-            out = np.empty(x.shape[0])
-        elif type(out) is not np.ndarray or out.dtype is not _F64:
+            out = np.empty(x.shape[0], self._dtype)
+        elif type(out) is not np.ndarray or out.dtype is not self._dtype:
             out = self.kernel._out(out, x.shape)
         return self._vg(x, out, *self.args), out
 

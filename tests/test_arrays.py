@@ -82,35 +82,35 @@ class Case:
 
 
 CASES = [
-    Case("mlp_tanh", {"W1": (4, 3), "b1": (4,), "W2": (3, 4), "b2": (3,)}, {"X": (3,), "Y": (3,)},
+    Case("mlp_tanh", {"W1": (2, 2), "b1": (2,), "W2": (2, 2), "b2": (2,)}, {"X": (2,), "Y": (2,)},
          lambda P, D: losses.cross_entropy(P["W2"] @ sg.tanh(P["W1"] @ D["X"] + P["b1"])
                                            + P["b2"], D["Y"])
          + losses.l2(P["W1"], P["W2"], weight=1e-2),
          lambda xp, P, D: (xp.lse(_logits(xp, P, D)) - (D["Y"] * _logits(xp, P, D)).sum(-1),
                            1e-2 * ((P["W1"] ** 2).sum() + (P["W2"] ** 2).sum()))),
-    Case("mlp_relu_max", {"W1": (4, 3), "b1": (4,), "W2": (2, 4)}, {"X": (3,), "y": ()},
+    Case("mlp_relu_max", {"W1": (3, 2), "b1": (3,), "W2": (2, 3)}, {"X": (2,), "y": ()},
          lambda P, D: sg.mean((sg.max(P["W2"] @ sg.relu(P["W1"] @ D["X"] + P["b1"]), axis=0)
                                - D["y"]) ** 2),
          lambda xp, P, D: ((xp.max(xp.relu(D["X"] @ P["W1"].T + P["b1"]) @ P["W2"].T)
                             - D["y"]) ** 2, 0),
          analytic=False),
-    Case("logistic", {"w": (5,), "b": ()}, {"X": (5,), "y": ()},
+    Case("logistic", {"w": (4,), "b": ()}, {"X": (4,), "y": ()},
          lambda P, D: losses.binary_cross_entropy(D["X"] @ P["w"] + P["b"], D["y"])
          + 0.1 * P["b"] ** 2,
          lambda xp, P, D: (xp.softplus(D["X"] @ P["w"] + P["b"])
                            - D["y"] * (D["X"] @ P["w"] + P["b"]), 0.1 * P["b"] ** 2)),
-    Case("factor_transpose_einsum", {"U": (3, 2), "V": (4, 2), "c": (3,)}, {"X": (3,)},
+    Case("factor_transpose_einsum", {"U": (3, 2), "V": (2, 2), "c": (3,)}, {"X": (3,)},
          lambda P, D: sg.mean(sg.exp(0.1 * sg.einsum("ik,jk->ij", P["U"], P["V"]).T @ D["X"]))
          + sg.sum((P["U"] @ P["V"].T) ** 2) / 10 + sg.sum(P["U"][0, 1] * P["c"]),
          lambda xp, P, D: (xp.exp(0.1 * (D["X"] @ (P["U"] @ P["V"].T))).mean(-1),
                            ((P["U"] @ P["V"].T) ** 2).sum() / 10 + (P["U"][0, 1] * P["c"]).sum())),
-    Case("bilinear_softmax_element", {"A": (3, 3), "s": ()}, {"X": (3,), "t": ()},
+    Case("bilinear_softmax_element", {"A": (2, 2), "s": ()}, {"X": (2,), "t": ()},
          lambda P, D: sg.mean(sg.log(1 + (D["X"] @ P["A"] @ D["X"]) ** 2)
                               + sg.softmax(P["A"] @ D["X"] * P["s"])[1] * D["t"]
-                              + sg.mean(sg.sigmoid(P["A"]), axis=1)[2]),
+                              + sg.mean(sg.sigmoid(P["A"]), axis=1)[1]),
          lambda xp, P, D: (xp.log(1 + ((D["X"] @ P["A"]) * D["X"]).sum(-1) ** 2)
                            + _softmax1(xp, (D["X"] @ P["A"].T) * P["s"]) * D["t"]
-                           + xp.sigmoid(P["A"][2]).sum() / 3, 0)),
+                           + xp.sigmoid(P["A"][1]).sum() / 2, 0)),
 ]
 
 

@@ -56,6 +56,30 @@ SAMPLES = sp.Symbol("_N", positive=True, integer=True)
 INLINE_OPS = 60
 
 
+class Dim(int):
+    """A size (an int) that remembers which declared axis it is: ``axis`` of array ``owner``.
+
+    Sizes compare as ints (shapes are checked by value), but the generated code names each
+    declared axis by its owner, never by its value, so the text does not depend on the sizes
+    (nor on two sizes happening to be equal).
+    """
+
+    owner: str
+    axis: int
+
+    def __new__(cls, size: int, owner: str, axis: int) -> Dim:
+        obj = super().__new__(cls, size)
+        obj.owner, obj.axis = owner, axis
+        return obj
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.owner, self.axis)
+
+    def __reduce__(self):
+        return (Dim, (int(self), self.owner, self.axis))
+
+
 class ShapeError(ProblemError):
     """Array shapes that do not fit (the message names the arrays, axes and sizes)."""
 
@@ -109,7 +133,9 @@ class Leaf(Node):
     __slots__ = ("name", "role")
 
     def __new__(cls, role: str, name: str, shape: tuple):
-        obj = super().__new__(cls, tuple(shape), (), (role, name))
+        shape = tuple(s if s == N or isinstance(s, Dim) else Dim(s, name, j)
+                      for j, s in enumerate(shape))
+        obj = super().__new__(cls, shape, (), (role, name))
         obj.role, obj.name = role, name
         return obj
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..derive import KinkPolicy
+from ..kernel import BoundKernel
 from .graph import N
 from .problem import ArrayProblem
 
@@ -110,7 +111,7 @@ class ArrayKernel:
         return self.pack(**parts)
 
     # -- validation ------------------------------------------------------------------------------
-    def _x(self, x, what: str = "x") -> np.ndarray:
+    def _x(self, x, what: str = "x", size: int | None = None) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=self.dtype)
         if x.shape != (self.n_params,):
             raise ValueError(f"{what} must be a vector of {self.n_params} values (parameters "
@@ -218,11 +219,16 @@ class ArrayKernel:
             raise ValueError(f"x must be a vector of {self.n_params} values, got {x.shape}")
         return complex(self.module.value_complex(x, *self.data_args(data, batch)))
 
-    def bind(self, **data):
+    def bind(self, **data) -> BoundKernel:
         """Validate data once and return a kernel of ``x`` alone (for hot loops)."""
-        from ..kernel import BoundKernel
-
         return BoundKernel(self, self.data_args(data))
+
+    # -- the protocol BoundKernel calls -----------------------------------------------------------
+    def _impl(self, args: tuple) -> types.SimpleNamespace:
+        return self.jit
+
+    def _call(self, name: str, x, args: tuple, *outs):
+        return getattr(self.jit, name)(x, *outs, *args)
 
 
 def _array(name: str, a, per_sample: tuple, dtype) -> np.ndarray:

@@ -2,14 +2,15 @@
 
 ``x`` packs every parameter flattened in C order, one after the other in :attr:`params` order
 (scalar parameters are arrays of shape ``()``). Sizes never enter the generated code: every
-distinct size is one entry of a ``dims`` vector passed at call time.
+declared axis (``W1`` axis 0, ``W1`` axis 1, ``X`` axis 1...) is one entry of a ``dims`` vector
+passed at call time, named by the axis, never by its value.
 
 >>> import symgrad as sg
 >>> W = sg.params("W", shape=(3, 2)); b = sg.params("b", shape=(3,))
 >>> X = sg.data("X", shape=(2,))
 >>> p = array_problem(sg.mean(sg.sum(sg.tanh(W @ X + b), axis=0)))
->>> [(q.name, q.shape) for q in p.params], p.dims, p.size
-([('W', (3, 2)), ('b', (3,))], (3, 2), 9)
+>>> [(q.name, q.shape) for q in p.params], [d.key for d in p.dims], p.size
+([('W', (3, 2)), ('b', (3,))], [('W', 0), ('W', 1), ('X', 1), ('b', 0)], 9)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..functions import ANALYTIC
 from ..problem import ProblemError, _check_functions
 from ..symbols import declaration_order
 from .autodiff import topo
-from .graph import Leaf, Map, N, Node, Reduce
+from .graph import Dim, Leaf, Map, N, Node, Reduce
 from .ops import lift
 
 __all__ = ["ArrayProblem", "array_problem"]
@@ -37,7 +38,7 @@ class ArrayProblem:
     loss: Node
     params: tuple[Leaf, ...]
     data: tuple[Leaf, ...]
-    dims: tuple[int, ...]
+    dims: tuple[Dim, ...]
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -96,12 +97,12 @@ def array_problem(loss, params: Sequence | None = None) -> ArrayProblem:
     if not data and any(N in n.shape for n in topo([node])):
         raise ProblemError("the loss reduces over samples but reads no data array")
     ordered = _order(found, params)
-    dims: list[int] = []
-    for p in (*ordered, *data):
-        for s in p.shape:
-            if s != N and s not in dims:
-                dims.append(s)
-    return ArrayProblem(node, tuple(ordered), data, tuple(dims))
+    dims: dict[tuple, Dim] = {}
+    for n in topo([node]):
+        for s in n.shape:
+            if s != N:
+                dims.setdefault(s.key, s)
+    return ArrayProblem(node, tuple(ordered), data, tuple(dims.values()))
 
 
 def _order(found: list[Leaf], params: Sequence | None) -> list[Leaf]:

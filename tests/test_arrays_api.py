@@ -1,0 +1,180 @@
+"""Array losses: the user's face (errors, packing, sizes, float32, generate, SciPy, training)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad import losses, optim
+from symgrad.arrays.build import array_source
+
+D, H, K = 3, 5, 3
+
+
+def _net(d=D, h=H, k=K):
+    W1, b1 = sg.params("W1", shape=(h, d)), sg.params("b1", shape=(h,))
+    W2, b2 = sg.params("W2", shape=(k, h)), sg.params("b2", shape=(k,))
+    X, Y = sg.data("X", shape=(d,)), sg.data("Y", shape=(k,))
+    return losses.cross_entropy(W2 @ sg.relu(W1 @ X + b1) + b2, Y), [W1, b1, W2, b2]
+
+
+@pytest.fixture(scope="module")
+def net():
+    loss, params = _net()
+    return sg.compile(loss, params)
+
+
+@pytest.fixture(scope="module")
+def rings():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, D))
+    cls = np.digitize(np.linalg.norm(X, axis=1), [1.2, 1.9])
+    return X, np.eye(K)[cls], cls
+
+
+def test_sizes_do_not_enter_the_code():
+    small = array_source(*_net(3, 5, 3), None, "x")[1]
+    big = array_source(*_net(784, 512, 10), None, "x")[1]
+    assert small == big
+    assert "784" not in big and "512" not in big
+    assert "np.dot(" in big
+
+
+def test_layout_pack_unpack(net):
+    assert net.params == ("W1", "b1", "W2", "b2")
+    assert net.shapes == {"W1": (H, D), "b1": (H,), "W2": (K, H), "b2": (K,)}
+    assert net.n_params == H * D + H + K * H + K
+    x = np.arange(net.n_params, dtype=float)
+    views = net.unpack(x)
+    assert views["W1"][1, 0] == D and views["b1"][0] == H * D
+    np.testing.assert_array_equal(net.pack(**views), x)
+    views["b2"][:] = -1.0  # views write through
+    assert x[-1] == -1.0
+    with pytest.raises(ValueError, match="W1 must have shape"):
+        net.pack(**{**views, "W1": np.zeros((D, H))})
+    with pytest.raises(TypeError, match="missing b2"):
+        net.pack(W1=views["W1"], b1=views["b1"], W2=views["W2"])
+
+
+def test_formulas_show_one_gemm_per_weight(net):
+    text = net.formulas()
+    assert "dW1 = einsum('#i,#k->ik'" in text and ", X)" in text.split("dW1 = ")[1]
+    assert "Heaviside" in text  # relu'(0) from the kink policy
+
+
+def test_shape_errors_name_the_arrays():
+    W, b = sg.params("W", shape=(3, 4)), sg.params("b", shape=(4,))
+    X = sg.data("X", shape=(5,))
+    with pytest.raises(sg.ShapeError, match=r"W\[3, 4\] @ X\[N, 5\].*\(4\).*\(5\)"):
+        W @ X
+    Z = sg.data("Z", shape=(4,))
+    with pytest.raises(sg.ShapeError, match=r"b\[4\].*size 4 against 3"):
+        W @ Z + b
+    with pytest.raises(sg.ShapeError, match="index 3 is out of range for axis 0 of W"):
+        W[3, 0]
+    with pytest.raises(sg.ShapeError, match="axis 2 is out of range"):
+        sg.sum(W, axis=2)
+    with pytest.raises(sg.ProblemError, match="still has the sample axis"):
+        sg.compile(W @ Z)
+    with pytest.raises(sg.ProblemError, match="name 'W' is used for two different arrays"):
+        sg.compile(sg.sum(W) + sg.sum(sg.params("W", shape=(2,))))
+    with pytest.raises(TypeError, match="SymPy Matrix cannot be mixed"):
+        W @ __import__("sympy").Matrix([1, 2, 3, 4])
+
+
+def test_data_errors_at_call_time(net, rings):
+    X, Y, _ = rings
+    x = net.init(0)
+    with pytest.raises(ValueError, match="data array 'X' has size 4 on axis 1; the loss needs 3"):
+        net.value(x, X=np.zeros((10, 4)), Y=Y[:10])
+    with pytest.raises(ValueError, match="'Y' has 9 samples but 'X' has 10"):
+        net.value(x, X=X[:10], Y=Y[:9])
+    with pytest.raises(TypeError, match="missing data array 'Y'"):
+        net.value(x, X=X)
+    with pytest.raises(ValueError, match="x must be a vector of 38 values"):
+        net.value(x[:-1], X=X, Y=Y)
+    bad = X.copy()
+    bad[7, 1] = np.nan
+    with pytest.raises(ValueError, match="'X' has a non-finite value in row 7"):
+        net.value(x, X=bad, Y=Y)
+    g = np.empty_like(x)
+    with pytest.raises(ValueError, match="out shares memory with x"):
+        net.value_and_grad(x, x, X=X, Y=Y)
+    with pytest.raises(ValueError, match="out shares memory with v"):
+        net.hvp(x, g, g, X=X, Y=Y)
+
+
+def test_minibatch_training_and_checks(net, rings):
+    X, Y, cls = rings
+    res = sg.minimize(net, net.init(seed=1), data={"X": X, "Y": Y}, batch_size=32, epochs=60,
+                      optimizer=optim.adam(lr=0.02), seed=0)
+    assert res.status == "completed"
+    p = net.unpack(res.x)
+    logits = np.maximum(X @ p["W1"].T + p["b1"], 0) @ p["W2"].T + p["b2"]
+    assert (logits.argmax(1) == cls).mean() > 0.9
+    # random-direction check of the relu network (finite differences in a few directions)
+    chk = sg.check_grad(net, res.x, data={"X": X[:50], "Y": Y[:50]}, directions=4, seed=0)
+    assert chk.max_rel_err < 1e-5, chk
+
+
+def test_float32_stays_float32():
+    loss, params = _net()
+    f32 = sg.compile(loss, params, dtype="float32")
+    f64 = sg.compile(loss, params)
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((20, D))
+    Y = np.eye(K)[rng.integers(0, K, 20)]
+    x = f64.init(0) + 0.1
+    v32, g32 = f32.value_and_grad(x, X=X, Y=Y)
+    v64, g64 = f64.value_and_grad(x, X=X, Y=Y)
+    assert g32.dtype == np.float32 and f32.unpack(x)["W1"].dtype == np.float32
+    assert abs(v32 - v64) < 1e-5 * abs(v64)
+    np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-6)
+    assert "DTYPE = 'float32'" in f32.source and "np.float32(" in f32.source
+    assert not f32.analytic
+    with pytest.raises(ValueError, match="dtype= applies to array losses"):
+        sg.compile(sg.params("q") ** 2, dtype="float32")
+
+
+def test_scipy_newton_cg_on_logistic_regression():
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    rng = np.random.default_rng(3)
+    P = 6
+    w, b = sg.params("w", shape=(P,)), sg.params("b")
+    X, y = sg.data("X", shape=(P,)), sg.data("y")
+    f = sg.compile(losses.binary_cross_entropy(X @ w + b, y) + losses.l2(w, weight=1e-2))
+    Xd = rng.standard_normal((300, P))
+    yd = (Xd @ rng.standard_normal(P) + 0.3 * rng.standard_normal(300) > 0).astype(float)
+    obj = sg.scipy_objective(f, {"X": Xd, "y": yd})
+    r = scipy_optimize.minimize(obj.fun, np.zeros(P + 1), jac=obj.jac, hessp=obj.hessp,
+                                method="Newton-CG", options={"xtol": 1e-10})
+    assert r.success and np.linalg.norm(f.grad(r.x, X=Xd, y=yd)) < 1e-7
+
+
+def test_generated_module_runs_standalone(tmp_path):
+    loss, params = _net()
+    path = sg.generate(loss, tmp_path / "net_loss.py", params)
+    f = sg.compile(loss, params)
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((9, D))
+    Y = np.eye(K)[rng.integers(0, K, 9)]
+    x = f.init(2)
+    want = f.value(x, X=X, Y=Y)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "Y.npy", Y)
+    script = (
+        "import sys, numpy as np\n"
+        "sys.modules['sympy'] = None; sys.modules['symgrad'] = None\n"
+        "import net_loss as m\n"
+        "x, X, Y = (np.load(n + '.npy') for n in 'x X Y'.split())\n"
+        f"g = np.empty_like(x)\n"
+        f"print(repr(m.value_and_grad(x, g, np.array({list(f.dims)}), X, Y, None)))\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout
+    assert float(out) == pytest.approx(want, rel=1e-14)
+    assert path.read_text().startswith("# Generated by symgrad, do not edit.")
