@@ -186,7 +186,8 @@ def _check_shape(shape) -> tuple[int, ...]:
     return shape
 
 
-def data(names: str | Sequence[str], shape: tuple | None = None, indexed: bool = False):
+def data(names: str | Sequence[str], shape: tuple | None = None, indexed: bool = False,
+         dtype: type | str | None = None):
     """Declare data columns.
 
     ``data("t y")`` gives per-sample 1-D columns (one value per sample, reduced by
@@ -194,6 +195,9 @@ def data(names: str | Sequence[str], shape: tuple | None = None, indexed: bool =
     ``(k,)`` read from an ``(N, k)`` array passed as ``x=...``. ``data("y", indexed=True)`` gives a
     :class:`DataVector` read element-wise (``y[i]``, ``y[i+1]``) inside ``sum(term, (i, lo, hi))``
     next to parameter vectors; several names give a tuple.
+
+    ``data("i", dtype=int)`` is an integer column whose values pick rows of parameter arrays
+    per sample (``U[i]``: a gather; the gradient adds rows back).
 
     >>> t, y = data("t y")
     >>> data("x", shape=(2,)).shape
@@ -207,6 +211,12 @@ def data(names: str | Sequence[str], shape: tuple | None = None, indexed: bool =
     if clash:
         raise ValueError(f"'{clash[0]}' cannot name a data column: it is a keyword of the "
                          "kernel methods (f.value(x, out=..., batch=...)); choose another name")
+    if dtype is not None:
+        if dtype not in (int, "int", "int64") or shape is not None or indexed:
+            raise ValueError("dtype=int declares integer per-sample columns that pick rows of "
+                             "parameter arrays (U[i]); give no shape= or indexed=")
+        cols = tuple(Leaf("index", n, (N,)) for n in ns)
+        return cols[0] if len(cols) == 1 else cols
     if indexed:
         if shape is not None:
             raise ValueError("indexed=True columns are 1-D (one value per element): drop shape=")

@@ -25,18 +25,21 @@ import sympy as sp
 from ..derive import KinkPolicy, local_derivative
 from .graph import (
     Contract,
-    Element,
+    Gather,
     Leaf,
     Map,
     Node,
-    Place,
+    Pad,
     Reduce,
+    Scatter,
+    Window,
     contract,
-    element,
+    gather,
     map_,
+    pad,
     ph,
-    place,
     reduce_,
+    scatter,
 )
 
 __all__ = ["gradients", "pdiff", "tangents", "topo"]
@@ -143,16 +146,25 @@ def _vjp_reduce(n: Reduce, adj: Node, policy) -> list[Node]:
     return [map_(ph(0) * ph(1) / ph(2), [(adj, n.keep), (ind, _all(z)), (cnt, n.keep)], z.shape)]
 
 
-def _vjp_element(n: Element, adj: Node, policy) -> list[Node]:
-    return [place(adj, n.index, n.args[0].shape)]
+def _vjp_window(n: Window, adj: Node, policy) -> list[Node]:
+    return [pad(adj, n.spec, n.args[0].shape)]
 
 
-def _vjp_place(n: Place, adj: Node, policy) -> list[Node]:
-    return [element(adj, n.index)]
+def _vjp_pad(n: Pad, adj: Node, policy) -> list[Node]:
+    return [Window(adj, n.spec, n.args[0].shape)]
 
 
-_VJP = {Map: _vjp_map, Contract: _vjp_contract, Reduce: _vjp_reduce, Element: _vjp_element,
-        Place: _vjp_place}
+def _vjp_gather(n: Gather, adj: Node, policy) -> list[Node | None]:
+    src, idx = n.args
+    return [scatter(adj, idx, src.shape), None]
+
+
+def _vjp_scatter(n: Scatter, adj: Node, policy) -> list[Node | None]:
+    return [gather(adj, n.args[1]), None]
+
+
+_VJP = {Map: _vjp_map, Contract: _vjp_contract, Reduce: _vjp_reduce, Window: _vjp_window,
+        Pad: _vjp_pad, Gather: _vjp_gather, Scatter: _vjp_scatter}
 
 
 def gradients(loss: Node, wrt: Sequence[Leaf], policy: KinkPolicy | None = None
@@ -211,16 +223,24 @@ def _jvp_reduce(n: Reduce, ts: list, policy) -> Node | None:
     return reduce_("sum", w, n.keep)
 
 
-def _jvp_element(n: Element, ts: list, policy) -> Node | None:
-    return None if ts[0] is None else element(ts[0], n.index)
+def _jvp_window(n: Window, ts: list, policy) -> Node | None:
+    return None if ts[0] is None else Window(ts[0], n.spec, n.shape)
 
 
-def _jvp_place(n: Place, ts: list, policy) -> Node | None:
-    return None if ts[0] is None else place(ts[0], n.index, n.shape)
+def _jvp_pad(n: Pad, ts: list, policy) -> Node | None:
+    return None if ts[0] is None else pad(ts[0], n.spec, n.shape)
 
 
-_JVP = {Map: _jvp_map, Contract: _jvp_contract, Reduce: _jvp_reduce, Element: _jvp_element,
-        Place: _jvp_place}
+def _jvp_gather(n: Gather, ts: list, policy) -> Node | None:
+    return None if ts[0] is None else gather(ts[0], n.args[1])
+
+
+def _jvp_scatter(n: Scatter, ts: list, policy) -> Node | None:
+    return None if ts[0] is None else scatter(ts[0], n.args[1], n.shape)
+
+
+_JVP = {Map: _jvp_map, Contract: _jvp_contract, Reduce: _jvp_reduce, Window: _jvp_window,
+        Pad: _jvp_pad, Gather: _jvp_gather, Scatter: _jvp_scatter}
 
 
 def tangents(outputs: Sequence[Node | None], seeds: dict[Leaf, Node],

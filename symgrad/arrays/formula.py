@@ -17,7 +17,20 @@ from __future__ import annotations
 import sympy as sp
 
 from .autodiff import topo
-from .graph import SAMPLES, Contract, Element, Leaf, Map, Node, Place, Reduce, ph
+from .graph import (
+    SAMPLES,
+    Contract,
+    Gather,
+    Leaf,
+    Map,
+    Node,
+    Pad,
+    Reduce,
+    Scatter,
+    Window,
+    _spec_str,
+    ph,
+)
 
 __all__ = ["program"]
 
@@ -77,9 +90,13 @@ def _text(n: Node, text: dict) -> str:
         op = {"sum": "sum", "max": "max", "lse": "logsumexp"}[n.op]
         ax = axes[0] if len(axes) == 1 else axes
         return f"{op}({args[0]}, axis={ax})"
-    if isinstance(n, Element):
-        idx = ", ".join(map(str, n.index))
-        return f"{args[0]}[:, {idx}]" if n.args[0].per_sample else f"{args[0]}[{idx}]"
-    if isinstance(n, Place):
-        return f"place({args[0]}, at={n.index})"
+    if isinstance(n, Window):
+        lead = ":, " if n.args[0].per_sample else ""
+        return f"{args[0]}[{lead}{_spec_str(n.spec)}]"
+    if isinstance(n, Pad):
+        return f"pad({args[0]}, at=[{_spec_str(n.spec)}])"
+    if isinstance(n, Gather):
+        return f"{args[0]}[{args[1]}]"
+    if isinstance(n, Scatter):
+        return f"scatter_add({args[0]}, rows={args[1]})"
     raise TypeError(type(n).__name__)

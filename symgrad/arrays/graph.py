@@ -8,7 +8,9 @@ Five node kinds cover dense layers, losses and their derivatives:
   is written);
 - ``Contract``: a two-operand einsum (matrix products, outer products, Hadamard and dot products);
 - ``Reduce``: ``sum``, ``max`` or a stable ``lse`` (log-sum-exp) over the axes not kept;
-- ``Element``/``Place``: one element of an array (``W[0, 3]``) and its adjoint.
+- ``Window``/``Pad``: ints and slices of an array (``W[0, 3]``, ``u[1:, :]``) and the adjoint;
+- ``Gather``/``Scatter``: rows picked per sample by an integer data array (``U[i]``) and the
+  adjoint (rows added back).
 
 Shapes hold concrete sizes for checking; the sample axis is written ``N`` and is axis 0 of every
 per-sample node. Generated code never sees a size: sizes are call-time arguments. Nodes are
@@ -32,20 +34,25 @@ from ..errors import ProblemError
 __all__ = [
     "SAMPLES",
     "Contract",
-    "Element",
+    "Dim",
+    "Gather",
     "Leaf",
     "Map",
     "N",
     "Node",
-    "Place",
+    "Pad",
     "Reduce",
+    "Scatter",
     "ShapeError",
+    "Window",
     "contract",
-    "element",
+    "gather",
     "map_",
+    "pad",
     "ph",
-    "place",
     "reduce_",
+    "scatter",
+    "window",
 ]
 
 #: The sample axis in a shape: axis 0 of every per-sample node.
@@ -72,12 +79,24 @@ class Dim(int):
         obj.owner, obj.axis = owner, axis
         return obj
 
+    #: Part of a declared axis (a slice): ``base - trim`` elements.
+    base: Dim | None = None
+    trim: int = 0
+
+    @classmethod
+    def part(cls, base: Dim, start: int, end: int) -> Dim:
+        """The size of ``base[start:base - end]``, named after ``base``."""
+        root = base.base or base
+        obj = cls(int(base) - start - end, root.owner, root.axis)
+        obj.base, obj.trim = root, base.trim + start + end
+        return obj
+
     @property
-    def key(self) -> tuple[str, int]:
-        return (self.owner, self.axis)
+    def key(self) -> tuple:
+        return (self.owner, self.axis, self.trim)
 
     def __reduce__(self):
-        return (Dim, (int(self), self.owner, self.axis))
+        return (Dim, (int(self), self.owner, self.axis))  # parts are rebuilt by window()
 
 
 class ShapeError(ProblemError):
@@ -127,7 +146,9 @@ class Node:
 
 
 class Leaf(Node):
-    """A parameter (``role='param'``) or per-sample data array (``role='data'``)."""
+    """A parameter (``role='param'``), a per-sample data array (``'data'``), an integer
+    per-sample data column that picks rows (``'index'``), or a tangent direction
+    (``'tangent'``, the ``v`` of a Hessian-vector product)."""
 
     kind = "leaf"
     __slots__ = ("name", "role")
@@ -189,34 +210,66 @@ class Reduce(Node):
         return f"{self.op}({self.args[0]!r}, keep={self.keep})"
 
 
-class Element(Node):
-    """``arg[index]`` at constant positions of the non-sample axes."""
+class Window(Node):
+    """A window of ``arg``: per non-sample axis an int (the axis is dropped) or a range
+    ``(start, stop)``; ``u[1:, :]`` and ``W[0, 3]`` are windows."""
 
-    kind = "element"
-    __slots__ = ("index",)
+    kind = "window"
+    __slots__ = ("spec",)
 
-    def __new__(cls, arg: Node, index: tuple):
-        obj = super().__new__(cls, (N,) if arg.per_sample else (), (arg,), index)
-        obj.index = index
+    def __new__(cls, arg: Node, spec: tuple, shape: tuple):
+        obj = super().__new__(cls, shape, (arg,), spec)
+        obj.spec = spec
         return obj
 
     def __repr__(self) -> str:
-        return f"{self.args[0]!r}[{', '.join(map(str, self.index))}]"
+        return f"{self.args[0]!r}[{_spec_str(self.spec)}]"
 
 
-class Place(Node):
-    """The adjoint of :class:`Element`: zeros of ``shape`` with ``arg`` at ``index``."""
+class Pad(Node):
+    """The adjoint of :class:`Window`: zeros of ``shape`` holding ``arg`` in the window."""
 
-    kind = "place"
-    __slots__ = ("index",)
+    kind = "pad"
+    __slots__ = ("spec",)
 
-    def __new__(cls, arg: Node, index: tuple, shape: tuple):
-        obj = super().__new__(cls, shape, (arg,), index)
-        obj.index = index
+    def __new__(cls, arg: Node, spec: tuple, shape: tuple):
+        obj = super().__new__(cls, shape, (arg,), spec)
+        obj.spec = spec
         return obj
 
     def __repr__(self) -> str:
-        return f"place({self.args[0]!r}, {self.index}, {_shape_str(self.shape)})"
+        return f"pad({self.args[0]!r}, [{_spec_str(self.spec)}], {_shape_str(self.shape)})"
+
+
+class Gather(Node):
+    """Rows of ``src`` picked per sample by an integer data array: ``U[i]``."""
+
+    kind = "gather"
+    __slots__ = ()
+
+    def __new__(cls, src: Node, idx: Node):
+        return super().__new__(cls, (N, *src.shape[1:]), (src, idx), ())
+
+    def __repr__(self) -> str:
+        return f"{self.args[0]!r}[{self.args[1].name}]"
+
+
+class Scatter(Node):
+    """The adjoint of :class:`Gather`: per-sample rows added into an array of ``shape``."""
+
+    kind = "scatter"
+    __slots__ = ()
+
+    def __new__(cls, arg: Node, idx: Node, shape: tuple):
+        return super().__new__(cls, shape, (arg, idx), ())
+
+    def __repr__(self) -> str:
+        return f"scatter_add({self.args[0]!r}, {self.args[1].name}, {_shape_str(self.shape)})"
+
+
+def _spec_str(spec: tuple) -> str:
+    return ", ".join(str(w) if isinstance(w, int) else
+                     f"{w[0] or ''}:{-w[1] if w[1] else ''}" for w in spec)
 
 
 def _shape_str(shape: tuple) -> str:
@@ -338,25 +391,49 @@ def reduce_(op: str, arg: Node, keep) -> Node:
     return Reduce(op, arg, keep)
 
 
-def element(arg: Node, index: tuple) -> Node:
-    """One element (per sample, for per-sample arrays) at constant integer positions."""
-    rest = arg.shape[1:] if arg.per_sample else arg.shape
-    if len(index) != len(rest):
-        raise ShapeError(f"{arg!r} takes {len(rest)} indices, got {len(index)}")
-    idx = []
-    for ax, (i, n) in enumerate(zip(index, rest, strict=True)):
-        if not isinstance(i, int) or isinstance(i, bool):
-            raise ShapeError(f"index {i!r} of {arg!r}: only integer positions are supported "
-                             "here (index notation with symbols is the next step)")
-        if not -n <= i < n:
-            raise ShapeError(f"index {i} is out of range for axis {ax} of {arg!r} (size {n})")
-        idx.append(i % n)
-    src, perm = _unperm(arg)
-    if perm is not None and not arg.per_sample:
-        return element(src, tuple(idx[perm[j]] for j in range(src.ndim)))
-    return Element(arg, tuple(idx))
+def window(arg: Node, key: tuple) -> Node:
+    """``arg[key]`` for ints and step-1 slices on the non-sample axes (bounds checked now)."""
+    lead = 1 if arg.per_sample else 0
+    rest = arg.shape[lead:]
+    if len(key) != len(rest):
+        raise ShapeError(f"{arg!r} takes {len(rest)} indices per sample, got {len(key)}")
+    spec, shape = [], list(arg.shape[:lead])
+    for ax, (k, n) in enumerate(zip(key, rest, strict=True)):
+        if isinstance(k, slice):
+            start, stop, step = k.indices(int(n))
+            if step != 1 or stop <= start:
+                raise ShapeError(f"slice {k.start}:{k.stop}:{k.step} of axis {ax} of {arg!r} "
+                                 f"(size {n}): only non-empty step-1 slices are supported")
+            spec.append((start, int(n) - stop))  # (start, elements trimmed at the end)
+            shape.append(n if (start, stop) == (0, n) else Dim.part(n, start, n - stop))
+        elif isinstance(k, int) and not isinstance(k, bool):
+            if not -n <= k < n:
+                raise ShapeError(f"index {k} is out of range for axis {ax} of {arg!r} "
+                                 f"(size {n})")
+            spec.append(k % n)
+        else:
+            raise ShapeError(f"index {k!r} of axis {ax} of {arg!r}: use an int, a slice such as "
+                             "1: or :-1, or an integer data array (a gather, on axis 0)")
+    if all(w == (0, 0) for w in spec):
+        return arg
+    return Window(arg, tuple(spec), tuple(shape))
 
 
-def place(arg: Node, index: tuple, shape: tuple) -> Node:
-    """Zeros of ``shape`` holding ``arg`` at ``index`` (the adjoint of :func:`element`)."""
-    return Place(arg, tuple(index), tuple(shape))
+def pad(arg: Node, spec: tuple, shape: tuple) -> Node:
+    """Zeros of ``shape`` holding ``arg`` in the window ``spec`` (the adjoint of a window)."""
+    return Pad(arg, tuple(spec), tuple(shape))
+
+
+def gather(src: Node, idx: Node) -> Node:
+    """``src[idx]``: per sample, the row of ``src`` that the integer data array ``idx`` names."""
+    if src.per_sample or not src.ndim:
+        raise ShapeError(f"{src!r}[{idx!r}]: gathers pick rows of a parameter array")
+    if not (isinstance(idx, Leaf) and idx.role == "index" and idx.shape == (N,)):
+        raise ShapeError(f"{src!r}[{idx!r}]: the index must be an integer data column, "
+                         "declared with sg.data(name, dtype=int)")
+    return Gather(src, idx)
+
+
+def scatter(arg: Node, idx: Node, shape: tuple) -> Node:
+    """Per-sample rows of ``arg`` added into zeros of ``shape`` at rows ``idx``."""
+    return Scatter(arg, idx, tuple(shape))

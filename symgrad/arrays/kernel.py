@@ -23,7 +23,8 @@ import numpy as np
 
 from ..derive import KinkPolicy
 from ..kernel import BoundKernel
-from .graph import N
+from .autodiff import topo
+from .graph import Gather, N
 from .problem import ArrayProblem
 
 __all__ = ["ArrayKernel"]
@@ -52,6 +53,12 @@ class ArrayKernel:
         #: Data arrays the loss reads, with their per-sample shapes.
         self.data_names: tuple[str, ...] = tuple(d.name for d in problem.data)
         self.data_shapes = {d.name: d.shape[1:] for d in problem.data}
+        #: integer columns -> (rows they may name, the array they pick from)
+        self._rows = {}
+        for n in topo([problem.loss]):
+            if isinstance(n, Gather):
+                self._rows.setdefault(n.args[1].name, []).append((int(n.args[0].shape[0]),
+                                                                   n.args[0].name))
         #: No kinks: the module has a complex-step variant (``value_complex``; float64 only).
         self.analytic: bool = problem.analytic and self.dtype == np.float64
         self.vectors: tuple[str, ...] = ()
@@ -148,7 +155,8 @@ class ArrayKernel:
             return (self.dims,)
         cols, n, first = [], None, None
         for name in self.data_names:
-            a = _array(name, data[name], self.data_shapes[name], self.dtype)
+            a = (_rows(name, data[name], self._rows[name]) if name in self._rows else
+                 _array(name, data[name], self.data_shapes[name], self.dtype))
             if n is None:
                 n, first = a.shape[0], name
             elif a.shape[0] != n:
@@ -174,8 +182,10 @@ class ArrayKernel:
             for name, a in zip(self.data_names, args[1:], strict=False):
                 bad = ~np.isfinite(a)
                 if bad.any():
-                    row = int(np.argwhere(bad)[0][0])
-                    raise ValueError(f"data array '{name}' has a non-finite value in row {row}")
+                    row, *entry = (int(k) for k in np.argwhere(bad)[0])
+                    at = f", entry {tuple(entry) if len(entry) > 1 else entry[0]}" if entry else ""
+                    raise ValueError(f"data array '{name}' has a non-finite value in row "
+                                     f"{row}{at}")
         return value
 
     # -- evaluation -------------------------------------------------------------------------------
@@ -244,6 +254,24 @@ def _array(name: str, a, per_sample: tuple, dtype) -> np.ndarray:
             raise ValueError(f"data array '{name}' has size {s} on axis {ax}; the loss needs "
                              f"{w} (shape {expect})")
     return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _rows(name: str, a, limits: list) -> np.ndarray:
+    """An integer column: whole numbers inside every array it picks rows from."""
+    a = np.asarray(a)
+    if a.ndim != 1:
+        raise ValueError(f"index column '{name}' must be 1-D (one row number per sample), got "
+                         f"shape {a.shape}")
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"index column '{name}' must hold integers, got dtype {a.dtype}")
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    for size, src in limits:
+        bad = (a < 0) | (a >= size)
+        if a.size and bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(f"index column '{name}' has {a[row]} in row {row}: {src} has rows "
+                             f"0..{size - 1}")
+    return a
 
 
 def _batch_index(batch, n: int) -> np.ndarray:

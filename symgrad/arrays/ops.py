@@ -26,10 +26,11 @@ from .graph import (
     Node,
     ShapeError,
     contract,
-    element,
+    gather,
     map_,
     ph,
     reduce_,
+    window,
 )
 
 __all__ = [
@@ -303,11 +304,24 @@ def _transpose(n: Node) -> Node:
 
 
 def _getitem(n: Node, key) -> Node:
+    """Ints and step-1 slices (``u[1:, :]``, ``W[0, 3]``), or rows picked per sample by an
+    integer data column (``U[i]``, ``U[i, 2]``)."""
     key = key if isinstance(key, tuple) else (key,)
-    if any(isinstance(k, slice) or k is Ellipsis for k in key):
-        raise ShapeError("slices of arrays are not supported yet: index single elements "
-                         f"({n!r}[0, 3]) or use sg.einsum")
-    return element(n, tuple(int(k) if isinstance(k, sp.Integer) else k for k in key))
+    if key and isinstance(key[0], Node):
+        rows = gather(n, key[0])
+        if len(key) == 1:
+            return rows
+        return _getitem(rows, key[1:])
+    if any(k is Ellipsis for k in key):
+        raise ShapeError(f"{n!r}[...]: write every axis (ints or slices such as 1: and :-1)")
+    lead = 1 if n.per_sample else 0
+    key = key + (slice(None),) * (n.ndim - lead - len(key))
+    return window(n, tuple(int(k) if isinstance(k, sp.Integer) else k for k in key))
+
+
+def _no_iter(n: Node):
+    raise TypeError(f"an array expression ({n!r}) is not iterated over: reduce it with "
+                    "sg.sum/sg.mean(..., axis=...), index elements (W[0, 1]) or use sg.einsum")
 
 
 def _binary(op):
@@ -327,6 +341,7 @@ def _install() -> None:
     Node.__matmul__ = matmul
     Node.__rmatmul__ = lambda self, other: matmul(other, self)
     Node.__getitem__ = _getitem
+    Node.__iter__ = _no_iter
     Node.T = property(_transpose)
     Node.sum = lambda self, axis=None: sum_(self, axis)
     Node.mean = lambda self, axis=None: mean(self, axis)

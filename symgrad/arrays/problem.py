@@ -93,14 +93,15 @@ def array_problem(loss, params: Sequence | None = None) -> ArrayProblem:
                                f"({other!r} as {other.role} and {leaf!r} as {leaf.role}): "
                                "use one name per array")
     found = [q for q in leaves if q.role == "param"]
-    data = tuple(sorted((q for q in leaves if q.role == "data"), key=lambda q: q.name))
+    data = tuple(sorted((q for q in leaves if q.role in ("data", "index")),
+                        key=lambda q: q.name))
     if not data and any(N in n.shape for n in topo([node])):
         raise ProblemError("the loss reduces over samples but reads no data array")
     ordered = _order(found, params)
     dims: dict[tuple, Dim] = {}
     for n in topo([node]):
         for s in n.shape:
-            if s != N:
+            if s != N and not s.trim:  # parts (slices) are written from their axis
                 dims.setdefault(s.key, s)
     return ArrayProblem(node, tuple(ordered), data, tuple(dims.values()))
 

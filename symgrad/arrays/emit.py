@@ -1,0 +1,383 @@
+"""One generated function body: buffers, loops and BLAS calls for an array graph.
+
+A node is either materialised (a buffer, a scalar, or a view of ``x``/``g``) or virtual: its
+element at given indices is a formula that consumers compute in place. Element-wise maps used
+once, windows (``u[1:, :]``), pads (their adjoints: ``g[i] = d[i - 1] if i >= 1 else 0``) and
+gathers (``U[i[s], k]``) are virtual, so a chain of them becomes one loop in gather form: no
+dense temporaries and no scattered writes. Contractions need contiguous operands (BLAS), so
+their virtual arguments are materialised.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..printer import ComplexPrinter, ScalarPrinter
+from .autodiff import topo
+from .graph import (
+    SAMPLES,
+    Contract,
+    Gather,
+    Leaf,
+    Map,
+    N,
+    Node,
+    Pad,
+    Reduce,
+    Scatter,
+    Window,
+    ph,
+)
+from .problem import ArrayProblem
+
+__all__ = ["Emitter", "F32Printer", "f32_helpers", "plan"]
+
+_SIMPLE = re.compile(r"[A-Za-z_]\w*(\[[^\[\]]*\])?")
+_INDEX = re.compile(r"(i\d+)(?: ([+-]) (\d+))?")
+
+
+def shift(index: str, k: int) -> str:
+    """``index + k`` for a loop index with an offset (``shift("i0 - 1", 1) == "i0"``)."""
+    m = _INDEX.fullmatch(index)
+    if m is None:
+        return f"{index} + {k}" if k > 0 else f"{index} - {-k}"
+    off = (int(m.group(3)) if m.group(2) == "+" else -int(m.group(3))) if m.group(2) else 0
+    off += k
+    return m.group(1) if off == 0 else f"{m.group(1)} {'+' if off > 0 else '-'} {abs(off)}"
+
+
+class F32Printer(ScalarPrinter):
+    """Scalar code that stays in float32: literals are float32 and so are helper results
+    (Numba's ``math`` functions keep float32; a Python float literal would promote)."""
+
+    def _f32(self, text: str) -> str:
+        return f"np.float32({text})"
+
+    def _print_Float(self, e):
+        return self._f32(super()._print_Float(e))
+
+    _print_Integer = _print_Rational = _print_Float
+    _print_Pi = _print_Exp1 = _print_Float
+
+    def _print_Zero(self, e):
+        return self._f32("0.0")
+
+    def _print_One(self, e):
+        return self._f32("1.0")
+
+    def _print_NegativeOne(self, e):
+        return self._f32("-1.0")
+
+    def _print_Half(self, e):
+        return self._f32("0.5")
+
+    def _print_Pow(self, e, rational=False):
+        text = super()._print_Pow(e, rational)
+        return text.replace("(1.0/", "(np.float32(1.0)/")
+
+
+
+def f32_helpers(text: str) -> str:
+    """The kink helpers with float32 literals, so that they return float32 for float32."""
+    return re.sub(r"(?<![\w.])(\d+\.\d+)", r"np.float32(\1)", text)
+
+
+class Emitter:
+    """The statements of one function, node by node in topological order."""
+
+    def __init__(self, prob: ArrayProblem, cplx: bool = False, real: str = "float64") -> None:
+        self.prob = prob
+        self.real = real
+        self.lines: list[str] = []
+        self.name: dict[int, str] = {}
+        self.dim = {s.key: f"D{k}" for k, s in enumerate(prob.dims)}
+        self.k = 0
+        #: complex buffers and cmath for the complex-step variant of the value
+        self.cplx = cplx
+        self.dtype = (", dtype=np.complex128" if cplx else
+                      ", dtype=np.float32" if real == "float32" else "")
+        self.zero = "0j" if cplx else "np.float32(0.0)" if real == "float32" else "0.0"
+        self.lib = "cmath" if cplx else "math"
+
+    # -- helpers -----------------------------------------------------------------------------
+    def size(self, s) -> str:
+        if s == N:
+            return "n"
+        name = self.dim[(s.owner, s.axis, 0)]
+        return f"({name} - {s.trim})" if s.trim else name
+
+    def shape(self, shape: tuple) -> str:
+        return "(" + "".join(f"{self.size(s)}, " for s in shape) + ")"
+
+    def new(self) -> str:
+        self.k += 1
+        return f"t{self.k}"
+
+    def prod(self, sizes) -> str:
+        return " * ".join(self.size(s) for s in sizes) or "1"
+
+    def loops(self, shape: tuple, depth: int = 0, axes: tuple | None = None) -> tuple[list, int]:
+        axes = tuple(range(len(shape))) if axes is None else axes
+        out = []
+        for d, (a, s) in enumerate(zip(axes, shape, strict=True)):
+            out.append("    " * (depth + d) + f"for i{a} in range({self.size(s)}):")
+        return out, depth + len(shape)
+
+    def emit(self, text: str, depth: int = 0) -> None:
+        self.lines.append("    " * depth + text)
+
+    @staticmethod
+    def idx(axes) -> tuple[str, ...]:
+        return tuple(f"i{a}" for a in axes)
+
+    # -- elements ------------------------------------------------------------------------------
+    def expr(self, node: Node, idx: tuple) -> str:
+        """The element of ``node`` at the index expressions ``idx``: a load when the node is
+        materialised, else its formula (virtual nodes are computed where they are read)."""
+        name = self.name.get(id(node))
+        if name is not None:
+            return f"{name}[{', '.join(idx)}]" if idx else name
+        return self.elem(node, idx)
+
+    def elem(self, n: Node, idx: tuple) -> str:
+        """The formula of one element of ``n``."""
+        if isinstance(n, Map):
+            names = {SAMPLES: "nf"}
+            for k, (a, axes) in enumerate(zip(n.args, n.axes, strict=True)):
+                t = self.expr(a, tuple(idx[j] for j in axes))
+                names[ph(k)] = t if _SIMPLE.fullmatch(t) else f"({t})"
+            printer = (ComplexPrinter if self.cplx else F32Printer if self.real == "float32"
+                       else ScalarPrinter)(names)
+            return printer.doprint(n.expr)
+        if isinstance(n, Window):
+            (a,) = n.args
+            lead = 1 if a.per_sample else 0
+            src, j = list(idx[:lead]), lead
+            for w in n.spec:
+                if isinstance(w, int):
+                    src.append(str(w))
+                else:
+                    src.append(shift(idx[j], w[0]))
+                    j += 1
+            return self.expr(a, tuple(src))
+        if isinstance(n, Pad):
+            (a,) = n.args
+            lead = 1 if n.per_sample else 0
+            src, cond = list(idx[:lead]), []
+            for j, w in enumerate(n.spec, start=lead):
+                size = self.size(n.shape[j])
+                if isinstance(w, int):
+                    cond.append(f"{idx[j]} == {w}")
+                    continue
+                start, end = w
+                src.append(shift(idx[j], -start))
+                if start:
+                    cond.append(f"{idx[j]} >= {start}")
+                if end:
+                    cond.append(f"{idx[j]} < {size} - {end}")
+            inner = self.expr(a, tuple(src))
+            return f"({inner} if {' and '.join(cond)} else {self.zero})" if cond else inner
+        if isinstance(n, Gather):
+            src, rows = n.args
+            return self.expr(src, (self.expr(rows, idx[:1]), *idx[1:]))
+        raise AssertionError(f"{type(n).__name__} is always materialised")
+
+    # -- materialised nodes ----------------------------------------------------------------------
+    def body(self, order: list[Node], virtual: set[int], buffers: dict[int, str]) -> None:
+        for n in order:
+            if id(n) in virtual or id(n) in self.name:
+                continue
+            emit = getattr(self, f"node_{n.kind}", self.fill)
+            emit(n, buffers.get(id(n)))
+
+    def alloc(self, n: Node, target: str | None, zero: bool = False) -> str:
+        name = self.new()
+        if n.ndim and target is not None:
+            self.emit(f"{name} = {target}")
+            if zero:
+                self.emit(f"{name}[...] = 0.0")
+        elif n.ndim:
+            self.emit(f"{name} = np.{'zeros' if zero else 'empty'}({self.shape(n.shape)}"
+                      f"{self.dtype})")
+        return name
+
+    def fill(self, n: Node, target) -> None:
+        """A buffer (or scalar) holding every element of a Map, Window, Pad or Gather."""
+        name = self.alloc(n, target)
+        value = self.elem(n, self.idx(range(n.ndim)))
+        self.name[id(n)] = name
+        if n.ndim == 0:
+            self.emit(f"{name} = {value}")
+            return
+        loops, d = self.loops(n.shape)
+        self.lines.extend(loops)
+        self.emit(f"{name}[{', '.join(self.idx(range(n.ndim)))}] = {value}", d)
+
+    def node_leaf(self, n: Leaf, target) -> None:
+        raise AssertionError(f"leaf {n!r} is loaded up front")
+
+    def node_scatter(self, n: Scatter, target) -> None:
+        """Rows added into a zeroed buffer, one sample after another (serial: no races)."""
+        arg, rows = n.args
+        name = self.alloc(n, target, zero=True)
+        idx = self.idx(range(arg.ndim))
+        value = self.expr(arg, idx)
+        loops, d = self.loops(arg.shape)
+        self.lines.extend(loops)
+        self.emit(f"{name}[{', '.join((self.expr(rows, idx[:1]), *idx[1:]))}] += {value}", d)
+        self.name[id(n)] = name
+
+    def node_reduce(self, n: Reduce, target) -> None:
+        if n.op == "sum":
+            return self.reduce_sum(n, target)
+        (z,) = n.args
+        src = self.expr(z, self.idx(range(z.ndim)))
+        loops, d = self.loops(z.shape)
+        kept, kd = self.loops(n.shape, 0, n.keep)
+
+        def at(name: str) -> str:
+            return f"{name}[{', '.join(self.idx(n.keep))}]" if n.ndim else name
+
+        # the running maximum (of the real part, for complex steps) of every kept element
+        m = self.alloc(n, target) if n.op == "max" else self.new()
+        mtype = "" if self.cplx else self.dtype  # the maximum of real parts is real
+        if n.op == "max" and n.ndim:
+            self.emit(f"{m}[...] = -np.inf")
+        elif n.ndim:
+            self.emit(f"{m} = np.full({self.shape(n.shape)}, -np.inf{mtype})")
+        else:
+            self.emit(f"{m} = -np.inf")
+        self.lines.extend(loops)
+        self.emit(f"{at(m)} = max({at(m)}, {src}{'.real' if self.cplx else ''})", d)
+        if n.op == "max":
+            self.name[id(n)] = m
+            return
+        s = self.new()
+        self.emit(f"{s} = np.zeros({self.shape(n.shape)}{self.dtype})" if n.ndim
+                  else f"{s} = {self.zero}")
+        self.lines.extend(loops)
+        self.emit(f"if not math.isinf({at(m)}):", d)
+        self.emit(f"{at(s)} += {self.lib}.exp({src} - {at(m)})", d + 1)
+        out = self.alloc(n, target)
+        self.lines.extend(kept)
+        self.emit(f"{at(out)} = {at(m)} + {self.lib}.log({at(s)}) if not math.isinf({at(m)}) "
+                  f"else {at(m)}", kd)
+        self.name[id(n)] = out
+
+    def reduce_sum(self, n: Reduce, target) -> None:
+        (z,) = n.args
+        value = self.expr(z, self.idx(range(z.ndim)))
+        name = self.alloc(n, target, zero=n.keep != tuple(range(len(n.keep))))
+        self.name[id(n)] = name
+        if n.keep == tuple(range(len(n.keep))):
+            # kept axes lead: accumulate in a scalar, store once per kept element
+            outer, d = self.loops(n.shape)
+            self.lines.extend(outer)
+            self.emit(f"acc = {self.zero}", d)
+            inner, d2 = self.loops(z.shape[len(n.keep):], d, tuple(range(len(n.keep), z.ndim)))
+            self.lines.extend(inner)
+            self.emit(f"acc += {value}", d2)
+            self.emit(f"{name}[{', '.join(self.idx(n.keep))}] = acc" if n.ndim
+                      else f"{name} = acc", d)
+            return
+        loops, d = self.loops(z.shape)
+        self.lines.extend(loops)
+        self.emit(f"{name}[{', '.join(self.idx(n.keep))}] += {value}", d)
+
+    def node_contract(self, n: Contract, target) -> None:
+        name = self.alloc(n, target)
+        self.name[id(n)] = name
+        (a, b), (la, lb, lo) = n.args, n.labels
+        gemm = self.gemm(a, b, la, lb, lo, name)
+        if gemm is not None:
+            self.emit(gemm)
+            return
+        # loops over the output labels, then over the contracted ones
+        red = [c for c in dict.fromkeys(la + lb) if c not in lo]
+        size = dict(zip(la, a.shape, strict=True)) | dict(zip(lb, b.shape, strict=True))
+        idx = {c: f"j{k}" for k, c in enumerate(dict.fromkeys(lo + "".join(red)))}
+        d = 0
+        for c in lo:
+            self.emit(f"for {idx[c]} in range({self.size(size[c])}):", d)
+            d += 1
+        self.emit(f"acc = {self.zero}", d)
+        for c in red:
+            self.emit(f"for {idx[c]} in range({self.size(size[c])}):", d)
+            d += 1
+        ea = self.expr(a, tuple(idx[c] for c in la))
+        eb = self.expr(b, tuple(idx[c] for c in lb))
+        self.emit(f"acc += {ea} * {eb}", d)
+        out = f"{name}[{', '.join(idx[c] for c in lo)}]" if lo else name
+        self.emit(f"{out} = acc", len(lo))
+
+    def gemm(self, a, b, la, lb, lo, out) -> str | None:
+        """``np.dot`` on 2-D views when the labels group as a matrix product, else None."""
+        k = [c for c in la if c in lb and c not in lo]
+        m = [c for c in la if c not in lb]
+        p = [c for c in lb if c not in la]
+        if any(c in la and c in lb for c in lo) or len(lo) == 0:
+            return None
+        if "".join(m + p) == lo:
+            first, second = (a, la, m), (b, lb, p)
+        elif "".join(p + m) == lo:
+            first, second = (b, lb, p), (a, la, m)
+        else:
+            return None
+        x1 = self.matrix(*first, k, free_first=True)
+        x2 = self.matrix(*second, k, free_first=False)
+        if x1 is None or x2 is None:
+            return None
+        rows = self.prod([s for s, c in zip(first[0].shape, first[1], strict=True)
+                          if c in first[2]])
+        cols = self.prod([s for s, c in zip(second[0].shape, second[1], strict=True)
+                          if c in second[2]])
+        lead = sum(1 for c in lo if c in first[2])
+        return f"np.dot({x1}, {x2}, {self.as2d(out, len(lo), lead, rows, cols)})"
+
+    def matrix(self, node, labels, free, k, free_first: bool) -> str | None:
+        """``node`` as a 2-D (free, k) or (k, free) view, transposed when its axes say so."""
+        name = self.name[id(node)]
+        fsz = self.prod([s for s, c in zip(node.shape, labels, strict=True) if c in free])
+        ksz = self.prod([s for s, c in zip(node.shape, labels, strict=True) if c in k])
+        if labels == "".join(free) + "".join(k):
+            view, t = self.as2d(name, node.ndim, len(free), fsz, ksz), not free_first
+        elif labels == "".join(k) + "".join(free):
+            view, t = self.as2d(name, node.ndim, len(k), ksz, fsz), free_first
+        else:
+            return None
+        return f"{view}.T" if t else view
+
+    @staticmethod
+    def as2d(name: str, ndim: int, lead: int, rows: str, cols: str) -> str:
+        """``name`` as a 2-D array (a reshape only where the axes group)."""
+        if ndim == 2 and lead == 1:
+            return name
+        return f"{name}.reshape(({rows}, {cols}))"
+
+
+
+def plan(outputs: list[Node]) -> tuple[list[Node], set[int]]:
+    """Topological order and the virtual nodes (computed where they are read).
+
+    Windows and gathers are virtual unless a contraction needs them contiguous; maps and pads
+    read by exactly one element-wise consumer (a map, a sum, a window, a pad, a gather or a
+    scatter) are virtual too. Outputs and scalars are always materialised.
+    """
+    order = topo(outputs)
+    uses: dict[int, list[Node]] = {}
+    for n in order:
+        for a in n.args:
+            uses.setdefault(id(a), []).append(n)
+    outs = {id(o) for o in outputs}
+    virtual = set()
+    for n in order:
+        u = uses.get(id(n), [])
+        if id(n) in outs or n.ndim == 0 or isinstance(n, Leaf | Reduce | Contract | Scatter):
+            continue
+        if isinstance(n, Window | Gather):
+            if not any(isinstance(c, Contract) for c in u):
+                virtual.add(id(n))
+        elif len(u) == 1 and (isinstance(u[0], Map | Window | Pad | Gather | Scatter)
+                              or (isinstance(u[0], Reduce) and u[0].op == "sum")):
+            virtual.add(id(n))
+    return order, virtual
