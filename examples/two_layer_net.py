@@ -1,11 +1,12 @@
 """A two-layer network (the textbook seed's model) trained with mini-batch SGD with momentum.
 
-    logits = W2 · relu(W1 · x + b1) + b2,   loss = mean cross-entropy(softmax(logits), y)
+    logits = W2 @ relu(W1 @ x + b1) + b2,   loss = mean cross-entropy(softmax(logits), y)
 
 on a synthetic 2-D, three-class data set (three concentric rings: not linearly separable, so the
-hidden relu layer is needed). The loss is written once, symbolically; symgrad derives the exact
-gradient with respect to all 51 weights (relu'(0) = 0, as PyTorch and dlgradient) and compiles
-one fused pass over the samples of a mini-batch.
+hidden relu layer is needed). The loss is written once, on whole arrays (W1 is one (8, 2) array,
+X one 2-vector per sample); symgrad derives the exact gradient with respect to all 51 weights
+(one array per parameter; relu'(0) = 0, as PyTorch and dlgradient) and compiles it to matrix
+products and fused loops over the samples of a mini-batch.
 
 Figure: the decision regions on the test set and the loss per epoch.
 
@@ -36,10 +37,10 @@ b2 = sg.params("b2", shape=(CLASSES,))
 X = sg.data("X", shape=(2,))
 Y = sg.data("Y", shape=(CLASSES,))
 
-hidden = (W1 * X + b1).applyfunc(sg.relu)
-logits = W2 * hidden + b2
+hidden = sg.relu(W1 @ X + b1)
+logits = W2 @ hidden + b2
 LOSS = losses.cross_entropy(logits, Y)
-PARAMS = [*W1, *b1, *W2, *b2]  # the packing order of x, stated explicitly (row-major)
+PARAMS = [W1, b1, W2, b2]  # the packing order of x (each array flattened row-major)
 
 
 def rings(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -50,17 +51,11 @@ def rings(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return np.column_stack([radius * np.cos(angle), radius * np.sin(angle)]), label
 
 
-def unpack(p: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Split the flat parameter vector (in ``f.params`` order) into W1, b1, W2, b2."""
-    sizes = [HIDDEN * 2, HIDDEN, CLASSES * HIDDEN, CLASSES]
-    w1, v1, w2, v2 = np.split(p, np.cumsum(sizes)[:-1])
-    return w1.reshape(HIDDEN, 2), v1, w2.reshape(CLASSES, HIDDEN), v2
-
-
-def predict(p: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """The class with the largest logit, for each row of ``points`` (NumPy forward pass)."""
-    w1, v1, w2, v2 = unpack(p)
-    return np.argmax(np.maximum(points @ w1.T + v1, 0.0) @ w2.T + v2, axis=1)
+def predict(parts: dict[str, np.ndarray], points: np.ndarray) -> np.ndarray:
+    """The class with the largest logit, for each row of ``points`` (NumPy forward pass on the
+    parameter arrays of ``f.unpack(x)``)."""
+    hid = np.maximum(points @ parts["W1"].T + parts["b1"], 0.0)
+    return np.argmax(hid @ parts["W2"].T + parts["b2"], axis=1)
 
 
 def generate(directory: str | Path) -> Path:
@@ -77,17 +72,19 @@ def main(out_dir: str | Path, epochs: int = 30) -> dict:
     x_train, y_train = rings(900, rng)
     x_test, y_test = rings(600, rng)
     f = sg.compile(LOSS, PARAMS)
-    assert f.n_params == len(f.params) == 2 * HIDDEN + HIDDEN + CLASSES * HIDDEN + CLASSES
+    assert f.params == ("W1", "b1", "W2", "b2")
+    assert f.n_params == 2 * HIDDEN + HIDDEN + CLASSES * HIDDEN + CLASSES
 
     # He initialisation for the relu layer, small output weights, zero biases.
-    x0 = np.concatenate([rng.standard_normal(2 * HIDDEN) * np.sqrt(2 / 2), np.zeros(HIDDEN),
-                         rng.standard_normal(CLASSES * HIDDEN) * np.sqrt(1 / HIDDEN),
-                         np.zeros(CLASSES)])
+    x0 = f.pack(W1=rng.standard_normal((HIDDEN, 2)) * np.sqrt(2 / 2), b1=np.zeros(HIDDEN),
+                W2=rng.standard_normal((CLASSES, HIDDEN)) * np.sqrt(1 / HIDDEN),
+                b2=np.zeros(CLASSES))
     data = {"X": x_train, "Y": np.eye(CLASSES)[y_train]}
     res = sg.minimize(f, x0, optimizer=optim.momentum(lr=0.05, beta=0.9), data=data,
                       batch_size=32, epochs=epochs, seed=0)
-    train_acc = float(np.mean(predict(res.x, x_train) == y_train))
-    test_acc = float(np.mean(predict(res.x, x_test) == y_test))
+    parts = f.unpack(res.x)
+    train_acc = float(np.mean(predict(parts, x_train) == y_train))
+    test_acc = float(np.mean(predict(parts, x_test) == y_test))
     print(f"{f.n_params} parameters, {res.nit} mini-batch steps ({epochs} epochs of 32), "
           f"status {res.status}")
     print(f"cross-entropy: initial {f.value(x0, **data):.4f}, final {res.fun:.4f}")
@@ -96,7 +93,7 @@ def main(out_dir: str | Path, epochs: int = 30) -> dict:
     from symgrad import plot
 
     fig = plot.figure(2, size=(6.0, 5.0))
-    plot.decision_regions(lambda pts: predict(res.x, pts), x_test, y_test, ax=fig.axes[0],
+    plot.decision_regions(lambda pts: predict(parts, pts), x_test, y_test, ax=fig.axes[0],
                           class_names=["ring 1", "ring 2", "ring 3"],
                           title=f"Decision regions (test accuracy {test_acc:.1%})")
     plot.loss_curves({"epoch loss (train)": res.history.epoch_loss}, ax=fig.axes[1],

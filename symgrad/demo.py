@@ -130,8 +130,7 @@ def two_layer_net(out: Path) -> dict:
     W1, b1 = sg.params("W1", shape=(H, 2)), sg.params("b1", shape=(H,))
     W2, b2 = sg.params("W2", shape=(K, H)), sg.params("b2", shape=(K,))
     X, Y = sg.data("X", shape=(2,)), sg.data("Y", shape=(K,))
-    f = sg.compile(losses.cross_entropy(W2 * (W1 * X + b1).applyfunc(sg.relu) + b2, Y),
-                   [*W1, *b1, *W2, *b2])
+    f = sg.compile(losses.cross_entropy(W2 @ sg.relu(W1 @ X + b1) + b2, Y), [W1, b1, W2, b2])
     rng = np.random.default_rng(0)
 
     def rings(n):
@@ -141,16 +140,15 @@ def two_layer_net(out: Path) -> dict:
 
     xtr, ytr = rings(900)
     xte, yte = rings(600)
-    x0 = np.concatenate([rng.standard_normal(2 * H), np.zeros(H),
-                         rng.standard_normal(K * H) * np.sqrt(1 / H), np.zeros(K)])
+    x0 = f.pack(W1=rng.standard_normal((H, 2)), b1=np.zeros(H),
+                W2=rng.standard_normal((K, H)) * np.sqrt(1 / H), b2=np.zeros(K))
     res = sg.minimize(f, x0, optimizer=optim.momentum(lr=0.05, beta=0.9),
                       data={"X": xtr, "Y": np.eye(K)[ytr]}, batch_size=32, epochs=30, seed=0)
-    sizes = np.cumsum([2 * H, H, K * H])
-    w1, v1, w2, v2 = np.split(res.x, sizes)
+    w = f.unpack(res.x)
 
     def predict(pts):
-        hid = np.maximum(pts @ w1.reshape(H, 2).T + v1, 0.0)
-        return np.argmax(hid @ w2.reshape(K, H).T + v2, axis=1)
+        hid = np.maximum(pts @ w["W1"].T + w["b1"], 0.0)
+        return np.argmax(hid @ w["W2"].T + w["b2"], axis=1)
 
     acc = float(np.mean(predict(xte) == yte))
     fig = plot.figure(2, size=(6.0, 5.0))

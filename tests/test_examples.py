@@ -17,6 +17,13 @@ pytest.importorskip("matplotlib")
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ALL = sorted(p.stem for p in EXAMPLES.glob("*.py") if p.stem != "regenerate")
+#: Smaller runs for the suite (the examples' defaults are the documented runs).
+FAST = {"digits": {"epochs": 20}, "logistic_regression": {"steps": 150}}
+
+
+def _available(name: str) -> bool:
+    """digits needs the optional scikit-learn (the `digits` extra; CI installs it via `dev`)."""
+    return name != "digits" or importlib.util.find_spec("sklearn") is not None
 
 
 def load(name: str):
@@ -33,16 +40,19 @@ def load(name: str):
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("examples")
-    return {name: load(name).main(out / name) for name in ALL}
+    return {name: load(name).main(out / name, **FAST.get(name, {}))
+            for name in ALL if _available(name)}
 
 
 def test_every_example_is_covered():
     assert set(ALL) == {"rosenbrock_learning_rate", "quadratic_fit", "two_layer_net",
-                        "momentum_escape", "backprop_graph"}
+                        "momentum_escape", "backprop_graph", "digits", "logistic_regression"}
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_example_writes_its_figures(results, name):
+    if not _available(name):
+        pytest.skip(f"{name} needs scikit-learn")
     for fig in results[name]["figures"]:
         p = Path(fig)
         assert p.is_file() and p.stat().st_size > 10_000, fig
@@ -78,6 +88,25 @@ def test_two_layer_net_accuracy(results):
     assert r["status"] == "completed"
     assert r["test_accuracy"] > 0.95
     assert r["train_accuracy"] > 0.95
+
+
+def test_digits_accuracy(results):
+    pytest.importorskip("sklearn")
+    r = results["digits"]
+    assert r["n_params"] == 64 * 32 + 32 + 32 * 10 + 10
+    assert r["status"] == "completed"
+    assert r["test_accuracy"] >= 0.95
+    assert r["train_accuracy"] >= 0.97
+
+
+def test_logistic_regression_accuracy(results):
+    r = results["logistic_regression"]
+    assert r["n_params"] == 501
+    assert r["status"] == "completed"
+    assert r["train_accuracy"] > 0.93
+    # within a few points of the true model's own accuracy on the fresh samples
+    assert r["test_accuracy"] > r["true_accuracy"] - 0.05
+    assert r["true_accuracy"] > 0.9
 
 
 def test_momentum_escapes_the_local_minimum(results):
