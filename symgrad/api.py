@@ -25,31 +25,53 @@ from .codegen import CodegenOptions, module_source
 from .derive import KinkPolicy, derive
 from .kernel import Kernel, cache_dir, load_module, write_atomic
 from .problem import ProblemError, problem
+from .symbols import as_expr, normalize_name
 
 __all__ = ["compile", "generate", "grad", "hessian", "jacobian"]
 
 
-def _wrt(wrt) -> list[sp.Symbol]:
-    if isinstance(wrt, sp.Basic) and not isinstance(wrt, sp.MatrixBase):
-        return [wrt]
+def _wrt(wrt, exprs: Sequence[sp.Basic] = ()) -> list[sp.Symbol]:
+    """The variables to differentiate by: symbols, Matrices of them, or names of symbols of
+    ``exprs`` (a name is looked up, never evaluated)."""
+    if isinstance(wrt, str | sp.Basic) and not isinstance(wrt, sp.MatrixBase):
+        wrt = [wrt]
     out: list = []
     for w in wrt:
         out.extend(list(w) if isinstance(w, sp.MatrixBase) else [w])
-    return out
+    return [_by_name(w, exprs) if isinstance(w, str) else w for w in out]
+
+
+def _by_name(name: str, exprs: Sequence[sp.Basic]) -> sp.Symbol:
+    name = normalize_name(name)
+    found = {s for e in exprs for s in e.free_symbols if getattr(s, "name", None) == name}
+    if len(found) != 1:
+        why = "is not a symbol of the expression" if not found else "names several symbols"
+        raise ProblemError(f"wrt names '{name}', which {why}: pass the symbol itself")
+    return found.pop()
+
+
+def _expr(e, what: str) -> sp.Basic:
+    try:
+        return as_expr(e, what)
+    except TypeError as exc:
+        raise ProblemError(str(exc)) from None
 
 
 def grad(expr, wrt) -> sp.Matrix:
     """The exact gradient of a scalar expression as a column Matrix.
+
+    ``wrt`` is a symbol, a list or Matrix of symbols, or their names. A string ``expr`` is
+    refused (SymPy would evaluate it); parse text with :func:`symgrad.exprparse.parse_loss`.
 
     >>> import symgrad as sg
     >>> x = sg.params("x")
     >>> sg.grad(sg.relu(x) + x**3, x)
     Matrix([[3*x**2 + Heaviside(x, 0)]])
     """
-    e = sp.sympify(expr)
+    e = _expr(expr, "sg.grad")
     if isinstance(e, sp.MatrixBase):
         raise ProblemError("grad takes a scalar expression; use sg.jacobian for vectors")
-    return sp.Matrix([sp.diff(e, w) for w in _wrt(wrt)])
+    return sp.Matrix([sp.diff(e, w) for w in _wrt(wrt, [e])])
 
 
 def hessian(expr, wrt) -> sp.Matrix:
@@ -62,8 +84,9 @@ def hessian(expr, wrt) -> sp.Matrix:
     [2*y, 2*x],
     [2*x,   0]])
     """
-    ws = _wrt(wrt)
-    g = grad(expr, ws)
+    e = _expr(expr, "sg.hessian")
+    ws = _wrt(wrt, [e])
+    g = grad(e, ws)
     return sp.Matrix(len(ws), len(ws), lambda i, j: sp.diff(g[i], ws[j]))
 
 
@@ -77,9 +100,12 @@ def jacobian(exprs, wrt) -> sp.Matrix:
     [y, x],
     [1, 1]])
     """
+    if isinstance(exprs, str):
+        _expr(exprs, "sg.jacobian")
     es = list(exprs) if not isinstance(exprs, sp.Basic) or isinstance(exprs, sp.MatrixBase) \
         else [exprs]
-    ws = _wrt(wrt)
+    es = [_expr(e, "sg.jacobian") for e in es]
+    ws = _wrt(wrt, es)
     return sp.Matrix(len(es), len(ws), lambda i, j: sp.diff(es[i], ws[j]))
 
 

@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import keyword
 import re
@@ -54,12 +55,27 @@ def _ident(name: str, prefix: str, taken: set) -> str:
     return out
 
 
-def _column_args(prob) -> list[str]:
-    """Argument names of the per-sample columns, then of the element-wise columns."""
-    taken: set = set()
+# -- column argument names (issue 11, names) ----------------------------------------------
+#: Names the module itself uses where a column is an argument: its functions, constants and
+#: Python's builtins. Names it generates by pattern (v0, r0, u0, s0, a0, *_parallel) are in
+#: _GENERATED; prefixed locals (p_, d_, y_, vy_, e_) are assigned after the columns, from the
+#: same ``taken`` set, so they step around a column's name.
+_MODULE_NAMES = frozenset(RESERVED | set(dir(builtins)) | {
+    "value", "grad", "hessian", "hvp", "value_and_grad", "value_complex",
+    "PARAMS", "DATA", "KINK_POLICY", "ANALYTIC", "at_zero", "r", "u"})
+_GENERATED = re.compile(r"[arsuv][0-9]+|\w+_parallel")
+
+
+def _column_args(prob, taken: set) -> list[str]:
+    """Argument names of the per-sample columns, then of the element-wise columns.
+
+    Names are NFKC-normalised at declaration, so the text here is what Python will read; a name
+    the module uses itself, a keyword or a private name gets a ``col_`` prefix (and a suffix if
+    even that is taken). The names chosen are added to ``taken``."""
     out = []
     for nm in [c.name for c in prob.columns] + [e.name for e in prob.elements]:
-        if nm in RESERVED or keyword.iskeyword(nm) or nm.startswith("_") or nm in taken:
+        if (nm in _MODULE_NAMES or keyword.iskeyword(nm) or nm.startswith("_") or nm in taken
+                or _GENERATED.fullmatch(nm) or not nm.isidentifier()):
             nm = _ident(nm, "col_", taken)
         taken.add(nm)
         out.append(nm)
@@ -86,6 +102,7 @@ class _Gen:
         self.n = len(p.params)
         self.K = len(p.reductions)
         taken = set(RESERVED)
+        args = _column_args(p, taken)
         names: dict = {}
         for s in p.params:
             names[s] = _ident(s.name, "p_", taken)
@@ -99,7 +116,6 @@ class _Gen:
             names[s] = f"u{k}"
         self.names = _TmpNames(names)
         self.M = len(p.vectors)
-        args = _column_args(p)
         self.cols, self.ecols = args[:len(p.columns)], args[len(p.columns):]
         self.col_of = dict(zip([c.name for c in p.columns], self.cols, strict=True))
         self.ecol_of = dict(zip(p.elements, self.ecols, strict=True))

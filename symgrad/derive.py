@@ -18,12 +18,13 @@ through the same hash-consing table, so value, gradient and Hessian code share s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sympy as sp
 
-from .functions import relu
+from .functions import Max2, Min2, relu
 from .symbols import DataVector
 
 __all__ = ["Builder", "Derivatives", "KinkPolicy", "Program", "Tmp", "VectorTerm", "derive",
@@ -34,16 +35,43 @@ __all__ = ["Builder", "Derivatives", "KinkPolicy", "Program", "Tmp", "VectorTerm
 class KinkPolicy:
     """Derivative values at kinks (recorded in every generated module).
 
-    relu'(0) = ``relu``, d|x|/dx at 0 = ``abs``, and a tie in Max/Min gives each argument
-    ``tie`` of the derivative. Second derivatives of kinks (Dirac deltas) are 0.
+    relu'(0) = ``relu``, d|x|/dx at 0 = ``abs``, and a tie in a two-argument Max/Min gives each
+    argument ``tie`` of the derivative. ``Max(a, b, c, ...)`` is evaluated and differentiated as
+    the chain ``Max(Max(Max(a, b), c), ...)`` (derivative code linear in the number of
+    arguments), the tie rule applying at each link: with the default 1/2, a three-way tie
+    ``a == b == c`` gives ``a`` and ``b`` 1/4 each and ``c`` 1/2 (the shares always sum to 1).
+    Second derivatives of kinks (Dirac deltas) are 0.
+
+    The values are real numbers; a string is parsed as a number by the safe expression parser
+    (``"1/2"``), never evaluated.
     """
 
     relu: float = 0.0
     abs: float = 0.0
     tie: float = 0.5
 
+    def __post_init__(self) -> None:
+        for name in ("relu", "abs", "tie"):
+            object.__setattr__(self, name, _policy_value(name, getattr(self, name)))
+
     def describe(self) -> str:
         return f"relu'(0)={self.relu!r}, abs'(0)={self.abs!r}, max/min tie={self.tie!r}"
+
+
+def _policy_value(name: str, value) -> float:
+    if isinstance(value, str):
+        from .exprparse import ExprError, parse_number
+        try:
+            value = parse_number(value)
+        except ExprError as exc:
+            raise ValueError(f"KinkPolicy({name}=...): {exc}") from None
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(f"KinkPolicy({name}=...) takes a real number, got {value!r}") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise ValueError(f"KinkPolicy({name}=...) must be finite, got {v!r}")
+    return v
 
 
 class Tmp(sp.Symbol):
@@ -53,6 +81,12 @@ class Tmp(sp.Symbol):
         obj = super().__new__(cls, f"_t{k}", real=True)
         obj.k = k
         return obj
+
+
+@functools.lru_cache(maxsize=64)
+def _exact(v: float) -> sp.Number:
+    """A policy value as an exact number (0.5 -> 1/2); nsimplify is slow, so once per value."""
+    return sp.nsimplify(v)
 
 
 def _free(e: sp.Basic) -> list:
@@ -66,16 +100,21 @@ def local_derivative(e: sp.Expr, s: sp.Symbol, policy: KinkPolicy) -> sp.Expr:
         if isinstance(e, relu):
             return sp.Heaviside(u, policy.relu)
         if isinstance(e, sp.Abs):
-            return 2 * sp.Heaviside(u, (1 + sp.nsimplify(policy.abs)) / 2) - 1
+            return 2 * sp.Heaviside(u, (1 + _exact(policy.abs)) / 2) - 1
         if isinstance(e, sp.sign | sp.Heaviside | sp.floor | sp.ceiling | sp.DiracDelta):
             return sp.S.Zero
     if isinstance(e, sp.Heaviside):  # Heaviside(u, h0): derivative 0 almost everywhere
         return sp.S.Zero
+    if isinstance(e, Max2 | Min2):  # [s is the max], with the tie rule at a tie
+        u, w = e.args
+        sign = 1 if isinstance(e, Max2) else -1
+        tie = _exact(policy.tie)
+        return sp.Add(*[sp.Heaviside(sign * (a - b), tie) for a, b in ((u, w), (w, u)) if a == s])
     if isinstance(e, sp.Max | sp.Min) and s in e.args:
         others = [a for a in e.args if a != s]
         rest = others[0] if len(others) == 1 else type(e)(*others)
         z = s - rest if isinstance(e, sp.Max) else rest - s
-        return sp.Heaviside(z, sp.nsimplify(policy.tie))
+        return sp.Heaviside(z, _exact(policy.tie))
     d = sp.diff(e, s)
     return _resolve_kinks(d) if d.has(sp.DiracDelta, sp.Derivative, sp.sign) else d
 
@@ -137,7 +176,14 @@ class Builder:
             base = self.node(e.base)
             exp = e.exp if e.exp.is_Number else self.node(e.exp)
             return self.emit(sp.Pow(base, exp))
-        if isinstance(e, sp.Function | sp.Max | sp.Min):  # Max/Min are not Functions
+        if isinstance(e, sp.Max | sp.Min):  # a chain of binary nodes: linear derivative code
+            pair = Max2 if isinstance(e, sp.Max) else Min2
+            args = [self.node(a) for a in e.args]
+            acc = args[0]
+            for a in args[1:]:
+                acc = self.emit(pair(acc, a))
+            return acc
+        if isinstance(e, sp.Function):
             return self.emit(e.func(*[self.node(a) for a in e.args]))
         raise TypeError(f"cannot linearise {type(e).__name__}: {e}")
 
@@ -302,7 +348,14 @@ def _vector_term(vs, xs, v, policy) -> VectorTerm:
 
 def derive(prob, policy: KinkPolicy | None = None) -> Derivatives:
     """Exact value, gradient and Hessian-vector-product programs of a validated Problem."""
-    policy = policy or KinkPolicy()
+    try:
+        return _derive(prob, policy or KinkPolicy())
+    except RecursionError:
+        from .problem import ProblemError, too_deep
+        raise ProblemError(too_deep()) from None
+
+
+def _derive(prob, policy: KinkPolicy) -> Derivatives:
     xs = list(prob.params)
     n = len(xs)
     k = len(prob.reductions) + len(prob.vector_sums)

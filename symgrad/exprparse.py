@@ -21,6 +21,7 @@ symgrad.exprparse.ExprError: attribute access is not allowed (column 1): x.__cla
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections.abc import Callable, Sequence
 
@@ -29,19 +30,26 @@ import sympy as sp
 from . import functions as F
 from .symbols import data as _data
 from .symbols import mean as _mean
+from .symbols import normalize_name
 from .symbols import params as _params
 from .symbols import sum as _sum
 
 __all__ = [
-    "FUNCTIONS", "MAX_LENGTH", "ExprError", "names_in", "natural_key", "param_names", "parse_loss",
+    "FUNCTIONS", "MAX_DEPTH", "MAX_DIGITS", "MAX_LENGTH", "ExprError", "names_in", "natural_key",
+    "param_names", "parse_loss", "parse_number",
 ]
 
 #: Longest expression accepted, in characters.
 MAX_LENGTH = 20_000
 #: Most syntax-tree nodes accepted.
 MAX_NODES = 5_000
+#: Deepest nesting accepted (a chain ``a + b - c + ...`` or ``a*b/c*...`` is one level).
+MAX_DEPTH = 100
 #: Largest numeric exponent accepted (``2**10**100`` would never finish).
 MAX_EXPONENT = 1_000
+#: Most decimal digits in a number literal and in any exact constant computed from literals
+#: (``(2**999)**999`` is refused before it is computed). float64 ends near 1e308.
+MAX_DIGITS = 1_000
 
 
 class ExprError(ValueError):
@@ -50,6 +58,14 @@ class ExprError(ValueError):
 
 def _lse(*a):
     return F.logsumexp(*a)
+
+
+def _lattice(cls: type) -> Callable:
+    def build(*a):
+        # SymPy's evaluation of an n-ary Max/Min compares every pair of arguments (minutes at
+        # 100 arguments); symgrad differentiates it as a chain either way.
+        return cls(*a, evaluate=False) if len(a) > 2 else cls(*a)
+    return build
 
 
 # name -> (builder, minimum number of arguments, maximum number (None: any))
@@ -71,10 +87,10 @@ FUNCTIONS: dict[str, tuple[Callable, int, int | None]] = {
     "abs": (sp.Abs, 1, 1),
     "Abs": (sp.Abs, 1, 1),
     "sign": (sp.sign, 1, 1),
-    "max": (sp.Max, 2, None),
-    "Max": (sp.Max, 2, None),
-    "min": (sp.Min, 2, None),
-    "Min": (sp.Min, 2, None),
+    "max": (_lattice(sp.Max), 2, None),
+    "Max": (_lattice(sp.Max), 2, None),
+    "min": (_lattice(sp.Min), 2, None),
+    "Min": (_lattice(sp.Min), 2, None),
     "floor": (sp.floor, 1, 1),
     "ceiling": (sp.ceiling, 1, 1),
     "ceil": (sp.ceiling, 1, 1),
@@ -131,6 +147,11 @@ def _tree(text: str) -> ast.Expression:
     src = " ".join(text.strip().splitlines())
     if not src:
         raise ExprError("the expression is empty")
+    long_number = re.search(f"[0-9_]{{{MAX_DIGITS + 1},}}", src)
+    if long_number and sum(c.isdigit() for c in long_number.group()) > MAX_DIGITS:
+        raise ExprError(f"a number has {sum(c.isdigit() for c in long_number.group())} digits "
+                        f"(at most {MAX_DIGITS}; write it as a float such as 1.5e300) "
+                        f"(column {long_number.start() + 1})")
     try:
         tree = ast.parse(src, mode="eval")
     except SyntaxError as exc:
@@ -142,7 +163,35 @@ def _tree(text: str) -> ast.Expression:
     n = sum(1 for _ in ast.walk(tree))
     if n > MAX_NODES:
         raise ExprError(f"the expression has {n} parts (at most {MAX_NODES})")
+    depth = _depth(tree.body)
+    if depth > MAX_DEPTH:
+        raise ExprError(f"the expression is nested {depth} levels deep (at most {MAX_DEPTH})")
     return tree
+
+
+def _family(node: ast.AST) -> type | None:
+    """Chains of ``+``/``-`` (or of ``*``/``/``) are built flat: one family, one level."""
+    if isinstance(node, ast.BinOp):
+        if isinstance(node.op, ast.Add | ast.Sub):
+            return ast.Add
+        if isinstance(node.op, ast.Mult | ast.Div):
+            return ast.Mult
+    return None
+
+
+def _depth(root: ast.AST) -> int:
+    """Nesting depth, counted without recursion (the point is to refuse deep trees)."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        fam = _family(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.operator | ast.unaryop | ast.expr_context):
+                continue
+            same = fam is not None and child is node.left and _family(child) is fam
+            stack.append((child, d if same else d + 1))
+    return deepest
 
 
 def _check_name(name: str, node: ast.AST, text: str) -> None:
@@ -238,11 +287,48 @@ def natural_key(name: str) -> tuple:
 
 
 def _split(names: Sequence[str] | str | None) -> list[str] | None:
+    """Names as Python reads them (NFKC), as the names in the parsed text are."""
     if names is None:
         return None
     if isinstance(names, str):
-        return names.replace(",", " ").split()
-    return [str(n) for n in names]
+        return [normalize_name(n) for n in names.replace(",", " ").split()]
+    return [normalize_name(str(n)) for n in names]
+
+
+def parse_number(text: str) -> float:
+    """A real constant written as text (``"0.5"``, ``"1/2"``, ``"sqrt(2)/2"``), safely parsed.
+
+    >>> parse_number("1/4")
+    0.25
+    """
+    tree = _tree(text)
+    names = names_in(text)
+    if names:
+        raise ExprError(f"expected a number, found the name {names[0]!r}")
+    e = _Builder(text, {}).build(tree.body)
+    if not (e.is_number and e.is_extended_real) or not e.is_finite:
+        raise ExprError(f"expected a finite real number, got {e}")
+    return float(e)
+
+
+def _too_big(e: sp.Expr) -> bool:
+    if isinstance(e, sp.Rational):
+        return max(abs(int(e.p)), int(e.q)).bit_length() > MAX_DIGITS * 3.33
+    if isinstance(e, sp.Float):
+        return not math.isfinite(float(e)) or abs(float(e)) > 1.7976931348623157e308
+    return False
+
+
+def _short(e: sp.Expr) -> str:
+    t = str(e)
+    return t if len(t) <= 20 else f"({t[:8]}...{t[-4:]}, {len(t)} characters)"
+
+
+def _power_digits(a: sp.Expr, b: sp.Expr) -> float:
+    """About how many digits the exact power ``a**b`` of two numbers has (0 if not exact)."""
+    if not (isinstance(a, sp.Rational) and isinstance(b, sp.Rational)) or a == 0:
+        return 0.0
+    return abs(float(b)) * math.log10(max(abs(int(a.p)), int(a.q)))
 
 
 class _Builder:
@@ -260,6 +346,8 @@ class _Builder:
             if isinstance(v, bool) or not isinstance(v, int | float):
                 raise self.fail(f"the constant {v!r}", node)
             return sp.Integer(v) if isinstance(v, int) else sp.Float(v)
+        if isinstance(node, ast.BinOp) and _family(node) is not None:
+            return self.chain(node)
         if isinstance(node, ast.Name):
             _check_name(node.id, node, self.text)
             if node.id in CONSTANTS:
@@ -286,11 +374,41 @@ class _Builder:
                     raise ExprError(f"the exponent {float(b):.3g} is too large (at most "
                                     f"{MAX_EXPONENT})"
                                     f"{_where(node, self.text)}")
-                return a**b
-            return _BINOPS[type(node.op)](a, b)
+                if _power_digits(a, b) > MAX_DIGITS:
+                    raise ExprError(f"the constant {_short(a)}**{_short(b)} has about "
+                                    f"{_power_digits(a, b):.3g} digits (at most {MAX_DIGITS})"
+                                    f"{_where(node, self.text)}")
+                return self.sized(a**b, node)
+            return self.sized(_BINOPS[type(node.op)](a, b), node)
         if isinstance(node, ast.Call):
             return self.call(node)
         raise self.fail(_DESCRIBE.get(type(node), type(node).__name__), node)
+
+    def sized(self, e: sp.Expr, node: ast.AST) -> sp.Expr:
+        if any(_too_big(a) for a in (e, *e.args)):
+            raise ExprError(f"a constant exceeds {MAX_DIGITS} digits or the float64 range"
+                            f"{_where(node, self.text)}")
+        return e
+
+    def chain(self, node: ast.BinOp) -> sp.Expr:
+        """``a + b - c + ...`` or ``a * b / c * ...``: built flat, without recursing along it."""
+        fam = _family(node)
+        rights: list[tuple[ast.operator, ast.AST]] = []
+        while _family(node) is fam:
+            rights.append((node.op, node.right))
+            node = node.left
+        parts, const = [], sp.S.Zero if fam is ast.Add else sp.S.One
+        for op, r in [(None, node), *reversed(rights)]:
+            b = self.build(r)
+            if isinstance(op, ast.Sub):
+                b = -b
+            elif isinstance(op, ast.Div):
+                b = 1 / b if b.is_Number else sp.Pow(b, -1)
+            if b.is_Number:  # fold constants one at a time, so none can grow unchecked
+                const = self.sized(const + b if fam is ast.Add else const * b, r)
+            else:
+                parts.append(b)
+        return self.sized((sp.Add if fam is ast.Add else sp.Mul)(const, *parts), node)
 
     def call(self, node: ast.Call) -> sp.Expr:
         if not isinstance(node.func, ast.Name):

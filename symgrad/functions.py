@@ -143,6 +143,48 @@ class logsumexp(sp.Function):
         return sp.log(sp.Add(*[sp.exp(a) for a in self.args]))._eval_evalf(prec)
 
 
+class _MinMax2(sp.Function):
+    """A binary max/min of the straight-line programs (see :mod:`symgrad.derive`).
+
+    SymPy's ``Max`` flattens ``Max(Max(a, b), c)`` back into one n-ary node and re-evaluates it
+    (quadratic in its arguments) whenever an expression is rebuilt; this one never does, so a
+    chain of them stays a chain and substituting into it stays linear.
+    """
+
+    nargs = 2
+    is_real = True
+    lattice: type = sp.Max
+
+    @classmethod
+    def eval(cls, a, b):
+        if a == b:
+            return a
+        if a.is_Number and b.is_Number:
+            return cls.lattice(a, b)
+        return None
+
+    def _eval_evalf(self, prec):
+        return self.lattice(*self.args)._eval_evalf(prec)
+
+
+class Max2(_MinMax2):
+    """``max(a, b)``, kept binary."""
+
+    lattice = sp.Max
+
+    def _eval_rewrite_as_Max(self, a, b, **kw):
+        return sp.Max(a, b)
+
+
+class Min2(_MinMax2):
+    """``min(a, b)``, kept binary."""
+
+    lattice = sp.Min
+
+    def _eval_rewrite_as_Min(self, a, b, **kw):
+        return sp.Min(a, b)
+
+
 def _seq(z) -> list:
     if isinstance(z, sp.MatrixBase):
         return list(z)
@@ -182,5 +224,5 @@ ANALYTIC: frozenset[type] = frozenset({
 #: Every function class the printer can emit (others are named in an error, never guessed).
 SUPPORTED: frozenset[type] = ANALYTIC | frozenset({
     sp.atan2, sp.Abs, sp.sign, sp.Min, sp.Max, sp.Piecewise, sp.Heaviside, sp.floor,
-    sp.ceiling, relu, sp.DiracDelta,
+    sp.ceiling, relu, sp.DiracDelta, Max2, Min2,
 })

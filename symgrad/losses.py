@@ -21,7 +21,7 @@ import sympy as sp
 from .arrays import ops as A
 from .arrays.graph import Node
 from .functions import log_softmax, softplus
-from .symbols import Data, Param, mean
+from .symbols import Data, Param, as_expr, mean
 
 __all__ = ["binary_cross_entropy", "cross_entropy", "huber", "l2", "mae", "mse", "rmse"]
 
@@ -116,7 +116,7 @@ def huber(pred, target, delta=1.0) -> sp.Expr:
     >>> [h.subs({a: 1, t: r, y: 0}) for r in (1, 3, -3)]
     [1/2, 4, 4]
     """
-    d = sp.sympify(delta)
+    d = as_expr(delta, "huber: delta")  # never sympify user text: it would be evaluated
     if d.is_number and not (d.is_real and d.is_positive):
         raise ValueError(f"huber: delta must be positive, got {delta!r}")
     def h(p, t):
@@ -205,4 +205,4 @@ def l2(*params, weight=1.0) -> sp.Expr:
                             "use mse/mean for per-sample terms")
         if not any(isinstance(s, Param) for s in syms):
             raise TypeError(f"l2 takes parameters (sg.params), got {p}")
-    return sp.sympify(weight) * sp.Add(*[p**2 for p in flat])
+    return as_expr(weight, "l2: weight") * sp.Add(*[p**2 for p in flat])

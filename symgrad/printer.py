@@ -167,6 +167,22 @@ class ScalarPrinter(PythonCodePrinter):
     def _print_Min(self, e):
         return self._minmax("min", e.args)
 
+    def _print_Max2(self, e):
+        return self._chain("max", e)
+
+    def _print_Min2(self, e):
+        return self._chain("min", e)
+
+    def _chain(self, f, e):
+        """``Max2(Max2(a, b), c)`` (derive's chains, inlined) as ``max(a, b, c)``: the same left
+        fold, without nesting as deep as the chain is long."""
+        args, cls = [], type(e)
+        while type(e) is cls:
+            args.append(e.args[1])
+            e = e.args[0]
+        args.append(e)
+        return f"{f}({', '.join(self._print(a) for a in reversed(args))})"
+
     def _minmax(self, f, args):
         out = self._print(args[0])
         for a in args[1:]:
@@ -238,4 +254,4 @@ class ComplexPrinter(ScalarPrinter):
     def _print_Piecewise(self, e):
         raise UnsupportedError("Piecewise is not analytic: no complex-step variant")
 
-    _print_Max = _print_Min = _print_Piecewise
+    _print_Max = _print_Min = _print_Max2 = _print_Min2 = _print_Piecewise

@@ -121,6 +121,11 @@ def _as_scalar(loss) -> sp.Expr:
             return _as_scalar(loss[0])
         raise ProblemError(f"the loss must be a scalar, got shape {shape}: reduce it to one number "
                            "(e.g. a sum), or use sg.jacobian(exprs, wrt) for vector functions")
+    if isinstance(loss, str):
+        shown = loss if len(loss) <= 60 else loss[:57] + "..."
+        raise ProblemError(f"the loss is the string {shown!r}: strings are never evaluated; "
+                           "build it from sg.params/sg.data symbols, or parse text with "
+                           "symgrad.exprparse.parse_loss")
     try:
         e = sp.sympify(loss, strict=True)
     except (sp.SympifyError, TypeError) as exc:
@@ -146,6 +151,21 @@ def _check_functions(e: sp.Expr) -> None:
                                "(.doit()) or use sg.sum / sg.mean for reductions over samples")
     if e.has(sp.I) or e.has(sp.zoo) or e.has(sp.nan):
         raise ProblemError("the loss contains a complex, infinite or NaN constant")
+    _check_constants(e)
+
+
+#: Most decimal digits in an exact constant (numerator or denominator) of a loss. float64 holds
+#: about 1e308; far larger integers only slow SymPy down (and Python refuses to print them).
+MAX_DIGITS = 1_000
+
+
+def _check_constants(e: sp.Expr) -> None:
+    limit = MAX_DIGITS * 3.33
+    for r in e.atoms(sp.Rational):
+        bits = max(abs(int(r.p)).bit_length(), int(r.q).bit_length())
+        if bits > limit:
+            raise ProblemError(f"the loss contains an exact constant of about {int(bits/3.32)} "
+                               f"digits (at most {MAX_DIGITS}); write it as a float or rescale")
 
 
 def _order_key(s) -> tuple:
@@ -161,6 +181,19 @@ def problem(loss, params: Sequence | None = None) -> Problem:
     """
     expr = _as_scalar(_from_callable(loss) if callable(loss) and not isinstance(loss, sp.Basic)
                       else loss)
+    try:
+        return _problem(expr, params)
+    except RecursionError:
+        raise ProblemError(too_deep()) from None
+
+
+def too_deep() -> str:
+    """The message for an expression nested beyond Python's recursion limit."""
+    return ("the loss is nested too deeply for SymPy (Python's recursion limit): flatten it, "
+            "e.g. build long sums with sp.Add(*terms) instead of nesting them")
+
+
+def _problem(expr: sp.Expr, params) -> Problem:
     _check_functions(expr)
 
     reductions: list[ReductionTerm] = []
@@ -224,8 +257,15 @@ def problem(loss, params: Sequence | None = None) -> Problem:
     columns: dict[str, Column] = {}
     for d in data_syms:
         col = Column(d.column, d.width)
-        if columns.setdefault(d.column, col) != col:
-            raise ProblemError(f"data column '{d.column}' is declared both 1-D and with a width")
+        old = columns.setdefault(d.column, col)
+        if old != col:
+            def layout(c):
+                return "1-D" if c.width is None else f"with shape=({c.width},)"
+            raise ProblemError(
+                f"data column '{d.column}' is declared twice with different layouts "
+                f"({layout(old)} and {layout(col)}) and both appear in the loss: an expression "
+                "built before re-declaring it still holds the old symbols; rebuild the loss "
+                "from one declaration")
     _check_element_names(elements, columns, vectors, declared)
     return Problem(expr=expr, outer=outer, params=tuple(declared), columns=tuple(columns.values()),
                    data_symbols=data_syms, reductions=tuple(reductions), vectors=tuple(vectors),

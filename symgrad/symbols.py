@@ -14,6 +14,7 @@ SymPy operation works on them and later stages can tell them apart by type.
 from __future__ import annotations
 
 import itertools
+import unicodedata
 from collections.abc import Sequence
 
 import sympy as sp
@@ -30,9 +31,11 @@ __all__ = [
     "ParamVector",
     "Reduction",
     "Sum",
+    "as_expr",
     "data",
     "index",
     "mean",
+    "normalize_name",
     "params",
     "sum",
 ]
@@ -45,6 +48,18 @@ _counter = itertools.count()
 _ORDER: dict[str, int] = {}
 
 
+def normalize_name(name: str) -> str:
+    """``name`` as Python reads it in source code (NFKC): ``ｔ`` and ``𝑒`` are ``t`` and ``e``.
+
+    Every declared name goes through this, so a name in the generated module, a keyword
+    argument at call time and the symbol's own name are one and the same string.
+
+    >>> normalize_name("\uff54"), normalize_name("\U0001d452")
+    ('t', 'e')
+    """
+    return unicodedata.normalize("NFKC", name) if isinstance(name, str) else name
+
+
 def declaration_order(s) -> int:
     """When the parameter named like ``s`` was last declared (for the default packing order)."""
     return _ORDER.get(s.name, 1 << 62)
@@ -54,6 +69,7 @@ class Param(sp.Symbol):
     """A real scalar parameter (a symbol the loss is differentiated with respect to)."""
 
     def __new__(cls, name: str) -> Param:
+        name = normalize_name(name)
         obj = super().__new__(cls, name, real=True)
         _ORDER.setdefault(name, next(_counter))
         return obj
@@ -62,7 +78,7 @@ class Param(sp.Symbol):
     def declare(cls, name: str) -> Param:
         """A parameter declared now: (re)declaring a name moves it to the end of the default
         packing order."""
-        _ORDER[name] = next(_counter)
+        _ORDER[normalize_name(name)] = next(_counter)
         return cls(name)
 
 
@@ -80,13 +96,18 @@ class Data(sp.Symbol):
     def __new__(cls, name: str, column: str, component: int | None = None,
                 width: int | None = None) -> Data:
         # Not SymPy's symbol cache: the column layout is part of the symbol's identity, so
-        # re-declaring "x" with another width makes a different symbol instead of mutating one.
-        obj = sp.Symbol.__xnew__(cls, name, real=True)
-        obj.column, obj.component, obj.width = column, component, width
+        # re-declaring "x" with another width makes a different symbol instead of mutating one
+        # (re-declaring it with the same layout makes an equal one).
+        obj = sp.Symbol.__xnew__(cls, normalize_name(name), real=True)
+        obj.column, obj.component, obj.width = normalize_name(column), component, width
         return obj
 
     def _hashable_content(self):
-        return (*super()._hashable_content(), self.column, self.component, self.width)
+        # Integers only (-1 for "none"): SymPy orders equal-named symbols by comparing these
+        # entries with < and >, which None does not support.
+        return (*super()._hashable_content(), self.column,
+                -1 if self.component is None else self.component,
+                -1 if self.width is None else self.width)
 
     def __getnewargs_ex__(self):
         return (self.name, self.column, self.component, self.width), {}
@@ -96,7 +117,7 @@ class Index(sp.Symbol):
     """An integer summation index for :func:`sum` over a parameter vector."""
 
     def __new__(cls, name: str) -> Index:
-        return super().__new__(cls, name, integer=True)
+        return super().__new__(cls, normalize_name(name), integer=True)
 
 
 class _Vector(sp.IndexedBase):
@@ -112,6 +133,7 @@ class ParamVector(_Vector):
     """A parameter vector of call-time length, read element-wise as ``x[i]`` inside :func:`sum`."""
 
     def __new__(cls, name: str) -> ParamVector:
+        name = normalize_name(name)
         _ORDER[name] = next(_counter)
         return super().__new__(cls, name, real=True)
 
@@ -124,17 +146,32 @@ class DataVector(_Vector):
     """
 
     def __new__(cls, name: str) -> DataVector:
-        return super().__new__(cls, name, real=True)
+        return super().__new__(cls, normalize_name(name), real=True)
 
 
 def _names(names: str | Sequence[str]) -> list[str]:
-    out = ([s.name for s in sp.symbols(names, seq=True)] if isinstance(names, str)
-           else list(names))
-    if not out:
+    """The declared names, NFKC-normalised (as Python normalises identifiers) and checked."""
+    if isinstance(names, str):  # SymPy's syntax: 'a b', 'a, b', ranges 'x0:3'
+        raw = [s.name for s in sp.symbols(names, seq=True)]
+    else:
+        try:
+            raw = list(names)
+        except TypeError:
+            raise TypeError(f"names must be a string like 'a b c' or a list of strings, "
+                            f"got {type(names).__name__}") from None
+    if not raw:
         raise ValueError("no names given: pass e.g. 'a b c'")
-    for n in out:
-        if not isinstance(n, str) or not n.isidentifier():
+    out = []
+    for n in raw:
+        if not isinstance(n, str):
+            raise TypeError(f"names must be strings, got {type(n).__name__} {n!r}")
+        m = normalize_name(n)
+        if not m.isidentifier():
             raise ValueError(f"{n!r} is not a valid name: use letters, digits and _")
+        if m in out:
+            same = f" ({n!r} reads as {m!r} in Python)" if m != n else ""
+            raise ValueError(f"the name {m!r} is declared twice in one call{same}")
+        out.append(m)
     return out
 
 
@@ -320,7 +357,34 @@ def sum(e, limits: tuple | None = None, *, axis=None) -> sp.Expr:
     i, lo, hi = limits
     if not isinstance(i, Index):
         raise TypeError("the summation index must come from sg.index('i')")
-    return IndexedSum(e, i, sp.sympify(lo), sp.sympify(hi))
+    return IndexedSum(e, i, as_expr(lo, "sg.sum: the lower limit"),
+                      as_expr(hi, "sg.sum: the upper limit"))
+
+
+def as_expr(value, what: str) -> sp.Basic:
+    """``value`` as a SymPy object without evaluating any text.
+
+    SymPy's ``sympify`` runs a string through ``eval``; symgrad never does: a string is refused
+    (text is parsed only by :func:`symgrad.exprparse.parse_loss`, which executes nothing), and
+    so is anything SymPy has no exact conversion for.
+
+    >>> as_expr(2, "x")
+    2
+    >>> as_expr("a + 1", "sg.mean")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: sg.mean got the string 'a + 1': strings are never evaluated; ...
+    """
+    if isinstance(value, str):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        raise TypeError(f"{what} got the string {shown!r}: strings are never evaluated; build "
+                        "the expression from sg.params/sg.data symbols, or parse text with "
+                        "symgrad.exprparse.parse_loss")
+    try:
+        return sp.sympify(value, strict=True)
+    except sp.SympifyError:
+        raise TypeError(f"{what} takes a SymPy expression or a number, got "
+                        f"{type(value).__name__}") from None
 
 
 def _is_array(e) -> bool:
@@ -329,7 +393,7 @@ def _is_array(e) -> bool:
 
 
 def _scalar(e, what: str) -> sp.Expr:
-    e = sp.sympify(e)
+    e = as_expr(e, f"sg.{what}")
     if isinstance(e, sp.MatrixBase):
         if e.shape != (1, 1):
             raise TypeError(f"sg.{what} takes a scalar per-sample expression, got a {e.shape} "

@@ -12,8 +12,11 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from .check import GradCheck, HessianCheck, check_grad, check_hessian
 
@@ -45,13 +48,47 @@ def assert_hessian_close(
 ) -> HessianCheck:
     """Assert that the Hessian (and Hessian-vector product) of ``f`` at ``x`` agree.
 
-    Arguments as :func:`symgrad.check_hessian`. On failure the AssertionError names the
-    worst entry (e.g. ``d2/dx1 dx2``) with analytic and numeric values.
+    Arguments as :func:`symgrad.check_hessian`; ``f`` may also be ``(fun, grad, hess)``, the
+    natural extension of :func:`assert_grad_close`'s ``(fun, grad)`` pair (``fun`` is then not
+    needed and dropped). On failure the AssertionError names the worst entry
+    (e.g. ``d2/dx1 dx2``) with analytic and numeric values.
+
+    >>> fun = lambda x: float(x[0] ** 2 * x[1])
+    >>> grad = lambda x: np.array([2 * x[0] * x[1], x[0] ** 2])
+    >>> hess = lambda x: np.array([[2 * x[1], 2 * x[0]], [2 * x[0], 0.0]])
+    >>> assert_hessian_close((fun, grad, hess), [1.0, 3.0]).ok
+    True
     """
-    chk = check_hessian(f, x, data, **kw)
+    chk = check_hessian(_grad_hess(f, x, data), x, data, **kw)
     if not chk.ok:
         raise AssertionError(_hessian_message(chk))
     return chk
+
+
+def _grad_hess(f: Any, x: Any, data: Mapping[str, Any] | None) -> Any:
+    """``(fun, grad, hess)`` -> ``(grad, hess)``; a ``(grad, hess, hvp)`` triple is kept.
+
+    The two triples are told apart by what they return: ``fun`` a scalar, ``grad`` a vector;
+    with one parameter (where a gradient may be a scalar too), by whether the third takes
+    ``(x, v)`` as ``hvp`` does."""
+    if not (isinstance(f, tuple | list) and len(f) == 3 and all(callable(c) for c in f)):
+        return f
+    first, second, third = f
+    x = np.asarray(x, dtype=np.float64)
+    if np.ndim(first(x, **dict(data or {}))) != 0:
+        return f
+    return (second, third) if x.size > 1 or not _takes_two(third) else f
+
+
+def _takes_two(fn: Any) -> bool:
+    """Whether ``fn`` can be called with two positional arguments (``hvp(x, v)``)."""
+    try:
+        inspect.signature(fn).bind(None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature (a builtin): assume the documented (grad, hess, hvp)
+        return True
+    return True
 
 
 def _grad_message(chk: GradCheck) -> str:
