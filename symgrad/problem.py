@@ -229,6 +229,11 @@ def problem(loss, params: Sequence | None = None) -> Problem:
         col = Column(d.column, d.width)
         if columns.setdefault(d.column, col) != col:
             raise ProblemError(f"data column '{d.column}' is declared both 1-D and with a width")
+    if reductions and not columns:  # the number of samples would be unknown
+        r = reductions[0]
+        raise ProblemError(
+            f"sg.{r.kind}({r.expr}) reads no data column: a reduction over samples needs "
+            "per-sample data (sg.data); write a parameter-only term without sg.mean/sg.sum")
     _check_element_names(elements, columns, vectors, declared)
     return Problem(expr=expr, outer=outer, params=tuple(declared), columns=tuple(columns.values()),
                    data_symbols=data_syms, reductions=tuple(reductions), vectors=tuple(vectors),
