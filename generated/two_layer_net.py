@@ -59,13 +59,16 @@
 # parameters (order of x): W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], W1[4,0], W1[4,1], W1[5,0], W1[5,1], W1[6,0], W1[6,1], W1[7,0], W1[7,1], b1[0], b1[1], b1[2], b1[3], b1[4], b1[5], b1[6], b1[7], W2[0,0], W2[0,1], W2[0,2], W2[0,3], W2[0,4], W2[0,5], W2[0,6], W2[0,7], W2[1,0], W2[1,1], W2[1,2], W2[1,3], W2[1,4], W2[1,5], W2[1,6], W2[1,7], W2[2,0], W2[2,1], W2[2,2], W2[2,3], W2[2,4], W2[2,5], W2[2,6], W2[2,7], b2[0], b2[1], b2[2]
 # data columns: X[N, 2], Y[N, 3]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 0f08a1cdb3c7157d
+# content hash: ab8e1b9de7ff8957
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
 x is a float64 vector of the parameters in PARAMS order; data columns are passed
-positionally in DATA order, then an optional int64 array of sample indices (idx).
-Results are written into the output array given (g, out, H).
+positionally in DATA order, then an optional int64 array of sample indices (idx,
+each in [0, N): checked, ValueError otherwise).
+Results are written into the output array given (g, out, H), which must not overlap
+x, v or a data column (checked, ValueError otherwise). Arithmetic follows IEEE 754
+(error_model='numpy'): a division by zero gives inf or nan, it does not raise.
 """
 
 import cmath  # noqa: F401
@@ -80,7 +83,30 @@ KINK_POLICY = "relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5"
 ANALYTIC = False
 _FASTMATH = {'reassoc', 'contract'}
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
+def _span(a):
+    lo = a.ctypes.data
+    hi = lo
+    for d in range(a.ndim):
+        ext = (a.shape[d] - 1) * a.strides[d]
+        if ext < 0:
+            lo += ext
+        else:
+            hi += ext
+    return lo, hi + a.itemsize
+
+
+@numba.njit(cache=True, error_model='numpy')
+def _overlap(a, b):
+    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
+    if a.size == 0 or b.size == 0:
+        return False
+    a0, a1 = _span(a)
+    b0, b1 = _span(b)
+    return a0 < b1 and b0 < a1
+
+
+@numba.njit(cache=True, error_model='numpy')
 def _heaviside(z, at_zero):
     if z > 0.0:
         return 1.0
@@ -89,7 +115,7 @@ def _heaviside(z, at_zero):
     return at_zero if z == 0.0 else z
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _sign(z):
     if z > 0.0:
         return 1.0
@@ -98,22 +124,22 @@ def _sign(z):
     return z
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _relu(z):
     return z if not z < 0.0 else 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _floor(z):
     return np.floor(z)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _ceil(z):
     return np.ceil(z)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _sigmoid(z):
     if z >= 0.0:
         return 1.0 / (1.0 + math.exp(-z))
@@ -121,11 +147,11 @@ def _sigmoid(z):
     return e / (1.0 + e)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _softplus(z):
     return max(z, 0.0) + math.log1p(math.exp(-abs(z))) if z == z else z
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _logsumexp3(a0, a1, a2):
     m = max(max(a0, a1), a2)
     if math.isinf(m):
@@ -133,7 +159,7 @@ def _logsumexp3(a0, a1, a2):
     return m + math.log(math.exp(a0 - m) + math.exp(a1 - m) + math.exp(a2 - m))
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
 def _acc_e(x, X, Y, idx, lo, hi, acc):
     """Add each reduction's sum over samples lo..hi-1 into acc."""
     p_W1_0_0_ = x[0]
@@ -235,7 +261,7 @@ def _acc_e(x, X, Y, idx, lo, hi, acc):
     acc[0] += a0
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, error_model='numpy', parallel=True)
 def _par_e(x, X, Y, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -247,7 +273,7 @@ def _par_e(x, X, Y, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
 def _acc_g(x, X, Y, idx, lo, hi, acc):
     """Add the sums of each reduction and its gradient into acc (one pass)."""
     p_W1_0_0_ = x[0]
@@ -528,7 +554,7 @@ def _acc_g(x, X, Y, idx, lo, hi, acc):
     acc[51] += a51
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, error_model='numpy', parallel=True)
 def _par_g(x, X, Y, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -540,7 +566,7 @@ def _par_g(x, X, Y, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
 def _acc_h(x, v, X, Y, idx, lo, hi, acc):
     """Add the sums of each reduction's Hessian times v into acc."""
     p_W1_0_0_ = x[0]
@@ -1059,7 +1085,7 @@ def _acc_h(x, v, X, Y, idx, lo, hi, acc):
     acc[102] += a102
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, error_model='numpy', parallel=True)
 def _par_h(x, v, X, Y, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -1071,18 +1097,24 @@ def _par_h(x, v, X, Y, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _n_samples(X, Y, idx):
-    """Number of samples used; checks that the columns agree."""
+    """Number of samples used; checks the columns agree and idx is in range."""
     N = X.shape[0]
     if Y.shape[0] != N:
         raise ValueError("data column Y has a different number of samples")
-    if idx is not None:
-        return idx.shape[0]
-    return N
+    if idx is None:
+        return N
+    if idx.shape[0] == 0:
+        raise ValueError("batch (idx) selects no samples")
+    lo = idx.min()
+    hi = idx.max()
+    if lo < 0 or hi >= N:
+        raise ValueError("batch (idx): sample index " + str(lo if lo < 0 else hi) + " is outside [0, " + str(N) + "), the length of the data columns")
+    return idx.shape[0]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _finish_e(x, acc, N):
     """The outer loss from the reduction sums."""
     p_W1_0_0_ = x[0]
@@ -1140,7 +1172,7 @@ def _finish_e(x, acc, N):
     return r0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _finish_g(x, acc, N, g):
     """Outer chain rule: g = dF/dx + sum_k dF/dR_k * dR_k/dx."""
     p_W1_0_0_ = x[0]
@@ -1252,7 +1284,7 @@ def _finish_g(x, acc, N, g):
     return r0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _finish_h(x, v, acc, N, out):
     """Outer Hessian-vector product: (F_xx v + F_xR u) + J^T (F_Rx v + F_RR u) + sum_k F_R_k H_k v, with u = J v."""
     p_W1_0_0_ = x[0]
@@ -1420,7 +1452,7 @@ def _finish_h(x, v, acc, N, out):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value(x, X, Y, idx=None):
     """The loss at x."""
     if x.shape[0] != 51:
@@ -1431,27 +1463,29 @@ def value(x, X, Y, idx=None):
     return _finish_e(x, acc, N)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_and_grad(x, g, X, Y, idx=None):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 51:
         raise ValueError("x must have 51 entries (W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], ...)")
     if g.shape[0] != 51:
         raise ValueError("out (the gradient array g) must have 51 entries (W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], ...)")
+    if _overlap(g, x):
+        raise ValueError("out (the gradient array g) overlaps x in memory: pass a separate output array")
     N = _n_samples(X, Y, idx)
     acc = np.zeros(52)
     _acc_g(x, X, Y, idx, 0, N, acc)
     return _finish_g(x, acc, N, g)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def grad(x, g, X, Y, idx=None):
     """Write the gradient at x into g."""
     value_and_grad(x, g, X, Y, idx)
     return g
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def hvp(x, v, out, X, Y, idx=None):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 51:
@@ -1460,17 +1494,23 @@ def hvp(x, v, out, X, Y, idx=None):
         raise ValueError("v must have 51 entries (W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], ...)")
     if out.shape[0] != 51:
         raise ValueError("out must have 51 entries (W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], ...)")
+    if _overlap(out, x):
+        raise ValueError("out overlaps x in memory: pass a separate output array")
+    if _overlap(out, v):
+        raise ValueError("out overlaps v in memory: pass a separate output array")
     N = _n_samples(X, Y, idx)
     acc = np.zeros(103)
     _acc_h(x, v, X, Y, idx, 0, N, acc)
     return _finish_h(x, v, acc, N, out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def hessian(x, H, X, Y, idx=None):
     """Write the (symmetrised) Hessian at x into H, column by column."""
     if H.shape[0] != 51 or H.shape[1] != 51:
         raise ValueError("H must have shape (51, 51)")
+    if _overlap(H, x):
+        raise ValueError("out (the Hessian H) overlaps x in memory: pass a separate output array")
     e = np.zeros(51)
     for j in range(51):
         e[j] = 1.0
@@ -1484,7 +1524,7 @@ def hessian(x, H, X, Y, idx=None):
     return H
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_parallel(x, X, Y, idx=None):
     """The loss at x."""
     if x.shape[0] != 51:
@@ -1495,27 +1535,29 @@ def value_parallel(x, X, Y, idx=None):
     return _finish_e(x, acc, N)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_and_grad_parallel(x, g, X, Y, idx=None):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 51:
         raise ValueError("x must have 51 entries (W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], ...)")
     if g.shape[0] != 51:
         raise ValueError("out (the gradient array g) must have 51 entries (W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], ...)")
+    if _overlap(g, x):
+        raise ValueError("out (the gradient array g) overlaps x in memory: pass a separate output array")
     N = _n_samples(X, Y, idx)
     acc = np.zeros(52)
     _par_g(x, X, Y, idx, N, acc)
     return _finish_g(x, acc, N, g)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def grad_parallel(x, g, X, Y, idx=None):
     """Write the gradient at x into g."""
     value_and_grad_parallel(x, g, X, Y, idx)
     return g
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def hvp_parallel(x, v, out, X, Y, idx=None):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 51:
@@ -1524,17 +1566,23 @@ def hvp_parallel(x, v, out, X, Y, idx=None):
         raise ValueError("v must have 51 entries (W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], ...)")
     if out.shape[0] != 51:
         raise ValueError("out must have 51 entries (W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], ...)")
+    if _overlap(out, x):
+        raise ValueError("out overlaps x in memory: pass a separate output array")
+    if _overlap(out, v):
+        raise ValueError("out overlaps v in memory: pass a separate output array")
     N = _n_samples(X, Y, idx)
     acc = np.zeros(103)
     _par_h(x, v, X, Y, idx, N, acc)
     return _finish_h(x, v, acc, N, out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def hessian_parallel(x, H, X, Y, idx=None):
     """Write the (symmetrised) Hessian at x into H, column by column."""
     if H.shape[0] != 51 or H.shape[1] != 51:
         raise ValueError("H must have shape (51, 51)")
+    if _overlap(H, x):
+        raise ValueError("out (the Hessian H) overlaps x in memory: pass a separate output array")
     e = np.zeros(51)
     for j in range(51):
         e[j] = 1.0

@@ -208,3 +208,59 @@ def test_cli_warns_about_unused_columns(pts, capsys):
     code = cli.main(["minimize", "mean((a*t + b - y)**2)", "--data-file", str(pts),
                      "--steps", "5", "--quiet"])
     assert code == 0 and "warning" not in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- item 6: checker
+
+
+@pytest.fixture(scope="module")
+def l1_fit():
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    return sg.compile(sg.mean(abs(a * t + b - y)))
+
+
+def _l1_data(exact_sample: bool) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    t = np.linspace(0.0, 1.0, 2000)
+    y = 2.0 * t + 1.0 + rng.uniform(-1e-3, 1e-3, t.size)  # every residual near its kink
+    if exact_sample:
+        t[7], y[7] = 1.0, 3.0  # residual exactly 0 at (a, b) = (2, 1)
+    return {"t": t, "y": y}
+
+
+def test_check_verifies_components_near_many_data_kinks(l1_fit):
+    chk = sg.check_grad(l1_fit, [2.0, 1.0], data=_l1_data(False))
+    assert set(chk.kinks) == {0, 1}  # the first step crosses some sample's kink...
+    assert chk.unverified == () and chk.ok, chk.table()  # ...a smaller step verifies them
+    assert chk.max_rel_err < 1e-6
+
+
+def test_check_at_a_data_kink_is_not_ok(l1_fit):
+    # |r| at r = 0: sign(0) = 0 is the symmetric difference quotient, which checks it
+    assert sg.check_grad(l1_fit, [2.0, 1.0], data=_l1_data(True)).ok
+    # relu(r) at r = 0: relu'(0) = 0 is a convention, one-sided slopes 0 and 1: not verifiable
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    f = sg.compile(sg.mean(sg.relu(a * t + b - y)))
+    chk = sg.check_grad(f, [2.0, 1.0], data=_l1_data(True))
+    assert not chk.ok and set(chk.unverified) == {0, 1}, chk.table()
+    assert "NOT VERIFIED" in chk.summary()
+    assert any("not verified" in n and "a, b" in n for n in chk.notes)
+
+
+def test_check_at_a_parameter_kink_uses_the_exact_oracle():
+    x1, x2 = sg.params("x1 x2")
+    f = sg.compile(sg.relu(x1 - 0.5) + abs(x2) + x1 * x2)
+    chk = sg.check_grad(f, [0.5, 0.0])  # both on their kinks: relu'(0) = 0, sign(0) = 0
+    assert chk.kinks == (0, 1) and chk.unverified == () and chk.ok, chk.table()
+
+
+def test_cli_check_at_a_kink_is_not_ok(tmp_path, capsys):
+    d = _l1_data(True)
+    p = tmp_path / "pts.csv"
+    p.write_text("t,y\n" + "\n".join(f"{a:.17g},{b:.17g}" for a, b in zip(d["t"], d["y"],
+                                                                     strict=True)) + "\n")
+    code = cli.main(["check", "mean(relu(a*t + b - y))", "--data-file", str(p), "--at", "2,1"])
+    out = capsys.readouterr().out
+    assert code == 1 and "NOT VERIFIED" in out and " ok " not in out.splitlines()[2]
