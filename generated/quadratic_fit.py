@@ -5,7 +5,7 @@
 # parameters (order of x): a, b, c
 # data columns: speed[N], time[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 219343ba4dbb2864
+# content hash: 58432f5adf7b6c47
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -332,8 +332,11 @@ def _n_samples(speed, time, idx):
         return N
     if idx.shape[0] == 0:
         raise ValueError("batch (idx) selects no samples")
-    lo = idx.min()
-    hi = idx.max()
+    lo = idx[0]
+    hi = idx[0]
+    for k in range(1, idx.shape[0]):  # one pass: min and max
+        lo = min(lo, idx[k])
+        hi = max(hi, idx[k])
     if lo < 0 or hi >= N:
         raise ValueError("batch (idx): sample index " + str(lo if lo < 0 else hi) + " is outside [0, " + str(N) + "), the length of the data columns")
     return idx.shape[0]

@@ -308,7 +308,9 @@ class _Gen:
                            "if idx is None:", "    return N",
                            "if idx.shape[0] == 0:",
                            '    raise ValueError("batch (idx) selects no samples")',
-                           "lo = idx.min()", "hi = idx.max()",
+                           "lo = idx[0]", "hi = idx[0]",
+                           "for k in range(1, idx.shape[0]):  # one pass: min and max",
+                           "    lo = min(lo, idx[k])", "    hi = max(hi, idx[k])",
                            "if lo < 0 or hi >= N:",
                            '    raise ValueError("batch (idx): sample index " + str(lo if lo < 0 '
                            'else hi) + " is outside [0, " + str(N) + "), the length of the data '
