@@ -5,13 +5,16 @@
 # parameters (order of x): w, b
 # data columns: x[N], y_true[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 86dae310d90b3861
+# content hash: c5403c3ee48513c1
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
 x is a float64 vector of the parameters in PARAMS order; data columns are passed
-positionally in DATA order, then an optional int64 array of sample indices (idx).
-Results are written into the output array given (g, out, H).
+positionally in DATA order, then an optional int64 array of sample indices (idx,
+each in [0, N): checked, ValueError otherwise).
+Results are written into the output array given (g, out, H), which must not overlap
+x, v or a data column (checked, ValueError otherwise). Arithmetic follows IEEE 754
+(error_model='numpy'): a division by zero gives inf or nan, it does not raise.
 """
 
 import cmath  # noqa: F401
@@ -26,7 +29,30 @@ KINK_POLICY = "relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5"
 ANALYTIC = False
 _FASTMATH = {'reassoc', 'contract'}
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
+def _span(a):
+    lo = a.ctypes.data
+    hi = lo
+    for d in range(a.ndim):
+        ext = (a.shape[d] - 1) * a.strides[d]
+        if ext < 0:
+            lo += ext
+        else:
+            hi += ext
+    return lo, hi + a.itemsize
+
+
+@numba.njit(cache=True, error_model='numpy')
+def _overlap(a, b):
+    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
+    if a.size == 0 or b.size == 0:
+        return False
+    a0, a1 = _span(a)
+    b0, b1 = _span(b)
+    return a0 < b1 and b0 < a1
+
+
+@numba.njit(cache=True, error_model='numpy')
 def _heaviside(z, at_zero):
     if z > 0.0:
         return 1.0
@@ -35,7 +61,7 @@ def _heaviside(z, at_zero):
     return at_zero if z == 0.0 else z
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _sign(z):
     if z > 0.0:
         return 1.0
@@ -44,22 +70,22 @@ def _sign(z):
     return z
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _relu(z):
     return z if not z < 0.0 else 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _floor(z):
     return np.floor(z)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _ceil(z):
     return np.ceil(z)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _sigmoid(z):
     if z >= 0.0:
         return 1.0 / (1.0 + math.exp(-z))
@@ -67,12 +93,12 @@ def _sigmoid(z):
     return e / (1.0 + e)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _softplus(z):
     return max(z, 0.0) + math.log1p(math.exp(-abs(z))) if z == z else z
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
 def _acc_e(x, col_x, y_true, idx, lo, hi, acc):
     """Add each reduction's sum over samples lo..hi-1 into acc."""
     p_w = x[0]
@@ -89,7 +115,7 @@ def _acc_e(x, col_x, y_true, idx, lo, hi, acc):
     acc[0] += a0
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, error_model='numpy', parallel=True)
 def _par_e(x, col_x, y_true, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -101,7 +127,7 @@ def _par_e(x, col_x, y_true, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
 def _acc_g(x, col_x, y_true, idx, lo, hi, acc):
     """Add the sums of each reduction and its gradient into acc (one pass)."""
     p_w = x[0]
@@ -126,7 +152,7 @@ def _acc_g(x, col_x, y_true, idx, lo, hi, acc):
     acc[2] += a2
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, error_model='numpy', parallel=True)
 def _par_g(x, col_x, y_true, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -138,7 +164,7 @@ def _par_g(x, col_x, y_true, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
 def _acc_h(x, v, col_x, y_true, idx, lo, hi, acc):
     """Add the sums of each reduction's Hessian times v into acc."""
     p_w = x[0]
@@ -171,7 +197,7 @@ def _acc_h(x, v, col_x, y_true, idx, lo, hi, acc):
     acc[4] += a4
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, error_model='numpy', parallel=True)
 def _par_h(x, v, col_x, y_true, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -183,18 +209,27 @@ def _par_h(x, v, col_x, y_true, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _n_samples(col_x, y_true, idx):
-    """Number of samples used; checks that the columns agree."""
+    """Number of samples used; checks the columns agree and idx is in range."""
     N = col_x.shape[0]
     if y_true.shape[0] != N:
         raise ValueError("data column y_true has a different number of samples")
-    if idx is not None:
-        return idx.shape[0]
-    return N
+    if idx is None:
+        return N
+    if idx.shape[0] == 0:
+        raise ValueError("batch (idx) selects no samples")
+    lo = idx[0]
+    hi = idx[0]
+    for k in range(1, idx.shape[0]):  # one pass: min and max
+        lo = min(lo, idx[k])
+        hi = max(hi, idx[k])
+    if lo < 0 or hi >= N:
+        raise ValueError("batch (idx): sample index " + str(lo if lo < 0 else hi) + " is outside [0, " + str(N) + "), the length of the data columns")
+    return idx.shape[0]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _finish_e(x, acc, N):
     """The outer loss from the reduction sums."""
     p_w = x[0]
@@ -203,7 +238,7 @@ def _finish_e(x, acc, N):
     return r0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _finish_g(x, acc, N, g):
     """Outer chain rule: g = dF/dx + sum_k dF/dR_k * dR_k/dx."""
     p_w = x[0]
@@ -217,7 +252,7 @@ def _finish_g(x, acc, N, g):
     return r0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _finish_h(x, v, acc, N, out):
     """Outer Hessian-vector product: (F_xx v + F_xR u) + J^T (F_Rx v + F_RR u) + sum_k F_R_k H_k v, with u = J v."""
     p_w = x[0]
@@ -238,7 +273,7 @@ def _finish_h(x, v, acc, N, out):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value(x, col_x, y_true, idx=None):
     """The loss at x."""
     if x.shape[0] != 2:
@@ -249,27 +284,29 @@ def value(x, col_x, y_true, idx=None):
     return _finish_e(x, acc, N)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_and_grad(x, g, col_x, y_true, idx=None):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 2:
         raise ValueError("x must have 2 entries (w, b)")
     if g.shape[0] != 2:
         raise ValueError("out (the gradient array g) must have 2 entries (w, b)")
+    if _overlap(g, x):
+        raise ValueError("out (the gradient array g) overlaps x in memory: pass a separate output array")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(3)
     _acc_g(x, col_x, y_true, idx, 0, N, acc)
     return _finish_g(x, acc, N, g)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def grad(x, g, col_x, y_true, idx=None):
     """Write the gradient at x into g."""
     value_and_grad(x, g, col_x, y_true, idx)
     return g
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def hvp(x, v, out, col_x, y_true, idx=None):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 2:
@@ -278,17 +315,23 @@ def hvp(x, v, out, col_x, y_true, idx=None):
         raise ValueError("v must have 2 entries (w, b)")
     if out.shape[0] != 2:
         raise ValueError("out must have 2 entries (w, b)")
+    if _overlap(out, x):
+        raise ValueError("out overlaps x in memory: pass a separate output array")
+    if _overlap(out, v):
+        raise ValueError("out overlaps v in memory: pass a separate output array")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(5)
     _acc_h(x, v, col_x, y_true, idx, 0, N, acc)
     return _finish_h(x, v, acc, N, out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def hessian(x, H, col_x, y_true, idx=None):
     """Write the (symmetrised) Hessian at x into H, column by column."""
     if H.shape[0] != 2 or H.shape[1] != 2:
         raise ValueError("H must have shape (2, 2)")
+    if _overlap(H, x):
+        raise ValueError("out (the Hessian H) overlaps x in memory: pass a separate output array")
     e = np.zeros(2)
     for j in range(2):
         e[j] = 1.0
@@ -302,7 +345,7 @@ def hessian(x, H, col_x, y_true, idx=None):
     return H
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_parallel(x, col_x, y_true, idx=None):
     """The loss at x."""
     if x.shape[0] != 2:
@@ -313,27 +356,29 @@ def value_parallel(x, col_x, y_true, idx=None):
     return _finish_e(x, acc, N)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_and_grad_parallel(x, g, col_x, y_true, idx=None):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 2:
         raise ValueError("x must have 2 entries (w, b)")
     if g.shape[0] != 2:
         raise ValueError("out (the gradient array g) must have 2 entries (w, b)")
+    if _overlap(g, x):
+        raise ValueError("out (the gradient array g) overlaps x in memory: pass a separate output array")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(3)
     _par_g(x, col_x, y_true, idx, N, acc)
     return _finish_g(x, acc, N, g)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def grad_parallel(x, g, col_x, y_true, idx=None):
     """Write the gradient at x into g."""
     value_and_grad_parallel(x, g, col_x, y_true, idx)
     return g
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def hvp_parallel(x, v, out, col_x, y_true, idx=None):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 2:
@@ -342,17 +387,23 @@ def hvp_parallel(x, v, out, col_x, y_true, idx=None):
         raise ValueError("v must have 2 entries (w, b)")
     if out.shape[0] != 2:
         raise ValueError("out must have 2 entries (w, b)")
+    if _overlap(out, x):
+        raise ValueError("out overlaps x in memory: pass a separate output array")
+    if _overlap(out, v):
+        raise ValueError("out overlaps v in memory: pass a separate output array")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(5)
     _par_h(x, v, col_x, y_true, idx, N, acc)
     return _finish_h(x, v, acc, N, out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def hessian_parallel(x, H, col_x, y_true, idx=None):
     """Write the (symmetrised) Hessian at x into H, column by column."""
     if H.shape[0] != 2 or H.shape[1] != 2:
         raise ValueError("H must have shape (2, 2)")
+    if _overlap(H, x):
+        raise ValueError("out (the Hessian H) overlaps x in memory: pass a separate output array")
     e = np.zeros(2)
     for j in range(2):
         e[j] = 1.0

@@ -5,13 +5,16 @@
 # parameters (order of x): a, b, c
 # data columns: speed[N], time[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 6c45d25fa6f116dd
+# content hash: 58432f5adf7b6c47
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
 x is a float64 vector of the parameters in PARAMS order; data columns are passed
-positionally in DATA order, then an optional int64 array of sample indices (idx).
-Results are written into the output array given (g, out, H).
+positionally in DATA order, then an optional int64 array of sample indices (idx,
+each in [0, N): checked, ValueError otherwise).
+Results are written into the output array given (g, out, H), which must not overlap
+x, v or a data column (checked, ValueError otherwise). Arithmetic follows IEEE 754
+(error_model='numpy'): a division by zero gives inf or nan, it does not raise.
 """
 
 import cmath  # noqa: F401
@@ -26,7 +29,30 @@ KINK_POLICY = "relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5"
 ANALYTIC = True
 _FASTMATH = {'reassoc', 'contract'}
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
+def _span(a):
+    lo = a.ctypes.data
+    hi = lo
+    for d in range(a.ndim):
+        ext = (a.shape[d] - 1) * a.strides[d]
+        if ext < 0:
+            lo += ext
+        else:
+            hi += ext
+    return lo, hi + a.itemsize
+
+
+@numba.njit(cache=True, error_model='numpy')
+def _overlap(a, b):
+    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
+    if a.size == 0 or b.size == 0:
+        return False
+    a0, a1 = _span(a)
+    b0, b1 = _span(b)
+    return a0 < b1 and b0 < a1
+
+
+@numba.njit(cache=True, error_model='numpy')
 def _heaviside(z, at_zero):
     if z > 0.0:
         return 1.0
@@ -35,7 +61,7 @@ def _heaviside(z, at_zero):
     return at_zero if z == 0.0 else z
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _sign(z):
     if z > 0.0:
         return 1.0
@@ -44,22 +70,22 @@ def _sign(z):
     return z
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _relu(z):
     return z if not z < 0.0 else 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _floor(z):
     return np.floor(z)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _ceil(z):
     return np.ceil(z)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _sigmoid(z):
     if z >= 0.0:
         return 1.0 / (1.0 + math.exp(-z))
@@ -67,11 +93,34 @@ def _sigmoid(z):
     return e / (1.0 + e)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _softplus(z):
     return max(z, 0.0) + math.log1p(math.exp(-abs(z))) if z == z else z
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
+def _span(a):
+    lo = a.ctypes.data
+    hi = lo
+    for d in range(a.ndim):
+        ext = (a.shape[d] - 1) * a.strides[d]
+        if ext < 0:
+            lo += ext
+        else:
+            hi += ext
+    return lo, hi + a.itemsize
+
+
+@numba.njit(cache=True, error_model='numpy')
+def _overlap(a, b):
+    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
+    if a.size == 0 or b.size == 0:
+        return False
+    a0, a1 = _span(a)
+    b0, b1 = _span(b)
+    return a0 < b1 and b0 < a1
+
+
+@numba.njit(cache=True, error_model='numpy')
 def _ipow_c(z, k):
     r = z * 0.0 + 1.0
     b = z
@@ -84,7 +133,7 @@ def _ipow_c(z, k):
     return r if k >= 0 else 1.0 / r
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _sigmoid_c(z):
     if z.real >= 0.0:
         return 1.0 / (1.0 + cmath.exp(-z))
@@ -92,31 +141,31 @@ def _sigmoid_c(z):
     return e / (1.0 + e)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _softplus_c(z):
     if z.real > 0.0:
         return z + cmath.log(1.0 + cmath.exp(-z))
     return cmath.log(1.0 + cmath.exp(z))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _log1p_c(z):
     return cmath.log(1.0 + z) if abs(z) > 1e-4 else z - z * z / 2.0 + z * z * z / 3.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _expm1_c(z):
     return cmath.exp(z) - 1.0 if abs(z) > 1e-4 else z + z * z / 2.0 + z * z * z / 6.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _erf_c(z):
     # erf(a + ib) to first order in b: enough for complex-step with tiny imaginary parts
     a = z.real
     return complex(math.erf(a), 2.0 / math.sqrt(math.pi) * math.exp(-a * a) * z.imag)
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
 def _acc_e(x, speed, time, idx, lo, hi, acc):
     """Add each reduction's sum over samples lo..hi-1 into acc."""
     p_a = x[0]
@@ -134,7 +183,7 @@ def _acc_e(x, speed, time, idx, lo, hi, acc):
     acc[0] += a0
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
 def _acc_e_c(x, speed, time, idx, lo, hi, acc):
     """Add each reduction's sum over samples lo..hi-1 into acc."""
     p_a = x[0]
@@ -152,7 +201,7 @@ def _acc_e_c(x, speed, time, idx, lo, hi, acc):
     acc[0] += a0
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, error_model='numpy', parallel=True)
 def _par_e(x, speed, time, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -164,7 +213,7 @@ def _par_e(x, speed, time, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
 def _acc_g(x, speed, time, idx, lo, hi, acc):
     """Add the sums of each reduction and its gradient into acc (one pass)."""
     p_a = x[0]
@@ -194,7 +243,7 @@ def _acc_g(x, speed, time, idx, lo, hi, acc):
     acc[3] += a3
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, error_model='numpy', parallel=True)
 def _par_g(x, speed, time, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -206,7 +255,7 @@ def _par_g(x, speed, time, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
 def _acc_h(x, v, speed, time, idx, lo, hi, acc):
     """Add the sums of each reduction's Hessian times v into acc."""
     p_a = x[0]
@@ -249,7 +298,7 @@ def _acc_h(x, v, speed, time, idx, lo, hi, acc):
     acc[6] += a6
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, error_model='numpy', parallel=True)
 def _par_h(x, v, speed, time, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -261,7 +310,7 @@ def _par_h(x, v, speed, time, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, error_model='numpy', parallel=True)
 def _par_e_c(x, speed, time, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -273,18 +322,27 @@ def _par_e_c(x, speed, time, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _n_samples(speed, time, idx):
-    """Number of samples used; checks that the columns agree."""
+    """Number of samples used; checks the columns agree and idx is in range."""
     N = speed.shape[0]
     if time.shape[0] != N:
         raise ValueError("data column time has a different number of samples")
-    if idx is not None:
-        return idx.shape[0]
-    return N
+    if idx is None:
+        return N
+    if idx.shape[0] == 0:
+        raise ValueError("batch (idx) selects no samples")
+    lo = idx[0]
+    hi = idx[0]
+    for k in range(1, idx.shape[0]):  # one pass: min and max
+        lo = min(lo, idx[k])
+        hi = max(hi, idx[k])
+    if lo < 0 or hi >= N:
+        raise ValueError("batch (idx): sample index " + str(lo if lo < 0 else hi) + " is outside [0, " + str(N) + "), the length of the data columns")
+    return idx.shape[0]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _finish_e(x, acc, N):
     """The outer loss from the reduction sums."""
     p_a = x[0]
@@ -294,7 +352,7 @@ def _finish_e(x, acc, N):
     return r0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _finish_e_c(x, acc, N):
     """Complex variant of _finish_e."""
     p_a = x[0]
@@ -304,7 +362,7 @@ def _finish_e_c(x, acc, N):
     return r0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _finish_g(x, acc, N, g):
     """Outer chain rule: g = dF/dx + sum_k dF/dR_k * dR_k/dx."""
     p_a = x[0]
@@ -320,7 +378,7 @@ def _finish_g(x, acc, N, g):
     return r0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _finish_h(x, v, acc, N, out):
     """Outer Hessian-vector product: (F_xx v + F_xR u) + J^T (F_Rx v + F_RR u) + sum_k F_R_k H_k v, with u = J v."""
     p_a = x[0]
@@ -344,7 +402,7 @@ def _finish_h(x, v, acc, N, out):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value(x, speed, time, idx=None):
     """The loss at x."""
     if x.shape[0] != 3:
@@ -355,27 +413,29 @@ def value(x, speed, time, idx=None):
     return _finish_e(x, acc, N)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_and_grad(x, g, speed, time, idx=None):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 3:
         raise ValueError("x must have 3 entries (a, b, c)")
     if g.shape[0] != 3:
         raise ValueError("out (the gradient array g) must have 3 entries (a, b, c)")
+    if _overlap(g, x):
+        raise ValueError("out (the gradient array g) overlaps x in memory: pass a separate output array")
     N = _n_samples(speed, time, idx)
     acc = np.zeros(4)
     _acc_g(x, speed, time, idx, 0, N, acc)
     return _finish_g(x, acc, N, g)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def grad(x, g, speed, time, idx=None):
     """Write the gradient at x into g."""
     value_and_grad(x, g, speed, time, idx)
     return g
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def hvp(x, v, out, speed, time, idx=None):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 3:
@@ -384,17 +444,23 @@ def hvp(x, v, out, speed, time, idx=None):
         raise ValueError("v must have 3 entries (a, b, c)")
     if out.shape[0] != 3:
         raise ValueError("out must have 3 entries (a, b, c)")
+    if _overlap(out, x):
+        raise ValueError("out overlaps x in memory: pass a separate output array")
+    if _overlap(out, v):
+        raise ValueError("out overlaps v in memory: pass a separate output array")
     N = _n_samples(speed, time, idx)
     acc = np.zeros(7)
     _acc_h(x, v, speed, time, idx, 0, N, acc)
     return _finish_h(x, v, acc, N, out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def hessian(x, H, speed, time, idx=None):
     """Write the (symmetrised) Hessian at x into H, column by column."""
     if H.shape[0] != 3 or H.shape[1] != 3:
         raise ValueError("H must have shape (3, 3)")
+    if _overlap(H, x):
+        raise ValueError("out (the Hessian H) overlaps x in memory: pass a separate output array")
     e = np.zeros(3)
     for j in range(3):
         e[j] = 1.0
@@ -408,7 +474,7 @@ def hessian(x, H, speed, time, idx=None):
     return H
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_parallel(x, speed, time, idx=None):
     """The loss at x."""
     if x.shape[0] != 3:
@@ -419,27 +485,29 @@ def value_parallel(x, speed, time, idx=None):
     return _finish_e(x, acc, N)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_and_grad_parallel(x, g, speed, time, idx=None):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 3:
         raise ValueError("x must have 3 entries (a, b, c)")
     if g.shape[0] != 3:
         raise ValueError("out (the gradient array g) must have 3 entries (a, b, c)")
+    if _overlap(g, x):
+        raise ValueError("out (the gradient array g) overlaps x in memory: pass a separate output array")
     N = _n_samples(speed, time, idx)
     acc = np.zeros(4)
     _par_g(x, speed, time, idx, N, acc)
     return _finish_g(x, acc, N, g)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def grad_parallel(x, g, speed, time, idx=None):
     """Write the gradient at x into g."""
     value_and_grad_parallel(x, g, speed, time, idx)
     return g
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def hvp_parallel(x, v, out, speed, time, idx=None):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 3:
@@ -448,17 +516,23 @@ def hvp_parallel(x, v, out, speed, time, idx=None):
         raise ValueError("v must have 3 entries (a, b, c)")
     if out.shape[0] != 3:
         raise ValueError("out must have 3 entries (a, b, c)")
+    if _overlap(out, x):
+        raise ValueError("out overlaps x in memory: pass a separate output array")
+    if _overlap(out, v):
+        raise ValueError("out overlaps v in memory: pass a separate output array")
     N = _n_samples(speed, time, idx)
     acc = np.zeros(7)
     _par_h(x, v, speed, time, idx, N, acc)
     return _finish_h(x, v, acc, N, out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def hessian_parallel(x, H, speed, time, idx=None):
     """Write the (symmetrised) Hessian at x into H, column by column."""
     if H.shape[0] != 3 or H.shape[1] != 3:
         raise ValueError("H must have shape (3, 3)")
+    if _overlap(H, x):
+        raise ValueError("out (the Hessian H) overlaps x in memory: pass a separate output array")
     e = np.zeros(3)
     for j in range(3):
         e[j] = 1.0
@@ -472,7 +546,7 @@ def hessian_parallel(x, H, speed, time, idx=None):
     return H
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_complex(x, speed, time, idx=None):
     """The loss at complex x (complex-step checks)."""
     N = _n_samples(speed, time, idx)

@@ -5,13 +5,16 @@
 # parameters (order of x): x1, x2
 # data columns: none
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: ed7d43333412ee90
+# content hash: 228e839ddf15ddbd
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
 x is a float64 vector of the parameters in PARAMS order; data columns are passed
-positionally in DATA order, then an optional int64 array of sample indices (idx).
-Results are written into the output array given (g, out, H).
+positionally in DATA order, then an optional int64 array of sample indices (idx,
+each in [0, N): checked, ValueError otherwise).
+Results are written into the output array given (g, out, H), which must not overlap
+x, v or a data column (checked, ValueError otherwise). Arithmetic follows IEEE 754
+(error_model='numpy'): a division by zero gives inf or nan, it does not raise.
 """
 
 import cmath  # noqa: F401
@@ -26,7 +29,30 @@ KINK_POLICY = "relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5"
 ANALYTIC = True
 _FASTMATH = {'reassoc', 'contract'}
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
+def _span(a):
+    lo = a.ctypes.data
+    hi = lo
+    for d in range(a.ndim):
+        ext = (a.shape[d] - 1) * a.strides[d]
+        if ext < 0:
+            lo += ext
+        else:
+            hi += ext
+    return lo, hi + a.itemsize
+
+
+@numba.njit(cache=True, error_model='numpy')
+def _overlap(a, b):
+    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
+    if a.size == 0 or b.size == 0:
+        return False
+    a0, a1 = _span(a)
+    b0, b1 = _span(b)
+    return a0 < b1 and b0 < a1
+
+
+@numba.njit(cache=True, error_model='numpy')
 def _heaviside(z, at_zero):
     if z > 0.0:
         return 1.0
@@ -35,7 +61,7 @@ def _heaviside(z, at_zero):
     return at_zero if z == 0.0 else z
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _sign(z):
     if z > 0.0:
         return 1.0
@@ -44,22 +70,22 @@ def _sign(z):
     return z
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _relu(z):
     return z if not z < 0.0 else 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _floor(z):
     return np.floor(z)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _ceil(z):
     return np.ceil(z)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _sigmoid(z):
     if z >= 0.0:
         return 1.0 / (1.0 + math.exp(-z))
@@ -67,11 +93,34 @@ def _sigmoid(z):
     return e / (1.0 + e)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _softplus(z):
     return max(z, 0.0) + math.log1p(math.exp(-abs(z))) if z == z else z
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
+def _span(a):
+    lo = a.ctypes.data
+    hi = lo
+    for d in range(a.ndim):
+        ext = (a.shape[d] - 1) * a.strides[d]
+        if ext < 0:
+            lo += ext
+        else:
+            hi += ext
+    return lo, hi + a.itemsize
+
+
+@numba.njit(cache=True, error_model='numpy')
+def _overlap(a, b):
+    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
+    if a.size == 0 or b.size == 0:
+        return False
+    a0, a1 = _span(a)
+    b0, b1 = _span(b)
+    return a0 < b1 and b0 < a1
+
+
+@numba.njit(cache=True, error_model='numpy')
 def _ipow_c(z, k):
     r = z * 0.0 + 1.0
     b = z
@@ -84,7 +133,7 @@ def _ipow_c(z, k):
     return r if k >= 0 else 1.0 / r
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _sigmoid_c(z):
     if z.real >= 0.0:
         return 1.0 / (1.0 + cmath.exp(-z))
@@ -92,31 +141,31 @@ def _sigmoid_c(z):
     return e / (1.0 + e)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _softplus_c(z):
     if z.real > 0.0:
         return z + cmath.log(1.0 + cmath.exp(-z))
     return cmath.log(1.0 + cmath.exp(z))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _log1p_c(z):
     return cmath.log(1.0 + z) if abs(z) > 1e-4 else z - z * z / 2.0 + z * z * z / 3.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _expm1_c(z):
     return cmath.exp(z) - 1.0 if abs(z) > 1e-4 else z + z * z / 2.0 + z * z * z / 6.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _erf_c(z):
     # erf(a + ib) to first order in b: enough for complex-step with tiny imaginary parts
     a = z.real
     return complex(math.erf(a), 2.0 / math.sqrt(math.pi) * math.exp(-a * a) * z.imag)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value(x):
     """The loss at x."""
     if x.shape[0] != 2:
@@ -126,13 +175,15 @@ def value(x):
     return (1.0 - p_x1)**2 + (-p_x1**2 + p_x2)**2
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_and_grad(x, g):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 2:
         raise ValueError("x must have 2 entries (x1, x2)")
     if g.shape[0] != 2:
         raise ValueError("out (the gradient array g) must have 2 entries (x1, x2)")
+    if _overlap(g, x):
+        raise ValueError("out (the gradient array g) overlaps x in memory: pass a separate output array")
     p_x1 = x[0]
     p_x2 = x[1]
     _t1 = 1.0 - p_x1
@@ -143,14 +194,14 @@ def value_and_grad(x, g):
     return _t1**2 + _t5**2
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def grad(x, g):
     """Write the gradient at x into g (and return g)."""
     value_and_grad(x, g)
     return g
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def hvp(x, v, out):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 2:
@@ -159,6 +210,10 @@ def hvp(x, v, out):
         raise ValueError("v must have 2 entries (x1, x2)")
     if out.shape[0] != 2:
         raise ValueError("out must have 2 entries (x1, x2)")
+    if _overlap(out, x):
+        raise ValueError("out overlaps x in memory: pass a separate output array")
+    if _overlap(out, v):
+        raise ValueError("out overlaps v in memory: pass a separate output array")
     p_x1 = x[0]
     p_x2 = x[1]
     v0 = v[0]
@@ -170,11 +225,13 @@ def hvp(x, v, out):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def hessian(x, H):
     """Write the (symmetrised) Hessian at x into H, column by column."""
     if H.shape[0] != 2 or H.shape[1] != 2:
         raise ValueError("H must have shape (2, 2)")
+    if _overlap(H, x):
+        raise ValueError("out (the Hessian H) overlaps x in memory: pass a separate output array")
     e = np.zeros(2)
     for j in range(2):
         e[j] = 1.0
@@ -188,7 +245,7 @@ def hessian(x, H):
     return H
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_complex(x):
     """The loss at complex x (complex-step checks)."""
     p_x1 = x[0]

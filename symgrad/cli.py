@@ -18,6 +18,7 @@ check exits with 1. ``SYMGRAD_DEBUG=1`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import runpy
 import shlex
@@ -164,12 +165,42 @@ def load_loss(spec: str, params: str | None = None, data: str | None = None,
     dnames = _names(data)
     if dnames is None and file_data is not None:
         dnames = list(file_data)
+        if params is None:
+            _check_columns_spelt(spec, file_data, data_file)
     expr = parse_loss(spec, params=_names(params), data=dnames)
     if file_data is not None and dnames is not None:
         file_data = {k: v for k, v in file_data.items() if k in dnames}
     # The packing order is passed explicitly: it must not depend on symbols made earlier.
     order = [Param(n) for n in param_names(spec, _names(params), dnames)]
     return LossSource(expr, order, file_data, None, spec)
+
+
+def _check_columns_spelt(spec: str, file_data: Mapping, data_file: str | None) -> None:
+    """A parameter named like a data column the loss does not read is a misspelt column.
+
+    With a data file and no --params, every name that is not a column becomes a parameter, so
+    ``Y`` for the column ``y`` would silently be fitted as a parameter (to 0). Refuse it and
+    name the column it probably means; --params declares a parameter of that name on purpose.
+    """
+    from .exprparse import names_in
+
+    used = set(names_in(spec))
+    unused = [c for c in file_data if c not in used]
+    for name in sorted(used - set(file_data)):
+        folded = [c for c in unused if c.lower() == name.lower()]
+        close = folded or difflib.get_close_matches(name, unused, n=1, cutoff=0.6)
+        if close:
+            raise CLIError(
+                f"'{name}' is not a column of {data_file} (columns: {', '.join(file_data)}): "
+                f"did you mean '{close[0]}'? (to fit a parameter named '{name}', list the "
+                "parameters with --params)")
+
+
+def _warn_unused_columns(f, src: LossSource, command: str) -> None:
+    unused = [c for c in (src.data or {}) if c not in f.data_names]
+    if unused and src.data is not None:
+        print(f"symgrad {command}: warning: data column(s) not used by the loss: "
+              f"{', '.join(unused)}", file=sys.stderr)
 
 
 def _compile(src: LossSource):
@@ -224,6 +255,7 @@ def cmd_check(a: argparse.Namespace) -> int:
 
     src = load_loss(a.loss, a.params, a.data, a.data_file)
     f = _compile(src)
+    _warn_unused_columns(f, src, "check")
     x = _point(f, a.at, src.x0, "--at", a.seed)
     chk = sg.check_grad(f, x, data=_data_for(f, src), method=a.method)
     print(f"loss: {f.expr}")
@@ -251,6 +283,7 @@ def cmd_minimize(a: argparse.Namespace) -> int:
         kw["beta"] = a.beta
     opt = getattr(optim, a.optimizer)(**kw)
     f = _compile(src)
+    _warn_unused_columns(f, src, "minimize")
     x0 = _point(f, a.x0, src.x0 if src.x0 is not None else np.zeros(f.n_params), "--x0")
     data = _data_for(f, src)
     t0 = time.perf_counter()

@@ -185,6 +185,14 @@ class _Gen:
         return (f'if {arg}.shape[0] != {self.n}:\n'
                 f'    raise ValueError("{what} must have {self.n} entries ({_esc(names)})")')
 
+    def no_alias(self, out: str, *ins: str) -> list[str]:
+        """Refuse an output array that overlaps an input (the code writes it before reading
+        them all): ``out`` is the argument name, ``ins`` the inputs it must not overlap."""
+        what = "out (the gradient array g)" if out == "g" else "out (the Hessian H)" \
+            if out == "H" else "out"
+        return [f'if _overlap({out}, {a}):\n    raise ValueError("{what} overlaps {a} in '
+                'memory: pass a separate output array")' for a in ins]
+
     def p(self, e, printer=None) -> str:
         e = sp.sympify(e)
         return (printer or self.real).doprint(e.xreplace(self.sub) if self.sub else e)
@@ -221,8 +229,11 @@ class _Gen:
         T('"""Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.')
         T("")
         T("x is a float64 vector of the parameters in PARAMS order; data columns are passed")
-        T("positionally in DATA order, then an optional int64 array of sample indices (idx).")
-        T("Results are written into the output array given (g, out, H).")
+        T("positionally in DATA order, then an optional int64 array of sample indices (idx,")
+        T("each in [0, N): checked, ValueError otherwise).")
+        T("Results are written into the output array given (g, out, H), which must not overlap")
+        T("x, v or a data column (checked, ValueError otherwise). Arithmetic follows IEEE 754")
+        T("(error_model='numpy'): a division by zero gives inf or nan, it does not raise.")
         T('"""')
         T()
         T("import cmath  # noqa: F401")
@@ -271,14 +282,15 @@ class _Gen:
         out.append(_fn("value(x)", "The loss at x.", [
             self.check_x(), *self.load_params(), *self.assigns(o, ("F",), self.real),
             f"return {self.p(F)}"]))
-        body = [self.check_x(), self.check_x("g"), *self.load_params(),
+        body = [self.check_x(), self.check_x("g"), *self.no_alias("g", "x"), *self.load_params(),
                 *self.assigns(o, ("F", "dx"), self.real)]
         body += [f"g[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["dx"])]
         out.append(_fn("value_and_grad(x, g)", "The loss at x; its gradient is written into g.",
                        [*body, f"return {self.p(F)}"]))
         out.append(_fn("grad(x, g)", "Write the gradient at x into g (and return g).", [
             "value_and_grad(x, g)", "return g"]))
-        body = [self.check_x(), self.check_x("v"), self.check_x("out"), *self.load_params(),
+        body = [self.check_x(), self.check_x("v"), self.check_x("out"),
+                *self.no_alias("out", "x", "v"), *self.load_params(),
                 *self.load_v(), *self.assigns(o, ("hx",), self.real)]
         body += [f"out[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["hx"])]
         out.append(_fn("hvp(x, v, out)", "Write the Hessian at x times v into out.",
@@ -304,13 +316,22 @@ class _Gen:
         if cplx_ok:
             out.append(self.par_fn("e", K, cols, cplx=True))
         out.append(_fn(f"_n_samples({cols}, idx)",
-                       "Number of samples used; checks that the columns agree.", [
+                       "Number of samples used; checks the columns agree and idx is in range.", [
                            f"N = {self.cols[0]}.shape[0]",
                            *[f'if {c}.shape[0] != N:\n    raise ValueError('
                              f'"data column {_esc(c)} has a different number of samples")'
                              for c in self.cols[1:]],
-                           "if idx is not None:", "    return idx.shape[0]",
-                           "return N"], jit="@numba.njit(cache=True)"))
+                           "if idx is None:", "    return N",
+                           "if idx.shape[0] == 0:",
+                           '    raise ValueError("batch (idx) selects no samples")',
+                           "lo = idx[0]", "hi = idx[0]",
+                           "for k in range(1, idx.shape[0]):  # one pass: min and max",
+                           "    lo = min(lo, idx[k])", "    hi = max(hi, idx[k])",
+                           "if lo < 0 or hi >= N:",
+                           '    raise ValueError("batch (idx): sample index " + str(lo if lo < 0 '
+                           'else hi) + " is outside [0, " + str(N) + "), the length of the data '
+                           'columns")',
+                           "return idx.shape[0]"], jit=_JIT))
         return out
 
     def with_data(self) -> list[str]:
@@ -332,7 +353,8 @@ class _Gen:
                 "return _finish_e(x, acc, N)"]))
             out.append(_fn(f"value_and_grad{sfx}(x, g, {tail})",
                            "The loss at x; its gradient is written into g.", [
-                               self.check_x(), self.check_x("g"), f"N = _n_samples({cols}, idx)",
+                               self.check_x(), self.check_x("g"), *self.no_alias("g", "x"),
+                               f"N = _n_samples({cols}, idx)",
                                f"acc = np.zeros({sizes['g']})", run("g", "x"),
                                "return _finish_g(x, acc, N, g)"]))
             out.append(_fn(f"grad{sfx}(x, g, {tail})", "Write the gradient at x into g.", [
@@ -340,7 +362,7 @@ class _Gen:
             out.append(_fn(f"hvp{sfx}(x, v, out, {tail})",
                            "Write the Hessian at x times v into out.", [
                                self.check_x(), self.check_x("v"), self.check_x("out"),
-                               f"N = _n_samples({cols}, idx)",
+                               *self.no_alias("out", "x", "v"), f"N = _n_samples({cols}, idx)",
                                f"acc = np.zeros({sizes['h']})", run("h", "x, v"),
                                "return _finish_h(x, v, acc, N, out)"]))
             out.append(_hessian_fn(n, f"x, H, {tail}", f"hvp{sfx}(x, e, H[:, j], {cols}, idx)",
@@ -379,7 +401,7 @@ class _Gen:
         doc = {"e": "Add each reduction's sum over samples lo..hi-1 into acc.",
                "g": "Add the sums of each reduction and its gradient into acc (one pass).",
                "h": "Add the sums of each reduction's Hessian times v into acc."}[mode]
-        return _fn(name, doc, lines, jit="@numba.njit(cache=True, fastmath=_FASTMATH)")
+        return _fn(name, doc, lines, jit=_JIT[:-1] + ", fastmath=_FASTMATH)")
 
     def par_fn(self, mode: str, size: int, cols: str, cplx: bool = False) -> str:
         args = "x, v" if mode == "h" else "x"
@@ -395,7 +417,7 @@ class _Gen:
                        "for c in range(nc):",
                        f"    for m in range({size}):",
                        "        acc[m] += rows[c, m]"],
-                   jit="@numba.njit(cache=True, parallel=True)")
+                   jit=_JIT[:-1] + ", parallel=True)")
 
     def load_r(self, pr=None) -> list[str]:
         out = []
@@ -441,11 +463,11 @@ class _Gen:
         F = o.outputs["F"][0]
         out = [_fn("_finish_e(x, acc, N)", "The outer loss from the reduction sums.", [
             *self.load_params(), *self.load_r(), *self.assigns(o, ("F",), self.real),
-            f"return {self.p(F)}"], jit="@numba.njit(cache=True)")]
+            f"return {self.p(F)}"], jit=_JIT)]
         if self.prob.analytic:
             out.append(_fn("_finish_e_c(x, acc, N)", "Complex variant of _finish_e.", [
                 *self.load_params(), *self.load_r(), *self.assigns(o, ("F",), self.cplx),
-                f"return {self.p(F, self.cplx)}"], jit="@numba.njit(cache=True)"))
+                f"return {self.p(F, self.cplx)}"], jit=_JIT))
         lines = [*self.load_params(), *self.load_r(),
                  *self.assigns(o, ("F", "dx", "dR"), self.real)]
         lines += [f"g[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["dx"])]
@@ -453,7 +475,7 @@ class _Gen:
         lines.append(f"return {self.p(F)}")
         out.append(_fn("_finish_g(x, acc, N, g)",
                        "Outer chain rule: g = dF/dx + sum_k dF/dR_k * dR_k/dx.", lines,
-                       jit="@numba.njit(cache=True)"))
+                       jit=_JIT))
         lines = [*self.load_params(), *self.load_v(), *self.load_r(), *self.jv()]
         lines += self.assigns(o, ("dR", "hx", "hR"), self.real)
         lines += [f"out[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["hx"])]
@@ -462,7 +484,7 @@ class _Gen:
         out.append(_fn("_finish_h(x, v, acc, N, out)",
                        "Outer Hessian-vector product: (F_xx v + F_xR u) + J^T (F_Rx v + F_RR u)"
                        " + sum_k F_R_k H_k v, with u = J v.", lines,
-                       jit="@numba.njit(cache=True)"))
+                       jit=_JIT))
         return out
 
 
@@ -500,7 +522,7 @@ class _Gen:
         vys = [self.vec_load(vt, "v", lambda y, vy: vy)]
         ns = self.ns
         et = "".join(f", {c}" for c in self.ecols)
-        jit = "@numba.njit(cache=True, fastmath=_FASTMATH)"
+        jit = _JIT[:-1] + ", fastmath=_FASTMATH)"
         out = []
         # value (and its complex variant for complex-step checks)
         variants = [("", self.real, "0.0", f"Sum {j} over its index range.")]
@@ -594,7 +616,7 @@ class _Gen:
         two_pass = any(_depends(o, d, s_syms) for d in dS)
         body = ["n = _n_vec(x)", "if g.shape[0] != x.shape[0]:",
                 '    raise ValueError("out (the gradient array g) must have the length of x")',
-                "g[:] = 0.0",
+                *self.no_alias("g", "x", *self.cols, *self.ecols), "g[:] = 0.0",
                 *samples("g"), *self.load_params()]
         if two_pass:
             body += [f"{S[j]} = _vs{j}_value(x, n{et})" for j in range(m)]
@@ -610,7 +632,8 @@ class _Gen:
             f"value_and_grad(x, g{call_tail})", "return g"]))
         # Hessian-vector product
         body = ["n = _n_vec(x)", "if v.shape[0] != x.shape[0] or out.shape[0] != x.shape[0]:",
-                '    raise ValueError("v and out must have the length of x")', "out[:] = 0.0",
+                '    raise ValueError("v and out must have the length of x")',
+                *self.no_alias("out", "x", "v", *self.cols, *self.ecols), "out[:] = 0.0",
                 *samples("h", "x, v"), *self.jv()]
         body += [f"{S[j]}, u{K + j} = _vs{j}_dir(x, v, n{et})" for j in range(m)]
         body += [*self.load_params(), *self.load_v(),
@@ -663,7 +686,10 @@ def _esc(s: str) -> str:
     return s.encode("unicode_escape").decode("ascii")
 
 
-def _fn(sig: str, doc: str, lines: list[str], jit: str = "@numba.njit(cache=True)") -> str:
+_JIT = "@numba.njit(cache=True, error_model='numpy')"
+
+
+def _fn(sig: str, doc: str, lines: list[str], jit: str = _JIT) -> str:
     body = []
     for ln in lines:
         body.extend("    " + part for part in ln.split("\n"))
@@ -679,6 +705,9 @@ def _hessian_fn(n: int | None, args: str, call: str, name: str = "hessian") -> s
         f"if H.shape[0] != {size} or H.shape[1] != {size}:",
         '    raise ValueError("H must be square with the length of x")' if n is None else
         f'    raise ValueError("H must have shape ({n}, {n})")',
+        "if _overlap(H, x):",
+        '    raise ValueError("out (the Hessian H) overlaps x in memory: pass a separate output '
+        'array")',
         f"e = np.zeros({size})",
         f"for j in range({size}):",
         "    e[j] = 1.0",
@@ -696,7 +725,7 @@ def _lse_helper(arity: int, cplx: bool) -> str:
     a = [f"a{j}" for j in range(arity)]
     if cplx:
         return "\n".join([
-            "@numba.njit(cache=True)",
+            "@numba.njit(cache=True, error_model='numpy')",
             f"def _logsumexp{arity}_c({', '.join(a)}):",
             f"    m = max({', '.join(x + '.real' for x in a)})",
             "    return m + cmath.log(" + " + ".join(f"cmath.exp({x} - m)" for x in a) + ")"])
@@ -704,7 +733,7 @@ def _lse_helper(arity: int, cplx: bool) -> str:
     for x in a[1:]:
         m = f"max({m}, {x})"
     return "\n".join([
-        "@numba.njit(cache=True)",
+        "@numba.njit(cache=True, error_model='numpy')",
         f"def _logsumexp{arity}({', '.join(a)}):",
         f"    m = {m}",
         "    if math.isinf(m):",
@@ -713,7 +742,30 @@ def _lse_helper(arity: int, cplx: bool) -> str:
 
 
 HELPERS = '''
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
+def _span(a):
+    lo = a.ctypes.data
+    hi = lo
+    for d in range(a.ndim):
+        ext = (a.shape[d] - 1) * a.strides[d]
+        if ext < 0:
+            lo += ext
+        else:
+            hi += ext
+    return lo, hi + a.itemsize
+
+
+@numba.njit(cache=True, error_model='numpy')
+def _overlap(a, b):
+    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
+    if a.size == 0 or b.size == 0:
+        return False
+    a0, a1 = _span(a)
+    b0, b1 = _span(b)
+    return a0 < b1 and b0 < a1
+
+
+@numba.njit(cache=True, error_model='numpy')
 def _heaviside(z, at_zero):
     if z > 0.0:
         return 1.0
@@ -722,7 +774,7 @@ def _heaviside(z, at_zero):
     return at_zero if z == 0.0 else z
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _sign(z):
     if z > 0.0:
         return 1.0
@@ -731,22 +783,22 @@ def _sign(z):
     return z
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _relu(z):
     return z if not z < 0.0 else 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _floor(z):
     return np.floor(z)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _ceil(z):
     return np.ceil(z)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _sigmoid(z):
     if z >= 0.0:
         return 1.0 / (1.0 + math.exp(-z))
@@ -754,13 +806,36 @@ def _sigmoid(z):
     return e / (1.0 + e)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _softplus(z):
     return max(z, 0.0) + math.log1p(math.exp(-abs(z))) if z == z else z
 '''
 
 COMPLEX_HELPERS = '''
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
+def _span(a):
+    lo = a.ctypes.data
+    hi = lo
+    for d in range(a.ndim):
+        ext = (a.shape[d] - 1) * a.strides[d]
+        if ext < 0:
+            lo += ext
+        else:
+            hi += ext
+    return lo, hi + a.itemsize
+
+
+@numba.njit(cache=True, error_model='numpy')
+def _overlap(a, b):
+    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
+    if a.size == 0 or b.size == 0:
+        return False
+    a0, a1 = _span(a)
+    b0, b1 = _span(b)
+    return a0 < b1 and b0 < a1
+
+
+@numba.njit(cache=True, error_model='numpy')
 def _ipow_c(z, k):
     r = z * 0.0 + 1.0
     b = z
@@ -773,7 +848,7 @@ def _ipow_c(z, k):
     return r if k >= 0 else 1.0 / r
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _sigmoid_c(z):
     if z.real >= 0.0:
         return 1.0 / (1.0 + cmath.exp(-z))
@@ -781,24 +856,24 @@ def _sigmoid_c(z):
     return e / (1.0 + e)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _softplus_c(z):
     if z.real > 0.0:
         return z + cmath.log(1.0 + cmath.exp(-z))
     return cmath.log(1.0 + cmath.exp(z))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _log1p_c(z):
     return cmath.log(1.0 + z) if abs(z) > 1e-4 else z - z * z / 2.0 + z * z * z / 3.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _expm1_c(z):
     return cmath.exp(z) - 1.0 if abs(z) > 1e-4 else z + z * z / 2.0 + z * z * z / 6.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _erf_c(z):
     # erf(a + ib) to first order in b: enough for complex-step with tiny imaginary parts
     a = z.real

@@ -15,6 +15,7 @@ compiling again. Files are written atomically and only when their bytes change.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import sys
 import tempfile
@@ -99,6 +100,11 @@ class Kernel:
     ``x`` is packed in :attr:`params` order (a list is accepted; a float64 array avoids a copy).
     Losses with data take the columns by name (``f.value(x, t=t, y=y)``) and an optional
     ``batch`` (an index array or a slice) to evaluate on a subset without copying.
+
+    Arithmetic follows IEEE 754: where the loss is not defined (``1/x`` at 0, ``sqrt(-1)``)
+    the value and gradient are inf or nan, never an exception (``minimize`` reports them as
+    divergence, ``check_grad`` as non-finite). An ``out`` array must not overlap ``x`` or
+    ``v`` (ValueError otherwise: the compiled code writes it before reading them).
     """
 
     def __init__(self, problem: Problem, source: str, path: Path, module: types.ModuleType,
@@ -323,7 +329,11 @@ class Kernel:
             self.vector_length(x.shape[0])
         elif x.shape[0] != self._n:
             raise ValueError(f"x must have {self._n} entries, got shape {x.shape}")
-        return complex(self.module.value_complex(x, *self.data_args(data, batch)))
+        args = self.data_args(data, batch)
+        try:
+            return complex(self.module.value_complex(x, *args))
+        except ZeroDivisionError:  # Numba's complex division raises even under IEEE rules
+            return complex(math.nan, math.nan)
 
     def bind(self, **data) -> BoundKernel:
         """Validate data once and return a kernel of ``x`` alone (for hot loops).

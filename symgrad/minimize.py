@@ -298,9 +298,45 @@ _DIVERGED = {
 }
 
 
-def _diverged_message(k: int, why: str, fk: float, bound: float) -> str:
+def _diverged_message(k: int, why: str, fk: float, bound: float, x: np.ndarray | None = None,
+                      g: np.ndarray | None = None, names: Any = None) -> str:
+    """Why the run stopped as diverged, in words that fit the cause.
+
+    A non-finite loss or gradient at step 0 means the loss is not defined (or not
+    differentiable) at the starting point: no learning rate helps. At a later step, or when the
+    loss grew past the bound, the steps were too large.
+    """
     reason = _DIVERGED[why].format(fk=fk, bound=bound)
+    if why in ("loss", "grad") and x is not None:
+        bad = None if why == "loss" or g is None else ~np.isfinite(g)
+        where = _describe_x(x, names, bad)
+        if k == 0:
+            what = "not defined" if why == "loss" else "not differentiable"
+            return (f"non-finite at the starting point (step 0): {reason} at {where}: the loss "
+                    f"is {what} there; start from another x0")
+        return (f"diverged at step {k}: {reason} at {where}: the steps left the region where "
+                "the loss is defined (or overflowed); try a smaller learning rate")
     return f"diverged at step {k}: {reason}; try a smaller learning rate"
+
+
+def _describe_x(x: np.ndarray, names: Any, bad: np.ndarray | None = None, most: int = 6) -> str:
+    """``a=1, b=0`` for small x; the non-finite gradient components' values when ``bad``."""
+    names = list(names) if names is not None and len(names) == x.size else \
+        [f"x[{i}]" for i in range(x.size)]
+    idx = np.flatnonzero(bad) if bad is not None and bad.any() else np.arange(x.size)
+    parts = [f"{names[i]}={x[i]:.6g}" for i in idx[:most]]
+    more = f", ... ({idx.size - most} more)" if idx.size > most else ""
+    return ("the parameters with a non-finite gradient " if bad is not None and bad.any()
+            else "x = ") + ("(" + ", ".join(parts) + more + ")")
+
+
+def _param_labels(p: _Plan, n: int) -> Any:
+    """One name per entry of x (Kernels know them), else None."""
+    f = p.f
+    try:
+        return f.param_names(n) if hasattr(f, "param_names") else getattr(f, "params", None)
+    except (TypeError, ValueError):
+        return None
 
 
 def _rel_change(f_prev: float, fk: float) -> float:
@@ -456,7 +492,8 @@ def _run_python(p: _Plan) -> OptimizeResult:
             elif fk > bound:
                 why = "bound"
             if why:
-                status, message = "diverged", _diverged_message(k, why, fk, bound)
+                status, message = "diverged", _diverged_message(
+                    k, why, fk, bound, x, gk, _param_labels(p, x.size))
                 last = (fk, gk) if batch_ev is None else None
                 break
             if p.gtol is not None and gn <= p.gtol:
@@ -576,7 +613,7 @@ def _compiled_loop() -> Callable[..., tuple[int, int, float, float]]:
     """
     import numba
 
-    @numba.njit(cache=False, nogil=True)
+    @numba.njit(cache=False, nogil=True, error_model="numpy")
     def loop(vg, args, W, lrs, H, ip, fp):
         """Steps ip[k0]..ip[k1]-1; returns (status, step, f_k, detail) and updates ip, fp."""
         x = W[0]
@@ -786,7 +823,8 @@ def _run_compiled(p: _Plan) -> OptimizeResult:
             message = f"converged at step {k}: relative loss change {detail:.3g} <= tol={p.tol:g}"
         else:
             bound = fp[_FP_BOUND]
-            status, message = "diverged", _diverged_message(k, _WHY[code], fk, bound)
+            status, message = "diverged", _diverged_message(
+                k, _WHY[code], fk, bound, x, g, _param_labels(p, n))
     r = int(ip[_IP_NREC])
     if rec:
         H[r, :4] = k, fun, lrs[k * lstride], _final_grad_norm(g)

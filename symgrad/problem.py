@@ -266,6 +266,11 @@ def _problem(expr: sp.Expr, params) -> Problem:
                 f"({layout(old)} and {layout(col)}) and both appear in the loss: an expression "
                 "built before re-declaring it still holds the old symbols; rebuild the loss "
                 "from one declaration")
+    if reductions and not columns:  # the number of samples would be unknown
+        r = reductions[0]
+        raise ProblemError(
+            f"sg.{r.kind}({r.expr}) reads no data column: a reduction over samples needs "
+            "per-sample data (sg.data); write a parameter-only term without sg.mean/sg.sum")
     _check_element_names(elements, columns, vectors, declared)
     return Problem(expr=expr, outer=outer, params=tuple(declared), columns=tuple(columns.values()),
                    data_symbols=data_syms, reductions=tuple(reductions), vectors=tuple(vectors),

@@ -351,7 +351,8 @@ def test_loss_bound_stops_early(rosen, compiled):
 def test_non_finite_loss_at_x0_is_reported_at_step_0():
     res = minimize(lambda x: (math.nan, x), [1.0, 2.0], steps=10)
     assert res.status == "diverged" and res.nit == 0
-    assert res.message.startswith("diverged at step 0: the loss is nan")
+    assert res.message.startswith("non-finite at the starting point (step 0): the loss is nan")
+    assert "learning rate" not in res.message
     np.testing.assert_array_equal(res.x, [1.0, 2.0])
 
 
