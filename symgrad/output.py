@@ -76,7 +76,7 @@ def check_output(path: Path, force: bool = False) -> None:
                                 "choose another path")
     if force:
         return
-    if not os.access(path, os.W_OK):
+    if not st.st_mode & 0o222 or not os.access(path, os.W_OK):
         raise PermissionError(f"{path} is read-only: symgrad does not replace it; {again}")
     try:
         with open(path, "rb") as fh:
