@@ -73,17 +73,23 @@ def _unsafe(st: os.stat_result, kind: str = "file") -> str | None:
     return None
 
 
-def _prepare(path: Path) -> None:
-    """Create ``path`` and its ``__pycache__`` 0700 (or check them); raise OSError if unusable."""
+def _prepare(path: Path, tighten: bool = False) -> None:
+    """Create ``path`` and its ``__pycache__`` 0700 (or check them); raise OSError if unusable.
+
+    An existing directory of ours is made 0700 only when it is symgrad's own (``tighten``, the
+    default location) or its ``__pycache__``: a directory you chose keeps its mode.
+    """
     for d in (path, path / "__pycache__"):
+        created = False
         with contextlib.suppress(FileExistsError):
             os.makedirs(d, mode=0o700)
+            created = True
         st = os.lstat(d)
         why = _unsafe(st, "directory")
         if why:
             raise PermissionError(f"{d} {why}")
-        if stat.S_IMODE(st.st_mode) & 0o077:
-            os.chmod(d, 0o700)  # ours: keep it private
+        if stat.S_IMODE(st.st_mode) & 0o077 and (created or tighten or d != path):
+            os.chmod(d, 0o700)
     if not os.access(path, os.W_OK | os.X_OK):
         raise PermissionError(f"{path} is not writable")
 
@@ -98,7 +104,7 @@ def usable_cache_dir() -> Path:
     got = _USABLE.get(want)
     if got is None:
         try:
-            _prepare(want)
+            _prepare(want, tighten="SYMGRAD_CACHE_DIR" not in os.environ)
             got = want
         except OSError as exc:
             got = _fallback(want, exc)
@@ -108,7 +114,7 @@ def usable_cache_dir() -> Path:
 
 def _fallback(want: Path, exc: BaseException) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix="symgrad-cache-"))
-    _prepare(tmp)
+    _prepare(tmp, tighten=True)
     _warn(f"cannot use the cache directory {want} ({exc.strerror or exc}); compiled modules go "
           f"to a private temporary directory {tmp} for this process. Set SYMGRAD_CACHE_DIR to "
           "a directory you own to keep them across processes.")

@@ -102,11 +102,20 @@ def test_cache_directory_and_entries_are_private(cdir):
     assert stat.S_IMODE(f.path.stat().st_mode) == 0o600
 
 
-def test_an_existing_private_cache_of_ours_is_tightened(cdir):
-    cdir.mkdir(mode=0o755)
-    os.chmod(cdir, 0o755)
-    sg.compile(_quad())
-    assert stat.S_IMODE(cdir.stat().st_mode) == 0o700
+def test_the_default_cache_is_tightened_a_chosen_directory_keeps_its_mode(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "_USABLE", {})
+    monkeypatch.delenv("SYMGRAD_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    own = tmp_path / "xdg" / "symgrad"  # made 0755 by an older symgrad
+    own.mkdir(parents=True, mode=0o755)
+    os.chmod(own, 0o755)
+    assert cache.usable_cache_dir() == own and stat.S_IMODE(own.stat().st_mode) == 0o700
+    chosen = tmp_path / "project-cache"
+    chosen.mkdir(mode=0o755)
+    os.chmod(chosen, 0o755)
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(chosen))
+    assert cache.usable_cache_dir() == chosen and stat.S_IMODE(chosen.stat().st_mode) == 0o755
+    assert stat.S_IMODE((chosen / "__pycache__").stat().st_mode) == 0o700
 
 
 @pytest.mark.parametrize("edit", [
