@@ -10,6 +10,7 @@ Matrix([[-4*x1*(-x1**2 + x2), -2*x1**2 + 2*x2]])
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Sequence
@@ -18,14 +19,16 @@ from pathlib import Path
 import sympy as sp
 
 from . import __version__
-from .arrays.build import compile_array, generate_array
+from .arrays.build import array_source, compile_array
 from .arrays.graph import Node
 from .arrays.kernel import ArrayKernel
-from .codegen import CodegenOptions, module_source
+from .cache import cached_module, write_atomic
+from .codegen import CodegenOptions, header, module_source
 from .derive import KinkPolicy, derive
-from .kernel import Kernel, cache_dir, load_module, write_atomic
+from .kernel import Kernel
+from .output import check_output
 from .problem import ProblemError, problem
-from .symbols import as_expr, normalize_name
+from .symbols import Data, as_expr, normalize_name
 
 __all__ = ["compile", "generate", "grad", "hessian", "jacobian"]
 
@@ -119,11 +122,13 @@ def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None =
             parallel: bool | None = None, dtype: str | None = None) -> Kernel | ArrayKernel:
     """Compile a loss (a SymPy expression or a Python function of its parameters) to a Kernel.
 
-    The module is written to the cache directory under the hash of its text, so the same loss
-    in another process reuses Numba's on-disk cache. ``parallel=None`` uses the ``prange``
-    variant above ``kernel.PARALLEL_THRESHOLD`` samples; True/False force it. A loss written on
-    arrays (``sg.params``/``sg.data`` with ``shape=``) gives an :class:`ArrayKernel`;
-    ``dtype="float32"`` computes it in float32 throughout (float64 is the default).
+    The module is kept in the cache directory (see :mod:`symgrad.cache`) under a key of
+    everything that shapes it, so the same loss in another process neither differentiates nor
+    generates again and reuses Numba's on-disk machine code. ``parallel=None`` uses the
+    ``prange`` variant above ``kernel.PARALLEL_THRESHOLD`` samples; True/False force it. A
+    loss written on arrays (``sg.params``/``sg.data`` with ``shape=``) gives an
+    :class:`ArrayKernel`; ``dtype="float32"`` computes it in float32 throughout (float64 is
+    the default).
 
     >>> import symgrad as sg
     >>> def my_loss(x1, x2):
@@ -141,23 +146,40 @@ def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None =
         raise ValueError("dtype= applies to array losses (sg.params/sg.data with shape=); "
                          "scalar losses compute in float64")
     prob = problem(loss, params)
-    path = cache_dir() / f"sg_{_cache_key(prob, policy)}.py"
-    try:  # a warm cache skips derivation and code generation altogether
-        src = path.read_text()
-    except FileNotFoundError:
-        src = module_source(derive(prob, policy),
-                            CodegenOptions(regenerate="symgrad.compile(loss)", version=__version__))
-        write_atomic(path, src)
-    return Kernel(prob, src, path, load_module(path), parallel=parallel)
+    policy = policy or KinkPolicy()
+    opts = CodegenOptions(regenerate="symgrad.compile(loss)", version=__version__)
+    path, src, mod = cached_module(
+        _cache_key(prob, policy, opts),
+        lambda digest: header(prob, policy, opts, digest),
+        lambda: module_source(derive(prob, policy), opts))
+    return Kernel(prob, src, path, mod, parallel=parallel)
 
 
-def _cache_key(prob, policy: KinkPolicy | None) -> str:
-    """What determines a compiled module: the loss's exact structure (``srepr``), the parameter
-    order, data column layouts, the kink policy and the code of the generator itself."""
-    cols = [(d.name, d.column, d.component, d.width) for d in prob.data_symbols]
-    parts = [sp.srepr(prob.expr), repr(prob.param_names), repr(cols),
-             repr(policy or KinkPolicy()), _generator_digest()]
+def _cache_key(prob, policy: KinkPolicy, opts: CodegenOptions) -> str:
+    """A hash of every input of derive and codegen: the whole validated problem (expression,
+    ordered scalar parameters and vectors, data columns and their layout, reductions), the kink
+    policy, the codegen options and the code of the generator itself.
+
+    The key is computed without deriving (a warm process skips SymPy); the entry's header is
+    then checked against this problem before it is used (:func:`symgrad.cache.cached_module`).
+    """
+    parts = [_canon(prob), _canon(policy), _canon(opts), _generator_digest()]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+
+
+def _canon(obj) -> str:
+    """A canonical text of a problem's parts: ``srepr`` for SymPy objects plus the column layout
+    of data symbols (not in ``srepr``), recursing into dataclasses and tuples field by field."""
+    if isinstance(obj, sp.Basic):
+        layout = sorted((d.name, d.column, repr(d.component), repr(d.width))
+                        for d in obj.atoms(Data))
+        return f"{sp.srepr(obj)}{layout!r}"
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return f"{type(obj).__name__}(" + ", ".join(
+            f"{f.name}={_canon(getattr(obj, f.name))}" for f in dataclasses.fields(obj)) + ")"
+    if isinstance(obj, tuple | list):
+        return "(" + ", ".join(_canon(o) for o in obj) + ")"
+    return repr(obj)
 
 
 @functools.cache
@@ -172,18 +194,25 @@ def _generator_digest() -> str:
 
 
 def generate(loss, path: str | Path, params: Sequence | None = None, *,
-             policy: KinkPolicy | None = None, regenerate: str | None = None) -> Path:
+             policy: KinkPolicy | None = None, regenerate: str | None = None,
+             force: bool = False) -> Path:
     """Write a standalone module (needs only NumPy and Numba) and return its path.
 
     The text is deterministic; the file is written atomically and only when its bytes change.
-    ``regenerate`` is the command recorded in the header.
+    ``regenerate`` is the command recorded in the header. An existing file is replaced only when
+    it is a writable regular file that symgrad generated (its first line is symgrad's header),
+    or with ``force=True``; the module name must not shadow a standard-library or installed
+    module (``math.py``, ``numpy.py``).
     """
     path = Path(path)
-    if path.suffix != ".py" or not path.stem.isidentifier():
-        raise ValueError(f"{path}: the module name must be an identifier ending in .py")
+    check_output(path, force)
     regenerate = regenerate or f"symgrad.generate(loss, {str(path.as_posix())!r})"
     if isinstance(loss, Node):
-        return generate_array(loss, path, params, policy, regenerate)
-    _, src = _source(loss, params, policy, regenerate)
-    write_atomic(path, src)
+        _, src = array_source(loss, params, policy, regenerate)
+    else:
+        _, src = _source(loss, params, policy, regenerate)
+    try:
+        write_atomic(path, src)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
     return path

@@ -239,13 +239,16 @@ def _point(f, text: str | None, default: np.ndarray | None, what: str, seed: int
 def cmd_generate(a: argparse.Namespace) -> int:
     import symgrad as sg
 
+    out = Path(a.output)
+    if os.path.isfile(a.loss) and os.path.exists(out) and os.path.samefile(a.loss, out):
+        raise CLIError(f"-o {a.output} is the loss file itself: write the module to another path")
     src = load_loss(a.loss, a.params, a.data)
     argv = ["symgrad", "generate", a.loss, "-o", a.output]
     if a.params:
         argv += ["--params", a.params]
     if a.data:
         argv += ["--data", a.data]
-    path = sg.generate(src.loss, a.output, src.params, regenerate=shlex.join(argv))
+    path = sg.generate(src.loss, out, src.params, regenerate=shlex.join(argv), force=a.force)
     print(f"wrote {path}")
     return 0
 
@@ -354,7 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="write the standalone generated module of a loss")
     loss_args(g, data_file=False)
-    g.add_argument("-o", "--output", required=True, help="the module to write (NAME.py)")
+    g.add_argument("-o", "--output", required=True, help="the module to write (NAME.py); an "
+                   "existing file is replaced only if symgrad generated it")
+    g.add_argument("--force", action="store_true", help="replace OUTPUT even if symgrad did not "
+                   "generate it (or it is read-only or a symbolic link)")
     g.set_defaults(run=cmd_generate)
 
     c = sub.add_parser("check", help="compare the gradient with finite differences / "

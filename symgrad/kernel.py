@@ -1,9 +1,7 @@
 """Module text -> real file -> import -> Numba-compiled :class:`Kernel`.
 
-The only stage that touches the file system or Numba. ``compile`` writes the generated module into
-a per-user cache directory (``SYMGRAD_CACHE_DIR`` overrides), named by the hash of its text, so a
-second process imports the same file and Numba loads its ``cache=True`` machine code instead of
-compiling again. Files are written atomically and only when their bytes change.
+The stage that runs the generated code. The file side (the verified per-user cache directory,
+atomic writes, imports) is :mod:`symgrad.cache`; its names are re-exported here.
 
 >>> import symgrad as sg
 >>> x1, x2 = sg.params("x1 x2")
@@ -14,11 +12,7 @@ compiling again. Files are written atomically and only when their bytes change.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
-import sys
-import tempfile
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +22,7 @@ import numpy as np
 from numba.core.caching import NullCache
 from numba.core.registry import CPUDispatcher
 
+from .cache import cache_dir, load_module, write_atomic
 from .problem import Problem
 
 __all__ = ["Kernel", "cache_dir", "load_module", "write_atomic"]
@@ -35,63 +30,6 @@ __all__ = ["Kernel", "cache_dir", "load_module", "write_atomic"]
 _F64 = np.dtype(np.float64)
 #: Above this many samples the parallel (prange) variant is used when ``parallel=None``.
 PARALLEL_THRESHOLD = 50_000
-
-
-def cache_dir() -> Path:
-    """Where ``compile`` keeps generated modules: ``$SYMGRAD_CACHE_DIR`` or the user cache."""
-    env = os.environ.get("SYMGRAD_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "symgrad"
-
-
-def write_atomic(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` via a temporary file and rename; skip if unchanged.
-
-    Returns True when the file was (re)written. Numba's cache keys on the file's stamp, so an
-    unchanged file keeps its compiled code valid.
-    """
-    path = Path(path)
-    data = text.encode()
-    try:
-        if path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a module is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
-
-
-def load_module(path: Path, name: str | None = None) -> types.ModuleType:
-    """Import a generated module from its file (registered in ``sys.modules``)."""
-    path = Path(path).resolve()
-    # Import under the file's own name: Numba's cache records the module name of the helpers a
-    # function calls, so another process that imports the file normally must find the same name.
-    name = name or path.stem
-    mod = sys.modules.get(name)
-    if mod is not None and getattr(mod, "__file__", None) == str(path):
-        return mod
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    try:
-        spec.loader.exec_module(mod)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return mod
 
 
 class Kernel:

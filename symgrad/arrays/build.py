@@ -1,24 +1,31 @@
-"""The array pipeline composed: problem -> derivatives and text -> cached module -> kernel.
+"""The array pipeline composed: problem -> derivatives and text -> verified cached module -> kernel.
 
-The cache file is named by the hash of the generated text itself, so everything that shapes the
-module is in the key; sizes are not in the text, so one cached module serves every size.
+The cache key is a hash of the problem's exact structure (every node: kind, SymPy expression,
+axes, labels, windows; every declared axis; parameter order), the kink policy, the dtype and the
+generator's own code, so a warm process neither differentiates nor generates again. Sizes are not
+in the key nor in the text: one cached module serves every size. Entries are verified by
+:mod:`symgrad.cache` (header and content hash) before they are imported.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import sympy as sp
 
 from .. import __version__
+from ..cache import cached_module
 from ..codegen import CodegenOptions
 from ..derive import KinkPolicy
-from ..kernel import cache_dir, load_module, write_atomic
-from .codegen import array_module_source
+from .autodiff import topo
+from .codegen import array_header, array_module_source
+from .graph import N
 from .kernel import ArrayKernel
-from .problem import array_problem
+from .problem import ArrayProblem, array_problem
 
 __all__ = ["array_source", "compile_array"]
 
@@ -34,15 +41,40 @@ def array_source(loss, params: Sequence | None, policy: KinkPolicy | None,
 def compile_array(loss, params: Sequence | None = None, *, policy: KinkPolicy | None = None,
                   dtype: str = "float64") -> ArrayKernel:
     """Compile an array loss into an :class:`ArrayKernel` (see :func:`symgrad.compile`)."""
-    prob, src = array_source(loss, params, policy, "symgrad.compile(loss)", dtype)
-    path = cache_dir() / f"sga_{hashlib.sha256(src.encode()).hexdigest()[:24]}.py"
-    write_atomic(path, src)
-    return ArrayKernel(prob, src, path, load_module(path), policy, str(np.dtype(dtype)))
+    prob = array_problem(loss, params)
+    policy, real = policy or KinkPolicy(), str(np.dtype(dtype))
+    opts = CodegenOptions(regenerate="symgrad.compile(loss)", version=__version__)
+    key = hashlib.sha256("\0".join([canonical(prob), repr(policy), repr(opts), real,
+                                    _generator_digest()]).encode()).hexdigest()[:24]
+    path, src, mod = cached_module(
+        "a" + key,
+        lambda digest: array_header(prob, policy, opts, digest),
+        lambda: array_module_source(prob, policy, opts, real))
+    return ArrayKernel(prob, src, path, mod, policy, real)
 
 
-def generate_array(loss, path: Path, params: Sequence | None, policy: KinkPolicy | None,
-                   regenerate: str, dtype: str = "float64") -> Path:
-    """Write the standalone module of an array loss (see :func:`symgrad.generate`)."""
-    _, src = array_source(loss, params, policy, regenerate, dtype)
-    write_atomic(path, src)
-    return path
+def canonical(prob: ArrayProblem) -> str:
+    """An exact text of the problem's structure (no sizes): one line per node."""
+    num: dict[int, int] = {}
+    lines = []
+    for n in topo([prob.loss]):
+        num[id(n)] = len(num)
+        payload = n.key[2]
+        if hasattr(n, "expr"):
+            payload = (sp.srepr(n.expr), n.axes)
+        shape = tuple("N" if s == N else (s.owner, s.axis, s.trim) for s in n.shape)
+        lines.append(f"{n.kind} {payload!r} {shape!r} {[num[id(a)] for a in n.args]}")
+    lines.append(repr(prob.param_names))
+    return "\n".join(lines)
+
+
+@functools.cache
+def _generator_digest() -> str:
+    """Hash of the code that turns an array problem into text."""
+    here = Path(__file__).parent
+    h = hashlib.sha256(__version__.encode())
+    for p in sorted(here.glob("*.py")) + [here.parent / n for n in (
+            "codegen.py", "printer.py", "derive.py", "functions.py")]:
+        h.update(p.read_bytes())
+    return h.hexdigest()
+

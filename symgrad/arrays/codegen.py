@@ -186,7 +186,7 @@ def _check_rows(idx, n):
 '''
 
 
-def _header(prob: ArrayProblem, policy: KinkPolicy, opts: CodegenOptions, digest: str) -> str:
+def array_header(prob: ArrayProblem, policy: KinkPolicy, opts: CodegenOptions, digest: str) -> str:
     def shp(q):
         names = {d.key: f"D{k}" for k, d in enumerate(prob.dims)}
         return "[" + ", ".join("N" if s == N else names[s.key] for s in q.shape) + "]"
@@ -253,4 +253,4 @@ def array_module_source(prob: ArrayProblem, policy: KinkPolicy | None = None,
         m.text(),
     ]) + "\n"
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]
-    return _header(prob, policy, opts, digest) + body
+    return array_header(prob, policy, opts, digest) + body
