@@ -224,7 +224,7 @@ def _check_shape(shape) -> tuple[int, ...]:
 
 
 def data(names: str | Sequence[str], shape: tuple | None = None, indexed: bool = False,
-         dtype: type | str | None = None):
+         dtype: type | str | None = None, samples: bool = True):
     """Declare data columns.
 
     ``data("t y")`` gives per-sample 1-D columns (one value per sample, reduced by
@@ -233,8 +233,9 @@ def data(names: str | Sequence[str], shape: tuple | None = None, indexed: bool =
     :class:`DataVector` read element-wise (``y[i]``, ``y[i+1]``) inside ``sum(term, (i, lo, hi))``
     next to parameter vectors; several names give a tuple.
 
-    ``data("i", dtype=int)`` is an integer column whose values pick rows of parameter arrays
-    per sample (``U[i]``: a gather; the gradient adds rows back).
+    ``data("f", shape=(64, 64), samples=False)`` is one whole array (an image, a target
+    matrix), not one row per sample. ``data("i", dtype=int)`` is an integer column whose values
+    pick rows of parameter arrays per sample (``U[i]``: a gather; the gradient adds rows back).
 
     >>> t, y = data("t y")
     >>> data("x", shape=(2,)).shape
@@ -263,7 +264,7 @@ def data(names: str | Sequence[str], shape: tuple | None = None, indexed: bool =
         syms = tuple(Data(n, n) for n in ns)
         return syms[0] if len(syms) == 1 else syms
     shape = _check_shape(shape)
-    arrays = tuple(Leaf("data", n, (N, *shape)) for n in ns)
+    arrays = tuple(Leaf("data", n, (N, *shape) if samples else shape) for n in ns)
     return arrays[0] if len(arrays) == 1 else arrays
 
 

@@ -44,8 +44,11 @@ class _Module:
         self.tangent = {p: Leaf("tangent", p.name, p.shape) for p in prob.params}
         self.hvps = tangents(self.grads, self.tangent, policy)
         self.cols = [_ident(d.name, "c_") for d in prob.data]
+        #: the per-sample arrays (a batch picks their rows); the others are passed whole
+        self.sampled = [c for d, c in zip(prob.data, self.cols, strict=True) if d.per_sample]
         #: (index column, size of the axis it picks from, the array's name): checked on entry
-        self.gathers = sorted({(n.args[1], n.args[0].shape[0], repr(n.args[0])) for n in
+        self.gathers = sorted({(n.args[1], n.args[0].shape[0], getattr(n.args[0], "name",
+                                                                        "an array")) for n in
                                topo([prob.loss]) if isinstance(n, Gather)},
                               key=lambda g: (g[0].name, g[2]))
         self.sig = ", ".join(["dims", *self.cols, "idx"])
@@ -53,8 +56,8 @@ class _Module:
     def prologue(self, fn: Emitter, with_v: bool) -> list[str]:
         p = self.prob
         out = [f"{d} = dims[{k}]" for k, d in enumerate(fn.dim.values())]
-        if p.data:
-            out.append(f"n = {self.cols[0]}.shape[0]")
+        if self.sampled:
+            out.append(f"n = {self.sampled[0]}.shape[0]")
             out.append("nf = np.float32(n)" if fn.real == "float32" and not fn.cplx
                        else "nf = float(n)")
         offs = ["0"]
@@ -70,7 +73,7 @@ class _Module:
                     out.append(f"if {c}.shape[{ax}] != {fn.size(s)}:")
                     out.append(f'    raise ValueError("data array {_esc(d.name)}: wrong size on '
                                f'axis {ax}")')
-            if d is not p.data[0]:
+            if d.per_sample and c != self.sampled[0]:
                 out.append(f"if {c}.shape[0] != n:")
                 out.append(f'    raise ValueError("data array {_esc(d.name)} has another number'
                            f' of samples")')
@@ -128,7 +131,7 @@ class _Module:
         p = self.prob
         cols = ", ".join(self.cols)
         core = ", ".join(["dims", *self.cols])
-        pub = core + (", idx" if p.data else "")
+        pub = core + (", idx" if self.sampled else "")
         fns = [
             _fn(f"_value(x, {core})", "The loss.", self.function(p.loss, None, None), _JIT),
             _fn(f"_value_and_grad(x, g, {core})", "The loss; its gradient into g.",
@@ -144,14 +147,14 @@ class _Module:
                            self.function(p.loss, None, None, cplx=True), _JIT))
             names.append(("value_complex", "x", "The loss at a complex x (complex-step checks)."))
         for name, lead, doc in names:
-            if p.data:
-                gathered = ", ".join(f"{c}[idx]" for c in self.cols)
+            if self.sampled:
+                gathered = ", ".join(f"{c}[idx]" if c in self.sampled else c for c in self.cols)
                 body = ["if idx is None:",
                         f"    return _{name}({lead}, dims, {cols})",
-                        f"_check_rows(idx, {self.cols[0]}.shape[0])",
+                        f"_check_rows(idx, {self.sampled[0]}.shape[0])",
                         f"return _{name}({lead}, dims, {gathered})"]
             else:
-                body = [f"return _{name}({lead}, dims)"]
+                body = [f"return _{name}({lead}, {core})"]
             fns.append(_fn(f"{name}({lead}, {pub})", doc, body))
         fns.append(_fn(f"hessian(x, H, {pub})", "The Hessian at x, column by column, into H.", [
             "nn = x.shape[0]",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+import sympy as sp
+
 from ..printer import ComplexPrinter, ScalarPrinter
 from .autodiff import topo
 from .graph import (
@@ -26,6 +28,7 @@ from .graph import (
     Reduce,
     Scatter,
     Window,
+    map_,
     ph,
 )
 from .problem import ArrayProblem
@@ -184,11 +187,30 @@ class Emitter:
 
     # -- materialised nodes ----------------------------------------------------------------------
     def body(self, order: list[Node], virtual: set[int], buffers: dict[int, str]) -> None:
+        """Every materialised node in order; ``buffers`` are the outputs' target views.
+
+        An output that sums scatters (the gradient of a gathered parameter: ``dU = 0.02*U +
+        scatter_add(...)``) is written in place: its other terms first, then every such
+        scatter adds into it, the scatters over one domain sharing one loop at the end.
+        """
+        absorbed = _absorbed(order, buffers)
+        skip = {id(sc) for _, scs in absorbed.values() for sc in scs}
+        deferred: list[tuple[str, Scatter]] = []
         for n in order:
-            if id(n) in virtual or id(n) in self.name:
+            if id(n) in virtual or id(n) in self.name or id(n) in skip:
+                continue
+            if id(n) in absorbed:
+                rest, scs = absorbed[id(n)]
+                name = self.alloc(n, buffers[id(n)], zero=rest is None)
+                if rest is not None:
+                    self.store(rest, name)
+                self.name[id(n)] = name
+                deferred.extend((name, sc) for sc in scs)
                 continue
             emit = getattr(self, f"node_{n.kind}", self.fill)
             emit(n, buffers.get(id(n)))
+        for group in _by_domain(deferred):
+            self.scatter_loop(group)
 
     def alloc(self, n: Node, target: str | None, zero: bool = False) -> str:
         name = self.new()
@@ -204,28 +226,39 @@ class Emitter:
     def fill(self, n: Node, target) -> None:
         """A buffer (or scalar) holding every element of a Map, Window, Pad or Gather."""
         name = self.alloc(n, target)
-        value = self.elem(n, self.idx(range(n.ndim)))
-        self.name[id(n)] = name
         if n.ndim == 0:
-            self.emit(f"{name} = {value}")
-            return
+            self.emit(f"{name} = {self.elem(n, ())}")
+        else:
+            self.store(n, name, formula=True)
+        self.name[id(n)] = name
+
+    def store(self, n: Node, name: str, formula: bool = False) -> None:
+        """``name[i...] = n[i...]`` over n's shape (its formula, or a load when materialised)."""
+        idx = self.idx(range(n.ndim))
+        value = self.elem(n, idx) if formula else self.expr(n, idx)
         loops, d = self.loops(n.shape)
         self.lines.extend(loops)
-        self.emit(f"{name}[{', '.join(self.idx(range(n.ndim)))}] = {value}", d)
+        self.emit(f"{name}[{', '.join(idx)}] = {value}", d)
 
     def node_leaf(self, n: Leaf, target) -> None:
         raise AssertionError(f"leaf {n!r} is loaded up front")
 
     def node_scatter(self, n: Scatter, target) -> None:
         """Rows added into a zeroed buffer, one sample after another (serial: no races)."""
-        arg, rows = n.args
         name = self.alloc(n, target, zero=True)
+        self.scatter_loop([(name, n)])
+        self.name[id(n)] = name
+
+    def scatter_loop(self, group: list[tuple[str, Scatter]]) -> None:
+        """One loop over the samples (and the row axes) adding every scatter of ``group``."""
+        arg = group[0][1].args[0]
         idx = self.idx(range(arg.ndim))
-        value = self.expr(arg, idx)
         loops, d = self.loops(arg.shape)
         self.lines.extend(loops)
-        self.emit(f"{name}[{', '.join((self.expr(rows, idx[:1]), *idx[1:]))}] += {value}", d)
-        self.name[id(n)] = name
+        for name, sc in group:
+            value = self.expr(sc.args[0], idx)
+            rows = self.expr(sc.args[1], idx[:1])
+            self.emit(f"{name}[{', '.join((rows, *idx[1:]))}] += {value}", d)
 
     def node_reduce(self, n: Reduce, target) -> None:
         if n.op == "sum":
@@ -354,6 +387,39 @@ class Emitter:
             return name
         return f"{name}.reshape(({rows}, {cols}))"
 
+
+
+def _absorbed(order: list[Node], buffers: dict[int, str]) -> dict[int, tuple]:
+    """Outputs ``a + b + scatter(...)`` whose scatters feed nothing else: ``id -> (rest of the
+    sum or None, [scatters])``."""
+    consumers: dict[int, int] = {}
+    for n in order:
+        for a in n.args:
+            consumers[id(a)] = consumers.get(id(a), 0) + 1
+    out = {}
+    for n in order:
+        if id(n) not in buffers or consumers.get(id(n)) or not isinstance(n, Map):
+            continue
+        terms = sp.Add.make_args(n.expr)
+        full = tuple(range(n.ndim))
+        scs = [k for k, (a, ax) in enumerate(zip(n.args, n.axes, strict=True))
+               if isinstance(a, Scatter) and consumers[id(a)] == 1 and ax == full
+               and ph(k) in terms and sum(t.has(ph(k)) for t in terms) == 1]
+        if not scs:
+            continue
+        rest = n.expr.xreplace({ph(k): 0 for k in scs})
+        node = (map_(rest, list(zip(n.args, n.axes, strict=True)), n.shape) if rest != 0
+                else None)
+        out[id(n)] = (node, [n.args[k] for k in scs])
+    return out
+
+
+def _by_domain(items: list[tuple[str, Scatter]]) -> list[list[tuple[str, Scatter]]]:
+    groups: dict[tuple, list] = {}
+    for name, sc in items:
+        key = tuple("N" if s == N else s.key for s in sc.args[0].shape)
+        groups.setdefault(key, []).append((name, sc))
+    return list(groups.values())
 
 
 def plan(outputs: list[Node]) -> tuple[list[Node], set[int]]:

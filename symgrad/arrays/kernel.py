@@ -52,7 +52,10 @@ class ArrayKernel:
         self.n_params: int = problem.size
         #: Data arrays the loss reads, with their per-sample shapes.
         self.data_names: tuple[str, ...] = tuple(d.name for d in problem.data)
-        self.data_shapes = {d.name: d.shape[1:] for d in problem.data}
+        #: per-sample arrays: shape per sample; whole arrays (samples=False): their shape
+        self.data_shapes = {d.name: d.shape[1:] if d.per_sample else d.shape
+                            for d in problem.data}
+        self._sampled = tuple(d.name for d in problem.data if d.per_sample)
         #: integer columns -> (rows they may name, the array they pick from)
         self._rows = {}
         for n in topo([problem.loss]):
@@ -155,9 +158,12 @@ class ArrayKernel:
             return (self.dims,)
         cols, n, first = [], None, None
         for name in self.data_names:
+            sampled = name in self._sampled
             a = (_rows(name, data[name], self._rows[name]) if name in self._rows else
-                 _array(name, data[name], self.data_shapes[name], self.dtype))
-            if n is None:
+                 _array(name, data[name], self.data_shapes[name], self.dtype, sampled))
+            if not sampled:
+                pass
+            elif n is None:
                 n, first = a.shape[0], name
             elif a.shape[0] != n:
                 raise ValueError(f"data array '{name}' has {a.shape[0]} samples but '{first}' "
@@ -165,16 +171,20 @@ class ArrayKernel:
             cols.append(a)
         if n == 0:
             raise ValueError("the data arrays are empty: a reduction needs at least one sample")
+        if batch is not None and n is None:
+            raise TypeError("batch= selects samples; this loss reads no per-sample data")
         # A batch is gathered here, once: BLAS wants contiguous rows, and the compiled
         # functions then have one signature (the jit functions' idx argument stays None).
+        pick = [name in self._sampled for name in self.data_names]
         if isinstance(batch, slice):
-            cols = [np.ascontiguousarray(c[batch]) for c in cols]
-            if cols[0].shape[0] == 0:
+            cols = [np.ascontiguousarray(c[batch]) if p else c for c, p in zip(cols, pick,
+                                                                               strict=True)]
+            if n is not None and cols[pick.index(True)].shape[0] == 0:
                 raise ValueError(f"batch {batch} selects no samples")
         elif batch is not None:
             idx = _batch_index(batch, n)
-            cols = [c[idx] for c in cols]
-        return (self.dims, *cols, None)
+            cols = [c[idx] if p else c for c, p in zip(cols, pick, strict=True)]
+        return (self.dims, *cols, None) if n is not None else (self.dims, *cols)
 
     def _finite(self, value: float, args: tuple) -> float:
         """A non-finite result from finite-looking inputs: name a non-finite data entry."""
@@ -241,12 +251,14 @@ class ArrayKernel:
         return getattr(self.jit, name)(x, *outs, *args)
 
 
-def _array(name: str, a, per_sample: tuple, dtype) -> np.ndarray:
+def _array(name: str, a, shape: tuple, dtype, sampled: bool = True) -> np.ndarray:
+    """A float data array: ``(samples, *shape)`` per sample, or exactly ``shape``."""
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"data array '{name}' must be numeric, got dtype {a.dtype}")
-    want = (N, *per_sample)
-    expect = f"(samples{''.join(f', {k}' for k in per_sample)})"
+    want = (N, *shape) if sampled else tuple(shape)
+    expect = (f"(samples{''.join(f', {k}' for k in shape)})" if sampled else
+              f"({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''})")
     if a.ndim != len(want):
         raise ValueError(f"data array '{name}' must have shape {expect}, got shape {a.shape}")
     for ax, (s, w) in enumerate(zip(a.shape, want, strict=True)):
