@@ -307,6 +307,12 @@ def _getitem(n: Node, key) -> Node:
     """Ints and step-1 slices (``u[1:, :]``, ``W[0, 3]``), or rows picked per sample by an
     integer data column (``U[i]``, ``U[i, 2]``)."""
     key = key if isinstance(key, tuple) else (key,)
+    for k in key:
+        if isinstance(k, sp.Basic) and not k.is_Integer:
+            raise ShapeError(
+                f"{n!r}[{', '.join(map(str, key))}]: {k} is not an int; rows are picked by an "
+                "integer data column (sg.data('i', dtype=int), then U[i]), and shifted index "
+                "expressions such as u[i + 1, j] are written as slices: u[1:, :] - u[:-1, :]")
     if key and isinstance(key[0], Node):
         rows = gather(n, key[0])
         if len(key) == 1:
