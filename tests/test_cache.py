@@ -84,12 +84,17 @@ def test_an_entry_made_for_another_problem_is_rebuilt(cdir):
 
 def test_data_column_layout_is_part_of_the_key(cdir):
     a = sg.params("a")
-    wide = sg.data("x", shape=(2,))
-    narrow = sg.data("x", shape=(3,))
-    f = sg.compile(sg.mean((a * wide[1]) ** 2))
-    g = sg.compile(sg.mean((a * narrow[1]) ** 2))
-    assert f.path != g.path
-    assert g.value([2.0], x=np.ones((1, 3))) == 4.0
+    vec = sg.data("x", shape=(2,))
+    mat = sg.data("x", shape=(3, 2))
+    f = sg.compile(sg.mean((a * vec[1]) ** 2))
+    g = sg.compile(sg.mean((a * mat[1, 1]) ** 2))
+    assert f.path != g.path  # the rank shapes the module
+    # sizes do not: one module serves every width, and each kernel checks its own
+    h = sg.compile(sg.mean((a * sg.data("x", shape=(3,))[1]) ** 2))
+    assert h.path == f.path
+    assert h.value([2.0], x=np.ones((1, 3))) == 4.0 and f.value([2.0], x=np.ones((1, 2))) == 4.0
+    with pytest.raises(ValueError, match="has size 3 on axis 1; the loss needs 2"):
+        f.value([2.0], x=np.ones((1, 3)))
 
 
 # ------------------------------------------------------------------ item 9: verify, trust only us

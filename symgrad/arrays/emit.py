@@ -37,6 +37,8 @@ __all__ = ["Emitter", "F32Printer", "f32_helpers", "plan"]
 
 _SIMPLE = re.compile(r"[A-Za-z_]\w*(\[[^\[\]]*\])?")
 _INDEX = re.compile(r"(i\d+)(?: ([+-]) (\d+))?")
+_LOOPVAR = re.compile(r"for (i\d+) in range")
+_LOAD1 = re.compile(r"\b([A-Za-z_]\w*)\[(i\d+)\]")
 
 
 def shift(index: str, k: int) -> str:
@@ -128,6 +130,28 @@ class Emitter:
 
     def emit(self, text: str, depth: int = 0) -> None:
         self.lines.append("    " * depth + text)
+
+    def nest(self, loops: list[str], stmts: list[str], depth: int) -> None:
+        """A loop nest with its innermost statements; reads ``a[i0]`` of the outer index are
+        loaded once per outer iteration (the writes into other arrays would otherwise make
+        LLVM reload them in the inner loop, as it cannot rule out aliasing)."""
+        self.lines.extend(loops)
+        if len(loops) >= 2:
+            outer = _LOOPVAR.match(loops[0].strip()).group(1)
+            written = {t.split("[")[0].strip() for t in stmts}
+            hoisted: dict[str, str] = {}
+
+            def local(m: re.Match) -> str:
+                if m.group(1) in written or m.group(2) != outer:
+                    return m.group(0)
+                return hoisted.setdefault(m.group(0), f"{m.group(1)}_{outer}")
+
+            stmts = [_LOAD1.sub(local, t) for t in stmts]
+            pad = "    " * (loops[0].count("    ") + 1)
+            at = len(self.lines) - len(loops) + 1
+            self.lines[at:at] = [f"{pad}{name} = {load}" for load, name in hoisted.items()]
+        for t in stmts:
+            self.emit(t, depth)
 
     @staticmethod
     def idx(axes) -> tuple[str, ...]:
@@ -254,11 +278,8 @@ class Emitter:
         arg = group[0][1].args[0]
         idx = self.idx(range(arg.ndim))
         loops, d = self.loops(arg.shape)
-        self.lines.extend(loops)
-        for name, sc in group:
-            value = self.expr(sc.args[0], idx)
-            rows = self.expr(sc.args[1], idx[:1])
-            self.emit(f"{name}[{', '.join((rows, *idx[1:]))}] += {value}", d)
+        self.nest(loops, [f"{name}[{', '.join((self.expr(sc.args[1], idx[:1]), *idx[1:]))}] "
+                          f"+= {self.expr(sc.args[0], idx)}" for name, sc in group], d)
 
     def node_reduce(self, n: Reduce, target) -> None:
         if n.op == "sum":

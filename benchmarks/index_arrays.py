@@ -1,0 +1,208 @@
+"""Windows and gathers at size: a 512 x 512 grid energy and a 1e6-entry matrix factorisation.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/index_arrays.py [--no-build]
+
+For each loss: value and gradient against a NumPy reference (slicing, np.add.at), the time of one
+value_and_grad against the faster of a plain and a ``fastmath`` hand-written @njit loop (targets:
+grid within 1.3x, factorisation within 1.5x), and the cold build time (SymPy + codegen + Numba
+compile of value_and_grad, fresh process, empty cache) at two sizes, which should not differ.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import timeit
+
+import numba
+import numpy as np
+
+import symgrad as sg
+
+H = W = 512
+M, NN, K, E = 10_000, 5_000, 16, 1_000_000
+
+
+def _grid_hand(fastmath):
+    @numba.njit(fastmath=fastmath)
+    def vg(x, g, h, w):
+        u = x.reshape((h, w))
+        gu = g.reshape((h, w))
+        gu[:] = 0.0
+        s = 0.0
+        for i in range(h):
+            for j in range(w):
+                if i + 1 < h:
+                    d = u[i + 1, j] - u[i, j]
+                    s += d * d
+                    gu[i + 1, j] += 2.0 * d
+                    gu[i, j] -= 2.0 * d
+                if j + 1 < w:
+                    d = u[i, j + 1] - u[i, j]
+                    s += d * d
+                    gu[i, j + 1] += 2.0 * d
+                    gu[i, j] -= 2.0 * d
+        return s
+
+    return vg
+
+
+def _grid_gather(fastmath):
+    """The same in gather form: each gradient entry reads its neighbours (no scattered writes)."""
+
+    @numba.njit(fastmath=fastmath)
+    def vg(x, g, h, w):
+        u = x.reshape((h, w))
+        gu = g.reshape((h, w))
+        s = 0.0
+        for i in range(h):
+            for j in range(w):
+                gij = 0.0
+                if i + 1 < h:
+                    d = u[i + 1, j] - u[i, j]
+                    s += d * d
+                    gij -= 2.0 * d
+                if i >= 1:
+                    gij += 2.0 * (u[i, j] - u[i - 1, j])
+                if j + 1 < w:
+                    d = u[i, j + 1] - u[i, j]
+                    s += d * d
+                    gij -= 2.0 * d
+                if j >= 1:
+                    gij += 2.0 * (u[i, j] - u[i, j - 1])
+                gu[i, j] = gij
+        return s
+
+    return vg
+
+
+def _mf_hand(fastmath):
+    @numba.njit(fastmath=fastmath)
+    def vg(x, g, rows, cols, R, m, n, k):
+        U = x[:m * k].reshape((m, k))
+        V = x[m * k:].reshape((n, k))
+        gU = g[:m * k].reshape((m, k))
+        gV = g[m * k:].reshape((n, k))
+        g[:] = 0.0
+        s = 0.0
+        c = 2.0 / rows.shape[0]
+        for e in range(rows.shape[0]):
+            a, b = rows[e], cols[e]
+            p = 0.0
+            for q in range(k):
+                p += U[a, q] * V[b, q]
+            r = p - R[e]
+            s += r * r
+            for q in range(k):
+                gU[a, q] += c * r * V[b, q]
+                gV[b, q] += c * r * U[a, q]
+        return s / rows.shape[0]
+
+    return vg
+
+
+def best(fn, number: int = 5, repeat: int = 7) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
+
+
+def grid() -> None:
+    u = sg.params("u", shape=(H, W))
+    f = sg.compile(sg.sum((u[1:, :] - u[:-1, :]) ** 2) + sg.sum((u[:, 1:] - u[:, :-1]) ** 2))
+    x = np.random.default_rng(0).standard_normal(H * W)
+    g, gh = np.empty_like(x), np.empty_like(x)
+    args = f.data_args({})
+    val = f.jit.value_and_grad(x, g, *args)
+    U = x.reshape(H, W)
+    ref = ((U[1:] - U[:-1]) ** 2).sum() + ((U[:, 1:] - U[:, :-1]) ** 2).sum()
+    G = np.zeros((H, W))
+    for d, lo, hi in ((U[1:] - U[:-1], np.s_[1:], np.s_[:-1]),
+                      (U[:, 1:] - U[:, :-1], np.s_[:, 1:], np.s_[:, :-1])):
+        G[lo] += 2 * d
+        G[hi] -= 2 * d
+    print(f"grid energy {H} x {W}: value rel err {abs(val - ref) / ref:.1e}, gradient max rel "
+          f"err {np.abs(g - G.ravel()).max() / np.abs(G).max():.1e} (NumPy slicing)")
+    times = {}
+    for name, hand in (("plain", _grid_hand(False)), ("fastmath", _grid_hand(True)),
+                       ("gather, plain", _grid_gather(False)),
+                       ("gather, fastmath", _grid_gather(True))):
+        hand(x, gh, H, W)
+        assert np.allclose(gh, g, rtol=1e-12, atol=1e-12)
+        times[name] = best(lambda hand=hand: hand(x, gh, H, W))
+        print(f"  {'hand @njit (' + name + ')':<32} {times[name] * 1e3:8.3f} ms")
+    t = best(lambda: f.jit.value_and_grad(x, g, *args))
+    print(f"  {'symgrad f.jit.value_and_grad':<32} {t * 1e3:8.3f} ms   "
+          f"{t / min(times.values()):.2f}x the fastest hand loop (target <= 1.3x)")
+
+
+def matrix_factorisation() -> None:
+    rng = np.random.default_rng(1)
+    U, V = sg.params("U", shape=(M, K)), sg.params("V", shape=(NN, K))
+    i, j = sg.data("i j", dtype=int)
+    r = sg.data("r")
+    f = sg.compile(sg.mean((sg.sum(U[i] * V[j], axis=0) - r) ** 2))
+    data = {"i": rng.integers(0, M, E), "j": rng.integers(0, NN, E), "r": rng.standard_normal(E)}
+    x = 0.3 * rng.standard_normal(f.n_params)
+    g, gh = np.empty_like(x), np.empty_like(x)
+    args = f.data_args(data)
+    val = f.jit.value_and_grad(x, g, *args)
+    Uv, Vv = x[:M * K].reshape(M, K), x[M * K:].reshape(NN, K)
+    e = (Uv[data["i"]] * Vv[data["j"]]).sum(1) - data["r"]
+    gU, gV = np.zeros_like(Uv), np.zeros_like(Vv)
+    np.add.at(gU, data["i"], 2 * e[:, None] * Vv[data["j"]] / E)
+    np.add.at(gV, data["j"], 2 * e[:, None] * Uv[data["i"]] / E)
+    gref = np.concatenate([gU.ravel(), gV.ravel()])
+    print(f"matrix factorisation {M} x {NN}, rank {K}, {E:.0e} entries: value rel err "
+          f"{abs(val - (e**2).mean()) / (e**2).mean():.1e}, gradient max rel err "
+          f"{np.abs(g - gref).max() / np.abs(gref).max():.1e} (np.add.at)")
+    times = {}
+    for name, hand in (("plain", _mf_hand(False)), ("fastmath", _mf_hand(True))):
+        hand(x, gh, data["i"], data["j"], data["r"], M, NN, K)
+        assert np.allclose(gh, g, rtol=1e-10, atol=1e-15)
+        times[name] = best(lambda hand=hand: hand(x, gh, data["i"], data["j"], data["r"],
+                                                  M, NN, K), number=2)
+        print(f"  {'hand @njit (' + name + ')':<32} {times[name] * 1e3:8.2f} ms")
+    t = best(lambda: f.jit.value_and_grad(x, g, *args), number=2)
+    print(f"  {'symgrad f.jit.value_and_grad':<32} {t * 1e3:8.2f} ms   "
+          f"{t / min(times.values()):.2f}x the faster hand loop (target <= 1.5x)")
+
+
+BUILD = textwrap.dedent("""
+    import time
+    import numpy as np, symgrad as sg
+    t0 = time.perf_counter()
+    {body}
+    t1 = time.perf_counter()
+    print(f"{{t1 - t0:.2f}}")
+""")
+GRID = """u = sg.params("u", shape=({n}, {n}))
+    f = sg.compile(sg.sum((u[1:, :] - u[:-1, :]) ** 2) + sg.sum((u[:, 1:] - u[:, :-1]) ** 2))
+    f.value_and_grad(np.zeros({n} * {n}))"""
+MF = """U, V = sg.params("U", shape=({n}, 16)), sg.params("V", shape=({n}, 16))
+    i, j = sg.data("i j", dtype=int); r = sg.data("r")
+    f = sg.compile(sg.mean((sg.sum(U[i] * V[j], axis=0) - r) ** 2))
+    f.value_and_grad(np.zeros(2 * {n} * 16), i=np.arange(3), j=np.arange(3), r=np.ones(3))"""
+
+
+def build_times() -> None:
+    print("\ncold build (SymPy + codegen + Numba compile of value_and_grad), fresh processes:")
+    for label, body, sizes in (("grid energy", GRID, (64, 512)),
+                               ("matrix factorisation", MF, (100, 10_000))):
+        out = []
+        for n in sizes:
+            with tempfile.TemporaryDirectory() as cache:
+                env = {**os.environ, "SYMGRAD_CACHE_DIR": cache}
+                res = subprocess.run([sys.executable, "-c", BUILD.format(
+                    body=body.format(n=n))], env=env, capture_output=True, text=True, check=True)
+                out.append(f"n = {n}: {float(res.stdout):.2f} s")
+        print(f"  {label:<22} {'; '.join(out)}")
+
+
+if __name__ == "__main__":
+    print(f"BLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}")
+    grid()
+    matrix_factorisation()
+    if "--no-build" not in sys.argv:
+        build_times()
