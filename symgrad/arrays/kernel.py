@@ -159,7 +159,7 @@ class ArrayKernel:
         cols, n, first = [], None, None
         for name in self.data_names:
             sampled = name in self._sampled
-            a = (_rows(name, data[name], self._rows[name]) if name in self._rows else
+            a = (_rows(name, data[name]) if name in self._rows else
                  _array(name, data[name], self.data_shapes[name], self.dtype, sampled))
             if not sampled:
                 pass
@@ -199,17 +199,33 @@ class ArrayKernel:
         return value
 
     # -- evaluation -------------------------------------------------------------------------------
+    def _run(self, name: str, x, outs: tuple, args: tuple):
+        """Call a compiled function; a row out of range is reported with its column and row."""
+        try:
+            return getattr(self.jit, name)(x, *outs, *args)
+        except ValueError as exc:
+            if not str(exc).startswith("index column"):
+                raise
+            for col, a in zip(self.data_names, args[1:], strict=False):
+                for size, src in self._rows.get(col, ()):
+                    bad = (a < 0) | (a >= size)
+                    if bad.any():
+                        row = int(np.argmax(bad))
+                        raise ValueError(f"index column '{col}' has {a[row]} in row {row}: "
+                                         f"{src} has rows 0..{size - 1}") from None
+            raise
+
     def value(self, x, /, *, batch=None, **data) -> float:
         """The loss at ``x``."""
         args = self.data_args(data, batch)
-        return self._finite(float(self.jit.value(self._x(x), *args)), args)
+        return self._finite(float(self._run("value", self._x(x), (), args)), args)
 
     def value_and_grad(self, x, /, out=None, *, batch=None, **data) -> tuple[float, np.ndarray]:
         """The loss at ``x`` and its gradient (into ``out`` when given), packed like ``x``."""
         x = self._x(x)
         out = self._out(out, x.shape, ("x", x))
         args = self.data_args(data, batch)
-        return self._finite(float(self.jit.value_and_grad(x, out, *args)), args), out
+        return self._finite(float(self._run("value_and_grad", x, (out,), args)), args), out
 
     def grad(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
         """The gradient at ``x``, packed like ``x``."""
@@ -219,14 +235,14 @@ class ArrayKernel:
         """The Hessian at ``x`` times ``v``, without forming the Hessian."""
         x, v = self._x(x), self._x(v, "v")
         out = self._out(out, x.shape, ("x", x), ("v", v))
-        self.jit.hvp(x, v, out, *self.data_args(data, batch))
+        self._run("hvp", x, (v, out), self.data_args(data, batch))
         return out
 
     def hessian(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
         """The ``(n, n)`` Hessian, one HVP per column (for small problems)."""
         x = self._x(x)
         out = self._out(out, (x.shape[0], x.shape[0]), ("x", x))
-        self.jit.hessian(x, out, *self.data_args(data, batch))
+        self._run("hessian", x, (out,), self.data_args(data, batch))
         return out
 
     def value_complex(self, x, /, *, batch=None, **data) -> complex:
@@ -268,22 +284,16 @@ def _array(name: str, a, shape: tuple, dtype, sampled: bool = True) -> np.ndarra
     return np.ascontiguousarray(a, dtype=dtype)
 
 
-def _rows(name: str, a, limits: list) -> np.ndarray:
-    """An integer column: whole numbers inside every array it picks rows from."""
+def _rows(name: str, a) -> np.ndarray:
+    """An integer column (its range is checked by the compiled code, on every call, in one
+    pass; :meth:`ArrayKernel._run` then names the row)."""
     a = np.asarray(a)
     if a.ndim != 1:
         raise ValueError(f"index column '{name}' must be 1-D (one row number per sample), got "
                          f"shape {a.shape}")
     if a.dtype.kind not in "iu":
         raise TypeError(f"index column '{name}' must hold integers, got dtype {a.dtype}")
-    a = np.ascontiguousarray(a, dtype=np.int64)
-    for size, src in limits:
-        bad = (a < 0) | (a >= size)
-        if a.size and bad.any():
-            row = int(np.argmax(bad))
-            raise ValueError(f"index column '{name}' has {a[row]} in row {row}: {src} has rows "
-                             f"0..{size - 1}")
-    return a
+    return np.ascontiguousarray(a, dtype=np.int64)
 
 
 def _batch_index(batch, n: int) -> np.ndarray:
