@@ -341,6 +341,8 @@ def _target(f: Any, data: Mapping[str, Any] | None, n: int, *, hessian: bool,
         if hasattr(f, "param_names") and getattr(f, "vectors", ()):
             with contextlib.suppress(ValueError):  # one name per entry: lam, x[0], x[1]...
                 params = tuple(f.param_names(n))
+        elif getattr(f, "labels", None) is not None:  # array kernels: W1[0, 1], b1[3]...
+            params = tuple(f.labels)
         nm = tuple(names) if names is not None else (params if len(params) == n else None)
         vc = getattr(f, "value_complex", None)
         analytic = bool(getattr(f, "analytic", False)) and vc is not None

@@ -85,6 +85,12 @@ class ArrayKernel:
                         **{f"d{p.name}": g for p, g in zip(self.problem.params, grads,
                                                             strict=True)}})
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """One name per entry of ``x``: ``W1[0, 1]``, ``b1[3]``, ``lam`` (for reports)."""
+        return tuple(f"{n}[{', '.join(map(str, i))}]" if s else n
+                     for n, s in self.shapes.items() for i in np.ndindex(*s))
+
     # -- packing -------------------------------------------------------------------------------
     def unpack(self, x) -> dict[str, np.ndarray]:
         """Views of ``x`` per parameter, in their shapes (writes go through to ``x``)."""
