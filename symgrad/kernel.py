@@ -144,14 +144,7 @@ class Kernel:
             if batch is not None:
                 raise TypeError("batch= needs a loss with data columns")
             return ()
-        missing = [c for c in self.data_names if c not in data]
-        if missing:
-            raise TypeError(f"missing data column '{missing[0]}': this loss needs "
-                            f"{', '.join(f'{c}=...' for c in self.data_names)}")
-        extra = sorted(set(data) - set(self.data_names))
-        if extra:
-            raise TypeError(f"unexpected data column '{extra[0]}' (this loss uses "
-                            f"{', '.join(self.data_names)})")
+        check_names(data, self.data_names, "data column")
         ecols = tuple(_column(name, data[name], None, "element") for name in self._elements)
         if not self._samples:
             if batch is not None:
@@ -328,6 +321,18 @@ class BoundKernel:
         out = k._out(out, (x.shape[0], x.shape[0]))
         k._call("hessian", x, self.args, out)
         return out
+
+
+def check_names(data: Mapping, names: tuple[str, ...], what: str) -> None:
+    """Every name of ``names`` given in ``data``, and nothing else."""
+    missing = [c for c in names if c not in data]
+    if missing:
+        raise TypeError(f"missing {what} '{missing[0]}': this loss needs "
+                        f"{', '.join(f'{c}=...' for c in names)}")
+    extra = sorted(set(data) - set(names))
+    if extra:
+        raise TypeError(f"unexpected {what} '{extra[0]}' (this loss uses "
+                        f"{', '.join(names) or 'none'})")
 
 
 class _ExactDispatcher(CPUDispatcher):

@@ -210,32 +210,33 @@ class Reduce(Node):
         return f"{self.op}({self.args[0]!r}, keep={self.keep})"
 
 
-class Window(Node):
-    """A window of ``arg``: per non-sample axis an int (the axis is dropped) or a range
-    ``(start, stop)``; ``u[1:, :]`` and ``W[0, 3]`` are windows."""
+class _Windowed(Node):
+    """A node with one argument and a window ``spec`` (per non-sample axis: an int, or
+    ``(start, trimmed at the end)``)."""
 
-    kind = "window"
     __slots__ = ("spec",)
 
     def __new__(cls, arg: Node, spec: tuple, shape: tuple):
         obj = super().__new__(cls, shape, (arg,), spec)
         obj.spec = spec
         return obj
+
+
+class Window(_Windowed):
+    """A window of ``arg``: ``u[1:, :]`` and ``W[0, 3]`` are windows."""
+
+    kind = "window"
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return f"{self.args[0]!r}[{_spec_str(self.spec)}]"
 
 
-class Pad(Node):
+class Pad(_Windowed):
     """The adjoint of :class:`Window`: zeros of ``shape`` holding ``arg`` in the window."""
 
     kind = "pad"
-    __slots__ = ("spec",)
-
-    def __new__(cls, arg: Node, spec: tuple, shape: tuple):
-        obj = super().__new__(cls, shape, (arg,), spec)
-        obj.spec = spec
-        return obj
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return f"pad({self.args[0]!r}, [{_spec_str(self.spec)}], {_shape_str(self.shape)})"

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..derive import KinkPolicy
-from ..kernel import BoundKernel
+from ..kernel import BoundKernel, check_names
 from .autodiff import topo
 from .graph import Gather, N
 from .problem import ArrayProblem
@@ -150,14 +150,7 @@ class ArrayKernel:
     def data_args(self, data: Mapping | None = None, batch=None) -> tuple:
         """Validate data (and an optional batch) into the positional tail of ``f.jit`` calls."""
         data = dict(data or {})
-        missing = [c for c in self.data_names if c not in data]
-        if missing:
-            raise TypeError(f"missing data array '{missing[0]}': this loss needs "
-                            f"{', '.join(f'{c}=...' for c in self.data_names)}")
-        extra = sorted(set(data) - set(self.data_names))
-        if extra:
-            raise TypeError(f"unexpected data array '{extra[0]}' (this loss uses "
-                            f"{', '.join(self.data_names) or 'none'})")
+        check_names(data, self.data_names, "data array")
         if not self.data_names:
             if batch is not None:
                 raise TypeError("batch= needs a loss with data arrays")
