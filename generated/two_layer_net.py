@@ -59,7 +59,7 @@
 # parameters (order of x): W1[0,0], W1[0,1], W1[1,0], W1[1,1], W1[2,0], W1[2,1], W1[3,0], W1[3,1], W1[4,0], W1[4,1], W1[5,0], W1[5,1], W1[6,0], W1[6,1], W1[7,0], W1[7,1], b1[0], b1[1], b1[2], b1[3], b1[4], b1[5], b1[6], b1[7], W2[0,0], W2[0,1], W2[0,2], W2[0,3], W2[0,4], W2[0,5], W2[0,6], W2[0,7], W2[1,0], W2[1,1], W2[1,2], W2[1,3], W2[1,4], W2[1,5], W2[1,6], W2[1,7], W2[2,0], W2[2,1], W2[2,2], W2[2,3], W2[2,4], W2[2,5], W2[2,6], W2[2,7], b2[0], b2[1], b2[2]
 # data columns: X[N, 2], Y[N, 3]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: b4dfebd57eae1979
+# content hash: b001fcb296c29df9
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -1107,6 +1107,8 @@ def _n_samples(X, Y, idx):
         return N
     if idx.shape[0] == 0:
         raise ValueError("batch (idx) selects no samples")
+    if isinstance(idx[0], bool):  # resolved when compiled
+        raise TypeError("batch (idx) must hold integer sample indices, not a boolean mask: pass np.flatnonzero(mask)")
     lo = idx[0]
     hi = idx[0]
     for k in range(1, idx.shape[0]):  # one pass: min and max

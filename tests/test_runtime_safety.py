@@ -110,6 +110,9 @@ def test_generated_code_checks_batch_indices(line_fit):
     with pytest.raises(ValueError, match="selects no samples"):
         f.jit.value(x, T, Y, np.zeros(0, dtype=np.int64))
     assert f.jit.value(x, T, Y, np.array([4, 0])) == pytest.approx(8.0)  # (4 + 0) / 2
+    mask = np.array([True, False, True, False, True])  # not read as the indices 1, 0, 1, 0, 1
+    with pytest.raises(TypeError, match="not a boolean mask"):
+        f.jit.value(x, T, Y, mask)
 
 
 def test_kernel_batch_validation(line_fit):
