@@ -5,7 +5,7 @@
 # parameters (order of x): w, b
 # data columns: x[N], y_true[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: c5403c3ee48513c1
+# content hash: 315082de700d022c
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -219,6 +219,8 @@ def _n_samples(col_x, y_true, idx):
         return N
     if idx.shape[0] == 0:
         raise ValueError("batch (idx) selects no samples")
+    if isinstance(idx[0], bool):  # resolved when compiled
+        raise TypeError("batch (idx) must hold integer sample indices, not a boolean mask: pass np.flatnonzero(mask)")
     lo = idx[0]
     hi = idx[0]
     for k in range(1, idx.shape[0]):  # one pass: min and max

@@ -5,7 +5,7 @@
 # parameters (order of x): a, b, c
 # data columns: speed[N], time[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 58432f5adf7b6c47
+# content hash: 0dd7ac80ec67f9de
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -332,6 +332,8 @@ def _n_samples(speed, time, idx):
         return N
     if idx.shape[0] == 0:
         raise ValueError("batch (idx) selects no samples")
+    if isinstance(idx[0], bool):  # resolved when compiled
+        raise TypeError("batch (idx) must hold integer sample indices, not a boolean mask: pass np.flatnonzero(mask)")
     lo = idx[0]
     hi = idx[0]
     for k in range(1, idx.shape[0]):  # one pass: min and max

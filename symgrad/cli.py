@@ -18,7 +18,6 @@ check exits with 1. ``SYMGRAD_DEBUG=1`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import runpy
 import shlex
@@ -159,41 +158,21 @@ def load_loss(spec: str, params: str | None = None, data: str | None = None,
         x0 = ns.get("x0")
         return LossSource(ns["loss"], None, fdata,
                           None if x0 is None else np.asarray(x0, dtype=np.float64), spec)
+    from .columns import check_column_names
     from .exprparse import param_names, parse_loss
     from .symbols import Param
 
     dnames = _names(data)
+    if file_data is not None:
+        check_column_names(spec, list(file_data), str(data_file), dnames, params is not None)
     if dnames is None and file_data is not None:
         dnames = list(file_data)
-        if params is None:
-            _check_columns_spelt(spec, file_data, data_file)
     expr = parse_loss(spec, params=_names(params), data=dnames)
     if file_data is not None and dnames is not None:
         file_data = {k: v for k, v in file_data.items() if k in dnames}
     # The packing order is passed explicitly: it must not depend on symbols made earlier.
     order = [Param(n) for n in param_names(spec, _names(params), dnames)]
     return LossSource(expr, order, file_data, None, spec)
-
-
-def _check_columns_spelt(spec: str, file_data: Mapping, data_file: str | None) -> None:
-    """A parameter named like a data column the loss does not read is a misspelt column.
-
-    With a data file and no --params, every name that is not a column becomes a parameter, so
-    ``Y`` for the column ``y`` would silently be fitted as a parameter (to 0). Refuse it and
-    name the column it probably means; --params declares a parameter of that name on purpose.
-    """
-    from .exprparse import names_in
-
-    used = set(names_in(spec))
-    unused = [c for c in file_data if c not in used]
-    for name in sorted(used - set(file_data)):
-        folded = [c for c in unused if c.lower() == name.lower()]
-        close = folded or difflib.get_close_matches(name, unused, n=1, cutoff=0.6)
-        if close:
-            raise CLIError(
-                f"'{name}' is not a column of {data_file} (columns: {', '.join(file_data)}): "
-                f"did you mean '{close[0]}'? (to fit a parameter named '{name}', list the "
-                "parameters with --params)")
 
 
 def _warn_unused_columns(f, src: LossSource, command: str) -> None:

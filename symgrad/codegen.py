@@ -307,6 +307,9 @@ class _Gen:
                            "if idx is None:", "    return N",
                            "if idx.shape[0] == 0:",
                            '    raise ValueError("batch (idx) selects no samples")',
+                           "if isinstance(idx[0], bool):  # resolved when compiled",
+                           '    raise TypeError("batch (idx) must hold integer sample indices, '
+                           'not a boolean mask: pass np.flatnonzero(mask)")',
                            "lo = idx[0]", "hi = idx[0]",
                            "for k in range(1, idx.shape[0]):  # one pass: min and max",
                            "    lo = min(lo, idx[k])", "    hi = max(hi, idx[k])",

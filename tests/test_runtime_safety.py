@@ -110,6 +110,9 @@ def test_generated_code_checks_batch_indices(line_fit):
     with pytest.raises(ValueError, match="selects no samples"):
         f.jit.value(x, T, Y, np.zeros(0, dtype=np.int64))
     assert f.jit.value(x, T, Y, np.array([4, 0])) == pytest.approx(8.0)  # (4 + 0) / 2
+    mask = np.array([True, False, True, False, True])  # not read as the indices 1, 0, 1, 0, 1
+    with pytest.raises(TypeError, match="not a boolean mask"):
+        f.jit.value(x, T, Y, mask)
 
 
 def test_kernel_batch_validation(line_fit):
@@ -194,6 +197,10 @@ def test_cli_misspelt_column_is_an_error(pts, capsys):
     assert "'Y' is not a column" in err and "t, y" in err and "did you mean 'y'" in err
     code = cli.main(["check", "mean((a*tt + b - y)**2)", "--data-file", str(pts)])
     assert code == 2 and "did you mean 't'" in capsys.readouterr().err
+    code = cli.main(["check", "mean((a*t + b - Y)**2)", "--data", "t Y", "--data-file",
+                     str(pts)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--data names 'Y'" in err and "did you mean 'y'" in err
     # --params declares a parameter of that name on purpose
     code = cli.main(["minimize", "mean((a*t + b - y)**2) + (Y - 1)**2", "--params", "a b Y",
                      "--data-file", str(pts), "--steps", "5", "--quiet"])
