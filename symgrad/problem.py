@@ -166,6 +166,10 @@ def _check_constants(e: sp.Expr) -> None:
         if bits > limit:
             raise ProblemError(f"the loss contains an exact constant of about {int(bits/3.32)} "
                                f"digits (at most {MAX_DIGITS}); write it as a float or rescale")
+    for f in e.atoms(sp.Float):
+        if abs(f) > sp.Float(1.7976931348623157e308):
+            raise ProblemError(f"the loss contains the constant {sp.N(f, 3)}, beyond float64 "
+                               "(about 1.8e308): rescale the loss")
 
 
 def _order_key(s) -> tuple:

@@ -495,3 +495,9 @@ def test_builtins_are_protected_names():
     from symgrad.codegen import _MODULE_NAMES
     assert {"range", "float", "int", "abs", "max", "min", "len"} <= _MODULE_NAMES
     assert set(dir(builtins)) <= _MODULE_NAMES
+
+
+def test_float_constant_beyond_float64_is_a_clear_error():
+    a = sg.params("a")
+    with pytest.raises(ProblemError, match="beyond float64"):
+        sg.compile(a * sp.Float("1e400"))

@@ -118,3 +118,20 @@ def test_stable_forms_of_the_symgrad_functions():
     p = ScalarPrinter(NAMES)
     assert p.doprint(sg.logsumexp(x, y, 0)) == "_logsumexp3(p_x, p_y, 0.0)"
     assert p.lse_arities == {3}
+
+
+def test_binary_max_chains_print_flat_and_are_refused_in_complex():
+    from symgrad.functions import Max2, Min2
+
+    zs = sp.symbols("z0:300", real=True)
+    names = {z: f"p_z{k}" for k, z in enumerate(zs)}
+    chain = zs[0]
+    for z in zs[1:]:
+        chain = Max2(chain, z)  # 299 levels deep: printing recursively would overflow
+    text = ScalarPrinter(names).doprint(chain)
+    assert text.startswith("max(p_z0, p_z1, p_z2,") and text.count("max(") == 1
+    assert eval(text, {f"p_z{k}": float((k * 37) % 101) for k in range(300)}) == 100.0
+    assert pr(Min2(Max2(x, y), x)) == "min(max(p_x, p_y), p_x)"
+    assert Max2(x, x) == x and Max2(sp.Integer(2), sp.Integer(3)) == 3
+    with pytest.raises(UnsupportedError):
+        ComplexPrinter(NAMES).doprint(Max2(x, y))
