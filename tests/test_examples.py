@@ -18,12 +18,15 @@ pytest.importorskip("matplotlib")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ALL = sorted(p.stem for p in EXAMPLES.glob("*.py") if p.stem != "regenerate")
 #: Smaller runs for the suite (the examples' defaults are the documented runs).
-FAST = {"digits": {"epochs": 20}, "logistic_regression": {"steps": 150}}
+FAST = {"digits": {"epochs": 20}, "logistic_regression": {"steps": 150},
+        "matrix_factorisation": {"steps": 200}}
+#: Optional packages some examples need (CI installs them via the `dev` extra).
+NEEDS = {"digits": "sklearn", "denoise_image": "scipy"}
 
 
 def _available(name: str) -> bool:
-    """digits needs the optional scikit-learn (the `digits` extra; CI installs it via `dev`)."""
-    return name != "digits" or importlib.util.find_spec("sklearn") is not None
+    """digits needs scikit-learn (the `digits` extra), denoise_image SciPy's L-BFGS-B."""
+    return name not in NEEDS or importlib.util.find_spec(NEEDS[name]) is not None
 
 
 def load(name: str):
@@ -46,13 +49,14 @@ def results(tmp_path_factory) -> dict:
 
 def test_every_example_is_covered():
     assert set(ALL) == {"rosenbrock_learning_rate", "quadratic_fit", "two_layer_net",
-                        "momentum_escape", "backprop_graph", "digits", "logistic_regression"}
+                        "momentum_escape", "backprop_graph", "digits", "logistic_regression",
+                        "matrix_factorisation", "denoise_image"}
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_example_writes_its_figures(results, name):
     if not _available(name):
-        pytest.skip(f"{name} needs scikit-learn")
+        pytest.skip(f"{name} needs {NEEDS[name]}")
     for fig in results[name]["figures"]:
         p = Path(fig)
         assert p.is_file() and p.stat().st_size > 10_000, fig
@@ -123,3 +127,32 @@ def test_backprop_graph_gradients(results):
     assert r["check_ok"]
     assert "sign" in r["symbolic"][0] and "x" in r["symbolic"][0]
     assert "def _acc_g(" in r["code"] and "for k in range(hi - lo):" in r["code"]
+
+
+def test_matrix_factorisation_close_to_the_full_svd(results):
+    r = results["matrix_factorisation"]
+    assert r["n_params"] == (300 + 200) * 5
+    assert r["n_observed"] == 18067  # 30% of 60,000 entries (seeded)
+    assert r["status"] == "completed"
+    assert r["max_rel_error"] < 1e-12  # value and gradient against np.add.at
+    # The full noisy matrix's rank-5 SVD sees every entry: held-out RMSE about the noise (0.3).
+    assert 0.28 < r["svd_heldout_rmse"] < 0.31
+    # Fitted from 30% of the entries: within 15% of it, far below the data's spread.
+    assert r["heldout_rmse"] < 1.15 * r["svd_heldout_rmse"]
+    assert r["heldout_rmse"] < 0.35 * r["data_std"]
+    assert r["train_rmse"] < r["heldout_rmse"]  # no miracle: the fit sees the training noise
+    assert r["truth_rmse"] < 0.15  # close to the noise-free matrix everywhere
+
+
+def test_denoise_image_tv_beats_tikhonov(results):
+    if not _available("denoise_image"):
+        pytest.skip("denoise_image needs scipy")
+    r = results["denoise_image"]
+    assert r["n_params"] == 64 * 64
+    assert r["max_rel_error"]["Tikhonov"] < 1e-12
+    assert r["max_rel_error"]["TV"] < 1e-12
+    assert all(fit["success"] for fit in r["fits"].values())
+    p = r["psnr"]
+    assert p["noisy"] == pytest.approx(16.5, abs=0.1)
+    assert p["Tikhonov"] > p["noisy"] + 4
+    assert p["TV"] > p["Tikhonov"] + 3  # edges kept: total variation wins on flat shapes
