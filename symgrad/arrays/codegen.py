@@ -32,8 +32,17 @@ __all__ = ["array_module_source"]
 _JIT = "@numba.njit(cache=True, fastmath=_FASTMATH, error_model='numpy')"
 
 
-def _ident(name: str, prefix: str) -> str:
-    return prefix + re.sub(r"[^0-9A-Za-z_]", "_", name)
+def _idents(names, prefix: str) -> list[str]:
+    """Distinct ASCII identifiers for user names (non-ASCII letters could otherwise collide)."""
+    out: list[str] = []
+    for name in names:
+        base = prefix + re.sub(r"[^0-9A-Za-z_]", "_", name)
+        ident, k = base, 1
+        while ident in out:
+            k += 1
+            ident = f"{base}_{k}"
+        out.append(ident)
+    return out
 
 
 class _Module:
@@ -43,7 +52,8 @@ class _Module:
         self.grads = gradients(prob.loss, prob.params, policy)
         self.tangent = {p: Leaf("tangent", p.name, p.shape) for p in prob.params}
         self.hvps = tangents(self.grads, self.tangent, policy)
-        self.cols = [_ident(d.name, "c_") for d in prob.data]
+        self.cols = _idents([d.name for d in prob.data], "c_")
+        self.pnames = _idents(prob.param_names, "p_")
         #: the per-sample arrays (a batch picks their rows); the others are passed whole
         self.sampled = [c for d, c in zip(prob.data, self.cols, strict=True) if d.per_sample]
         #: (index column, size of the axis it picks from, the array's name): checked on entry
@@ -51,7 +61,6 @@ class _Module:
                                                                         "an array")) for n in
                                topo([prob.loss]) if isinstance(n, Gather)},
                               key=lambda g: (g[0].name, g[2]))
-        self.sig = ", ".join(["dims", *self.cols, "idx"])
 
     def prologue(self, fn: Emitter, with_v: bool) -> list[str]:
         p = self.prob
@@ -86,7 +95,7 @@ class _Module:
         for j, q in enumerate(p.params):
             for arr, role in (("x", "param"), ("v", "tangent")) if with_v else (("x", "param"),):
                 leaf = q if role == "param" else self.tangent[q]
-                name = _ident(q.name, "p_" if role == "param" else "v_")
+                name = self.pnames[j] if role == "param" else "v" + self.pnames[j][1:]
                 fn.name[id(leaf)] = name
                 view = f"{arr}[{offs[j]}:{offs[j + 1]}]"
                 out.append(f"{name} = {arr}[{offs[j]}]" if not q.shape
