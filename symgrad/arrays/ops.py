@@ -65,9 +65,9 @@ def lift(e) -> Node | sp.Expr:
     """A node for ``e``; a SymPy constant stays a constant (it is folded into a Map)."""
     if isinstance(e, Node):
         return e
-    if isinstance(e, sp.MatrixBase):
-        raise TypeError("a SymPy Matrix cannot be mixed with array expressions: declare the "
-                        "array with sg.params(name, shape=...) or sg.data(name, shape=...)")
+    if isinstance(e, sp.MatrixBase | list | tuple):
+        raise TypeError(f"a {type(e).__name__} cannot be mixed with array expressions: declare "
+                        "the array with sg.params(name, shape=...) or sg.data(name, shape=...)")
     e = sp.sympify(e, strict=True) if not isinstance(e, sp.Basic) else e
     if not e.free_symbols:
         return e
