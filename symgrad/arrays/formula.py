@@ -9,7 +9,7 @@ GEMM over the sample axis ``#``.
 >>> W = sg.params("W", shape=(3, 2)); X = sg.data("X", shape=(2,))
 >>> print(program({"loss": sg.mean(sg.sum(sg.tanh(W @ X), axis=0))}))
 t1 = einsum('ik,#k->#i', W, X)
-loss = sum(sum(tanh(t1), axis=1), axis=0)/N
+loss = sum(sum(tanh(t1), axis=0), axis=samples)/N
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def program(outputs: dict[str, Node | None]) -> str:
             lines.append(f"{name} = {t}")
             text[id(n)] = name
         else:
-            text[id(n)] = f"({t})" if isinstance(n, Map) and not n.expr.is_Atom else t
+            simple = isinstance(n, Map) and (n.expr.is_Atom or n.expr.is_Function)
+            text[id(n)] = f"({t})" if isinstance(n, Map) and not simple else t
     for k, n in outputs.items():
         if n is None:
             lines.append(f"{k} = 0")
@@ -86,9 +87,12 @@ def _text(n: Node, text: dict) -> str:
         la, lb, lo = n.labels
         return f"einsum('{la},{lb}->{lo}', {args[0]}, {args[1]})"
     if isinstance(n, Reduce):
-        axes = tuple(k for k in range(n.args[0].ndim) if k not in n.keep)
+        # axes as the user counts them: per sample (the sample axis is named, not numbered)
+        lead = 1 if n.args[0].per_sample else 0
+        axes = tuple("samples" if k < lead else str(k - lead)
+                     for k in range(n.args[0].ndim) if k not in n.keep)
         op = {"sum": "sum", "max": "max", "lse": "logsumexp"}[n.op]
-        ax = axes[0] if len(axes) == 1 else axes
+        ax = axes[0] if len(axes) == 1 else f"({', '.join(axes)})"
         return f"{op}({args[0]}, axis={ax})"
     if isinstance(n, Window):
         lead = ":, " if n.args[0].per_sample else ""

@@ -9,7 +9,7 @@ passed at call time, named by the axis, never by its value.
 >>> W = sg.params("W", shape=(3, 2)); b = sg.params("b", shape=(3,))
 >>> X = sg.data("X", shape=(2,))
 >>> p = array_problem(sg.mean(sg.sum(sg.tanh(W @ X + b), axis=0)))
->>> [(q.name, q.shape) for q in p.params], [d.key for d in p.dims], p.size
+>>> [(q.name, q.shape) for q in p.params], [(d.owner, d.axis) for d in p.dims], p.size
 ([('W', (3, 2)), ('b', (3,))], [('W', 0), ('W', 1), ('X', 1), ('b', 0)], 9)
 """
 
