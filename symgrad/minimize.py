@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from . import schedules
+from .arrays.kernel import ArrayKernel
 from .optim import Optimizer, sgd
 
 __all__ = ["COMPILE_MIN_STEPS", "History", "OptimizeResult", "minimize"]
@@ -893,9 +894,10 @@ def minimize(
             Do not modify the arrays it receives.
         progress: show a progress bar (tqdm when installed, else a line on stderr).
         record_every: record the history every this many steps (0: no history).
-        compiled: run the loop inside Numba: None chooses (a Kernel, a built-in optimizer, full
-            batch, no callback and ``steps >= COMPILE_MIN_STEPS``); True insists (ValueError
-            when not possible); False never.
+        compiled: run the loop inside Numba: None chooses (a scalar Kernel, a built-in
+            optimizer, full batch, no callback and ``steps >= COMPILE_MIN_STEPS``; never for an
+            array kernel, whose steps dwarf the Python loop's overhead); True insists
+            (ValueError when not possible); False never.
         diverge_factor: stop as diverged when the loss exceeds
             ``diverge_factor * max(1, |initial loss|)``; None keeps only the non-finite check.
 
@@ -912,7 +914,10 @@ def minimize(
     p = _plan(f, x0, optimizer, steps, data, batch_size, epochs, seed, tol, gtol, callback,
               progress, record_every, diverge_factor)  # fmt: skip
     if compiled is None:
-        use = not _compiled_reason(p) and p.steps >= COMPILE_MIN_STEPS
+        # An array kernel's step costs microseconds to milliseconds: the Python loop's ~1 us
+        # per step is noise, and compiling the loop (seconds, per process) would not pay off.
+        use = (not _compiled_reason(p) and p.steps >= COMPILE_MIN_STEPS
+               and not isinstance(p.f, ArrayKernel))
     elif compiled:
         reason = _compiled_reason(p)
         if reason:

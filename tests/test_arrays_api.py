@@ -193,3 +193,12 @@ def test_names_never_clash_with_the_generated_code():
     x0 = f.pack(**p)
     want = np.mean((X @ p["é"] + 2 * X @ p["è"] - N) ** 2) + 1.5**2 + 5.0
     assert f.value(x0, x=X, n=N) == pytest.approx(want, rel=1e-14)
+
+
+def test_long_runs_on_array_kernels_stay_in_the_python_loop():
+    w = sg.params("w", shape=(2,))
+    f = sg.compile(sg.sum((w - 1.0) ** 2))
+    res = sg.minimize(f, np.zeros(2), optimizer=optim.sgd(lr=0.1), steps=2500)
+    assert not res.compiled and np.allclose(res.x, 1.0)
+    assert sg.minimize(f, np.zeros(2), optimizer=optim.sgd(lr=0.1), steps=50,
+                       compiled=True).compiled  # still possible when asked for
