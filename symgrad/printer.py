@@ -68,6 +68,14 @@ class ScalarPrinter(PythonCodePrinter):
         self.names = names
         self.lse_arities: set[int] = set()
 
+    def doprint(self, expr, assign_to=None):
+        try:
+            return super().doprint(expr, assign_to)
+        except RecursionError:
+            raise UnsupportedError(
+                "the expression is nested too deeply to print (Python's recursion limit): "
+                "flatten the loss, e.g. build long sums with sp.Add(*terms)") from None
+
     # atoms
     def _print_Symbol(self, s):
         try:

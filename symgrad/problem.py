@@ -185,10 +185,34 @@ def problem(loss, params: Sequence | None = None) -> Problem:
     """
     expr = _as_scalar(_from_callable(loss) if callable(loss) and not isinstance(loss, sp.Basic)
                       else loss)
+    depth = expr_depth(expr)
+    if depth > MAX_DEPTH:
+        raise ProblemError(f"the loss is nested {depth} levels deep (at most {MAX_DEPTH}): "
+                           "SymPy and the code generator recurse once per level")
     try:
         return _problem(expr, params)
     except RecursionError:
         raise ProblemError(too_deep()) from None
+
+
+#: Deepest expression tree accepted (every stage after this one recurses once per level).
+MAX_DEPTH = 200
+
+
+def expr_depth(e: sp.Basic) -> int:
+    """Depth of an expression tree, computed without recursion (shared subtrees once)."""
+    depth: dict = {}
+    stack = [(e, False)]
+    while stack:
+        node, done = stack.pop()
+        if node in depth:
+            continue
+        if done or not node.args:
+            depth[node] = 1 + max((depth[a] for a in node.args), default=0)
+            continue
+        stack.append((node, True))
+        stack.extend((a, False) for a in node.args if a not in depth)
+    return depth[e]
 
 
 def too_deep() -> str:
@@ -263,11 +287,10 @@ def _problem(expr: sp.Expr, params) -> Problem:
         col = Column(d.column, d.width)
         old = columns.setdefault(d.column, col)
         if old != col:
-            def layout(c):
-                return "1-D" if c.width is None else f"with shape=({c.width},)"
+            one, two = sorted((old, col), key=lambda c: c.width or 0)
             raise ProblemError(
                 f"data column '{d.column}' is declared twice with different layouts "
-                f"({layout(old)} and {layout(col)}) and both appear in the loss: an expression "
+                f"({_layout(one)} and {_layout(two)}) and both appear in the loss: an expression "
                 "built before re-declaring it still holds the old symbols; rebuild the loss "
                 "from one declaration")
     if reductions and not columns:  # the number of samples would be unknown
@@ -279,6 +302,10 @@ def _problem(expr: sp.Expr, params) -> Problem:
     return Problem(expr=expr, outer=outer, params=tuple(declared), columns=tuple(columns.values()),
                    data_symbols=data_syms, reductions=tuple(reductions), vectors=tuple(vectors),
                    vector_sums=tuple(vector_sums), elements=tuple(elements))
+
+
+def _layout(c: Column) -> str:
+    return "1-D" if c.width is None else f"with shape=({c.width},)"
 
 
 def _check_element_names(elements, columns, vectors, declared) -> None:
