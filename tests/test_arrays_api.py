@@ -80,7 +80,7 @@ def test_shape_errors_name_the_arrays():
         sg.sum(W, axis=2)
     with pytest.raises(sg.ProblemError, match="still has the sample axis"):
         sg.compile(W @ Z)
-    with pytest.raises(sg.ProblemError, match="name 'W' is used for two different arrays"):
+    with pytest.raises(sg.ProblemError, match="'W' is declared twice with different layouts"):
         sg.compile(sg.sum(W) + sg.sum(sg.params("W", shape=(2,))))
     with pytest.raises(TypeError, match="SymPy Matrix cannot be mixed"):
         W @ __import__("sympy").Matrix([1, 2, 3, 4])

@@ -88,6 +88,11 @@ def array_problem(loss, params: Sequence | None = None) -> ArrayProblem:
     by_name: dict[str, Leaf] = {}
     for leaf in leaves:
         other = by_name.setdefault(leaf.name, leaf)
+        if other is not leaf and other.role == leaf.role:
+            raise ProblemError(
+                f"'{leaf.name}' is declared twice with different layouts ({other!r} and "
+                f"{leaf!r}) and both appear in the loss: an expression built before "
+                "re-declaring it still holds the old one; rebuild the loss from one declaration")
         if other is not leaf:
             raise ProblemError(f"the name '{leaf.name}' is used for two different arrays "
                                f"({other!r} as {other.role} and {leaf!r} as {leaf.role}): "
