@@ -297,8 +297,6 @@ def test_network_gradient_central_differences(net, seed_):
     np.testing.assert_allclose(g, g_fd_k, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.xfail(raises=AttributeError, strict=False,
-                   reason="ArrayKernel.bind builds a scalar BoundKernel, which needs Kernel._impl")
 def test_network_bound_kernel_matches(net):
     f, X, Y = net
     p = np.random.default_rng(7).normal(size=51)
