@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 import timeit
 
 import numba
@@ -169,21 +168,15 @@ def matrix_factorisation() -> None:
           f"{t / min(times.values()):.2f}x the faster hand loop (target <= 1.5x)")
 
 
-BUILD = textwrap.dedent("""
-    import time
-    import numpy as np, symgrad as sg
-    t0 = time.perf_counter()
-    {body}
-    t1 = time.perf_counter()
-    print(f"{{t1 - t0:.2f}}")
-""")
-GRID = """u = sg.params("u", shape=({n}, {n}))
-    f = sg.compile(sg.sum((u[1:, :] - u[:-1, :]) ** 2) + sg.sum((u[:, 1:] - u[:, :-1]) ** 2))
-    f.value_and_grad(np.zeros({n} * {n}))"""
-MF = """U, V = sg.params("U", shape=({n}, 16)), sg.params("V", shape=({n}, 16))
-    i, j = sg.data("i j", dtype=int); r = sg.data("r")
-    f = sg.compile(sg.mean((sg.sum(U[i] * V[j], axis=0) - r) ** 2))
-    f.value_and_grad(np.zeros(2 * {n} * 16), i=np.arange(3), j=np.arange(3), r=np.ones(3))"""
+BUILD = ("import time\nimport numpy as np, symgrad as sg\nt0 = time.perf_counter()\n{body}\n"
+         "t1 = time.perf_counter()\nprint(f'{{t1 - t0:.2f}}')\n")
+GRID = ('u = sg.params("u", shape=({n}, {n}))\n'
+        'f = sg.compile(sg.sum((u[1:, :] - u[:-1, :])**2) + sg.sum((u[:, 1:] - u[:, :-1])**2))\n'
+        'f.value_and_grad(np.zeros({n} * {n}))')
+MF = ('U, V = sg.params("U", shape=({n}, 16)), sg.params("V", shape=({n}, 16))\n'
+      'i, j = sg.data("i j", dtype=int); r = sg.data("r")\n'
+      'f = sg.compile(sg.mean((sg.sum(U[i] * V[j], axis=0) - r) ** 2))\n'
+      'f.value_and_grad(np.zeros(2 * {n} * 16), i=np.arange(3), j=np.arange(3), r=np.ones(3))')
 
 
 def build_times() -> None:
