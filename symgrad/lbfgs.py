@@ -162,7 +162,7 @@ def lbfgs_minimize(fun_and_grad: FunAndGrad, x0: Any, *, m: int = 10, steps: int
     Returns:
         Outcome: ``status`` is ``"converged"``, ``"maxiter"``/``"completed"``, ``"stopped"``,
         ``"diverged"`` (non-finite at the start) or ``"failed"`` (no step decreases the loss).
-        ``step_sizes`` holds the step length of the line search that left each iterate.
+        ``step_sizes`` holds the step length of the line search that reached each iterate.
     """
     if not 0 < c1 < c2 < 1:
         raise ValueError(f"the Wolfe constants need 0 < c1 < c2 < 1, got c1={c1}, c2={c2}")

@@ -58,8 +58,8 @@ def frozen(options: dict[str, Any]) -> Mapping[str, Any]:
 class Outcome:
     """What a second-order loop returns (``minimize`` turns it into an OptimizeResult).
 
-    ``step_size`` per record is the line-search step length (L-BFGS) or the trust radius
-    (Newton) the next step starts from.
+    ``step_sizes`` per record: the line-search step length that reached the iterate (L-BFGS,
+    1 at the start) or the trust radius the next step starts from (Newton).
     """
 
     x: np.ndarray
@@ -116,6 +116,8 @@ class Monitor:
         why = "loss" if not math.isfinite(f) else "grad" if not np.isfinite(g).all() else ""
         if why:
             return self.end("diverged", self.describe(k, why, f, x, g))
+        if gn == 0.0:  # a stationary point exactly: no method can move from here
+            return self.end("converged", f"converged at step {k}: the gradient is zero")
         if self.gtol is not None and gn <= self.gtol:
             return self.end("converged",
                             f"converged at step {k}: gradient norm {gn:.3g} <= gtol={self.gtol:g}")
@@ -163,3 +165,105 @@ def _describe(k: int, why: str, f: float, x: np.ndarray, g: np.ndarray) -> str:
     if k == 0:
         return f"non-finite at the starting point (step 0): {what}; start from another x0"
     return f"diverged at step {k}: {what}"
+
+
+# --------------------------------------------------------------------------- minimize's hook
+
+
+def check_call(method: SecondOrder, *, kernel: bool, hvp: Any, batch_size: Any, epochs: Any,
+               compiled: Any) -> None:
+    """Refuse what these full-batch methods cannot do, in the user's terms (before planning)."""
+    who = f"optim.{method.name}()"
+    if batch_size is not None or epochs is not None:
+        raise ValueError(f"{who} is a full-batch method (its line search / trust region compares "
+                         "losses on the same data): drop batch_size/epochs and give steps "
+                         "(iterations); for mini-batches use a first-order optimizer")
+    if compiled:
+        raise ValueError(f"compiled=True is not possible: {who} runs in Python (each iteration "
+                         "is a few kernel calls); use compiled=None")
+    if hvp is not None and not method.needs_hvp:
+        raise ValueError(f"hvp= is used by optim.newton() only, not by {who}")
+    if hvp is not None and kernel:
+        raise ValueError("f is a symgrad Kernel: its exact Hessian-vector product is used; "
+                         "do not pass hvp=")
+    if method.needs_hvp and not kernel and hvp is None:
+        raise TypeError("optim.newton() needs Hessian-vector products: pass a symgrad Kernel "
+                        "(sg.compile(loss)) or hvp=callable(x, v, **data) -> H v with f")
+    if hvp is not None and not callable(hvp):
+        raise TypeError(f"hvp must be callable(x, v, **data) -> H v, got {hvp!r}")
+
+
+def run(p: Any, hvp: Any) -> Any:
+    """Run the method of the plan ``p`` (from ``minimize._plan``); return an OptimizeResult."""
+    # minimize imports optim, which imports this module (and sg.minimize, the function,
+    # shadows the module as an attribute of the package: import the names from it)
+    from .lbfgs import lbfgs_minimize
+    from .minimize import (
+        History,
+        OptimizeResult,
+        _diverged_message,
+        _full_evaluator,
+        _param_labels,
+        _Progress,
+    )
+    from .newton import newton_minimize
+
+    method: SecondOrder = p.opt
+    fun_and_grad = _full_evaluator(p)
+    n = p.x0.size
+
+    def describe(k: int, why: str, f: float, x: np.ndarray, g: np.ndarray) -> str:
+        if k == 0:
+            return _diverged_message(0, why, f, math.inf, x, g, _param_labels(p, n))
+        return _describe(k, why, f, x, g)
+
+    bar = _Progress(p.steps, p.progress)
+    callback = p.callback
+    if p.progress:
+        def callback(k, x, f, g, _user=p.callback):
+            bar.update(1, f)
+            return bool(_user(k, x, f, g)) if _user is not None else False
+
+    mon = Monitor(gtol=p.gtol, tol=p.tol, callback=callback, record_every=p.record_every,
+                  describe=describe)
+    try:
+        if method.needs_hvp:
+            out = newton_minimize(fun_and_grad, _hvp(p, hvp), p.x0, steps=p.steps, monitor=mon,
+                                  **method.options)
+        else:
+            out = lbfgs_minimize(fun_and_grad, p.x0, steps=p.steps, monitor=mon,
+                                 **method.options)
+    finally:
+        bar.close()
+    history = History(
+        step=np.array(out.steps, dtype=np.int64),
+        x=np.array(out.xs, dtype=np.float64).reshape(len(out.xs), n),
+        loss=np.array(out.losses, dtype=np.float64),
+        lr=np.array(out.step_sizes, dtype=np.float64),
+        grad_norm=np.array(out.grad_norms, dtype=np.float64),
+    )
+    return OptimizeResult(x=out.x, fun=out.fun, jac=out.jac, nit=out.nit, nfev=out.nfev,
+                             success=out.success, status=out.status, message=out.message,
+                             history=history, compiled=False, nhev=out.nhev)
+
+
+def _hvp(p: Any, hvp: Any) -> Hvp:
+    """``(x, v) -> H v`` on the full data: the kernel's serial HVP, or the user's callable."""
+    if p.kernel:
+        jit_hvp, args = p.f.jit.hvp, p.jit_args
+
+        def kernel_hvp(x: np.ndarray, v: np.ndarray) -> np.ndarray:
+            out = np.empty_like(x)
+            jit_hvp(x, np.ascontiguousarray(v, dtype=np.float64), out, *args)
+            return out
+
+        return kernel_hvp
+    data = dict(p.data or {})
+
+    def plain_hvp(x: np.ndarray, v: np.ndarray) -> np.ndarray:
+        hv = np.array(hvp(x, v, **data), dtype=np.float64)
+        if hv.shape != x.shape:
+            raise ValueError(f"hvp returned shape {hv.shape}, expected {x.shape}")
+        return hv
+
+    return plain_hvp
