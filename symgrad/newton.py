@@ -37,6 +37,8 @@ from .second_order import FunAndGrad, Hvp, Monitor, Outcome, norm
 
 __all__ = ["newton_minimize", "steihaug_cg"]
 
+_EPS = float(np.finfo(np.float64).eps)
+
 
 def _to_boundary(z: np.ndarray, d: np.ndarray, radius: float) -> tuple[float, float]:
     """The two roots ``tau`` of ``|z + tau d| = radius`` (the first <= 0 <= the second)."""
@@ -140,14 +142,18 @@ def newton_minimize(fun_and_grad: FunAndGrad, hvp: Hvp, x0: Any, *, steps: int =
             f_new, g_new = float(f_new), np.asarray(g_new, dtype=np.float64)
             mon.nfev += 1
             ok = math.isfinite(f_new) and bool(np.isfinite(g_new).all())
+            # both reductions shifted by the rounding of f (Conn, Gould & Toint 2000, 17.4.2):
+            # near a minimizer they fall below it, and the ratio of two rounding errors would
+            # reject good steps until the radius collapses
+            slack = 10.0 * _EPS * max(1.0, abs(f))
             actual = f - f_new if ok else -math.inf
-            rho = actual / pred if pred > 0 else (1.0 if actual >= 0 and ok else -math.inf)
+            rho = (actual + slack) / (pred + slack) if pred >= 0 else -math.inf
             if rho < 0.25:
                 radius = 0.25 * (pn if pn > 0 else radius)
             elif rho > 0.75 and boundary:
                 radius = min(2.0 * radius, max_radius)
             k += 1
-            moved = rho > eta and actual >= 0
+            moved = rho > eta and actual + slack >= 0
             if moved:
                 x, f, g = x_new, f_new, g_new
             elif radius <= 1e-15 * max(1.0, norm(x)):
