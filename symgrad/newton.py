@@ -126,6 +126,7 @@ def newton_minimize(fun_and_grad: FunAndGrad, hvp: Hvp, x0: Any, *, steps: int =
     n_cg = max_cg if max_cg is not None else 2 * x.size
     k = 0
     moved = True  # a new iterate (the stopping rules are checked once per iterate)
+    force = 1.0  # scales CG's forcing term; cut after a rejected step that stopped inside
     with np.errstate(over="ignore", invalid="ignore"):
         while k < steps:
             if moved and mon.stop(k, x, f, g, radius):
@@ -133,7 +134,7 @@ def newton_minimize(fun_and_grad: FunAndGrad, hvp: Hvp, x0: Any, *, steps: int =
             gn = norm(g)
             xk = x
             p, pred, boundary, nh = steihaug_cg(
-                g, lambda v, xk=xk: hvp(xk, v), radius, rtol=min(0.5, math.sqrt(gn)),
+                g, lambda v, xk=xk: hvp(xk, v), radius, rtol=force * min(0.5, math.sqrt(gn)),
                 max_iter=n_cg)
             mon.nhev += nh
             pn = norm(p)
@@ -148,7 +149,12 @@ def newton_minimize(fun_and_grad: FunAndGrad, hvp: Hvp, x0: Any, *, steps: int =
             slack = 10.0 * _EPS * max(1.0, abs(f))
             actual = f - f_new if ok else -math.inf
             rho = (actual + slack) / (pred + slack) if pred >= 0 else -math.inf
-            if rho < 0.25:
+            if rho < 0.25 and not boundary and ok and force > 1e-9:
+                # an inexact CG step inside the region failed: on an ill-conditioned Hessian
+                # the first CG steps follow the stiff directions and promise decreases below
+                # the rounding of f; solve the model more accurately before shrinking
+                force *= 1e-3
+            elif rho < 0.25:
                 radius = 0.25 * (pn if pn > 0 else radius)
             elif rho > 0.75 and boundary:
                 radius = min(2.0 * radius, max_radius)
@@ -156,6 +162,7 @@ def newton_minimize(fun_and_grad: FunAndGrad, hvp: Hvp, x0: Any, *, steps: int =
             moved = rho > eta and actual + slack >= 0
             if moved:
                 x, f, g = x_new, f_new, g_new
+                force = 1.0
             elif radius <= 1e-15 * max(1.0, norm(x)):
                 mon.end("failed", f"trust region collapsed at step {k}: no step decreases the "
                         f"loss (radius {radius:.3g}, |g| = {gn:.3g}); the loss may be at its "

@@ -48,6 +48,21 @@ def test_mgh_solved(kernels, name, method):
     assert np.all(np.diff(h.loss) <= 0), "both methods only accept steps that decrease the loss"
 
 
+def test_meyer_ill_conditioned():
+    """Meyer (Hessian eigenvalues 1e-2 .. 1e14): SciPy's L-BFGS-B and trust-ncg stop near 90.
+
+    Newton used to stop at f = 91.14: a one-step CG solution inside the region promised a
+    decrease below the rounding of f, the rejection shrank the radius to a quarter of that
+    tiny step, and the region collapsed. Now a rejected interior step tightens CG first.
+    """
+    p = BY_NAME["meyer"]
+    f = sg.compile(p.build())
+    for method in METHODS.values():
+        r = sg.minimize(f, p.x0, optimizer=method(), gtol=1e-6, steps=STEPS)
+        assert solved(p.fstar, r.fun, r.jac), (method, r.message, r.fun)
+        assert abs(r.fun - p.fstar) <= 1e-8 * p.fstar
+
+
 def _scipy_solved(f, name: str, method: str) -> bool:
     so = pytest.importorskip("scipy.optimize")
     obj = sg.scipy_objective(f)
