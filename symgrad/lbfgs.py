@@ -169,7 +169,7 @@ def lbfgs_minimize(fun_and_grad: FunAndGrad, x0: Any, *, m: int = 10, steps: int
     if m < 1:
         raise ValueError(f"m (the number of stored pairs) must be >= 1, got {m}")
     mon = monitor or Monitor(gtol=gtol, tol=tol)
-    x = np.array(x0, dtype=np.float64)
+    x = x0 = np.array(x0, dtype=np.float64)
     f, g = fun_and_grad(x)
     f, g = float(f), np.asarray(g, dtype=np.float64)
     mon.nfev += 1
@@ -182,7 +182,7 @@ def lbfgs_minimize(fun_and_grad: FunAndGrad, x0: Any, *, m: int = 10, steps: int
                 break
             res = _step(fun_and_grad, x, f, g, pairs, c1, c2, max_linesearch, mon)
             if res is None:
-                mon.end("failed", f"line search failed at step {k}: no step along the L-BFGS "
+                mon.fail(k, x, x0, f, f"line search failed at step {k}: no step along the L-BFGS "
                         "or the steepest-descent direction decreases the loss (|g| = "
                         f"{norm(g):.3g}); the loss may be at its minimum to rounding, or its "
                         "gradient does not match its values")

@@ -119,7 +119,7 @@ def newton_minimize(fun_and_grad: FunAndGrad, hvp: Hvp, x0: Any, *, steps: int =
     if not (0 < radius <= max_radius):
         raise ValueError(f"need 0 < radius <= max_radius, got {radius}, {max_radius}")
     mon = monitor or Monitor(gtol=gtol, tol=tol)
-    x = np.array(x0, dtype=np.float64)
+    x = x0 = np.array(x0, dtype=np.float64)
     f, g = fun_and_grad(x)
     f, g = float(f), np.asarray(g, dtype=np.float64)
     mon.nfev += 1
@@ -164,7 +164,7 @@ def newton_minimize(fun_and_grad: FunAndGrad, hvp: Hvp, x0: Any, *, steps: int =
                 x, f, g = x_new, f_new, g_new
                 force = 1.0
             elif radius <= 1e-15 * max(1.0, norm(x)):
-                mon.end("failed", f"trust region collapsed at step {k}: no step decreases the "
+                mon.fail(k, x, x0, f, f"trust region collapsed at step {k}: no step decreases the "
                         f"loss (radius {radius:.3g}, |g| = {gn:.3g}); the loss may be at its "
                         "minimum to rounding, or its gradient or HVP does not match its values")
                 break

@@ -42,6 +42,10 @@ reaches ``|x - x*| < 1e-5`` on a convex 2-D quadratic and on the 2-D Rosenbrock 
     adagrad   lr=1e-2, eps=1e-10               lr=0.5 (1000)         lr=0.5 (20k)
     ========  ===============================  ====================  ===========================
 
+``lbfgs()`` and ``newton()`` (at the end of this module) are not ``(init, update)`` pairs: they
+choose their own step lengths from the loss at trial points, so :func:`symgrad.minimize` runs
+them in their own loops (:mod:`symgrad.lbfgs`, :mod:`symgrad.newton`, full batch only).
+
 RMSProp with a constant rate ends in a small limit cycle (of the order of ``lr``) on Rosenbrock,
 hence the decaying schedule.
 

@@ -133,6 +133,17 @@ class Monitor:
         self.f_prev = f
         return False
 
+    def fail(self, k: int, x: np.ndarray, x0: np.ndarray, f: float, what: str) -> bool:
+        """No step decreased the loss: ``"failed"``, or ``"diverged"`` when the iterates ran
+        off (|x| grew by 1e12 over the start: the steps fall below the rounding of x, as on a
+        loss unbounded below)."""
+        xn, x0n = norm(x), norm(x0)
+        if not xn <= 1e12 * max(1.0, x0n):
+            return self.end("diverged", f"diverged at step {k}: the iterates grew to |x| = "
+                            f"{xn:.3g} (loss {f:.6g}) until steps no longer change x; the loss "
+                            "may be unbounded below")
+        return self.end("failed", what)
+
     def end(self, status: str, message: str) -> bool:
         self.status, self.message = status, message
         return True

@@ -224,6 +224,12 @@ def test_inconsistent_gradient_fails_clearly():
     assert r.status == "failed" and "trust region collapsed" in r.message
 
 
+def test_unbounded_below_is_diverged_not_failed():
+    r = sg.minimize(lambda x: (float(-x[0]), np.array([-1.0])), [0.0],
+                    optimizer=sg.optim.lbfgs(), steps=500)
+    assert r.status == "diverged" and "unbounded below" in r.message and r.x[0] > 1e12
+
+
 def test_refusals_in_the_users_terms(kernels):
     f, x0 = kernels["rosenbrock"], BY_NAME["rosenbrock"].x0
     a, t = sg.params("a"), sg.data("t")
