@@ -60,9 +60,10 @@ from typing import Any
 
 import numpy as np
 
-from . import schedules
+from . import schedules, second_order
 from .arrays.kernel import ArrayKernel
 from .optim import Optimizer, sgd
+from .second_order import SecondOrder
 
 __all__ = ["COMPILE_MIN_STEPS", "History", "OptimizeResult", "minimize"]
 
@@ -109,11 +110,16 @@ class OptimizeResult:
 
     Attributes:
         x: final parameters. fun: loss at ``x``. jac: gradient at ``x``.
-        nit: updates applied. nfev: objective (value-and-gradient) evaluations.
-        success: False only for ``"diverged"`` and ``"maxiter"``.
-        status: ``"completed"``, ``"converged"``, ``"stopped"``, ``"maxiter"`` or ``"diverged"``.
+        nit: updates applied (Newton: trust-region iterations, rejected steps included).
+        nfev: objective (value-and-gradient) evaluations (``njev`` is the same number: each
+        evaluation gives both). nhev: Hessian-vector products (``optim.newton()``), else 0.
+        success: False only for ``"diverged"``, ``"maxiter"`` and ``"failed"``.
+        status: ``"completed"``, ``"converged"``, ``"stopped"``, ``"maxiter"``, ``"diverged"``
+            or ``"failed"`` (second-order methods: no step decreases the loss, i.e. the line
+            search or the trust region failed).
         message: what happened, in words (the step number when it diverged).
-        history: the recorded path, see :class:`History`.
+        history: the recorded path, see :class:`History` (for ``optim.lbfgs()``/``newton()``
+            ``lr`` holds the line-search step length / the trust radius).
         compiled: whether the compiled Numba loop ran.
     """
 
@@ -127,6 +133,12 @@ class OptimizeResult:
     message: str
     history: History
     compiled: bool = False
+    nhev: int = 0
+
+    @property
+    def njev(self) -> int:
+        """Gradient evaluations: each objective evaluation returns the gradient too."""
+        return self.nfev
 
 
 # --------------------------------------------------------------------------- argument checking
@@ -218,10 +230,10 @@ def _plan(
 
     if optimizer is None:
         optimizer = sgd(lr=1e-3)
-    if not isinstance(optimizer, Optimizer):
+    if not isinstance(optimizer, Optimizer | SecondOrder):
         raise TypeError(
-            f"optimizer must be a symgrad.optim.Optimizer (e.g. optim.adam(lr=1e-3)), "
-            f"got {optimizer!r}"
+            f"optimizer must be a symgrad.optim.Optimizer (e.g. optim.adam(lr=1e-3)) or "
+            f"optim.lbfgs()/optim.newton(), got {optimizer!r}"
         )
 
     if data is not None:
@@ -860,7 +872,7 @@ def minimize(
     f: Any,
     x0: Any,
     *,
-    optimizer: Optimizer | None = None,
+    optimizer: Optimizer | SecondOrder | None = None,
     steps: int | None = None,
     data: Mapping[str, Any] | None = None,
     batch_size: int | None = None,
@@ -873,13 +885,15 @@ def minimize(
     record_every: int = 1,
     compiled: bool | None = None,
     diverge_factor: float | None = 1e6,
+    hvp: Callable[..., Any] | None = None,
 ) -> OptimizeResult:
-    """Minimize ``f`` from ``x0`` with a first-order optimizer; see the module docstring.
+    """Minimize ``f`` from ``x0`` (first-order, L-BFGS or Newton); see the module docstring.
 
     Args:
         f: a Kernel from ``sg.compile`` or a callable ``f(x, **data) -> (value, grad)``.
         x0: initial parameters (1-D; copied, never modified).
         optimizer: from :mod:`symgrad.optim`; default ``optim.sgd(lr=1e-3)``.
+            ``optim.lbfgs()`` / ``optim.newton()``: ``steps`` counts their iterations.
         steps: number of optimizer steps (default 1000 unless ``epochs`` is given).
         data: data columns by name (1-D or 2-D arrays, one row per sample).
         batch_size: mini-batch size; batches are drawn without replacement from a fresh
@@ -900,6 +914,12 @@ def minimize(
             (ValueError when not possible); False never.
         diverge_factor: stop as diverged when the loss exceeds
             ``diverge_factor * max(1, |initial loss|)``; None keeps only the non-finite check.
+            (L-BFGS and Newton never increase the loss; they ignore it.)
+        hvp: ``hvp(x, v, **data) -> H v`` for ``optim.newton()`` with a plain callable ``f``
+            (a Kernel brings its exact HVP).
+
+    ``optim.lbfgs()`` and ``optim.newton()`` (full batch only) run their own loops, see
+    :mod:`symgrad.second_order`: same stopping rules, history and result.
 
     Returns:
         OptimizeResult with x, fun, jac, nit, nfev, success, status, message, history.
@@ -911,8 +931,15 @@ def minimize(
     >>> res.status, res.nit, bool(np.abs(res.x).max() < 1e-8)   # x halves every step
     ('converged', 30, True)
     """
+    if isinstance(optimizer, SecondOrder):  # L-BFGS / Newton: their own loops
+        second_order.check_call(optimizer, kernel=_is_kernel(f) or _is_bound(f), hvp=hvp,
+                                batch_size=batch_size, epochs=epochs, compiled=compiled)
+    elif hvp is not None:
+        raise ValueError("hvp= is used by optim.newton() only")
     p = _plan(f, x0, optimizer, steps, data, batch_size, epochs, seed, tol, gtol, callback,
               progress, record_every, diverge_factor)  # fmt: skip
+    if isinstance(p.opt, SecondOrder):
+        return second_order.run(p, hvp)
     if compiled is None:
         # An array kernel's step costs microseconds to milliseconds: the Python loop's ~1 us
         # per step is noise, and compiling the loop (seconds, per process) would not pay off.

@@ -42,6 +42,10 @@ reaches ``|x - x*| < 1e-5`` on a convex 2-D quadratic and on the 2-D Rosenbrock 
     adagrad   lr=1e-2, eps=1e-10               lr=0.5 (1000)         lr=0.5 (20k)
     ========  ===============================  ====================  ===========================
 
+``lbfgs()`` and ``newton()`` (at the end of this module) are not ``(init, update)`` pairs: they
+choose their own step lengths from the loss at trial points, so :func:`symgrad.minimize` runs
+them in their own loops (:mod:`symgrad.lbfgs`, :mod:`symgrad.newton`, full batch only).
+
 RMSProp with a constant rate ends in a small limit cycle (of the order of ``lr``) on Rosenbrock,
 hence the decaying schedule.
 
@@ -65,6 +69,7 @@ from typing import Any
 import numpy as np
 
 from .schedules import Exponential, Schedule, as_schedule
+from .second_order import SecondOrder, frozen
 
 __all__ = [
     "DEFAULTS",
@@ -73,8 +78,10 @@ __all__ = [
     "Optimizer",
     "adagrad",
     "adam",
+    "lbfgs",
     "momentum",
     "nesterov",
+    "newton",
     "rmsprop",
     "sgd",
 ]
@@ -347,3 +354,52 @@ def adagrad(lr: float | Schedule = 1e-2, eps: float = 1e-10) -> Optimizer:
         return x - lr_(step) * g / (np.sqrt(s) + eps), (s,)
 
     return Optimizer("adagrad", init, update, lr_, {"eps": eps}, KINDS["adagrad"])
+
+
+# --------------------------------------------------------------------------- second order
+
+
+def lbfgs(m: int = 10, *, c1: float = 1e-4, c2: float = 0.9,
+          max_linesearch: int = 25) -> SecondOrder:
+    """L-BFGS with a strong Wolfe line search, for :func:`symgrad.minimize` (full batch).
+
+    ``m`` pairs of past steps and gradient changes approximate the inverse Hessian; each
+    iteration costs one or a few value-and-gradient evaluations. See :mod:`symgrad.lbfgs`.
+
+    >>> lbfgs(m=5)
+    lbfgs(m=5, c1=0.0001, c2=0.9, max_linesearch=25)
+    """
+    if isinstance(m, bool) or not isinstance(m, int | np.integer) or m < 1:
+        raise ValueError(f"m (the number of stored pairs) must be an integer >= 1, got {m!r}")
+    c1, c2 = float(c1), float(c2)
+    if not 0 < c1 < c2 < 1:
+        raise ValueError(f"the Wolfe constants need 0 < c1 < c2 < 1, got c1={c1}, c2={c2}")
+    if isinstance(max_linesearch, bool) or not isinstance(max_linesearch, int) \
+            or max_linesearch < 2:
+        raise ValueError(f"max_linesearch must be an integer >= 2, got {max_linesearch!r}")
+    return SecondOrder("lbfgs", frozen({"m": int(m), "c1": c1, "c2": c2,
+                                        "max_linesearch": max_linesearch}))
+
+
+def newton(*, radius: float = 1.0, max_radius: float = 1e10, eta: float = 0.15,
+           max_cg: int | None = None) -> SecondOrder:
+    """Newton's method in a trust region on exact Hessian-vector products (Steihaug–Toint CG).
+
+    For :func:`symgrad.minimize` (full batch) with a Kernel, or a callable plus ``hvp=``.
+    Each iteration costs one value-and-gradient evaluation and up to ``max_cg`` HVPs
+    (default ``2 n``). See :mod:`symgrad.newton`.
+
+    >>> newton(radius=0.5)
+    newton(radius=0.5, max_radius=10000000000.0, eta=0.15, max_cg=None)
+    """
+    radius, max_radius, eta = float(radius), float(max_radius), float(eta)
+    if not (0 < radius <= max_radius):
+        raise ValueError(f"need 0 < radius <= max_radius, got radius={radius}, "
+                         f"max_radius={max_radius}")
+    if not 0 <= eta < 0.25:
+        raise ValueError(f"eta (the acceptance ratio) must be in [0, 0.25), got {eta}")
+    if max_cg is not None and (isinstance(max_cg, bool) or not isinstance(max_cg, int)
+                               or max_cg < 1):
+        raise ValueError(f"max_cg must be an integer >= 1 (or None), got {max_cg!r}")
+    return SecondOrder("newton", frozen({"radius": radius, "max_radius": max_radius,
+                                         "eta": eta, "max_cg": max_cg}))

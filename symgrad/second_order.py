@@ -1,0 +1,280 @@
+"""Second-order and quasi-Newton methods: the option objects and their bookkeeping.
+
+``optim.lbfgs()`` and ``optim.newton()`` return a :class:`SecondOrder`: a name and options, no
+``(init, update)`` pair, because these methods choose their own step lengths (a line search, a
+trust region) and so need the loss at trial points, not only the gradient at the iterate.
+:func:`symgrad.minimize` recognises them and runs :func:`symgrad.lbfgs.lbfgs_minimize` or
+:func:`symgrad.newton.newton_minimize` on plain callables ``fun_and_grad(x) -> (f, g)`` and
+``hvp(x, v) -> H v``; both work on any such callables, not only on symgrad kernels.
+
+:class:`Monitor` holds what both loops share: the stopping rules of ``minimize`` (non-finite
+loss or gradient: diverged; ``|g| <= gtol`` or a relative change of the loss ``<= tol``:
+converged; the callback returned True: stopped), the recorded history, and the counters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Monitor", "Outcome", "SecondOrder"]
+
+FunAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
+Hvp = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SecondOrder:
+    """A second-order / quasi-Newton method for :func:`symgrad.minimize` (full batch only).
+
+    Attributes:
+        name: ``"lbfgs"`` or ``"newton"``.
+        options: keyword arguments of :func:`symgrad.lbfgs.lbfgs_minimize` or
+            :func:`symgrad.newton.newton_minimize` (the method's own settings).
+    """
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def needs_hvp(self) -> bool:
+        """Whether the method needs Hessian-vector products (Newton does, L-BFGS does not)."""
+        return self.name == "newton"
+
+    def __repr__(self) -> str:
+        return f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
+
+
+def frozen(options: dict[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(options))
+
+
+@dataclass
+class Outcome:
+    """What a second-order loop returns (``minimize`` turns it into an OptimizeResult).
+
+    ``step_sizes`` per record: the line-search step length that reached the iterate (L-BFGS,
+    1 at the start) or the trust radius the next step starts from (Newton).
+    """
+
+    x: np.ndarray
+    fun: float
+    jac: np.ndarray
+    nit: int
+    nfev: int
+    nhev: int
+    status: str
+    message: str
+    steps: list[int]
+    xs: list[np.ndarray]
+    losses: list[float]
+    step_sizes: list[float]
+    grad_norms: list[float]
+
+    @property
+    def success(self) -> bool:
+        return self.status in ("converged", "completed", "stopped")
+
+
+def norm(v: np.ndarray) -> float:
+    return math.sqrt(float(np.dot(v, v)))
+
+
+class Monitor:
+    """The stopping rules, history and counters shared by the L-BFGS and Newton loops.
+
+    Args:
+        gtol: converged when ``|g| <= gtol`` (Euclidean norm); None: never.
+        tol: converged when ``|f_prev - f| <= tol * max(|f_prev|, |f|, 1)``; None: never.
+        callback: ``callback(k, x, f, g)`` before each step; True stops the run.
+        record_every: record every this many iterations (0: only counters).
+        describe: ``(k, why, f, x, g) -> message`` for a non-finite loss or gradient.
+    """
+
+    def __init__(self, *, gtol: float | None = None, tol: float | None = None,
+                 callback: Callable[..., Any] | None = None, record_every: int = 1,
+                 describe: Callable[..., str] | None = None) -> None:
+        self.gtol, self.tol, self.callback, self.rec = gtol, tol, callback, record_every
+        self.describe = describe or _describe
+        self.nfev = self.nhev = 0
+        self.status = self.message = ""
+        self.f_prev = math.nan
+        self.steps: list[int] = []
+        self.xs: list[np.ndarray] = []
+        self.losses: list[float] = []
+        self.sizes: list[float] = []
+        self.gnorms: list[float] = []
+
+    def stop(self, k: int, x: np.ndarray, f: float, g: np.ndarray, size: float) -> bool:
+        """Apply the stopping rules at iterate ``k``; record it when the run goes on."""
+        gn = norm(g)
+        why = "loss" if not math.isfinite(f) else "grad" if not np.isfinite(g).all() else ""
+        if why:
+            return self.end("diverged", self.describe(k, why, f, x, g))
+        if gn == 0.0:  # a stationary point exactly: no method can move from here
+            return self.end("converged", f"converged at step {k}: the gradient is zero")
+        if self.gtol is not None and gn <= self.gtol:
+            return self.end("converged",
+                            f"converged at step {k}: gradient norm {gn:.3g} <= gtol={self.gtol:g}")
+        if self.tol is not None and k > 0:
+            d = abs(self.f_prev - f) / max(abs(self.f_prev), abs(f), 1.0)
+            if d <= self.tol:
+                return self.end("converged", f"converged at step {k}: relative loss change "
+                                f"{d:.3g} <= tol={self.tol:g}")
+        if self.callback is not None and self.callback(k, x, f, g):
+            return self.end("stopped", f"stopped by callback at step {k}")
+        if self.rec and k % self.rec == 0:
+            self.record(k, x, f, size, gn)
+        self.f_prev = f
+        return False
+
+    def fail(self, k: int, x: np.ndarray, x0: np.ndarray, f: float, what: str) -> bool:
+        """No step decreased the loss: ``"failed"``, or ``"diverged"`` when the iterates ran
+        off (|x| grew by 1e12 over the start: the steps fall below the rounding of x, as on a
+        loss unbounded below)."""
+        xn, x0n = norm(x), norm(x0)
+        if not xn <= 1e12 * max(1.0, x0n):
+            return self.end("diverged", f"diverged at step {k}: the iterates grew to |x| = "
+                            f"{xn:.3g} (loss {f:.6g}) until steps no longer change x; the loss "
+                            "may be unbounded below")
+        return self.end("failed", what)
+
+    def end(self, status: str, message: str) -> bool:
+        self.status, self.message = status, message
+        return True
+
+    def record(self, k: int, x: np.ndarray, f: float, size: float, gn: float) -> None:
+        self.steps.append(k)
+        self.xs.append(np.array(x, dtype=np.float64))
+        self.losses.append(float(f))
+        self.sizes.append(float(size))
+        self.gnorms.append(gn)
+
+    def outcome(self, k: int, steps: int, x: np.ndarray, f: float, g: np.ndarray,
+                size: float) -> Outcome:
+        """Close the run at iterate ``k`` (the final record is the final iterate)."""
+        if not self.status:
+            if self.tol is not None or self.gtol is not None:
+                self.end("maxiter", f"reached steps={steps} without meeting tol/gtol")
+            else:
+                self.end("completed", f"completed {steps} steps")
+        if self.rec:
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.record(k, x, f, size, norm(g))
+        return Outcome(np.array(x, dtype=np.float64), float(f), np.array(g, dtype=np.float64),
+                       k, self.nfev, self.nhev, self.status, self.message, self.steps, self.xs,
+                       self.losses, self.sizes, self.gnorms)
+
+
+def _describe(k: int, why: str, f: float, x: np.ndarray, g: np.ndarray) -> str:
+    what = f"the loss is {f!r}" if why == "loss" else "the gradient is not finite"
+    if k == 0:
+        return f"non-finite at the starting point (step 0): {what}; start from another x0"
+    return f"diverged at step {k}: {what}"
+
+
+# --------------------------------------------------------------------------- minimize's hook
+
+
+def check_call(method: SecondOrder, *, kernel: bool, hvp: Any, batch_size: Any, epochs: Any,
+               compiled: Any) -> None:
+    """Refuse what these full-batch methods cannot do, in the user's terms (before planning)."""
+    who = f"optim.{method.name}()"
+    if batch_size is not None or epochs is not None:
+        raise ValueError(f"{who} is a full-batch method (its line search / trust region compares "
+                         "losses on the same data): drop batch_size/epochs and give steps "
+                         "(iterations); for mini-batches use a first-order optimizer")
+    if compiled:
+        raise ValueError(f"compiled=True is not possible: {who} runs in Python (each iteration "
+                         "is a few kernel calls); use compiled=None")
+    if hvp is not None and not method.needs_hvp:
+        raise ValueError(f"hvp= is used by optim.newton() only, not by {who}")
+    if hvp is not None and kernel:
+        raise ValueError("f is a symgrad Kernel: its exact Hessian-vector product is used; "
+                         "do not pass hvp=")
+    if method.needs_hvp and not kernel and hvp is None:
+        raise TypeError("optim.newton() needs Hessian-vector products: pass a symgrad Kernel "
+                        "(sg.compile(loss)) or hvp=callable(x, v, **data) -> H v with f")
+    if hvp is not None and not callable(hvp):
+        raise TypeError(f"hvp must be callable(x, v, **data) -> H v, got {hvp!r}")
+
+
+def run(p: Any, hvp: Any) -> Any:
+    """Run the method of the plan ``p`` (from ``minimize._plan``); return an OptimizeResult."""
+    # minimize imports optim, which imports this module (and sg.minimize, the function,
+    # shadows the module as an attribute of the package: import the names from it)
+    from .lbfgs import lbfgs_minimize
+    from .minimize import (
+        History,
+        OptimizeResult,
+        _diverged_message,
+        _full_evaluator,
+        _param_labels,
+        _Progress,
+    )
+    from .newton import newton_minimize
+
+    method: SecondOrder = p.opt
+    fun_and_grad = _full_evaluator(p)
+    n = p.x0.size
+
+    def describe(k: int, why: str, f: float, x: np.ndarray, g: np.ndarray) -> str:
+        if k == 0:
+            return _diverged_message(0, why, f, math.inf, x, g, _param_labels(p, n))
+        return _describe(k, why, f, x, g)
+
+    bar = _Progress(p.steps, p.progress)
+    callback = p.callback
+    if p.progress:
+        def callback(k, x, f, g, _user=p.callback):
+            bar.update(1, f)
+            return bool(_user(k, x, f, g)) if _user is not None else False
+
+    mon = Monitor(gtol=p.gtol, tol=p.tol, callback=callback, record_every=p.record_every,
+                  describe=describe)
+    try:
+        if method.needs_hvp:
+            out = newton_minimize(fun_and_grad, _hvp(p, hvp), p.x0, steps=p.steps, monitor=mon,
+                                  **method.options)
+        else:
+            out = lbfgs_minimize(fun_and_grad, p.x0, steps=p.steps, monitor=mon,
+                                 **method.options)
+    finally:
+        bar.close()
+    history = History(
+        step=np.array(out.steps, dtype=np.int64),
+        x=np.array(out.xs, dtype=np.float64).reshape(len(out.xs), n),
+        loss=np.array(out.losses, dtype=np.float64),
+        lr=np.array(out.step_sizes, dtype=np.float64),
+        grad_norm=np.array(out.grad_norms, dtype=np.float64),
+    )
+    return OptimizeResult(x=out.x, fun=out.fun, jac=out.jac, nit=out.nit, nfev=out.nfev,
+                             success=out.success, status=out.status, message=out.message,
+                             history=history, compiled=False, nhev=out.nhev)
+
+
+def _hvp(p: Any, hvp: Any) -> Hvp:
+    """``(x, v) -> H v`` on the full data: the kernel's serial HVP, or the user's callable."""
+    if p.kernel:
+        jit_hvp, args = p.f.jit.hvp, p.jit_args
+
+        def kernel_hvp(x: np.ndarray, v: np.ndarray) -> np.ndarray:
+            out = np.empty_like(x)
+            jit_hvp(x, np.ascontiguousarray(v, dtype=np.float64), out, *args)
+            return out
+
+        return kernel_hvp
+    data = dict(p.data or {})
+
+    def plain_hvp(x: np.ndarray, v: np.ndarray) -> np.ndarray:
+        hv = np.array(hvp(x, v, **data), dtype=np.float64)
+        if hv.shape != x.shape:
+            raise ValueError(f"hvp returned shape {hv.shape}, expected {x.shape}")
+        return hv
+
+    return plain_hvp
