@@ -67,8 +67,12 @@ class ArrayKernel:
         self.vectors: tuple[str, ...] = ()
         self.dims = np.array(problem.dims, dtype=np.int64)
         self._offsets = problem.offsets()
-        self.jit = types.SimpleNamespace(value=module.value, value_and_grad=module.value_and_grad,
-                                         hvp=module.hvp, hessian=module.hessian)
+        #: The compiled core functions, called as ``f.jit.value_and_grad(x, g, *f.data_args(d))``
+        #: (the module's public wrappers also take ``idx``; a kernel gathers batches itself, so
+        #: it compiles the cores alone: the wrappers would add about a second to a cold build).
+        self.jit = types.SimpleNamespace(value=module._value,
+                                         value_and_grad=module._value_and_grad, hvp=module._hvp,
+                                         hessian=self._hessian_cols)
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{n}{list(s)}" for n, s in self.shapes.items())
@@ -183,7 +187,7 @@ class ArrayKernel:
         elif batch is not None:
             idx = _batch_index(batch, n)
             cols = [c[idx] if p else c for c, p in zip(cols, pick, strict=True)]
-        return (self.dims, *cols, None) if n is not None else (self.dims, *cols)
+        return (self.dims, *cols)
 
     def _finite(self, value: float, args: tuple) -> float:
         """A non-finite result from finite-looking inputs: name a non-finite data entry."""
@@ -238,11 +242,22 @@ class ArrayKernel:
         return out
 
     def hessian(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
-        """The ``(n, n)`` Hessian, one HVP per column (for small problems)."""
+        """The ``(n, n)`` Hessian, one HVP per column, symmetrised (for small problems)."""
         x = self._x(x)
         out = self._out(out, (x.shape[0], x.shape[0]), ("x", x))
         self._run("hessian", x, (out,), self.data_args(data, batch))
         return out
+
+    def _hessian_cols(self, x, H, *args) -> np.ndarray:
+        e, col = np.zeros_like(x), np.empty_like(x)
+        for j in range(x.shape[0]):
+            e[j] = 1.0
+            self.jit.hvp(x, e, col, *args)
+            H[:, j] = col
+            e[j] = 0.0
+        H += H.T
+        H *= 0.5
+        return H
 
     def value_complex(self, x, /, *, batch=None, **data) -> complex:
         """The loss at a complex ``x`` (complex-step checks; analytic losses only)."""
@@ -252,7 +267,7 @@ class ArrayKernel:
         x = np.ascontiguousarray(x, dtype=np.complex128)
         if x.shape != (self.n_params,):
             raise ValueError(f"x must be a vector of {self.n_params} values, got {x.shape}")
-        return complex(self.module.value_complex(x, *self.data_args(data, batch)))
+        return complex(self.module._value_complex(x, *self.data_args(data, batch)))
 
     def bind(self, **data) -> BoundKernel:
         """Validate data once and return a kernel of ``x`` alone (for hot loops)."""

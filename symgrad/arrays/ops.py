@@ -66,8 +66,9 @@ def lift(e) -> Node | sp.Expr:
     if isinstance(e, Node):
         return e
     if isinstance(e, sp.MatrixBase | list | tuple):
-        raise TypeError(f"a {type(e).__name__} cannot be mixed with array expressions: declare "
-                        "the array with sg.params(name, shape=...) or sg.data(name, shape=...)")
+        what = "SymPy Matrix" if isinstance(e, sp.MatrixBase) else type(e).__name__
+        raise TypeError(f"a {what} cannot be mixed with array expressions: declare the array "
+                        "with sg.params(name, shape=...) or sg.data(name, shape=...)")
     e = sp.sympify(e, strict=True) if not isinstance(e, sp.Basic) else e
     if not e.free_symbols:
         return e
