@@ -2,8 +2,8 @@
 # symgrad version: 0.1.0
 # loss (# is the sample axis, N the number of samples):
 #   t1 = einsum('ik,#k->#i', W1, X)
-#   t2 = einsum('ik,#k->#i', W2, (relu(b1 + t1)))
-#   loss = sum((-sum((Y*(b2 - logsumexp((b2 + t2), axis=1) + t2)), axis=1)), axis=0)/N
+#   t2 = einsum('ik,#k->#i', W2, relu(b1 + t1))
+#   loss = sum((-sum((Y*(b2 - logsumexp((b2 + t2), axis=0) + t2)), axis=0)), axis=samples)/N
 # parameters (order of x, each flattened in C order): W1[D3, D4], b1[D6], W2[D1, D2], b2[D7]
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk

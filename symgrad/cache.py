@@ -304,6 +304,26 @@ def _check_numba_cache(mod: types.ModuleType, stem: str) -> None:
     if refused:
         _warn(f"deleted Numba cache files in {d} that could not be trusted, so Numba "
               f"recompiles: {', '.join(refused)}")
+    for f in fns:
+        _tolerate_load_errors(f._cache, stem)
+
+
+def _tolerate_load_errors(cache, stem: str) -> None:
+    """A cache file that fails to load (truncated or replaced after the check above, by a
+    concurrent writer that was killed) is a cache miss with a warning: Numba compiles again
+    and rewrites it, instead of raising from the first call."""
+    load = cache.load_overload
+
+    def load_overload(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError,
+                AttributeError, ImportError, IndexError, KeyError) as exc:
+            _warn(f"Numba's cached code for {stem} did not load ({type(exc).__name__}: {exc}); "
+                  "compiled it again")
+            return None
+
+    cache.load_overload = load_overload
 
 
 def _check_index(path: Path, present: set[str]) -> str | None:

@@ -265,6 +265,20 @@ def test_corrupted_numba_files_are_rebuilt(cdir, damage):
         assert sg.compile(_quad()).hessian([0.0, 0.0])[1, 1] == 6.0
 
 
+def test_numba_data_damaged_after_the_check_is_a_cache_miss(cdir):
+    """A concurrent writer killed mid-write can truncate a data file after this process checked
+    the cache: the call then recompiles with a warning instead of raising UnpicklingError."""
+    f = sg.compile(_quad())
+    f.hessian([0.0, 0.0])
+    _forget(f)
+    g = sg.compile(_quad())  # checked now; the damage comes after
+    nbi = _index(g, "hessian")
+    for nbc in nbi.parent.glob(nbi.name[:-len(".nbi")] + ".*.nbc"):
+        nbc.write_bytes(nbc.read_bytes()[:100])
+    with pytest.warns(cache.CacheWarning, match="did not load .*compiled it again"):
+        assert g.hessian([0.0, 0.0]).tolist() == [[2.0, 0.0], [0.0, 6.0]]
+
+
 # ---------------------------------------------------------------- item 11: unusable directory
 
 
