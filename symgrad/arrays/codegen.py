@@ -17,9 +17,8 @@ True
 from __future__ import annotations
 
 import hashlib
-import re
 
-from ..codegen import COMPLEX_HELPERS, HELPERS, CodegenOptions, _esc
+from ..codegen import COMPLEX_HELPERS, HELPERS, CodegenOptions, _esc, _ident
 from ..derive import KinkPolicy
 from .autodiff import gradients, tangents, topo
 from .emit import Emitter, f32_helpers, plan
@@ -34,15 +33,8 @@ _JIT = "@numba.njit(cache=True, fastmath=_FASTMATH, error_model='numpy')"
 
 def _idents(names, prefix: str) -> list[str]:
     """Distinct ASCII identifiers for user names (non-ASCII letters could otherwise collide)."""
-    out: list[str] = []
-    for name in names:
-        base = prefix + re.sub(r"[^0-9A-Za-z_]", "_", name)
-        ident, k = base, 1
-        while ident in out:
-            k += 1
-            ident = f"{base}_{k}"
-        out.append(ident)
-    return out
+    taken: set = set()
+    return [_ident(name, prefix, taken) for name in names]
 
 
 class _Module:

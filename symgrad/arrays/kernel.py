@@ -164,11 +164,9 @@ class ArrayKernel:
             sampled = name in self._sampled
             a = (_rows(name, data[name]) if name in self._rows else
                  _array(name, data[name], self.data_shapes[name], self.dtype, sampled))
-            if not sampled:
-                pass
-            elif n is None:
+            if sampled and n is None:
                 n, first = a.shape[0], name
-            elif a.shape[0] != n:
+            elif sampled and a.shape[0] != n:
                 raise ValueError(f"data array '{name}' has {a.shape[0]} samples but '{first}' "
                                  f"has {n}: every array needs one row per sample")
             cols.append(a)
@@ -176,8 +174,8 @@ class ArrayKernel:
             raise ValueError("the data arrays are empty: a reduction needs at least one sample")
         if batch is not None and n is None:
             raise TypeError("batch= selects samples; this loss reads no per-sample data")
-        # A batch is gathered here, once: BLAS wants contiguous rows, and the compiled
-        # functions then have one signature (the jit functions' idx argument stays None).
+        # A batch is gathered here, once: BLAS wants contiguous rows, and the compiled cores
+        # then have one signature and no index argument.
         pick = [name in self._sampled for name in self.data_names]
         if isinstance(batch, slice):
             cols = [np.ascontiguousarray(c[batch]) if p else c for c, p in zip(cols, pick,
