@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import sympy as sp
 
+from .arrays import ops as array_ops
 from .arrays.graph import Leaf, N, Node
 
 __all__ = [
@@ -402,5 +403,3 @@ def _scalar(e, what: str) -> sp.Expr:
         e = e[0, 0]
     return e
 
-
-from .arrays import ops as array_ops  # noqa: E402  (ops imports this module lazily)
