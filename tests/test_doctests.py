@@ -5,9 +5,9 @@ import importlib
 
 import pytest
 
-MODULES = ["symgrad.arrays.graph", "symgrad.arrays.ops", "symgrad.arrays.autodiff",
-           "symgrad.arrays.problem", "symgrad.arrays.codegen", "symgrad.arrays.formula",
-           "symgrad.arrays.kernel", "symgrad.elementwise"]
+MODULES = ["symgrad.arrays.graph", "symgrad.arrays.dims", "symgrad.arrays.ops",
+           "symgrad.arrays.autodiff", "symgrad.arrays.problem", "symgrad.arrays.codegen",
+           "symgrad.arrays.formula", "symgrad.arrays.kernel", "symgrad.elementwise"]
 
 
 @pytest.mark.parametrize("name", MODULES)
