@@ -217,5 +217,5 @@ def test_batches_select_rows(built):
     mask[5:12] = True
     np.testing.assert_allclose(f.value(x, batch=mask, **data), f.value(x, batch=slice(5, 12),
                                                                         **data), rtol=RTOL)
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(IndexError, match=r"batch indices must lie in \[-30, 30\)"):
         f.value(x, batch=np.array([0, 30]), **data)

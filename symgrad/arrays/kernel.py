@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..derive import KinkPolicy
-from ..kernel import BoundKernel, check_names
+from ..kernel import BoundKernel, _batch_index, check_names
 from .autodiff import topo
 from .graph import Gather, N
 from .problem import ArrayProblem
@@ -306,20 +306,3 @@ def _rows(name: str, a) -> np.ndarray:
     if a.dtype.kind not in "iu":
         raise TypeError(f"index column '{name}' must hold integers, got dtype {a.dtype}")
     return np.ascontiguousarray(a, dtype=np.int64)
-
-
-def _batch_index(batch, n: int) -> np.ndarray:
-    b = np.asarray(batch)
-    if b.dtype == bool:
-        if b.shape != (n,):
-            raise ValueError(f"a boolean batch mask must have one entry per sample ({n}), "
-                             f"got shape {b.shape}")
-        b = np.flatnonzero(b)
-    elif b.dtype.kind not in "iu" or b.ndim != 1:
-        raise TypeError("batch must be a slice, a 1-D integer index array or a boolean mask")
-    b = b.astype(np.int64)
-    if b.size == 0:
-        raise ValueError("batch selects no samples")
-    if b.min() < -n or b.max() >= n:
-        raise ValueError(f"batch has an index out of range for {n} samples")
-    return np.ascontiguousarray(np.where(b < 0, b + n, b))

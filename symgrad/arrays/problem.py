@@ -81,8 +81,9 @@ def array_problem(loss, params: Sequence | None = None) -> ArrayProblem:
                 if node.per_sample else "reduce it with sg.sum(...) or sg.mean(...)")
         raise ProblemError(f"the loss must be a scalar, got an array of shape {node.shape}: "
                            f"{what}")
-    leaves = [n for n in topo([node]) if isinstance(n, Leaf)]
-    for n in topo([node]):
+    order = topo([node])  # every node once, arguments first
+    leaves = [n for n in order if isinstance(n, Leaf)]
+    for n in order:
         if isinstance(n, Map):
             _check_functions(n.expr)
     by_name: dict[str, Leaf] = {}
@@ -100,11 +101,11 @@ def array_problem(loss, params: Sequence | None = None) -> ArrayProblem:
     found = [q for q in leaves if q.role == "param"]
     data = tuple(sorted((q for q in leaves if q.role in ("data", "index")),
                         key=lambda q: q.name))
-    if not data and any(N in n.shape for n in topo([node])):
+    if not data and any(N in n.shape for n in order):
         raise ProblemError("the loss reduces over samples but reads no data array")
     ordered = _order(found, params)
     dims: dict[tuple, Dim] = {}
-    for n in topo([node]):
+    for n in order:
         for s in n.shape:
             if s != N and not s.trim:  # parts (slices) are written from their axis
                 dims.setdefault(s.key, s)
