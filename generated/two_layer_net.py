@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 748ff163aee35a6c
+# content hash: 23ee0ff83507f3b6
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -99,6 +99,48 @@ def _sigmoid(z):
 def _softplus(z):
     return max(z, 0.0) + math.log1p(math.exp(-abs(z))) if z == z else z
 
+try:  # Numba's gemm wrapper (the one np.dot calls), called directly
+    from numba.core import cgutils as _cgutils
+    from numba.extending import intrinsic as _intrinsic
+    from numba.np import linalg as _linalg
+
+    _linalg.call_xxgemm, _linalg.make_contiguous, _linalg.check_c_int  # noqa: B018
+except (ImportError, AttributeError):  # another Numba: np.dot, the same product
+    _intrinsic = None
+
+if _intrinsic is not None:
+    @_intrinsic
+    def _gemm(typingctx, a, b, out):
+        """out = a @ b through BLAS: 2-D a and b, out C-contiguous with their sizes."""
+        if not (a.ndim == b.ndim == out.ndim == 2 and out.layout == "C"
+                and a.dtype == b.dtype == out.dtype):
+            return None
+
+        def codegen(context, builder, sig, args):
+            _linalg.ensure_blas()
+            with _linalg.make_contiguous(context, builder, sig, args) as (sig, args):
+                x, y, o = (context.make_array(t)(context, builder, v)
+                           for t, v in zip(sig.args, args))
+                xs, ys, zs = (_cgutils.unpack_tuple(builder, v.shape) for v in (x, y, o))
+                for size in (xs[0], xs[1], ys[1]):
+                    _linalg.check_c_int(context, builder, size)
+                zero = context.get_constant(numba.types.intp, 0)
+                empty = builder.or_(builder.icmp_signed("==", xs[0], zero), builder.or_(
+                    builder.icmp_signed("==", xs[1], zero), builder.icmp_signed("==", ys[1], zero)))
+                with builder.if_else(empty, likely=False) as (then, otherwise):
+                    with then:
+                        _cgutils.memset(builder, o.data, builder.mul(o.itemsize, o.nitems), 0)
+                    with otherwise:
+                        _linalg.call_xxgemm(context, builder, sig.args[0], xs, x.data,
+                                            sig.args[1], ys, y.data, sig.args[2], zs, o.data)
+            return context.get_dummy_value()
+
+        return numba.types.none(a, b, out), codegen
+else:
+    @numba.njit(cache=True)
+    def _gemm(a, b, out):
+        np.dot(a, b, out)
+
 
 @numba.njit(cache=True)
 def _check_rows(idx, n):
@@ -137,22 +179,26 @@ def _value(x, dims, c_X, c_Y):
     p_W2 = x[o2:o3].reshape((D1, D2, ))
     p_b2 = x[o3:o4].reshape((D7, ))
     t1 = np.empty((n, D3, ))
-    np.dot(c_X, p_W1.T, t1)
+    _gemm(c_X, p_W1.T, t1)
     t2 = np.empty((n, D3, ))
     for i0 in range(n):
         for i1 in range(D3):
             t2[i0, i1] = _relu(t1[i0, i1] + p_b1[i1])
     t3 = np.empty((n, D1, ))
-    np.dot(t2, p_W2.T, t3)
+    _gemm(t2, p_W2.T, t3)
     t4 = np.empty((n, D1, ))
     for i0 in range(n):
         for i1 in range(D1):
             t4[i0, i1] = t3[i0, i1] + p_b2[i1]
-    t5 = np.full((n, ), -np.inf)
+    t5 = np.empty((n, ))
+    for i0 in range(n):
+        t5[i0] = -np.inf
     for i0 in range(n):
         for i1 in range(D1):
             t5[i0] = max(t5[i0], t4[i0, i1])
-    t6 = np.zeros((n, ))
+    t6 = np.empty((n, ))
+    for i0 in range(n):
+        t6[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D1):
             if not math.isinf(t5[i0]):
@@ -204,22 +250,26 @@ def _value_and_grad(x, g, dims, c_X, c_Y):
     p_W2 = x[o2:o3].reshape((D1, D2, ))
     p_b2 = x[o3:o4].reshape((D7, ))
     t1 = np.empty((n, D3, ))
-    np.dot(c_X, p_W1.T, t1)
+    _gemm(c_X, p_W1.T, t1)
     t2 = np.empty((n, D3, ))
     for i0 in range(n):
         for i1 in range(D3):
             t2[i0, i1] = _relu(t1[i0, i1] + p_b1[i1])
     t3 = np.empty((n, D1, ))
-    np.dot(t2, p_W2.T, t3)
+    _gemm(t2, p_W2.T, t3)
     t4 = np.empty((n, D1, ))
     for i0 in range(n):
         for i1 in range(D1):
             t4[i0, i1] = t3[i0, i1] + p_b2[i1]
-    t5 = np.full((n, ), -np.inf)
+    t5 = np.empty((n, ))
+    for i0 in range(n):
+        t5[i0] = -np.inf
     for i0 in range(n):
         for i1 in range(D1):
             t5[i0] = max(t5[i0], t4[i0, i1])
-    t6 = np.zeros((n, ))
+    t6 = np.empty((n, ))
+    for i0 in range(n):
+        t6[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D1):
             if not math.isinf(t5[i0]):
@@ -249,25 +299,30 @@ def _value_and_grad(x, g, dims, c_X, c_Y):
         for i1 in range(D0):
             t12[i0, i1] = t11[i0]*math.exp(t3[i0, i1] + p_b2[i1] - t7[i0]) - c_Y[i0, i1]/nf
     t13 = np.empty((n, D2, ))
-    np.dot(t12, p_W2, t13)
+    _gemm(t12, p_W2, t13)
     t14 = np.empty((n, D3, ))
     for i0 in range(n):
         for i1 in range(D3):
             t14[i0, i1] = t13[i0, i1]*_heaviside(t1[i0, i1] + p_b1[i1], 0.0)
     t15 = g[0:o1].reshape((D3, D4, ))
-    np.dot(t14.T, c_X, t15)
+    _gemm(t14.T, c_X, t15)
     t16 = g[o1:o2].reshape((D6, ))
-    t16[...] = 0.0
+    for i0 in range(D3):
+        t16[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D3):
             t16[i1] += t14[i0, i1]
     t17 = g[o2:o3].reshape((D1, D2, ))
-    np.dot(t12.T, t2, t17)
-    t18 = np.zeros((D0, ))
+    _gemm(t12.T, t2, t17)
+    t18 = np.empty((D0, ))
+    for i0 in range(D0):
+        t18[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D0):
             t18[i1] += -c_Y[i0, i1]/nf
-    t19 = np.zeros((D1, ))
+    t19 = np.empty((D1, ))
+    for i0 in range(D1):
+        t19[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D1):
             t19[i1] += t11[i0]*math.exp(t3[i0, i1] + p_b2[i1] - t7[i0])
@@ -317,22 +372,26 @@ def _hvp(x, v, out, dims, c_X, c_Y):
             acc += c_Y[i0, i1]/nf
         t1[i0] = acc
     t2 = np.empty((n, D3, ))
-    np.dot(c_X, p_W1.T, t2)
+    _gemm(c_X, p_W1.T, t2)
     t3 = np.empty((n, D3, ))
     for i0 in range(n):
         for i1 in range(D3):
             t3[i0, i1] = _relu(t2[i0, i1] + p_b1[i1])
     t4 = np.empty((n, D1, ))
-    np.dot(t3, p_W2.T, t4)
+    _gemm(t3, p_W2.T, t4)
     t5 = np.empty((n, D1, ))
     for i0 in range(n):
         for i1 in range(D1):
             t5[i0, i1] = t4[i0, i1] + p_b2[i1]
-    t6 = np.full((n, ), -np.inf)
+    t6 = np.empty((n, ))
+    for i0 in range(n):
+        t6[i0] = -np.inf
     for i0 in range(n):
         for i1 in range(D1):
             t6[i0] = max(t6[i0], t5[i0, i1])
-    t7 = np.zeros((n, ))
+    t7 = np.empty((n, ))
+    for i0 in range(n):
+        t7[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D1):
             if not math.isinf(t6[i0]):
@@ -345,17 +404,17 @@ def _hvp(x, v, out, dims, c_X, c_Y):
         for i1 in range(D0):
             t9[i0, i1] = t1[i0]*math.exp(t4[i0, i1] + p_b2[i1] - t8[i0]) - c_Y[i0, i1]/nf
     t10 = np.empty((n, D2, ))
-    np.dot(t9, v_W2, t10)
+    _gemm(t9, v_W2, t10)
     t11 = np.empty((n, D1, ))
-    np.dot(t3, v_W2.T, t11)
+    _gemm(t3, v_W2.T, t11)
     t12 = np.empty((n, D3, ))
-    np.dot(c_X, v_W1.T, t12)
+    _gemm(c_X, v_W1.T, t12)
     t13 = np.empty((n, D3, ))
     for i0 in range(n):
         for i1 in range(D3):
             t13[i0, i1] = t12[i0, i1]*_heaviside(t2[i0, i1] + p_b1[i1], 0.0) + v_b1[i1]*_heaviside(t2[i0, i1] + p_b1[i1], 0.0)
     t14 = np.empty((n, D1, ))
-    np.dot(t13, p_W2.T, t14)
+    _gemm(t13, p_W2.T, t14)
     t15 = np.empty((n, ))
     for i0 in range(n):
         acc = 0.0
@@ -367,28 +426,30 @@ def _hvp(x, v, out, dims, c_X, c_Y):
         for i1 in range(D0):
             t16[i0, i1] = t1[i0]*v_b2[i1]*math.exp(t4[i0, i1] + p_b2[i1] - t8[i0]) - t1[i0]*t15[i0]*math.exp(t4[i0, i1] + p_b2[i1] - t8[i0]) + t1[i0]*(t11[i0, i1] + t14[i0, i1])*math.exp(t4[i0, i1] + p_b2[i1] - t8[i0])
     t17 = np.empty((n, D2, ))
-    np.dot(t16, p_W2, t17)
+    _gemm(t16, p_W2, t17)
     t18 = np.empty((n, D3, ))
     for i0 in range(n):
         for i1 in range(D3):
             t18[i0, i1] = (t10[i0, i1] + t17[i0, i1])*_heaviside(t2[i0, i1] + p_b1[i1], 0.0)
     t19 = out[0:o1].reshape((D3, D4, ))
-    np.dot(t18.T, c_X, t19)
+    _gemm(t18.T, c_X, t19)
     t20 = out[o1:o2].reshape((D6, ))
-    t20[...] = 0.0
+    for i0 in range(D3):
+        t20[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D3):
             t20[i1] += t18[i0, i1]
     t21 = np.empty((D0, D3, ))
-    np.dot(t16.T, t3, t21)
+    _gemm(t16.T, t3, t21)
     t22 = np.empty((D0, D3, ))
-    np.dot(t9.T, t13, t22)
+    _gemm(t9.T, t13, t22)
     t23 = out[o2:o3].reshape((D1, D2, ))
     for i0 in range(D0):
         for i1 in range(D3):
             t23[i0, i1] = t21[i0, i1] + t22[i0, i1]
     t24 = out[o3:o4].reshape((D7, ))
-    t24[...] = 0.0
+    for i0 in range(D0):
+        t24[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D0):
             t24[i1] += t16[i0, i1]

@@ -2,7 +2,7 @@
 
 The module holds ``value``, ``value_and_grad``, ``hvp``, ``hessian`` (and ``value_complex`` for
 analytic losses), each a thin wrapper over a core function whose body :mod:`.emit` writes:
-contractions that fit a matrix product print as ``np.dot`` on contiguous 2-D views (SciPy's
+contractions that fit a matrix product print as BLAS calls on 2-D views (SciPy's
 BLAS inside Numba), element-wise work as fused loops. Sizes are read from the ``dims``
 argument, so one module serves every size.
 
@@ -10,7 +10,7 @@ argument, so one module serves every size.
 >>> from symgrad.arrays.problem import array_problem
 >>> w = sg.params("w", shape=(3,)); X = sg.data("X", shape=(3,))
 >>> text = array_module_source(array_problem(sg.mean((X @ w)**2)))
->>> "np.dot(" in text and "def value_and_grad(x, g, dims, c_X, idx):" in text
+>>> "_gemm(" in text and "def value_and_grad(x, g, dims, c_X, idx):" in text
 True
 """
 
@@ -23,6 +23,7 @@ from ..derive import KinkPolicy
 from .autodiff import gradients, tangents, topo
 from .emit import Emitter, f32_helpers, plan
 from .formula import program
+from .gemm import GEMM_HELPER
 from .graph import Gather, Leaf, N, Node
 from .problem import ArrayProblem
 
@@ -94,7 +95,7 @@ class _Module:
                            else f"{name} = {view}.reshape({fn.shape(q.shape)})")
         for d, c in zip(p.data, self.cols, strict=True):
             fn.name[id(d)] = c
-            if fn.cplx and d.role == "data":  # np.dot takes one dtype for all its arguments
+            if fn.cplx and d.role == "data":  # gemm takes one dtype for all its arguments
                 fn.name[id(d)] = f"z{c}"
                 out.append(f"z{c} = {c}.astype(np.complex128)")
         self.offs = offs
@@ -225,6 +226,7 @@ def array_module_source(prob: ArrayProblem, policy: KinkPolicy | None = None,
         raise ValueError(f"dtype must be float64 or float32, got {real!r}")
     policy, opts = policy or KinkPolicy(), opts or CodegenOptions()
     m = _Module(prob, policy, opts, real)
+    text = m.text()
     body = "\n".join([
         '"""Value, gradient and Hessian-vector product of an array loss, compiled with Numba.',
         "",
@@ -251,10 +253,11 @@ def array_module_source(prob: ArrayProblem, policy: KinkPolicy | None = None,
         (f32_helpers(HELPERS) if real == "float32" else HELPERS).strip("\n"),
         "",
         *([COMPLEX_HELPERS.strip("\n"), ""] if prob.analytic and real == "float64" else []),
+        *([GEMM_HELPER.strip("\n"), ""] if "_gemm(" in text else []),
         _CHECK_ROWS.rstrip("\n"),
         "",
         "",
-        m.text(),
+        text,
     ]) + "\n"
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]
     return array_header(prob, policy, opts, digest) + body

@@ -239,14 +239,19 @@ class Emitter(Contractions):
 
     def alloc(self, n: Node, target: str | None, zero: bool = False) -> str:
         name = self.new()
-        if n.ndim and target is not None:
-            self.emit(f"{name} = {target}")
+        if n.ndim:
+            self.emit(f"{name} = {target}" if target is not None else
+                      f"{name} = np.empty({self.shape(n.shape)}{self.dtype})")
             if zero:
-                self.emit(f"{name}[...] = 0.0")
-        elif n.ndim:
-            self.emit(f"{name} = np.{'zeros' if zero else 'empty'}({self.shape(n.shape)}"
-                      f"{self.dtype})")
+                self.set_all(name, n.shape, self.zero)
         return name
+
+    def set_all(self, name: str, shape: tuple, value: str) -> None:
+        """``name[...] = value`` as a loop nest: ``np.zeros``, ``np.full`` and an ellipsis
+        store each cost a Numba compile of their own (about 0.1 s a form, cold)."""
+        loops, d = self.loops(shape)
+        self.lines.extend(loops)
+        self.emit(f"{name}[{', '.join(self.idx(range(len(shape))))}] = {value}", d)
 
     def fill(self, n: Node, target) -> None:
         """A buffer (or scalar) holding every element of a Map, Window, Pad or Gather."""
@@ -295,11 +300,11 @@ class Emitter(Contractions):
 
         # the running maximum (of the real part, for complex steps) of every kept element
         m = self.alloc(n, target) if n.op == "max" else self.new()
-        mtype = "" if self.cplx else self.dtype  # the maximum of real parts is real
-        if n.op == "max" and n.ndim:
-            self.emit(f"{m}[...] = -np.inf")
-        elif n.ndim:
-            self.emit(f"{m} = np.full({self.shape(n.shape)}, -np.inf{mtype})")
+        if n.ndim:
+            if n.op != "max":  # the maximum of real parts is real, for complex steps too
+                mtype = "" if self.cplx else self.dtype
+                self.emit(f"{m} = np.empty({self.shape(n.shape)}{mtype})")
+            self.set_all(m, n.shape, "-np.inf")
         else:
             self.emit(f"{m} = -np.inf")
         self.lines.extend(loops)
@@ -307,9 +312,9 @@ class Emitter(Contractions):
         if n.op == "max":
             self.name[id(n)] = m
             return
-        s = self.new()
-        self.emit(f"{s} = np.zeros({self.shape(n.shape)}{self.dtype})" if n.ndim
-                  else f"{s} = {self.zero}")
+        s = self.alloc(n, None, zero=True) if n.ndim else self.new()
+        if not n.ndim:
+            self.emit(f"{s} = {self.zero}")
         self.lines.extend(loops)
         self.emit(f"if not math.isinf({at(m)}):", d)
         self.emit(f"{at(s)} += {self.lib}.exp({src} - {at(m)})", d + 1)
