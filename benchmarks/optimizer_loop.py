@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import symgrad
 from symgrad import optim
-from symgrad.minimize import minimize
+from symgrad.train import minimize
 
 LR, BETA, X0 = 1e-4, 0.9, (-1.2, 1.0)
 
