@@ -46,13 +46,14 @@ __all__ = ["compiled_reason", "is_ready", "loop_text", "run_compiled"]
 RUNNING, GTOL, TOL, DIV_LOSS, DIV_GRAD, DIV_BOUND, DIV_X = range(7)
 _WHY = {DIV_LOSS: "loss", DIV_GRAD: "grad", DIV_BOUND: "bound", DIV_X: "x"}
 # Packed arguments (few arguments keep Numba's per-call dispatch cheap):
-#   W  (4 + n_state, n): rows x, the other x buffer, g, spare, then the optimizer state
+#   W  (4 + n_state, n): rows x, the previous x (restored if x is not finite), g, the final
+#      gradient, then the optimizer state
 #   H  (records, 4 + n): columns step, loss, lr, |g|, then x
 #   ip int64: k0, k1, record_every, next record step, records written, lr stride (0: constant
-#             rate stored once), epoch's first step, batch size, samples, row of x in W
+#             rate stored once), epoch's first step, batch size, samples
 #   fp float64: tol, gtol, loss bound (diverge_factor until step 0 sets it), f_prev,
 #             epoch loss sum, epoch sample count
-IP_K0, IP_K1, IP_REC, IP_NEXT, IP_NREC, IP_LSTRIDE, IP_EPOCH, IP_BS, IP_N, IP_XROW = range(10)
+IP_K0, IP_K1, IP_REC, IP_NEXT, IP_NREC, IP_LSTRIDE, IP_EPOCH, IP_BS, IP_N = range(9)
 FP_TOL, FP_GTOL, FP_BOUND, FP_PREV, FP_ESUM, FP_EN = range(6)
 
 
@@ -65,7 +66,7 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
     """
     args = [f"a{j}" for j in range(n_args)]
     call = [*args[:-1], "perm[lo:hi]"] if batch else args
-    state = [f"W[{4 + j}, i]" for j in range(n_state)]
+    state = [f"s{j}[i]" for j in range(n_state)]
     hyper = [f"h{j}" for j in range(n_hyper)]
     L = [
         "import math",
@@ -82,10 +83,10 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "",
         f'@numba.njit(cache={cache}, nogil=True, error_model="numpy")',
         f"def loop(W, lrs, H, ip, fp, hyper, perm{''.join(', ' + a for a in args)}):",
-        f"    xrow = ip[{IP_XROW}]",
-        "    x = W[xrow]",
-        "    xn = W[1 - xrow]",
+        "    x = W[0]",
+        "    xn = W[1]",
         "    g = W[2]",
+        *(f"    s{j} = W[{4 + j}]" for j in range(n_state)),
         "    n = x.size",
         f"    k1 = ip[{IP_K1}]",
         f"    rec = ip[{IP_REC}]",
@@ -107,63 +108,62 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "    fk = math.nan",
         "    detail = 0.0",
         f"    for k in range(ip[{IP_K0}], k1):",
-        "        lo = (k - kb) * bs",
-        "        hi = min(lo + bs, ns)",
+        *(["        lo = (k - kb) * bs", "        hi = min(lo + bs, ns)"] if batch else []),
         f"        fk = _vg(x, g{''.join(', ' + a for a in call)})",
         "        gn2 = 0.0",
         "        for i in range(n):",
         "            gn2 += g[i] * g[i]",
-        "        gn = math.sqrt(gn2)",
         "        if k == 0:",
         "            bound = bound * max(1.0, abs(fk)) if math.isfinite(fk) else math.inf",
         "        if not math.isfinite(fk):",
         f"            status = {DIV_LOSS}",
-        "        elif not math.isfinite(gn):",
+        "        elif not math.isfinite(gn2):",
         "            for i in range(n):",
         "                if not math.isfinite(g[i]):",
         f"                    status = {DIV_GRAD}",
         f"        if status == {RUNNING} and fk > bound:",
         f"            status = {DIV_BOUND}",
-        f"        if status == {RUNNING} and gn <= gtol:",
+        f"        if status == {RUNNING} and gtol >= 0.0 and math.sqrt(gn2) <= gtol:",
         f"            status = {GTOL}",
         f"        if status == {RUNNING} and k > 0 and tol >= 0.0:",
         "            d = abs(f_prev - fk) / max(abs(f_prev), abs(fk), 1.0)",
         "            if d <= tol:",
         f"                status = {TOL}",
-        "                gn = d",
+        "                detail = d",
         f"        if status != {RUNNING}:",
         "            k_end = k",
-        "            detail = gn",
+        f"            if status != {TOL}:",
+        "                detail = math.sqrt(gn2)",
         "            break",
         "        a = lrs[k * lstride]",
         "        if k == nxt:",
         "            H[r, 0] = k",
         "            H[r, 1] = fk",
         "            H[r, 2] = a",
-        "            H[r, 3] = gn",
+        "            H[r, 3] = math.sqrt(gn2)",
         "            for i in range(n):",
         "                H[r, 4 + i] = x[i]",
         "            r += 1",
         "            nxt = k + rec",
         "        chk = 0.0",
         "        for i in range(n):",
-        f"            u = _rule(x[i], g[i], {', '.join([*state, 'a', 'k', *hyper])})",
-        "            xn[i] = u[0]",
+        "            xi = x[i]",
+        "            xn[i] = xi",
+        f"            u = _rule(xi, g[i], {', '.join([*state, 'a', 'k', *hyper])})",
+        "            x[i] = u[0]",
         "            chk += u[0] * 0.0",
         *(f"            {s} = u[{j + 1}]" for j, s in enumerate(state)),
-        "        if not chk == 0.0:  # an entry is inf or nan: x keeps the last finite iterate",
+        "        if not chk == 0.0:  # an entry is inf or nan: back to the last finite iterate",
+        "            for i in range(n):",
+        "                x[i] = xn[i]",
         f"            status = {DIV_X}",
         "            k_end = k",
-        "            detail = gn",
+        "            detail = math.sqrt(gn2)",
         "            break",
-        "        x, xn = xn, x",
-        "        xrow = 1 - xrow",
         "        f_prev = fk",
-        "        e_sum += fk * (hi - lo)",
-        "        e_n += hi - lo",
+        *(["        e_sum += fk * (hi - lo)", "        e_n += hi - lo"] if batch else []),
         f"    ip[{IP_NEXT}] = nxt",
         f"    ip[{IP_NREC}] = r",
-        f"    ip[{IP_XROW}] = xrow",
         f"    fp[{FP_BOUND}] = bound",
         f"    fp[{FP_PREV}] = f_prev",
         f"    fp[{FP_ESUM}] = e_sum",
@@ -269,7 +269,7 @@ def is_ready(p: Plan) -> bool:
 def _sample_call(p: Plan) -> tuple:
     n = p.x0.size
     return (np.empty((4 + p.opt.n_state, n)), np.empty(1), np.empty((1, 4 + n)),
-            np.empty(10, np.int64), np.empty(6), p.opt.hyper_array, np.empty(0, np.int64),
+            np.empty(9, np.int64), np.empty(6), p.opt.hyper_array, np.empty(0, np.int64),
             *_args(p))
 
 
@@ -316,7 +316,7 @@ def run_compiled(p: Plan) -> OptimizeResult:
     batch = p.batch_size is not None
     bs = p.batch_size or 0
     per_epoch = -(-p.n_samples // bs) if batch else max(steps, 1)
-    ip = np.array([0, 0, rec, 0 if rec else -1, 0, lstride, 0, bs, p.n_samples, 0], np.int64)
+    ip = np.array([0, 0, rec, 0 if rec else -1, 0, lstride, 0, bs, p.n_samples], np.int64)
     fp = np.array([-1.0 if p.tol is None or batch else p.tol,
                    -1.0 if p.gtol is None else p.gtol, p.factor, math.nan, 0.0, 0.0])
     hyper = opt.hyper_array
@@ -352,7 +352,7 @@ def run_compiled(p: Plan) -> OptimizeResult:
         bar.close()
     if fp[FP_EN]:
         epoch_losses.append(fp[FP_ESUM] / fp[FP_EN])  # the last, partial epoch
-    x, g = W[int(ip[IP_XROW])], W[2]
+    x, g = W[0], W[2]
     nfev = k + (0 if code == RUNNING else 1)
     if message:
         status = "converged"
