@@ -244,12 +244,6 @@ def _load_cached(body: str) -> types.ModuleType:
     return cached_module(key, lambda d: _header(key, d), lambda: _header(key, digest) + body)[2]
 
 
-def _args(p: Plan) -> tuple:
-    """The kernel's data arguments as the loop passes them (batch: a typed stand-in for the
-    index slot, which the loop replaces by slices of the permutation)."""
-    return p.jit_args
-
-
 def is_ready(p: Plan) -> bool:
     """Whether the loop for ``p`` is compiled already: in this process or in Numba's cache."""
     try:
@@ -270,7 +264,7 @@ def _sample_call(p: Plan) -> tuple:
     n = p.x0.size
     return (np.empty((4 + p.opt.n_state, n)), np.empty(1), np.empty((1, 4 + n)),
             np.empty(9, np.int64), np.empty(6), p.opt.hyper_array, np.empty(0, np.int64),
-            *_args(p))
+            *p.jit_args)
 
 
 def compiled_reason(p: Plan) -> str:
@@ -302,7 +296,7 @@ def run_compiled(p: Plan) -> OptimizeResult:
     """Run the plan in the compiled loop (``compiled_reason(p)`` must be '')."""
     opt, steps, rec, n = p.opt, p.steps, p.record_every, p.x0.size
     loop = loop_function(p)[0]
-    args = _args(p)
+    args = p.jit_args
     W = np.zeros((4 + opt.n_state, n))
     W[0] = p.x0
     for j, s in enumerate(opt.init(p.x0)):
