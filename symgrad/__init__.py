@@ -9,7 +9,7 @@
 
 __version__ = "0.1.0"
 
-from . import losses, optim, schedules, testing
+from . import losses, testing
 from .api import compile, generate, grad, hessian, jacobian
 from .arrays.graph import ShapeError
 from .arrays.kernel import ArrayKernel
@@ -28,10 +28,10 @@ from .functions import (
     softplus,
 )
 from .kernel import BoundKernel, Kernel
-from .minimize import OptimizeResult, minimize
 from .problem import ProblemError
 from .scipy_interop import scipy_objective
 from .symbols import data, index, mean, params, sum
+from .train import OptimizeResult, minimize, optim, schedules
 
 __all__ = [
     "ArrayKernel",

@@ -7,7 +7,9 @@ import pytest
 
 MODULES = ["symgrad.arrays.graph", "symgrad.arrays.dims", "symgrad.arrays.ops",
            "symgrad.arrays.autodiff", "symgrad.arrays.problem", "symgrad.arrays.codegen",
-           "symgrad.arrays.formula", "symgrad.arrays.kernel", "symgrad.elementwise"]
+           "symgrad.arrays.formula", "symgrad.arrays.kernel", "symgrad.elementwise",
+           "symgrad.train.optim", "symgrad.train.schedules", "symgrad.train.run",
+           "symgrad.train.compiled", "symgrad.train.lbfgs", "symgrad.train.newton"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from symgrad import optim, schedules
-from symgrad.minimize import COMPILE_MIN_STEPS, OptimizeResult, minimize
 from symgrad.scipy_interop import scipy_objective
+from symgrad.train import COMPILE_SECONDS, PYTHON_STEP_SECONDS, OptimizeResult, minimize
 
 # --------------------------------------------------------------------------- stand-in kernels
 
@@ -243,11 +243,22 @@ def test_progress_chunks_do_not_change_the_compiled_result(rosen, capsys, monkey
     assert "3000/3000" in capsys.readouterr().err
 
 
-def test_auto_mode_compiles_long_full_batch_kernel_runs_only(rosen):
+def test_auto_mode_compiles_long_runs_and_ready_loops_only(rosen, monkeypatch):
+    from symgrad.train import run
+
     opt = optim.sgd(lr=1e-3)
-    assert minimize(rosen, [-1.2, 1.0], optimizer=opt, steps=COMPILE_MIN_STEPS).compiled
+    assert run.PYTHON_STEP_SECONDS == PYTHON_STEP_SECONDS
+    monkeypatch.setattr(run, "is_ready", lambda p: False)  # a new process, an empty cache
     assert not minimize(rosen, [-1.2, 1.0], optimizer=opt, steps=10).compiled
-    assert not minimize(rosen_np, [-1.2, 1.0], optimizer=opt, steps=COMPILE_MIN_STEPS).compiled
+    # pretend Python steps are slow, so that a short run is a "long" one
+    monkeypatch.setattr(run, "PYTHON_STEP_SECONDS", COMPILE_SECONDS / 5)
+    long = 6
+    assert minimize(rosen, [-1.2, 1.0], optimizer=opt, steps=long, record_every=0).compiled
+    assert not minimize(rosen_np, [-1.2, 1.0], optimizer=opt, steps=long, record_every=0).compiled
+    monkeypatch.undo()
+    # once compiled (here in this process), even a short run uses it
+    minimize(rosen, [-1.2, 1.0], optimizer=opt, steps=10, compiled=True)
+    assert minimize(rosen, [-1.2, 1.0], optimizer=opt, steps=10).compiled
 
 
 @pytest.mark.parametrize(

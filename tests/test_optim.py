@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from symgrad import optim, schedules
-from symgrad.minimize import minimize
+from symgrad.train import minimize
 
 RNG_SEED = 20240611
 
@@ -148,7 +148,8 @@ def test_learning_rate_schedule_is_read_at_the_step(name):
 @pytest.mark.parametrize("name", ALL)
 def test_numeric_spec(name):
     opt = getattr(optim, name)()
-    assert opt.kind == optim.KINDS[name]
+    assert opt.rule is getattr(optim, f"{name}_rule")  # one definition: the rule
+    assert len(opt.init(np.zeros(3))) == opt.n_state
     assert opt.hyper_array.dtype == np.float64
     assert list(opt.hyper_array[: len(opt.hyper)]) == list(opt.hyper.values())
     assert {k: v for k, v in optim.DEFAULTS[name].items() if k != "lr"} == dict(opt.hyper)
@@ -226,7 +227,9 @@ def test_a_user_defined_optimizer_runs_in_the_python_loop():
 # --------------------------------------------------------------------------- import discipline
 
 
-@pytest.mark.parametrize("module", ["optim", "schedules", "minimize", "scipy_interop"])
+@pytest.mark.parametrize("module", ["train/optim", "train/schedules", "train/run", "train/plan",
+                                    "train/python_loop", "train/compiled", "train/result",
+                                    "scipy_interop"])
 def test_module_does_not_import_numba_sympy_or_scipy_at_import_time(module):
     """Numba only inside the compiled-loop builder; SymPy and SciPy never."""
     import ast

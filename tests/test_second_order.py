@@ -15,8 +15,8 @@ import pytest
 from mgh import BY_NAME, solved
 
 import symgrad as sg
-from symgrad.lbfgs import lbfgs_minimize, strong_wolfe, two_loop
-from symgrad.newton import newton_minimize, steihaug_cg
+from symgrad.train.lbfgs import lbfgs_minimize, strong_wolfe, two_loop
+from symgrad.train.newton import newton_minimize, steihaug_cg
 
 # The faster-compiling two thirds of the table (the rest run in benchmarks/second_order.py).
 NAMES = ("rosenbrock", "freudenstein_roth", "powell_badly_scaled", "brown_badly_scaled", "beale",

@@ -1,29 +1,30 @@
-"""First-order optimizers as pure ``(init, update)`` pairs with explicit state (optax style).
+"""First-order optimizers, each defined once as an element-wise *rule* (optax-style API).
 
-An :class:`Optimizer` holds two pure functions:
+An :class:`Optimizer` holds two pure functions, as in optax:
 
 - ``init(x) -> state``: a tuple of float64 arrays shaped like ``x`` (``()`` for plain SGD);
 - ``update(g, state, x, step) -> (new_x, new_state)``: one step from the gradient ``g`` at the
-  iterate ``x``, with ``step`` the 0-based step number (it picks the learning rate from the
-  schedule and the bias corrections of Adam). Nothing is modified in place.
+  iterate ``x``, ``step`` the 0-based step number (it reads the learning rate from the schedule).
+  Nothing is modified in place.
 
-``update`` returns the new *parameters*, not a delta, so the equation in each docstring is the
-arithmetic performed, operation for operation. The same arithmetic is implemented once more,
-element by element, for the compiled Numba loop in :mod:`symgrad.minimize`; each optimizer
-exposes the numbers that loop needs as :attr:`Optimizer.kind` (which update) and
-:attr:`Optimizer.hyper` (its hyperparameters in a fixed order), and the two implementations
-agree bit for bit (tests/test_minimize.py checks it).
+The built-in optimizers write their arithmetic once, as a *rule*: a plain function
+``rule(x, g, *state, lr, k, *hyper) -> (new_x, *new_state)`` of arithmetic and ``np.*`` ufuncs.
+Called with arrays it is the NumPy update the Python loop uses; :mod:`symgrad.train.compiled`
+jits the same function and calls it on scalars, element by element, inside the compiled loop.
+Both loops therefore perform the same operations in the same order (tests check 1e-12; in
+practice bit for bit). A new optimizer is one rule plus :func:`from_rule`::
+
+    def sign_rule(x, g, lr, k):          # no state, no hyperparameters
+        return (x - lr * np.sign(g),)
+
+    sign_sgd = optim.from_rule("sign_sgd", sign_rule, lr=0.01)
+
+It runs in the compiled loop when the rule is a top-level function of an importable module
+(the cached loop imports it by name) that Numba can compile; otherwise (a lambda, a function
+of ``__main__``, Python-only code) in the Python loop. A hand-written ``(init, update)`` pair,
+``Optimizer(name, init, update, lr)`` with no rule, always runs in the Python loop.
 
 Every ``lr`` is a float or a schedule (``step -> lr``, see :mod:`symgrad.schedules`).
-
-A new optimizer is one ``(init, update)`` pair::
-
-    def sign_sgd(lr=1e-3):
-        lr_ = schedules.as_schedule(lr)
-        return Optimizer("sign_sgd", init=lambda x: (),
-                         update=lambda g, s, x, k: (x - lr_(k) * np.sign(g), s), lr=lr_)
-
-(it then runs in the Python loop; ``kind=None`` means no compiled update).
 
 Defaults and tested settings (:data:`DEFAULTS`, :data:`TESTED_HYPERPARAMETERS`; each optimizer
 reaches ``|x - x*| < 1e-5`` on a convex 2-D quadratic and on the 2-D Rosenbrock function
@@ -44,7 +45,7 @@ reaches ``|x - x*| < 1e-5`` on a convex 2-D quadratic and on the 2-D Rosenbrock 
 
 ``lbfgs()`` and ``newton()`` (at the end of this module) are not ``(init, update)`` pairs: they
 choose their own step lengths from the loss at trial points, so :func:`symgrad.minimize` runs
-them in their own loops (:mod:`symgrad.lbfgs`, :mod:`symgrad.newton`, full batch only).
+them in their own loops (:mod:`symgrad.train.lbfgs`, :mod:`symgrad.train.newton`, full batch).
 
 RMSProp with a constant rate ends in a small limit cycle (of the order of ``lr``) on Rosenbrock,
 hence the decaying schedule.
@@ -73,27 +74,29 @@ from .second_order import SecondOrder, frozen
 
 __all__ = [
     "DEFAULTS",
-    "KINDS",
     "TESTED_HYPERPARAMETERS",
     "Optimizer",
     "adagrad",
+    "adagrad_rule",
     "adam",
+    "adam_rule",
+    "from_rule",
     "lbfgs",
     "momentum",
+    "momentum_rule",
     "nesterov",
+    "nesterov_rule",
     "newton",
     "rmsprop",
+    "rmsprop_rule",
     "sgd",
+    "sgd_rule",
 ]
 
 State = tuple[np.ndarray, ...]
 InitFn = Callable[[np.ndarray], State]
 UpdateFn = Callable[[np.ndarray, State, np.ndarray, int], tuple[np.ndarray, State]]
-
-#: Numeric ids of the built-in updates, as used by the compiled loop.
-KINDS: Mapping[str, int] = MappingProxyType(
-    {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3, "rmsprop": 4, "adagrad": 5}
-)
+Rule = Callable[..., tuple]
 
 #: Default hyperparameters of each built-in optimizer.
 DEFAULTS: Mapping[str, Mapping[str, float]] = MappingProxyType(
@@ -134,15 +137,18 @@ TESTED_HYPERPARAMETERS: Mapping[str, Mapping[str, Mapping[str, Any]]] = MappingP
 
 @dataclass(frozen=True)
 class Optimizer:
-    """A first-order optimizer: pure ``init``/``update`` functions plus their numeric spec.
+    """A first-order optimizer: pure ``init``/``update`` functions (and the rule behind them).
 
     Attributes:
         name: short name (``"adam"``).
         init: ``init(x) -> state``, a tuple of arrays shaped like ``x``.
         update: ``update(g, state, x, step) -> (new_x, new_state)``, pure.
         lr: the learning-rate schedule (a float was turned into ``schedules.constant``).
-        hyper: the other hyperparameters by name, in the order the compiled loop reads them.
-        kind: id of the compiled update (:data:`KINDS`), ``None`` for a Python-only optimizer.
+        hyper: the other hyperparameters by name, in the order the rule takes them.
+        rule: ``rule(x, g, *state, lr, k, *hyper) -> (new_x, *new_state)``, the element-wise
+            arithmetic behind ``update`` (see :func:`from_rule`); None for a hand-written
+            ``(init, update)`` pair, which runs in the Python loop only.
+        n_state: the number of state arrays ``init`` returns (with a rule).
     """
 
     name: str
@@ -150,7 +156,8 @@ class Optimizer:
     update: UpdateFn
     lr: Schedule
     hyper: Mapping[str, float] = field(default_factory=dict)
-    kind: int | None = None
+    rule: Rule | None = None
+    n_state: int = 0
 
     def learning_rate(self, step: int) -> float:
         """The learning rate used at 0-based ``step``."""
@@ -164,6 +171,41 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join([f"lr={self.lr!r}", *(f"{k}={v!r}" for k, v in self.hyper.items())])
         return f"{self.name}({args})"
+
+
+def from_rule(name: str, rule: Rule, *, lr: float | Schedule, state: int = 0,
+              **hyper: float) -> Optimizer:
+    """An :class:`Optimizer` from its element-wise rule (the one definition of its arithmetic).
+
+    ``rule(x, g, *state, lr, k, *hyper) -> (new_x, *new_state)`` is called with NumPy arrays by
+    the Python loop and, jitted, with floats by the compiled loop; ``state`` is the number of
+    state arrays (each starts at zero), ``hyper`` the hyperparameters, passed in this order.
+
+    >>> import numpy as np
+    >>> def sign_rule(x, g, lr, k):
+    ...     return (x - lr * np.sign(g),)
+    >>> opt = from_rule("sign_sgd", sign_rule, lr=0.5)
+    >>> opt.update(np.array([3.0, -2.0]), opt.init(np.zeros(2)), np.zeros(2), 0)[0]
+    array([-0.5,  0.5])
+    """
+    if not callable(rule):
+        raise TypeError(f"rule must be a function rule(x, g, *state, lr, k, *hyper), got {rule!r}")
+    if isinstance(state, bool) or not isinstance(state, int) or state < 0:
+        raise ValueError(f"state (the number of state arrays) must be an integer >= 0, "
+                         f"got {state!r}")
+    lr_ = _lr(lr)
+    hyper = {k: float(v) for k, v in hyper.items()}
+    h = tuple(hyper.values())
+    n_state = state
+
+    def init(x: np.ndarray) -> State:
+        return tuple(_zeros(x) for _ in range(n_state))
+
+    def update(g: np.ndarray, state: State, x: np.ndarray, step: int) -> tuple[np.ndarray, State]:
+        out = rule(x, g, *state, lr_(step), step, *h)
+        return out[0], tuple(out[1:])
+
+    return Optimizer(name, init, update, lr_, MappingProxyType(hyper), rule, n_state)
 
 
 def _check_unit(name: str, value: Any, *, closed: bool = True) -> float:
@@ -193,31 +235,64 @@ def _zeros(x: np.ndarray) -> np.ndarray:
     return np.zeros(np.shape(x), dtype=np.float64)
 
 
-def sgd(lr: float | Schedule = 1e-3) -> Optimizer:
-    """Plain gradient descent.
+# --------------------------------------------------------------------------- the rules
+# One definition each: NumPy arrays in the Python loop, floats in the compiled loop.
 
-    ``x <- x - lr*g``
+
+def sgd_rule(x, g, lr, k):
+    """``x <- x - lr*g``"""
+    return (x - lr * g,)
+
+
+def momentum_rule(x, g, v, lr, k, beta):
+    """``v <- beta*v - lr*g``;  ``x <- x + v``"""
+    v = beta * v - lr * g
+    return x + v, v
+
+
+def nesterov_rule(x, g, v, lr, k, beta):
+    """``v <- beta*v - lr*g``;  ``x <- x + beta*v - lr*g`` (with the new ``v``)"""
+    v = beta * v - lr * g
+    return x + beta * v - lr * g, v
+
+
+def adam_rule(x, g, m, v, lr, k, b1, b2, eps):
+    """``m <- b1*m + (1-b1)*g``; ``v <- b2*v + (1-b2)*g*g``; ``t = k + 1``;
+    ``x <- x - lr * (m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps)``"""
+    t = k + 1.0
+    m = b1 * m + (1.0 - b1) * g
+    v = b2 * v + (1.0 - b2) * (g * g)
+    return x - lr * (m / (1.0 - b1**t)) / (np.sqrt(v / (1.0 - b2**t)) + eps), m, v
+
+
+def rmsprop_rule(x, g, s, lr, k, rho, eps):
+    """``s <- rho*s + (1-rho)*g*g``;  ``x <- x - lr*g / (sqrt(s) + eps)``"""
+    s = rho * s + (1.0 - rho) * (g * g)
+    return x - lr * g / (np.sqrt(s) + eps), s
+
+
+def adagrad_rule(x, g, s, lr, k, eps):
+    """``s <- s + g*g``;  ``x <- x - lr*g / (sqrt(s) + eps)``"""
+    s = s + g * g
+    return x - lr * g / (np.sqrt(s) + eps), s
+
+
+# --------------------------------------------------------------------------- constructors
+
+
+def sgd(lr: float | Schedule = 1e-3) -> Optimizer:
+    """Plain gradient descent (:func:`sgd_rule`).
 
     >>> import numpy as np
     >>> opt = sgd(lr=0.1)
     >>> opt.update(np.array([2.0]), opt.init(np.array([1.0])), np.array([1.0]), 0)[0]
     array([0.8])
     """
-    lr_ = _lr(lr)
-
-    def init(x: np.ndarray) -> State:
-        return ()
-
-    def update(g: np.ndarray, state: State, x: np.ndarray, step: int) -> tuple[np.ndarray, State]:
-        return x - lr_(step) * g, state
-
-    return Optimizer("sgd", init, update, lr_, {}, KINDS["sgd"])
+    return from_rule("sgd", sgd_rule, lr=lr)
 
 
 def momentum(lr: float | Schedule = 1e-3, beta: float = 0.9) -> Optimizer:
-    """Heavy-ball momentum (MATLAB's ``sgdmupdate``), velocity ``v`` starts at 0.
-
-    ``v <- beta*v - lr*g``;  ``x <- x + v``
+    """Heavy-ball momentum (MATLAB's ``sgdmupdate``, :func:`momentum_rule`), ``v`` starts at 0.
 
     >>> import numpy as np
     >>> opt = momentum(lr=0.1, beta=0.5)
@@ -226,24 +301,12 @@ def momentum(lr: float | Schedule = 1e-3, beta: float = 0.9) -> Optimizer:
     >>> x, s[0]
     (array([0.75]), array([-0.15]))
     """
-    lr_ = _lr(lr)
-    beta = _check_unit("beta", beta, closed=False)
-
-    def init(x: np.ndarray) -> State:
-        return (_zeros(x),)
-
-    def update(g: np.ndarray, state: State, x: np.ndarray, step: int) -> tuple[np.ndarray, State]:
-        (v,) = state
-        v = beta * v - lr_(step) * g
-        return x + v, (v,)
-
-    return Optimizer("momentum", init, update, lr_, {"beta": beta}, KINDS["momentum"])
+    return from_rule("momentum", momentum_rule, lr=lr, state=1,
+                     beta=_check_unit("beta", beta, closed=False))
 
 
 def nesterov(lr: float | Schedule = 1e-3, beta: float = 0.9) -> Optimizer:
-    """Nesterov momentum in the textbook "look-ahead" form, ``v`` starts at 0.
-
-    ``v <- beta*v - lr*g``;  ``x <- x + beta*v - lr*g``  (with the new ``v``)
+    """Nesterov momentum in the textbook look-ahead form (:func:`nesterov_rule`).
 
     >>> import numpy as np
     >>> opt = nesterov(lr=0.1, beta=0.5)
@@ -251,28 +314,14 @@ def nesterov(lr: float | Schedule = 1e-3, beta: float = 0.9) -> Optimizer:
     >>> opt.update(np.array([1.0]), s, x, 0)[0]
     array([0.85])
     """
-    lr_ = _lr(lr)
-    beta = _check_unit("beta", beta, closed=False)
-
-    def init(x: np.ndarray) -> State:
-        return (_zeros(x),)
-
-    def update(g: np.ndarray, state: State, x: np.ndarray, step: int) -> tuple[np.ndarray, State]:
-        (v,) = state
-        a = lr_(step)
-        v = beta * v - a * g
-        return x + beta * v - a * g, (v,)
-
-    return Optimizer("nesterov", init, update, lr_, {"beta": beta}, KINDS["nesterov"])
+    return from_rule("nesterov", nesterov_rule, lr=lr, state=1,
+                     beta=_check_unit("beta", beta, closed=False))
 
 
 def adam(
     lr: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
 ) -> Optimizer:
-    """Adam (Kingma & Ba 2015) with bias correction; ``m``, ``v`` start at 0, ``t = step + 1``.
-
-    ``m <- b1*m + (1-b1)*g``;  ``v <- b2*v + (1-b2)*g*g``;
-    ``x <- x - lr * (m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps)``
+    """Adam (Kingma & Ba 2015) with bias correction (:func:`adam_rule`); ``m``, ``v`` start at 0.
 
     The first step therefore moves every coordinate by about ``lr`` (``-lr*sign(g)``).
 
@@ -282,32 +331,13 @@ def adam(
     >>> opt.update(np.array([3.0, -0.5]), opt.init(x), x, 0)[0]
     array([0.9, 1.1])
     """
-    lr_ = _lr(lr)
-    b1 = _check_unit("b1", b1, closed=False)
-    b2 = _check_unit("b2", b2, closed=False)
-    eps = _check_eps(eps)
-    c1, c2 = 1.0 - b1, 1.0 - b2
-
-    def init(x: np.ndarray) -> State:
-        return (_zeros(x), _zeros(x))
-
-    def update(g: np.ndarray, state: State, x: np.ndarray, step: int) -> tuple[np.ndarray, State]:
-        m, v = state
-        t = step + 1.0
-        bc1 = 1.0 - b1**t
-        bc2 = 1.0 - b2**t
-        m = b1 * m + c1 * g
-        v = b2 * v + c2 * (g * g)
-        return x - lr_(step) * (m / bc1) / (np.sqrt(v / bc2) + eps), (m, v)
-
-    hyper = {"b1": b1, "b2": b2, "eps": eps}
-    return Optimizer("adam", init, update, lr_, hyper, KINDS["adam"])
+    return from_rule("adam", adam_rule, lr=lr, state=2,
+                     b1=_check_unit("b1", b1, closed=False),
+                     b2=_check_unit("b2", b2, closed=False), eps=_check_eps(eps))
 
 
 def rmsprop(lr: float | Schedule = 1e-3, rho: float = 0.9, eps: float = 1e-8) -> Optimizer:
-    """RMSProp (Hinton): a running mean of squared gradients scales the step; ``s`` starts at 0.
-
-    ``s <- rho*s + (1-rho)*g*g``;  ``x <- x - lr*g / (sqrt(s) + eps)``
+    """RMSProp (Hinton, :func:`rmsprop_rule`): a running mean of squared gradients, from 0.
 
     >>> import numpy as np
     >>> opt = rmsprop(lr=0.01, rho=0.75)
@@ -315,26 +345,12 @@ def rmsprop(lr: float | Schedule = 1e-3, rho: float = 0.9, eps: float = 1e-8) ->
     >>> opt.update(np.array([4.0]), opt.init(x), x, 0)[0]
     array([0.98])
     """
-    lr_ = _lr(lr)
-    rho = _check_unit("rho", rho, closed=False)
-    eps = _check_eps(eps)
-    c = 1.0 - rho
-
-    def init(x: np.ndarray) -> State:
-        return (_zeros(x),)
-
-    def update(g: np.ndarray, state: State, x: np.ndarray, step: int) -> tuple[np.ndarray, State]:
-        (s,) = state
-        s = rho * s + c * (g * g)
-        return x - lr_(step) * g / (np.sqrt(s) + eps), (s,)
-
-    return Optimizer("rmsprop", init, update, lr_, {"rho": rho, "eps": eps}, KINDS["rmsprop"])
+    return from_rule("rmsprop", rmsprop_rule, lr=lr, state=1,
+                     rho=_check_unit("rho", rho, closed=False), eps=_check_eps(eps))
 
 
 def adagrad(lr: float | Schedule = 1e-2, eps: float = 1e-10) -> Optimizer:
-    """AdaGrad (Duchi et al. 2011): the running *sum* of squared gradients scales the step.
-
-    ``s <- s + g*g``;  ``x <- x - lr*g / (sqrt(s) + eps)``  (``s`` starts at 0)
+    """AdaGrad (Duchi et al. 2011, :func:`adagrad_rule`): the running *sum* of squared gradients.
 
     >>> import numpy as np
     >>> opt = adagrad(lr=0.5)
@@ -342,18 +358,7 @@ def adagrad(lr: float | Schedule = 1e-2, eps: float = 1e-10) -> Optimizer:
     >>> opt.update(np.array([4.0]), opt.init(x), x, 0)[0]
     array([0.5])
     """
-    lr_ = _lr(lr)
-    eps = _check_eps(eps)
-
-    def init(x: np.ndarray) -> State:
-        return (_zeros(x),)
-
-    def update(g: np.ndarray, state: State, x: np.ndarray, step: int) -> tuple[np.ndarray, State]:
-        (s,) = state
-        s = s + g * g
-        return x - lr_(step) * g / (np.sqrt(s) + eps), (s,)
-
-    return Optimizer("adagrad", init, update, lr_, {"eps": eps}, KINDS["adagrad"])
+    return from_rule("adagrad", adagrad_rule, lr=lr, state=1, eps=_check_eps(eps))
 
 
 # --------------------------------------------------------------------------- second order
@@ -364,7 +369,7 @@ def lbfgs(m: int = 10, *, c1: float = 1e-4, c2: float = 0.9,
     """L-BFGS with a strong Wolfe line search, for :func:`symgrad.minimize` (full batch).
 
     ``m`` pairs of past steps and gradient changes approximate the inverse Hessian; each
-    iteration costs one or a few value-and-gradient evaluations. See :mod:`symgrad.lbfgs`.
+    iteration costs one or a few value-and-gradient evaluations. See :mod:`symgrad.train.lbfgs`.
 
     >>> lbfgs(m=5)
     lbfgs(m=5, c1=0.0001, c2=0.9, max_linesearch=25)
@@ -387,7 +392,7 @@ def newton(*, radius: float = 1.0, max_radius: float = 1e10, eta: float = 0.15,
 
     For :func:`symgrad.minimize` (full batch) with a Kernel, or a callable plus ``hvp=``.
     Each iteration costs one value-and-gradient evaluation and up to ``max_cg`` HVPs
-    (default ``2 n``). See :mod:`symgrad.newton`.
+    (default ``2 n``). See :mod:`symgrad.train.newton`.
 
     >>> newton(radius=0.5)
     newton(radius=0.5, max_radius=10000000000.0, eta=0.15, max_cg=None)

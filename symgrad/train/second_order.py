@@ -3,8 +3,8 @@
 ``optim.lbfgs()`` and ``optim.newton()`` return a :class:`SecondOrder`: a name and options, no
 ``(init, update)`` pair, because these methods choose their own step lengths (a line search, a
 trust region) and so need the loss at trial points, not only the gradient at the iterate.
-:func:`symgrad.minimize` recognises them and runs :func:`symgrad.lbfgs.lbfgs_minimize` or
-:func:`symgrad.newton.newton_minimize` on plain callables ``fun_and_grad(x) -> (f, g)`` and
+:func:`symgrad.minimize` recognises them and runs :func:`symgrad.train.lbfgs.lbfgs_minimize` or
+:func:`symgrad.train.newton.newton_minimize` on plain callables ``fun_and_grad(x) -> (f, g)`` and
 ``hvp(x, v) -> H v``; both work on any such callables, not only on symgrad kernels.
 
 :class:`Monitor` holds what both loops share: the stopping rules of ``minimize`` (non-finite
@@ -34,8 +34,8 @@ class SecondOrder:
 
     Attributes:
         name: ``"lbfgs"`` or ``"newton"``.
-        options: keyword arguments of :func:`symgrad.lbfgs.lbfgs_minimize` or
-            :func:`symgrad.newton.newton_minimize` (the method's own settings).
+        options: keyword arguments of :func:`symgrad.train.lbfgs.lbfgs_minimize` or
+            :func:`symgrad.train.newton.newton_minimize` (the method's own settings).
     """
 
     name: str
@@ -205,30 +205,24 @@ def check_call(method: SecondOrder, *, kernel: bool, hvp: Any, batch_size: Any, 
 
 
 def run(p: Any, hvp: Any) -> Any:
-    """Run the method of the plan ``p`` (from ``minimize._plan``); return an OptimizeResult."""
-    # minimize imports optim, which imports this module (and sg.minimize, the function,
-    # shadows the module as an attribute of the package: import the names from it)
+    """Run the method of the plan ``p`` (:func:`symgrad.train.plan.plan`): an OptimizeResult."""
+    # optim imports this module, and the loops import optim: import them at run time
     from .lbfgs import lbfgs_minimize
-    from .minimize import (
-        History,
-        OptimizeResult,
-        _diverged_message,
-        _full_evaluator,
-        _param_labels,
-        _Progress,
-    )
     from .newton import newton_minimize
+    from .plan import param_labels
+    from .python_loop import full_evaluator
+    from .result import History, OptimizeResult, Progress, diverged_message
 
     method: SecondOrder = p.opt
-    fun_and_grad = _full_evaluator(p)
+    fun_and_grad = full_evaluator(p)
     n = p.x0.size
 
     def describe(k: int, why: str, f: float, x: np.ndarray, g: np.ndarray) -> str:
         if k == 0:
-            return _diverged_message(0, why, f, math.inf, x, g, _param_labels(p, n))
+            return diverged_message(0, why, f, math.inf, x, g, param_labels(p, n))
         return _describe(k, why, f, x, g)
 
-    bar = _Progress(p.steps, p.progress)
+    bar = Progress(p.steps, p.progress)
     callback = p.callback
     if p.progress:
         def callback(k, x, f, g, _user=p.callback):

@@ -1,0 +1,398 @@
+"""The loop compiled: one generated Numba module per (kernel function, optimizer rule), cached.
+
+The module (``sg_loop_<key>.py`` in the compile cache, written and verified by
+:mod:`symgrad.cache`) imports the kernel's serial ``value_and_grad`` and the optimizer's rule by
+name, jits the rule and defines ``loop``: steps ``k0..k1-1`` of the run, with the stopping rules,
+the divergence checks and the history records of the Python loop
+(:mod:`symgrad.train.python_loop`), operation for operation. Mini-batches pass index arrays
+(slices of the epoch's permutation, drawn in Python from the same generator as the Python loop)
+to the kernel function, so no data are copied. ``loop`` is ``njit(cache=True)`` on a real file:
+a second process loads it from Numba's cache in milliseconds.
+
+When the kernel function or the rule is not importable by name (a function of ``__main__``, a
+closure), the same text is compiled for this process only, without Numba's cache.
+
+>>> from symgrad.train.compiled import loop_text
+>>> print(loop_text("from m import vg as _vg", "from r import rule as _rule_py", n_state=1,
+...                 n_hyper=1, n_args=2, batch=False, cache=True).splitlines()[12])
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import schedules
+from .plan import Plan, param_labels, permutations
+from .result import (
+    History,
+    OptimizeResult,
+    Progress,
+    diverged_message,
+    final_grad_norm,
+    rel_change,
+)
+
+__all__ = ["compiled_reason", "is_ready", "loop_text", "run_compiled"]
+
+# Status codes returned by the loop.
+RUNNING, GTOL, TOL, DIV_LOSS, DIV_GRAD, DIV_BOUND, DIV_X = range(7)
+_WHY = {DIV_LOSS: "loss", DIV_GRAD: "grad", DIV_BOUND: "bound", DIV_X: "x"}
+# Packed arguments (few arguments keep Numba's per-call dispatch cheap):
+#   W  (4 + n_state, n): rows x, the previous x (restored if x is not finite), g, the final
+#      gradient, then the optimizer state
+#   H  (records, 4 + n): columns step, loss, lr, |g|, then x
+#   ip int64: k0, k1, record_every, next record step, records written, lr stride (0: constant
+#             rate stored once), epoch's first step, batch size, samples
+#   fp float64: tol, gtol, loss bound (diverge_factor until step 0 sets it), f_prev,
+#             epoch loss sum, epoch sample count
+IP_K0, IP_K1, IP_REC, IP_NEXT, IP_NREC, IP_LSTRIDE, IP_EPOCH, IP_BS, IP_N = range(9)
+FP_TOL, FP_GTOL, FP_BOUND, FP_PREV, FP_ESUM, FP_EN = range(6)
+
+
+def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n_args: int,
+              batch: bool, cache: bool) -> str:
+    """The body of a loop module (deterministic; its size follows the optimizer, not the data).
+
+    ``n_args`` data arguments follow the kernel's ``(x, g)``; with ``batch`` the last one is
+    replaced by the batch's slice of the permutation.
+    """
+    args = [f"a{j}" for j in range(n_args)]
+    call = [*args[:-1], "perm[lo:hi]"] if batch else args
+    state = [f"s{j}[i]" for j in range(n_state)]
+    hyper = [f"h{j}" for j in range(n_hyper)]
+    L = [
+        "import math",
+        "",
+        "import numba",
+        "",
+        vg_import,
+        rule_import,
+        "",
+        '_rule = numba.njit(error_model="numpy")(_rule_py)',
+        "",
+        "",
+        "# See symgrad/train/compiled.py for the packed arguments and the status codes.",
+        "",
+        f'@numba.njit(cache={cache}, nogil=True, error_model="numpy")',
+        f"def loop(W, lrs, H, ip, fp, hyper, perm{''.join(', ' + a for a in args)}):",
+        "    x = W[0]",
+        "    xn = W[1]",
+        "    g = W[2]",
+        *(f"    s{j} = W[{4 + j}]" for j in range(n_state)),
+        "    n = x.size",
+        f"    k1 = ip[{IP_K1}]",
+        f"    rec = ip[{IP_REC}]",
+        f"    nxt = ip[{IP_NEXT}]",
+        f"    r = ip[{IP_NREC}]",
+        f"    lstride = ip[{IP_LSTRIDE}]",
+        f"    kb = ip[{IP_EPOCH}]",
+        f"    bs = ip[{IP_BS}]",
+        f"    ns = ip[{IP_N}]",
+        f"    tol = fp[{FP_TOL}]",
+        f"    gtol = fp[{FP_GTOL}]",
+        f"    bound = fp[{FP_BOUND}]",
+        f"    f_prev = fp[{FP_PREV}]",
+        f"    e_sum = fp[{FP_ESUM}]",
+        f"    e_n = fp[{FP_EN}]",
+        *(f"    h{j} = hyper[{j}]" for j in range(n_hyper)),
+        f"    status = {RUNNING}",
+        "    k_end = k1",
+        "    fk = math.nan",
+        "    detail = 0.0",
+        f"    for k in range(ip[{IP_K0}], k1):",
+        *(["        lo = (k - kb) * bs", "        hi = min(lo + bs, ns)"] if batch else []),
+        f"        fk = _vg(x, g{''.join(', ' + a for a in call)})",
+        "        gn2 = 0.0",
+        "        for i in range(n):",
+        "            gn2 += g[i] * g[i]",
+        "        if k == 0:",
+        "            bound = bound * max(1.0, abs(fk)) if math.isfinite(fk) else math.inf",
+        "        if not math.isfinite(fk):",
+        f"            status = {DIV_LOSS}",
+        "        elif not math.isfinite(gn2):",
+        "            for i in range(n):",
+        "                if not math.isfinite(g[i]):",
+        f"                    status = {DIV_GRAD}",
+        f"        if status == {RUNNING} and fk > bound:",
+        f"            status = {DIV_BOUND}",
+        f"        if status == {RUNNING} and gtol >= 0.0 and math.sqrt(gn2) <= gtol:",
+        f"            status = {GTOL}",
+        f"        if status == {RUNNING} and k > 0 and tol >= 0.0:",
+        "            d = abs(f_prev - fk) / max(abs(f_prev), abs(fk), 1.0)",
+        "            if d <= tol:",
+        f"                status = {TOL}",
+        "                detail = d",
+        f"        if status != {RUNNING}:",
+        "            k_end = k",
+        f"            if status != {TOL}:",
+        "                detail = math.sqrt(gn2)",
+        "            break",
+        "        a = lrs[k * lstride]",
+        "        if k == nxt:",
+        "            H[r, 0] = k",
+        "            H[r, 1] = fk",
+        "            H[r, 2] = a",
+        "            H[r, 3] = math.sqrt(gn2)",
+        "            for i in range(n):",
+        "                H[r, 4 + i] = x[i]",
+        "            r += 1",
+        "            nxt = k + rec",
+        "        chk = 0.0",
+        "        for i in range(n):",
+        "            xi = x[i]",
+        "            xn[i] = xi",
+        f"            u = _rule(xi, g[i], {', '.join([*state, 'a', 'k', *hyper])})",
+        "            x[i] = u[0]",
+        "            chk += u[0] * 0.0",
+        *(f"            {s} = u[{j + 1}]" for j, s in enumerate(state)),
+        "        if not chk == 0.0:  # an entry is inf or nan: back to the last finite iterate",
+        "            for i in range(n):",
+        "                x[i] = xn[i]",
+        f"            status = {DIV_X}",
+        "            k_end = k",
+        "            detail = math.sqrt(gn2)",
+        "            break",
+        "        f_prev = fk",
+        *(["        e_sum += fk * (hi - lo)", "        e_n += hi - lo"] if batch else []),
+        f"    ip[{IP_NEXT}] = nxt",
+        f"    ip[{IP_NREC}] = r",
+        f"    fp[{FP_BOUND}] = bound",
+        f"    fp[{FP_PREV}] = f_prev",
+        f"    fp[{FP_ESUM}] = e_sum",
+        f"    fp[{FP_EN}] = e_n",
+        "    return status, k_end, fk, detail",
+        "",
+    ]
+    return "\n".join(L)
+
+
+# --------------------------------------------------------------------------- the module
+
+
+def _ref(fn: Any) -> tuple[str, str] | None:
+    """``(module, name)`` under which ``fn`` (a function or a Numba dispatcher) is importable
+    from its own file, or None."""
+    py = getattr(fn, "py_func", fn)
+    mod, name = getattr(py, "__module__", None), getattr(py, "__name__", None)
+    m = sys.modules.get(mod) if mod else None
+    if (m is None or mod == "__main__" or getattr(m, name, None) is not fn
+            or not getattr(m, "__file__", None) or not str(name).isidentifier()
+            or not all(part.isidentifier() for part in mod.split("."))):
+        return None
+    return mod, name
+
+
+def _digest(paths: list[str]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()[:16]
+
+
+_LOOPS: dict[tuple, tuple[Any, bool]] = {}
+
+
+def _header(key: str, digest: str) -> str:
+    from ..cache import GENERATED_MARK
+
+    return (f"{GENERATED_MARK}# symgrad training loop {key}: one kernel function and one "
+            f"optimizer rule\n# content hash: {digest}\n")
+
+
+def loop_function(p: Plan) -> tuple[Any, bool]:
+    """``(loop dispatcher, cached on disk)`` for the plan's kernel function and rule."""
+    rule, vg = p.opt.rule, p.jit_vg
+    batch = p.batch_size is not None
+    spec = (vg, rule, p.opt.n_state, len(p.opt.hyper), len(p.jit_args), batch)
+    got = _LOOPS.get(spec)
+    if got is not None:
+        return got
+    refs = _ref(vg), _ref(rule)
+    cache = None not in refs
+    shape = dict(n_state=p.opt.n_state, n_hyper=len(p.opt.hyper), n_args=len(p.jit_args),
+                 batch=batch, cache=cache)
+    if cache:
+        (km, kn), (rm, rn) = refs
+        deps = _digest([sys.modules[km].__file__, sys.modules[rm].__file__])
+        body = (f"# depends on {km} and {rm}, digest {deps}\n"
+                + loop_text(f"from {km} import {kn} as _vg", f"from {rm} import {rn} as _rule_py",
+                            **shape))
+        got = (_load_cached(body).loop, True)
+    else:
+        body = loop_text("_vg = _IN[0]  # not importable: compiled for this process only",
+                         "_rule_py = _IN[1]", **shape)
+        ns: dict[str, Any] = {"__name__": "symgrad_loop", "_IN": (vg, rule)}
+        exec(compile(body, "<symgrad training loop>", "exec"), ns)
+        got = (ns["loop"], False)
+    _LOOPS[spec] = got
+    return got
+
+
+def _load_cached(body: str) -> types.ModuleType:
+    from ..cache import cached_module
+
+    key = "loop_" + hashlib.sha256(body.encode()).hexdigest()[:24]
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    return cached_module(key, lambda d: _header(key, d), lambda: _header(key, digest) + body)[2]
+
+
+def is_ready(p: Plan) -> bool:
+    """Whether the loop for ``p`` is compiled already: in this process or in Numba's cache."""
+    try:
+        loop, on_disk = loop_function(p)
+        sig = tuple(loop.typeof_pyval(a) for a in _sample_call(p))
+        if sig in loop.overloads:
+            return True
+        if not on_disk:
+            return False
+        cache = loop._cache
+        key = cache._index_key(sig, loop.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # Numba internals differ: treat as not compiled
+        return False
+
+
+def _sample_call(p: Plan) -> tuple:
+    n = p.x0.size
+    return (np.empty((4 + p.opt.n_state, n)), np.empty(1), np.empty((1, 4 + n)),
+            np.empty(9, np.int64), np.empty(6), p.opt.hyper_array, np.empty(0, np.int64),
+            *p.jit_args)
+
+
+def compiled_reason(p: Plan) -> str:
+    """Why the compiled loop cannot run ('' when it can)."""
+    from ..arrays.kernel import ArrayKernel
+    from .python_loop import direct_batches
+
+    if not p.kernel:
+        return "f is not a symgrad Kernel"
+    if p.opt.rule is None:
+        return (f"optimizer {p.opt.name!r} is a hand-written (init, update) pair with no "
+                "compiled update (define it with optim.from_rule to compile it)")
+    if p.callback is not None:
+        return "a Python callback needs the Python loop"
+    if isinstance(p.f, ArrayKernel) and p.f.dtype != np.float64:
+        return "a float32 array kernel runs in the Python loop (the compiled loop is float64)"
+    if p.batch_size is not None and not direct_batches(p):
+        why = ("an array kernel gathers each mini-batch into contiguous copies for BLAS"
+               if isinstance(p.f, ArrayKernel) else
+               "this kernel's compiled function does not take sample indices")
+        return f"mini-batches run in the Python loop here: {why}"
+    return ""
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+def run_compiled(p: Plan) -> OptimizeResult:
+    """Run the plan in the compiled loop (``compiled_reason(p)`` must be '')."""
+    opt, steps, rec, n = p.opt, p.steps, p.record_every, p.x0.size
+    loop = loop_function(p)[0]
+    args = p.jit_args
+    W = np.zeros((4 + opt.n_state, n))
+    W[0] = p.x0
+    for j, s in enumerate(opt.init(p.x0)):
+        W[4 + j] = s
+    if isinstance(opt.lr, schedules.Constant):
+        lrs, lstride = np.array([opt.lr.value]), 0
+    else:
+        lrs, lstride = schedules.values(opt.lr, steps + 1), 1
+    m = (steps + rec - 1) // rec + 1 if rec else 0
+    H = np.empty((m, 4 + n))
+    batch = p.batch_size is not None
+    bs = p.batch_size or 0
+    per_epoch = -(-p.n_samples // bs) if batch else max(steps, 1)
+    ip = np.array([0, 0, rec, 0 if rec else -1, 0, lstride, 0, bs, p.n_samples], np.int64)
+    fp = np.array([-1.0 if p.tol is None or batch else p.tol,
+                   -1.0 if p.gtol is None else p.gtol, p.factor, math.nan, 0.0, 0.0])
+    hyper = opt.hyper_array
+    chunk = max(1, steps // 100) if p.progress else max(steps, 1)
+    perms = permutations(p) if batch else None
+    perm = np.empty(0, np.int64)
+    bar = Progress(steps, p.progress)
+    code, k, fk, detail = RUNNING, 0, math.nan, 0.0
+    epoch_losses: list[float] = []
+    message = ""
+    try:
+        while k < steps and code == RUNNING and not message:
+            kb = k
+            if batch:
+                perm = next(perms)  # type: ignore[arg-type]
+                ip[IP_EPOCH] = kb
+            end = min(kb + per_epoch, steps)
+            for k0 in range(kb, end, chunk):
+                ip[IP_K0], ip[IP_K1] = k0, min(k0 + chunk, end)
+                code, k, fk, detail = loop(W, lrs, H, ip, fp, hyper, perm, *args)
+                bar.update(k - k0, fk)
+                if code != RUNNING:
+                    break
+            if batch and code == RUNNING and k == kb + per_epoch:
+                epoch_losses.append(fp[FP_ESUM] / fp[FP_EN])
+                fp[FP_ESUM] = fp[FP_EN] = 0.0
+                if p.tol is not None and len(epoch_losses) > 1:
+                    d = rel_change(epoch_losses[-2], epoch_losses[-1])
+                    if d <= p.tol:
+                        message = (f"converged at step {k} (epoch {len(epoch_losses) - 1}): "
+                                   f"relative epoch-loss change {d:.3g} <= tol={p.tol:g}")
+    finally:
+        bar.close()
+    if fp[FP_EN]:
+        epoch_losses.append(fp[FP_ESUM] / fp[FP_EN])  # the last, partial epoch
+    x, g = W[0], W[2]
+    nfev = k + (0 if code == RUNNING else 1)
+    if message:
+        status = "converged"
+    elif code == RUNNING:
+        if p.tol is not None or p.gtol is not None:
+            status, message = "maxiter", f"reached steps={steps} without meeting tol/gtol"
+        else:
+            status, message = "completed", f"completed {steps} steps"
+    elif code == GTOL:
+        status = "converged"
+        message = f"converged at step {k}: gradient norm {detail:.3g} <= gtol={p.gtol:g}"
+    elif code == TOL:
+        status = "converged"
+        message = f"converged at step {k}: relative loss change {detail:.3g} <= tol={p.tol:g}"
+    else:
+        status, message = "diverged", diverged_message(
+            k, _WHY[code], fk, fp[FP_BOUND], x, g, param_labels(p, n))
+    if code == RUNNING or batch:  # the final loss and gradient on the full data
+        g = W[3]
+        full = p.jit_args if not batch else (*p.jit_args[:-1], None)
+        fun = float(p.jit_vg(x, g, *full))
+        nfev += 1
+    else:
+        fun = fk
+    r = int(ip[IP_NREC])
+    if rec:
+        H[r, :4] = k, fun, lrs[k * lstride], final_grad_norm(g)
+        H[r, 4:] = x
+        r += 1
+    history = History(
+        step=H[:r, 0].astype(np.int64),
+        x=H[:r, 4:].copy(),
+        loss=H[:r, 1].copy(),
+        lr=H[:r, 2].copy(),
+        grad_norm=H[:r, 3].copy(),
+        epoch_loss=np.array(epoch_losses, dtype=np.float64),
+    )
+    return OptimizeResult(
+        x=x.copy(),
+        fun=fun,
+        jac=g.copy(),
+        nit=k,
+        nfev=nfev,
+        success=status not in ("diverged", "maxiter"),
+        status=status,
+        message=message,
+        history=history,
+        compiled=True,
+    )

@@ -1,0 +1,239 @@
+"""The loop in Python: each step calls the objective, then ``optimizer.update``.
+
+Always available: callbacks, hand-written ``(init, update)`` pairs and plain callables run here.
+Its arithmetic is the compiled loop's (:mod:`symgrad.train.compiled`): the same rule, the same
+serial kernel function, the same permutations, in the same order.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from ..kernel import Kernel
+from .plan import Plan, param_labels, permutations
+from .result import (
+    History,
+    OptimizeResult,
+    Progress,
+    diverged_message,
+    final_grad_norm,
+    rel_change,
+)
+
+__all__ = ["batch_evaluator", "full_evaluator", "run_python"]
+
+
+def full_evaluator(p: Plan) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """``x -> (loss, grad)`` on the full data, a fresh gradient array each call."""
+    if p.kernel:
+        vg, args = p.jit_vg, p.jit_args
+
+        def ev(x: np.ndarray) -> tuple[float, np.ndarray]:
+            g = np.empty_like(x)
+            return float(vg(x, g, *args)), g
+
+        return ev
+    data = dict(p.data or {})
+    return functools.partial(_call_plain, p.f, data)
+
+
+def direct_batches(p: Plan) -> bool:
+    """A scalar symgrad Kernel: batches are index arrays passed to its serial compiled function
+    (the columns were validated once), as the compiled loop does; other kernels get
+    ``f.value_and_grad(x, batch=idx, **data)``."""
+    return isinstance(p.f, Kernel) and len(p.jit_args) > 0
+
+
+def _call_plain(f: Callable, data: dict, x: np.ndarray) -> tuple[float, np.ndarray]:
+    out = f(x, **data)
+    try:
+        value, grad = out
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"f(x, **data) must return (value, grad), got {type(out).__name__}"
+        ) from None
+    grad = np.array(grad, dtype=np.float64)
+    if grad.shape != x.shape:
+        raise ValueError(f"f returned a gradient of shape {grad.shape}, expected {x.shape}")
+    return float(value), grad
+
+
+def batch_evaluator(p: Plan) -> Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]:
+    """``(x, idx) -> (loss, grad)`` on the samples ``idx``."""
+    data = dict(p.data or {})
+    if direct_batches(p):
+        vg, cols = p.jit_vg, p.jit_args[:-1]  # the validated columns; the idx slot is last
+
+        def ev_direct(x: np.ndarray, idx: np.ndarray) -> tuple[float, np.ndarray]:
+            g = np.empty_like(x)
+            return float(vg(x, g, *cols, idx)), g
+
+        return ev_direct
+    if p.kernel:
+        f = p.f
+
+        def ev(x: np.ndarray, idx: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad = f.value_and_grad(x, batch=idx, **data)
+            return float(value), np.array(grad, dtype=np.float64)
+
+        return ev
+
+    def ev_plain(x: np.ndarray, idx: np.ndarray) -> tuple[float, np.ndarray]:
+        return _call_plain(p.f, {k: v[idx] for k, v in data.items()}, x)
+
+    return ev_plain
+
+
+# --------------------------------------------------------------------------- Python-driven loop
+
+
+
+def run_python(p: Plan) -> OptimizeResult:
+    opt, steps, rec = p.opt, p.steps, p.record_every
+    full = full_evaluator(p)
+    batch_ev = batch_evaluator(p) if p.batch_size is not None else None
+    perms = permutations(p) if batch_ev is not None else None
+    bs = p.batch_size or 0
+    per_epoch = -(-p.n_samples // bs) if bs else 0
+
+    x = p.x0
+    state = opt.init(x)
+    r_step: list[int] = []
+    r_x: list[np.ndarray] = []
+    r_f: list[float] = []
+    r_lr: list[float] = []
+    r_gn: list[float] = []
+    epoch_losses: list[float] = []
+    e_sum = e_n = 0.0
+    perm = np.arange(0)
+    nfev = 0
+    bound = math.inf
+    f_prev = math.nan
+    status, message = "", ""
+    last: tuple[float, np.ndarray] | None = None  # (f, g) at the final x, on the full data
+    bar = Progress(steps, p.progress)
+    k = 0
+    # Overflow is reported as divergence, not as NumPy warnings from the norm or the update.
+    errstate = np.errstate(over="ignore", invalid="ignore")
+    errstate.__enter__()
+    try:
+        while k < steps:
+            if batch_ev is not None:
+                b = k % per_epoch
+                if b == 0:
+                    perm = next(perms)  # type: ignore[arg-type]
+                idx = perm[b * bs : (b + 1) * bs]
+                fk, gk = batch_ev(x, idx)
+            else:
+                fk, gk = full(x)
+            nfev += 1
+            if k == 0:
+                bound = p.factor * max(1.0, abs(fk)) if math.isfinite(fk) else math.inf
+            gn = math.sqrt(gk @ gk)
+            why = ""
+            if not math.isfinite(fk):
+                why = "loss"
+            elif not math.isfinite(gn) and not np.isfinite(gk).all():
+                why = "grad"
+            elif fk > bound:
+                why = "bound"
+            if why:
+                status, message = "diverged", diverged_message(
+                    k, why, fk, bound, x, gk, param_labels(p, x.size))
+                last = (fk, gk) if batch_ev is None else None
+                break
+            if p.gtol is not None and gn <= p.gtol:
+                status = "converged"
+                message = f"converged at step {k}: gradient norm {gn:.3g} <= gtol={p.gtol:g}"
+                last = (fk, gk)
+                break
+            if p.tol is not None and batch_ev is None and k > 0:
+                d = rel_change(f_prev, fk)
+                if d <= p.tol:
+                    status = "converged"
+                    message = (
+                        f"converged at step {k}: relative loss change {d:.3g} <= tol={p.tol:g}"
+                    )
+                    last = (fk, gk)
+                    break
+            if p.callback is not None and p.callback(k, x, fk, gk):
+                status, message = "stopped", f"stopped by callback at step {k}"
+                last = (fk, gk) if batch_ev is None else None
+                break
+            if rec and k % rec == 0:
+                r_step.append(k)
+                r_x.append(x)
+                r_f.append(fk)
+                r_lr.append(opt.learning_rate(k))
+                r_gn.append(gn)
+            x_new, state = opt.update(gk, state, x, k)
+            x_new = np.asarray(x_new, dtype=np.float64)
+            # x @ x is finite iff every entry is (barring overflow of huge finite entries)
+            if not math.isfinite(x_new @ x_new) and not np.isfinite(x_new).all():
+                status, message = "diverged", diverged_message(k, "x", fk, bound)
+                last = (fk, gk) if batch_ev is None else None
+                break
+            x, f_prev = x_new, fk
+            k += 1
+            if p.progress:
+                bar.update(1, fk)
+            if batch_ev is not None:
+                e_sum += fk * len(idx)
+                e_n += len(idx)
+                if b == per_epoch - 1:
+                    epoch_losses.append(e_sum / e_n)
+                    e_sum = e_n = 0.0
+                    if p.tol is not None and len(epoch_losses) > 1:
+                        d = rel_change(epoch_losses[-2], epoch_losses[-1])
+                        if d <= p.tol:
+                            status = "converged"
+                            message = (
+                                f"converged at step {k} (epoch {len(epoch_losses) - 1}): relative "
+                                f"epoch-loss change {d:.3g} <= tol={p.tol:g}"
+                            )
+                            break
+    finally:
+        errstate.__exit__(None, None, None)
+        bar.close()
+    if e_n:
+        epoch_losses.append(e_sum / e_n)  # the last, partial epoch
+    if not status:
+        if p.tol is not None or p.gtol is not None:
+            status, message = "maxiter", f"reached steps={steps} without meeting tol/gtol"
+        else:
+            status, message = "completed", f"completed {steps} steps"
+    if last is None:
+        last = full(x)
+        nfev += 1
+    fun, jac = last
+    if rec:
+        r_step.append(k)
+        r_x.append(x)
+        r_f.append(fun)
+        r_lr.append(opt.learning_rate(k))
+        r_gn.append(final_grad_norm(jac))
+    n = p.x0.size
+    history = History(
+        step=np.array(r_step, dtype=np.int64),
+        x=np.array(r_x, dtype=np.float64).reshape(len(r_x), n),
+        loss=np.array(r_f, dtype=np.float64),
+        lr=np.array(r_lr, dtype=np.float64),
+        grad_norm=np.array(r_gn, dtype=np.float64),
+        epoch_loss=np.array(epoch_losses, dtype=np.float64),
+    )
+    return OptimizeResult(
+        x=np.array(x, dtype=np.float64),
+        fun=float(fun),
+        jac=np.array(jac, dtype=np.float64),
+        nit=k,
+        nfev=nfev,
+        success=status not in ("diverged", "maxiter"),
+        status=status,
+        message=message,
+        history=history,
+        compiled=False,
+    )

@@ -1,0 +1,173 @@
+"""What a run returns: :class:`OptimizeResult` (SciPy's names), its :class:`History`, the
+divergence messages both loops share, and the progress bar."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["History", "OptimizeResult"]
+
+
+@dataclass(frozen=True)
+class History:
+    """What the loop recorded every ``record_every`` steps (all arrays, one row per record).
+
+    ``step[i]`` is the 0-based step, ``x[i]`` the iterate at which that step evaluated the loss
+    ``loss[i]`` and the gradient (Euclidean norm ``grad_norm[i]``), ``lr[i]`` the learning rate
+    that step used. The last record is the final iterate (``step == nit``, loss and gradient on
+    the full data, ``lr`` the rate the next step would use), so ``x`` is the whole path.
+    ``epoch_loss[e]`` (mini-batch runs only, else empty) is the batch-size-weighted mean of the
+    step losses of epoch ``e`` (the usual running epoch loss for a mean-reduced loss).
+    """
+
+    step: np.ndarray
+    x: np.ndarray
+    loss: np.ndarray
+    lr: np.ndarray
+    grad_norm: np.ndarray
+    epoch_loss: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    def __repr__(self) -> str:
+        last = f", last step {int(self.step[-1])}" if len(self.step) else ""
+        return f"History({len(self.step)} records{last}, {len(self.epoch_loss)} epochs)"
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    """Result of :func:`minimize`, with SciPy's field names.
+
+    Attributes:
+        x: final parameters. fun: loss at ``x``. jac: gradient at ``x``.
+        nit: updates applied (Newton: trust-region iterations, rejected steps included).
+        nfev: objective (value-and-gradient) evaluations (``njev`` is the same number: each
+        evaluation gives both). nhev: Hessian-vector products (``optim.newton()``), else 0.
+        success: False only for ``"diverged"``, ``"maxiter"`` and ``"failed"``.
+        status: ``"completed"``, ``"converged"``, ``"stopped"``, ``"maxiter"``, ``"diverged"``
+            or ``"failed"`` (second-order methods: no step decreases the loss, i.e. the line
+            search or the trust region failed).
+        message: what happened, in words (the step number when it diverged).
+        history: the recorded path, see :class:`History` (for ``optim.lbfgs()``/``newton()``
+            ``lr`` holds the line-search step length / the trust radius).
+        compiled: whether the compiled Numba loop ran.
+    """
+
+    x: np.ndarray
+    fun: float
+    jac: np.ndarray
+    nit: int
+    nfev: int
+    success: bool
+    status: str
+    message: str
+    history: History
+    compiled: bool = False
+    nhev: int = 0
+
+    @property
+    def njev(self) -> int:
+        """Gradient evaluations: each objective evaluation returns the gradient too."""
+        return self.nfev
+
+
+
+_DIVERGED = {
+    "loss": "the loss is {fk!r}",
+    "grad": "the gradient is not finite",
+    "bound": "the loss {fk:.6g} exceeds diverge_factor * max(1, |initial loss|) = {bound:.6g}",
+    "x": "the update gave non-finite parameters",
+}
+
+
+def diverged_message(k: int, why: str, fk: float, bound: float, x: np.ndarray | None = None,
+                      g: np.ndarray | None = None, names: Any = None) -> str:
+    """Why the run stopped as diverged, in words that fit the cause.
+
+    A non-finite loss or gradient at step 0 means the loss is not defined (or not
+    differentiable) at the starting point: no learning rate helps. At a later step, or when the
+    loss grew past the bound, the steps were too large.
+    """
+    reason = _DIVERGED[why].format(fk=fk, bound=bound)
+    if why in ("loss", "grad") and x is not None:
+        bad = None if why == "loss" or g is None else ~np.isfinite(g)
+        where = describe_x(x, names, bad)
+        if k == 0:
+            what = "not defined" if why == "loss" else "not differentiable"
+            return (f"non-finite at the starting point (step 0): {reason} at {where}: the loss "
+                    f"is {what} there; start from another x0")
+        return (f"diverged at step {k}: {reason} at {where}: the steps left the region where "
+                "the loss is defined (or overflowed); try a smaller learning rate")
+    return f"diverged at step {k}: {reason}; try a smaller learning rate"
+
+
+def describe_x(x: np.ndarray, names: Any, bad: np.ndarray | None = None, most: int = 6) -> str:
+    """``a=1, b=0`` for small x; the non-finite gradient components' values when ``bad``."""
+    names = list(names) if names is not None and len(names) == x.size else \
+        [f"x[{i}]" for i in range(x.size)]
+    idx = np.flatnonzero(bad) if bad is not None and bad.any() else np.arange(x.size)
+    parts = [f"{names[i]}={x[i]:.6g}" for i in idx[:most]]
+    more = f", ... ({idx.size - most} more)" if idx.size > most else ""
+    return ("the parameters with a non-finite gradient " if bad is not None and bad.any()
+            else "x = ") + ("(" + ", ".join(parts) + more + ")")
+
+
+def rel_change(f_prev: float, fk: float) -> float:
+    return abs(f_prev - fk) / max(abs(f_prev), abs(fk), 1.0)
+
+
+def grad_norm(g: np.ndarray) -> float:
+    return math.sqrt(float(np.dot(g, g)))
+
+
+def final_grad_norm(g: np.ndarray) -> float:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return grad_norm(g)
+
+
+class Progress:
+    """tqdm when installed, else a line on stderr at most every half second."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done, self.bar, self.enabled = total, 0, None, enabled
+        self.last = 0.0
+        if not enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return
+        self.bar = tqdm(total=total, desc="minimize", unit="step")
+
+    def update(self, n: int, loss: float) -> None:
+        if not self.enabled:
+            return
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+            return
+        now = time.perf_counter()
+        if now - self.last >= 0.5 or self.done >= self.total:
+            self.last = now
+            pct = 100.0 * self.done / max(self.total, 1)
+            sys.stderr.write(
+                f"\rminimize: {pct:5.1f}% ({self.done}/{self.total} steps) loss={loss:.4g}"
+            )
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            sys.stderr.write("\n")
+            sys.stderr.flush()

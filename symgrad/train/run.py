@@ -1,0 +1,156 @@
+"""The training loop: ``minimize(f, x0, optimizer=..., steps=...) -> OptimizeResult``.
+
+``f`` is a symgrad Kernel (anything with ``.value_and_grad``, ``.jit`` and ``.data_args``) or
+any callable ``f(x, **data) -> (value, grad)``. The loop runs one of two ways, with the same
+numbers (tests check 1e-12; in practice bit for bit):
+
+- **compiled** (:mod:`symgrad.train.compiled`): a Kernel, an optimizer with a rule (every
+  built-in one; :func:`symgrad.optim.from_rule`) and no callback, full batch or mini-batch
+  (scalar kernels; an array kernel's batches run in Python). The loop is generated once per
+  kernel and optimizer rule and cached on disk like the kernels.
+- **Python** (:mod:`symgrad.train.python_loop`): always available; callbacks, hand-written
+  ``(init, update)`` pairs and plain callables run here.
+
+``compiled=None`` chooses the compiled loop when it never loses: when its compiled code is
+ready (in this process or in the on-disk cache, a few milliseconds to load), or when the
+Python loop's overhead, ``steps * PYTHON_STEP_SECONDS``, would exceed :data:`COMPILE_SECONDS`
+(the cost of compiling it cold). So a short first run stays in Python and a warm cache always
+compiles.
+
+Both loops call the kernel's serial ``f.jit.value_and_grad`` (not the ``prange`` variant
+``Kernel.value_and_grad`` picks for large data), so they sum in the same order; mini-batches
+pass the batch's sample indices (no copy of the data); a plain callable gets
+``f(x, **{name: column[idx]})``.
+
+Step ``k`` (0-based) evaluates the loss ``f_k`` and gradient ``g_k`` at the iterate ``x_k``,
+checks the stopping rules, records ``(k, x_k, f_k, lr_k, |g_k|)`` every ``record_every`` steps
+and applies the update to get ``x_{k+1}``. The stopping rules, in order:
+
+- *diverged*: ``f_k`` or ``g_k`` not finite, or ``f_k > diverge_factor * max(1, |f_0|)``, or the
+  update produced non-finite parameters. ``res.x`` is then ``x_k``, the last iterate with
+  finite parameters, and ``res.message`` names the step. Never a silent NaN.
+- *converged*: ``|g_k| <= gtol`` (Euclidean norm), or ``|f_{k-1} - f_k| <= tol * max(|f_{k-1}|,
+  |f_k|, 1)``. In mini-batch mode ``tol`` compares consecutive epoch losses instead (and
+  ``gtol`` is not available: batch gradients are noise).
+- *stopped*: ``callback(k, x_k, f_k, g_k)`` returned True.
+- otherwise the loop ends after ``steps`` steps: status ``"completed"`` (or ``"maxiter"``,
+  unsuccessful, when ``tol``/``gtol`` were given and not met).
+
+``res.x`` is the final iterate, ``res.fun``/``res.jac`` the loss and gradient there on the
+full data (one extra evaluation unless the loop already has them), ``res.nit`` the number of
+updates applied, ``res.nfev`` the number of objective evaluations. NumPy overflow warnings
+inside the loop are silenced: non-finite values are reported through ``status="diverged"``.
+
+>>> import numpy as np
+>>> from symgrad import optim, schedules
+>>> def f(x):   # the seed's Rosenbrock variant, hand-differentiated
+...     a, b = x[1] - x[0]**2, 1 - x[0]
+...     return a*a + b*b, np.array([-4*x[0]*a - 2*b, 2*a])
+>>> res = minimize(f, [2.0, 2.0], optimizer=optim.sgd(lr=0.1), steps=100)
+>>> res.status, np.round(res.x, 4), f"{res.fun:.2e}"
+('completed', array([1.0088, 1.0214]), '9.13e-05')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import second_order
+from .compiled import compiled_reason, is_ready, run_compiled
+from .optim import Optimizer
+from .plan import Callback, is_bound, is_kernel, plan
+from .python_loop import run_python
+from .result import OptimizeResult
+from .second_order import SecondOrder
+
+__all__ = ["COMPILE_SECONDS", "PYTHON_STEP_SECONDS", "minimize"]
+
+#: Estimated cost of compiling a training loop cold (measured 1-3 s on a 2-core machine).
+COMPILE_SECONDS = 2.0
+#: Estimated overhead of one step of the Python loop over the compiled one (3-10 us).
+PYTHON_STEP_SECONDS = 5e-6
+
+
+def minimize(
+    f: Any,
+    x0: Any,
+    *,
+    optimizer: Optimizer | SecondOrder | None = None,
+    steps: int | None = None,
+    data: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+    epochs: int | None = None,
+    seed: Any = None,
+    tol: float | None = None,
+    gtol: float | None = None,
+    callback: Callback | None = None,
+    progress: bool = False,
+    record_every: int = 1,
+    compiled: bool | None = None,
+    diverge_factor: float | None = 1e6,
+    hvp: Callable[..., Any] | None = None,
+) -> OptimizeResult:
+    """Minimize ``f`` from ``x0`` (first-order, L-BFGS or Newton); see the module docstring.
+
+    Args:
+        f: a Kernel from ``sg.compile`` or a callable ``f(x, **data) -> (value, grad)``.
+        x0: initial parameters (1-D; copied, never modified).
+        optimizer: from :mod:`symgrad.optim`; default ``optim.sgd(lr=1e-3)``.
+            ``optim.lbfgs()`` / ``optim.newton()``: ``steps`` counts their iterations.
+        steps: number of optimizer steps (default 1000 unless ``epochs`` is given).
+        data: data columns by name (1-D or 2-D arrays, one row per sample).
+        batch_size: mini-batch size; batches are drawn without replacement from a fresh
+            permutation each epoch (``np.random.default_rng(seed)``), the last batch of an
+            epoch holds the remainder. ``None``: full batch.
+        epochs: passes over the data (instead of ``steps``).
+        seed: seed of the shuffling.
+        tol: stop when the relative change of the loss (per step; per epoch with batches)
+            is ``<= tol``.
+        gtol: stop when the gradient norm is ``<= gtol`` (full batch only).
+        callback: ``callback(step, x, loss, grad)`` before each update; return True to stop.
+            Do not modify the arrays it receives.
+        progress: show a progress bar (tqdm when installed, else a line on stderr).
+        record_every: record the history every this many steps (0: no history).
+        compiled: run the loop inside Numba: None chooses (see the module docstring: when
+            the compiled loop is ready or the run is long enough to pay for compiling it);
+            True insists (ValueError saying why when not possible); False never.
+        diverge_factor: stop as diverged when the loss exceeds
+            ``diverge_factor * max(1, |initial loss|)``; None keeps only the non-finite check.
+            (L-BFGS and Newton never increase the loss; they ignore it.)
+        hvp: ``hvp(x, v, **data) -> H v`` for ``optim.newton()`` with a plain callable ``f``
+            (a Kernel brings its exact HVP).
+
+    ``optim.lbfgs()`` and ``optim.newton()`` (full batch only) run their own loops, see
+    :mod:`symgrad.train.second_order`: same stopping rules, history and result.
+
+    Returns:
+        OptimizeResult with x, fun, jac, nit, nfev, success, status, message, history.
+
+    >>> import numpy as np
+    >>> from symgrad import optim
+    >>> res = minimize(lambda x: (x @ x, 2 * x), [3.0, -4.0], optimizer=optim.sgd(0.25),
+    ...                steps=50, gtol=1e-8)
+    >>> res.status, res.nit, bool(np.abs(res.x).max() < 1e-8)   # x halves every step
+    ('converged', 30, True)
+    """
+    if isinstance(optimizer, SecondOrder):  # L-BFGS / Newton: their own loops
+        second_order.check_call(optimizer, kernel=is_kernel(f) or is_bound(f), hvp=hvp,
+                                batch_size=batch_size, epochs=epochs, compiled=compiled)
+    elif hvp is not None:
+        raise ValueError("hvp= is used by optim.newton() only")
+    p = plan(f, x0, optimizer, steps, data, batch_size, epochs, seed, tol, gtol, callback,
+              progress, record_every, diverge_factor)  # fmt: skip
+    if isinstance(p.opt, SecondOrder):
+        return second_order.run(p, hvp)
+    if compiled is None:
+        use = not compiled_reason(p) and (
+            p.steps * PYTHON_STEP_SECONDS > COMPILE_SECONDS or is_ready(p))
+    elif compiled:
+        reason = compiled_reason(p)
+        if reason:
+            raise ValueError(f"compiled=True is not possible: {reason}; use compiled=None")
+        use = True
+    else:
+        use = False
+    return run_compiled(p) if use else run_python(p)

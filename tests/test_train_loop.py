@@ -1,0 +1,167 @@
+"""The training loop (issue 12): the compiled loop and the Python loop give the same numbers for
+every optimizer, full batch and mini-batch, with a schedule; a custom rule compiles; a custom
+(init, update) pair runs in Python; the compiled loop is loaded from the on-disk cache by a second
+process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad import optim, schedules
+
+ALL = ["sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad"]
+LR = {"sgd": 0.05, "momentum": 0.02, "nesterov": 0.02, "adam": 0.05, "rmsprop": 0.01,
+      "adagrad": 0.2}
+
+
+@pytest.fixture(scope="module")
+def quad():
+    """mean((a t^2 + b t + c - y)^2) with 203 samples (a partial last batch of 8 at size 15)."""
+    a, b, c = sg.params("a b c")
+    t, y = sg.data("t y")
+    rng = np.random.default_rng(12)
+    tt = np.linspace(-2.0, 2.0, 203)
+    data = {"t": tt, "y": 0.5 * tt**2 - tt + 2.0 + 0.1 * rng.normal(size=tt.size)}
+    return sg.compile(sg.mean((a * t**2 + b * t + c - y) ** 2)), data
+
+
+def _same(c, p):
+    assert c.compiled and not p.compiled
+    assert (c.status, c.nit, c.nfev, c.message) == (p.status, p.nit, p.nfev, p.message)
+    np.testing.assert_allclose(c.x, p.x, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(c.jac, p.jac, rtol=1e-12, atol=1e-300)
+    assert c.fun == pytest.approx(p.fun, rel=1e-12, abs=1e-300)
+    for name in ("step", "x", "loss", "lr", "grad_norm", "epoch_loss"):
+        np.testing.assert_allclose(getattr(c.history, name), getattr(p.history, name),
+                                   rtol=1e-12, atol=1e-300, err_msg=name)
+
+
+@pytest.mark.parametrize("batch_size", [None, 15])
+@pytest.mark.parametrize("name", ALL)
+def test_compiled_equals_python_every_optimizer_full_and_minibatch(quad, name, batch_size):
+    f, data = quad
+    opt = getattr(optim, name)(lr=schedules.time_decay(LR[name], decay=0.01))
+    kw = dict(optimizer=opt, data=data, record_every=3, seed=5)
+    kw.update(steps=120) if batch_size is None else kw.update(batch_size=batch_size, epochs=4)
+    c = sg.minimize(f, [0.0, 0.0, 0.0], compiled=True, **kw)
+    p = sg.minimize(f, [0.0, 0.0, 0.0], compiled=False, **kw)
+    _same(c, p)
+    if batch_size is not None:
+        assert len(c.history.epoch_loss) == 4 and c.nit == 4 * 14
+
+
+def test_minibatch_stopping_rules_agree(quad):
+    f, data = quad
+    kw = dict(data=data, batch_size=15, epochs=200, seed=1)
+    tol = dict(optimizer=optim.momentum(0.01), tol=1e-3, **kw)
+    c, p = (sg.minimize(f, [0.0] * 3, compiled=m, **tol) for m in (True, False))
+    _same(c, p)
+    assert c.status == "converged" and "epoch" in c.message
+    div = dict(optimizer=optim.sgd(5.0), **kw)
+    c, p = (sg.minimize(f, [0.0] * 3, compiled=m, **div) for m in (True, False))
+    _same(c, p)
+    assert c.status == "diverged" and np.isfinite(c.x).all()
+
+
+def sign_rule(x, g, lr, k):
+    """A custom rule at module level: importable, so its compiled loop is cached."""
+    return (x - lr * np.sign(g),)
+
+
+def clipped_momentum_rule(x, g, v, lr, k, beta, clip):
+    v = beta * v - lr * np.minimum(np.maximum(g, -clip), clip)
+    return x + v, v
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optim.from_rule("sign_sgd", sign_rule, lr=schedules.time_decay(0.05, 0.01)),
+    lambda: optim.from_rule("clipped", clipped_momentum_rule, lr=0.01, state=1, beta=0.9,
+                            clip=1.0),
+    lambda: optim.from_rule("lambda", lambda x, g, lr, k: (x - lr * g,), lr=0.05),
+])
+def test_a_custom_rule_runs_in_both_loops(quad, make):
+    f, data = quad
+    opt = make()
+    for kw in ({"steps": 200}, {"batch_size": 20, "epochs": 3, "seed": 0}):
+        c = sg.minimize(f, [0.0] * 3, optimizer=opt, data=data, compiled=True, **kw)
+        p = sg.minimize(f, [0.0] * 3, optimizer=opt, data=data, compiled=False, **kw)
+        _same(c, p)
+        assert c.fun < p.history.loss[0]
+
+
+def test_a_hand_written_pair_runs_in_python_and_compiled_true_says_why(quad):
+    f, data = quad
+    opt = optim.Optimizer("mine", lambda x: (), lambda g, s, x, k: (x - 0.05 * g, s),
+                          schedules.constant(0.05))
+    res = sg.minimize(f, [0.0] * 3, optimizer=opt, data=data, steps=3000)
+    assert not res.compiled and res.status == "completed"
+    with pytest.raises(ValueError, match=r"hand-written \(init, update\) pair.*from_rule"):
+        sg.minimize(f, [0.0] * 3, optimizer=opt, data=data, steps=5, compiled=True)
+
+
+def test_from_rule_checks_its_arguments():
+    with pytest.raises(TypeError, match="rule must be a function"):
+        optim.from_rule("x", 3, lr=0.1)
+    with pytest.raises(ValueError, match="state"):
+        optim.from_rule("x", sign_rule, lr=0.1, state=-1)
+
+
+def test_array_kernel_full_batch_compiles_minibatch_says_why():
+    w = sg.params("w", shape=(3,))
+    X = sg.data("X", shape=(3,))
+    y = sg.data("y")
+    f = sg.compile(sg.mean((X @ w - y) ** 2))
+    rng = np.random.default_rng(0)
+    data = {"X": rng.normal(size=(50, 3)), "y": rng.normal(size=50)}
+    kw = dict(optimizer=optim.adam(0.05), data=data, steps=100, record_every=5)
+    _same(sg.minimize(f, np.zeros(3), compiled=True, **kw),
+          sg.minimize(f, np.zeros(3), compiled=False, **kw))
+    with pytest.raises(ValueError, match="array kernel gathers each mini-batch"):
+        sg.minimize(f, np.zeros(3), optimizer=optim.sgd(0.1), data=data, batch_size=10,
+                    epochs=1, compiled=True)
+
+
+CHILD = textwrap.dedent("""
+    import json, time
+    import numpy as np
+    import symgrad as sg
+    from symgrad.train import compiled as C
+    t0 = time.perf_counter()
+    a, b, c = sg.params("a b c"); t, y = sg.data("t y")
+    f = sg.compile(sg.mean((a*t**2 + b*t + c - y)**2))
+    tt = np.linspace(-1, 1, 100)
+    res = sg.minimize(f, [0.0, 0.0, 0.0], optimizer=sg.optim.adam(0.05), steps=50,
+                      data={"t": tt, "y": 2*tt}, batch_size=16, seed=0)
+    (loop, cached), = C._LOOPS.values()
+    print(json.dumps({"compiled": res.compiled, "cached": cached, "x": res.x.tolist(),
+                      "hits": sum(loop.stats.cache_hits.values()),
+                      "seconds": time.perf_counter() - t0}))
+""")
+
+
+def test_the_compiled_loop_is_loaded_from_disk_by_a_second_process(tmp_path, python,
+                                                                   subprocess_env):
+    env = subprocess_env(SYMGRAD_CACHE_DIR=str(tmp_path / "cache"))
+
+    def child():
+        out = subprocess.run([python, "-c", CHILD], env=env, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first, second = child(), child()
+    # a short first run stays in Python (compiling would not pay off) and writes nothing to
+    # Numba's cache; force one compile, then a short run in a new process uses it
+    assert not first["compiled"]
+    forced = subprocess.run([python, "-c", CHILD.replace("seed=0)", "seed=0, compiled=True)")],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert forced.returncode == 0, forced.stderr
+    third = child()
+    assert third["compiled"] and third["cached"] and third["hits"] >= 1
+    np.testing.assert_allclose(third["x"], second["x"], rtol=1e-12)
