@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["symgrad.arrays.graph", "symgrad.arrays.dims", "symgrad.arrays.ops",
+MODULES = ["symgrad.datacheck", "symgrad.arrays.graph", "symgrad.arrays.dims", "symgrad.arrays.ops",
            "symgrad.arrays.autodiff", "symgrad.arrays.problem", "symgrad.arrays.codegen",
            "symgrad.arrays.formula", "symgrad.arrays.kernel", "symgrad.elementwise"]
 
