@@ -5,9 +5,11 @@ import importlib
 
 import pytest
 
-MODULES = ["symgrad.datacheck", "symgrad.arrays.graph", "symgrad.arrays.dims", "symgrad.arrays.ops",
-           "symgrad.arrays.autodiff", "symgrad.arrays.problem", "symgrad.arrays.codegen",
-           "symgrad.arrays.formula", "symgrad.arrays.kernel", "symgrad.elementwise"]
+MODULES = ["symgrad.datacheck", "symgrad.codegen.helpers", "symgrad.codegen.names",
+           "symgrad.codegen.scalar", "symgrad.arrays.graph", "symgrad.arrays.dims",
+           "symgrad.arrays.ops", "symgrad.arrays.autodiff", "symgrad.arrays.problem",
+           "symgrad.arrays.codegen", "symgrad.arrays.formula", "symgrad.arrays.kernel",
+           "symgrad.elementwise"]
 
 
 @pytest.mark.parametrize("name", MODULES)
