@@ -9,7 +9,8 @@ MODULES = ["symgrad.datacheck", "symgrad.codegen.helpers", "symgrad.codegen.name
            "symgrad.codegen.scalar", "symgrad.arrays.graph", "symgrad.arrays.dims",
            "symgrad.arrays.ops", "symgrad.arrays.autodiff", "symgrad.arrays.problem",
            "symgrad.arrays.codegen", "symgrad.arrays.formula", "symgrad.arrays.kernel",
-           "symgrad.elementwise"]
+           "symgrad.elementwise", "symgrad.check", "symgrad.check.grad", "symgrad.check.hessian",
+           "symgrad.check.kinks"]
 
 
 @pytest.mark.parametrize("name", MODULES)
