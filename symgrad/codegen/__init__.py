@@ -8,6 +8,8 @@ The array modules (:mod:`symgrad.arrays.codegen`) and the least-squares modules 
 pieces through the names re-exported here.
 """
 
+from ..derive import Derivatives, Tmp
+from ..printer import ComplexPrinter, ScalarPrinter
 from .helpers import COMPLEX_HELPERS, HELPERS, _lse_helper, helpers_for
 from .names import (
     _GENERATED,
@@ -25,3 +27,5 @@ __all__ = ["CodegenOptions", "header", "helpers_for", "module_source"]
 __all__ += ["COMPLEX_HELPERS", "HELPERS", "RESERVED", "_GENERATED", "_JIT", "_MODULE_NAMES",
             "_Gen", "_Text", "_TmpNames", "_column_args", "_depends", "_esc", "_fn",
             "_hessian_fn", "_ident", "_lse_helper", "_off"]
+# the printers and derivative types the module text is made from (importable from here before)
+__all__ += ["ComplexPrinter", "Derivatives", "ScalarPrinter", "Tmp"]
