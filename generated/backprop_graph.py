@@ -5,7 +5,7 @@
 # parameters (order of x): w, b
 # data columns: x[N], y_true[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 315082de700d022c
+# content hash: ffd00972065e0cd2
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -28,6 +28,7 @@ DATA = ('x', 'y_true')
 KINK_POLICY = "relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5"
 ANALYTIC = False
 _FASTMATH = {'reassoc', 'contract'}
+
 
 @numba.njit(cache=True, error_model='numpy')
 def _span(a):
@@ -59,43 +60,6 @@ def _heaviside(z, at_zero):
     if z < 0.0:
         return 0.0
     return at_zero if z == 0.0 else z
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _sign(z):
-    if z > 0.0:
-        return 1.0
-    if z < 0.0:
-        return -1.0
-    return z
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _relu(z):
-    return z if not z < 0.0 else 0.0
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _floor(z):
-    return np.floor(z)
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _ceil(z):
-    return np.ceil(z)
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _sigmoid(z):
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _softplus(z):
-    return max(z, 0.0) + math.log1p(math.exp(-abs(z))) if z == z else z
 
 
 @numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)

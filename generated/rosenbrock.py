@@ -5,7 +5,7 @@
 # parameters (order of x): x1, x2
 # data columns: none
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 228e839ddf15ddbd
+# content hash: 7823d89cf8cdda51
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -29,73 +29,6 @@ KINK_POLICY = "relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5"
 ANALYTIC = True
 _FASTMATH = {'reassoc', 'contract'}
 
-@numba.njit(cache=True, error_model='numpy')
-def _span(a):
-    lo = a.ctypes.data
-    hi = lo
-    for d in range(a.ndim):
-        ext = (a.shape[d] - 1) * a.strides[d]
-        if ext < 0:
-            lo += ext
-        else:
-            hi += ext
-    return lo, hi + a.itemsize
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _overlap(a, b):
-    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
-    if a.size == 0 or b.size == 0:
-        return False
-    a0, a1 = _span(a)
-    b0, b1 = _span(b)
-    return a0 < b1 and b0 < a1
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _heaviside(z, at_zero):
-    if z > 0.0:
-        return 1.0
-    if z < 0.0:
-        return 0.0
-    return at_zero if z == 0.0 else z
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _sign(z):
-    if z > 0.0:
-        return 1.0
-    if z < 0.0:
-        return -1.0
-    return z
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _relu(z):
-    return z if not z < 0.0 else 0.0
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _floor(z):
-    return np.floor(z)
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _ceil(z):
-    return np.ceil(z)
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _sigmoid(z):
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _softplus(z):
-    return max(z, 0.0) + math.log1p(math.exp(-abs(z))) if z == z else z
 
 @numba.njit(cache=True, error_model='numpy')
 def _span(a):
@@ -131,38 +64,6 @@ def _ipow_c(z, k):
         b = b * b
         m >>= 1
     return r if k >= 0 else 1.0 / r
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _sigmoid_c(z):
-    if z.real >= 0.0:
-        return 1.0 / (1.0 + cmath.exp(-z))
-    e = cmath.exp(z)
-    return e / (1.0 + e)
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _softplus_c(z):
-    if z.real > 0.0:
-        return z + cmath.log(1.0 + cmath.exp(-z))
-    return cmath.log(1.0 + cmath.exp(z))
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _log1p_c(z):
-    return cmath.log(1.0 + z) if abs(z) > 1e-4 else z - z * z / 2.0 + z * z * z / 3.0
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _expm1_c(z):
-    return cmath.exp(z) - 1.0 if abs(z) > 1e-4 else z + z * z / 2.0 + z * z * z / 6.0
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _erf_c(z):
-    # erf(a + ib) to first order in b: enough for complex-step with tiny imaginary parts
-    a = z.real
-    return complex(math.erf(a), 2.0 / math.sqrt(math.pi) * math.exp(-a * a) * z.imag)
 
 
 @numba.njit(cache=True, error_model='numpy')

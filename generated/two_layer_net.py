@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 23ee0ff83507f3b6
+# content hash: 03d8b0c938fae73f
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -31,73 +31,6 @@ ANALYTIC = False
 DTYPE = 'float64'
 _FASTMATH = {'reassoc', 'contract'}
 
-@numba.njit(cache=True, error_model='numpy')
-def _span(a):
-    lo = a.ctypes.data
-    hi = lo
-    for d in range(a.ndim):
-        ext = (a.shape[d] - 1) * a.strides[d]
-        if ext < 0:
-            lo += ext
-        else:
-            hi += ext
-    return lo, hi + a.itemsize
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _overlap(a, b):
-    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
-    if a.size == 0 or b.size == 0:
-        return False
-    a0, a1 = _span(a)
-    b0, b1 = _span(b)
-    return a0 < b1 and b0 < a1
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _heaviside(z, at_zero):
-    if z > 0.0:
-        return 1.0
-    if z < 0.0:
-        return 0.0
-    return at_zero if z == 0.0 else z
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _sign(z):
-    if z > 0.0:
-        return 1.0
-    if z < 0.0:
-        return -1.0
-    return z
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _relu(z):
-    return z if not z < 0.0 else 0.0
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _floor(z):
-    return np.floor(z)
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _ceil(z):
-    return np.ceil(z)
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _sigmoid(z):
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
-
-
-@numba.njit(cache=True, error_model='numpy')
-def _softplus(z):
-    return max(z, 0.0) + math.log1p(math.exp(-abs(z))) if z == z else z
 
 try:  # Numba's gemm wrapper (the one np.dot calls), called directly
     from numba.core import cgutils as _cgutils
@@ -140,6 +73,20 @@ else:
     @numba.njit(cache=True)
     def _gemm(a, b, out):
         np.dot(a, b, out)
+
+
+@numba.njit(cache=True, error_model='numpy')
+def _heaviside(z, at_zero):
+    if z > 0.0:
+        return 1.0
+    if z < 0.0:
+        return 0.0
+    return at_zero if z == 0.0 else z
+
+
+@numba.njit(cache=True, error_model='numpy')
+def _relu(z):
+    return z if not z < 0.0 else 0.0
 
 
 @numba.njit(cache=True)

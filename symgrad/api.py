@@ -187,9 +187,9 @@ def _generator_digest() -> str:
     """Hash of the modules that turn a problem into text (a code change invalidates the cache)."""
     here = Path(__file__).parent
     h = hashlib.sha256(__version__.encode())
-    for name in ("derive.py", "codegen.py", "printer.py", "functions.py", "problem.py",
-                 "symbols.py"):
-        h.update((here / name).read_bytes())
+    for path in [*(here / n for n in ("derive.py", "printer.py", "functions.py", "problem.py",
+                                      "symbols.py")), *sorted((here / "codegen").glob("*.py"))]:
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 

@@ -307,7 +307,7 @@ def _plot_minimize(f, res, data, path: str) -> Path:
 def cmd_demo(a: argparse.Namespace) -> int:
     from .demo import run
 
-    run(a.out)
+    run(a.out, examples=a.examples)
     return 0
 
 
@@ -370,9 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     m.set_defaults(run=cmd_minimize)
 
-    d = sub.add_parser("demo", help="run the seed scenarios end to end and write figures")
+    d = sub.add_parser("demo", help="run the seed scenarios (the example scripts) end to end "
+                       "and write figures")
     d.add_argument("--out", default=os.path.join("out", "demo"),
                    help="output directory (default: out/demo)")
+    d.add_argument("--examples", help="directory of the example scripts (default: examples/ of "
+                   "the source checkout symgrad is imported from)")
     d.set_defaults(run=cmd_demo)
     return p
 

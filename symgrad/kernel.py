@@ -23,6 +23,7 @@ from numba.core.caching import NullCache
 from numba.core.registry import CPUDispatcher
 
 from .cache import cache_dir, load_module, write_atomic
+from .datacheck import may_hide, non_finite_error, raise_non_finite, result_finite
 from .problem import Problem
 
 __all__ = ["Kernel", "cache_dir", "load_module", "write_atomic"]
@@ -73,6 +74,9 @@ class Kernel:
         self._widths = {c.name: c.width for c in problem.columns}
         self._n = self.n_params
         self._ns = len(problem.params)
+        #: Scan the data for NaN/inf on every call (the loss can hide them), not only after a
+        #: non-finite result (see :mod:`symgrad.datacheck`).
+        self._scan_always: bool = may_hide(problem.expr)
         self._exact_value = None
         if not self.data_names:
             self._exact_value = _exact(module.value, 1)
@@ -135,8 +139,12 @@ class Kernel:
             raise ValueError(f"{what} is read-only: pass a writeable float64 array")
         return out
 
-    def data_args(self, data: Mapping | None = None, batch=None) -> tuple:
-        """Validate data (and an optional batch) into the positional tail of ``f.jit`` calls."""
+    def data_args(self, data: Mapping | None = None, batch=None, *, scan: bool = True) -> tuple:
+        """Validate data (and an optional batch) into the positional tail of ``f.jit`` calls.
+
+        ``scan=False`` skips the pass over the values that finds NaN/inf (the per-call methods
+        scan only after a non-finite result, see :meth:`_checked`).
+        """
         data = dict(data or {})
         if not self.data_names:
             if data:
@@ -145,7 +153,7 @@ class Kernel:
                 raise TypeError("batch= needs a loss with data columns")
             return ()
         check_names(data, self.data_names, "data column")
-        ecols = tuple(_column(name, data[name], None, "element") for name in self._elements)
+        ecols = tuple(_column(name, data[name], None, "element", scan) for name in self._elements)
         if not self._samples:
             if batch is not None:
                 raise TypeError("batch= selects samples of a reduction over samples (sg.mean/"
@@ -154,7 +162,7 @@ class Kernel:
             return ecols
         cols, n = [], None
         for name in self._samples:
-            a = _column(name, data[name], self._widths[name])
+            a = _column(name, data[name], self._widths[name], "row", scan)
             if n is None:
                 n, first = a.shape[0], name
             elif a.shape[0] != n:
@@ -183,6 +191,19 @@ class Kernel:
     def _call(self, name: str, x, args: tuple, *outs):
         return getattr(self._impl(args), name)(x, *outs, *args)
 
+    def _data(self, data: Mapping, batch) -> tuple:
+        """``data_args`` for one call: no NaN/inf scan unless the loss can hide them."""
+        return self.data_args(data, batch, scan=self._scan_always)
+
+    def _checked(self, data: Mapping, batch, value: float, *outs: np.ndarray) -> float:
+        """``value`` when it and ``outs`` are finite or the data are; else the error naming the
+        first non-finite data value the call read (its column and row)."""
+        if self.data_names and not self._scan_always and not result_finite(value, *outs):
+            raise_non_finite({c: data[c] for c in self._samples}, batch)
+            raise_non_finite({c: data[c] for c in self._elements}, units=dict.fromkeys(
+                self._elements, "element"))
+        return value
+
     # -- public evaluation ------------------------------------------------------------------
     def value(self, x, /, *, batch=None, **data) -> float:
         """The loss at ``x``."""
@@ -191,7 +212,8 @@ class Kernel:
                 return self._exact_value(x)
             except TypeError:  # not a C-contiguous float64 vector: validate and convert below
                 pass
-        return float(self._call("value", self._x(x), self.data_args(data, batch)))
+        x = self._x(x)
+        return self._checked(data, batch, float(self._call("value", x, self._data(data, batch))))
 
     def value_and_grad(self, x, /, out=None, *, batch=None,
                        **data) -> tuple[float, np.ndarray]:
@@ -202,7 +224,8 @@ class Kernel:
         """
         x = self._x(x)
         out = self._out(out, x.shape)
-        return float(self._call("value_and_grad", x, self.data_args(data, batch), out)), out
+        v = float(self._call("value_and_grad", x, self._data(data, batch), out))
+        return self._checked(data, batch, v, out), out
 
     def _fast_value_and_grad(self, exact):
         """``value_and_grad`` for losses without data, the optimizers' hot path.
@@ -237,7 +260,8 @@ class Kernel:
         """The Hessian at ``x`` as an ``(n, n)`` array."""
         x = self._x(x)
         out = self._out(out, (x.shape[0], x.shape[0]))
-        self._call("hessian", x, self.data_args(data, batch), out)
+        self._call("hessian", x, self._data(data, batch), out)
+        self._checked(data, batch, 0.0, out)
         return out
 
     def hvp(self, x, v, /, out=None, *, batch=None, **data) -> np.ndarray:
@@ -245,7 +269,8 @@ class Kernel:
         x = self._x(x)
         v = self._x(v, "v", x.shape[0])
         out = self._out(out, x.shape)
-        self._call("hvp", x, self.data_args(data, batch), v, out)
+        self._call("hvp", x, self._data(data, batch), v, out)
+        self._checked(data, batch, 0.0, out)
         return out
 
     def value_complex(self, x, /, *, batch=None, **data) -> complex:
@@ -370,7 +395,8 @@ def _exact(fn, nargs: int):
     return d
 
 
-def _column(name: str, a, width: int | None, unit: str = "row") -> np.ndarray:
+def _column(name: str, a, width: int | None, unit: str = "row", scan: bool = True) -> np.ndarray:
+    """A validated float column: dtype, shape and (with ``scan``) every value finite."""
     try:
         arr = np.asarray(a)
     except Exception as exc:
@@ -387,13 +413,9 @@ def _column(name: str, a, width: int | None, unit: str = "row") -> np.ndarray:
     if width is not None and arr.shape[1] != width:
         raise ValueError(f"data column '{name}' must have {width} entries per sample "
                          f"(shape (N, {width})), got {arr.shape}")
-    if not np.isfinite(np.add.reduce(arr, axis=None)):  # one pass, no temporary: NaN/Inf sum
-        ok = np.isfinite(arr)  # only now find where (overflowing sums land here too)
-        if not ok.all():
-            bad = np.argwhere(~ok)[0]
-            where = f"{unit} {bad[0]}" + (f", entry {bad[1]}" if arr.ndim == 2 else "")
-            raise ValueError(f"data column '{name}' has a non-finite value ({arr[tuple(bad)]}) "
-                             f"at {where}: clean or drop it before fitting")
+    err = non_finite_error(name, arr, unit=unit) if scan else None
+    if err is not None:
+        raise err
     return arr
 
 

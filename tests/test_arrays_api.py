@@ -115,7 +115,7 @@ def test_data_errors_at_call_time(net, rings):
         net.value(x[:-1], X=X, Y=Y)
     bad = X.copy()
     bad[7, 1] = np.nan
-    with pytest.raises(ValueError, match="'X' has a non-finite value in row 7"):
+    with pytest.raises(ValueError, match="'X' has a non-finite value \\(nan\\) at row 7, entry 1"):
         net.value(x, X=bad, Y=Y)
     g = np.empty_like(x)
     with pytest.raises(ValueError, match="out shares memory with x"):

@@ -196,5 +196,20 @@ def test_demo_runs_the_seed_scenarios(tmp_path, capsys):
     np.testing.assert_allclose(s["rosenbrock"]["lr = 0.1"]["x"], [1.0088, 1.0214], atol=5e-5)
     assert s["backprop"]["grad"] == [2.0, 1.0]
     assert s["two_layer_net"]["test_accuracy"] > 0.95
-    assert s["momentum"]["momentum (lr 0.01, beta 0.9)"] < -1.2
+    assert s["momentum"]["momentum_w"] < -1.2 < s["momentum"]["sgd_w"]
     assert s["quadratic_fit"]["final_loss"] < s["quadratic_fit"]["initial_loss"] / 5
+    # the demo runs the example scripts (one copy of each scenario), showing their output
+    for script in ("rosenbrock_learning_rate", "quadratic_fit", "backprop_graph",
+                   "momentum_escape", "two_layer_net"):
+        assert f"(examples/{script}.py)" in out
+    assert "lr = 0.1" in out and "d/dw = 2, d/db = 1" in out
+
+
+def test_demo_without_the_example_scripts_says_what_to_do(tmp_path, capsys):
+    """A non-editable install has no examples/: a one-line error, not a traceback."""
+    code = cli.main(["demo", "--out", str(tmp_path / "out"), "--examples", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "runs the example scripts of a source checkout" in err
+    assert "pip install -e ." in err and "--examples DIR" in err
+    assert not (tmp_path / "out").exists()

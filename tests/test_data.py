@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sympy as sp
 
 import symgrad as sg
 from symgrad import losses
@@ -273,13 +274,90 @@ def test_non_finite_values_name_column_and_first_row(quad, lin, cols, bad):
     z2 = z.copy()
     z2[3, 1] = bad
     z2[40, 0] = bad
-    # the array kernel names the array and the first row (not yet the entry within the row)
-    with pytest.raises(ValueError, match=r"data array 'z' has a non-finite value in row 3\b"):
+    # the array kernel names the array, the first row and the entry within it (one rule)
+    with pytest.raises(ValueError, match=r"data array 'z' has a non-finite value .* at row 3, "
+                       r"entry 1: clean or drop"):
         lin.value_and_grad(P, z=z2, y=yz)
     t32 = t.astype(np.float32)
     t32[12] = bad
     with pytest.raises(ValueError, match=r"data column 't' .* at row 12\b"):
         quad.hvp(P, V, t=t32, y=y)
+
+
+def _no_scan(monkeypatch):
+    """Make any NaN/inf scan of the data fail the test (both kernels, both scan paths)."""
+    from symgrad import datacheck, kernel
+    from symgrad.arrays import kernel as akernel
+
+    def scanned(*a, **k):
+        raise AssertionError("the data were scanned for NaN/inf")
+
+    for mod in (datacheck, kernel, akernel):
+        for name in ("non_finite_error", "raise_non_finite"):
+            if hasattr(mod, name):
+                monkeypatch.setattr(mod, name, scanned)
+
+
+def test_per_call_data_are_not_scanned_when_the_result_is_finite(quad, lin, cols, monkeypatch):
+    """Regression (issue 12): every call scanned every column for NaN/inf (4.5x the bound call
+    at N = 1e6); now a finite result proves the columns it read were finite."""
+    t, y, z, yz = cols
+    want = quad.value_and_grad(P, t=t, y=y)[0], lin.value_and_grad(P, z=z, y=yz)[0]
+    _no_scan(monkeypatch)
+    assert quad.value_and_grad(P, t=t, y=y)[0] == want[0]
+    assert lin.value_and_grad(P, z=z, y=yz)[0] == want[1]
+    quad.value(P, t=t, y=y), quad.hvp(P, V, t=t, y=y), quad.hessian(P, t=t, y=y)
+    lin.value(P, z=z, y=yz), lin.hvp(P, V, z=z, y=yz), lin.hessian(P, z=z, y=yz)
+    with pytest.raises(AssertionError, match="scanned"):  # bind still validates once, fully
+        quad.bind(t=t, y=y)
+
+
+@pytest.mark.parametrize("call", ["value", "value_and_grad", "hvp", "hessian"])
+def test_non_finite_result_names_the_column_and_row(quad, lin, cols, call):
+    t, y, z, yz = cols
+    y2, z2 = y.copy(), z.copy()
+    y2[[9, 600]] = np.nan
+    z2[11, 2] = -np.inf
+    args = (P, V) if call == "hvp" else (P,)
+    with pytest.raises(ValueError, match=r"data column 'y' has a non-finite value \(nan\) at "
+                       r"row 9: clean or drop"):
+        getattr(quad, call)(*args, t=t, y=y2)
+    with pytest.raises(ValueError, match=r"data array 'z' has a non-finite value \(-inf\) at "
+                       r"row 11, entry 2: clean or drop"):
+        getattr(lin, call)(*args, z=z2, y=yz)
+
+
+def test_non_finite_rows_outside_the_batch_are_not_read(quad, lin, cols):
+    """A batch reads only its rows: NaN elsewhere does not matter; NaN inside is named by its
+    row in the full column."""
+    t, y, z, yz = cols
+    y2, z2 = y.copy(), z.copy()
+    y2[500] = z2[500, 0] = np.nan
+    for batch in (slice(0, 100), np.arange(100), np.arange(1000) < 100):
+        assert quad.value(P, t=t, y=y2, batch=batch) == quad.value(P, t=t, y=y, batch=batch)
+        assert lin.value(P, z=z2, y=yz, batch=batch) == lin.value(P, z=z, y=yz, batch=batch)
+    for batch in (slice(450, 550), np.array([3, 500, 7]), np.arange(1000) > 400):
+        with pytest.raises(ValueError, match=r"data column 'y' .* at row 500: clean"):
+            quad.value(P, t=t, y=y2, batch=batch)
+        with pytest.raises(ValueError, match=r"data array 'z' .* at row 500, entry 0: clean"):
+            lin.value_and_grad(P, z=z2, y=yz, batch=batch)
+
+
+def test_losses_that_can_hide_a_nan_still_scan_every_call(cols):
+    """``max(0.0, nan)`` is 0.0 and a Piecewise branch skips a NaN: such losses keep the scan."""
+    from symgrad.datacheck import may_hide
+
+    t, y, _, _ = cols
+    a = sg.params("a")
+    ts, ys = sg.data("t y")
+    hinge = sg.mean(sp.Max(0, 1 - a * ts * ys))
+    assert may_hide(hinge) and not may_hide(losses.mse(a * ts, ys))
+    f = sg.compile(hinge, params=[a])
+    y2 = y.copy()
+    y2[5] = np.nan
+    with pytest.raises(ValueError, match=r"data column 'y' has a non-finite value \(nan\) at "
+                       r"row 5"):
+        f.value(np.array([0.5]), t=t, y=y2)
 
 
 def test_bad_batches(quad, cols):

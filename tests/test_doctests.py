@@ -5,11 +5,14 @@ import importlib
 
 import pytest
 
-MODULES = ["symgrad.arrays.graph", "symgrad.arrays.dims", "symgrad.arrays.ops",
-           "symgrad.arrays.autodiff", "symgrad.arrays.problem", "symgrad.arrays.codegen",
-           "symgrad.arrays.formula", "symgrad.arrays.kernel", "symgrad.elementwise",
-           "symgrad.train.optim", "symgrad.train.schedules", "symgrad.train.run",
-           "symgrad.train.compiled", "symgrad.train.lbfgs", "symgrad.train.newton"]
+MODULES = ["symgrad.datacheck", "symgrad.codegen.helpers", "symgrad.codegen.names",
+           "symgrad.codegen.scalar", "symgrad.arrays.graph", "symgrad.arrays.dims",
+           "symgrad.arrays.ops", "symgrad.arrays.autodiff", "symgrad.arrays.problem",
+           "symgrad.arrays.codegen", "symgrad.arrays.formula", "symgrad.arrays.kernel",
+           "symgrad.elementwise", "symgrad.check", "symgrad.check.grad", "symgrad.check.hessian",
+           "symgrad.check.kinks", "symgrad.train.optim", "symgrad.train.schedules",
+           "symgrad.train.run", "symgrad.train.compiled", "symgrad.train.lbfgs",
+           "symgrad.train.newton"]
 
 
 @pytest.mark.parametrize("name", MODULES)

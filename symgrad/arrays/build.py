@@ -73,8 +73,8 @@ def _generator_digest() -> str:
     """Hash of the code that turns an array problem into text."""
     here = Path(__file__).parent
     h = hashlib.sha256(__version__.encode())
-    for p in sorted(here.glob("*.py")) + [here.parent / n for n in (
-            "codegen.py", "printer.py", "derive.py", "functions.py")]:
+    for p in sorted(here.glob("*.py")) + sorted((here.parent / "codegen").glob("*.py")) + [
+            here.parent / n for n in ("printer.py", "derive.py", "functions.py")]:
         h.update(p.read_bytes())
     return h.hexdigest()
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ..codegen import COMPLEX_HELPERS, HELPERS, CodegenOptions, _esc, _ident
+from ..codegen import CodegenOptions, _esc, _ident, helpers_for
 from ..derive import KinkPolicy
 from .autodiff import gradients, tangents, topo
 from .emit import Emitter, f32_helpers, plan
@@ -227,6 +227,9 @@ def array_module_source(prob: ArrayProblem, policy: KinkPolicy | None = None,
     policy, opts = policy or KinkPolicy(), opts or CodegenOptions()
     m = _Module(prob, policy, opts, real)
     text = m.text()
+    helpers = helpers_for(text, [_CHECK_ROWS])  # only the helpers the functions call
+    if real == "float32":
+        helpers = f32_helpers(helpers)
     body = "\n".join([
         '"""Value, gradient and Hessian-vector product of an array loss, compiled with Numba.',
         "",
@@ -250,13 +253,9 @@ def array_module_source(prob: ArrayProblem, policy: KinkPolicy | None = None,
         f"_FASTMATH = {set(opts.fastmath) if opts.fastmath else False!r}".replace(
             "{'contract', 'reassoc'}", "{'reassoc', 'contract'}"),
         "",
-        (f32_helpers(HELPERS) if real == "float32" else HELPERS).strip("\n"),
         "",
-        *([COMPLEX_HELPERS.strip("\n"), ""] if prob.analytic and real == "float64" else []),
-        *([GEMM_HELPER.strip("\n"), ""] if "_gemm(" in text else []),
-        _CHECK_ROWS.rstrip("\n"),
-        "",
-        "",
+        *([GEMM_HELPER.strip("\n"), "", ""] if "_gemm(" in text else []),
+        *([helpers, "", ""] if helpers else []),
         text,
     ]) + "\n"
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datacheck import may_hide, raise_non_finite, result_finite
 from ..derive import KinkPolicy
 from ..kernel import BoundKernel, _batch_index, check_names
 from .autodiff import topo
-from .graph import Gather, N
+from .graph import Gather, Map, N, Reduce
 from .problem import ArrayProblem
 
 __all__ = ["ArrayKernel"]
@@ -56,6 +57,11 @@ class ArrayKernel:
         self.data_shapes = {d.name: d.shape[1:] if d.per_sample else d.shape
                             for d in problem.data}
         self._sampled = tuple(d.name for d in problem.data if d.per_sample)
+        #: Scan the data for NaN/inf on every call (the loss can hide them: a branch, a max
+        #: reduction, a symbolic power), not only after a non-finite result.
+        self._scan_always: bool = any(
+            (isinstance(n, Map) and may_hide(n.expr)) or (isinstance(n, Reduce) and n.op == "max")
+            for n in topo([problem.loss]))
         #: integer columns -> (rows they may name, the array they pick from)
         self._rows = {}
         for n in topo([problem.loss]):
@@ -151,8 +157,12 @@ class ArrayKernel:
                 raise ValueError(f"out shares memory with {name}: pass a separate array")
         return out
 
-    def data_args(self, data: Mapping | None = None, batch=None) -> tuple:
-        """Validate data (and an optional batch) into the positional tail of ``f.jit`` calls."""
+    def data_args(self, data: Mapping | None = None, batch=None, *, scan: bool = True) -> tuple:
+        """Validate data (and an optional batch) into the positional tail of ``f.jit`` calls.
+
+        ``scan=False`` skips the pass over the values that finds NaN/inf (the per-call methods
+        scan only after a non-finite result, see :meth:`_checked`).
+        """
         data = dict(data or {})
         check_names(data, self.data_names, "data array")
         if not self.data_names:
@@ -174,6 +184,8 @@ class ArrayKernel:
             raise ValueError("the data arrays are empty: a reduction needs at least one sample")
         if batch is not None and n is None:
             raise TypeError("batch= selects samples; this loss reads no per-sample data")
+        if scan:
+            raise_non_finite(dict(zip(self.data_names, cols, strict=True)), kind="data array")
         # A batch is gathered here, once: BLAS wants contiguous rows, and the compiled cores
         # then have one signature and no index argument.
         pick = [name in self._sampled for name in self.data_names]
@@ -187,16 +199,18 @@ class ArrayKernel:
             cols = [c[idx] if p else c for c, p in zip(cols, pick, strict=True)]
         return (self.dims, *cols)
 
-    def _finite(self, value: float, args: tuple) -> float:
-        """A non-finite result from finite-looking inputs: name a non-finite data entry."""
-        if not math.isfinite(value):
-            for name, a in zip(self.data_names, args[1:], strict=False):
-                bad = ~np.isfinite(a)
-                if bad.any():
-                    row, *entry = (int(k) for k in np.argwhere(bad)[0])
-                    at = f", entry {tuple(entry) if len(entry) > 1 else entry[0]}" if entry else ""
-                    raise ValueError(f"data array '{name}' has a non-finite value in row "
-                                     f"{row}{at}")
+    def _data(self, data: Mapping, batch) -> tuple:
+        """``data_args`` for one call: no NaN/inf scan unless the loss can hide them."""
+        return self.data_args(data, batch, scan=self._scan_always)
+
+    def _checked(self, data: Mapping, batch, value: float, *outs: np.ndarray) -> float:
+        """``value`` when it and ``outs`` are finite or the data are; else the error naming the
+        first non-finite data value the call read (its array and row)."""
+        if self.data_names and not self._scan_always and not result_finite(value, *outs):
+            sampled = {c: data[c] for c in self.data_names if c in self._sampled}
+            raise_non_finite(sampled, batch, kind="data array")
+            raise_non_finite({c: data[c] for c in self.data_names if c not in self._sampled},
+                             kind="data array")
         return value
 
     # -- evaluation -------------------------------------------------------------------------------
@@ -218,15 +232,16 @@ class ArrayKernel:
 
     def value(self, x, /, *, batch=None, **data) -> float:
         """The loss at ``x``."""
-        args = self.data_args(data, batch)
-        return self._finite(float(self._run("value", self._x(x), (), args)), args)
+        x = self._x(x)
+        v = float(self._run("value", x, (), self._data(data, batch)))
+        return self._checked(data, batch, v)
 
     def value_and_grad(self, x, /, out=None, *, batch=None, **data) -> tuple[float, np.ndarray]:
         """The loss at ``x`` and its gradient (into ``out`` when given), packed like ``x``."""
         x = self._x(x)
         out = self._out(out, x.shape, ("x", x))
-        args = self.data_args(data, batch)
-        return self._finite(float(self._run("value_and_grad", x, (out,), args)), args), out
+        v = float(self._run("value_and_grad", x, (out,), self._data(data, batch)))
+        return self._checked(data, batch, v, out), out
 
     def grad(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
         """The gradient at ``x``, packed like ``x``."""
@@ -236,14 +251,16 @@ class ArrayKernel:
         """The Hessian at ``x`` times ``v``, without forming the Hessian."""
         x, v = self._x(x), self._x(v, "v")
         out = self._out(out, x.shape, ("x", x), ("v", v))
-        self._run("hvp", x, (v, out), self.data_args(data, batch))
+        self._run("hvp", x, (v, out), self._data(data, batch))
+        self._checked(data, batch, 0.0, out)
         return out
 
     def hessian(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
         """The ``(n, n)`` Hessian, one HVP per column, symmetrised (for small problems)."""
         x = self._x(x)
         out = self._out(out, (x.shape[0], x.shape[0]), ("x", x))
-        self._run("hessian", x, (out,), self.data_args(data, batch))
+        self._run("hessian", x, (out,), self._data(data, batch))
+        self._checked(data, batch, 0.0, out)
         return out
 
     def _hessian_cols(self, x, H, *args) -> np.ndarray:

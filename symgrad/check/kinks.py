@@ -1,0 +1,150 @@
+"""Non-smooth points: found symbolically from the expression and numerically from one-sided
+differences; a smaller step to step off them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from .differences import Line, _Diff
+from .exact import _lambdify_mp, _param_symbols
+from .report import Tolerance
+from .target import _Target
+
+_KINK_UNARY = frozenset({"Abs", "sign", "Heaviside", "relu", "DiracDelta"})
+_KINK_JUMP = frozenset({"floor", "ceiling", "frac"})
+
+
+def kink_arguments(expr: Any) -> list[Any]:
+    """SymPy expressions whose zeros are the non-smooth points of ``expr``.
+
+    Abs/sign/Heaviside/relu(a) -> a; Max/Min(a, b, ...) -> pairwise a - b; Piecewise conditions
+    ``lhs < rhs`` -> lhs - rhs; floor/ceiling(a) -> sin(pi*a) (zero at the integers).
+    Functions are identified by class name, so symgrad's own ``relu`` needs no import here.
+
+    Example:
+        >>> import sympy
+        >>> x, y = sympy.symbols("x y")
+        >>> kink_arguments(sympy.Abs(x - 1) + sympy.Max(x, y))
+        [x - 1, x - y]
+    """
+    import sympy
+
+    out: list[Any] = []
+    seen: set[Any] = set()
+
+    def add(a: Any) -> None:
+        if a not in seen and not getattr(a, "is_number", False):
+            seen.add(a)
+            out.append(a)
+
+    for e in sympy.preorder_traversal(expr):
+        name = type(e).__name__
+        if name in _KINK_UNARY and e.args:
+            add(e.args[0])
+        elif name in ("Max", "Min"):
+            for a, b in combinations(e.args, 2):
+                add(a - b)
+        elif name in _KINK_JUMP and e.args:
+            add(sympy.sin(sympy.pi * e.args[0]))
+        elif name == "Piecewise":
+            for _, cond in e.args:
+                if isinstance(cond, sympy.logic.boolalg.Boolean):
+                    for rel in cond.atoms(sympy.core.relational.Relational):
+                        add(rel.lhs - rel.rhs)
+    return out
+
+
+@dataclass(frozen=True)
+class _KinkProbe:
+    """Evaluates the parameter-only kink arguments of a Kernel's expression at points."""
+
+    fn: Callable[..., Any] | None
+    n_args: int
+    data_dependent: bool
+
+    def crosses(self, x: np.ndarray, points: Sequence[np.ndarray]) -> bool:
+        """True when some kink argument that varies over ``points`` reaches zero there."""
+        if self.fn is None:
+            return False
+        vals = np.array([self._eval(p) for p in [x, *points]])  # (m, n_args)
+        lo, hi = vals.min(axis=0), vals.max(axis=0)
+        return bool(np.any((lo <= 0) & (hi >= 0) & (hi > lo)))
+
+    def _eval(self, p: np.ndarray) -> np.ndarray:
+        assert self.fn is not None
+        return np.array([float(v) for v in self.fn(*p)], dtype=np.float64)
+
+
+def _kink_probe(t: _Target, n: int) -> _KinkProbe:
+    k = t.kernel
+    expr = getattr(k, "expr", None) if k is not None else None
+    if expr is None or getattr(t, "analytic", False):
+        return _KinkProbe(None, 0, False)
+    try:
+        syms = _param_symbols(k, expr, n)
+    except NotImplementedError:
+        return _KinkProbe(None, 0, True)
+    args = kink_arguments(expr)
+    pset = set(syms)
+    own = [a for a in args if a.free_symbols <= pset]
+    data_dep = len(own) < len(args)
+    if not own:
+        return _KinkProbe(None, 0, data_dep)
+    try:
+        fn = _lambdify_mp(syms, own)
+    except Exception:  # unknown function in a kink argument: fall back to numeric detection
+        return _KinkProbe(None, 0, data_dep)
+    import mpmath
+
+    def fn_dps(*p: float) -> list[Any]:
+        with mpmath.workdps(30):
+            return list(fn(*[mpmath.mpf(float(v)) for v in p]))
+
+    return _KinkProbe(fn_dps, len(own), data_dep)
+
+
+#: Half-width of the neighbourhood probed for kinks by method="exact" (relative to max|x|).
+_EXACT_PROBE = 1e-8
+
+
+def _numeric_kink(g: Any, fwd: Any, bwd: Any, noise: Any, tol0: Any) -> Any:
+    """The one-sided derivatives jump and the analytic value sits on one side.
+
+    ``fwd``/``bwd`` are second-order one-sided differences: for a smooth f they agree to
+    O(h**3), far below ``tol0``; a slope jump J inside the stencil separates them by O(J).
+    """
+    jump = np.abs(fwd - bwd)
+    side = np.minimum(np.abs(g - fwd), np.abs(g - bwd))
+    return (jump > 10 * (tol0 + noise)) & (side <= 0.1 * jump)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+#: How many times check_grad shrinks the step (by 4 each) to step off a kink.
+_KINK_RETRIES = 12
+
+
+def _smaller_step(scheme: Callable[..., _Diff], line: Line, f0: Any, h: float, extra: float,
+                  a: Any, tol: Tolerance, probe: _KinkProbe, x: np.ndarray, e: np.ndarray,
+                  m: str) -> tuple[_Diff | None, bool]:
+    """Differences at steps h/4, h/16, ...: the first whose stencil holds no kink and agrees
+    with the analytic value ``a`` (a component, or a Hessian row; None when none does), and
+    whether the last stencil still held a kink (x sits on one: no step can check it there)."""
+    offsets = (-2.0, -1.0, 1.0, 2.0) if m == "central" else (-1.0, -0.5, 0.5, 1.0)
+    at_kink = False
+    for j in range(1, _KINK_RETRIES + 1):
+        dd = scheme(line, f0, h / 4.0**j, extra)
+        tol0 = tol.atol + tol.rtol * np.maximum(np.abs(a), np.abs(dd.d))
+        at_kink = bool(np.any(_numeric_kink(a, dd.fwd, dd.bwd, dd.noise, tol0))) or (
+            probe.fn is not None and probe.crosses(x, [x + o * dd.step * e for o in offsets]))
+        # a large error estimate means the stencil still holds (undetected) kinks
+        if not at_kink and np.all(np.abs(a - dd.d) <= tol0 + dd.err) and \
+                np.all(dd.err <= 10 * (tol0 + dd.noise)):
+            return dd, False
+    return None, at_kink

@@ -1,0 +1,289 @@
+"""What a check reports: methods, tolerances per method, the result types and their tables."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+import numpy as np
+
+Method = Literal["auto", "central", "richardson", "complex", "exact"]
+METHODS: tuple[str, ...] = ("auto", "central", "richardson", "complex", "exact")
+
+EPS: float = float(np.finfo(np.float64).eps)
+TINY: float = float(np.finfo(np.float64).tiny)
+
+#: Relative base steps per method (multiplied by ``max(1, |x_i|)``).
+STEPS: Mapping[str, float] = MappingProxyType(
+    {"central": EPS ** (1 / 3), "richardson": EPS ** (1 / 5), "complex": 1e-20}
+)
+#: Rounding noise of one function value, in units of ``EPS * |f|`` (a few digits of slack for
+#: the roundoff accumulated while evaluating f).
+NOISE_ULPS: float = 64.0
+#: Digits used by the ``"exact"`` oracle.
+EXACT_DPS: int = 50
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Combined test ``|a - b| <= atol + rtol * max(|a|, |b|)`` (plus the method's estimate)."""
+
+    rtol: float
+    atol: float
+
+
+#: Default gradient tolerances per method (JAX ``check_grads`` style: named, per method).
+GRAD_TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
+    {
+        "central": Tolerance(rtol=1e-6, atol=1e-9),
+        "richardson": Tolerance(rtol=1e-8, atol=1e-11),
+        "complex": Tolerance(rtol=1e-10, atol=1e-13),
+        "exact": Tolerance(rtol=1e-10, atol=1e-13),
+    }
+)
+#: Default Hessian tolerances per method (the numeric Hessian differences a gradient, so one
+#: order of differentiation more than for the gradient: looser).
+HESSIAN_TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
+    {
+        "central": Tolerance(rtol=1e-5, atol=1e-8),
+        "richardson": Tolerance(rtol=1e-7, atol=1e-10),
+        "complex": Tolerance(rtol=1e-7, atol=1e-10),
+        "exact": Tolerance(rtol=1e-10, atol=1e-13),
+    }
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class GradCheck:
+    """Result of :func:`check_grad`.
+
+    ``analytic``/``numeric`` hold the gradient components (or, in direction mode, the
+    directional derivatives ``g.u_k``); ``worst`` is the index of the component with the
+    largest error relative to its tolerance (a direction index in direction mode); ``kinks``
+    the indices where ``x`` is within a step of a non-smooth point; ``unverified`` those of them
+    that no other way could check (a smaller step, the exact oracle). ``ok`` means every
+    component was verified and passed: it is False while any component is unverified.
+    """
+
+    ok: bool
+    max_abs_err: float
+    max_rel_err: float
+    worst: int
+    analytic: np.ndarray
+    numeric: np.ndarray
+    method: str
+    step: np.ndarray
+    notes: tuple[str, ...]
+    rtol: float
+    atol: float
+    abs_err: np.ndarray = field(repr=False)
+    rel_err: np.ndarray = field(repr=False)
+    tol: np.ndarray = field(repr=False)
+    kinks: tuple[int, ...] = ()
+    names: tuple[str, ...] | None = None
+    directions: np.ndarray | None = field(default=None, repr=False)
+    unverified: tuple[int, ...] = ()
+
+    def label(self, i: int, names: Sequence[str] | None = None) -> str:
+        """Human label of component ``i``: the parameter name, or ``u<i>`` in direction mode."""
+        if self.directions is not None:
+            return f"u{i}"
+        names = names if names is not None else self.names
+        if names is not None and i < len(names):
+            return str(names[i])
+        return f"x[{i}]"
+
+    def summary(self) -> str:
+        """One line: verdict, method, worst component."""
+        skip = set(self.unverified)
+        failed = any(self.abs_err[i] > self.tol[i] for i in range(self.analytic.size)
+                     if i not in skip)
+        verdict = "ok" if self.ok else "FAILED" if failed else \
+            f"NOT VERIFIED ({len(skip)} component(s) at a kink)"
+        w = self.label(self.worst) if self.analytic.size else "-"
+        return (
+            f"gradient check {verdict} (method={self.method}, rtol={self.rtol:.0e}, "
+            f"atol={self.atol:.0e}): max rel err {self.max_rel_err:.2e}, "
+            f"max abs err {self.max_abs_err:.2e}, worst {w}"
+        )
+
+    def table(self, names: Sequence[str] | None = None, max_rows: int | None = None) -> str:
+        """The check as a text table (one row per component), with summary and notes.
+
+        Rows are ordered as the parameters; with ``max_rows`` only the worst rows are shown.
+        """
+        rows = _row_order(self.abs_err, self.tol, max_rows)
+        kinks = set(self.unverified)
+        lines = [self.summary()]
+        head = f"{'component':<16} {'analytic':>23} {'numeric':>23} {'abs err':>9} " \
+               f"{'rel err':>9} {'tol':>9}  status"
+        lines += [head, "-" * len(head)]
+        for i in rows:
+            status = "kink" if i in kinks else ("ok" if self.abs_err[i] <= self.tol[i] else "FAIL")
+            lines.append(
+                f"{self.label(int(i), names):<16} {self.analytic[i]:>23.16g} "
+                f"{self.numeric[i]:>23.16g} {self.abs_err[i]:>9.2e} {self.rel_err[i]:>9.2e} "
+                f"{self.tol[i]:>9.2e}  {status}"
+            )
+        if max_rows is not None and len(rows) < self.analytic.size:
+            lines.append(f"... ({self.analytic.size - len(rows)} more rows)")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+@dataclass(frozen=True, eq=False)
+class HessianCheck:
+    """Result of :func:`check_hessian`.
+
+    ``analytic``/``numeric`` are ``(n, n)`` Hessians, or in direction mode ``(k, n)`` arrays
+    whose rows are ``H @ u_k``. ``worst`` is ``(i, j)`` (row ``i`` = direction index in
+    direction mode). ``hvp_*`` compare the Kernel's Hessian-vector product at a seeded random
+    ``v`` with the numeric derivative of the gradient along ``v`` (NaN / True when the object
+    has no ``hvp``). ``asymmetry`` is ``max|H - H.T|`` of the analytic Hessian.
+    """
+
+    ok: bool
+    max_abs_err: float
+    max_rel_err: float
+    worst: tuple[int, int]
+    analytic: np.ndarray
+    numeric: np.ndarray
+    method: str
+    step: np.ndarray
+    notes: tuple[str, ...]
+    rtol: float
+    atol: float
+    abs_err: np.ndarray = field(repr=False)
+    rel_err: np.ndarray = field(repr=False)
+    tol: np.ndarray = field(repr=False)
+    kinks: tuple[tuple[int, int], ...] = ()
+    hvp_ok: bool = True
+    hvp_max_rel_err: float = float("nan")
+    hvp_analytic: np.ndarray | None = field(default=None, repr=False)
+    hvp_numeric: np.ndarray | None = field(default=None, repr=False)
+    asymmetry: float = 0.0
+    names: tuple[str, ...] | None = None
+    directions: np.ndarray | None = field(default=None, repr=False)
+    unverified: tuple[tuple[int, int], ...] = ()
+
+    def label(self, ij: tuple[int, int], names: Sequence[str] | None = None) -> str:
+        """Human label of entry ``(i, j)``, e.g. ``d2/dx1 dx2`` or ``(H u3)[x1]``."""
+        names = names if names is not None else self.names
+        i, j = ij
+
+        def nm(k: int) -> str:
+            return str(names[k]) if names is not None and k < len(names) else f"x[{k}]"
+
+        if self.directions is not None:
+            return f"(H u{i})[{nm(j)}]"
+        return f"d2/d{nm(i)} d{nm(j)}"
+
+    def summary(self) -> str:
+        """One line: verdict, method, worst entry, HVP verdict."""
+        skip = set(self.unverified)
+        failed = not self.hvp_ok or any(
+            self.abs_err[ij] > self.tol[ij] for ij in np.ndindex(*self.abs_err.shape)
+            if ij not in skip)
+        verdict = "ok" if self.ok else "FAILED" if failed else \
+            f"NOT VERIFIED ({len(skip)} entries at a kink)"
+        w = self.label(self.worst) if self.analytic.size else "-"
+        hvp = "" if math.isnan(self.hvp_max_rel_err) else (
+            f"; hvp {'ok' if self.hvp_ok else 'FAILED'} (max rel err {self.hvp_max_rel_err:.2e})"
+        )
+        return (
+            f"hessian check {verdict} (method={self.method}, rtol={self.rtol:.0e}, "
+            f"atol={self.atol:.0e}): max rel err {self.max_rel_err:.2e}, "
+            f"max abs err {self.max_abs_err:.2e}, worst {w}{hvp}"
+        )
+
+    def table(self, names: Sequence[str] | None = None, max_rows: int | None = None) -> str:
+        """The check as a text table (one row per Hessian entry, upper triangle when square)."""
+        a, num = self.analytic, self.numeric
+        if self.directions is None:
+            iu = np.triu_indices(a.shape[0])
+            idx = list(zip(iu[0].tolist(), iu[1].tolist(), strict=True))
+        else:
+            idx = [(i, j) for i in range(a.shape[0]) for j in range(a.shape[1])]
+        abs_e = np.array([self.abs_err[ij] for ij in idx])
+        tol = np.array([self.tol[ij] for ij in idx])
+        rows = _row_order(abs_e, tol, max_rows)
+        kinks = set(self.unverified)
+        lines = [self.summary()]
+        head = f"{'entry':<24} {'analytic':>23} {'numeric':>23} {'abs err':>9} " \
+               f"{'rel err':>9} {'tol':>9}  status"
+        lines += [head, "-" * len(head)]
+        for r in rows:
+            ij = idx[r]
+            passed = self.abs_err[ij] <= self.tol[ij]
+            status = "kink" if ij in kinks else ("ok" if passed else "FAIL")
+            lines.append(
+                f"{self.label(ij, names):<24} {a[ij]:>23.16g} {num[ij]:>23.16g} "
+                f"{self.abs_err[ij]:>9.2e} {self.rel_err[ij]:>9.2e} {self.tol[ij]:>9.2e}  {status}"
+            )
+        if max_rows is not None and len(rows) < len(idx):
+            lines.append(f"... ({len(idx) - len(rows)} more rows)")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def format_check(
+    check: GradCheck | HessianCheck, names: Sequence[str] | None = None, max_rows: int | None = None
+) -> str:
+    """Format a :class:`GradCheck` or :class:`HessianCheck` as a text table (for the CLI)."""
+    return check.table(names, max_rows=max_rows)
+
+
+def _row_order(abs_err: np.ndarray, tol: np.ndarray, max_rows: int | None) -> list[int]:
+    n = abs_err.size
+    if max_rows is None or max_rows >= n:
+        return list(range(n))
+    ratio = np.where(tol > 0, abs_err / np.where(tol > 0, tol, 1.0), np.inf)
+    ratio = np.nan_to_num(ratio, nan=np.inf)
+    keep = np.argsort(-ratio, kind="stable")[:max_rows]
+    return sorted(int(i) for i in keep)
+
+
+# --------------------------------------------------------------------------------------------
+# Targets: Kernel (duck-typed) or plain callables
+# --------------------------------------------------------------------------------------------
+
+
+def _errors(a: np.ndarray, b: np.ndarray, est: np.ndarray, tol: Tolerance
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    abs_err = np.abs(a - b)
+    mag = np.maximum(np.abs(a), np.abs(b))
+    rel_err = abs_err / np.maximum(mag, TINY)
+    limit = tol.atol + tol.rtol * mag + est
+    bad = ~np.isfinite(a) | ~np.isfinite(b)
+    abs_err = np.where(bad, np.inf, abs_err)
+    rel_err = np.where(bad, np.inf, rel_err)
+    return abs_err, rel_err, limit
+
+
+def _worst(abs_err: np.ndarray, limit: np.ndarray, mask: np.ndarray) -> int:
+    if abs_err.size == 0:
+        return 0
+    ratio = np.where(mask, abs_err / np.maximum(limit, TINY), -1.0)
+    return int(np.argmax(ratio))
+
+
+def _tolerance(table: Mapping[str, Tolerance], method: str, rtol: float | None,
+               atol: float | None) -> Tolerance:
+    d = table[method]
+    return Tolerance(
+        d.rtol if rtol is None else float(rtol), d.atol if atol is None else float(atol)
+    )

@@ -1,0 +1,78 @@
+"""Non-finite data: one rule for both kernels, scanned only when it can matter.
+
+Every call validates the data cheaply (names, shapes, dtypes, lengths: no pass over the
+values). A NaN or inf in a column then reaches the result: the generated arithmetic propagates
+them (``relu``, ``sign`` and ``Heaviside`` are written to return NaN for NaN), so the kernels
+scan the columns only when a result is non-finite, and name the first bad row. Two kinds of loss
+can turn a non-finite input into a finite result, and are scanned on every call instead
+(:func:`may_hide`): comparisons that pick a branch (``Piecewise``, ``Max``/``Min``, a max
+reduction: ``max(0.0, nan)`` is 0.0) and powers with a symbolic exponent (``1**nan`` and
+``nan**0`` are 1). An inf that ordinary arithmetic maps to a finite limit (``exp(-inf) = 0``)
+is used as that limit, as IEEE 754 defines it.
+
+>>> import numpy as np
+>>> y = np.array([1.0, 2.0, np.nan])
+>>> raise_non_finite({"y": y})
+Traceback (most recent call last):
+ValueError: data column 'y' has a non-finite value (nan) at row 2: clean or drop it before fitting
+>>> raise_non_finite({"y": y}, rows=slice(0, 2))  # the batch does not read row 2
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import sympy as sp
+
+__all__ = ["may_hide", "non_finite_error", "raise_non_finite", "result_finite"]
+
+
+def may_hide(expr: sp.Basic) -> bool:
+    """Whether the generated code of ``expr`` can turn a NaN/inf input into a finite output."""
+    from .functions import Max2, Min2
+
+    if expr.has(sp.Piecewise, sp.Max, sp.Min, Max2, Min2):
+        return True
+    return any(not p.exp.is_number for p in expr.atoms(sp.Pow))
+
+
+def result_finite(value: float, *outs: np.ndarray) -> bool:
+    """Whether a value and output arrays are all finite (about 2 us for a small gradient)."""
+    return math.isfinite(value) and all(bool(np.isfinite(o).all()) for o in outs)
+
+
+def non_finite_error(name: str, a: np.ndarray, rows=None, kind: str = "data column",
+                     unit: str = "row") -> ValueError | None:
+    """The error for the first non-finite value of ``a`` among ``rows`` (None: all; a slice or
+    an index array: a batch), or None when they are all finite."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "fc":  # integers and booleans are always finite
+        return None
+    with np.errstate(invalid="ignore", over="ignore"):
+        if rows is None and np.isfinite(np.add.reduce(a, axis=None)):  # the cheap common answer
+            return None
+    bad_rows = np.flatnonzero(~np.isfinite(a).reshape(a.shape[0], -1).all(axis=1))
+    if rows is not None and bad_rows.size:
+        bad_rows = np.intersect1d(bad_rows, np.arange(a.shape[0])[rows])
+    if not bad_rows.size:
+        return None
+    r = int(bad_rows[0])
+    where = f"{unit} {r}"
+    if a.ndim > 1:
+        entry = tuple(int(k) for k in np.argwhere(~np.isfinite(a[r]))[0])
+        where += f", entry {entry[0] if len(entry) == 1 else entry}"
+    value = a[r][entry] if a.ndim > 1 else a[r]
+    return ValueError(f"{kind} '{name}' has a non-finite value ({value}) at {where}: clean or "
+                      "drop it before fitting")
+
+
+def raise_non_finite(columns: Mapping[str, np.ndarray], rows=None, kind: str = "data column",
+                     units: Mapping[str, str] | None = None) -> None:
+    """Raise :func:`non_finite_error` for the first column (in order) with a non-finite value
+    among ``rows``; ``units`` names a column's unit when it is not ``row`` (``element``)."""
+    for name, a in columns.items():
+        err = non_finite_error(name, a, rows, kind, (units or {}).get(name, "row"))
+        if err is not None:
+            raise err
