@@ -43,7 +43,7 @@ __all__ = ["BLOCK", "ResidualProgram", "derive_residuals", "residual_header", "r
 #: Samples summed plainly before a block's sums are added (compensated) into a chunk's totals.
 BLOCK = 256
 #: Locals and functions of the module; a column with one of these names is renamed col_<name>.
-_LOCALS = {"J", "js", "rs", "b0", "b1", "A", "bv", "tot", "part", "kk", "q", "row",
+_LOCALS = {"J", "js", "rs", "b0", "b1", "A", "bv", "tot", "part", "kk", "q", "blk",
            "residuals", "rows", "jvp", "vjp", "normal", "PARAMS", "DATA", "M_PER_SAMPLE",
            "KINK_POLICY", "BLOCK"}
 _PLAIN = "@numba.njit(cache=True, error_model='numpy'{})"
@@ -272,11 +272,14 @@ class _Gen:
                       for a, j in enumerate(nz) for jj in nz[a:]]
             inner += [f"s{nb + j} += u{k * P + j} * z" for j in nz]
             inner.append(f"s{T - 1} += z * z")
-        body = [*self.load_params(), f"for b0 in range(lo, hi, {BLOCK}):",
+        # One call site of _nadd (a loop over the block's sums): 66 inlined copies of it for
+        # P = 10 took five times longer to compile and ran slower.
+        body = [*self.load_params(), f"blk = np.empty({T})", f"for b0 in range(lo, hi, {BLOCK}):",
                 f"    b1 = min(b0 + {BLOCK}, hi)",
                 *[f"    s{q} = 0.0" for q in range(T)],
                 "    for i in range(b0, b1):", *["        " + ln for ln in inner],
-                *[f"    _nadd(acc, {q}, s{q})" for q in range(T)]]
+                *[f"    blk[{q}] = s{q}" for q in range(T)],
+                f"    for q in range({T}):", "        _nadd(acc, q, blk[q])"]
         chunk = _fn(f"_normal_chunk(x, js, rs, lo, hi, acc{self.tail()})",
                     f"Add the normal-equation sums of samples lo..hi-1 into acc (2, {T}): "
                     f"blocks of {BLOCK} summed plainly, block sums added compensated.",
