@@ -7,7 +7,9 @@ import pytest
 
 MODULES = ["symgrad.arrays.graph", "symgrad.arrays.dims", "symgrad.arrays.ops",
            "symgrad.arrays.autodiff", "symgrad.arrays.problem", "symgrad.arrays.codegen",
-           "symgrad.arrays.formula", "symgrad.arrays.kernel", "symgrad.elementwise"]
+           "symgrad.arrays.formula", "symgrad.arrays.kernel", "symgrad.elementwise",
+           "symgrad.lsq", "symgrad.lsq.problem", "symgrad.lsq.codegen", "symgrad.lsq.kernel",
+           "symgrad.lsq.build"]
 
 
 @pytest.mark.parametrize("name", MODULES)
