@@ -31,7 +31,8 @@ def compile_residuals(resid, params: Sequence | None = None, data: Sequence | st
 
     ``resid``: one expression per sample in parameters and 1-D data columns, a list/tuple/
     Matrix of them (m residuals per sample), or parameter-only expressions (M residuals).
-    Text is parsed by the safe parser (never evaluated). ``params`` fixes the order of x
+    Text is parsed by the safe parser (never evaluated): names listed in ``data`` are data
+    columns, every other name a parameter. ``params`` fixes the order of x
     (default: every ``sg.params`` symbol, in declaration order); ``data`` names plain symbols
     that are data columns (``sg.data`` symbols are data anyway).
 
