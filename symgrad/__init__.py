@@ -28,6 +28,7 @@ from .functions import (
     softplus,
 )
 from .kernel import BoundKernel, Kernel
+from .lsq import ResidualKernel, compile_residuals
 from .problem import ProblemError
 from .scipy_interop import scipy_objective
 from .symbols import data, index, mean, params, sum
@@ -42,12 +43,14 @@ __all__ = [
     "KinkPolicy",
     "OptimizeResult",
     "ProblemError",
+    "ResidualKernel",
     "ShapeError",
     "__version__",
     "abs",
     "check_grad",
     "check_hessian",
     "compile",
+    "compile_residuals",
     "cos",
     "cosh",
     "data",

@@ -12,7 +12,9 @@ MODULES = ["symgrad.datacheck", "symgrad.codegen.helpers", "symgrad.codegen.name
            "symgrad.elementwise", "symgrad.check", "symgrad.check.grad", "symgrad.check.hessian",
            "symgrad.check.kinks", "symgrad.train.optim", "symgrad.train.schedules",
            "symgrad.train.run", "symgrad.train.compiled", "symgrad.train.lbfgs",
-           "symgrad.train.newton"]
+           "symgrad.train.newton",
+           "symgrad.lsq", "symgrad.lsq.problem", "symgrad.lsq.codegen", "symgrad.lsq.kernel",
+           "symgrad.lsq.build"]
 
 
 @pytest.mark.parametrize("name", MODULES)

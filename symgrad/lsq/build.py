@@ -1,0 +1,65 @@
+"""The residual pipeline composed: problem -> derivatives and text -> verified cached module.
+
+The cache key hashes the validated problem (residual expressions, parameter order, data
+columns), the kink policy, the codegen options and the generator's own code, so a warm process
+neither differentiates nor generates again; the entry is verified by :mod:`symgrad.cache`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import __version__
+from ..api import _canon
+from ..cache import cached_module
+from ..codegen import CodegenOptions
+from ..derive import KinkPolicy
+from .codegen import residual_header, residual_source
+from .kernel import ResidualKernel
+from .problem import residual_problem
+
+__all__ = ["compile_residuals"]
+
+
+def compile_residuals(resid, params: Sequence | None = None, data: Sequence | str | None = None,
+                      *, policy: KinkPolicy | None = None) -> ResidualKernel:
+    """Compile residuals into a :class:`ResidualKernel` (residuals, Jacobian, J v, J^T u and
+    the fused normal equations).
+
+    ``resid``: one expression per sample in parameters and 1-D data columns, a list/tuple/
+    Matrix of them (m residuals per sample), or parameter-only expressions (M residuals).
+    Text is parsed by the safe parser (never evaluated): names listed in ``data`` are data
+    columns, every other name a parameter. ``params`` fixes the order of x
+    (default: every ``sg.params`` symbol, in declaration order); ``data`` names plain symbols
+    that are data columns (``sg.data`` symbols are data anyway).
+
+    >>> import symgrad as sg
+    >>> x1, x2 = sg.params("x1 x2")
+    >>> rk = sg.compile_residuals([10*(x2 - x1**2), 1 - x1])
+    >>> rk.residuals([-1.2, 1.0]).tolist(), rk.jacobian([-1.2, 1.0]).tolist()
+    ([-4.399999999999999, 2.2], [[24.0, 10.0], [-1.0, 0.0]])
+    """
+    prob = residual_problem(resid, params, data)
+    policy = policy or KinkPolicy()
+    opts = CodegenOptions(regenerate="symgrad.compile_residuals(resid)", version=__version__)
+    key = hashlib.sha256("\0".join([_canon(prob), _canon(policy), _canon(opts),
+                                    _generator_digest()]).encode()).hexdigest()[:24]
+    path, src, mod = cached_module(
+        "r" + key, lambda digest: residual_header(prob, policy, opts, digest),
+        lambda: residual_source(prob, policy, opts))
+    return ResidualKernel(prob, src, path, mod)
+
+
+@functools.cache
+def _generator_digest() -> str:
+    """Hash of the code that turns a residual problem into text."""
+    here = Path(__file__).parent
+    h = hashlib.sha256(__version__.encode())
+    for p in [here / "problem.py", here / "codegen.py", *(here.parent / n for n in (
+            "codegen.py", "printer.py", "derive.py", "functions.py", "symbols.py",
+            "problem.py", "exprparse.py"))]:
+        h.update(p.read_bytes())
+    return h.hexdigest()
