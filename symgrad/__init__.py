@@ -9,7 +9,7 @@
 
 __version__ = "0.1.0"
 
-from . import losses, optim, schedules, testing
+from . import losses, lsq, optim, schedules, testing
 from .api import compile, generate, grad, hessian, jacobian
 from .arrays.graph import ShapeError
 from .arrays.kernel import ArrayKernel
@@ -28,6 +28,7 @@ from .functions import (
     softplus,
 )
 from .kernel import BoundKernel, Kernel
+from .lsq import LeastSquaresResult, curve_fit, least_squares
 from .minimize import OptimizeResult, minimize
 from .problem import ProblemError
 from .scipy_interop import scipy_objective
@@ -40,6 +41,7 @@ __all__ = [
     "HessianCheck",
     "Kernel",
     "KinkPolicy",
+    "LeastSquaresResult",
     "OptimizeResult",
     "ProblemError",
     "ShapeError",
@@ -50,6 +52,7 @@ __all__ = [
     "compile",
     "cos",
     "cosh",
+    "curve_fit",
     "data",
     "einsum",
     "erf",
@@ -60,11 +63,13 @@ __all__ = [
     "hessian",
     "index",
     "jacobian",
+    "least_squares",
     "log",
     "log1p",
     "log_softmax",
     "logsumexp",
     "losses",
+    "lsq",
     "max",
     "mean",
     "minimize",
