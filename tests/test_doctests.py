@@ -7,7 +7,9 @@ import pytest
 
 MODULES = ["symgrad.arrays.graph", "symgrad.arrays.dims", "symgrad.arrays.ops",
            "symgrad.arrays.autodiff", "symgrad.arrays.problem", "symgrad.arrays.codegen",
-           "symgrad.arrays.formula", "symgrad.arrays.kernel", "symgrad.elementwise"]
+           "symgrad.arrays.formula", "symgrad.arrays.kernel", "symgrad.elementwise",
+           "symgrad.lsq.reference", "symgrad.lsq.robust", "symgrad.lsq.qr", "symgrad.lsq.lm",
+           "symgrad.lsq.api"]
 
 
 @pytest.mark.parametrize("name", MODULES)
