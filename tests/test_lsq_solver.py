@@ -109,8 +109,9 @@ def test_curve_fit_convenience_matches_scipy(decay_data):
     model = a * sg.exp(-b * t) + c
     sigma = np.linspace(0.02, 0.1, decay_data["t"].size)
     for absolute in (False, True):
+        # params given: the default order is declaration order, which other tests may change
         popt, pcov = sg.curve_fit(model, decay_data["t"], decay_data["y"], [1.0, 0.1, 0.0],
-                                  sigma=sigma, absolute_sigma=absolute)
+                                  params=[a, b, c], sigma=sigma, absolute_sigma=absolute)
         ref = so.curve_fit(lambda t_, a_, b_, c_: a_ * np.exp(-b_ * t_) + c_, decay_data["t"],
                            decay_data["y"], p0=[1.0, 0.1, 0.0], sigma=sigma,
                            absolute_sigma=absolute, xtol=1e-14, ftol=1e-14, gtol=1e-14)
