@@ -9,7 +9,7 @@
 
 __version__ = "0.1.0"
 
-from . import losses, testing
+from . import losses, lsq, testing
 from .api import compile, generate, grad, hessian, jacobian
 from .arrays.graph import ShapeError
 from .arrays.kernel import ArrayKernel
@@ -28,7 +28,7 @@ from .functions import (
     softplus,
 )
 from .kernel import BoundKernel, Kernel
-from .lsq import ResidualKernel, compile_residuals
+from .lsq import LeastSquaresResult, ResidualKernel, compile_residuals, curve_fit, least_squares
 from .problem import ProblemError
 from .scipy_interop import scipy_objective
 from .symbols import data, index, mean, params, sum
@@ -41,6 +41,7 @@ __all__ = [
     "HessianCheck",
     "Kernel",
     "KinkPolicy",
+    "LeastSquaresResult",
     "OptimizeResult",
     "ProblemError",
     "ResidualKernel",
@@ -53,6 +54,7 @@ __all__ = [
     "compile_residuals",
     "cos",
     "cosh",
+    "curve_fit",
     "data",
     "einsum",
     "erf",
@@ -63,11 +65,13 @@ __all__ = [
     "hessian",
     "index",
     "jacobian",
+    "least_squares",
     "log",
     "log1p",
     "log_softmax",
     "logsumexp",
     "losses",
+    "lsq",
     "max",
     "mean",
     "minimize",

@@ -1,4 +1,4 @@
-"""The ``symgrad`` command: generate | check | minimize | demo.
+"""The ``symgrad`` command: generate | check | minimize | fit | demo.
 
 A loss is given either as a Python file that defines ``loss`` (a SymPy expression, or a Python
 function of the parameters, as for ``sg.compile``), and optionally ``data`` (a dict of arrays)
@@ -9,6 +9,7 @@ the string is executed) with ``--params``/``--data`` naming its symbols::
     symgrad check "mean((a*t + b - y)**2)" --data t,y --data-file points.csv --at 1,2
     symgrad minimize "(x2 - x1**2)**2 + (1 - x1)**2" --x0 2,2 --optimizer sgd --lr 0.2 \\
         --schedule time_decay:0.01 --steps 100 --plot rosen.png
+    symgrad fit "a*exp(-b*t) + c - y" data.csv --p0 a=1 b=0.1 c=0
     symgrad demo --out out/demo
 
 Errors print one line (``symgrad: error: ...``) and exit with status 2; a failed gradient
@@ -323,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "an expression string such as \"mean((a*t + b - y)**2)\". Vectors are comma "
                 "separated; write --x0=-1,2 when the first value is negative.")
     p.add_argument("--version", action="version", version=f"symgrad {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{generate,check,minimize,demo}",
+    sub = p.add_subparsers(dest="command", metavar="{generate,check,minimize,fit,demo}",
                            parser_class=_Parser)
 
     def loss_args(q: argparse.ArgumentParser, data_file: bool = True) -> None:
@@ -370,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     m.set_defaults(run=cmd_minimize)
 
+    from .lsq.command import add_parser as add_fit
+
+    add_fit(sub)
     d = sub.add_parser("demo", help="run the seed scenarios (the example scripts) end to end "
                        "and write figures")
     d.add_argument("--out", default=os.path.join("out", "demo"),

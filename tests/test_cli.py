@@ -213,3 +213,40 @@ def test_demo_without_the_example_scripts_says_what_to_do(tmp_path, capsys):
     assert "runs the example scripts of a source checkout" in err
     assert "pip install -e ." in err and "--examples DIR" in err
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- fit (least squares)
+
+
+def _decay_csv(tmp_path) -> Path:
+    t = np.linspace(0, 7, 30)
+    y = 3 * np.exp(-0.7 * t) + 0.5 + 0.01 * np.random.default_rng(3).standard_normal(30)
+    path = tmp_path / "decay.csv"
+    np.savetxt(path, np.column_stack([t, y]), delimiter=",", header="t,y", comments="")
+    return path
+
+
+def test_fit_prints_estimates_with_standard_errors(tmp_path, capsys):
+    csv = _decay_csv(tmp_path)
+    code, out, _ = run(capsys, "fit", "a*exp(-b*t) + c - y", str(csv), "--p0", "a=1", "b=0.1",
+                       "c=0")
+    assert code == 0, out
+    rows = {ln.split()[0]: ln.split()[1:3] for ln in out.splitlines()
+            if ln.strip()[:2] in ("a ", "b ", "c ")}
+    fit = sg.least_squares(parse_loss("a*exp(-b*t) + c - y", data="t y"), [1, 0.1, 0],
+                           params=[sg.params(n) for n in "abc"],
+                           data=cli.read_data_file(csv))
+    for name, est, se in zip("abc", fit.x, fit.stderr, strict=True):
+        assert float(rows[name][0]) == pytest.approx(est, rel=1e-8)
+        assert float(rows[name][1]) == pytest.approx(se, rel=1e-5)
+    code2, out2, _ = run(capsys, "fit", "a*exp(-b*t) + c", str(csv), "--response", "y",
+                         "--p0", "1,0.1,0", "--method", "precise")
+    assert code2 == 0 and rows["a"][0] in out2
+
+
+def test_fit_errors_are_one_line(tmp_path, capsys):
+    csv = _decay_csv(tmp_path)
+    code, _, err = run(capsys, "fit", "a*exp(-b*t) + c - y", str(csv), "--p0", "q=1")
+    assert code == 2 and "NAME one of a, b, c" in err and len(err.splitlines()) == 1
+    code, _, err = run(capsys, "fit", "a*b + c", str(csv))
+    assert code == 2 and "none of the data columns" in err

@@ -14,7 +14,9 @@ MODULES = ["symgrad.datacheck", "symgrad.codegen.helpers", "symgrad.codegen.name
            "symgrad.train.run", "symgrad.train.compiled", "symgrad.train.lbfgs",
            "symgrad.train.newton",
            "symgrad.lsq", "symgrad.lsq.problem", "symgrad.lsq.codegen", "symgrad.lsq.kernel",
-           "symgrad.lsq.build"]
+           "symgrad.lsq.build",
+           "symgrad.lsq.reference", "symgrad.lsq.robust", "symgrad.lsq.qr", "symgrad.lsq.lm",
+           "symgrad.lsq.api"]
 
 
 @pytest.mark.parametrize("name", MODULES)

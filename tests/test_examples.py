@@ -50,7 +50,7 @@ def results(tmp_path_factory) -> dict:
 def test_every_example_is_covered():
     assert set(ALL) == {"rosenbrock_learning_rate", "quadratic_fit", "two_layer_net",
                         "momentum_escape", "backprop_graph", "digits", "logistic_regression",
-                        "matrix_factorisation", "denoise_image"}
+                        "matrix_factorisation", "denoise_image", "speed_fit", "decay_fit"}
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -156,3 +156,27 @@ def test_denoise_image_tv_beats_tikhonov(results):
     assert p["noisy"] == pytest.approx(16.5, abs=0.1)
     assert p["Tikhonov"] > p["noisy"] + 4
     assert p["TV"] > p["Tikhonov"] + 3  # edges kept: total variation wins on flat shapes
+
+
+def test_speed_fit_lm_beats_3000_sgd_steps(results):
+    r = results["speed_fit"]
+    np.testing.assert_allclose(r["x"], r["polyfit"], rtol=1e-10)  # the exact minimum
+    assert r["lm_nit"] <= 5 and r["lm_nfev"] <= 10
+    assert r["lm_loss"] < 1.0 < 250 < r["sgd_loss"]  # SGD with lr 1e-5 is still far off
+    assert np.all(np.diff(r["lm_losses"]) <= 0)
+    assert np.all(r["stderr"] > 0) and np.all(r["stderr"] < 0.05 * np.abs(r["x"]))
+
+
+def test_decay_fit_band_and_errors_match_curve_fit(results):
+    from scipy.optimize import curve_fit
+
+    r = results["decay_fit"]
+    mod = load("decay_fit")
+    tt, yy = mod.decay_data()
+    popt, pcov = curve_fit(lambda t, a, b, c: a * np.exp(-b * t) + c, tt, yy, p0=[1, 0.1, 0],
+                           xtol=1e-14, ftol=1e-14, gtol=1e-14)
+    assert r["success"]
+    np.testing.assert_allclose(r["x"], popt, rtol=1e-8)
+    np.testing.assert_allclose(r["cov"], pcov, rtol=1e-6)
+    assert np.all(np.abs(r["x"] - np.array(mod.TRUE)) < 3 * r["stderr"])
+    assert r["covered"] == 1.0 and 0.05 < r["band_width"] < 0.5

@@ -1,4 +1,9 @@
-"""Least squares: residual problems compiled to residuals, Jacobians and fused normal equations.
+"""Least squares: residual problems compiled to residuals, Jacobians and fused normal equations;
+Levenberg–Marquardt on them, statistics, curve_fit.
+
+Kernel side: :func:`compile_residuals` -> :class:`ResidualKernel`. Solver side:
+:func:`least_squares`, :func:`curve_fit`, :func:`to_scipy`, :class:`LeastSquaresResult`, and
+:class:`ReferenceResiduals` (a NumPy residual kernel with the compiled kernel's interface).
 
 >>> import symgrad as sg
 >>> a = sg.params("a"); t = sg.data("t")
@@ -6,7 +11,12 @@
 ('a',)
 """
 
+from .api import as_kernel, curve_fit, least_squares, to_scipy
 from .build import compile_residuals
 from .kernel import BoundResiduals, ResidualKernel
+from .reference import ReferenceResiduals
+from .result import LeastSquaresResult, UnidentifiableWarning
 
-__all__ = ["BoundResiduals", "ResidualKernel", "compile_residuals"]
+__all__ = ["BoundResiduals", "LeastSquaresResult", "ReferenceResiduals", "ResidualKernel",
+           "UnidentifiableWarning", "as_kernel", "compile_residuals", "curve_fit",
+           "least_squares", "to_scipy"]

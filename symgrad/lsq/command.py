@@ -1,0 +1,84 @@
+"""``symgrad fit``: a residual (or model) string and a CSV -> estimates with standard errors.
+
+    symgrad fit "a*exp(-b*t) + c - y" data.csv --p0 a=1 b=0.1 c=0
+    symgrad fit "a*exp(-b*t) + c" data.csv --response y --p0 1,0.1,0 --loss soft_l1
+
+The string is parsed safely (:mod:`symgrad.exprparse`); every name that is a column of the
+data file is data, the others are parameters (``--params`` to choose the order). Parameters
+not given in ``--p0`` start at 1 (as ``curve_fit``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["add_parser", "parse_p0", "run"]
+
+
+def parse_p0(items: list[str] | None, names: list[str]) -> np.ndarray:
+    """``["a=1", "b=0.1"]`` or ``["1,0.1,0"]`` -> the start vector in the order of ``names``."""
+    from ..cli import CLIError, parse_vector
+
+    x = np.ones(len(names))
+    if not items:
+        return x
+    if all("=" not in it for it in items):
+        v = parse_vector(" ".join(items), "--p0")
+        if v.size != len(names):
+            raise CLIError(f"--p0 has {v.size} values but the model has {len(names)} "
+                           f"parameters ({', '.join(names)})")
+        return v
+    for it in items:
+        name, eq, val = it.partition("=")
+        if not eq or name.strip() not in names:
+            raise CLIError(f"--p0 {it!r}: write NAME=VALUE with NAME one of {', '.join(names)}")
+        x[names.index(name.strip())] = parse_vector(val, f"--p0 {name}")[0]
+    return x
+
+
+def run(a: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    """Fit and print the table; exit status 0 if the fit converged, 1 otherwise."""
+    import symgrad as sg
+
+    from ..cli import CLIError, read_data_file
+    from ..exprparse import param_names, parse_loss
+    from ..symbols import Param
+
+    cols = read_data_file(a.data_file)
+    text = a.model if a.response is None else f"({a.model}) - ({a.response})"
+    dnames = [c for c in cols if c not in (a.params or "").replace(",", " ").split()]
+    expr = parse_loss(text, params=a.params, data=dnames)
+    names = param_names(text, a.params, dnames)
+    used = sorted(s.name for s in expr.free_symbols if s.name in dnames)
+    if not used:
+        raise CLIError(f"the model uses none of the data columns ({', '.join(cols)})")
+    x0 = parse_p0(a.p0, names)
+    fit = sg.least_squares(expr, x0, params=[Param(n) for n in names],
+                           data={k: cols[k] for k in used}, method=a.method, loss=a.loss,
+                           f_scale=a.f_scale, max_nfev=a.max_nfev)
+    out(f"model: {text}   ({next(iter(cols.values())).size} samples)")
+    out(fit.summary())
+    return 0 if fit.success else 1
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """The ``fit`` sub-command of the ``symgrad`` parser."""
+    f = sub.add_parser("fit", help="nonlinear least squares: estimates with standard errors")
+    f.add_argument("model", metavar="RESIDUAL", help="residual expression in parameters and "
+                   "data columns, e.g. \"a*exp(-b*t) + c - y\" (or the model with --response)")
+    f.add_argument("data_file", metavar="DATA", help=".csv with a header row, or .npz")
+    f.add_argument("--p0", nargs="+", help="start: NAME=VALUE ... or a comma list (default 1)")
+    f.add_argument("--response", help="data column the model is fitted to (residual = "
+                   "model - RESPONSE)")
+    f.add_argument("--params", help="parameter names in order (default: the names that are "
+                   "not data columns, sorted)")
+    f.add_argument("--method", default="lm", choices=("lm", "precise", "gn"))
+    f.add_argument("--loss", default="linear",
+                   choices=("linear", "huber", "soft_l1", "cauchy", "arctan"))
+    f.add_argument("--f-scale", type=float, default=1.0, help="robust loss scale")
+    f.add_argument("--max-nfev", type=int, help="maximum number of evaluations")
+    f.set_defaults(run=run)
+    return f

@@ -1,0 +1,244 @@
+"""Least squares, solver side: LM / precise / GN against SciPy, robust losses, bounds, weights,
+statistics, bad input. Every test runs over the residual kernels in ``make`` (the NumPy
+reference and the compiled kernel)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.optimize as so
+
+import symgrad as sg
+from symgrad.lsq import ReferenceResiduals, UnidentifiableWarning
+
+a, b, c = sg.params("a b c")
+t, y = sg.data("t y")
+DECAY = a * sg.exp(-b * t) + c - y
+TRUE = np.array([3.0, 0.7, 0.5])
+
+
+@pytest.fixture(scope="module", params=["reference", "compiled"])
+def make(request):
+    """``make(resid, params=None) -> residual kernel`` of one implementation."""
+    if request.param == "reference":
+        return ReferenceResiduals
+    return sg.compile_residuals
+
+
+@pytest.fixture(scope="module")
+def decay_data():
+    rng = np.random.default_rng(7)
+    tt = np.linspace(0, 8, 200)
+    yy = TRUE[0] * np.exp(-TRUE[1] * tt) + TRUE[2] + 0.05 * rng.standard_normal(tt.size)
+    return {"t": tt, "y": yy}
+
+
+@pytest.fixture(scope="module")
+def decay(make):
+    return make(DECAY, [a, b, c])
+
+
+def _scipy(kernel, data, x0, **kw):
+    fun, jac = sg.lsq.to_scipy(kernel, data)
+    return so.least_squares(fun, x0, jac=jac, **kw)
+
+
+# --------------------------------------------------------------------------- the kernel
+
+
+def test_fused_normal_equations_match_the_materialised_jacobian(decay, decay_data):
+    x = np.array([2.0, 0.5, 0.1])
+    J = decay.jacobian(x, **decay_data)
+    r = decay.residuals(x, **decay_data)
+    w = np.linspace(0.5, 2.0, r.size)
+    JtJ, Jtr, rtr = decay.normal(x, w, 1 / w, **decay_data)
+    np.testing.assert_allclose(JtJ, (J * w[:, None]).T @ (J * w[:, None]), rtol=1e-13)
+    np.testing.assert_allclose(Jtr, (J * w[:, None]).T @ (r / w), rtol=1e-13)
+    assert rtr == pytest.approx(float(np.sum((r / w) ** 2)), rel=1e-13)
+    Jr, rr = decay.rows(x, 10, 20, **decay_data)
+    np.testing.assert_allclose(Jr, J[10:20], rtol=1e-14)  # another code path: ulps may differ
+    np.testing.assert_allclose(rr, r[10:20], rtol=1e-14, atol=1e-15)
+    # exact Jacobian against central differences
+    h = 1e-6
+    fd = np.column_stack([(decay.residuals(x + h * e, **decay_data)
+                           - decay.residuals(x - h * e, **decay_data)) / (2 * h)
+                          for e in np.eye(3)])
+    np.testing.assert_allclose(J, fd, rtol=1e-6, atol=1e-8)
+
+
+# --------------------------------------------------------------------------- agreement with SciPy
+
+
+@pytest.mark.parametrize("method", ["lm", "precise", "gn"])
+def test_methods_agree_with_scipy_lm(decay, decay_data, method):
+    x0 = [1.0, 0.1, 0.0]
+    fit = sg.least_squares(decay, x0, data=decay_data, method=method)
+    ref = _scipy(decay, decay_data, x0, method="lm", xtol=1e-14, ftol=1e-14, gtol=1e-14)
+    assert fit.success and fit.status in (1, 2, 3, 4)
+    np.testing.assert_allclose(fit.x, ref.x, rtol=1e-8)
+    assert fit.cost == pytest.approx(ref.cost, rel=1e-12)
+    np.testing.assert_allclose(fit.fun, ref.fun, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(fit.jac, ref.jac, rtol=1e-8)
+    np.testing.assert_allclose(fit.grad, ref.jac.T @ ref.fun, atol=1e-7)
+    assert fit.params == ("a", "b", "c") and fit.njev == fit.nfev
+    if method != "gn":
+        assert fit.nfev < 30
+
+
+def test_statistics_match_curve_fit(decay, decay_data):
+    fit = sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data)
+    tt, yy = decay_data["t"], decay_data["y"]
+    popt, pcov = so.curve_fit(lambda t_, a_, b_, c_: a_ * np.exp(-b_ * t_) + c_, tt, yy,
+                              p0=[1.0, 0.1, 0.0], xtol=1e-14, ftol=1e-14, gtol=1e-14)
+    np.testing.assert_allclose(fit.x, popt, rtol=1e-8)
+    np.testing.assert_allclose(fit.cov, pcov, rtol=1e-6)
+    np.testing.assert_allclose(fit.stderr, np.sqrt(np.diag(pcov)), rtol=1e-6)
+    assert fit.sigma == pytest.approx(np.sqrt(np.sum(fit.fun**2) / (tt.size - 3)), rel=1e-10)
+    np.testing.assert_allclose(np.diag(fit.corr), 1.0, rtol=1e-12)
+    assert np.all(np.abs(fit.x - TRUE) < 4 * fit.stderr)
+    text = repr(fit)
+    assert "std error" in text and "a " in text and "residual std" in text
+
+
+def test_curve_fit_convenience_matches_scipy(decay_data):
+    model = a * sg.exp(-b * t) + c
+    sigma = np.linspace(0.02, 0.1, decay_data["t"].size)
+    for absolute in (False, True):
+        # params given: the default order is declaration order, which other tests may change
+        popt, pcov = sg.curve_fit(model, decay_data["t"], decay_data["y"], [1.0, 0.1, 0.0],
+                                  params=[a, b, c], sigma=sigma, absolute_sigma=absolute)
+        ref = so.curve_fit(lambda t_, a_, b_, c_: a_ * np.exp(-b_ * t_) + c_, decay_data["t"],
+                           decay_data["y"], p0=[1.0, 0.1, 0.0], sigma=sigma,
+                           absolute_sigma=absolute, xtol=1e-14, ftol=1e-14, gtol=1e-14)
+        np.testing.assert_allclose(popt, ref[0], rtol=1e-8)
+        np.testing.assert_allclose(pcov, ref[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["huber", "soft_l1", "cauchy", "arctan"])
+def test_robust_losses_match_scipy_trf(decay, decay_data, loss):
+    data = dict(decay_data)
+    yy = data["y"].copy()
+    yy[::17] += 3.0  # outliers
+    data["y"] = yy
+    fit = sg.least_squares(decay, [1.0, 0.1, 0.0], data=data, loss=loss, f_scale=0.1,
+                           method="precise")
+    ref = _scipy(decay, data, [1.0, 0.1, 0.0], method="trf", loss=loss, f_scale=0.1,
+                 xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    assert fit.success
+    np.testing.assert_allclose(fit.x, ref.x, rtol=1e-6)
+    assert fit.cost == pytest.approx(ref.cost, rel=1e-9)
+    plain = sg.least_squares(decay, [1.0, 0.1, 0.0], data=data)
+    assert np.abs(fit.x - TRUE).max() < np.abs(plain.x - TRUE).max()
+
+
+def test_bounds_match_scipy_trf(decay, decay_data):
+    lo, hi = [0.0, 0.0, 0.8], [10.0, 0.6, 5.0]  # b and c pinned on their bounds
+    fit = sg.least_squares(decay, [1.0, 0.1, 1.0], data=decay_data, bounds=(lo, hi))
+    ref = _scipy(decay, decay_data, [1.0, 0.1, 1.0], method="trf", bounds=(lo, hi),
+                 xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    assert fit.success
+    np.testing.assert_allclose(fit.x, ref.x, rtol=1e-7, atol=1e-10)
+    assert fit.active_mask.tolist() == [0, 1, 1]
+    with pytest.raises(ValueError, match="outside the bounds for c"):
+        sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data, bounds=(lo, hi))
+
+
+def test_weights_are_scaled_residuals(decay, decay_data):
+    w = np.linspace(1.0, 4.0, decay_data["t"].size)
+    fit = sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data, weights=w)
+    ref = _scipy(decay, decay_data, [1.0, 0.1, 0.0], method="lm", xtol=1e-14, ftol=1e-14)
+    sw = np.sqrt(w)
+    fun, jac = sg.lsq.to_scipy(decay, decay_data)
+    ref = so.least_squares(lambda x: sw * fun(x), [1.0, 0.1, 0.0],
+                           jac=lambda x: sw[:, None] * jac(x), method="lm", xtol=1e-14,
+                           ftol=1e-14, gtol=1e-14)
+    np.testing.assert_allclose(fit.x, ref.x, rtol=1e-8)
+    np.testing.assert_allclose(fit.fun, ref.fun, rtol=1e-6, atol=1e-12)
+
+
+def test_parameter_only_and_vector_residuals(make):
+    x1, x2 = sg.params("x1 x2")
+    rosen = make([10 * (x2 - x1**2), 1 - x1], [x1, x2])
+    fit = sg.least_squares(rosen, [-1.2, 1.0])
+    assert fit.success and fit.n_residuals == 2
+    np.testing.assert_allclose(fit.x, [1.0, 1.0], atol=1e-10)
+    # two residuals per sample: a circle's x and y coordinates, sample-major
+    cx, cy, r_ = sg.params("cx cy r_")
+    th, px, py = sg.data("th px py")
+    k = make([cx + r_ * sg.cos(th) - px, cy + r_ * sg.sin(th) - py], [cx, cy, r_])
+    ang = np.linspace(0, 5, 40)
+    data = {"th": ang, "px": 1 + 2 * np.cos(ang), "py": -1 + 2 * np.sin(ang)}
+    fit = sg.least_squares(k, {"cx": 0.0, "cy": 0.0, "r_": 1.0}, data=data, weights=np.ones(40))
+    assert k.m == 2 and fit.n_residuals == 80
+    np.testing.assert_allclose(fit.x, [1.0, -1.0, 2.0], atol=1e-10)
+
+
+def test_expression_path_compiles_and_agrees(decay_data):
+    fit = sg.least_squares(DECAY, [1.0, 0.1, 0.0], params=[a, b, c], data=decay_data)
+    ref = sg.least_squares(ReferenceResiduals(DECAY, [a, b, c]), [1.0, 0.1, 0.0],
+                           data=decay_data)
+    np.testing.assert_allclose(fit.x, ref.x, rtol=1e-10)
+
+
+def test_max_nfev_status_and_jacobian_is_lazy(decay, decay_data):
+    calls = []
+
+    class Counting:
+        def __init__(self, k):
+            self.k = k
+
+        def __getattr__(self, name):
+            return getattr(self.k, name)
+
+        def bind(self, **data):
+            bound = self.k.bind(**data)
+
+            class B:
+                def __getattr__(self, name):
+                    if name == "jacobian":
+                        calls.append(name)
+                    return getattr(bound, name)
+            return B()
+
+    fit = sg.least_squares(Counting(decay), [1.0, 0.1, 0.0], data=decay_data, max_nfev=3)
+    assert fit.status == 0 and not fit.success and fit.nfev == 3
+    assert "maximum number of function evaluations" in fit.message
+    assert calls == []  # the solver never materialised J
+    assert fit.jac.shape == (200, 3) and calls == ["jacobian"]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_unidentifiable_parameter_warns_and_has_infinite_stderr(make, decay_data):
+    d = sg.params("d")
+    k = make(a * d * sg.exp(-b * t) + c - y, [a, b, c, d])  # only the product a*d is seen
+    with pytest.warns(UnidentifiableWarning, match="a, d"):
+        fit = sg.least_squares(k, [1.0, 0.1, 0.0, 1.0], data=decay_data)
+    assert fit.x[0] * fit.x[3] == pytest.approx(3.0, rel=0.05)
+    assert np.isinf(fit.stderr[0]) and np.isinf(fit.stderr[3])
+    assert np.all(np.isfinite(fit.stderr[1:3]))
+    assert fit.unidentifiable == ("a", "d")
+
+
+def test_non_finite_start_names_sample_and_values(make):
+    k = make(a * sg.log(b * t) - y, [a, b])
+    data = {"t": np.array([1.0, 2.0, -3.0]), "y": np.zeros(3)}
+    with pytest.raises(ValueError, match=r"sample 2 \(t=-3, y=0\) with a=1, b=1"):
+        sg.least_squares(k, [1.0, 1.0], data=data)
+
+
+def test_too_few_residuals_and_bad_arguments(decay, decay_data):
+    short = {k: v[:2] for k, v in decay_data.items()}
+    with pytest.raises(ValueError, match=r"2 residual.*3 parameters.*at least as many"):
+        sg.least_squares(decay, [1.0, 0.1, 0.0], data=short)
+    with pytest.raises(ValueError, match="x0 has 2 values but there are 3 parameters"):
+        sg.least_squares(decay, [1.0, 0.1], data=decay_data)
+    with pytest.raises(ValueError, match="loss='l1'"):
+        sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data, loss="l1")
+    with pytest.raises(ValueError, match="method='trf'"):
+        sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data, method="trf")
+    with pytest.raises(ValueError, match="weights has 3 values"):
+        sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data, weights=[1, 2, 3])
+    with pytest.raises(ValueError, match="missing c"):
+        sg.least_squares(decay, {"a": 1.0, "b": 0.1}, data=decay_data)
