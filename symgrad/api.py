@@ -11,7 +11,6 @@ Matrix([[-4*x1*(-x1**2 + x2), -2*x1**2 + 2*x2]])
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from . import __version__
 from .arrays.build import array_source, compile_array
 from .arrays.graph import Node
 from .arrays.kernel import ArrayKernel
-from .cache import cached_module, write_atomic
+from .cache import cached_module, code_digest, write_atomic
 from .codegen import CodegenOptions, header, module_source
 from .derive import KinkPolicy, derive
 from .kernel import Kernel
@@ -31,6 +30,9 @@ from .problem import ProblemError, problem
 from .symbols import Data, as_expr, normalize_name
 
 __all__ = ["compile", "generate", "grad", "hessian", "jacobian"]
+
+#: The code that turns a scalar problem into module text (its digest is part of the cache key).
+_WRITERS = ("derive.py", "printer.py", "functions.py", "problem.py", "symbols.py", "codegen")
 
 
 def _wrt(wrt, exprs: Sequence[sp.Basic] = ()) -> list[sp.Symbol]:
@@ -163,7 +165,7 @@ def _cache_key(prob, policy: KinkPolicy, opts: CodegenOptions) -> str:
     The key is computed without deriving (a warm process skips SymPy); the entry's header is
     then checked against this problem before it is used (:func:`symgrad.cache.cached_module`).
     """
-    parts = [_canon(prob), _canon(policy), _canon(opts), _generator_digest()]
+    parts = [_canon(prob), _canon(policy), _canon(opts), code_digest(*_WRITERS)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
@@ -182,15 +184,6 @@ def _canon(obj) -> str:
     return repr(obj)
 
 
-@functools.cache
-def _generator_digest() -> str:
-    """Hash of the modules that turn a problem into text (a code change invalidates the cache)."""
-    here = Path(__file__).parent
-    h = hashlib.sha256(__version__.encode())
-    for path in [*(here / n for n in ("derive.py", "printer.py", "functions.py", "problem.py",
-                                      "symbols.py")), *sorted((here / "codegen").glob("*.py"))]:
-        h.update(path.read_bytes())
-    return h.hexdigest()
 
 
 def generate(loss, path: str | Path, params: Sequence | None = None, *,

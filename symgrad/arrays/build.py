@@ -9,16 +9,14 @@ in the key nor in the text: one cached module serves every size. Entries are ver
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import sympy as sp
 
 from .. import __version__
-from ..cache import cached_module
+from ..cache import cached_module, code_digest
 from ..codegen import CodegenOptions
 from ..derive import KinkPolicy
 from .autodiff import topo
@@ -28,6 +26,9 @@ from .kernel import ArrayKernel
 from .problem import ArrayProblem, array_problem
 
 __all__ = ["array_source", "compile_array"]
+
+#: The code that turns an array problem into module text (its digest is part of the cache key).
+_WRITERS = ("arrays", "codegen", "printer.py", "derive.py", "functions.py")
 
 
 def array_source(loss, params: Sequence | None, policy: KinkPolicy | None,
@@ -45,7 +46,7 @@ def compile_array(loss, params: Sequence | None = None, *, policy: KinkPolicy | 
     policy, real = policy or KinkPolicy(), str(np.dtype(dtype))
     opts = CodegenOptions(regenerate="symgrad.compile(loss)", version=__version__)
     key = hashlib.sha256("\0".join([canonical(prob), repr(policy), repr(opts), real,
-                                    _generator_digest()]).encode()).hexdigest()[:24]
+                                    code_digest(*_WRITERS)]).encode()).hexdigest()[:24]
     path, src, mod = cached_module(
         "a" + key,
         lambda digest: array_header(prob, policy, opts, digest),
@@ -68,13 +69,4 @@ def canonical(prob: ArrayProblem) -> str:
     return "\n".join(lines)
 
 
-@functools.cache
-def _generator_digest() -> str:
-    """Hash of the code that turns an array problem into text."""
-    here = Path(__file__).parent
-    h = hashlib.sha256(__version__.encode())
-    for p in sorted(here.glob("*.py")) + sorted((here.parent / "codegen").glob("*.py")) + [
-            here.parent / n for n in ("printer.py", "derive.py", "functions.py")]:
-        h.update(p.read_bytes())
-    return h.hexdigest()
 

@@ -7,14 +7,12 @@ neither differentiates nor generates again; the entry is verified by :mod:`symgr
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Sequence
-from pathlib import Path
 
 from .. import __version__
 from ..api import _canon
-from ..cache import cached_module
+from ..cache import cached_module, code_digest
 from ..codegen import CodegenOptions
 from ..derive import KinkPolicy
 from .codegen import residual_header, residual_source
@@ -22,6 +20,10 @@ from .kernel import ResidualKernel
 from .problem import residual_problem
 
 __all__ = ["compile_residuals"]
+
+#: The code that turns a residual problem into module text (its digest is part of the cache key).
+_WRITERS = ("lsq/problem.py", "lsq/codegen.py", "codegen", "printer.py", "derive.py",
+            "functions.py", "symbols.py", "problem.py", "exprparse.py")
 
 
 def compile_residuals(resid, params: Sequence | None = None, data: Sequence | str | None = None,
@@ -46,20 +48,10 @@ def compile_residuals(resid, params: Sequence | None = None, data: Sequence | st
     policy = policy or KinkPolicy()
     opts = CodegenOptions(regenerate="symgrad.compile_residuals(resid)", version=__version__)
     key = hashlib.sha256("\0".join([_canon(prob), _canon(policy), _canon(opts),
-                                    _generator_digest()]).encode()).hexdigest()[:24]
+                                    code_digest(*_WRITERS)]).encode()).hexdigest()[:24]
     path, src, mod = cached_module(
         "r" + key, lambda digest: residual_header(prob, policy, opts, digest),
         lambda: residual_source(prob, policy, opts))
     return ResidualKernel(prob, src, path, mod)
 
 
-@functools.cache
-def _generator_digest() -> str:
-    """Hash of the code that turns a residual problem into text."""
-    here = Path(__file__).parent
-    h = hashlib.sha256(__version__.encode())
-    for p in [here / "problem.py", here / "codegen.py", *(here.parent / n for n in (
-            "codegen.py", "printer.py", "derive.py", "functions.py", "symbols.py",
-            "problem.py", "exprparse.py"))]:
-        h.update(p.read_bytes())
-    return h.hexdigest()
