@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..derive import KinkPolicy
+from ..distributed.detect import dask_args, has_dask
 from ..kernel import BoundKernel, _batch_index, check_names
 from .autodiff import topo
 from .graph import Gather, N
@@ -154,6 +155,8 @@ class ArrayKernel:
     def data_args(self, data: Mapping | None = None, batch=None) -> tuple:
         """Validate data (and an optional batch) into the positional tail of ``f.jit`` calls."""
         data = dict(data or {})
+        if has_dask(data):  # refused there, in the user's terms (no chunk/finish split yet)
+            return dask_args(self, data, batch)
         check_names(data, self.data_names, "data array")
         if not self.data_names:
             if batch is not None:
