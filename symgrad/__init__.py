@@ -9,13 +9,14 @@
 
 __version__ = "0.1.0"
 
-from . import losses, optim, schedules, testing
+from . import distributed, losses, optim, schedules, testing
 from .api import compile, generate, grad, hessian, jacobian
 from .arrays.graph import ShapeError
 from .arrays.kernel import ArrayKernel
 from .arrays.ops import einsum
 from .check import GradCheck, HessianCheck, check_grad, check_hessian
 from .derive import KinkPolicy
+from .distributed import DaskKernel
 from .elementwise import abs, cos, cosh, erf, exp, log, max, sin, sinh, sqrt, tan, tanh
 from .functions import (
     expm1,
@@ -36,6 +37,7 @@ from .symbols import data, index, mean, params, sum
 __all__ = [
     "ArrayKernel",
     "BoundKernel",
+    "DaskKernel",
     "GradCheck",
     "HessianCheck",
     "Kernel",
@@ -51,6 +53,7 @@ __all__ = [
     "cos",
     "cosh",
     "data",
+    "distributed",
     "einsum",
     "erf",
     "exp",

@@ -7,7 +7,9 @@ import pytest
 
 MODULES = ["symgrad.arrays.graph", "symgrad.arrays.dims", "symgrad.arrays.ops",
            "symgrad.arrays.autodiff", "symgrad.arrays.problem", "symgrad.arrays.codegen",
-           "symgrad.arrays.formula", "symgrad.arrays.kernel", "symgrad.elementwise"]
+           "symgrad.arrays.formula", "symgrad.arrays.kernel", "symgrad.elementwise",
+           "symgrad.distributed.worker", "symgrad.distributed.columns",
+           "symgrad.distributed.kernel", "symgrad.distributed.detect", "symgrad.distributed.sgd"]
 
 
 @pytest.mark.parametrize("name", MODULES)
