@@ -15,6 +15,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 
+import numpy as np
+
 __all__ = ["DaskArgs", "dask_args", "has_dask"]
 
 
@@ -25,7 +27,10 @@ def has_dask(data: Mapping) -> bool:
         return False
     from dask import is_dask_collection
 
-    return any(is_dask_collection(v) for v in data.values())
+    return any(type(v) not in _PLAIN and is_dask_collection(v) for v in data.values())
+
+
+_PLAIN = (np.ndarray, list, tuple, float, int)  # the common in-memory types: no attribute lookup
 
 
 class DaskArgs(tuple):
