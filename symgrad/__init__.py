@@ -9,13 +9,14 @@
 
 __version__ = "0.1.0"
 
-from . import losses, lsq, testing
+from . import distributed, losses, lsq, testing
 from .api import compile, generate, grad, hessian, jacobian
 from .arrays.graph import ShapeError
 from .arrays.kernel import ArrayKernel
 from .arrays.ops import einsum
 from .check import GradCheck, HessianCheck, check_grad, check_hessian
 from .derive import KinkPolicy
+from .distributed import DaskKernel
 from .elementwise import abs, cos, cosh, erf, exp, log, max, sin, sinh, sqrt, tan, tanh
 from .functions import (
     expm1,
@@ -37,6 +38,7 @@ from .train import OptimizeResult, minimize, optim, schedules
 __all__ = [
     "ArrayKernel",
     "BoundKernel",
+    "DaskKernel",
     "GradCheck",
     "HessianCheck",
     "Kernel",
@@ -56,6 +58,7 @@ __all__ = [
     "cosh",
     "curve_fit",
     "data",
+    "distributed",
     "einsum",
     "erf",
     "exp",

@@ -24,6 +24,7 @@ from numba.core.registry import CPUDispatcher
 
 from .cache import cache_dir, load_module, write_atomic
 from .datacheck import may_hide, non_finite_error, raise_non_finite, result_finite
+from .distributed.detect import dask_args, has_dask
 from .problem import Problem
 
 __all__ = ["Kernel", "cache_dir", "load_module", "write_atomic"]
@@ -146,6 +147,8 @@ class Kernel:
         scan only after a non-finite result, see :meth:`_checked`).
         """
         data = dict(data or {})
+        if has_dask(data):  # columns on a Dask cluster: reduced there (symgrad.distributed)
+            return dask_args(self, data, batch)
         if not self.data_names:
             if data:
                 raise TypeError(f"this loss takes no data, got {', '.join(sorted(data))}")
@@ -182,6 +185,8 @@ class Kernel:
 
     def _impl(self, args: tuple) -> types.SimpleNamespace:
         """The serial or the parallel functions, by the ``parallel`` option and sample count."""
+        if type(args) is not tuple:  # Dask columns: DaskArgs runs the calls on the cluster
+            return args
         if self._samples and self.parallel is not False:
             n = args[0].shape[0] if args[-1] is None else args[-1].shape[0]
             if self.parallel or n >= PARALLEL_THRESHOLD:
@@ -300,7 +305,8 @@ class Kernel:
         >>> fb.value(np.array([2.0]))
         1.0
         """
-        return BoundKernel(self, self.data_args(data))
+        args = self.data_args(data)
+        return args.bound if type(args) is not tuple else BoundKernel(self, args)
 
 
 class BoundKernel:

@@ -16,7 +16,9 @@ MODULES = ["symgrad.datacheck", "symgrad.codegen.helpers", "symgrad.codegen.name
            "symgrad.lsq", "symgrad.lsq.problem", "symgrad.lsq.codegen", "symgrad.lsq.kernel",
            "symgrad.lsq.build",
            "symgrad.lsq.reference", "symgrad.lsq.robust", "symgrad.lsq.qr", "symgrad.lsq.lm",
-           "symgrad.lsq.api"]
+           "symgrad.lsq.api",
+           "symgrad.distributed.worker", "symgrad.distributed.columns",
+           "symgrad.distributed.kernel", "symgrad.distributed.detect", "symgrad.distributed.sgd"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -19,9 +19,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ALL = sorted(p.stem for p in EXAMPLES.glob("*.py") if p.stem != "regenerate")
 #: Smaller runs for the suite (the examples' defaults are the documented runs).
 FAST = {"digits": {"epochs": 20}, "logistic_regression": {"steps": 150},
+        "dask_fit": {"samples": 400_000, "chunk": 50_000},
         "matrix_factorisation": {"steps": 200}}
 #: Optional packages some examples need (CI installs them via the `dev` extra).
-NEEDS = {"digits": "sklearn", "denoise_image": "scipy"}
+NEEDS = {"digits": "sklearn", "denoise_image": "scipy", "dask_fit": "distributed"}
 
 
 def _available(name: str) -> bool:
@@ -50,7 +51,8 @@ def results(tmp_path_factory) -> dict:
 def test_every_example_is_covered():
     assert set(ALL) == {"rosenbrock_learning_rate", "quadratic_fit", "two_layer_net",
                         "momentum_escape", "backprop_graph", "digits", "logistic_regression",
-                        "matrix_factorisation", "denoise_image", "speed_fit", "decay_fit"}
+                        "matrix_factorisation", "denoise_image", "speed_fit", "decay_fit",
+                        "dask_fit"}
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -180,3 +182,14 @@ def test_decay_fit_band_and_errors_match_curve_fit(results):
     np.testing.assert_allclose(r["cov"], pcov, rtol=1e-6)
     assert np.all(np.abs(r["x"] - np.array(mod.TRUE)) < 3 * r["stderr"])
     assert r["covered"] == 1.0 and 0.05 < r["band_width"] < 0.5
+
+
+def test_dask_fit_recovers_the_model(results):
+    if not _available("dask_fit"):
+        pytest.skip("dask_fit needs the dask extra")
+    r = results["dask_fit"]
+    assert r["n_chunks"] == 8
+    assert r["status"] == "converged"
+    np.testing.assert_allclose(r["x"], (2.0, 1.3, 0.5), atol=0.01)  # 4e5 samples, noise 0.1
+    assert 0.099 < r["fun"] < 0.101  # the RMSE ends at the noise level
+    assert r["loss0"] > 5 * r["fun"]

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..datacheck import may_hide, raise_non_finite, result_finite
 from ..derive import KinkPolicy
+from ..distributed.detect import dask_args, has_dask
 from ..kernel import BoundKernel, _batch_index, check_names
 from .autodiff import topo
 from .graph import Gather, Map, N, Reduce
@@ -164,6 +165,8 @@ class ArrayKernel:
         scan only after a non-finite result, see :meth:`_checked`).
         """
         data = dict(data or {})
+        if has_dask(data):  # refused there, in the user's terms (no chunk/finish split yet)
+            return dask_args(self, data, batch)
         check_names(data, self.data_names, "data array")
         if not self.data_names:
             if batch is not None:

@@ -1,0 +1,110 @@
+"""Dask columns -> aligned chunks: one tuple of Dask blocks per chunk of samples.
+
+Columns may be Dask arrays (1-D, or 2-D ``(N, width)`` for vector columns), Dask DataFrame
+columns (Series), or NumPy arrays mixed with them (sent to the cluster in the Dask columns'
+chunks). Arrays whose chunks differ are rechunked to the first Dask column's chunks; a vector
+column keeps its width in one chunk. Nothing is computed here and no column reaches the client.
+
+>>> import dask.array as da, numpy as np
+>>> t = da.arange(10.0, chunks=4); y = da.ones(10, chunks=5)
+>>> cs = aligned({"t": t, "y": y}, ("t", "y"), {"t": None, "y": None})
+>>> cs.n_chunks, cs.offsets
+(3, (0, 4, 8))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Chunks", "aligned"]
+
+
+@dataclass(frozen=True)
+class Chunks:
+    """Aligned Dask arrays of the columns (in ``names`` order) and their chunks' delayed blocks.
+
+    ``offsets[i]`` is the first sample of chunk ``i`` (None when the sizes are unknown, as for
+    DataFrame partitions).
+    """
+
+    names: tuple[str, ...]
+    arrays: tuple
+    blocks: tuple[tuple, ...]  # one tuple of Delayed per chunk
+    offsets: tuple[int | None, ...]
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.blocks)
+
+    def subset(self, which) -> Chunks:
+        """The chunks numbered ``which`` (for mini-batches of whole chunks)."""
+        which = [int(i) for i in which]
+        return Chunks(self.names, self.arrays, tuple(self.blocks[i] for i in which),
+                      tuple(self.offsets[i] for i in which))
+
+
+def _to_array(name: str, col):
+    """A Dask array for a column (Series -> its values; NumPy stays NumPy for now)."""
+    import dask.array as da
+    from dask import is_dask_collection
+
+    if not is_dask_collection(col):
+        return np.asarray(col)
+    if isinstance(col, da.Array):
+        return col
+    if hasattr(col, "to_dask_array"):
+        if getattr(col, "ndim", 1) != 1:
+            raise TypeError(f"data column '{name}' is a Dask DataFrame: pass its columns by "
+                            f"name ({name}=df['{name}'])")
+        return col.to_dask_array()
+    raise TypeError(f"data column '{name}' is a {type(col).__name__}: pass a Dask array or a "
+                    "Dask DataFrame column")
+
+
+def _check(name: str, a, width: int | None) -> None:
+    """The in-memory kernel's column rules on dtype and shape (values are checked per chunk)."""
+    if a.dtype.kind not in "iub" and a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"data column '{name}' has dtype {a.dtype}: pass float64 or float32")
+    want = 1 if width is None else 2
+    if a.ndim != want or (width is not None and a.shape[1] != width):
+        shape = "(N,)" if width is None else f"(N, {width})"
+        raise ValueError(f"data column '{name}' must have shape {shape}, got {a.shape}")
+
+
+def aligned(data: Mapping, names: tuple[str, ...], widths: Mapping[str, int | None]) -> Chunks:
+    """Validate the columns ``names`` of ``data`` and split them into common chunks."""
+    import dask.array as da
+
+    arrays = {nm: _to_array(nm, data[nm]) for nm in names}
+    for nm, a in arrays.items():
+        _check(nm, a, widths[nm])
+    lead = next(nm for nm in names if isinstance(arrays[nm], da.Array))
+    rows = arrays[lead].chunks[0]
+    n = arrays[lead].shape[0]
+    known = not any(math.isnan(c) for c in rows)
+    for nm in names:
+        a = arrays[nm]
+        if not known and not (isinstance(a, da.Array) and len(a.chunks[0]) == len(rows)):
+            raise ValueError(f"data column '{nm}' cannot be aligned with '{lead}', whose chunk "
+                             "sizes are unknown (a Dask DataFrame column): take the columns "
+                             "from one DataFrame, or pass df[c].to_dask_array(lengths=True)")
+        if known and not math.isnan(a.shape[0]) and a.shape[0] != n:
+            raise ValueError(f"data column '{nm}' has {a.shape[0]} samples but '{lead}' has "
+                             f"{n}: columns must have the same length")
+        if not isinstance(a, da.Array):
+            a = da.from_array(a, chunks=(rows, *a.shape[1:]))
+        elif known and a.chunks[0] != rows:
+            a = a.rechunk({0: rows})
+        if a.ndim == 2 and len(a.chunks[1]) != 1:
+            a = a.rechunk({1: -1})
+        arrays[nm] = a
+    if known and n == 0:
+        raise ValueError("the data columns are empty: a reduction needs at least one sample")
+    per_col = [arrays[nm].to_delayed().reshape(-1) for nm in names]
+    blocks = tuple(zip(*per_col, strict=True))
+    offsets = tuple(int(o) for o in np.cumsum((0, *rows[:-1]))) if known else (None,) * len(rows)
+    return Chunks(names, tuple(arrays[nm] for nm in names), blocks, offsets)

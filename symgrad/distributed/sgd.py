@@ -1,0 +1,68 @@
+"""Mini-batch SGD over Dask chunks: each step evaluates the loss on a few chunks, drawn with a
+seed, where they live; the final loss and gradient are on all the data.
+
+A step's mini-batch is ``chunks_per_step`` whole chunks without replacement (the loss on those
+samples, its outer function applied to their means, as an in-memory ``batch=`` would); chunks
+are the natural unit on a cluster (no gather of scattered rows).
+
+>>> import dask.array as da, numpy as np, symgrad as sg
+>>> a = sg.params("a"); t = sg.data("t")
+>>> fb = sg.compile(sg.mean((a - t)**2)).bind(t=da.arange(100.0, chunks=10))
+>>> res = sgd(fb, [0.0], optimizer=sg.optim.sgd(lr=0.3), steps=40, seed=0)
+>>> res.status, bool(abs(res.x[0] - 49.5) < 10)
+('completed', True)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .kernel import DaskKernel
+
+__all__ = ["sgd"]
+
+
+def sgd(fb: DaskKernel, x0, *, optimizer, steps: int, chunks_per_step: int = 1,
+        seed=None, callback=None):
+    """Minimize the loss of the Dask-bound kernel ``fb`` with ``optimizer`` (an ``(init,
+    update)`` pair from :mod:`symgrad.optim`) on random chunks; an ``OptimizeResult``.
+
+    ``callback(step, x, loss, grad)`` runs before each update (return True to stop). A
+    non-finite batch loss or gradient stops with status ``"diverged"``.
+    """
+    from ..minimize import History, OptimizeResult
+
+    if not isinstance(fb, DaskKernel):
+        raise TypeError("sgd needs a kernel bound to Dask columns: f.bind(t=dask_array, ...)")
+    if not 1 <= chunks_per_step <= fb.n_chunks:
+        raise ValueError(f"chunks_per_step must be in 1..{fb.n_chunks} (the number of chunks), "
+                         f"got {chunks_per_step}")
+    rng = np.random.default_rng(seed)
+    x = fb._x(np.array(x0, dtype=np.float64))
+    state = optimizer.init(x)
+    rec: list[tuple] = []
+    status, message = "completed", f"{steps} steps"
+    k = 0
+    for k in range(steps):
+        which = np.sort(rng.choice(fb.n_chunks, size=chunks_per_step, replace=False))
+        fk, g = fb.on_chunks(which).value_and_grad(x)
+        rec.append((k, x, fk, float(optimizer.lr(k)), float(np.linalg.norm(g))))
+        if not (math.isfinite(fk) and np.isfinite(g).all()):
+            status, message = "diverged", f"step {k}: the batch loss or gradient is not finite"
+            break
+        if callback is not None and callback(k, x, fk, g):
+            status, message = "stopped", f"callback stopped at step {k}"
+            break
+        x, state = optimizer.update(g, state, x, k)
+    else:
+        k = steps
+    fun, jac = fb.value_and_grad(x)
+    rec.append((k, x, fun, float(optimizer.lr(k)), float(np.linalg.norm(jac))))
+    cols = list(zip(*rec, strict=True))
+    hist = History(np.array(cols[0]), np.array(cols[1]), np.array(cols[2]), np.array(cols[3]),
+                   np.array(cols[4]))
+    return OptimizeResult(x=x, fun=fun, jac=jac, nit=k, nfev=len(rec),
+                          success=status != "diverged", status=status, message=message,
+                          history=hist)

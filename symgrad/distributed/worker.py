@@ -1,0 +1,127 @@
+"""What runs on a Dask worker: load a generated module once, reduce one chunk of samples.
+
+The client ships a :class:`ModuleSpec` (the module's file name, text and SHA-256 digest), never
+the SymPy expression. A worker checks the digest, writes the text into its own symgrad cache
+(:mod:`symgrad.cache`: the same verified directory and atomic write as ``sg.compile``, skipped
+when the bytes are already there, so Numba's on-disk machine code for it stays valid), imports
+it once per process and keeps it in :data:`LOADED` keyed by digest.
+
+A chunk task returns one float64 row per chunk: the reductions' accumulators of the kernel's
+``_acc_e``/``_acc_g``/``_acc_h`` (value, gradient and Hessian-vector sums over the chunk's
+samples) followed by the chunk's sample count; rows are added up by :func:`add`.
+
+>>> import numpy as np, symgrad as sg
+>>> a = sg.params("a"); t = sg.data("t")
+>>> f = sg.compile(sg.mean((a - t)**2))
+>>> spec = ModuleSpec.of(f)
+>>> chunk_acc(spec, "g", 2, np.array([1.0]), None, (0, 0), np.array([0.0, 3.0])).tolist()
+[5.0, -2.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import types
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..cache import load_module, usable_cache_dir, write_atomic
+
+__all__ = ["LOADED", "ModuleSpec", "add", "chunk_acc", "load"]
+
+#: Modules loaded in this process, by the SHA-256 digest of their text.
+LOADED: dict[str, types.ModuleType] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """A generated module as shipped to workers: file stem, text, SHA-256 of the text."""
+
+    name: str
+    text: str
+    digest: str
+
+    @classmethod
+    def of(cls, kernel) -> ModuleSpec:
+        """The spec of a compiled kernel's module."""
+        return cls(kernel.path.stem, kernel.source,
+                   hashlib.sha256(kernel.source.encode()).hexdigest())
+
+    def __dask_tokenize__(self) -> str:  # hash the digest, not 50 kB of text, per task
+        return self.digest
+
+
+def load(spec: ModuleSpec) -> types.ModuleType:
+    """The module of ``spec`` in this process: verified, cached on disk, imported once."""
+    mod = LOADED.get(spec.digest)
+    if mod is not None:
+        return mod
+    with _LOCK:  # worker threads of one process import it once
+        mod = LOADED.get(spec.digest)
+        if mod is None:
+            if hashlib.sha256(spec.text.encode()).hexdigest() != spec.digest:
+                raise ValueError(f"symgrad module {spec.name} arrived corrupted (digest mismatch)")
+            path = usable_cache_dir() / f"{spec.name}.py"
+            write_atomic(path, spec.text, private=True)  # no-op when already there
+            mod = LOADED[spec.digest] = load_module(path, source=spec.text)
+    return mod
+
+
+def _as_float(block) -> np.ndarray:
+    a = np.asarray(block)
+    if a.dtype.kind in "iub":
+        a = a.astype(np.float64)
+    return np.ascontiguousarray(a)
+
+
+def chunk_acc(spec: ModuleSpec, mode: str, size: int, x: np.ndarray, v: np.ndarray | None,
+              where: tuple[int, int | None], *blocks, names: tuple[str, ...] = ()) -> np.ndarray:
+    """One chunk's accumulators (``size`` entries) and sample count: ``[acc..., n]``.
+
+    ``mode`` is ``"e"`` (values), ``"g"`` (values, gradients), ``"h"`` (values, gradients,
+    Hessian times ``v``) or ``"H"`` (mode ``"h"`` for each unit vector: an ``(n_params,
+    size + 1)`` array, for the Hessian). ``where`` is ``(chunk number, first sample or
+    None)``, used in the error message when a data value is not finite.
+    """
+    mod = load(spec)
+    cols = [_as_float(b) for b in blocks]
+    if mode == "H":
+        return np.stack([chunk_acc(spec, "h", size, x, e, where, *cols, names=names)
+                         for e in np.eye(x.shape[0])])
+    n = cols[0].shape[0]
+    acc = np.zeros(size)
+    if mode == "h":
+        mod._acc_h(x, v, *cols, None, 0, n, acc)
+    else:
+        getattr(mod, f"_acc_{mode}")(x, *cols, None, 0, n, acc)
+    if not np.isfinite(acc).all():
+        _check_finite(cols, names or mod.DATA, where)
+    out = np.empty(size + 1)
+    out[:size] = acc
+    out[size] = n
+    return out
+
+
+def _check_finite(cols: list[np.ndarray], names: tuple[str, ...], where) -> None:
+    """Name the first non-finite data value of a chunk (the result is then not trusted)."""
+    chunk, first = where
+    for name, c in zip(names, cols, strict=False):
+        bad = np.argwhere(~np.isfinite(c))
+        if bad.size:
+            r = int(bad[0][0])
+            at = f"sample {first + r}" if first is not None else f"row {r} of chunk {chunk}"
+            entry = f", entry {int(bad[0][1])}" if c.ndim == 2 else ""
+            raise ValueError(f"data column '{name}' has a non-finite value "
+                             f"({c[tuple(bad[0])]}) at {at}{entry}: clean or drop it before "
+                             "fitting")
+
+
+def add(*rows: np.ndarray) -> np.ndarray:
+    """The sum of chunk rows, in the order given (a fixed tree, so results are reproducible)."""
+    out = np.array(rows[0], dtype=np.float64, copy=True)
+    for r in rows[1:]:
+        out += r
+    return out

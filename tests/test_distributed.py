@@ -1,0 +1,229 @@
+"""Kernel calls on Dask columns (symgrad.distributed) on a LocalCluster of 2 worker processes.
+
+Every reference is the in-memory kernel on the same numbers. Columns are generated lazily on the
+workers (dask.array.random), so only what a test computes on purpose reaches the client.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+import dask  # noqa: E402
+
+import symgrad as sg  # noqa: E402
+from symgrad.distributed import DaskKernel, worker  # noqa: E402
+
+N = 2_000_000
+CHUNKS = N // 16
+X = np.array([1.7, 1.2, 0.4])
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, worker_dashboard_address=None)
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def f():
+    a, b, c = sg.params("a b c")
+    t, y = sg.data("t y")
+    r = a * sg.exp(-b * t) + c - y
+    # two reductions under nonlinear outer functions, plus a parameter-only penalty
+    return sg.compile(sg.sqrt(sg.mean(r**2)) + 0.1 * sg.log(sg.mean((y - a * t)**2))
+                      + 1e-3 * (a**2 + b**2 + c**2))
+
+
+def columns(n: int = N, chunks: int = CHUNKS, seed: int = 7):
+    rs = da.random.RandomState(seed)
+    t = rs.uniform(0.0, 2.0, size=n, chunks=chunks)
+    y = 2.0 * da.exp(-1.5 * t) + 0.5 + 0.05 * rs.standard_normal(size=n, chunks=chunks)
+    return t, y
+
+
+@pytest.fixture(scope="module")
+def data(client):
+    t, y = dask.persist(*columns())
+    return t, y, t.compute(), y.compute()
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
+
+
+def test_value_grad_hvp_hessian_match_in_memory(f, data):
+    t, y, tn, yn = data
+    v = np.array([0.3, -1.1, 0.7])
+    assert rel(f.value(X, t=t, y=y), f.value(X, t=tn, y=yn)) < 1e-12
+    val, g = f.value_and_grad(X, t=t, y=y)
+    val0, g0 = f.value_and_grad(X, t=tn, y=yn)
+    assert rel(val, val0) < 1e-12 and rel(g, g0) < 1e-12
+    assert rel(f.grad(X, t=t, y=y), g0) < 1e-12
+    assert rel(f.hvp(X, v, t=t, y=y), f.hvp(X, v, t=tn, y=yn)) < 1e-12
+    assert rel(f.hessian(X, t=t, y=y), f.hessian(X, t=tn, y=yn)) < 1e-12
+
+
+def test_bind_gives_a_dask_kernel_with_the_same_methods(f, data):
+    t, y, tn, yn = data
+    fb, f0 = f.bind(t=t, y=y), f.bind(t=tn, y=yn)
+    assert isinstance(fb, DaskKernel) and fb.n_chunks == 16
+    val, g = fb(X)
+    assert rel(val, f0.value(X)) < 1e-12 and rel(g, f0.grad(X)) < 1e-12
+    out = np.empty(3)
+    assert fb.grad(X, out) is out
+
+
+def test_workers_load_the_module_text_once(client, f, data):
+    t, y, *_ = data
+    f.value(X, t=t, y=y)
+    digest = worker.ModuleSpec.of(f).digest
+
+    def loaded(digest=digest):
+        from symgrad.distributed import worker as w
+        mod = w.LOADED.get(digest)
+        return None if mod is None else (mod.__file__, os.getpid())
+
+    got = client.run(loaded)
+    assert len(got) == 2 and all(v is not None and v[0].endswith(f.path.name)
+                                 for v in got.values())
+
+
+def test_minimize_full_batch_and_lbfgs_give_the_in_memory_answer(f, data):
+    t, y, tn, yn = data
+    fb = f.bind(t=t, y=y).persist()
+    x0 = np.array([1.0, 1.0, 0.0])
+    lb = sg.minimize(fb, x0, optimizer=sg.optim.lbfgs(), steps=12)
+    lb0 = sg.minimize(f, x0, optimizer=sg.optim.lbfgs(), steps=12, data={"t": tn, "y": yn})
+    assert lb.status == lb0.status and lb.nit == lb0.nit
+    np.testing.assert_allclose(lb.x, lb0.x, rtol=1e-8)
+    ad = sg.minimize(fb, x0, optimizer=sg.optim.adam(lr=0.05), steps=5)
+    ad0 = sg.minimize(f, x0, optimizer=sg.optim.adam(lr=0.05), steps=5,
+                      data={"t": tn, "y": yn}, compiled=False)
+    np.testing.assert_allclose(ad.x, ad0.x, rtol=1e-10)
+    assert ad.fun < ad.history.loss[0]
+
+
+def test_sgd_over_chunks_is_seeded(f, data):
+    t, y, *_ = data
+    fb = f.bind(t=t, y=y)
+    runs = [sg.distributed.sgd(fb, [1.0, 1.0, 0.0], optimizer=sg.optim.adam(lr=0.05), steps=8,
+                               chunks_per_step=2, seed=3) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0].x, runs[1].x)
+    assert runs[0].fun < runs[0].history.loss[0]
+
+
+@pytest.mark.filterwarnings("ignore:Sending large graph")  # the NumPy column travels once
+def test_dataframe_columns_and_mixed_chunks(f, data):
+    dd = pytest.importorskip("dask.dataframe")
+    t, y, tn, yn = data
+    ref = f.value_and_grad(X, t=tn, y=yn)
+    df = dd.from_dask_array(da.stack([t, y], axis=1), columns=["t", "y"])
+    val, g = f.value_and_grad(X, t=df["t"], y=df["y"])
+    assert rel(val, ref[0]) < 1e-12 and rel(g, ref[1]) < 1e-12
+    # different chunks are rechunked to the first column's; a NumPy column is sent along
+    val, g = f.value_and_grad(X, t=t.rechunk(300_000), y=yn)
+    assert rel(val, ref[0]) < 1e-12 and rel(g, ref[1]) < 1e-12
+
+
+def test_default_local_scheduler_without_a_client(f):
+    t, y = columns(40_000, 7_000)
+    ref = f.value_and_grad(X, t=t.compute(), y=y.compute())
+    with dask.config.set(scheduler="threads"):
+        val, g = f.value_and_grad(X, t=t, y=y)
+    assert rel(val, ref[0]) < 1e-12 and rel(g, ref[1]) < 1e-12
+
+
+def test_bad_input_is_named(f, data):
+    t, y, *_ = data
+    bad = da.where(da.arange(N, chunks=CHUNKS) == 1_234_567, np.nan, y)
+    with pytest.raises(ValueError, match=r"data column 'y' has a non-finite value \(nan\) at "
+                                         r"sample 1234567"):
+        f.value(X, t=t, y=bad)
+    with pytest.raises(ValueError, match="'y' has 10 samples but 't' has 2000000"):
+        f.value(X, t=t, y=da.ones(10))
+    with pytest.raises(TypeError, match="batch= is not available with Dask columns"):
+        f.value(X, t=t, y=y, batch=slice(0, 10))
+    with pytest.raises(TypeError, match="missing data column 'y'"):
+        f.value(X, t=t)
+
+
+def test_unsupported_kernels_say_what_is_supported():
+    w, i = sg.params("w"), sg.index("i")
+    t = sg.data("t")
+    W = sg.params("W", shape=(2,))
+    Xa = sg.data("Xa", shape=(2,))
+    arr = sg.compile(sg.mean((W @ Xa) ** 2))
+    with pytest.raises(NotImplementedError, match="array loss"):
+        arr.bind(Xa=da.ones((10, 2)))
+    u = sg.params("u", indexed=True)
+    vec = sg.compile(sg.mean((w - t) ** 2) + sg.sum(u[i] ** 2, (i, 0, u.length)))
+    with pytest.raises(NotImplementedError, match=r"sg\.index"):
+        vec.bind(t=da.ones(10))
+
+
+def test_client_memory_stays_flat_over_30_million_samples(client, f):
+    t, y = columns(30_000_000, 1_000_000, seed=11)  # lazily generated on the workers
+    f.value_and_grad(X, t=t[:2_000_000], y=y[:2_000_000])  # warm: graphs, modules, comms
+    growth, (val, g) = _peak_rss_growth(lambda: f.value_and_grad(X, t=t, y=y))
+    assert np.isfinite(val) and np.isfinite(g).all()
+    assert growth < 100e6, f"client peak RSS grew by {growth / 1e6:.0f} MB"
+
+
+def _peak_rss_growth(fn):
+    """(peak RSS of this process during fn minus RSS before, fn's result), sampled every 2 ms
+    (the 480 MB of columns would show as one jump)."""
+    import psutil
+
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.002)
+
+    th = threading.Thread(target=sample)
+    th.start()
+    try:
+        out = fn()
+    finally:
+        done.set()
+        th.join()
+    return max(peak[0], proc.memory_info().rss) - base, out
+
+
+def test_a_worker_killed_mid_call_does_not_change_the_result(client, f, data):
+    t, y, tn, yn = data
+    slow = t.map_blocks(lambda b: (time.sleep(0.15), b)[1], dtype=t.dtype)  # ~1.2 s per call
+    ref = f.value_and_grad(X, t=tn, y=yn)
+    pids = list(client.run(os.getpid).values())
+    result, done = {}, threading.Event()
+
+    def call():
+        result["out"] = f.value_and_grad(X, t=slow, y=y)
+        done.set()
+
+    th = threading.Thread(target=call)
+    th.start()
+    time.sleep(0.5)
+    assert not done.is_set(), "the call ended before the kill: make it slower"
+    os.kill(pids[0], signal.SIGKILL)
+    th.join(timeout=120)
+    val, g = result["out"]
+    assert rel(val, ref[0]) < 1e-12 and rel(g, ref[1]) < 1e-12
+    assert pids[0] not in client.run(os.getpid).values()  # it really died (nanny restarted it)
