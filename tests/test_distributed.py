@@ -116,6 +116,41 @@ def test_minimize_full_batch_and_lbfgs_give_the_in_memory_answer(f, data):
     assert ad.fun < ad.history.loss[0]
 
 
+def test_minimize_with_dask_data_binds_and_persists(f, data):
+    """data= with Dask columns trains on the cluster (the kernel bound once), as in memory."""
+    t, y, tn, yn = data
+    x0 = np.array([1.0, 1.0, 0.0])
+    got = sg.minimize(f, x0, optimizer=sg.optim.lbfgs(), steps=6, data={"t": t, "y": y})
+    want = sg.minimize(f, x0, optimizer=sg.optim.lbfgs(), steps=6, data={"t": tn, "y": yn})
+    assert got.nit == want.nit
+    np.testing.assert_allclose(got.x, want.x, rtol=1e-8)
+    with pytest.raises(ValueError, match=r"sg\.distributed\.sgd"):
+        sg.minimize(f, x0, steps=2, data={"t": t, "y": y}, batch_size=64)
+
+
+def test_least_squares_on_dask_data_gives_the_in_memory_fit(data):
+    """The fused J^T J, J^T r, r^T r pass runs per chunk on the workers: the same LM fit."""
+    t, y, tn, yn = data
+    a, b, c = sg.params("a b c")
+    tt, yy = sg.data("t y")
+    rk = sg.compile_residuals(a * sg.exp(-b * tt) + c - yy)
+    x0 = [1.0, 1.0, 0.0]
+    got = sg.least_squares(rk, x0, data={"t": t, "y": y})
+    want = sg.least_squares(rk, x0, data={"t": tn, "y": yn})
+    assert got.success and got.nfev == want.nfev
+    np.testing.assert_allclose(got.x, want.x, rtol=1e-10)
+    np.testing.assert_allclose(got.stderr, want.stderr, rtol=1e-8)
+    A, g, rtr = rk.bind(t=t, y=y).normal(x0)
+    A0, g0, rtr0 = rk.normal(x0, t=tn, y=yn)
+    np.testing.assert_allclose(A, A0, rtol=1e-12)
+    np.testing.assert_allclose(g, g0, rtol=1e-12)
+    assert rtr == pytest.approx(rtr0, rel=1e-12)
+    with pytest.raises(NotImplementedError, match="method='lm'"):
+        sg.least_squares(rk, x0, data={"t": t, "y": y}, method="precise")
+    with pytest.raises(NotImplementedError, match="loss='linear'"):
+        sg.least_squares(rk, x0, data={"t": t, "y": y}, loss="huber")
+
+
 def test_sgd_over_chunks_is_seeded(f, data):
     t, y, *_ = data
     fb = f.bind(t=t, y=y)

@@ -18,7 +18,8 @@ MODULES = ["symgrad.datacheck", "symgrad.codegen.helpers", "symgrad.codegen.name
            "symgrad.lsq.reference", "symgrad.lsq.robust", "symgrad.lsq.qr", "symgrad.lsq.lm",
            "symgrad.lsq.api",
            "symgrad.distributed.worker", "symgrad.distributed.columns",
-           "symgrad.distributed.kernel", "symgrad.distributed.detect", "symgrad.distributed.sgd"]
+           "symgrad.distributed.kernel", "symgrad.distributed.detect", "symgrad.distributed.sgd",
+           "symgrad.distributed.residuals"]
 
 
 @pytest.mark.parametrize("name", MODULES)

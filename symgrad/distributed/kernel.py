@@ -30,7 +30,7 @@ import numpy as np
 from .columns import Chunks, aligned
 from .worker import ModuleSpec, add, chunk_acc
 
-__all__ = ["FAN_IN", "DaskKernel", "bind"]
+__all__ = ["FAN_IN", "DaskKernel", "bind", "map_reduce"]
 
 #: Rows summed per task of the reduction tree.
 FAN_IN = 8
@@ -85,22 +85,9 @@ class DaskKernel:
 
     # -- the map-reduce --------------------------------------------------------------------
     def reduce(self, chunk: Callable, *args, **kwargs) -> np.ndarray:
-        """``sum over chunks of chunk(spec, *args, where, *blocks, **kwargs)``, on the cluster.
-
-        ``chunk`` must be importable on the workers (a module-level function); ``where`` is
-        ``(chunk number, first sample or None)``.
-        """
-        import dask
-        from dask import delayed
-
-        spec = delayed(self.spec, pure=True)  # one graph key: sent once per worker
-        c = self.chunks
-        rows = [delayed(chunk, pure=True)(spec, *args, (i, c.offsets[i]), *blocks, **kwargs)
-                for i, blocks in enumerate(c.blocks)]
-        while len(rows) > 1:
-            rows = [delayed(add, pure=True)(*rows[i:i + FAN_IN])
-                    for i in range(0, len(rows), FAN_IN)]
-        return dask.compute(rows[0])[0]
+        """``sum over chunks of chunk(spec, *args, where, *blocks, **kwargs)``, on the cluster
+        (:func:`map_reduce`)."""
+        return map_reduce(self.spec, self.chunks, chunk, *args, **kwargs)
 
     def _acc(self, mode: str, x: np.ndarray, v: np.ndarray | None = None):
         n = x.shape[0]
@@ -152,6 +139,24 @@ class DaskKernel:
             e[j] = 0.0
         out[...] = 0.5 * (out + out.T)
         return out
+
+
+def map_reduce(spec: ModuleSpec, c: Chunks, chunk: Callable, *args, **kwargs) -> np.ndarray:
+    """``sum over chunks of chunk(spec, *args, where, *blocks, **kwargs)``, on the cluster.
+
+    ``chunk`` must be importable on the workers (a module-level function); ``where`` is
+    ``(chunk number, first sample or None)``. The rows are summed in a fixed tree of
+    :data:`FAN_IN`, so the result does not depend on which worker finished first.
+    """
+    import dask
+    from dask import delayed
+
+    key = delayed(spec, pure=True)  # one graph key: sent once per worker
+    rows = [delayed(chunk, pure=True)(key, *args, (i, c.offsets[i]), *blocks, **kwargs)
+            for i, blocks in enumerate(c.blocks)]
+    while len(rows) > 1:
+        rows = [delayed(add, pure=True)(*rows[i:i + FAN_IN]) for i in range(0, len(rows), FAN_IN)]
+    return dask.compute(rows[0])[0]
 
 
 def _supported(kernel) -> None:

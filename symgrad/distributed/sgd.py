@@ -32,7 +32,7 @@ def sgd(fb: DaskKernel, x0, *, optimizer, steps: int, chunks_per_step: int = 1,
     ``callback(step, x, loss, grad)`` runs before each update (return True to stop). A
     non-finite batch loss or gradient stops with status ``"diverged"``.
     """
-    from ..minimize import History, OptimizeResult
+    from ..train.result import History, OptimizeResult
 
     if not isinstance(fb, DaskKernel):
         raise TypeError("sgd needs a kernel bound to Dask columns: f.bind(t=dask_array, ...)")

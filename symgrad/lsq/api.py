@@ -108,7 +108,7 @@ def _check_start(obj: Objective, kernel, x0: np.ndarray, data: Mapping) -> Any:
     if bad.size == 0:
         raise ValueError(f"the Jacobian is not finite at x0 ({at}): choose another start")
     i, k = divmod(int(bad[0]), kernel.m)
-    row = ", ".join(f"{n}={np.asarray(data[n]).ravel()[i]:.6g}" for n in kernel.data_names)
+    row = ", ".join(f"{n}={float(np.asarray(data[n][i])):.6g}" for n in kernel.data_names)
     which = f"residual {k} of sample {i}" if kernel.m > 1 else f"sample {i}"
     raise ValueError(f"the residual is {r[bad[0]]} at {which} ({row or 'no data'}) with "
                      f"{at} ({bad.size} non-finite residuals): choose another x0 or check "

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..distributed.detect import has_dask
 from ..kernel import _column, check_names
 from .problem import ResidualProblem
 
@@ -61,6 +62,10 @@ class ResidualKernel:
     def bind(self, **data) -> BoundResiduals:
         """Validate and convert the data columns once; the result has the same methods
         without data keywords."""
+        if has_dask(data):  # columns on a Dask cluster: the fused pass runs there
+            from ..distributed.residuals import bind_residuals
+
+            return bind_residuals(self, data)
         check_names(data, self.data_names, "data column")
         cols, n = [], 1
         for k, name in enumerate(self.data_names):

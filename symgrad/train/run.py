@@ -56,6 +56,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..distributed.detect import has_dask
 from . import second_order
 from .compiled import compiled_reason, is_ready, run_compiled
 from .optim import Optimizer
@@ -134,6 +135,10 @@ def minimize(
     >>> res.status, res.nit, bool(np.abs(res.x).max() < 1e-8)   # x halves every step
     ('converged', 30, True)
     """
+    if data is not None and has_dask(data):  # columns on a Dask cluster: reduced there
+        f, data = _on_dask(f, data, batch_size, epochs)
+        if hvp is None and getattr(optimizer, "name", "") == "newton":
+            hvp = f.hvp  # the exact HVP, reduced on the cluster too
     if isinstance(optimizer, SecondOrder):  # L-BFGS / Newton: their own loops
         second_order.check_call(optimizer, kernel=is_kernel(f) or is_bound(f), hvp=hvp,
                                 batch_size=batch_size, epochs=epochs, compiled=compiled)
@@ -154,3 +159,15 @@ def minimize(
     else:
         use = False
     return run_compiled(p) if use else run_python(p)
+
+
+def _on_dask(f: Any, data: Mapping[str, Any], batch_size: Any, epochs: Any) -> tuple[Any, None]:
+    """Full-batch training on Dask columns: the kernel bound to them, persisted on the cluster
+    once; each step is then one map-reduce over the chunks (:mod:`symgrad.distributed`)."""
+    if not is_kernel(f):
+        raise TypeError("Dask data need a symgrad Kernel (sg.compile(loss)): a plain callable "
+                        "would pull the columns into this process")
+    if batch_size is not None or epochs is not None:
+        raise ValueError("mini-batches of Dask data: use sg.distributed.sgd(f.bind(**data), ...)"
+                         ", which samples whole chunks with a seed")
+    return f.bind(**data).persist(), None
