@@ -79,6 +79,20 @@ def clipped_momentum_rule(x, g, v, lr, k, beta, clip):
     return x + v, v
 
 
+@pytest.mark.parametrize("record_every", [0, 1])
+def test_a_non_finite_gradient_stops_both_loops_alike(record_every):
+    """Without gtol or a history record the compiled loop skips the gradient-norm pass and
+    catches a non-finite gradient in the update: same status, step, message and x."""
+    a, b = sg.params("a b")
+    f = sg.compile(sg.sqrt(a) + (b - 1)**2)  # finite at a = 0, its derivative is not
+    runs = [sg.minimize(f, [0.0, 3.0], optimizer=optim.momentum(0.1), steps=5, compiled=c,
+                        record_every=record_every) for c in (True, False)]
+    for r in runs:
+        assert r.status == "diverged" and r.nit == 0 and "gradient is not finite" in r.message
+        np.testing.assert_array_equal(r.x, [0.0, 3.0])
+    assert runs[0].message == runs[1].message
+
+
 @pytest.mark.parametrize("make", [
     lambda: optim.from_rule("sign_sgd", sign_rule, lr=schedules.time_decay(0.05, 0.01)),
     lambda: optim.from_rule("clipped", clipped_momentum_rule, lr=0.01, state=1, beta=0.9,
