@@ -181,6 +181,31 @@ def test_default_local_scheduler_without_a_client(f):
     assert rel(val, ref[0]) < 1e-12 and rel(g, ref[1]) < 1e-12
 
 
+def test_least_squares_on_batches_read_one_at_a_time(tmp_path):
+    """Data in batch files (too large for memory, say): each batch is one chunk of a Dask array,
+    read when its task runs; the fused pass then sums batch by batch (here on Dask's local
+    threads, no cluster) and the fit equals the in-memory one."""
+    rng = np.random.default_rng(5)
+    sizes = [3000, 2500, 4000, 1500]
+    for k, n in enumerate(sizes):
+        tb = rng.uniform(0.0, 4.0, n)
+        np.save(tmp_path / f"batch{k}.npy", np.stack([tb, 3 * np.exp(-0.7 * tb) + 0.2 * tb
+                                                      + 0.01 * rng.standard_normal(n)]))
+    load = dask.delayed(np.load)
+    cols = [da.concatenate([da.from_delayed(load(tmp_path / f"batch{k}.npy")[j], (n,), float)
+                            for k, n in enumerate(sizes)]) for j in (0, 1)]
+    a, b, c = sg.params("a b c")
+    t, y = sg.data("t y")
+    rk = sg.compile_residuals(a * sg.exp(-b * t) + c * t - y)
+    with dask.config.set(scheduler="threads"):
+        got = sg.least_squares(rk, [1.0, 1.0, 0.0], data={"t": cols[0], "y": cols[1]})
+    want = sg.least_squares(rk, [1.0, 1.0, 0.0], data={"t": cols[0].compute(scheduler="sync"),
+                                                     "y": cols[1].compute(scheduler="sync")})
+    assert got.success and got.nfev == want.nfev
+    np.testing.assert_allclose(got.x, want.x, rtol=1e-10)
+    np.testing.assert_allclose(got.cov, want.cov, rtol=1e-8)
+
+
 def test_bad_input_is_named(f, data):
     t, y, *_ = data
     bad = da.where(da.arange(N, chunks=CHUNKS) == 1_234_567, np.nan, y)
