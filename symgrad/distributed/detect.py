@@ -23,7 +23,7 @@ __all__ = ["DaskArgs", "dask_args", "has_dask"]
 def has_dask(data: Mapping) -> bool:
     """Whether any value of ``data`` is a Dask collection (False at once if Dask is not
     imported: then none can exist)."""
-    if "dask" not in sys.modules or not data:
+    if "dask" not in sys.modules or not isinstance(data, Mapping) or not data:
         return False
     from dask import is_dask_collection
 
