@@ -151,6 +151,20 @@ def test_least_squares_on_dask_data_gives_the_in_memory_fit(data):
         sg.least_squares(rk, x0, data={"t": t, "y": y}, loss="huber")
 
 
+def test_persisted_chunks_run_one_task_per_worker(f, data):
+    """persist() groups the chunks by the worker holding them: one task per worker and call
+    (Dask's cost per task is milliseconds), the same numbers."""
+    t, y, tn, yn = data
+    fb = f.bind(t=t, y=y).persist()
+    groups = fb.chunks.groups
+    assert groups is not None and len(groups) <= 2
+    assert sorted(i for g in groups for i in g) == list(range(fb.n_chunks))
+    ref = f.value_and_grad(X, t=tn, y=yn)
+    val, g = fb.value_and_grad(X)
+    assert rel(val, ref[0]) < 1e-12 and rel(g, ref[1]) < 1e-12
+    assert fb.on_chunks([0, 3]).chunks.groups is None  # a subset: one task per chunk
+
+
 def test_sgd_over_chunks_is_seeded(f, data):
     t, y, *_ = data
     fb = f.bind(t=t, y=y)

@@ -14,6 +14,7 @@ column keeps its width in one chunk. Nothing is computed here and no column reac
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ class Chunks:
     arrays: tuple
     blocks: tuple[tuple, ...]  # one tuple of Delayed per chunk
     offsets: tuple[int | None, ...]
+    #: chunk numbers by the worker holding them (persisted columns on a cluster), or None
+    groups: tuple[tuple[int, ...], ...] | None = None
+    #: the distributed Futures of each chunk's blocks (with ``groups``)
+    futures: tuple[tuple, ...] | None = None
 
     @property
     def n_chunks(self) -> int:
@@ -45,6 +50,18 @@ class Chunks:
         which = [int(i) for i in which]
         return Chunks(self.names, self.arrays, tuple(self.blocks[i] for i in which),
                       tuple(self.offsets[i] for i in which))
+
+    def persisted(self) -> Chunks:
+        """The columns computed into the cluster's memory, with the chunks grouped by the
+        worker that holds them (one task per worker and call instead of one per chunk: Dask's
+        cost per task is milliseconds)."""
+        import dask
+
+        arrays = dask.persist(*self.arrays)
+        out = aligned(dict(zip(self.names, arrays, strict=True)), self.names,
+                      {nm: None if a.ndim == 1 else a.shape[1]
+                       for nm, a in zip(self.names, arrays, strict=True)})
+        return dataclasses.replace(out, **_by_worker(out))
 
 
 def _to_array(name: str, col):
@@ -108,3 +125,32 @@ def aligned(data: Mapping, names: tuple[str, ...], widths: Mapping[str, int | No
     blocks = tuple(zip(*per_col, strict=True))
     offsets = tuple(int(o) for o in np.cumsum((0, *rows[:-1]))) if known else (None,) * len(rows)
     return Chunks(names, tuple(arrays[nm] for nm in names), blocks, offsets)
+
+
+def _by_worker(c: Chunks) -> dict:
+    """``groups`` (chunk numbers by the one worker holding all of a chunk's blocks) and the
+    blocks' ``futures``; nothing without a distributed client or when a chunk's blocks are
+    not together in one worker's memory."""
+    try:
+        from distributed import default_client, futures_of, wait
+    except ImportError:
+        return {}
+    try:
+        client = default_client()
+    except ValueError:  # no client: Dask's local scheduler, nothing to group
+        return {}
+    futures = {f.key: f for f in futures_of(list(c.arrays))}
+    if not futures:
+        return {}
+    wait(list(futures.values()))
+    who = client.who_has(list(futures.values()))
+    groups: dict[str, list[int]] = {}
+    for i, blocks in enumerate(c.blocks):
+        if not all(b.key in futures for b in blocks):
+            return {}
+        common = set.intersection(*(set(who.get(b.key, ())) for b in blocks))
+        if not common:
+            return {}
+        groups.setdefault(min(common), []).append(i)
+    return {"groups": tuple(tuple(g) for _, g in sorted(groups.items())),
+            "futures": tuple(tuple(futures[b.key] for b in blocks) for blocks in c.blocks)}

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from .columns import Chunks, aligned
-from .worker import ModuleSpec, add, chunk_acc
+from .worker import ModuleSpec, add, chunk_acc, chunk_group
 
 __all__ = ["FAN_IN", "DaskKernel", "bind", "map_reduce"]
 
@@ -65,15 +65,10 @@ class DaskKernel:
         """Keep the (aligned) columns in the cluster's memory; returns self.
 
         Computed once (lazily generated data included); later calls read the chunks where they
-        are. Without it every call recomputes the columns from their graph.
+        are, one task per worker (its chunks in turn). Without it every call recomputes the
+        columns from their graph, one task per chunk.
         """
-        import dask
-
-        arrays = dask.persist(*self.chunks.arrays)
-        self.chunks = aligned(dict(zip(self.chunks.names, arrays, strict=True)),
-                              self.chunks.names, {nm: None if a.ndim == 1 else a.shape[1]
-                                                  for nm, a in zip(self.chunks.names, arrays,
-                                                                   strict=True)})
+        self.chunks = self.chunks.persisted()
         return self
 
     def on_chunks(self, which: Sequence[int]) -> DaskKernel:
@@ -145,12 +140,21 @@ def map_reduce(spec: ModuleSpec, c: Chunks, chunk: Callable, *args, **kwargs) ->
     """``sum over chunks of chunk(spec, *args, where, *blocks, **kwargs)``, on the cluster.
 
     ``chunk`` must be importable on the workers (a module-level function); ``where`` is
-    ``(chunk number, first sample or None)``. The rows are summed in a fixed tree of
-    :data:`FAN_IN`, so the result does not depend on which worker finished first.
+    ``(chunk number, first sample or None)``. Persisted columns grouped by worker
+    (:meth:`Chunks.persisted`) run one task per worker over its chunks; otherwise one task per
+    chunk. The rows are then summed in a fixed tree of :data:`FAN_IN`.
     """
     import dask
     from dask import delayed
 
+    if c.futures is not None:  # persisted on a cluster: submit, no graph to build
+        # the spec travels with each task (kB; nothing to lose when a worker dies mid-call)
+        client = c.futures[0][0].client
+        futs = [client.submit(chunk_group, spec, chunk, args, kwargs,
+                              tuple((i, c.offsets[i], len(c.blocks[i])) for i in g),
+                              *(f for i in g for f in c.futures[i]), pure=False) for g in c.groups]
+        total = futs[0] if len(futs) == 1 else client.submit(add, *futs, pure=False)
+        return total.result()
     key = delayed(spec, pure=True)  # one graph key: sent once per worker
     rows = [delayed(chunk, pure=True)(key, *args, (i, c.offsets[i]), *blocks, **kwargs)
             for i, blocks in enumerate(c.blocks)]

@@ -47,11 +47,7 @@ class DaskResiduals:
 
     def persist(self) -> DaskResiduals:
         """Keep the columns in the cluster's memory (computed once); returns self."""
-        import dask
-
-        arrays = dask.persist(*self.chunks.arrays)
-        self.chunks = aligned(dict(zip(self.chunks.names, arrays, strict=True)),
-                              self.chunks.names, dict.fromkeys(self.chunks.names))
+        self.chunks = self.chunks.persisted()
         return self
 
     def normal(self, x, jscale=None, rscale=None) -> tuple[np.ndarray, np.ndarray, float]:

@@ -119,6 +119,18 @@ def _check_finite(cols: list[np.ndarray], names: tuple[str, ...], where) -> None
                              "fitting")
 
 
+def chunk_group(spec: ModuleSpec, chunk, args: tuple, kwargs: dict, layout: tuple,
+                *blocks) -> np.ndarray:
+    """``chunk`` over several chunks held by this worker, summed in chunk order: ``layout``
+    holds ``(chunk number, first sample, number of blocks)`` of each."""
+    out, at = None, 0
+    for i, first, nb in layout:
+        row = chunk(spec, *args, (i, first), *blocks[at:at + nb], **kwargs)
+        at += nb
+        out = np.array(row, dtype=np.float64, copy=True) if out is None else out + row
+    return out
+
+
 def add(*rows: np.ndarray) -> np.ndarray:
     """The sum of chunk rows, in the order given (a fixed tree, so results are reproducible)."""
     out = np.array(rows[0], dtype=np.float64, copy=True)
