@@ -41,7 +41,18 @@ def _colnorm(diag: np.ndarray) -> np.ndarray:
     return np.where(c > 0, c, 1.0)
 
 
-class NormalModel:
+class _Model:
+    """What both linear models share (each has ``spectrum()``)."""
+
+    def ninv0(self, v: np.ndarray) -> float:
+        """``(v/c)ᵀ (ĴᵀĴ)⁻¹ (v/c)`` with ``Ĵ = J/c`` (columns scaled), from the spectrum: the
+        quantity behind lmpar's lower bound on the damping."""
+        s, V, c = self.spectrum()
+        y = V.T @ (v / c)
+        return float(np.sum(y**2 / s**2))
+
+
+class NormalModel(_Model):
     """The model from ``A = JᵀJ`` and ``g = Jᵀf`` (the fused pass; J never stored)."""
 
     def __init__(self, A: np.ndarray, g: np.ndarray) -> None:
@@ -89,11 +100,6 @@ class NormalModel:
 
         return p, ninv
 
-    def ninv0(self, v: np.ndarray) -> float:
-        s, V, c = self.spectrum()
-        y = V.T @ (v / c)
-        return float(np.sum(y**2 / s**2))
-
     def jp2(self, p: np.ndarray) -> float:
         return float(max(p @ self.A @ p, 0.0))
 
@@ -101,7 +107,7 @@ class NormalModel:
         return NormalModel(self.A[np.ix_(free, free)], self.g[free])
 
 
-class QRModel:
+class QRModel(_Model):
     """The model from the triangular factor ``R`` (``RᵀR = JᵀJ``) and ``qtf = Qᵀf``."""
 
     def __init__(self, R: np.ndarray, qtf: np.ndarray) -> None:
@@ -144,11 +150,6 @@ class QRModel:
             return float(w @ w)
 
         return p, ninv
-
-    def ninv0(self, v: np.ndarray) -> float:
-        s, V, c = self.spectrum()
-        y = V.T @ (v / c)
-        return float(np.sum(y**2 / s**2))
 
     def jp2(self, p: np.ndarray) -> float:
         w = self.R @ p
