@@ -128,9 +128,8 @@ def aligned(data: Mapping, names: tuple[str, ...], widths: Mapping[str, int | No
 
 
 def _by_worker(c: Chunks) -> dict:
-    """``groups`` (chunk numbers by the one worker holding all of a chunk's blocks) and the
-    blocks' ``futures``; nothing without a distributed client or when a chunk's blocks are
-    not together in one worker's memory."""
+    """``groups`` (chunk numbers by the worker holding a chunk's blocks) and the blocks'
+    ``futures``; nothing without a distributed client or when a block is not in memory."""
     try:
         from distributed import default_client, futures_of, wait
     except ImportError:
@@ -148,9 +147,10 @@ def _by_worker(c: Chunks) -> dict:
     for i, blocks in enumerate(c.blocks):
         if not all(b.key in futures for b in blocks):
             return {}
-        common = set.intersection(*(set(who.get(b.key, ())) for b in blocks))
-        if not common:
+        holders = [set(who.get(b.key, ())) for b in blocks]
+        if not all(holders):
             return {}
-        groups.setdefault(min(common), []).append(i)
+        # a worker holding every block of the chunk, else the first block's (one transfer)
+        groups.setdefault(min(set.intersection(*holders) or holders[0]), []).append(i)
     return {"groups": tuple(tuple(g) for _, g in sorted(groups.items())),
             "futures": tuple(tuple(futures[b.key] for b in blocks) for blocks in c.blocks)}
