@@ -58,14 +58,19 @@ FP_TOL, FP_GTOL, FP_BOUND, FP_PREV, FP_ESUM, FP_EN = range(6)
 
 
 def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n_args: int,
-              batch: bool, cache: bool) -> str:
+              batch: bool, cache: bool, gather: tuple[bool, ...] = ()) -> str:
     """The body of a loop module (deterministic; its size follows the optimizer, not the data).
 
-    ``n_args`` data arguments follow the kernel's ``(x, g)``; with ``batch`` the last one is
-    replaced by the batch's slice of the permutation.
+    ``n_args`` data arguments follow the kernel's ``(x, g)``. With ``batch`` the last one (a
+    scalar kernel's sample indices) is replaced by the batch's slice of the permutation; or,
+    for an array kernel, the arguments flagged in ``gather`` are passed as their batch rows
+    (``a[perm[lo:hi]]``, a contiguous copy for BLAS, as the array kernel gathers a batch).
     """
     args = [f"a{j}" for j in range(n_args)]
-    call = [*args[:-1], "perm[lo:hi]"] if batch else args
+    if batch and gather:
+        call = [f"{a}[perm[lo:hi]]" if pick else a for a, pick in zip(args, gather, strict=True)]
+    else:
+        call = [*args[:-1], "perm[lo:hi]"] if batch else args
     state = [f"s{j}[i]" for j in range(n_state)]
     hyper = [f"h{j}" for j in range(n_hyper)]
     L = [
@@ -211,14 +216,15 @@ def loop_function(p: Plan) -> tuple[Any, bool]:
     """``(loop dispatcher, cached on disk)`` for the plan's kernel function and rule."""
     rule, vg = p.opt.rule, p.jit_vg
     batch = p.batch_size is not None
-    spec = (vg, rule, p.opt.n_state, len(p.opt.hyper), len(p.jit_args), batch)
+    gather = _gathered(p) if batch else ()
+    spec = (vg, rule, p.opt.n_state, len(p.opt.hyper), len(p.jit_args), batch, gather)
     got = _LOOPS.get(spec)
     if got is not None:
         return got
     refs = _ref(vg), _ref(rule)
     cache = None not in refs
     shape = dict(n_state=p.opt.n_state, n_hyper=len(p.opt.hyper), n_args=len(p.jit_args),
-                 batch=batch, cache=cache)
+                 batch=batch, cache=cache, gather=gather)
     if cache:
         (km, kn), (rm, rn) = refs
         deps = _digest([sys.modules[km].__file__, sys.modules[rm].__file__])
@@ -234,6 +240,16 @@ def loop_function(p: Plan) -> tuple[Any, bool]:
         got = (ns["loop"], False)
     _LOOPS[spec] = got
     return got
+
+
+def _gathered(p: Plan) -> tuple[bool, ...]:
+    """For an array kernel, which of its jit arguments ``(dims, *arrays)`` a batch picks rows
+    of (the per-sample arrays); ``()`` for a scalar kernel (it takes sample indices)."""
+    from ..arrays.kernel import ArrayKernel
+
+    if not isinstance(p.f, ArrayKernel):
+        return ()
+    return (False, *(name in p.f._sampled for name in p.f.data_names))
 
 
 def _load_cached(body: str) -> types.ModuleType:
@@ -281,11 +297,9 @@ def compiled_reason(p: Plan) -> str:
         return "a Python callback needs the Python loop"
     if isinstance(p.f, ArrayKernel) and p.f.dtype != np.float64:
         return "a float32 array kernel runs in the Python loop (the compiled loop is float64)"
-    if p.batch_size is not None and not direct_batches(p):
-        why = ("an array kernel gathers each mini-batch into contiguous copies for BLAS"
-               if isinstance(p.f, ArrayKernel) else
-               "this kernel's compiled function does not take sample indices")
-        return f"mini-batches run in the Python loop here: {why}"
+    if p.batch_size is not None and not (direct_batches(p) or isinstance(p.f, ArrayKernel)):
+        return ("mini-batches run in the Python loop here: this kernel's compiled function does "
+                "not take sample indices")
     return ""
 
 
@@ -366,7 +380,7 @@ def run_compiled(p: Plan) -> OptimizeResult:
             k, _WHY[code], fk, fp[FP_BOUND], x, g, param_labels(p, n))
     if code == RUNNING or batch:  # the final loss and gradient on the full data
         g = W[3]
-        full = p.jit_args if not batch else (*p.jit_args[:-1], None)
+        full = p.jit_args if not batch or _gathered(p) else (*p.jit_args[:-1], None)
         fun = float(p.jit_vg(x, g, *full))
         nfev += 1
     else:

@@ -6,7 +6,7 @@ numbers (tests check 1e-12; in practice bit for bit):
 
 - **compiled** (:mod:`symgrad.train.compiled`): a Kernel, an optimizer with a rule (every
   built-in one; :func:`symgrad.optim.from_rule`) and no callback, full batch or mini-batch
-  (scalar kernels; an array kernel's batches run in Python). The loop is generated once per
+  (float64 kernels; a float32 array kernel runs in Python). The loop is generated once per
   kernel and optimizer rule and cached on disk like the kernels.
 - **Python** (:mod:`symgrad.train.python_loop`): always available; callbacks, hand-written
   ``(init, update)`` pairs and plain callables run here.
@@ -19,7 +19,8 @@ compiles.
 
 Both loops call the kernel's serial ``f.jit.value_and_grad`` (not the ``prange`` variant
 ``Kernel.value_and_grad`` picks for large data), so they sum in the same order; mini-batches
-pass the batch's sample indices (no copy of the data); a plain callable gets
+pass a scalar kernel the batch's sample indices (no copy of the data) and an array kernel the
+batch's rows (gathered, contiguous for BLAS, as its ``batch=`` does); a plain callable gets
 ``f(x, **{name: column[idx]})``.
 
 Step ``k`` (0-based) evaluates the loss ``f_k`` and gradient ``g_k`` at the iterate ``x_k``,
