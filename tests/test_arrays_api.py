@@ -211,10 +211,15 @@ def test_names_never_clash_with_the_generated_code():
     assert f.value(x0, x=X, n=N) == pytest.approx(want, rel=1e-14)
 
 
-def test_long_runs_on_array_kernels_stay_in_the_python_loop():
+def test_array_kernels_train_alike_in_either_loop():
+    """compiled=None picks a loop by readiness and run length (symgrad.train.run); the numbers
+    are the same in both."""
     w = sg.params("w", shape=(2,))
     f = sg.compile(sg.sum((w - 1.0) ** 2))
-    res = sg.minimize(f, np.zeros(2), optimizer=optim.sgd(lr=0.1), steps=2500)
-    assert not res.compiled and np.allclose(res.x, 1.0)
-    assert sg.minimize(f, np.zeros(2), optimizer=optim.sgd(lr=0.1), steps=50,
-                       compiled=True).compiled  # still possible when asked for
+    kw = dict(optimizer=optim.sgd(lr=0.1), steps=2500)
+    py = sg.minimize(f, np.zeros(2), compiled=False, **kw)
+    auto = sg.minimize(f, np.zeros(2), **kw)
+    c = sg.minimize(f, np.zeros(2), compiled=True, **kw)
+    assert c.compiled and not py.compiled and np.allclose(py.x, 1.0)
+    np.testing.assert_allclose(auto.x, py.x, rtol=1e-12)
+    np.testing.assert_allclose(c.x, py.x, rtol=1e-12)
