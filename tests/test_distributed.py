@@ -145,6 +145,9 @@ def test_least_squares_on_dask_data_gives_the_in_memory_fit(data):
     np.testing.assert_allclose(A, A0, rtol=1e-12)
     np.testing.assert_allclose(g, g0, rtol=1e-12)
     assert rtr == pytest.approx(rtr0, rel=1e-12)
+    lazy_t, lazy_y = columns(200_000, 25_000, seed=3)  # generated on the workers, then kept
+    lazy = sg.least_squares(rk, x0, data={"t": lazy_t, "y": lazy_y})
+    assert lazy.success and lazy._objective.k.chunks.groups is not None
     with pytest.raises(NotImplementedError, match="method='lm'"):
         sg.least_squares(rk, x0, data={"t": t, "y": y}, method="precise")
     with pytest.raises(NotImplementedError, match="loss='linear'"):

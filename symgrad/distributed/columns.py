@@ -54,9 +54,12 @@ class Chunks:
     def persisted(self) -> Chunks:
         """The columns computed into the cluster's memory, with the chunks grouped by the
         worker that holds them (one task per worker and call instead of one per chunk: Dask's
-        cost per task is milliseconds)."""
+        cost per task is milliseconds). Without a distributed client it does nothing: Dask's
+        local scheduler would load every column into this process."""
         import dask
 
+        if _client() is None:
+            return self
         arrays = dask.persist(*self.arrays)
         out = aligned(dict(zip(self.names, arrays, strict=True)), self.names,
                       {nm: None if a.ndim == 1 else a.shape[1]
@@ -127,17 +130,25 @@ def aligned(data: Mapping, names: tuple[str, ...], widths: Mapping[str, int | No
     return Chunks(names, tuple(arrays[nm] for nm in names), blocks, offsets)
 
 
+def _client():
+    """The distributed client in use, or None (no ``distributed``, or no client: Dask's local
+    scheduler)."""
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
 def _by_worker(c: Chunks) -> dict:
     """``groups`` (chunk numbers by the worker holding a chunk's blocks) and the blocks'
     ``futures``; nothing without a distributed client or when a block is not in memory."""
-    try:
-        from distributed import default_client, futures_of, wait
-    except ImportError:
-        return {}
-    try:
-        client = default_client()
-    except ValueError:  # no client: Dask's local scheduler, nothing to group
-        return {}
+    from distributed import futures_of, wait
+
+    client = _client()
     futures = {f.key: f for f in futures_of(list(c.arrays))}
     if not futures:
         return {}

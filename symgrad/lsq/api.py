@@ -146,6 +146,8 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
     kernel = as_kernel(residual, params)
     x = _x0(x0, tuple(kernel.params))
     bound = kernel.bind(**data)
+    if hasattr(bound, "persist"):  # Dask columns: computed into the cluster's memory once
+        bound = bound.persist()
     M, P = int(bound.n_residuals()), kernel.n_params
     if M < P:
         raise ValueError(f"{M} residual(s) but {P} parameters ({', '.join(kernel.params)}): "
