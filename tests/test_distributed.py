@@ -124,6 +124,10 @@ def test_minimize_with_dask_data_binds_and_persists(f, data):
     want = sg.minimize(f, x0, optimizer=sg.optim.lbfgs(), steps=6, data={"t": tn, "y": yn})
     assert got.nit == want.nit
     np.testing.assert_allclose(got.x, want.x, rtol=1e-8)
+    got = sg.minimize(f, x0, optimizer=sg.optim.newton(), steps=4, data={"t": t, "y": y})
+    want = sg.minimize(f, x0, optimizer=sg.optim.newton(), steps=4, data={"t": tn, "y": yn})
+    assert got.nit == want.nit  # Newton gets the HVP reduced on the cluster
+    np.testing.assert_allclose(got.x, want.x, rtol=1e-8)
     with pytest.raises(ValueError, match=r"sg\.distributed\.sgd"):
         sg.minimize(f, x0, steps=2, data={"t": t, "y": y}, batch_size=64)
 

@@ -138,7 +138,7 @@ def minimize(
     """
     if data is not None and has_dask(data):  # columns on a Dask cluster: reduced there
         f, data = _on_dask(f, data, batch_size, epochs)
-        if hvp is None and getattr(optimizer, "name", "") == "newton":
+        if hvp is None and isinstance(optimizer, SecondOrder) and optimizer.needs_hvp:
             hvp = f.hvp  # the exact HVP, reduced on the cluster too
     if isinstance(optimizer, SecondOrder):  # L-BFGS / Newton: their own loops
         second_order.check_call(optimizer, kernel=is_kernel(f) or is_bound(f), hvp=hvp,
