@@ -119,6 +119,30 @@ def _check_finite(cols: list[np.ndarray], names: tuple[str, ...], where) -> None
                              "fitting")
 
 
+def chunk_normal(spec: ModuleSpec, x: np.ndarray, where: tuple[int, int | None], *blocks,
+                 names: tuple[str, ...] = ()) -> np.ndarray:
+    """One chunk's ``[J^T J (flat), J^T r, r^T r]`` from the module's fused pass (on a worker)."""
+    mod = load(spec)
+    cols = [_as_float(c) for c in blocks]
+    P = x.shape[0]
+    A, g = np.empty((P, P)), np.empty(P)
+    rtr = mod.normal(x, A, g, None, None, *cols)
+    row = np.concatenate([A.ravel(), g, [rtr]])
+    if not np.isfinite(row).all():
+        _check_finite(cols, names, where)  # bad data are named; bad x is the solver's business
+    return row
+
+
+def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, *blocks) -> np.ndarray:
+    """One chunk's residuals (``what="residuals"``) or Jacobian rows (on a worker)."""
+    mod = load(spec)
+    cols = [_as_float(c) for c in blocks]
+    k = cols[0].shape[0] * int(mod.M_PER_SAMPLE)
+    J, r = np.empty((k, x.shape[0])), np.empty(k)
+    mod.rows(x, 0, cols[0].shape[0], J, r, *cols)
+    return r if what == "residuals" else J
+
+
 def chunk_group(spec: ModuleSpec, chunk, args: tuple, kwargs: dict, layout: tuple,
                 *blocks) -> np.ndarray:
     """``chunk`` over several chunks held by this worker, summed in chunk order: ``layout``
