@@ -158,18 +158,80 @@ def test_least_squares_on_dask_data_gives_the_in_memory_fit(data):
         sg.least_squares(rk, x0, data={"t": t, "y": y}, loss="huber")
 
 
-def test_persisted_chunks_run_one_task_per_worker(f, data):
-    """persist() groups the chunks by the worker holding them: one task per worker and call
-    (Dask's cost per task is milliseconds), the same numbers."""
+def test_persisted_chunks_are_reduced_by_one_holder_per_worker(f, data):
+    """persist() groups the chunks by the worker holding them and leaves one actor per worker
+    holding its chunks: a call is one direct request per worker (a task costs a scheduler
+    round trip of milliseconds), with the same numbers; bad data are still named."""
     t, y, tn, yn = data
     fb = f.bind(t=t, y=y).persist()
     groups = fb.chunks.groups
     assert groups is not None and len(groups) <= 2
     assert sorted(i for g in groups for i in g) == list(range(fb.n_chunks))
+    assert fb.chunks.resident is not None and not fb.chunks.resident.lost
     ref = f.value_and_grad(X, t=tn, y=yn)
     val, g = fb.value_and_grad(X)
     assert rel(val, ref[0]) < 1e-12 and rel(g, ref[1]) < 1e-12
-    assert fb.on_chunks([0, 3]).chunks.groups is None  # a subset: one task per chunk
+    v = np.array([0.3, -1.1, 0.7])
+    assert rel(fb.hvp(X, v), f.hvp(X, v, t=tn, y=yn)) < 1e-12
+    assert fb.on_chunks([0, 3]).chunks.resident is None  # a subset: one task per chunk
+    bad = f.bind(t=t, y=da.where(da.arange(N, chunks=CHUNKS) == 1_500_001, np.inf, y)).persist()
+    assert bad.chunks.resident is not None
+    with pytest.raises(ValueError, match=r"'y' has a non-finite value \(inf\) at sample 1500001"):
+        bad.value(X)
+
+
+def _holder_pid(client, fb) -> int:
+    """The process id of the worker holding the first group of ``fb``'s chunks."""
+    addr = fb.chunks.resident._actors[0]._address
+    return client.run(os.getpid, workers=[addr])[addr]
+
+
+def test_a_holder_lost_mid_call_or_between_calls_does_not_change_the_result(client, f, data):
+    """A worker killed during a call: the call falls back to tasks (Dask recomputes the lost
+    chunks) and returns the right numbers; the next call regroups the chunks with new holders.
+    Killed between calls: the next call notices and still returns the right numbers."""
+    t, y, tn, yn = data
+    size = 2 * (1 + 3)  # two reductions, value and gradient
+
+    def slow(spec, *args, **kwargs):  # a nested function: cloudpickle sends it by value
+        time.sleep(0.1)
+        return worker.chunk_acc(spec, *args, **kwargs)
+
+    fb = f.bind(t=t, y=y).persist()
+    want = worker.chunk_acc(fb.spec, "g", size, X, None, (0, 0), tn, yn)  # all in memory
+    first, result, done = fb.chunks.resident, {}, threading.Event()
+
+    def call():
+        result["row"] = fb.reduce(slow, "g", size, X, None, names=fb.chunks.names)
+        done.set()
+
+    pid = _holder_pid(client, fb)
+    th = threading.Thread(target=call)
+    th.start()
+    time.sleep(0.4)  # 8 chunks of 0.1 s on each worker
+    assert not done.is_set(), "the call ended before the kill: make it slower"
+    os.kill(pid, signal.SIGKILL)
+    th.join(timeout=120)
+    assert first.lost and rel(result["row"], want) < 1e-12
+    assert rel(fb.reduce(worker.chunk_acc, "g", size, X, None, names=fb.chunks.names),
+               want) < 1e-12
+    second = fb.chunks.resident
+    assert second is not first and not second.lost  # regrouped, direct again
+    os.kill(_holder_pid(client, fb), signal.SIGKILL)  # between calls: the call finds out
+    assert rel(fb.reduce(worker.chunk_acc, "g", size, X, None, names=fb.chunks.names),
+               want) < 1e-12
+    assert second.lost
+    fb.reduce(worker.chunk_acc, "g", size, X, None, names=fb.chunks.names)  # regroups
+    third = fb.chunks.resident
+    assert third is not second and not third.lost
+    os.kill(_holder_pid(client, fb), signal.SIGKILL)  # between calls, the client knows it
+    for _ in range(300):
+        if third.lost:
+            break
+        time.sleep(0.1)
+    assert third.lost
+    assert rel(fb.reduce(worker.chunk_acc, "g", size, X, None, names=fb.chunks.names),
+               want) < 1e-12
 
 
 def test_sgd_over_chunks_is_seeded(f, data):

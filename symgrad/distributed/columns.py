@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .resident import Resident
+
 __all__ = ["Chunks", "aligned"]
 
 
@@ -40,6 +42,8 @@ class Chunks:
     groups: tuple[tuple[int, ...], ...] | None = None
     #: the distributed Futures of each chunk's blocks (with ``groups``)
     futures: tuple[tuple, ...] | None = None
+    #: one actor per worker holding its chunks (with ``groups``): calls skip the scheduler
+    resident: Resident | None = None
 
     @property
     def n_chunks(self) -> int:
@@ -53,9 +57,10 @@ class Chunks:
 
     def persisted(self) -> Chunks:
         """The columns computed into the cluster's memory, with the chunks grouped by the
-        worker that holds them (one task per worker and call instead of one per chunk: Dask's
-        cost per task is milliseconds). Without a distributed client it does nothing: Dask's
-        local scheduler would load every column into this process."""
+        worker that holds them, and held there by one actor per worker (:mod:`.resident`: a
+        call is one direct request per worker instead of a task per chunk through the
+        scheduler, whose cost per task is milliseconds). Without a distributed client it does
+        nothing: Dask's local scheduler would load every column into this process."""
         import dask
 
         if _client() is None:
@@ -65,6 +70,11 @@ class Chunks:
                       {nm: None if a.ndim == 1 else a.shape[1]
                        for nm, a in zip(self.names, arrays, strict=True)})
         return dataclasses.replace(out, **_by_worker(out))
+
+    def recovered(self) -> Chunks:
+        """These chunks, regrouped with new holders when a holder's worker was lost (its chunks
+        are then recomputed by Dask); else themselves."""
+        return self.persisted() if self.resident is not None and self.resident.lost else self
 
 
 def _to_array(name: str, col):
@@ -144,8 +154,9 @@ def _client():
 
 
 def _by_worker(c: Chunks) -> dict:
-    """``groups`` (chunk numbers by the worker holding a chunk's blocks) and the blocks'
-    ``futures``; nothing without a distributed client or when a block is not in memory."""
+    """``groups`` (chunk numbers by the worker holding a chunk's blocks), the blocks'
+    ``futures`` and their ``resident`` holders; nothing without a distributed client or when a
+    block is not in memory."""
     from distributed import futures_of, wait
 
     client = _client()
@@ -163,5 +174,7 @@ def _by_worker(c: Chunks) -> dict:
             return {}
         # a worker holding every block of the chunk, else the first block's (one transfer)
         groups.setdefault(min(set.intersection(*holders) or holders[0]), []).append(i)
-    return {"groups": tuple(tuple(g) for _, g in sorted(groups.items())),
-            "futures": tuple(tuple(futures[b.key] for b in blocks) for blocks in c.blocks)}
+    by_worker = sorted(groups.items())
+    per_chunk = tuple(tuple(futures[b.key] for b in blocks) for blocks in c.blocks)
+    return {"groups": tuple(tuple(g) for _, g in by_worker), "futures": per_chunk,
+            "resident": Resident.start(client, by_worker, per_chunk, c.offsets)}

@@ -30,7 +30,7 @@ import numpy as np
 from .columns import Chunks, aligned
 from .worker import ModuleSpec, add, chunk_acc, chunk_group
 
-__all__ = ["FAN_IN", "DaskKernel", "bind", "map_reduce"]
+__all__ = ["FAN_IN", "DaskKernel", "bind", "map_reduce", "reduce_chunks"]
 
 #: Rows summed per task of the reduction tree.
 FAN_IN = 8
@@ -82,7 +82,7 @@ class DaskKernel:
     def reduce(self, chunk: Callable, *args, **kwargs) -> np.ndarray:
         """``sum over chunks of chunk(spec, *args, where, *blocks, **kwargs)``, on the cluster
         (:func:`map_reduce`)."""
-        return map_reduce(self.spec, self.chunks, chunk, *args, **kwargs)
+        return reduce_chunks(self, chunk, *args, **kwargs)
 
     def _acc(self, mode: str, x: np.ndarray, v: np.ndarray | None = None):
         n = x.shape[0]
@@ -136,18 +136,30 @@ class DaskKernel:
         return out
 
 
+def reduce_chunks(owner, chunk: Callable, *args, **kwargs) -> np.ndarray:
+    """:func:`map_reduce` on ``owner.chunks`` (``owner.spec``'s module), first regrouping them
+    when a worker holding them was lost (so later calls are direct again)."""
+    owner.chunks = owner.chunks.recovered()
+    return map_reduce(owner.spec, owner.chunks, chunk, *args, **kwargs)
+
+
 def map_reduce(spec: ModuleSpec, c: Chunks, chunk: Callable, *args, **kwargs) -> np.ndarray:
     """``sum over chunks of chunk(spec, *args, where, *blocks, **kwargs)``, on the cluster.
 
     ``chunk`` must be importable on the workers (a module-level function); ``where`` is
-    ``(chunk number, first sample or None)``. Persisted columns grouped by worker
-    (:meth:`Chunks.persisted`) run one task per worker over its chunks; otherwise one task per
-    chunk. The rows are then summed in a fixed tree of :data:`FAN_IN`.
+    ``(chunk number, first sample or None)``. Persisted columns (:meth:`Chunks.persisted`) are
+    reduced by their holders, one actor per worker (:mod:`.resident`), or, when a holder was
+    lost, by one task per worker over its chunks; other columns by one task per chunk, the
+    rows summed in a fixed tree of :data:`FAN_IN`.
     """
     import dask
     from dask import delayed
 
-    if c.futures is not None:  # persisted on a cluster: submit, no graph to build
+    if c.resident is not None:  # persisted on a cluster: ask each worker's holder directly
+        row = c.resident.reduce(spec, chunk, args, kwargs)
+        if row is not None:
+            return row
+    if c.futures is not None:  # a holder was lost: a task per worker, lost chunks recomputed
         # the spec travels with each task (kB; nothing to lose when a worker dies mid-call)
         client = c.futures[0][0].client
         futs = [client.submit(chunk_group, spec, chunk, args, kwargs,

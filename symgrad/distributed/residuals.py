@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .columns import Chunks, aligned
-from .kernel import map_reduce
+from .kernel import reduce_chunks
 from .worker import ModuleSpec, chunk_normal, chunk_rows
 
 __all__ = ["DaskResiduals", "bind_residuals"]
@@ -57,7 +57,7 @@ class DaskResiduals:
                                       "columns yet: use loss='linear' without weights")
         x = _x(self, x)
         P = self.n_params
-        row = map_reduce(self.spec, self.chunks, chunk_normal, x, names=self.chunks.names)
+        row = reduce_chunks(self, chunk_normal, x, names=self.chunks.names)
         return row[:P * P].reshape(P, P), row[P * P:P * P + P].copy(), float(row[-1])
 
     def residuals(self, x, out=None) -> np.ndarray:

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..cache import load_module, usable_cache_dir, write_atomic
 
-__all__ = ["LOADED", "ModuleSpec", "add", "chunk_acc", "load"]
+__all__ = ["LOADED", "Holder", "ModuleSpec", "add", "chunk_acc", "load"]
 
 #: Modules loaded in this process, by the SHA-256 digest of their text.
 LOADED: dict[str, types.ModuleType] = {}
@@ -153,6 +153,18 @@ def chunk_group(spec: ModuleSpec, chunk, args: tuple, kwargs: dict, layout: tupl
         at += nb
         out = np.array(row, dtype=np.float64, copy=True) if out is None else out + row
     return out
+
+
+class Holder:
+    """A Dask actor holding the persisted chunks one worker keeps (its ``layout`` and blocks):
+    calls reach it straight from the client, without a task through the scheduler."""
+
+    def __init__(self, layout: tuple, *blocks) -> None:
+        self.layout, self.blocks = layout, blocks
+
+    def run(self, spec: ModuleSpec, chunk, args: tuple, kwargs: dict) -> np.ndarray:
+        """:func:`chunk_group` over the chunks held here."""
+        return chunk_group(spec, chunk, args, kwargs, self.layout, *self.blocks)
 
 
 def add(*rows: np.ndarray) -> np.ndarray:
