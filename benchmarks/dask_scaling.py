@@ -15,10 +15,12 @@ per-sample work (two loads, a few flops), so the fixed costs of Dask show the mo
    runs) on the same chunks: the very arrays the worker holds, timed in the worker's process,
    each read once per pass as a call does. Target: <= 1.2x for C >= 1e6. The last columns
    compare with the same samples as one array in this process: the difference between the
-   two baselines is what the chunks' memory layout costs (separate 8 MB arrays are only partly
-   backed by huge pages), not Dask's calls. (Cycling a few chunks is not the same work: the
-   L3 cache, 32 MB here, keeps part of a 64 MB cycle; measured 0.60 ms a 1e6 chunk for 4
-   distinct chunks against 0.69-0.72 ms for 16 or 100.)
+   two baselines is what keeping the samples as separate arrays costs, not Dask's calls.
+   (Cycling a few chunks is not the same work: the L3 cache, 32 MB here, keeps part of a
+   64 MB cycle; measured 0.60 ms a 1e6 chunk for 4 distinct chunks against 0.69-0.72 ms for
+   16 or 100.)
+3. Mini-batch SGD over chunks (sg.distributed.sgd, 2 workers, one 1e6 chunk a step): the time a
+   step, with the steps run as tasks and through the holders.
 
 Numba and BLAS are pinned to one thread everywhere; the machine's load is printed (the
 figures are only comparable within one run).
@@ -80,10 +82,13 @@ def best(fn, repeats: int) -> float:
 
 
 def cluster(n_workers: int):
+    import logging
+
     from distributed import Client, LocalCluster
 
+    # silence_logs: the workers' failed heartbeats while the cluster shuts down are not news
     c = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                     dashboard_address=None, memory_limit=0)
+                     dashboard_address=None, memory_limit=0, silence_logs=logging.CRITICAL)
     return c, Client(c)
 
 
@@ -108,25 +113,52 @@ def scaling(f, n: int, chunk: int, repeats: int) -> dict:
     return out
 
 
-def _kernel_on_worker(spec, x: np.ndarray, repeats: int, *blocks) -> float:
-    """On the worker: min seconds of one serial-kernel pass over the chunks it holds (t, y
-    blocks in turn), the very arrays a Dask call reads."""
+def sgd_steps(f, chunk: int, n_chunks: int = 20, steps: int = 100) -> dict:
+    """Seconds per step of ``sg.distributed.sgd`` (Adam, one chunk a step) on 2 workers, the
+    chunks persisted: asked as tasks (``f.bind`` alone) and through the holders (``persist()``)."""
+    import dask
+
+    out = {}
+    c, client = cluster(2)
+    try:
+        t, y = dask.persist(*columns(chunk * n_chunks, chunk))
+        dask.compute(t.sum(), y.sum())
+        for kind in ("tasks", "holders"):
+            fb = f.bind(t=t, y=y)
+            if kind == "holders":
+                fb.persist()
+
+            def run(fb=fb, n=steps):
+                return sg.distributed.sgd(fb, [0.0, 0.0, 0.0], steps=n, seed=0,
+                                          optimizer=sg.optim.adam(lr=0.05))
+
+            run(n=3)  # warm
+            t0 = time.perf_counter()
+            run()
+            out[kind] = (time.perf_counter() - t0) / (steps + 1)  # + the final full pass
+    finally:
+        client.close()
+        c.close()
+    return out
+
+
+def _kernel_on_worker(spec, x: np.ndarray, *blocks) -> float:
+    """On the worker: seconds of one serial-kernel pass over the chunks it holds (t, y blocks in
+    turn), the very arrays a Dask call reads."""
     from symgrad.distributed.worker import load
 
     vg, g = load(spec).value_and_grad, np.empty(x.shape[0])
-    times = []
-    for _ in range(repeats + 1):
-        t0 = time.perf_counter()
-        for i in range(0, len(blocks), 2):
-            vg(x, g, blocks[i], blocks[i + 1], None)
-        times.append(time.perf_counter() - t0)
-    return min(times[1:])
+    t0 = time.perf_counter()
+    for i in range(0, len(blocks), 2):
+        vg(x, g, blocks[i], blocks[i + 1], None)
+    return time.perf_counter() - t0
 
 
 def overhead(f, chunk: int, repeats: int, n_chunks: int) -> tuple[float, float, float]:
     """Seconds per chunk of ``chunk`` samples (``n_chunks`` of them): on Dask (persisted, one
     worker), the in-memory kernel on the same chunks in the worker's memory, and the in-memory
-    kernel on the same samples as one array in this process."""
+    kernel on the same samples as one array in this process. The three are timed in turn in
+    each round (min over rounds), so a slower moment of the machine hits them alike."""
     import dask
 
     c, client = cluster(1)
@@ -134,25 +166,32 @@ def overhead(f, chunk: int, repeats: int, n_chunks: int) -> tuple[float, float, 
         t, y = dask.persist(*columns(chunk * n_chunks, chunk))
         dask.compute(t.sum(), y.sum())
         fb = f.bind(t=t, y=y).persist()  # one holder per worker: a direct call, no task
-        dask_s = best(lambda: fb.value_and_grad(fresh()), repeats)
         futs = [b for i in fb.chunks.groups[0] for b in fb.chunks.futures[i]]
-        there = client.submit(_kernel_on_worker, fb.spec, X, max(repeats, 5), *futs,
-                              pure=False).result()
         tn, yn = t.compute(), y.compute()
+        g = np.empty(3)
+        vg = f.jit.value_and_grad
+        parts = [(tn[i * chunk:(i + 1) * chunk], yn[i * chunk:(i + 1) * chunk])
+                 for i in range(n_chunks)]
+
+        def one_array():
+            t0 = time.perf_counter()
+            for ti, yi in parts:
+                vg(X, g, ti, yi, None)
+            return time.perf_counter() - t0
+
+        def on_dask():
+            t0 = time.perf_counter()
+            fb.value_and_grad(fresh())
+            return time.perf_counter() - t0
+
+        def there():
+            return client.submit(_kernel_on_worker, fb.spec, X, *futs, pure=False).result()
+
+        times = [(on_dask(), there(), one_array()) for _ in range(repeats + 1)][1:]  # 1: warm
     finally:
         client.close()
         c.close()
-    g = np.empty(3)
-    vg = f.jit.value_and_grad
-    parts = [(tn[i * chunk:(i + 1) * chunk], yn[i * chunk:(i + 1) * chunk])
-             for i in range(n_chunks)]
-
-    def every_chunk():
-        for ti, yi in parts:
-            vg(X, g, ti, yi, None)
-
-    here = best(every_chunk, max(repeats, 5))
-    return dask_s / n_chunks, there / n_chunks, here / n_chunks
+    return tuple(min(col) / n_chunks for col in zip(*times, strict=True))
 
 
 def main() -> None:
@@ -177,6 +216,10 @@ def main() -> None:
         for kind in ("lazy", "persisted"):
             t1, t2 = s[(kind, 1)], s[(kind, 2)]
             print(f"{kind:<12}{t1:>11.3f}s{t2:>11.3f}s{t1 / t2:>9.2f}x{t2 / n * 1e9:>16.2f}")
+        st = sgd_steps(f, int(1e6))
+        print("\nsg.distributed.sgd, 2 workers, 20 persisted chunks of 1e6, one chunk a step: "
+              f"{st['tasks'] * 1e3:.1f} ms a step as tasks, {st['holders'] * 1e3:.1f} ms through "
+              f"the holders ({st['tasks'] / st['holders']:.1f}x)")
     total = int(a.overhead_samples)
     print(f"\noverhead per chunk (1 worker, N = {total:.0e} persisted samples per call) vs the "
           "in-memory serial kernel")
@@ -187,7 +230,7 @@ def main() -> None:
     print(f"{'chunk':>10}{'dask/chunk':>13}{'same chunks':>13}{'ratio':>8}{'target':>9}"
           f"{'one array':>12}{'ratio':>8}")
     for cs in a.overhead_chunks:
-        d, there, here = overhead(f, int(cs), a.repeats, max(1, total // int(cs)))
+        d, there, here = overhead(f, int(cs), max(a.repeats, 5), max(1, total // int(cs)))
         target = "<= 1.2" if cs >= 1e6 else "-"
         print(f"{int(cs):>10.0e}{d * 1e3:>11.3f}ms{there * 1e3:>11.3f}ms{d / there:>7.2f}x"
               f"{target:>9}{here * 1e3:>10.3f}ms{d / here:>7.2f}x")

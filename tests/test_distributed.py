@@ -173,7 +173,15 @@ def test_persisted_chunks_are_reduced_by_one_holder_per_worker(f, data):
     assert rel(val, ref[0]) < 1e-12 and rel(g, ref[1]) < 1e-12
     v = np.array([0.3, -1.1, 0.7])
     assert rel(fb.hvp(X, v), f.hvp(X, v, t=tn, y=yn)) < 1e-12
-    assert fb.on_chunks([0, 3]).chunks.resident is None  # a subset: one task per chunk
+    sub = fb.on_chunks([3, 0])  # a mini-batch of chunks: the same holders, only its chunks
+    assert sub.chunks.resident is fb.chunks.resident and sub.chunks.numbers == (3, 0)
+    rows = np.r_[3 * CHUNKS:4 * CHUNKS, 0:CHUNKS]
+    ref = f.value_and_grad(X, t=tn[rows], y=yn[rows])
+    val, g = sub.value_and_grad(X)
+    assert rel(val, ref[0]) < 1e-12 and rel(g, ref[1]) < 1e-12
+    val, g = sub.on_chunks([1]).value_and_grad(X)  # chunk 0, through the subset's numbering
+    ref = f.value_and_grad(X, t=tn[:CHUNKS], y=yn[:CHUNKS])
+    assert rel(val, ref[0]) < 1e-12 and rel(g, ref[1]) < 1e-12
     bad = f.bind(t=t, y=da.where(da.arange(N, chunks=CHUNKS) == 1_500_001, np.inf, y)).persist()
     assert bad.chunks.resident is not None
     with pytest.raises(ValueError, match=r"'y' has a non-finite value \(inf\) at sample 1500001"):
@@ -230,6 +238,9 @@ def test_a_holder_lost_mid_call_or_between_calls_does_not_change_the_result(clie
             break
         time.sleep(0.1)
     assert third.lost
+    part = fb.on_chunks([0]).reduce(worker.chunk_acc, "g", size, X, None, names=fb.chunks.names)
+    assert rel(part, worker.chunk_acc(fb.spec, "g", size, X, None, (0, 0), tn[:CHUNKS],
+                                      yn[:CHUNKS])) < 1e-12  # a subset falls back to tasks
     assert rel(fb.reduce(worker.chunk_acc, "g", size, X, None, names=fb.chunks.names),
                want) < 1e-12
 
@@ -241,6 +252,9 @@ def test_sgd_over_chunks_is_seeded(f, data):
                                chunks_per_step=2, seed=3) for _ in range(2)]
     np.testing.assert_array_equal(runs[0].x, runs[1].x)
     assert runs[0].fun < runs[0].history.loss[0]
+    kept = sg.distributed.sgd(fb.persist(), [1.0, 1.0, 0.0], optimizer=sg.optim.adam(lr=0.05),
+                              steps=8, chunks_per_step=2, seed=3)  # steps ask the holders
+    np.testing.assert_allclose(kept.x, runs[0].x, rtol=1e-12)
 
 
 @pytest.mark.filterwarnings("ignore:Sending large graph")  # the NumPy column travels once

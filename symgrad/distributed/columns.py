@@ -44,16 +44,23 @@ class Chunks:
     futures: tuple[tuple, ...] | None = None
     #: one actor per worker holding its chunks (with ``groups``): calls skip the scheduler
     resident: Resident | None = None
+    #: the chunks' numbers among the persisted ones (a subset served by ``resident``)
+    numbers: tuple[int, ...] | None = None
 
     @property
     def n_chunks(self) -> int:
         return len(self.blocks)
 
     def subset(self, which) -> Chunks:
-        """The chunks numbered ``which`` (for mini-batches of whole chunks)."""
+        """The chunks numbered ``which`` (for mini-batches of whole chunks); persisted ones stay
+        served by the same holders."""
         which = [int(i) for i in which]
+        numbers = None
+        if self.resident is not None:
+            numbers = tuple(which if self.numbers is None else (self.numbers[i] for i in which))
         return Chunks(self.names, self.arrays, tuple(self.blocks[i] for i in which),
-                      tuple(self.offsets[i] for i in which))
+                      tuple(self.offsets[i] for i in which), resident=self.resident,
+                      numbers=numbers)
 
     def persisted(self) -> Chunks:
         """The columns computed into the cluster's memory, with the chunks grouped by the
@@ -73,8 +80,12 @@ class Chunks:
 
     def recovered(self) -> Chunks:
         """These chunks, regrouped with new holders when a holder's worker was lost (its chunks
-        are then recomputed by Dask); else themselves."""
-        return self.persisted() if self.resident is not None and self.resident.lost else self
+        are then recomputed by Dask; a subset runs as tasks until its parent regroups); else
+        themselves."""
+        if self.resident is None or not self.resident.lost:
+            return self
+        return self.persisted() if self.numbers is None else dataclasses.replace(
+            self, resident=None, numbers=None)
 
 
 def _to_array(name: str, col):

@@ -7,7 +7,8 @@ and the client applies the module's outer chain rule (``_finish_e``/``_finish_g`
 ``_finish_h``) to the one small row it receives. So a nonlinear outer function of the sample
 means (RMSE, the log of a mean, penalties) is exact, and only ``O(K n)`` numbers per call leave
 the cluster. ``dask.compute`` runs it: on the ``distributed`` client if one exists, else on
-Dask's local threads.
+Dask's local threads. Persisted columns (:meth:`DaskKernel.persist`) skip the graph: each
+worker's holder (:mod:`~symgrad.distributed.resident`) reduces its chunks on request.
 
 Extension point: :meth:`DaskKernel.reduce` maps any worker function ``chunk(spec, *args,
 where, *blocks) -> row`` over the chunks and returns the summed row; a least-squares kernel's
@@ -64,9 +65,11 @@ class DaskKernel:
     def persist(self) -> DaskKernel:
         """Keep the (aligned) columns in the cluster's memory; returns self.
 
-        Computed once (lazily generated data included); later calls read the chunks where they
-        are, one task per worker (its chunks in turn). Without it every call recomputes the
-        columns from their graph, one task per chunk.
+        Computed once (lazily generated data included); later calls, and :meth:`on_chunks`
+        subsets, are served where the chunks are by one actor per worker holding them
+        (:mod:`~symgrad.distributed.resident`): a direct request per worker, no task. Without
+        it every call recomputes the columns from their graph, one task per chunk. Needs a
+        distributed client (without one it does nothing).
         """
         self.chunks = self.chunks.persisted()
         return self
@@ -156,7 +159,8 @@ def map_reduce(spec: ModuleSpec, c: Chunks, chunk: Callable, *args, **kwargs) ->
     from dask import delayed
 
     if c.resident is not None:  # persisted on a cluster: ask each worker's holder directly
-        row = c.resident.reduce(spec, chunk, args, kwargs)
+        only = None if c.numbers is None else frozenset(c.numbers)
+        row = c.resident.reduce(spec, chunk, args, kwargs, only)
         if row is not None:
             return row
     if c.futures is not None:  # a holder was lost: a task per worker, lost chunks recomputed

@@ -11,6 +11,15 @@ Actors do not survive their worker. When one is lost (its future is no longer fi
 call raises OSError), :meth:`Resident.reduce` returns None and stays so; the caller then runs the
 call as tasks, which Dask recomputes from the chunks' graph, and the next call regroups the
 chunks with new holders (:meth:`~symgrad.distributed.columns.Chunks.recovered`).
+
+>>> import dask.array as da, symgrad as sg
+>>> from distributed import Client
+>>> client = Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None)
+>>> a = sg.params("a"); t = sg.data("t")
+>>> fb = sg.compile(sg.mean((a - t)**2)).bind(t=da.arange(8.0, chunks=3)).persist()
+>>> fb.chunks.resident.lost, fb.value([3.5]), fb.on_chunks([2]).value([6.5])
+(False, 5.25, 0.25)
+>>> client.close()
 """
 
 from __future__ import annotations
@@ -27,8 +36,9 @@ __all__ = ["Resident"]
 class Resident:
     """The holders of a set of persisted chunks, one per worker (client side)."""
 
-    def __init__(self, futures: Sequence, actors: Sequence) -> None:
+    def __init__(self, futures: Sequence, actors: Sequence, held: Sequence[Sequence[int]]) -> None:
         self._futures, self._actors = tuple(futures), tuple(actors)
+        self._held = tuple(frozenset(g) for g in held)  # chunk numbers, by holder
         self._lost = False
 
     @classmethod
@@ -39,7 +49,7 @@ class Resident:
         futs = [client.submit(Holder, tuple((i, offsets[i], len(futures[i])) for i in g),
                               *(f for i in g for f in futures[i]), actor=True, workers=[w],
                               allow_other_workers=False, pure=False) for w, g in by_worker]
-        return cls(futs, [f.result() for f in futs])
+        return cls(futs, [f.result() for f in futs], [g for _, g in by_worker])
 
     @property
     def lost(self) -> bool:
@@ -47,14 +57,17 @@ class Resident:
         self._lost = self._lost or any(f.status != "finished" for f in self._futures)
         return self._lost
 
-    def reduce(self, spec: ModuleSpec, chunk: Callable, args: tuple,
-               kwargs: dict) -> np.ndarray | None:
-        """The sum over all held chunks of ``chunk(spec, *args, where, *blocks, **kwargs)``, or
-        None when a holder is lost (errors of ``chunk`` itself are raised as they are)."""
+    def reduce(self, spec: ModuleSpec, chunk: Callable, args: tuple, kwargs: dict,
+               only: frozenset | None = None) -> np.ndarray | None:
+        """The sum over the held chunks (those numbered in ``only``, if given) of ``chunk(spec,
+        *args, where, *blocks, **kwargs)``, or None when a holder is lost (errors of ``chunk``
+        itself are raised as they are). Only the holders of those chunks are asked."""
         if self.lost:
             return None
         try:
-            calls = [a.run(spec, chunk, args, kwargs) for a in self._actors]
+            calls = [a.run(spec, chunk, args, kwargs, only)
+                     for a, held in zip(self._actors, self._held, strict=True)
+                     if only is None or not held.isdisjoint(only)]
         except RuntimeError:  # "Worker holding Actor was lost", since the check above
             if not self.lost:
                 raise

@@ -144,13 +144,16 @@ def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, *blocks) -> np.ndarra
 
 
 def chunk_group(spec: ModuleSpec, chunk, args: tuple, kwargs: dict, layout: tuple,
-                *blocks) -> np.ndarray:
-    """``chunk`` over several chunks held by this worker, summed in chunk order: ``layout``
-    holds ``(chunk number, first sample, number of blocks)`` of each."""
+                *blocks, only: frozenset | None = None) -> np.ndarray:
+    """``chunk`` over several chunks held by this worker (those numbered in ``only``, if
+    given), summed in chunk order: ``layout`` holds ``(chunk number, first sample, number of
+    blocks)`` of each."""
     out, at = None, 0
     for i, first, nb in layout:
-        row = chunk(spec, *args, (i, first), *blocks[at:at + nb], **kwargs)
         at += nb
+        if only is not None and i not in only:
+            continue
+        row = chunk(spec, *args, (i, first), *blocks[at - nb:at], **kwargs)
         out = np.array(row, dtype=np.float64, copy=True) if out is None else out + row
     return out
 
@@ -162,9 +165,10 @@ class Holder:
     def __init__(self, layout: tuple, *blocks) -> None:
         self.layout, self.blocks = layout, blocks
 
-    def run(self, spec: ModuleSpec, chunk, args: tuple, kwargs: dict) -> np.ndarray:
-        """:func:`chunk_group` over the chunks held here."""
-        return chunk_group(spec, chunk, args, kwargs, self.layout, *self.blocks)
+    def run(self, spec: ModuleSpec, chunk, args: tuple, kwargs: dict,
+            only: frozenset | None = None) -> np.ndarray:
+        """:func:`chunk_group` over the chunks held here (those in ``only``, if given)."""
+        return chunk_group(spec, chunk, args, kwargs, self.layout, *self.blocks, only=only)
 
 
 def add(*rows: np.ndarray) -> np.ndarray:
