@@ -1,4 +1,8 @@
-"""Non-finite data: one rule for both kernels, scanned only when it can matter.
+"""Data validation for every kernel: names, columns, batches, and non-finite values.
+
+:func:`check_names`, :func:`column` and :func:`batch_index` check what a call passes (names,
+dtypes, shapes, batch indices) and say what to pass instead. Non-finite data: one rule for all
+kernels, scanned only when it can matter.
 
 Every call validates the data cheaply (names, shapes, dtypes, lengths: no pass over the
 values). A NaN or inf in a column then reaches the result: the generated arithmetic propagates
@@ -26,7 +30,8 @@ from collections.abc import Mapping
 import numpy as np
 import sympy as sp
 
-__all__ = ["may_hide", "non_finite_error", "raise_non_finite", "result_finite"]
+__all__ = ["batch_index", "check_names", "column", "may_hide", "non_finite_error",
+           "raise_non_finite", "result_finite"]
 
 
 def may_hide(expr: sp.Basic) -> bool:
@@ -76,3 +81,57 @@ def raise_non_finite(columns: Mapping[str, np.ndarray], rows=None, kind: str = "
         err = non_finite_error(name, a, rows, kind, (units or {}).get(name, "row"))
         if err is not None:
             raise err
+
+
+def check_names(data: Mapping, names: tuple[str, ...], what: str) -> None:
+    """Every name of ``names`` given in ``data``, and nothing else."""
+    missing = [c for c in names if c not in data]
+    if missing:
+        raise TypeError(f"missing {what} '{missing[0]}': this loss needs "
+                        f"{', '.join(f'{c}=...' for c in names)}")
+    extra = sorted(set(data) - set(names))
+    if extra:
+        raise TypeError(f"unexpected {what} '{extra[0]}' (this loss uses "
+                        f"{', '.join(names) or 'none'})")
+
+
+def column(name: str, a, width: int | None, unit: str = "row", scan: bool = True) -> np.ndarray:
+    """A validated float column: dtype, shape and (with ``scan``) every value finite."""
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:
+        raise TypeError(f"data column '{name}' is not an array: {exc}") from exc
+    if arr.dtype.kind in "iub":
+        arr = arr.astype(np.float64)
+    elif arr.dtype not in (np.float32, np.float64):
+        raise TypeError(f"data column '{name}' has dtype {arr.dtype}: pass float64 or float32")
+    want = 1 if width is None else 2
+    if arr.ndim != want:
+        shape = "(n,) (one value per element)" if unit == "element" else \
+            "(N,)" if width is None else f"(N, {width})"
+        raise ValueError(f"data column '{name}' must have shape {shape}, got {arr.shape}")
+    if width is not None and arr.shape[1] != width:
+        raise ValueError(f"data column '{name}' must have {width} entries per sample "
+                         f"(shape (N, {width})), got {arr.shape}")
+    err = non_finite_error(name, arr, unit=unit) if scan else None
+    if err is not None:
+        raise err
+    return arr
+
+
+def batch_index(batch, n: int) -> np.ndarray:
+    """A validated mini-batch (a slice is not passed here: an index array or a boolean mask) as
+    int64 row numbers in ``[0, n)``."""
+    idx = np.asarray(batch)
+    if idx.dtype == bool:
+        if idx.shape != (n,):
+            raise ValueError(f"a boolean batch mask must have shape ({n},), got {idx.shape}")
+        idx = np.flatnonzero(idx)
+    if idx.ndim != 1 or idx.dtype.kind not in "iu":
+        raise TypeError("batch must be a slice, an integer index array or a boolean mask")
+    if idx.shape[0] == 0:
+        raise ValueError("batch selects no samples")
+    if idx.min() < -n or idx.max() >= n:
+        raise IndexError(f"batch indices must lie in [-{n}, {n}), got {idx.min()}..{idx.max()}")
+    idx = idx.astype(np.int64, copy=False)
+    return np.where(idx < 0, idx + n, idx) if idx.min() < 0 else idx

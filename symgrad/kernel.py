@@ -23,7 +23,7 @@ from numba.core.caching import NullCache
 from numba.core.registry import CPUDispatcher
 
 from .cache import cache_dir, load_module, write_atomic
-from .datacheck import may_hide, non_finite_error, raise_non_finite, result_finite
+from .datacheck import batch_index, check_names, column, may_hide, raise_non_finite, result_finite
 from .distributed.detect import dask_args, has_dask
 from .problem import Problem
 
@@ -156,7 +156,7 @@ class Kernel:
                 raise TypeError("batch= needs a loss with data columns")
             return ()
         check_names(data, self.data_names, "data column")
-        ecols = tuple(_column(name, data[name], None, "element", scan) for name in self._elements)
+        ecols = tuple(column(name, data[name], None, "element", scan) for name in self._elements)
         if not self._samples:
             if batch is not None:
                 raise TypeError("batch= selects samples of a reduction over samples (sg.mean/"
@@ -165,7 +165,7 @@ class Kernel:
             return ecols
         cols, n = [], None
         for name in self._samples:
-            a = _column(name, data[name], self._widths[name], "row", scan)
+            a = column(name, data[name], self._widths[name], "row", scan)
             if n is None:
                 n, first = a.shape[0], name
             elif a.shape[0] != n:
@@ -180,7 +180,7 @@ class Kernel:
             if cols[0].shape[0] == 0:
                 raise ValueError(f"batch {batch} selects no samples")
         elif batch is not None:
-            idx = _batch_index(batch, n)
+            idx = batch_index(batch, n)
         return (*cols, *ecols, idx)
 
     def _impl(self, args: tuple) -> types.SimpleNamespace:
@@ -354,18 +354,6 @@ class BoundKernel:
         return out
 
 
-def check_names(data: Mapping, names: tuple[str, ...], what: str) -> None:
-    """Every name of ``names`` given in ``data``, and nothing else."""
-    missing = [c for c in names if c not in data]
-    if missing:
-        raise TypeError(f"missing {what} '{missing[0]}': this loss needs "
-                        f"{', '.join(f'{c}=...' for c in names)}")
-    extra = sorted(set(data) - set(names))
-    if extra:
-        raise TypeError(f"unexpected {what} '{extra[0]}' (this loss uses "
-                        f"{', '.join(names) or 'none'})")
-
-
 class _ExactDispatcher(CPUDispatcher):
     """A dispatcher with compilation disabled whose type mismatches fail fast.
 
@@ -399,43 +387,3 @@ def _exact(fn, nargs: int):
     except Exception:  # the validating path calls the module's own dispatcher instead
         return None
     return d
-
-
-def _column(name: str, a, width: int | None, unit: str = "row", scan: bool = True) -> np.ndarray:
-    """A validated float column: dtype, shape and (with ``scan``) every value finite."""
-    try:
-        arr = np.asarray(a)
-    except Exception as exc:
-        raise TypeError(f"data column '{name}' is not an array: {exc}") from exc
-    if arr.dtype.kind in "iub":
-        arr = arr.astype(np.float64)
-    elif arr.dtype not in (np.float32, np.float64):
-        raise TypeError(f"data column '{name}' has dtype {arr.dtype}: pass float64 or float32")
-    want = 1 if width is None else 2
-    if arr.ndim != want:
-        shape = "(n,) (one value per element)" if unit == "element" else \
-            "(N,)" if width is None else f"(N, {width})"
-        raise ValueError(f"data column '{name}' must have shape {shape}, got {arr.shape}")
-    if width is not None and arr.shape[1] != width:
-        raise ValueError(f"data column '{name}' must have {width} entries per sample "
-                         f"(shape (N, {width})), got {arr.shape}")
-    err = non_finite_error(name, arr, unit=unit) if scan else None
-    if err is not None:
-        raise err
-    return arr
-
-
-def _batch_index(batch, n: int) -> np.ndarray:
-    idx = np.asarray(batch)
-    if idx.dtype == bool:
-        if idx.shape != (n,):
-            raise ValueError(f"a boolean batch mask must have shape ({n},), got {idx.shape}")
-        idx = np.flatnonzero(idx)
-    if idx.ndim != 1 or idx.dtype.kind not in "iu":
-        raise TypeError("batch must be a slice, an integer index array or a boolean mask")
-    if idx.shape[0] == 0:
-        raise ValueError("batch selects no samples")
-    if idx.min() < -n or idx.max() >= n:
-        raise IndexError(f"batch indices must lie in [-{n}, {n}), got {idx.min()}..{idx.max()}")
-    idx = idx.astype(np.int64, copy=False)
-    return np.where(idx < 0, idx + n, idx) if idx.min() < 0 else idx

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datacheck import may_hide, raise_non_finite, result_finite
+from ..datacheck import batch_index, check_names, may_hide, raise_non_finite, result_finite
 from ..derive import KinkPolicy
 from ..distributed.detect import dask_args, has_dask
-from ..kernel import BoundKernel, _batch_index, check_names
+from ..kernel import BoundKernel
 from .autodiff import topo
 from .graph import Gather, Map, N, Reduce
 from .problem import ArrayProblem
@@ -198,7 +198,7 @@ class ArrayKernel:
             if n is not None and cols[pick.index(True)].shape[0] == 0:
                 raise ValueError(f"batch {batch} selects no samples")
         elif batch is not None:
-            idx = _batch_index(batch, n)
+            idx = batch_index(batch, n)
             cols = [c[idx] if p else c for c, p in zip(cols, pick, strict=True)]
         return (self.dims, *cols)
 

@@ -197,7 +197,7 @@ def _supported(kernel) -> None:
 def bind(kernel, data: Mapping, batch=None, *, persist: bool = False) -> DaskKernel:
     """A :class:`DaskKernel` of ``kernel`` on the columns ``data`` (what ``f.bind`` returns
     when a column is a Dask collection); ``persist=True`` keeps the columns on the cluster."""
-    from ..kernel import check_names
+    from ..datacheck import check_names
 
     _supported(kernel)
     if batch is not None:

@@ -5,7 +5,8 @@ Dask actor's method is called from the client on the worker directly (about 1.5 
 ``persist()`` each worker that holds chunks gets a :class:`~symgrad.distributed.worker.Holder`,
 constructed with that worker's blocks (references to the arrays the worker keeps, not copies),
 and a call asks every holder at once and adds their rows in worker order (a fixed order, so
-results are reproducible).
+results are reproducible). A holder's references keep its chunks in memory for as long as the
+bound kernel lives (Dask cannot spill them to disk meanwhile); dropping the kernel releases them.
 
 Actors do not survive their worker. When one is lost (its future is no longer finished, or a
 call raises OSError), :meth:`Resident.reduce` returns None and stays so; the caller then runs the

@@ -97,7 +97,7 @@ def _gather(b: DaskResiduals, what: str, x: np.ndarray, out) -> np.ndarray:
 
 def bind_residuals(kernel, data: Mapping) -> DaskResiduals:
     """What ``rk.bind(**data)`` returns when a column is a Dask collection."""
-    from ..kernel import check_names
+    from ..datacheck import check_names
 
     check_names(data, kernel.data_names, "data column")
     chunks = aligned(data, kernel.data_names, dict.fromkeys(kernel.data_names))

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datacheck import check_names, column
 from ..distributed.detect import has_dask
-from ..kernel import _column, check_names
 from .problem import ResidualProblem
 
 __all__ = ["BoundResiduals", "ResidualKernel"]
@@ -69,7 +69,7 @@ class ResidualKernel:
         check_names(data, self.data_names, "data column")
         cols, n = [], 1
         for k, name in enumerate(self.data_names):
-            a = np.ascontiguousarray(_column(name, data[name], None), dtype=np.float64)
+            a = np.ascontiguousarray(column(name, data[name], None), dtype=np.float64)
             if k == 0:
                 n = a.shape[0]
             elif a.shape[0] != n:
