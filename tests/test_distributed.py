@@ -87,18 +87,21 @@ def test_bind_gives_a_dask_kernel_with_the_same_methods(f, data):
 
 
 def test_workers_load_the_module_text_once(client, f, data):
+    """Each worker that reduces chunks imports the shipped module text once, from its symgrad
+    cache (the persisted chunks' holders: every worker that keeps chunks runs them)."""
     t, y, *_ = data
-    f.value(X, t=t, y=y)
-    digest = worker.ModuleSpec.of(f).digest
+    fb = f.bind(t=t, y=y).persist()
+    fb.value(X)
 
-    def loaded(digest=digest):
+    def loaded(digest=fb.spec.digest):
         from symgrad.distributed import worker as w
         mod = w.LOADED.get(digest)
-        return None if mod is None else (mod.__file__, os.getpid())
+        return None if mod is None else (mod.__file__, id(mod))
 
-    got = client.run(loaded)
-    assert len(got) == 2 and all(v is not None and v[0].endswith(f.path.name)
-                                 for v in got.values())
+    first = client.run(loaded, workers=list(fb.chunks.resident.workers))
+    assert first and all(v is not None and v[0].endswith(f.path.name) for v in first.values())
+    fb.value(X + 1.0)
+    assert client.run(loaded, workers=list(fb.chunks.resident.workers)) == first
 
 
 def test_minimize_full_batch_and_lbfgs_give_the_in_memory_answer(f, data):
@@ -190,7 +193,7 @@ def test_persisted_chunks_are_reduced_by_one_holder_per_worker(f, data):
 
 def _holder_pid(client, fb) -> int:
     """The process id of the worker holding the first group of ``fb``'s chunks."""
-    addr = fb.chunks.resident._actors[0]._address
+    addr = fb.chunks.resident.workers[0]
     return client.run(os.getpid, workers=[addr])[addr]
 
 

@@ -37,9 +37,12 @@ __all__ = ["Resident"]
 class Resident:
     """The holders of a set of persisted chunks, one per worker (client side)."""
 
-    def __init__(self, futures: Sequence, actors: Sequence, held: Sequence[Sequence[int]]) -> None:
+    def __init__(self, futures: Sequence, actors: Sequence, held: Sequence[Sequence[int]],
+                 workers: Sequence[str]) -> None:
         self._futures, self._actors = tuple(futures), tuple(actors)
         self._held = tuple(frozenset(g) for g in held)  # chunk numbers, by holder
+        #: the address of each holder's worker
+        self.workers = tuple(workers)
         self._lost = False
 
     @classmethod
@@ -50,7 +53,8 @@ class Resident:
         futs = [client.submit(Holder, tuple((i, offsets[i], len(futures[i])) for i in g),
                               *(f for i in g for f in futures[i]), actor=True, workers=[w],
                               allow_other_workers=False, pure=False) for w, g in by_worker]
-        return cls(futs, [f.result() for f in futs], [g for _, g in by_worker])
+        return cls(futs, [f.result() for f in futs], [g for _, g in by_worker],
+                   [w for w, _ in by_worker])
 
     @property
     def lost(self) -> bool:
