@@ -5,7 +5,7 @@
 # parameters (order of x): w, b
 # data columns: x[N], y_true[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: ffd00972065e0cd2
+# content hash: e402e53e15894306
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -62,7 +62,7 @@ def _heaviside(z, at_zero):
     return at_zero if z == 0.0 else z
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
 def _acc_e(x, col_x, y_true, idx, lo, hi, acc):
     """Add each reduction's sum over samples lo..hi-1 into acc."""
     p_w = x[0]
@@ -91,7 +91,7 @@ def _par_e(x, col_x, y_true, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
 def _acc_g(x, col_x, y_true, idx, lo, hi, acc):
     """Add the sums of each reduction and its gradient into acc (one pass)."""
     p_w = x[0]
@@ -128,7 +128,7 @@ def _par_g(x, col_x, y_true, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
 def _acc_h(x, v, col_x, y_true, idx, lo, hi, acc):
     """Add the sums of each reduction's Hessian times v into acc."""
     p_w = x[0]

@@ -5,7 +5,7 @@
 # parameters (order of x): a, b, c
 # data columns: speed[N], time[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 817d7903a13cd793
+# content hash: e8be74544b0ac055
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -66,7 +66,7 @@ def _ipow_c(z, k):
     return r if k >= 0 else 1.0 / r
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
 def _acc_e(x, speed, time, idx, lo, hi, acc):
     """Add each reduction's sum over samples lo..hi-1 into acc."""
     p_a = x[0]
@@ -84,7 +84,7 @@ def _acc_e(x, speed, time, idx, lo, hi, acc):
     acc[0] += a0
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
 def _acc_e_c(x, speed, time, idx, lo, hi, acc):
     """Add each reduction's sum over samples lo..hi-1 into acc."""
     p_a = x[0]
@@ -114,7 +114,7 @@ def _par_e(x, speed, time, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
 def _acc_g(x, speed, time, idx, lo, hi, acc):
     """Add the sums of each reduction and its gradient into acc (one pass)."""
     p_a = x[0]
@@ -156,7 +156,7 @@ def _par_g(x, speed, time, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
 def _acc_h(x, v, speed, time, idx, lo, hi, acc):
     """Add the sums of each reduction's Hessian times v into acc."""
     p_a = x[0]

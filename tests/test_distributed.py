@@ -387,3 +387,24 @@ def test_a_worker_killed_mid_call_does_not_change_the_result(client, f, data):
     val, g = result["out"]
     assert rel(val, ref[0]) < 1e-12 and rel(g, ref[1]) < 1e-12
     assert pids[0] not in client.run(os.getpid).values()  # it really died (nanny restarted it)
+
+
+def test_a_holder_runs_its_chunks_on_the_workers_threads():
+    """On a worker with 2 threads the holder computes its chunks side by side (the kernels
+    release the GIL) and sums them in chunk order: the in-memory numbers."""
+    a, b = sg.params("a b")
+    tt, yy = sg.data("t y")
+    g = sg.compile(sg.log(sg.mean((a * tt + b - yy) ** 2)))
+    rk = sg.compile_residuals(a * tt + b - yy)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2,
+                            dashboard_address=":0"):  # any free port: the fixture has 8787
+        t, y = dask.persist(*columns(400_000, 50_000, seed=5))
+        tn, yn = t.compute(), y.compute()
+        fb = g.bind(t=t, y=y).persist()
+        assert fb.chunks.resident is not None
+        val, grad = fb.value_and_grad([0.3, 0.2])
+        A, gv, rtr = rk.bind(t=t, y=y).persist().normal(np.array([0.3, 0.2]))
+    ref = g.value_and_grad([0.3, 0.2], t=tn, y=yn)
+    assert rel(val, ref[0]) < 1e-12 and rel(grad, ref[1]) < 1e-12
+    A0, g0, rtr0 = rk.normal(np.array([0.3, 0.2]), t=tn, y=yn)
+    assert rel(A, A0) < 1e-12 and rel(gv, g0) < 1e-12 and rel(rtr, rtr0) < 1e-12

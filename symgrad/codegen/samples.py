@@ -110,7 +110,8 @@ class _SampleFns:
         doc = {"e": "Add each reduction's sum over samples lo..hi-1 into acc.",
                "g": "Add the sums of each reduction and its gradient into acc (one pass).",
                "h": "Add the sums of each reduction's Hessian times v into acc."}[mode]
-        return _fn(name, doc, lines, jit=_JIT[:-1] + ", fastmath=_FASTMATH)")
+        # called from Python only by Dask's chunk tasks: without the GIL they run side by side
+        return _fn(name, doc, lines, jit=_JIT[:-1] + ", fastmath=_FASTMATH, nogil=True)")
 
     def par_fn(self, mode: str, size: int, cols: str, cplx: bool = False) -> str:
         args = "x, v" if mode == "h" else "x"

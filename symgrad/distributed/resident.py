@@ -15,7 +15,8 @@ chunks with new holders (:meth:`~symgrad.distributed.columns.Chunks.recovered`).
 
 >>> import dask.array as da, symgrad as sg
 >>> from distributed import Client
->>> client = Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None)
+>>> client = Client(processes=False, n_workers=1, dashboard_address=None,
+...                 worker_dashboard_address=None)
 >>> a = sg.params("a"); t = sg.data("t")
 >>> fb = sg.compile(sg.mean((a - t)**2)).bind(t=da.arange(8.0, chunks=3)).persist()
 >>> fb.chunks.resident.lost, fb.value([3.5]), fb.on_chunks([2]).value([6.5])
@@ -50,8 +51,10 @@ class Resident:
               offsets: Sequence[int | None]) -> Resident:
         """A holder on each worker ``w`` of ``by_worker`` for its chunks ``g`` (``futures[i]``
         are chunk ``i``'s blocks, all in ``w``'s memory)."""
+        threads = client.nthreads()
         futs = [client.submit(Holder, tuple((i, offsets[i], len(futures[i])) for i in g),
-                              *(f for i in g for f in futures[i]), actor=True, workers=[w],
+                              threads.get(w, 1), *(f for i in g for f in futures[i]),
+                              actor=True, workers=[w],
                               allow_other_workers=False, pure=False) for w, g in by_worker]
         return cls(futs, [f.result() for f in futs], [g for _, g in by_worker],
                    [w for w, _ in by_worker])

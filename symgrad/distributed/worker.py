@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import types
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,31 +145,38 @@ def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, *blocks) -> np.ndarra
 
 
 def chunk_group(spec: ModuleSpec, chunk, args: tuple, kwargs: dict, layout: tuple,
-                *blocks, only: frozenset | None = None) -> np.ndarray:
+                *blocks, only: frozenset | None = None, mapper=map) -> np.ndarray:
     """``chunk`` over several chunks held by this worker (those numbered in ``only``, if
     given), summed in chunk order: ``layout`` holds ``(chunk number, first sample, number of
-    blocks)`` of each."""
-    out, at = None, 0
+    blocks)`` of each. ``mapper`` may run the chunks side by side (a thread pool's); the sum is
+    the same."""
+    todo, at = [], 0
     for i, first, nb in layout:
+        if only is None or i in only:
+            todo.append((i, first, blocks[at:at + nb]))
         at += nb
-        if only is not None and i not in only:
-            continue
-        row = chunk(spec, *args, (i, first), *blocks[at - nb:at], **kwargs)
-        out = np.array(row, dtype=np.float64, copy=True) if out is None else out + row
+    rows = list(mapper(lambda c: chunk(spec, *args, c[:2], *c[2], **kwargs), todo))
+    out = np.array(rows[0], dtype=np.float64, copy=True)
+    for row in rows[1:]:
+        out += row
     return out
 
 
 class Holder:
     """A Dask actor holding the persisted chunks one worker keeps (its ``layout`` and blocks):
-    calls reach it straight from the client, without a task through the scheduler."""
+    calls reach it straight from the client, without a task through the scheduler. With
+    ``threads`` > 1 (the worker's), its chunks run side by side on that many threads (the
+    kernels release the GIL)."""
 
-    def __init__(self, layout: tuple, *blocks) -> None:
+    def __init__(self, layout: tuple, threads: int, *blocks) -> None:
         self.layout, self.blocks = layout, blocks
+        self._pool = ThreadPoolExecutor(threads) if threads > 1 and len(layout) > 1 else None
 
     def run(self, spec: ModuleSpec, chunk, args: tuple, kwargs: dict,
             only: frozenset | None = None) -> np.ndarray:
         """:func:`chunk_group` over the chunks held here (those in ``only``, if given)."""
-        return chunk_group(spec, chunk, args, kwargs, self.layout, *self.blocks, only=only)
+        return chunk_group(spec, chunk, args, kwargs, self.layout, *self.blocks, only=only,
+                           mapper=map if self._pool is None else self._pool.map)
 
 
 def add(*rows: np.ndarray) -> np.ndarray:
