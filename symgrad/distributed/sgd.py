@@ -63,6 +63,5 @@ def sgd(fb: DaskKernel, x0, *, optimizer, steps: int, chunks_per_step: int = 1,
     cols = list(zip(*rec, strict=True))
     hist = History(np.array(cols[0]), np.array(cols[1]), np.array(cols[2]), np.array(cols[3]),
                    np.array(cols[4]))
-    return OptimizeResult(x=x, fun=fun, jac=jac, nit=k, nfev=len(rec),
-                          success=status != "diverged", status=status, message=message,
-                          history=hist)
+    return OptimizeResult(x=x, fun=fun, jac=jac, nit=k, nfev=len(rec), status=status,
+                          message=message, history=hist)

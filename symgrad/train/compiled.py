@@ -404,7 +404,6 @@ def run_compiled(p: Plan) -> OptimizeResult:
         jac=g.copy(),
         nit=k,
         nfev=nfev,
-        success=status not in ("diverged", "maxiter"),
         status=status,
         message=message,
         history=history,

@@ -231,7 +231,6 @@ def run_python(p: Plan) -> OptimizeResult:
         jac=np.array(jac, dtype=np.float64),
         nit=k,
         nfev=nfev,
-        success=status not in ("diverged", "maxiter"),
         status=status,
         message=message,
         history=history,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["History", "OptimizeResult"]
+__all__ = ["FAILED", "History", "OptimizeResult", "succeeded"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,15 @@ class History:
         return f"History({len(self.step)} records{last}, {len(self.epoch_loss)} epochs)"
 
 
+#: The statuses of a run that did not succeed.
+FAILED = frozenset({"diverged", "maxiter", "failed"})
+
+
+def succeeded(status: str) -> bool:
+    """The one rule for ``success``: every status but those in :data:`FAILED`."""
+    return status not in FAILED
+
+
 @dataclass(frozen=True)
 class OptimizeResult:
     """Result of :func:`minimize`, with SciPy's field names.
@@ -50,7 +59,8 @@ class OptimizeResult:
         nit: updates applied (Newton: trust-region iterations, rejected steps included).
         nfev: objective (value-and-gradient) evaluations (``njev`` is the same number: each
         evaluation gives both). nhev: Hessian-vector products (``optim.newton()``), else 0.
-        success: False only for ``"diverged"``, ``"maxiter"`` and ``"failed"``.
+        success: False only for ``"diverged"``, ``"maxiter"`` and ``"failed"`` (derived from
+        ``status``).
         status: ``"completed"``, ``"converged"``, ``"stopped"``, ``"maxiter"``, ``"diverged"``
             or ``"failed"`` (second-order methods: no step decreases the loss, i.e. the line
             search or the trust region failed).
@@ -65,12 +75,16 @@ class OptimizeResult:
     jac: np.ndarray
     nit: int
     nfev: int
-    success: bool
     status: str
     message: str
     history: History
     compiled: bool = False
     nhev: int = 0
+
+    @property
+    def success(self) -> bool:
+        """Whether the run ended well: any status but the failing ones (:data:`FAILED`)."""
+        return succeeded(self.status)
 
     @property
     def njev(self) -> int:

@@ -76,10 +76,6 @@ class Outcome:
     step_sizes: list[float]
     grad_norms: list[float]
 
-    @property
-    def success(self) -> bool:
-        return self.status in ("converged", "completed", "stopped")
-
 
 def norm(v: np.ndarray) -> float:
     return math.sqrt(float(np.dot(v, v)))
@@ -248,8 +244,8 @@ def run(p: Any, hvp: Any) -> Any:
         grad_norm=np.array(out.grad_norms, dtype=np.float64),
     )
     return OptimizeResult(x=out.x, fun=out.fun, jac=out.jac, nit=out.nit, nfev=out.nfev,
-                             success=out.success, status=out.status, message=out.message,
-                             history=history, compiled=False, nhev=out.nhev)
+                          status=out.status, message=out.message, history=history,
+                          compiled=False, nhev=out.nhev)
 
 
 def _hvp(p: Any, hvp: Any) -> Hvp:
