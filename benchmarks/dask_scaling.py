@@ -160,13 +160,16 @@ def overhead(f, chunk: int, repeats: int, n_chunks: int) -> tuple[float, float, 
     kernel on the same samples as one array in this process. The three are timed in turn in
     each round (min over rounds), so a slower moment of the machine hits them alike."""
     import dask
+    from distributed import futures_of
 
     c, client = cluster(1)
     try:
         t, y = dask.persist(*columns(chunk * n_chunks, chunk))
         dask.compute(t.sum(), y.sum())
         fb = f.bind(t=t, y=y).persist()  # one holder per worker: a direct call, no task
-        futs = [b for i in fb.chunks.groups[0] for b in fb.chunks.futures[i]]
+        held = {fu.key: fu for fu in futures_of([t, y])}  # all on the one worker
+        futs = [held[k] for pair in zip(t.__dask_keys__(), y.__dask_keys__(), strict=True)
+                for k in pair]  # t, y blocks in turn
         tn, yn = t.compute(), y.compute()
         g = np.empty(3)
         vg = f.jit.value_and_grad

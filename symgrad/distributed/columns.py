@@ -40,8 +40,6 @@ class Chunks:
     offsets: tuple[int | None, ...]
     #: chunk numbers by the worker holding them (persisted columns on a cluster), or None
     groups: tuple[tuple[int, ...], ...] | None = None
-    #: the distributed Futures of each chunk's blocks (with ``groups``)
-    futures: tuple[tuple, ...] | None = None
     #: one actor per worker holding its chunks (with ``groups``): calls skip the scheduler
     resident: Resident | None = None
     #: the chunks' numbers among the persisted ones (a subset served by ``resident``)
@@ -165,9 +163,9 @@ def _client():
 
 
 def _by_worker(c: Chunks) -> dict:
-    """``groups`` (chunk numbers by the worker holding a chunk's blocks), the blocks'
-    ``futures`` and their ``resident`` holders; nothing without a distributed client or when a
-    block is not in memory."""
+    """``groups`` (chunk numbers by the worker holding a chunk's blocks) and their
+    ``resident`` holders; nothing without a distributed client or when a block is not in
+    memory."""
     from distributed import futures_of, wait
 
     client = _client()
@@ -187,5 +185,5 @@ def _by_worker(c: Chunks) -> dict:
         groups.setdefault(min(set.intersection(*holders) or holders[0]), []).append(i)
     by_worker = sorted(groups.items())
     per_chunk = tuple(tuple(futures[b.key] for b in blocks) for blocks in c.blocks)
-    return {"groups": tuple(tuple(g) for _, g in by_worker), "futures": per_chunk,
+    return {"groups": tuple(tuple(g) for _, g in by_worker),
             "resident": Resident.start(client, by_worker, per_chunk, c.offsets)}

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from .columns import Chunks, aligned
-from .worker import ModuleSpec, add, chunk_acc, chunk_group
+from .worker import ModuleSpec, add, chunk_acc
 
 __all__ = ["FAN_IN", "DaskKernel", "bind", "map_reduce", "reduce_chunks"]
 
@@ -151,9 +151,9 @@ def map_reduce(spec: ModuleSpec, c: Chunks, chunk: Callable, *args, **kwargs) ->
 
     ``chunk`` must be importable on the workers (a module-level function); ``where`` is
     ``(chunk number, first sample or None)``. Persisted columns (:meth:`Chunks.persisted`) are
-    reduced by their holders, one actor per worker (:mod:`.resident`), or, when a holder was
-    lost, by one task per worker over its chunks; other columns by one task per chunk, the
-    rows summed in a fixed tree of :data:`FAN_IN`.
+    reduced by their holders, one actor per worker (:mod:`.resident`); other columns, and
+    persisted ones whose holder was lost, by one task per chunk, the rows summed in a fixed
+    tree of :data:`FAN_IN`.
     """
     import dask
     from dask import delayed
@@ -162,15 +162,7 @@ def map_reduce(spec: ModuleSpec, c: Chunks, chunk: Callable, *args, **kwargs) ->
         only = None if c.numbers is None else frozenset(c.numbers)
         row = c.resident.reduce(spec, chunk, args, kwargs, only)
         if row is not None:
-            return row
-    if c.futures is not None:  # a holder was lost: a task per worker, lost chunks recomputed
-        # the spec travels with each task (kB; nothing to lose when a worker dies mid-call)
-        client = c.futures[0][0].client
-        futs = [client.submit(chunk_group, spec, chunk, args, kwargs,
-                              tuple((i, c.offsets[i], len(c.blocks[i])) for i in g),
-                              *(f for i in g for f in c.futures[i]), pure=False) for g in c.groups]
-        total = futs[0] if len(futs) == 1 else client.submit(add, *futs, pure=False)
-        return total.result()
+            return row  # else a holder was lost: tasks, which recompute the lost chunks
     key = delayed(spec, pure=True)  # one graph key: sent once per worker
     rows = [delayed(chunk, pure=True)(key, *args, (i, c.offsets[i]), *blocks, **kwargs)
             for i, blocks in enumerate(c.blocks)]
