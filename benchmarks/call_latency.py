@@ -30,6 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import record  # noqa: E402
+
 import symgrad as sg  # noqa: E402
 
 
@@ -75,6 +77,10 @@ def latency() -> None:
           f"vs the hand-written function called the same way, vg(x, out=g): {same:.2f}x")
     print(f"  f.jit.value_and_grad(x, g) vs hand-written: "
           f"{ns['f.jit.value_and_grad(x, g)'] / base:.2f}x")
+    record("call_latency", "f.value_and_grad(x, out=g) / hand-written @njit vg(x, g), "
+           "2-D Rosenbrock", ratio, unit="x", target=1.3)
+    record("call_latency", "f.value_and_grad(x, out=g) / vg(x, out=g) (called the same way)",
+           same, unit="x")
 
 
 def jax_rows() -> list[tuple[str, float]]:
@@ -132,6 +138,9 @@ def cold_warm(repeat: int = 3) -> None:
     print(f"  cold (empty SYMGRAD_CACHE_DIR)        {cold * 1e3:8.1f} ms")
     print(f"  warm (same dir, second process)      {warm * 1e3:8.1f} ms")
     print(f"  cold / warm                          {cold / warm:8.1f}x")
+    record("call_latency", "compile + first call + hessian, cold process", cold, unit="s",
+           target=2.0)
+    record("call_latency", "the same, warm process (disk cache)", warm, unit="s", target=0.5)
 
 
 if __name__ == "__main__":

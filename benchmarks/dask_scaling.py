@@ -42,6 +42,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from report import record  # noqa: E402
+
 import symgrad as sg  # noqa: E402
 
 X = np.array([0.9, -0.4, 0.3])
@@ -219,10 +221,14 @@ def main() -> None:
         for kind in ("lazy", "persisted"):
             t1, t2 = s[(kind, 1)], s[(kind, 2)]
             print(f"{kind:<12}{t1:>11.3f}s{t2:>11.3f}s{t1 / t2:>9.2f}x{t2 / n * 1e9:>16.2f}")
+            record("dask_scaling", f"value_and_grad on {kind} Dask columns, N = {n:.0e}, "
+                   "2 workers", t2, unit="s")
         st = sgd_steps(f, int(1e6))
         print("\nsg.distributed.sgd, 2 workers, 20 persisted chunks of 1e6, one chunk a step: "
               f"{st['tasks'] * 1e3:.1f} ms a step as tasks, {st['holders'] * 1e3:.1f} ms through "
               f"the holders ({st['tasks'] / st['holders']:.1f}x)")
+        record("dask_scaling", "sg.distributed.sgd step, one persisted 1e6 chunk, holders",
+               st["holders"] * 1e3, unit="ms")
     total = int(a.overhead_samples)
     print(f"\noverhead per chunk (1 worker, N = {total:.0e} persisted samples per call) vs the "
           "in-memory serial kernel")
@@ -237,6 +243,8 @@ def main() -> None:
         target = "<= 1.2" if cs >= 1e6 else "-"
         print(f"{int(cs):>10.0e}{d * 1e3:>11.3f}ms{there * 1e3:>11.3f}ms{d / there:>7.2f}x"
               f"{target:>9}{here * 1e3:>10.3f}ms{d / here:>7.2f}x")
+        record("dask_scaling", f"persisted call per chunk / compiled kernel on the same chunks, "
+               f"chunks of {cs:.0e}", d / there, unit="x", target=1.2 if cs >= 1e6 else None)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from report import record
+
 import symgrad as sg
 from symgrad import losses
 
@@ -150,6 +152,9 @@ def fmt(s: float) -> str:
     return f"{s * 1e6:10.1f} us" if s < 1e-2 else f"{s * 1e3:10.2f} ms"
 
 
+hand_vg_plain = numba.njit(cache=True)(hand_vg.py_func)  # the faster of the two is the baseline
+
+
 def run_size(n: int, rng, x, g, f_ser, f_par, f_def) -> dict:
     """Time every contender at one N and print the ratios."""
     ts = rng.uniform(0.0, 19.0, n)
@@ -171,6 +176,7 @@ def run_size(n: int, rng, x, g, f_ser, f_par, f_def) -> dict:
         "sg validated (default)": lambda: f_def.value_and_grad(x, g, t=ts, y=ys),
         "sg raw jit serial": lambda: f_ser.jit.value_and_grad(x, g, ts, ys, None),
         "hand njit serial": lambda: hand_vg(x, g, ts, ys),
+        "hand njit serial (plain)": lambda: hand_vg_plain(x, g, ts, ys),
         "hand njit prange": lambda: hand_vg_par(x, g, ts, ys),
         "numpy closed form": lambda: numpy_vg(x, g, ts, ys),
         "numpy closed form (no BLAS)": lambda: numpy_vg_nob(x, g, ts, ys),
@@ -202,6 +208,14 @@ def run_size(n: int, rng, x, g, f_ser, f_par, f_def) -> dict:
           "rounds; target <= 1.1 at N = 1e6)")
     print(f"    the same, serial kernel     {r['paired serial']:6.2f}x   (steadier when other "
           "processes load the CPUs: the parallel pass then slows by up to 50x)")
+    hand = min(r["hand njit serial"], r["hand njit serial (plain)"])
+    record("data_loss", f"MSE of a quadratic, f.value_and_grad(x, g, t=, y=) (defaults) / "
+           f"faster serial hand loop, N = {n:.0e}", per_call / hand, unit="x", target=1.3)
+    record("data_loss", f"NumPy closed form / f.value_and_grad (defaults), N = {n:.0e}",
+           npy / per_call, unit="x", target=5 if n == 1_000_000 else None, better="higher")
+    if n == 1_000_000:
+        record("data_loss", "data per call / bound call (paired median), N = 1e6",
+               r["paired"], unit="x", target=1.1)
     return r
 
 

@@ -20,6 +20,8 @@ import sympy as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from report import record
+
 import symgrad as sg
 
 
@@ -70,6 +72,7 @@ def report(name: str, loss, params) -> None:
     print(f"{name}  ({len(params)} parameters)")
     print(f"  symgrad  value {tv:8.0f} ns  value_and_grad {tvg:8.0f} ns  ratio {tvg / tv:5.2f} "
           f"(target <= 4: {'met' if tvg / tv <= 4 else 'NOT met'})")
+    record("expression_swell", f"value_and_grad / value, {name}", tvg / tv, unit="x", target=4)
     print(f"           lines: value {v_src.count(chr(10))}, value_and_grad "
           f"{vg_src.count(chr(10))}, module {src.count(chr(10))};  "
           f"compile+first call {t_sg:.2f} s (cache dir {f.path.parent})")

@@ -24,6 +24,7 @@ import timeit
 
 import numba
 import numpy as np
+from report import record
 
 BUILD = textwrap.dedent("""
     import time, numpy as np
@@ -125,6 +126,9 @@ def main() -> None:
         for label, (a, b, c) in zip(("cold", "warm"), build_time(n), strict=True):
             print(f"  n = {n:>9,} {label}  {a:6.2f} s      {b:6.2f} s   {c:6.2f} s     "
                   f"{b + c:6.2f} s")
+            if n == 1_000_000:
+                record("ext_rosenbrock", f"extended Rosenbrock build, {label} process, n = 1e6",
+                       b + c, unit="s", target=2.0 if label == "cold" else 0.5)
     x = sg.params("x", indexed=True)
     i = sg.index("i")
     f = sg.compile(sg.sum(100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2,
@@ -141,6 +145,8 @@ def main() -> None:
         ts = best(lambda z=z, g1=g1: f.value_and_grad(z, g1), number)
         th = best(lambda z=z, g2=g2: hand_vg(z, g2), number)
         print(f"  n = {n:>9,}            {ts * 1e6:9.2f} us  {th * 1e6:9.2f} us  {ts / th:6.2f}x")
+        record("ext_rosenbrock", f"extended Rosenbrock value_and_grad / hand @njit loop, "
+               f"n = {n:.0e}", ts / th, unit="x", target=1.3)
 
     smoothing(sg)
     print("\nanchors")
@@ -203,6 +209,8 @@ def smoothing(sg) -> None:
                  for h in (hand_smooth_vg, hand_smooth_vg_fused))  # the faster hand version
         print(f"  n = {n:>9,}   {tb * 1e6:9.2f} us   {tk * 1e6:9.2f} us   {th * 1e6:9.2f} us"
               f"   {tb / th:5.2f}x / {tk / th:5.2f}x")
+        record("ext_rosenbrock", f"smoothing loss (element-wise data), data per call / faster "
+               f"hand loop, n = {n:.0e}", tk / th, unit="x", target=1.3 if n >= 1e6 else None)
 
 
 if __name__ == "__main__":

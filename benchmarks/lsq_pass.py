@@ -33,6 +33,8 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from report import record
+
 import symgrad as sg
 
 
@@ -104,6 +106,11 @@ def case(name: str, rk, baseline, x, n: int) -> None:
             tb = best(lambda: baseline(x, t, y), repeat=3)
         print(f"  {threads} thread(s): fused {tf:.3f} s   NumPy J + BLAS {tb:.3f} s   "
               f"ratio {tb / tf:.1f}x")
+        record("lsq_pass", f"NumPy J + BLAS / fused J^T J pass, {name}, N = {n:.0e}, P = "
+               f"{rk.n_params}, {threads} thread(s)", tb / tf, unit="x",
+               target=3.5 if threads == 1 else None, better="higher")
+    record("lsq_pass", f"fused pass peak RSS growth, {name}", fused_mem[1], unit="MB",
+           target=40)
     print(f"  memory (traced peak / peak-RSS growth): fused {fused_mem[0]:.2f} / "
           f"{fused_mem[1]:.0f} MB   NumPy {base_mem[0]:.0f} / {base_mem[1]:.0f} MB")
 

@@ -32,3 +32,20 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     assert net.params == ("W1", "b1", "W2", "b2") and net.n_params == 99
     assert net.unpack(ns["res"].x)["W1"].shape == (16, 2)
     assert ns["res"].status == "completed" and ns["res"].fun < 0.5
+
+
+def test_performance_table_is_results_md():
+    """The README's performance table is the one ``benchmarks/run_all.py`` wrote."""
+    import importlib.util
+
+    path = README.parent / "benchmarks" / "run_all.py"
+    spec = importlib.util.spec_from_file_location("run_all", path)
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    results = (README.parent / "benchmarks" / "RESULTS.md").read_text()
+    rows = run_all.read_rows()
+    assert rows, "benchmarks/RESULTS.md holds no figures: run python benchmarks/run_all.py"
+    assert run_all.table_in(results) == run_all.table(rows)
+    assert run_all.table_in(README.read_text()) == run_all.table(rows), (
+        "README's performance table differs from benchmarks/RESULTS.md: "
+        "run python benchmarks/run_all.py --readme")
