@@ -158,6 +158,7 @@ def _report_count() -> Any:
         assert COUNT["expressions"] >= BATCH * N_BATCHES
 
 
+@pytest.mark.slow
 @FUZZ
 @given(exprs=st.lists(trees(), min_size=BATCH, max_size=BATCH),
        seed=st.integers(0, 2**32 - 1))

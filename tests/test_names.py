@@ -249,6 +249,7 @@ def _declare(kind, name):
         return None
 
 
+@pytest.mark.slow
 @NAMES
 @given(st.lists(_NAME, min_size=2, max_size=4), st.lists(_NAME, min_size=1, max_size=4))
 def test_random_names_give_right_values_or_clear_errors(pnames, cnames):
