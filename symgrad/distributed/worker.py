@@ -1,10 +1,13 @@
 """What runs on a Dask worker: load a generated module once, reduce one chunk of samples.
 
-The client ships a :class:`ModuleSpec` (the module's file name, text and SHA-256 digest), never
-the SymPy expression. A worker checks the digest, writes the text into its own symgrad cache
+The client ships a :class:`ModuleSpec` (the module's text, its SHA-256 digest and the module
+name derived from that digest), never the SymPy expression. A worker hashes the text itself and
+refuses a spec whose digest or name is not the text's: so a name never stands for another text
+and is never a path. It writes the text into its own symgrad cache as ``sg_<digest>.py``
 (:mod:`symgrad.cache`: the same verified directory and atomic write as ``sg.compile``, skipped
 when the bytes are already there, so Numba's on-disk machine code for it stays valid), imports
-it once per process and keeps it in :data:`LOADED` keyed by digest.
+it once per process and keeps it in :data:`LOADED` keyed by digest. In the client's own process
+(Dask's local threads) the kernel's module is used as it is.
 
 A chunk task returns one float64 row per chunk: the reductions' accumulators of the kernel's
 ``_acc_e``/``_acc_g``/``_acc_h`` (value, gradient and Hessian-vector sums over the chunk's
@@ -30,16 +33,24 @@ import numpy as np
 
 from ..cache import load_module, usable_cache_dir, write_atomic
 
-__all__ = ["LOADED", "Holder", "ModuleSpec", "add", "chunk_acc", "load"]
+__all__ = ["LOADED", "Holder", "ModuleSpec", "add", "chunk_acc", "load", "module_name"]
 
-#: Modules loaded in this process, by the SHA-256 digest of their text.
-LOADED: dict[str, types.ModuleType] = {}
+#: Modules loaded in this process, by the SHA-256 digest of their text: ``(text, module)``.
+LOADED: dict[str, tuple[str, types.ModuleType]] = {}
 _LOCK = threading.Lock()
+
+
+def module_name(digest: str) -> str:
+    """The name (file stem) of the module whose text has this SHA-256 digest on a worker."""
+    return f"sg_{digest}"
 
 
 @dataclass(frozen=True)
 class ModuleSpec:
-    """A generated module as shipped to workers: file stem, text, SHA-256 of the text."""
+    """A generated module as shipped to workers: module name, text, SHA-256 of the text.
+
+    The name is :func:`module_name` of the digest; :func:`load` refuses any other.
+    """
 
     name: str
     text: str
@@ -47,9 +58,11 @@ class ModuleSpec:
 
     @classmethod
     def of(cls, kernel) -> ModuleSpec:
-        """The spec of a compiled kernel's module."""
-        return cls(kernel.path.stem, kernel.source,
-                   hashlib.sha256(kernel.source.encode()).hexdigest())
+        """The spec of a compiled kernel's module (this process then answers it with the
+        kernel's own module)."""
+        digest = hashlib.sha256(kernel.source.encode()).hexdigest()
+        LOADED.setdefault(digest, (kernel.source, kernel.module))
+        return cls(module_name(digest), kernel.source, digest)
 
     def __dask_tokenize__(self) -> str:  # hash the digest, not 50 kB of text, per task
         return self.digest
@@ -57,18 +70,23 @@ class ModuleSpec:
 
 def load(spec: ModuleSpec) -> types.ModuleType:
     """The module of ``spec`` in this process: verified, cached on disk, imported once."""
-    mod = LOADED.get(spec.digest)
-    if mod is not None:
-        return mod
+    got = LOADED.get(spec.digest)
+    if got is not None and got[0] == spec.text and spec.name == module_name(spec.digest):
+        return got[1]  # the same text as a verified one (compared, not hashed: microseconds)
     with _LOCK:  # worker threads of one process import it once
-        mod = LOADED.get(spec.digest)
-        if mod is None:
-            if hashlib.sha256(spec.text.encode()).hexdigest() != spec.digest:
-                raise ValueError(f"symgrad module {spec.name} arrived corrupted (digest mismatch)")
+        digest = hashlib.sha256(spec.text.encode()).hexdigest()
+        if digest != spec.digest:
+            raise ValueError("a symgrad module arrived corrupted (digest mismatch): "
+                             f"{spec.digest[:16]}... announced, {digest[:16]}... received")
+        if spec.name != module_name(digest):
+            raise ValueError(f"symgrad module name {spec.name!r} is not the name of its text "
+                             f"({module_name(digest)}): refused")
+        got = LOADED.get(digest)
+        if got is None:
             path = usable_cache_dir() / f"{spec.name}.py"
             write_atomic(path, spec.text, private=True)  # no-op when already there
-            mod = LOADED[spec.digest] = load_module(path, source=spec.text)
-    return mod
+            got = LOADED[digest] = (spec.text, load_module(path, source=spec.text))
+    return got[1]
 
 
 def _as_float(block) -> np.ndarray:
