@@ -188,7 +188,7 @@ def test_persisted_chunks_are_reduced_by_one_holder_per_worker(f, data):
     assert rel(val, ref[0]) < 1e-12 and rel(g, ref[1]) < 1e-12
     bad = f.bind(t=t, y=da.where(da.arange(N, chunks=CHUNKS) == 1_500_001, np.inf, y)).persist()
     assert bad.chunks.resident is not None
-    with pytest.raises(ValueError, match=r"'y' has a non-finite value \(inf\) at sample 1500001"):
+    with pytest.raises(ValueError, match=r"'y' has a non-finite value \(inf\) at row 1500001"):
         bad.value(X)
 
 
@@ -311,7 +311,7 @@ def test_bad_input_is_named(f, data):
     t, y, *_ = data
     bad = da.where(da.arange(N, chunks=CHUNKS) == 1_234_567, np.nan, y)
     with pytest.raises(ValueError, match=r"data column 'y' has a non-finite value \(nan\) at "
-                                         r"sample 1234567"):
+                                         r"row 1234567: clean or drop"):
         f.value(X, t=t, y=bad)
     with pytest.raises(ValueError, match="'y' has 10 samples but 't' has 2000000"):
         f.value(X, t=t, y=da.ones(10))
