@@ -49,9 +49,10 @@ def result_finite(value: float, *outs: np.ndarray) -> bool:
 
 
 def non_finite_error(name: str, a: np.ndarray, rows=None, kind: str = "data column",
-                     unit: str = "row") -> ValueError | None:
+                     unit: str = "row", start: int = 0) -> ValueError | None:
     """The error for the first non-finite value of ``a`` among ``rows`` (None: all; a slice or
-    an index array: a batch), or None when they are all finite."""
+    an index array: a batch), or None when they are all finite. ``a``'s first row is row
+    ``start`` of the column (a chunk of it)."""
     a = np.asarray(a)
     if a.dtype.kind not in "fc":  # integers and booleans are always finite
         return None
@@ -64,7 +65,7 @@ def non_finite_error(name: str, a: np.ndarray, rows=None, kind: str = "data colu
     if not bad_rows.size:
         return None
     r = int(bad_rows[0])
-    where = f"{unit} {r}"
+    where = f"{unit} {start + r}"
     if a.ndim > 1:
         entry = tuple(int(k) for k in np.argwhere(~np.isfinite(a[r]))[0])
         where += f", entry {entry[0] if len(entry) == 1 else entry}"

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+import sympy as sp
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -95,13 +96,44 @@ def test_workers_load_the_module_text_once(client, f, data):
 
     def loaded(digest=fb.spec.digest):
         from symgrad.distributed import worker as w
-        mod = w.LOADED.get(digest)
-        return None if mod is None else (mod.__file__, id(mod))
+        got = w.LOADED.get(digest)
+        return None if got is None else (got[1].__file__, id(got[1]))
 
     first = client.run(loaded, workers=list(fb.chunks.resident.workers))
-    assert first and all(v is not None and v[0].endswith(f.path.name) for v in first.values())
+    name = f"sg_{fb.spec.digest}.py"  # named by the text's digest, whatever the client calls it
+    assert first and all(v is not None and v[0].endswith(name) for v in first.values())
     fb.value(X + 1.0)
     assert client.run(loaded, workers=list(fb.chunks.resident.workers)) == first
+
+
+def test_workers_refuse_forged_specs_and_scan_what_can_hide_a_nan(client):
+    """Issue 24 items 2-4 through the cluster (the worker functions themselves are tested in
+    test_distributed_hardening.py): a spec naming another kernel's module is refused on every
+    worker, which still answers the genuine kernels; a NaN that max(0, .) hides is named by its
+    global row, by tasks and by holders, with chunk sizes unknown (a mask); per-chunk lengths
+    that differ are refused when the persisted columns are sized."""
+    a = sg.params("a")
+    t, y = sg.data("t y")
+    s1, s10 = (worker.ModuleSpec.of(sg.compile(sg.sum(k * a * t))) for k in (1, 10))
+    args = ("e", 1, np.ones(1), None, (0, 0), np.ones(1))
+    assert [r[0] for r in client.run(worker.chunk_acc, s1, *args).values()] == [1.0, 1.0]
+    with pytest.raises(ValueError, match="not the name of its text"):
+        client.run(worker.chunk_acc, worker.ModuleSpec(s1.name, s10.text, s10.digest), *args)
+    assert [r[0] for r in client.run(worker.chunk_acc, s10, *args).values()] == [10.0, 10.0]
+    hinge = sg.compile(sg.mean(sp.Max(0, 1 - a * t * y)), params=[a])
+
+    def masked(start, drop=-1):  # NaN at row 25001; unknown chunk sizes (distinct Dask keys)
+        i = da.arange(start, start + 40_000.0, chunks=10_000)
+        tt = (i - start) / 40_000
+        return tt[i >= 0], da.where(i == start + 25_001, np.nan, tt)[i != start + drop]
+
+    for fb in (hinge.bind(**dict(zip("ty", masked(0.0), strict=True))),
+               hinge.bind(**dict(zip("ty", masked(1.0), strict=True))).persist()):
+        with pytest.raises(ValueError, match=r"'y' has a non-finite value \(nan\) at row 25001"):
+            fb.value(np.array([2.0]))
+    assert fb.chunks.resident is not None  # the holders named it
+    with pytest.raises(ValueError, match="'y' has 9999 samples but 't' has 10000 in chunk 1"):
+        hinge.bind(**dict(zip("ty", masked(2.0, drop=12_345), strict=True))).persist()
 
 
 def test_minimize_full_batch_and_lbfgs_give_the_in_memory_answer(f, data):
@@ -187,7 +219,7 @@ def test_persisted_chunks_are_reduced_by_one_holder_per_worker(f, data):
     assert rel(val, ref[0]) < 1e-12 and rel(g, ref[1]) < 1e-12
     bad = f.bind(t=t, y=da.where(da.arange(N, chunks=CHUNKS) == 1_500_001, np.inf, y)).persist()
     assert bad.chunks.resident is not None
-    with pytest.raises(ValueError, match=r"'y' has a non-finite value \(inf\) at sample 1500001"):
+    with pytest.raises(ValueError, match=r"'y' has a non-finite value \(inf\) at row 1500001"):
         bad.value(X)
 
 
@@ -310,7 +342,7 @@ def test_bad_input_is_named(f, data):
     t, y, *_ = data
     bad = da.where(da.arange(N, chunks=CHUNKS) == 1_234_567, np.nan, y)
     with pytest.raises(ValueError, match=r"data column 'y' has a non-finite value \(nan\) at "
-                                         r"sample 1234567"):
+                                         r"row 1234567: clean or drop"):
         f.value(X, t=t, y=bad)
     with pytest.raises(ValueError, match="'y' has 10 samples but 't' has 2000000"):
         f.value(X, t=t, y=da.ones(10))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .resident import Resident
+from .worker import check_lengths
 
 __all__ = ["Chunks", "aligned"]
 
@@ -30,35 +31,57 @@ __all__ = ["Chunks", "aligned"]
 class Chunks:
     """Aligned Dask arrays of the columns (in ``names`` order) and their chunks' delayed blocks.
 
-    ``offsets[i]`` is the first sample of chunk ``i`` (None when the sizes are unknown, as for
-    DataFrame partitions).
+    ``offsets[i]`` is the first sample of chunk ``i`` and ``n_samples`` the columns' length
+    (None when the sizes are unknown, as for DataFrame partitions or after a boolean mask,
+    until :meth:`sized`).
     """
 
     names: tuple[str, ...]
     arrays: tuple
     blocks: tuple[tuple, ...]  # one tuple of Delayed per chunk
     offsets: tuple[int | None, ...]
+    n_samples: int | None = None
     #: chunk numbers by the worker holding them (persisted columns on a cluster), or None
     groups: tuple[tuple[int, ...], ...] | None = None
     #: one actor per worker holding its chunks (with ``groups``): calls skip the scheduler
     resident: Resident | None = None
-    #: the chunks' numbers among the persisted ones (a subset served by ``resident``)
+    #: a subset's chunk numbers in ``whole`` (the chunks it was taken from), or None
     numbers: tuple[int, ...] | None = None
+    whole: Chunks | None = None
 
     @property
     def n_chunks(self) -> int:
         return len(self.blocks)
 
+    def number(self, i: int) -> int:
+        """The number of chunk ``i`` in the whole set (a subset's chunks keep theirs)."""
+        return i if self.numbers is None else self.numbers[i]
+
     def subset(self, which) -> Chunks:
         """The chunks numbered ``which`` (for mini-batches of whole chunks); persisted ones stay
         served by the same holders."""
         which = [int(i) for i in which]
-        numbers = None
-        if self.resident is not None:
-            numbers = tuple(which if self.numbers is None else (self.numbers[i] for i in which))
         return Chunks(self.names, self.arrays, tuple(self.blocks[i] for i in which),
                       tuple(self.offsets[i] for i in which), resident=self.resident,
-                      numbers=numbers)
+                      numbers=tuple(self.number(i) for i in which), whole=self.whole or self)
+
+    def sized(self) -> Chunks:
+        """These (whole) chunks with known sizes: when unknown, every column's length in every
+        chunk is computed (a pass over the columns; over the kept blocks once persisted) and
+        must agree chunk by chunk (:func:`~.worker.check_lengths`)."""
+        import dask
+        from dask import delayed
+
+        if self.n_samples is not None:
+            return self
+        lengths = dask.compute(*[[delayed(len)(b) for b in blocks] for blocks in self.blocks])
+        for i, per_col in enumerate(lengths):
+            check_lengths(self.names, per_col, self.number(i))
+        sizes = [int(per_col[0]) for per_col in lengths]
+        if sum(sizes) == 0:
+            raise ValueError("the data columns are empty: a reduction needs at least one sample")
+        offsets = tuple(int(o) for o in np.cumsum([0, *sizes[:-1]]))
+        return dataclasses.replace(self, offsets=offsets, n_samples=sum(sizes))
 
     def persisted(self) -> Chunks:
         """The columns computed into the cluster's memory, with the chunks grouped by the
@@ -73,7 +96,7 @@ class Chunks:
         arrays = dask.persist(*self.arrays)
         out = aligned(dict(zip(self.names, arrays, strict=True)), self.names,
                       {nm: None if a.ndim == 1 else a.shape[1]
-                       for nm, a in zip(self.names, arrays, strict=True)})
+                       for nm, a in zip(self.names, arrays, strict=True)}).sized()
         return dataclasses.replace(out, **_by_worker(out))
 
     def recovered(self) -> Chunks:
@@ -82,8 +105,8 @@ class Chunks:
         themselves."""
         if self.resident is None or not self.resident.lost:
             return self
-        return self.persisted() if self.numbers is None else dataclasses.replace(
-            self, resident=None, numbers=None)
+        return self.persisted() if self.whole is None else dataclasses.replace(
+            self, resident=None)
 
 
 def _to_array(name: str, col):
@@ -146,7 +169,8 @@ def aligned(data: Mapping, names: tuple[str, ...], widths: Mapping[str, int | No
     per_col = [arrays[nm].to_delayed().reshape(-1) for nm in names]
     blocks = tuple(zip(*per_col, strict=True))
     offsets = tuple(int(o) for o in np.cumsum((0, *rows[:-1]))) if known else (None,) * len(rows)
-    return Chunks(names, tuple(arrays[nm] for nm in names), blocks, offsets)
+    return Chunks(names, tuple(arrays[nm] for nm in names), blocks, offsets,
+                  int(n) if known else None)
 
 
 def _client():

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from .columns import Chunks, aligned
-from .worker import ModuleSpec, add, chunk_acc
+from .worker import ModuleSpec, Unplaced, add, chunk_acc, scan_chunk
 
 __all__ = ["FAN_IN", "DaskKernel", "bind", "map_reduce", "reduce_chunks"]
 
@@ -52,7 +52,8 @@ class DaskKernel:
         self.n_params = kernel.n_params
         self.spec = ModuleSpec.of(kernel)
         self._K = len(kernel.problem.reductions)
-        self._spec_key = None
+        #: scan the chunks for NaN/inf on every call (the loss can hide them), as in memory
+        self._scan = bool(kernel._scan_always)
 
     def __repr__(self) -> str:
         return (f"<symgrad.DaskKernel params=({', '.join(self.params)}), "
@@ -91,7 +92,8 @@ class DaskKernel:
         n = x.shape[0]
         size = {"e": self._K, "g": self._K * (1 + n), "h": self._K * (1 + 2 * n),
                 "H": self._K * (1 + 2 * n)}[mode]
-        row = self.reduce(chunk_acc, mode, size, x, v, names=self.chunks.names)
+        row = self.reduce(chunk_acc, mode, size, x, v, names=self.chunks.names,
+                          scan=self._scan)
         return row[..., :size], int(row[..., size].flat[0])
 
     # -- the kernel methods ------------------------------------------------------------------
@@ -164,11 +166,29 @@ def map_reduce(spec: ModuleSpec, c: Chunks, chunk: Callable, *args, **kwargs) ->
         if row is not None:
             return row  # else a holder was lost: tasks, which recompute the lost chunks
     key = delayed(spec, pure=True)  # one graph key: sent once per worker
-    rows = [delayed(chunk, pure=True)(key, *args, (i, c.offsets[i]), *blocks, **kwargs)
-            for i, blocks in enumerate(c.blocks)]
+    rows = [delayed(chunk, pure=True)(key, *args, (c.number(i), c.offsets[i]), *blocks,
+                                      **kwargs) for i, blocks in enumerate(c.blocks)]
     while len(rows) > 1:
         rows = [delayed(add, pure=True)(*rows[i:i + FAN_IN]) for i in range(0, len(rows), FAN_IN)]
-    return dask.compute(rows[0])[0]
+    try:
+        return dask.compute(rows[0])[0]
+    except Unplaced as exc:  # unknown chunk sizes: find the chunk's first sample, name the row
+        raise_placed(c.whole or c, exc)
+        raise
+
+
+def raise_placed(c: Chunks, exc: Unplaced) -> None:
+    """Raise the error naming the global row of the non-finite value that ``exc`` reports in
+    chunk ``exc.chunk`` of ``c`` (the whole set): its first sample is the sum of the earlier
+    chunks' lengths, computed now."""
+    import dask
+    from dask import delayed
+
+    k = exc.chunk
+    first = c.offsets[k]
+    if first is None:
+        first = int(sum(dask.compute(*[delayed(len)(b[0]) for b in c.blocks[:k]])))
+    dask.compute(delayed(scan_chunk)((k, first), *c.blocks[k], names=c.names))
 
 
 def _supported(kernel) -> None:

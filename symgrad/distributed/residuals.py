@@ -21,9 +21,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..datacheck import may_hide
 from .columns import Chunks, aligned
-from .kernel import reduce_chunks
-from .worker import ModuleSpec, chunk_normal, chunk_rows
+from .kernel import raise_placed, reduce_chunks
+from .worker import ModuleSpec, Unplaced, chunk_normal, chunk_rows
 
 __all__ = ["DaskResiduals", "bind_residuals"]
 
@@ -31,12 +32,22 @@ __all__ = ["DaskResiduals", "bind_residuals"]
 class DaskResiduals:
     """A :class:`~symgrad.ResidualKernel` bound to Dask columns (``rk.bind(t=dask_t, ...)``)."""
 
-    def __init__(self, kernel, chunks: Chunks, n: int) -> None:
+    def __init__(self, kernel, chunks: Chunks) -> None:
         self.kernel, self.chunks = kernel, chunks
         self.params, self.n_params, self.m = kernel.params, kernel.n_params, kernel.m
         self.data_names: tuple[str, ...] = ()
-        self.n_samples = n
         self.spec = ModuleSpec.of(kernel)
+        #: scan the chunks for NaN/inf on every pass when the residuals can hide them (else
+        #: after a non-finite result), as the in-memory kernels do
+        self._scan = any(may_hide(e) for e in kernel.problem.exprs)
+
+    @property
+    def n_samples(self) -> int:
+        """The number of samples (computed, and checked chunk by chunk, the first time it is
+        asked when the chunk sizes are unknown)."""
+        if self.chunks.n_samples is None:
+            self.chunks = self.chunks.sized()
+        return self.chunks.n_samples
 
     def __repr__(self) -> str:
         return (f"<symgrad.DaskResiduals M={self.n_residuals()} in {self.chunks.n_chunks} "
@@ -57,7 +68,7 @@ class DaskResiduals:
                                       "columns yet: use loss='linear' without weights")
         x = _x(self, x)
         P = self.n_params
-        row = reduce_chunks(self, chunk_normal, x, names=self.chunks.names)
+        row = reduce_chunks(self, chunk_normal, x, names=self.chunks.names, scan=self._scan)
         return row[:P * P].reshape(P, P), row[P * P:P * P + P].copy(), float(row[-1])
 
     def residuals(self, x, out=None) -> np.ndarray:
@@ -85,9 +96,16 @@ def _gather(b: DaskResiduals, what: str, x: np.ndarray, out) -> np.ndarray:
     import dask
     from dask import delayed
 
+    c = b.chunks.recovered()
     spec = delayed(b.spec, pure=True)
-    parts = dask.compute(*[delayed(chunk_rows, pure=True)(spec, what, x, *blocks)
-                           for blocks in b.chunks.blocks])
+    try:
+        parts = dask.compute(*[
+            delayed(chunk_rows, pure=True)(spec, what, x, (c.number(i), c.offsets[i]), *blocks,
+                                           names=c.names, scan=b._scan)
+            for i, blocks in enumerate(c.blocks)])
+    except Unplaced as exc:
+        raise_placed(c, exc)
+        raise
     got = np.concatenate(parts)
     if out is None:
         return got
@@ -100,6 +118,5 @@ def bind_residuals(kernel, data: Mapping) -> DaskResiduals:
     from ..datacheck import check_names
 
     check_names(data, kernel.data_names, "data column")
-    chunks = aligned(data, kernel.data_names, dict.fromkeys(kernel.data_names))
-    n = int(chunks.arrays[0].shape[0])
-    return DaskResiduals(kernel, chunks, n)
+    return DaskResiduals(kernel, aligned(data, kernel.data_names,
+                                         dict.fromkeys(kernel.data_names)))

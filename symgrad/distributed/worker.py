@@ -1,10 +1,13 @@
 """What runs on a Dask worker: load a generated module once, reduce one chunk of samples.
 
-The client ships a :class:`ModuleSpec` (the module's file name, text and SHA-256 digest), never
-the SymPy expression. A worker checks the digest, writes the text into its own symgrad cache
+The client ships a :class:`ModuleSpec` (the module's text, its SHA-256 digest and the module
+name derived from that digest), never the SymPy expression. A worker hashes the text itself and
+refuses a spec whose digest or name is not the text's: so a name never stands for another text
+and is never a path. It writes the text into its own symgrad cache as ``sg_<digest>.py``
 (:mod:`symgrad.cache`: the same verified directory and atomic write as ``sg.compile``, skipped
 when the bytes are already there, so Numba's on-disk machine code for it stays valid), imports
-it once per process and keeps it in :data:`LOADED` keyed by digest.
+it once per process and keeps it in :data:`LOADED` keyed by digest. In the client's own process
+(Dask's local threads) the kernel's module is used as it is.
 
 A chunk task returns one float64 row per chunk: the reductions' accumulators of the kernel's
 ``_acc_e``/``_acc_g``/``_acc_h`` (value, gradient and Hessian-vector sums over the chunk's
@@ -29,17 +32,27 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..cache import load_module, usable_cache_dir, write_atomic
+from ..datacheck import non_finite_error
 
-__all__ = ["LOADED", "Holder", "ModuleSpec", "add", "chunk_acc", "load"]
+__all__ = ["LOADED", "Holder", "ModuleSpec", "Unplaced", "add", "check_finite", "check_lengths",
+           "chunk_acc", "chunk_normal", "chunk_rows", "load", "module_name", "scan_chunk"]
 
-#: Modules loaded in this process, by the SHA-256 digest of their text.
-LOADED: dict[str, types.ModuleType] = {}
+#: Modules loaded in this process, by the SHA-256 digest of their text: ``(text, module)``.
+LOADED: dict[str, tuple[str, types.ModuleType]] = {}
 _LOCK = threading.Lock()
+
+
+def module_name(digest: str) -> str:
+    """The name (file stem) of the module whose text has this SHA-256 digest on a worker."""
+    return f"sg_{digest}"
 
 
 @dataclass(frozen=True)
 class ModuleSpec:
-    """A generated module as shipped to workers: file stem, text, SHA-256 of the text."""
+    """A generated module as shipped to workers: module name, text, SHA-256 of the text.
+
+    The name is :func:`module_name` of the digest; :func:`load` refuses any other.
+    """
 
     name: str
     text: str
@@ -47,9 +60,11 @@ class ModuleSpec:
 
     @classmethod
     def of(cls, kernel) -> ModuleSpec:
-        """The spec of a compiled kernel's module."""
-        return cls(kernel.path.stem, kernel.source,
-                   hashlib.sha256(kernel.source.encode()).hexdigest())
+        """The spec of a compiled kernel's module (this process then answers it with the
+        kernel's own module)."""
+        digest = hashlib.sha256(kernel.source.encode()).hexdigest()
+        LOADED.setdefault(digest, (kernel.source, kernel.module))
+        return cls(module_name(digest), kernel.source, digest)
 
     def __dask_tokenize__(self) -> str:  # hash the digest, not 50 kB of text, per task
         return self.digest
@@ -57,18 +72,23 @@ class ModuleSpec:
 
 def load(spec: ModuleSpec) -> types.ModuleType:
     """The module of ``spec`` in this process: verified, cached on disk, imported once."""
-    mod = LOADED.get(spec.digest)
-    if mod is not None:
-        return mod
+    got = LOADED.get(spec.digest)
+    if got is not None and got[0] == spec.text and spec.name == module_name(spec.digest):
+        return got[1]  # the same text as a verified one (compared, not hashed: microseconds)
     with _LOCK:  # worker threads of one process import it once
-        mod = LOADED.get(spec.digest)
-        if mod is None:
-            if hashlib.sha256(spec.text.encode()).hexdigest() != spec.digest:
-                raise ValueError(f"symgrad module {spec.name} arrived corrupted (digest mismatch)")
+        digest = hashlib.sha256(spec.text.encode()).hexdigest()
+        if digest != spec.digest:
+            raise ValueError("a symgrad module arrived corrupted (digest mismatch): "
+                             f"{spec.digest[:16]}... announced, {digest[:16]}... received")
+        if spec.name != module_name(digest):
+            raise ValueError(f"symgrad module name {spec.name!r} is not the name of its text "
+                             f"({module_name(digest)}): refused")
+        got = LOADED.get(digest)
+        if got is None:
             path = usable_cache_dir() / f"{spec.name}.py"
             write_atomic(path, spec.text, private=True)  # no-op when already there
-            mod = LOADED[spec.digest] = load_module(path, source=spec.text)
-    return mod
+            got = LOADED[digest] = (spec.text, load_module(path, source=spec.text))
+    return got[1]
 
 
 def _as_float(block) -> np.ndarray:
@@ -78,20 +98,75 @@ def _as_float(block) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+class Unplaced(ValueError):
+    """A non-finite data value in a chunk whose first sample the worker does not know (unknown
+    chunk sizes): the client finds that sample and names the row (:func:`.kernel.map_reduce`)."""
+
+    def __init__(self, chunk: int) -> None:
+        super().__init__(f"a data column has a non-finite value in chunk {chunk}")
+        self.chunk = chunk
+
+    def __reduce__(self):  # sent back from a worker as it is
+        return Unplaced, (self.chunk,)
+
+
+def check_lengths(names: tuple[str, ...], lengths, chunk: int) -> None:
+    """The columns' sample counts in one chunk must agree (unknown chunk sizes are not
+    checked before the chunk is computed); else the in-memory kernel's error, with the chunk."""
+    for name, n in zip(names[1:], lengths[1:], strict=False):
+        if n != lengths[0]:
+            raise ValueError(f"data column '{name}' has {n} samples but '{names[0]}' has "
+                             f"{lengths[0]} in chunk {chunk}: columns must have the same "
+                             "length (take them from one DataFrame, masked alike)")
+
+
+def _columns(blocks, names: tuple[str, ...], where, scan: bool) -> list[np.ndarray]:
+    """A chunk's blocks as float arrays of one length; with ``scan``, every value finite."""
+    cols = [_as_float(b) for b in blocks]
+    check_lengths(names, [c.shape[0] for c in cols], where[0])
+    if scan:
+        check_finite(cols, names, where)
+    return cols
+
+
+def check_finite(cols: list[np.ndarray], names: tuple[str, ...], where) -> None:
+    """Name the first non-finite data value of a chunk by its column and global row (the
+    in-memory kernel's error); :class:`Unplaced` when the chunk's first sample is unknown."""
+    chunk, first = where
+    for name, c in zip(names, cols, strict=False):
+        err = non_finite_error(name, c, start=first or 0)
+        if err is not None:
+            if first is None:
+                raise Unplaced(chunk)
+            raise err
+
+
+def scan_chunk(where: tuple[int, int | None], *blocks, names: tuple[str, ...]) -> None:
+    """Raise the error naming a chunk's first non-finite data value, if any (on a worker)."""
+    _columns(blocks, names, where, scan=True)
+
+
 def chunk_acc(spec: ModuleSpec, mode: str, size: int, x: np.ndarray, v: np.ndarray | None,
-              where: tuple[int, int | None], *blocks, names: tuple[str, ...] = ()) -> np.ndarray:
+              where: tuple[int, int | None], *blocks, names: tuple[str, ...] = (),
+              scan: bool = False) -> np.ndarray:
     """One chunk's accumulators (``size`` entries) and sample count: ``[acc..., n]``.
 
     ``mode`` is ``"e"`` (values), ``"g"`` (values, gradients), ``"h"`` (values, gradients,
     Hessian times ``v``) or ``"H"`` (mode ``"h"`` for each unit vector: an ``(n_params,
     size + 1)`` array, for the Hessian). ``where`` is ``(chunk number, first sample or
-    None)``, used in the error message when a data value is not finite.
+    None)``. The data are scanned for NaN/inf when ``scan`` (the loss can hide them) or when
+    the result is not finite, as in memory (:mod:`symgrad.datacheck`).
     """
     mod = load(spec)
-    cols = [_as_float(b) for b in blocks]
+    names = names or tuple(mod.DATA)
+    cols = _columns(blocks, names, where, scan)
     if mode == "H":
-        return np.stack([chunk_acc(spec, "h", size, x, e, where, *cols, names=names)
+        return np.stack([_acc(mod, "h", size, x, e, cols, names, where)
                          for e in np.eye(x.shape[0])])
+    return _acc(mod, mode, size, x, v, cols, names, where)
+
+
+def _acc(mod, mode: str, size: int, x, v, cols: list[np.ndarray], names, where) -> np.ndarray:
     n = cols[0].shape[0]
     acc = np.zeros(size)
     if mode == "h":
@@ -99,48 +174,39 @@ def chunk_acc(spec: ModuleSpec, mode: str, size: int, x: np.ndarray, v: np.ndarr
     else:
         getattr(mod, f"_acc_{mode}")(x, *cols, None, 0, n, acc)
     if not np.isfinite(acc).all():
-        _check_finite(cols, names or mod.DATA, where)
+        check_finite(cols, names, where)
     out = np.empty(size + 1)
     out[:size] = acc
     out[size] = n
     return out
 
 
-def _check_finite(cols: list[np.ndarray], names: tuple[str, ...], where) -> None:
-    """Name the first non-finite data value of a chunk (the result is then not trusted)."""
-    chunk, first = where
-    for name, c in zip(names, cols, strict=False):
-        bad = np.argwhere(~np.isfinite(c))
-        if bad.size:
-            r = int(bad[0][0])
-            at = f"sample {first + r}" if first is not None else f"row {r} of chunk {chunk}"
-            entry = f", entry {int(bad[0][1])}" if c.ndim == 2 else ""
-            raise ValueError(f"data column '{name}' has a non-finite value "
-                             f"({c[tuple(bad[0])]}) at {at}{entry}: clean or drop it before "
-                             "fitting")
-
-
 def chunk_normal(spec: ModuleSpec, x: np.ndarray, where: tuple[int, int | None], *blocks,
-                 names: tuple[str, ...] = ()) -> np.ndarray:
-    """One chunk's ``[J^T J (flat), J^T r, r^T r]`` from the module's fused pass (on a worker)."""
+                 names: tuple[str, ...], scan: bool = False) -> np.ndarray:
+    """One chunk's ``[J^T J (flat), J^T r, r^T r]`` from the module's fused pass (on a worker);
+    data scanned as by :func:`chunk_acc`."""
     mod = load(spec)
-    cols = [_as_float(c) for c in blocks]
+    cols = _columns(blocks, names, where, scan)
     P = x.shape[0]
     A, g = np.empty((P, P)), np.empty(P)
     rtr = mod.normal(x, A, g, None, None, *cols)
     row = np.concatenate([A.ravel(), g, [rtr]])
     if not np.isfinite(row).all():
-        _check_finite(cols, names, where)  # bad data are named; bad x is the solver's business
+        check_finite(cols, names, where)  # bad data are named; bad x is the solver's business
     return row
 
 
-def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, *blocks) -> np.ndarray:
-    """One chunk's residuals (``what="residuals"``) or Jacobian rows (on a worker)."""
+def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, where: tuple[int, int | None],
+               *blocks, names: tuple[str, ...], scan: bool = False) -> np.ndarray:
+    """One chunk's residuals (``what="residuals"``) or Jacobian rows (on a worker); data
+    scanned as by :func:`chunk_acc`."""
     mod = load(spec)
-    cols = [_as_float(c) for c in blocks]
+    cols = _columns(blocks, names, where, scan)
     k = cols[0].shape[0] * int(mod.M_PER_SAMPLE)
     J, r = np.empty((k, x.shape[0])), np.empty(k)
     mod.rows(x, 0, cols[0].shape[0], J, r, *cols)
+    if not (np.isfinite(r).all() and np.isfinite(J).all()):
+        check_finite(cols, names, where)
     return r if what == "residuals" else J
 
 
