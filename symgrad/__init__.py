@@ -7,8 +7,6 @@
 104.0
 """
 
-__version__ = "0.1.0"
-
 from . import distributed, losses, lsq, testing
 from .api import compile, generate, grad, hessian, jacobian
 from .arrays.graph import ShapeError
@@ -34,6 +32,7 @@ from .problem import ProblemError
 from .scipy_interop import scipy_objective
 from .symbols import data, index, mean, params, sum
 from .train import OptimizeResult, minimize, optim, schedules
+from .version import __version__
 
 __all__ = [
     "ArrayKernel",

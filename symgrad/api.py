@@ -17,7 +17,6 @@ from pathlib import Path
 
 import sympy as sp
 
-from . import __version__
 from .arrays.build import array_source, compile_array
 from .arrays.graph import Node
 from .arrays.kernel import ArrayKernel
@@ -28,11 +27,13 @@ from .kernel import Kernel
 from .output import check_output
 from .problem import ProblemError, problem
 from .symbols import Data, as_expr, normalize_name
+from .version import __version__
 
 __all__ = ["compile", "generate", "grad", "hessian", "jacobian"]
 
 #: The code that turns a scalar problem into module text (its digest is part of the cache key).
-_WRITERS = ("derive.py", "printer.py", "functions.py", "problem.py", "symbols.py", "codegen")
+# the modules that write a scalar module (the cache key hashes their import closure)
+_WRITERS = ("codegen", "derive", "problem")
 
 
 def _wrt(wrt, exprs: Sequence[sp.Basic] = ()) -> list[sp.Symbol]:

@@ -37,6 +37,9 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from .version import __version__
+from .writers import import_closure
+
 __all__ = ["CacheWarning", "cache_dir", "cached_module", "load_module", "write_atomic"]
 
 #: First line of every generated module (``generate`` overwrites only files that start with it).
@@ -45,23 +48,19 @@ _HASH_LEN = 16
 _TMP_AGE = 3600.0  # seconds after which a leftover temporary file of a killed writer is removed
 
 
-def code_digest(*names: str) -> str:
-    """Hash of symgrad's version and of its source files ``names`` (paths relative to the
-    package; a folder stands for its ``*.py`` files): the part of a cache key that changes when
-    the code that writes a module does."""
-    return _code_digest(tuple(names))
+def code_digest(*generators: str) -> str:
+    """Hash of symgrad's version and of every source file that the modules ``generators``
+    (dotted names inside the package, e.g. ``"arrays.codegen"``) import, transitively: the part
+    of a cache key that changes when the code that writes a module does."""
+    return _code_digest(tuple(generators))
 
 
 @functools.cache
-def _code_digest(names: tuple[str, ...]) -> str:
-    from . import __version__
-
+def _code_digest(generators: tuple[str, ...]) -> str:
     root = Path(__file__).parent
     h = hashlib.sha256(__version__.encode())
-    for name in names:
-        path = root / name
-        for p in sorted(path.glob("*.py")) if path.is_dir() else [path]:
-            h.update(p.read_bytes())
+    for name in import_closure(generators):
+        h.update(name.encode() + b"\0" + (root / name).read_bytes())
     return h.hexdigest()
 
 

@@ -316,7 +316,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     p = _Parser(prog="symgrad", description="Exact symbolic gradients of SymPy losses, "
                 "compiled to Numba kernels; optimizers, a gradient checker and plots.",

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 import sympy as sp
 
-from .. import __version__
 from ..cache import cached_module, code_digest
 from ..codegen import CodegenOptions
 from ..derive import KinkPolicy
+from ..version import __version__
 from .autodiff import topo
 from .codegen import array_header, array_module_source
 from .graph import N
@@ -28,7 +28,8 @@ from .problem import ArrayProblem, array_problem
 __all__ = ["array_source", "compile_array"]
 
 #: The code that turns an array problem into module text (its digest is part of the cache key).
-_WRITERS = ("arrays", "codegen", "printer.py", "derive.py", "functions.py")
+# the modules that write an array module (the cache key hashes their import closure)
+_WRITERS = ("arrays.codegen", "arrays.problem")
 
 
 def array_source(loss, params: Sequence | None, policy: KinkPolicy | None,

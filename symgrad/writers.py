@@ -1,0 +1,93 @@
+"""The source files that write a generated module: the import closure of its generator.
+
+A cache key must change whenever the code that writes a module does. Naming those files by hand
+went stale (three hand-kept lists that already differed), so the files are found the way Python
+finds them: from the generator's modules, every ``import`` and ``from ... import`` inside the
+package, at module level or inside a function, followed transitively.
+
+>>> files = import_closure(("codegen",))
+>>> "printer.py" in files and "codegen/scalar.py" in files and "train/optim.py" not in files
+True
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+PACKAGE = ROOT.name
+
+__all__ = ["import_closure"]
+
+
+def _file(parts: tuple[str, ...]) -> Path | None:
+    """The source of the module ``symgrad.<parts>`` (a module file or a package's
+    ``__init__.py``), or None when there is none."""
+    base = ROOT.joinpath(*parts)
+    for p in (base.with_suffix(".py"), base / "__init__.py"):
+        if p.is_file():
+            return p
+    return None
+
+
+def _package_of(path: Path) -> tuple[str, ...]:
+    """The package a source file belongs to (a module's folder; a package's own folder)."""
+    return path.relative_to(ROOT).with_suffix("").parts[:-1]
+
+
+def _imports(path: Path) -> set[Path]:
+    """The package's modules that ``path`` imports (anywhere in it)."""
+    pkg = _package_of(path)
+    found: set[Path] = set()
+
+    def add(parts: tuple[str, ...]) -> None:
+        for k in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__, a/b/__init__...
+            f = _file(parts[:k])
+            if f is not None:
+                found.add(f)
+
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                head, *rest = alias.name.split(".")
+                if head == PACKAGE:
+                    add(tuple(rest))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg[:len(pkg) - (node.level - 1)] if node.level > 1 else pkg
+            elif (node.module or "").split(".")[0] == PACKAGE:
+                base = ()
+            else:
+                continue
+            mod = tuple((node.module or "").split(".")) if node.module else ()
+            if not node.level:
+                mod = mod[1:]
+            add(base + mod)
+            for alias in node.names:  # `from . import x` may name a submodule
+                add(base + mod + (alias.name,))
+    return found
+
+
+@functools.cache
+def import_closure(roots: tuple[str, ...]) -> tuple[str, ...]:
+    """The package's source files (paths relative to the package, sorted) that the modules
+    ``roots`` (dotted names inside the package, e.g. ``"arrays.codegen"``) import, themselves
+    included, transitively. The package's own ``__init__.py`` is left out: it imports
+    everything, and the version is hashed on its own."""
+    todo = []
+    for r in roots:
+        f = _file(tuple(r.split(".")))
+        if f is None:
+            raise ValueError(f"no module {PACKAGE}.{r}")
+        todo.append(f)
+    seen: set[Path] = set()
+    top = ROOT / "__init__.py"
+    while todo:
+        f = todo.pop()
+        if f in seen or f == top:
+            continue
+        seen.add(f)
+        todo.extend(_imports(f) - seen)
+    return tuple(sorted(p.relative_to(ROOT).as_posix() for p in seen))
