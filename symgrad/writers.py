@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 PACKAGE = ROOT.name
 
-__all__ = ["import_closure"]
+__all__ = ["import_closure", "imports_of"]
 
 
 def _file(parts: tuple[str, ...]) -> Path | None:
@@ -37,18 +37,35 @@ def _package_of(path: Path) -> tuple[str, ...]:
     return path.relative_to(ROOT).with_suffix("").parts[:-1]
 
 
-def _imports(path: Path) -> set[Path]:
-    """The package's modules that ``path`` imports (anywhere in it)."""
+def _module_level(tree: ast.Module):
+    """The nodes of a module outside its functions (imports run when the module is)."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        yield node
+        todo.extend(ast.iter_child_nodes(node))
+
+
+def imports_of(path: Path, module_level: bool = False, parents: bool = True) -> set[Path]:
+    """The package's modules that the source file ``path`` imports: anywhere in it, or only
+    those imported when it is (``module_level``). ``parents``: also the packages' ``__init__``
+    files that importing a submodule runs (what a cache key must cover); without them, each
+    import is one edge to the module it names (what an import cycle is made of)."""
     pkg = _package_of(path)
     found: set[Path] = set()
 
-    def add(parts: tuple[str, ...]) -> None:
-        for k in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__, a/b/__init__...
-            f = _file(parts[:k])
-            if f is not None:
-                found.add(f)
+    def add(parts: tuple[str, ...]) -> bool:
+        if parents:  # importing a.b.c runs a/__init__, a/b/__init__, then a/b/c
+            found.update(f for k in range(1, len(parts)) if (f := _file(parts[:k])))
+        f = _file(parts)
+        if f is not None:
+            found.add(f)
+        return f is not None
 
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in _module_level(tree) if module_level else ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 head, *rest = alias.name.split(".")
@@ -56,17 +73,16 @@ def _imports(path: Path) -> set[Path]:
                     add(tuple(rest))
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = pkg[:len(pkg) - (node.level - 1)] if node.level > 1 else pkg
+                base = pkg[:len(pkg) - (node.level - 1)]
+                mod = tuple(node.module.split(".")) if node.module else ()
             elif (node.module or "").split(".")[0] == PACKAGE:
-                base = ()
+                base, mod = (), tuple(node.module.split("."))[1:]
             else:
                 continue
-            mod = tuple((node.module or "").split(".")) if node.module else ()
-            if not node.level:
-                mod = mod[1:]
-            add(base + mod)
-            for alias in node.names:  # `from . import x` may name a submodule
-                add(base + mod + (alias.name,))
+            # `from a import x`: x is a submodule of a, or a name that a's file defines
+            subs = [add(base + mod + (alias.name,)) for alias in node.names]
+            if parents or not all(subs):
+                add(base + mod)
     return found
 
 
@@ -89,5 +105,5 @@ def import_closure(roots: tuple[str, ...]) -> tuple[str, ...]:
         if f in seen or f == top:
             continue
         seen.add(f)
-        todo.extend(_imports(f) - seen)
+        todo.extend(imports_of(f) - seen)
     return tuple(sorted(p.relative_to(ROOT).as_posix() for p in seen))
