@@ -36,6 +36,12 @@ def _int_arg(name: str, value: Any, *, minimum: int) -> int:
     return int(value)
 
 
+def _bool_arg(name: str, value: Any) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _opt_float(name: str, value: Any) -> float | None:
     if value is None:
         return None
@@ -61,6 +67,7 @@ class Plan:
     callback: Callback | None
     progress: bool
     record_every: int
+    record_x: bool  # the history keeps x too
     factor: float  # inf disables the loss bound
     jit_vg: Any = None  # f.jit.value_and_grad for kernels
     jit_args: tuple = ()  # its full-batch data arguments, f.data_args(data)
@@ -81,6 +88,7 @@ def plan(
     progress: Any,
     record_every: Any,
     diverge_factor: Any,
+    record_x: Any = False,
 ) -> Plan:
     bound = is_bound(f)
     kernel = bound or is_kernel(f)
@@ -171,6 +179,7 @@ def plan(
         callback,
         bool(progress),
         _int_arg("record_every", record_every, minimum=0),
+        _bool_arg("record_x", record_x),
         factor,
         f.jit.value_and_grad if kernel else None,
         jit_args if kernel else (),
@@ -184,8 +193,6 @@ def param_labels(p: Plan, n: int) -> Any:
         return f.param_names(n) if hasattr(f, "param_names") else getattr(f, "params", None)
     except (TypeError, ValueError):
         return None
-
-
 
 
 def permutations(p: Plan) -> Iterator[np.ndarray]:

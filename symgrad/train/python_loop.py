@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..kernel import Kernel
+from .interrupt import Interrupt, interrupted_message
 from .plan import Plan, param_labels, permutations
 from .result import (
     History,
@@ -120,8 +121,12 @@ def run_python(p: Plan) -> OptimizeResult:
     # Overflow is reported as divergence, not as NumPy warnings from the norm or the update.
     errstate = np.errstate(over="ignore", invalid="ignore")
     errstate.__enter__()
+    intr = Interrupt().__enter__()
     try:
         while k < steps:
+            if intr.requested:
+                status, message = "interrupted", interrupted_message(k)
+                break
             if batch_ev is not None:
                 b = k % per_epoch
                 if b == 0:
@@ -166,7 +171,8 @@ def run_python(p: Plan) -> OptimizeResult:
                 break
             if rec and k % rec == 0:
                 r_step.append(k)
-                r_x.append(x)
+                if p.record_x:
+                    r_x.append(x)
                 r_f.append(fk)
                 r_lr.append(opt.learning_rate(k))
                 r_gn.append(gn)
@@ -197,6 +203,7 @@ def run_python(p: Plan) -> OptimizeResult:
                             )
                             break
     finally:
+        intr.__exit__(None, None, None)
         errstate.__exit__(None, None, None)
         bar.close()
     if e_n:
@@ -212,7 +219,8 @@ def run_python(p: Plan) -> OptimizeResult:
     fun, jac = last
     if rec:
         r_step.append(k)
-        r_x.append(x)
+        if p.record_x:
+            r_x.append(x)
         r_f.append(fun)
         r_lr.append(opt.learning_rate(k))
         r_gn.append(final_grad_norm(jac))

@@ -18,12 +18,16 @@ __all__ = ["FAILED", "History", "OptimizeResult", "succeeded"]
 class History:
     """What the loop recorded every ``record_every`` steps (all arrays, one row per record).
 
-    ``step[i]`` is the 0-based step, ``x[i]`` the iterate at which that step evaluated the loss
-    ``loss[i]`` and the gradient (Euclidean norm ``grad_norm[i]``), ``lr[i]`` the learning rate
-    that step used. The last record is the final iterate (``step == nit``, loss and gradient on
-    the full data, ``lr`` the rate the next step would use), so ``x`` is the whole path.
-    ``epoch_loss[e]`` (mini-batch runs only, else empty) is the batch-size-weighted mean of the
-    step losses of epoch ``e`` (the usual running epoch loss for a mean-reduced loss).
+    ``step[i]`` is the 0-based step, ``loss[i]`` the loss that step evaluated and
+    ``grad_norm[i]`` the Euclidean norm of its gradient, ``lr[i]`` the learning rate it used.
+    ``x[i]`` is the iterate at which it evaluated them, recorded only with
+    ``minimize(..., record_x=True)``; otherwise ``x`` is empty, shape ``(0, n)``. Memory: 32
+    bytes per record, plus ``8 n`` with ``record_x`` (so ``record_x`` with many parameters
+    wants a larger ``record_every``). The last record is the final iterate (``step == nit``,
+    loss and gradient on the full data, ``lr`` the rate the next step would use), so ``x`` is
+    the whole path. ``epoch_loss[e]`` (mini-batch runs only, else empty) is the
+    batch-size-weighted mean of the step losses of epoch ``e`` (the usual running epoch loss
+    for a mean-reduced loss).
     """
 
     step: np.ndarray
@@ -41,8 +45,8 @@ class History:
         return f"History({len(self.step)} records{last}, {len(self.epoch_loss)} epochs)"
 
 
-#: The statuses of a run that did not succeed.
-FAILED = frozenset({"diverged", "maxiter", "failed"})
+#: The statuses of a run that did not succeed (``"interrupted"``: Ctrl-C ended it early).
+FAILED = frozenset({"diverged", "maxiter", "failed", "interrupted"})
 
 
 def succeeded(status: str) -> bool:
@@ -59,11 +63,12 @@ class OptimizeResult:
         nit: updates applied (Newton: trust-region iterations, rejected steps included).
         nfev: objective (value-and-gradient) evaluations (``njev`` is the same number: each
         evaluation gives both). nhev: Hessian-vector products (``optim.newton()``), else 0.
-        success: False only for ``"diverged"``, ``"maxiter"`` and ``"failed"`` (derived from
-        ``status``).
-        status: ``"completed"``, ``"converged"``, ``"stopped"``, ``"maxiter"``, ``"diverged"``
-            or ``"failed"`` (second-order methods: no step decreases the loss, i.e. the line
-            search or the trust region failed).
+        success: False only for ``"diverged"``, ``"maxiter"``, ``"failed"`` and
+        ``"interrupted"`` (derived from ``status``).
+        status: ``"completed"``, ``"converged"``, ``"stopped"``, ``"maxiter"``, ``"diverged"``,
+            ``"interrupted"`` (Ctrl-C: ``x`` is the iterate reached) or ``"failed"``
+            (second-order methods: no step decreases the loss, i.e. the line search or the
+            trust region failed, and the gradient is not at the rounding floor).
         message: what happened, in words (the step number when it diverged).
         history: the recorded path, see :class:`History` (for ``optim.lbfgs()``/``newton()``
             ``lr`` holds the line-search step length / the trust radius).

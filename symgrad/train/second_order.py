@@ -89,13 +89,18 @@ class Monitor:
         tol: converged when ``|f_prev - f| <= tol * max(|f_prev|, |f|, 1)``; None: never.
         callback: ``callback(k, x, f, g)`` before each step; True stops the run.
         record_every: record every this many iterations (0: only counters).
+        record_x: whether the records keep the iterates.
         describe: ``(k, why, f, x, g) -> message`` for a non-finite loss or gradient.
+        interrupt: an :class:`symgrad.train.interrupt.Interrupt`: Ctrl-C ends the run as
+            ``"interrupted"`` at the next iterate.
     """
 
     def __init__(self, *, gtol: float | None = None, tol: float | None = None,
                  callback: Callable[..., Any] | None = None, record_every: int = 1,
-                 describe: Callable[..., str] | None = None) -> None:
+                 record_x: bool = True, describe: Callable[..., str] | None = None,
+                 interrupt: Any = None) -> None:
         self.gtol, self.tol, self.callback, self.rec = gtol, tol, callback, record_every
+        self.record_x, self.interrupt = record_x, interrupt
         self.describe = describe or _describe
         self.nfev = self.nhev = 0
         self.status = self.message = ""
@@ -124,6 +129,10 @@ class Monitor:
                                 f"{d:.3g} <= tol={self.tol:g}")
         if self.callback is not None and self.callback(k, x, f, g):
             return self.end("stopped", f"stopped by callback at step {k}")
+        if self.interrupt is not None and self.interrupt.requested:
+            from .interrupt import interrupted_message
+
+            return self.end("interrupted", interrupted_message(k))
         if self.rec and k % self.rec == 0:
             self.record(k, x, f, size, gn)
         self.f_prev = f
@@ -146,7 +155,8 @@ class Monitor:
 
     def record(self, k: int, x: np.ndarray, f: float, size: float, gn: float) -> None:
         self.steps.append(k)
-        self.xs.append(np.array(x, dtype=np.float64))
+        if self.record_x:
+            self.xs.append(np.array(x, dtype=np.float64))
         self.losses.append(float(f))
         self.sizes.append(float(size))
         self.gnorms.append(gn)
@@ -203,6 +213,7 @@ def check_call(method: SecondOrder, *, kernel: bool, hvp: Any, batch_size: Any, 
 def run(p: Any, hvp: Any) -> Any:
     """Run the method of the plan ``p`` (:func:`symgrad.train.plan.plan`): an OptimizeResult."""
     # optim imports this module, and the loops import optim: import them at run time
+    from .interrupt import Interrupt
     from .lbfgs import lbfgs_minimize
     from .newton import newton_minimize
     from .plan import param_labels
@@ -225,8 +236,9 @@ def run(p: Any, hvp: Any) -> Any:
             bar.update(1, f)
             return bool(_user(k, x, f, g)) if _user is not None else False
 
+    intr = Interrupt().__enter__()
     mon = Monitor(gtol=p.gtol, tol=p.tol, callback=callback, record_every=p.record_every,
-                  describe=describe)
+                  record_x=p.record_x, describe=describe, interrupt=intr)
     try:
         if method.needs_hvp:
             out = newton_minimize(fun_and_grad, _hvp(p, hvp), p.x0, steps=p.steps, monitor=mon,
@@ -235,6 +247,7 @@ def run(p: Any, hvp: Any) -> Any:
             out = lbfgs_minimize(fun_and_grad, p.x0, steps=p.steps, monitor=mon,
                                  **method.options)
     finally:
+        intr.__exit__(None, None, None)
         bar.close()
     history = History(
         step=np.array(out.steps, dtype=np.int64),
