@@ -112,7 +112,12 @@ def minimize(
         seed: seed of the shuffling.
         tol: stop when the relative change of the loss (per step; per epoch with batches)
             is ``<= tol``.
-        gtol: stop when the gradient norm is ``<= gtol`` (full batch only).
+        gtol: stop when the gradient norm is ``<= gtol`` (full batch only). None: never, for
+            first-order optimizers; for ``optim.lbfgs()``/``optim.newton()`` the default
+            ``1e-5 * min(1, |g_0|)`` (SciPy's L-BFGS-B ``gtol=1e-5``, relative to a starting
+            gradient below 1). These also report ``"converged"`` when no step decreases the
+            loss and their own step is below rounding (the rounding floor, see
+            :func:`symgrad.train.second_order.at_rounding_floor`); ``"failed"`` otherwise.
         callback: ``callback(step, x, loss, grad)`` before each update; return True to stop.
             Do not modify the arrays it receives.
         progress: show a progress bar (tqdm when installed, else a line on stderr).
