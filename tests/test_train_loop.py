@@ -233,3 +233,52 @@ def test_ctrl_c_returns_the_iterate_reached(python, subprocess_env, compiled):
     assert r["nit"] > 0 and "interrupted (Ctrl-C) at step" in r["message"]
     assert r["same"]
     assert r["t_end"] - t_sig < 2.0  # perf_counter is system-wide on Linux (CLOCK_MONOTONIC)
+
+
+# --------------------------------------------------------------------------- mixed data
+
+
+@pytest.fixture(scope="module")
+def mixed() -> list:
+    """Losses mixing per-sample columns with whole arrays: a samples=False array (array kernel)
+    and indexed=True columns (scalar kernel), with data of different lengths."""
+    rng = np.random.default_rng(3)
+    n = 50
+    w = sg.params("w", shape=(3,))
+    X, y = sg.data("X", shape=(3,)), sg.data("y")
+    P = sg.data("P", shape=(3,), samples=False)
+    fa = sg.compile(sg.mean((X @ w - y) ** 2) + sg.sum((w - P) ** 2))
+    Xd = rng.normal(size=(n, 3))
+    da = {"X": Xd, "y": Xd @ np.array([1.0, 2.0, 3.0]), "P": np.array([0.5, -0.5, 0.25])}
+    a, x, i = sg.params("a"), sg.params("x", indexed=True), sg.index("i")
+    yi, t, z = sg.data("yi", indexed=True), *sg.data("t z")
+    fs = sg.compile(sg.mean((a * t - z) ** 2) + sg.sum((x[i] - yi[i]) ** 2, (i, 0, x.length)))
+    td = rng.normal(size=n)
+    ds = {"t": td, "z": 2 * td, "yi": np.arange(4.0)}
+    return [(fa, da, np.zeros(3)), (fs, ds, np.zeros(5))]
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_minimize_accepts_whole_arrays_beside_per_sample_columns(mixed, which):
+    """Issue 24 #20: minimize(data=...) refused these ("data columns must have the same number
+    of samples"); only the per-sample columns are batched, in both loops, as a hand loop over
+    f.value_and_grad(x, batch=idx, **data) does."""
+    f, data, x0 = mixed[which]
+    lr, bs, seed = 0.05, 16, 4
+    n = len(data["y" if "y" in data else "t"])
+    for kw in ({"steps": 20}, {"batch_size": bs, "epochs": 2, "seed": seed}):
+        c = sg.minimize(f, x0, optimizer=optim.sgd(lr), data=data, **kw)
+        p = sg.minimize(f, x0, optimizer=optim.sgd(lr), data=data, compiled=False, **kw)
+        assert c.compiled and not p.compiled
+        _same(c, p)
+        x = x0.copy()
+        if "batch_size" in kw:
+            rng = np.random.default_rng(seed)
+            for _ in range(2):
+                perm = rng.permutation(n)
+                for lo in range(0, n, bs):
+                    x = x - lr * f.value_and_grad(x, batch=perm[lo:lo + bs], **data)[1]
+        else:
+            for _ in range(20):
+                x = x - lr * f.value_and_grad(x, **data)[1]
+        np.testing.assert_allclose(c.x, x, rtol=1e-12, atol=1e-14)

@@ -104,7 +104,9 @@ def minimize(
         optimizer: from :mod:`symgrad.optim`; default ``optim.sgd(lr=1e-3)``.
             ``optim.lbfgs()`` / ``optim.newton()``: ``steps`` counts their iterations.
         steps: number of optimizer steps (default 1000 unless ``epochs`` is given).
-        data: data columns by name (1-D or 2-D arrays, one row per sample).
+        data: data columns by name: per-sample columns (one row per sample) and a Kernel's
+            whole arrays (``samples=False``, ``indexed=True``: read whole, any length); only
+            the per-sample columns are batched.
         batch_size: mini-batch size; batches are drawn without replacement from a fresh
             permutation each epoch (``np.random.default_rng(seed)``), the last batch of an
             epoch holds the remainder. ``None``: full batch.
