@@ -255,6 +255,12 @@ def test_default_runs_the_compiled_loop_whenever_it_can(rosen):
     pair = optim.Optimizer("pair", lambda x: (), lambda g, s, x, k: (x - 1e-3 * g, s),
                            schedules.constant(1e-3))
     assert not minimize(rosen, [-1.2, 1.0], optimizer=pair, steps=10).compiled
+    # a rule Numba cannot cache on disk (a lambda) would compile in every process: a short run
+    # stays in Python until the loop is compiled in this process
+    own = optim.from_rule("own", lambda x, g, lr, k: (x - lr * g,), lr=1e-3)
+    assert not minimize(rosen, [-1.2, 1.0], optimizer=own, steps=10).compiled
+    assert minimize(rosen, [-1.2, 1.0], optimizer=own, steps=10, compiled=True).compiled
+    assert minimize(rosen, [-1.2, 1.0], optimizer=own, steps=10).compiled
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ import numpy as np
 
 from .plan import Plan
 
-__all__ = ["compiled_reason", "gathered", "loop_function", "loop_text"]
+__all__ = ["compiled_reason", "gathered", "loads_fast", "loop_function", "loop_text"]
 
 # Status codes returned by the loop.
 RUNNING, GTOL, TOL, DIV_LOSS, DIV_GRAD, DIV_BOUND, DIV_X = range(7)
@@ -202,12 +202,23 @@ def _header(key: str, digest: str) -> str:
             f"optimizer rule\n# content hash: {digest}\n")
 
 
+def _spec(p: Plan) -> tuple:
+    batch = p.batch_size is not None
+    return (p.jit_vg, p.opt.rule, p.opt.n_state, len(p.opt.hyper), len(p.jit_args), batch,
+            gathered(p) if batch else ())
+
+
+def loads_fast(p: Plan) -> bool:
+    """Whether the loop for ``p`` is compiled in this process already or can be cached on disk
+    (its kernel function and rule are importable by name), so that only the first run on the
+    machine compiles it."""
+    return _spec(p) in _LOOPS or None not in (_ref(p.jit_vg), _ref(p.opt.rule))
+
+
 def loop_function(p: Plan) -> tuple[Any, bool]:
     """``(loop dispatcher, cached on disk)`` for the plan's kernel function and rule."""
-    rule, vg = p.opt.rule, p.jit_vg
-    batch = p.batch_size is not None
-    gather = gathered(p) if batch else ()
-    spec = (vg, rule, p.opt.n_state, len(p.opt.hyper), len(p.jit_args), batch, gather)
+    spec = _spec(p)
+    vg, rule, batch, gather = p.jit_vg, p.opt.rule, spec[5], spec[6]
     got = _LOOPS.get(spec)
     if got is not None:
         return got

@@ -16,7 +16,10 @@ numbers (tests check 1e-12; in practice bit for bit):
 later process loads it in milliseconds, and a later run in the same process reuses it. (Hiding
 that first compile behind a Python run is not done: Numba compiles holding the GIL, so the
 Python loop would stall beside it.) The Python loop runs what cannot compile: a callback, a
-hand-written ``(init, update)`` pair, a plain callable, a float32 array kernel.
+hand-written ``(init, update)`` pair, a plain callable, a float32 array kernel. One exception:
+a rule that cannot be cached on disk (defined in ``__main__`` or in a closure) would compile
+again in every process, so it compiles only for runs long enough to pay for it (over
+``_COMPILE_SECONDS / _PYTHON_STEP_SECONDS`` = 400,000 steps) or once compiled in the process.
 
 Ctrl-C ends a run at the next step (Python loop) or slice of at most about 0.2 s (compiled
 loop) with ``status="interrupted"``, ``x`` the iterate reached (:mod:`symgrad.train.interrupt`);
@@ -65,7 +68,7 @@ from typing import Any
 
 from ..distributed.detect import has_dask
 from . import second_order
-from .compiled import compiled_reason
+from .compiled import compiled_reason, loads_fast
 from .compiled_run import run_compiled
 from .optim import Optimizer
 from .plan import Callback, is_bound, is_kernel, plan
@@ -74,6 +77,10 @@ from .result import OptimizeResult
 from .second_order import SecondOrder
 
 __all__ = ["minimize"]
+
+#: For a loop that cannot be cached on disk: its compile time (1-3 s on a 2-core machine) and
+#: the Python loop's overhead per step (3-10 us).
+_COMPILE_SECONDS, _PYTHON_STEP_SECONDS = 2.0, 5e-6
 
 
 def minimize(
@@ -162,7 +169,8 @@ def minimize(
     if isinstance(p.opt, SecondOrder):
         return second_order.run(p, hvp)
     if compiled is None:
-        use = not compiled_reason(p)
+        use = not compiled_reason(p) and (
+            loads_fast(p) or p.steps * _PYTHON_STEP_SECONDS > _COMPILE_SECONDS)
     elif compiled:
         reason = compiled_reason(p)
         if reason:
