@@ -23,6 +23,7 @@ from .result import (
     diverged_message,
     final_grad_norm,
     rel_change,
+    sq_norm,
 )
 
 __all__ = ["batch_evaluator", "full_evaluator", "run_python"]
@@ -138,7 +139,7 @@ def run_python(p: Plan) -> OptimizeResult:
             nfev += 1
             if k == 0:
                 bound = p.factor * max(1.0, abs(fk)) if math.isfinite(fk) else math.inf
-            gn = math.sqrt(gk @ gk)
+            gn = math.sqrt(sq_norm(gk))
             why = ""
             if not math.isfinite(fk):
                 why = "loss"
@@ -179,7 +180,7 @@ def run_python(p: Plan) -> OptimizeResult:
             x_new, state = opt.update(gk, state, x, k)
             x_new = np.asarray(x_new, dtype=np.float64)
             # x @ x is finite iff every entry is (barring overflow of huge finite entries)
-            if not math.isfinite(x_new @ x_new) and not np.isfinite(x_new).all():
+            if not math.isfinite(sq_norm(x_new)) and not np.isfinite(x_new).all():
                 status, message = "diverged", diverged_message(k, "x", fk, bound)
                 last = (fk, gk) if batch_ev is None else None
                 break

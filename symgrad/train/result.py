@@ -142,8 +142,14 @@ def rel_change(f_prev: float, fk: float) -> float:
     return abs(f_prev - fk) / max(abs(f_prev), abs(fk), 1.0)
 
 
+def sq_norm(v: np.ndarray) -> float:
+    """``v @ v`` without BLAS (NumPy's einsum loop): the loops call it between kernel calls,
+    where a BLAS call wakes NumPy's thread pool against the kernels' (issue 25)."""
+    return float(np.einsum("i,i->", v, v))
+
+
 def grad_norm(g: np.ndarray) -> float:
-    return math.sqrt(float(np.dot(g, g)))
+    return math.sqrt(sq_norm(g))
 
 
 def final_grad_norm(g: np.ndarray) -> float:
