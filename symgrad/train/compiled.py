@@ -37,7 +37,7 @@ RUNNING, GTOL, TOL, DIV_LOSS, DIV_GRAD, DIV_BOUND, DIV_X = range(7)
 # Packed arguments (few arguments keep Numba's per-call dispatch cheap):
 #   W  (4 + n_state, n): rows x, the previous x (restored if x is not finite), g, the final
 #      gradient, then the optimizer state
-#   H  (3, records): rows loss, lr, |g| (the steps are 0, rec, 2 rec, ... and the last one)
+#   H  (3, records): rows loss, lr, |g|;  S (records,) int64: the steps
 #   HX (records, n) with record_x, else (0, n): the recorded iterates
 #   ip int64: k0, k1, record_every, next record step, records written, lr stride (0: constant
 #             rate stored once), epoch's first step, batch size, samples
@@ -77,7 +77,7 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "# See symgrad/train/compiled.py for the packed arguments and the status codes.",
         "",
         f'@numba.njit(cache={cache}, nogil=True, error_model="numpy")',
-        f"def loop(W, lrs, H, HX, ip, fp, hyper, perm{''.join(', ' + a for a in args)}):",
+        f"def loop(W, lrs, H, S, HX, ip, fp, hyper, perm{''.join(', ' + a for a in args)}):",
         "    x = W[0]",
         "    xn = W[1]",
         "    g = W[2]",
@@ -132,6 +132,7 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "            break",
         "        a = lrs[k * lstride]",
         "        if k == nxt:",
+        "            S[r] = k",
         "            H[0, r] = fk",
         "            H[1, r] = a",
         "            H[2, r] = math.sqrt(gn2)",

@@ -82,7 +82,7 @@ def run_compiled(p: Plan) -> OptimizeResult:
     else:
         lrs, lstride = schedules.values(opt.lr, steps + 1), 1
     m = (steps + rec - 1) // rec + 1 if rec else 0
-    H = np.empty((3, m))
+    H, S = np.empty((3, m)), np.empty(m, np.int64)
     HX = np.empty((m if p.record_x else 0, n))
     batch = p.batch_size is not None
     bs = p.batch_size or 0
@@ -115,7 +115,7 @@ def run_compiled(p: Plan) -> OptimizeResult:
                     k0 = k
                     ip[IP_K0], ip[IP_K1] = k0, min(k0 + slices.size, end)
                     t0 = time.perf_counter()
-                    code, k, fk, detail = loop(W, lrs, H, HX, ip, fp, hyper, perm, *args)
+                    code, k, fk, detail = loop(W, lrs, H, S, HX, ip, fp, hyper, perm, *args)
                     slices.next(k - k0, time.perf_counter() - t0)
                     bar.update(k - k0, fk)
                     if code != RUNNING:
@@ -159,28 +159,24 @@ def run_compiled(p: Plan) -> OptimizeResult:
         nfev += 1
     else:
         fun = fk
-    history = _history(p, H, HX, int(ip[IP_NREC]), k, (fun, lrs[k * lstride],
-                                                        final_grad_norm(g)), x, epoch_losses)
+    history = _history(p, H, S, HX, int(ip[IP_NREC]), k,
+                       (fun, lrs[k * lstride], final_grad_norm(g)), x, epoch_losses)
     return OptimizeResult(x=x.copy(), fun=fun, jac=g.copy(), nit=k, nfev=nfev, status=status,
                           message=message, history=history, compiled=True)
 
 
-def _history(p: Plan, H: np.ndarray, HX: np.ndarray, r: int, k: int, last: tuple, x: np.ndarray,
-             epoch_losses: list[float]) -> History:
+def _history(p: Plan, H: np.ndarray, S: np.ndarray, HX: np.ndarray, r: int, k: int,
+             last: tuple, x: np.ndarray, epoch_losses: list[float]) -> History:
     """The History from the loop's records (rows of ``H`` are contiguous: the full arrays are
     views, no copy; a run that stopped early copies what it used)."""
-    n, rec = x.size, p.record_every
-    if rec:
-        H[:, r] = last
+    n = x.size
+    if p.record_every:
+        H[:, r], S[r] = last, k
         if p.record_x:
             HX[r] = x
         r += 1
-        steps = np.arange(0, r * rec, rec, dtype=np.int64)  # records at 0, rec, ... then k
-        steps[-1] = k
-    else:
-        steps = np.empty(0, np.int64)
     if 2 * r < H.shape[1]:  # do not keep a large unused buffer alive
-        H, HX = H[:, :r].copy(), HX[:r].copy()
-    return History(step=steps, x=HX[:r] if p.record_x else np.empty((0, n)),
+        H, S, HX = H[:, :r].copy(), S[:r].copy(), HX[:r].copy()
+    return History(step=S[:r], x=HX[:r] if p.record_x else np.empty((0, n)),
                    loss=H[0, :r], lr=H[1, :r], grad_norm=H[2, :r],
                    epoch_loss=np.array(epoch_losses, dtype=np.float64))
