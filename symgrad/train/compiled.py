@@ -37,7 +37,7 @@ RUNNING, GTOL, TOL, DIV_LOSS, DIV_GRAD, DIV_BOUND, DIV_X = range(7)
 # Packed arguments (few arguments keep Numba's per-call dispatch cheap):
 #   W  (4 + n_state, n): rows x, the previous x (restored if x is not finite), g, the final
 #      gradient, then the optimizer state
-#   H  (3, records): rows loss, lr, |g|;  S (records,) int64: the steps
+#   H  (3, records): rows loss, |g|, lr (no lr row for a constant rate); S int64: the steps
 #   HX (records, n) with record_x, else (0, n): the recorded iterates
 #   ip int64: k0, k1, record_every, next record step, records written, lr stride (0: constant
 #             rate stored once), epoch's first step, batch size, samples
@@ -134,8 +134,9 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "        if k == nxt:",
         "            S[r] = k",
         "            H[0, r] = fk",
-        "            H[1, r] = a",
-        "            H[2, r] = math.sqrt(gn2)",
+        "            H[1, r] = math.sqrt(gn2)",
+        "            if lstride:",
+        "                H[2, r] = a",
         "            if HX.shape[0] > 0:",
         "                for i in range(n):",
         "                    HX[r, i] = x[i]",
