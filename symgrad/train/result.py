@@ -21,11 +21,12 @@ class History:
     ``step[i]`` is the 0-based step, ``loss[i]`` the loss that step evaluated and
     ``grad_norm[i]`` the Euclidean norm of its gradient, ``lr[i]`` the learning rate it used.
     ``x[i]`` is the iterate at which it evaluated them, recorded only with
-    ``minimize(..., record_x=True)``; otherwise ``x`` is empty, shape ``(0, n)``. Memory: 32
-    bytes per record, plus ``8 n`` with ``record_x`` (so ``record_x`` with many parameters
-    wants a larger ``record_every``). The last record is the final iterate (``step == nit``,
-    loss and gradient on the full data, ``lr`` the rate the next step would use), so ``x`` is
-    the whole path. ``epoch_loss[e]`` (mini-batch runs only, else empty) is the
+    ``minimize(..., record_x=True)``; otherwise ``x`` is empty, shape ``(0, n)``. Memory: at
+    most 32 bytes per record, plus ``8 n`` with ``record_x`` (so ``record_x`` with many
+    parameters wants a larger ``record_every``); the compiled loop stores a constant learning
+    rate once (``lr`` is then a read-only broadcast). The last record is the final iterate
+    (``step == nit``, loss and gradient on the full data, ``lr`` the rate the next step would
+    use), so ``x`` is the whole path. ``epoch_loss[e]`` (mini-batch runs only, else empty) is the
     batch-size-weighted mean of the step losses of epoch ``e`` (the usual running epoch loss
     for a mean-reduced loss).
     """

@@ -130,8 +130,8 @@ def minimize(
         callback: ``callback(step, x, loss, grad)`` before each update; return True to stop.
             Do not modify the arrays it receives.
         progress: show a progress bar (tqdm when installed, else a line on stderr).
-        record_every: record the history (step, loss, learning rate, gradient norm: 32 bytes)
-            every this many steps (0: no history).
+        record_every: record the history (step, loss, learning rate, gradient norm: at most
+            32 bytes) every this many steps (0: no history).
         record_x: record the iterate ``x`` too (``history.x``: ``8 * len(x)`` bytes a
             record, e.g. for ``plot.contour``); False keeps ``history.x`` empty.
         compiled: run the loop inside Numba: None whenever possible (see the module
