@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -189,7 +190,7 @@ def test_the_compiled_loop_is_loaded_from_disk_by_a_second_process(tmp_path, pyt
 # --------------------------------------------------------------------------- Ctrl-C
 
 INTERRUPTED = textwrap.dedent("""
-    import json, sys, time
+    import json, signal, sys, threading, time
     import numpy as np
     import symgrad as sg
     a, b, c = sg.params("a b c")   # the quad fixture's loss: its loops are cached already
@@ -199,7 +200,13 @@ INTERRUPTED = textwrap.dedent("""
     kw = dict(optimizer=sg.optim.momentum(1e-6), data={"t": tt, "y": 1 + tt}, record_every=0,
               compiled=sys.argv[1] == "1")
     sg.minimize(f, [0.0, 0.0, 0.0], steps=2, **kw)  # compile / load
-    print("ready", flush=True)
+
+    def ready():  # the run has started once its SIGINT handler is in place
+        while signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            time.sleep(0.001)
+        print("ready", flush=True)
+
+    threading.Thread(target=ready, daemon=True).start()
     res = sg.minimize(f, [0.0, 0.0, 0.0], steps=10**11, **kw)
     t1 = time.perf_counter()
     ref = sg.minimize(f, [0.0, 0.0, 0.0], steps=res.nit, **kw)
@@ -218,13 +225,16 @@ def test_ctrl_c_returns_the_iterate_reached(python, subprocess_env, compiled):
     proc = subprocess.Popen([python, "-c", INTERRUPTED, "1" if compiled else "0"],
                             env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
+    watchdog = threading.Timer(120, proc.kill)  # a run that never installs its handler
+    watchdog.start()
     try:
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        time.sleep(0.5)
+        time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         t_sig = time.perf_counter()
         out, err = proc.communicate(timeout=120)
     finally:
+        watchdog.cancel()
         proc.kill()
     assert proc.returncode == 0, err
     r = json.loads(out.strip().splitlines()[-1])
