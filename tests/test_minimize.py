@@ -341,6 +341,23 @@ def test_history_memory_is_bounded_without_record_x():
     assert peak < 10 * x0.nbytes, peak  # a few iterates alive at once, not 100
 
 
+def test_a_loop_numba_cannot_compile_falls_back_to_python_by_default(rosen, monkeypatch):
+    from numba.core.errors import TypingError
+
+    from symgrad.train import run
+
+    def fails(p):
+        raise TypingError("Cannot determine Numba type of <class 'object'>")
+
+    monkeypatch.setattr(run, "run_compiled", fails)
+    kw = dict(optimizer=optim.sgd(1e-3), steps=5)
+    with pytest.warns(RuntimeWarning, match="did not compile for this loss.*Cannot determine"):
+        res = minimize(rosen, [-1.2, 1.0], **kw)
+    assert not res.compiled and res.status == "completed"
+    with pytest.raises(TypingError):
+        minimize(rosen, [-1.2, 1.0], compiled=True, **kw)
+
+
 def test_record_every_zero_records_nothing(rosen):
     for compiled in (True, False):
         res = minimize(rosen, [-1.2, 1], steps=50, record_every=0, compiled=compiled)

@@ -63,6 +63,7 @@ inside the loop are silenced: non-finite values are reported through ``status="d
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -178,7 +179,26 @@ def minimize(
         use = True
     else:
         use = False
-    return run_compiled(p) if use else run_python(p)
+    if not use:
+        return run_python(p)
+    if compiled:
+        return run_compiled(p)
+    return _compiled_or_python(p)
+
+
+def _compiled_or_python(p: Any) -> OptimizeResult:
+    """The default: the compiled loop; if Numba cannot compile it for this kernel (an error at
+    its first call, before any step), the Python loop with a warning saying why."""
+    from numba.core.errors import NumbaError
+
+    try:
+        return run_compiled(p)
+    except NumbaError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        warnings.warn(f"the compiled training loop did not compile for this loss ({first}); "
+                      "running the Python loop (compiled=False silences this)", RuntimeWarning,
+                      stacklevel=3)
+        return run_python(p)
 
 
 def _on_dask(f: Any, data: Mapping[str, Any], batch_size: Any, epochs: Any) -> tuple[Any, None]:
