@@ -10,6 +10,9 @@ compiled once with ``sg.compile``, runs from the same exact derivatives:
 - ``scipy.optimize.minimize(method="L-BFGS-B", options=dict(gtol=1e-6, ftol=1e-15))``;
 - ``scipy.optimize.minimize(method="trust-ncg", hessp=..., options=dict(gtol=1e-6))``,
 
+and, with DEFAULT arguments (no ``gtol``, no ``steps``), L-BFGS and Newton once more, with the
+status they report (issue 25: ``success`` must say what happened).
+
 SciPy through ``sg.scipy_objective`` (one value-and-gradient evaluation per point). Prints
 per problem and method: solved (``|g| < 1e-6`` or ``|f - f*| <= 1e-8 max(1, |f*|)``), iterations,
 value-and-gradient evaluations (nfev), Hessian-vector products (nhev), the final loss, and the
@@ -70,6 +73,7 @@ def main() -> None:
     methods = [("lbfgs", run_symgrad), ("newton", run_symgrad), ("L-BFGS-B", run_scipy),
                ("trust-ncg", run_scipy)]
     totals = {m: [0, 0, 0] for m, _ in methods}  # solved, nfev, nhev
+    defaults: dict[str, list] = {"lbfgs": [], "newton": []}  # (solved, success) per problem
     print(f"{'problem':24s} {'method':10s} {'solved':>6s} {'nit':>5s} {'nfev':>5s} {'nhev':>5s} "
           f"{'final f':>14s}")
     for p in mgh.PROBLEMS:
@@ -82,9 +86,22 @@ def main() -> None:
             t[2] += nhev
             print(f"{p.name:24s} {m:10s} {'yes' if ok else 'NO':>6s} {nit:5d} {nfev:5d} "
                   f"{nhev:5d} {fun:14.8g}")
+        for m in ("lbfgs", "newton"):
+            opt = sg.optim.lbfgs() if m == "lbfgs" else sg.optim.newton()
+            r = sg.minimize(f, p.x0, optimizer=opt)
+            ok = (float(np.linalg.norm(r.jac)) < 1e-4
+                  or abs(r.fun - p.fstar) <= mgh.FTOL * max(1.0, abs(p.fstar)))
+            defaults[m].append((ok, r.success))
+            print(f"{p.name:24s} {m + '*':10s} {'yes' if ok else 'NO':>6s} {r.nit:5d} "
+                  f"{r.nfev:5d} {r.nhev:5d} {r.fun:14.8g}  {r.status}: {r.message[:70]}")
     print(f"\ntotals over {len(mgh.PROBLEMS)} problems (nfev/nhev summed over all runs):")
     for m, (ok, nfev, nhev) in totals.items():
         print(f"  {m:10s} solved {ok:2d}  nfev {nfev:6d}  nhev {nhev:6d}")
+    print("\n* default arguments (solved here: |g| < 1e-4 or f within 1e-8 of f*):")
+    for m, runs in defaults.items():
+        print(f"  {m:10s} success=True {sum(s for _, s in runs):2d}, solved "
+              f"{sum(o for o, _ in runs):2d}, success == solved on {sum(o == s for o, s in runs)}"
+              f" of {len(runs)}")
 
 
 if __name__ == "__main__":

@@ -40,9 +40,10 @@ def main(out_dir: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     f = sg.compile(LOSS)
     runs = {
-        f"SGD (lr {LR})": sg.minimize(f, [W0], optimizer=optim.sgd(lr=LR), steps=STEPS),
+        f"SGD (lr {LR})": sg.minimize(f, [W0], optimizer=optim.sgd(lr=LR), steps=STEPS,
+                                      record_x=True),
         f"momentum (lr {LR}, beta {BETA})": sg.minimize(
-            f, [W0], optimizer=optim.momentum(lr=LR, beta=BETA), steps=STEPS),
+            f, [W0], optimizer=optim.momentum(lr=LR, beta=BETA), steps=STEPS, record_x=True),
     }
     sgd_res, mom_res = runs.values()
     # The two minima, exactly: roots of loss'(w) = 4w^3 - 6w + 1 with loss'' > 0.

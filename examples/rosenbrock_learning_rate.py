@@ -80,7 +80,7 @@ def main(out_dir: str | Path) -> dict:
     for label, lr in RUNS.items():
         path, _ = train(f, lr)
         # The same run through sg.minimize (the library's loop) gives the same iterates.
-        res = sg.minimize(f, [2.0, 2.0], optimizer=optim.sgd(lr=lr), steps=100)
+        res = sg.minimize(f, [2.0, 2.0], optimizer=optim.sgd(lr=lr), steps=100, record_x=True)
         assert np.allclose(res.history.x, path, rtol=0, atol=1e-12), label
         x = path[-1]
         results[label] = {"x": (float(x[0]), float(x[1])), "fun": f.value(x),

@@ -272,7 +272,7 @@ def cmd_minimize(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = sg.minimize(f, x0, optimizer=opt, data=data, steps=a.steps, epochs=a.epochs,
                       batch_size=a.batch_size, seed=a.seed, tol=a.tol, gtol=a.gtol,
-                      progress=not a.quiet)
+                      progress=not a.quiet, record_x=bool(a.plot) and f.n_params == 2)
     dt = time.perf_counter() - t0
     print(f"loss: {f.expr}")
     print(f"optimizer: {opt!r}")

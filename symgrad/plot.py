@@ -94,7 +94,7 @@ def _series(v: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def loss_curves(
-    curves: Mapping[str, Any],
+    curves: Any,
     *,
     ax: Any = None,
     log: bool | None = None,
@@ -105,8 +105,11 @@ def loss_curves(
 ) -> Any:
     """Loss against step for each labelled run (a History, an OptimizeResult or an array).
 
+    ``curves`` is a mapping label -> run, or a single run (labelled "loss").
     ``log=None`` uses a log scale when the values are positive and span over two decades.
     """
+    if not isinstance(curves, Mapping):
+        curves = {"loss": curves}
     ax = _ax(ax)
     span = []
     for i, (label, v) in enumerate(curves.items()):
@@ -209,14 +212,23 @@ def contour(
 
 
 def _path(tr: Any) -> np.ndarray:
-    if hasattr(tr, "history"):
-        tr = tr.history
-    if hasattr(tr, "x") and not isinstance(tr, np.ndarray):
-        tr = tr.x
-    P = np.asarray(tr, dtype=float)
+    P = _iterates(tr)
     if P.ndim != 2 or P.shape[1] < 2:
         raise ValueError(f"a trajectory must be a (k, 2) array of points, got shape {P.shape}")
     return P
+
+
+def _iterates(tr: Any) -> np.ndarray:
+    """The recorded iterates of a run (an OptimizeResult, its History) or an array of points."""
+    hist = tr.history if hasattr(tr, "history") else tr
+    if hasattr(hist, "x") and hasattr(hist, "step"):
+        if len(hist.step) and not len(hist.x):
+            raise ValueError("this run recorded no iterates: run sg.minimize(..., "
+                             "record_x=True) to draw its path")
+        return np.asarray(hist.x, dtype=float)
+    if hasattr(tr, "x") and not isinstance(tr, np.ndarray):
+        tr = tr.x
+    return np.asarray(tr, dtype=float)
 
 
 def path_1d(
@@ -235,9 +247,7 @@ def path_1d(
     xs = np.linspace(*xlim, 400)
     ax.plot(xs, [value(np.array([v])) for v in xs], color="0.2", lw=2, label="loss")
     for i, (label, tr) in enumerate(paths.items()):
-        if hasattr(tr, "history"):
-            tr = tr.history
-        w = np.asarray(tr.x if hasattr(tr, "x") else tr, dtype=float).ravel()
+        w = _iterates(tr).ravel()
         fw = np.array([value(np.array([v])) for v in w])
         c = COLORS[i % len(COLORS)]
         ax.plot(w, fw, "o-", color=c, ms=3, lw=0.8, alpha=0.8, label=str(label))

@@ -17,7 +17,7 @@ import pytest
 
 from symgrad import optim, schedules
 from symgrad.scipy_interop import scipy_objective
-from symgrad.train import COMPILE_SECONDS, PYTHON_STEP_SECONDS, OptimizeResult, minimize
+from symgrad.train import OptimizeResult, minimize
 
 # --------------------------------------------------------------------------- stand-in kernels
 
@@ -243,22 +243,24 @@ def test_progress_chunks_do_not_change_the_compiled_result(rosen, capsys, monkey
     assert "3000/3000" in capsys.readouterr().err
 
 
-def test_auto_mode_compiles_long_runs_and_ready_loops_only(rosen, monkeypatch):
-    from symgrad.train import run
-
+def test_default_runs_the_compiled_loop_whenever_it_can(rosen):
+    """Issue 25: compiled=None compiles (or loads) the loop for any run that can compile, even a
+    short one; plain callables, callbacks and hand-written pairs run in Python."""
     opt = optim.sgd(lr=1e-3)
-    assert run.PYTHON_STEP_SECONDS == PYTHON_STEP_SECONDS
-    monkeypatch.setattr(run, "is_ready", lambda p: False)  # a new process, an empty cache
-    assert not minimize(rosen, [-1.2, 1.0], optimizer=opt, steps=10).compiled
-    # pretend Python steps are slow, so that a short run is a "long" one
-    monkeypatch.setattr(run, "PYTHON_STEP_SECONDS", COMPILE_SECONDS / 5)
-    long = 6
-    assert minimize(rosen, [-1.2, 1.0], optimizer=opt, steps=long, record_every=0).compiled
-    assert not minimize(rosen_np, [-1.2, 1.0], optimizer=opt, steps=long, record_every=0).compiled
-    monkeypatch.undo()
-    # once compiled (here in this process), even a short run uses it
-    minimize(rosen, [-1.2, 1.0], optimizer=opt, steps=10, compiled=True)
     assert minimize(rosen, [-1.2, 1.0], optimizer=opt, steps=10).compiled
+    assert minimize(rosen, [-1.2, 1.0], optimizer=opt, steps=0).compiled
+    assert not minimize(rosen_np, [-1.2, 1.0], optimizer=opt, steps=10).compiled
+    assert not minimize(rosen, [-1.2, 1.0], optimizer=opt, steps=10,
+                        callback=lambda *a: False).compiled
+    pair = optim.Optimizer("pair", lambda x: (), lambda g, s, x, k: (x - 1e-3 * g, s),
+                           schedules.constant(1e-3))
+    assert not minimize(rosen, [-1.2, 1.0], optimizer=pair, steps=10).compiled
+    # a rule Numba cannot cache on disk (a lambda) would compile in every process: a short run
+    # stays in Python until the loop is compiled in this process
+    own = optim.from_rule("own", lambda x, g, lr, k: (x - lr * g,), lr=1e-3)
+    assert not minimize(rosen, [-1.2, 1.0], optimizer=own, steps=10).compiled
+    assert minimize(rosen, [-1.2, 1.0], optimizer=own, steps=10, compiled=True).compiled
+    assert minimize(rosen, [-1.2, 1.0], optimizer=own, steps=10).compiled
 
 
 @pytest.mark.parametrize(
@@ -287,7 +289,8 @@ def test_compiled_true_rejects_mini_batches(line_data):
 
 
 def test_history_layout_and_final_record():
-    res = minimize(seed_rosen, [2.0, 2.0], optimizer=optim.sgd(0.1), steps=10, record_every=3)
+    res = minimize(seed_rosen, [2.0, 2.0], optimizer=optim.sgd(0.1), steps=10, record_every=3,
+                   record_x=True)
     h = res.history
     assert list(h.step) == [0, 3, 6, 9, 10]
     assert h.x.shape == (5, 2) and len(h) == 5
@@ -298,6 +301,61 @@ def test_history_layout_and_final_record():
     assert h.loss[0] == seed_rosen(np.array([2.0, 2.0]))[0]
     assert h.epoch_loss.shape == (0,)
     assert res.nfev == 11
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_history_keeps_x_only_when_asked(rosen, compiled):
+    """Issue 24 #16: loss and gradient norm every step, x only with record_x=True; both loops
+    record the same numbers."""
+    kw = dict(optimizer=optim.momentum(1e-3), steps=20, record_every=3)
+    plain = minimize(rosen, [-1.2, 1.0], compiled=compiled, **kw)
+    with_x = minimize(rosen, [-1.2, 1.0], compiled=compiled, record_x=True, **kw)
+    other = minimize(rosen, [-1.2, 1.0], compiled=not compiled, record_x=True, **kw)
+    assert plain.compiled == compiled
+    assert plain.history.x.shape == (0, 2) and len(plain.history) == 8
+    assert with_x.history.x.shape == (8, 2)
+    for h in (with_x.history, other.history):
+        np.testing.assert_array_equal(h.loss, plain.history.loss)
+        np.testing.assert_array_equal(h.grad_norm, plain.history.grad_norm)
+        np.testing.assert_array_equal(h.step, plain.history.step)
+    np.testing.assert_array_equal(with_x.history.x, other.history.x)
+    np.testing.assert_array_equal(with_x.history.x[-1], plain.x)
+
+
+def test_history_memory_is_bounded_without_record_x():
+    """Issue 24 #16: 50,000 parameters x 100 steps kept every iterate (40 MB); now the history
+    holds 32 bytes a step."""
+    import tracemalloc
+
+    def f(x):
+        return 0.5 * float(np.einsum("i,i->", x, x)), x
+
+    x0 = np.ones(50_000)
+    tracemalloc.start()
+    try:
+        res = minimize(f, x0, optimizer=optim.sgd(1e-3), steps=100)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert res.history.x.shape == (0, 50_000) and len(res.history) == 101
+    assert peak < 10 * x0.nbytes, peak  # a few iterates alive at once, not 100
+
+
+def test_a_loop_numba_cannot_compile_falls_back_to_python_by_default(rosen, monkeypatch):
+    from numba.core.errors import TypingError
+
+    from symgrad.train import run
+
+    def fails(p):
+        raise TypingError("Cannot determine Numba type of <class 'object'>")
+
+    monkeypatch.setattr(run, "run_compiled", fails)
+    kw = dict(optimizer=optim.sgd(1e-3), steps=5)
+    with pytest.warns(RuntimeWarning, match="did not compile for this loss.*Cannot determine"):
+        res = minimize(rosen, [-1.2, 1.0], **kw)
+    assert not res.compiled and res.status == "completed"
+    with pytest.raises(TypingError):
+        minimize(rosen, [-1.2, 1.0], compiled=True, **kw)
 
 
 def test_record_every_zero_records_nothing(rosen):

@@ -34,6 +34,35 @@ def test_loss_curves_and_save(tmp_path):
     assert p.read_bytes()[:8] == PNG
 
 
+def _rosen_vg(x):
+    return rosen(x), rosen_grad(x)
+
+
+def test_loss_curves_takes_a_result_or_a_dict_of_results():
+    """Issue 24 (new user): plot.loss_curves(res) failed with "'OptimizeResult' object has no
+    attribute 'items'"."""
+    import symgrad as sg
+
+    res = sg.minimize(_rosen_vg, [2.0, 2.0], optimizer=sg.optim.sgd(0.05), steps=30)
+    line, = plot.loss_curves(res).axes[0].get_lines()
+    np.testing.assert_array_equal(line.get_ydata(), res.history.loss)
+    np.testing.assert_array_equal(line.get_xdata(), res.history.step)
+    assert len(plot.loss_curves({"a": res, "b": res.history}).axes[0].get_lines()) == 2
+
+
+def test_a_path_needs_the_recorded_iterates():
+    import symgrad as sg
+
+    kw = dict(optimizer=sg.optim.sgd(0.05), steps=5)
+    with pytest.raises(ValueError, match="record_x=True"):
+        plot.contour(rosen, (0, 1), (0, 1), trajectories={"run": sg.minimize(
+            _rosen_vg, [2.0, 2.0], **kw)}, resolution=5)
+    res = sg.minimize(_rosen_vg, [2.0, 2.0], record_x=True, **kw)
+    fig = plot.contour(rosen, (0, 3), (0, 3), trajectories={"run": res}, resolution=5)
+    assert any(np.array_equal(ln.get_xdata(), res.history.x[:, 0])
+               for ln in fig.axes[0].get_lines())
+
+
 def test_contour_with_trajectories_and_quiver(tmp_path):
     path = np.array([[2.0, 2.0], [0.2, 2.4], [1.0, 1.0]])
     fig = plot.contour(rosen, (-2, 2.5), (-0.5, 3), grad=rosen_grad,

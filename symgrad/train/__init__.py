@@ -6,6 +6,8 @@ Newton, and the result.
     plan.py          minimize's arguments checked into a Plan
     python_loop.py   the loop in Python
     compiled.py      the loop generated per (kernel function, rule), compiled and cached
+    compiled_run.py  running it in slices (Ctrl-C between them), the result
+    interrupt.py     Ctrl-C: stop at the next step and return the iterate reached
     run.py           minimize: plan, choose the loop, run
     result.py        OptimizeResult, History, divergence messages, progress
     second_order.py  lbfgs.py  newton.py   quasi-Newton and Newton methods
@@ -13,7 +15,6 @@ Newton, and the result.
 
 from . import optim, schedules
 from .result import History, OptimizeResult
-from .run import COMPILE_SECONDS, PYTHON_STEP_SECONDS, minimize
+from .run import minimize
 
-__all__ = ["COMPILE_SECONDS", "PYTHON_STEP_SECONDS", "History", "OptimizeResult", "minimize",
-           "optim", "schedules"]
+__all__ = ["History", "OptimizeResult", "minimize", "optim", "schedules"]

@@ -21,7 +21,6 @@ closure), the same text is compiled for this process only, without Numba's cache
 from __future__ import annotations
 
 import hashlib
-import math
 import sys
 import types
 from pathlib import Path
@@ -29,26 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from . import schedules
-from .plan import Plan, param_labels, permutations
-from .result import (
-    History,
-    OptimizeResult,
-    Progress,
-    diverged_message,
-    final_grad_norm,
-    rel_change,
-)
+from .plan import Plan
 
-__all__ = ["compiled_reason", "is_ready", "loop_text", "run_compiled"]
+__all__ = ["compiled_reason", "gathered", "loads_fast", "loop_function", "loop_text"]
 
 # Status codes returned by the loop.
 RUNNING, GTOL, TOL, DIV_LOSS, DIV_GRAD, DIV_BOUND, DIV_X = range(7)
-_WHY = {DIV_LOSS: "loss", DIV_GRAD: "grad", DIV_BOUND: "bound", DIV_X: "x"}
 # Packed arguments (few arguments keep Numba's per-call dispatch cheap):
 #   W  (4 + n_state, n): rows x, the previous x (restored if x is not finite), g, the final
 #      gradient, then the optimizer state
-#   H  (records, 4 + n): columns step, loss, lr, |g|, then x
+#   H  (3, records): rows loss, |g|, lr (no lr row for a constant rate); S int64: the steps
+#   HX (records, n) with record_x, else (0, n): the recorded iterates
 #   ip int64: k0, k1, record_every, next record step, records written, lr stride (0: constant
 #             rate stored once), epoch's first step, batch size, samples
 #   fp float64: tol, gtol, loss bound (diverge_factor until step 0 sets it), f_prev,
@@ -87,7 +77,7 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "# See symgrad/train/compiled.py for the packed arguments and the status codes.",
         "",
         f'@numba.njit(cache={cache}, nogil=True, error_model="numpy")',
-        f"def loop(W, lrs, H, ip, fp, hyper, perm{''.join(', ' + a for a in args)}):",
+        f"def loop(W, lrs, H, S, HX, ip, fp, hyper, perm{''.join(', ' + a for a in args)}):",
         "    x = W[0]",
         "    xn = W[1]",
         "    g = W[2]",
@@ -142,12 +132,14 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "            break",
         "        a = lrs[k * lstride]",
         "        if k == nxt:",
-        "            H[r, 0] = k",
-        "            H[r, 1] = fk",
-        "            H[r, 2] = a",
-        "            H[r, 3] = math.sqrt(gn2)",
-        "            for i in range(n):",
-        "                H[r, 4 + i] = x[i]",
+        "            S[r] = k",
+        "            H[0, r] = fk",
+        "            H[1, r] = math.sqrt(gn2)",
+        "            if lstride:",
+        "                H[2, r] = a",
+        "            if HX.shape[0] > 0:",
+        "                for i in range(n):",
+        "                    HX[r, i] = x[i]",
         "            r += 1",
         "            nxt = k + rec",
         "        chk = 0.0",
@@ -212,12 +204,23 @@ def _header(key: str, digest: str) -> str:
             f"optimizer rule\n# content hash: {digest}\n")
 
 
+def _spec(p: Plan) -> tuple:
+    batch = p.batch_size is not None
+    return (p.jit_vg, p.opt.rule, p.opt.n_state, len(p.opt.hyper), len(p.jit_args), batch,
+            gathered(p) if batch else ())
+
+
+def loads_fast(p: Plan) -> bool:
+    """Whether the loop for ``p`` is compiled in this process already or can be cached on disk
+    (its kernel function and rule are importable by name), so that only the first run on the
+    machine compiles it."""
+    return _spec(p) in _LOOPS or None not in (_ref(p.jit_vg), _ref(p.opt.rule))
+
+
 def loop_function(p: Plan) -> tuple[Any, bool]:
     """``(loop dispatcher, cached on disk)`` for the plan's kernel function and rule."""
-    rule, vg = p.opt.rule, p.jit_vg
-    batch = p.batch_size is not None
-    gather = _gathered(p) if batch else ()
-    spec = (vg, rule, p.opt.n_state, len(p.opt.hyper), len(p.jit_args), batch, gather)
+    spec = _spec(p)
+    vg, rule, batch, gather = p.jit_vg, p.opt.rule, spec[5], spec[6]
     got = _LOOPS.get(spec)
     if got is not None:
         return got
@@ -242,7 +245,7 @@ def loop_function(p: Plan) -> tuple[Any, bool]:
     return got
 
 
-def _gathered(p: Plan) -> tuple[bool, ...]:
+def gathered(p: Plan) -> tuple[bool, ...]:
     """For an array kernel, which of its jit arguments ``(dims, *arrays)`` a batch picks rows
     of (the per-sample arrays); ``()`` for a scalar kernel (it takes sample indices)."""
     from ..arrays.kernel import ArrayKernel
@@ -258,29 +261,6 @@ def _load_cached(body: str) -> types.ModuleType:
     key = "loop_" + hashlib.sha256(body.encode()).hexdigest()[:24]
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]
     return cached_module(key, lambda d: _header(key, d), lambda: _header(key, digest) + body)[2]
-
-
-def is_ready(p: Plan) -> bool:
-    """Whether the loop for ``p`` is compiled already: in this process or in Numba's cache."""
-    try:
-        loop, on_disk = loop_function(p)
-        sig = tuple(loop.typeof_pyval(a) for a in _sample_call(p))
-        if sig in loop.overloads:
-            return True
-        if not on_disk:
-            return False
-        cache = loop._cache
-        key = cache._index_key(sig, loop.targetctx.codegen())
-        return key in cache._cache_file._load_index()
-    except Exception:  # Numba internals differ: treat as not compiled
-        return False
-
-
-def _sample_call(p: Plan) -> tuple:
-    n = p.x0.size
-    return (np.empty((4 + p.opt.n_state, n)), np.empty(1), np.empty((1, 4 + n)),
-            np.empty(9, np.int64), np.empty(6), p.opt.hyper_array, np.empty(0, np.int64),
-            *p.jit_args)
 
 
 def compiled_reason(p: Plan) -> str:
@@ -301,111 +281,3 @@ def compiled_reason(p: Plan) -> str:
         return ("mini-batches run in the Python loop here: this kernel's compiled function does "
                 "not take sample indices")
     return ""
-
-
-# --------------------------------------------------------------------------- the driver
-
-
-def run_compiled(p: Plan) -> OptimizeResult:
-    """Run the plan in the compiled loop (``compiled_reason(p)`` must be '')."""
-    opt, steps, rec, n = p.opt, p.steps, p.record_every, p.x0.size
-    loop = loop_function(p)[0]
-    args = p.jit_args
-    W = np.zeros((4 + opt.n_state, n))
-    W[0] = p.x0
-    for j, s in enumerate(opt.init(p.x0)):
-        W[4 + j] = s
-    if isinstance(opt.lr, schedules.Constant):
-        lrs, lstride = np.array([opt.lr.value]), 0
-    else:
-        lrs, lstride = schedules.values(opt.lr, steps + 1), 1
-    m = (steps + rec - 1) // rec + 1 if rec else 0
-    H = np.empty((m, 4 + n))
-    batch = p.batch_size is not None
-    bs = p.batch_size or 0
-    per_epoch = -(-p.n_samples // bs) if batch else max(steps, 1)
-    ip = np.array([0, 0, rec, 0 if rec else -1, 0, lstride, 0, bs, p.n_samples], np.int64)
-    fp = np.array([-1.0 if p.tol is None or batch else p.tol,
-                   -1.0 if p.gtol is None else p.gtol, p.factor, math.nan, 0.0, 0.0])
-    hyper = opt.hyper_array
-    chunk = max(1, steps // 100) if p.progress else max(steps, 1)
-    perms = permutations(p) if batch else None
-    perm = np.empty(0, np.int64)
-    bar = Progress(steps, p.progress)
-    code, k, fk, detail = RUNNING, 0, math.nan, 0.0
-    epoch_losses: list[float] = []
-    message = ""
-    try:
-        while k < steps and code == RUNNING and not message:
-            kb = k
-            if batch:
-                perm = next(perms)  # type: ignore[arg-type]
-                ip[IP_EPOCH] = kb
-            end = min(kb + per_epoch, steps)
-            for k0 in range(kb, end, chunk):
-                ip[IP_K0], ip[IP_K1] = k0, min(k0 + chunk, end)
-                code, k, fk, detail = loop(W, lrs, H, ip, fp, hyper, perm, *args)
-                bar.update(k - k0, fk)
-                if code != RUNNING:
-                    break
-            if batch and code == RUNNING and k == kb + per_epoch:
-                epoch_losses.append(fp[FP_ESUM] / fp[FP_EN])
-                fp[FP_ESUM] = fp[FP_EN] = 0.0
-                if p.tol is not None and len(epoch_losses) > 1:
-                    d = rel_change(epoch_losses[-2], epoch_losses[-1])
-                    if d <= p.tol:
-                        message = (f"converged at step {k} (epoch {len(epoch_losses) - 1}): "
-                                   f"relative epoch-loss change {d:.3g} <= tol={p.tol:g}")
-    finally:
-        bar.close()
-    if fp[FP_EN]:
-        epoch_losses.append(fp[FP_ESUM] / fp[FP_EN])  # the last, partial epoch
-    x, g = W[0], W[2]
-    nfev = k + (0 if code == RUNNING else 1)
-    if message:
-        status = "converged"
-    elif code == RUNNING:
-        if p.tol is not None or p.gtol is not None:
-            status, message = "maxiter", f"reached steps={steps} without meeting tol/gtol"
-        else:
-            status, message = "completed", f"completed {steps} steps"
-    elif code == GTOL:
-        status = "converged"
-        message = f"converged at step {k}: gradient norm {detail:.3g} <= gtol={p.gtol:g}"
-    elif code == TOL:
-        status = "converged"
-        message = f"converged at step {k}: relative loss change {detail:.3g} <= tol={p.tol:g}"
-    else:
-        status, message = "diverged", diverged_message(
-            k, _WHY[code], fk, fp[FP_BOUND], x, g, param_labels(p, n))
-    if code == RUNNING or batch:  # the final loss and gradient on the full data
-        g = W[3]
-        full = p.jit_args if not batch or _gathered(p) else (*p.jit_args[:-1], None)
-        fun = float(p.jit_vg(x, g, *full))
-        nfev += 1
-    else:
-        fun = fk
-    r = int(ip[IP_NREC])
-    if rec:
-        H[r, :4] = k, fun, lrs[k * lstride], final_grad_norm(g)
-        H[r, 4:] = x
-        r += 1
-    history = History(
-        step=H[:r, 0].astype(np.int64),
-        x=H[:r, 4:].copy(),
-        loss=H[:r, 1].copy(),
-        lr=H[:r, 2].copy(),
-        grad_norm=H[:r, 3].copy(),
-        epoch_loss=np.array(epoch_losses, dtype=np.float64),
-    )
-    return OptimizeResult(
-        x=x.copy(),
-        fun=fun,
-        jac=g.copy(),
-        nit=k,
-        nfev=nfev,
-        status=status,
-        message=message,
-        history=history,
-        compiled=True,
-    )

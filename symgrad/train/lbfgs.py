@@ -12,7 +12,10 @@ found by bracketing and zooming (N&W Algorithms 3.5 and 3.6) with safeguarded cu
 interpolation, so ``s'y > 0`` and the update keeps ``H`` positive definite. A trial point where
 the loss or gradient is not finite is treated as "too far" (the step is cut back), so the
 iterates stay where the loss is defined. When no step is found along the L-BFGS direction the
-memory is dropped and steepest descent is tried once before the run stops as ``"failed"``.
+memory is dropped and steepest descent is tried once before the run stops: as ``"converged"``
+when the L-BFGS step is below rounding (its predicted decrease within ``FLOOR_ULPS`` roundings
+of the loss, or every component within ``FLOOR_ULPS`` roundings of x: the rounding floor), else
+as ``"failed"``.
 
 Evaluations: one ``fun_and_grad`` per trial point, usually one per iteration near a solution.
 
@@ -181,11 +184,15 @@ def lbfgs_minimize(fun_and_grad: FunAndGrad, x0: Any, *, m: int = 10, steps: int
             if mon.stop(k, x, f, g, a_last):
                 break
             res = _step(fun_and_grad, x, f, g, pairs, c1, c2, max_linesearch, mon)
-            if res is None:
+            if res[0] is None:  # no step decreases the loss: at the rounding floor, or a failure
+                d = res[1]
+                pred = 0.5 * abs(float(g @ d)) if d is not None else math.nan
+                if mon.floor(k, x, f, g, pred, d, "the L-BFGS step"):
+                    break
                 mon.fail(k, x, x0, f, f"line search failed at step {k}: no step along the L-BFGS "
                         "or the steepest-descent direction decreases the loss (|g| = "
-                        f"{norm(g):.3g}); the loss may be at its minimum to rounding, or its "
-                        "gradient does not match its values")
+                        f"{norm(g):.3g}, above the rounding floor); the loss may be "
+                        "noisy, or its gradient does not match its values")
                 break
             a_last, x_new, f_new, g_new = res
             s, y = x_new - x, g_new - g
@@ -199,18 +206,23 @@ def lbfgs_minimize(fun_and_grad: FunAndGrad, x0: Any, *, m: int = 10, steps: int
 
 def _step(fun_and_grad: FunAndGrad, x: np.ndarray, f: float, g: np.ndarray, pairs: deque,
           c1: float, c2: float, max_ls: int, mon: Monitor):
-    """One line search along the L-BFGS direction, else along ``-g`` with an empty memory."""
+    """One line search along the L-BFGS direction, else along ``-g`` with an empty memory.
+
+    Returns ``(a, x_new, f_new, g_new)``, or ``(None, d)`` when no step decreased the loss,
+    ``d`` the L-BFGS step tried (None without stored pairs: no curvature to judge by).
+    """
+    d_qn = None
     for attempt in (0, 1):
         if attempt or not pairs:
             pairs.clear()
             d = -g
             a1 = min(1.0, 1.0 / max(norm(g), 1e-300))  # first step of length at most 1
         else:
-            d = -two_loop(g, pairs)
+            d = d_qn = -two_loop(g, pairs)
             a1 = 1.0
         if not float(g @ d) < 0:  # not a descent direction (rounding): restart from -g
             if attempt or not pairs:
-                return None
+                return None, d_qn
             continue
         a, f_new, g_new, evals, _ = strong_wolfe(fun_and_grad, x, f, g, d, a1, c1=c1, c2=c2,
                                                  max_evals=max_ls)
@@ -218,5 +230,5 @@ def _step(fun_and_grad: FunAndGrad, x: np.ndarray, f: float, g: np.ndarray, pair
         if a > 0 and f_new < f:
             return a, x + a * d, f_new, g_new
         if not pairs:
-            return None
-    return None
+            return None, d_qn
+    return None, d_qn

@@ -11,6 +11,9 @@ accepted when the actual reduction is at least ``eta`` times the predicted one; 
 shrinks to a quarter of the step when the model was poor (ratio < 1/4) and doubles when it was
 good (ratio > 3/4) and the step reached the boundary. A trial point where the loss is not
 finite counts as a poor model (the radius shrinks), so the iterates stay where it is defined.
+The run ends as ``"converged"`` when the Newton step cannot move x (every component within
+``FLOOR_ULPS`` roundings of x), or when the trust region collapses and the Newton step's
+predicted decrease is below rounding (the rounding floor); a collapse above it is ``"failed"``.
 
 Evaluations per iteration: one ``fun_and_grad`` and a few HVPs (at most ``max_cg``).
 
@@ -33,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .second_order import FunAndGrad, Hvp, Monitor, Outcome, norm
+from .second_order import FLOOR_ULPS, FunAndGrad, Hvp, Monitor, Outcome, norm
 
 __all__ = ["newton_minimize", "steihaug_cg"]
 
@@ -92,6 +95,17 @@ def steihaug_cg(g: np.ndarray, hv: Any, radius: float, *, rtol: float,
     return z, -0.5 * float((g + r) @ z), False, n_hvp
 
 
+def _floor(mon: Monitor, k: int, x: np.ndarray, f: float, g: np.ndarray, hv: Any,
+           n_cg: int, *, by_loss: bool = True) -> bool:
+    """Converged at the rounding floor: the Newton step itself (CG to 1e-6, no trust region)
+    is below rounding (:func:`symgrad.train.second_order.at_rounding_floor`). Newton's steps
+    follow the gradient below the loss's rounding, so only a collapsed trust region asks
+    about the loss (``by_loss``); otherwise only a step that cannot move x ends the run."""
+    p, pred, neg, nh = steihaug_cg(g, hv, math.inf, rtol=1e-6, max_iter=n_cg)
+    mon.nhev += nh
+    return not neg and mon.floor(k, x, f, g, pred, p, "the Newton step", by_loss=by_loss)
+
+
 def newton_minimize(fun_and_grad: FunAndGrad, hvp: Hvp, x0: Any, *, steps: int = 1000,
                     gtol: float | None = 1e-6, tol: float | None = None, radius: float = 1.0,
                     max_radius: float = 1e10, eta: float = 0.15, max_cg: int | None = None,
@@ -137,6 +151,9 @@ def newton_minimize(fun_and_grad: FunAndGrad, hvp: Hvp, x0: Any, *, steps: int =
                 g, lambda v, xk=xk: hvp(xk, v), radius, rtol=force * min(0.5, math.sqrt(gn)),
                 max_iter=n_cg)
             mon.nhev += nh
+            if not boundary and np.all(np.abs(p) <= FLOOR_ULPS * _EPS * np.abs(x)) and _floor(
+                    mon, k, x, f, g, lambda v, xk=xk: hvp(xk, v), n_cg, by_loss=False):
+                break  # the step (and the exact Newton step) cannot move x: converged
             pn = norm(p)
             x_new = x + p
             f_new, g_new = fun_and_grad(x_new)
@@ -146,9 +163,13 @@ def newton_minimize(fun_and_grad: FunAndGrad, hvp: Hvp, x0: Any, *, steps: int =
             # both reductions shifted by the rounding of f (Conn, Gould & Toint 2000, 17.4.2):
             # near a minimizer they fall below it, and the ratio of two rounding errors would
             # reject good steps until the radius collapses
-            slack = 10.0 * _EPS * max(1.0, abs(f))
+            # (relative to |f| alone: an absolute floor would swamp a loss of small scale)
+            slack = 10.0 * _EPS * abs(f)
             actual = f - f_new if ok else -math.inf
-            rho = (actual + slack) / (pred + slack) if pred >= 0 else -math.inf
+            if pred + slack > 0:
+                rho = (actual + slack) / (pred + slack) if pred >= 0 else -math.inf
+            else:  # f == 0 and the model predicts nothing: accept a step that does not worsen
+                rho = 1.0 if actual >= 0 else -math.inf
             if rho < 0.25 and not boundary and ok and force > 1e-9:
                 # an inexact CG step inside the region failed: on an ill-conditioned Hessian
                 # the first CG steps follow the stiff directions and promise decreases below
@@ -164,8 +185,10 @@ def newton_minimize(fun_and_grad: FunAndGrad, hvp: Hvp, x0: Any, *, steps: int =
                 x, f, g = x_new, f_new, g_new
                 force = 1.0
             elif radius <= 1e-15 * max(1.0, norm(x)):
+                if _floor(mon, k, x, f, g, lambda v, xk=xk: hvp(xk, v), n_cg):
+                    break
                 mon.fail(k, x, x0, f, f"trust region collapsed at step {k}: no step decreases the "
-                        f"loss (radius {radius:.3g}, |g| = {gn:.3g}); the loss may be at its "
-                        "minimum to rounding, or its gradient or HVP does not match its values")
+                        f"loss (radius {radius:.3g}, |g| = {gn:.3g}, above the rounding floor); "
+                        "the loss may be noisy, or its gradient or HVP does not match its values")
                 break
     return mon.outcome(k, steps, x, f, g, radius)

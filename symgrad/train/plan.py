@@ -36,6 +36,20 @@ def _int_arg(name: str, value: Any, *, minimum: int) -> int:
     return int(value)
 
 
+def _per_sample(f: Any) -> frozenset[str]:
+    """The names of a kernel's per-sample data columns (rows are samples; batches pick them)."""
+    names = getattr(f, "_sampled", None)  # array kernels
+    if names is None:
+        names = getattr(f, "_samples", getattr(f, "data_names", ()))  # scalar kernels
+    return frozenset(names)
+
+
+def _bool_arg(name: str, value: Any) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _opt_float(name: str, value: Any) -> float | None:
     if value is None:
         return None
@@ -61,6 +75,7 @@ class Plan:
     callback: Callback | None
     progress: bool
     record_every: int
+    record_x: bool  # the history keeps x too
     factor: float  # inf disables the loss bound
     jit_vg: Any = None  # f.jit.value_and_grad for kernels
     jit_args: tuple = ()  # its full-batch data arguments, f.data_args(data)
@@ -81,6 +96,7 @@ def plan(
     progress: Any,
     record_every: Any,
     diverge_factor: Any,
+    record_x: Any = False,
 ) -> Plan:
     bound = is_bound(f)
     kernel = bound or is_kernel(f)
@@ -117,7 +133,11 @@ def plan(
         if not isinstance(data, Mapping):
             raise TypeError(f"data must be a mapping name -> array, got {type(data).__name__}")
         data = {str(k): np.asarray(v) for k, v in data.items()}
-        lengths = {k: (v.shape[0] if v.ndim else -1) for k, v in data.items()}
+        # only per-sample columns are batched: a kernel's samples=False arrays and indexed=True
+        # columns are read whole (the kernel validates them); a plain callable's are all rows
+        per = _per_sample(f) if kernel else None
+        lengths = {k: (v.shape[0] if v.ndim else -1) for k, v in data.items()
+                   if per is None or k in per}
         if any(n < 0 for n in lengths.values()):
             raise ValueError(f"data columns must be arrays with one row per sample: {lengths}")
         if len(set(lengths.values())) > 1:
@@ -132,7 +152,10 @@ def plan(
 
     if batch_size is not None:
         if data is None or n_samples == 0:
-            raise ValueError("batch_size needs data (data={...} with at least one sample)")
+            whole = "" if data is None or lengths else (
+                f": this loss's data ({', '.join(data)}) are read whole, not per sample")
+            raise ValueError("batch_size needs data (data={...} with at least one sample)"
+                             + whole)
         batch_size = min(_int_arg("batch_size", batch_size, minimum=1), n_samples)
     if steps is not None and epochs is not None:
         raise ValueError("give steps or epochs, not both (epochs = passes over the data)")
@@ -171,6 +194,7 @@ def plan(
         callback,
         bool(progress),
         _int_arg("record_every", record_every, minimum=0),
+        _bool_arg("record_x", record_x),
         factor,
         f.jit.value_and_grad if kernel else None,
         jit_args if kernel else (),
@@ -184,8 +208,6 @@ def param_labels(p: Plan, n: int) -> Any:
         return f.param_names(n) if hasattr(f, "param_names") else getattr(f, "params", None)
     except (TypeError, ValueError):
         return None
-
-
 
 
 def permutations(p: Plan) -> Iterator[np.ndarray]:

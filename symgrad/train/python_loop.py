@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..kernel import Kernel
+from .interrupt import Interrupt, interrupted_message
 from .plan import Plan, param_labels, permutations
 from .result import (
     History,
@@ -22,6 +23,7 @@ from .result import (
     diverged_message,
     final_grad_norm,
     rel_change,
+    sq_norm,
 )
 
 __all__ = ["batch_evaluator", "full_evaluator", "run_python"]
@@ -120,8 +122,12 @@ def run_python(p: Plan) -> OptimizeResult:
     # Overflow is reported as divergence, not as NumPy warnings from the norm or the update.
     errstate = np.errstate(over="ignore", invalid="ignore")
     errstate.__enter__()
+    intr = Interrupt().__enter__()
     try:
         while k < steps:
+            if intr.requested:
+                status, message = "interrupted", interrupted_message(k)
+                break
             if batch_ev is not None:
                 b = k % per_epoch
                 if b == 0:
@@ -133,7 +139,7 @@ def run_python(p: Plan) -> OptimizeResult:
             nfev += 1
             if k == 0:
                 bound = p.factor * max(1.0, abs(fk)) if math.isfinite(fk) else math.inf
-            gn = math.sqrt(gk @ gk)
+            gn = math.sqrt(sq_norm(gk))
             why = ""
             if not math.isfinite(fk):
                 why = "loss"
@@ -166,14 +172,15 @@ def run_python(p: Plan) -> OptimizeResult:
                 break
             if rec and k % rec == 0:
                 r_step.append(k)
-                r_x.append(x)
+                if p.record_x:
+                    r_x.append(x)
                 r_f.append(fk)
                 r_lr.append(opt.learning_rate(k))
                 r_gn.append(gn)
             x_new, state = opt.update(gk, state, x, k)
             x_new = np.asarray(x_new, dtype=np.float64)
             # x @ x is finite iff every entry is (barring overflow of huge finite entries)
-            if not math.isfinite(x_new @ x_new) and not np.isfinite(x_new).all():
+            if not math.isfinite(sq_norm(x_new)) and not np.isfinite(x_new).all():
                 status, message = "diverged", diverged_message(k, "x", fk, bound)
                 last = (fk, gk) if batch_ev is None else None
                 break
@@ -197,6 +204,7 @@ def run_python(p: Plan) -> OptimizeResult:
                             )
                             break
     finally:
+        intr.__exit__(None, None, None)
         errstate.__exit__(None, None, None)
         bar.close()
     if e_n:
@@ -212,7 +220,8 @@ def run_python(p: Plan) -> OptimizeResult:
     fun, jac = last
     if rec:
         r_step.append(k)
-        r_x.append(x)
+        if p.record_x:
+            r_x.append(x)
         r_f.append(fun)
         r_lr.append(opt.learning_rate(k))
         r_gn.append(final_grad_norm(jac))

@@ -18,12 +18,17 @@ __all__ = ["FAILED", "History", "OptimizeResult", "succeeded"]
 class History:
     """What the loop recorded every ``record_every`` steps (all arrays, one row per record).
 
-    ``step[i]`` is the 0-based step, ``x[i]`` the iterate at which that step evaluated the loss
-    ``loss[i]`` and the gradient (Euclidean norm ``grad_norm[i]``), ``lr[i]`` the learning rate
-    that step used. The last record is the final iterate (``step == nit``, loss and gradient on
-    the full data, ``lr`` the rate the next step would use), so ``x`` is the whole path.
-    ``epoch_loss[e]`` (mini-batch runs only, else empty) is the batch-size-weighted mean of the
-    step losses of epoch ``e`` (the usual running epoch loss for a mean-reduced loss).
+    ``step[i]`` is the 0-based step, ``loss[i]`` the loss that step evaluated and
+    ``grad_norm[i]`` the Euclidean norm of its gradient, ``lr[i]`` the learning rate it used.
+    ``x[i]`` is the iterate at which it evaluated them, recorded only with
+    ``minimize(..., record_x=True)``; otherwise ``x`` is empty, shape ``(0, n)``. Memory: at
+    most 32 bytes per record, plus ``8 n`` with ``record_x`` (so ``record_x`` with many
+    parameters wants a larger ``record_every``); the compiled loop stores a constant learning
+    rate once (``lr`` is then a read-only broadcast). The last record is the final iterate
+    (``step == nit``, loss and gradient on the full data, ``lr`` the rate the next step would
+    use), so ``x`` is the whole path. ``epoch_loss[e]`` (mini-batch runs only, else empty) is the
+    batch-size-weighted mean of the step losses of epoch ``e`` (the usual running epoch loss
+    for a mean-reduced loss).
     """
 
     step: np.ndarray
@@ -41,8 +46,8 @@ class History:
         return f"History({len(self.step)} records{last}, {len(self.epoch_loss)} epochs)"
 
 
-#: The statuses of a run that did not succeed.
-FAILED = frozenset({"diverged", "maxiter", "failed"})
+#: The statuses of a run that did not succeed (``"interrupted"``: Ctrl-C ended it early).
+FAILED = frozenset({"diverged", "maxiter", "failed", "interrupted"})
 
 
 def succeeded(status: str) -> bool:
@@ -59,11 +64,12 @@ class OptimizeResult:
         nit: updates applied (Newton: trust-region iterations, rejected steps included).
         nfev: objective (value-and-gradient) evaluations (``njev`` is the same number: each
         evaluation gives both). nhev: Hessian-vector products (``optim.newton()``), else 0.
-        success: False only for ``"diverged"``, ``"maxiter"`` and ``"failed"`` (derived from
-        ``status``).
-        status: ``"completed"``, ``"converged"``, ``"stopped"``, ``"maxiter"``, ``"diverged"``
-            or ``"failed"`` (second-order methods: no step decreases the loss, i.e. the line
-            search or the trust region failed).
+        success: False only for ``"diverged"``, ``"maxiter"``, ``"failed"`` and
+        ``"interrupted"`` (derived from ``status``).
+        status: ``"completed"``, ``"converged"``, ``"stopped"``, ``"maxiter"``, ``"diverged"``,
+            ``"interrupted"`` (Ctrl-C: ``x`` is the iterate reached) or ``"failed"``
+            (second-order methods: no step decreases the loss, i.e. the line search or the
+            trust region failed, and the gradient is not at the rounding floor).
         message: what happened, in words (the step number when it diverged).
         history: the recorded path, see :class:`History` (for ``optim.lbfgs()``/``newton()``
             ``lr`` holds the line-search step length / the trust radius).
@@ -137,8 +143,14 @@ def rel_change(f_prev: float, fk: float) -> float:
     return abs(f_prev - fk) / max(abs(f_prev), abs(fk), 1.0)
 
 
+def sq_norm(v: np.ndarray) -> float:
+    """``v @ v`` without BLAS (NumPy's einsum loop): the loops call it between kernel calls,
+    where a BLAS call wakes NumPy's thread pool against the kernels' (issue 25)."""
+    return float(np.einsum("i,i->", v, v))
+
+
 def grad_norm(g: np.ndarray) -> float:
-    return math.sqrt(float(np.dot(g, g)))
+    return math.sqrt(sq_norm(g))
 
 
 def final_grad_norm(g: np.ndarray) -> float:

@@ -11,11 +11,19 @@ numbers (tests check 1e-12; in practice bit for bit):
 - **Python** (:mod:`symgrad.train.python_loop`): always available; callbacks, hand-written
   ``(init, update)`` pairs and plain callables run here.
 
-``compiled=None`` chooses the compiled loop when it never loses: when its compiled code is
-ready (in this process or in the on-disk cache, a few milliseconds to load), or when the
-Python loop's overhead, ``steps * PYTHON_STEP_SECONDS``, would exceed :data:`COMPILE_SECONDS`
-(the cost of compiling it cold). So a short first run stays in Python and a warm cache always
-compiles.
+``compiled=None`` (the default) runs the compiled loop whenever it can run. The first run of a
+(kernel, optimizer rule) pair on a machine compiles it (about 1-3 s) and caches it on disk; a
+later process loads it in milliseconds, and a later run in the same process reuses it. (Hiding
+that first compile behind a Python run is not done: Numba compiles holding the GIL, so the
+Python loop would stall beside it.) The Python loop runs what cannot compile: a callback, a
+hand-written ``(init, update)`` pair, a plain callable, a float32 array kernel. One exception:
+a rule that cannot be cached on disk (defined in ``__main__`` or in a closure) would compile
+again in every process, so it compiles only for runs long enough to pay for it (over
+``_COMPILE_SECONDS / _PYTHON_STEP_SECONDS`` = 400,000 steps) or once compiled in the process.
+
+Ctrl-C ends a run at the next step (Python loop) or slice of at most about 0.2 s (compiled
+loop) with ``status="interrupted"``, ``x`` the iterate reached (:mod:`symgrad.train.interrupt`);
+a second Ctrl-C raises KeyboardInterrupt at once.
 
 Both loops call the kernel's serial ``f.jit.value_and_grad`` (not the ``prange`` variant
 ``Kernel.value_and_grad`` picks for large data), so they sum in the same order; mini-batches
@@ -24,8 +32,9 @@ batch's rows (gathered, contiguous for BLAS, as its ``batch=`` does); a plain ca
 ``f(x, **{name: column[idx]})``.
 
 Step ``k`` (0-based) evaluates the loss ``f_k`` and gradient ``g_k`` at the iterate ``x_k``,
-checks the stopping rules, records ``(k, x_k, f_k, lr_k, |g_k|)`` every ``record_every`` steps
-and applies the update to get ``x_{k+1}``. The stopping rules, in order:
+checks the stopping rules, records ``(k, f_k, lr_k, |g_k|)`` every ``record_every`` steps (and
+``x_k`` with ``record_x=True``) and applies the update to get ``x_{k+1}``. The stopping rules,
+in order:
 
 - *diverged*: ``f_k`` or ``g_k`` not finite, or ``f_k > diverge_factor * max(1, |f_0|)``, or the
   update produced non-finite parameters. ``res.x`` is then ``x_k``, the last iterate with
@@ -54,24 +63,25 @@ inside the loop are silenced: non-finite values are reported through ``status="d
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..distributed.detect import has_dask
 from . import second_order
-from .compiled import compiled_reason, is_ready, run_compiled
+from .compiled import compiled_reason, loads_fast
+from .compiled_run import run_compiled
 from .optim import Optimizer
 from .plan import Callback, is_bound, is_kernel, plan
 from .python_loop import run_python
 from .result import OptimizeResult
 from .second_order import SecondOrder
 
-__all__ = ["COMPILE_SECONDS", "PYTHON_STEP_SECONDS", "minimize"]
+__all__ = ["minimize"]
 
-#: Estimated cost of compiling a training loop cold (measured 1-3 s on a 2-core machine).
-COMPILE_SECONDS = 2.0
-#: Estimated overhead of one step of the Python loop over the compiled one (3-10 us).
-PYTHON_STEP_SECONDS = 5e-6
+#: For a loop that cannot be cached on disk: its compile time (1-3 s on a 2-core machine) and
+#: the Python loop's overhead per step (3-10 us).
+_COMPILE_SECONDS, _PYTHON_STEP_SECONDS = 2.0, 5e-6
 
 
 def minimize(
@@ -89,6 +99,7 @@ def minimize(
     callback: Callback | None = None,
     progress: bool = False,
     record_every: int = 1,
+    record_x: bool = False,
     compiled: bool | None = None,
     diverge_factor: float | None = 1e6,
     hvp: Callable[..., Any] | None = None,
@@ -101,7 +112,9 @@ def minimize(
         optimizer: from :mod:`symgrad.optim`; default ``optim.sgd(lr=1e-3)``.
             ``optim.lbfgs()`` / ``optim.newton()``: ``steps`` counts their iterations.
         steps: number of optimizer steps (default 1000 unless ``epochs`` is given).
-        data: data columns by name (1-D or 2-D arrays, one row per sample).
+        data: data columns by name: per-sample columns (one row per sample) and a Kernel's
+            whole arrays (``samples=False``, ``indexed=True``: read whole, any length); only
+            the per-sample columns are batched.
         batch_size: mini-batch size; batches are drawn without replacement from a fresh
             permutation each epoch (``np.random.default_rng(seed)``), the last batch of an
             epoch holds the remainder. ``None``: full batch.
@@ -109,14 +122,21 @@ def minimize(
         seed: seed of the shuffling.
         tol: stop when the relative change of the loss (per step; per epoch with batches)
             is ``<= tol``.
-        gtol: stop when the gradient norm is ``<= gtol`` (full batch only).
+        gtol: stop when the gradient norm is ``<= gtol`` (full batch only). None: never, for
+            first-order optimizers; for ``optim.lbfgs()``/``optim.newton()`` the default
+            ``1e-5 * min(1, |g_0|)`` (SciPy's L-BFGS-B ``gtol=1e-5``, relative to a starting
+            gradient below 1). These also report ``"converged"`` when no step decreases the
+            loss and their own step is below rounding (the rounding floor, see
+            :func:`symgrad.train.second_order.at_rounding_floor`); ``"failed"`` otherwise.
         callback: ``callback(step, x, loss, grad)`` before each update; return True to stop.
             Do not modify the arrays it receives.
         progress: show a progress bar (tqdm when installed, else a line on stderr).
-        record_every: record the history every this many steps (0: no history).
-        compiled: run the loop inside Numba: None chooses (see the module docstring: when
-            the compiled loop is ready or the run is long enough to pay for compiling it);
-            True insists (ValueError saying why when not possible); False never.
+        record_every: record the history (step, loss, learning rate, gradient norm: at most
+            32 bytes) every this many steps (0: no history).
+        record_x: record the iterate ``x`` too (``history.x``: ``8 * len(x)`` bytes a
+            record, e.g. for ``plot.contour``); False keeps ``history.x`` empty.
+        compiled: run the loop inside Numba: None whenever possible (see the module
+            docstring); True insists (ValueError saying why when not possible); False never.
         diverge_factor: stop as diverged when the loss exceeds
             ``diverge_factor * max(1, |initial loss|)``; None keeps only the non-finite check.
             (L-BFGS and Newton never increase the loss; they ignore it.)
@@ -146,12 +166,12 @@ def minimize(
     elif hvp is not None:
         raise ValueError("hvp= is used by optim.newton() only")
     p = plan(f, x0, optimizer, steps, data, batch_size, epochs, seed, tol, gtol, callback,
-              progress, record_every, diverge_factor)  # fmt: skip
+              progress, record_every, diverge_factor, record_x)  # fmt: skip
     if isinstance(p.opt, SecondOrder):
         return second_order.run(p, hvp)
     if compiled is None:
         use = not compiled_reason(p) and (
-            p.steps * PYTHON_STEP_SECONDS > COMPILE_SECONDS or is_ready(p))
+            loads_fast(p) or p.steps * _PYTHON_STEP_SECONDS > _COMPILE_SECONDS)
     elif compiled:
         reason = compiled_reason(p)
         if reason:
@@ -159,7 +179,26 @@ def minimize(
         use = True
     else:
         use = False
-    return run_compiled(p) if use else run_python(p)
+    if not use:
+        return run_python(p)
+    if compiled:
+        return run_compiled(p)
+    return _compiled_or_python(p)
+
+
+def _compiled_or_python(p: Any) -> OptimizeResult:
+    """The default: the compiled loop; if Numba cannot compile it for this kernel (an error at
+    its first call, before any step), the Python loop with a warning saying why."""
+    from numba.core.errors import NumbaError
+
+    try:
+        return run_compiled(p)
+    except NumbaError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        warnings.warn(f"the compiled training loop did not compile for this loss ({first}); "
+                      "running the Python loop (compiled=False silences this)", RuntimeWarning,
+                      stacklevel=3)
+        return run_python(p)
 
 
 def _on_dask(f: Any, data: Mapping[str, Any], batch_size: Any, epochs: Any) -> tuple[Any, None]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Monitor", "Outcome", "SecondOrder"]
+__all__ = ["DEFAULT_GTOL", "Monitor", "Outcome", "SecondOrder", "at_rounding_floor", "default_gtol"]
 
 FunAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 Hvp = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -81,21 +81,60 @@ def norm(v: np.ndarray) -> float:
     return math.sqrt(float(np.dot(v, v)))
 
 
+#: minimize's default gtol for L-BFGS and Newton: SciPy's L-BFGS-B default (``gtol=1e-5``),
+#: relative to the starting gradient when that is below 1 (see :func:`default_gtol`).
+DEFAULT_GTOL = 1e-5
+
+
+def default_gtol(g0_norm: float) -> float:
+    """``DEFAULT_GTOL * min(1, |g_0|)``: SciPy's 1e-5, but a loss whose starting gradient is
+    small (a small-scale loss) must still reduce it 1e5-fold, so it never stops at its start."""
+    return DEFAULT_GTOL * min(1.0, g0_norm)
+
+
+_EPS = float(np.finfo(np.float64).eps)
+#: How many roundings of the loss (or of x) a step below the rounding floor may reach: a loss
+#: summed over many samples is exact to about this many ulps.
+FLOOR_ULPS = 1e4
+
+
+def at_rounding_floor(f: float, x: np.ndarray, pred: float, step: np.ndarray, *,
+                      by_loss: bool = True) -> bool:
+    """Whether a model step ``step`` from ``x`` (a Newton or quasi-Newton step) is below the
+    rounding of the problem: ``|step_i| <= FLOOR_ULPS * eps * |x_i|`` for every i (x cannot
+    move by it; component-wise, so a badly scaled x is judged per coordinate) or,
+    ``by_loss``, its predicted decrease ``pred <= FLOOR_ULPS * eps * |f|`` (the loss cannot
+    tell it from rounding, so no line search can accept it). Scale-free: multiplying the loss
+    or x by a constant changes neither test."""
+    if not (math.isfinite(pred) and np.isfinite(step).all()):
+        return False
+    return (bool(np.all(np.abs(step) <= FLOOR_ULPS * _EPS * np.abs(x)))
+            or (by_loss and pred <= FLOOR_ULPS * _EPS * abs(f)))
+
+
 class Monitor:
     """The stopping rules, history and counters shared by the L-BFGS and Newton loops.
 
     Args:
-        gtol: converged when ``|g| <= gtol`` (Euclidean norm); None: never.
+        gtol: converged when ``|g| <= gtol`` (Euclidean norm); None: never; ``"default"``:
+            :data:`DEFAULT_GTOL` ``* min(1, |g_0|)`` (see :func:`default_gtol`).
         tol: converged when ``|f_prev - f| <= tol * max(|f_prev|, |f|, 1)``; None: never.
         callback: ``callback(k, x, f, g)`` before each step; True stops the run.
         record_every: record every this many iterations (0: only counters).
+        record_x: whether the records keep the iterates.
         describe: ``(k, why, f, x, g) -> message`` for a non-finite loss or gradient.
+        interrupt: an :class:`symgrad.train.interrupt.Interrupt`: Ctrl-C ends the run as
+            ``"interrupted"`` at the next iterate.
     """
 
-    def __init__(self, *, gtol: float | None = None, tol: float | None = None,
+    def __init__(self, *, gtol: float | str | None = None, tol: float | None = None,
                  callback: Callable[..., Any] | None = None, record_every: int = 1,
-                 describe: Callable[..., str] | None = None) -> None:
-        self.gtol, self.tol, self.callback, self.rec = gtol, tol, callback, record_every
+                 record_x: bool = True, describe: Callable[..., str] | None = None,
+                 interrupt: Any = None) -> None:
+        self.by_default = gtol == "default"
+        self.gtol = None if self.by_default else gtol
+        self.tol, self.callback, self.rec = tol, callback, record_every
+        self.record_x, self.interrupt = record_x, interrupt
         self.describe = describe or _describe
         self.nfev = self.nhev = 0
         self.status = self.message = ""
@@ -114,9 +153,12 @@ class Monitor:
             return self.end("diverged", self.describe(k, why, f, x, g))
         if gn == 0.0:  # a stationary point exactly: no method can move from here
             return self.end("converged", f"converged at step {k}: the gradient is zero")
+        if self.by_default and k == 0:
+            self.gtol = default_gtol(gn)
         if self.gtol is not None and gn <= self.gtol:
-            return self.end("converged",
-                            f"converged at step {k}: gradient norm {gn:.3g} <= gtol={self.gtol:g}")
+            rule = " (the default, 1e-5 * min(1, |g_0|))" if self.by_default else ""
+            return self.end("converged", f"converged at step {k}: gradient norm {gn:.3g} <= "
+                            f"gtol={self.gtol:g}{rule}")
         if self.tol is not None and k > 0:
             d = abs(self.f_prev - f) / max(abs(self.f_prev), abs(f), 1.0)
             if d <= self.tol:
@@ -124,6 +166,10 @@ class Monitor:
                                 f"{d:.3g} <= tol={self.tol:g}")
         if self.callback is not None and self.callback(k, x, f, g):
             return self.end("stopped", f"stopped by callback at step {k}")
+        if self.interrupt is not None and self.interrupt.requested:
+            from .interrupt import interrupted_message
+
+            return self.end("interrupted", interrupted_message(k))
         if self.rec and k % self.rec == 0:
             self.record(k, x, f, size, gn)
         self.f_prev = f
@@ -140,13 +186,24 @@ class Monitor:
                             "may be unbounded below")
         return self.end("failed", what)
 
+    def floor(self, k: int, x: np.ndarray, f: float, g: np.ndarray, pred: float,
+              step: np.ndarray | None, what: str, *, by_loss: bool = True) -> bool:
+        """Converged if the model's step from ``x`` is below rounding (see
+        :func:`at_rounding_floor`); ``pred`` is its predicted decrease."""
+        if step is None or not at_rounding_floor(f, x, pred, step, by_loss=by_loss):
+            return False
+        return self.end("converged", f"converged at step {k}: at the rounding floor, no step "
+                        f"decreases the loss and {what} is below rounding (predicted decrease "
+                        f"{pred:.3g} at loss {f:.6g}, |g| = {norm(g):.3g})")
+
     def end(self, status: str, message: str) -> bool:
         self.status, self.message = status, message
         return True
 
     def record(self, k: int, x: np.ndarray, f: float, size: float, gn: float) -> None:
         self.steps.append(k)
-        self.xs.append(np.array(x, dtype=np.float64))
+        if self.record_x:
+            self.xs.append(np.array(x, dtype=np.float64))
         self.losses.append(float(f))
         self.sizes.append(float(size))
         self.gnorms.append(gn)
@@ -203,6 +260,7 @@ def check_call(method: SecondOrder, *, kernel: bool, hvp: Any, batch_size: Any, 
 def run(p: Any, hvp: Any) -> Any:
     """Run the method of the plan ``p`` (:func:`symgrad.train.plan.plan`): an OptimizeResult."""
     # optim imports this module, and the loops import optim: import them at run time
+    from .interrupt import Interrupt
     from .lbfgs import lbfgs_minimize
     from .newton import newton_minimize
     from .plan import param_labels
@@ -225,8 +283,10 @@ def run(p: Any, hvp: Any) -> Any:
             bar.update(1, f)
             return bool(_user(k, x, f, g)) if _user is not None else False
 
-    mon = Monitor(gtol=p.gtol, tol=p.tol, callback=callback, record_every=p.record_every,
-                  describe=describe)
+    intr = Interrupt().__enter__()
+    gtol = "default" if p.gtol is None else p.gtol
+    mon = Monitor(gtol=gtol, tol=p.tol, callback=callback, record_every=p.record_every,
+                  record_x=p.record_x, describe=describe, interrupt=intr)
     try:
         if method.needs_hvp:
             out = newton_minimize(fun_and_grad, _hvp(p, hvp), p.x0, steps=p.steps, monitor=mon,
@@ -235,6 +295,7 @@ def run(p: Any, hvp: Any) -> Any:
             out = lbfgs_minimize(fun_and_grad, p.x0, steps=p.steps, monitor=mon,
                                  **method.options)
     finally:
+        intr.__exit__(None, None, None)
         bar.close()
     history = History(
         step=np.array(out.steps, dtype=np.int64),
