@@ -142,7 +142,7 @@ def _with_unused(found: list[Leaf], params: list[Leaf]) -> list[Leaf]:
 
 def _key(prob: ModelProblem, policy: KinkPolicy, opts: CodegenOptions, real: str) -> str:
     text = canonical(types.SimpleNamespace(loss=prob.output, param_names=prob.param_names))
-    layout = repr([(p.name, tuple(int(s) for s in p.shape)) for p in prob.params])
+    layout = repr([(p.name, len(p.shape)) for p in prob.params])  # ranks: no sizes
     parts = ["model", text, layout, repr(policy), repr(opts), real,
              code_digest("arrays", "codegen", "printer.py", "derive.py", "functions.py")]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
