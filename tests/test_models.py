@@ -218,3 +218,23 @@ def test_metrics():
         sg.metrics.accuracy(scores, [0, 1, 2, 3])
     with pytest.raises(ValueError, match="labels must be 4 integer class numbers"):
         sg.metrics.accuracy(scores, [0.0, 1.0, 2.0, 1.0])
+
+
+def test_jacobian_by_a_data_array(decay, small_net):
+    tt, x = np.linspace(0, 3, 9), np.array([4.0, 0.45, 0.6])
+    np.testing.assert_allclose(decay.jacobian(x, wrt="t", t=tt),
+                               -x[0] * x[1] * np.exp(-x[1] * tt), rtol=1e-14)
+    rng = np.random.default_rng(4)
+    xw, Xd = rng.standard_normal(small_net.n_params), rng.standard_normal((7, 3))
+    p = small_net.unpack(xw)
+    sech2 = 1 - np.tanh(Xd @ p["V1"].T + p["c1"]) ** 2  # (7, 5)
+    ref = np.einsum("ok,nk,kd->nod", p["V2"], sech2, p["V1"])  # d out[n, o] / d X[n, d]
+    J = small_net.jacobian(xw, wrt="X", X=Xd, batch_size=4)
+    assert J.shape == (7, 2, 3)
+    np.testing.assert_allclose(J, ref, rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError, match="wrt='Y' names no data array of this model"):
+        small_net.jacobian(xw, wrt="Y", X=Xd)
+    U = sg.params("U", shape=(4, 2))
+    i = sg.data("i", dtype=int)
+    with pytest.raises(ValueError, match="only per-sample float data arrays"):
+        sg.compile(sg.sum(U[i], axis=0)).jacobian(np.ones(8), wrt="i", i=np.array([1]))

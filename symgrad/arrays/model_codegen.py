@@ -39,6 +39,12 @@ class _ModelModule(_Module):
         self.prob, self.policy, self.opts, self.real = prob, policy, opts, real
         self.tangent = {p: Leaf("tangent", p.name, p.shape) for p in prob.params}
         (self.dout,) = tangents([prob.output], self.tangent, policy)
+        #: per-sample float data arrays -> (their tangent leaf, the output's tangent along it)
+        self.dseeds = {}
+        for d in prob.data:
+            if d.role == "data" and d.per_sample:
+                seed = Leaf("tangent", d.name, d.shape)
+                self.dseeds[d] = (seed, tangents([prob.output], {d: seed}, policy)[0])
         self.cols = _idents([d.name for d in prob.data], "c_")
         self.pnames = _idents(prob.param_names, "p_")
         self.sampled = [c for d, c in zip(prob.data, self.cols, strict=True) if d.per_sample]
@@ -47,10 +53,16 @@ class _ModelModule(_Module):
                                for n in topo([prob.output]) if isinstance(n, Gather)},
                               key=lambda g: (g[0].name, g[2]))
 
-    def output(self, node: Node | None, with_v: bool) -> list[str]:
-        """A body writing ``node`` (the output or its tangent; None: zero) into ``out``."""
+    def output(self, node: Node | None, with_v: bool, seed: Leaf | None = None) -> list[str]:
+        """A body writing ``node`` (the output or its tangent; None: zero) into ``out``;
+        ``seed``: a data array's tangent, read from ``v`` (one row per sample)."""
         fn = Emitter(self.prob, False, self.real)
         head = self.prologue(fn, with_v)
+        if seed is not None:
+            fn.name[id(seed)] = "v"
+            for ax, s in enumerate(seed.shape):
+                head.append(f"if v.shape[{ax}] != {fn.size(s)}:")
+                head.append(f'    raise ValueError("v: wrong size on axis {ax}")')
         shape = self.prob.output.shape
         for ax, s in enumerate(shape):
             head.append(f"if out.shape[{ax}] != {fn.size(s)}:")
@@ -66,6 +78,13 @@ class _ModelModule(_Module):
 
     def text(self) -> str:
         core = ", ".join(["dims", *self.cols])
+        by_data = []
+        for d, (seed, dt) in self.dseeds.items():
+            c = self.cols[self.prob.data.index(d)]
+            by_data.append(_fn(f"jvp{c[1:]}(x, v, out, {core})",
+                               f"d outputs along a direction v of data array {_esc(d.name)} "
+                               "(a row per sample), into out.",
+                               self.output(dt, False, seed), _JIT))
         return "\n\n\n".join([
             _fn(f"predict(x, out, {core})", "The outputs at x, one row per sample, into out.",
                 self.output(self.prob.output, False), _JIT),
@@ -89,6 +108,7 @@ class _ModelModule(_Module):
                     "        Jf[r, j] = cf[r]",
                     "    e[j] = 0.0",
                     "return J"]),
+            *by_data,
         ])
 
 

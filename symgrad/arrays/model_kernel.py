@@ -18,6 +18,7 @@ array([[0., 1.],
 
 from __future__ import annotations
 
+import math
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +29,7 @@ from ..datacheck import check_names, may_hide, non_finite_error
 from ..derive import KinkPolicy
 from ..distributed.detect import has_dask
 from .autodiff import topo
+from .codegen import _idents
 from .graph import Gather, Map, Reduce
 from .kernel import ArrayKernel, _array, _rows
 from .model import ModelProblem
@@ -70,6 +72,7 @@ class ModelKernel:
         self.data_shapes = {d.name: d.shape[1:] if d.per_sample else d.shape
                             for d in problem.data}
         self._sampled = tuple(d.name for d in problem.data if d.per_sample)
+        self._cols = dict(zip(self.data_names, _idents(self.data_names, "c_"), strict=True))
         nodes = topo([problem.output])
         self._scan_always: bool = any(
             (isinstance(n, Map) and may_hide(n.expr)) or (isinstance(n, Reduce) and n.op == "max")
@@ -83,6 +86,9 @@ class ModelKernel:
         self._offsets = problem.offsets()
         #: The compiled functions: ``predict(x, out, dims, *data)``, ``jvp(x, v, out, ...)``.
         self.jit = types.SimpleNamespace(predict=module.predict, jvp=module.jvp)
+        for col in self._cols.values():  # d outputs along a data array: jvp_<name>
+            if hasattr(module, f"jvp{col[1:]}"):
+                setattr(self.jit, f"jvp{col[1:]}", getattr(module, f"jvp{col[1:]}"))
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{n}{list(s)}" for n, s in self.shapes.items())
@@ -172,19 +178,52 @@ class ModelKernel:
 
         return self._each(data, batch_size, (), fill)
 
-    def jacobian(self, x, /, *, batch_size: int | None = None, **data) -> np.ndarray:
+    def jacobian(self, x, /, *, wrt: str | None = None, batch_size: int | None = None,
+                 **data) -> np.ndarray:
         """The outputs' Jacobian in ``x``, shape ``(N, *shape, P)``: one forward tangent per
         parameter (P forward sweeps, so meant for small P: a fitted curve's 3 parameters, not
-        a network's weights)."""
+        a network's weights).
+
+        ``wrt="X"`` differentiates by a per-sample data array instead (saliency, sensitivities):
+        each sample's outputs by its own row, shape ``(N, *shape, *X's shape per sample)``, one
+        forward sweep per entry of a row."""
         x = self._x(x)
-        e = np.zeros_like(x)
+        if wrt is None:
+            e = np.zeros_like(x)
 
-        def fill(args, out):
-            col = np.empty(out.shape[:-1], dtype=self.dtype)
-            for j in range(x.shape[0]):
-                e[j] = 1.0
-                self._run("jvp", x, (e, col), args)
-                out[..., j] = col
-                e[j] = 0.0
+            def fill(args, out):
+                col = np.empty(out.shape[:-1], dtype=self.dtype)
+                for j in range(x.shape[0]):
+                    e[j] = 1.0
+                    self._run("jvp", x, (e, col), args)
+                    out[..., j] = col
+                    e[j] = 0.0
 
-        return self._each(data, batch_size, (self.n_params,), fill)
+            return self._each(data, batch_size, (self.n_params,), fill)
+        name = self._by_data(wrt)
+        inner = self.data_shapes[wrt]
+        width = math.prod(inner)
+
+        def fill_data(args, out):
+            n = out.shape[0]
+            flat = out.reshape(*out.shape[:1 + len(self.shape)], width)
+            v = np.zeros((n, width), dtype=self.dtype)
+            col = np.empty(out.shape[:1 + len(self.shape)], dtype=self.dtype)
+            for k in range(width):
+                v[:, k] = 1.0
+                self._run(name, x, (v.reshape(n, *inner), col), args)
+                flat[..., k] = col
+                v[:, k] = 0.0
+
+        return self._each(data, batch_size, inner, fill_data)
+
+    def _by_data(self, wrt: str) -> str:
+        """The name of the compiled tangent along data array ``wrt``."""
+        if wrt not in self.data_names:
+            raise ValueError(f"wrt={wrt!r} names no data array of this model (data arrays: "
+                             f"{', '.join(self.data_names)}); wrt=None differentiates by x")
+        name = f"jvp{self._cols[wrt][1:]}"
+        if not hasattr(self.jit, name):
+            raise ValueError(f"wrt={wrt!r}: only per-sample float data arrays can be "
+                             "differentiated (not index columns or whole arrays)")
+        return name
