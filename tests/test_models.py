@@ -238,3 +238,14 @@ def test_jacobian_by_a_data_array(decay, small_net):
     i = sg.data("i", dtype=int)
     with pytest.raises(ValueError, match="only per-sample float data arrays"):
         sg.compile(sg.sum(U[i], axis=0)).jacobian(np.ones(8), wrt="i", i=np.array([1]))
+
+
+def test_a_model_is_not_a_loss(decay):
+    """Forgetting sg.mean used to be refused at compile time; now it is a model, and what trains
+    or checks a loss says what to do with it."""
+    data = {"t": np.ones(3)}
+    for call in (lambda: sg.minimize(decay, np.ones(3), data=data, steps=2),
+                 lambda: sg.check_grad(decay, np.ones(3), data=data),
+                 lambda: decay.value_and_grad(np.ones(3), **data)):
+        with pytest.raises(sg.ProblemError, match=r"keeps the sample axis.*sg\.mean"):
+            call()

@@ -28,6 +28,7 @@ import numpy as np
 from ..datacheck import check_names, may_hide, non_finite_error
 from ..derive import KinkPolicy
 from ..distributed.detect import has_dask
+from ..errors import ProblemError
 from .autodiff import topo
 from .codegen import _idents
 from .graph import Gather, Map, Reduce
@@ -89,6 +90,15 @@ class ModelKernel:
         for col in self._cols.values():  # d outputs along a data array: jvp_<name>
             if hasattr(module, f"jvp{col[1:]}"):
                 setattr(self.jit, f"jvp{col[1:]}", getattr(module, f"jvp{col[1:]}"))
+
+    def _not_a_loss(self, *args, **kwargs):
+        raise ProblemError("this expression keeps the sample axis, so sg.compile made it a model "
+                           "(one output per sample), not a loss: to fit it, reduce the samples, "
+                           "e.g. sg.compile(sg.mean((model_expr - y)**2)); to predict, call "
+                           "model(x, **data)")
+
+    # what trains or checks a loss (sg.minimize, sg.check_grad) says what to do with a model
+    value = value_and_grad = grad = hvp = hessian = data_args = _not_a_loss
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{n}{list(s)}" for n, s in self.shapes.items())
