@@ -85,7 +85,8 @@ def is_model(expr) -> bool:
     if expr.has(IndexedSum, sp.Indexed):
         return False
     outer = expr.xreplace({r: sp.Dummy() for r in expr.atoms(Mean, Sum)})
-    return any(isinstance(s, Data) for s in outer.free_symbols)
+    stray = [s for s in outer.free_symbols if isinstance(s, Data)]
+    return bool(stray) and all(s.width is None for s in stray)  # components: the scalar path
 
 
 def model_problem(expr, params: Sequence | None = None) -> ModelProblem:
