@@ -249,3 +249,15 @@ def test_a_model_is_not_a_loss(decay):
                  lambda: decay.value_and_grad(np.ones(3), **data)):
         with pytest.raises(sg.ProblemError, match=r"keeps the sample axis.*sg\.mean"):
             call()
+
+
+def test_edge_outputs_data_itself_slices_and_no_parameters():
+    X = sg.data("X", shape=(3,))
+    Xd = np.arange(6.0).reshape(2, 3)
+    ident = sg.compile(X)  # the output is a data array: copied
+    np.testing.assert_array_equal(ident(np.empty(0), X=Xd), Xd)
+    assert ident.jacobian(np.empty(0), X=Xd).shape == (2, 3, 0)
+    w = sg.params("w", shape=(3,))
+    part = sg.compile(X[1:] * w[0])  # a trimmed axis in the output's shape
+    assert part.shape == (2,) and "# output shape: [N, D0 - 1]" in part.source
+    np.testing.assert_array_equal(part(np.array([2.0, 0, 0]), X=Xd), 2 * Xd[:, 1:])
