@@ -261,3 +261,34 @@ def test_edge_outputs_data_itself_slices_and_no_parameters():
     part = sg.compile(X[1:] * w[0])  # a trimmed axis in the output's shape
     assert part.shape == (2,) and "# output shape: [N, D0 - 1]" in part.source
     np.testing.assert_array_equal(part(np.array([2.0, 0, 0]), X=Xd), 2 * Xd[:, 1:])
+
+
+@pytest.mark.parametrize("case", ["dense", "gather", "window", "lse"])
+def test_model_agrees_with_the_loss_built_on_it(case):
+    """The model's outputs, reduced in NumPy, equal the compiled loss of the same expression
+    reduced by symgrad; the Jacobian's rows contract to the loss gradient."""
+    rng = np.random.default_rng(5)
+    W, b = sg.params("Wq", shape=(4, 3)), sg.params("bq", shape=(4,))
+    X = sg.data("Xq", shape=(3,))
+    data = {"Xq": rng.standard_normal((9, 3))}
+    if case == "dense":
+        out = sg.tanh(W @ X + b)
+    elif case == "gather":
+        i = sg.data("iq", dtype=int)
+        out = sg.sigmoid(W[i] * X) + b[1]
+        data["iq"] = rng.integers(0, 4, 9)
+    elif case == "window":
+        out = W[:, 1:] @ X[1:] * b
+    else:
+        out = sg.logsumexp(W @ X + b, axis=-1) + 0 * b[0]
+    model = sg.compile(out)
+    loss = sg.compile(sg.mean(sg.sum(out**2, axis=0)) if out.ndim > 1 else sg.mean(out**2),
+                      model.params)
+    x = rng.standard_normal(model.n_params)
+    y = model(x, **data)
+    assert y.shape == (9, *model.shape)
+    value, grad = loss.value_and_grad(x, **data)
+    assert value == pytest.approx(np.mean(np.sum(y.reshape(9, -1)**2, axis=1)), rel=1e-13)
+    J = model.jacobian(x, **data).reshape(9, -1, model.n_params)
+    np.testing.assert_allclose(2 * np.einsum("no,nop->p", y.reshape(9, -1), J) / 9, grad,
+                               rtol=1e-12, atol=1e-14)
