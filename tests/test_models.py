@@ -46,6 +46,7 @@ def _forward(parts, X):
     return hid @ parts["W2"].T + parts["b2"]
 
 
+@pytest.mark.slow
 def test_784_128_10_logits_equal_numpy(mnist_net):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(mnist_net.n_params) * 0.05
