@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 
+import sympy as sp
+
 from ..codegen import CodegenOptions, _esc, helpers_for
 from ..derive import KinkPolicy
 from .autodiff import tangents, topo
@@ -25,7 +27,7 @@ from .codegen import _CHECK_ROWS, _JIT, _fn, _idents, _Module, _wrap
 from .emit import Emitter, f32_helpers, plan
 from .formula import program
 from .gemm import GEMM_HELPER
-from .graph import Gather, Leaf, N, Node
+from .graph import Gather, Leaf, Map, N, Node, map_
 from .model import ModelProblem
 
 __all__ = ["model_header", "model_module_source"]
@@ -76,6 +78,55 @@ class _ModelModule(_Module):
             fn.store(node, "out")
         return head + fn.lines
 
+    def jacobian(self, core: str) -> str:
+        """``jacobian``: with scalar parameters only (a fitted curve), every column in one pass
+        (the tangents share the forward work); otherwise one ``jvp`` per entry of x."""
+        doc = "The outputs' Jacobian in x, into J (outputs' shape, then len(x))."
+        if self.prob.params and all(not p.shape for p in self.prob.params):
+            return _fn(f"jacobian(x, J, {core})", doc, self.fused_jacobian(), _JIT)
+        return _fn(f"jacobian(x, J, {core})", doc, [
+            "nn = x.shape[0]",
+            "if J.shape[J.ndim - 1] != nn:",
+            '    raise ValueError("J: its last axis must have the length of x")',
+            "if nn == 0:",
+            "    return J",
+            "m = J.size // nn",
+            "e = np.zeros(nn, dtype=x.dtype)",
+            "col = np.empty(J.shape[:-1], dtype=x.dtype)",
+            "Jf = J.reshape((m, nn))",
+            "cf = col.reshape(m)",
+            "for j in range(nn):",
+            "    e[j] = 1.0",
+            f"    jvp(x, e, col, {core})",
+            "    for r in range(m):",
+            "        Jf[r, j] = cf[r]",
+            "    e[j] = 0.0",
+            "return J"])
+
+    def fused_jacobian(self) -> list[str]:
+        """One tangent per scalar parameter (seeded with 1), written column by column."""
+        one = map_(sp.S.One, [], ())
+        cols = [tangents([self.prob.output], {p: one}, self.policy)[0]
+                for p in self.prob.params]
+        fn = Emitter(self.prob, False, self.real)
+        head = self.prologue(fn, False)
+        shape = self.prob.output.shape
+        for ax, s in enumerate(shape):
+            head.append(f"if J.shape[{ax}] != {fn.size(s)}:")
+            head.append(f'    raise ValueError("J: wrong size on axis {ax}")')
+        head.append(f"if J.shape[{len(shape)}] != {len(cols)}:")
+        head.append('    raise ValueError("J: its last axis must have the length of x")')
+        order, virtual = plan([c for c in cols if c is not None])
+        virtual |= {id(c) for c in cols if isinstance(c, Map)}  # computed where J is written
+        fn.body(order, virtual, {})
+        idx = fn.idx(range(len(shape)))
+        loops, d = fn.loops(shape)
+        fn.lines.extend(loops)
+        for j, c in enumerate(cols):
+            value = fn.zero if c is None else fn.expr(c, idx)
+            fn.emit(f"J[{', '.join(idx)}, {j}] = {value}", d)
+        return head + fn.lines + ["return J"]
+
     def text(self) -> str:
         core = ", ".join(["dims", *self.cols])
         by_data = []
@@ -91,23 +142,7 @@ class _ModelModule(_Module):
             _fn(f"jvp(x, v, out, {core})",
                 "The outputs' derivative along the parameter direction v, into out.",
                 self.output(self.dout, True), _JIT),
-            _fn(f"jacobian(x, J, {core})",
-                "The outputs' Jacobian in x, into J (outputs' shape, then len(x)).", [
-                    "nn = x.shape[0]",
-                    "if J.shape[J.ndim - 1] != nn:",
-                    '    raise ValueError("J: its last axis must have the length of x")',
-                    "m = J.size // nn if nn else 0",
-                    "e = np.zeros(nn, dtype=x.dtype)",
-                    "col = np.empty(J.shape[:-1], dtype=x.dtype)",
-                    "Jf = J.reshape((m, nn))",
-                    "cf = col.reshape(m)",
-                    "for j in range(nn):",
-                    "    e[j] = 1.0",
-                    f"    jvp(x, e, col, {core})",
-                    "    for r in range(m):",
-                    "        Jf[r, j] = cf[r]",
-                    "    e[j] = 0.0",
-                    "return J"]),
+            self.jacobian(core),
             *by_data,
         ])
 

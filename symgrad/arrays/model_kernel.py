@@ -86,7 +86,8 @@ class ModelKernel:
         self.dims = np.array(problem.dims, dtype=np.int64)
         self._offsets = problem.offsets()
         #: The compiled functions: ``predict(x, out, dims, *data)``, ``jvp(x, v, out, ...)``.
-        self.jit = types.SimpleNamespace(predict=module.predict, jvp=module.jvp)
+        self.jit = types.SimpleNamespace(predict=module.predict, jvp=module.jvp,
+                                         jacobian=module.jacobian)
         for col in self._cols.values():  # d outputs along a data array: jvp_<name>
             if hasattr(module, f"jvp{col[1:]}"):
                 setattr(self.jit, f"jvp{col[1:]}", getattr(module, f"jvp{col[1:]}"))
@@ -190,24 +191,17 @@ class ModelKernel:
 
     def jacobian(self, x, /, *, wrt: str | None = None, batch_size: int | None = None,
                  **data) -> np.ndarray:
-        """The outputs' Jacobian in ``x``, shape ``(N, *shape, P)``: one forward tangent per
-        parameter (P forward sweeps, so meant for small P: a fitted curve's 3 parameters, not
-        a network's weights).
+        """The outputs' Jacobian in ``x``, shape ``(N, *shape, P)``, by forward tangents, so
+        meant for small P (a fitted curve's 3 parameters, not a network's weights): with scalar
+        parameters only, all P columns in one pass; otherwise one forward sweep per entry of x.
 
         ``wrt="X"`` differentiates by a per-sample data array instead (saliency, sensitivities):
         each sample's outputs by its own row, shape ``(N, *shape, *X's shape per sample)``, one
         forward sweep per entry of a row."""
         x = self._x(x)
         if wrt is None:
-            e = np.zeros_like(x)
-
             def fill(args, out):
-                col = np.empty(out.shape[:-1], dtype=self.dtype)
-                for j in range(x.shape[0]):
-                    e[j] = 1.0
-                    self._run("jvp", x, (e, col), args)
-                    out[..., j] = col
-                    e[j] = 0.0
+                self._run("jacobian", x, (out,), args)
 
             return self._each(data, batch_size, (self.n_params,), fill)
         name = self._by_data(wrt)
