@@ -46,6 +46,7 @@ SCRIPTS: list[tuple[str, list[str]]] = [
     ("second_order", []),
     ("checker_accuracy", []),
     ("mlp_step", []),
+    ("model_predict", []),
     ("logistic", []),
     ("index_arrays", []),
     ("least_squares", []),

@@ -6,7 +6,9 @@
 inside scikit-learn (no download). Pixels (0..16) are scaled to [0, 1]; a seeded stratified split
 keeps 25% of the images for testing. The loss is written once on whole arrays (W1 is one (H, 64)
 array, X one 64-vector per sample); symgrad derives its exact gradient and compiles it to matrix
-products, and ``sg.minimize`` runs mini-batch Adam over the training rows.
+products, and ``sg.minimize`` runs mini-batch Adam over the training rows. The logits are
+compiled with the loss (``outputs=``), so the accuracy is measured by the compiled model,
+``model(x, X=...)``, on the trained ``x``.
 
 Figure: the training loss per epoch and a few test digits with their predicted labels.
 
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import symgrad as sg
-from symgrad import losses, optim
+from symgrad import losses, metrics, optim
 
 CLASSES = 10
 PIXELS = 64
@@ -46,7 +48,7 @@ def load(seed: int = 0) -> tuple[np.ndarray, ...]:
 
 
 def network(hidden: int):
-    """The loss and its parameters, in packing order."""
+    """The loss, its parameters in packing order, and the logits (the model)."""
     W1 = sg.params("W1", shape=(hidden, PIXELS))
     b1 = sg.params("b1", shape=(hidden,))
     W2 = sg.params("W2", shape=(CLASSES, hidden))
@@ -55,13 +57,7 @@ def network(hidden: int):
     Y = sg.data("Y", shape=(CLASSES,))
     logits = W2 @ sg.relu(W1 @ X + b1) + b2
     loss = losses.cross_entropy(logits, Y) + losses.l2(W1, W2, weight=1e-4)
-    return loss, [W1, b1, W2, b2]
-
-
-def predict(parts: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """The class with the largest logit for each row of ``x`` (NumPy forward pass)."""
-    hid = np.maximum(x @ parts["W1"].T + parts["b1"], 0.0)
-    return np.argmax(hid @ parts["W2"].T + parts["b2"], axis=1)
+    return loss, [W1, b1, W2, b2], logits
 
 
 def main(out_dir: str | Path, epochs: int = 60, hidden: int = 32) -> dict:
@@ -69,10 +65,11 @@ def main(out_dir: str | Path, epochs: int = 60, hidden: int = 32) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     x_train, x_test, y_train, y_test = load()
-    loss, params = network(hidden)
+    loss, params, logits = network(hidden)
     data = {"X": x_train, "Y": np.eye(CLASSES)[y_train]}
     t0 = time.perf_counter()
-    f = sg.compile(loss, params)
+    f = sg.compile(loss, params, outputs={"logits": logits})
+    model = f.outputs["logits"]  # per-sample logits, packed like f's x
     x0 = f.init(seed=0, scale=2.0)  # He initialisation for the relu layer, zero biases
     loss0 = f.value_and_grad(x0, **data)[0]  # the first call compiles (or loads) the Numba code
     build = time.perf_counter() - t0
@@ -80,23 +77,29 @@ def main(out_dir: str | Path, epochs: int = 60, hidden: int = 32) -> dict:
     res = sg.minimize(f, x0, optimizer=optim.adam(lr=3e-3), data=data, batch_size=32,
                       epochs=epochs, seed=0)
     train_time = time.perf_counter() - t0
-    parts = f.unpack(res.x)
-    train_acc = float(np.mean(predict(parts, x_train) == y_train))
-    test_acc = float(np.mean(predict(parts, x_test) == y_test))
+    test_scores = model(res.x, X=x_test)
+    train_acc = metrics.accuracy(model(res.x, X=x_train), y_train)
+    test_acc = metrics.accuracy(test_scores, y_test)
+    confusion = metrics.confusion_matrix(test_scores, y_test)
     print(f"{len(x_train)} training and {len(x_test)} test images; network 64-{hidden}-10, "
           f"{f.n_params} parameters")
     print(f"build {build:.2f} s (SymPy, code generation, Numba); training {train_time:.2f} s "
           f"({res.nit} Adam steps, {epochs} epochs of batch 32), status {res.status}")
     print(f"loss: initial {loss0:.4f}, final {res.fun:.4f}")
-    print(f"accuracy: train {train_acc:.3f}, test {test_acc:.3f}")
-    fig_path = figure(out, res, parts, x_test, y_test, test_acc)
+    print(f"accuracy: train {train_acc:.3f}, test {test_acc:.3f} (model(x, X=...) on the "
+          "compiled logits)")
+    worst = np.unravel_index(np.argmax(confusion - np.diag(np.diag(confusion))), confusion.shape)
+    print(f"most frequent confusion: {confusion[worst]} test images of {worst[0]} read as "
+          f"{worst[1]}")
+    fig_path = figure(out, res, metrics.predicted_class(test_scores), x_test, y_test, test_acc)
     print(f"figure: {fig_path}")
     return {"train_accuracy": train_acc, "test_accuracy": test_acc, "fun": res.fun,
             "status": res.status, "n_params": f.n_params, "build_seconds": build,
+            "confusion": confusion, "test_scores": test_scores, "x": res.x,
             "train_seconds": train_time, "figures": [str(fig_path)]}
 
 
-def figure(out: Path, res, parts, x_test, y_test, test_acc: float) -> Path:
+def figure(out: Path, res, predicted, x_test, y_test, test_acc: float) -> Path:
     """Loss per epoch (left) and the first 12 test digits with their predictions (right)."""
     from symgrad import plot
 
@@ -108,7 +111,7 @@ def figure(out: Path, res, parts, x_test, y_test, test_acc: float) -> Path:
     fig.axes[1].set_axis_off()
     fig.axes[1].set_title(f"test digits: predicted (true); test accuracy {test_acc:.1%}")
     grid.set_axis_off()
-    pred = predict(parts, x_test[:12])
+    pred = predicted[:12]
     for k in range(12):
         ax = grid.inset_axes([(k % 4) / 4 + 0.01, 1 - (k // 4 + 1) / 3 + 0.05, 0.23, 0.25])
         ax.imshow(x_test[k].reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)

@@ -6,7 +6,8 @@ on a synthetic 2-D, three-class data set (three concentric rings: not linearly s
 hidden relu layer is needed). The loss is written once, on whole arrays (W1 is one (8, 2) array,
 X one 2-vector per sample); symgrad derives the exact gradient with respect to all 51 weights
 (one array per parameter; relu'(0) = 0, as PyTorch and dlgradient) and compiles it to matrix
-products and fused loops over the samples of a mini-batch.
+products and fused loops over the samples of a mini-batch. The logits are compiled with the loss
+(``outputs=``): the accuracy and the decision regions come from that model on the trained ``x``.
 
 Figure: the decision regions on the test set and the loss per epoch.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import symgrad as sg
-from symgrad import losses, optim
+from symgrad import losses, metrics, optim
 
 GENERATED = "two_layer_net.py"
 HIDDEN = 8
@@ -51,13 +52,6 @@ def rings(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return np.column_stack([radius * np.cos(angle), radius * np.sin(angle)]), label
 
 
-def predict(parts: dict[str, np.ndarray], points: np.ndarray) -> np.ndarray:
-    """The class with the largest logit, for each row of ``points`` (NumPy forward pass on the
-    parameter arrays of ``f.unpack(x)``)."""
-    hid = np.maximum(points @ parts["W1"].T + parts["b1"], 0.0)
-    return np.argmax(hid @ parts["W2"].T + parts["b2"], axis=1)
-
-
 def generate(directory: str | Path) -> Path:
     """Write the standalone generated module of this example's loss into ``directory``."""
     return sg.generate(LOSS, Path(directory) / GENERATED, PARAMS,
@@ -71,7 +65,8 @@ def main(out_dir: str | Path, epochs: int = 30) -> dict:
     rng = np.random.default_rng(0)
     x_train, y_train = rings(900, rng)
     x_test, y_test = rings(600, rng)
-    f = sg.compile(LOSS, PARAMS)
+    f = sg.compile(LOSS, PARAMS, outputs={"logits": logits})
+    model = f.outputs["logits"]  # per-sample logits, packed like f's x
     assert f.params == ("W1", "b1", "W2", "b2")
     assert f.n_params == 2 * HIDDEN + HIDDEN + CLASSES * HIDDEN + CLASSES
 
@@ -82,9 +77,8 @@ def main(out_dir: str | Path, epochs: int = 30) -> dict:
     data = {"X": x_train, "Y": np.eye(CLASSES)[y_train]}
     res = sg.minimize(f, x0, optimizer=optim.momentum(lr=0.05, beta=0.9), data=data,
                       batch_size=32, epochs=epochs, seed=0)
-    parts = f.unpack(res.x)
-    train_acc = float(np.mean(predict(parts, x_train) == y_train))
-    test_acc = float(np.mean(predict(parts, x_test) == y_test))
+    train_acc = metrics.accuracy(model(res.x, X=x_train), y_train)
+    test_acc = metrics.accuracy(model(res.x, X=x_test), y_test)
     print(f"{f.n_params} parameters, {res.nit} mini-batch steps ({epochs} epochs of 32), "
           f"status {res.status}")
     print(f"cross-entropy: initial {f.value(x0, **data):.4f}, final {res.fun:.4f}")
@@ -93,8 +87,8 @@ def main(out_dir: str | Path, epochs: int = 30) -> dict:
     from symgrad import plot
 
     fig = plot.figure(2, size=(6.0, 5.0))
-    plot.decision_regions(lambda pts: predict(parts, pts), x_test, y_test, ax=fig.axes[0],
-                          class_names=["ring 1", "ring 2", "ring 3"],
+    plot.decision_regions(lambda pts: metrics.predicted_class(model(res.x, X=pts)), x_test,
+                          y_test, ax=fig.axes[0], class_names=["ring 1", "ring 2", "ring 3"],
                           title=f"Decision regions (test accuracy {test_acc:.1%})")
     plot.loss_curves({"epoch loss (train)": res.history.epoch_loss}, ax=fig.axes[1],
                      xlabel="epoch", ylabel="cross-entropy",
@@ -102,7 +96,8 @@ def main(out_dir: str | Path, epochs: int = 30) -> dict:
     fig_path = plot.save(fig, out / "two_layer_net.png")
     print(f"figure: {fig_path}")
     return {"train_accuracy": train_acc, "test_accuracy": test_acc, "fun": res.fun,
-            "status": res.status, "n_params": f.n_params, "figures": [str(fig_path)]}
+            "status": res.status, "n_params": f.n_params, "figures": [str(fig_path)],
+            "x": res.x, "x_test": x_test}
 
 
 if __name__ == "__main__":

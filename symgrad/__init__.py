@@ -7,10 +7,11 @@
 104.0
 """
 
-from . import distributed, losses, lsq, testing
+from . import distributed, losses, lsq, metrics, testing
 from .api import compile, generate, grad, hessian, jacobian
 from .arrays.graph import ShapeError
 from .arrays.kernel import ArrayKernel
+from .arrays.model_kernel import ModelKernel
 from .arrays.ops import einsum
 from .check import GradCheck, HessianCheck, check_grad, check_hessian
 from .derive import KinkPolicy
@@ -43,6 +44,7 @@ __all__ = [
     "Kernel",
     "KinkPolicy",
     "LeastSquaresResult",
+    "ModelKernel",
     "OptimizeResult",
     "ProblemError",
     "ResidualKernel",
@@ -76,6 +78,7 @@ __all__ = [
     "lsq",
     "max",
     "mean",
+    "metrics",
     "minimize",
     "optim",
     "params",

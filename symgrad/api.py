@@ -20,6 +20,8 @@ import sympy as sp
 from .arrays.build import array_source, compile_array
 from .arrays.graph import Node
 from .arrays.kernel import ArrayKernel
+from .arrays.model import compile_model, is_model, model_source, with_outputs
+from .arrays.model_kernel import ModelKernel
 from .cache import cached_module, code_digest, write_atomic
 from .codegen import CodegenOptions, header, module_source
 from .derive import KinkPolicy, derive
@@ -122,7 +124,8 @@ def _source(loss, params, policy, regenerate: str) -> tuple:
 
 
 def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None = None,
-            parallel: bool | None = None, dtype: str | None = None) -> Kernel | ArrayKernel:
+            parallel: bool | None = None, dtype: str | None = None,
+            outputs: dict | None = None) -> Kernel | ArrayKernel | ModelKernel:
     """Compile a loss (a SymPy expression or a Python function of its parameters) to a Kernel.
 
     The module is kept in the cache directory (see :mod:`symgrad.cache`) under a key of
@@ -133,6 +136,11 @@ def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None =
     :class:`ArrayKernel`; ``dtype="float32"`` computes it in float32 throughout (float64 is
     the default).
 
+    An expression that keeps the sample axis (logits, a fitted curve ``a*exp(-b*t) + c``) is a
+    model: it compiles to a :class:`~symgrad.arrays.model_kernel.ModelKernel` whose call gives
+    one output per sample. ``outputs={"proba": sg.softmax(logits)}`` compiles models next to
+    the loss, packed like its ``x``: ``f.outputs["proba"](x, X=...)``.
+
     >>> import symgrad as sg
     >>> def my_loss(x1, x2):
     ...     return (x2 - x1**2)**2 + (1 - x1)**2
@@ -140,6 +148,14 @@ def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None =
     >>> f.params, f.value_and_grad([2.0, 2.0])[1].tolist()
     (('x1', 'x2'), [18.0, -4.0])
     """
+    if outputs is not None:
+        f = compile(loss, params, policy=policy, parallel=parallel, dtype=dtype)
+        return with_outputs(f, outputs, policy=policy, dtype=dtype or "float64")
+    if is_model(loss):
+        if parallel is not None:
+            raise ValueError("parallel= applies to scalar losses; models use BLAS and one loop "
+                             "per node (no prange variant yet)")
+        return compile_model(loss, params, policy=policy, dtype=dtype or "float64")
     if isinstance(loss, Node):
         if parallel is not None:
             raise ValueError("parallel= applies to scalar losses; array losses use BLAS and "
@@ -201,7 +217,9 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
     path = Path(path)
     check_output(path, force)
     regenerate = regenerate or f"symgrad.generate(loss, {str(path.as_posix())!r})"
-    if isinstance(loss, Node):
+    if is_model(loss):
+        _, src = model_source(loss, params, policy, regenerate)
+    elif isinstance(loss, Node):
         _, src = array_source(loss, params, policy, regenerate)
     else:
         _, src = _source(loss, params, policy, regenerate)

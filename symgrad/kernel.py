@@ -47,6 +47,9 @@ class Kernel:
     ``v`` (ValueError otherwise: the compiled code writes it before reading them).
     """
 
+    #: Models compiled with the loss (``sg.compile(loss, outputs={...})``), packed like ``x``.
+    outputs: Mapping = types.MappingProxyType({})
+
     def __init__(self, problem: Problem, source: str, path: Path, module: types.ModuleType,
                  parallel: bool | None = None) -> None:
         self.problem = problem

@@ -94,8 +94,9 @@ def test_shape_errors_name_the_arrays():
         W[3, 0]
     with pytest.raises(sg.ShapeError, match="axis 2 is out of range"):
         sg.sum(W, axis=2)
-    with pytest.raises(sg.ProblemError, match="still has the sample axis"):
-        sg.compile(W @ Z)
+    assert isinstance(sg.compile(W @ Z), sg.ModelKernel)  # keeps the sample axis: a model
+    with pytest.raises(sg.ProblemError, match=r"must be a scalar.*\(3, 4\).*sg.sum"):
+        sg.compile(W * 2)
     with pytest.raises(sg.ProblemError, match="'W' is declared twice with different layouts"):
         sg.compile(sg.sum(W) + sg.sum(sg.params("W", shape=(2,))))
     with pytest.raises(TypeError, match="SymPy Matrix cannot be mixed"):

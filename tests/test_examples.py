@@ -103,6 +103,14 @@ def test_digits_accuracy(results):
     assert r["status"] == "completed"
     assert r["test_accuracy"] >= 0.95
     assert r["train_accuracy"] >= 0.97
+    # reported through the compiled model: its logits are NumPy's forward pass at the trained x
+    _, x_test, _, y_test = load("digits").load()
+    W1, b1, W2, b2 = np.split(r["x"], np.cumsum([32 * 64, 32, 10 * 32]))
+    ref = np.maximum(x_test @ W1.reshape(32, 64).T + b1, 0) @ W2.reshape(10, 32).T + b2
+    np.testing.assert_allclose(r["test_scores"], ref, rtol=1e-12, atol=1e-12)
+    assert r["test_accuracy"] == np.mean(np.argmax(ref, axis=1) == y_test)
+    assert r["confusion"].sum() == len(y_test) and np.trace(r["confusion"]) == round(
+        r["test_accuracy"] * len(y_test))
 
 
 def test_logistic_regression_accuracy(results):

@@ -35,6 +35,9 @@ __all__ = ["ArrayKernel"]
 class ArrayKernel:
     """A compiled array loss: value, gradient, Hessian-vector product and Hessian at ``x``."""
 
+    #: Models compiled with the loss (``sg.compile(loss, outputs={...})``), packed like ``x``.
+    outputs: Mapping = types.MappingProxyType({})
+
     def __init__(self, problem: ArrayProblem, source: str, path: Path,
                  module: types.ModuleType, policy: KinkPolicy | None = None,
                  dtype: str = "float64") -> None:
