@@ -68,6 +68,13 @@ class Linearization:
     cost: float
     g: np.ndarray
     model: Any  # NormalModel | QRModel
+    #: |f| of the model's rows (robust losses: |b f|, which is not sqrt(2 cost)); None: linear
+    fnorm: float | None = None
+
+    @property
+    def norm(self) -> float:
+        """The residual norm the gradient's cosine is measured against."""
+        return float(np.sqrt(2 * self.cost)) if self.fnorm is None else self.fnorm
 
 
 @dataclass
@@ -122,11 +129,11 @@ def stalled(lin: Linearization, lin0: Linearization, active: np.ndarray,
     """Whether a point is not stationary on the problem's own scale: some free parameter has
     ``|g_j| > tol * |J_j| |f(x0)|`` (the cosine of MINPACK's gtol test, measured against the
     start's residual norm so that a fit down to rounding noise is not held against it)."""
-    if lin.model is None or lin0.cost <= 0:
+    if lin.model is None or lin0.norm <= 0:
         return False
     c = lin.model.colnorm
     ok = ~active & (c > 0)
-    return bool(ok.any() and np.max(np.abs(lin.g[ok]) / c[ok]) > tol * np.sqrt(2 * lin0.cost))
+    return bool(ok.any() and np.max(np.abs(lin.g[ok]) / c[ok]) > tol * lin0.norm)
 
 
 def _free(x, g, lo, hi) -> np.ndarray:
@@ -138,13 +145,13 @@ def _free(x, g, lo, hi) -> np.ndarray:
 
 def _gnorm(lin: Linearization, free: np.ndarray) -> float:
     """MINPACK's scaled gradient: max |g_j| / (|J_j| |f|) over the free parameters."""
-    if lin.cost <= 0:
+    if lin.cost <= 0 or lin.norm <= 0:
         return 0.0
     c = lin.model.colnorm
     ok = free & (c > 0)
     if not ok.any():
         return 0.0
-    return float(np.max(np.abs(lin.g[ok]) / (c[ok] * np.sqrt(2 * lin.cost))))
+    return float(np.max(np.abs(lin.g[ok]) / (c[ok] * lin.norm)))
 
 
 def _step_in(model, free, d, delta, par):
@@ -252,6 +259,12 @@ def polish(problem, out: Outcome, bounds: tuple | None = None, max_steps: int = 
     return Outcome(x, lin, nfev, out.nit, out.status, out.active)
 
 
+def _norm(v: np.ndarray) -> float:
+    """|v| without overflow or underflow of the squares (parameters around 1e160)."""
+    big = float(np.max(np.abs(v), initial=0.0))
+    return big * float(np.linalg.norm(v / big)) if 0 < big < np.inf else big
+
+
 def _gradient(lin: Linearization) -> float:
     c = lin.model.colnorm
     return float(np.linalg.norm(lin.g / np.where(c > 0, c, 1.0)))
@@ -284,7 +297,7 @@ def gauss_newton(problem, x0: np.ndarray, *, xtol: float = 1e-8, ftol: float = 1
             t *= 0.5
             if t < 1e-12:
                 break
-        dx = float(np.linalg.norm(xt - x))
+        dx = _norm(xt - x)
         accepted = np.isfinite(new.cost) and new.cost <= lin.cost
         status = 0
         if accepted:
@@ -293,7 +306,7 @@ def gauss_newton(problem, x0: np.ndarray, *, xtol: float = 1e-8, ftol: float = 1
             nit += 1
             if red <= max(ftol, EPS) * max(lin.cost + red, DWARF):
                 status = 2
-        if dx <= max(xtol, EPS) * (max(xtol, EPS) + float(np.linalg.norm(x))):
+        if dx <= max(xtol, EPS) * (max(xtol, EPS) + _norm(x)):
             status = 4 if status == 2 else 3
         if status:
             return Outcome(x, lin, nfev, nit, status, ~_free(x, lin.g, lo, hi))

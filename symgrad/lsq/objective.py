@@ -34,6 +34,8 @@ __all__ = ["Objective"]
 #: A start whose cost, or a diagonal entry of JᵀJ, lies outside [2**-LIMIT, 2**LIMIT] is
 #: rescaled (about 1e-250 .. 1e250: room for sums over many samples and for the solve).
 LIMIT = 830
+#: A robust loss whose typical residual at x0 exceeds f_scale by this much is refused.
+SATURATED = 1e150
 
 
 class Objective:
@@ -95,18 +97,30 @@ class Objective:
                 A, g, ftf = self.k.normal(x, jscale=a, rscale=b)
                 model = NormalModel(np.asarray(A, dtype=np.float64),
                                     np.asarray(g, dtype=np.float64))
+        fnorm = None
         if cost is None:
             cost = 0.5 * float(ftf)
+        else:
+            fnorm = float(np.sqrt(ftf))
         if not (np.isfinite(cost) and np.all(np.isfinite(g))
                 and np.all(np.isfinite(model.colnorm))):
             return Linearization(np.inf, np.full(x.size, np.nan), None)
-        return Linearization(cost, np.asarray(g, dtype=np.float64), model)
+        return Linearization(cost, np.asarray(g, dtype=np.float64), model, fnorm)
 
     # ------------------------------------------------------------------ scale
 
     def calibrate(self, x0: np.ndarray) -> Linearization:
         """The linearisation at ``x0``, after choosing the scale ``s`` if the sums of squares
         there would leave the floating-point range."""
+        if self.loss != "linear":
+            with np.errstate(all="ignore"):
+                typical = float(np.median(np.abs(self.fun(x0))))
+            if typical > SATURATED * self.f_scale:
+                raise ValueError(
+                    f"f_scale={self.f_scale:g} is less than 1e-150 times the typical residual "
+                    f"at x0 (median |f| = {typical:.3g}): the {self.loss} loss would treat every "
+                    "residual as an outlier and its Gauss-Newton model is degenerate. Choose "
+                    "f_scale near the size of an inlier's residual")
         lin = self.linearize(x0)
         if lin.model is not None and _in_range(lin):
             return lin
@@ -145,4 +159,6 @@ class Objective:
 def _in_range(lin: Linearization) -> bool:
     lo, hi = 2.0 ** -LIMIT, 2.0 ** LIMIT
     c = lin.model.colnorm ** 2
+    if lin.fnorm is not None:  # robust: the rows' |b f| too
+        c = np.append(c, lin.fnorm ** 2)
     return lo <= lin.cost <= hi and bool(np.all((c >= lo) & (c <= hi)))

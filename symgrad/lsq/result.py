@@ -120,15 +120,18 @@ class LeastSquaresResult:
 
     @property
     def stderr(self) -> np.ndarray:
-        """Standard errors ``sqrt(diag(cov))``; inf for unidentifiable parameters."""
-        return np.sqrt(np.diag(self.cov))
+        """Standard errors ``sqrt(diag(cov))``; inf for unidentifiable parameters (computed
+        as ``sqrt(var) * sqrt(diag((JᵀJ)⁻¹))`` in the solver's units: the variance of an
+        estimate around 1e-170 is not a double)."""
+        return np.sqrt(self._var) * np.sqrt(np.diag(self._inv[0]))
 
     @property
     def corr(self) -> np.ndarray:
         """The correlation matrix ``cov_ij / (stderr_i stderr_j)``."""
-        se = self.stderr
+        inv = self._inv[0]
+        se = np.sqrt(np.diag(inv))
         with np.errstate(invalid="ignore", divide="ignore"):
-            c = self.cov / np.outer(se, se)
+            c = inv / np.outer(se, se)
         finite = np.isfinite(se)
         c[~finite, :] = np.nan
         c[:, ~finite] = np.nan
