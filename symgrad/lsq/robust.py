@@ -16,7 +16,7 @@ logarithmic term) beyond, so any positive finite ``f_scale`` works without overf
 >>> import numpy as np
 >>> c, a, b = scales("huber", np.array([0.5, 3.0]), f_scale=1.0)
 >>> c, b.tolist()
-(2.625, [0.5, 1.3160740129524924e-07])
+(2.625, [1.0, 22369621.333333332])
 """
 
 from __future__ import annotations
