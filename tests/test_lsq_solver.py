@@ -279,9 +279,19 @@ def test_every_option_is_validated_by_name(decay, decay_data, kw, exc, match):
 def test_data_and_curve_fit_options_are_validated(decay, decay_data):
     with pytest.raises(TypeError, match="data must be a dict of columns by name"):
         sg.least_squares(decay, [1.0, 0.1, 0.0], data=[decay_data["t"], decay_data["y"]])
+    model, tt, yy, p0 = a * sg.exp(-b * t) + c, decay_data["t"], decay_data["y"], [1, 0.1, 0]
     with pytest.raises(ValueError, match="chunk must be an integer >= 1"):
-        sg.curve_fit(a * sg.exp(-b * t) + c, decay_data["t"], decay_data["y"], [1.0, 0.1, 0.0],
-                     params=[a, b, c], method="precise", chunk=0)
+        sg.curve_fit(model, tt, yy, p0, params=[a, b, c], method="precise", chunk=0)
+    with pytest.raises(ValueError, match="ydata has 199 values but xdata has 200 samples"):
+        sg.curve_fit(model, tt, yy[1:], p0, params=[a, b, c])
+    with pytest.raises(ValueError, match=r"sigma must be 200 standard deviations.*shape \(2,\)"):
+        sg.curve_fit(model, tt, yy, p0, params=[a, b, c], sigma=[1.0, 2.0])
+    with pytest.raises(ValueError, match="sigma must be positive finite"):
+        sg.curve_fit(model, tt, yy, p0, params=[a, b, c], sigma=np.zeros(200))
+    with pytest.raises(TypeError, match="absolute_sigma must be True or False"):
+        sg.curve_fit(model, tt, yy, p0, params=[a, b, c], absolute_sigma="no")
+    with pytest.raises(TypeError, match="ydata must be numbers"):
+        sg.curve_fit(model, tt, ["y"] * 200, p0, params=[a, b, c])
 
 
 @pytest.mark.parametrize("scale", [1e-170, 1e160])

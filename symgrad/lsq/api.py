@@ -159,6 +159,16 @@ def _curve_symbols(model, xdata, params):
     return expr - declare_data(yname), ps, cols, yname
 
 
+def _numbers(name: str, value) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        arr = np.asarray(None)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be numbers, got {value!r:.60}")
+    return arr.astype(np.float64).ravel()
+
+
 def curve_fit(model, xdata, ydata, p0, *, params=None, sigma=None,
               absolute_sigma: bool = False, **kwargs) -> tuple[np.ndarray, np.ndarray]:
     """Fit ``model`` (a SymPy expression in parameters and data symbols) to ``ydata``.
@@ -174,14 +184,24 @@ def curve_fit(model, xdata, ydata, p0, *, params=None, sigma=None,
     >>> round(float(popt[0]), 6), pcov.shape
     (2.01, (1, 1))
     """
+    absolute_sigma = opt.flag("absolute_sigma", absolute_sigma)
     resid, ps, cols, yname = _curve_symbols(model, xdata, params)
-    cols[yname] = np.asarray(ydata, dtype=np.float64).ravel()
+    y = _numbers("ydata", ydata)
+    n = next((c.shape[0] for c in cols.values() if c.ndim >= 1), y.size)
+    if y.size != n:
+        raise ValueError(f"ydata has {y.size} values but xdata has {n} samples")
+    cols[yname] = y
     weights = None
     if sigma is not None:
-        s = np.asarray(sigma, dtype=np.float64)
-        if s.ndim != 1 or not np.all(s > 0):
-            raise ValueError("sigma must be a 1-D array of positive standard deviations")
-        weights = 1.0 / s**2
+        s = _numbers("sigma", sigma)
+        if np.ndim(sigma) > 1 or s.size != y.size:
+            raise ValueError(f"sigma must be {y.size} standard deviations, one per ydata value "
+                             f"(a 1-D array), got shape {np.shape(sigma)}")
+        with np.errstate(over="ignore", divide="ignore"):
+            weights = 1.0 / s**2
+        if not np.all(np.isfinite(s) & (s > 0) & np.isfinite(weights)):
+            raise ValueError("sigma must be positive finite standard deviations (and not so "
+                             "small that 1/sigma**2 overflows)")
     fit = least_squares(resid, p0, params=ps, data=cols, weights=weights, **kwargs)
     pcov = fit.cov_unscaled if absolute_sigma else fit.cov
     return fit.x, pcov

@@ -134,7 +134,8 @@ class Objective:
 
     def _centre(self, x: np.ndarray) -> float:
         """A power of two near the geometric middle of max|f|, the largest and smallest
-        non-zero column max|J_j| and (robust losses) ``f_scale``; 1 if none is finite."""
+        non-zero column max|J_j| and (robust losses) ``f_scale``; 1 if their squares are in
+        range already (or none is finite)."""
         with np.errstate(all="ignore"):
             mags = [float(np.max(np.abs(self.fun(x)), initial=0.0))]
             with contextlib.suppress(NotImplementedError):  # Dask: J's rows stay there
@@ -142,8 +143,8 @@ class Objective:
         if self.loss != "linear":
             mags.append(self.f_scale)
         logs = [math.frexp(v)[1] for v in mags if 0 < v < math.inf]
-        if not logs:
-            return 1.0
+        if not logs or (2 * max(logs) < LIMIT and 2 * min(logs) > -LIMIT):
+            return 1.0  # nothing to centre (a zero column, an exact fit at x0)
         return math.ldexp(1.0, (min(logs) + max(logs)) // 2)
 
     def _column_max(self, x: np.ndarray) -> np.ndarray:
