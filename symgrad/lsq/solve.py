@@ -64,12 +64,13 @@ def solve(obj: Objective, method: str, x0: np.ndarray, lin0: Linearization, *,
         other = obj.with_mode(mode)
         try:
             start = lin0 if mode == obj.mode else other.linearize(x0)
-            second = solver(other, x0, max_nfev=budget - out.nfev - (mode != obj.mode),
+            # its count includes the start (one more evaluation when the model differs)
+            second = solver(other, x0, max_nfev=budget - out.nfev + (mode == obj.mode),
                             lin0=start, **opts)
         except NotImplementedError:  # Dask columns: no streamed rows for the QR model
             second = None
         if second is not None:
-            nfev = out.nfev + second.nfev + (mode != obj.mode)
+            nfev = out.nfev + second.nfev - (mode == obj.mode)
             if second.lin.cost < out.lin.cost and second.status != 0:
                 out, obj = second, other
             out.nfev = nfev
