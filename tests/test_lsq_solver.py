@@ -276,6 +276,14 @@ def test_every_option_is_validated_by_name(decay, decay_data, kw, exc, match):
         sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data, **kw)
 
 
+def test_bounds_forms_as_scipy_accepts_them(decay, decay_data):
+    lo, hi = [0.0, 0.0, 0.8], [10.0, 0.6, 5.0]
+    ref = sg.least_squares(decay, [1.0, 0.1, 1.0], data=decay_data, bounds=(lo, hi))
+    for form in (np.array([lo, hi]), so.Bounds(lo, hi), [lo, hi]):
+        fit = sg.least_squares(decay, [1.0, 0.1, 1.0], data=decay_data, bounds=form)
+        np.testing.assert_array_equal(fit.x, ref.x)
+
+
 def test_data_and_curve_fit_options_are_validated(decay, decay_data):
     with pytest.raises(TypeError, match="data must be a dict of columns by name"):
         sg.least_squares(decay, [1.0, 0.1, 0.0], data=[decay_data["t"], decay_data["y"]])

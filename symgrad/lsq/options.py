@@ -109,7 +109,9 @@ def bounds(value: Any, names: tuple[str, ...], x: np.ndarray) -> tuple | None:
     """``(lo, hi)`` as float64 vectors, None when absent or unbounded."""
     if value is None:
         return None
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
+    if hasattr(value, "lb") and hasattr(value, "ub"):  # scipy.optimize.Bounds
+        value = (value.lb, value.ub)
+    if not isinstance(value, (tuple, list, np.ndarray)) or len(value) != 2:
         raise ValueError("bounds must be a pair (lower, upper) of numbers or arrays of "
                          f"{len(names)}")
     lo, hi = (_floats(f"bounds' {w}", v, x.size, names)
