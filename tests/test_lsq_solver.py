@@ -242,3 +242,124 @@ def test_too_few_residuals_and_bad_arguments(decay, decay_data):
         sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data, weights=[1, 2, 3])
     with pytest.raises(ValueError, match="missing c"):
         sg.least_squares(decay, {"a": 1.0, "b": 0.1}, data=decay_data)
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    ({"method": "precise", "chunk": -5}, ValueError, "chunk must be an integer >= 1, got -5"),
+    ({"method": "precise", "chunk": 0}, ValueError, "chunk must be an integer >= 1, got 0"),
+    ({"chunk": 2.5}, TypeError, "chunk must be an integer"),
+    ({"max_nfev": 0}, ValueError, "max_nfev must be an integer >= 1"),
+    ({"max_nfev": 10.5}, TypeError, "max_nfev must be an integer >= 1 or None"),
+    ({"xtol": -1.0}, ValueError, "xtol must be a finite number >= 0"),
+    ({"ftol": float("nan")}, ValueError, "ftol must be a finite number >= 0"),
+    ({"gtol": "1e-8"}, TypeError, "gtol must be a real number"),
+    ({"f_scale": 0.0}, ValueError, "f_scale must be a positive finite number"),
+    ({"f_scale": float("inf")}, ValueError, "f_scale must be a positive finite number"),
+    ({"f_scale": "1"}, ValueError, "f_scale must be a positive finite number"),
+    ({"loss": None}, ValueError, "loss=None is not one of"),
+    ({"method": None}, ValueError, "method=None: use one of"),
+    ({"x_scale": "auto"}, ValueError, "x_scale='auto': use 'jac'"),
+    ({"x_scale": [1.0, 2.0]}, ValueError, r"x_scale must be a number or 3 numbers \(a, b, c\)"),
+    ({"x_scale": [1.0, -1.0, 1.0]}, ValueError, "x_scale must be 'jac' or positive finite"),
+    ({"bounds": (0.0,)}, ValueError, r"bounds must be a pair \(lower, upper\)"),
+    ({"bounds": ([0.0, 0.0], [9.0, 9.0])}, ValueError, "bounds' lower must be a number or 3"),
+    ({"bounds": (float("nan"), 9.0)}, ValueError, "bounds must not contain NaN"),
+    ({"bounds": ("a", 9.0)}, TypeError, "bounds' lower must be a number"),
+    ({"weights": ["x"] * 200}, TypeError, "weights must be numbers"),
+    ({"weights": -np.ones(200)}, ValueError, "weights must be finite and >= 0"),
+    ({"refine": "yes"}, TypeError, "refine must be True or False"),
+    ({"fallback": None}, TypeError, "fallback must be True or False"),
+])
+def test_every_option_is_validated_by_name(decay, decay_data, kw, exc, match):
+    """Issue 24.10: chunk=-5 returned x0 with success=True, chunk=0 a bare range() error."""
+    with pytest.raises(exc, match=match):
+        sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data, **kw)
+
+
+def test_bounds_forms_as_scipy_accepts_them(decay, decay_data):
+    lo, hi = [0.0, 0.0, 0.8], [10.0, 0.6, 5.0]
+    ref = sg.least_squares(decay, [1.0, 0.1, 1.0], data=decay_data, bounds=(lo, hi))
+    for form in (np.array([lo, hi]), so.Bounds(lo, hi), [lo, hi]):
+        fit = sg.least_squares(decay, [1.0, 0.1, 1.0], data=decay_data, bounds=form)
+        np.testing.assert_array_equal(fit.x, ref.x)
+
+
+def test_data_and_curve_fit_options_are_validated(decay, decay_data):
+    with pytest.raises(TypeError, match="data must be a dict of columns by name"):
+        sg.least_squares(decay, [1.0, 0.1, 0.0], data=[decay_data["t"], decay_data["y"]])
+    model, tt, yy, p0 = a * sg.exp(-b * t) + c, decay_data["t"], decay_data["y"], [1, 0.1, 0]
+    with pytest.raises(ValueError, match="chunk must be an integer >= 1"):
+        sg.curve_fit(model, tt, yy, p0, params=[a, b, c], method="precise", chunk=0)
+    with pytest.raises(ValueError, match="ydata has 199 values but xdata has 200 samples"):
+        sg.curve_fit(model, tt, yy[1:], p0, params=[a, b, c])
+    with pytest.raises(ValueError, match=r"sigma must be 200 standard deviations.*shape \(2,\)"):
+        sg.curve_fit(model, tt, yy, p0, params=[a, b, c], sigma=[1.0, 2.0])
+    with pytest.raises(ValueError, match="sigma must be positive finite"):
+        sg.curve_fit(model, tt, yy, p0, params=[a, b, c], sigma=np.zeros(200))
+    with pytest.raises(TypeError, match="absolute_sigma must be True or False"):
+        sg.curve_fit(model, tt, yy, p0, params=[a, b, c], absolute_sigma="no")
+    with pytest.raises(TypeError, match="ydata must be numbers"):
+        sg.curve_fit(model, tt, ["y"] * 200, p0, params=[a, b, c])
+
+
+@pytest.mark.parametrize("scale", [1e-170, 1e160])
+@pytest.mark.parametrize("method", ["lm", "precise", "gn"])
+def test_extreme_data_scales_match_scipy(decay, decay_data, scale, method):
+    """Issue 24.11: data around 1e-170 returned x0 with success=True; around 1e160 the start
+    was refused. SciPy's lm with the same Jacobian finds the answer at both scales."""
+    data = {"t": decay_data["t"], "y": decay_data["y"] * scale}
+    unit = np.array([scale, 1.0, scale])
+    x0 = np.array([1.0, 0.1, 0.0]) * unit
+    fit = sg.least_squares(decay, x0, data=data, method=method)
+    ref = _scipy(decay, data, x0, method="lm", xtol=1e-14, ftol=1e-14, gtol=1e-14)
+    plain = sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data, method=method)
+    assert fit.success and fit.nfev > 2
+    np.testing.assert_allclose(fit.x / unit, ref.x / unit, rtol=1e-8)
+    np.testing.assert_allclose(fit.x / unit, plain.x, rtol=1e-9)
+    np.testing.assert_allclose(fit.stderr / unit, plain.stderr, rtol=1e-6)
+    assert fit.sigma / scale == pytest.approx(plain.sigma, rel=1e-8)
+
+
+def test_a_stall_is_not_reported_as_success():
+    """Issue 24.11: never success when the gradient is not small. From BoxBOD's first start
+    precise stops on a plateau (b2 -> inf) with |g_j|/(|J_j||f|) = 0.6; the fallback (lm from
+    x0) solves it."""
+    import strd
+
+    pb = strd.load("BoxBOD")
+    k = ReferenceResiduals(pb.resid, pb.params)
+    alone = sg.least_squares(k, pb.starts[0], data=pb.data, method="precise", fallback=False)
+    assert alone.status == -2 and not alone.success and "Stalled" in alone.message
+    fit = sg.least_squares(k, pb.starts[0], data=pb.data, method="precise")
+    assert fit.success and strd.lre(fit.x, pb.cert) > 8
+
+
+@pytest.mark.parametrize("loss", ["huber", "soft_l1", "cauchy", "arctan"])
+def test_extreme_f_scale(decay, decay_data, loss):
+    """Issue 24.19: f_scale=1e200 gave a bare OverflowError (it is the linear loss for every
+    residual of ordinary size); f_scale=1e-200 was reported as a Jacobian not finite at x0."""
+    fit = sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data, loss=loss, f_scale=1e200)
+    plain = sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data)
+    assert fit.success
+    np.testing.assert_allclose(fit.x, plain.x, rtol=1e-10)
+    assert fit.cost == pytest.approx(plain.cost, rel=1e-12)
+    with pytest.raises(ValueError, match=r"f_scale=1e-200 is less than 1e-150 times the typical"):
+        sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data, loss=loss, f_scale=1e-200)
+
+
+def test_dask_dataframe_columns_equal_the_in_memory_fit(decay_data):
+    """Issue 24.12: columns of unknown chunk sizes (a masked Dask DataFrame) failed with
+    'cannot convert float NaN to integer' (the sample count is DaskResiduals.n_samples, sized
+    on the cluster when first asked: symgrad/distributed/residuals.py)."""
+    dd = pytest.importorskip("dask.dataframe")
+    import pandas as pd
+
+    df = dd.from_pandas(pd.DataFrame(decay_data), npartitions=3)
+    df = df[df.t >= 0]  # every row kept, chunk sizes unknown
+    assert np.isnan(df.t.to_dask_array().shape[0])
+    k = sg.compile_residuals(DECAY, [a, b, c])
+    fit = sg.least_squares(k, [1.0, 0.1, 0.0], data={"t": df.t, "y": df.y})
+    mem = sg.least_squares(k, [1.0, 0.1, 0.0], data=decay_data)
+    assert fit.n_residuals == 200 and fit.success
+    np.testing.assert_allclose(fit.x, mem.x, rtol=1e-10)
+    np.testing.assert_allclose(fit.stderr, mem.stderr, rtol=1e-8)

@@ -15,15 +15,21 @@ from typing import Any
 
 import numpy as np
 
+from . import options as opt
 from . import robust
-from .lm import MESSAGES, gauss_newton, levenberg_marquardt, polish
+from .lm import MESSAGES
 from .objective import Objective
 from .result import LeastSquaresResult
+from .solve import METHODS, solve
 
-__all__ = ["as_kernel", "curve_fit", "least_squares", "to_scipy"]
+__all__ = ["FTOL", "GTOL", "XTOL", "as_kernel", "curve_fit", "least_squares", "to_scipy"]
 
-METHODS = {"lm": ("normal", levenberg_marquardt), "gn": ("normal", gauss_newton),
-           "precise": ("qr", levenberg_marquardt)}
+#: Default tolerances (SciPy's are 1e-8): the certified NIST problems reach 6.6-11 digits at
+#: these (4.7-11 at 1e-8) for 4% more evaluations (``benchmarks/strd.py``). gtol stays above
+#: the gradient's rounding, so a fit whose sums run in another order (Dask chunks) stops alike.
+XTOL = FTOL = 1e-12
+GTOL = 1e-10
+
 
 
 def _is_kernel(obj: Any) -> bool:
@@ -49,56 +55,8 @@ def as_kernel(residual, params=None, data=None):
     return compile_residuals(residual, params=params, data=data)
 
 
-def _x0(x0, names: tuple[str, ...]) -> np.ndarray:
-    if isinstance(x0, Mapping):
-        missing = [n for n in names if n not in x0]
-        extra = sorted(set(map(str, x0)) - set(names))
-        if missing or extra:
-            raise ValueError(f"x0 must give every parameter ({', '.join(names)}): "
-                             + (f"missing {', '.join(missing)} " if missing else "")
-                             + (f"unknown {', '.join(extra)}" if extra else ""))
-        x0 = [x0[n] for n in names]
-    x = np.array(x0, dtype=np.float64).ravel()
-    if x.size != len(names):
-        raise ValueError(f"x0 has {x.size} values but there are {len(names)} parameters "
-                         f"({', '.join(names)})")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"x0 must be finite, got {x.tolist()}")
-    return x
-
-
-def _bounds(bounds, names, x0) -> tuple | None:
-    if bounds is None:
-        return None
-    lo, hi = (np.broadcast_to(np.asarray(b, dtype=np.float64), x0.shape).copy()
-              for b in bounds)
-    if np.all(np.isinf(lo) & (lo < 0)) and np.all(np.isinf(hi) & (hi > 0)):
-        return None
-    bad = [n for n, lo_, hi_ in zip(names, lo, hi, strict=True) if not lo_ < hi_]
-    if bad:
-        raise ValueError(f"bounds: lower must be < upper for {', '.join(bad)}")
-    out = [n for n, v, lo_, hi_ in zip(names, x0, lo, hi, strict=True) if not lo_ <= v <= hi_]
-    if out:
-        raise ValueError(f"x0 is outside the bounds for {', '.join(out)}")
-    return lo, hi
-
-
-def _weights(weights, M: int, m: int) -> np.ndarray | None:
-    if weights is None:
-        return None
-    w = np.asarray(weights, dtype=np.float64).ravel()
-    if w.size == M // m and m > 1:
-        w = np.repeat(w, m)
-    if w.size != M:
-        raise ValueError(f"weights has {w.size} values; give one per sample ({M // m}) or per "
-                         f"residual ({M})")
-    if not np.all(np.isfinite(w) & (w >= 0)):
-        raise ValueError("weights must be finite and >= 0")
-    return w
-
-
 def _check_start(obj: Objective, kernel, x0: np.ndarray, data: Mapping) -> Any:
-    lin = obj.linearize(x0)
+    lin = obj.calibrate(x0)
     if np.isfinite(lin.cost):
         return lin
     with np.errstate(all="ignore"):
@@ -117,10 +75,10 @@ def _check_start(obj: Objective, kernel, x0: np.ndarray, data: Mapping) -> Any:
 
 def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
                   method: str = "lm", loss: str = "linear", f_scale: float = 1.0,
-                  bounds: tuple | None = None, weights=None, xtol: float = 1e-8,
-                  ftol: float = 1e-8, gtol: float = 1e-8, max_nfev: int | None = None,
-                  x_scale: Any = "jac", refine: bool = True, chunk: int = 4096
-                  ) -> LeastSquaresResult:
+                  bounds: tuple | None = None, weights=None, xtol: float = XTOL,
+                  ftol: float = FTOL, gtol: float = GTOL, max_nfev: int | None = None,
+                  x_scale: Any = "jac", refine: bool = True, chunk: int = 4096,
+                  fallback: bool = True) -> LeastSquaresResult:
     """Minimise ``0.5 * sum(w_i * rho(r_i(x)**2))`` over the parameters.
 
     ``residual``: a SymPy expression in parameters and per-sample data (one residual per
@@ -128,51 +86,52 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
     compiled residual kernel. ``method``: ``"lm"`` (Levenberg–Marquardt on the fused normal
     equations, J never stored), ``"precise"`` (LM on a streamed QR factor of J: no squared
     condition number) or ``"gn"`` (Gauss–Newton with a line search). ``loss``/``f_scale``,
-    ``xtol``/``ftol``/``gtol``/``max_nfev``/``x_scale`` and the status codes are SciPy's.
-    ``bounds=(lo, hi)``: a projected active-set step (see :mod:`symgrad.lsq.lm`). ``x0`` may
-    be a dict by parameter name. ``refine``: after convergence, take Gauss–Newton steps while
-    they shrink the gradient (digits the cost tests cannot see; :func:`~symgrad.lsq.lm.polish`).
-    ``chunk``: samples per block of the streamed QR.
+    ``xtol``/``ftol``/``gtol``/``x_scale`` and the status codes are SciPy's (defaults 1e-12,
+    1e-12, 1e-10; status -2: stalled, see :mod:`symgrad.lsq.solve`). ``max_nfev``: default
+    ``200 * (P + 1)`` evaluations, shared with the fallback. ``fallback``: when the method
+    stops in doubt (JᵀJ numerically singular, or a gradient that is not small), run the
+    alternative method (``lm`` <-> ``precise``, ``gn`` -> ``precise``) from ``x0`` and keep the
+    lower cost. ``bounds=(lo, hi)``: a projected active-set step (see :mod:`symgrad.lsq.lm`).
+    ``x0`` may be a dict by parameter name. ``refine``: after convergence, take Gauss–Newton
+    steps while they shrink the gradient (:func:`~symgrad.lsq.lm.polish`). ``chunk``: samples
+    per block of the streamed QR.
     """
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method={method!r}: use one of {', '.join(METHODS)}")
     robust.check(loss, f_scale)
-    for name, tol in (("xtol", xtol), ("ftol", ftol), ("gtol", gtol)):
-        if not tol >= 0:
-            raise ValueError(f"{name} must be >= 0, got {tol}")
-    if max_nfev is not None and max_nfev < 1:
-        raise ValueError(f"max_nfev must be >= 1, got {max_nfev}")
+    xtol, ftol, gtol = (opt.tolerance(n, v) for n, v in
+                        (("xtol", xtol), ("ftol", ftol), ("gtol", gtol)))
+    max_nfev = opt.count("max_nfev", max_nfev, allow_none=True)
+    chunk = opt.count("chunk", chunk)
+    refine, fallback = opt.flag("refine", refine), opt.flag("fallback", fallback)
+    if data is not None and not isinstance(data, Mapping):
+        raise TypeError(f"data must be a dict of columns by name, got {type(data).__name__}")
     data = dict(data or {})
     kernel = as_kernel(residual, params)
-    x = _x0(x0, tuple(kernel.params))
+    names = tuple(kernel.params)
+    x = opt.x0(x0, names)
+    x_scale = opt.x_scale(x_scale, names)
+    box = opt.bounds(bounds, names, x)
     bound = kernel.bind(**data)
     if hasattr(bound, "persist"):  # Dask columns: computed into the cluster's memory once
         bound = bound.persist()
     M, P = int(bound.n_residuals()), kernel.n_params
     if M < P:
-        raise ValueError(f"{M} residual(s) but {P} parameters ({', '.join(kernel.params)}): "
+        raise ValueError(f"{M} residual(s) but {P} parameters ({', '.join(names)}): "
                          "least squares needs at least as many residuals as parameters")
-    if not isinstance(x_scale, str):
-        xs = np.broadcast_to(np.asarray(x_scale, dtype=float), x.shape)
-        if not np.all(np.isfinite(xs) & (xs > 0)):
-            raise ValueError("x_scale must be 'jac' or positive numbers")
-        x_scale = xs
-    elif x_scale != "jac":
-        raise ValueError(f"x_scale={x_scale!r}: use 'jac' or an array")
-    box = _bounds(bounds, tuple(kernel.params), x)
-    mode, solver = METHODS[method]
-    obj = Objective(bound, loss=loss, f_scale=f_scale, weights=_weights(weights, M, kernel.m),
-                    mode=mode, chunk=chunk)
+    obj = Objective(bound, loss=loss, f_scale=f_scale, weights=opt.weights(weights, M, kernel.m),
+                    mode=METHODS[method][0], chunk=chunk, M=M)
     lin0 = _check_start(obj, kernel, x, data)
-    out = solver(obj, x, xtol=xtol, ftol=ftol, gtol=gtol, max_nfev=max_nfev, x_scale=x_scale,
-                 bounds=box, lin0=lin0)
-    if refine:
-        out = polish(obj, out, box)
+    out, obj = solve(obj, method, x, lin0, xtol=xtol, ftol=ftol, gtol=gtol, max_nfev=max_nfev,
+                     x_scale=x_scale, bounds=box, refine=refine, fallback=fallback)
+    s2 = obj.s**2
+    with np.errstate(over="ignore", under="ignore"):
+        cost, grad = out.lin.cost * s2, out.lin.g * s2
     res = LeastSquaresResult(
-        x=out.x, cost=out.lin.cost, grad=out.lin.g, nfev=out.nfev, njev=out.nfev, nit=out.nit,
-        status=out.status, message=MESSAGES[out.status], params=tuple(kernel.params),
+        x=out.x, cost=cost, grad=grad, nfev=out.nfev, njev=out.nfev, nit=out.nit,
+        status=out.status, message=MESSAGES[out.status], params=names,
         n_residuals=M, active_mask=out.active.astype(int), method=method, loss=loss,
-        _model=out.lin.model, _objective=obj)
+        _model=out.lin.model, _objective=obj, _scale=obj.s, _cost=out.lin.cost)
     res.warn_unidentifiable()
     return res
 
@@ -202,6 +161,16 @@ def _curve_symbols(model, xdata, params):
     return expr - declare_data(yname), ps, cols, yname
 
 
+def _numbers(name: str, value) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        arr = np.asarray(None)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be numbers, got {value!r:.60}")
+    return arr.astype(np.float64).ravel()
+
+
 def curve_fit(model, xdata, ydata, p0, *, params=None, sigma=None,
               absolute_sigma: bool = False, **kwargs) -> tuple[np.ndarray, np.ndarray]:
     """Fit ``model`` (a SymPy expression in parameters and data symbols) to ``ydata``.
@@ -217,14 +186,24 @@ def curve_fit(model, xdata, ydata, p0, *, params=None, sigma=None,
     >>> round(float(popt[0]), 6), pcov.shape
     (2.01, (1, 1))
     """
+    absolute_sigma = opt.flag("absolute_sigma", absolute_sigma)
     resid, ps, cols, yname = _curve_symbols(model, xdata, params)
-    cols[yname] = np.asarray(ydata, dtype=np.float64).ravel()
+    y = _numbers("ydata", ydata)
+    n = next((c.shape[0] for c in cols.values() if c.ndim >= 1), y.size)
+    if y.size != n:
+        raise ValueError(f"ydata has {y.size} values but xdata has {n} samples")
+    cols[yname] = y
     weights = None
     if sigma is not None:
-        s = np.asarray(sigma, dtype=np.float64)
-        if s.ndim != 1 or not np.all(s > 0):
-            raise ValueError("sigma must be a 1-D array of positive standard deviations")
-        weights = 1.0 / s**2
+        s = _numbers("sigma", sigma)
+        if np.ndim(sigma) > 1 or s.size != y.size:
+            raise ValueError(f"sigma must be {y.size} standard deviations, one per ydata value "
+                             f"(a 1-D array), got shape {np.shape(sigma)}")
+        with np.errstate(over="ignore", divide="ignore"):
+            weights = 1.0 / s**2
+        if not np.all(np.isfinite(s) & (s > 0) & np.isfinite(weights)):
+            raise ValueError("sigma must be positive finite standard deviations (and not so "
+                             "small that 1/sigma**2 overflows)")
     fit = least_squares(resid, p0, params=ps, data=cols, weights=weights, **kwargs)
     pcov = fit.cov_unscaled if absolute_sigma else fit.cov
     return fit.x, pcov

@@ -32,12 +32,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MESSAGES", "Linearization", "Outcome", "gauss_newton", "levenberg_marquardt",
-           "lmpar"]
+__all__ = ["MESSAGES", "STALLED", "Linearization", "Outcome", "default_max_nfev", "gauss_newton",
+           "levenberg_marquardt", "lmpar", "stalled"]
 
 EPS = np.finfo(float).eps
 DWARF = np.finfo(float).tiny
+#: Status of a stop on the ftol/xtol tests where the gradient is not small (see :func:`stalled`).
+STALLED = -2
 MESSAGES = {
+    STALLED: "Stalled: no step reduces the cost, but the gradient is not small (a plateau, or "
+             "a direction the linear model cannot resolve): try another x0 or method.",
     -1: "Improper input parameters.",
     0: "The maximum number of function evaluations is exceeded.",
     1: "`gtol` termination condition is satisfied.",
@@ -47,6 +51,16 @@ MESSAGES = {
 }
 
 
+def default_max_nfev(n: int) -> int:
+    """The default budget: ``200 * (n + 1)`` evaluations (each gives residuals and J).
+
+    SciPy's ``lm`` allows ``100 * n`` with an analytic Jacobian and ``100 * (n + 1)`` Jacobians'
+    worth of residuals with forward differences; twice the latter lets the slow NIST problems
+    converge (MGH10 needs 343 evaluations from its first start, Bennett5 605, both P = 3).
+    """
+    return 200 * (n + 1)
+
+
 @dataclass
 class Linearization:
     """The problem at one point: cost, gradient ``g = Jᵀf`` and the linear model."""
@@ -54,6 +68,13 @@ class Linearization:
     cost: float
     g: np.ndarray
     model: Any  # NormalModel | QRModel
+    #: |f| of the model's rows (robust losses: |b f|, which is not sqrt(2 cost)); None: linear
+    fnorm: float | None = None
+
+    @property
+    def norm(self) -> float:
+        """The residual norm the gradient's cosine is measured against."""
+        return float(np.sqrt(2 * self.cost)) if self.fnorm is None else self.fnorm
 
 
 @dataclass
@@ -103,6 +124,18 @@ def lmpar(model, d: np.ndarray, delta: float, par: float) -> tuple[float, np.nda
     return par, p
 
 
+def stalled(lin: Linearization, lin0: Linearization, active: np.ndarray,
+            tol: float = 1e-3) -> bool:
+    """Whether a point is not stationary on the problem's own scale: some free parameter has
+    ``|g_j| > tol * |J_j| |f(x0)|`` (the cosine of MINPACK's gtol test, measured against the
+    start's residual norm so that a fit down to rounding noise is not held against it)."""
+    if lin.model is None or lin0.norm <= 0:
+        return False
+    c = lin.model.colnorm
+    ok = ~active & (c > 0)
+    return bool(ok.any() and np.max(np.abs(lin.g[ok]) / c[ok]) > tol * lin0.norm)
+
+
 def _free(x, g, lo, hi) -> np.ndarray:
     """Parameters free to move: not on a bound that the descent direction -g pushes through."""
     if lo is None:
@@ -112,13 +145,13 @@ def _free(x, g, lo, hi) -> np.ndarray:
 
 def _gnorm(lin: Linearization, free: np.ndarray) -> float:
     """MINPACK's scaled gradient: max |g_j| / (|J_j| |f|) over the free parameters."""
-    if lin.cost <= 0:
+    if lin.cost <= 0 or lin.norm <= 0:
         return 0.0
     c = lin.model.colnorm
     ok = free & (c > 0)
     if not ok.any():
         return 0.0
-    return float(np.max(np.abs(lin.g[ok]) / (c[ok] * np.sqrt(2 * lin.cost))))
+    return float(np.max(np.abs(lin.g[ok]) / (c[ok] * lin.norm)))
 
 
 def _step_in(model, free, d, delta, par):
@@ -139,7 +172,7 @@ def levenberg_marquardt(problem, x0: np.ndarray, *, xtol: float = 1e-8, ftol: fl
     x = np.array(x0, dtype=np.float64)
     lo, hi = bounds if bounds is not None else (None, None)
     n = x.size
-    max_nfev = 100 * n if max_nfev is None else max_nfev
+    max_nfev = default_max_nfev(n) if max_nfev is None else max_nfev
     lin = problem.linearize(x) if lin0 is None else lin0
     nfev, nit = 1, 0
     fixed_d = None if isinstance(x_scale, str) else 1.0 / np.asarray(x_scale, dtype=float)
@@ -226,6 +259,12 @@ def polish(problem, out: Outcome, bounds: tuple | None = None, max_steps: int = 
     return Outcome(x, lin, nfev, out.nit, out.status, out.active)
 
 
+def _norm(v: np.ndarray) -> float:
+    """|v| without overflow or underflow of the squares (parameters around 1e160)."""
+    big = float(np.max(np.abs(v), initial=0.0))
+    return big * float(np.linalg.norm(v / big)) if 0 < big < np.inf else big
+
+
 def _gradient(lin: Linearization) -> float:
     c = lin.model.colnorm
     return float(np.linalg.norm(lin.g / np.where(c > 0, c, 1.0)))
@@ -237,7 +276,7 @@ def gauss_newton(problem, x0: np.ndarray, *, xtol: float = 1e-8, ftol: float = 1
     """Gauss–Newton steps with a backtracking (Armijo) line search; the same statuses."""
     x = np.array(x0, dtype=np.float64)
     lo, hi = bounds if bounds is not None else (None, None)
-    max_nfev = 100 * x.size if max_nfev is None else max_nfev
+    max_nfev = default_max_nfev(x.size) if max_nfev is None else max_nfev
     lin = problem.linearize(x) if lin0 is None else lin0
     nfev, nit = 1, 0
     while True:
@@ -258,7 +297,7 @@ def gauss_newton(problem, x0: np.ndarray, *, xtol: float = 1e-8, ftol: float = 1
             t *= 0.5
             if t < 1e-12:
                 break
-        dx = float(np.linalg.norm(xt - x))
+        dx = _norm(xt - x)
         accepted = np.isfinite(new.cost) and new.cost <= lin.cost
         status = 0
         if accepted:
@@ -267,7 +306,7 @@ def gauss_newton(problem, x0: np.ndarray, *, xtol: float = 1e-8, ftol: float = 1
             nit += 1
             if red <= max(ftol, EPS) * max(lin.cost + red, DWARF):
                 status = 2
-        if dx <= max(xtol, EPS) * (max(xtol, EPS) + float(np.linalg.norm(x))):
+        if dx <= max(xtol, EPS) * (max(xtol, EPS) + _norm(x)):
             status = 4 if status == 2 else 3
         if status:
             return Outcome(x, lin, nfev, nit, status, ~_free(x, lin.g, lo, hi))

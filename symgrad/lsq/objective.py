@@ -9,10 +9,18 @@
 Weights multiply the squared residuals: the solver minimises ``0.5 * sum w_i rho(r_i**2)``,
 i.e. works on ``f_i = sqrt(w_i) r_i``; robust losses rescale J and f rows per
 :mod:`symgrad.lsq.robust`.
+
+Scale: the solver works on ``f/s`` and ``J/s`` (``f_scale/s`` for a robust loss) with ``s`` a
+power of two (exact), 1 unless the start's sums of squares leave the floating-point range
+(data around 1e-170 or 1e160): :meth:`Objective.calibrate` then centres the magnitudes of the
+residuals, the Jacobian's columns and ``f_scale`` on 1. Costs, gradients and models are in
+those units (``cost * s**2`` is the user's cost).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from typing import Any
 
 import numpy as np
@@ -23,22 +31,36 @@ from .qr import NormalModel, QRModel, streamed_qr
 
 __all__ = ["Objective"]
 
+#: A start whose cost, or a diagonal entry of JᵀJ, lies outside [2**-LIMIT, 2**LIMIT] is
+#: rescaled (about 1e-250 .. 1e250: room for sums over many samples and for the solve).
+LIMIT = 830
+#: A robust loss whose typical residual at x0 exceeds f_scale by this much is refused.
+SATURATED = 1e150
+
 
 class Objective:
     """``linearize(x) -> Linearization`` of a bound residual kernel."""
 
     def __init__(self, kernel, *, loss: str = "linear", f_scale: float = 1.0,
                  weights: np.ndarray | None = None, mode: str = "normal",
-                 chunk: int = 4096) -> None:
+                 chunk: int = 4096, M: int | None = None) -> None:
         self.k = kernel
         self.loss, self.f_scale, self.mode, self.chunk = loss, float(f_scale), mode, chunk
-        self.M = int(kernel.n_residuals())
+        self.M = int(kernel.n_residuals()) if M is None else M
         self.m = int(kernel.m)
         self.sw = None if weights is None else np.sqrt(weights)
-        self.last_f: np.ndarray | None = None
+        self.s = 1.0  # the residual scale (a power of two)
+        self._rows: np.ndarray | None = self.sw  # sw / s (None: both are 1)
+
+    def with_mode(self, mode: str) -> Objective:
+        """The same problem (and scale) linearised by the other model."""
+        other = Objective.__new__(Objective)
+        other.__dict__.update(self.__dict__)
+        other.mode = mode
+        return other
 
     def fun(self, x: np.ndarray) -> np.ndarray:
-        """The residuals the cost sees: ``sqrt(w) * r``."""
+        """The residuals the cost sees: ``sqrt(w) * r`` (in the user's units)."""
         r = self.k.residuals(np.asarray(x, dtype=np.float64))
         return r if self.sw is None else r * self.sw
 
@@ -48,13 +70,15 @@ class Objective:
         return J if self.sw is None else J * self.sw[:, None]
 
     def _scales(self, x: np.ndarray) -> tuple[float | None, Any, Any]:
-        """(cost or None, jscale, rscale) for the rows at x."""
+        """(cost or None, jscale, rscale) for the rows at x, in the solver's units."""
         if self.loss == "linear":
-            return None, self.sw, self.sw
-        f = self.fun(x)
-        c, a, b = robust.scales(self.loss, f, self.f_scale)
+            return None, self._rows, self._rows
+        f = self.fun(x) / self.s
+        c, a, b = robust.scales(self.loss, f, self.f_scale / self.s)
         if self.sw is not None:
             a, b = a * self.sw, b * self.sw
+        if self.s != 1.0:
+            a, b = a / self.s, b / self.s
         return c, a, b
 
     def linearize(self, x: np.ndarray) -> Linearization:
@@ -73,8 +97,69 @@ class Objective:
                 A, g, ftf = self.k.normal(x, jscale=a, rscale=b)
                 model = NormalModel(np.asarray(A, dtype=np.float64),
                                     np.asarray(g, dtype=np.float64))
+        fnorm = None
         if cost is None:
             cost = 0.5 * float(ftf)
-        if not (np.isfinite(cost) and np.all(np.isfinite(g))):
+        else:
+            fnorm = float(np.sqrt(ftf))
+        if not (np.isfinite(cost) and np.all(np.isfinite(g))
+                and np.all(np.isfinite(model.colnorm))):
             return Linearization(np.inf, np.full(x.size, np.nan), None)
-        return Linearization(cost, np.asarray(g, dtype=np.float64), model)
+        return Linearization(cost, np.asarray(g, dtype=np.float64), model, fnorm)
+
+    # ------------------------------------------------------------------ scale
+
+    def calibrate(self, x0: np.ndarray) -> Linearization:
+        """The linearisation at ``x0``, after choosing the scale ``s`` if the sums of squares
+        there would leave the floating-point range."""
+        if self.loss != "linear":
+            with np.errstate(all="ignore"):
+                typical = float(np.median(np.abs(self.fun(x0))))
+            if typical > SATURATED * self.f_scale:
+                raise ValueError(
+                    f"f_scale={self.f_scale:g} is less than 1e-150 times the typical residual "
+                    f"at x0 (median |f| = {typical:.3g}): the {self.loss} loss would treat every "
+                    "residual as an outlier and its Gauss-Newton model is degenerate. Choose "
+                    "f_scale near the size of an inlier's residual")
+        lin = self.linearize(x0)
+        if lin.model is not None and _in_range(lin):
+            return lin
+        s = self._centre(np.asarray(x0, dtype=np.float64))
+        if s == 1.0:
+            return lin
+        self.s = s
+        base = np.ones(self.M) if self.sw is None else self.sw
+        self._rows = base / s
+        return self.linearize(x0)
+
+    def _centre(self, x: np.ndarray) -> float:
+        """A power of two near the geometric middle of max|f|, the largest and smallest
+        non-zero column max|J_j| and (robust losses) ``f_scale``; 1 if their squares are in
+        range already (or none is finite)."""
+        with np.errstate(all="ignore"):
+            mags = [float(np.max(np.abs(self.fun(x)), initial=0.0))]
+            with contextlib.suppress(NotImplementedError):  # Dask: J's rows stay there
+                mags += list(self._column_max(x))
+        if self.loss != "linear":
+            mags.append(self.f_scale)
+        logs = [math.frexp(v)[1] for v in mags if 0 < v < math.inf]
+        if not logs or (2 * max(logs) < LIMIT and 2 * min(logs) > -LIMIT):
+            return 1.0  # nothing to centre (a zero column, an exact fit at x0)
+        return math.ldexp(1.0, (min(logs) + max(logs)) // 2)
+
+    def _column_max(self, x: np.ndarray) -> np.ndarray:
+        n, out = self.M // self.m, np.zeros(x.size)
+        for lo in range(0, n, self.chunk):
+            J, _ = self.k.rows(x, lo, min(n, lo + self.chunk))
+            if self.sw is not None:
+                J = J * self.sw[lo * self.m:lo * self.m + J.shape[0], None]
+            out = np.fmax(out, np.max(np.abs(J), axis=0, initial=0.0))
+        return out
+
+
+def _in_range(lin: Linearization) -> bool:
+    lo, hi = 2.0 ** -LIMIT, 2.0 ** LIMIT
+    c = lin.model.colnorm ** 2
+    if lin.fnorm is not None:  # robust: the rows' |b f| too
+        c = np.append(c, lin.fnorm ** 2)
+    return lo <= lin.cost <= hi and bool(np.all((c >= lo) & (c <= hi)))

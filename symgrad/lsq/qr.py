@@ -139,14 +139,17 @@ class QRModel(_Model):
         return -(V[:, :k] @ (y / s[:k])) / c, k == self.P
 
     def solve(self, lam: float, d: np.ndarray) -> tuple[np.ndarray, Callable]:
-        Q, Rl = np.linalg.qr(np.vstack([self.R, np.sqrt(lam) * np.diag(d)]))
+        # in the column-scaled variables q = c * p, so that the guard on tiny pivots does not
+        # depend on the parameters' units
+        c = _colnorm(self.colnorm**2)
+        Q, Rl = np.linalg.qr(np.vstack([self.R / c, np.sqrt(lam) * np.diag(d / c)]))
         diag = np.abs(np.diag(Rl))
         if diag.min() <= EPS * max(diag.max(), EPS):
             Rl = Rl + np.diag(np.where(diag <= EPS * diag.max(), EPS * diag.max(), 0.0))
-        p = -np.linalg.solve(Rl, Q[:self.P].T @ self.qtf)
+        p = -np.linalg.solve(Rl, Q[:self.P].T @ self.qtf) / c
 
         def ninv(v: np.ndarray) -> float:
-            w = np.linalg.solve(Rl.T, v)
+            w = np.linalg.solve(Rl.T, v / c)
             return float(w @ w)
 
         return p, ninv

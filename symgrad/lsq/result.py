@@ -65,6 +65,9 @@ class LeastSquaresResult:
     loss: str
     _model: Any = field(repr=False)
     _objective: Any = field(repr=False)
+    #: the solver's residual scale s (it saw f/s; a power of two) and its cost (cost / s**2)
+    _scale: float = field(default=1.0, repr=False)
+    _cost: float | None = field(default=None, repr=False)
     unidentifiable: tuple[str, ...] = ()
 
     @property
@@ -93,31 +96,42 @@ class LeastSquaresResult:
     @property
     def cov_unscaled(self) -> np.ndarray:
         """``(JᵀJ)⁻¹`` (``curve_fit``'s ``absolute_sigma=True`` covariance)."""
-        return self._inv[0]
+        with np.errstate(over="ignore", under="ignore"):
+            return self._inv[0] / self._scale**2
+
+    @property
+    def _var(self) -> float:
+        """``s²/scale²``: the residual variance in the solver's units."""
+        cost = self.cost if self._cost is None else self._cost
+        return 2 * cost / self.dof if self.dof > 0 else float("nan")
 
     @property
     def sigma(self) -> float:
         """Residual standard deviation ``s = sqrt(2 cost / (M - P))`` (nan if M == P)."""
-        return float(np.sqrt(2 * self.cost / self.dof)) if self.dof > 0 else float("nan")
+        with np.errstate(over="ignore"):
+            return float(np.sqrt(self._var) * self._scale)
 
     s = sigma
 
     @property
     def cov(self) -> np.ndarray:
         """Covariance of the estimate, ``s² (JᵀJ)⁻¹``."""
-        return self.sigma**2 * self.cov_unscaled
+        return self._var * self._inv[0]
 
     @property
     def stderr(self) -> np.ndarray:
-        """Standard errors ``sqrt(diag(cov))``; inf for unidentifiable parameters."""
-        return np.sqrt(np.diag(self.cov))
+        """Standard errors ``sqrt(diag(cov))``; inf for unidentifiable parameters (computed
+        as ``sqrt(var) * sqrt(diag((JᵀJ)⁻¹))`` in the solver's units: the variance of an
+        estimate around 1e-170 is not a double)."""
+        return np.sqrt(self._var) * np.sqrt(np.diag(self._inv[0]))
 
     @property
     def corr(self) -> np.ndarray:
         """The correlation matrix ``cov_ij / (stderr_i stderr_j)``."""
-        se = self.stderr
+        inv = self._inv[0]
+        se = np.sqrt(np.diag(inv))
         with np.errstate(invalid="ignore", divide="ignore"):
-            c = self.cov / np.outer(se, se)
+            c = inv / np.outer(se, se)
         finite = np.isfinite(se)
         c[~finite, :] = np.nan
         c[:, ~finite] = np.nan
