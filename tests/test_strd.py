@@ -29,7 +29,8 @@ TIGHT_FAIL = {"precise": {("BoxBOD", 1)}, "lm": set()}
 SD_NOISE = {"Lanczos1"}
 
 
-@pytest.fixture(scope="module", params=["reference", "compiled"])
+@pytest.fixture(scope="module",
+                params=["reference", pytest.param("compiled", marks=pytest.mark.slow)])
 def make(request):
     if request.param == "reference":
         return ReferenceResiduals
