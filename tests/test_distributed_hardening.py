@@ -201,3 +201,18 @@ def test_least_squares_with_a_hidden_nan_is_refused(clipped, masked):
         for call in (bound.residuals, bound.jacobian):
             with pytest.raises(ValueError, match=msg):
                 call(np.array([1.0, 0.0]))
+
+
+def test_chunk_sgd_records_x_only_when_asked():
+    """The history's memory rule holds for SGD over Dask chunks too (issue 24 item 16)."""
+    import dask.array as da
+
+    a = sg.params("a")
+    t = sg.data("t")
+    fb = sg.compile(sg.mean((a - t) ** 2)).bind(t=da.arange(100.0, chunks=10))
+    opt = sg.optim.sgd(lr=0.3)
+    res = sg.distributed.sgd(fb, [0.0], optimizer=opt, steps=5, seed=0)
+    assert res.history.x.shape == (0, 1) and len(res.history.loss) == 6
+    kept = sg.distributed.sgd(fb, [0.0], optimizer=opt, steps=5, seed=0, record_x=True)
+    assert kept.history.x.shape == (6, 1) and kept.history.x[-1, 0] == kept.x[0]
+    np.testing.assert_array_equal(kept.history.loss, res.history.loss)

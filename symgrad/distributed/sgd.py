@@ -25,14 +25,16 @@ __all__ = ["sgd"]
 
 
 def sgd(fb: DaskKernel, x0, *, optimizer, steps: int, chunks_per_step: int = 1,
-        seed=None, callback=None):
+        seed=None, callback=None, record_x: bool = False):
     """Minimize the loss of the Dask-bound kernel ``fb`` with ``optimizer`` (an ``(init,
     update)`` pair from :mod:`symgrad.optim`) on random chunks; an ``OptimizeResult``.
 
     ``callback(step, x, loss, grad)`` runs before each update (return True to stop). A
-    non-finite batch loss or gradient stops with status ``"diverged"``.
+    non-finite batch loss or gradient stops with status ``"diverged"``. The history records
+    each step's loss, learning rate and gradient norm, and the iterates only with
+    ``record_x=True`` (as :func:`symgrad.minimize`).
     """
-    from ..train.result import History, OptimizeResult
+    from ..train.result import History, OptimizeResult, final_grad_norm
 
     if not isinstance(fb, DaskKernel):
         raise TypeError("sgd needs a kernel bound to Dask columns: f.bind(t=dask_array, ...)")
@@ -48,7 +50,7 @@ def sgd(fb: DaskKernel, x0, *, optimizer, steps: int, chunks_per_step: int = 1,
     for k in range(steps):
         which = np.sort(rng.choice(fb.n_chunks, size=chunks_per_step, replace=False))
         fk, g = fb.on_chunks(which).value_and_grad(x)
-        rec.append((k, x, fk, float(optimizer.lr(k)), float(np.linalg.norm(g))))
+        rec.append((k, x if record_x else None, fk, float(optimizer.lr(k)), final_grad_norm(g)))
         if not (math.isfinite(fk) and np.isfinite(g).all()):
             status, message = "diverged", f"step {k}: the batch loss or gradient is not finite"
             break
@@ -59,9 +61,10 @@ def sgd(fb: DaskKernel, x0, *, optimizer, steps: int, chunks_per_step: int = 1,
     else:
         k = steps
     fun, jac = fb.value_and_grad(x)
-    rec.append((k, x, fun, float(optimizer.lr(k)), float(np.linalg.norm(jac))))
+    rec.append((k, x if record_x else None, fun, float(optimizer.lr(k)), final_grad_norm(jac)))
     cols = list(zip(*rec, strict=True))
-    hist = History(np.array(cols[0]), np.array(cols[1]), np.array(cols[2]), np.array(cols[3]),
+    xs = np.array(cols[1]) if record_x else np.empty((0, x.size))
+    hist = History(np.array(cols[0]), xs, np.array(cols[2]), np.array(cols[3]),
                    np.array(cols[4]))
     return OptimizeResult(x=x, fun=fun, jac=jac, nit=k, nfev=len(rec), status=status,
                           message=message, history=hist)
