@@ -38,7 +38,7 @@ class Contractions:
         for c in lo:
             self.emit(f"for {idx[c]} in range({self.size(size[c])}):", d)
             d += 1
-        self.emit(f"acc = {self.zero}", d)
+        self.emit(f"acc = {self.acc0}", d)
         for c in red:
             self.emit(f"for {idx[c]} in range({self.size(size[c])}):", d)
             d += 1
@@ -46,7 +46,7 @@ class Contractions:
         eb = self.expr(b, tuple(idx[c] for c in lb))
         self.emit(f"acc += {ea} * {eb}", d)
         out = f"{name}[{', '.join(idx[c] for c in lo)}]" if lo else name
-        self.emit(f"{out} = acc", len(lo))
+        self.emit(f"{out} = {self.narrow('acc')}", len(lo))
 
     def gemm(self, a, b, la, lb, lo, out) -> str | None:
         """``_gemm`` (out = a @ b) on 2-D views when the labels group as a matrix product,

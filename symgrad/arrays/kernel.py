@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datacheck import batch_index, check_names, may_hide, raise_non_finite, result_finite
+from ..datacheck import (
+    batch_index,
+    check_names,
+    may_hide,
+    overflow_error,
+    raise_non_finite,
+    result_finite,
+)
 from ..derive import KinkPolicy
 from ..distributed.detect import dask_args, has_dask
 from ..kernel import BoundKernel
@@ -188,6 +195,7 @@ class ArrayKernel:
         if batch is not None and n is None:
             raise TypeError("batch= selects samples; this loss reads no per-sample data")
         if scan:
+            self._raise_overflow(data)
             raise_non_finite(dict(zip(self.data_names, cols, strict=True)), kind="data array")
         # A batch is gathered here, once: BLAS wants contiguous rows, and the compiled cores
         # then have one signature and no index argument.
@@ -214,7 +222,19 @@ class ArrayKernel:
             raise_non_finite(sampled, batch, kind="data array")
             raise_non_finite({c: data[c] for c in self.data_names if c not in self._sampled},
                              kind="data array")
+            self._raise_overflow(data, batch)
         return value
+
+    def _raise_overflow(self, data: Mapping, batch=None) -> None:
+        """A float32 kernel: the error naming the first datum its cast made inf (among the rows
+        ``batch`` reads), if any."""
+        if self.dtype == np.float64:
+            return
+        for c in self.data_names:
+            if c not in self._rows:
+                err = overflow_error(c, data[c], self.dtype, batch if c in self._sampled else None)
+                if err is not None:
+                    raise err
 
     # -- evaluation -------------------------------------------------------------------------------
     def _run(self, name: str, x, outs: tuple, args: tuple):
@@ -313,7 +333,8 @@ def _array(name: str, a, shape: tuple, dtype, sampled: bool = True) -> np.ndarra
         if w != N and s != w:
             raise ValueError(f"data array '{name}' has size {s} on axis {ax}; the loss needs "
                              f"{w} (shape {expect})")
-    return np.ascontiguousarray(a, dtype=dtype)
+    with np.errstate(over="ignore"):  # a value beyond float32: named if the result needs it
+        return np.ascontiguousarray(a, dtype=dtype)
 
 
 def _rows(name: str, a) -> np.ndarray:
