@@ -14,6 +14,7 @@ from .api import compile, generate, grad, hessian, jacobian
 from .arrays.graph import ShapeError
 from .arrays.kernel import ArrayKernel
 from .arrays.ops import einsum
+from .blas import set_blas_threads
 from .check import GradCheck, HessianCheck, check_grad, check_hessian
 from .derive import KinkPolicy
 from .distributed import DaskKernel
@@ -83,6 +84,7 @@ __all__ = [
     "relu",
     "schedules",
     "scipy_objective",
+    "set_blas_threads",
     "sigmoid",
     "sin",
     "sinh",

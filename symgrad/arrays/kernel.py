@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import blas
 from ..datacheck import (
     batch_index,
     check_names,
@@ -46,6 +47,7 @@ class ArrayKernel:
                  module: types.ModuleType, policy: KinkPolicy | None = None,
                  dtype: str = "float64") -> None:
         self.problem = problem
+        blas.refresh()  # the BLAS thread policy applies to raw f.jit calls too
         #: The floating-point type of x, the data, the results and every buffer.
         self.dtype = np.dtype(dtype)
         self.policy = policy or KinkPolicy()
@@ -239,6 +241,7 @@ class ArrayKernel:
     # -- evaluation -------------------------------------------------------------------------------
     def _run(self, name: str, x, outs: tuple, args: tuple):
         """Call a compiled function; a row out of range is reported with its column and row."""
+        blas.refresh()
         try:
             return getattr(self.jit, name)(x, *outs, *args)
         except ValueError as exc:
@@ -316,6 +319,7 @@ class ArrayKernel:
         return self.jit
 
     def _call(self, name: str, x, args: tuple, *outs):
+        blas.refresh()
         return getattr(self.jit, name)(x, *outs, *args)
 
 

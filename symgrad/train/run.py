@@ -57,6 +57,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .. import blas
 from ..distributed.detect import has_dask
 from . import second_order
 from .compiled import compiled_reason, is_ready, run_compiled
@@ -147,6 +148,7 @@ def minimize(
         raise ValueError("hvp= is used by optim.newton() only")
     p = plan(f, x0, optimizer, steps, data, batch_size, epochs, seed, tol, gtol, callback,
               progress, record_every, diverge_factor)  # fmt: skip
+    blas.refresh()  # the kernels' BLAS threads for this run (the Python loop also per step)
     if isinstance(p.opt, SecondOrder):
         return second_order.run(p, hvp)
     if compiled is None:
