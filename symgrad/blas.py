@@ -22,7 +22,9 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["refresh", "set_blas_threads"]
+import numpy as np
+
+__all__ = ["dot", "refresh", "set_blas_threads"]
 
 _ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 _PERIOD = 0.5  # seconds between two looks at the machine
@@ -81,6 +83,13 @@ class _Policy:
         else:
             others = os.getloadavg()[0] - own if hasattr(os, "getloadavg") else 0.0
         return max(1, min(self.cores, int(self.cores - others + 0.5)))
+
+
+def dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``a @ b`` of two vectors without BLAS: NumPy's BLAS runs on NumPy's own thread pool,
+    whose spinning threads would take the cores from the kernels' pool between two calls (the
+    loops' norms and line searches call this)."""
+    return float(np.einsum("i,i->", a, b))
 
 
 _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

@@ -11,7 +11,7 @@ import pytest
 
 import symgrad as sg
 from symgrad import blas
-from symgrad.train import python_loop
+from symgrad.train import lbfgs, newton, python_loop, second_order
 
 
 @pytest.fixture
@@ -82,13 +82,16 @@ def test_set_blas_threads_reaches_scipys_pool():
         sg.set_blas_threads(None)
 
 
-def test_python_loop_calls_no_numpy_blas():
-    """No ``@``, ``np.dot``, ``np.linalg`` or ``vdot`` in the Python training loop: NumPy's
-    BLAS runs on NumPy's own thread pool, whose spinning threads would take the cores from the
-    kernels' pool between two steps."""
-    tree = ast.parse(inspect.getsource(python_loop))
+@pytest.mark.parametrize("module", [python_loop, lbfgs, newton, second_order])
+def test_training_loops_call_no_numpy_blas(module):
+    """No ``@``, ``np.dot``, ``np.linalg`` or ``vdot`` in the Python loops (first-order, L-BFGS,
+    Newton): NumPy's BLAS runs on NumPy's own thread pool, whose spinning threads would take the
+    cores from the kernels' pool between two steps."""
+    source = inspect.getsource(module)
+    tree = ast.parse(source[source.index('"""', 3) + 3:])  # the docstring's examples aside
     matmul = [n.lineno for n in ast.walk(tree)
               if isinstance(n, ast.BinOp) and isinstance(n.op, ast.MatMult)]
     calls = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+             and isinstance(n.value, ast.Name) and n.value.id in ("np", "numpy")
              and n.attr in ("dot", "vdot", "inner", "linalg", "matmul", "tensordot")]
     assert not matmul and not calls, (matmul, calls)

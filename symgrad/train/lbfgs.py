@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..blas import dot
 from .second_order import FunAndGrad, Monitor, Outcome, norm
 
 __all__ = ["lbfgs_minimize", "strong_wolfe", "two_loop"]
@@ -43,14 +44,14 @@ def two_loop(g: np.ndarray, pairs: deque) -> np.ndarray:
     q = g.copy()
     alphas = []
     for s, y, rho in reversed(pairs):
-        a = rho * float(s @ q)
+        a = rho * dot(s, q)
         q -= a * y
         alphas.append(a)
     if pairs:
         s, y, _ = pairs[-1]
-        q *= float(s @ y) / float(y @ y)
+        q *= dot(s, y) / dot(y, y)
     for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
-        b = rho * float(y @ q)
+        b = rho * dot(y, q)
         q += (a - b) * s
     return q
 
@@ -91,7 +92,7 @@ def strong_wolfe(fun_and_grad: FunAndGrad, x: np.ndarray, f0: float, g0: np.ndar
     out inside the zoom, the best point with sufficient decrease found so far is returned with
     ``wolfe=False``; ``a == 0`` means no point decreased the loss.
     """
-    dphi0 = float(g0 @ d)
+    dphi0 = dot(g0, d)
     evals = 0
     a_prev, f_prev, dp_prev = 0.0, f0, dphi0
     a, a_max = a1, math.inf
@@ -99,7 +100,7 @@ def strong_wolfe(fun_and_grad: FunAndGrad, x: np.ndarray, f0: float, g0: np.ndar
     def phi(t: float) -> tuple[float, np.ndarray, float]:
         f, g = fun_and_grad(x + t * d)
         f = float(f)
-        dp = float(g @ d) if np.isfinite(g).all() else math.nan
+        dp = dot(g, d) if np.isfinite(g).all() else math.nan
         return (f, g, dp) if math.isfinite(f) and math.isfinite(dp) else (math.inf, g, math.nan)
 
     def zoom(lo, f_lo, g_lo, dp_lo, hi, f_hi, dp_hi, evals):
@@ -189,7 +190,7 @@ def lbfgs_minimize(fun_and_grad: FunAndGrad, x0: Any, *, m: int = 10, steps: int
                 break
             a_last, x_new, f_new, g_new = res
             s, y = x_new - x, g_new - g
-            sy = float(s @ y)
+            sy = dot(s, y)
             if sy > 1e-10 * norm(s) * norm(y):  # curvature condition: keeps H positive definite
                 pairs.append((s, y, 1.0 / sy))
             x, f, g = x_new, f_new, g_new
@@ -208,7 +209,7 @@ def _step(fun_and_grad: FunAndGrad, x: np.ndarray, f: float, g: np.ndarray, pair
         else:
             d = -two_loop(g, pairs)
             a1 = 1.0
-        if not float(g @ d) < 0:  # not a descent direction (rounding): restart from -g
+        if not dot(g, d) < 0:  # not a descent direction (rounding): restart from -g
             if attempt or not pairs:
                 return None
             continue

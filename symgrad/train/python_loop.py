@@ -93,12 +93,6 @@ def batch_evaluator(p: Plan) -> Callable[[np.ndarray, np.ndarray], tuple[float, 
 
 
 
-def sumsq(a: np.ndarray) -> float:
-    """``a @ a`` without BLAS: NumPy's BLAS has its own thread pool, which would fight the
-    kernels' (SciPy's) between two steps (see :mod:`symgrad.blas`)."""
-    return float(np.einsum("i,i->", a, a))
-
-
 def run_python(p: Plan) -> OptimizeResult:
     opt, steps, rec = p.opt, p.steps, p.record_every
     full = full_evaluator(p)
@@ -141,7 +135,7 @@ def run_python(p: Plan) -> OptimizeResult:
             nfev += 1
             if k == 0:
                 bound = p.factor * max(1.0, abs(fk)) if math.isfinite(fk) else math.inf
-            gn = math.sqrt(sumsq(gk))
+            gn = math.sqrt(blas.dot(gk, gk))
             why = ""
             if not math.isfinite(fk):
                 why = "loss"
@@ -181,7 +175,7 @@ def run_python(p: Plan) -> OptimizeResult:
             x_new, state = opt.update(gk, state, x, k)
             x_new = np.asarray(x_new, dtype=np.float64)
             # |x|^2 is finite iff every entry is (barring overflow of huge finite entries)
-            if not math.isfinite(sumsq(x_new)) and not np.isfinite(x_new).all():
+            if not math.isfinite(blas.dot(x_new, x_new)) and not np.isfinite(x_new).all():
                 status, message = "diverged", diverged_message(k, "x", fk, bound)
                 last = (fk, gk) if batch_ev is None else None
                 break

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..blas import dot
+
 __all__ = ["Monitor", "Outcome", "SecondOrder"]
 
 FunAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
@@ -78,7 +80,7 @@ class Outcome:
 
 
 def norm(v: np.ndarray) -> float:
-    return math.sqrt(float(np.dot(v, v)))
+    return math.sqrt(dot(v, v))
 
 
 class Monitor:
