@@ -1,5 +1,5 @@
-"""The BLAS thread policy of the array kernels: their products use the cores the other processes
-leave free.
+"""The BLAS thread policy: one rule for NumPy's and SciPy's thread pools, so that the array
+kernels' products use the cores other processes leave free.
 
 NumPy and SciPy each bundle an OpenBLAS with its own thread pool; Numba's matrix products, the
 array kernels', call SciPy's. An OpenBLAS thread spins for a while after a call, so a product on
@@ -7,14 +7,13 @@ two threads while another process keeps a core busy waits for a thread the sched
 on a shared 2-core machine a 784-128-10 network's gradient took 15 ms with two threads and 1.8 ms
 with one (0.7 ms against 1.1 ms when nothing else runs). So before a kernel call, at most every
 half second, :func:`refresh` measures the CPU time the other processes used since the last
-look (``/proc/stat`` less this process's own time; the load average elsewhere) and gives SciPy's
-pool the cores that are left: all of them on a quiet machine, one when the others are busy.
-NumPy's pool is left alone; symgrad's hot paths do not call it (see
-:mod:`symgrad.train.python_loop`).
+look (``/proc/stat`` less this process's own time; the load average elsewhere) and gives every
+BLAS pool of the process the cores that are left: all of them on a quiet machine, one when the
+others are busy. symgrad's own loops call no NumPy BLAS between kernel calls (:func:`dot`).
 
 The environment decides instead when it names a thread count (``OPENBLAS_NUM_THREADS``,
-``OMP_NUM_THREADS``, ...), and so does :func:`set_blas_threads`. The policy needs
-``threadpoolctl`` to find SciPy's pool; without it the pools keep their defaults.
+``OMP_NUM_THREADS``, ...), and so does :func:`set_blas_threads`. The policy finds the pools with
+``threadpoolctl``; without it they keep their defaults.
 """
 
 from __future__ import annotations
@@ -48,9 +47,8 @@ class _Policy:
                 from threadpoolctl import ThreadpoolController
             except ImportError:
                 return self.libs
-            blas = ThreadpoolController().select(user_api="blas").lib_controllers
-            # SciPy's own OpenBLAS; a BLAS shared with NumPy (conda, MKL) is one pool anyway
-            self.libs = [c for c in blas if "scipy" in c.filepath] or blas
+            # NumPy's and SciPy's (one library when they share a BLAS, as with conda or MKL)
+            self.libs = ThreadpoolController().select(user_api="blas").lib_controllers
         return self.libs
 
     def set(self, n: int) -> None:
@@ -97,7 +95,7 @@ _P = _Policy()
 
 
 def refresh() -> None:
-    """Give SciPy's BLAS pool the free cores (at most every half second; about 0.1 us when not
+    """Give the BLAS pools the free cores (at most every half second; about 0.1 us when not
     due). Called before array kernel calls and by the training loops."""
     now = time.monotonic()
     if now < _P.due:
@@ -109,8 +107,8 @@ def refresh() -> None:
 
 
 def set_blas_threads(n: int | None) -> None:
-    """Fix the threads of the array kernels' BLAS (SciPy's pool) to ``n``; ``None`` returns to
-    the automatic policy (:func:`refresh`)."""
+    """Fix the threads of the BLAS pools (NumPy's, and SciPy's that the array kernels use) to
+    ``n``; ``None`` returns to the automatic policy (:func:`refresh`)."""
     if n is not None and (not isinstance(n, int) or n < 1):
         raise ValueError(f"set_blas_threads takes a positive int or None, got {n!r}")
     _P.fixed = n

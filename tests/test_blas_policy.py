@@ -1,6 +1,6 @@
-"""The BLAS thread policy: SciPy's pool (the array kernels') gets the cores other processes leave
-free, the environment or set_blas_threads overrides it, and the Python loop calls no NumPy BLAS
-(whose own pool would fight SciPy's between steps)."""
+"""The BLAS thread policy: the pools (NumPy's, and SciPy's that the array kernels use) get the
+cores other processes leave free, the environment or set_blas_threads overrides it, and the
+loops call no NumPy BLAS between kernel calls."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_environment_and_set_blas_threads_override(policy, monkeypatch):
     assert p.fixed is None
 
 
-def test_set_blas_threads_reaches_scipys_pool():
+def test_set_blas_threads_reaches_every_pool():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     pools = [c for c in blas._P.controllers()]
     if not pools:
