@@ -10,7 +10,7 @@ Prints
 - default environment: ``f.value_and_grad(x, X=..., Y=...)`` (float64) and 2 epochs of
   ``sg.minimize(f, x0, data=..., batch_size=128, epochs=2)`` on 4,096 samples with default
   arguments, against the same in a subprocess with ``OPENBLAS_NUM_THREADS=1``, measured in
-  alternating rounds (target: default at most 1.1x the one-thread figure);
+  alternating rounds, best of 5 (target: default at most 1.1x the one-thread figure);
 - tuned (``sg.set_blas_threads(1)``, then all the cores): the time per forward + backward
   (value and gradient) of each, the ratio against the faster of the plain and the ``fastmath``
   hand loops (target: within 1.15x), the Hessian-vector product against the gradient (target:
@@ -128,7 +128,7 @@ def best(fn, number: int = 50, repeat: int = 7) -> float:
     return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
 
 
-ROUNDS = 3
+ROUNDS = 5
 
 
 def default_env(sg) -> dict[str, float]:
