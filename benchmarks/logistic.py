@@ -1,19 +1,20 @@
 """Logistic regression on 5,000 samples written on arrays: build time against the number of
-features, and one value-and-gradient against NumPy, float64.
+features, and one value-and-gradient against NumPy, float64, with the default environment.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/logistic.py        # the comparison (one thread)
+    python benchmarks/logistic.py                          # the default environment
+    OPENBLAS_NUM_THREADS=1 python benchmarks/logistic.py   # one BLAS thread, for comparison
 
 The loss is ``losses.binary_cross_entropy(X @ w, y)`` with ``w = sg.params("w", shape=(P,))`` and
-``X = sg.data("X", shape=(P,))``. Prints
+``X = sg.data("X", shape=(P,))``, and the same with a scalar bias, ``X @ w + c``. Prints
 
+- the time per value and gradient at P = 500 against NumPy's
+  ``z = X @ w + c; mean(logaddexp(0, z) - y*z), X.T @ (sigmoid(z) - y) / n`` (target: within
+  1.3x), without and with the bias, through the raw ``f.jit`` call and through
+  ``f.value_and_grad(x, X=..., y=...)``, and ``f.value`` alone; each contender is timed in
+  alternating rounds, best of 9, so that a shared machine's load falls on all alike;
 - the build time (SymPy + codegen + Numba compile of value_and_grad; cold: a fresh process with
   an empty ``SYMGRAD_CACHE_DIR`` in a temporary directory; warm: a second process on that cache)
-  at P = 50 and P = 500 (target: 500 within 1.3x of 50, since no size enters the code);
-- the time per value and gradient at P = 500 against NumPy's
-  ``z = X @ w; mean(logaddexp(0, z) - y*z), X.T @ (sigmoid(z) - y) / n`` (target: within 1.3x),
-  through the raw ``f.jit`` call and through ``f.value_and_grad(x, X=..., y=...)``, and
-  ``f.value`` alone. Pin one BLAS thread (``OPENBLAS_NUM_THREADS=1`` on the command line, as
-  above): NumPy's products and symgrad's ``np.dot`` calls then run on the same single core.
+  at P = 50 and P = 500 (target: 500 within 1.3x of 50, since no size enters the code).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import timeit
 
 import numpy as np
 
-N = 5000
+N, P = 5000, 500
 
 BUILD = textwrap.dedent("""
     import time
@@ -62,52 +63,68 @@ def build_times() -> None:
     print(f"cold build at 500 features: {cold[500] / cold[50]:.2f}x that at 50 (target <= 1.3x)")
 
 
-def best(fn, number: int = 20, repeat: int = 7) -> float:
-    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
+def race(fns: dict, number: int = 20, repeat: int = 9) -> dict:
+    """Best time per call of each function, measured in alternating rounds (a shared machine's
+    load then falls on every contender alike)."""
+    times = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            times[k].append(timeit.timeit(fn, number=number) / number)
+    return {k: min(v) for k, v in times.items()}
 
 
-def numpy_vg(w: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """The NumPy reference: loss and gradient of the mean binary cross-entropy."""
-    z = X @ w
+def numpy_vg(w: np.ndarray, c: float, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """The NumPy reference: loss and gradient (w, then c) of the mean binary cross-entropy."""
+    z = X @ w + c
     loss = np.mean(np.logaddexp(0.0, z) - y * z)
-    return loss, X.T @ (1.0 / (1.0 + np.exp(-z)) - y) / len(y)
+    r = (1.0 / (1.0 + np.exp(-z)) - y) / len(y)
+    return loss, X.T @ r, r.sum()
 
 
 def main() -> None:
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
+    print(f"logistic regression, {N} samples x {P} features, float64, BLAS threads: {threads}")
+    for bias in (False, True):
+        run(bias)
+    if "--no-build" not in sys.argv:
+        build_times()
+
+
+def run(bias: bool) -> None:
+    """Time value_and_grad without or with a scalar bias c, against NumPy in the same rounds."""
     import symgrad as sg
     from symgrad import losses
 
-    P = 500
     rng = np.random.default_rng(0)
-    w = sg.params("w", shape=(P,))
+    w, c = sg.params("w", shape=(P,)), sg.params("c")
     X, y = sg.data("X", shape=(P,)), sg.data("y")
-    f = sg.compile(losses.binary_cross_entropy(X @ w, y))
+    f = sg.compile(losses.binary_cross_entropy(X @ w + c if bias else X @ w, y))
     Xd = rng.standard_normal((N, P))
     yd = (rng.random(N) < 0.5).astype(np.float64)
-    x = rng.standard_normal(P) / np.sqrt(P)
+    x = rng.standard_normal(f.n_params) / np.sqrt(P)
+    cd = x[-1] if bias else 0.0
     args = f.data_args({"X": Xd, "y": yd})
-    g = np.empty(P)
+    g = np.empty(f.n_params)
     value = f.jit.value_and_grad(x, g, *args)
-    ref_value, ref_g = numpy_vg(x, Xd, yd)
+    ref_value, ref_gw, ref_gc = numpy_vg(x[:P], cd, Xd, yd)
+    ref_g = np.append(ref_gw, ref_gc) if bias else ref_gw
     assert abs(value - ref_value) <= 1e-12 * abs(ref_value), (value, ref_value)
     np.testing.assert_allclose(g, ref_g, rtol=1e-10, atol=1e-14 * np.abs(ref_g).max())
     assert abs(f.value(x, X=Xd, y=yd) - ref_value) <= 1e-12 * abs(ref_value)
 
-    threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
-    print(f"logistic regression, {N} samples x {P} features, float64, BLAS threads: {threads}")
-    t_np = best(lambda: numpy_vg(x, Xd, yd))
-    t_sg = best(lambda: f.jit.value_and_grad(x, g, *args))
-    t_call = best(lambda: f.value_and_grad(x, g, X=Xd, y=yd))
-    t_val = best(lambda: f.value(x, X=Xd, y=yd), number=5, repeat=3)
-    print(f"{'NumPy loss + X.T @ (sigmoid(X @ w) - y)':<42} {t_np * 1e3:8.3f} ms")
-    print(f"{'symgrad f.jit.value_and_grad':<42} {t_sg * 1e3:8.3f} ms   "
-          f"{t_sg / t_np:.2f}x NumPy (target <= 1.3x)")
-    print(f"{'symgrad f.value_and_grad (keywords)':<42} {t_call * 1e3:8.3f} ms   "
-          f"{t_call / t_np:.2f}x")
-    print(f"{'symgrad f.value (keywords)':<42} {t_val * 1e3:8.3f} ms   "
-          f"{t_val / t_sg:.2f}x its value_and_grad")
-    if "--no-build" not in sys.argv:
-        build_times()
+    t = race({"np": lambda: numpy_vg(x[:P], cd, Xd, yd),
+              "jit": lambda: f.jit.value_and_grad(x, g, *args),
+              "call": lambda: f.value_and_grad(x, g, X=Xd, y=yd),
+              "value": lambda: f.value(x, X=Xd, y=yd)})
+    ref = "X @ w + c" if bias else "X @ w"
+    print(f"-- {'with a scalar bias c' if bias else 'without a bias'}")
+    print(f"{'NumPy loss + X.T @ (sigmoid(' + ref + ') - y)':<46} {t['np'] * 1e3:8.3f} ms")
+    print(f"{'symgrad f.jit.value_and_grad':<46} {t['jit'] * 1e3:8.3f} ms   "
+          f"{t['jit'] / t['np']:.2f}x NumPy (target <= 1.3x)")
+    print(f"{'symgrad f.value_and_grad (keywords)':<46} {t['call'] * 1e3:8.3f} ms   "
+          f"{t['call'] / t['np']:.2f}x NumPy (target <= 1.3x)")
+    print(f"{'symgrad f.value (keywords)':<46} {t['value'] * 1e3:8.3f} ms   "
+          f"{t['value'] / t['jit']:.2f}x its value_and_grad")
 
 
 if __name__ == "__main__":

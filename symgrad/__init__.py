@@ -13,6 +13,7 @@ from .arrays.graph import ShapeError
 from .arrays.kernel import ArrayKernel
 from .arrays.model_kernel import ModelKernel
 from .arrays.ops import einsum
+from .blas import set_blas_threads
 from .check import GradCheck, HessianCheck, check_grad, check_hessian
 from .derive import KinkPolicy
 from .distributed import DaskKernel
@@ -85,6 +86,7 @@ __all__ = [
     "relu",
     "schedules",
     "scipy_objective",
+    "set_blas_threads",
     "sigmoid",
     "sin",
     "sinh",

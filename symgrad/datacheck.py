@@ -31,7 +31,7 @@ import numpy as np
 import sympy as sp
 
 __all__ = ["batch_index", "check_names", "column", "may_hide", "non_finite_error",
-           "raise_non_finite", "result_finite"]
+           "overflow_error", "raise_non_finite", "result_finite"]
 
 
 def may_hide(expr: sp.Basic) -> bool:
@@ -136,3 +136,30 @@ def batch_index(batch, n: int) -> np.ndarray:
         raise IndexError(f"batch indices must lie in [-{n}, {n}), got {idx.min()}..{idx.max()}")
     idx = idx.astype(np.int64, copy=False)
     return np.where(idx < 0, idx + n, idx) if idx.min() < 0 else idx
+
+
+def overflow_error(name: str, a, dtype, rows=None, kind: str = "data array") -> ValueError | None:
+    """The error for the first finite value of ``a`` among ``rows`` (as in
+    :func:`non_finite_error`) that becomes inf when cast to ``dtype`` (a float32 kernel's data),
+    or None."""
+    a, dtype = np.asarray(a), np.dtype(dtype)
+    if dtype.kind != "f" or a.dtype.kind not in "fiu" or a.dtype.itemsize <= dtype.itemsize \
+            or not a.size:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = np.isinf(a.astype(dtype)) & np.isfinite(a)
+    bad_rows = np.flatnonzero(bad.reshape(a.shape[0], -1).any(axis=1)) if a.ndim else \
+        np.flatnonzero(bad.reshape(1))
+    if rows is not None and bad_rows.size:
+        bad_rows = np.intersect1d(bad_rows, np.arange(a.shape[0])[rows])
+    if not bad_rows.size:
+        return None
+    r = int(bad_rows[0])
+    where, value = f"row {r}", a[r] if a.ndim else a[()]
+    if a.ndim > 1:
+        entry = tuple(int(k) for k in np.argwhere(bad[r])[0])
+        where += f", entry {entry[0] if len(entry) == 1 else entry}"
+        value = a[r][entry]
+    return ValueError(f"{kind} '{name}' has {value:.6g} at {where}, beyond the range of {dtype} "
+                      f"(largest {np.finfo(dtype).max:.4g}), where this {dtype} kernel would "
+                      "read inf: rescale the data or compile with dtype='float64'")

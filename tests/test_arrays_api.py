@@ -46,7 +46,7 @@ def test_sizes_do_not_enter_the_code():
 
 def test_gemm_reads_every_layout(net, rings):
     """The products go to BLAS through the module's own ``_gemm``: data in Fortran order or as a
-    strided view (copied to a contiguous block first) give the C-ordered result."""
+    strided view (with no unit-stride axis: copied, the one case) give the C-ordered result."""
     X, Y, _ = rings
     x = net.init(3)
     dims, Xc, Yc = net.data_args({"X": X, "Y": Y})

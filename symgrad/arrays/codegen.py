@@ -21,7 +21,8 @@ import hashlib
 from ..codegen import CodegenOptions, _esc, _ident, helpers_for
 from ..derive import KinkPolicy
 from .autodiff import gradients, tangents, topo
-from .emit import Emitter, f32_helpers, plan
+from .emit import Emitter, plan
+from .f32 import f32_helpers
 from .formula import program
 from .gemm import GEMM_HELPER
 from .graph import Gather, Leaf, N, Node

@@ -16,6 +16,7 @@ import sympy as sp
 
 from ..printer import ComplexPrinter, ScalarPrinter
 from .autodiff import topo
+from .f32 import F32Printer
 from .gemm import Contractions
 from .graph import (
     SAMPLES,
@@ -34,7 +35,7 @@ from .graph import (
 )
 from .problem import ArrayProblem
 
-__all__ = ["Emitter", "F32Printer", "f32_helpers", "plan"]
+__all__ = ["Emitter", "plan"]
 
 _SIMPLE = re.compile(r"[A-Za-z_]\w*(\[[^\[\]]*\])?")
 _INDEX = re.compile(r"(i\d+)(?: ([+-]) (\d+))?")
@@ -52,42 +53,6 @@ def shift(index: str, k: int) -> str:
     return m.group(1) if off == 0 else f"{m.group(1)} {'+' if off > 0 else '-'} {abs(off)}"
 
 
-class F32Printer(ScalarPrinter):
-    """Scalar code that stays in float32: literals are float32 and so are helper results
-    (Numba's ``math`` functions keep float32; a Python float literal would promote)."""
-
-    def _f32(self, text: str) -> str:
-        return f"np.float32({text})"
-
-    def _print_Float(self, e):
-        return self._f32(super()._print_Float(e))
-
-    _print_Integer = _print_Rational = _print_Float
-    _print_Pi = _print_Exp1 = _print_Float
-
-    def _print_Zero(self, e):
-        return self._f32("0.0")
-
-    def _print_One(self, e):
-        return self._f32("1.0")
-
-    def _print_NegativeOne(self, e):
-        return self._f32("-1.0")
-
-    def _print_Half(self, e):
-        return self._f32("0.5")
-
-    def _print_Pow(self, e, rational=False):
-        text = super()._print_Pow(e, rational)
-        return text.replace("(1.0/", "(np.float32(1.0)/")
-
-
-
-def f32_helpers(text: str) -> str:
-    """The kink helpers with float32 literals, so that they return float32 for float32."""
-    return re.sub(r"(?<![\w.])(\d+\.\d+)", r"np.float32(\1)", text)
-
-
 class Emitter(Contractions):
     """The statements of one function, node by node in topological order."""
 
@@ -103,6 +68,9 @@ class Emitter(Contractions):
         self.dtype = (", dtype=np.complex128" if cplx else
                       ", dtype=np.float32" if real == "float32" else "")
         self.zero = "0j" if cplx else "np.float32(0.0)" if real == "float32" else "0.0"
+        #: float32 kernels sum in float64 (a float32 accumulator over 1e7 samples loses 3 digits)
+        self.wide = real == "float32" and not cplx
+        self.acc0 = "0.0" if self.wide else self.zero
         self.lib = "cmath" if cplx else "math"
 
     # -- helpers -----------------------------------------------------------------------------
@@ -324,25 +292,42 @@ class Emitter(Contractions):
                   f"else {at(m)}", kd)
         self.name[id(n)] = out
 
+    def narrow(self, acc: str) -> str:
+        """An accumulator's value in the kernel's type (float32 kernels sum in float64)."""
+        return f"np.float32({acc})" if self.wide else acc
+
     def reduce_sum(self, n: Reduce, target) -> None:
+        """A sum along axes; float32 kernels accumulate in float64 and round once at the end,
+        so a mean over N samples keeps float32 accuracy (see :attr:`wide`)."""
         (z,) = n.args
         value = self.expr(z, self.idx(range(z.ndim)))
-        name = self.alloc(n, target, zero=n.keep != tuple(range(len(n.keep))))
+        leading = n.keep == tuple(range(len(n.keep)))
+        name = self.alloc(n, target, zero=not leading and not self.wide)
         self.name[id(n)] = name
-        if n.keep == tuple(range(len(n.keep))):
+        at = f"[{', '.join(self.idx(n.keep))}]"
+        if leading:
             # kept axes lead: accumulate in a scalar, store once per kept element
             outer, d = self.loops(n.shape)
             self.lines.extend(outer)
-            self.emit(f"acc = {self.zero}", d)
+            self.emit(f"acc = {self.acc0}", d)
             inner, d2 = self.loops(z.shape[len(n.keep):], d, tuple(range(len(n.keep), z.ndim)))
             self.lines.extend(inner)
             self.emit(f"acc += {value}", d2)
-            self.emit(f"{name}[{', '.join(self.idx(n.keep))}] = acc" if n.ndim
-                      else f"{name} = acc", d)
+            self.emit(f"{name}{at if n.ndim else ''} = {self.narrow('acc')}", d)
             return
+        acc = name
+        if self.wide:  # a float64 buffer of the kept shape, rounded into name at the end
+            acc = self.new()
+            self.emit(f"{acc} = np.empty({self.shape(n.shape)})")
+            self.set_all(acc, n.shape, "0.0")
         loops, d = self.loops(z.shape)
         self.lines.extend(loops)
-        self.emit(f"{name}[{', '.join(self.idx(n.keep))}] += {value}", d)
+        self.emit(f"{acc}{at} += {value}", d)
+        if self.wide:
+            idx = self.idx(range(n.ndim))
+            loops, d = self.loops(n.shape)
+            self.lines.extend(loops)
+            self.emit(f"{name}[{', '.join(idx)}] = np.float32({acc}[{', '.join(idx)}])", d)
 
 
 def _absorbed(order: list[Node], buffers: dict[int, str]) -> dict[int, tuple]:

@@ -1,10 +1,14 @@
-"""Contractions in generated code: a BLAS ``gemm`` on 2-D views when the labels group as a
-matrix product (SciPy's BLAS inside Numba), nested loops otherwise.
+"""Contractions in generated code: BLAS on 2-D views when the labels group as a matrix product
+(SciPy's BLAS inside Numba), nested loops otherwise.
 
-The product is printed as ``_gemm(a, b, out)``, an intrinsic (:data:`GEMM_HELPER`, written into
-modules that use it) that calls Numba's own gemm wrapper, the one behind ``np.dot``, without
-``np.dot``'s shape checks and matrix-vector branches: Numba compiles ``np.dot`` anew for every
-layout of its operands (about 0.15 s each, cold), and an MLP's gradient uses three.
+The product is printed as ``_gemm(a, b, out)``, a function of the module (:data:`GEMM_HELPER`,
+written into modules that use it) that calls Numba's own BLAS entry points, the ones behind
+``np.dot``, with the transpose flag and leading dimension each operand's strides call for: a
+transposed view, a Fortran-ordered array or a view of a wider array is read where it lies, never
+copied (a copy of a 5,000 x 500 data matrix per call made a logistic regression 2-5x NumPy), and a
+vector side goes to ``gemv`` (``gemm`` with one column packs the whole matrix first: 2-3x slower).
+``np.dot`` itself is not used: Numba compiles it anew for every layout of its operands (about
+0.15 s each, cold), and an MLP's gradient uses three.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class Contractions:
         for c in lo:
             self.emit(f"for {idx[c]} in range({self.size(size[c])}):", d)
             d += 1
-        self.emit(f"acc = {self.zero}", d)
+        self.emit(f"acc = {self.acc0}", d)
         for c in red:
             self.emit(f"for {idx[c]} in range({self.size(size[c])}):", d)
             d += 1
@@ -42,7 +46,7 @@ class Contractions:
         eb = self.expr(b, tuple(idx[c] for c in lb))
         self.emit(f"acc += {ea} * {eb}", d)
         out = f"{name}[{', '.join(idx[c] for c in lo)}]" if lo else name
-        self.emit(f"{out} = acc", len(lo))
+        self.emit(f"{out} = {self.narrow('acc')}", len(lo))
 
     def gemm(self, a, b, la, lb, lo, out) -> str | None:
         """``_gemm`` (out = a @ b) on 2-D views when the labels group as a matrix product,
@@ -90,46 +94,118 @@ class Contractions:
         return f"{name}.reshape(({rows}, {cols}))"
 
 
-
-
 GEMM_HELPER = '''
-try:  # Numba's gemm wrapper (the one np.dot calls), called directly
+try:  # Numba's BLAS entry points (the ones np.dot calls), called with explicit strides
+    from llvmlite import ir as _ir
     from numba.core import cgutils as _cgutils
     from numba.extending import intrinsic as _intrinsic
     from numba.np import linalg as _linalg
 
-    _linalg.call_xxgemm, _linalg.make_contiguous, _linalg.check_c_int  # noqa: B018
+    (_linalg.ensure_blas, _linalg.make_constant_slot, _linalg.get_blas_kind,  # noqa: B018
+     _linalg.check_blas_return, _linalg.ll_void_p)
 except (ImportError, AttributeError):  # another Numba: np.dot, the same product
     _intrinsic = None
 
 if _intrinsic is not None:
-    @_intrinsic
-    def _gemm(typingctx, a, b, out):
-        """out = a @ b through BLAS: 2-D a and b, out C-contiguous with their sizes."""
-        if not (a.ndim == b.ndim == out.ndim == 2 and out.layout == "C"
-                and a.dtype == b.dtype == out.dtype):
-            return None
+    def _blas_call(name, order):
+        """Codegen of a call of Numba's ``numba_xx<name>``: ``order`` lists its arguments after
+        the kind, as (what, argument index): a flag (True: "t", False: "n"), an int, an array
+        (its data pointer), or the constants alpha = 1 and beta = 0."""
 
         def codegen(context, builder, sig, args):
             _linalg.ensure_blas()
-            with _linalg.make_contiguous(context, builder, sig, args) as (sig, args):
-                x, y, o = (context.make_array(t)(context, builder, v)
-                           for t, v in zip(sig.args, args))
-                xs, ys, zs = (_cgutils.unpack_tuple(builder, v.shape) for v in (x, y, o))
-                for size in (xs[0], xs[1], ys[1]):
-                    _linalg.check_c_int(context, builder, size)
-                zero = context.get_constant(numba.types.intp, 0)
-                empty = builder.or_(builder.icmp_signed("==", xs[0], zero), builder.or_(
-                    builder.icmp_signed("==", xs[1], zero), builder.icmp_signed("==", ys[1], zero)))
-                with builder.if_else(empty, likely=False) as (then, otherwise):
-                    with then:
-                        _cgutils.memset(builder, o.data, builder.mul(o.itemsize, o.nitems), 0)
-                    with otherwise:
-                        _linalg.call_xxgemm(context, builder, sig.args[0], xs, x.data,
-                                            sig.args[1], ys, y.data, sig.args[2], zs, o.data)
+            dtype = next(t.dtype for t in sig.args if isinstance(t, numba.types.Array))
+            slot = {w: _linalg.make_constant_slot(context, builder, dtype, v)
+                    for w, v in (("alpha", 1.0), ("beta", 0.0))}
+            call = [_ir.Constant(_ir.IntType(8), ord(_linalg.get_blas_kind(dtype)))]
+            for what, i in order:
+                ty, v = (sig.args[i], args[i]) if i >= 0 else (None, None)
+                if what == "flag":
+                    v = context.cast(builder, v, ty, numba.types.boolean)
+                    call.append(builder.select(v, _ir.Constant(_ir.IntType(8), ord("t")),
+                                               _ir.Constant(_ir.IntType(8), ord("n"))))
+                elif what == "int":
+                    call.append(context.cast(builder, v, ty, numba.types.intp))
+                elif what == "array":
+                    data = context.make_array(ty)(context, builder, v).data
+                    call.append(builder.bitcast(data, _linalg.ll_void_p))
+                else:
+                    call.append(builder.bitcast(slot[what], _linalg.ll_void_p))
+            fnty = _ir.FunctionType(_ir.IntType(32), [c.type for c in call])
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, name)
+            _linalg.check_blas_return(context, builder, builder.call(fn, call))
             return context.get_dummy_value()
 
-        return numba.types.none(a, b, out), codegen
+        return codegen
+
+    def _one_dtype(*arrays):
+        return all(isinstance(a, numba.types.Array) and a.dtype == arrays[0].dtype
+                   for a in arrays)
+
+    @_intrinsic
+    def _xgemm(typingctx, ta, tb, m, n, k, a, lda, b, ldb, c, ldc):
+        """Column-major BLAS gemm: c (m x n, leading dimension ldc) = op(a) @ op(b)."""
+        if not _one_dtype(a, b, c):
+            return None
+        order = [("flag", 0), ("flag", 1), ("int", 2), ("int", 3), ("int", 4), ("alpha", -1),
+                 ("array", 5), ("int", 6), ("array", 7), ("int", 8), ("beta", -1),
+                 ("array", 9), ("int", 10)]
+        return (numba.types.none(ta, tb, m, n, k, a, lda, b, ldb, c, ldc),
+                _blas_call("numba_xxgemm", order))
+
+    @_intrinsic
+    def _xgemv(typingctx, t, m, n, a, lda, x, y):
+        """Column-major BLAS gemv: y = op(a) @ x, a (m x n, leading dimension lda); x and y
+        unit-stride."""
+        if not _one_dtype(a, x, y):
+            return None
+        order = [("flag", 0), ("int", 1), ("int", 2), ("alpha", -1), ("array", 3), ("int", 4),
+                 ("array", 5), ("beta", -1), ("array", 6)]
+        return numba.types.none(t, m, n, a, lda, x, y), _blas_call("numba_xxgemv", order)
+
+    @numba.njit(cache=True)
+    def _layout(r, c, sr, sc):
+        """How BLAS reads an r x c operand with element strides (sr, sc): (row-major, leading
+        dimension), the dimension 0 when neither axis is unit-stride."""
+        if (c == 1 or sc == 1) and (r == 1 or sr >= c):
+            return True, sr if r > 1 else c
+        if (r == 1 or sr == 1) and (c == 1 or sc >= r):
+            return False, sc if c > 1 else r
+        return True, 0
+
+    @numba.njit(cache=True)
+    def _gemm(a, b, out):
+        """out = a @ b through BLAS: each operand read in place, with the transpose flag its
+        strides call for (gemv when one side is a vector); out C-contiguous (m x n). Only an
+        operand with no unit-stride axis (never one the array kernels make) is copied."""
+        m, k = a.shape
+        n = b.shape[1]
+        out[...] = 0
+        if m == 0 or n == 0 or k == 0:
+            return
+        if max(m, n, k) > 2147483647:
+            raise ValueError("a matrix product is too large for BLAS (a size above 2**31 - 1)")
+        size = a.itemsize
+        ra, lda = _layout(m, k, a.strides[0] // size, a.strides[1] // size)
+        if lda == 0:
+            a = np.ascontiguousarray(a)
+            ra, lda = True, k
+        rb, ldb = _layout(k, n, b.strides[0] // size, b.strides[1] // size)
+        if ldb == 0:
+            b = np.ascontiguousarray(b)
+            rb, ldb = True, n
+        if n == 1 and (k == 1 or b.strides[0] == size):  # out[:, 0] = a @ b[:, 0]
+            if ra:
+                _xgemv(True, k, m, a, lda, b, out)
+            else:
+                _xgemv(False, m, k, a, lda, b, out)
+        elif m == 1 and (k == 1 or a.strides[1] == size):  # out[0] = b.T @ a[0]
+            if rb:
+                _xgemv(False, n, k, b, ldb, a, out)
+            else:
+                _xgemv(True, k, n, b, ldb, a, out)
+        else:  # column-major: out.T (n x m) = op(b) @ op(a)
+            _xgemm(not rb, not ra, n, m, k, b, ldb, a, lda, out, n)
 else:
     @numba.njit(cache=True)
     def _gemm(a, b, out):

@@ -21,7 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datacheck import batch_index, check_names, may_hide, raise_non_finite, result_finite
+from .. import blas
+from ..datacheck import (
+    batch_index,
+    check_names,
+    may_hide,
+    overflow_error,
+    raise_non_finite,
+    result_finite,
+)
 from ..derive import KinkPolicy
 from ..distributed.detect import dask_args, has_dask
 from ..kernel import BoundKernel
@@ -42,6 +50,7 @@ class ArrayKernel:
                  module: types.ModuleType, policy: KinkPolicy | None = None,
                  dtype: str = "float64") -> None:
         self.problem = problem
+        blas.refresh()  # the BLAS thread policy applies to raw f.jit calls too
         #: The floating-point type of x, the data, the results and every buffer.
         self.dtype = np.dtype(dtype)
         self.policy = policy or KinkPolicy()
@@ -191,6 +200,7 @@ class ArrayKernel:
         if batch is not None and n is None:
             raise TypeError("batch= selects samples; this loss reads no per-sample data")
         if scan:
+            self._raise_overflow(data)
             raise_non_finite(dict(zip(self.data_names, cols, strict=True)), kind="data array")
         # A batch is gathered here, once: BLAS wants contiguous rows, and the compiled cores
         # then have one signature and no index argument.
@@ -217,11 +227,24 @@ class ArrayKernel:
             raise_non_finite(sampled, batch, kind="data array")
             raise_non_finite({c: data[c] for c in self.data_names if c not in self._sampled},
                              kind="data array")
+            self._raise_overflow(data, batch)
         return value
+
+    def _raise_overflow(self, data: Mapping, batch=None) -> None:
+        """A float32 kernel: the error naming the first datum its cast made inf (among the rows
+        ``batch`` reads), if any."""
+        if self.dtype == np.float64:
+            return
+        for c in self.data_names:
+            if c not in self._rows:
+                err = overflow_error(c, data[c], self.dtype, batch if c in self._sampled else None)
+                if err is not None:
+                    raise err
 
     # -- evaluation -------------------------------------------------------------------------------
     def _run(self, name: str, x, outs: tuple, args: tuple):
         """Call a compiled function; a row out of range is reported with its column and row."""
+        blas.refresh()
         try:
             return getattr(self.jit, name)(x, *outs, *args)
         except ValueError as exc:
@@ -299,6 +322,7 @@ class ArrayKernel:
         return self.jit
 
     def _call(self, name: str, x, args: tuple, *outs):
+        blas.refresh()
         return getattr(self.jit, name)(x, *outs, *args)
 
 
@@ -316,7 +340,8 @@ def _array(name: str, a, shape: tuple, dtype, sampled: bool = True) -> np.ndarra
         if w != N and s != w:
             raise ValueError(f"data array '{name}' has size {s} on axis {ax}; the loss needs "
                              f"{w} (shape {expect})")
-    return np.ascontiguousarray(a, dtype=dtype)
+    with np.errstate(over="ignore"):  # a value beyond float32: named if the result needs it
+        return np.ascontiguousarray(a, dtype=dtype)
 
 
 def _rows(name: str, a) -> np.ndarray:

@@ -24,7 +24,8 @@ from ..codegen import CodegenOptions, _esc, helpers_for
 from ..derive import KinkPolicy
 from .autodiff import tangents, topo
 from .codegen import _CHECK_ROWS, _JIT, _fn, _idents, _Module, _wrap
-from .emit import Emitter, f32_helpers, plan
+from .emit import Emitter, plan
+from .f32 import f32_helpers
 from .formula import program
 from .gemm import GEMM_HELPER
 from .graph import Gather, Leaf, Map, N, Node, map_

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..blas import dot
 from .second_order import FunAndGrad, Monitor, Outcome, norm
 
 __all__ = ["lbfgs_minimize", "strong_wolfe", "two_loop"]
@@ -46,14 +47,14 @@ def two_loop(g: np.ndarray, pairs: deque) -> np.ndarray:
     q = g.copy()
     alphas = []
     for s, y, rho in reversed(pairs):
-        a = rho * float(s @ q)
+        a = rho * dot(s, q)
         q -= a * y
         alphas.append(a)
     if pairs:
         s, y, _ = pairs[-1]
-        q *= float(s @ y) / float(y @ y)
+        q *= dot(s, y) / dot(y, y)
     for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
-        b = rho * float(y @ q)
+        b = rho * dot(y, q)
         q += (a - b) * s
     return q
 
@@ -94,7 +95,7 @@ def strong_wolfe(fun_and_grad: FunAndGrad, x: np.ndarray, f0: float, g0: np.ndar
     out inside the zoom, the best point with sufficient decrease found so far is returned with
     ``wolfe=False``; ``a == 0`` means no point decreased the loss.
     """
-    dphi0 = float(g0 @ d)
+    dphi0 = dot(g0, d)
     evals = 0
     a_prev, f_prev, dp_prev = 0.0, f0, dphi0
     a, a_max = a1, math.inf
@@ -102,7 +103,7 @@ def strong_wolfe(fun_and_grad: FunAndGrad, x: np.ndarray, f0: float, g0: np.ndar
     def phi(t: float) -> tuple[float, np.ndarray, float]:
         f, g = fun_and_grad(x + t * d)
         f = float(f)
-        dp = float(g @ d) if np.isfinite(g).all() else math.nan
+        dp = dot(g, d) if np.isfinite(g).all() else math.nan
         return (f, g, dp) if math.isfinite(f) and math.isfinite(dp) else (math.inf, g, math.nan)
 
     def zoom(lo, f_lo, g_lo, dp_lo, hi, f_hi, dp_hi, evals):
@@ -186,7 +187,7 @@ def lbfgs_minimize(fun_and_grad: FunAndGrad, x0: Any, *, m: int = 10, steps: int
             res = _step(fun_and_grad, x, f, g, pairs, c1, c2, max_linesearch, mon)
             if res[0] is None:  # no step decreases the loss: at the rounding floor, or a failure
                 d = res[1]
-                pred = 0.5 * abs(float(g @ d)) if d is not None else math.nan
+                pred = 0.5 * abs(dot(g, d)) if d is not None else math.nan
                 if mon.floor(k, x, f, g, pred, d, "the L-BFGS step"):
                     break
                 mon.fail(k, x, x0, f, f"line search failed at step {k}: no step along the L-BFGS "
@@ -196,7 +197,7 @@ def lbfgs_minimize(fun_and_grad: FunAndGrad, x0: Any, *, m: int = 10, steps: int
                 break
             a_last, x_new, f_new, g_new = res
             s, y = x_new - x, g_new - g
-            sy = float(s @ y)
+            sy = dot(s, y)
             if sy > 1e-10 * norm(s) * norm(y):  # curvature condition: keeps H positive definite
                 pairs.append((s, y, 1.0 / sy))
             x, f, g = x_new, f_new, g_new
@@ -220,7 +221,7 @@ def _step(fun_and_grad: FunAndGrad, x: np.ndarray, f: float, g: np.ndarray, pair
         else:
             d = d_qn = -two_loop(g, pairs)
             a1 = 1.0
-        if not float(g @ d) < 0:  # not a descent direction (rounding): restart from -g
+        if not dot(g, d) < 0:  # not a descent direction (rounding): restart from -g
             if attempt or not pairs:
                 return None, d_qn
             continue

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..blas import dot
 from .second_order import FLOOR_ULPS, FunAndGrad, Hvp, Monitor, Outcome, norm
 
 __all__ = ["newton_minimize", "steihaug_cg"]
@@ -45,7 +46,7 @@ _EPS = float(np.finfo(np.float64).eps)
 
 def _to_boundary(z: np.ndarray, d: np.ndarray, radius: float) -> tuple[float, float]:
     """The two roots ``tau`` of ``|z + tau d| = radius`` (the first <= 0 <= the second)."""
-    a, b, c = float(d @ d), 2.0 * float(z @ d), float(z @ z) - radius * radius
+    a, b, c = dot(d, d), 2.0 * dot(z, d), dot(z, z) - radius * radius
     disc = math.sqrt(max(b * b - 4.0 * a * c, 0.0))
     q = -0.5 * (b + math.copysign(disc, b))  # the stable quadratic formula
     t1, t2 = (q / a, c / q) if q != 0 else (0.0, 0.0)
@@ -62,37 +63,37 @@ def steihaug_cg(g: np.ndarray, hv: Any, radius: float, *, rtol: float,
     z = np.zeros_like(g)
     r = g.copy()  # residual H z + g
     d = -r
-    rr = float(r @ r)
+    rr = dot(r, r)
     n_hvp = 0
     stop = (rtol * math.sqrt(rr)) ** 2
     # m(z) - f = g'z + z'Hz/2 = (g'z + r'z)/2 since r = Hz + g
     for _ in range(max_iter):
         hd = hv(d)
         n_hvp += 1
-        dhd = float(d @ hd)
+        dhd = dot(d, hd)
         if not math.isfinite(dhd):
             break
         if dhd <= 0.0:  # negative curvature: go to the boundary, on the side the model prefers
             t1, t2 = _to_boundary(z, d, radius)
-            rd = float(r @ d)
+            rd = dot(r, d)
             m1, m2 = t1 * rd + 0.5 * t1 * t1 * dhd, t2 * rd + 0.5 * t2 * t2 * dhd
             tau = t1 if m1 < m2 else t2
             z, r = z + tau * d, r + tau * hd
-            return z, -0.5 * float((g + r) @ z), True, n_hvp
+            return z, -0.5 * dot(g + r, z), True, n_hvp
         alpha = rr / dhd
         z_new = z + alpha * d
-        if float(z_new @ z_new) >= radius * radius:  # leaves the region: stop on its boundary
+        if dot(z_new, z_new) >= radius * radius:  # leaves the region: stop on its boundary
             tau = _to_boundary(z, d, radius)[1]
             z, r = z + tau * d, r + tau * hd
-            return z, -0.5 * float((g + r) @ z), True, n_hvp
+            return z, -0.5 * dot(g + r, z), True, n_hvp
         z = z_new
         r = r + alpha * hd
-        rr_new = float(r @ r)
+        rr_new = dot(r, r)
         if rr_new <= stop:
             break
         d = -r + (rr_new / rr) * d
         rr = rr_new
-    return z, -0.5 * float((g + r) @ z), False, n_hvp
+    return z, -0.5 * dot(g + r, z), False, n_hvp
 
 
 def _floor(mon: Monitor, k: int, x: np.ndarray, f: float, g: np.ndarray, hv: Any,

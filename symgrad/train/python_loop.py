@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .. import blas
 from ..kernel import Kernel
 from .interrupt import Interrupt, interrupted_message
 from .plan import Plan, param_labels, permutations
@@ -128,6 +129,7 @@ def run_python(p: Plan) -> OptimizeResult:
             if intr.requested:
                 status, message = "interrupted", interrupted_message(k)
                 break
+            blas.refresh()
             if batch_ev is not None:
                 b = k % per_epoch
                 if b == 0:

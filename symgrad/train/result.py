@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ..blas import dot
+
 __all__ = ["FAILED", "History", "OptimizeResult", "succeeded"]
 
 
@@ -144,9 +146,8 @@ def rel_change(f_prev: float, fk: float) -> float:
 
 
 def sq_norm(v: np.ndarray) -> float:
-    """``v @ v`` without BLAS (NumPy's einsum loop): the loops call it between kernel calls,
-    where a BLAS call wakes NumPy's thread pool against the kernels' (issue 25)."""
-    return float(np.einsum("i,i->", v, v))
+    """``v @ v`` without BLAS (:func:`symgrad.blas.dot`)."""
+    return dot(v, v)
 
 
 def grad_norm(g: np.ndarray) -> float:

@@ -67,6 +67,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .. import blas
 from ..distributed.detect import has_dask
 from . import second_order
 from .compiled import compiled_reason, loads_fast
@@ -167,6 +168,7 @@ def minimize(
         raise ValueError("hvp= is used by optim.newton() only")
     p = plan(f, x0, optimizer, steps, data, batch_size, epochs, seed, tol, gtol, callback,
               progress, record_every, diverge_factor, record_x)  # fmt: skip
+    blas.refresh()  # the kernels' BLAS threads for this run (the Python loop also per step)
     if isinstance(p.opt, SecondOrder):
         return second_order.run(p, hvp)
     if compiled is None:

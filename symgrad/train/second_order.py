@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..blas import dot
+
 __all__ = ["DEFAULT_GTOL", "Monitor", "Outcome", "SecondOrder", "at_rounding_floor", "default_gtol"]
 
 FunAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
@@ -78,7 +80,7 @@ class Outcome:
 
 
 def norm(v: np.ndarray) -> float:
-    return math.sqrt(float(np.dot(v, v)))
+    return math.sqrt(dot(v, v))
 
 
 #: minimize's default gtol for L-BFGS and Newton: SciPy's L-BFGS-B default (``gtol=1e-5``),

@@ -1,0 +1,97 @@
+"""The BLAS thread policy: the pools (NumPy's, and SciPy's that the array kernels use) get the
+cores other processes leave free, the environment or set_blas_threads overrides it, and the
+loops call no NumPy BLAS between kernel calls."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+
+import pytest
+
+import symgrad as sg
+from symgrad import blas
+from symgrad.train import lbfgs, newton, python_loop, second_order
+
+
+@pytest.fixture
+def policy(monkeypatch):
+    """The policy with a fake machine: 2 cores, set() recorded instead of applied."""
+    p = blas._Policy()
+    p.cores = 2
+    given: list[int] = []
+    monkeypatch.setattr(p, "set", given.append)
+    monkeypatch.setattr(blas, "_P", p)
+    for v in blas._ENV:
+        monkeypatch.delenv(v, raising=False)
+    return p, given
+
+
+def _machine(p, monkeypatch, samples):
+    it = iter(samples)
+    monkeypatch.setattr(p, "sample", lambda: next(it))
+
+
+def test_threads_follow_the_cores_other_processes_leave(policy, monkeypatch):
+    p, given = policy
+    # (wall s, own CPU s, machine busy CPU s): first look, then the others idle, then busy
+    _machine(p, monkeypatch, [(0.0, 0.0, 0.0), (1.0, 0.9, 1.0), (2.0, 1.8, 2.9),
+                              (3.0, 2.7, 3.5)])
+    for _ in range(4):
+        p.due = 0.0
+        blas.refresh()
+    # first look: no history, one thread; then 0.1 core busy elsewhere: both cores;
+    # then 1.0 core elsewhere: one; then the others at 0.5 - 0.9 = -0.4: both again
+    assert given == [1, 2, 1, 2]
+
+
+def test_refresh_is_rate_limited(policy, monkeypatch):
+    p, given = policy
+    _machine(p, monkeypatch, [(0.0, 0.0, 0.0)])
+    blas.refresh()
+    blas.refresh()  # within half a second: no new look (the fake has no second sample)
+    assert given == [1]
+
+
+def test_environment_and_set_blas_threads_override(policy, monkeypatch):
+    p, given = policy
+    _machine(p, monkeypatch, [])
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    blas.refresh()
+    assert given == []  # the environment decides
+    sg.set_blas_threads(1)
+    assert given == [1]
+    blas.refresh()
+    assert given == [1]
+    with pytest.raises(ValueError, match="positive int"):
+        sg.set_blas_threads(0)
+    sg.set_blas_threads(None)
+    assert p.fixed is None
+
+
+def test_set_blas_threads_reaches_every_pool():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    pools = [c for c in blas._P.controllers()]
+    if not pools:
+        pytest.skip("no BLAS pool found by threadpoolctl")
+    try:
+        sg.set_blas_threads(1)
+        info = {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info()}
+        assert all(info[c.filepath] == 1 for c in pools)
+    finally:
+        sg.set_blas_threads(None)
+
+
+@pytest.mark.parametrize("module", [python_loop, lbfgs, newton, second_order])
+def test_training_loops_call_no_numpy_blas(module):
+    """No ``@``, ``np.dot``, ``np.linalg`` or ``vdot`` in the Python loops (first-order, L-BFGS,
+    Newton): NumPy's BLAS runs on NumPy's own thread pool, whose spinning threads would take the
+    cores from the kernels' pool between two steps."""
+    source = inspect.getsource(module)
+    tree = ast.parse(source[source.index('"""', 3) + 3:])  # the docstring's examples aside
+    matmul = [n.lineno for n in ast.walk(tree)
+              if isinstance(n, ast.BinOp) and isinstance(n.op, ast.MatMult)]
+    calls = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+             and isinstance(n.value, ast.Name) and n.value.id in ("np", "numpy")
+             and n.attr in ("dot", "vdot", "inner", "linalg", "matmul", "tensordot")]
+    assert not matmul and not calls, (matmul, calls)
