@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import robust
+from .curve import check_curve_inputs
 from .lm import MESSAGES, gauss_newton, levenberg_marquardt, polish
 from .objective import Objective
 from .result import LeastSquaresResult
@@ -178,12 +179,11 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
 
 
 def _curve_symbols(model, xdata, params):
-    import sympy as sp
-
     from ..symbols import data as declare_data
+    from .curve import curve_model
     from .reference import resolve_symbols
 
-    expr = sp.sympify(model)
+    expr, params = curve_model(model, xdata, params)  # text is parsed safely, never evaluated
     ps, ds = resolve_symbols([expr], params)
     names = [d.name for d in ds]
     if isinstance(xdata, Mapping):
@@ -218,7 +218,7 @@ def curve_fit(model, xdata, ydata, p0, *, params=None, sigma=None,
     (2.01, (1, 1))
     """
     resid, ps, cols, yname = _curve_symbols(model, xdata, params)
-    cols[yname] = np.asarray(ydata, dtype=np.float64).ravel()
+    cols[yname] = check_curve_inputs(cols, np.ravel(ydata), p0, [p.name for p in ps])
     weights = None
     if sigma is not None:
         s = np.asarray(sigma, dtype=np.float64)

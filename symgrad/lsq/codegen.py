@@ -143,7 +143,7 @@ class _Gen:
             else:
                 lines.append(f"{t.name} = {self.pr.doprint(e)}")
         for name, e in wanted:
-            e = sp.sympify(e)
+            e = sp.sympify(e, strict=True)
             if e != 0 or name[0] == "r":
                 lines.append(f"{name} = {self.pr.doprint(e.xreplace(sub) if sub else e)}")
         return lines
@@ -151,7 +151,7 @@ class _Gen:
     def nonzero(self, k: int) -> list[int]:
         """Parameters residual ``k``'s gradient depends on (structural zeros are skipped)."""
         J = self.rp.program.outputs["J"]
-        return [j for j in range(self.P) if sp.sympify(J[k * self.P + j]) != 0]
+        return [j for j in range(self.P) if sp.sympify(J[k * self.P + j], strict=True) != 0]
 
     def load_params(self) -> list[str]:
         return [f"{self.names[s]} = x[{j}]" for j, s in enumerate(self.prob.params)]
@@ -229,7 +229,7 @@ class _Gen:
                 *self.load_params(), *[f"v{j} = v[{j}]" for j in range(self.P)],
                 "for i in numba.prange(N):",
                 *["    " + ln for ln in self.per_sample(("jv",))],
-                *[f"    out[i * {m} + {k}] = s{k}" if sp.sympify(e) != 0 else
+                *[f"    out[i * {m} + {k}] = s{k}" if sp.sympify(e, strict=True) != 0 else
                   f"    out[i * {m} + {k}] = 0.0"
                   for k, e in enumerate(self.rp.program.outputs["jv"])], "return out"]
         return _fn(f"jvp(x, v, out{self.tail()})", "Write J v into out (one entry per residual).",
