@@ -42,10 +42,15 @@ __all__ = ["BLOCK", "ResidualProgram", "derive_residuals", "residual_header", "r
 
 #: Samples summed plainly before a block's sums are added (compensated) into a chunk's totals.
 BLOCK = 256
+#: The fused J^T J pass is unrolled (every product a line) while the products per sample
+#: number at most this many (P = 12 for a dense row); above, loops over the Jacobian's columns.
+UNROLL_MAX = 78
+#: In the loop form, a row with at most this many nonzero entries is still written out.
+ROW_UNROLL = 4
 #: Locals and functions of the module; a column with one of these names is renamed col_<name>.
 _LOCALS = {"J", "js", "rs", "b0", "b1", "A", "bv", "tot", "part", "kk", "q", "blk",
            "residuals", "rows", "jvp", "vjp", "normal", "PARAMS", "DATA", "M_PER_SAMPLE",
-           "KINK_POLICY", "BLOCK"}
+           "KINK_POLICY", "BLOCK", "sb", "jr", "ja", "ka", "kb"}
 _PLAIN = "@numba.njit(cache=True, error_model='numpy'{})"
 
 
@@ -118,6 +123,9 @@ class _Gen:
         self.jit_fm = _PLAIN.format(", fastmath=_FASTMATH")
         self.jit_par = _PLAIN.format(", parallel=True" if par else "")
         self.T = self.P * (self.P + 1) // 2 + self.P + 1
+        #: Each residual's nonzero Jacobian columns; loops sum J^T J when the products are many.
+        self.rows_nz = [self.nonzero(k) for k in range(self.m)]
+        self.looped = sum(len(nz) * (len(nz) + 1) // 2 for nz in self.rows_nz) > UNROLL_MAX
 
     # -- pieces ---------------------------------------------------------------------------
     def per_sample(self, outs: tuple[str, ...], sample: str = "i") -> list[str]:
@@ -257,29 +265,9 @@ class _Gen:
 
     def normal(self) -> list[str]:
         m, P, T = self.m, self.P, self.T
-        pos = {}
-        for j in range(P):
-            for k in range(j, P):
-                pos[j, k] = len(pos)
-        nb = len(pos)
-        inner = self.per_sample(("r", "J"))
-        for k in range(m):
-            nz = self.nonzero(k)
-            inner += [f"w = 1.0 if js is None else js[i * {m} + {k}]",
-                      f"z = (1.0 if rs is None else rs[i * {m} + {k}]) * r{k}",
-                      *[f"u{k * P + j} *= w" for j in nz]]
-            inner += [f"s{pos[j, jj]} += u{k * P + j} * u{k * P + jj}"
-                      for a, j in enumerate(nz) for jj in nz[a:]]
-            inner += [f"s{nb + j} += u{k * P + j} * z" for j in nz]
-            inner.append(f"s{T - 1} += z * z")
-        # One call site of _nadd (a loop over the block's sums): 66 inlined copies of it for
-        # P = 10 took five times longer to compile and ran slower.
-        body = [*self.load_params(), f"blk = np.empty({T})", f"for b0 in range(lo, hi, {BLOCK}):",
-                f"    b1 = min(b0 + {BLOCK}, hi)",
-                *[f"    s{q} = 0.0" for q in range(T)],
-                "    for i in range(b0, b1):", *["        " + ln for ln in inner],
-                *[f"    blk[{q}] = s{q}" for q in range(T)],
-                f"    for q in range({T}):", "        _nadd(acc, q, blk[q])"]
+        rows = self.rows_nz
+        nb = P * (P + 1) // 2
+        body = self._normal_loops(rows) if self.looped else self._normal_unrolled(rows)
         chunk = _fn(f"_normal_chunk(x, js, rs, lo, hi, acc{self.tail()})",
                     f"Add the normal-equation sums of samples lo..hi-1 into acc (2, {T}): "
                     f"blocks of {BLOCK} summed plainly, block sums added compensated.",
@@ -304,6 +292,79 @@ class _Gen:
                "with a = js, b = rs (None: 1); J is never stored.")
         return [chunk, _fn(f"normal(x, A, bv, js, rs{self.tail()})", doc, drv, self.jit_par)]
 
+    def _scale(self, k: int, nz: list[int]) -> list[str]:
+        """The row and residual scales of residual ``k`` of sample ``i`` (w, z), applied to
+        the Jacobian entries ``nz`` in place."""
+        m, P = self.m, self.P
+        return [f"w = 1.0 if js is None else js[i * {m} + {k}]",
+                f"z = (1.0 if rs is None else rs[i * {m} + {k}]) * r{k}",
+                *[f"u{k * P + j} *= w" for j in nz]]
+
+    def _normal_unrolled(self, rows: list[list[int]]) -> list[str]:
+        """Small P: every product a named local, the block's sums in locals (fastest to run)."""
+        P, T = self.P, self.T
+        pos = {(j, k): q for q, (j, k) in enumerate((j, k) for j in range(P)
+                                                     for k in range(j, P))}
+        nb = len(pos)
+        inner = self.per_sample(("r", "J"))
+        for k, nz in enumerate(rows):
+            inner += self._scale(k, nz)
+            inner += [f"s{pos[j, jj]} += u{k * P + j} * u{k * P + jj}"
+                      for a, j in enumerate(nz) for jj in nz[a:]]
+            inner += [f"s{nb + j} += u{k * P + j} * z" for j in nz]
+            inner.append(f"s{T - 1} += z * z")
+        # One call site of _nadd (a loop over the block's sums): 66 inlined copies of it for
+        # P = 10 took five times longer to compile and ran slower.
+        return [*self.load_params(), f"blk = np.empty({T})",
+                f"for b0 in range(lo, hi, {BLOCK}):", f"    b1 = min(b0 + {BLOCK}, hi)",
+                *[f"    s{q} = 0.0" for q in range(T)],
+                "    for i in range(b0, b1):", *["        " + ln for ln in inner],
+                *[f"    blk[{q}] = s{q}" for q in range(T)],
+                f"    for q in range({T}):", "        _nadd(acc, q, blk[q])"]
+
+    def _normal_loops(self, rows: list[list[int]]) -> list[str]:
+        """Larger P: a Jacobian row with more than ROW_UNROLL entries is stored in ``jr`` and
+        its products are summed by loops over its columns (text and compile time linear in
+        P; unrolled, compile time grew faster than P**2). The block sums live in ``sb``; the
+        order of every sum is the unrolled form's, so the results are the same bits."""
+        P, T = self.P, self.T
+        nb = P * (P + 1) // 2
+
+        def pos(j: int, k: int) -> int:
+            return j * (2 * P - j + 1) // 2 + k - j
+
+        inner = self.per_sample(("r", "J"))
+        width = max([len(nz) for nz in rows if len(nz) > ROW_UNROLL], default=1)
+        for k, nz in enumerate(rows):
+            if len(nz) <= ROW_UNROLL:
+                inner += self._scale(k, nz)
+                inner += [f"sb[{pos(j, jj)}] += u{k * P + j} * u{k * P + jj}"
+                          for a, j in enumerate(nz) for jj in nz[a:]]
+                inner += [f"sb[{nb + j}] += u{k * P + j} * z" for j in nz]
+            else:
+                inner += [*self._scale(k, []),
+                          *[f"jr[{a}] = u{k * P + j} * w" for a, j in enumerate(nz)]]
+                dense = nz == list(range(P))
+                ca, cb = ("ka", "kb") if dense else (f"_NZ{k}[ka]", f"_NZ{k}[kb]")
+                inner += [f"for ka in range({len(nz)}):", f"    j = {ca}",
+                          "    ja = jr[ka]", f"    q = j * ({2 * P + 1} - j) // 2 - j",
+                          f"    for kb in range(ka, {len(nz)}):",
+                          f"        sb[q + {cb}] += ja * jr[kb]",
+                          f"    sb[{nb} + j] += ja * z"]
+            inner.append(f"sb[{T - 1}] += z * z")
+        return [*self.load_params(), f"sb = np.empty({T})", f"jr = np.empty({width})",
+                f"for b0 in range(lo, hi, {BLOCK}):", f"    b1 = min(b0 + {BLOCK}, hi)",
+                "    sb[:] = 0.0", "    for i in range(b0, b1):",
+                *["        " + ln for ln in inner],
+                f"    for q in range({T}):", "        _nadd(acc, q, sb[q])"]
+
+    def constants(self) -> list[str]:
+        """Module-level column lists of the sparse Jacobian rows summed by loops."""
+        if not self.looped:
+            return []
+        return [f"_NZ{k} = np.array({nz!r}, dtype=np.int64)"
+                for k, nz in enumerate(self.rows_nz) if ROW_UNROLL < len(nz) < self.P]
+
     # -- module ---------------------------------------------------------------------------
     def body(self) -> str:
         p = self.prob
@@ -323,7 +384,7 @@ class _Gen:
             f"BLOCK = {BLOCK!r}",
             f"_FASTMATH = {set(self.opts.fastmath) if self.opts.fastmath else False!r}".replace(
                 "{'contract', 'reassoc'}", "{'reassoc', 'contract'}"),
-            "", *HELPERS.strip("\n").splitlines(), "", "",
+            *self.constants(), "", *HELPERS.strip("\n").splitlines(), "", "",
             self.jit, "def _nadd(acc, q, v):",
             '    """Neumaier: add v to acc[0, q], its rounding error to acc[1, q]."""',
             "    s = acc[0, q]", "    t = s + v", "    if abs(s) >= abs(v):",
