@@ -126,6 +126,10 @@ def read_data_file(path: str | Path) -> dict[str, np.ndarray]:
     names = [h.strip() for h in header.split(",")]
     if not all(n.isidentifier() for n in names):
         raise CLIError(f"data file {path}: the first row must name the columns, got {header!r}")
+    for k, n in enumerate(names):
+        if n in names[:k]:
+            raise CLIError(f"data file {path}: the column name '{n}' appears twice in the "
+                           f"header (columns {names.index(n) + 1} and {k + 1}): rename one")
     try:
         arr = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
     except ValueError as exc:
@@ -160,16 +164,18 @@ def load_loss(spec: str, params: str | None = None, data: str | None = None,
         return LossSource(ns["loss"], None, fdata,
                           None if x0 is None else np.asarray(x0, dtype=np.float64), spec)
     from .columns import check_column_names
-    from .exprparse import param_names, parse_loss
+    from .exprparse import names_in, param_names, parse_loss
     from .symbols import Param
 
     dnames = _names(data)
     if file_data is not None:
         check_column_names(spec, list(file_data), str(data_file), dnames, params is not None)
     if dnames is None and file_data is not None:
-        dnames = list(file_data)
+        # only the columns the loss reads are data names (and must be valid names): an unused
+        # column named max, log or _id is no error
+        dnames = [c for c in file_data if c in names_in(spec) and c not in (_names(params) or [])]
     expr = parse_loss(spec, params=_names(params), data=dnames)
-    if file_data is not None and dnames is not None:
+    if file_data is not None and data is not None:
         file_data = {k: v for k, v in file_data.items() if k in dnames}
     # The packing order is passed explicitly: it must not depend on symbols made earlier.
     order = [Param(n) for n in param_names(spec, _names(params), dnames)]
