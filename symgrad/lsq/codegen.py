@@ -43,14 +43,13 @@ __all__ = ["BLOCK", "ResidualProgram", "derive_residuals", "residual_header", "r
 #: Samples summed plainly before a block's sums are added (compensated) into a chunk's totals.
 BLOCK = 256
 #: The fused J^T J pass is unrolled (every product a line) while the products per sample
-#: number at most this many (P = 12 for a dense row); above, loops over the Jacobian's columns.
+#: number at most this many (P = 12 for a dense row); above, loops over the Jacobian's columns
+#: (at P = 14 as fast to run and faster to compile; at P = 40, 7 s to compile instead of 100).
 UNROLL_MAX = 78
-#: In the loop form, a row with at most this many nonzero entries is still written out.
-ROW_UNROLL = 4
 #: Locals and functions of the module; a column with one of these names is renamed col_<name>.
 _LOCALS = {"J", "js", "rs", "b0", "b1", "A", "bv", "tot", "part", "kk", "q", "blk",
            "residuals", "rows", "jvp", "vjp", "normal", "PARAMS", "DATA", "M_PER_SAMPLE",
-           "KINK_POLICY", "BLOCK", "sb", "jr", "ja", "ka", "kb"}
+           "KINK_POLICY", "BLOCK", "sb", "zb", "Jb", "nr", "ka", "kb", "kr"}
 _PLAIN = "@numba.njit(cache=True, error_model='numpy'{})"
 
 
@@ -289,7 +288,8 @@ class _Gen:
                f"    bv[j] = tot[0, {nb} + j] + tot[1, {nb} + j]",
                f"return tot[0, {T - 1}] + tot[1, {T - 1}]"]
         doc = ("One fused pass: A = (aJ)^T (aJ), bv = (aJ)^T (b r), returns (b r)^T (b r), "
-               "with a = js, b = rs (None: 1); J is never stored.")
+               "with a = js, b = rs (None: 1); J is never stored" +
+               (f" (a block of {BLOCK} samples' rows at a time)." if self.looped else "."))
         return [chunk, _fn(f"normal(x, A, bv, js, rs{self.tail()})", doc, drv, self.jit_par)]
 
     def _scale(self, k: int, nz: list[int]) -> list[str]:
@@ -323,47 +323,34 @@ class _Gen:
                 f"    for q in range({T}):", "        _nadd(acc, q, blk[q])"]
 
     def _normal_loops(self, rows: list[list[int]]) -> list[str]:
-        """Larger P: a Jacobian row with more than ROW_UNROLL entries is stored in ``jr`` and
-        its products are summed by loops over its columns (text and compile time linear in
-        P; unrolled, compile time grew faster than P**2). The block sums live in ``sb``; the
-        order of every sum is the unrolled form's, so the results are the same bits."""
-        P, T = self.P, self.T
+        """Larger P: the block's scaled Jacobian rows are stored column by column in ``Jb``
+        (P x rows of the block) and every sum of the block is a loop (a dot product of two
+        columns), so the text and Numba's compile time grow linearly in P (unrolled, compile
+        time grew faster than P**2) and the sums vectorise."""
+        m, P, T = self.m, self.P, self.T
         nb = P * (P + 1) // 2
-
-        def pos(j: int, k: int) -> int:
-            return j * (2 * P - j + 1) // 2 + k - j
-
         inner = self.per_sample(("r", "J"))
-        width = max([len(nz) for nz in rows if len(nz) > ROW_UNROLL], default=1)
+        inner.append(f"kk = (i - b0) * {m}")
         for k, nz in enumerate(rows):
-            if len(nz) <= ROW_UNROLL:
-                inner += self._scale(k, nz)
-                inner += [f"sb[{pos(j, jj)}] += u{k * P + j} * u{k * P + jj}"
-                          for a, j in enumerate(nz) for jj in nz[a:]]
-                inner += [f"sb[{nb + j}] += u{k * P + j} * z" for j in nz]
-            else:
-                inner += [*self._scale(k, []),
-                          *[f"jr[{a}] = u{k * P + j} * w" for a, j in enumerate(nz)]]
-                dense = nz == list(range(P))
-                ca, cb = ("ka", "kb") if dense else (f"_NZ{k}[ka]", f"_NZ{k}[kb]")
-                inner += [f"for ka in range({len(nz)}):", f"    j = {ca}",
-                          "    ja = jr[ka]", f"    q = j * ({2 * P + 1} - j) // 2 - j",
-                          f"    for kb in range(ka, {len(nz)}):",
-                          f"        sb[q + {cb}] += ja * jr[kb]",
-                          f"    sb[{nb} + j] += ja * z"]
-            inner.append(f"sb[{T - 1}] += z * z")
-        return [*self.load_params(), f"sb = np.empty({T})", f"jr = np.empty({width})",
-                f"for b0 in range(lo, hi, {BLOCK}):", f"    b1 = min(b0 + {BLOCK}, hi)",
-                "    sb[:] = 0.0", "    for i in range(b0, b1):",
-                *["        " + ln for ln in inner],
-                f"    for q in range({T}):", "        _nadd(acc, q, sb[q])"]
-
-    def constants(self) -> list[str]:
-        """Module-level column lists of the sparse Jacobian rows summed by loops."""
-        if not self.looped:
-            return []
-        return [f"_NZ{k} = np.array({nz!r}, dtype=np.int64)"
-                for k, nz in enumerate(self.rows_nz) if ROW_UNROLL < len(nz) < self.P]
+            inner += [f"w = 1.0 if js is None else js[i * {m} + {k}]",
+                      f"zb[kk + {k}] = (1.0 if rs is None else rs[i * {m} + {k}]) * r{k}"]
+            inner += [f"Jb[{j}, kk + {k}] = " + (f"u{k * P + j} * w" if j in nz else "0.0")
+                      for j in range(P)]
+        return [
+            *self.load_params(), f"Jb = np.empty(({P}, min(hi - lo, {BLOCK}) * {m}))",
+            f"zb = np.empty(min(hi - lo, {BLOCK}) * {m})", f"sb = np.empty({T})",
+            f"for b0 in range(lo, hi, {BLOCK}):", f"    b1 = min(b0 + {BLOCK}, hi)",
+            f"    nr = (b1 - b0) * {m}", "    for i in range(b0, b1):",
+            *["        " + ln for ln in inner],
+            "    q = 0", f"    for ka in range({P}):", f"        for kb in range(ka, {P}):",
+            "            tot = 0.0", "            for kr in range(nr):",
+            "                tot += Jb[ka, kr] * Jb[kb, kr]", "            sb[q] = tot",
+            "            q += 1",
+            "        tot = 0.0", "        for kr in range(nr):",
+            "            tot += Jb[ka, kr] * zb[kr]", f"        sb[{nb} + ka] = tot",
+            "    tot = 0.0", "    for kr in range(nr):", "        tot += zb[kr] * zb[kr]",
+            f"    sb[{T - 1}] = tot",
+            f"    for q in range({T}):", "        _nadd(acc, q, sb[q])"]
 
     # -- module ---------------------------------------------------------------------------
     def body(self) -> str:
@@ -384,7 +371,7 @@ class _Gen:
             f"BLOCK = {BLOCK!r}",
             f"_FASTMATH = {set(self.opts.fastmath) if self.opts.fastmath else False!r}".replace(
                 "{'contract', 'reassoc'}", "{'reassoc', 'contract'}"),
-            *self.constants(), "", *HELPERS.strip("\n").splitlines(), "", "",
+            "", *HELPERS.strip("\n").splitlines(), "", "",
             self.jit, "def _nadd(acc, q, v):",
             '    """Neumaier: add v to acc[0, q], its rounding error to acc[1, q]."""',
             "    s = acc[0, q]", "    t = s + v", "    if abs(s) >= abs(v):",
