@@ -7,7 +7,9 @@ depends on every parameter, so J^T J has P(P+1)/2 distinct entries. Each P runs 
 process with an empty cache directory and reports: deriving and writing the module text
 (``compile_residuals``), then Numba's compilation of each entry point on its first call
 (``normal``, ``rows``, ``residuals``, ``jvp``, ``vjp``); "total" is what a cold ``symgrad fit``
-pays before its first iteration.
+pays before its first iteration. "cpu" is the child process's CPU time (user + system): on a
+busy machine it is closer than the wall times to what a quiet one takes (compilation is
+single-threaded).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -51,16 +54,19 @@ def measure(P: int, timeout: float) -> dict | None:
         env = {**os.environ, "SYMGRAD_CACHE_DIR": cache, "NUMBA_CACHE_DIR": cache,
                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         t0 = time.perf_counter()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
             p = subprocess.run([sys.executable, "-c", CHILD, str(P)], env=env, cwd=ROOT,
                                capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
         wall = time.perf_counter() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         if p.returncode:
             raise SystemExit(p.stderr)
         out = json.loads(p.stdout.strip().splitlines()[-1])
-        out["process"] = wall
+        out["process"], out["cpu"] = wall, cpu
         return out
 
 
@@ -70,7 +76,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per P")
     args = ap.parse_args()
     print(f"{'P':>4} {'text':>7} {'normal':>7} {'rows':>7} {'resid':>7} {'jvp':>7} {'vjp':>7}"
-          f" {'total':>7}   (seconds, cold cache)")
+          f" {'total':>7} {'cpu':>7}   (seconds, cold cache)")
     for P in args.P:
         r = measure(P, args.timeout)
         if r is None:
@@ -78,7 +84,8 @@ def main() -> None:
             continue
         total = sum(r[k] for k in ("text", "normal", "rows", "residuals", "jvp", "vjp"))
         print(f"{P:>4} {r['text']:7.2f} {r['normal']:7.2f} {r['rows']:7.2f} "
-              f"{r['residuals']:7.2f} {r['jvp']:7.2f} {r['vjp']:7.2f} {total:7.2f}", flush=True)
+              f"{r['residuals']:7.2f} {r['jvp']:7.2f} {r['vjp']:7.2f} {total:7.2f} {r['cpu']:7.2f}",
+              flush=True)
 
 
 if __name__ == "__main__":
