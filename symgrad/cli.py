@@ -111,8 +111,19 @@ class LossSource:
     origin: str
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def read_data_file(path: str | Path) -> dict[str, np.ndarray]:
-    """Columns from a ``.csv`` (a header row of names, comma separated) or a ``.npz`` file."""
+    """Columns from a ``.csv`` (a header row of names, comma separated) or a ``.npz`` file.
+
+    Any name is accepted (only the names a loss uses must be valid in an expression); an
+    empty or numeric name means the header row is missing, a repeated one is an error."""
     path = Path(path)
     if not path.is_file():
         raise CLIError(f"data file {path} not found")
@@ -124,7 +135,7 @@ def read_data_file(path: str | Path) -> dict[str, np.ndarray]:
     with path.open() as fh:
         header = fh.readline()
     names = [h.strip() for h in header.split(",")]
-    if not all(n.isidentifier() for n in names):
+    if not all(n and not _is_number(n) for n in names):
         raise CLIError(f"data file {path}: the first row must name the columns, got {header!r}")
     for k, n in enumerate(names):
         if n in names[:k]:

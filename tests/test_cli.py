@@ -310,8 +310,8 @@ def test_fit_refuses_parameters_the_data_cannot_determine(tmp_path, capsys):
 
 def test_fit_ignores_unused_columns_with_awkward_names(tmp_path, capsys):
     """Issue 24 item 21: an unused column named max, sum, log or _id aborted the fit."""
-    rows = _decay_rows(extra=4)
-    csv = _csv(tmp_path, "t,y,max,sum,log,_id", rows)
+    rows = _decay_rows(extra=5)
+    csv = _csv(tmp_path, "t,y,max,sum,log,_id,temp (C)", rows)
     plain = _csv(tmp_path, "t,y", rows[:, :2], "plain.csv")
     code, out, _ = run(capsys, "fit", "a*exp(-b*t) + c - y", str(csv))
     code0, out0, _ = run(capsys, "fit", "a*exp(-b*t) + c - y", str(plain))
@@ -321,7 +321,10 @@ def test_fit_ignores_unused_columns_with_awkward_names(tmp_path, capsys):
     assert code == 0 and out.splitlines()[1:] == out0.splitlines()[1:]
     code, _, err = run(capsys, "check", "mean((a*t - y)**2)", "--data-file", str(csv),
                        "--at", "1")
-    assert code == 0 and "not used by the loss: max, sum, log, _id" in err
+    assert code == 0 and "not used by the loss: max, sum, log, _id, temp (C)" in err
+    headless = _csv(tmp_path, "0.5,1.5", rows[:, :2], "headless.csv")
+    code, _, err = run(capsys, "fit", "a*exp(-b*t) + c - y", str(headless))
+    assert code == 2 and "the first row must name the columns" in err
 
 
 def test_fit_data_option(tmp_path, capsys):
