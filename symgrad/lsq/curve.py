@@ -37,14 +37,14 @@ def curve_model(model, xdata, params) -> tuple[sp.Expr, list | None]:
 
     if not isinstance(model, str):
         return as_expr(model, "curve_fit: model"), params
+    try:
+        used = names_in(model)
+    except ExprError as exc:
+        raise ProblemError(f"curve_fit: model {model!r}: {exc}") from None
     if isinstance(xdata, Mapping):
-        data = [str(k) for k in xdata]
+        data = [str(k) for k in xdata if str(k) in used]
     elif params is not None:
-        given = _names(params)
-        try:
-            data = [n for n in names_in(model) if n not in given]
-        except ExprError as exc:
-            raise ProblemError(f"curve_fit: model {model!r}: {exc}") from None
+        data = [n for n in used if n not in _names(params)]
     else:
         raise TypeError("curve_fit got the model as text: say which names are data by passing "
                         "xdata as a dict ({'x': values}) or the parameters with params=[...]")
