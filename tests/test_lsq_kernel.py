@@ -105,6 +105,14 @@ def mixed():
 
 
 @pytest.fixture(scope="module")
+def trig():  # parameter-only, 14 dense residuals (MGH 26): the loop form with m = 14, N = 1
+    x = sg.params(" ".join(f"w{k}" for k in range(14)))
+    cs = sum(sg.cos(v) for v in x)
+    resid = [14 - cs + (k + 1) * (1 - sg.cos(v)) - sg.sin(v) for k, v in enumerate(x)]
+    return Case(resid, x, (), np.linspace(0.05, 0.2, 14), 0)
+
+
+@pytest.fixture(scope="module")
 def vector():
     resid, p, d = _model_vector()
     return Case(resid, p, d, [1.5, 0.9, 0.2], 500)
@@ -121,7 +129,7 @@ def _close(got, want, scale, tol=TOL):
     assert err <= tol * max(float(np.max(scale)), 1e-300), (err, float(np.max(scale)))
 
 
-CASES = ["exp5", "decay", "vector", "rosen", "exp8", "mixed"]
+CASES = ["exp5", "decay", "vector", "rosen", "exp8", "mixed", "trig"]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -261,7 +269,7 @@ def test_source_is_deterministic_and_free_of_sizes():
     assert "numba.prange" in one and "def normal(x, A, bv, js, rs, t, y):" in one
 
 
-def test_normal_pass_is_unrolled_for_small_p_and_loops_above(exp5, exp8, mixed):
+def test_normal_pass_is_unrolled_for_small_p_and_loops_above(exp5, exp8, mixed, trig):
     """Issue 24 item 18: unrolled, the J^T J text (and Numba's compile time) grew as P**2 and
     faster; above UNROLL_MAX products per sample it loops over the Jacobian's columns."""
     def chunk(src):
@@ -269,7 +277,7 @@ def test_normal_pass_is_unrolled_for_small_p_and_loops_above(exp5, exp8, mixed):
 
     assert "for ka in range" not in chunk(exp5.rk.source)  # P = 10: today's unrolled text
     assert "s54 += u9 * u9" in chunk(exp5.rk.source)
-    for c in (exp8, mixed):  # the block's rows stored column by column, sums by loops
+    for c in (exp8, mixed, trig):  # the block's rows stored column by column, sums by loops
         assert "Jb = np.empty(" in chunk(c.rk.source) and "s54 +=" not in chunk(c.rk.source)
         assert "tot += Jb[ka, kr] * Jb[kb, kr]" in chunk(c.rk.source)
     assert "Jb[12, kk + 0] = 0.0" in chunk(mixed.rk.source)  # a structural zero
