@@ -292,23 +292,17 @@ class _Gen:
                (f" (a block of {BLOCK} samples' rows at a time)." if self.looped else "."))
         return [chunk, _fn(f"normal(x, A, bv, js, rs{self.tail()})", doc, drv, self.jit_par)]
 
-    def _scale(self, k: int, nz: list[int]) -> list[str]:
-        """The row and residual scales of residual ``k`` of sample ``i`` (w, z), applied to
-        the Jacobian entries ``nz`` in place."""
-        m, P = self.m, self.P
-        return [f"w = 1.0 if js is None else js[i * {m} + {k}]",
-                f"z = (1.0 if rs is None else rs[i * {m} + {k}]) * r{k}",
-                *[f"u{k * P + j} *= w" for j in nz]]
-
     def _normal_unrolled(self, rows: list[list[int]]) -> list[str]:
         """Small P: every product a named local, the block's sums in locals (fastest to run)."""
-        P, T = self.P, self.T
+        m, P, T = self.m, self.P, self.T
         pos = {(j, k): q for q, (j, k) in enumerate((j, k) for j in range(P)
                                                      for k in range(j, P))}
         nb = len(pos)
         inner = self.per_sample(("r", "J"))
         for k, nz in enumerate(rows):
-            inner += self._scale(k, nz)
+            inner += [f"w = 1.0 if js is None else js[i * {m} + {k}]",
+                      f"z = (1.0 if rs is None else rs[i * {m} + {k}]) * r{k}",
+                      *[f"u{k * P + j} *= w" for j in nz]]
             inner += [f"s{pos[j, jj]} += u{k * P + j} * u{k * P + jj}"
                       for a, j in enumerate(nz) for jj in nz[a:]]
             inner += [f"s{nb + j} += u{k * P + j} * z" for j in nz]
@@ -331,7 +325,8 @@ class _Gen:
         nb = P * (P + 1) // 2
         inner = self.per_sample(("r", "J"))
         inner.append(f"kk = (i - b0) * {m}")
-        for k, nz in enumerate(rows):
+        for k, row in enumerate(rows):
+            nz = set(row)
             inner += [f"w = 1.0 if js is None else js[i * {m} + {k}]",
                       f"zb[kk + {k}] = (1.0 if rs is None else rs[i * {m} + {k}]) * r{k}"]
             inner += [f"Jb[{j}, kk + {k}] = " + (f"u{k * P + j} * w" if j in nz else "0.0")
