@@ -31,6 +31,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from .datafile import read_data_file
+
 __all__ = ["CLIError", "build_parser", "main", "parse_schedule", "parse_vector"]
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad")
@@ -109,45 +111,6 @@ class LossSource:
     data: dict[str, np.ndarray] | None
     x0: np.ndarray | None
     origin: str
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def read_data_file(path: str | Path) -> dict[str, np.ndarray]:
-    """Columns from a ``.csv`` (a header row of names, comma separated) or a ``.npz`` file.
-
-    Any name is accepted (only the names a loss uses must be valid in an expression); an
-    empty or numeric name means the header row is missing, a repeated one is an error."""
-    path = Path(path)
-    if not path.is_file():
-        raise CLIError(f"data file {path} not found")
-    if path.suffix == ".npz":
-        with np.load(path) as z:
-            return {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
-    if path.suffix not in (".csv", ".txt"):
-        raise CLIError(f"data file {path}: use a .csv (header row of column names) or .npz file")
-    with path.open() as fh:
-        header = fh.readline()
-    names = [h.strip() for h in header.split(",")]
-    if not all(n and not _is_number(n) for n in names):
-        raise CLIError(f"data file {path}: the first row must name the columns, got {header!r}")
-    for k, n in enumerate(names):
-        if n in names[:k]:
-            raise CLIError(f"data file {path}: the column name '{n}' appears twice in the "
-                           f"header (columns {names.index(n) + 1} and {k + 1}): rename one")
-    try:
-        arr = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
-    except ValueError as exc:
-        raise CLIError(f"data file {path}: {exc}") from None
-    if arr.shape[1] != len(names):
-        raise CLIError(f"data file {path}: {len(names)} names but {arr.shape[1]} columns")
-    return {n: arr[:, i].copy() for i, n in enumerate(names)}
 
 
 def load_loss(spec: str, params: str | None = None, data: str | None = None,

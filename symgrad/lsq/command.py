@@ -124,8 +124,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "model - RESPONSE)")
     f.add_argument("--params", help="parameter names in order (default: the names that are "
                    "not data columns, sorted)")
-    f.add_argument("--data", help="data column names (default: the file's columns the residual "
-                   "uses)")
+    f.add_argument("--data", metavar="NAMES", help="data column names (default: the file's "
+                   "columns the residual uses)")
     f.add_argument("--method", default="lm", choices=("lm", "precise", "gn"))
     f.add_argument("--loss", default="linear",
                    choices=("linear", "huber", "soft_l1", "cauchy", "arctan"))
