@@ -31,6 +31,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from .datafile import read_data_file
+
 __all__ = ["CLIError", "build_parser", "main", "parse_schedule", "parse_vector"]
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad")
@@ -111,30 +113,6 @@ class LossSource:
     origin: str
 
 
-def read_data_file(path: str | Path) -> dict[str, np.ndarray]:
-    """Columns from a ``.csv`` (a header row of names, comma separated) or a ``.npz`` file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CLIError(f"data file {path} not found")
-    if path.suffix == ".npz":
-        with np.load(path) as z:
-            return {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
-    if path.suffix not in (".csv", ".txt"):
-        raise CLIError(f"data file {path}: use a .csv (header row of column names) or .npz file")
-    with path.open() as fh:
-        header = fh.readline()
-    names = [h.strip() for h in header.split(",")]
-    if not all(n.isidentifier() for n in names):
-        raise CLIError(f"data file {path}: the first row must name the columns, got {header!r}")
-    try:
-        arr = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
-    except ValueError as exc:
-        raise CLIError(f"data file {path}: {exc}") from None
-    if arr.shape[1] != len(names):
-        raise CLIError(f"data file {path}: {len(names)} names but {arr.shape[1]} columns")
-    return {n: arr[:, i].copy() for i, n in enumerate(names)}
-
-
 def load_loss(spec: str, params: str | None = None, data: str | None = None,
               data_file: str | None = None) -> LossSource:
     """Read the loss from a ``.py`` file or parse it from an expression string."""
@@ -160,16 +138,18 @@ def load_loss(spec: str, params: str | None = None, data: str | None = None,
         return LossSource(ns["loss"], None, fdata,
                           None if x0 is None else np.asarray(x0, dtype=np.float64), spec)
     from .columns import check_column_names
-    from .exprparse import param_names, parse_loss
+    from .exprparse import names_in, param_names, parse_loss
     from .symbols import Param
 
     dnames = _names(data)
     if file_data is not None:
         check_column_names(spec, list(file_data), str(data_file), dnames, params is not None)
     if dnames is None and file_data is not None:
-        dnames = list(file_data)
+        # only the columns the loss reads are data names (and must be valid names): an unused
+        # column named max, log or _id is no error
+        dnames = [c for c in file_data if c in names_in(spec) and c not in (_names(params) or [])]
     expr = parse_loss(spec, params=_names(params), data=dnames)
-    if file_data is not None and dnames is not None:
+    if file_data is not None and data is not None:
         file_data = {k: v for k, v in file_data.items() if k in dnames}
     # The packing order is passed explicitly: it must not depend on symbols made earlier.
     order = [Param(n) for n in param_names(spec, _names(params), dnames)]

@@ -30,6 +30,8 @@ from collections.abc import Mapping
 import numpy as np
 import sympy as sp
 
+from .columns import closest
+
 __all__ = ["batch_index", "check_names", "column", "may_hide", "non_finite_error",
            "overflow_error", "raise_non_finite", "result_finite"]
 
@@ -87,10 +89,15 @@ def raise_non_finite(columns: Mapping[str, np.ndarray], rows=None, kind: str = "
 def check_names(data: Mapping, names: tuple[str, ...], what: str) -> None:
     """Every name of ``names`` given in ``data``, and nothing else."""
     missing = [c for c in names if c not in data]
-    if missing:
-        raise TypeError(f"missing {what} '{missing[0]}': this loss needs "
-                        f"{', '.join(f'{c}=...' for c in names)}")
     extra = sorted(set(data) - set(names))
+    if missing:
+        got = ""
+        if extra:  # name what was passed instead: a misspelling (yy for y) is the usual cause
+            close = closest(missing[0], extra)
+            got = (f"; got '{close}', which it does not use: a misspelling?" if close else
+                   f"; got {', '.join(repr(e) for e in extra)}, which it does not use")
+        raise TypeError(f"missing {what} '{missing[0]}': this loss needs "
+                        f"{', '.join(f'{c}=...' for c in names)}{got}")
     if extra:
         raise TypeError(f"unexpected {what} '{extra[0]}' (this loss uses "
                         f"{', '.join(names) or 'none'})")

@@ -150,7 +150,7 @@ class Builder:
 
     def node(self, e: sp.Expr) -> sp.Expr:
         """Linearise ``e``; returns the atom (symbol, number or temporary) holding its value."""
-        e = sp.sympify(e)
+        e = sp.sympify(e, strict=True)
         hit = self.memo.get(e)
         if hit is not None:
             return hit
@@ -264,7 +264,7 @@ class Builder:
                 return x
             return x.func(*[go(a) for a in x.args])
 
-        return go(sp.sympify(e))
+        return go(sp.sympify(e, strict=True))
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,8 @@ class Program:
 
     def schedule_of(self, *outs: sp.Expr) -> list[tuple[Tmp, sp.Expr]]:
         """The assignments the given output expressions need, in order."""
-        need = {s for o in outs for s in sp.sympify(o).free_symbols if isinstance(s, Tmp)}
+        need = {s for o in outs for s in sp.sympify(o, strict=True).free_symbols
+                if isinstance(s, Tmp)}
         for t, e in reversed(self.assigns):
             if t in need:
                 need.update(s for s in e.free_symbols if isinstance(s, Tmp))

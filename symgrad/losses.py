@@ -193,8 +193,9 @@ def l2(*params, weight=1.0) -> sp.Expr:
         total = sp.S.Zero
         for p in params:
             total = total + (A.sum_(A.apply(lambda a: a**2, p)) if isinstance(p, Node) else
-                             sp.sympify(p) ** 2)
-        return A.apply(lambda t: sp.sympify(weight) * t, total)
+                             as_expr(p, "l2 argument") ** 2)
+        w = as_expr(weight, "l2: weight")  # never sympify user text: it would be evaluated
+        return A.apply(lambda t: w * t, total)
     flat = [e for p in params for e in _vec(p, "l2 argument", any_shape=True)] if params else []
     if not flat:
         raise ValueError("l2 needs at least one parameter, e.g. losses.l2(a, b, weight=1e-3)")

@@ -364,4 +364,5 @@ def _vector_sum(s: IndexedSum, k: int) -> VectorSum:
         raise ProblemError(f"per-sample data column '{cols[0]}' inside sg.sum(..., ({i}, ...)): "
                            f"declare a column read element by element with "
                            f"sg.data('{cols[0]}', indexed=True) and read it as {cols[0]}[{i}]")
-    return VectorSum(term, i, sp.sympify(lo), sp.sympify(hi), sp.Symbol(f"S{k}", real=True))
+    return VectorSum(term, i, sp.sympify(lo, strict=True), sp.sympify(hi, strict=True),
+                     sp.Symbol(f"S{k}", real=True))

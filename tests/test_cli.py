@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +251,121 @@ def test_fit_errors_are_one_line(tmp_path, capsys):
     assert code == 2 and "NAME one of a, b, c" in err and len(err.splitlines()) == 1
     code, _, err = run(capsys, "fit", "a*b + c", str(csv))
     assert code == 2 and "none of the data columns" in err
+
+
+# --------------------------------------------------------------------------- data files (issue 24)
+
+
+def _csv(tmp_path, header: str, rows: np.ndarray, name: str = "d.csv") -> Path:
+    path = tmp_path / name
+    np.savetxt(path, rows, delimiter=",", header=header, comments="")
+    return path
+
+
+def _decay_rows(n: int = 30, extra: int = 0) -> np.ndarray:
+    t = np.linspace(0, 7, n)
+    y = 3 * np.exp(-0.7 * t) + 0.5 + 0.01 * np.random.default_rng(3).standard_normal(n)
+    return np.column_stack([t, y, *np.random.default_rng(4).standard_normal((extra, n))])
+
+
+@pytest.mark.parametrize("argv", [
+    ["fit", "a*exp(-b*t) + c - y", "{csv}"],
+    ["check", "mean((a*t - y)**2)", "--data-file", "{csv}"],
+    ["minimize", "mean((a*t - y)**2)", "--data-file", "{csv}", "--steps", "2", "-q"],
+])
+def test_duplicate_column_names_are_refused(tmp_path, capsys, argv):
+    """Issue 24 item 7: a header 't,t,y' kept the last 't' and fitted it, exit 0."""
+    rows = _decay_rows()
+    csv = _csv(tmp_path, "t,t,y", np.column_stack([rows[:, 0], rows[:, 0] * 2, rows[:, 1]]))
+    code, out, err = run(capsys, *[a.format(csv=csv) for a in argv])
+    assert code == 2 and out == ""
+    assert "the column name 't' appears twice in the header (columns 1 and 2)" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_fit_refuses_a_misspelt_column(tmp_path, capsys):
+    """Issue 24 item 13: 'tt' for the column 't' became a parameter, exit 0."""
+    csv = _csv(tmp_path, "t,y", _decay_rows())
+    code, out, err = run(capsys, "fit", "a*exp(-b*tt) + c - y", str(csv))
+    assert code == 2 and out == ""
+    assert "'tt' is not a column of" in err and "(columns: t, y)" in err
+    assert "did you mean 't'" in err and "Warning" not in err
+    code, _, err = run(capsys, "fit", "a*exp(-b*t) + c", str(csv), "--response", "yy")
+    assert code == 2 and "--response 'yy' is not a column" in err and "'y'" in err
+
+
+def test_fit_refuses_parameters_the_data_cannot_determine(tmp_path, capsys):
+    """A name unlike any column ('time') is a parameter; the data cannot determine it: an
+    error naming it and the columns, not a raw UnidentifiableWarning and exit 0."""
+    csv = _csv(tmp_path, "t,y", _decay_rows())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing escapes as a raw warning
+        code, out, err = run(capsys, "fit", "a*exp(-b*time) + c - y", str(csv))
+    assert code == 1
+    assert "not identifiable" in out  # the table is still shown
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("symgrad fit: error: the data cannot determine the parameter(s)")
+    assert "time" in line and "(columns: t, y)" in line and "Traceback" not in err
+
+
+def test_fit_ignores_unused_columns_with_awkward_names(tmp_path, capsys):
+    """Issue 24 item 21: an unused column named max, sum, log or _id aborted the fit."""
+    rows = _decay_rows(extra=5)
+    csv = _csv(tmp_path, "t,y,max,sum,log,_id,temp (C)", rows)
+    plain = _csv(tmp_path, "t,y", rows[:, :2], "plain.csv")
+    code, out, _ = run(capsys, "fit", "a*exp(-b*t) + c - y", str(csv))
+    code0, out0, _ = run(capsys, "fit", "a*exp(-b*t) + c - y", str(plain))
+    assert code == code0 == 0
+    assert out.splitlines()[1:] == out0.splitlines()[1:]  # the same fit (line 0 names no file)
+    code, out, _ = run(capsys, "fit", "a*exp(-b*t) + c - y", str(csv), "--data", "t,y")
+    assert code == 0 and out.splitlines()[1:] == out0.splitlines()[1:]
+    code, _, err = run(capsys, "check", "mean((a*t - y)**2)", "--data-file", str(csv),
+                       "--at", "1")
+    assert code == 0 and "not used by the loss: max, sum, log, _id, temp (C)" in err
+    headless = _csv(tmp_path, "0.5,1.5", rows[:, :2], "headless.csv")
+    code, _, err = run(capsys, "fit", "a*exp(-b*t) + c - y", str(headless))
+    assert code == 2 and "the first row must name the columns" in err
+
+
+def test_fit_data_option(tmp_path, capsys):
+    csv = _csv(tmp_path, "t,y", _decay_rows())
+    code, _, err = run(capsys, "fit", "a*exp(-b*t) + c - y", str(csv), "--data", "t,yy")
+    assert code == 2 and "--data names 'yy', which is not a column" in err
+    assert "did you mean 'y'" in err
+
+
+def test_fit_refuses_more_parameters_than_compile_in_seconds(tmp_path, capsys):
+    from symgrad.lsq.command import MAX_PARAMS
+
+    csv = _csv(tmp_path, "t,y", _decay_rows())
+    terms = " + ".join(f"a{k}*t**{k % 5}" for k in range(MAX_PARAMS + 1))
+    code, _, err = run(capsys, "fit", f"{terms} - y", str(csv))
+    assert code == 2 and f"has {MAX_PARAMS + 1} parameters" in err
+    assert f"at most {MAX_PARAMS}" in err
+
+
+def test_missing_column_message_names_what_was_passed():
+    """The new user's session: 'missing data column y' said nothing of the 'yy' passed."""
+    a = sg.params("a_yy")
+    t, y = sg.data("t y")
+    data = {"t": np.arange(3.0), "yy": np.arange(3.0)}
+    with pytest.raises(TypeError, match=r"missing data column 'y'.*got 'yy'.*misspelling"):
+        sg.least_squares(a * t - y, [1.0], data=data)
+    with pytest.raises(TypeError, match=r"missing data column 'y'.*got 'yy'"):
+        sg.compile(sg.mean((a * t - y) ** 2)).value([1.0], **data)
+
+
+def test_curve_fit_errors_name_the_arguments_as_written():
+    """'data column ydata' named a column the user never wrote; p0 was called x0."""
+    k = sg.params("k_cf")
+    x = sg.data("x")
+    with pytest.raises(ValueError, match=r"curve_fit: ydata has 5 values but the data column "
+                                         r"'x' \(xdata\) has 4") as exc:
+        sg.curve_fit(k * x, np.arange(4.0), np.arange(5.0), [1.0])
+    assert "'ydata'" not in str(exc.value)
+    with pytest.raises(ValueError, match=r"curve_fit: ydata has a non-finite value \(nan\) at "
+                                         "row 2"):
+        sg.curve_fit(k * x, np.arange(4.0), [1.0, 2.0, np.nan, 3.0], [1.0])
+    with pytest.raises(ValueError, match=r"curve_fit: p0 has 2 values but the model has 1 "
+                                         r"parameters \(k_cf\)"):
+        sg.curve_fit(k * x, np.arange(4.0), np.arange(4.0), [1.0, 2.0])

@@ -290,7 +290,8 @@ def test_data_and_curve_fit_options_are_validated(decay, decay_data):
     model, tt, yy, p0 = a * sg.exp(-b * t) + c, decay_data["t"], decay_data["y"], [1, 0.1, 0]
     with pytest.raises(ValueError, match="chunk must be an integer >= 1"):
         sg.curve_fit(model, tt, yy, p0, params=[a, b, c], method="precise", chunk=0)
-    with pytest.raises(ValueError, match="ydata has 199 values but xdata has 200 samples"):
+    with pytest.raises(ValueError,
+                       match=r"ydata has 199 values but the data column '\w+' \(xdata\) has 200"):
         sg.curve_fit(model, tt, yy[1:], p0, params=[a, b, c])
     with pytest.raises(ValueError, match=r"sigma must be 200 standard deviations.*shape \(2,\)"):
         sg.curve_fit(model, tt, yy, p0, params=[a, b, c], sigma=[1.0, 2.0])

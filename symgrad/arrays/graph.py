@@ -259,7 +259,7 @@ def map_(expr, args, shape: tuple) -> Node:
     of the node runs along. Arguments are deduplicated and renumbered in order of appearance,
     so equal maps are one node.
     """
-    expr = sp.sympify(expr)
+    expr = sp.sympify(expr, strict=True)  # never a string: it would be evaluated
     shape = tuple(shape)
     flat: list[tuple[Node, tuple]] = []
     subs: dict = {}

@@ -132,7 +132,7 @@ class _Gen(_SampleFns, _VectorFns):
                 'memory: pass a separate output array")' for a in ins]
 
     def p(self, e, printer=None) -> str:
-        e = sp.sympify(e)
+        e = sp.sympify(e, strict=True)
         return (printer or self.real).doprint(e.xreplace(self.sub) if self.sub else e)
 
     # -- module ---------------------------------------------------------------------------

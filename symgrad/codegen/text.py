@@ -54,7 +54,7 @@ def _off(off: int) -> str:
 def _depends(prog, out, syms: set) -> bool:
     """Whether output ``out`` of ``prog`` reads any of ``syms`` (directly or via temporaries)."""
     if not isinstance(out, Tmp):
-        return bool(sp.sympify(out).free_symbols & syms)
+        return bool(sp.sympify(out, strict=True).free_symbols & syms)
     return any(e.free_symbols & syms for _, e in prog.schedule_of(out))
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import options as opt
 from . import robust
+from .curve import check_curve_inputs
 from .lm import MESSAGES
 from .objective import Objective
 from .result import LeastSquaresResult
@@ -137,12 +138,11 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
 
 
 def _curve_symbols(model, xdata, params):
-    import sympy as sp
-
     from ..symbols import data as declare_data
+    from .curve import curve_model
     from .reference import resolve_symbols
 
-    expr = sp.sympify(model)
+    expr, params = curve_model(model, xdata, params)  # text is parsed safely, never evaluated
     ps, ds = resolve_symbols([expr], params)
     names = [d.name for d in ds]
     if isinstance(xdata, Mapping):
@@ -188,11 +188,8 @@ def curve_fit(model, xdata, ydata, p0, *, params=None, sigma=None,
     """
     absolute_sigma = opt.flag("absolute_sigma", absolute_sigma)
     resid, ps, cols, yname = _curve_symbols(model, xdata, params)
-    y = _numbers("ydata", ydata)
-    n = next((c.shape[0] for c in cols.values() if c.ndim >= 1), y.size)
-    if y.size != n:
-        raise ValueError(f"ydata has {y.size} values but xdata has {n} samples")
-    cols[yname] = y
+    _numbers("ydata", ydata)  # numbers, not text
+    y = cols[yname] = check_curve_inputs(cols, np.ravel(ydata), p0, [p.name for p in ps])
     weights = None
     if sigma is not None:
         s = _numbers("sigma", sigma)

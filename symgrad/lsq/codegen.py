@@ -42,10 +42,14 @@ __all__ = ["BLOCK", "ResidualProgram", "derive_residuals", "residual_header", "r
 
 #: Samples summed plainly before a block's sums are added (compensated) into a chunk's totals.
 BLOCK = 256
+#: The fused J^T J pass is unrolled (every product a line) while the products per sample
+#: number at most this many (P = 12 for a dense row); above, loops over the Jacobian's columns
+#: (at P = 14 as fast to run and faster to compile; at P = 40, 7 s to compile instead of 100).
+UNROLL_MAX = 78
 #: Locals and functions of the module; a column with one of these names is renamed col_<name>.
 _LOCALS = {"J", "js", "rs", "b0", "b1", "A", "bv", "tot", "part", "kk", "q", "blk",
            "residuals", "rows", "jvp", "vjp", "normal", "PARAMS", "DATA", "M_PER_SAMPLE",
-           "KINK_POLICY", "BLOCK"}
+           "KINK_POLICY", "BLOCK", "sb", "zb", "Jb", "nr", "ka", "kb", "kr"}
 _PLAIN = "@numba.njit(cache=True, error_model='numpy'{})"
 
 
@@ -118,6 +122,9 @@ class _Gen:
         self.jit_fm = _PLAIN.format(", fastmath=_FASTMATH")
         self.jit_par = _PLAIN.format(", parallel=True" if par else "")
         self.T = self.P * (self.P + 1) // 2 + self.P + 1
+        #: Each residual's nonzero Jacobian columns; loops sum J^T J when the products are many.
+        self.rows_nz = [self.nonzero(k) for k in range(self.m)]
+        self.looped = sum(len(nz) * (len(nz) + 1) // 2 for nz in self.rows_nz) > UNROLL_MAX
 
     # -- pieces ---------------------------------------------------------------------------
     def per_sample(self, outs: tuple[str, ...], sample: str = "i") -> list[str]:
@@ -143,7 +150,7 @@ class _Gen:
             else:
                 lines.append(f"{t.name} = {self.pr.doprint(e)}")
         for name, e in wanted:
-            e = sp.sympify(e)
+            e = sp.sympify(e, strict=True)
             if e != 0 or name[0] == "r":
                 lines.append(f"{name} = {self.pr.doprint(e.xreplace(sub) if sub else e)}")
         return lines
@@ -151,7 +158,7 @@ class _Gen:
     def nonzero(self, k: int) -> list[int]:
         """Parameters residual ``k``'s gradient depends on (structural zeros are skipped)."""
         J = self.rp.program.outputs["J"]
-        return [j for j in range(self.P) if sp.sympify(J[k * self.P + j]) != 0]
+        return [j for j in range(self.P) if sp.sympify(J[k * self.P + j], strict=True) != 0]
 
     def load_params(self) -> list[str]:
         return [f"{self.names[s]} = x[{j}]" for j, s in enumerate(self.prob.params)]
@@ -229,7 +236,7 @@ class _Gen:
                 *self.load_params(), *[f"v{j} = v[{j}]" for j in range(self.P)],
                 "for i in numba.prange(N):",
                 *["    " + ln for ln in self.per_sample(("jv",))],
-                *[f"    out[i * {m} + {k}] = s{k}" if sp.sympify(e) != 0 else
+                *[f"    out[i * {m} + {k}] = s{k}" if sp.sympify(e, strict=True) != 0 else
                   f"    out[i * {m} + {k}] = 0.0"
                   for k, e in enumerate(self.rp.program.outputs["jv"])], "return out"]
         return _fn(f"jvp(x, v, out{self.tail()})", "Write J v into out (one entry per residual).",
@@ -257,29 +264,9 @@ class _Gen:
 
     def normal(self) -> list[str]:
         m, P, T = self.m, self.P, self.T
-        pos = {}
-        for j in range(P):
-            for k in range(j, P):
-                pos[j, k] = len(pos)
-        nb = len(pos)
-        inner = self.per_sample(("r", "J"))
-        for k in range(m):
-            nz = self.nonzero(k)
-            inner += [f"w = 1.0 if js is None else js[i * {m} + {k}]",
-                      f"z = (1.0 if rs is None else rs[i * {m} + {k}]) * r{k}",
-                      *[f"u{k * P + j} *= w" for j in nz]]
-            inner += [f"s{pos[j, jj]} += u{k * P + j} * u{k * P + jj}"
-                      for a, j in enumerate(nz) for jj in nz[a:]]
-            inner += [f"s{nb + j} += u{k * P + j} * z" for j in nz]
-            inner.append(f"s{T - 1} += z * z")
-        # One call site of _nadd (a loop over the block's sums): 66 inlined copies of it for
-        # P = 10 took five times longer to compile and ran slower.
-        body = [*self.load_params(), f"blk = np.empty({T})", f"for b0 in range(lo, hi, {BLOCK}):",
-                f"    b1 = min(b0 + {BLOCK}, hi)",
-                *[f"    s{q} = 0.0" for q in range(T)],
-                "    for i in range(b0, b1):", *["        " + ln for ln in inner],
-                *[f"    blk[{q}] = s{q}" for q in range(T)],
-                f"    for q in range({T}):", "        _nadd(acc, q, blk[q])"]
+        rows = self.rows_nz
+        nb = P * (P + 1) // 2
+        body = self._normal_loops(rows) if self.looped else self._normal_unrolled(rows)
         chunk = _fn(f"_normal_chunk(x, js, rs, lo, hi, acc{self.tail()})",
                     f"Add the normal-equation sums of samples lo..hi-1 into acc (2, {T}): "
                     f"blocks of {BLOCK} summed plainly, block sums added compensated.",
@@ -301,8 +288,64 @@ class _Gen:
                f"    bv[j] = tot[0, {nb} + j] + tot[1, {nb} + j]",
                f"return tot[0, {T - 1}] + tot[1, {T - 1}]"]
         doc = ("One fused pass: A = (aJ)^T (aJ), bv = (aJ)^T (b r), returns (b r)^T (b r), "
-               "with a = js, b = rs (None: 1); J is never stored.")
+               "with a = js, b = rs (None: 1); J is never stored" +
+               (f" (a block of {BLOCK} samples' rows at a time)." if self.looped else "."))
         return [chunk, _fn(f"normal(x, A, bv, js, rs{self.tail()})", doc, drv, self.jit_par)]
+
+    def _normal_unrolled(self, rows: list[list[int]]) -> list[str]:
+        """Small P: every product a named local, the block's sums in locals (fastest to run)."""
+        m, P, T = self.m, self.P, self.T
+        pos = {(j, k): q for q, (j, k) in enumerate((j, k) for j in range(P)
+                                                     for k in range(j, P))}
+        nb = len(pos)
+        inner = self.per_sample(("r", "J"))
+        for k, nz in enumerate(rows):
+            inner += [f"w = 1.0 if js is None else js[i * {m} + {k}]",
+                      f"z = (1.0 if rs is None else rs[i * {m} + {k}]) * r{k}",
+                      *[f"u{k * P + j} *= w" for j in nz]]
+            inner += [f"s{pos[j, jj]} += u{k * P + j} * u{k * P + jj}"
+                      for a, j in enumerate(nz) for jj in nz[a:]]
+            inner += [f"s{nb + j} += u{k * P + j} * z" for j in nz]
+            inner.append(f"s{T - 1} += z * z")
+        # One call site of _nadd (a loop over the block's sums): 66 inlined copies of it for
+        # P = 10 took five times longer to compile and ran slower.
+        return [*self.load_params(), f"blk = np.empty({T})",
+                f"for b0 in range(lo, hi, {BLOCK}):", f"    b1 = min(b0 + {BLOCK}, hi)",
+                *[f"    s{q} = 0.0" for q in range(T)],
+                "    for i in range(b0, b1):", *["        " + ln for ln in inner],
+                *[f"    blk[{q}] = s{q}" for q in range(T)],
+                f"    for q in range({T}):", "        _nadd(acc, q, blk[q])"]
+
+    def _normal_loops(self, rows: list[list[int]]) -> list[str]:
+        """Larger P: the block's scaled Jacobian rows are stored column by column in ``Jb``
+        (P x rows of the block) and every sum of the block is a loop (a dot product of two
+        columns), so the text and Numba's compile time grow linearly in P (unrolled, compile
+        time grew faster than P**2) and the sums vectorise."""
+        m, P, T = self.m, self.P, self.T
+        nb = P * (P + 1) // 2
+        inner = self.per_sample(("r", "J"))
+        inner.append(f"kk = (i - b0) * {m}")
+        for k, row in enumerate(rows):
+            nz = set(row)
+            inner += [f"w = 1.0 if js is None else js[i * {m} + {k}]",
+                      f"zb[kk + {k}] = (1.0 if rs is None else rs[i * {m} + {k}]) * r{k}"]
+            inner += [f"Jb[{j}, kk + {k}] = " + (f"u{k * P + j} * w" if j in nz else "0.0")
+                      for j in range(P)]
+        return [
+            *self.load_params(), f"Jb = np.empty(({P}, min(hi - lo, {BLOCK}) * {m}))",
+            f"zb = np.empty(min(hi - lo, {BLOCK}) * {m})", f"sb = np.empty({T})",
+            f"for b0 in range(lo, hi, {BLOCK}):", f"    b1 = min(b0 + {BLOCK}, hi)",
+            f"    nr = (b1 - b0) * {m}", "    for i in range(b0, b1):",
+            *["        " + ln for ln in inner],
+            "    q = 0", f"    for ka in range({P}):", f"        for kb in range(ka, {P}):",
+            "            tot = 0.0", "            for kr in range(nr):",
+            "                tot += Jb[ka, kr] * Jb[kb, kr]", "            sb[q] = tot",
+            "            q += 1",
+            "        tot = 0.0", "        for kr in range(nr):",
+            "            tot += Jb[ka, kr] * zb[kr]", f"        sb[{nb} + ka] = tot",
+            "    tot = 0.0", "    for kr in range(nr):", "        tot += zb[kr] * zb[kr]",
+            f"    sb[{T - 1}] = tot",
+            f"    for q in range({T}):", "        _nadd(acc, q, sb[q])"]
 
     # -- module ---------------------------------------------------------------------------
     def body(self) -> str:

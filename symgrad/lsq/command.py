@@ -4,18 +4,27 @@
     symgrad fit "a*exp(-b*t) + c" data.csv --response y --p0 1,0.1,0 --loss soft_l1
 
 The string is parsed safely (:mod:`symgrad.exprparse`); every name that is a column of the
-data file is data, the others are parameters (``--params`` to choose the order). Parameters
-not given in ``--p0`` start at 1 (as ``curve_fit``).
+data file is data (or exactly the ``--data`` names), the others are parameters (``--params`` to
+choose the order). Parameters not given in ``--p0`` start at 1 (as ``curve_fit``). A name that
+looks like a misspelt column the residual does not read (``tt`` for ``t``) is an error, and so
+is a parameter the data cannot determine (exit status 1, after the table). Columns the
+residual does not use are ignored (their names need not be valid in an expression).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["add_parser", "parse_p0", "run"]
+__all__ = ["MAX_PARAMS", "add_parser", "parse_p0", "run"]
+
+#: Most parameters ``symgrad fit`` takes (the kernel then compiles in seconds; see
+#: benchmarks/lsq_compile.py).
+MAX_PARAMS = 100
 
 
 def parse_p0(items: list[str] | None, names: list[str]) -> np.ndarray:
@@ -39,28 +48,68 @@ def parse_p0(items: list[str] | None, names: list[str]) -> np.ndarray:
     return x
 
 
+def _columns_of(text: str, cols: dict, a: argparse.Namespace) -> list[str]:
+    """The data names of the residual: --data, else the file's columns the residual reads.
+
+    A name that is not a column is a parameter; one that looks like a misspelt column the
+    residual does not read (``tt`` for ``t``) is an error naming it and the columns."""
+    from ..cli import CLIError, _names
+    from ..columns import check_column_names, closest
+    from ..exprparse import names_in
+
+    source = str(a.data_file)
+    if a.response is not None and a.response not in cols:
+        close = closest(a.response, list(cols))
+        raise CLIError(f"--response {a.response!r} is not a column of {source} (columns: "
+                       f"{', '.join(cols)})" + (f": did you mean '{close}'?" if close else ""))
+    check_column_names(text, list(cols), source, _names(a.data), a.params is not None)
+    if a.data is not None:
+        return _names(a.data)
+    given = _names(a.params) or []
+    used = names_in(text)
+    return [c for c in cols if c in used and c not in given]
+
+
 def run(a: argparse.Namespace, out: Callable[[str], None] = print) -> int:
-    """Fit and print the table; exit status 0 if the fit converged, 1 otherwise."""
+    """Fit and print the table; exit status 0 if the fit converged, 1 otherwise (and when the
+    data cannot determine a parameter)."""
     import symgrad as sg
 
     from ..cli import CLIError, read_data_file
     from ..exprparse import param_names, parse_loss
     from ..symbols import Param
+    from .result import UnidentifiableWarning
 
     cols = read_data_file(a.data_file)
     text = a.model if a.response is None else f"({a.model}) - ({a.response})"
-    dnames = [c for c in cols if c not in (a.params or "").replace(",", " ").split()]
+    dnames = _columns_of(text, cols, a)
     expr = parse_loss(text, params=a.params, data=dnames)
     names = param_names(text, a.params, dnames)
+    if len(names) > MAX_PARAMS:
+        raise CLIError(f"the residual has {len(names)} parameters; symgrad fit takes at most "
+                       f"{MAX_PARAMS} (compile time, and the {len(names)}x{len(names)} normal "
+                       "equations): use sg.least_squares from Python for more")
     used = sorted(s.name for s in expr.free_symbols if s.name in dnames)
     if not used:
         raise CLIError(f"the model uses none of the data columns ({', '.join(cols)})")
     x0 = parse_p0(a.p0, names)
-    fit = sg.least_squares(expr, x0, params=[Param(n) for n in names],
-                           data={k: cols[k] for k in used}, method=a.method, loss=a.loss,
-                           f_scale=a.f_scale, max_nfev=a.max_nfev)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = sg.least_squares(expr, x0, params=[Param(n) for n in names],
+                               data={k: cols[k] for k in used}, method=a.method, loss=a.loss,
+                               f_scale=a.f_scale, max_nfev=a.max_nfev)
+    for w in caught:
+        if not issubclass(w.category, UnidentifiableWarning):
+            print(f"symgrad fit: warning: {w.message}", file=sys.stderr)
     out(f"model: {text}   ({next(iter(cols.values())).size} samples)")
     out(fit.summary())
+    if fit.unidentifiable:
+        print(f"symgrad fit: error: the data cannot determine the parameter(s) "
+              f"{', '.join(fit.unidentifiable)} (the Jacobian is rank deficient at the "
+              f"solution). Every name of the residual that is not a column of {a.data_file} "
+              f"(columns: {', '.join(cols)}) is a parameter: check for a misspelt column, "
+              "or remove the redundant parameters", file=sys.stderr)
+        return 1
     return 0 if fit.success else 1
 
 
@@ -75,6 +124,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "model - RESPONSE)")
     f.add_argument("--params", help="parameter names in order (default: the names that are "
                    "not data columns, sorted)")
+    f.add_argument("--data", metavar="NAMES", help="data column names (default: the file's "
+                   "columns the residual uses)")
     f.add_argument("--method", default="lm", choices=("lm", "precise", "gn"))
     f.add_argument("--loss", default="linear",
                    choices=("linear", "huber", "soft_l1", "cauchy", "arctan"))

@@ -31,7 +31,7 @@ from ..problem import (
 )
 from ..symbols import Data, DataVector, IndexedSum, Mean, Param, ParamVector, Sum, normalize_name
 
-__all__ = ["ResidualProblem", "residual_problem"]
+__all__ = ["ResidualProblem", "residual_exprs", "residual_problem"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,9 @@ def _parse(text: str, params, data) -> sp.Expr:
         raise ProblemError(f"residual {text!r}: {exc}") from None
 
 
-def _as_list(resid, params, data) -> list[sp.Expr]:
+def residual_exprs(resid, params, data) -> list[sp.Expr]:
+    """One expression, or a list/tuple/Matrix of them, as a list of SymPy expressions; text
+    is parsed by the safe parser, nothing is evaluated (``sympify`` runs strict)."""
     if isinstance(resid, sp.MatrixBase):
         items = list(resid)
     elif isinstance(resid, list | tuple):
@@ -160,7 +162,7 @@ def residual_problem(resid, params: Sequence | None = None,
     symbol in declaration order) and the data columns (``sg.data`` symbols, plus plain symbols
     named in ``data``)."""
     try:
-        exprs = _mark_data(_as_list(resid, params, data), data)
+        exprs = _mark_data(residual_exprs(resid, params, data), data)
         single = len(exprs) == 1
         for k, e in enumerate(exprs):
             _check(e, -1 if single else k)

@@ -82,14 +82,16 @@ class ReferenceResiduals:
     """Residuals, exact Jacobian, J·v, Jᵀ·u and the fused normal equations with NumPy.
 
     ``resid``: one expression (one residual per sample), a list of them (m per sample), or a
-    list of parameter-only expressions (M = m residuals, no data). Residuals are flattened
-    sample-major: entry ``i*m + k`` is residual ``k`` of sample ``i``.
+    list of parameter-only expressions (M = m residuals, no data); text is parsed as by
+    ``compile_residuals`` (names in ``data`` are data, the others parameters). Residuals are
+    flattened sample-major: entry ``i*m + k`` is residual ``k`` of sample ``i``.
     """
 
     def __init__(self, resid, params=None, data=None) -> None:
-        exprs = [sp.sympify(e) for e in (resid if isinstance(resid, list | tuple) else [resid])]
-        if not exprs:
-            raise ValueError("no residuals given")
+        from .problem import residual_exprs
+
+        # text is parsed by the safe parser (never evaluated), as compile_residuals does
+        exprs = residual_exprs(resid, params, data)
         ps, ds = resolve_symbols(exprs, params, data)
         self.exprs = tuple(exprs)
         self.params = tuple(p.name for p in ps)
