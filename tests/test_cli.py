@@ -369,3 +369,38 @@ def test_curve_fit_errors_name_the_arguments_as_written():
     with pytest.raises(ValueError, match=r"curve_fit: p0 has 2 values but the model has 1 "
                                          r"parameters \(k_cf\)"):
         sg.curve_fit(k * x, np.arange(4.0), np.arange(4.0), [1.0, 2.0])
+
+
+def test_fit_predict_writes_the_fitted_curve_from_the_model(tmp_path, capsys):
+    """issue 23 item 4: --predict writes the model's values at the data (a compiled model
+    kernel), equal to NumPy at the fitted parameters; never over a file without --force."""
+    csv = _decay_csv(tmp_path)
+    out_csv = tmp_path / "curve.csv"
+    code, out, _ = run(capsys, "fit", "a*exp(-b*t) + c - y", str(csv), "--p0", "a=1", "b=0.1",
+                       "c=0", "--predict", str(out_csv))
+    assert code == 0 and f"to {out_csv}" in out, out
+    rows = {ln.split()[0]: float(ln.split()[1]) for ln in out.splitlines()
+            if ln.strip()[:2] in ("a ", "b ", "c ")}
+    got = np.genfromtxt(out_csv, delimiter=",", names=True)
+    assert got.dtype.names == ("t", "fitted", "residual")
+    data = cli.read_data_file(csv)
+    want = rows["a"] * np.exp(-rows["b"] * data["t"]) + rows["c"]  # the printed estimates
+    np.testing.assert_allclose(got["fitted"], want, rtol=1e-5)
+    np.testing.assert_allclose(got["residual"], got["fitted"] - data["y"], atol=1e-12)
+    # an existing file is kept unless --force; the data file never
+    code, _, err = run(capsys, "fit", "a*exp(-b*t) + c", str(csv), "--response", "y",
+                       "--predict", str(out_csv))
+    assert code == 2 and "--force" in err
+    code, _, err = run(capsys, "fit", "a*exp(-b*t) + c", str(csv), "--response", "y",
+                       "--predict", str(csv), "--force")
+    assert code == 2 and "data file" in err
+    code, out, _ = run(capsys, "fit", "a*exp(-b*t) + c", str(csv), "--response", "y",
+                       "--predict", str(out_csv), "--force")
+    assert code == 0
+    again = np.genfromtxt(out_csv, delimiter=",", names=True)
+    np.testing.assert_allclose(again["fitted"], got["fitted"], rtol=1e-8)
+    # a residual without a separate response column: the residuals only
+    code, out, _ = run(capsys, "fit", "a*exp(-b*t) + c*y - y", str(csv), "--predict",
+                       str(tmp_path / "r.csv"))
+    assert np.genfromtxt(tmp_path / "r.csv", delimiter=",", names=True).dtype.names == (
+        "t", "y", "residual")

@@ -103,6 +103,14 @@ def run(a: argparse.Namespace, out: Callable[[str], None] = print) -> int:
             print(f"symgrad fit: warning: {w.message}", file=sys.stderr)
     out(f"model: {text}   ({next(iter(cols.values())).size} samples)")
     out(fit.summary())
+    if a.predict:
+        from .predict import split_response, write_predictions
+
+        params = [Param(n) for n in names]
+        response = (parse_loss(a.response, data=dnames) if a.response is not None
+                    else split_response(expr, dnames)[1])
+        out(write_predictions(a.predict, expr, response, params, fit.x, cols, a.data_file,
+                              a.force))
     if fit.unidentifiable:
         print(f"symgrad fit: error: the data cannot determine the parameter(s) "
               f"{', '.join(fit.unidentifiable)} (the Jacobian is rank deficient at the "
@@ -131,5 +139,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    choices=("linear", "huber", "soft_l1", "cauchy", "arctan"))
     f.add_argument("--f-scale", type=float, default=1.0, help="robust loss scale")
     f.add_argument("--max-nfev", type=int, help="maximum number of evaluations")
+    f.add_argument("--predict", metavar="OUT.csv", help="write the fitted curve (the model, "
+                   "i.e. the residual without its response) and the residuals at the data")
+    f.add_argument("--force", action="store_true", help="replace an existing --predict file")
     f.set_defaults(run=run)
     return f
