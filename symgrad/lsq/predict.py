@@ -6,9 +6,8 @@ file holds the data columns the model reads, ``fitted`` (when there is a respons
 ``residual``, one row per sample. It is written atomically and never over an existing file
 unless ``--force``, nor over the data file.
 
->>> import sympy as sp
->>> from symgrad.symbols import Data, Param
->>> a, t, y = Param("a"), Data("t"), Data("y")
+>>> import symgrad as sg
+>>> a = sg.params("a"); t, y = sg.data("t y")
 >>> split_response(a*t - y, ["t", "y"])
 (a*t, y)
 >>> split_response(a*t - y*t, ["t", "y"])
