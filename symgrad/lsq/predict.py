@@ -9,7 +9,7 @@ unless ``--force``, nor over the data file.
 >>> import symgrad as sg
 >>> a = sg.params("a"); t, y = sg.data("t y")
 >>> split_response(a*t - y, ["t", "y"])
-(a*t, y)
+(t*a, y)
 >>> split_response(a*t - y*t, ["t", "y"])
 (None, None)
 """
