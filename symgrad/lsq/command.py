@@ -109,8 +109,11 @@ def run(a: argparse.Namespace, out: Callable[[str], None] = print) -> int:
         params = [Param(n) for n in names]
         response = (parse_loss(a.response, data=dnames) if a.response is not None
                     else split_response(expr, dnames)[1])
-        out(write_predictions(a.predict, expr, response, params, fit.x, cols, a.data_file,
-                              a.force))
+        try:
+            out(write_predictions(a.predict, expr, response, params, fit.x, cols, a.data_file,
+                                  a.force))
+        except FileExistsError as exc:
+            raise CLIError(str(exc)) from None
     if fit.unidentifiable:
         print(f"symgrad fit: error: the data cannot determine the parameter(s) "
               f"{', '.join(fit.unidentifiable)} (the Jacobian is rank deficient at the "

@@ -45,16 +45,15 @@ def split_response(resid: sp.Expr, data_names: list[str]
 def write_predictions(path: str, resid: sp.Expr, response: sp.Expr | None, params, x,
                       cols: dict[str, np.ndarray], data_file: str, force: bool) -> str:
     """Evaluate the fitted model (and the residual) with compiled model kernels and write the
-    CSV; returns a line saying what was written."""
+    CSV; returns a line saying what was written. FileExistsError when ``path`` is the data file,
+    or exists and ``force`` is false."""
     import symgrad as sg
-
-    from ..cli import CLIError
 
     out = Path(path)
     if out.resolve() == Path(data_file).resolve():
-        raise CLIError(f"--predict {path}: that is the data file; choose another name")
+        raise FileExistsError(f"--predict {path}: that is the data file; choose another name")
     if out.exists() and not force:
-        raise CLIError(f"--predict {path} exists: pass --force to replace it")
+        raise FileExistsError(f"--predict {path} exists: pass --force to replace it")
     model = None
     if response is not None:
         model = resid + response  # resid = model - response
