@@ -22,15 +22,18 @@ What is trusted, and how:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import hashlib
 import importlib.util
 import os
 import pickle
+import shutil
 import stat
 import sys
 import tempfile
+import threading
 import time
 import types
 import warnings
@@ -116,25 +119,39 @@ def _prepare(path: Path, tighten: bool = False) -> None:
 
 
 _USABLE: dict[Path, Path] = {}
+#: Guards ``_USABLE``, the per-key locks and the generated modules in ``sys.modules``: a module
+#: is published there before its code has run, so no other thread may look it up meanwhile.
+_LOCK = threading.RLock()
+_KEY_LOCKS: dict[str, threading.RLock] = {}
+
+
+def _key_lock(key: str) -> threading.RLock:
+    """The lock of one cache entry: threads compiling the same loss build and load it once;
+    other losses proceed."""
+    with _LOCK:
+        return _KEY_LOCKS.setdefault(key, threading.RLock())
 
 
 def usable_cache_dir() -> Path:
     """The cache directory, created and checked once per process; a private temporary one (with
     a warning) when the configured one is unusable."""
     want = cache_dir()
-    got = _USABLE.get(want)
-    if got is None:
-        try:
-            _prepare(want, tighten="SYMGRAD_CACHE_DIR" not in os.environ)
-            got = want
-        except OSError as exc:
-            got = _fallback(want, exc)
-        _USABLE[want] = got
+    with _LOCK:
+        got = _USABLE.get(want)
+        if got is None:
+            try:
+                _prepare(want, tighten="SYMGRAD_CACHE_DIR" not in os.environ)
+                got = want
+            except OSError as exc:
+                got = _fallback(want, exc)
+            _USABLE[want] = got
     return got
 
 
 def _fallback(want: Path, exc: BaseException) -> Path:
+    """A private temporary cache directory for this process, removed when it exits."""
     tmp = Path(tempfile.mkdtemp(prefix="symgrad-cache-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     _prepare(tmp, tighten=True)
     _warn(f"cannot use the cache directory {want} ({exc.strerror or exc}); compiled modules go "
           f"to a private temporary directory {tmp} for this process. Set SYMGRAD_CACHE_DIR to "
@@ -237,23 +254,25 @@ def cached_module(key: str, header_for: Callable[[str], str],
     ``header_for(digest)`` is the exact header this entry must carry; ``build()`` generates the
     text when the entry is missing or refused (then it is written, 0600, atomically).
     """
-    d = usable_cache_dir()
-    path = d / f"sg_{key}.py"
-    src, why = _read_entry(path, header_for)
-    if why:
-        _warn(f"refused the cached module {path}: it {why}; rebuilt it")
-    if src is None:
-        src = build()
-        try:
-            if why:
-                path.unlink(missing_ok=True)
-            write_atomic(path, src, private=True)
-        except OSError as exc:  # the directory went read-only or full since it was checked
-            d = _USABLE[cache_dir()] = _fallback(d, exc)
-            path = d / path.name
-            write_atomic(path, src, private=True)
-        _sweep_temporaries(d)
-    return path, src, load_module(path, source=src)
+    with _key_lock(key):
+        d = usable_cache_dir()
+        path = d / f"sg_{key}.py"
+        src, why = _read_entry(path, header_for)
+        if why:
+            _warn(f"refused the cached module {path}: it {why}; rebuilt it")
+        if src is None:
+            src = build()
+            try:
+                if why:
+                    path.unlink(missing_ok=True)
+                write_atomic(path, src, private=True)
+            except OSError as exc:  # the directory went read-only or full since it was checked
+                with _LOCK:
+                    d = _USABLE[cache_dir()] = _fallback(d, exc)
+                path = d / path.name
+                write_atomic(path, src, private=True)
+            _sweep_temporaries(d)
+        return path, src, load_module(path, source=src)
 
 
 def load_module(path: Path, name: str | None = None, *,
@@ -268,21 +287,22 @@ def load_module(path: Path, name: str | None = None, *,
     # Import under the file's own name: Numba's cache records the module name of the helpers a
     # function calls, so another process that imports the file normally must find the same name.
     name = name or path.stem
-    mod = sys.modules.get(name)
-    if mod is not None and getattr(mod, "__file__", None) == str(path):
-        return mod
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    try:
-        if source is None:
-            spec.loader.exec_module(mod)
-        else:
-            exec(compile(source, str(path), "exec"), mod.__dict__)
-            _check_numba_cache(mod, path.stem)
-    except BaseException:
-        del sys.modules[name]
-        raise
+    with _LOCK:  # the module is in sys.modules before its code has run: others wait
+        mod = sys.modules.get(name)
+        if mod is not None and getattr(mod, "__file__", None) == str(path):
+            return mod
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        try:
+            if source is None:
+                spec.loader.exec_module(mod)
+            else:
+                exec(compile(source, str(path), "exec"), mod.__dict__)
+                _check_numba_cache(mod, path.stem)
+        except BaseException:
+            del sys.modules[name]
+            raise
     return mod
 
 
@@ -325,8 +345,33 @@ def _check_numba_cache(mod: types.ModuleType, stem: str) -> None:
     if refused:
         _warn(f"deleted Numba cache files in {d} that could not be trusted, so Numba "
               f"recompiles: {', '.join(refused)}")
+    guard_numba_cache(fns, stem)
+
+
+def guard_numba_cache(fns, stem: str) -> None:
+    """Make the Numba cache of the dispatchers ``fns`` (one module's) fail soft: a file that
+    does not load is a cache miss, and a save that fails (a full disk, a file-size limit) runs
+    the module uncached from then on; each with a warning, never an error from a call."""
+    from numba.core.caching import NullCache
+
     for f in fns:
         _tolerate_load_errors(f._cache, stem)
+        _tolerate_save_errors(f._cache, fns, stem, NullCache)
+
+
+def _tolerate_save_errors(cache, fns, stem: str, null) -> None:
+    save = cache.save_overload
+
+    def save_overload(sig, data):
+        try:
+            save(sig, data)
+        except OSError as exc:
+            for f in fns:  # compiled in memory already; no further saves of this module
+                f._cache = null()
+            _warn(f"could not save Numba's compiled code for {stem} ({exc.strerror or exc}); "
+                  "it runs uncached in this process (compiled again in the next one)")
+
+    cache.save_overload = save_overload
 
 
 def _tolerate_load_errors(cache, stem: str) -> None:
