@@ -44,8 +44,16 @@ def may_hide(expr: sp.Basic) -> bool:
 
 
 def result_finite(value: float, *outs: np.ndarray) -> bool:
-    """Whether a value and output arrays are all finite (about 2 us for a small gradient)."""
-    return math.isfinite(value) and all(bool(np.isfinite(o).all()) for o in outs)
+    """Whether a value and output arrays are all finite: one BLAS dot per array, no temporary
+    (about 1 us for a small gradient). Squares that overflow read as non-finite, which only
+    costs the caller a scan of the data that finds nothing."""
+    if not math.isfinite(value):
+        return False
+    for o in outs:
+        v = o if o.ndim == 1 else o.reshape(-1)
+        if not math.isfinite(np.dot(v, v)):
+            return False
+    return True
 
 
 def non_finite_error(name: str, a: np.ndarray, rows=None, kind: str = "data column",
@@ -86,10 +94,17 @@ def raise_non_finite(columns: Mapping[str, np.ndarray], rows=None, kind: str = "
 def check_names(data: Mapping, names: tuple[str, ...], what: str) -> None:
     """Every name of ``names`` given in ``data``, and nothing else."""
     missing = [c for c in names if c not in data]
-    if missing:
-        raise TypeError(f"missing {what} '{missing[0]}': this loss needs "
-                        f"{', '.join(f'{c}=...' for c in names)}")
     extra = sorted(set(data) - set(names))
+    if missing:
+        got = ""
+        if extra:  # the name the user did pass, most likely a misspelling of this one
+            from .columns import closest
+
+            guess = closest(missing[0], extra)
+            got = (f"; got '{guess}' (a misspelling of '{missing[0]}'?)" if guess else
+                   f"; got {', '.join(repr(e) for e in extra)}")
+        raise TypeError(f"missing {what} '{missing[0]}'{got}: this loss needs "
+                        f"{', '.join(f'{c}=...' for c in names)}")
     if extra:
         raise TypeError(f"unexpected {what} '{extra[0]}' (this loss uses "
                         f"{', '.join(names) or 'none'})")

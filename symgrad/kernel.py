@@ -22,14 +22,15 @@ import numpy as np
 from numba.core.caching import NullCache
 from numba.core.registry import CPUDispatcher
 
-from .cache import cache_dir, load_module, write_atomic
+from .argcheck import BoundOut, as_out, as_vector, data_inputs, no_positional
+from .cache import cache_dir, guard_numba_cache, load_module, write_atomic
 from .datacheck import batch_index, check_names, column, may_hide, raise_non_finite, result_finite
 from .distributed.detect import dask_args, has_dask
 from .problem import Problem
 
 __all__ = ["Kernel", "cache_dir", "load_module", "write_atomic"]
 
-_F64 = np.dtype(np.float64)
+_H = "out (the Hessian H)"  # as the compiled code names it
 #: Above this many samples the parallel (prange) variant is used when ``parallel=None``.
 PARALLEL_THRESHOLD = 50_000
 
@@ -109,36 +110,21 @@ class Kernel:
     # -- argument handling ------------------------------------------------------------------
     def _x(self, x, what: str = "x", size: int | None = None) -> np.ndarray:
         n = self._n if size is None else size
-        if type(x) is not np.ndarray or x.dtype is not _F64 or x.ndim != 1:
-            bad = TypeError(f"{what} must be a 1-D array of floats ({', '.join(self.params)}), "
-                            f"got {type(x).__name__}")
-            if x is None:
-                raise bad
-            try:
-                arr = np.asarray(x)
-            except (TypeError, ValueError) as exc:
-                raise bad from exc
-            if arr.dtype.kind not in "fiub":  # no strings, objects or complex numbers
-                raise TypeError(f"{what} must be a 1-D array of floats "
-                                f"({', '.join(self.params)}), got dtype {arr.dtype}")
-            if arr.ndim != 1:
-                raise ValueError(f"{what} must be 1-D, got shape {arr.shape}")
-            x = np.ascontiguousarray(arr, dtype=np.float64)
+        x = as_vector(x, what, self.params, n)
         if n is None:
             self.vector_length(x.shape[0])
-        elif x.shape[0] != n:
-            raise ValueError(f"{what} must have {n} entries ({', '.join(self.params)}), "
-                             f"got {x.shape[0]}")
         return x
 
-    def _out(self, out, shape: tuple[int, ...], what: str = "out") -> np.ndarray:
-        if out is None:
-            return np.empty(shape)
-        if type(out) is not np.ndarray or out.dtype is not _F64 or out.shape != shape:
-            raise ValueError(f"{what} must be a float64 array of shape {shape}")
-        if not out.flags.writeable:
-            raise ValueError(f"{what} is read-only: pass a writeable float64 array")
-        return out
+    def _out(self, out, shape: tuple[int, ...], what: str = "out", inputs=()) -> np.ndarray:
+        return as_out(out, shape, what, inputs=inputs)
+
+    def _inputs(self, data: Mapping, *named) -> list:
+        """What an ``out`` must not overlap: ``named`` (``("x", x)``...) and the data."""
+        return [*named, *data_inputs(data)]
+
+    def _columns(self, args: tuple) -> dict[str, np.ndarray]:
+        """The validated data columns of ``data_args``'s result, by name."""
+        return dict(zip(self.data_names, args, strict=False))
 
     def data_args(self, data: Mapping | None = None, batch=None, *, scan: bool = True) -> tuple:
         """Validate data (and an optional batch) into the positional tail of ``f.jit`` calls.
@@ -204,32 +190,39 @@ class Kernel:
         """``value`` when it and ``outs`` are finite or the data are; else the error naming the
         first non-finite data value the call read (its column and row)."""
         if self.data_names and not self._scan_always and not result_finite(value, *outs):
-            raise_non_finite({c: data[c] for c in self._samples}, batch)
-            raise_non_finite({c: data[c] for c in self._elements}, units=dict.fromkeys(
-                self._elements, "element"))
+            self._name_non_finite(data, batch)
         return value
 
+    def _name_non_finite(self, data: Mapping, batch=None) -> None:
+        """Raise the error for the first non-finite value of the data a call read, if any."""
+        raise_non_finite({c: data[c] for c in self._samples}, batch)
+        raise_non_finite({c: data[c] for c in self._elements}, units=dict.fromkeys(
+            self._elements, "element"))
+
     # -- public evaluation ------------------------------------------------------------------
-    def value(self, x, /, *, batch=None, **data) -> float:
+    def value(self, x, /, *extra, batch=None, **data) -> float:
         """The loss at ``x``."""
-        if self._exact_value is not None and not data and batch is None:
+        if self._exact_value is not None and not data and batch is None and not extra:
             try:
                 return self._exact_value(x)
             except TypeError:  # not a C-contiguous float64 vector: validate and convert below
                 pass
+        no_positional(extra, self.data_names, "value")
         x = self._x(x)
         return self._checked(data, batch, float(self._call("value", x, self._data(data, batch))))
 
-    def value_and_grad(self, x, /, out=None, *, batch=None,
+    def value_and_grad(self, x, /, out=None, *extra, batch=None,
                        **data) -> tuple[float, np.ndarray]:
         """The loss at ``x`` and its gradient (written into ``out`` when given).
 
         For losses without data this is replaced per instance by a faster function of
         ``(x, out=None)`` alone (see :meth:`_fast_value_and_grad`).
         """
+        no_positional(extra, self.data_names, "value_and_grad")
         x = self._x(x)
-        out = self._out(out, x.shape)
-        v = float(self._call("value_and_grad", x, self._data(data, batch), out))
+        args = self._data(data, batch)
+        out = self._out(out, x.shape, "out", self._inputs(data, ("x", x)))
+        v = float(self._call("value_and_grad", x, args, out))
         return self._checked(data, batch, v, out), out
 
     def _fast_value_and_grad(self, exact):
@@ -242,44 +235,52 @@ class Kernel:
         """
         checked, empty = Kernel.value_and_grad.__get__(self), np.empty
 
-        def value_and_grad(x, /, out=None):
+        def value_and_grad(x, /, out=None, *extra):
             try:
+                if extra:
+                    raise TypeError
                 if out is None:
                     g = empty(len(x))
                     return exact(x, g), g
                 return exact(x, out), out
             except TypeError:
-                return checked(x, out)
+                return checked(x, out, *extra)
 
         value_and_grad.__doc__ = Kernel.value_and_grad.__doc__
         value_and_grad.__qualname__ = "Kernel.value_and_grad"
         return value_and_grad
 
-    def grad(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
+    def grad(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The gradient at ``x`` (written into ``out`` when given)."""
+        no_positional(extra, self.data_names, "grad")
         if data or batch is not None:
             return Kernel.value_and_grad(self, x, out, batch=batch, **data)[1]
         return self.value_and_grad(x, out)[1]
 
-    def hessian(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
+    def hessian(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The Hessian at ``x`` as an ``(n, n)`` array."""
+        no_positional(extra, self.data_names, "hessian")
         x = self._x(x)
-        out = self._out(out, (x.shape[0], x.shape[0]))
-        self._call("hessian", x, self._data(data, batch), out)
+        args = self._data(data, batch)
+        out = self._out(out, (x.shape[0], x.shape[0]), _H, self._inputs(data, ("x", x)))
+        self._call("hessian", x, args, out)
         self._checked(data, batch, 0.0, out)
         return out
 
-    def hvp(self, x, v, /, out=None, *, batch=None, **data) -> np.ndarray:
+    def hvp(self, x, v, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The Hessian at ``x`` times the vector ``v``, without forming the Hessian."""
+        no_positional(extra, self.data_names, "hvp")
         x = self._x(x)
         v = self._x(v, "v", x.shape[0])
-        out = self._out(out, x.shape)
-        self._call("hvp", x, self._data(data, batch), v, out)
+        args = self._data(data, batch)
+        out = self._out(out, x.shape, "out", self._inputs(data, ("x", x), ("v", v)))
+        self._call("hvp", x, args, v, out)
         self._checked(data, batch, 0.0, out)
         return out
 
-    def value_complex(self, x, /, *, batch=None, **data) -> complex:
+    def value_complex(self, x, /, *extra, batch=None, **data) -> complex:
         """The loss at a complex ``x`` (for complex-step checks; analytic losses only)."""
+        no_positional(extra, self.data_names, "value_complex")
         if not self.analytic:
             raise TypeError("value_complex needs an analytic loss (no abs/max/min/relu/"
                             "Piecewise/sign); use a finite-difference method instead")
@@ -310,10 +311,11 @@ class Kernel:
 
 
 class BoundKernel:
-    """A :class:`Kernel` with its data validated once; same methods without data arguments.
+    """A :class:`Kernel` (or :class:`~symgrad.ArrayKernel`) with its data validated once; the same
+    methods without data arguments, and the same checks of ``x``, ``v`` and ``out`` as unbound.
 
-    The serial/parallel choice is made once too, so a call is one Python step away from the
-    compiled function.
+    The serial/parallel choice is made once too. The data are not copied: a non-finite result
+    names the first non-finite value of the bound data, as an unbound call does.
     """
 
     def __init__(self, kernel: Kernel, args: tuple) -> None:
@@ -321,20 +323,24 @@ class BoundKernel:
         self.params = kernel.params
         self.data_names: tuple[str, ...] = ()
         self._vg = kernel._impl(args).value_and_grad
-        self._dtype = getattr(kernel, "dtype", _F64)  # array kernels may compute in float32
+        self._cols = kernel._columns(args)
+        self._out = BoundOut(kernel._out, kernel._inputs(self._cols))
+        self._check = bool(kernel.data_names)
+
+    def _checked(self, value: float, *outs: np.ndarray) -> float:
+        if self._check and not result_finite(value, *outs):
+            self.kernel._name_non_finite(self._cols)
+        return value
 
     def value(self, x) -> float:
         k = self.kernel
-        return float(k._call("value", k._x(x), self.args))
+        return self._checked(float(k._call("value", k._x(x), self.args)))
 
     def value_and_grad(self, x, out=None) -> tuple[float, np.ndarray]:
-        if type(x) is not np.ndarray or x.dtype is not self._dtype:
-            x = self.kernel._x(x)
-        if out is None:
-            out = np.empty(x.shape[0], self._dtype)
-        elif type(out) is not np.ndarray or out.dtype is not self._dtype:
-            out = self.kernel._out(out, x.shape)
-        return self._vg(x, out, *self.args), out
+        k = self.kernel
+        x = k._x(x)
+        out = self._out(out, x.shape, "out", ("x", x))
+        return self._checked(float(self._vg(x, out, *self.args)), out), out
 
     def grad(self, x, out=None) -> np.ndarray:
         return self.value_and_grad(x, out)[1]
@@ -342,15 +348,18 @@ class BoundKernel:
     def hvp(self, x, v, out=None) -> np.ndarray:
         k = self.kernel
         x = k._x(x)
-        out = k._out(out, x.shape)
-        k._call("hvp", x, self.args, k._x(v, "v", x.shape[0]), out)
+        v = k._x(v, "v", x.shape[0])
+        out = self._out(out, x.shape, "out", ("x", x), ("v", v))
+        k._call("hvp", x, self.args, v, out)
+        self._checked(0.0, out)
         return out
 
     def hessian(self, x, out=None) -> np.ndarray:
         k = self.kernel
         x = k._x(x)
-        out = k._out(out, (x.shape[0], x.shape[0]))
+        out = self._out(out, (x.shape[0], x.shape[0]), _H, ("x", x))
         k._call("hessian", x, self.args, out)
+        self._checked(0.0, out)
         return out
 
 
@@ -382,6 +391,7 @@ def _exact(fn, nargs: int):
         d = _ExactDispatcher(fn.py_func, targetoptions=dict(fn.targetoptions))
         if not isinstance(fn._cache, NullCache):  # the module's njit(cache=True)
             d.enable_caching()
+            guard_numba_cache([d], Path(fn.py_func.__code__.co_filename).stem)
         d.compile((_VECTOR,) * nargs)
         d.disable_compile()
     except Exception:  # the validating path calls the module's own dispatcher instead
