@@ -23,9 +23,10 @@ from numba.core.caching import NullCache
 from numba.core.registry import CPUDispatcher
 
 from .argcheck import BoundOut, as_out, as_vector, data_inputs, no_positional
-from .cache import cache_dir, guard_numba_cache, load_module, write_atomic
+from .cache import cache_dir, load_module, write_atomic
 from .datacheck import batch_index, check_names, column, may_hide, raise_non_finite, result_finite
 from .distributed.detect import dask_args, has_dask
+from .numbacache import guard_numba_cache
 from .problem import Problem
 
 __all__ = ["Kernel", "cache_dir", "load_module", "write_atomic"]
