@@ -103,6 +103,7 @@ def no_positional(extra: tuple, names: Iterable[str], method: str) -> None:
     """Refuse data passed by position (``f.value(x, t, y)``): they are keyword arguments."""
     if extra:
         names = tuple(names)
-        want = ", ".join(f"{c}=..." for c in names) if names else "none (this loss takes no data)"
-        raise TypeError(f"{method}() got {len(extra)} extra positional argument(s): data are "
-                        f"keyword arguments, by column name ({want})")
+        want = ", ".join(f"{c}=..." for c in names)
+        why = f"data are keyword arguments, by column name ({want})" if names else \
+            "this loss takes no data"
+        raise TypeError(f"{method}() got {len(extra)} extra positional argument(s): {why}")

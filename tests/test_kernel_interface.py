@@ -241,3 +241,12 @@ def test_an_index_changed_after_binding_is_named(gather):
     d["i"][2] = -4
     with pytest.raises(ValueError, match=r"index column 'i' has -4 in row 2"):
         fb.value(np.zeros(gather.n_params))
+
+
+def test_an_extra_positional_argument_to_a_loss_without_data():
+    f = sg.compile((sg.params("q_extra") - 1) ** 2)
+    for call in (lambda: f.value(np.ones(1), np.ones(3)),
+                 lambda: f.value_and_grad(np.ones(1), None, np.ones(3)),
+                 lambda: f.hessian(np.ones(1), None, np.ones(3))):
+        with pytest.raises(TypeError, match=r"1 extra positional argument.*takes no data"):
+            call()
