@@ -315,8 +315,9 @@ class BoundKernel:
     """A :class:`Kernel` (or :class:`~symgrad.ArrayKernel`) with its data validated once; the same
     methods without data arguments, and the same checks of ``x``, ``v`` and ``out`` as unbound.
 
-    The serial/parallel choice is made once too. The data are not copied: a non-finite result
-    names the first non-finite value of the bound data, as an unbound call does.
+    The data are scanned for NaN/inf when bound, and not copied: a non-finite value (output of
+    ``hvp``/``hessian``) names the first non-finite datum of the bound data, so one written into
+    them since is still reported (``value_and_grad``, the hot path, looks at the value alone).
     """
 
     def __init__(self, kernel: Kernel, args: tuple) -> None:
@@ -341,7 +342,7 @@ class BoundKernel:
         k = self.kernel
         x = k._x(x)
         out = self._out(out, x.shape, "out", ("x", x))
-        return self._checked(float(self._vg(x, out, *self.args)), out), out
+        return self._checked(float(self._vg(x, out, *self.args))), out
 
     def grad(self, x, out=None) -> np.ndarray:
         return self.value_and_grad(x, out)[1]
