@@ -250,3 +250,20 @@ def test_an_extra_positional_argument_to_a_loss_without_data():
                  lambda: f.hessian(np.ones(1), None, np.ones(3))):
         with pytest.raises(TypeError, match=r"1 extra positional argument.*takes no data"):
             call()
+
+
+def test_a_kernel_bound_to_dask_columns_refuses_out_aliasing_x_or_v(kinds):
+    da = pytest.importorskip("dask.array")
+    fb = kinds["scalar"].kernel.bind(t=da.from_array(T, chunks=4), y=da.from_array(Y, chunks=4))
+    x, v = X0.copy(), np.ones(2)
+    with pytest.raises(ValueError, match="out overlaps x"):
+        fb.value_and_grad(x, out=x)
+    with pytest.raises(ValueError, match="out overlaps v"):
+        fb.hvp(x, v, out=v)
+    buf = np.zeros(6)
+    buf[:2] = X0
+    with pytest.raises(ValueError, match="overlaps x"):
+        fb.hessian(buf[:2], out=buf[:4].reshape(2, 2))
+    assert buf[:2].tolist() == X0.tolist()
+    assert x.tolist() == X0.tolist() and v.tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(fb.grad(x), kinds["scalar"].reference(), rtol=1e-12)
