@@ -30,6 +30,8 @@ from collections.abc import Mapping
 import numpy as np
 import sympy as sp
 
+from .columns import closest
+
 __all__ = ["batch_index", "check_names", "column", "may_hide", "non_finite_error",
            "raise_non_finite", "result_finite"]
 
@@ -103,14 +105,12 @@ def check_names(data: Mapping, names: tuple[str, ...], what: str) -> None:
     extra = sorted(set(data) - set(names))
     if missing:
         got = ""
-        if extra:  # the name the user did pass, most likely a misspelling of this one
-            from .columns import closest
-
-            guess = closest(missing[0], extra)
-            got = (f"; got '{guess}' (a misspelling of '{missing[0]}'?)" if guess else
-                   f"; got {', '.join(repr(e) for e in extra)}")
-        raise TypeError(f"missing {what} '{missing[0]}'{got}: this loss needs "
-                        f"{', '.join(f'{c}=...' for c in names)}")
+        if extra:  # name what was passed instead: a misspelling (yy for y) is the usual cause
+            close = closest(missing[0], extra)
+            got = (f"; got '{close}', which it does not use: a misspelling?" if close else
+                   f"; got {', '.join(repr(e) for e in extra)}, which it does not use")
+        raise TypeError(f"missing {what} '{missing[0]}': this loss needs "
+                        f"{', '.join(f'{c}=...' for c in names)}{got}")
     if extra:
         raise TypeError(f"unexpected {what} '{extra[0]}' (this loss uses "
                         f"{', '.join(names) or 'none'})")
