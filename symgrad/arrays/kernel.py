@@ -175,7 +175,7 @@ class ArrayKernel:
         cols, n, first = [], None, None
         for name in self.data_names:
             sampled = name in self._sampled
-            a = (_rows(name, data[name]) if name in self._rows else
+            a = (_rows(name, data[name], convert=False) if name in self._rows else
                  _array(name, data[name], self.data_shapes[name], self.dtype, sampled))
             if sampled and n is None:
                 n, first = a.shape[0], name
@@ -204,20 +204,9 @@ class ArrayKernel:
             cols = [c[rows] if p else c for c, p in zip(cols, pick, strict=True)]
         for k, name in enumerate(self.data_names):
             if name in self._rows:  # range-checked before the conversion (uint64 2**64-1)
-                self._check_rows(name, cols[k], rows)
+                _check_rows(self._rows, name, cols[k], rows)
                 cols[k] = np.ascontiguousarray(cols[k], dtype=np.int64)
         return (self.dims, *cols)
-
-    def _check_rows(self, name: str, a: np.ndarray, rows=None) -> None:
-        """Every entry of the index column ``name`` names a row of the arrays it picks from;
-        else the error naming the value as given and its row in the data (``rows[k]``: the
-        data row of entry k of a batch)."""
-        for size, src in self._rows.get(name, ()):
-            if a.size and (a.min() < 0 or a.max() >= size):
-                k = int(np.argmax((a < 0) | (a >= size)))
-                row = k if rows is None else int(rows[k])
-                raise ValueError(f"index column '{name}' has {a[k]} in row {row}: {src} has "
-                                 f"rows 0..{size - 1}")
 
     def _data(self, data: Mapping, batch) -> tuple:
         """``data_args`` for one call: no NaN/inf scan unless the loss can hide them."""
@@ -238,7 +227,7 @@ class ArrayKernel:
                          kind="data array")
 
     # -- evaluation -------------------------------------------------------------------------------
-    def _call(self, name: str, x, args: tuple, *outs):
+    def _run(self, name: str, x, outs: tuple, args: tuple):
         """Call a compiled function (``args``: :meth:`data_args`'s result); a row out of range
         (of data changed since they were bound) is reported with its column and row."""
         try:
@@ -246,15 +235,19 @@ class ArrayKernel:
         except ValueError as exc:
             if not str(exc).startswith("index column"):
                 raise
-            for col, a in self._columns(args).items():
-                self._check_rows(col, a)
+            for col, a in zip(self.data_names, args[1:], strict=False):
+                _check_rows(self._rows, col, a)
             raise
+
+    def _call(self, name: str, x, args: tuple, *outs):
+        """:meth:`_run` in the argument order :class:`~symgrad.BoundKernel` uses."""
+        return self._run(name, x, outs, args)
 
     def value(self, x, /, *extra, batch=None, **data) -> float:
         """The loss at ``x``."""
         no_positional(extra, self.data_names, "value")
         x = self._x(x)
-        v = float(self._call("value", x, self._data(data, batch)))
+        v = float(self._run("value", x, (), self._data(data, batch)))
         return self._checked(data, batch, v)
 
     def value_and_grad(self, x, /, out=None, *extra, batch=None,
@@ -264,7 +257,7 @@ class ArrayKernel:
         x = self._x(x)
         args = self._data(data, batch)
         out = self._out(out, x.shape, "out", self._inputs(data, ("x", x)))
-        v = float(self._call("value_and_grad", x, args, out))
+        v = float(self._run("value_and_grad", x, (out,), args))
         return self._checked(data, batch, v, out), out
 
     def grad(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
@@ -278,7 +271,7 @@ class ArrayKernel:
         x, v = self._x(x), self._x(v, "v")
         args = self._data(data, batch)
         out = self._out(out, x.shape, "out", self._inputs(data, ("x", x), ("v", v)))
-        self._call("hvp", x, args, v, out)
+        self._run("hvp", x, (v, out), args)
         self._checked(data, batch, 0.0, out)
         return out
 
@@ -288,7 +281,7 @@ class ArrayKernel:
         x = self._x(x)
         args = self._data(data, batch)
         out = self._out(out, (x.shape[0], x.shape[0]), _H, self._inputs(data, ("x", x)))
-        self._call("hessian", x, args, out)
+        self._run("hessian", x, (out,), args)
         self._checked(data, batch, 0.0, out)
         return out
 
@@ -340,13 +333,26 @@ def _array(name: str, a, shape: tuple, dtype, sampled: bool = True) -> np.ndarra
     return np.ascontiguousarray(a, dtype=dtype)
 
 
-def _rows(name: str, a) -> np.ndarray:
-    """An integer column, as given (its range is checked by :meth:`ArrayKernel._check_rows` on
-    the rows a call reads, before it is converted to int64)."""
+def _rows(name: str, a, convert: bool = True) -> np.ndarray:
+    """An integer column, as int64 (``convert``) or as given (then range-checked by
+    :func:`_check_rows` on the rows a call reads before it is converted: a uint64 2**64-1 is
+    reported as given, not as -1). The compiled code checks the range too."""
     a = np.asarray(a)
     if a.ndim != 1:
         raise ValueError(f"index column '{name}' must be 1-D (one row number per sample), got "
                          f"shape {a.shape}")
     if a.dtype.kind not in "iu":
         raise TypeError(f"index column '{name}' must hold integers, got dtype {a.dtype}")
-    return a
+    return np.ascontiguousarray(a, dtype=np.int64) if convert else a
+
+
+def _check_rows(gathers: Mapping, name: str, a: np.ndarray, rows=None) -> None:
+    """Every entry of the index column ``name`` names a row of the arrays it picks from
+    (``gathers[name]``: (rows, array name) pairs); else the error naming the value as given and
+    its row in the data (``rows[k]``: the data row of entry k of a batch)."""
+    for size, src in gathers.get(name, ()):
+        if a.size and (a.min() < 0 or a.max() >= size):
+            k = int(np.argmax((a < 0) | (a >= size)))
+            row = k if rows is None else int(rows[k])
+            raise ValueError(f"index column '{name}' has {a[k]} in row {row}: {src} has "
+                             f"rows 0..{size - 1}")
