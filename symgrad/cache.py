@@ -35,9 +35,10 @@ import tempfile
 import threading
 import time
 import types
-import warnings
 from collections.abc import Callable
 from pathlib import Path
+
+from .numbacache import CacheWarning, _unsafe, _warn, check_numba_cache
 
 __all__ = ["CacheWarning", "cache_dir", "cached_module", "load_module", "write_atomic"]
 
@@ -67,10 +68,6 @@ def _code_digest(names: tuple[str, ...]) -> str:
     return h.hexdigest()
 
 
-class CacheWarning(UserWarning):
-    """Something in the compile cache was refused, rebuilt, or the cache was moved."""
-
-
 def cache_dir() -> Path:
     """The configured cache directory: ``$SYMGRAD_CACHE_DIR`` or the user cache (not checked)."""
     env = os.environ.get("SYMGRAD_CACHE_DIR")
@@ -78,22 +75,6 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "symgrad"
-
-
-def _warn(msg: str) -> None:
-    warnings.warn(f"symgrad: {msg}", CacheWarning, stacklevel=4)
-
-
-def _unsafe(st: os.stat_result, kind: str = "file") -> str | None:
-    """Why a stat result is not ours alone, or None."""
-    regular = stat.S_ISDIR(st.st_mode) if kind == "directory" else stat.S_ISREG(st.st_mode)
-    if not regular:
-        return "is a symbolic link" if stat.S_ISLNK(st.st_mode) else f"is not a regular {kind}"
-    if st.st_uid != os.getuid():
-        return f"is owned by another user (uid {st.st_uid})"
-    if st.st_mode & 0o022:
-        return f"is writable by other users (mode {stat.S_IMODE(st.st_mode):o})"
-    return None
 
 
 def _prepare(path: Path, tighten: bool = False) -> None:
@@ -282,8 +263,6 @@ def load_module(path: Path, name: str | None = None, *,
     reading the file again or a ``.pyc``, and Numba's cache files of the module are checked
     before any function is compiled or loaded.
     """
-    from .numbacache import check_numba_cache
-
     path = Path(path).resolve()
     # Import under the file's own name: Numba's cache records the module name of the helpers a
     # function calls, so another process that imports the file normally must find the same name.

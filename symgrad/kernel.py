@@ -45,8 +45,8 @@ class Kernel:
 
     Arithmetic follows IEEE 754: where the loss is not defined (``1/x`` at 0, ``sqrt(-1)``)
     the value and gradient are inf or nan, never an exception (``minimize`` reports them as
-    divergence, ``check_grad`` as non-finite). An ``out`` array must not overlap ``x`` or
-    ``v`` (ValueError otherwise: the compiled code writes it before reading them).
+    divergence, ``check_grad`` as non-finite). ``x``, ``v`` and ``out`` are checked by
+    :mod:`symgrad.argcheck` (``out`` overlapping ``x``, ``v`` or a data column: a ValueError).
     """
 
     def __init__(self, problem: Problem, source: str, path: Path, module: types.ModuleType,
@@ -119,12 +119,10 @@ class Kernel:
     def _out(self, out, shape: tuple[int, ...], what: str = "out", inputs=()) -> np.ndarray:
         return as_out(out, shape, what, inputs=inputs)
 
-    def _inputs(self, data: Mapping, *named) -> list:
-        """What an ``out`` must not overlap: ``named`` (``("x", x)``...) and the data."""
+    def _inputs(self, data: Mapping, *named) -> list:  # what out must not overlap
         return [*named, *data_inputs(data)]
 
-    def _columns(self, args: tuple) -> dict[str, np.ndarray]:
-        """The validated data columns of ``data_args``'s result, by name."""
+    def _columns(self, args: tuple) -> dict[str, np.ndarray]:  # data_args's columns by name
         return dict(zip(self.data_names, args, strict=False))
 
     def data_args(self, data: Mapping | None = None, batch=None, *, scan: bool = True) -> tuple:
@@ -194,8 +192,7 @@ class Kernel:
             self._name_non_finite(data, batch)
         return value
 
-    def _name_non_finite(self, data: Mapping, batch=None) -> None:
-        """Raise the error for the first non-finite value of the data a call read, if any."""
+    def _name_non_finite(self, data: Mapping, batch=None) -> None:  # the first one read
         raise_non_finite({c: data[c] for c in self._samples}, batch)
         raise_non_finite({c: data[c] for c in self._elements}, units=dict.fromkeys(
             self._elements, "element"))
@@ -227,13 +224,10 @@ class Kernel:
         return self._checked(data, batch, v, out), out
 
     def _fast_value_and_grad(self, exact):
-        """``value_and_grad`` for losses without data, the optimizers' hot path.
-
-        ``exact`` is a dispatcher that only takes C-contiguous writeable float64 vectors, so
-        Numba checks the types in C and the common call costs one Python frame; any other
-        argument raises TypeError within a microsecond and takes the validating path. The
-        compiled code itself checks the lengths.
-        """
+        """``value_and_grad`` for losses without data, the optimizers' hot path. ``exact`` takes
+        only C-contiguous writeable float64 vectors, so Numba checks the types in C and the
+        common call costs one Python frame; any other argument raises TypeError within a
+        microsecond and takes the validating path (the compiled code checks the lengths)."""
         checked, empty = Kernel.value_and_grad.__get__(self), np.empty
 
         def value_and_grad(x, /, out=None, *extra):

@@ -5,7 +5,8 @@ Numba keeps a module's machine code next to it (``__pycache__/<module>.*.nbi`` i
 or do not unpickle to what Numba expects, before any function loads them, and
 :func:`guard_numba_cache` turns what can still go wrong later into warnings: a file that fails
 to load is a cache miss, and a save that fails (a full disk, a file-size limit) leaves the
-module running uncached in this process.
+module running uncached in this process. The trust test of a file or directory
+(:func:`_unsafe`) and :class:`CacheWarning` are shared with :mod:`symgrad.cache`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,32 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import stat
 import types
+import warnings
 from pathlib import Path
 
-from .cache import _unsafe, _warn
+__all__ = ["CacheWarning", "check_numba_cache", "guard_numba_cache"]
 
-__all__ = ["check_numba_cache", "guard_numba_cache"]
+
+class CacheWarning(UserWarning):
+    """Something in the compile cache was refused, rebuilt, or the cache was moved."""
+
+
+def _warn(msg: str) -> None:
+    warnings.warn(f"symgrad: {msg}", CacheWarning, stacklevel=4)
+
+
+def _unsafe(st: os.stat_result, kind: str = "file") -> str | None:
+    """Why a stat result is not ours alone, or None."""
+    regular = stat.S_ISDIR(st.st_mode) if kind == "directory" else stat.S_ISREG(st.st_mode)
+    if not regular:
+        return "is a symbolic link" if stat.S_ISLNK(st.st_mode) else f"is not a regular {kind}"
+    if st.st_uid != os.getuid():
+        return f"is owned by another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return f"is writable by other users (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
 
 
 def check_numba_cache(mod: types.ModuleType, stem: str) -> None:
