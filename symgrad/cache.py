@@ -22,21 +22,23 @@ What is trusted, and how:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import hashlib
 import importlib.util
 import os
-import pickle
+import shutil
 import stat
 import sys
 import tempfile
+import threading
 import time
 import types
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from .numbacache import CacheWarning, _unsafe, _warn, check_numba_cache
 from .version import __version__
 from .writers import import_closure
 
@@ -64,10 +66,6 @@ def _code_digest(generators: tuple[str, ...]) -> str:
     return h.hexdigest()
 
 
-class CacheWarning(UserWarning):
-    """Something in the compile cache was refused, rebuilt, or the cache was moved."""
-
-
 def cache_dir() -> Path:
     """The configured cache directory: ``$SYMGRAD_CACHE_DIR`` or the user cache (not checked)."""
     env = os.environ.get("SYMGRAD_CACHE_DIR")
@@ -75,22 +73,6 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "symgrad"
-
-
-def _warn(msg: str) -> None:
-    warnings.warn(f"symgrad: {msg}", CacheWarning, stacklevel=4)
-
-
-def _unsafe(st: os.stat_result, kind: str = "file") -> str | None:
-    """Why a stat result is not ours alone, or None."""
-    regular = stat.S_ISDIR(st.st_mode) if kind == "directory" else stat.S_ISREG(st.st_mode)
-    if not regular:
-        return "is a symbolic link" if stat.S_ISLNK(st.st_mode) else f"is not a regular {kind}"
-    if st.st_uid != os.getuid():
-        return f"is owned by another user (uid {st.st_uid})"
-    if st.st_mode & 0o022:
-        return f"is writable by other users (mode {stat.S_IMODE(st.st_mode):o})"
-    return None
 
 
 def _prepare(path: Path, tighten: bool = False) -> None:
@@ -115,25 +97,39 @@ def _prepare(path: Path, tighten: bool = False) -> None:
 
 
 _USABLE: dict[Path, Path] = {}
+#: Guards ``_USABLE``, the per-key locks and the generated modules in ``sys.modules``: a module
+#: is published there before its code has run, so no other thread may look it up meanwhile.
+_LOCK = threading.RLock()
+_KEY_LOCKS: dict[str, threading.RLock] = {}
+
+
+def _key_lock(key: str) -> threading.RLock:
+    """The lock of one cache entry: threads compiling the same loss build and load it once;
+    other losses proceed."""
+    with _LOCK:
+        return _KEY_LOCKS.setdefault(key, threading.RLock())
 
 
 def usable_cache_dir() -> Path:
     """The cache directory, created and checked once per process; a private temporary one (with
     a warning) when the configured one is unusable."""
     want = cache_dir()
-    got = _USABLE.get(want)
-    if got is None:
-        try:
-            _prepare(want, tighten="SYMGRAD_CACHE_DIR" not in os.environ)
-            got = want
-        except OSError as exc:
-            got = _fallback(want, exc)
-        _USABLE[want] = got
+    with _LOCK:
+        got = _USABLE.get(want)
+        if got is None:
+            try:
+                _prepare(want, tighten="SYMGRAD_CACHE_DIR" not in os.environ)
+                got = want
+            except OSError as exc:
+                got = _fallback(want, exc)
+            _USABLE[want] = got
     return got
 
 
 def _fallback(want: Path, exc: BaseException) -> Path:
+    """A private temporary cache directory for this process, removed when it exits."""
     tmp = Path(tempfile.mkdtemp(prefix="symgrad-cache-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     _prepare(tmp, tighten=True)
     _warn(f"cannot use the cache directory {want} ({exc.strerror or exc}); compiled modules go "
           f"to a private temporary directory {tmp} for this process. Set SYMGRAD_CACHE_DIR to "
@@ -236,23 +232,25 @@ def cached_module(key: str, header_for: Callable[[str], str],
     ``header_for(digest)`` is the exact header this entry must carry; ``build()`` generates the
     text when the entry is missing or refused (then it is written, 0600, atomically).
     """
-    d = usable_cache_dir()
-    path = d / f"sg_{key}.py"
-    src, why = _read_entry(path, header_for)
-    if why:
-        _warn(f"refused the cached module {path}: it {why}; rebuilt it")
-    if src is None:
-        src = build()
-        try:
-            if why:
-                path.unlink(missing_ok=True)
-            write_atomic(path, src, private=True)
-        except OSError as exc:  # the directory went read-only or full since it was checked
-            d = _USABLE[cache_dir()] = _fallback(d, exc)
-            path = d / path.name
-            write_atomic(path, src, private=True)
-        _sweep_temporaries(d)
-    return path, src, load_module(path, source=src)
+    with _key_lock(key):
+        d = usable_cache_dir()
+        path = d / f"sg_{key}.py"
+        src, why = _read_entry(path, header_for)
+        if why:
+            _warn(f"refused the cached module {path}: it {why}; rebuilt it")
+        if src is None:
+            src = build()
+            try:
+                if why:
+                    path.unlink(missing_ok=True)
+                write_atomic(path, src, private=True)
+            except OSError as exc:  # the directory went read-only or full since it was checked
+                with _LOCK:
+                    d = _USABLE[cache_dir()] = _fallback(d, exc)
+                path = d / path.name
+                write_atomic(path, src, private=True)
+            _sweep_temporaries(d)
+        return path, src, load_module(path, source=src)
 
 
 def load_module(path: Path, name: str | None = None, *,
@@ -267,110 +265,20 @@ def load_module(path: Path, name: str | None = None, *,
     # Import under the file's own name: Numba's cache records the module name of the helpers a
     # function calls, so another process that imports the file normally must find the same name.
     name = name or path.stem
-    mod = sys.modules.get(name)
-    if mod is not None and getattr(mod, "__file__", None) == str(path):
-        return mod
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    try:
-        if source is None:
-            spec.loader.exec_module(mod)
-        else:
-            exec(compile(source, str(path), "exec"), mod.__dict__)
-            _check_numba_cache(mod, path.stem)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return mod
-
-
-def _check_numba_cache(mod: types.ModuleType, stem: str) -> None:
-    """Delete Numba cache files of ``mod`` that are not ours alone or do not load; without a
-    safe cache directory, compile this module without Numba's cache."""
-    from numba.core.caching import NullCache
-    from numba.core.dispatcher import Dispatcher
-
-    fns = [f for f in vars(mod).values()
-           if isinstance(f, Dispatcher) and not isinstance(f._cache, NullCache)]
-    if not fns:
-        return
-    d = Path(fns[0]._cache.cache_path)
-    try:
-        why = _unsafe(os.lstat(d), "directory")
-    except OSError as exc:
-        why = str(exc)
-    if why:
-        _warn(f"not using Numba's cache directory {d} for {stem}: it {why}")
-        for f in fns:
-            f._cache = NullCache()
-        return
-    refused: list[str] = []
-    files = {e.name: e for e in os.scandir(d) if e.name.startswith(stem + ".")
-             and e.name.endswith((".nbi", ".nbc"))}
-    for e in list(files.values()):
-        why = _unsafe(e.stat(follow_symlinks=False))
-        if why:
-            refused.append(f"{e.name} ({why})")
-            _remove(e.path)
-            del files[e.name]
-    for e in [e for e in files.values() if e.name.endswith(".nbi")]:
-        why = _check_index(Path(e.path), set(files))
-        if why:
-            refused.append(f"{e.name} ({why})")
-            base = e.name[:-len(".nbi")]
-            for n in [e.name, *(n for n in files if n.startswith(base + "."))]:
-                _remove(os.path.join(d, n))
-    if refused:
-        _warn(f"deleted Numba cache files in {d} that could not be trusted, so Numba "
-              f"recompiles: {', '.join(refused)}")
-    for f in fns:
-        _tolerate_load_errors(f._cache, stem)
-
-
-def _tolerate_load_errors(cache, stem: str) -> None:
-    """A cache file that fails to load (truncated or replaced after the check above, by a
-    concurrent writer that was killed) is a cache miss with a warning: Numba compiles again
-    and rewrites it, instead of raising from the first call."""
-    load = cache.load_overload
-
-    def load_overload(sig, target_context):
+    with _LOCK:  # the module is in sys.modules before its code has run: others wait
+        mod = sys.modules.get(name)
+        if mod is not None and getattr(mod, "__file__", None) == str(path):
+            return mod
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
         try:
-            return load(sig, target_context)
-        except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError,
-                AttributeError, ImportError, IndexError, KeyError) as exc:
-            _warn(f"Numba's cached code for {stem} did not load ({type(exc).__name__}: {exc}); "
-                  "compiled it again")
-            return None
-
-    cache.load_overload = load_overload
-
-
-def _check_index(path: Path, present: set[str]) -> str | None:
-    """Why Numba could not load this index or a data file it names (None: it loads)."""
-    import numba
-
-    try:
-        with open(path, "rb") as f:
-            version = pickle.load(f)
-            rest = f.read()
-        if version != numba.__version__:
-            return None  # Numba ignores an index of another version
-        _stamp, overloads = pickle.loads(rest)
-        if not isinstance(overloads, dict):
-            return "not a Numba index"
-        for name in overloads.values():
-            if not isinstance(name, str) or os.sep in name:
-                return "not a Numba index"
-            if name in present:
-                with open(path.parent / name, "rb") as f:
-                    if not isinstance(pickle.loads(f.read()), tuple):
-                        return f"{name} is not Numba data"
-    except Exception as exc:  # truncated or garbage pickles
-        return f"corrupted: {type(exc).__name__}: {exc}"
-    return None
-
-
-def _remove(p: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(p)
+            if source is None:
+                spec.loader.exec_module(mod)
+            else:
+                exec(compile(source, str(path), "exec"), mod.__dict__)
+                check_numba_cache(mod, path.stem)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return mod

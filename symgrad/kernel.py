@@ -22,14 +22,16 @@ import numpy as np
 from numba.core.caching import NullCache
 from numba.core.registry import CPUDispatcher
 
+from .argcheck import BoundOut, as_out, as_vector, data_inputs, no_positional
 from .cache import cache_dir, load_module, write_atomic
 from .datacheck import batch_index, check_names, column, may_hide, raise_non_finite, result_finite
 from .distributed.detect import dask_args, has_dask
+from .numbacache import guard_numba_cache
 from .problem import Problem
 
 __all__ = ["Kernel", "cache_dir", "load_module", "write_atomic"]
 
-_F64 = np.dtype(np.float64)
+_H = "out (the Hessian H)"  # as the compiled code names it
 #: Above this many samples the parallel (prange) variant is used when ``parallel=None``.
 PARALLEL_THRESHOLD = 50_000
 
@@ -43,8 +45,8 @@ class Kernel:
 
     Arithmetic follows IEEE 754: where the loss is not defined (``1/x`` at 0, ``sqrt(-1)``)
     the value and gradient are inf or nan, never an exception (``minimize`` reports them as
-    divergence, ``check_grad`` as non-finite). An ``out`` array must not overlap ``x`` or
-    ``v`` (ValueError otherwise: the compiled code writes it before reading them).
+    divergence, ``check_grad`` as non-finite). ``x``, ``v`` and ``out`` are checked by
+    :mod:`symgrad.argcheck` (``out`` overlapping ``x``, ``v`` or a data column: a ValueError).
     """
 
     #: Models compiled with the loss (``sg.compile(loss, outputs={...})``), packed like ``x``.
@@ -112,36 +114,19 @@ class Kernel:
     # -- argument handling ------------------------------------------------------------------
     def _x(self, x, what: str = "x", size: int | None = None) -> np.ndarray:
         n = self._n if size is None else size
-        if type(x) is not np.ndarray or x.dtype is not _F64 or x.ndim != 1:
-            bad = TypeError(f"{what} must be a 1-D array of floats ({', '.join(self.params)}), "
-                            f"got {type(x).__name__}")
-            if x is None:
-                raise bad
-            try:
-                arr = np.asarray(x)
-            except (TypeError, ValueError) as exc:
-                raise bad from exc
-            if arr.dtype.kind not in "fiub":  # no strings, objects or complex numbers
-                raise TypeError(f"{what} must be a 1-D array of floats "
-                                f"({', '.join(self.params)}), got dtype {arr.dtype}")
-            if arr.ndim != 1:
-                raise ValueError(f"{what} must be 1-D, got shape {arr.shape}")
-            x = np.ascontiguousarray(arr, dtype=np.float64)
+        x = as_vector(x, what, self.params, n)
         if n is None:
             self.vector_length(x.shape[0])
-        elif x.shape[0] != n:
-            raise ValueError(f"{what} must have {n} entries ({', '.join(self.params)}), "
-                             f"got {x.shape[0]}")
         return x
 
-    def _out(self, out, shape: tuple[int, ...], what: str = "out") -> np.ndarray:
-        if out is None:
-            return np.empty(shape)
-        if type(out) is not np.ndarray or out.dtype is not _F64 or out.shape != shape:
-            raise ValueError(f"{what} must be a float64 array of shape {shape}")
-        if not out.flags.writeable:
-            raise ValueError(f"{what} is read-only: pass a writeable float64 array")
-        return out
+    def _out(self, out, shape: tuple[int, ...], what: str = "out", inputs=()) -> np.ndarray:
+        return as_out(out, shape, what, inputs=inputs)
+
+    def _inputs(self, data: Mapping, *named) -> list:  # what out must not overlap
+        return [*named, *data_inputs(data)]
+
+    def _columns(self, args: tuple) -> dict[str, np.ndarray]:  # data_args's columns by name
+        return dict(zip(self.data_names, args, strict=False))
 
     def data_args(self, data: Mapping | None = None, batch=None, *, scan: bool = True) -> tuple:
         """Validate data (and an optional batch) into the positional tail of ``f.jit`` calls.
@@ -207,82 +192,93 @@ class Kernel:
         """``value`` when it and ``outs`` are finite or the data are; else the error naming the
         first non-finite data value the call read (its column and row)."""
         if self.data_names and not self._scan_always and not result_finite(value, *outs):
-            raise_non_finite({c: data[c] for c in self._samples}, batch)
-            raise_non_finite({c: data[c] for c in self._elements}, units=dict.fromkeys(
-                self._elements, "element"))
+            self._name_non_finite(data, batch)
         return value
 
+    def _name_non_finite(self, data: Mapping, batch=None) -> None:  # the first one read
+        raise_non_finite({c: data[c] for c in self._samples}, batch)
+        raise_non_finite({c: data[c] for c in self._elements}, units=dict.fromkeys(
+            self._elements, "element"))
+
     # -- public evaluation ------------------------------------------------------------------
-    def value(self, x, /, *, batch=None, **data) -> float:
+    def value(self, x, /, *extra, batch=None, **data) -> float:
         """The loss at ``x``."""
-        if self._exact_value is not None and not data and batch is None:
+        if self._exact_value is not None and not data and batch is None and not extra:
             try:
                 return self._exact_value(x)
             except TypeError:  # not a C-contiguous float64 vector: validate and convert below
                 pass
+        no_positional(extra, self.data_names, "value")
         x = self._x(x)
         return self._checked(data, batch, float(self._call("value", x, self._data(data, batch))))
 
-    def value_and_grad(self, x, /, out=None, *, batch=None,
+    def value_and_grad(self, x, /, out=None, *extra, batch=None,
                        **data) -> tuple[float, np.ndarray]:
         """The loss at ``x`` and its gradient (written into ``out`` when given).
 
         For losses without data this is replaced per instance by a faster function of
         ``(x, out=None)`` alone (see :meth:`_fast_value_and_grad`).
         """
+        no_positional(extra, self.data_names, "value_and_grad")
         x = self._x(x)
-        out = self._out(out, x.shape)
-        v = float(self._call("value_and_grad", x, self._data(data, batch), out))
+        args = self._data(data, batch)
+        out = self._out(out, x.shape, "out", self._inputs(data, ("x", x)))
+        v = float(self._call("value_and_grad", x, args, out))
         return self._checked(data, batch, v, out), out
 
     def _fast_value_and_grad(self, exact):
-        """``value_and_grad`` for losses without data, the optimizers' hot path.
-
-        ``exact`` is a dispatcher that only takes C-contiguous writeable float64 vectors, so
-        Numba checks the types in C and the common call costs one Python frame; any other
-        argument raises TypeError within a microsecond and takes the validating path. The
-        compiled code itself checks the lengths.
-        """
+        """``value_and_grad`` for losses without data, the optimizers' hot path. ``exact`` takes
+        only C-contiguous writeable float64 vectors, so Numba checks the types in C and the
+        common call costs one Python frame; any other argument raises TypeError within a
+        microsecond and takes the validating path (the compiled code checks the lengths)."""
         checked, empty = Kernel.value_and_grad.__get__(self), np.empty
 
-        def value_and_grad(x, /, out=None):
+        def value_and_grad(x, /, out=None, *extra):
             try:
+                if extra:
+                    raise TypeError
                 if out is None:
                     g = empty(len(x))
                     return exact(x, g), g
                 return exact(x, out), out
             except TypeError:
-                return checked(x, out)
+                return checked(x, out, *extra)
 
         value_and_grad.__doc__ = Kernel.value_and_grad.__doc__
         value_and_grad.__qualname__ = "Kernel.value_and_grad"
         return value_and_grad
 
-    def grad(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
+    def grad(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The gradient at ``x`` (written into ``out`` when given)."""
+        no_positional(extra, self.data_names, "grad")
         if data or batch is not None:
             return Kernel.value_and_grad(self, x, out, batch=batch, **data)[1]
         return self.value_and_grad(x, out)[1]
 
-    def hessian(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
+    def hessian(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The Hessian at ``x`` as an ``(n, n)`` array."""
+        no_positional(extra, self.data_names, "hessian")
         x = self._x(x)
-        out = self._out(out, (x.shape[0], x.shape[0]))
-        self._call("hessian", x, self._data(data, batch), out)
+        args = self._data(data, batch)
+        out = self._out(out, (x.shape[0], x.shape[0]), _H, self._inputs(data, ("x", x)))
+        self._call("hessian", x, args, out)
         self._checked(data, batch, 0.0, out)
         return out
 
-    def hvp(self, x, v, /, out=None, *, batch=None, **data) -> np.ndarray:
+    def hvp(self, x, v, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The Hessian at ``x`` times the vector ``v``, without forming the Hessian."""
+        no_positional(extra, self.data_names, "hvp")
         x = self._x(x)
         v = self._x(v, "v", x.shape[0])
-        out = self._out(out, x.shape)
-        self._call("hvp", x, self._data(data, batch), v, out)
+        args = self._data(data, batch)
+        out = self._out(out, x.shape, "out", self._inputs(data, ("x", x), ("v", v)))
+        self._call("hvp", x, args, v, out)
         self._checked(data, batch, 0.0, out)
         return out
 
-    def value_complex(self, x, /, *, batch=None, **data) -> complex:
+    def value_complex(self, x, /, *extra, batch=None, **data) -> complex:
         """The loss at a complex ``x`` (for complex-step checks; analytic losses only)."""
+        no_positional(extra, self.data_names, "value_complex")
         if not self.analytic:
             raise TypeError("value_complex needs an analytic loss (no abs/max/min/relu/"
                             "Piecewise/sign); use a finite-difference method instead")
@@ -313,10 +309,12 @@ class Kernel:
 
 
 class BoundKernel:
-    """A :class:`Kernel` with its data validated once; same methods without data arguments.
+    """A :class:`Kernel` (or :class:`~symgrad.ArrayKernel`) with its data validated once; the same
+    methods without data arguments, and the same checks of ``x``, ``v`` and ``out`` as unbound.
 
-    The serial/parallel choice is made once too, so a call is one Python step away from the
-    compiled function.
+    The data are scanned for NaN/inf when bound, and not copied: a non-finite value (output of
+    ``hvp``/``hessian``) names the first non-finite datum of the bound data, so one written into
+    them since is still reported (``value_and_grad``, the hot path, looks at the value alone).
     """
 
     def __init__(self, kernel: Kernel, args: tuple) -> None:
@@ -324,20 +322,24 @@ class BoundKernel:
         self.params = kernel.params
         self.data_names: tuple[str, ...] = ()
         self._vg = kernel._impl(args).value_and_grad
-        self._dtype = getattr(kernel, "dtype", _F64)  # array kernels may compute in float32
+        self._cols = kernel._columns(args)
+        self._out = BoundOut(kernel._out, kernel._inputs(self._cols))
+        self._check = bool(kernel.data_names)
+
+    def _checked(self, value: float, *outs: np.ndarray) -> float:
+        if self._check and not result_finite(value, *outs):
+            self.kernel._name_non_finite(self._cols)
+        return value
 
     def value(self, x) -> float:
         k = self.kernel
-        return float(k._call("value", k._x(x), self.args))
+        return self._checked(float(k._call("value", k._x(x), self.args)))
 
     def value_and_grad(self, x, out=None) -> tuple[float, np.ndarray]:
-        if type(x) is not np.ndarray or x.dtype is not self._dtype:
-            x = self.kernel._x(x)
-        if out is None:
-            out = np.empty(x.shape[0], self._dtype)
-        elif type(out) is not np.ndarray or out.dtype is not self._dtype:
-            out = self.kernel._out(out, x.shape)
-        return self._vg(x, out, *self.args), out
+        k = self.kernel
+        x = k._x(x)
+        out = self._out(out, x.shape, "out", ("x", x))
+        return self._checked(float(self._vg(x, out, *self.args))), out
 
     def grad(self, x, out=None) -> np.ndarray:
         return self.value_and_grad(x, out)[1]
@@ -345,15 +347,18 @@ class BoundKernel:
     def hvp(self, x, v, out=None) -> np.ndarray:
         k = self.kernel
         x = k._x(x)
-        out = k._out(out, x.shape)
-        k._call("hvp", x, self.args, k._x(v, "v", x.shape[0]), out)
+        v = k._x(v, "v", x.shape[0])
+        out = self._out(out, x.shape, "out", ("x", x), ("v", v))
+        k._call("hvp", x, self.args, v, out)
+        self._checked(0.0, out)
         return out
 
     def hessian(self, x, out=None) -> np.ndarray:
         k = self.kernel
         x = k._x(x)
-        out = k._out(out, (x.shape[0], x.shape[0]))
+        out = self._out(out, (x.shape[0], x.shape[0]), _H, ("x", x))
         k._call("hessian", x, self.args, out)
+        self._checked(0.0, out)
         return out
 
 
@@ -385,6 +390,7 @@ def _exact(fn, nargs: int):
         d = _ExactDispatcher(fn.py_func, targetoptions=dict(fn.targetoptions))
         if not isinstance(fn._cache, NullCache):  # the module's njit(cache=True)
             d.enable_caching()
+            guard_numba_cache([d], Path(fn.py_func.__code__.co_filename).stem)
         d.compile((_VECTOR,) * nargs)
         d.disable_compile()
     except Exception:  # the validating path calls the module's own dispatcher instead

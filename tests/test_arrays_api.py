@@ -119,9 +119,9 @@ def test_data_errors_at_call_time(net, rings):
     with pytest.raises(ValueError, match="'X' has a non-finite value \\(nan\\) at row 7, entry 1"):
         net.value(x, X=bad, Y=Y)
     g = np.empty_like(x)
-    with pytest.raises(ValueError, match="out shares memory with x"):
+    with pytest.raises(ValueError, match="out overlaps x"):
         net.value_and_grad(x, x, X=X, Y=Y)
-    with pytest.raises(ValueError, match="out shares memory with v"):
+    with pytest.raises(ValueError, match="out overlaps v"):
         net.hvp(x, g, g, X=X, Y=Y)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import blas
+from ..argcheck import as_out, as_vector, data_inputs, no_positional
 from ..datacheck import (
     batch_index,
     check_names,
@@ -32,7 +33,7 @@ from ..datacheck import (
 )
 from ..derive import KinkPolicy
 from ..distributed.detect import dask_args, has_dask
-from ..kernel import BoundKernel
+from ..kernel import _H, BoundKernel
 from .autodiff import topo
 from .graph import Gather, Map, N, Reduce
 from .problem import ArrayProblem
@@ -151,24 +152,23 @@ class ArrayKernel:
 
     # -- validation ------------------------------------------------------------------------------
     def _x(self, x, what: str = "x", size: int | None = None) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=self.dtype)
+        x = as_vector(x, what, self.params, None, self.dtype)
         if x.shape != (self.n_params,):
             raise ValueError(f"{what} must be a vector of {self.n_params} values (parameters "
                              f"{', '.join(f'{n}{list(s)}' for n, s in self.shapes.items())} "
                              f"flattened), got shape {x.shape}")
         return x
 
-    def _out(self, out, shape: tuple, *inputs) -> np.ndarray:
-        if out is None:
-            return np.empty(shape, dtype=self.dtype)
-        if not (isinstance(out, np.ndarray) and out.dtype == self.dtype and out.shape == shape
-                and out.flags.c_contiguous and out.flags.writeable):
-            raise ValueError(f"out must be a writeable C-contiguous {self.dtype} array of shape "
-                             f"{shape}")
-        for name, a in inputs:
-            if np.shares_memory(out, a):
-                raise ValueError(f"out shares memory with {name}: pass a separate array")
-        return out
+    def _out(self, out, shape: tuple, what: str = "out", inputs=()) -> np.ndarray:
+        return as_out(out, shape, what, self.dtype, inputs=inputs, contiguous=True)
+
+    def _inputs(self, data: Mapping, *named) -> list:
+        """What an ``out`` must not overlap: ``named`` (``("x", x)``...) and the data."""
+        return [*named, *data_inputs(data, "data array")]
+
+    def _columns(self, args: tuple) -> dict[str, np.ndarray]:
+        """The validated data arrays of ``data_args``'s result, by name."""
+        return dict(zip(self.data_names, args[1:], strict=True))
 
     def data_args(self, data: Mapping | None = None, batch=None, *, scan: bool = True) -> tuple:
         """Validate data (and an optional batch) into the positional tail of ``f.jit`` calls.
@@ -187,7 +187,7 @@ class ArrayKernel:
         cols, n, first = [], None, None
         for name in self.data_names:
             sampled = name in self._sampled
-            a = (_rows(name, data[name]) if name in self._rows else
+            a = (_rows(name, data[name], convert=False) if name in self._rows else
                  _array(name, data[name], self.data_shapes[name], self.dtype, sampled))
             if sampled and n is None:
                 n, first = a.shape[0], name
@@ -205,14 +205,20 @@ class ArrayKernel:
         # A batch is gathered here, once: BLAS wants contiguous rows, and the compiled cores
         # then have one signature and no index argument.
         pick = [name in self._sampled for name in self.data_names]
+        rows = None  # the data row of each selected sample (None: every row, in order)
         if isinstance(batch, slice):
             cols = [np.ascontiguousarray(c[batch]) if p else c for c, p in zip(cols, pick,
                                                                                strict=True)]
             if n is not None and cols[pick.index(True)].shape[0] == 0:
                 raise ValueError(f"batch {batch} selects no samples")
+            rows = range(n)[batch]
         elif batch is not None:
-            idx = batch_index(batch, n)
-            cols = [c[idx] if p else c for c, p in zip(cols, pick, strict=True)]
+            rows = batch_index(batch, n)
+            cols = [c[rows] if p else c for c, p in zip(cols, pick, strict=True)]
+        for k, name in enumerate(self.data_names):
+            if name in self._rows:  # range-checked before the conversion (uint64 2**64-1)
+                _check_rows(self._rows, name, cols[k], rows)
+                cols[k] = np.ascontiguousarray(cols[k], dtype=np.int64)
         return (self.dims, *cols)
 
     def _data(self, data: Mapping, batch) -> tuple:
@@ -223,12 +229,16 @@ class ArrayKernel:
         """``value`` when it and ``outs`` are finite or the data are; else the error naming the
         first non-finite data value the call read (its array and row)."""
         if self.data_names and not self._scan_always and not result_finite(value, *outs):
-            sampled = {c: data[c] for c in self.data_names if c in self._sampled}
-            raise_non_finite(sampled, batch, kind="data array")
-            raise_non_finite({c: data[c] for c in self.data_names if c not in self._sampled},
-                             kind="data array")
-            self._raise_overflow(data, batch)
+            self._name_non_finite(data, batch)
         return value
+
+    def _name_non_finite(self, data: Mapping, batch=None) -> None:
+        """Raise the error for the first non-finite value of the data a call read, if any."""
+        sampled = {c: data[c] for c in self.data_names if c in self._sampled}
+        raise_non_finite(sampled, batch, kind="data array")
+        raise_non_finite({c: data[c] for c in self.data_names if c not in self._sampled},
+                         kind="data array")
+        self._raise_overflow(data, batch)
 
     def _raise_overflow(self, data: Mapping, batch=None) -> None:
         """A float32 kernel: the error naming the first datum its cast made inf (among the rows
@@ -243,7 +253,8 @@ class ArrayKernel:
 
     # -- evaluation -------------------------------------------------------------------------------
     def _run(self, name: str, x, outs: tuple, args: tuple):
-        """Call a compiled function; a row out of range is reported with its column and row."""
+        """Call a compiled function (``args``: :meth:`data_args`'s result); a row out of range
+        (of data changed since they were bound) is reported with its column and row."""
         blas.refresh()
         try:
             return getattr(self.jit, name)(x, *outs, *args)
@@ -251,44 +262,52 @@ class ArrayKernel:
             if not str(exc).startswith("index column"):
                 raise
             for col, a in zip(self.data_names, args[1:], strict=False):
-                for size, src in self._rows.get(col, ()):
-                    bad = (a < 0) | (a >= size)
-                    if bad.any():
-                        row = int(np.argmax(bad))
-                        raise ValueError(f"index column '{col}' has {a[row]} in row {row}: "
-                                         f"{src} has rows 0..{size - 1}") from None
+                _check_rows(self._rows, col, a)
             raise
 
-    def value(self, x, /, *, batch=None, **data) -> float:
+    def _call(self, name: str, x, args: tuple, *outs):
+        """:meth:`_run` in the argument order :class:`~symgrad.BoundKernel` uses."""
+        return self._run(name, x, outs, args)
+
+    def value(self, x, /, *extra, batch=None, **data) -> float:
         """The loss at ``x``."""
+        no_positional(extra, self.data_names, "value")
         x = self._x(x)
         v = float(self._run("value", x, (), self._data(data, batch)))
         return self._checked(data, batch, v)
 
-    def value_and_grad(self, x, /, out=None, *, batch=None, **data) -> tuple[float, np.ndarray]:
+    def value_and_grad(self, x, /, out=None, *extra, batch=None,
+                       **data) -> tuple[float, np.ndarray]:
         """The loss at ``x`` and its gradient (into ``out`` when given), packed like ``x``."""
+        no_positional(extra, self.data_names, "value_and_grad")
         x = self._x(x)
-        out = self._out(out, x.shape, ("x", x))
-        v = float(self._run("value_and_grad", x, (out,), self._data(data, batch)))
+        args = self._data(data, batch)
+        out = self._out(out, x.shape, "out", self._inputs(data, ("x", x)))
+        v = float(self._run("value_and_grad", x, (out,), args))
         return self._checked(data, batch, v, out), out
 
-    def grad(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
+    def grad(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The gradient at ``x``, packed like ``x``."""
+        no_positional(extra, self.data_names, "grad")
         return self.value_and_grad(x, out, batch=batch, **data)[1]
 
-    def hvp(self, x, v, /, out=None, *, batch=None, **data) -> np.ndarray:
+    def hvp(self, x, v, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The Hessian at ``x`` times ``v``, without forming the Hessian."""
+        no_positional(extra, self.data_names, "hvp")
         x, v = self._x(x), self._x(v, "v")
-        out = self._out(out, x.shape, ("x", x), ("v", v))
-        self._run("hvp", x, (v, out), self._data(data, batch))
+        args = self._data(data, batch)
+        out = self._out(out, x.shape, "out", self._inputs(data, ("x", x), ("v", v)))
+        self._run("hvp", x, (v, out), args)
         self._checked(data, batch, 0.0, out)
         return out
 
-    def hessian(self, x, /, out=None, *, batch=None, **data) -> np.ndarray:
+    def hessian(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The ``(n, n)`` Hessian, one HVP per column, symmetrised (for small problems)."""
+        no_positional(extra, self.data_names, "hessian")
         x = self._x(x)
-        out = self._out(out, (x.shape[0], x.shape[0]), ("x", x))
-        self._run("hessian", x, (out,), self._data(data, batch))
+        args = self._data(data, batch)
+        out = self._out(out, (x.shape[0], x.shape[0]), _H, self._inputs(data, ("x", x)))
+        self._run("hessian", x, (out,), args)
         self._checked(data, batch, 0.0, out)
         return out
 
@@ -303,8 +322,9 @@ class ArrayKernel:
         H *= 0.5
         return H
 
-    def value_complex(self, x, /, *, batch=None, **data) -> complex:
+    def value_complex(self, x, /, *extra, batch=None, **data) -> complex:
         """The loss at a complex ``x`` (complex-step checks; analytic losses only)."""
+        no_positional(extra, self.data_names, "value_complex")
         if not self.analytic:
             raise TypeError("value_complex needs an analytic loss (no abs/max/relu/Piecewise); "
                             "use a finite-difference method instead")
@@ -317,13 +337,9 @@ class ArrayKernel:
         """Validate data once and return a kernel of ``x`` alone (for hot loops)."""
         return BoundKernel(self, self.data_args(data))
 
-    # -- the protocol BoundKernel calls -----------------------------------------------------------
     def _impl(self, args: tuple) -> types.SimpleNamespace:
+        """The compiled functions (one variant: BLAS and one loop per node, no prange)."""
         return self.jit
-
-    def _call(self, name: str, x, args: tuple, *outs):
-        blas.refresh()
-        return getattr(self.jit, name)(x, *outs, *args)
 
 
 def _array(name: str, a, shape: tuple, dtype, sampled: bool = True) -> np.ndarray:
@@ -344,13 +360,26 @@ def _array(name: str, a, shape: tuple, dtype, sampled: bool = True) -> np.ndarra
         return np.ascontiguousarray(a, dtype=dtype)
 
 
-def _rows(name: str, a) -> np.ndarray:
-    """An integer column (its range is checked by the compiled code, on every call, in one
-    pass; :meth:`ArrayKernel._run` then names the row)."""
+def _rows(name: str, a, convert: bool = True) -> np.ndarray:
+    """An integer column, as int64 (``convert``) or as given (then range-checked by
+    :func:`_check_rows` on the rows a call reads before it is converted: a uint64 2**64-1 is
+    reported as given, not as -1). The compiled code checks the range too."""
     a = np.asarray(a)
     if a.ndim != 1:
         raise ValueError(f"index column '{name}' must be 1-D (one row number per sample), got "
                          f"shape {a.shape}")
     if a.dtype.kind not in "iu":
         raise TypeError(f"index column '{name}' must hold integers, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.int64)
+    return np.ascontiguousarray(a, dtype=np.int64) if convert else a
+
+
+def _check_rows(gathers: Mapping, name: str, a: np.ndarray, rows=None) -> None:
+    """Every entry of the index column ``name`` names a row of the arrays it picks from
+    (``gathers[name]``: (rows, array name) pairs); else the error naming the value as given and
+    its row in the data (``rows[k]``: the data row of entry k of a batch)."""
+    for size, src in gathers.get(name, ()):
+        if a.size and (a.min() < 0 or a.max() >= size):
+            k = int(np.argmax((a < 0) | (a >= size)))
+            row = k if rows is None else int(rows[k])
+            raise ValueError(f"index column '{name}' has {a[k]} in row {row}: {src} has "
+                             f"rows 0..{size - 1}")

@@ -107,7 +107,7 @@ class DaskKernel:
 
     def value_and_grad(self, x, out=None) -> tuple[float, np.ndarray]:
         x = self._x(x)
-        out = self.kernel._out(out, x.shape)
+        out = self.kernel._out(out, x.shape, "out", [("x", x)])
         acc, N = self._acc("g", x)
         return float(self.kernel.module._finish_g(x, acc, N, out)), out
 
@@ -119,7 +119,7 @@ class DaskKernel:
     def hvp(self, x, v, out=None) -> np.ndarray:
         x = self._x(x)
         v = self._x(v, "v", x.shape[0])
-        out = self.kernel._out(out, x.shape)
+        out = self.kernel._out(out, x.shape, "out", [("x", x), ("v", v)])
         acc, N = self._acc("h", x, v)
         self.kernel.module._finish_h(x, v, acc, N, out)
         return out
@@ -128,7 +128,7 @@ class DaskKernel:
         """The Hessian, from one pass over the chunks (an HVP per unit vector in each task)."""
         x = self._x(x)
         n = x.shape[0]
-        out = self.kernel._out(out, (n, n))
+        out = self.kernel._out(out, (n, n), "out", [("x", x)])
         acc, N = self._acc("H", x)
         e = np.zeros(n)
         col = np.empty(n)

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datacheck import check_names, column
+from ..argcheck import BoundOut, as_out, as_vector, data_inputs, no_positional
+from ..datacheck import check_names, column, raise_non_finite, result_finite
 from ..distributed.detect import has_dask
 from .problem import ResidualProblem
 
 __all__ = ["BoundResiduals", "ResidualKernel"]
-
-_F64 = np.dtype(np.float64)
 
 
 class ResidualKernel:
@@ -79,27 +78,32 @@ class ResidualKernel:
             cols.append(a)
         return BoundResiduals(self, tuple(cols), n)
 
-    def n_residuals(self, **data) -> int:
+    def n_residuals(self, *extra, **data) -> int:
         """``M``: ``N*m`` with data, ``m`` without."""
+        no_positional(extra, self.data_names, 'n_residuals')
         return self.bind(**data).n_residuals()
 
-    def residuals(self, x, /, out=None, **data) -> np.ndarray:
+    def residuals(self, x, /, out=None, *extra, **data) -> np.ndarray:
         """The residual vector ``(M,)``."""
+        no_positional(extra, self.data_names, 'residuals')
         return self.bind(**data).residuals(x, out)
 
-    def jacobian(self, x, /, out=None, **data) -> np.ndarray:
+    def jacobian(self, x, /, out=None, *extra, **data) -> np.ndarray:
         """The Jacobian ``(M, P)``, C order (materialised; prefer :meth:`normal` for large M)."""
+        no_positional(extra, self.data_names, 'jacobian')
         return self.bind(**data).jacobian(x, out)
 
-    def jvp(self, x, v, /, **data) -> np.ndarray:
+    def jvp(self, x, v, /, *extra, **data) -> np.ndarray:
         """``J v`` ``(M,)`` without forming J."""
+        no_positional(extra, self.data_names, 'jvp')
         return self.bind(**data).jvp(x, v)
 
-    def vjp(self, x, u, /, **data) -> np.ndarray:
+    def vjp(self, x, u, /, *extra, **data) -> np.ndarray:
         """``J^T u`` ``(P,)`` without forming J."""
+        no_positional(extra, self.data_names, 'vjp')
         return self.bind(**data).vjp(x, u)
 
-    def normal(self, x, /, jscale=None, rscale=None,
+    def normal(self, x, /, jscale=None, rscale=None, *extra,
                **data) -> tuple[np.ndarray, np.ndarray, float]:
         """``(J^T J, J^T r, r^T r)`` in one fused pass that never stores J.
 
@@ -109,11 +113,13 @@ class ResidualKernel:
         chunk under ``prange``; the chunking depends on N only, so results do not depend on
         the number of threads.
         """
+        no_positional(extra, self.data_names, 'normal')
         return self.bind(**data).normal(x, jscale, rscale)
 
-    def rows(self, x, lo: int, hi: int, /, **data) -> tuple[np.ndarray, np.ndarray]:
+    def rows(self, x, lo: int, hi: int, /, *extra, **data) -> tuple[np.ndarray, np.ndarray]:
         """Jacobian rows ``((hi-lo)*m, P)`` and residuals ``((hi-lo)*m,)`` of samples
         ``lo..hi-1`` (for a streamed QR)."""
+        no_positional(extra, self.data_names, 'rows')
         return self.bind(**data).rows(x, lo, hi)
 
 
@@ -128,6 +134,10 @@ class BoundResiduals:
         self.n_samples: int = n
         self._M = n * kernel.m
         self._mod = kernel.module
+        self._bound_out = BoundOut(
+            lambda out, shape, what, inputs: as_out(out, shape, what, inputs=inputs,
+                                                     contiguous=True),
+            data_inputs(dict(zip(kernel.data_names, cols, strict=True))))
 
     def __repr__(self) -> str:
         return f"<symgrad.BoundResiduals M={self._M} of {self.kernel!r}>"
@@ -136,50 +146,39 @@ class BoundResiduals:
         return self._M
 
     def _vec(self, a, n: int, what: str, names: bool = False) -> np.ndarray:
-        if not (type(a) is np.ndarray and a.dtype is _F64 and a.ndim == 1
-                and a.flags.c_contiguous):
-            try:
-                arr = np.asarray(a)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"{what} must be a 1-D array of floats") from exc
-            if arr.dtype.kind not in "fiub":
-                raise TypeError(f"{what} must be a 1-D array of floats, got dtype {arr.dtype}")
-            if arr.ndim != 1:
-                raise ValueError(f"{what} must be 1-D, got shape {arr.shape}")
-            a = np.ascontiguousarray(arr, dtype=np.float64)
-        if a.shape[0] != n:
-            which = f" ({', '.join(self.params)})" if names else ""
-            raise ValueError(f"{what} must have {n} entries{which}, got {a.shape[0]}")
-        return a
+        return as_vector(a, what, self.params if names else "", n)
 
     def _x(self, x) -> np.ndarray:
         return self._vec(x, self.n_params, "x", names=True)
 
-    @staticmethod
-    def _out(out, shape: tuple[int, ...], what: str = "out") -> np.ndarray:
-        if out is None:
-            return np.empty(shape)
-        if (type(out) is not np.ndarray or out.dtype is not _F64 or out.shape != shape
-                or not out.flags.c_contiguous):
-            raise ValueError(f"{what} must be a C-contiguous float64 array of shape {shape}")
-        if not out.flags.writeable:
-            raise ValueError(f"{what} is read-only: pass a writeable float64 array")
-        return out
+    def _out(self, out, shape: tuple[int, ...], x: np.ndarray) -> np.ndarray:
+        return self._bound_out(out, shape, "out", ("x", x))
+
+    def _checked(self, *results: np.ndarray):
+        """``results`` when finite; else the error naming the first non-finite datum (the
+        bound columns are the caller's arrays: they may have changed since ``bind``)."""
+        if self.kernel.data_names and not result_finite(0.0, *results):
+            raise_non_finite(dict(zip(self.kernel.data_names, self.cols, strict=True)))
+        return results[0] if len(results) == 1 else results
 
     def residuals(self, x, out=None) -> np.ndarray:
-        return self._mod.residuals(self._x(x), self._out(out, (self._M,)), *self.cols)
+        x = self._x(x)
+        r = self._mod.residuals(x, self._out(out, (self._M,), x), *self.cols)
+        return self._checked(r)
 
     def jacobian(self, x, out=None) -> np.ndarray:
-        J = self._out(out, (self._M, self.n_params))
-        return self._mod.rows(self._x(x), 0, self.n_samples, J, np.empty(self._M), *self.cols)
+        x = self._x(x)
+        J = self._out(out, (self._M, self.n_params), x)
+        return self._checked(self._mod.rows(x, 0, self.n_samples, J, np.empty(self._M),
+                                            *self.cols))
 
     def jvp(self, x, v) -> np.ndarray:
         v = self._vec(v, self.n_params, "v", names=True)
-        return self._mod.jvp(self._x(x), v, np.empty(self._M), *self.cols)
+        return self._checked(self._mod.jvp(self._x(x), v, np.empty(self._M), *self.cols))
 
     def vjp(self, x, u) -> np.ndarray:
         u = self._vec(u, self._M, "u (one weight per residual)")
-        return self._mod.vjp(self._x(x), u, np.empty(self.n_params), *self.cols)
+        return self._checked(self._mod.vjp(self._x(x), u, np.empty(self.n_params), *self.cols))
 
     def normal(self, x, jscale=None, rscale=None) -> tuple[np.ndarray, np.ndarray, float]:
         x = self._x(x)
@@ -187,8 +186,9 @@ class BoundResiduals:
         rs = None if rscale is None else self._vec(rscale, self._M, "rscale (one per residual)")
         P = self.n_params
         A, b = np.empty((P, P)), np.empty(P)
-        rtr = self._mod.normal(x, A, b, js, rs, *self.cols)
-        return A, b, float(rtr)
+        rtr = float(self._mod.normal(x, A, b, js, rs, *self.cols))
+        self._checked(A, b, np.array(rtr))
+        return A, b, rtr
 
     def rows(self, x, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         try:
@@ -201,4 +201,4 @@ class BoundResiduals:
         k = (hi - lo) * self.m
         J, r = np.empty((k, self.n_params)), np.empty(k)
         self._mod.rows(self._x(x), lo, hi, J, r, *self.cols)
-        return J, r
+        return self._checked(J, r)
