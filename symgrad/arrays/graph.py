@@ -216,6 +216,12 @@ class Gather(Node):
     def __new__(cls, src: Node, idx: Node):
         return super().__new__(cls, (N, *src.shape[1:]), (src, idx), ())
 
+    @property
+    def source_name(self) -> str:
+        """The name of the array the rows are picked from (for messages)."""
+        src = self.args[0]
+        return src.name if isinstance(src, Leaf) else repr(src)
+
     def __repr__(self) -> str:
         return f"{self.args[0]!r}[{self.args[1].name}]"
 
@@ -304,8 +310,11 @@ def _first_pos(expr: sp.Expr, s: sp.Symbol) -> int:
 
 
 def _unperm(node: Node) -> tuple[Node, tuple | None]:
-    """``(source, axes)`` when ``node`` is a pure transpose of ``source``, else ``(node, None)``."""
-    if _is_identity(node):
+    """``(source, axes)`` when ``node`` is a pure transpose of ``source``, else ``(node, None)``.
+
+    An identity Map whose argument spans fewer axes than it has is a broadcast, not a transpose.
+    """
+    if _is_identity(node) and sorted(node.axes[0]) == list(range(node.ndim)):
         return node.args[0], node.axes[0]
     return node, None
 
@@ -328,15 +337,27 @@ def contract(a: Node, b: Node, la: str, lb: str, lo: str) -> Node:
             if size.setdefault(c, s) != s:
                 raise ShapeError(f"size mismatch on '{c}': axis {ax} of {node!r} has size {s}, "
                                  f"the other operand has {size[c]}")
-    for c in set(la) | set(lb):
-        if (c in la) + (c in lb) + (c in lo) < 2:
-            raise ShapeError(f"label '{c}' appears in one operand only: sum that operand first")
+    if len(set(lo)) != len(lo):
+        raise ShapeError(f"repeated output label in '{lo}' (diagonals are not supported)")
     for c in lo:
         if c not in size:
             raise ShapeError(f"output label '{c}' is in neither operand")
     shape = tuple(size[c] for c in lo)
     if N in shape and shape[0] != N:
         raise ShapeError("the sample axis must stay the first axis of the result")
+    # a label in one operand only and not in the output is summed in that operand first
+    lone_a = [c for c in la if c not in lb and c not in lo]
+    lone_b = [c for c in lb if c not in la and c not in lo]
+    if lone_a or lone_b:
+        ka, kb = (tuple(j for j, c in enumerate(lab) if c not in lone)
+                  for lab, lone in ((la, lone_a), (lb, lone_b)))
+        return contract(reduce_("sum", a, ka), reduce_("sum", b, kb),
+                        "".join(la[j] for j in ka), "".join(lb[j] for j in kb), lo)
+    if not la or not lb:  # a scalar operand: the contraction is a scaling (a Map)
+        lab, other = (lb, b) if not la else (la, a)
+        scalar = a if not la else b
+        return map_(ph(0) * ph(1), [(scalar, ()), (other, tuple(lo.index(c) for c in lab))],
+                    shape)
     return Contract(a, b, (la, lb, lo), shape)
 
 

@@ -125,7 +125,12 @@ def apply(fn, *operands) -> Node:
     for it in items:
         if isinstance(it, Node):
             off = len(ps) - len(_ps(it)) + (1 if sample else 0)
-            axes = ((0,) if it.per_sample else ()) + tuple(off + j for j in range(len(_ps(it))))
+            # a size-1 axis broadcast against a longer one is read at 0 (a window drops it)
+            keep = [j for j, s in enumerate(_ps(it)) if s == shape[off + j]]
+            if len(keep) < len(_ps(it)):
+                it = window(it, tuple(slice(None) if j in keep else 0
+                                      for j in range(len(_ps(it)))))
+            axes = ((0,) if it.per_sample else ()) + tuple(off + j for j in keep)
             args.append((it, axes))
             phs.append(ph(k))
             k += 1
@@ -140,10 +145,12 @@ def _broadcast(shapes: Sequence[tuple]) -> tuple:
         for j in range(1, len(s) + 1):
             if j > len(out):
                 out.insert(0, s[-j])
-            elif out[-j] != s[-j]:
+            elif out[-j] == 1:
+                out[-j] = s[-j]
+            elif out[-j] != s[-j] and s[-j] != 1:
                 raise ShapeError(f"per-sample shapes {_fmt(shapes)} do not broadcast: size "
                                  f"{s[-j]} against {out[-j]} on axis -{j} (sizes must be equal, "
-                                 "or the axis missing)")
+                                 "one of them 1, or the axis missing)")
     return tuple(out)
 
 
@@ -172,7 +179,9 @@ _SAMPLE_LABEL = "#"
 
 def einsum(spec: str, *operands) -> Node:
     """A one- or two-operand einsum over per-sample axes (``"hd,d->h"``); the sample axis is
-    carried along for per-sample operands.
+    carried along for per-sample operands. Every label names one axis: a label repeated within
+    an operand or the output (a diagonal, a trace) is refused; a label in one operand only and
+    not in the output is summed over (``"ij,k->ik"``).
 
     >>> import symgrad as sg
     >>> U = sg.params("U", shape=(4, 2)); V = sg.params("V", shape=(3, 2))
@@ -187,6 +196,14 @@ def einsum(spec: str, *operands) -> Node:
     nodes = [lift(o) for o in operands]
     if not all(isinstance(n, Node) for n in nodes):
         raise TypeError("einsum operands must be arrays")
+    for lab in (*labels, out):
+        rep = sorted({c for c in lab if lab.count(c) > 1})
+        if rep:
+            raise ShapeError(
+                f"einsum spec {spec!r}: label '{rep[0]}' is repeated in '{lab}'; diagonals and "
+                "traces are not supported (each label names one axis of an operand): for a "
+                "trace, multiply by an identity held in a data array, sg.sum(A * I) with "
+                "I = sg.data('I', shape=(n, n), samples=False)")
     for lab, n in zip(labels, nodes, strict=True):
         if len(lab) != len(_ps(n)):
             raise ShapeError(f"einsum spec {spec!r}: '{lab}' has {len(lab)} labels but {n!r} "
@@ -242,15 +259,39 @@ def _keep(n: Node, axis) -> tuple[int, ...]:
     return tuple(k for k in range(n.ndim) if k not in red)
 
 
+def _not_reduced_twice(n: Node, what: str) -> None:
+    """Refuse ``sg.mean(sg.sum(E))``: no axis is left, the samples are reduced already."""
+    if n.shape != ():
+        return
+    stack, seen = [n], set()
+    while stack:
+        m = stack.pop()
+        if m.per_sample:
+            raise ShapeError(
+                f"sg.{what}({n!r}) without axis=: its argument is already a scalar, its samples "
+                "summed or averaged by an inner sg.sum/sg.mean/sg.max without axis= (which runs "
+                f"over every element and every sample), so this sg.{what} would not reduce over "
+                "the samples (a mean would not divide by N). Reduce the inner per-sample axes "
+                "with axis=, e.g. sg.mean(sg.sum(E, axis=-1)), or write the inner reduction "
+                "alone")
+        if id(m) not in seen:
+            seen.add(id(m))
+            stack.extend(m.args)
+
+
 def sum_(e, axis=None) -> Node:
     """Sum over ``axis`` (per-sample axes), or over everything, samples included."""
     n = _node(e, "sum")
+    if axis is None:
+        _not_reduced_twice(n, "sum")
     return reduce_("sum", n, _keep(n, axis))
 
 
 def mean(e, axis=None) -> Node:
     """Mean over ``axis`` (per-sample axes), or over everything, samples included."""
     n = _node(e, "mean")
+    if axis is None:
+        _not_reduced_twice(n, "mean")
     count = sp.Integer(1)
     for k in _axes(n, axis):
         count *= SAMPLES if n.shape[k] == N else n.shape[k]
