@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import sympy as sp
 
+from ..functions import Max2, Min2
 from .graph import (
     SAMPLES,
     Leaf,
@@ -87,7 +88,7 @@ def _lift_scalar(e: sp.Expr) -> Node:
     for r in sorted(e.atoms(Reduction), key=sp.default_sort_key):
         inner = _lift_scalar(r.args[0])
         reds[r] = _arg(args, sum_(inner) if isinstance(r, SampleSum) else mean(inner))
-    e = e.xreplace(reds)
+    e = _chains(e.xreplace(reds))
     subs: dict = {}
     for s in sorted(e.free_symbols - set(reds.values()), key=lambda s: s.name):
         if isinstance(s, Param):
@@ -102,6 +103,20 @@ def _lift_scalar(e: sp.Expr) -> Node:
     e = e.xreplace(subs)
     shape = (N,) if any(n.per_sample for n in args) else ()
     return map_(e, [(n, (0,) if n.per_sample else ()) for n in args], shape)
+
+
+def _chains(e: sp.Expr) -> sp.Expr:
+    """n-ary ``Max``/``Min`` as the chain ``Max2(Max2(a, b), c)`` in SymPy's argument order, as
+    the scalar path builds it: placeholders would reorder the arguments, and at a tie the order
+    decides the shares (1/4, 1/4, 1/2 at a three-way tie)."""
+    def chain(m):
+        pair = Max2 if isinstance(m, sp.Max) else Min2
+        acc = m.args[0]
+        for a in m.args[1:]:
+            acc = pair(acc, a)
+        return acc
+
+    return e.replace(lambda m: isinstance(m, sp.Max | sp.Min) and len(m.args) > 2, chain)
 
 
 def _arg(args: list, node: Node) -> sp.Symbol:
