@@ -479,10 +479,13 @@ def test_size_one_axes_broadcast():
     """(1, 1) with (3, 1) was refused: NumPy's size-1 broadcasting, per sample or not."""
     P, Q = sg.params("P", shape=(1, 1)), sg.params("Q", shape=(3, 1))
     R, X = sg.params("R", shape=(1, 4)), sg.data("X", shape=(3, 4))
-    data = _cols(8, X=(3, 4))
-    check(sg.sum((P * Q + R) ** 2) + sg.mean(sg.sum(sg.tanh(R * X + Q), axis=(0, 1))),
+    Y = sg.data("Y", shape=(1, 4))  # a size-1 axis of per-sample data
+    data = _cols(8, X=(3, 4), Y=(1, 4))
+    check(sg.sum((P * Q + R) ** 2) + sg.mean(sg.sum(sg.tanh(R * X + Q), axis=(0, 1)))
+          + sg.mean(sg.sum(sg.sin(Y * Q), axis=(0, 1))),
           lambda e: ((e["P"] * e["Q"] + e["R"]) ** 2).sum()
-          + (e["R"] * e["X"] + e["Q"]).map(np.tanh, lambda a: 1 - np.tanh(a) ** 2).sum() / 5,
+          + (e["R"] * e["X"] + e["Q"]).map(np.tanh, lambda a: 1 - np.tanh(a) ** 2).sum() / 5
+          + (e["Y"] * e["Q"]).map(np.sin, np.cos).sum() / 5,
           data, 8)
     with pytest.raises(ShapeError, match="do not broadcast"):
         P + sg.params("V", shape=(3, 2)) * Q[:2, :]
