@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import sympy as sp
 
-from ..functions import Max2, Min2
+from ..minmax import Max2, Min2
 from .graph import Leaf, N, Node, ShapeError, contract, map_, ph, reduce_
 from .reductions import log_softmax, logsumexp, max_, mean, softmax, sum_
 from .windows import gather, window
