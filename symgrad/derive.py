@@ -110,11 +110,16 @@ def local_derivative(e: sp.Expr, s: sp.Symbol, policy: KinkPolicy) -> sp.Expr:
         sign = 1 if isinstance(e, Max2) else -1
         tie = _exact(policy.tie)
         return sp.Add(*[sp.Heaviside(sign * (a - b), tie) for a, b in ((u, w), (w, u)) if a == s])
-    if isinstance(e, sp.Max | sp.Min) and s in e.args:
-        others = [a for a in e.args if a != s]
-        rest = others[0] if len(others) == 1 else type(e)(*others)
-        z = s - rest if isinstance(e, sp.Max) else rest - s
-        return sp.Heaviside(z, _exact(policy.tie))
+    if isinstance(e, sp.Max | sp.Min) and s in e.args:  # the chain Max(Max(a, b), c), as Builder
+        sign = 1 if isinstance(e, sp.Max) else -1
+        tie = _exact(policy.tie)
+        acc, d = e.args[0], sp.S.One if e.args[0] == s else sp.S.Zero
+        for a in e.args[1:]:  # d link / d acc, and d link / d a when a is s
+            d = sp.Heaviside(sign * (acc - a), tie) * d
+            if a == s:
+                d += sp.Heaviside(sign * (a - acc), tie)
+            acc = (Max2 if sign > 0 else Min2)(acc, a)
+        return d
     d = sp.diff(e, s)
     return _resolve_kinks(d) if d.has(sp.DiracDelta, sp.Derivative, sp.sign) else d
 

@@ -18,6 +18,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 from .arrays.graph import Node
+from .minmax import Max2, Min2
 
 __all__ = [
     "ANALYTIC",
@@ -141,48 +142,6 @@ class logsumexp(sp.Function):
 
     def _eval_evalf(self, prec):
         return sp.log(sp.Add(*[sp.exp(a) for a in self.args]))._eval_evalf(prec)
-
-
-class _MinMax2(sp.Function):
-    """A binary max/min of the straight-line programs (see :mod:`symgrad.derive`).
-
-    SymPy's ``Max`` flattens ``Max(Max(a, b), c)`` back into one n-ary node and re-evaluates it
-    (quadratic in its arguments) whenever an expression is rebuilt; this one never does, so a
-    chain of them stays a chain and substituting into it stays linear.
-    """
-
-    nargs = 2
-    is_real = True
-    lattice: type = sp.Max
-
-    @classmethod
-    def eval(cls, a, b):
-        if a == b:
-            return a
-        if a.is_Number and b.is_Number:
-            return cls.lattice(a, b)
-        return None
-
-    def _eval_evalf(self, prec):
-        return self.lattice(*self.args)._eval_evalf(prec)
-
-
-class Max2(_MinMax2):
-    """``max(a, b)``, kept binary."""
-
-    lattice = sp.Max
-
-    def _eval_rewrite_as_Max(self, a, b, **kw):
-        return sp.Max(a, b)
-
-
-class Min2(_MinMax2):
-    """``min(a, b)``, kept binary."""
-
-    lattice = sp.Min
-
-    def _eval_rewrite_as_Min(self, a, b, **kw):
-        return sp.Min(a, b)
 
 
 def _seq(z) -> list:

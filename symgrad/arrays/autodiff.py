@@ -34,13 +34,11 @@ from .graph import (
     Scatter,
     Window,
     contract,
-    gather,
     map_,
-    pad,
     ph,
     reduce_,
-    scatter,
 )
+from .windows import gather, pad, scatter
 
 __all__ = ["gradients", "pdiff", "tangents", "topo"]
 

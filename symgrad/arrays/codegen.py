@@ -51,8 +51,7 @@ class _Module:
         #: the per-sample arrays (a batch picks their rows); the others are passed whole
         self.sampled = [c for d, c in zip(prob.data, self.cols, strict=True) if d.per_sample]
         #: (index column, size of the axis it picks from, the array's name): checked on entry
-        self.gathers = sorted({(n.args[1], n.args[0].shape[0], getattr(n.args[0], "name",
-                                                                        "an array")) for n in
+        self.gathers = sorted({(n.args[1], n.args[0].shape[0], n.source_name) for n in
                                topo([prob.loss]) if isinstance(n, Gather)},
                               key=lambda g: (g[0].name, g[2]))
 

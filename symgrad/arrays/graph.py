@@ -47,13 +47,9 @@ __all__ = [
     "ShapeError",
     "Window",
     "contract",
-    "gather",
     "map_",
-    "pad",
     "ph",
     "reduce_",
-    "scatter",
-    "window",
 ]
 
 #: The sample axis in a shape: axis 0 of every per-sample node.
@@ -216,6 +212,12 @@ class Gather(Node):
     def __new__(cls, src: Node, idx: Node):
         return super().__new__(cls, (N, *src.shape[1:]), (src, idx), ())
 
+    @property
+    def source_name(self) -> str:
+        """The name of the array the rows are picked from (for messages)."""
+        src = self.args[0]
+        return src.name if isinstance(src, Leaf) else repr(src)
+
     def __repr__(self) -> str:
         return f"{self.args[0]!r}[{self.args[1].name}]"
 
@@ -304,8 +306,11 @@ def _first_pos(expr: sp.Expr, s: sp.Symbol) -> int:
 
 
 def _unperm(node: Node) -> tuple[Node, tuple | None]:
-    """``(source, axes)`` when ``node`` is a pure transpose of ``source``, else ``(node, None)``."""
-    if _is_identity(node):
+    """``(source, axes)`` when ``node`` is a pure transpose of ``source``, else ``(node, None)``.
+
+    An identity Map whose argument spans fewer axes than it has is a broadcast, not a transpose.
+    """
+    if _is_identity(node) and sorted(node.axes[0]) == list(range(node.ndim)):
         return node.args[0], node.axes[0]
     return node, None
 
@@ -328,15 +333,27 @@ def contract(a: Node, b: Node, la: str, lb: str, lo: str) -> Node:
             if size.setdefault(c, s) != s:
                 raise ShapeError(f"size mismatch on '{c}': axis {ax} of {node!r} has size {s}, "
                                  f"the other operand has {size[c]}")
-    for c in set(la) | set(lb):
-        if (c in la) + (c in lb) + (c in lo) < 2:
-            raise ShapeError(f"label '{c}' appears in one operand only: sum that operand first")
+    if len(set(lo)) != len(lo):
+        raise ShapeError(f"repeated output label in '{lo}' (diagonals are not supported)")
     for c in lo:
         if c not in size:
             raise ShapeError(f"output label '{c}' is in neither operand")
     shape = tuple(size[c] for c in lo)
     if N in shape and shape[0] != N:
         raise ShapeError("the sample axis must stay the first axis of the result")
+    # a label in one operand only and not in the output is summed in that operand first
+    lone_a = [c for c in la if c not in lb and c not in lo]
+    lone_b = [c for c in lb if c not in la and c not in lo]
+    if lone_a or lone_b:
+        ka, kb = (tuple(j for j, c in enumerate(lab) if c not in lone)
+                  for lab, lone in ((la, lone_a), (lb, lone_b)))
+        return contract(reduce_("sum", a, ka), reduce_("sum", b, kb),
+                        "".join(la[j] for j in ka), "".join(lb[j] for j in kb), lo)
+    if not la or not lb:  # a scalar operand: the contraction is a scaling (a Map)
+        lab, other = (lb, b) if not la else (la, a)
+        scalar = a if not la else b
+        return map_(ph(0) * ph(1), [(scalar, ()), (other, tuple(lo.index(c) for c in lab))],
+                    shape)
     return Contract(a, b, (la, lb, lo), shape)
 
 
@@ -355,51 +372,3 @@ def reduce_(op: str, arg: Node, keep) -> Node:
     if N in (arg.shape[k] for k in keep[1:]):
         raise ShapeError("the sample axis must stay the first axis of the result")
     return Reduce(op, arg, keep)
-
-
-def window(arg: Node, key: tuple) -> Node:
-    """``arg[key]`` for ints and step-1 slices on the non-sample axes (bounds checked now)."""
-    lead = 1 if arg.per_sample else 0
-    rest = arg.shape[lead:]
-    if len(key) != len(rest):
-        raise ShapeError(f"{arg!r} takes {len(rest)} indices per sample, got {len(key)}")
-    spec, shape = [], list(arg.shape[:lead])
-    for ax, (k, n) in enumerate(zip(key, rest, strict=True)):
-        if isinstance(k, slice):
-            start, stop, step = k.indices(int(n))
-            if step != 1 or stop <= start:
-                raise ShapeError(f"slice {k.start}:{k.stop}:{k.step} of axis {ax} of {arg!r} "
-                                 f"(size {n}): only non-empty step-1 slices are supported")
-            spec.append((start, int(n) - stop))  # (start, elements trimmed at the end)
-            shape.append(n if (start, stop) == (0, n) else Dim.part(n, start, n - stop))
-        elif isinstance(k, int) and not isinstance(k, bool):
-            if not -n <= k < n:
-                raise ShapeError(f"index {k} is out of range for axis {ax} of {arg!r} "
-                                 f"(size {n})")
-            spec.append(k % n)
-        else:
-            raise ShapeError(f"index {k!r} of axis {ax} of {arg!r}: use an int, a slice such as "
-                             "1: or :-1, or an integer data array (a gather, on axis 0)")
-    if all(w == (0, 0) for w in spec):
-        return arg
-    return Window(arg, tuple(spec), tuple(shape))
-
-
-def pad(arg: Node, spec: tuple, shape: tuple) -> Node:
-    """Zeros of ``shape`` holding ``arg`` in the window ``spec`` (the adjoint of a window)."""
-    return Pad(arg, tuple(spec), tuple(shape))
-
-
-def gather(src: Node, idx: Node) -> Node:
-    """``src[idx]``: per sample, the row of ``src`` that the integer data array ``idx`` names."""
-    if src.per_sample or not src.ndim:
-        raise ShapeError(f"{src!r}[{idx!r}]: gathers pick rows of a parameter array")
-    if not (isinstance(idx, Leaf) and idx.role == "index" and idx.shape == (N,)):
-        raise ShapeError(f"{src!r}[{idx!r}]: the index must be an integer data column, "
-                         "declared with sg.data(name, dtype=int)")
-    return Gather(src, idx)
-
-
-def scatter(arg: Node, idx: Node, shape: tuple) -> Node:
-    """Per-sample rows of ``arg`` added into zeros of ``shape`` at rows ``idx``."""
-    return Scatter(arg, idx, tuple(shape))

@@ -81,7 +81,7 @@ class ArrayKernel:
         for n in topo([problem.loss]):
             if isinstance(n, Gather):
                 self._rows.setdefault(n.args[1].name, []).append((int(n.args[0].shape[0]),
-                                                                   n.args[0].name))
+                                                                   n.source_name))
         #: No kinks: the module has a complex-step variant (``value_complex``; float64 only).
         self.analytic: bool = problem.analytic and self.dtype == np.float64
         self.vectors: tuple[str, ...] = ()

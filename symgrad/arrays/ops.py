@@ -19,19 +19,10 @@ from collections.abc import Sequence
 
 import sympy as sp
 
-from .graph import (
-    SAMPLES,
-    Leaf,
-    N,
-    Node,
-    ShapeError,
-    contract,
-    gather,
-    map_,
-    ph,
-    reduce_,
-    window,
-)
+from ..minmax import Max2, Min2
+from .graph import Leaf, N, Node, ShapeError, contract, map_, ph, reduce_
+from .reductions import log_softmax, logsumexp, max_, mean, softmax, sum_
+from .windows import gather, window
 
 __all__ = [
     "apply",
@@ -87,7 +78,7 @@ def _lift_scalar(e: sp.Expr) -> Node:
     for r in sorted(e.atoms(Reduction), key=sp.default_sort_key):
         inner = _lift_scalar(r.args[0])
         reds[r] = _arg(args, sum_(inner) if isinstance(r, SampleSum) else mean(inner))
-    e = e.xreplace(reds)
+    e = _chains(e.xreplace(reds))
     subs: dict = {}
     for s in sorted(e.free_symbols - set(reds.values()), key=lambda s: s.name):
         if isinstance(s, Param):
@@ -102,6 +93,20 @@ def _lift_scalar(e: sp.Expr) -> Node:
     e = e.xreplace(subs)
     shape = (N,) if any(n.per_sample for n in args) else ()
     return map_(e, [(n, (0,) if n.per_sample else ()) for n in args], shape)
+
+
+def _chains(e: sp.Expr) -> sp.Expr:
+    """n-ary ``Max``/``Min`` as the chain ``Max2(Max2(a, b), c)`` in SymPy's argument order, as
+    the scalar path builds it: placeholders would reorder the arguments, and at a tie the order
+    decides the shares (1/4, 1/4, 1/2 at a three-way tie)."""
+    def chain(m):
+        pair = Max2 if isinstance(m, sp.Max) else Min2
+        acc = m.args[0]
+        for a in m.args[1:]:
+            acc = pair(acc, a)
+        return acc
+
+    return e.replace(lambda m: isinstance(m, sp.Max | sp.Min) and len(m.args) > 2, chain)
 
 
 def _arg(args: list, node: Node) -> sp.Symbol:
@@ -125,7 +130,12 @@ def apply(fn, *operands) -> Node:
     for it in items:
         if isinstance(it, Node):
             off = len(ps) - len(_ps(it)) + (1 if sample else 0)
-            axes = ((0,) if it.per_sample else ()) + tuple(off + j for j in range(len(_ps(it))))
+            # a size-1 axis broadcast against a longer one is read at 0 (a window drops it)
+            keep = [j for j, s in enumerate(_ps(it)) if s == shape[off + j]]
+            if len(keep) < len(_ps(it)):
+                it = window(it, tuple(slice(None) if j in keep else 0
+                                      for j in range(len(_ps(it)))))
+            axes = ((0,) if it.per_sample else ()) + tuple(off + j for j in keep)
             args.append((it, axes))
             phs.append(ph(k))
             k += 1
@@ -140,10 +150,12 @@ def _broadcast(shapes: Sequence[tuple]) -> tuple:
         for j in range(1, len(s) + 1):
             if j > len(out):
                 out.insert(0, s[-j])
-            elif out[-j] != s[-j]:
+            elif out[-j] == 1:
+                out[-j] = s[-j]
+            elif out[-j] != s[-j] and s[-j] != 1:
                 raise ShapeError(f"per-sample shapes {_fmt(shapes)} do not broadcast: size "
                                  f"{s[-j]} against {out[-j]} on axis -{j} (sizes must be equal, "
-                                 "or the axis missing)")
+                                 "one of them 1, or the axis missing)")
     return tuple(out)
 
 
@@ -172,7 +184,9 @@ _SAMPLE_LABEL = "#"
 
 def einsum(spec: str, *operands) -> Node:
     """A one- or two-operand einsum over per-sample axes (``"hd,d->h"``); the sample axis is
-    carried along for per-sample operands.
+    carried along for per-sample operands. Every label names one axis: a label repeated within
+    an operand or the output (a diagonal, a trace) is refused; a label in one operand only and
+    not in the output is summed over (``"ij,k->ik"``).
 
     >>> import symgrad as sg
     >>> U = sg.params("U", shape=(4, 2)); V = sg.params("V", shape=(3, 2))
@@ -187,6 +201,14 @@ def einsum(spec: str, *operands) -> Node:
     nodes = [lift(o) for o in operands]
     if not all(isinstance(n, Node) for n in nodes):
         raise TypeError("einsum operands must be arrays")
+    for lab in (*labels, out):
+        rep = sorted({c for c in lab if lab.count(c) > 1})
+        if rep:
+            raise ShapeError(
+                f"einsum spec {spec!r}: label '{rep[0]}' is repeated in '{lab}'; diagonals and "
+                "traces are not supported (each label names one axis of an operand): for a "
+                "trace, multiply by an identity held in a data array, sg.sum(A * I) with "
+                "I = sg.data('I', shape=(n, n), samples=False)")
     for lab, n in zip(labels, nodes, strict=True):
         if len(lab) != len(_ps(n)):
             raise ShapeError(f"einsum spec {spec!r}: '{lab}' has {len(lab)} labels but {n!r} "
@@ -219,80 +241,6 @@ def matmul(a, b) -> Node:
         raise ShapeError(f"matmul: {a!r} @ {b!r}: the last axis of the left ({_ps(a)[-1]}) does "
                          f"not match the first axis of the right ({_ps(b)[0]})")
     return einsum(f"{la},{lb}->{lo}", a, b)
-
-
-# -- reductions ---------------------------------------------------------------------------------
-
-def _axes(n: Node, axis) -> tuple[int, ...]:
-    """Absolute axes of ``n`` to reduce (``None``: all, the sample axis included)."""
-    if axis is None:
-        return tuple(range(n.ndim))
-    off = 1 if n.per_sample else 0
-    rank = n.ndim - off
-    out = []
-    for a in (axis,) if isinstance(axis, int) else tuple(axis):
-        if not -rank <= a < rank:
-            raise ShapeError(f"axis {a} is out of range for {n!r} ({rank} axes per sample)")
-        out.append(a % rank + off)
-    return tuple(sorted(set(out)))
-
-
-def _keep(n: Node, axis) -> tuple[int, ...]:
-    red = _axes(n, axis)
-    return tuple(k for k in range(n.ndim) if k not in red)
-
-
-def sum_(e, axis=None) -> Node:
-    """Sum over ``axis`` (per-sample axes), or over everything, samples included."""
-    n = _node(e, "sum")
-    return reduce_("sum", n, _keep(n, axis))
-
-
-def mean(e, axis=None) -> Node:
-    """Mean over ``axis`` (per-sample axes), or over everything, samples included."""
-    n = _node(e, "mean")
-    count = sp.Integer(1)
-    for k in _axes(n, axis):
-        count *= SAMPLES if n.shape[k] == N else n.shape[k]
-    return apply(lambda s: s / count, reduce_("sum", n, _keep(n, axis)))
-
-
-def max_(e, axis=None) -> Node:
-    """Maximum over ``axis`` (a tie shares the derivative equally)."""
-    n = _node(e, "max")
-    return reduce_("max", n, _keep(n, axis))
-
-
-def logsumexp(e, axis=-1) -> Node:
-    """``log(sum(exp(e)))`` over ``axis``, computed with the maximum subtracted."""
-    n = _node(e, "logsumexp")
-    return reduce_("lse", n, _keep(n, axis))
-
-
-def _expand(r: Node, n: Node, axis) -> tuple[Node, tuple]:
-    """``r`` (reduced from ``n`` over ``axis``) as a Map argument broadcast back to ``n``."""
-    return r, _keep(n, axis)
-
-
-def log_softmax(e, axis=-1) -> Node:
-    """``e - logsumexp(e)`` along ``axis``: stable, no ``log(exp(.))``."""
-    n = _node(e, "log_softmax")
-    return map_(ph(0) - ph(1), [(n, tuple(range(n.ndim))), _expand(logsumexp(n, axis), n, axis)],
-                n.shape)
-
-
-def softmax(e, axis=-1) -> Node:
-    """``exp(e - logsumexp(e))`` along ``axis``."""
-    n = _node(e, "softmax")
-    return map_(sp.exp(ph(0) - ph(1)),
-                [(n, tuple(range(n.ndim))), _expand(logsumexp(n, axis), n, axis)], n.shape)
-
-
-def _node(e, what: str) -> Node:
-    n = lift(e)
-    if not isinstance(n, Node):
-        raise TypeError(f"{what} of a constant")
-    return n
 
 
 # -- operators on nodes ---------------------------------------------------------------------------
