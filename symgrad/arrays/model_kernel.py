@@ -82,7 +82,7 @@ class ModelKernel:
         for n in nodes:
             if isinstance(n, Gather):
                 self._rows.setdefault(n.args[1].name, []).append((int(n.args[0].shape[0]),
-                                                                   n.args[0].name))
+                                                                   n.source_name))
         self.dims = np.array(problem.dims, dtype=np.int64)
         self._offsets = problem.offsets()
         #: The compiled functions: ``predict(x, out, dims, *data)``, ``jvp(x, v, out, ...)``.
