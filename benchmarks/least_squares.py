@@ -30,6 +30,8 @@ from scipy.optimize import least_squares as scipy_lsq  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from report import record  # noqa: E402
+
 import symgrad as sg  # noqa: E402
 
 TOL = {"xtol": 1e-12, "ftol": 1e-12, "gtol": 1e-12}
@@ -110,7 +112,7 @@ def run(label: str, case, n: int, compile_residuals) -> None:
     rk = compile_residuals(resid, params)
     step = max(1, n // 2000)
     sg.least_squares(rk, x0, data={k: v[::step] for k, v in data.items()})  # warm (JIT)
-    fit, t_sg, mem_sg = measured(lambda: sg.least_squares(rk, x0, data=data, **TOL))
+    fit, t_sg, mem_sg = measured(lambda: sg.least_squares(rk, x0, data=data))  # defaults
     ref, t_sp, mem_sp = measured(lambda: scipy_lsq(fun, x0, jac=jac, method="lm", **TOL))
     diff = float(np.max(np.abs(fit.x - ref.x) / np.maximum(np.abs(ref.x), 1e-300)))
     print(f"{label}, N = {n:.0e}, P = {len(params)}")
@@ -120,6 +122,12 @@ def run(label: str, case, n: int, compile_residuals) -> None:
           f"peak +{mem_sp[0]:7.1f} MB (tracemalloc) +{mem_sp[1]:7.1f} MB (RSS)")
     print(f"  speed-up {t_sp / t_sg:6.1f}x   max relative difference of x {diff:.1e}   "
           f"J alone would be {n * len(params) * 8 / 1e6:.0f} MB")
+    tag = f"least squares, {label}, N = {n:.0e}"
+    record("least_squares", f"{tag}: SciPy lm (exact NumPy Jacobian, tolerances 1e-12) / "
+           "sg.least_squares (default arguments)", t_sp / t_sg, unit="x", target=10,
+           better="higher")
+    record("least_squares", f"{tag}: max relative difference of x", diff, target=1e-8)
+    record("least_squares", f"{tag}: peak RSS growth", mem_sg[1], unit="MB", target=40)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ import timeit
 
 import numba
 import numpy as np
+from report import record
 
 D, H, K, B = 784, 128, 10, 128
 
@@ -122,6 +123,10 @@ def build_times() -> None:
                                    capture_output=True, text=True, check=True)
                 out.append(float(r.stdout.split()[1]))
         print(f"{'-'.join(map(str, sizes)):>14} {out[0]:7.2f}s {out[1]:7.2f}s")
+        name = "-".join(map(str, sizes))
+        record("mlp_step", f"MLP {name} build (SymPy + codegen + Numba), cold process", out[0],
+               unit="s", target=3.0)
+        record("mlp_step", f"MLP {name} build, warm process", out[1], unit="s", target=0.5)
 
 
 def best(fn, number: int = 50, repeat: int = 7) -> float:
@@ -171,6 +176,10 @@ def compare_default_env(sg) -> None:
         print(f"{label:<48} {best_mine[k] * scale:8.3f} {unit} default, "
               f"{best_one[k] * scale:8.3f} {unit} one thread: "
               f"{best_mine[k] / best_one[k]:.2f}x (target <= 1.1x)")
+        record("mlp_step", f"784-128-10 MLP {label}, default environment / "
+               "OPENBLAS_NUM_THREADS=1", best_mine[k] / best_one[k], unit="x", target=1.1)
+        record("mlp_step", f"784-128-10 MLP {label}, default environment",
+               best_mine[k] * scale, unit=unit)
 
 
 def main() -> None:
@@ -187,13 +196,13 @@ def main() -> None:
         print(f"\ntuned: sg.set_blas_threads({threads}); 784-128-10 MLP, batch {B}, value and "
               "gradient per step")
         for dtype, tol in (("float64", 1e-10), ("float32", 1e-3)):
-            run(sg, dtype, tol)
+            run(sg, dtype, tol, threads)
     sg.set_blas_threads(None)
     if "--no-build" not in sys.argv:
         build_times()
 
 
-def run(sg, dtype: str, tol: float) -> None:
+def run(sg, dtype: str, tol: float, threads: int) -> None:
     """Time one dtype: symgrad against both hand loops, then the anchors."""
     rng = np.random.default_rng(0)
     W1, W2 = sg.params("W1", shape=(H, D)), sg.params("W2", shape=(K, H))
@@ -228,6 +237,11 @@ def run(sg, dtype: str, tol: float) -> None:
           f"{t_call / base:.2f}x")
     print(f"{'symgrad f.jit.hvp':<36} {t_hvp * 1e3:8.3f} ms   "
           f"{t_hvp / t_sg:.2f}x its gradient (target <= 4x)")
+    tag = f"784-128-10 MLP {dtype}, batch {B}, sg.set_blas_threads({threads})"
+    record("mlp_step", f"{tag}: f.jit.value_and_grad / faster hand Numba backprop", t_sg / base,
+           unit="x", target=1.15 if threads == 1 else None)
+    record("mlp_step", f"{tag}: hvp / value_and_grad", t_hvp / t_sg, unit="x",
+           target=4 if threads == 1 else None)
     _anchors(x, Xd, Yd, base)
 
 

@@ -36,8 +36,8 @@ RESULTS = HERE / "RESULTS.md"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
-# (script, arguments): the commands of the README's performance table, in its order.
-SCRIPTS: list[tuple[str, list[str]]] = [
+# (script, arguments[, environment]): the commands of the README's performance table, in order.
+SCRIPTS: list[tuple] = [
     ("call_latency", []),
     ("expression_swell", []),
     ("ext_rosenbrock", []),
@@ -48,9 +48,11 @@ SCRIPTS: list[tuple[str, list[str]]] = [
     ("mlp_step", []),
     ("model_predict", []),
     ("logistic", []),
+    ("logistic", ["--no-build"], {"OPENBLAS_NUM_THREADS": "1"}),
     ("index_arrays", []),
     ("least_squares", []),
     ("lsq_pass", []),
+    ("lsq_compile", ["--P", "10", "40", "80"]),
     ("strd", []),
     ("dask_scaling", ["--samples", "2e7", "--overhead-samples", "2e7",
                       "--overhead-chunks", "1e6", "4e6"]),
@@ -94,13 +96,20 @@ def _commit() -> str:
     return (out.stdout.strip() or "unknown") + (" (uncommitted changes)" if dirty else "")
 
 
-def run_script(name: str, args: list[str]) -> tuple[list[dict], float, int]:
+def command(name: str, args: list[str], extra: dict | None = None) -> str:
+    """The command line of one benchmark, as the README shows it."""
+    prefix = [f"{k}={v}" for k, v in (extra or {}).items()]
+    return " ".join([*prefix, f"benchmarks/{name}.py", *args])
+
+
+def run_script(name: str, args: list[str], extra: dict | None = None
+               ) -> tuple[list[dict], float, int]:
     """Run one benchmark; return its recorded rows, the wall time and the exit status."""
     with tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False) as fh:
         path = fh.name
-    env = dict(os.environ, SYMGRAD_BENCH_RECORD=path)
+    env = dict(os.environ, SYMGRAD_BENCH_RECORD=path, **(extra or {}))
     cmd = [sys.executable, str(HERE / f"{name}.py"), *args]
-    print(f"\n=== {' '.join(['python', f'benchmarks/{name}.py', *args])}", flush=True)
+    print(f"\n=== python {command(name, args, extra)}", flush=True)
     t0 = time.perf_counter()
     try:
         status = subprocess.run(cmd, cwd=ROOT, env=env, timeout=TIMEOUT).returncode
@@ -111,7 +120,7 @@ def run_script(name: str, args: list[str]) -> tuple[list[dict], float, int]:
         rows = [json.loads(line) for line in fh if line.strip()]
     os.unlink(path)
     for row in rows:
-        row["command"] = " ".join([f"benchmarks/{name}.py", *args])
+        row["command"] = command(name, args, extra)
     return rows, wall, status
 
 
@@ -204,21 +213,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", metavar="SCRIPT", help="run these scripts only")
     ap.add_argument("--readme", action="store_true", help="rewrite the README's table too")
     args = ap.parse_args(argv)
-    names = [s for s, _ in SCRIPTS]
+    names = sorted({s[0] for s in SCRIPTS})
     unknown = set(args.only or ()) - set(names)
     if unknown:
         ap.error(f"unknown script(s) {sorted(unknown)}; choose from {names}")
-    chosen = [(s, a) for s, a in SCRIPTS if not args.only or s in args.only]
-    old = {} if not args.only else {s: [r for r in read_rows() if r["command"].split()[0]
-                                        == f"benchmarks/{s}.py"] for s in names}
+    old = read_rows() if args.only else []
     rows, notes = [], []
-    for name, script_args in SCRIPTS:
-        if (name, script_args) not in chosen:
-            rows += old.get(name, [])
+    for name, script_args, *extra in SCRIPTS:
+        cmd = command(name, script_args, *extra)
+        if args.only and name not in args.only:
+            rows += [r for r in old if r["command"] == cmd]
             continue
-        got, wall, status = run_script(name, script_args)
+        got, wall, status = run_script(name, script_args, *extra)
         rows += got
-        notes.append(f"`{name}.py`: {wall:.0f} s" + ("" if status == 0 else f", exit {status}"))
+        notes.append(f"`{cmd}`: {wall:.0f} s" + ("" if status == 0 else f", exit {status}"))
     write_results(rows, notes)
     if args.readme:
         update_readme(rows)

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import mgh  # noqa: E402
+from report import record  # noqa: E402
 
 import symgrad as sg  # noqa: E402
 
@@ -97,11 +98,16 @@ def main() -> None:
     print(f"\ntotals over {len(mgh.PROBLEMS)} problems (nfev/nhev summed over all runs):")
     for m, (ok, nfev, nhev) in totals.items():
         print(f"  {m:10s} solved {ok:2d}  nfev {nfev:6d}  nhev {nhev:6d}")
+        record("second_order", f"MGH problems solved (of {len(mgh.PROBLEMS)}), {m}, gtol=1e-6",
+               ok, target=len(mgh.PROBLEMS) if m in ("lbfgs", "newton") else None,
+               better="higher")
     print("\n* default arguments (solved here: |g| < 1e-4 or f within 1e-8 of f*):")
     for m, runs in defaults.items():
         print(f"  {m:10s} success=True {sum(s for _, s in runs):2d}, solved "
               f"{sum(o for o, _ in runs):2d}, success == solved on {sum(o == s for o, s in runs)}"
               f" of {len(runs)}")
+        record("second_order", f"MGH problems with success=True, {m}, default arguments",
+               sum(s for _, s in runs), target=len(runs), better="higher")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import strd  # noqa: E402
+from report import record  # noqa: E402
 
 import symgrad as sg  # noqa: E402
 
@@ -58,6 +59,14 @@ def table(kernels: dict, title: str, tol: dict) -> None:
     print(f"{'LRE >= 4':<16} " + " ".join(f"{sum(x >= 4 for x in v):>{w - 3}d}/54" for v, w in
                                           zip(cols.values(), (6, 8, 6, 9), strict=True)))
     print(f"({dt:.1f} s for the table)")
+    for key, v in cols.items():
+        name = "SciPy lm" if key == "scipy" else key
+        record("strd", f"NIST StRD, {title.split(' (')[0].split(',')[0]}: starts with LRE >= 4 "
+               f"(of 54), {name}", sum(x >= 4 for x in v),
+               target=53 if key in ("lm", "precise") and not tol else None, better="higher")
+        record("strd", f"NIST StRD, {title.split(' (')[0].split(',')[0]}: mean LRE, {name}",
+               float(np.mean(v)), target=10.2 if key in ("lm", "precise") and tol else None,
+               better="higher")
 
 
 def main(argv: list[str] | None = None) -> int:
