@@ -46,47 +46,21 @@ class ArrayKernel:
 
     #: Models compiled with the loss (``sg.compile(loss, outputs={...})``), packed like ``x``.
     outputs: Mapping = types.MappingProxyType({})
+    #: Parameter names in the order they are packed into ``x``; their shapes; the length of x.
+    params: tuple[str, ...]
+    shapes: dict[str, tuple[int, ...]]
+    n_params: int
+    #: The data arrays the loss reads (see :func:`setup`).
+    data_names: tuple[str, ...]
 
     def __init__(self, problem: ArrayProblem, source: str, path: Path,
                  module: types.ModuleType, policy: KinkPolicy | None = None,
                  dtype: str = "float64") -> None:
-        self.problem = problem
         blas.refresh()  # the BLAS thread policy applies to raw f.jit calls too
-        #: The floating-point type of x, the data, the results and every buffer.
-        self.dtype = np.dtype(dtype)
-        self.policy = policy or KinkPolicy()
-        self.expr = problem.loss
-        self.source = source
-        self.path = Path(path)
-        self.module = module
-        #: Parameter names in the order they are packed into ``x``.
-        self.params: tuple[str, ...] = problem.param_names
-        #: The shape of each parameter (``()`` for a scalar).
-        self.shapes: dict[str, tuple[int, ...]] = {p.name: p.shape for p in problem.params}
-        #: The length of ``x``.
-        self.n_params: int = problem.size
-        #: Data arrays the loss reads, with their per-sample shapes.
-        self.data_names: tuple[str, ...] = tuple(d.name for d in problem.data)
-        #: per-sample arrays: shape per sample; whole arrays (samples=False): their shape
-        self.data_shapes = {d.name: d.shape[1:] if d.per_sample else d.shape
-                            for d in problem.data}
-        self._sampled = tuple(d.name for d in problem.data if d.per_sample)
-        #: Scan the data for NaN/inf on every call (the loss can hide them: a branch, a max
-        #: reduction, a symbolic power), not only after a non-finite result.
-        self._scan_always: bool = any(
-            (isinstance(n, Map) and may_hide(n.expr)) or (isinstance(n, Reduce) and n.op == "max")
-            for n in topo([problem.loss]))
-        #: integer columns -> (rows they may name, the array they pick from)
-        self._rows = {}
-        for n in topo([problem.loss]):
-            if isinstance(n, Gather):
-                self._rows.setdefault(n.args[1].name, []).append((int(n.args[0].shape[0]),
-                                                                   n.source_name))
+        setup(self, problem, problem.loss, source, path, module, policy, dtype)
         #: No kinks: the module has a complex-step variant (``value_complex``; float64 only).
         self.analytic: bool = problem.analytic and self.dtype == np.float64
         self.vectors: tuple[str, ...] = ()
-        self.dims = np.array(problem.dims, dtype=np.int64)
-        self._offsets = problem.offsets()
         #: The compiled core functions, called as ``f.jit.value_and_grad(x, g, *f.data_args(d))``
         #: (the module's public wrappers also take ``idx``; a kernel gathers batches itself, so
         #: it compiles the cores alone: the wrappers would add about a second to a cold build).
@@ -341,6 +315,44 @@ class ArrayKernel:
         """The compiled functions (one variant: BLAS and one loop per node, no prange)."""
         return self.jit
 
+
+
+def setup(k, problem, root, source: str, path, module: types.ModuleType,
+          policy: KinkPolicy | None, dtype: str) -> None:
+    """The attributes every array runtime (a loss's :class:`ArrayKernel`, a model's
+    ``ModelKernel``) sets from its problem: packing, data layout, the scan rule, gathers."""
+    k.problem = problem
+    #: The floating-point type of x, the data, the results and every buffer.
+    k.dtype = np.dtype(dtype)
+    k.policy = policy or KinkPolicy()
+    k.expr = root
+    k.source = source
+    k.path = Path(path)
+    k.module = module
+    #: Parameter names in the order they are packed into ``x``.
+    k.params = problem.param_names
+    #: The shape of each parameter (``()`` for a scalar).
+    k.shapes = {p.name: p.shape for p in problem.params}
+    #: The length of ``x``.
+    k.n_params = problem.size
+    #: Data arrays read, with their per-sample shapes (whole arrays, samples=False: their shape)
+    k.data_names = tuple(d.name for d in problem.data)
+    k.data_shapes = {d.name: d.shape[1:] if d.per_sample else d.shape for d in problem.data}
+    k._sampled = tuple(d.name for d in problem.data if d.per_sample)
+    nodes = topo([root])
+    #: Scan the data for NaN/inf on every call (the expression can hide them: a branch, a max
+    #: reduction, a symbolic power), not only after a non-finite result.
+    k._scan_always = any(
+        (isinstance(n, Map) and may_hide(n.expr)) or (isinstance(n, Reduce) and n.op == "max")
+        for n in nodes)
+    #: integer columns -> (rows they may name, the array they pick from)
+    k._rows = {}
+    for n in nodes:
+        if isinstance(n, Gather):
+            k._rows.setdefault(n.args[1].name, []).append((int(n.args[0].shape[0]),
+                                                           n.source_name))
+    k.dims = np.array(problem.dims, dtype=np.int64)
+    k._offsets = problem.offsets()
 
 def _array(name: str, a, shape: tuple, dtype, sampled: bool = True) -> np.ndarray:
     """A float data array: ``(samples, *shape)`` per sample, or exactly ``shape``."""

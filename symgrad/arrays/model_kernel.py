@@ -25,14 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datacheck import check_names, may_hide, non_finite_error
+from ..datacheck import check_names, non_finite_error
 from ..derive import KinkPolicy
 from ..distributed.detect import has_dask
 from ..errors import ProblemError
-from .autodiff import topo
 from .codegen import _idents
-from .graph import Gather, Map, Reduce
-from .kernel import ArrayKernel, _array, _rows
+from .kernel import ArrayKernel, _array, _rows, setup
 from .model_problem import ModelProblem
 
 __all__ = ["ModelKernel"]
@@ -52,39 +50,10 @@ class ModelKernel:
     def __init__(self, problem: ModelProblem, source: str, path: Path,
                  module: types.ModuleType, policy: KinkPolicy | None = None,
                  dtype: str = "float64") -> None:
-        self.problem = problem
-        #: The floating-point type of x, the data, the outputs and every buffer.
-        self.dtype = np.dtype(dtype)
-        self.policy = policy or KinkPolicy()
-        self.expr = problem.output
-        self.source = source
-        self.path = Path(path)
-        self.module = module
-        #: Parameter names in the order they are packed into ``x``.
-        self.params: tuple[str, ...] = problem.param_names
-        #: The shape of each parameter (``()`` for a scalar).
-        self.shapes: dict[str, tuple[int, ...]] = {p.name: p.shape for p in problem.params}
-        #: The length of ``x``.
-        self.n_params: int = problem.size
+        setup(self, problem, problem.output, source, path, module, policy, dtype)
         #: The output's shape per sample: ``model(...)`` has shape ``(N, *shape)``.
         self.shape: tuple[int, ...] = problem.shape
-        #: Data arrays the model reads, with their per-sample shapes.
-        self.data_names: tuple[str, ...] = tuple(d.name for d in problem.data)
-        self.data_shapes = {d.name: d.shape[1:] if d.per_sample else d.shape
-                            for d in problem.data}
-        self._sampled = tuple(d.name for d in problem.data if d.per_sample)
         self._cols = dict(zip(self.data_names, _idents(self.data_names, "c_"), strict=True))
-        nodes = topo([problem.output])
-        self._scan_always: bool = any(
-            (isinstance(n, Map) and may_hide(n.expr)) or (isinstance(n, Reduce) and n.op == "max")
-            for n in nodes)
-        self._rows: dict = {}
-        for n in nodes:
-            if isinstance(n, Gather):
-                self._rows.setdefault(n.args[1].name, []).append((int(n.args[0].shape[0]),
-                                                                   n.source_name))
-        self.dims = np.array(problem.dims, dtype=np.int64)
-        self._offsets = problem.offsets()
         #: The compiled functions: ``predict(x, out, dims, *data)``, ``jvp(x, v, out, ...)``.
         self.jit = types.SimpleNamespace(predict=module.predict, jvp=module.jvp,
                                          jacobian=module.jacobian)

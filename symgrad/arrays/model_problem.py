@@ -10,7 +10,6 @@ packing of its parameters (``x``), its data arrays and its sizes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,13 +20,13 @@ from ..symbols import Data, IndexedSum, Mean, Sum
 from .autodiff import topo
 from .graph import Dim, Leaf, Map, N, Node
 from .ops import lift
-from .problem import _order
+from .problem import Packing, _order
 
 __all__ = ["ModelProblem", "is_model", "model_problem"]
 
 
 @dataclass(frozen=True)
-class ModelProblem:
+class ModelProblem(Packing):
     """A per-sample output with its parameters (packing order), data arrays and sizes."""
 
     output: Node
@@ -36,26 +35,9 @@ class ModelProblem:
     dims: tuple[Dim, ...]
 
     @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
-
-    @property
-    def size(self) -> int:
-        """The length of ``x``."""
-        return sum(math.prod(p.shape) for p in self.params)
-
-    @property
     def shape(self) -> tuple[int, ...]:
         """The output's shape per sample."""
         return tuple(int(s) for s in self.output.shape[1:])
-
-    def offsets(self) -> list[int]:
-        """Where each parameter starts in ``x``."""
-        out, o = [], 0
-        for p in self.params:
-            out.append(o)
-            o += math.prod(p.shape)
-        return out
 
 
 def is_model(expr) -> bool:

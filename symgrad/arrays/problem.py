@@ -28,17 +28,14 @@ from .autodiff import topo
 from .graph import Dim, Leaf, Map, N, Node, Reduce
 from .ops import lift
 
-__all__ = ["ArrayProblem", "array_problem"]
+__all__ = ["ArrayProblem", "Packing", "array_problem"]
 
 
-@dataclass(frozen=True)
-class ArrayProblem:
-    """A scalar array loss with its parameters (packing order), data arrays and sizes."""
+class Packing:
+    """How ``x`` packs a problem's ``params`` (each flattened in C order, one after another):
+    shared by loss and model problems."""
 
-    loss: Node
     params: tuple[Leaf, ...]
-    data: tuple[Leaf, ...]
-    dims: tuple[Dim, ...]
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -48,6 +45,24 @@ class ArrayProblem:
     def size(self) -> int:
         """The length of ``x``."""
         return sum(math.prod(p.shape) for p in self.params)
+
+    def offsets(self) -> list[int]:
+        """Where each parameter starts in ``x``."""
+        out, o = [], 0
+        for p in self.params:
+            out.append(o)
+            o += math.prod(p.shape)
+        return out
+
+
+@dataclass(frozen=True)
+class ArrayProblem(Packing):
+    """A scalar array loss with its parameters (packing order), data arrays and sizes."""
+
+    loss: Node
+    params: tuple[Leaf, ...]
+    data: tuple[Leaf, ...]
+    dims: tuple[Dim, ...]
 
     @property
     def analytic(self) -> bool:
@@ -61,14 +76,6 @@ class ArrayProblem:
             if isinstance(n, Map) and n.expr.has(sp.Piecewise, sp.Abs, sp.Max, sp.Min):
                 return False
         return True
-
-    def offsets(self) -> list[int]:
-        """Where each parameter starts in ``x``."""
-        out, o = [], 0
-        for p in self.params:
-            out.append(o)
-            o += math.prod(p.shape)
-        return out
 
 
 def array_problem(loss, params: Sequence | None = None) -> ArrayProblem:
