@@ -174,6 +174,7 @@ def test_value_matches_numpy(built):
     np.testing.assert_allclose(f.value(x, **data), np.mean(per) + pen, rtol=RTOL)
 
 
+@pytest.mark.slow  # an unrolled-scalar reference: compiles a second kernel per case
 def test_grad_and_hvp_match_unrolled_scalar_kernel(built):
     case, f, fs = built
     rng = np.random.default_rng(2)

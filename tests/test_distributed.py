@@ -18,6 +18,9 @@ import sympy as sp
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
+pytestmark = pytest.mark.slow  # LocalClusters of worker processes (test_distributed_hardening
+#                                covers the worker functions without a cluster, in the quick run)
+
 import dask  # noqa: E402
 
 import symgrad as sg  # noqa: E402
