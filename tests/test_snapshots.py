@@ -117,7 +117,8 @@ def test_snapshot(name):
     want = path.read_text(encoding="utf-8")
     if text != want:
         a, b = text.splitlines(), want.splitlines()
-        k = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        pairs = enumerate(zip(a, b, strict=False))
+        k = next((k for k, (x, y) in pairs if x != y), min(len(a), len(b)))
         pytest.fail(f"the generated text of {name!r} changed (sha256 "
                     f"{hashlib.sha256(text.encode()).hexdigest()[:12]}, snapshot "
                     f"{hashlib.sha256(want.encode()).hexdigest()[:12]}), first at line {k + 1}:\n"
