@@ -39,6 +39,12 @@ def _scalar_data():
                                         + 0.1 * sp.Abs(a))), OPTS)
 
 
+def _logsumexp():
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    return module_source(derive(problem(sg.mean(sg.logsumexp(a * t, b, y) - y * a))), OPTS)
+
+
 def _param_only():
     x1, x2 = sg.params("x1 x2")
     return module_source(derive(problem((x2 - x1**2)**2 + (1 - x1)**2 + sg.max(x1, x2, 0))), OPTS)
@@ -101,8 +107,9 @@ def _residual_two():
     return residual_source(residual_problem([a * t - y, sg.relu(b * t) - y]), opts=OPTS)
 
 
-CASES = {"scalar_data": _scalar_data, "param_only": _param_only, "vector_sum": _vector_sum,
-         "elements": _elements, "array_mlp": _mlp, "array_f32": _f32, "model": _model,
+CASES = {"scalar_data": _scalar_data, "logsumexp": _logsumexp, "param_only": _param_only,
+         "vector_sum": _vector_sum, "elements": _elements, "array_mlp": _mlp,
+         "array_f32": _f32, "model": _model,
          "residual_small": _residual_small, "residual_looped": _residual_looped,
          "residual_two": _residual_two}
 
