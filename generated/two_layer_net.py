@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 1de021a25e868b6e
+# content hash: 48872d0d6464fb9e
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -500,6 +500,29 @@ def _hvp(x, v, out, dims, c_X, c_Y):
 
 
 @numba.njit(cache=True, error_model='numpy')
+def _hessian(x, H, dims, c_X, c_Y):
+    """Write the (symmetrised) Hessian at x into H, column by column."""
+    nn = x.shape[0]
+    if H.shape[0] != nn or H.shape[1] != nn:
+        raise ValueError("H must be square with the length of x")
+    if _overlap(H, x):
+        raise ValueError("out (the Hessian H) overlaps x in memory: pass a separate output array")
+    e = np.zeros(nn, dtype=x.dtype)
+    col = np.empty(nn, dtype=x.dtype)
+    for j in range(nn):
+        e[j] = 1.0
+        _hvp(x, e, col, dims, c_X, c_Y)
+        H[:, j] = col
+        e[j] = 0.0
+    for j in range(nn):
+        for k in range(j + 1, nn):
+            m = 0.5 * (H[j, k] + H[k, j])
+            H[j, k] = m
+            H[k, j] = m
+    return H
+
+
+@numba.njit(cache=True, error_model='numpy')
 def value(x, dims, c_X, c_Y, idx):
     """The loss at x (idx: None, or the sample indices of a batch)."""
     if idx is None:
@@ -528,22 +551,8 @@ def hvp(x, v, out, dims, c_X, c_Y, idx):
 
 @numba.njit(cache=True, error_model='numpy')
 def hessian(x, H, dims, c_X, c_Y, idx):
-    """Write the (symmetrised) Hessian at x into H, column by column."""
-    nn = x.shape[0]
-    if H.shape[0] != nn or H.shape[1] != nn:
-        raise ValueError("H must be square with the length of x")
-    if _overlap(H, x):
-        raise ValueError("out (the Hessian H) overlaps x in memory: pass a separate output array")
-    e = np.zeros(nn, dtype=x.dtype)
-    col = np.empty(nn, dtype=x.dtype)
-    for j in range(nn):
-        e[j] = 1.0
-        hvp(x, e, col, dims, c_X, c_Y, idx)
-        H[:, j] = col
-        e[j] = 0.0
-    for j in range(nn):
-        for k in range(j + 1, nn):
-            m = 0.5 * (H[j, k] + H[k, j])
-            H[j, k] = m
-            H[k, j] = m
-    return H
+    """The (symmetrised) Hessian at x, written into H."""
+    if idx is None:
+        return _hessian(x, H, dims, c_X, c_Y)
+    _check_rows(idx, c_X.shape[0])
+    return _hessian(x, H, dims, c_X[idx], c_Y[idx])

@@ -98,3 +98,19 @@ def test_array_module_hessian_refuses_an_H_overlapping_x(array_module):
     buf[:3] = x
     with pytest.raises(ValueError, match="overlaps x"):
         array_module.hessian(buf[:3], buf.reshape(3, 3), dims, Xd, None)
+
+
+def test_array_module_hessian_core_and_batch_wrapper(array_module):
+    """``_hessian`` (the core a kernel can call: no idx) stacks the HVP columns; ``hessian``
+    with idx gathers the batch once, as the other wrappers do."""
+    rng = np.random.default_rng(1)
+    Xd = rng.normal(size=(6, 3))
+    dims = np.array([3, 3], dtype=np.int64)
+    x = np.array([0.1, 0.2, -0.3])
+    core = array_module._hessian(x, np.empty((3, 3)), dims, Xd)
+    np.testing.assert_allclose(core, 2 * Xd.T @ Xd / 6, rtol=1e-12, atol=1e-12)
+    idx = np.array([4, 1, 1], dtype=np.int64)
+    batch = array_module.hessian(x, np.empty((3, 3)), dims, Xd, idx)
+    np.testing.assert_allclose(batch, 2 * Xd[idx].T @ Xd[idx] / 3, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="out of range"):
+        array_module.hessian(x, np.empty((3, 3)), dims, Xd, np.array([6], dtype=np.int64))

@@ -1,10 +1,12 @@
 """Array derivatives -> module text: BLAS calls for contractions, fused loops for the rest.
 
 The module holds ``value``, ``value_and_grad``, ``hvp``, ``hessian`` (and ``value_complex`` for
-analytic losses), each a thin wrapper over a core function whose body :mod:`.emit` writes:
-contractions that fit a matrix product print as BLAS calls on 2-D views (SciPy's
-BLAS inside Numba), element-wise work as fused loops. Sizes are read from the ``dims``
-argument, so one module serves every size.
+analytic losses), each a thin wrapper (gathering a batch ``idx``) over a core function
+(``_value``, ...: what :class:`~symgrad.arrays.kernel.ArrayKernel` calls). :mod:`.emit` writes
+the cores' bodies: contractions that fit a matrix product print as BLAS calls on 2-D views
+(SciPy's BLAS inside Numba), element-wise work as fused loops; ``_hessian`` stacks ``_hvp``
+columns (the skeleton's :func:`~symgrad.codegen.skeleton.hessian_fn`). Sizes are read from the
+``dims`` argument, so one module serves every size.
 
 >>> import symgrad as sg
 >>> from symgrad.arrays.problem import array_problem
@@ -153,10 +155,13 @@ class _Module:
                 self.function(p.loss, self.grads, "g"), CORE),
             fn(f"_hvp(x, v, out, {core})", "The Hessian at x times v, into out.",
                 self.function(None, self.hvps, "out", with_v=True), CORE),
+            hessian_fn(None, f"x, H, {core}", f"_hvp(x, {{e}}, {{col}}, {core})", "_hessian",
+                       column=True),
         ]
         names = [("value", "x", "The loss at x (idx: None, or the sample indices of a batch)."),
                  ("value_and_grad", "x, g", "The loss at x; its gradient written into g."),
-                 ("hvp", "x, v, out", "The Hessian at x times v, written into out.")]
+                 ("hvp", "x, v, out", "The Hessian at x times v, written into out."),
+                 ("hessian", "x, H", "The (symmetrised) Hessian at x, written into H.")]
         if p.analytic and self.real == "float64":
             fns.append(fn(f"_value_complex(x, {core})", "The loss at a complex x.",
                            self.function(p.loss, None, None, cplx=True), CORE))
@@ -171,8 +176,6 @@ class _Module:
             else:
                 body = [f"return _{name}({lead}, {core})"]
             fns.append(fn(f"{name}({lead}, {pub})", doc, body))
-        fns.append(hessian_fn(None, f"x, H, {pub}", f"hvp(x, {{e}}, {{col}}, {pub})",
-                              column=True))
         return fns
 
 
