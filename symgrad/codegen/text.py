@@ -1,4 +1,4 @@
-"""Pieces of a scalar loss's module text: the lines collector, its header, index offsets."""
+"""Pieces of a scalar loss's module text: its header, index offsets, dependency tests."""
 
 from __future__ import annotations
 
@@ -10,18 +10,6 @@ from .skeleton import esc, wrap
 from .skeleton import header as module_header
 
 __all__ = ["header"]
-
-
-class _Text:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, line: str = "", depth: int = 0) -> None:
-        self.lines.append("    " * depth + line if line else "")
-
-    def block(self, lines, depth: int) -> None:
-        for ln in lines:
-            self(ln, depth)
 
 
 def header(prob, policy, opts: CodegenOptions, digest: str) -> str:

@@ -43,8 +43,8 @@ class _VectorFns:
         vys = [self.vec_load(vt, "v", lambda y, vy: vy)]
         ns = self.ns
         et = "".join(f", {c}" for c in self.ecols)
-        # Plain (no fastmath): the gradient scatters into g[i + k], and reassociation does not
-        # vectorise such loops; measured, the plain loop is the faster one.
+        # Plain (no fastmath, the skeleton's policy): the gradient scatters into g[i + k], and
+        # reassociation does not vectorise such loops; measured, the plain loop is the faster one.
         jit = JIT
         out = []
         # value (and its complex variant for complex-step checks)
