@@ -16,13 +16,15 @@ functions' bodies; the rest of the text comes from here, so every module has one
 - :data:`CHUNK`: the samples per ``prange`` chunk of the in-process parallel passes.
 
 Fastmath policy (one rule). ``fastmath=_FASTMATH`` (``reassoc`` and ``contract`` by default:
-NaN and Inf keep their meaning) goes on the functions whose loops are dense reductions into
-locals, which reassociation lets LLVM vectorise: the per-chunk sample passes (``_acc_*`` of a
-scalar loss, ``_vjp_chunk``/``_normal_chunk`` of residuals) and the core functions of array and
-model modules (BLAS calls and fused loops over whole arrays). It does not go on loops that
-scatter into the output (the vector sums' ``g[i + k] += ...``: measured, the plain loop is the
-faster one, reassociation does not vectorise a scatter), nor on drivers, wrappers, argument
-checks and the outer chain rule (no hot loop to gain, and plain IEEE order is easier to read).
+NaN and Inf keep their meaning) goes on the functions whose hot loops are dense reductions,
+which reassociation lets LLVM vectorise: the per-chunk sample passes (``_acc_*`` of a scalar
+loss, ``_vjp_chunk``/``_normal_chunk`` of residuals) and the core functions of array and model
+modules (BLAS calls, fused maps and reductions over whole arrays; a core is one function, so
+the flag covers its gather adjoints too). It does not go on a function built around a loop
+that scatters into the output (the vector sums' ``g[i + k] += ...``: measured, the plain loop
+is the faster one, reassociation does not vectorise a scatter), nor on drivers, wrappers,
+argument checks, helpers and the outer chain rule (no hot loop to gain; plain IEEE order).
+This is where each generator already put the flag: the rule changed no decorator's meaning.
 
 >>> print(jit(fastmath=True, nogil=True))
 @numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
