@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 6765f037c8fdb3f7
+# content hash: 48872d0d6464fb9e
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -150,6 +150,29 @@ else:
 
 
 @numba.njit(cache=True, error_model='numpy')
+def _span(a):
+    lo = a.ctypes.data
+    hi = lo
+    for d in range(a.ndim):
+        ext = (a.shape[d] - 1) * a.strides[d]
+        if ext < 0:
+            lo += ext
+        else:
+            hi += ext
+    return lo, hi + a.itemsize
+
+
+@numba.njit(cache=True, error_model='numpy')
+def _overlap(a, b):
+    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
+    if a.size == 0 or b.size == 0:
+        return False
+    a0, a1 = _span(a)
+    b0, b1 = _span(b)
+    return a0 < b1 and b0 < a1
+
+
+@numba.njit(cache=True, error_model='numpy')
 def _heaviside(z, at_zero):
     if z > 0.0:
         return 1.0
@@ -163,14 +186,14 @@ def _relu(z):
     return z if not z < 0.0 else 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def _check_rows(idx, n):
     for i in range(idx.shape[0]):
         if idx[i] < 0 or idx[i] >= n:
             raise ValueError("idx: a sample index is out of range")
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
 def _value(x, dims, c_X, c_Y):
     """The loss."""
     D0 = dims[0]
@@ -241,7 +264,7 @@ def _value(x, dims, c_X, c_Y):
     return t10
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
 def _value_and_grad(x, g, dims, c_X, c_Y):
     """The loss; its gradient into g."""
     D0 = dims[0]
@@ -353,7 +376,7 @@ def _value_and_grad(x, g, dims, c_X, c_Y):
     return t10
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
 def _hvp(x, v, out, dims, c_X, c_Y):
     """The Hessian at x times v, into out."""
     D0 = dims[0]
@@ -476,44 +499,19 @@ def _hvp(x, v, out, dims, c_X, c_Y):
             t24[i1] += t16[i0, i1]
 
 
-@numba.njit(cache=True)
-def value(x, dims, c_X, c_Y, idx):
-    """The loss at x (idx: None, or the sample indices of a batch)."""
-    if idx is None:
-        return _value(x, dims, c_X, c_Y)
-    _check_rows(idx, c_X.shape[0])
-    return _value(x, dims, c_X[idx], c_Y[idx])
-
-
-@numba.njit(cache=True)
-def value_and_grad(x, g, dims, c_X, c_Y, idx):
-    """The loss at x; its gradient written into g."""
-    if idx is None:
-        return _value_and_grad(x, g, dims, c_X, c_Y)
-    _check_rows(idx, c_X.shape[0])
-    return _value_and_grad(x, g, dims, c_X[idx], c_Y[idx])
-
-
-@numba.njit(cache=True)
-def hvp(x, v, out, dims, c_X, c_Y, idx):
-    """The Hessian at x times v, written into out."""
-    if idx is None:
-        return _hvp(x, v, out, dims, c_X, c_Y)
-    _check_rows(idx, c_X.shape[0])
-    return _hvp(x, v, out, dims, c_X[idx], c_Y[idx])
-
-
-@numba.njit(cache=True)
-def hessian(x, H, dims, c_X, c_Y, idx):
-    """The Hessian at x, column by column, into H."""
+@numba.njit(cache=True, error_model='numpy')
+def _hessian(x, H, dims, c_X, c_Y):
+    """Write the (symmetrised) Hessian at x into H, column by column."""
     nn = x.shape[0]
     if H.shape[0] != nn or H.shape[1] != nn:
         raise ValueError("H must be square with the length of x")
+    if _overlap(H, x):
+        raise ValueError("out (the Hessian H) overlaps x in memory: pass a separate output array")
     e = np.zeros(nn, dtype=x.dtype)
     col = np.empty(nn, dtype=x.dtype)
     for j in range(nn):
         e[j] = 1.0
-        hvp(x, e, col, dims, c_X, c_Y, idx)
+        _hvp(x, e, col, dims, c_X, c_Y)
         H[:, j] = col
         e[j] = 0.0
     for j in range(nn):
@@ -522,3 +520,39 @@ def hessian(x, H, dims, c_X, c_Y, idx):
             H[j, k] = m
             H[k, j] = m
     return H
+
+
+@numba.njit(cache=True, error_model='numpy')
+def value(x, dims, c_X, c_Y, idx):
+    """The loss at x (idx: None, or the sample indices of a batch)."""
+    if idx is None:
+        return _value(x, dims, c_X, c_Y)
+    _check_rows(idx, c_X.shape[0])
+    return _value(x, dims, c_X[idx], c_Y[idx])
+
+
+@numba.njit(cache=True, error_model='numpy')
+def value_and_grad(x, g, dims, c_X, c_Y, idx):
+    """The loss at x; its gradient written into g."""
+    if idx is None:
+        return _value_and_grad(x, g, dims, c_X, c_Y)
+    _check_rows(idx, c_X.shape[0])
+    return _value_and_grad(x, g, dims, c_X[idx], c_Y[idx])
+
+
+@numba.njit(cache=True, error_model='numpy')
+def hvp(x, v, out, dims, c_X, c_Y, idx):
+    """The Hessian at x times v, written into out."""
+    if idx is None:
+        return _hvp(x, v, out, dims, c_X, c_Y)
+    _check_rows(idx, c_X.shape[0])
+    return _hvp(x, v, out, dims, c_X[idx], c_Y[idx])
+
+
+@numba.njit(cache=True, error_model='numpy')
+def hessian(x, H, dims, c_X, c_Y, idx):
+    """The (symmetrised) Hessian at x, written into H."""
+    if idx is None:
+        return _hessian(x, H, dims, c_X, c_Y)
+    _check_rows(idx, c_X.shape[0])
+    return _hessian(x, H, dims, c_X[idx], c_Y[idx])

@@ -1,10 +1,12 @@
 """Array derivatives -> module text: BLAS calls for contractions, fused loops for the rest.
 
 The module holds ``value``, ``value_and_grad``, ``hvp``, ``hessian`` (and ``value_complex`` for
-analytic losses), each a thin wrapper over a core function whose body :mod:`.emit` writes:
-contractions that fit a matrix product print as BLAS calls on 2-D views (SciPy's
-BLAS inside Numba), element-wise work as fused loops. Sizes are read from the ``dims``
-argument, so one module serves every size.
+analytic losses), each a thin wrapper (gathering a batch ``idx``) over a core function
+(``_value``, ...: what :class:`~symgrad.arrays.kernel.ArrayKernel` calls). :mod:`.emit` writes
+the cores' bodies: contractions that fit a matrix product print as BLAS calls on 2-D views
+(SciPy's BLAS inside Numba), element-wise work as fused loops; ``_hessian`` stacks ``_hvp``
+columns (the skeleton's :func:`~symgrad.codegen.skeleton.hessian_fn`). Sizes are read from the
+``dims`` argument, so one module serves every size.
 
 >>> import symgrad as sg
 >>> from symgrad.arrays.problem import array_problem
@@ -16,9 +18,20 @@ True
 
 from __future__ import annotations
 
-import hashlib
-
-from ..codegen import CodegenOptions, _esc, _ident, helpers_for
+from ..codegen.skeleton import (
+    JIT,
+    CodegenOptions,
+    assemble,
+    esc,
+    finish,
+    fn,
+    header,
+    hessian_fn,
+    ident,
+    jit,
+    preamble,
+    wrap,
+)
 from ..derive import KinkPolicy
 from .autodiff import gradients, tangents, topo
 from .emit import Emitter, plan
@@ -30,13 +43,14 @@ from .problem import ArrayProblem
 
 __all__ = ["array_module_source"]
 
-_JIT = "@numba.njit(cache=True, fastmath=_FASTMATH, error_model='numpy')"
+#: the core functions: dense loops and BLAS calls (the skeleton's fastmath policy)
+CORE = jit(fastmath=True)
 
 
 def _idents(names, prefix: str) -> list[str]:
     """Distinct ASCII identifiers for user names (non-ASCII letters could otherwise collide)."""
     taken: set = set()
-    return [_ident(name, prefix, taken) for name in names]
+    return [ident(name, prefix, taken) for name in names]
 
 
 class _Module:
@@ -68,23 +82,23 @@ class _Module:
             out.append(f"{offs[-1]} = {offs[-2]} + {fn.prod(q.shape) if q.shape else '1'}")
         out.append(f"if x.shape[0] != {offs[-1]}:")
         out.append(f'    raise ValueError("x must have one entry per parameter element '
-                   f'({_esc(", ".join(p.param_names))})")')
+                   f'({esc(", ".join(p.param_names))})")')
         for d, c in zip(p.data, self.cols, strict=True):
             for ax, s in enumerate(d.shape):
                 if s != N:
                     out.append(f"if {c}.shape[{ax}] != {fn.size(s)}:")
-                    out.append(f'    raise ValueError("data array {_esc(d.name)}: wrong size on '
+                    out.append(f'    raise ValueError("data array {esc(d.name)}: wrong size on '
                                f'axis {ax}")')
             if d.per_sample and c != self.sampled[0]:
                 out.append(f"if {c}.shape[0] != n:")
-                out.append(f'    raise ValueError("data array {_esc(d.name)} has another number'
+                out.append(f'    raise ValueError("data array {esc(d.name)} has another number'
                            f' of samples")')
         for rows, size, src in self.gathers:
             c = self.cols[p.data.index(rows)]
             out.append("for r in range(n):")
             out.append(f"    if {c}[r] < 0 or {c}[r] >= {fn.size(size)}:")
-            out.append(f'        raise ValueError("index column {_esc(rows.name)}: a row is out '
-                       f'of range for {_esc(src)}")')
+            out.append(f'        raise ValueError("index column {esc(rows.name)}: a row is out '
+                       f'of range for {esc(src)}")')
         for j, q in enumerate(p.params):
             for arr, role in (("x", "param"), ("v", "tangent")) if with_v else (("x", "param"),):
                 leaf = q if role == "param" else self.tangent[q]
@@ -129,24 +143,27 @@ class _Module:
             tail.append(f"return {fn.name[id(value)]}")
         return head + fn.lines + tail
 
-    def text(self) -> str:
+    def functions(self) -> list[str]:
         p = self.prob
         cols = ", ".join(self.cols)
         core = ", ".join(["dims", *self.cols])
         pub = core + (", idx" if self.sampled else "")
         fns = [
-            _fn(f"_value(x, {core})", "The loss.", self.function(p.loss, None, None), _JIT),
-            _fn(f"_value_and_grad(x, g, {core})", "The loss; its gradient into g.",
-                self.function(p.loss, self.grads, "g"), _JIT),
-            _fn(f"_hvp(x, v, out, {core})", "The Hessian at x times v, into out.",
-                self.function(None, self.hvps, "out", with_v=True), _JIT),
+            fn(f"_value(x, {core})", "The loss.", self.function(p.loss, None, None), CORE),
+            fn(f"_value_and_grad(x, g, {core})", "The loss; its gradient into g.",
+                self.function(p.loss, self.grads, "g"), CORE),
+            fn(f"_hvp(x, v, out, {core})", "The Hessian at x times v, into out.",
+                self.function(None, self.hvps, "out", with_v=True), CORE),
+            hessian_fn(None, f"x, H, {core}", f"_hvp(x, {{e}}, {{col}}, {core})", "_hessian",
+                       column=True),
         ]
         names = [("value", "x", "The loss at x (idx: None, or the sample indices of a batch)."),
                  ("value_and_grad", "x, g", "The loss at x; its gradient written into g."),
-                 ("hvp", "x, v, out", "The Hessian at x times v, written into out.")]
+                 ("hvp", "x, v, out", "The Hessian at x times v, written into out."),
+                 ("hessian", "x, H", "The (symmetrised) Hessian at x, written into H.")]
         if p.analytic and self.real == "float64":
-            fns.append(_fn(f"_value_complex(x, {core})", "The loss at a complex x.",
-                           self.function(p.loss, None, None, cplx=True), _JIT))
+            fns.append(fn(f"_value_complex(x, {core})", "The loss at a complex x.",
+                           self.function(p.loss, None, None, cplx=True), CORE))
             names.append(("value_complex", "x", "The loss at a complex x (complex-step checks)."))
         for name, lead, doc in names:
             if self.sampled:
@@ -157,33 +174,12 @@ class _Module:
                         f"return _{name}({lead}, dims, {gathered})"]
             else:
                 body = [f"return _{name}({lead}, {core})"]
-            fns.append(_fn(f"{name}({lead}, {pub})", doc, body))
-        fns.append(_fn(f"hessian(x, H, {pub})", "The Hessian at x, column by column, into H.", [
-            "nn = x.shape[0]",
-            "if H.shape[0] != nn or H.shape[1] != nn:",
-            '    raise ValueError("H must be square with the length of x")',
-            "e = np.zeros(nn, dtype=x.dtype)",
-            "col = np.empty(nn, dtype=x.dtype)",
-            "for j in range(nn):",
-            "    e[j] = 1.0",
-            f"    hvp(x, e, col, {pub})",
-            "    H[:, j] = col",
-            "    e[j] = 0.0",
-            "for j in range(nn):",
-            "    for k in range(j + 1, nn):",
-            "        m = 0.5 * (H[j, k] + H[k, j])",
-            "        H[j, k] = m",
-            "        H[k, j] = m",
-            "return H"]))
-        return "\n\n\n".join(fns)
+            fns.append(fn(f"{name}({lead}, {pub})", doc, body))
+        return fns
 
 
-def _fn(sig: str, doc: str, lines: list[str], jit: str = "@numba.njit(cache=True)") -> str:
-    return "\n".join([jit, f"def {sig}:", f'    """{doc}"""', *("    " + ln for ln in lines)])
-
-
-_CHECK_ROWS = '''
-@numba.njit(cache=True)
+_CHECK_ROWS = f'''
+{JIT}
 def _check_rows(idx, n):
     for i in range(idx.shape[0]):
         if idx[i] < 0 or idx[i] >= n:
@@ -196,25 +192,14 @@ def array_header(prob: ArrayProblem, policy: KinkPolicy, opts: CodegenOptions, d
         names = {d.key: f"D{k}" for k, d in enumerate(prob.dims)}
         return "[" + ", ".join("N" if s == N else names[s.key] for s in q.shape) + "]"
 
-    lines = [
-        "# Generated by symgrad, do not edit.",
-        f"# symgrad version: {opts.version}",
+    return header(opts, policy, [
         "# loss (# is the sample axis, N the number of samples):",
-        *(f"#   {_esc(ln)}" for ln in _wrap(program({"loss": prob.loss}))),
+        *(f"#   {esc(ln)}" for ln in wrap(program({"loss": prob.loss}), limit=40)),
         f"# parameters (order of x, each flattened in C order): "
-        f"{_esc(', '.join(q.name + shp(q) for q in prob.params))}",
-        f"# data arrays: {_esc(', '.join(d.name + shp(d) for d in prob.data)) or 'none'}",
+        f"{esc(', '.join(q.name + shp(q) for q in prob.params))}",
+        f"# data arrays: {esc(', '.join(d.name + shp(d) for d in prob.data)) or 'none'}",
         "# sizes: dims[k] is the size named Dk",
-        f"# kink policy: {policy.describe()}",
-        f"# content hash: {digest}",
-        f"# regenerate with: {_esc(opts.regenerate)}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _wrap(s: str, width: int = 94, limit: int = 40) -> list[str]:
-    lines = [ln[i:i + width] for ln in s.splitlines() for i in range(0, len(ln), width)]
-    return lines if len(lines) <= limit else [*lines[:limit], "..."]
+    ], digest)
 
 
 def array_module_source(prob: ArrayProblem, policy: KinkPolicy | None = None,
@@ -225,38 +210,21 @@ def array_module_source(prob: ArrayProblem, policy: KinkPolicy | None = None,
     if real not in ("float64", "float32"):
         raise ValueError(f"dtype must be float64 or float32, got {real!r}")
     policy, opts = policy or KinkPolicy(), opts or CodegenOptions()
-    m = _Module(prob, policy, opts, real)
-    text = m.text()
-    helpers = helpers_for(text, [_CHECK_ROWS])  # only the helpers the functions call
-    if real == "float32":
-        helpers = f32_helpers(helpers)
-    body = "\n".join([
-        '"""Value, gradient and Hessian-vector product of an array loss, compiled with Numba.',
+    fns = _Module(prob, policy, opts, real).functions()
+    head = preamble([
+        "Value, gradient and Hessian-vector product of an array loss, compiled with Numba.",
         "",
         "x packs the parameters in PARAMS order, each flattened in C order; dims holds the sizes",
         "named in the header; data arrays are passed positionally in DATA order, then idx (None,",
         "or the int64 indices of a batch of samples). Results go into the array given (g, out, H),",
-        "which must not share memory with x or v.",
-        '"""',
-        "",
-        "import cmath  # noqa: F401",
-        "import math",
-        "",
-        "import numba",
-        "import numpy as np",
-        "",
-        f"PARAMS = {prob.param_names!r}",
-        f"DATA = {tuple(d.name for d in prob.data)!r}",
-        f"KINK_POLICY = {policy.describe()!r}",
-        f"ANALYTIC = {prob.analytic!r}",
-        f"DTYPE = {real!r}",
-        f"_FASTMATH = {set(opts.fastmath) if opts.fastmath else False!r}".replace(
-            "{'contract', 'reassoc'}", "{'reassoc', 'contract'}"),
-        "",
-        "",
-        *([GEMM_HELPER.strip("\n"), "", ""] if "_gemm(" in text else []),
-        *([helpers, "", ""] if helpers else []),
-        text,
-    ]) + "\n"
-    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
-    return array_header(prob, policy, opts, digest) + body
+        "which must not share memory with x or v."], [
+        ("PARAMS", prob.param_names), ("DATA", tuple(d.name for d in prob.data)),
+        ("KINK_POLICY", policy.describe()), ("ANALYTIC", prob.analytic), ("DTYPE", real)], opts)
+    body = assemble(head, fns, [_CHECK_ROWS], gemm(fns),
+                    f32_helpers if real == "float32" else None)
+    return finish(body, lambda digest: array_header(prob, policy, opts, digest))
+
+
+def gemm(functions: list[str]) -> list[str]:
+    """The BLAS overload, when the functions call it (it precedes the helpers)."""
+    return [GEMM_HELPER] if any("_gemm(" in f for f in functions) else []

@@ -17,10 +17,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["COMPLEX_HELPERS", "HELPERS", "helpers_for"]
+__all__ = ["COMPLEX_HELPERS", "HELPERS", "helpers_for", "lse_helper"]
 
 
-def _lse_helper(arity: int, cplx: bool) -> str:
+def lse_helper(arity: int, cplx: bool) -> str:
+    """``_logsumexp<arity>`` (``_c``: its complex variant), max-shifted."""
     a = [f"a{j}" for j in range(arity)]
     if cplx:
         return "\n".join([

@@ -1,6 +1,6 @@
 """Identifiers in generated modules: reserved names, user names made safe, the options.
 
->>> _ident("x-1", "p_", {"p_x_1"})
+>>> ident("x-1", "p_", {"p_x_1"})
 'p_x_1_2'
 """
 
@@ -9,11 +9,12 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..derive import Tmp
 
-__all__ = ["RESERVED", "CodegenOptions"]
+__all__ = ["RESERVED", "CodegenOptions", "TmpNames", "column_args", "ident"]
 
 RESERVED = {"x", "g", "v", "out", "H", "idx", "acc", "lo", "hi", "N", "i", "j", "k", "c", "m", "n",
             "w", "z", "a", "nn", "e",
@@ -30,7 +31,7 @@ class CodegenOptions:
     version: str = "0"
 
 
-def _ident(name: str, prefix: str, taken: set) -> str:
+def ident(name: str, prefix: str, taken: set) -> str:
     base = prefix + re.sub(r"[^0-9A-Za-z_]", "_", name)
     out, k = base, 1
     while out in taken:
@@ -51,24 +52,26 @@ _MODULE_NAMES = frozenset(RESERVED | set(dir(builtins)) | {
 _GENERATED = re.compile(r"[arsuv][0-9]+|\w+_parallel")
 
 
-def _column_args(prob, taken: set) -> list[str]:
-    """Argument names of the per-sample columns, then of the element-wise columns.
+def column_args(names: Sequence[str], taken: set) -> list[str]:
+    """Argument names for the data columns named ``names`` (per-sample, then element-wise).
 
     Names are NFKC-normalised at declaration, so the text here is what Python will read; a name
     the module uses itself, a keyword or a private name gets a ``col_`` prefix (and a suffix if
     even that is taken). The names chosen are added to ``taken``."""
     out = []
-    for nm in [c.name for c in prob.columns] + [e.name for e in prob.elements]:
+    for nm in names:
         if (nm in _MODULE_NAMES or keyword.iskeyword(nm) or nm.startswith("_") or nm in taken
                 or _GENERATED.fullmatch(nm) or not nm.isidentifier()):
-            nm = _ident(nm, "col_", taken)
+            nm = ident(nm, "col_", taken)
         taken.add(nm)
         out.append(nm)
     return out
 
 
 
-class _TmpNames(dict):
+class TmpNames(dict):
+    """Printer names: the given symbols' names, and a temporary's own name otherwise."""
+
     def __missing__(self, key):
         if isinstance(key, Tmp):
             return key.name

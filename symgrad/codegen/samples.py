@@ -3,7 +3,7 @@ gradient and Hessian-vector sums (serial and prange variants), then the outer ch
 
 from __future__ import annotations
 
-from .text import _JIT, _esc, _fn, _hessian_fn
+from .skeleton import chunks, esc, fn, hessian_fn, jit
 
 
 class _SampleFns:
@@ -21,11 +21,11 @@ class _SampleFns:
             out.append(self.par_fn(mode, sizes[mode], cols))
         if cplx_ok:
             out.append(self.par_fn("e", K, cols, cplx=True))
-        out.append(_fn(f"_n_samples({cols}, idx)",
+        out.append(fn(f"_n_samples({cols}, idx)",
                        "Number of samples used; checks the columns agree and idx is in range.", [
                            f"N = {self.cols[0]}.shape[0]",
                            *[f'if {c}.shape[0] != N:\n    raise ValueError('
-                             f'"data column {_esc(c)} has a different number of samples")'
+                             f'"data column {esc(c)} has a different number of samples")'
                              for c in self.cols[1:]],
                            "if idx is None:", "    return N",
                            "if idx.shape[0] == 0:",
@@ -40,7 +40,7 @@ class _SampleFns:
                            '    raise ValueError("batch (idx): sample index " + str(lo if lo < 0 '
                            'else hi) + " is outside [0, " + str(N) + "), the length of the data '
                            'columns")',
-                           "return idx.shape[0]"], jit=_JIT))
+                           "return idx.shape[0]"]))
         return out
 
     def with_data(self) -> list[str]:
@@ -56,28 +56,28 @@ class _SampleFns:
                 rng = "N, acc)" if drv == "_par_" else "0, N, acc)"
                 return f"{drv}{m}({a}, {cols}, idx, {rng}"
 
-            out.append(_fn(f"value{sfx}(x, {tail})", "The loss at x.", [
+            out.append(fn(f"value{sfx}(x, {tail})", "The loss at x.", [
                 self.check_x(), f"N = _n_samples({cols}, idx)",
                 f"acc = np.zeros({sizes['e']})", run("e", "x"),
                 "return _finish_e(x, acc, N)"]))
-            out.append(_fn(f"value_and_grad{sfx}(x, g, {tail})",
+            out.append(fn(f"value_and_grad{sfx}(x, g, {tail})",
                            "The loss at x; its gradient is written into g.", [
                                self.check_x(), self.check_x("g"), *self.no_alias("g", "x"),
                                f"N = _n_samples({cols}, idx)",
                                f"acc = np.zeros({sizes['g']})", run("g", "x"),
                                "return _finish_g(x, acc, N, g)"]))
-            out.append(_fn(f"grad{sfx}(x, g, {tail})", "Write the gradient at x into g.", [
+            out.append(fn(f"grad{sfx}(x, g, {tail})", "Write the gradient at x into g.", [
                 f"value_and_grad{sfx}(x, g, {cols}, idx)", "return g"]))
-            out.append(_fn(f"hvp{sfx}(x, v, out, {tail})",
+            out.append(fn(f"hvp{sfx}(x, v, out, {tail})",
                            "Write the Hessian at x times v into out.", [
                                self.check_x(), self.check_x("v"), self.check_x("out"),
                                *self.no_alias("out", "x", "v"), f"N = _n_samples({cols}, idx)",
                                f"acc = np.zeros({sizes['h']})", run("h", "x, v"),
                                "return _finish_h(x, v, acc, N, out)"]))
-            out.append(_hessian_fn(n, f"x, H, {tail}", f"hvp{sfx}(x, e, H[:, j], {cols}, idx)",
+            out.append(hessian_fn(n, f"x, H, {tail}", f"hvp{sfx}(x, {{e}}, {{col}}, {cols}, idx)",
                                    f"hessian{sfx}"))
         if self.prob.analytic:
-            out.append(_fn(f"value_complex(x, {cols}, idx=None)",
+            out.append(fn(f"value_complex(x, {cols}, idx=None)",
                            "The loss at complex x (complex-step checks).", [
                                f"N = _n_samples({cols}, idx)",
                                f"acc = np.zeros({K}, dtype=np.complex128)",
@@ -111,15 +111,15 @@ class _SampleFns:
                "g": "Add the sums of each reduction and its gradient into acc (one pass).",
                "h": "Add the sums of each reduction's Hessian times v into acc."}[mode]
         # called from Python only by Dask's chunk tasks: without the GIL they run side by side
-        return _fn(name, doc, lines, jit=_JIT[:-1] + ", fastmath=_FASTMATH, nogil=True)")
+        return fn(name, doc, lines, jit(fastmath=True, nogil=True))
 
     def par_fn(self, mode: str, size: int, cols: str, cplx: bool = False) -> str:
         args = "x, v" if mode == "h" else "x"
         sfx = "_c" if cplx else ""
         dtype = ", dtype=np.complex128" if cplx else ""
-        return _fn(f"_par_{mode}{sfx}({args}, {cols}, idx, N, acc)",
+        return fn(f"_par_{mode}{sfx}({args}, {cols}, idx, N, acc)",
                    "Parallel version of the sample pass: chunks under prange, then a sum.", [
-                       "nc = min(max(N // 2048, 1), 64)",
+                       chunks(),
                        f"rows = np.zeros((nc, {size}){dtype})",
                        "for c in numba.prange(nc):",
                        f"    _acc_{mode}{sfx}({args}, {cols}, idx, c * N // nc, (c + 1) * N // nc, "
@@ -127,7 +127,7 @@ class _SampleFns:
                        "for c in range(nc):",
                        f"    for m in range({size}):",
                        "        acc[m] += rows[c, m]"],
-                   jit=_JIT[:-1] + ", parallel=True)")
+                   jit(parallel=True))
 
     def load_r(self, pr=None) -> list[str]:
         out = []
@@ -171,29 +171,27 @@ class _SampleFns:
     def finish_fns(self) -> list[str]:
         o = self.der.outer
         F = o.outputs["F"][0]
-        out = [_fn("_finish_e(x, acc, N)", "The outer loss from the reduction sums.", [
+        out = [fn("_finish_e(x, acc, N)", "The outer loss from the reduction sums.", [
             *self.load_params(), *self.load_r(), *self.assigns(o, ("F",), self.real),
-            f"return {self.p(F)}"], jit=_JIT)]
+            f"return {self.p(F)}"])]
         if self.prob.analytic:
-            out.append(_fn("_finish_e_c(x, acc, N)", "Complex variant of _finish_e.", [
+            out.append(fn("_finish_e_c(x, acc, N)", "Complex variant of _finish_e.", [
                 *self.load_params(), *self.load_r(), *self.assigns(o, ("F",), self.cplx),
-                f"return {self.p(F, self.cplx)}"], jit=_JIT))
+                f"return {self.p(F, self.cplx)}"]))
         lines = [*self.load_params(), *self.load_r(),
                  *self.assigns(o, ("F", "dx", "dR"), self.real)]
         lines += [f"g[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["dx"])]
         lines += self.chain_grad()
         lines.append(f"return {self.p(F)}")
-        out.append(_fn("_finish_g(x, acc, N, g)",
-                       "Outer chain rule: g = dF/dx + sum_k dF/dR_k * dR_k/dx.", lines,
-                       jit=_JIT))
+        out.append(fn("_finish_g(x, acc, N, g)",
+                       "Outer chain rule: g = dF/dx + sum_k dF/dR_k * dR_k/dx.", lines))
         lines = [*self.load_params(), *self.load_v(), *self.load_r(), *self.jv()]
         lines += self.assigns(o, ("dR", "hx", "hR"), self.real)
         lines += [f"out[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["hx"])]
         lines += self.chain_hvp()
         lines.append("return out")
-        out.append(_fn("_finish_h(x, v, acc, N, out)",
+        out.append(fn("_finish_h(x, v, acc, N, out)",
                        "Outer Hessian-vector product: (F_xx v + F_xR u) + J^T (F_Rx v + F_RR u)"
-                       " + sum_k F_R_k H_k v, with u = J v.", lines,
-                       jit=_JIT))
+                       " + sum_k F_R_k H_k v, with u = J v.", lines))
         return out
 

@@ -17,16 +17,14 @@ True
 
 from __future__ import annotations
 
-import hashlib
-
 import sympy as sp
 
 from ..derive import Derivatives, Tmp
 from ..printer import ComplexPrinter, ScalarPrinter
-from .helpers import _lse_helper, helpers_for
-from .names import RESERVED, CodegenOptions, _column_args, _ident, _TmpNames
+from .names import RESERVED, CodegenOptions, TmpNames, column_args, ident
 from .samples import _SampleFns
-from .text import _esc, _fn, _hessian_fn, _Text, header
+from .skeleton import assemble, esc, finish, fn, hessian_fn, lse_helper, preamble
+from .text import header
 from .vectors import _VectorFns
 
 __all__ = ["module_source"]
@@ -40,19 +38,19 @@ class _Gen(_SampleFns, _VectorFns):
         self.n = len(p.params)
         self.K = len(p.reductions)
         taken = set(RESERVED)
-        args = _column_args(p, taken)
+        args = column_args([c.name for c in p.columns] + [e.name for e in p.elements], taken)
         names: dict = {}
         for s in p.params:
-            names[s] = _ident(s.name, "p_", taken)
+            names[s] = ident(s.name, "p_", taken)
         for s in p.data_symbols:
-            names[s] = _ident(s.name, "d_", taken)
+            names[s] = ident(s.name, "d_", taken)
         for j, s in enumerate(der.v):
             names[s] = f"v{j}"
         for k, r in enumerate(p.reductions):
             names[r.symbol] = f"r{k}"
         for k, s in enumerate(der.u):
             names[s] = f"u{k}"
-        self.names = _TmpNames(names)
+        self.names = TmpNames(names)
         self.M = len(p.vectors)
         self.cols, self.ecols = args[:len(p.columns)], args[len(p.columns):]
         self.col_of = dict(zip([c.name for c in p.columns], self.cols, strict=True))
@@ -70,10 +68,10 @@ class _Gen(_SampleFns, _VectorFns):
             names[el.length] = f"{col}.shape[0]"
         for vt in der.vsums:
             for (y, _, _), vy in zip(vt.locals, vt.vy, strict=True):
-                names[y] = _ident(y.name, "", taken)
-                names[vy] = _ident(vy.name, "", taken)
+                names[y] = ident(y.name, "", taken)
+                names[vy] = ident(vy.name, "", taken)
             for e, _, _ in vt.elements:
-                names[e] = _ident(e.name, "", taken)
+                names[e] = ident(e.name, "", taken)
         self.names.update(names)
         self.ns = len(p.params)
         self.vec_pos = {vec: j for j, vec in enumerate(p.vectors)}
@@ -121,7 +119,7 @@ class _Gen(_SampleFns, _VectorFns):
         names = ", ".join(self.prob.param_names[:8]) + (", ..." if self.n > 8 else "")
         what = "out (the gradient array g)" if arg == "g" else arg
         return (f'if {arg}.shape[0] != {self.n}:\n'
-                f'    raise ValueError("{what} must have {self.n} entries ({_esc(names)})")')
+                f'    raise ValueError("{what} must have {self.n} entries ({esc(names)})")')
 
     def no_alias(self, out: str, *ins: str) -> list[str]:
         """Refuse an output array that overlaps an input (the code writes it before reading
@@ -137,47 +135,28 @@ class _Gen(_SampleFns, _VectorFns):
 
     # -- module ---------------------------------------------------------------------------
     def source(self) -> str:
-        body = self.body()
-        digest = hashlib.sha256(body.encode()).hexdigest()[:16]
-        return self.header(digest) + body
+        return finish(self.body(), self.header)
 
     def header(self, digest: str) -> str:
         return header(self.prob, self.der.policy, self.opts, digest)
 
     def body(self) -> str:
-        T = _Text()
         p = self.prob
-        T('"""Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.')
-        T("")
-        T("x is a float64 vector of the parameters in PARAMS order; data columns are passed")
-        T("positionally in DATA order, then an optional int64 array of sample indices (idx,")
-        T("each in [0, N): checked, ValueError otherwise).")
-        T("Results are written into the output array given (g, out, H), which must not overlap")
-        T("x, v or a data column (checked, ValueError otherwise). Arithmetic follows IEEE 754")
-        T("(error_model='numpy'): a division by zero gives inf or nan, it does not raise.")
-        T('"""')
-        T()
-        T("import cmath  # noqa: F401")
-        T("import math")
-        T()
-        T("import numba")
-        T("import numpy as np")
-        T()
-        T(f"PARAMS = {tuple(p.param_names)!r}")
-        T(f"DATA = {(*(c.name for c in p.columns), *(e.name for e in p.elements))!r}")
-        T(f"KINK_POLICY = {self.der.policy.describe()!r}")
-        T(f"ANALYTIC = {p.analytic!r}")
-        T(f"_FASTMATH = {set(self.opts.fastmath) if self.opts.fastmath else False!r}".replace(
-            "{'contract', 'reassoc'}", "{'reassoc', 'contract'}"))
-        funcs = self.functions()
+        head = preamble([
+            "Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.",
+            "",
+            "x is a float64 vector of the parameters in PARAMS order; data columns are passed",
+            "positionally in DATA order, then an optional int64 array of sample indices (idx,",
+            "each in [0, N): checked, ValueError otherwise).",
+            "Results are written into the output array given (g, out, H), which must not overlap",
+            "x, v or a data column (checked, ValueError otherwise). Arithmetic follows IEEE 754",
+            "(error_model='numpy'): a division by zero gives inf or nan, it does not raise."], [
+            ("PARAMS", tuple(p.param_names)),
+            ("DATA", (*(c.name for c in p.columns), *(e.name for e in p.elements))),
+            ("KINK_POLICY", self.der.policy.describe()), ("ANALYTIC", p.analytic)], self.opts)
+        funcs = self.functions()  # printing them records the logsumexp arities used
         lse = sorted(self.real.lse_arities | self.cplx.lse_arities)
-        helpers = helpers_for("\n".join(funcs), [_lse_helper(a, c) for a in lse
-                                                 for c in (False, True)])
-        for f in ([helpers] if helpers else []) + funcs:
-            T()
-            T()
-            T.block(f.splitlines(), 0)
-        return "\n".join(T.lines).rstrip() + "\n"
+        return assemble(head, funcs, [lse_helper(a, c) for a in lse for c in (False, True)])
 
     def functions(self) -> list[str]:
         if self.prob.vector_sums:
@@ -191,25 +170,25 @@ class _Gen(_SampleFns, _VectorFns):
         o, n = self.der.outer, self.n
         out = []
         F = o.outputs["F"][0]
-        out.append(_fn("value(x)", "The loss at x.", [
+        out.append(fn("value(x)", "The loss at x.", [
             self.check_x(), *self.load_params(), *self.assigns(o, ("F",), self.real),
             f"return {self.p(F)}"]))
         body = [self.check_x(), self.check_x("g"), *self.no_alias("g", "x"), *self.load_params(),
                 *self.assigns(o, ("F", "dx"), self.real)]
         body += [f"g[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["dx"])]
-        out.append(_fn("value_and_grad(x, g)", "The loss at x; its gradient is written into g.",
+        out.append(fn("value_and_grad(x, g)", "The loss at x; its gradient is written into g.",
                        [*body, f"return {self.p(F)}"]))
-        out.append(_fn("grad(x, g)", "Write the gradient at x into g (and return g).", [
+        out.append(fn("grad(x, g)", "Write the gradient at x into g (and return g).", [
             "value_and_grad(x, g)", "return g"]))
         body = [self.check_x(), self.check_x("v"), self.check_x("out"),
                 *self.no_alias("out", "x", "v"), *self.load_params(),
                 *self.load_v(), *self.assigns(o, ("hx",), self.real)]
         body += [f"out[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["hx"])]
-        out.append(_fn("hvp(x, v, out)", "Write the Hessian at x times v into out.",
+        out.append(fn("hvp(x, v, out)", "Write the Hessian at x times v into out.",
                        [*body, "return out"]))
-        out.append(_hessian_fn(n, "x, H", "hvp(x, e, H[:, j])"))
+        out.append(hessian_fn(n, "x, H", "hvp(x, {e}, {col})"))
         if self.prob.analytic:
-            out.append(_fn("value_complex(x)", "The loss at complex x (complex-step checks).", [
+            out.append(fn("value_complex(x)", "The loss at complex x (complex-step checks).", [
                 *self.load_params(), *self.assigns(o, ("F",), self.cplx),
                 f"return {self.p(o.outputs['F'][0], self.cplx)}"]))
         return out

@@ -3,7 +3,8 @@ sum for the value, the gradient scatter, the directional derivative and the HVP 
 
 from __future__ import annotations
 
-from .text import _JIT, _depends, _esc, _fn, _hessian_fn, _off
+from .skeleton import JIT, esc, fn, hessian_fn
+from .text import _depends, _off
 
 
 class _VectorFns:
@@ -22,7 +23,7 @@ class _VectorFns:
     def vec_fns(self, j: int) -> list[str]:
         vs, vt = self.prob.vector_sums[j], self.der.vsums[j]
         prog = vt.program
-        idx = _esc(str(vs.index))
+        idx = esc(str(vs.index))
         rng = [f"lo = int({self.p(vs.lo)})", f"hi = int({self.p(vs.hi)})"]
         if vt.locals:
             offs = [off for _, _, off in vt.locals]
@@ -35,16 +36,16 @@ class _VectorFns:
                 rng += [f"if hi > lo and (lo + {min(offs)} < 0 or "
                         f"hi - 1 + {max(offs)} >= {col}.shape[0]):",
                         f'    raise ValueError("sum {j}: index {idx} reads outside data column '
-                        f'{_esc(el.name)}: pass a longer array or shorten the index range")']
+                        f'{esc(el.name)}: pass a longer array or shorten the index range")']
         eload = [f"{self.names[e]} = np.float64({self.ecol_of[c]}[i{_off(off)}])"
                  for e, c, off in vt.elements]
         ys = [eload + self.vec_load(vt, "x", lambda y, vy: y)]
         vys = [self.vec_load(vt, "v", lambda y, vy: vy)]
         ns = self.ns
         et = "".join(f", {c}" for c in self.ecols)
-        # Plain (no fastmath): the gradient scatters into g[i + k], and reassociation does not
-        # vectorise such loops; measured, the plain loop is the faster one.
-        jit = _JIT
+        # Plain (no fastmath, the skeleton's policy): the gradient scatters into g[i + k], and
+        # reassociation does not vectorise such loops; measured, the plain loop is the faster one.
+        jit = JIT
         out = []
         # value (and its complex variant for complex-step checks)
         variants = [("", self.real, "0.0", f"Sum {j} over its index range.")]
@@ -55,7 +56,7 @@ class _VectorFns:
                     *["    " + ln for ln in ys[0]],
                     *["    " + ln for ln in self.assigns(prog, ("t",), pr)],
                     f"    s += {self.p(prog.outputs['t'][0], pr)}", "return s"]
-            out.append(_fn(f"_vs{j}_value{sfx}(x, n{et})", doc, body, jit))
+            out.append(fn(f"_vs{j}_value{sfx}(x, n{et})", doc, body, jit))
         # gradient scatter
         body = [*self.load_params(), *rng, "s = 0.0", *[f"a{k} = 0.0" for k in range(ns)],
                 "for i in range(lo, hi):", *["    " + ln for ln in ys[0]],
@@ -65,7 +66,7 @@ class _VectorFns:
             body.append(f"    g[{self.loc_index(vec, off)}] += w * ({self.p(gy)})")
         body += [f"    a{k} += {self.p(e)}" for k, e in enumerate(prog.outputs["gx"])]
         body += [f"g[{k}] += w * a{k}" for k in range(ns)] + ["return s"]
-        out.append(_fn(f"_vs{j}_grad(x, n, w, g{et})",
+        out.append(fn(f"_vs{j}_grad(x, n, w, g{et})",
                        f"Sum {j}; adds w times its gradient into g (scattered per element).",
                        body, jit))
         # directional derivative
@@ -74,7 +75,7 @@ class _VectorFns:
                 *["    " + ln for ln in self.assigns(prog, ("t", "dir"), self.real)],
                 f"    s += {self.p(prog.outputs['t'][0])}",
                 f"    u += {self.p(prog.outputs['dir'][0])}", "return s, u"]
-        out.append(_fn(f"_vs{j}_dir(x, v, n{et})", f"Sum {j} and its derivative along v.", body,
+        out.append(fn(f"_vs{j}_dir(x, v, n{et})", f"Sum {j} and its derivative along v.", body,
                        jit))
         # Hessian-vector scatter
         body = [*self.load_params(), *self.load_v(), *rng, *[f"a{k} = 0.0" for k in range(ns)],
@@ -88,7 +89,7 @@ class _VectorFns:
                  for k, (g, h) in enumerate(zip(prog.outputs["gx"], prog.outputs["hx"],
                                                 strict=True))]
         body += [f"out[{k}] += a{k}" for k in range(ns)]
-        out.append(_fn(f"_vs{j}_hvp(x, v, n, w, z, out{et})",
+        out.append(fn(f"_vs{j}_hvp(x, v, n, w, z, out{et})",
                        f"Adds w * (Hessian of sum {j}) v + z * (its gradient) into out.",
                        body, jit))
         return out
@@ -108,14 +109,14 @@ class _VectorFns:
         vecs = ", ".join(v.name for v in p.vectors)
         scal = ", ".join(p.param_names) or "no scalars"
         if self.M:
-            out.append(_fn("_n_vec(x)", "The vectors' length n from the length of x.", [
+            out.append(fn("_n_vec(x)", "The vectors' length n from the length of x.", [
                 f"r = x.shape[0] - {self.ns}",
                 f"if r < {self.M} or r % {self.M} != 0:",
-                f'    raise ValueError("x must hold the scalars ({_esc(scal)}) then the vector(s) '
-                f'({_esc(vecs)}) of one common length n >= 1")',
+                f'    raise ValueError("x must hold the scalars ({esc(scal)}) then the vector(s) '
+                f'({esc(vecs)}) of one common length n >= 1")',
                 f"return r // {self.M}"]))
         else:  # index sums over data columns only: x holds the scalars
-            out.append(_fn("_n_vec(x)", "No parameter vectors: checks x, returns n = 0.", [
+            out.append(fn("_n_vec(x)", "No parameter vectors: checks x, returns n = 0.", [
                 self.check_x(), "return 0"]))
         sizes = {"e": K, "g": K + K * n, "h": K + 2 * K * n}
 
@@ -131,7 +132,7 @@ class _VectorFns:
                 *[f"{S[j]} = _vs{j}_value(x, n{et})" for j in range(m)],
                 *self.load_params(), *self.assigns(o, ("F",), self.real),
                 f"return {self.p(o.outputs['F'][0])}"]
-        out.append(_fn(f"value(x{tail})", "The loss at x.", body))
+        out.append(fn(f"value(x{tail})", "The loss at x.", body))
         # value and gradient
         dS = o.outputs["dR"][K:]
         s_syms = {vs.symbol for vs in p.vector_sums}
@@ -148,9 +149,9 @@ class _VectorFns:
         body += [f"g[{k}] += {self.p(e)}" for k, e in enumerate(o.outputs["dx"])]
         body += self.chain_grad()
         body.append(f"return {self.p(o.outputs['F'][0])}")
-        out.append(_fn(f"value_and_grad(x, g{tail})",
+        out.append(fn(f"value_and_grad(x, g{tail})",
                        "The loss at x; its gradient is written into g.", body))
-        out.append(_fn(f"grad(x, g{tail})", "Write the gradient at x into g.", [
+        out.append(fn(f"grad(x, g{tail})", "Write the gradient at x into g.", [
             f"value_and_grad(x, g{call_tail})", "return g"]))
         # Hessian-vector product
         body = ["n = _n_vec(x)", "if v.shape[0] != x.shape[0] or out.shape[0] != x.shape[0]:",
@@ -165,8 +166,8 @@ class _VectorFns:
         body += [f"_vs{j}_hvp(x, v, n, {self.p(o.outputs['dR'][K + j])}, "
                  f"{self.p(o.outputs['hR'][K + j])}, out{et})" for j in range(m)]
         body.append("return out")
-        out.append(_fn(f"hvp(x, v, out{tail})", "Write the Hessian at x times v into out.", body))
-        out.append(_hessian_fn(None, f"x, H{tail}", f"hvp(x, e, H[:, j]{call_tail})"))
+        out.append(fn(f"hvp(x, v, out{tail})", "Write the Hessian at x times v into out.", body))
+        out.append(hessian_fn(None, f"x, H{tail}", f"hvp(x, {{e}}, {{col}}{call_tail})"))
         if p.analytic:
             body = ["n = _n_vec(x)"]
             if K:
@@ -176,6 +177,6 @@ class _VectorFns:
             body += [f"{S[j]} = _vs{j}_value_c(x, n{et})" for j in range(m)]
             body += [*self.load_params(), *self.assigns(o, ("F",), self.cplx),
                      f"return {self.p(o.outputs['F'][0], self.cplx)}"]
-            out.append(_fn(f"value_complex(x{tail})",
+            out.append(fn(f"value_complex(x{tail})",
                            "The loss at complex x (complex-step checks).", body))
         return out

@@ -42,8 +42,6 @@ class ResidualProblem:
     params: tuple[sp.Symbol, ...]
     columns: tuple[Column, ...]
     data_symbols: tuple[Data, ...]
-    #: No element-wise columns (the scalar code generator's column naming reads this).
-    elements: tuple = ()
 
     @property
     def m(self) -> int:

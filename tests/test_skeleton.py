@@ -1,0 +1,116 @@
+"""The module skeleton every generator shares (symgrad/codegen/skeleton.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad.codegen.skeleton import CHUNK, CodegenOptions, fastmath_literal, hessian_fn, jit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_SCRIPT = """
+import sys
+import symgrad as sg
+from symgrad.codegen import CodegenOptions, module_source
+from symgrad.derive import derive
+from symgrad.problem import problem
+a, b = sg.params("a b"); t = sg.data("t")
+opts = CodegenOptions(fastmath=("nnan", "reassoc", "contract", "arcp"))
+sys.stdout.write(module_source(derive(problem(sg.mean((a * t - b) ** 2))), opts))
+"""
+
+
+def test_fastmath_flags_print_the_same_bytes_in_every_process():
+    """Non-default fastmath flags were printed as a set's repr, whose order follows the string
+    hash seed: the same loss gave different bytes (and content hashes) in two processes."""
+    texts = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
+        texts.add(subprocess.run([sys.executable, "-c", _SCRIPT], env=env, check=True,
+                                 capture_output=True, text=True, cwd=ROOT).stdout)
+    assert len(texts) == 1
+    assert "_FASTMATH = {'nnan', 'reassoc', 'contract', 'arcp'}" in texts.pop()
+
+
+def test_fastmath_literal():
+    assert fastmath_literal(CodegenOptions()) == "{'reassoc', 'contract'}"
+    assert fastmath_literal(CodegenOptions(fastmath=())) == "False"
+    assert fastmath_literal(CodegenOptions(fastmath=("contract", "contract"))) == "{'contract'}"
+
+
+def test_one_decorator_spelling_and_chunk_constant():
+    assert jit() == "@numba.njit(cache=True, error_model='numpy')"
+    assert jit(fastmath=True, parallel=True) == \
+        "@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, parallel=True)"
+    a, b = sg.params("a b")
+    t = sg.data("t")
+    from symgrad.codegen import module_source
+    from symgrad.derive import derive
+    from symgrad.lsq.codegen import residual_source
+    from symgrad.lsq.problem import residual_problem
+    from symgrad.problem import problem
+    scalar = module_source(derive(problem(sg.mean((a * t - b) ** 2))))
+    resid = residual_source(residual_problem(a * t - b))
+    for text in (scalar, resid):
+        assert f"nc = min(max(N // {CHUNK}, 1), 64)" in text
+        assert "@numba.njit(cache=True, fastmath" not in text
+
+
+def test_hessian_text_is_shared():
+    plain = hessian_fn(2, "x, H", "hvp(x, {e}, {col})")
+    via_col = hessian_fn(None, "x, H, dims", "hvp(x, {e}, {col}, dims)", column=True)
+    for text in (plain, via_col):
+        assert "if _overlap(H, x):" in text and "m = 0.5 * (H[j, k] + H[k, j])" in text
+    assert "hvp(x, e, H[:, j])" in plain and "hvp(x, e, col, dims)" in via_col
+
+
+@pytest.fixture(scope="module")
+def array_module(tmp_path_factory):
+    from symgrad.arrays.codegen import array_module_source
+    from symgrad.arrays.problem import array_problem
+    from symgrad.kernel import load_module
+
+    w = sg.params("w", shape=(3,))
+    X = sg.data("X", shape=(3,))
+    path = tmp_path_factory.mktemp("skeleton") / "array_hessian_overlap.py"
+    path.write_text(array_module_source(array_problem(sg.mean((X @ w) ** 2))))
+    return load_module(path, "array_hessian_overlap_test")
+
+
+def test_array_module_hessian_refuses_an_H_overlapping_x(array_module):
+    """The array module's hessian wrapper wrote H column by column over x when they shared
+    memory (the scalar one refused); it is now the shared one, which refuses."""
+    rng = np.random.default_rng(0)
+    Xd = rng.normal(size=(5, 3))
+    dims = np.array([3, 3], dtype=np.int64)  # the sizes D0, D1 named in the header: 3 and 3
+    x = np.array([0.5, -1.0, 2.0])
+    H = np.empty((3, 3))
+    got = array_module.hessian(x, H, dims, Xd, None)
+    np.testing.assert_allclose(got, 2 * Xd.T @ Xd / 5, rtol=1e-12, atol=1e-12)
+    buf = np.zeros(9)
+    buf[:3] = x
+    with pytest.raises(ValueError, match="overlaps x"):
+        array_module.hessian(buf[:3], buf.reshape(3, 3), dims, Xd, None)
+
+
+def test_array_module_hessian_core_and_batch_wrapper(array_module):
+    """``_hessian`` (the core a kernel can call: no idx) stacks the HVP columns; ``hessian``
+    with idx gathers the batch once, as the other wrappers do."""
+    rng = np.random.default_rng(1)
+    Xd = rng.normal(size=(6, 3))
+    dims = np.array([3, 3], dtype=np.int64)
+    x = np.array([0.1, 0.2, -0.3])
+    core = array_module._hessian(x, np.empty((3, 3)), dims, Xd)
+    np.testing.assert_allclose(core, 2 * Xd.T @ Xd / 6, rtol=1e-12, atol=1e-12)
+    idx = np.array([4, 1, 1], dtype=np.int64)
+    batch = array_module.hessian(x, np.empty((3, 3)), dims, Xd, idx)
+    np.testing.assert_allclose(batch, 2 * Xd[idx].T @ Xd[idx] / 3, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="out of range"):
+        array_module.hessian(x, np.empty((3, 3)), dims, Xd, np.array([6], dtype=np.int64))
