@@ -66,7 +66,7 @@ class ArrayKernel:
         #: it compiles the cores alone: the wrappers would add about a second to a cold build).
         self.jit = types.SimpleNamespace(value=module._value,
                                          value_and_grad=module._value_and_grad, hvp=module._hvp,
-                                         hessian=self._hessian_cols)
+                                         hessian=module._hessian)
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{n}{list(s)}" for n, s in self.shapes.items())
@@ -284,17 +284,6 @@ class ArrayKernel:
         self._run("hessian", x, (out,), args)
         self._checked(data, batch, 0.0, out)
         return out
-
-    def _hessian_cols(self, x, H, *args) -> np.ndarray:
-        e, col = np.zeros_like(x), np.empty_like(x)
-        for j in range(x.shape[0]):
-            e[j] = 1.0
-            self.jit.hvp(x, e, col, *args)
-            H[:, j] = col
-            e[j] = 0.0
-        H += H.T
-        H *= 0.5
-        return H
 
     def value_complex(self, x, /, *extra, batch=None, **data) -> complex:
         """The loss at a complex ``x`` (complex-step checks; analytic losses only)."""
