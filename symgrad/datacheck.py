@@ -52,15 +52,14 @@ def result_finite(value: float, *outs: np.ndarray) -> bool:
     that finds nothing."""
     if not math.isfinite(value):
         return False
-    for o in outs:
-        v = o.reshape(-1)
-        if v.size <= 4096:  # BLAS runs this on the calling thread
-            if not math.isfinite(np.dot(v, v)):
-                return False
-        else:
-            with np.errstate(over="ignore", invalid="ignore"):
-                if not math.isfinite(np.add.reduce(v)):
+    with np.errstate(over="ignore", invalid="ignore"):
+        for o in outs:
+            v = o.reshape(-1)
+            if v.size <= 4096:  # BLAS runs this on the calling thread
+                if not math.isfinite(np.dot(v, v)):
                     return False
+            elif not math.isfinite(np.add.reduce(v)):
+                return False
     return True
 
 
