@@ -54,8 +54,7 @@ SCRIPTS: list[tuple] = [
     ("lsq_pass", []),
     ("lsq_compile", ["--P", "10", "40", "80"]),
     ("strd", []),
-    ("dask_scaling", ["--samples", "2e7", "--overhead-samples", "2e7",
-                      "--overhead-chunks", "1e6", "4e6"]),
+    ("dask_scaling", ["--samples", "2e7", "--overhead-chunks", "1e6", "4e6"]),
 ]
 TIMEOUT = 1800.0
 
@@ -161,7 +160,7 @@ def read_rows(path: Path = RESULTS) -> list[dict]:
 
 def table_in(text: str) -> str | None:
     """The text between the results markers of a file (README.md or RESULTS.md)."""
-    m = re.search(re.escape(BEGIN) + r"\n(.*?)\n" + re.escape(END), text, re.S)
+    m = re.search(re.escape(BEGIN) + r"\n(.*?)\n?" + re.escape(END), text, re.S)
     return m.group(1) if m else None
 
 
@@ -203,7 +202,7 @@ def update_readme(rows: list[dict]) -> None:
     text = README.read_text(encoding="utf-8")
     if table_in(text) is None:
         raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
-    new = re.sub(re.escape(BEGIN) + r"\n.*?\n" + re.escape(END),
+    new = re.sub(re.escape(BEGIN) + r"\n.*?\n?" + re.escape(END),
                  lambda _: f"{BEGIN}\n{table(rows)}\n{END}", text, flags=re.S)
     README.write_text(new, encoding="utf-8")
 
