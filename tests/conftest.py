@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import symgrad
+from symgrad import cache
 
 ROOT = Path(symgrad.__file__).resolve().parent.parent
 SEED = 20240611
@@ -42,3 +43,12 @@ def subprocess_env():
 def python() -> str:
     """The interpreter running the tests (for subprocesses)."""
     return sys.executable
+
+
+@pytest.fixture
+def cdir(tmp_path, monkeypatch):
+    """A fresh cache directory for this test (the process-wide choice is reset)."""
+    d = tmp_path / "cache"
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(d))
+    monkeypatch.setattr(cache, "_USABLE", {})
+    return d

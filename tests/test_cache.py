@@ -24,13 +24,6 @@ QUAD_A = "(x1 - 1)**2 + 3*(x2 + 2)**2"
 QUAD_B = "(x1 + 1)**2 + 5*(x2 - 1)**2"
 
 
-@pytest.fixture
-def cdir(tmp_path, monkeypatch):
-    """A fresh cache directory for this test (the process-wide choice is reset)."""
-    d = tmp_path / "cache"
-    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(d))
-    monkeypatch.setattr(cache, "_USABLE", {})
-    return d
 
 
 def _quad(text: str = QUAD_A):

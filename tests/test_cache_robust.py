@@ -17,15 +17,6 @@ import symgrad as sg
 from symgrad import cache
 
 
-@pytest.fixture
-def cdir(tmp_path, monkeypatch):
-    """A fresh cache directory for this test (the process-wide choice is reset)."""
-    d = tmp_path / "cache"
-    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(d))
-    monkeypatch.setattr(cache, "_USABLE", {})
-    return d
-
-
 def _loss(tag: str):
     """A loss of its own (its parameter names) so no other test has imported its module."""
     a, b = sg.params(f"a_{tag} b_{tag}")
