@@ -18,8 +18,7 @@ PKG = Path(__file__).resolve().parent.parent / "symgrad"
 MODULES = sorted(PKG.rglob("*.py"))
 LIMIT = 400
 #: modules still over the limit, with the size they may not exceed (split them by what they do)
-OVER = {"exprparse.py": 432, "cli.py": 412, "train/compiled.py": 411, "train/optim.py": 410,
-        "symbols.py": 405, "arrays/emit.py": 405, "arrays/graph.py": 405}
+OVER = {"exprparse.py": 432, "train/optim.py": 410, "symbols.py": 405}
 #: cycles closed only by function-level imports (may only go away)
 LAZY_CYCLES = [{"symbols.py", "arrays/ops.py"}, {"lsq/command.py", "cli.py"},
                {"train/python_loop.py", "train/lbfgs.py", "train/plan.py", "train/newton.py",
