@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..blas import dot
+from .result import grad_norm as norm  # one norm for the loops (no NumPy BLAS)
 
 __all__ = ["DEFAULT_GTOL", "Monitor", "Outcome", "SecondOrder", "at_rounding_floor", "default_gtol"]
 
@@ -77,10 +77,6 @@ class Outcome:
     losses: list[float]
     step_sizes: list[float]
     grad_norms: list[float]
-
-
-def norm(v: np.ndarray) -> float:
-    return math.sqrt(dot(v, v))
 
 
 #: minimize's default gtol for L-BFGS and Newton: SciPy's L-BFGS-B default (``gtol=1e-5``),
