@@ -152,6 +152,9 @@ def test_gathered_rows_are_checked():
     np.testing.assert_array_equal(m(x, i=np.array([0, 3])), [1.0, 85.0])
     with pytest.raises(ValueError, match=r"index column 'i' has 4 in row 1: U has rows 0\.\.3"):
         m(x, i=np.array([0, 4]))
+    # a uint64 2**64-1 is reported as given, as the loss kernels do (it read as -1 here)
+    with pytest.raises(ValueError, match=r"has 18446744073709551615 in row 2: U has rows"):
+        m(x, i=np.array([0, 1, 2**64 - 1], dtype=np.uint64))
 
 
 def test_float32(small_net):

@@ -158,17 +158,7 @@ class ArrayKernel:
             if batch is not None:
                 raise TypeError("batch= needs a loss with data arrays")
             return (self.dims,)
-        cols, n, first = [], None, None
-        for name in self.data_names:
-            sampled = name in self._sampled
-            a = (_rows(name, data[name], convert=False) if name in self._rows else
-                 _array(name, data[name], self.data_shapes[name], self.dtype, sampled))
-            if sampled and n is None:
-                n, first = a.shape[0], name
-            elif sampled and a.shape[0] != n:
-                raise ValueError(f"data array '{name}' has {a.shape[0]} samples but '{first}' "
-                                 f"has {n}: every array needs one row per sample")
-            cols.append(a)
+        cols, n = read_columns(self, data)
         if n == 0:
             raise ValueError("the data arrays are empty: a reduction needs at least one sample")
         if batch is not None and n is None:
@@ -189,11 +179,7 @@ class ArrayKernel:
         elif batch is not None:
             rows = batch_index(batch, n)
             cols = [c[rows] if p else c for c, p in zip(cols, pick, strict=True)]
-        for k, name in enumerate(self.data_names):
-            if name in self._rows:  # range-checked before the conversion (uint64 2**64-1)
-                _check_rows(self._rows, name, cols[k], rows)
-                cols[k] = np.ascontiguousarray(cols[k], dtype=np.int64)
-        return (self.dims, *cols)
+        return (self.dims, *index_columns(self, cols, rows))
 
     def _data(self, data: Mapping, batch) -> tuple:
         """``data_args`` for one call: no NaN/inf scan unless the loss can hide them."""
@@ -342,6 +328,34 @@ def setup(k, problem, root, source: str, path, module: types.ModuleType,
                                                            n.source_name))
     k.dims = np.array(problem.dims, dtype=np.int64)
     k._offsets = problem.offsets()
+
+def read_columns(k, data: Mapping) -> tuple[list[np.ndarray], int | None]:
+    """The data arrays of the array runtime ``k`` in DATA order, shapes and dtypes checked
+    (index columns as given: see :func:`index_columns`), and the number of samples (None when
+    no array is per sample)."""
+    cols, n, first = [], None, None
+    for name in k.data_names:
+        sampled = name in k._sampled
+        a = (_rows(name, data[name], convert=False) if name in k._rows else
+             _array(name, data[name], k.data_shapes[name], k.dtype, sampled))
+        if sampled and n is None:
+            n, first = a.shape[0], name
+        elif sampled and a.shape[0] != n:
+            raise ValueError(f"data array '{name}' has {a.shape[0]} samples but '{first}' "
+                             f"has {n}: every array needs one row per sample")
+        cols.append(a)
+    return cols, n
+
+
+def index_columns(k, cols: list[np.ndarray], rows=None) -> list[np.ndarray]:
+    """``cols`` with each index column range-checked as given (a uint64 2**64-1 is reported as
+    such, not as -1; ``rows``: the data row of each entry of a batch) and then made int64."""
+    for i, name in enumerate(k.data_names):
+        if name in k._rows:
+            _check_rows(k._rows, name, cols[i], rows)
+            cols[i] = np.ascontiguousarray(cols[i], dtype=np.int64)
+    return cols
+
 
 def _array(name: str, a, shape: tuple, dtype, sampled: bool = True) -> np.ndarray:
     """A float data array: ``(samples, *shape)`` per sample, or exactly ``shape``."""

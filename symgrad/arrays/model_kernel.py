@@ -30,7 +30,7 @@ from ..derive import KinkPolicy
 from ..distributed.detect import has_dask
 from ..errors import ProblemError
 from .codegen import _idents
-from .kernel import ArrayKernel, _array, _rows, setup
+from .kernel import ArrayKernel, index_columns, read_columns, setup
 from .model_problem import ModelProblem
 
 __all__ = ["ModelKernel"]
@@ -85,18 +85,8 @@ class ModelKernel:
     def _columns(self, data: Mapping) -> tuple[list[np.ndarray], int]:
         """The validated arrays in DATA order and the number of samples (no value scan)."""
         check_names(data, self.data_names, "data array")
-        cols, n, first = [], None, None
-        for name in self.data_names:
-            sampled = name in self._sampled
-            a = (_rows(name, data[name]) if name in self._rows else
-                 _array(name, data[name], self.data_shapes[name], self.dtype, sampled))
-            if sampled and n is None:
-                n, first = a.shape[0], name
-            elif sampled and a.shape[0] != n:
-                raise ValueError(f"data array '{name}' has {a.shape[0]} samples but '{first}' "
-                                 f"has {n}: every array needs one row per sample")
-            cols.append(a)
-        return cols, n
+        cols, n = read_columns(self, data)
+        return index_columns(self, cols), n
 
     def _chunks(self, n: int, batch_size: int | None) -> list[slice]:
         if batch_size is None:
