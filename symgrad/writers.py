@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -48,6 +49,22 @@ def _module_level(tree: ast.Module):
         todo.extend(ast.iter_child_nodes(node))
 
 
+#: an import statement at the start of a line (a parenthesised name list may span lines)
+_IMPORT = re.compile(r"^[ \t]*(from[ \t]+[.\w]+[ \t]+import[ \t]+(?:\([^)]*\)|[^\n]*)"
+                     r"|import[ \t]+[^\n]*)", re.M)
+
+
+def _import_statements(text: str):
+    """The import statements of a source text, wherever they stand (module or function level),
+    parsed one by one: parsing and walking the whole file cost ~0.2 s for a closure of the
+    package, paid by the first compile of every process."""
+    for m in _IMPORT.finditer(text):
+        try:
+            yield from ast.parse(m.group(1).strip()).body
+        except SyntaxError:  # an 'import' line inside a string: not a statement
+            continue
+
+
 def imports_of(path: Path, module_level: bool = False, parents: bool = True) -> set[Path]:
     """The package's modules that the source file ``path`` imports: anywhere in it, or only
     those imported when it is (``module_level``). ``parents``: also the packages' ``__init__``
@@ -64,8 +81,9 @@ def imports_of(path: Path, module_level: bool = False, parents: bool = True) -> 
             found.add(f)
         return f is not None
 
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    for node in _module_level(tree) if module_level else ast.walk(tree):
+    text = path.read_text(encoding="utf-8")
+    nodes = _module_level(ast.parse(text)) if module_level else _import_statements(text)
+    for node in nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 head, *rest = alias.name.split(".")
