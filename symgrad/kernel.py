@@ -49,6 +49,9 @@ class Kernel:
     :mod:`symgrad.argcheck` (``out`` overlapping ``x``, ``v`` or a data column: a ValueError).
     """
 
+    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
+    kind: str = "scalar"
+
     #: Models compiled with the loss (``sg.compile(loss, outputs={...})``), packed like ``x``.
     outputs: Mapping = types.MappingProxyType({})
 
@@ -319,7 +322,7 @@ class BoundKernel:
 
     def __init__(self, kernel: Kernel, args: tuple) -> None:
         self.kernel, self.args = kernel, args
-        self.params = kernel.params
+        self.params, self.kind = kernel.params, kernel.kind
         self.data_names: tuple[str, ...] = ()
         self._vg = kernel._impl(args).value_and_grad
         self._cols = kernel._columns(args)

@@ -44,6 +44,9 @@ __all__ = ["ArrayKernel"]
 class ArrayKernel:
     """A compiled array loss: value, gradient, Hessian-vector product and Hessian at ``x``."""
 
+    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
+    kind: str = "array"
+
     #: Models compiled with the loss (``sg.compile(loss, outputs={...})``), packed like ``x``.
     outputs: Mapping = types.MappingProxyType({})
     #: Parameter names in the order they are packed into ``x``; their shapes; the length of x.

@@ -39,6 +39,9 @@ __all__ = ["ModelKernel"]
 class ModelKernel:
     """A compiled model: ``model(x, **data)`` gives the outputs, shape ``(N, *shape)``."""
 
+    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
+    kind: str = "model"
+
     # x's layout is a loss kernel's: the same packing helpers (one definition)
     unpack = ArrayKernel.unpack
     pack = ArrayKernel.pack

@@ -48,7 +48,7 @@ class DaskKernel:
 
     def __init__(self, kernel, chunks: Chunks) -> None:
         self.kernel, self.chunks = kernel, chunks
-        self.params = kernel.params
+        self.params, self.kind = kernel.params, kernel.kind
         self.n_params = kernel.n_params
         self.spec = ModuleSpec.of(kernel)
         self._K = len(kernel.problem.reductions)

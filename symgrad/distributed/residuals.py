@@ -32,6 +32,9 @@ __all__ = ["DaskResiduals", "bind_residuals"]
 class DaskResiduals:
     """A :class:`~symgrad.ResidualKernel` bound to Dask columns (``rk.bind(t=dask_t, ...)``)."""
 
+    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
+    kind: str = "residual"
+
     def __init__(self, kernel, chunks: Chunks) -> None:
         self.kernel, self.chunks = kernel, chunks
         self.params, self.n_params, self.m = kernel.params, kernel.n_params, kernel.m

@@ -40,6 +40,9 @@ class ResidualKernel:
     also exists on :meth:`bind`'s result without the data keywords.
     """
 
+    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
+    kind: str = "residual"
+
     def __init__(self, problem: ResidualProblem, source: str, path: Path,
                  module: types.ModuleType) -> None:
         self.problem = problem
@@ -125,6 +128,9 @@ class ResidualKernel:
 
 class BoundResiduals:
     """A :class:`ResidualKernel` with its data validated once (``kernel.bind(...)``)."""
+
+    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
+    kind: str = "residual"
 
     def __init__(self, kernel: ResidualKernel, cols: tuple[np.ndarray, ...], n: int) -> None:
         self.kernel, self.cols = kernel, cols

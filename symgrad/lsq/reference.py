@@ -87,6 +87,9 @@ class ReferenceResiduals:
     flattened sample-major: entry ``i*m + k`` is residual ``k`` of sample ``i``.
     """
 
+    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
+    kind: str = "residual"
+
     def __init__(self, resid, params=None, data=None) -> None:
         from .problem import residual_exprs
 
@@ -210,6 +213,9 @@ class ReferenceResiduals:
 
 class BoundResiduals:
     """A residual kernel with its data bound: ``residuals(x)``, ``normal(x)``, ..."""
+
+    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
+    kind: str = "residual"
 
     def __init__(self, kernel, data: dict[str, Any]) -> None:
         self.kernel, self.data = kernel, dict(data)
