@@ -28,17 +28,23 @@ from .functions import (
     softmax,
     softplus,
 )
-from .kernel import BoundKernel, Kernel
 from .lsq import LeastSquaresResult, ResidualKernel, compile_residuals, curve_fit, least_squares
 from .problem import ProblemError
+from .runtime.base import Kernel
+from .runtime.bound import Bound, BoundResiduals
 from .scipy_interop import scipy_objective
 from .symbols import data, index, mean, params, sum
 from .train import OptimizeResult, minimize, optim, schedules
 from .version import __version__
 
+#: The former name of :class:`Bound` (kept for existing code).
+BoundKernel = Bound
+
 __all__ = [
     "ArrayKernel",
+    "Bound",
     "BoundKernel",
+    "BoundResiduals",
     "DaskKernel",
     "GradCheck",
     "HessianCheck",

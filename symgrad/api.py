@@ -25,9 +25,10 @@ from .arrays.model_kernel import ModelKernel
 from .cache import cached_module, code_digest, write_atomic
 from .codegen import CodegenOptions, header, module_source
 from .derive import KinkPolicy, derive
-from .kernel import Kernel
+from .kernel import ScalarKernel
 from .output import check_output
 from .problem import ProblemError, problem
+from .runtime.base import Kernel
 from .symbols import Data, as_expr, normalize_name
 from .version import __version__
 
@@ -171,7 +172,7 @@ def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None =
         _cache_key(prob, policy, opts),
         lambda digest: header(prob, policy, opts, digest),
         lambda: module_source(derive(prob, policy), opts))
-    return Kernel(prob, src, path, mod, parallel=parallel)
+    return ScalarKernel(prob, src, path, mod, parallel=parallel, policy=policy)
 
 
 def _cache_key(prob, policy: KinkPolicy, opts: CodegenOptions) -> str:

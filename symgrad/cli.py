@@ -27,10 +27,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
+from .cliargs import CLIError, _names, _Parser, parse_vector
 from .datafile import read_data_file
 
 __all__ = ["CLIError", "build_parser", "main", "parse_schedule", "parse_vector"]
@@ -38,34 +39,6 @@ __all__ = ["CLIError", "build_parser", "main", "parse_schedule", "parse_vector"]
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad")
 SCHEDULE_HELP = ("constant | time_decay:DECAY | step:STEP_SIZE[:GAMMA] | "
                  "exponential:GAMMA[:STEP_SIZE] | cosine:DECAY_STEPS[:ALPHA]")
-
-
-class CLIError(Exception):
-    """A user error: printed as one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (and the usual exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-# --------------------------------------------------------------------------- argument parsing
-
-
-def parse_vector(text: str, what: str = "vector") -> np.ndarray:
-    """``"1,2.5 -3"`` -> ``array([1., 2.5, -3.])``."""
-    parts = text.replace(",", " ").split()
-    try:
-        v = np.array([float(p) for p in parts], dtype=np.float64)
-    except ValueError:
-        raise CLIError(f"{what} must be numbers separated by commas, got {text!r}") from None
-    if v.size == 0:
-        raise CLIError(f"{what} is empty")
-    if not np.all(np.isfinite(v)):
-        raise CLIError(f"{what} must be finite, got {text!r}")
-    return v
 
 
 def parse_schedule(spec: str | None, lr: float):
@@ -93,10 +66,6 @@ def parse_schedule(spec: str | None, lr: float):
     if not lo <= len(nums) <= hi:
         raise CLIError(f"--schedule {spec!r}: expected {SCHEDULE_HELP}")
     return fn(*nums)
-
-
-def _names(text: str | None) -> list[str] | None:
-    return None if text is None else text.replace(",", " ").split()
 
 
 # --------------------------------------------------------------------------- loading a loss

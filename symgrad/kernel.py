@@ -1,4 +1,4 @@
-"""Module text -> real file -> import -> Numba-compiled :class:`Kernel`.
+"""Module text -> real file -> import -> Numba-compiled :class:`ScalarKernel`.
 
 The stage that runs the generated code. The file side (the verified per-user cache directory,
 atomic writes, imports) is :mod:`symgrad.cache`; its names are re-exported here.
@@ -12,7 +12,6 @@ atomic writes, imports) is :mod:`symgrad.cache`; its names are re-exported here.
 
 from __future__ import annotations
 
-import math
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,22 +21,24 @@ import numpy as np
 from numba.core.caching import NullCache
 from numba.core.registry import CPUDispatcher
 
-from .argcheck import BoundOut, as_out, as_vector, data_inputs, no_positional
+from .argcheck import as_out, as_vector
 from .cache import cache_dir, load_module, write_atomic
-from .datacheck import batch_index, check_names, column, may_hide, raise_non_finite, result_finite
+from .datacheck import batch_index, check_names, column, may_hide, raise_non_finite
+from .derive import KinkPolicy, derive
 from .distributed.detect import dask_args, has_dask
 from .numbacache import guard_numba_cache
 from .problem import Problem
+from .runtime.base import Kernel
+from .runtime.formulas import program_text
 
-__all__ = ["Kernel", "cache_dir", "load_module", "write_atomic"]
+__all__ = ["Kernel", "ScalarKernel", "cache_dir", "load_module", "write_atomic"]
 
-_H = "out (the Hessian H)"  # as the compiled code names it
 #: Above this many samples the parallel (prange) variant is used when ``parallel=None``.
 PARALLEL_THRESHOLD = 50_000
 
 
-class Kernel:
-    """A compiled loss: value, gradient, Hessian and HVP at a parameter vector ``x``.
+class ScalarKernel(Kernel):
+    """A compiled scalar loss: value, gradient, Hessian and HVP at a parameter vector ``x``.
 
     ``x`` is packed in :attr:`params` order (a list is accepted; a float64 array avoids a copy).
     Losses with data take the columns by name (``f.value(x, t=t, y=y)``) and an optional
@@ -49,15 +50,16 @@ class Kernel:
     :mod:`symgrad.argcheck` (``out`` overlapping ``x``, ``v`` or a data column: a ValueError).
     """
 
-    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
     kind: str = "scalar"
 
     #: Models compiled with the loss (``sg.compile(loss, outputs={...})``), packed like ``x``.
     outputs: Mapping = types.MappingProxyType({})
 
     def __init__(self, problem: Problem, source: str, path: Path, module: types.ModuleType,
-                 parallel: bool | None = None) -> None:
+                 parallel: bool | None = None, policy: KinkPolicy | None = None) -> None:
         self.problem = problem
+        #: The kink policy the derivatives were generated with.
+        self.policy = policy or KinkPolicy()
         self.expr = problem.expr
         self.source = source
         self.path = Path(path)
@@ -67,6 +69,8 @@ class Kernel:
         self.params: tuple[str, ...] = problem.param_names + tuple(f"{v}[:]" for v in self.vectors)
         #: Length of x, or None when it depends on the vectors' call-time length.
         self.n_params: int | None = None if self.vectors else len(self.params)
+        self.shapes: dict[str, tuple] = {**dict.fromkeys(problem.param_names, ()),
+                                         **dict.fromkeys(self.vectors, (None,))}
         self._samples: tuple[str, ...] = tuple(c.name for c in problem.columns)
         self._elements: tuple[str, ...] = tuple(e.name for e in problem.elements)
         #: Every data column the loss reads: per-sample columns, then element-wise ones.
@@ -105,6 +109,23 @@ class Kernel:
         return self.problem.param_names + tuple(f"{v}[{i}]" for v in self.vectors
                                                 for i in range(n))
 
+    def _layout(self, size: int | None) -> list[tuple[str, tuple]]:
+        if size is None or not self.vectors:
+            return list(self.shapes.items())
+        n = self.vector_length(size)
+        return [(p, s if not s else (n,)) for p, s in self.shapes.items()]
+
+    def formulas(self) -> str:
+        """The loss and its exact derivatives as the straight-line program the module computes:
+        per-sample reductions ``e`` and their gradients ``g``, then the loss ``F`` of the
+        parameters and reductions ``R`` and its gradient ``dx``, ``dR``."""
+        d = derive(self.problem, self.policy)
+        parts = [f"loss = {self.expr}"]
+        if self.problem.reductions:
+            parts.append("# per sample\n" + program_text(d.sample, ("e", "g")))
+        parts.append("# outer\n" + program_text(d.outer, ("F", "dx", "dR")))
+        return "\n".join(parts)
+
     def vector_length(self, size: int) -> int:
         """The vectors' length n for an x of ``size`` entries."""
         m = len(self.vectors)
@@ -124,9 +145,6 @@ class Kernel:
 
     def _out(self, out, shape: tuple[int, ...], what: str = "out", inputs=()) -> np.ndarray:
         return as_out(out, shape, what, inputs=inputs)
-
-    def _inputs(self, data: Mapping, *named) -> list:  # what out must not overlap
-        return [*named, *data_inputs(data)]
 
     def _columns(self, args: tuple) -> dict[str, np.ndarray]:  # data_args's columns by name
         return dict(zip(self.data_names, args, strict=False))
@@ -184,26 +202,18 @@ class Kernel:
                 return self._jit_par
         return self.jit
 
-    def _call(self, name: str, x, args: tuple, *outs):
-        return getattr(self._impl(args), name)(x, *outs, *args)
-
-    def _data(self, data: Mapping, batch) -> tuple:
-        """``data_args`` for one call: no NaN/inf scan unless the loss can hide them."""
-        return self.data_args(data, batch, scan=self._scan_always)
-
-    def _checked(self, data: Mapping, batch, value: float, *outs: np.ndarray) -> float:
-        """``value`` when it and ``outs`` are finite or the data are; else the error naming the
-        first non-finite data value the call read (its column and row)."""
-        if self.data_names and not self._scan_always and not result_finite(value, *outs):
-            self._name_non_finite(data, batch)
-        return value
-
     def _name_non_finite(self, data: Mapping, batch=None) -> None:  # the first one read
         raise_non_finite({c: data[c] for c in self._samples}, batch)
         raise_non_finite({c: data[c] for c in self._elements}, units=dict.fromkeys(
             self._elements, "element"))
 
-    # -- public evaluation ------------------------------------------------------------------
+    # -- the compiled calls ---------------------------------------------------------------------
+    def _run(self, name: str, x, args: tuple, *outs):
+        return getattr(self._impl(args), name)(x, *outs, *args)
+
+    def _run_complex(self, x, args: tuple) -> complex:
+        return self.module.value_complex(x, *args)
+
     def value(self, x, /, *extra, batch=None, **data) -> float:
         """The loss at ``x``."""
         if self._exact_value is not None and not data and batch is None and not extra:
@@ -211,23 +221,13 @@ class Kernel:
                 return self._exact_value(x)
             except TypeError:  # not a C-contiguous float64 vector: validate and convert below
                 pass
-        no_positional(extra, self.data_names, "value")
-        x = self._x(x)
-        return self._checked(data, batch, float(self._call("value", x, self._data(data, batch))))
+        return Kernel.value(self, x, *extra, batch=batch, **data)
 
-    def value_and_grad(self, x, /, out=None, *extra, batch=None,
-                       **data) -> tuple[float, np.ndarray]:
-        """The loss at ``x`` and its gradient (written into ``out`` when given).
-
-        For losses without data this is replaced per instance by a faster function of
-        ``(x, out=None)`` alone (see :meth:`_fast_value_and_grad`).
-        """
-        no_positional(extra, self.data_names, "value_and_grad")
-        x = self._x(x)
-        args = self._data(data, batch)
-        out = self._out(out, x.shape, "out", self._inputs(data, ("x", x)))
-        v = float(self._call("value_and_grad", x, args, out))
-        return self._checked(data, batch, v, out), out
+    def grad(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
+        """The gradient at ``x`` (written into ``out`` when given)."""
+        if not (data or extra) and batch is None:
+            return self.value_and_grad(x, out)[1]  # the fast path of data-free losses
+        return Kernel.grad(self, x, out, *extra, batch=batch, **data)
 
     def _fast_value_and_grad(self, exact):
         """``value_and_grad`` for losses without data, the optimizers' hot path. ``exact`` takes
@@ -248,121 +248,8 @@ class Kernel:
                 return checked(x, out, *extra)
 
         value_and_grad.__doc__ = Kernel.value_and_grad.__doc__
-        value_and_grad.__qualname__ = "Kernel.value_and_grad"
+        value_and_grad.__qualname__ = "ScalarKernel.value_and_grad"
         return value_and_grad
-
-    def grad(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
-        """The gradient at ``x`` (written into ``out`` when given)."""
-        no_positional(extra, self.data_names, "grad")
-        if data or batch is not None:
-            return Kernel.value_and_grad(self, x, out, batch=batch, **data)[1]
-        return self.value_and_grad(x, out)[1]
-
-    def hessian(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
-        """The Hessian at ``x`` as an ``(n, n)`` array."""
-        no_positional(extra, self.data_names, "hessian")
-        x = self._x(x)
-        args = self._data(data, batch)
-        out = self._out(out, (x.shape[0], x.shape[0]), _H, self._inputs(data, ("x", x)))
-        self._call("hessian", x, args, out)
-        self._checked(data, batch, 0.0, out)
-        return out
-
-    def hvp(self, x, v, /, out=None, *extra, batch=None, **data) -> np.ndarray:
-        """The Hessian at ``x`` times the vector ``v``, without forming the Hessian."""
-        no_positional(extra, self.data_names, "hvp")
-        x = self._x(x)
-        v = self._x(v, "v", x.shape[0])
-        args = self._data(data, batch)
-        out = self._out(out, x.shape, "out", self._inputs(data, ("x", x), ("v", v)))
-        self._call("hvp", x, args, v, out)
-        self._checked(data, batch, 0.0, out)
-        return out
-
-    def value_complex(self, x, /, *extra, batch=None, **data) -> complex:
-        """The loss at a complex ``x`` (for complex-step checks; analytic losses only)."""
-        no_positional(extra, self.data_names, "value_complex")
-        if not self.analytic:
-            raise TypeError("value_complex needs an analytic loss (no abs/max/min/relu/"
-                            "Piecewise/sign); use a finite-difference method instead")
-        x = np.ascontiguousarray(x, dtype=np.complex128)
-        if x.ndim != 1:
-            raise ValueError(f"x must be 1-D, got shape {x.shape}")
-        if self._n is None:
-            self.vector_length(x.shape[0])
-        elif x.shape[0] != self._n:
-            raise ValueError(f"x must have {self._n} entries, got shape {x.shape}")
-        args = self.data_args(data, batch)
-        try:
-            return complex(self.module.value_complex(x, *args))
-        except ZeroDivisionError:  # Numba's complex division raises even under IEEE rules
-            return complex(math.nan, math.nan)
-
-    def bind(self, **data) -> BoundKernel:
-        """Validate data once and return a kernel of ``x`` alone (for hot loops).
-
-        >>> import symgrad as sg, numpy as np
-        >>> a = sg.params("a"); t = sg.data("t")
-        >>> fb = sg.compile(sg.mean((a - t)**2)).bind(t=np.array([1.0, 3.0]))
-        >>> fb.value(np.array([2.0]))
-        1.0
-        """
-        args = self.data_args(data)
-        return args.bound if type(args) is not tuple else BoundKernel(self, args)
-
-
-class BoundKernel:
-    """A :class:`Kernel` (or :class:`~symgrad.ArrayKernel`) with its data validated once; the same
-    methods without data arguments, and the same checks of ``x``, ``v`` and ``out`` as unbound.
-
-    The data are scanned for NaN/inf when bound, and not copied: a non-finite value (output of
-    ``hvp``/``hessian``) names the first non-finite datum of the bound data, so one written into
-    them since is still reported (``value_and_grad``, the hot path, looks at the value alone).
-    """
-
-    def __init__(self, kernel: Kernel, args: tuple) -> None:
-        self.kernel, self.args = kernel, args
-        self.params, self.kind = kernel.params, kernel.kind
-        self.data_names: tuple[str, ...] = ()
-        self._vg = kernel._impl(args).value_and_grad
-        self._cols = kernel._columns(args)
-        self._out = BoundOut(kernel._out, kernel._inputs(self._cols))
-        self._check = bool(kernel.data_names)
-
-    def _checked(self, value: float, *outs: np.ndarray) -> float:
-        if self._check and not result_finite(value, *outs):
-            self.kernel._name_non_finite(self._cols)
-        return value
-
-    def value(self, x) -> float:
-        k = self.kernel
-        return self._checked(float(k._call("value", k._x(x), self.args)))
-
-    def value_and_grad(self, x, out=None) -> tuple[float, np.ndarray]:
-        k = self.kernel
-        x = k._x(x)
-        out = self._out(out, x.shape, "out", ("x", x))
-        return self._checked(float(self._vg(x, out, *self.args))), out
-
-    def grad(self, x, out=None) -> np.ndarray:
-        return self.value_and_grad(x, out)[1]
-
-    def hvp(self, x, v, out=None) -> np.ndarray:
-        k = self.kernel
-        x = k._x(x)
-        v = k._x(v, "v", x.shape[0])
-        out = self._out(out, x.shape, "out", ("x", x), ("v", v))
-        k._call("hvp", x, self.args, v, out)
-        self._checked(0.0, out)
-        return out
-
-    def hessian(self, x, out=None) -> np.ndarray:
-        k = self.kernel
-        x = k._x(x)
-        out = self._out(out, (x.shape[0], x.shape[0]), _H, ("x", x))
-        k._call("hessian", x, self.args, out)
-        self._checked(0.0, out)
-        return out
 
 
 class _ExactDispatcher(CPUDispatcher):

@@ -22,7 +22,7 @@ import sympy as sp
 
 from .errors import ProblemError
 from .functions import ANALYTIC, SUPPORTED
-from .symbols import (
+from .symtypes import (
     Data,
     DataVector,
     Index,

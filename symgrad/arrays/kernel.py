@@ -22,18 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from .. import blas
-from ..argcheck import as_out, as_vector, data_inputs, no_positional
+from ..argcheck import as_out, as_vector
 from ..datacheck import (
     batch_index,
     check_names,
     may_hide,
     overflow_error,
     raise_non_finite,
-    result_finite,
 )
 from ..derive import KinkPolicy
 from ..distributed.detect import dask_args, has_dask
-from ..kernel import _H, BoundKernel
+from ..runtime.base import Kernel
 from .autodiff import topo
 from .graph import Gather, Map, N, Reduce
 from .problem import ArrayProblem
@@ -41,11 +40,11 @@ from .problem import ArrayProblem
 __all__ = ["ArrayKernel"]
 
 
-class ArrayKernel:
+class ArrayKernel(Kernel):
     """A compiled array loss: value, gradient, Hessian-vector product and Hessian at ``x``."""
 
-    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
     kind: str = "array"
+    _data_kind = "data array"
 
     #: Models compiled with the loss (``sg.compile(loss, outputs={...})``), packed like ``x``.
     outputs: Mapping = types.MappingProxyType({})
@@ -74,7 +73,7 @@ class ArrayKernel:
     def __repr__(self) -> str:
         ps = ", ".join(f"{n}{list(s)}" for n, s in self.shapes.items())
         data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
-        return f"<ArrayKernel params=({ps}){data}>"
+        return f"<symgrad.ArrayKernel params=({ps}){data}>"
 
     def formulas(self) -> str:
         """The loss and its gradient as straight-line array formulas (``dW1 = ...``)."""
@@ -85,35 +84,6 @@ class ArrayKernel:
         return program({"loss": self.problem.loss,
                         **{f"d{p.name}": g for p, g in zip(self.problem.params, grads,
                                                             strict=True)}})
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        """One name per entry of ``x``: ``W1[0, 1]``, ``b1[3]``, ``lam`` (for reports)."""
-        return tuple(f"{n}[{', '.join(map(str, i))}]" if s else n
-                     for n, s in self.shapes.items() for i in np.ndindex(*s))
-
-    # -- packing -------------------------------------------------------------------------------
-    def unpack(self, x) -> dict[str, np.ndarray]:
-        """Views of ``x`` per parameter, in their shapes (writes go through to ``x``)."""
-        x = self._x(x)
-        return {n: x[o:o + math.prod(s)].reshape(s)
-                for (n, s), o in zip(self.shapes.items(), self._offsets, strict=True)}
-
-    def pack(self, **arrays) -> np.ndarray:
-        """The flat ``x`` from one array per parameter (by name)."""
-        missing = [n for n in self.params if n not in arrays]
-        if missing:
-            raise TypeError(f"pack needs every parameter; missing {', '.join(missing)}")
-        extra = sorted(set(arrays) - set(self.params))
-        if extra:
-            raise TypeError(f"unknown parameter '{extra[0]}' (parameters: {self.params})")
-        out = np.empty(self.n_params, dtype=self.dtype)
-        for n, o in zip(self.params, self._offsets, strict=True):
-            a = np.asarray(arrays[n], dtype=self.dtype)
-            if a.shape != self.shapes[n]:
-                raise ValueError(f"parameter {n} must have shape {self.shapes[n]}, got {a.shape}")
-            out[o:o + a.size] = a.ravel()
-        return out
 
     def init(self, seed: int = 0, scale: float = 1.0) -> np.ndarray:
         """A random starting point: matrices ~ N(0, scale/fan_in) (He/LeCun), vectors and
@@ -138,10 +108,6 @@ class ArrayKernel:
 
     def _out(self, out, shape: tuple, what: str = "out", inputs=()) -> np.ndarray:
         return as_out(out, shape, what, self.dtype, inputs=inputs, contiguous=True)
-
-    def _inputs(self, data: Mapping, *named) -> list:
-        """What an ``out`` must not overlap: ``named`` (``("x", x)``...) and the data."""
-        return [*named, *data_inputs(data, "data array")]
 
     def _columns(self, args: tuple) -> dict[str, np.ndarray]:
         """The validated data arrays of ``data_args``'s result, by name."""
@@ -184,17 +150,6 @@ class ArrayKernel:
             cols = [c[rows] if p else c for c, p in zip(cols, pick, strict=True)]
         return (self.dims, *index_columns(self, cols, rows))
 
-    def _data(self, data: Mapping, batch) -> tuple:
-        """``data_args`` for one call: no NaN/inf scan unless the loss can hide them."""
-        return self.data_args(data, batch, scan=self._scan_always)
-
-    def _checked(self, data: Mapping, batch, value: float, *outs: np.ndarray) -> float:
-        """``value`` when it and ``outs`` are finite or the data are; else the error naming the
-        first non-finite data value the call read (its array and row)."""
-        if self.data_names and not self._scan_always and not result_finite(value, *outs):
-            self._name_non_finite(data, batch)
-        return value
-
     def _name_non_finite(self, data: Mapping, batch=None) -> None:
         """Raise the error for the first non-finite value of the data a call read, if any."""
         sampled = {c: data[c] for c in self.data_names if c in self._sampled}
@@ -215,7 +170,7 @@ class ArrayKernel:
                     raise err
 
     # -- evaluation -------------------------------------------------------------------------------
-    def _run(self, name: str, x, outs: tuple, args: tuple):
+    def _run(self, name: str, x, args: tuple, *outs):
         """Call a compiled function (``args``: :meth:`data_args`'s result); a row out of range
         (of data changed since they were bound) is reported with its column and row."""
         blas.refresh()
@@ -228,71 +183,8 @@ class ArrayKernel:
                 _check_rows(self._rows, col, a)
             raise
 
-    def _call(self, name: str, x, args: tuple, *outs):
-        """:meth:`_run` in the argument order :class:`~symgrad.BoundKernel` uses."""
-        return self._run(name, x, outs, args)
-
-    def value(self, x, /, *extra, batch=None, **data) -> float:
-        """The loss at ``x``."""
-        no_positional(extra, self.data_names, "value")
-        x = self._x(x)
-        v = float(self._run("value", x, (), self._data(data, batch)))
-        return self._checked(data, batch, v)
-
-    def value_and_grad(self, x, /, out=None, *extra, batch=None,
-                       **data) -> tuple[float, np.ndarray]:
-        """The loss at ``x`` and its gradient (into ``out`` when given), packed like ``x``."""
-        no_positional(extra, self.data_names, "value_and_grad")
-        x = self._x(x)
-        args = self._data(data, batch)
-        out = self._out(out, x.shape, "out", self._inputs(data, ("x", x)))
-        v = float(self._run("value_and_grad", x, (out,), args))
-        return self._checked(data, batch, v, out), out
-
-    def grad(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
-        """The gradient at ``x``, packed like ``x``."""
-        no_positional(extra, self.data_names, "grad")
-        return self.value_and_grad(x, out, batch=batch, **data)[1]
-
-    def hvp(self, x, v, /, out=None, *extra, batch=None, **data) -> np.ndarray:
-        """The Hessian at ``x`` times ``v``, without forming the Hessian."""
-        no_positional(extra, self.data_names, "hvp")
-        x, v = self._x(x), self._x(v, "v")
-        args = self._data(data, batch)
-        out = self._out(out, x.shape, "out", self._inputs(data, ("x", x), ("v", v)))
-        self._run("hvp", x, (v, out), args)
-        self._checked(data, batch, 0.0, out)
-        return out
-
-    def hessian(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
-        """The ``(n, n)`` Hessian, one HVP per column, symmetrised (for small problems)."""
-        no_positional(extra, self.data_names, "hessian")
-        x = self._x(x)
-        args = self._data(data, batch)
-        out = self._out(out, (x.shape[0], x.shape[0]), _H, self._inputs(data, ("x", x)))
-        self._run("hessian", x, (out,), args)
-        self._checked(data, batch, 0.0, out)
-        return out
-
-    def value_complex(self, x, /, *extra, batch=None, **data) -> complex:
-        """The loss at a complex ``x`` (complex-step checks; analytic losses only)."""
-        no_positional(extra, self.data_names, "value_complex")
-        if not self.analytic:
-            raise TypeError("value_complex needs an analytic loss (no abs/max/relu/Piecewise); "
-                            "use a finite-difference method instead")
-        x = np.ascontiguousarray(x, dtype=np.complex128)
-        if x.shape != (self.n_params,):
-            raise ValueError(f"x must be a vector of {self.n_params} values, got {x.shape}")
-        return complex(self.module._value_complex(x, *self.data_args(data, batch)))
-
-    def bind(self, **data) -> BoundKernel:
-        """Validate data once and return a kernel of ``x`` alone (for hot loops)."""
-        return BoundKernel(self, self.data_args(data))
-
-    def _impl(self, args: tuple) -> types.SimpleNamespace:
-        """The compiled functions (one variant: BLAS and one loop per node, no prange)."""
-        return self.jit
-
+    def _run_complex(self, x, args: tuple) -> complex:
+        return self.module._value_complex(x, *args)
 
 
 def setup(k, problem, root, source: str, path, module: types.ModuleType,

@@ -30,7 +30,6 @@ from ..problem import ProblemError
 from ..version import __version__
 from .build import canonical
 from .graph import Leaf
-from .kernel import ArrayKernel
 from .model_codegen import model_header, model_module_source
 from .model_kernel import ModelKernel
 from .model_problem import ModelProblem, is_model, model_problem
@@ -80,7 +79,7 @@ def with_outputs(kernel, outputs, *, policy: KinkPolicy | None = None, dtype: st
     if getattr(kernel, "vectors", ()):
         raise ProblemError("outputs= needs a loss without indexed vectors (x's length would "
                            "depend on the vectors' length)")
-    params = (list(kernel.problem.params) if isinstance(kernel, ArrayKernel) else
+    params = (list(kernel.problem.params) if kernel.kind == "array" else
               [Leaf("param", name, ()) for name in kernel.params])
     compiled = {}
     for name, expr in outputs.items():

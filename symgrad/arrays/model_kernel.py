@@ -47,6 +47,7 @@ class ModelKernel:
     pack = ArrayKernel.pack
     init = ArrayKernel.init
     labels = ArrayKernel.labels
+    _layout = ArrayKernel._layout
     _x = ArrayKernel._x
     _run = ArrayKernel._run
 
@@ -136,7 +137,7 @@ class ModelKernel:
         x = self._x(x)
 
         def fill(args, out):
-            self._run("predict", x, (out,), args)
+            self._run("predict", x, args, out)
 
         return self._each(data, batch_size, (), fill)
 
@@ -147,7 +148,7 @@ class ModelKernel:
         x, v = self._x(x), self._x(v, "v")
 
         def fill(args, out):
-            self._run("jvp", x, (v, out), args)
+            self._run("jvp", x, args, v, out)
 
         return self._each(data, batch_size, (), fill)
 
@@ -163,7 +164,7 @@ class ModelKernel:
         x = self._x(x)
         if wrt is None:
             def fill(args, out):
-                self._run("jacobian", x, (out,), args)
+                self._run("jacobian", x, args, out)
 
             return self._each(data, batch_size, (self.n_params,), fill)
         name = self._by_data(wrt)
@@ -177,7 +178,7 @@ class ModelKernel:
             col = np.empty(out.shape[:1 + len(self.shape)], dtype=self.dtype)
             for k in range(width):
                 v[:, k] = 1.0
-                self._run(name, x, (v.reshape(n, *inner), col), args)
+                self._run(name, x, args, v.reshape(n, *inner), col)
                 flat[..., k] = col
                 v[:, k] = 0.0
 

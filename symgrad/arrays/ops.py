@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import sympy as sp
 
 from ..minmax import Max2, Min2
+from ..symtypes import Data, Index, IndexedSum, Param, Reduction
+from ..symtypes import Sum as SampleSum
 from .graph import Leaf, N, Node, ShapeError, contract, map_, ph, reduce_
 from .reductions import log_softmax, logsumexp, max_, mean, softmax, sum_
 from .windows import gather, window
@@ -67,9 +69,6 @@ def lift(e) -> Node | sp.Expr:
 
 
 def _lift_scalar(e: sp.Expr) -> Node:
-    from ..symbols import Data, Index, IndexedSum, Param, Reduction
-    from ..symbols import Sum as SampleSum
-
     if e.has(IndexedSum) or any(isinstance(s, Index) for s in e.free_symbols):
         raise ShapeError("index sums (sg.sum(term, (i, lo, hi))) cannot be mixed with array "
                          "expressions yet")

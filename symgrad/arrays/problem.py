@@ -23,7 +23,7 @@ import sympy as sp
 
 from ..functions import ANALYTIC
 from ..problem import ProblemError, _check_functions
-from ..symbols import declaration_order
+from ..symtypes import declaration_order
 from .autodiff import topo
 from .graph import Dim, Leaf, Map, N, Node, Reduce
 from .ops import lift

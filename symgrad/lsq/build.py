@@ -52,6 +52,6 @@ def compile_residuals(resid, params: Sequence | None = None, data: Sequence | st
     path, src, mod = cached_module(
         "r" + key, lambda digest: residual_header(prob, policy, opts, digest),
         lambda: residual_source(prob, policy, opts))
-    return ResidualKernel(prob, src, path, mod)
+    return ResidualKernel(prob, src, path, mod, policy)
 
 

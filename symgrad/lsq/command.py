@@ -20,6 +20,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..cliargs import CLIError, _names, parse_vector
+from ..datafile import read_data_file
+
 __all__ = ["MAX_PARAMS", "add_parser", "parse_p0", "run"]
 
 #: Most parameters ``symgrad fit`` takes (the kernel then compiles in seconds; see
@@ -29,7 +32,6 @@ MAX_PARAMS = 100
 
 def parse_p0(items: list[str] | None, names: list[str]) -> np.ndarray:
     """``["a=1", "b=0.1"]`` or ``["1,0.1,0"]`` -> the start vector in the order of ``names``."""
-    from ..cli import CLIError, parse_vector
 
     x = np.ones(len(names))
     if not items:
@@ -53,7 +55,6 @@ def _columns_of(text: str, cols: dict, a: argparse.Namespace) -> list[str]:
 
     A name that is not a column is a parameter; one that looks like a misspelt column the
     residual does not read (``tt`` for ``t``) is an error naming it and the columns."""
-    from ..cli import CLIError, _names
     from ..columns import check_column_names, closest
     from ..exprparse import names_in
 
@@ -75,7 +76,6 @@ def run(a: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     data cannot determine a parameter)."""
     import symgrad as sg
 
-    from ..cli import CLIError, read_data_file
     from ..exprparse import param_names, parse_loss
     from ..symbols import Param
     from .result import UnidentifiableWarning

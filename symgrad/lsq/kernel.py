@@ -19,39 +19,50 @@ from __future__ import annotations
 
 import operator
 import types
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from ..argcheck import BoundOut, as_out, as_vector, data_inputs, no_positional
-from ..datacheck import check_names, column, raise_non_finite, result_finite
+from ..argcheck import as_out, as_vector, no_positional
+from ..datacheck import batch_index, check_names, column, raise_non_finite
+from ..derive import Builder, KinkPolicy, Program
 from ..distributed.detect import has_dask
+from ..runtime.base import At, Kernel
+from ..runtime.bound import BoundResiduals
+from ..runtime.formulas import program_text
 from .problem import ResidualProblem
 
 __all__ = ["BoundResiduals", "ResidualKernel"]
 
 
-class ResidualKernel:
+class ResidualKernel(Kernel):
     """Residuals ``r(x)`` of a least-squares problem and their exact Jacobian ``J``.
 
     ``x`` is packed in :attr:`params` order. With data columns (1-D, ``N`` samples each, passed
     by name) there are ``m`` residuals per sample, ``M = N*m`` in all, sample-major (sample
     ``i`` owns rows ``i*m .. i*m+m-1``); parameter-only residuals have ``M = m``. Every method
     also exists on :meth:`bind`'s result without the data keywords.
+
+    It is also a loss kernel of ``½‖r‖²``: ``value``, ``grad`` (``Jᵀr``), ``hvp`` and
+    ``hessian`` are the Gauss–Newton ones (``JᵀJ v``, ``JᵀJ``: the exact Hessian less
+    ``Σ r_i ∇²r_i``, equal at a zero-residual fit), so :func:`~symgrad.minimize` and
+    :func:`~symgrad.check_grad` take it.
     """
 
-    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
     kind: str = "residual"
 
     def __init__(self, problem: ResidualProblem, source: str, path: Path,
-                 module: types.ModuleType) -> None:
+                 module: types.ModuleType, policy: KinkPolicy | None = None) -> None:
         self.problem = problem
+        self.policy = policy or KinkPolicy()
         self.expr = problem.expr
         self.source = source
         self.path = Path(path)
         self.module = module
         self.params: tuple[str, ...] = problem.param_names
         self.n_params: int = len(self.params)
+        self.shapes: dict[str, tuple] = dict.fromkeys(self.params, ())
         #: Residuals per sample (parameter-only residuals: all of them).
         self.m: int = problem.m
         self.data_names: tuple[str, ...] = problem.data_names
@@ -61,52 +72,51 @@ class ResidualKernel:
         return (f"<symgrad.ResidualKernel params=({', '.join(self.params)}), m={self.m}{data} "
                 f"at {self.path}>")
 
-    def bind(self, **data) -> BoundResiduals:
+    def formulas(self) -> str:
+        """The residuals of one sample and their exact Jacobian, as a straight-line program."""
+        b = Builder(self.policy)
+        xs = list(self.problem.params)
+        rs = [b.node(e) for e in self.problem.exprs]
+        J = [c for r in rs for c in b.gradient(r, xs)]
+        return program_text(Program(tuple(b.assigns), {"r": tuple(rs), "J": tuple(J)}),
+                            ("r", "J"))
+
+    def bind(self, **data):
         """Validate and convert the data columns once; the result has the same methods
         without data keywords."""
         if has_dask(data):  # columns on a Dask cluster: the fused pass runs there
             from ..distributed.residuals import bind_residuals
 
             return bind_residuals(self, data)
-        check_names(data, self.data_names, "data column")
-        cols, n = [], 1
-        for k, name in enumerate(self.data_names):
-            a = np.ascontiguousarray(column(name, data[name], None), dtype=np.float64)
-            if k == 0:
-                n = a.shape[0]
-            elif a.shape[0] != n:
-                raise ValueError(f"data column '{name}' has {a.shape[0]} samples but "
-                                 f"'{self.data_names[0]}' has {n}: columns must have the same "
-                                 "length")
-            cols.append(a)
-        return BoundResiduals(self, tuple(cols), n)
+        return super().bind(**data)
 
-    def n_residuals(self, *extra, **data) -> int:
+    # -- the residual calls -------------------------------------------------------------------
+    def n_residuals(self, *extra, batch=None, **data) -> int:
         """``M``: ``N*m`` with data, ``m`` without."""
-        no_positional(extra, self.data_names, 'n_residuals')
-        return self.bind(**data).n_residuals()
+        no_positional(extra, self.data_names, "n_residuals")
+        return self._samples(self.data_args(data, batch, scan=False)) * self.m
 
-    def residuals(self, x, /, out=None, *extra, **data) -> np.ndarray:
+    def residuals(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The residual vector ``(M,)``."""
-        no_positional(extra, self.data_names, 'residuals')
-        return self.bind(**data).residuals(x, out)
+        no_positional(extra, self.data_names, "residuals")
+        return self._residuals(x, out, self._at(data, batch))
 
-    def jacobian(self, x, /, out=None, *extra, **data) -> np.ndarray:
+    def jacobian(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The Jacobian ``(M, P)``, C order (materialised; prefer :meth:`normal` for large M)."""
-        no_positional(extra, self.data_names, 'jacobian')
-        return self.bind(**data).jacobian(x, out)
+        no_positional(extra, self.data_names, "jacobian")
+        return self._jacobian(x, out, self._at(data, batch))
 
-    def jvp(self, x, v, /, *extra, **data) -> np.ndarray:
+    def jvp(self, x, v, /, *extra, batch=None, **data) -> np.ndarray:
         """``J v`` ``(M,)`` without forming J."""
-        no_positional(extra, self.data_names, 'jvp')
-        return self.bind(**data).jvp(x, v)
+        no_positional(extra, self.data_names, "jvp")
+        return self._jvp(x, v, self._at(data, batch))
 
-    def vjp(self, x, u, /, *extra, **data) -> np.ndarray:
+    def vjp(self, x, u, /, *extra, batch=None, **data) -> np.ndarray:
         """``J^T u`` ``(P,)`` without forming J."""
-        no_positional(extra, self.data_names, 'vjp')
-        return self.bind(**data).vjp(x, u)
+        no_positional(extra, self.data_names, "vjp")
+        return self._vjp(x, u, self._at(data, batch))
 
-    def normal(self, x, /, jscale=None, rscale=None, *extra,
+    def normal(self, x, /, jscale=None, rscale=None, *extra, batch=None,
                **data) -> tuple[np.ndarray, np.ndarray, float]:
         """``(J^T J, J^T r, r^T r)`` in one fused pass that never stores J.
 
@@ -116,95 +126,141 @@ class ResidualKernel:
         chunk under ``prange``; the chunking depends on N only, so results do not depend on
         the number of threads.
         """
-        no_positional(extra, self.data_names, 'normal')
-        return self.bind(**data).normal(x, jscale, rscale)
+        no_positional(extra, self.data_names, "normal")
+        return self._normal(x, jscale, rscale, self._at(data, batch))
 
-    def rows(self, x, lo: int, hi: int, /, *extra, **data) -> tuple[np.ndarray, np.ndarray]:
+    def rows(self, x, lo: int, hi: int, /, *extra, batch=None,
+             **data) -> tuple[np.ndarray, np.ndarray]:
         """Jacobian rows ``((hi-lo)*m, P)`` and residuals ``((hi-lo)*m,)`` of samples
         ``lo..hi-1`` (for a streamed QR)."""
-        no_positional(extra, self.data_names, 'rows')
-        return self.bind(**data).rows(x, lo, hi)
+        no_positional(extra, self.data_names, "rows")
+        return self._rows(x, lo, hi, self._at(data, batch))
 
+    # -- data -----------------------------------------------------------------------------------
+    def _x(self, x, what: str = "x", size: int | None = None) -> np.ndarray:
+        return as_vector(x, what, self.params, self.n_params if size is None else size)
 
-class BoundResiduals:
-    """A :class:`ResidualKernel` with its data validated once (``kernel.bind(...)``)."""
+    def _out(self, out, shape: tuple, what: str = "out", inputs=()) -> np.ndarray:
+        return as_out(out, shape, what, inputs=inputs, contiguous=True)
 
-    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
-    kind: str = "residual"
+    def _columns(self, args: tuple) -> dict[str, np.ndarray]:
+        return dict(zip(self.data_names, args, strict=True))
 
-    def __init__(self, kernel: ResidualKernel, cols: tuple[np.ndarray, ...], n: int) -> None:
-        self.kernel, self.cols = kernel, cols
-        self.params, self.n_params, self.m = kernel.params, kernel.n_params, kernel.m
-        self.data_names: tuple[str, ...] = ()
-        #: Number of samples (1 for parameter-only residuals).
-        self.n_samples: int = n
-        self._M = n * kernel.m
-        self._mod = kernel.module
-        self._bound_out = BoundOut(
-            lambda out, shape, what, inputs: as_out(out, shape, what, inputs=inputs,
-                                                     contiguous=True),
-            data_inputs(dict(zip(kernel.data_names, cols, strict=True))))
+    def _samples(self, args: tuple) -> int:
+        """The number of samples of validated data (1 for parameter-only residuals)."""
+        return args[0].shape[0] if args else 1
 
-    def __repr__(self) -> str:
-        return f"<symgrad.BoundResiduals M={self._M} of {self.kernel!r}>"
+    def data_args(self, data: Mapping | None = None, batch=None, *, scan: bool = True) -> tuple:
+        """The data columns as float64 C-contiguous arrays in :attr:`data_names` order (the
+        rows of ``batch``, a slice or an index array, gathered), for the module's functions."""
+        data = dict(data or {})
+        if has_dask(data):
+            raise TypeError("Dask columns go to bind(...) or sg.least_squares, which run the "
+                            "fused pass on the cluster")
+        check_names(data, self.data_names, "data column")
+        if not self.data_names:
+            if batch is not None:
+                raise TypeError("batch= needs residuals with data columns")
+            return ()
+        cols, n = [], 0
+        for k, name in enumerate(self.data_names):
+            a = np.ascontiguousarray(column(name, data[name], None, "row", scan),
+                                     dtype=np.float64)
+            if k == 0:
+                n = a.shape[0]
+            elif a.shape[0] != n:
+                raise ValueError(f"data column '{name}' has {a.shape[0]} samples but "
+                                 f"'{self.data_names[0]}' has {n}: columns must have the same "
+                                 "length")
+            cols.append(a)
+        if isinstance(batch, slice):
+            cols = [np.ascontiguousarray(c[batch]) for c in cols]
+        elif batch is not None:
+            idx = batch_index(batch, n)
+            cols = [c[idx] for c in cols]
+        return tuple(cols)
 
-    def n_residuals(self) -> int:
-        return self._M
+    def _name_non_finite(self, data: Mapping, batch=None) -> None:
+        raise_non_finite({c: data[c] for c in self.data_names}, batch)
+
+    def _check(self, at: At, *results: np.ndarray):
+        """``results`` when finite; else the error naming the first non-finite datum."""
+        self._checked(at, 0.0, *results)
+        return results[0] if len(results) == 1 else results
 
     def _vec(self, a, n: int, what: str, names: bool = False) -> np.ndarray:
         return as_vector(a, what, self.params if names else "", n)
 
-    def _x(self, x) -> np.ndarray:
-        return self._vec(x, self.n_params, "x", names=True)
-
-    def _out(self, out, shape: tuple[int, ...], x: np.ndarray) -> np.ndarray:
-        return self._bound_out(out, shape, "out", ("x", x))
-
-    def _checked(self, *results: np.ndarray):
-        """``results`` when finite; else the error naming the first non-finite datum (the
-        bound columns are the caller's arrays: they may have changed since ``bind``)."""
-        if self.kernel.data_names and not result_finite(0.0, *results):
-            raise_non_finite(dict(zip(self.kernel.data_names, self.cols, strict=True)))
-        return results[0] if len(results) == 1 else results
-
-    def residuals(self, x, out=None) -> np.ndarray:
+    # -- residual family on validated data ----------------------------------------------------
+    def _residuals(self, x, out, at: At) -> np.ndarray:
         x = self._x(x)
-        r = self._mod.residuals(x, self._out(out, (self._M,), x), *self.cols)
-        return self._checked(r)
+        M = self._samples(at.args) * self.m
+        r = self.module.residuals(x, at.out(out, (M,), "out", ("x", x)), *at.args)
+        return self._check(at, r)
 
-    def jacobian(self, x, out=None) -> np.ndarray:
+    def _jacobian(self, x, out, at: At) -> np.ndarray:
         x = self._x(x)
-        J = self._out(out, (self._M, self.n_params), x)
-        return self._checked(self._mod.rows(x, 0, self.n_samples, J, np.empty(self._M),
-                                            *self.cols))
+        n = self._samples(at.args)
+        J = at.out(out, (n * self.m, self.n_params), "out", ("x", x))
+        return self._check(at, self.module.rows(x, 0, n, J, np.empty(n * self.m), *at.args))
 
-    def jvp(self, x, v) -> np.ndarray:
+    def _jvp(self, x, v, at: At) -> np.ndarray:
         v = self._vec(v, self.n_params, "v", names=True)
-        return self._checked(self._mod.jvp(self._x(x), v, np.empty(self._M), *self.cols))
+        M = self._samples(at.args) * self.m
+        return self._check(at, self.module.jvp(self._x(x), v, np.empty(M), *at.args))
 
-    def vjp(self, x, u) -> np.ndarray:
-        u = self._vec(u, self._M, "u (one weight per residual)")
-        return self._checked(self._mod.vjp(self._x(x), u, np.empty(self.n_params), *self.cols))
+    def _vjp(self, x, u, at: At) -> np.ndarray:
+        M = self._samples(at.args) * self.m
+        u = self._vec(u, M, "u (one weight per residual)")
+        return self._check(at, self.module.vjp(self._x(x), u, np.empty(self.n_params),
+                                               *at.args))
 
-    def normal(self, x, jscale=None, rscale=None) -> tuple[np.ndarray, np.ndarray, float]:
+    def _normal(self, x, jscale, rscale, at: At) -> tuple[np.ndarray, np.ndarray, float]:
         x = self._x(x)
-        js = None if jscale is None else self._vec(jscale, self._M, "jscale (one per residual)")
-        rs = None if rscale is None else self._vec(rscale, self._M, "rscale (one per residual)")
+        M = self._samples(at.args) * self.m
+        js = None if jscale is None else self._vec(jscale, M, "jscale (one per residual)")
+        rs = None if rscale is None else self._vec(rscale, M, "rscale (one per residual)")
         P = self.n_params
         A, b = np.empty((P, P)), np.empty(P)
-        rtr = float(self._mod.normal(x, A, b, js, rs, *self.cols))
-        self._checked(A, b, np.array(rtr))
+        rtr = float(self.module.normal(x, A, b, js, rs, *at.args))
+        self._check(at, A, b, np.array(rtr))
         return A, b, rtr
 
-    def rows(self, x, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    def _rows(self, x, lo: int, hi: int, at: At) -> tuple[np.ndarray, np.ndarray]:
         try:
             lo, hi = operator.index(lo), operator.index(hi)
         except TypeError:
             raise TypeError("rows(x, lo, hi): lo and hi must be integers") from None
-        if not 0 <= lo <= hi <= self.n_samples:
-            raise ValueError(f"rows(x, lo, hi): need 0 <= lo <= hi <= {self.n_samples} (the "
-                             f"number of samples), got lo={lo}, hi={hi}")
+        n = self._samples(at.args)
+        if not 0 <= lo <= hi <= n:
+            raise ValueError(f"rows(x, lo, hi): need 0 <= lo <= hi <= {n} (the number of "
+                             f"samples), got lo={lo}, hi={hi}")
         k = (hi - lo) * self.m
         J, r = np.empty((k, self.n_params)), np.empty(k)
-        self._mod.rows(self._x(x), lo, hi, J, r, *self.cols)
-        return self._checked(J, r)
+        self.module.rows(self._x(x), lo, hi, J, r, *at.args)
+        return self._check(at, J, r)
+
+    # -- the loss ½‖r‖² ---------------------------------------------------------------------------
+    def _value(self, x, at: At) -> float:
+        r = self._residuals(x, None, at)
+        return 0.5 * float(r @ r)
+
+    def _value_and_grad(self, x, out, at: At) -> tuple[float, np.ndarray]:
+        x = self._x(x)
+        out = at.out(out, x.shape, "out", ("x", x))
+        r = self._residuals(x, None, at)
+        self.module.vjp(x, r, out, *at.args)
+        return self._checked(at, 0.5 * float(r @ r), out), out
+
+    def _hvp(self, x, v, out, at: At) -> np.ndarray:
+        x = self._x(x)
+        v = self._x(v, "v")
+        out = at.out(out, x.shape, "out", ("x", x), ("v", v))
+        self.module.vjp(x, self._jvp(x, v, at), out, *at.args)
+        return self._check(at, out)
+
+    def _hessian(self, x, out, at: At) -> np.ndarray:
+        x = self._x(x)
+        out = at.out(out, (self.n_params, self.n_params), "out (the Hessian H)", ("x", x))
+        out[...] = self._normal(x, None, None, at)[0]
+        return out

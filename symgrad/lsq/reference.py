@@ -29,7 +29,7 @@ CHUNK = 65536  # samples per block of the fused pass
 
 
 def _order_key(s) -> tuple:
-    from ..symbols import declaration_order
+    from ..symtypes import declaration_order
 
     return (declaration_order(s), s.name)
 

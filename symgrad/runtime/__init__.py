@@ -1,0 +1,1 @@
+"""The runtime: one :class:`~symgrad.runtime.base.Kernel` interface, one bound kernel."""
