@@ -60,8 +60,10 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
 
     With ``cast`` the kernel computes in another type than the float64 state (a float32
     kernel): it gets ``K[0]``, x rounded to its type (kept in step by the update loop), and
-    writes its gradient into ``K[1]``, which the norm loop widens into ``g``; no extra pass.
+    writes its gradient into ``K[1]``, which the norm and update loops read widened (each
+    element once: float32 traffic, no extra pass); ``g`` (W[2]) gets it at the slice's end.
     """
+    gi = "numba.float64(gk[i])" if cast else "g[i]"  # (Numba: float(f32) is f32)
     args = [f"a{j}" for j in range(n_args)]
     if batch and gather:
         call = [f"{a}[perm[lo:hi]]" if pick else a for a, pick in zip(args, gather, strict=True)]
@@ -115,7 +117,7 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         f"        fk = _vg({'xk, gk' if cast else 'x, g'}{''.join(', ' + a for a in call)})",
         "        gn2 = 0.0",
         "        for i in range(n):",
-        *(["            gi = float(gk[i])", "            g[i] = gi", "            gn2 += gi * gi"]
+        *([f"            gi = {gi}", "            gn2 += gi * gi"]
           if cast else ["            gn2 += g[i] * g[i]"]),
         "        if k == 0:",
         "            bound = bound * max(1.0, abs(fk)) if math.isfinite(fk) else math.inf",
@@ -123,7 +125,7 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         f"            status = {DIV_LOSS}",
         "        elif not math.isfinite(gn2):",
         "            for i in range(n):",
-        "                if not math.isfinite(g[i]):",
+        f"                if not math.isfinite({gi}):",
         f"                    status = {DIV_GRAD}",
         f"        if status == {RUNNING} and fk > bound:",
         f"            status = {DIV_BOUND}",
@@ -155,7 +157,7 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "        for i in range(n):",
         "            xi = x[i]",
         "            xn[i] = xi",
-        f"            u = _rule(xi, g[i], {', '.join([*state, 'a', 'k', *hyper])})",
+        f"            u = _rule(xi, {gi}, {', '.join([*state, 'a', 'k', *hyper])})",
         "            x[i] = u[0]",
         # (an entry beyond the kernel's float32 range is inf there: caught as non-finite)
         *(["            xk[i] = u[0]", "            chk += xk[i] * 0.0"] if cast
@@ -171,6 +173,7 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "            break",
         "        f_prev = fk",
         *(["        e_sum += fk * (hi - lo)", "        e_n += hi - lo"] if batch else []),
+        *(["    for i in range(n):", "        g[i] = gk[i]"] if cast else []),
         f"    ip[{IP_NEXT}] = nxt",
         f"    ip[{IP_NREC}] = r",
         f"    fp[{FP_BOUND}] = bound",
