@@ -80,6 +80,14 @@ def _plain(p: Plan) -> Callable[..., tuple[float, np.ndarray]]:
 
 def full_evaluator(p: Plan) -> FunAndGrad:
     """``x -> (loss, grad)`` on the full data, a fresh float64 gradient array each call."""
+    if p.kernel and p.dtype == np.float64:  # the hot path of the Python loop: one call deep
+        vg, args = p.jit_vg, p.jit_args
+
+        def ev(x: np.ndarray) -> tuple[float, np.ndarray]:
+            g = np.empty_like(x)
+            return float(vg(x, g, *args)), g
+
+        return ev
     if p.kernel:
         call, args = _kernel_call(p.jit_vg, p.dtype), p.jit_args
         return lambda x: call(x, *args)
@@ -92,8 +100,15 @@ def batch_evaluator(p: Plan) -> Callable[[np.ndarray, np.ndarray], tuple[float, 
     if p.kernel:
         call = _kernel_call(p.jit_vg, p.dtype)
         if direct_batches(p):
-            cols = p.jit_args[:-1]  # the validated columns; the idx slot is last
-            return lambda x, idx: call(x, *cols, idx)
+            vg, cols = p.jit_vg, p.jit_args[:-1]  # the validated columns; the idx slot is last
+            if p.dtype != np.float64:
+                return lambda x, idx: call(x, *cols, idx)
+
+            def ev_direct(x: np.ndarray, idx: np.ndarray) -> tuple[float, np.ndarray]:
+                g = np.empty_like(x)
+                return float(vg(x, g, *cols, idx)), g
+
+            return ev_direct
         pick = gathered(p)  # an array kernel: the batch's rows, contiguous for BLAS
         args = p.jit_args
         return lambda x, idx: call(x, *(a[idx] if g else a for a, g in zip(args, pick,
