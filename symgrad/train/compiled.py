@@ -39,6 +39,7 @@ RUNNING, GTOL, TOL, DIV_LOSS, DIV_GRAD, DIV_BOUND, DIV_X = range(7)
 # Packed arguments (few arguments keep Numba's per-call dispatch cheap):
 #   W  (4 + n_state, n): rows x, the previous x (restored if x is not finite), g, the final
 #      gradient, then the optimizer state
+#   K  (2, n), a float32 kernel only: rows x rounded to the kernel's type, the kernel's gradient
 #   H  (3, records): rows loss, |g|, lr (no lr row for a constant rate); S int64: the steps
 #   HX (records, n) with record_x, else (0, n): the recorded iterates
 #   ip int64: k0, k1, record_every, next record step, records written, lr stride (0: constant
