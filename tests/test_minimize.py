@@ -33,12 +33,15 @@ def _rosen_vg(x, g):
 
 @numba.njit(cache=False)
 def _line_vg(x, g, t, y, batch):
-    # mean((x0*t + x1 - y)**2) over all samples (batch is None in the compiled loop)
-    n = t.size
+    # mean((x0*t + x1 - y)**2) over the samples ``batch`` (None: all), as a scalar kernel's jit
+    n = t.size if batch is None else batch.size
     s = 0.0
     g[0] = 0.0
     g[1] = 0.0
-    for i in range(n):
+    for j in range(n):
+        i = j
+        if batch is not None:
+            i = batch[j]
         r = x[0] * t[i] + x[1] - y[i]
         s += r * r
         g[0] += 2.0 * r * t[i]
@@ -51,6 +54,7 @@ def _line_vg(x, g, t, y, batch):
 class RosenbrockKernel:
     """100 (x2 - x1^2)^2 + (1 - x1)^2 with the Kernel interface (parameter-only)."""
 
+    kind = "scalar"  # the protocol: minimize calls jit.value_and_grad of these kinds
     params = ("x1", "x2")
     n_params = 2
     data_names = ()
@@ -77,24 +81,34 @@ class RosenbrockKernel:
 
 
 class LineKernel:
-    """mean((a*t + b - y)**2) with the Kernel interface; records the batches it is given."""
+    """mean((a*t + b - y)**2) with the Kernel interface: a scalar kernel's jit takes the
+    columns, then the sample indices (None: all)."""
 
+    kind = "scalar"  # the protocol: minimize calls jit.value_and_grad of these kinds
     params = ("a", "b")
     n_params = 2
     data_names = ("t", "y")
     jit = types.SimpleNamespace(value_and_grad=_line_vg)
 
-    def __init__(self):
-        self.calls = []
-
     def data_args(self, data=None, batch=None):
         return (np.asarray(data["t"], float), np.asarray(data["y"], float), batch)
 
-    def value_and_grad(self, x, out=None, *, batch=None, t, y):
-        self.calls.append((batch, t, y))
-        tt, yy = (t, y) if batch is None else (t[batch], y[batch])
-        r = x[0] * tt + x[1] - yy
-        return float(np.mean(r * r)), np.array([np.mean(2 * r * tt), np.mean(2 * r)])
+
+class LineObject:
+    """mean((a*t + b - y)**2) as an object with ``value_and_grad`` and no compiled kind (as a
+    residual kernel's ½‖r‖²); records the data it is given."""
+
+    params = ("a", "b")
+    n_params = 2
+    data_names = ("t", "y")
+
+    def __init__(self):
+        self.calls = []
+
+    def value_and_grad(self, x, *, t, y):
+        self.calls.append((t, y))
+        r = x[0] * t + x[1] - y
+        return float(np.mean(r * r)), np.array([np.mean(2 * r * t), np.mean(2 * r)])
 
 
 def rosen_np(x):
@@ -280,9 +294,9 @@ def test_compiled_true_says_why_it_cannot(f, kw, match):
         minimize(f, [0.0, 0.0], steps=5, compiled=True, **kw)
 
 
-def test_compiled_true_rejects_mini_batches(line_data):
-    with pytest.raises(ValueError, match="mini-batches"):
-        minimize(LineKernel(), [0.0, 0.0], data=line_data, batch_size=5, compiled=True)
+def test_compiled_true_refuses_an_object_that_is_not_a_compiled_loss(line_data):
+    with pytest.raises(ValueError, match="value_and_grad method runs in the Python loop"):
+        minimize(LineObject(), [0.0, 0.0], data=line_data, batch_size=5, compiled=True)
 
 
 # --------------------------------------------------------------------------- history, result
@@ -480,16 +494,35 @@ def test_minibatch_is_reproducible_with_a_seed_and_differs_across_seeds(line_dat
     assert not np.array_equal(a.x, c.x)
 
 
-def test_minibatch_kernel_gets_batch_indices_and_the_original_arrays(line_data):
-    k = LineKernel()
+def test_minibatch_object_gets_the_batch_rows_then_the_full_data(line_data):
+    """An object with value_and_grad (no compiled kind) is called with each batch's rows of
+    the per-sample columns (the permutations of default_rng(seed)), then on the full data."""
+    k = LineObject()
     res = minimize(k, [0.0, 0.0], optimizer=optim.sgd(0.1), data=line_data, batch_size=16,
                    steps=7, seed=3)  # fmt: skip
-    batch_calls = k.calls[:7]
-    assert [len(b) for b, _, _ in batch_calls] == [16, 16, 16, 2, 16, 16, 16]
-    assert all(t is line_data["t"] and y is line_data["y"] for _, t, y in k.calls)
-    assert len(k.calls) == 7  # the final full-data evaluation goes through k.jit
+    rng = np.random.default_rng(3)
+    p0, p1 = rng.permutation(50), rng.permutation(50)
+    want = [p0[i:i + 16] for i in range(0, 50, 16)] + [p1[i:i + 16] for i in range(0, 48, 16)]
+    assert len(k.calls) == 8 and not res.compiled
+    for (t, y), idx in zip(k.calls[:7], want, strict=True):
+        np.testing.assert_array_equal(t, line_data["t"][idx])
+        np.testing.assert_array_equal(y, line_data["y"][idx])
+    assert k.calls[7][0] is line_data["t"] and k.calls[7][1] is line_data["y"]
     assert res.history.epoch_loss.shape == (2,)  # one full epoch and a partial one
-    assert not res.compiled
+    r = res.x[0] * line_data["t"] + res.x[1] - line_data["y"]
+    assert res.fun == pytest.approx(np.mean(r * r), rel=1e-15)
+
+
+def test_minibatch_scalar_kernel_equals_the_object_on_its_rows(line_data):
+    """The same loss as a scalar kernel (sample indices into its jit, compiled and Python
+    loops) and as an object given the rows: the same iterates."""
+    kw = dict(optimizer=optim.adam(0.05), data=line_data, batch_size=16, steps=40, seed=5)
+    obj = minimize(LineObject(), [0.0, 0.0], **kw)
+    for compiled in (True, False):
+        ker = minimize(LineKernel(), [0.0, 0.0], compiled=compiled, **kw)
+        assert ker.compiled == compiled
+        np.testing.assert_allclose(ker.x, obj.x, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(ker.history.loss, obj.history.loss, rtol=1e-12)
 
 
 def test_minibatch_sgd_fits_the_line(line_data):

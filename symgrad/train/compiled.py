@@ -28,15 +28,18 @@ from typing import Any
 
 import numpy as np
 
+from ..cache import GENERATED_MARK, cached_module
+from .evaluate import direct_batches, gathered
 from .plan import Plan
 
-__all__ = ["compiled_reason", "gathered", "loads_fast", "loop_function", "loop_text"]
+__all__ = ["compiled_reason", "loads_fast", "loop_function", "loop_text"]
 
 # Status codes returned by the loop.
 RUNNING, GTOL, TOL, DIV_LOSS, DIV_GRAD, DIV_BOUND, DIV_X = range(7)
 # Packed arguments (few arguments keep Numba's per-call dispatch cheap):
 #   W  (4 + n_state, n): rows x, the previous x (restored if x is not finite), g, the final
 #      gradient, then the optimizer state
+#   K  (2, n), a float32 kernel only: rows x rounded to the kernel's type, the kernel's gradient
 #   H  (3, records): rows loss, |g|, lr (no lr row for a constant rate); S int64: the steps
 #   HX (records, n) with record_x, else (0, n): the recorded iterates
 #   ip int64: k0, k1, record_every, next record step, records written, lr stride (0: constant
@@ -48,14 +51,20 @@ FP_TOL, FP_GTOL, FP_BOUND, FP_PREV, FP_ESUM, FP_EN = range(6)
 
 
 def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n_args: int,
-              batch: bool, cache: bool, gather: tuple[bool, ...] = ()) -> str:
+              batch: bool, cache: bool, gather: tuple[bool, ...] = (), cast: bool = False) -> str:
     """The body of a loop module (deterministic; its size follows the optimizer, not the data).
 
     ``n_args`` data arguments follow the kernel's ``(x, g)``. With ``batch`` the last one (a
     scalar kernel's sample indices) is replaced by the batch's slice of the permutation; or,
     for an array kernel, the arguments flagged in ``gather`` are passed as their batch rows
     (``a[perm[lo:hi]]``, a contiguous copy for BLAS, as the array kernel gathers a batch).
+
+    With ``cast`` the kernel computes in another type than the float64 state (a float32
+    kernel): it gets ``K[0]``, x rounded to its type (kept in step by the update loop), and
+    writes its gradient into ``K[1]``, which the norm and update loops read widened (each
+    element once: float32 traffic, no extra pass); ``g`` (W[2]) gets it at the slice's end.
     """
+    gi = "numba.float64(gk[i])" if cast else "g[i]"  # (Numba: float(f32) is f32)
     args = [f"a{j}" for j in range(n_args)]
     if batch and gather:
         call = [f"{a}[perm[lo:hi]]" if pick else a for a, pick in zip(args, gather, strict=True)]
@@ -77,8 +86,10 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "# See symgrad/train/compiled.py for the packed arguments and the status codes.",
         "",
         f'@numba.njit(cache={cache}, nogil=True, error_model="numpy")',
-        f"def loop(W, lrs, H, S, HX, ip, fp, hyper, perm{''.join(', ' + a for a in args)}):",
+        f"def loop(W, {'K, ' if cast else ''}lrs, H, S, HX, ip, fp, hyper, perm"
+        f"{''.join(', ' + a for a in args)}):",
         "    x = W[0]",
+        *(["    xk = K[0]", "    gk = K[1]"] if cast else []),
         "    xn = W[1]",
         "    g = W[2]",
         *(f"    s{j} = W[{4 + j}]" for j in range(n_state)),
@@ -104,17 +115,18 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "    detail = 0.0",
         f"    for k in range(ip[{IP_K0}], k1):",
         *(["        lo = (k - kb) * bs", "        hi = min(lo + bs, ns)"] if batch else []),
-        f"        fk = _vg(x, g{''.join(', ' + a for a in call)})",
+        f"        fk = _vg({'xk, gk' if cast else 'x, g'}{''.join(', ' + a for a in call)})",
         "        gn2 = 0.0",
         "        for i in range(n):",
-        "            gn2 += g[i] * g[i]",
+        *([f"            gi = {gi}", "            gn2 += gi * gi"]
+          if cast else ["            gn2 += g[i] * g[i]"]),
         "        if k == 0:",
         "            bound = bound * max(1.0, abs(fk)) if math.isfinite(fk) else math.inf",
         "        if not math.isfinite(fk):",
         f"            status = {DIV_LOSS}",
         "        elif not math.isfinite(gn2):",
         "            for i in range(n):",
-        "                if not math.isfinite(g[i]):",
+        f"                if not math.isfinite({gi}):",
         f"                    status = {DIV_GRAD}",
         f"        if status == {RUNNING} and fk > bound:",
         f"            status = {DIV_BOUND}",
@@ -146,19 +158,23 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "        for i in range(n):",
         "            xi = x[i]",
         "            xn[i] = xi",
-        f"            u = _rule(xi, g[i], {', '.join([*state, 'a', 'k', *hyper])})",
+        f"            u = _rule(xi, {gi}, {', '.join([*state, 'a', 'k', *hyper])})",
         "            x[i] = u[0]",
-        "            chk += u[0] * 0.0",
+        # (an entry beyond the kernel's float32 range is inf there: caught as non-finite)
+        *(["            xk[i] = u[0]", "            chk += xk[i] * 0.0"] if cast
+          else ["            chk += u[0] * 0.0"]),
         *(f"            {s} = u[{j + 1}]" for j, s in enumerate(state)),
         "        if not chk == 0.0:  # an entry is inf or nan: back to the last finite iterate",
         "            for i in range(n):",
         "                x[i] = xn[i]",
+        *(["                xk[i] = xn[i]"] if cast else []),
         f"            status = {DIV_X}",
         "            k_end = k",
         "            detail = math.sqrt(gn2)",
         "            break",
         "        f_prev = fk",
         *(["        e_sum += fk * (hi - lo)", "        e_n += hi - lo"] if batch else []),
+        *(["    for i in range(n):", "        g[i] = gk[i]"] if cast else []),
         f"    ip[{IP_NEXT}] = nxt",
         f"    ip[{IP_NREC}] = r",
         f"    fp[{FP_BOUND}] = bound",
@@ -198,8 +214,6 @@ _LOOPS: dict[tuple, tuple[Any, bool]] = {}
 
 
 def _header(key: str, digest: str) -> str:
-    from ..cache import GENERATED_MARK
-
     return (f"{GENERATED_MARK}# symgrad training loop {key}: one kernel function and one "
             f"optimizer rule\n# content hash: {digest}\n")
 
@@ -207,7 +221,7 @@ def _header(key: str, digest: str) -> str:
 def _spec(p: Plan) -> tuple:
     batch = p.batch_size is not None
     return (p.jit_vg, p.opt.rule, p.opt.n_state, len(p.opt.hyper), len(p.jit_args), batch,
-            gathered(p) if batch else ())
+            gathered(p) if batch else (), p.dtype != np.float64)
 
 
 def loads_fast(p: Plan) -> bool:
@@ -220,14 +234,14 @@ def loads_fast(p: Plan) -> bool:
 def loop_function(p: Plan) -> tuple[Any, bool]:
     """``(loop dispatcher, cached on disk)`` for the plan's kernel function and rule."""
     spec = _spec(p)
-    vg, rule, batch, gather = p.jit_vg, p.opt.rule, spec[5], spec[6]
+    vg, rule, batch, gather, cast = p.jit_vg, p.opt.rule, spec[5], spec[6], spec[7]
     got = _LOOPS.get(spec)
     if got is not None:
         return got
     refs = _ref(vg), _ref(rule)
     cache = None not in refs
     shape = dict(n_state=p.opt.n_state, n_hyper=len(p.opt.hyper), n_args=len(p.jit_args),
-                 batch=batch, cache=cache, gather=gather)
+                 batch=batch, cache=cache, gather=gather, cast=cast)
     if cache:
         (km, kn), (rm, rn) = refs
         deps = _digest([sys.modules[km].__file__, sys.modules[rm].__file__])
@@ -245,19 +259,7 @@ def loop_function(p: Plan) -> tuple[Any, bool]:
     return got
 
 
-def gathered(p: Plan) -> tuple[bool, ...]:
-    """For an array kernel, which of its jit arguments ``(dims, *arrays)`` a batch picks rows
-    of (the per-sample arrays); ``()`` for a scalar kernel (it takes sample indices)."""
-    from ..arrays.kernel import ArrayKernel
-
-    if not isinstance(p.f, ArrayKernel):
-        return ()
-    return (False, *(name in p.f._sampled for name in p.f.data_names))
-
-
 def _load_cached(body: str) -> types.ModuleType:
-    from ..cache import cached_module
-
     key = "loop_" + hashlib.sha256(body.encode()).hexdigest()[:24]
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]
     return cached_module(key, lambda d: _header(key, d), lambda: _header(key, digest) + body)[2]
@@ -265,19 +267,18 @@ def _load_cached(body: str) -> types.ModuleType:
 
 def compiled_reason(p: Plan) -> str:
     """Why the compiled loop cannot run ('' when it can)."""
-    from ..arrays.kernel import ArrayKernel
-    from .python_loop import direct_batches
-
     if not p.kernel:
-        return "f is not a symgrad Kernel"
+        return ("f is not a symgrad Kernel of a loss (kind 'scalar' or 'array'): "
+                + ("its value_and_grad method runs in the Python loop" if p.how == "method"
+                   else "a plain callable runs in the Python loop"))
     if p.opt.rule is None:
         return (f"optimizer {p.opt.name!r} is a hand-written (init, update) pair with no "
                 "compiled update (define it with optim.from_rule to compile it)")
     if p.callback is not None:
         return "a Python callback needs the Python loop"
-    if isinstance(p.f, ArrayKernel) and p.f.dtype != np.float64:
-        return "a float32 array kernel runs in the Python loop (the compiled loop is float64)"
-    if p.batch_size is not None and not (direct_batches(p) or isinstance(p.f, ArrayKernel)):
+    if p.dtype not in (np.float64, np.float32):
+        return f"a {p.dtype} kernel runs in the Python loop (the compiled loop is float64/32)"
+    if p.batch_size is not None and not (direct_batches(p) or gathered(p)):
         return ("mini-batches run in the Python loop here: this kernel's compiled function does "
                 "not take sample indices")
     return ""

@@ -30,9 +30,9 @@ from .compiled import (
     IP_NREC,
     RUNNING,
     TOL,
-    gathered,
     loop_function,
 )
+from .evaluate import full_evaluator, gathered
 from .interrupt import SLICE_SECONDS, Interrupt, interrupted_message
 from .plan import Plan, param_labels, permutations
 from .result import History, OptimizeResult, Progress, diverged_message, final_grad_norm, rel_change
@@ -77,6 +77,8 @@ def run_compiled(p: Plan) -> OptimizeResult:
     W[0] = p.x0
     for j, s in enumerate(opt.init(p.x0)):
         W[4 + j] = s
+    cast = p.dtype != np.float64  # the kernel's x and g in its type (the state stays float64)
+    K = (np.stack([p.x0.astype(p.dtype), np.zeros(n, p.dtype)]),) if cast else ()
     if isinstance(opt.lr, schedules.Constant):
         lrs, lstride = np.array([opt.lr.value]), 0
     else:
@@ -115,7 +117,8 @@ def run_compiled(p: Plan) -> OptimizeResult:
                     k0 = k
                     ip[IP_K0], ip[IP_K1] = k0, min(k0 + slices.size, end)
                     t0 = time.perf_counter()
-                    code, k, fk, detail = loop(W, lrs, H, S, HX, ip, fp, hyper, perm, *args)
+                    code, k, fk, detail = loop(W, *K, lrs, H, S, HX, ip, fp, hyper, perm,
+                                               *args)
                     slices.next(k - k0, time.perf_counter() - t0)
                     bar.update(k - k0, fk)
                     if code != RUNNING:
@@ -153,9 +156,12 @@ def run_compiled(p: Plan) -> OptimizeResult:
         status, message = "diverged", diverged_message(
             k, _WHY[code], fk, fp[FP_BOUND], x, g, param_labels(p, n))
     if code == RUNNING or batch:  # the final loss and gradient on the full data
-        g = W[3]
-        full = p.jit_args if not batch or gathered(p) else (*p.jit_args[:-1], None)
-        fun = float(p.jit_vg(x, g, *full))
+        if cast:
+            fun, g = full_evaluator(p)(x)
+        else:
+            g = W[3]
+            full = p.jit_args if not batch or gathered(p) else (*p.jit_args[:-1], None)
+            fun = float(p.jit_vg(x, g, *full))
         nfev += 1
     else:
         fun = fk

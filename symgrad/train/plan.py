@@ -10,38 +10,23 @@ from typing import Any
 
 import numpy as np
 
+from .objective import how, is_bound, kernel_dtype, per_sample
 from .optim import Optimizer, sgd
 from .second_order import SecondOrder
 
-__all__ = ["DEFAULT_STEPS", "Plan", "permutations", "plan"]
+__all__ = ["DEFAULT_STEPS", "Plan", "param_labels", "permutations", "plan"]
 
 #: Default number of steps when neither ``steps`` nor ``epochs`` is given.
 DEFAULT_STEPS = 1000
 
+_F64 = np.dtype(np.float64)
 Callback = Callable[[int, np.ndarray, float, np.ndarray], Any]
-
-
-def is_kernel(f: Any) -> bool:
-    return all(hasattr(f, a) for a in ("value_and_grad", "jit", "data_args"))
-
-
-def is_bound(f: Any) -> bool:
-    """A ``Kernel.bind(**data)`` result: the kernel plus its validated data arguments."""
-    return hasattr(f, "args") and is_kernel(getattr(f, "kernel", None))
 
 
 def _int_arg(name: str, value: Any, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
-
-
-def _per_sample(f: Any) -> frozenset[str]:
-    """The names of a kernel's per-sample data columns (rows are samples; batches pick them)."""
-    names = getattr(f, "_sampled", None)  # array kernels
-    if names is None:
-        names = getattr(f, "_samples", getattr(f, "data_names", ()))  # scalar kernels
-    return frozenset(names)
 
 
 def _bool_arg(name: str, value: Any) -> bool:
@@ -62,7 +47,7 @@ def _opt_float(name: str, value: Any) -> float | None:
 @dataclass(frozen=True)
 class Plan:
     f: Any
-    kernel: bool
+    kernel: bool  # a compiled loss (f is then the unbound kernel): the loops call f.jit
     x0: np.ndarray
     opt: Optimizer
     steps: int
@@ -79,6 +64,9 @@ class Plan:
     factor: float  # inf disables the loss bound
     jit_vg: Any = None  # f.jit.value_and_grad for kernels
     jit_args: tuple = ()  # its full-batch data arguments, f.data_args(data)
+    how: str = "kernel"  # "kernel" | "method" (f.value_and_grad) | "callable"
+    dtype: np.dtype = _F64  # a kernel's x and g (the state is float64)
+    per_sample: frozenset = frozenset()  # the data a batch takes rows of
 
 
 def plan(
@@ -98,13 +86,10 @@ def plan(
     diverge_factor: Any,
     record_x: Any = False,
 ) -> Plan:
+    via = how(f)  # TypeError for what is neither a loss nor callable
+    kernel = via == "kernel"
     bound = is_bound(f)
-    kernel = bound or is_kernel(f)
-    if not kernel and not callable(f):
-        raise TypeError(
-            "f must be a symgrad Kernel (sg.compile(loss)) or a callable "
-            f"f(x, **data) -> (value, grad); got {type(f).__name__}"
-        )
+    per = None
     if bound:
         if data is not None:
             raise ValueError("f is a bound kernel (its data are fixed): do not pass data=")
@@ -116,7 +101,13 @@ def plan(
         raise ValueError(f"x0 must be a non-empty 1-D array of parameters, got shape {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError(f"x0 must be finite, got {x}")
-    n_params = getattr(f, "n_params", None) if kernel else None
+    dtype = kernel_dtype(f) if kernel else _F64
+    if dtype != _F64:
+        big = np.flatnonzero(~(np.abs(x) <= np.finfo(dtype).max))
+        if big.size:
+            raise ValueError(f"x0[{big[0]}] = {x[big[0]]:g} is beyond the range of this {dtype} "
+                             f"kernel (|x| <= {np.finfo(dtype).max:.4g}); rescale the parameters")
+    n_params = getattr(f, "n_params", None) if via != "callable" else None
     if isinstance(n_params, int) and n_params != x.size:
         names = ", ".join(getattr(f, "params", ()))
         raise ValueError(f"x0 has {x.size} values but the loss has {n_params} parameters ({names})")
@@ -135,7 +126,7 @@ def plan(
         data = {str(k): np.asarray(v) for k, v in data.items()}
         # only per-sample columns are batched: a kernel's samples=False arrays and indexed=True
         # columns are read whole (the kernel validates them); a plain callable's are all rows
-        per = _per_sample(f) if kernel else None
+        per = per_sample(f) if via != "callable" else None
         lengths = {k: (v.shape[0] if v.ndim else -1) for k, v in data.items()
                    if per is None or k in per}
         if any(n < 0 for n in lengths.values()):
@@ -198,14 +189,22 @@ def plan(
         factor,
         f.jit.value_and_grad if kernel else None,
         jit_args if kernel else (),
+        via,
+        dtype,
+        frozenset(data or ()) if per is None else per,
     )
 
 
-def param_labels(p: Plan, n: int) -> Any:
-    """One name per entry of x (Kernels know them), else None."""
+def param_labels(p: Plan, n: int) -> tuple[str, ...] | None:
+    """One name per entry of x, else None: ``f.param_names(n)`` (a loss whose vectors take
+    their length from x), else ``f.labels`` (one per entry), else ``f.params``."""
     f = p.f
     try:
-        return f.param_names(n) if hasattr(f, "param_names") else getattr(f, "params", None)
+        names = (f.param_names(n) if callable(getattr(f, "param_names", None))
+                 else getattr(f, "labels", None))
+        if names is None:
+            names = getattr(f, "params", None)
+        return tuple(names) if names is not None and len(names) == n else None
     except (TypeError, ValueError):
         return None
 

@@ -7,14 +7,12 @@ serial kernel function, the same permutations, in the same order.
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
 
 import numpy as np
 
 from .. import blas
-from ..kernel import Kernel
+from .evaluate import batch_evaluator, full_evaluator
 from .interrupt import Interrupt, interrupted_message
 from .plan import Plan, param_labels, permutations
 from .result import (
@@ -27,72 +25,7 @@ from .result import (
     sq_norm,
 )
 
-__all__ = ["batch_evaluator", "full_evaluator", "run_python"]
-
-
-def full_evaluator(p: Plan) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
-    """``x -> (loss, grad)`` on the full data, a fresh gradient array each call."""
-    if p.kernel:
-        vg, args = p.jit_vg, p.jit_args
-
-        def ev(x: np.ndarray) -> tuple[float, np.ndarray]:
-            g = np.empty_like(x)
-            return float(vg(x, g, *args)), g
-
-        return ev
-    data = dict(p.data or {})
-    return functools.partial(_call_plain, p.f, data)
-
-
-def direct_batches(p: Plan) -> bool:
-    """A scalar symgrad Kernel: batches are index arrays passed to its serial compiled function
-    (the columns were validated once), as the compiled loop does; other kernels get
-    ``f.value_and_grad(x, batch=idx, **data)``."""
-    return isinstance(p.f, Kernel) and len(p.jit_args) > 0
-
-
-def _call_plain(f: Callable, data: dict, x: np.ndarray) -> tuple[float, np.ndarray]:
-    out = f(x, **data)
-    try:
-        value, grad = out
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"f(x, **data) must return (value, grad), got {type(out).__name__}"
-        ) from None
-    grad = np.array(grad, dtype=np.float64)
-    if grad.shape != x.shape:
-        raise ValueError(f"f returned a gradient of shape {grad.shape}, expected {x.shape}")
-    return float(value), grad
-
-
-def batch_evaluator(p: Plan) -> Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]:
-    """``(x, idx) -> (loss, grad)`` on the samples ``idx``."""
-    data = dict(p.data or {})
-    if direct_batches(p):
-        vg, cols = p.jit_vg, p.jit_args[:-1]  # the validated columns; the idx slot is last
-
-        def ev_direct(x: np.ndarray, idx: np.ndarray) -> tuple[float, np.ndarray]:
-            g = np.empty_like(x)
-            return float(vg(x, g, *cols, idx)), g
-
-        return ev_direct
-    if p.kernel:
-        f = p.f
-
-        def ev(x: np.ndarray, idx: np.ndarray) -> tuple[float, np.ndarray]:
-            value, grad = f.value_and_grad(x, batch=idx, **data)
-            return float(value), np.array(grad, dtype=np.float64)
-
-        return ev
-
-    def ev_plain(x: np.ndarray, idx: np.ndarray) -> tuple[float, np.ndarray]:
-        return _call_plain(p.f, {k: v[idx] for k, v in data.items()}, x)
-
-    return ev_plain
-
-
-# --------------------------------------------------------------------------- Python-driven loop
-
+__all__ = ["run_python"]
 
 
 def run_python(p: Plan) -> OptimizeResult:
@@ -105,6 +38,7 @@ def run_python(p: Plan) -> OptimizeResult:
 
     x = p.x0
     state = opt.init(x)
+    cast = p.dtype != np.float64
     r_step: list[int] = []
     r_x: list[np.ndarray] = []
     r_f: list[float] = []
@@ -181,8 +115,10 @@ def run_python(p: Plan) -> OptimizeResult:
                 r_gn.append(gn)
             x_new, state = opt.update(gk, state, x, k)
             x_new = np.asarray(x_new, dtype=np.float64)
-            # x @ x is finite iff every entry is (barring overflow of huge finite entries)
-            if not math.isfinite(sq_norm(x_new)) and not np.isfinite(x_new).all():
+            # x @ x is finite iff every entry is (barring overflow of huge finite entries); a
+            # float32 kernel also needs x within float32's range (the compiled loop's test)
+            if (not math.isfinite(sq_norm(x_new)) and not np.isfinite(x_new).all()) or (
+                    cast and not np.isfinite(x_new.astype(p.dtype)).all()):
                 status, message = "diverged", diverged_message(k, "x", fk, bound)
                 last = (fk, gk) if batch_ev is None else None
                 break

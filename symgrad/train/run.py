@@ -1,24 +1,31 @@
 """The training loop: ``minimize(f, x0, optimizer=..., steps=...) -> OptimizeResult``.
 
-``f`` is a symgrad Kernel (anything with ``.value_and_grad``, ``.jit`` and ``.data_args``) or
-any callable ``f(x, **data) -> (value, grad)``. The loop runs one of two ways, with the same
-numbers (tests check 1e-12; in practice bit for bit):
+``f`` is a symgrad Kernel of a loss (``kind`` ``"scalar"`` or ``"array"``, or its bound form),
+any other object with ``value_and_grad(x, **data) -> (value, grad)`` (a residual kernel's
+½‖r‖², a Dask-bound kernel), or any callable ``f(x, **data) -> (value, grad)``; see
+:mod:`symgrad.train.objective`. The loop runs one of two ways, with the same numbers (tests
+check 1e-12; in practice bit for bit):
 
-- **compiled** (:mod:`symgrad.train.compiled`): a Kernel, an optimizer with a rule (every
-  built-in one; :func:`symgrad.optim.from_rule`) and no callback, full batch or mini-batch
-  (float64 kernels; a float32 array kernel runs in Python). The loop is generated once per
-  kernel and optimizer rule and cached on disk like the kernels.
+- **compiled** (:mod:`symgrad.train.compiled`): a Kernel of a loss, an optimizer with a rule
+  (every built-in one; :func:`symgrad.optim.from_rule`) and no callback, full batch or
+  mini-batch, float64 or float32 kernels. The loop is generated once per kernel and optimizer
+  rule and cached on disk like the kernels.
 - **Python** (:mod:`symgrad.train.python_loop`): always available; callbacks, hand-written
-  ``(init, update)`` pairs and plain callables run here.
+  ``(init, update)`` pairs, objects with ``value_and_grad`` and plain callables run here.
+
+A float32 kernel is called with ``x`` rounded to float32 and its gradient widened to float64:
+``x``, the optimizer state, the history and the result are float64 in both loops (updates
+below float32's resolution still add up; the same numbers in both loops). An ``x0`` beyond
+float32's range is refused, and an update that leaves it ends the run as diverged.
 
 ``compiled=None`` (the default) runs the compiled loop whenever it can run. The first run of a
 (kernel, optimizer rule) pair on a machine compiles it (about 1-3 s) and caches it on disk; a
 later process loads it in milliseconds, and a later run in the same process reuses it. (Hiding
 that first compile behind a Python run is not done: Numba compiles holding the GIL, so the
 Python loop would stall beside it.) The Python loop runs what cannot compile: a callback, a
-hand-written ``(init, update)`` pair, a plain callable, a float32 array kernel. One exception:
-a rule that cannot be cached on disk (defined in ``__main__`` or in a closure) would compile
-again in every process, so it compiles only for runs long enough to pay for it (over
+hand-written ``(init, update)`` pair, an object's ``value_and_grad``, a plain callable. One
+exception: a rule that cannot be cached on disk (defined in ``__main__`` or in a closure)
+would compile again in every process, so it compiles only for runs long enough to pay for it (over
 ``_COMPILE_SECONDS / _PYTHON_STEP_SECONDS`` = 400,000 steps) or once compiled in the process.
 
 Ctrl-C ends a run at the next step (Python loop) or slice of at most about 0.2 s (compiled
@@ -28,8 +35,9 @@ a second Ctrl-C raises KeyboardInterrupt at once.
 Both loops call the kernel's serial ``f.jit.value_and_grad`` (not the ``prange`` variant
 ``Kernel.value_and_grad`` picks for large data), so they sum in the same order; mini-batches
 pass a scalar kernel the batch's sample indices (no copy of the data) and an array kernel the
-batch's rows (gathered, contiguous for BLAS, as its ``batch=`` does); a plain callable gets
-``f(x, **{name: column[idx]})``.
+batch's rows (gathered, contiguous for BLAS, as its ``batch=`` does); an object or a plain
+callable gets ``f.value_and_grad(x, **data)`` / ``f(x, **data)`` with the batch's rows of the
+per-sample columns (the others whole).
 
 Step ``k`` (0-based) evaluates the loss ``f_k`` and gradient ``g_k`` at the iterate ``x_k``,
 checks the stopping rules, records ``(k, f_k, lr_k, |g_k|)`` every ``record_every`` steps (and
@@ -69,14 +77,15 @@ from typing import Any
 
 from .. import blas
 from ..distributed.detect import has_dask
-from . import second_order
+from . import second_run
 from .compiled import compiled_reason, loads_fast
 from .compiled_run import run_compiled
+from .objective import is_kernel, own_hvp
 from .optim import Optimizer
-from .plan import Callback, is_bound, is_kernel, plan
+from .plan import Callback, plan
 from .python_loop import run_python
 from .result import OptimizeResult
-from .second_order import SecondOrder
+from .second_order import SecondOrder, check_call
 
 __all__ = ["minimize"]
 
@@ -108,7 +117,8 @@ def minimize(
     """Minimize ``f`` from ``x0`` (first-order, L-BFGS or Newton); see the module docstring.
 
     Args:
-        f: a Kernel from ``sg.compile`` or a callable ``f(x, **data) -> (value, grad)``.
+        f: a Kernel from ``sg.compile``, an object with ``value_and_grad(x, **data)``, or a
+            callable ``f(x, **data) -> (value, grad)``.
         x0: initial parameters (1-D; copied, never modified).
         optimizer: from :mod:`symgrad.optim`; default ``optim.sgd(lr=1e-3)``.
             ``optim.lbfgs()`` / ``optim.newton()``: ``steps`` counts their iterations.
@@ -158,19 +168,17 @@ def minimize(
     ('converged', 30, True)
     """
     if data is not None and has_dask(data):  # columns on a Dask cluster: reduced there
-        f, data = _on_dask(f, data, batch_size, epochs)
-        if hvp is None and isinstance(optimizer, SecondOrder) and optimizer.needs_hvp:
-            hvp = f.hvp  # the exact HVP, reduced on the cluster too
+        f, data = _on_dask(f, data, batch_size, epochs)  # its methods (hvp too) run there
     if isinstance(optimizer, SecondOrder):  # L-BFGS / Newton: their own loops
-        second_order.check_call(optimizer, kernel=is_kernel(f) or is_bound(f), hvp=hvp,
-                                batch_size=batch_size, epochs=epochs, compiled=compiled)
+        check_call(optimizer, exact_hvp=own_hvp(f), hvp=hvp, batch_size=batch_size, epochs=epochs,
+                   compiled=compiled)
     elif hvp is not None:
         raise ValueError("hvp= is used by optim.newton() only")
     p = plan(f, x0, optimizer, steps, data, batch_size, epochs, seed, tol, gtol, callback,
               progress, record_every, diverge_factor, record_x)  # fmt: skip
     blas.refresh()  # the kernels' BLAS threads for this run (the Python loop also per step)
     if isinstance(p.opt, SecondOrder):
-        return second_order.run(p, hvp)
+        return second_run.run(p, hvp)
     if compiled is None:
         use = not compiled_reason(p) and (
             loads_fast(p) or p.steps * _PYTHON_STEP_SECONDS > _COMPILE_SECONDS)

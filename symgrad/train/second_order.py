@@ -22,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from .interrupt import interrupted_message
 from .result import grad_norm as norm  # one norm for the loops (no NumPy BLAS)
 
-__all__ = ["DEFAULT_GTOL", "Monitor", "Outcome", "SecondOrder", "at_rounding_floor", "default_gtol"]
+__all__ = ["DEFAULT_GTOL", "Monitor", "Outcome", "SecondOrder", "at_rounding_floor", "check_call",
+           "default_gtol", "describe_stop"]
 
 FunAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 Hvp = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -133,7 +135,7 @@ class Monitor:
         self.gtol = None if self.by_default else gtol
         self.tol, self.callback, self.rec = tol, callback, record_every
         self.record_x, self.interrupt = record_x, interrupt
-        self.describe = describe or _describe
+        self.describe = describe or describe_stop
         self.nfev = self.nhev = 0
         self.status = self.message = ""
         self.f_prev = math.nan
@@ -165,8 +167,6 @@ class Monitor:
         if self.callback is not None and self.callback(k, x, f, g):
             return self.end("stopped", f"stopped by callback at step {k}")
         if self.interrupt is not None and self.interrupt.requested:
-            from .interrupt import interrupted_message
-
             return self.end("interrupted", interrupted_message(k))
         if self.rec and k % self.rec == 0:
             self.record(k, x, f, size, gn)
@@ -222,7 +222,7 @@ class Monitor:
                        self.losses, self.sizes, self.gnorms)
 
 
-def _describe(k: int, why: str, f: float, x: np.ndarray, g: np.ndarray) -> str:
+def describe_stop(k: int, why: str, f: float, x: np.ndarray, g: np.ndarray) -> str:
     what = f"the loss is {f!r}" if why == "loss" else "the gradient is not finite"
     if k == 0:
         return f"non-finite at the starting point (step 0): {what}; start from another x0"
@@ -232,9 +232,10 @@ def _describe(k: int, why: str, f: float, x: np.ndarray, g: np.ndarray) -> str:
 # --------------------------------------------------------------------------- minimize's hook
 
 
-def check_call(method: SecondOrder, *, kernel: bool, hvp: Any, batch_size: Any, epochs: Any,
+def check_call(method: SecondOrder, *, exact_hvp: bool, hvp: Any, batch_size: Any, epochs: Any,
                compiled: Any) -> None:
-    """Refuse what these full-batch methods cannot do, in the user's terms (before planning)."""
+    """Refuse what these full-batch methods cannot do, in the user's terms (before planning).
+    ``exact_hvp``: ``f`` brings its own HVP (:func:`symgrad.train.objective.own_hvp`)."""
     who = f"optim.{method.name}()"
     if batch_size is not None or epochs is not None:
         raise ValueError(f"{who} is a full-batch method (its line search / trust region compares "
@@ -245,85 +246,11 @@ def check_call(method: SecondOrder, *, kernel: bool, hvp: Any, batch_size: Any, 
                          "is a few kernel calls); use compiled=None")
     if hvp is not None and not method.needs_hvp:
         raise ValueError(f"hvp= is used by optim.newton() only, not by {who}")
-    if hvp is not None and kernel:
+    if hvp is not None and exact_hvp:
         raise ValueError("f is a symgrad Kernel: its exact Hessian-vector product is used; "
                          "do not pass hvp=")
-    if method.needs_hvp and not kernel and hvp is None:
+    if method.needs_hvp and not exact_hvp and hvp is None:
         raise TypeError("optim.newton() needs Hessian-vector products: pass a symgrad Kernel "
                         "(sg.compile(loss)) or hvp=callable(x, v, **data) -> H v with f")
     if hvp is not None and not callable(hvp):
         raise TypeError(f"hvp must be callable(x, v, **data) -> H v, got {hvp!r}")
-
-
-def run(p: Any, hvp: Any) -> Any:
-    """Run the method of the plan ``p`` (:func:`symgrad.train.plan.plan`): an OptimizeResult."""
-    # optim imports this module, and the loops import optim: import them at run time
-    from .interrupt import Interrupt
-    from .lbfgs import lbfgs_minimize
-    from .newton import newton_minimize
-    from .plan import param_labels
-    from .python_loop import full_evaluator
-    from .result import History, OptimizeResult, Progress, diverged_message
-
-    method: SecondOrder = p.opt
-    fun_and_grad = full_evaluator(p)
-    n = p.x0.size
-
-    def describe(k: int, why: str, f: float, x: np.ndarray, g: np.ndarray) -> str:
-        if k == 0:
-            return diverged_message(0, why, f, math.inf, x, g, param_labels(p, n))
-        return _describe(k, why, f, x, g)
-
-    bar = Progress(p.steps, p.progress)
-    callback = p.callback
-    if p.progress:
-        def callback(k, x, f, g, _user=p.callback):
-            bar.update(1, f)
-            return bool(_user(k, x, f, g)) if _user is not None else False
-
-    intr = Interrupt().__enter__()
-    gtol = "default" if p.gtol is None else p.gtol
-    mon = Monitor(gtol=gtol, tol=p.tol, callback=callback, record_every=p.record_every,
-                  record_x=p.record_x, describe=describe, interrupt=intr)
-    try:
-        if method.needs_hvp:
-            out = newton_minimize(fun_and_grad, _hvp(p, hvp), p.x0, steps=p.steps, monitor=mon,
-                                  **method.options)
-        else:
-            out = lbfgs_minimize(fun_and_grad, p.x0, steps=p.steps, monitor=mon,
-                                 **method.options)
-    finally:
-        intr.__exit__(None, None, None)
-        bar.close()
-    history = History(
-        step=np.array(out.steps, dtype=np.int64),
-        x=np.array(out.xs, dtype=np.float64).reshape(len(out.xs), n),
-        loss=np.array(out.losses, dtype=np.float64),
-        lr=np.array(out.step_sizes, dtype=np.float64),
-        grad_norm=np.array(out.grad_norms, dtype=np.float64),
-    )
-    return OptimizeResult(x=out.x, fun=out.fun, jac=out.jac, nit=out.nit, nfev=out.nfev,
-                          status=out.status, message=out.message, history=history,
-                          compiled=False, nhev=out.nhev)
-
-
-def _hvp(p: Any, hvp: Any) -> Hvp:
-    """``(x, v) -> H v`` on the full data: the kernel's serial HVP, or the user's callable."""
-    if p.kernel:
-        jit_hvp, args = p.f.jit.hvp, p.jit_args
-
-        def kernel_hvp(x: np.ndarray, v: np.ndarray) -> np.ndarray:
-            out = np.empty_like(x)
-            jit_hvp(x, np.ascontiguousarray(v, dtype=np.float64), out, *args)
-            return out
-
-        return kernel_hvp
-    data = dict(p.data or {})
-
-    def plain_hvp(x: np.ndarray, v: np.ndarray) -> np.ndarray:
-        hv = np.array(hvp(x, v, **data), dtype=np.float64)
-        if hv.shape != x.shape:
-            raise ValueError(f"hvp returned shape {hv.shape}, expected {x.shape}")
-        return hv
-
-    return plain_hvp
