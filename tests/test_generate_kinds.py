@@ -207,3 +207,24 @@ def test_a_residual_module_runs_without_sympy_or_symgrad(tmp_path, python, subpr
     np.testing.assert_allclose(got["A"], JtJ, rtol=1e-13)
     np.testing.assert_allclose(got["bv"], Jtr, rtol=1e-13, atol=1e-15)
     assert got["rtr"] == pytest.approx(rtr, rel=1e-13)
+
+
+def test_cli_generate_writes_a_residual_module(tmp_path, capsys):
+    from symgrad import cli
+
+    out = tmp_path / "decay.py"
+    assert cli.main(["generate", "a*exp(-b*t) - y", "--data", "t,y", "-o", str(out),
+                     "--residuals"]) == 0
+    text = out.read_text()
+    assert "# residuals (1 per sample, sample-major):" in text
+    assert "# parameters (order of x): a, b" in text and "# data columns: t[N], y[N]" in text
+    assert ("# regenerate with: symgrad generate 'a*exp(-b*t) - y' -o "
+            f"{out} --data t,y --residuals") in text
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    assert _same_but_command(text) == _same_but_command(
+        sg.compile_residuals(a * sg.exp(-b * t) - y).source)
+    # without the flag the same text is a model (one output per sample), not residuals
+    assert cli.main(["generate", "a*exp(-b*t) - y", "--data", "t,y", "-o",
+                     str(tmp_path / "curve.py")]) == 0
+    assert "# residuals" not in (tmp_path / "curve.py").read_text()
