@@ -173,7 +173,7 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
     path, src, mod = cached_module(
         key, lambda digest: header(prob, policy, opts, digest),
         lambda: module_source(derive(prob, policy), opts))
-    return Kernel(prob, src, path, mod, parallel=parallel)
+    return Kernel(prob, src, path, mod, parallel=None if parallel is None else bool(parallel))
 
 
 def generate(loss, path: str | Path, params: Sequence | None = None, *,

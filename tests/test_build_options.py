@@ -54,7 +54,7 @@ def test_residual_kernel_takes_outputs_like_a_loss():
 def test_the_options_that_apply_are_accepted_in_every_spelling():
     assert sg.compile(ARRAY, dtype=np.float32).source == sg.compile(ARRAY, dtype="float32").source
     assert "DTYPE = 'float32'" in sg.compile(MODEL, dtype="f4").source
-    assert sg.compile(SCALAR, dtype="float64", parallel=np.bool_(True)).parallel
+    assert sg.compile(SCALAR, dtype="float64", parallel=np.bool_(True)).parallel is True
     pol = sg.KinkPolicy(relu=1.0)
     assert sg.compile_residuals(RESID, policy=pol, parallel=True, dtype="float64").kind == \
         "residual"
