@@ -10,32 +10,32 @@ Matrix([[-4*x1*(-x1**2 + x2), -2*x1**2 + 2*x2]])
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import sympy as sp
 
 from .arrays.build import array_source, compile_array
-from .arrays.graph import Node
 from .arrays.kernel import ArrayKernel
-from .arrays.model import compile_model, is_model, model_source, with_outputs
+from .arrays.model import compile_model, model_source, with_outputs
 from .arrays.model_kernel import ModelKernel
-from .cache import cached_module, code_digest, write_atomic
+from .buildopts import check_options, kind_of
+from .cache import cached_module, write_atomic
+from .cachekey import cache_key, canon
 from .codegen import CodegenOptions, header, module_source
 from .derive import KinkPolicy, derive
 from .kernel import ScalarKernel
+from .lsq.build import compile_residuals, residual_module
+from .lsq.kernel import ResidualKernel
 from .output import check_output
 from .problem import ProblemError, problem
 from .runtime.base import Kernel
-from .symbols import Data, as_expr, normalize_name
+from .symbols import as_expr, normalize_name
 from .version import __version__
 
 __all__ = ["compile", "generate", "grad", "hessian", "jacobian"]
 
-#: The code that turns a scalar problem into module text (its digest is part of the cache key).
-# the modules that write a scalar module (the cache key hashes their import closure)
+#: The modules that write a scalar module (the cache key hashes their import closure).
 _WRITERS = ("codegen", "derive", "problem")
 
 
@@ -118,29 +118,33 @@ def jacobian(exprs, wrt) -> sp.Matrix:
     return sp.Matrix(len(es), len(ws), lambda i, j: sp.diff(es[i], ws[j]))
 
 
-def _source(loss, params, policy, regenerate: str) -> tuple:
-    prob = problem(loss, params)
-    der = derive(prob, policy)
-    return prob, module_source(der, CodegenOptions(regenerate=regenerate, version=__version__))
-
-
-def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None = None,
-            parallel: bool | None = None, dtype: str | None = None,
-            outputs: dict | None = None) -> Kernel | ArrayKernel | ModelKernel:
+def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
+            policy: KinkPolicy | None = None, parallel: bool | None = None,
+            dtype: str | None = None, data: Sequence | str | None = None,
+            outputs: dict | None = None) -> Kernel | ArrayKernel | ModelKernel | ResidualKernel:
     """Compile a loss (a SymPy expression or a Python function of its parameters) to a Kernel.
 
     The module is kept in the cache directory (see :mod:`symgrad.cache`) under a key of
     everything that shapes it, so the same loss in another process neither differentiates nor
-    generates again and reuses Numba's on-disk machine code. ``parallel=None`` uses the
-    ``prange`` variant above ``kernel.PARALLEL_THRESHOLD`` samples; True/False force it. A
-    loss written on arrays (``sg.params``/``sg.data`` with ``shape=``) gives an
-    :class:`ArrayKernel`; ``dtype="float32"`` computes it in float32 throughout (float64 is
-    the default).
+    generates again and reuses Numba's on-disk machine code. A loss written on arrays
+    (``sg.params``/``sg.data`` with ``shape=``) gives an :class:`ArrayKernel`.
 
     An expression that keeps the sample axis (logits, a fitted curve ``a*exp(-b*t) + c``) is a
     model: it compiles to a :class:`~symgrad.arrays.model_kernel.ModelKernel` whose call gives
     one output per sample. ``outputs={"proba": sg.softmax(logits)}`` compiles models next to
-    the loss, packed like its ``x``: ``f.outputs["proba"](x, X=...)``.
+    the loss, packed like its ``x``: ``f.outputs["proba"](x, X=...)``. Residuals (one
+    expression per sample, or a list/Matrix of them) compile with ``kind="residual"`` to a
+    :class:`~symgrad.lsq.kernel.ResidualKernel` (as :func:`symgrad.compile_residuals`);
+    ``data=`` names plain symbols of residuals that are data columns.
+
+    Every kind takes the same options; one a kind cannot honour yet is refused with why:
+
+    - ``kind``: None detects "scalar", "array" or "model"; "residual" must be asked for;
+    - ``policy``: the :class:`KinkPolicy` (derivatives at kinks);
+    - ``parallel``: None uses the ``prange`` variant of a scalar loss above
+      ``kernel.PARALLEL_THRESHOLD`` samples, True/False force it; residual modules are always
+      per-sample parallel (True is accepted); array losses and models have no variant yet;
+    - ``dtype``: "float64" (default) or "float32" for array losses and models.
 
     >>> import symgrad as sg
     >>> def my_loss(x1, x2):
@@ -149,65 +153,43 @@ def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None =
     >>> f.params, f.value_and_grad([2.0, 2.0])[1].tolist()
     (('x1', 'x2'), [18.0, -4.0])
     """
+    k = kind_of(loss, kind)
+    policy, real = check_options(k, policy=policy, parallel=parallel, dtype=dtype)
+    if data is not None and k != "residual":
+        raise ProblemError("data= names plain symbols that are data columns of residuals "
+                           "(kind='residual'); in a loss declare data with sg.data('t y')")
     if outputs is not None:
-        f = compile(loss, params, policy=policy, parallel=parallel, dtype=dtype)
-        return with_outputs(f, outputs, policy=policy, dtype=dtype or "float64")
-    if is_model(loss):
-        if parallel is not None:
-            raise ValueError("parallel= applies to scalar losses; models use BLAS and one loop "
-                             "per node (no prange variant yet)")
-        return compile_model(loss, params, policy=policy, dtype=dtype or "float64")
-    if isinstance(loss, Node):
-        if parallel is not None:
-            raise ValueError("parallel= applies to scalar losses; array losses use BLAS and "
-                             "one loop per node (no prange variant yet)")
-        return compile_array(loss, params, policy=policy, dtype=dtype or "float64")
-    if dtype not in (None, "float64"):
-        raise ValueError("dtype= applies to array losses (sg.params/sg.data with shape=); "
-                         "scalar losses compute in float64")
+        f = compile(loss, params, kind=k, policy=policy, parallel=parallel, dtype=real,
+                    data=data)
+        return with_outputs(f, outputs, policy=policy, dtype=real)
+    if k == "residual":
+        return compile_residuals(loss, params, data, policy=policy, parallel=parallel)
+    if k == "model":
+        return compile_model(loss, params, policy=policy, dtype=real)
+    if k == "array":
+        return compile_array(loss, params, policy=policy, dtype=real)
     prob = problem(loss, params)
-    policy = policy or KinkPolicy()
     opts = CodegenOptions(regenerate="symgrad.compile(loss)", version=__version__)
+    key = cache_key("scalar", canon(prob), policy, opts, real, _WRITERS)
     path, src, mod = cached_module(
-        _cache_key(prob, policy, opts),
-        lambda digest: header(prob, policy, opts, digest),
+        key, lambda digest: header(prob, policy, opts, digest),
         lambda: module_source(derive(prob, policy), opts))
-    return ScalarKernel(prob, src, path, mod, parallel=parallel, policy=policy)
-
-
-def _cache_key(prob, policy: KinkPolicy, opts: CodegenOptions) -> str:
-    """A hash of every input of derive and codegen: the whole validated problem (expression,
-    ordered scalar parameters and vectors, data columns and their layout, reductions), the kink
-    policy, the codegen options and the code of the generator itself.
-
-    The key is computed without deriving (a warm process skips SymPy); the entry's header is
-    then checked against this problem before it is used (:func:`symgrad.cache.cached_module`).
-    """
-    parts = [_canon(prob), _canon(policy), _canon(opts), code_digest(*_WRITERS)]
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
-
-
-def _canon(obj) -> str:
-    """A canonical text of a problem's parts: ``srepr`` for SymPy objects plus the column layout
-    of data symbols (not in ``srepr``), recursing into dataclasses and tuples field by field."""
-    if isinstance(obj, sp.Basic):
-        layout = sorted((d.name, d.column, repr(d.component), repr(d.width))
-                        for d in obj.atoms(Data))
-        return f"{sp.srepr(obj)}{layout!r}"
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return f"{type(obj).__name__}(" + ", ".join(
-            f"{f.name}={_canon(getattr(obj, f.name))}" for f in dataclasses.fields(obj)) + ")"
-    if isinstance(obj, tuple | list):
-        return "(" + ", ".join(_canon(o) for o in obj) + ")"
-    return repr(obj)
-
-
+    return ScalarKernel(prob, src, path, mod, parallel=None if parallel is None else bool(parallel),
+                        policy=policy)
 
 
 def generate(loss, path: str | Path, params: Sequence | None = None, *,
-             policy: KinkPolicy | None = None, regenerate: str | None = None,
+             kind: str | None = None, policy: KinkPolicy | None = None,
+             parallel: bool | None = None, dtype: str | None = None,
+             data: Sequence | str | None = None, regenerate: str | None = None,
              force: bool = False) -> Path:
     """Write a standalone module (needs only NumPy and Numba) and return its path.
+
+    Every kind :func:`compile` builds can be written, with the same options: a scalar loss, an
+    array loss, a model, and residuals with ``kind="residual"`` (the module of
+    :func:`symgrad.compile_residuals`: ``residuals``, ``rows``, ``jvp``, ``vjp``, ``normal``).
+    ``parallel`` is a choice made when a kernel runs, not written in the module (a scalar
+    module has both ``value`` and ``value_parallel``): it is refused here.
 
     The text is deterministic; the file is written atomically and only when its bytes change.
     ``regenerate`` is the command recorded in the header. An existing file is replaced only when
@@ -216,14 +198,29 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
     module (``math.py``, ``numpy.py``).
     """
     path = Path(path)
+    k = kind_of(loss, kind)
+    if parallel is not None:
+        raise ValueError("parallel= is chosen when a kernel runs, not written in a module: a "
+                         "generated scalar module has both value(...) and value_parallel(...); "
+                         "call the one you want")
+    policy, real = check_options(k, policy=policy, dtype=dtype)
+    if data is not None and k != "residual":
+        raise ProblemError("data= names plain symbols that are data columns of residuals "
+                           "(kind='residual'); in a loss declare data with sg.data('t y')")
     check_output(path, force)
-    regenerate = regenerate or f"symgrad.generate(loss, {str(path.as_posix())!r})"
-    if is_model(loss):
-        _, src = model_source(loss, params, policy, regenerate)
-    elif isinstance(loss, Node):
-        _, src = array_source(loss, params, policy, regenerate)
+    what = "resid" if k == "residual" else "loss"
+    tail = "".join([", kind='residual'" if k == "residual" else "",
+                    f", dtype={real!r}" if real != "float64" else ""])
+    opts = CodegenOptions(version=__version__, regenerate=regenerate or
+                          f"symgrad.generate({what}, {str(path.as_posix())!r}{tail})")
+    if k == "residual":
+        src = residual_module(loss, params, data, policy, opts)
+    elif k == "model":
+        src = model_source(loss, params, policy, opts.regenerate, real)[1]
+    elif k == "array":
+        src = array_source(loss, params, policy, opts.regenerate, real)[1]
     else:
-        _, src = _source(loss, params, policy, regenerate)
+        src = module_source(derive(problem(loss, params), policy), opts)
     try:
         write_atomic(path, src)
     except OSError as exc:

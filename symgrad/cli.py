@@ -177,7 +177,9 @@ def cmd_generate(a: argparse.Namespace) -> int:
         argv += ["--params", a.params]
     if a.data:
         argv += ["--data", a.data]
-    path = sg.generate(src.loss, out, src.params, regenerate=shlex.join(argv), force=a.force)
+    kind = "residual" if a.residuals else None
+    path = sg.generate(src.loss, out, src.params, kind=kind,
+                       regenerate=shlex.join(argv + ["--residuals"] * bool(kind)), force=a.force)
     print(f"wrote {path}")
     return 0
 
@@ -290,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "existing file is replaced only if symgrad generated it")
     g.add_argument("--force", action="store_true", help="replace OUTPUT even if symgrad did not "
                    "generate it (or it is read-only or a symbolic link)")
+    g.add_argument("--residuals", action="store_true", help="LOSS is a residual, one per sample "
+                   "(\"a*exp(-b*t) - y\" --data t,y): write sg.compile_residuals' module")
     g.set_defaults(run=cmd_generate)
 
     c = sub.add_parser("check", help="compare the gradient with finite differences / "

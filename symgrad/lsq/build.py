@@ -1,17 +1,18 @@
 """The residual pipeline composed: problem -> derivatives and text -> verified cached module.
 
-The cache key hashes the validated problem (residual expressions, parameter order, data
-columns), the kink policy, the codegen options and the generator's own code, so a warm process
-neither differentiates nor generates again; the entry is verified by :mod:`symgrad.cache`.
+The cache key (:func:`symgrad.cachekey.cache_key`, the one every kind uses) hashes the validated
+problem (residual expressions, parameter order, data columns), the kink policy, the codegen
+options, the dtype and the generator's own code, so a warm process neither differentiates nor
+generates again; the entry is verified by :mod:`symgrad.cache`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
-from ..api import _canon
-from ..cache import cached_module, code_digest
+from ..buildopts import check_options
+from ..cache import cached_module
+from ..cachekey import cache_key, canon
 from ..codegen import CodegenOptions
 from ..derive import KinkPolicy
 from ..version import __version__
@@ -19,24 +20,26 @@ from .codegen import residual_header, residual_source
 from .kernel import ResidualKernel
 from .problem import residual_problem
 
-__all__ = ["compile_residuals"]
+__all__ = ["compile_residuals", "residual_module"]
 
-#: The code that turns a residual problem into module text (its digest is part of the cache key).
-# the modules that write a residual module (the cache key hashes their import closure)
+#: The modules that write a residual module (the cache key hashes their import closure).
 _WRITERS = ("lsq.codegen", "lsq.problem")
 
 
 def compile_residuals(resid, params: Sequence | None = None, data: Sequence | str | None = None,
-                      *, policy: KinkPolicy | None = None) -> ResidualKernel:
+                      *, policy: KinkPolicy | None = None, parallel: bool | None = None,
+                      dtype: str | None = None) -> ResidualKernel:
     """Compile residuals into a :class:`ResidualKernel` (residuals, Jacobian, J v, J^T u and
-    the fused normal equations).
+    the fused normal equations); the same as ``sg.compile(resid, kind="residual")``.
 
     ``resid``: one expression per sample in parameters and 1-D data columns, a list/tuple/
     Matrix of them (m residuals per sample), or parameter-only expressions (M residuals).
     Text is parsed by the safe parser (never evaluated): names listed in ``data`` are data
     columns, every other name a parameter. ``params`` fixes the order of x
     (default: every ``sg.params`` symbol, in declaration order); ``data`` names plain symbols
-    that are data columns (``sg.data`` symbols are data anyway).
+    that are data columns (``sg.data`` symbols are data anyway). ``policy``, ``parallel`` and
+    ``dtype`` are :func:`symgrad.compile`'s options: the module is per-sample parallel
+    (``parallel=False`` is refused) and float64 (``dtype="float32"`` is refused).
 
     >>> import symgrad as sg
     >>> x1, x2 = sg.params("x1 x2")
@@ -44,14 +47,17 @@ def compile_residuals(resid, params: Sequence | None = None, data: Sequence | st
     >>> rk.residuals([-1.2, 1.0]).tolist(), rk.jacobian([-1.2, 1.0]).tolist()
     ([-4.399999999999999, 2.2], [[24.0, 10.0], [-1.0, 0.0]])
     """
+    policy, real = check_options("residual", policy=policy, parallel=parallel, dtype=dtype)
     prob = residual_problem(resid, params, data)
-    policy = policy or KinkPolicy()
     opts = CodegenOptions(regenerate="symgrad.compile_residuals(resid)", version=__version__)
-    key = hashlib.sha256("\0".join([_canon(prob), _canon(policy), _canon(opts),
-                                    code_digest(*_WRITERS)]).encode()).hexdigest()[:24]
     path, src, mod = cached_module(
-        "r" + key, lambda digest: residual_header(prob, policy, opts, digest),
+        cache_key("residual", canon(prob), policy, opts, real, _WRITERS),
+        lambda digest: residual_header(prob, policy, opts, digest),
         lambda: residual_source(prob, policy, opts))
     return ResidualKernel(prob, src, path, mod, policy)
 
 
+def residual_module(resid, params: Sequence | None, data: Sequence | str | None,
+                    policy: KinkPolicy, opts: CodegenOptions) -> str:
+    """The text of the residual module (what :func:`symgrad.generate` writes)."""
+    return residual_source(residual_problem(resid, params, data), policy, opts)
