@@ -319,3 +319,14 @@ def test_unknown_kinds_are_refused() -> None:
 
     with pytest.raises(NotImplementedError, match="kind 'model'"):
         _exact_grad(Model(), np.zeros(1), None)
+
+
+def test_richardson_verifies_a_data_kink_with_the_oracle() -> None:
+    # sample 0 sits on relu's kink: differences cannot check it, the oracle (with the kernel's
+    # KinkPolicy) can; before the oracle took data the component stayed unverified
+    w = sg.params("rk_w", shape=(2,))
+    X = sg.data("rk_X", shape=(2,))
+    f = sg.compile(sg.mean(sg.relu(X @ w)))
+    data = {"rk_X": np.array([[1.0, 1.0], [2.0, 1.0]])}
+    chk = check_grad(f, np.array([1.0, -1.0]), data, method="richardson")
+    assert chk.ok and not chk.unverified and chk.kinks, chk.notes
