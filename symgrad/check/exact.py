@@ -71,16 +71,18 @@ def _param_symbols(k: Any, expr: Any, n: int) -> list[Any]:
 
 
 def _oracle(k: Any, x: np.ndarray, data: Mapping[str, Any] | None, order: int = 1,
-            max_cost: int | None = None) -> tuple[Any, list[Any]]:
+            max_cost: int | None = None) -> tuple[Any, list[Any], bool]:
     """The loss as a SymPy expression and its symbols, one per entry of ``x``: ``f.expr`` for
-    a parameter-only scalar loss, else unrolled over the data (:mod:`.unroll`)."""
+    a parameter-only scalar loss, else unrolled over the data (:mod:`.unroll`); and whether
+    it was unrolled (large, with shared subtrees: evaluated by :func:`.mpeval.mp_eval`)."""
     kind = getattr(k, "kind", "scalar")
     if kind == "scalar" and not getattr(k, "data_names", ()) and not getattr(k, "vectors", ()):
-        return k.expr, _param_symbols(k, k.expr, x.size)
-    return exact_loss(k, x, data, order, max_cost)
+        return k.expr, _param_symbols(k, k.expr, x.size), False
+    return (*exact_loss(k, x, data, order, max_cost), True)
 
 
-def _mp_values(syms: Sequence[Any], exprs: Sequence[Any], x: np.ndarray) -> np.ndarray:
+def _mp_values(syms: Sequence[Any], exprs: Sequence[Any], x: np.ndarray,
+               walk: bool = False) -> np.ndarray:
     """Evaluate SymPy expressions at x with EXACT_DPS digits; returns floats."""
     import mpmath
     import sympy
@@ -89,7 +91,9 @@ def _mp_values(syms: Sequence[Any], exprs: Sequence[Any], x: np.ndarray) -> np.n
     todo = list(range(len(exprs)))
     nonzero = [i for i in todo if exprs[i] != 0]
     out[:] = 0.0
-    try:  # the memoised walk first (shared subtrees once), then lambdify, then evalf
+    try:  # unrolled: the memoised walk first (shared subtrees once); then lambdify, evalf
+        if not walk:
+            raise NotImplementedError
         point = dict(zip(syms, x, strict=True))
         vals = mp_eval([_elementary(exprs[i]) for i in nonzero], point)
         for i, v in zip(nonzero, vals, strict=True):
@@ -123,8 +127,8 @@ def _exact_grad(k: Any, x: np.ndarray, data: Mapping[str, Any] | None = None,
     """The gradient of ``k``'s loss at ``x`` (with ``data``) from SymPy at 50 digits."""
     import sympy
 
-    expr, syms = _oracle(k, x, data, max_cost=max_cost)
-    return _mp_values(syms, [sympy.diff(expr, s) for s in syms], x)
+    expr, syms, walk = _oracle(k, x, data, max_cost=max_cost)
+    return _mp_values(syms, [sympy.diff(expr, s) for s in syms], x, walk)
 
 
 def _exact_hessian(k: Any, x: np.ndarray, data: Mapping[str, Any] | None = None) -> np.ndarray:
@@ -132,10 +136,10 @@ def _exact_hessian(k: Any, x: np.ndarray, data: Mapping[str, Any] | None = None)
     import sympy
 
     n = x.size
-    expr, syms = _oracle(k, x, data, order=2)
+    expr, syms, walk = _oracle(k, x, data, order=2)
     first = [sympy.diff(expr, s) for s in syms]
     pairs = [(i, j) for i in range(n) for j in range(i, n)]
-    vals = _mp_values(syms, [sympy.diff(first[i], syms[j]) for i, j in pairs], x)
+    vals = _mp_values(syms, [sympy.diff(first[i], syms[j]) for i, j in pairs], x, walk)
     H = np.empty((n, n))
     for (i, j), v in zip(pairs, vals, strict=True):
         H[i, j] = H[j, i] = v
