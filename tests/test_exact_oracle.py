@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sympy
 
 import symgrad as sg
 from symgrad import check_grad, check_hessian
@@ -330,3 +331,16 @@ def test_richardson_verifies_a_data_kink_with_the_oracle() -> None:
     data = {"rk_X": np.array([[1.0, 1.0], [2.0, 1.0]])}
     chk = check_grad(f, np.array([1.0, -1.0]), data, method="richardson")
     assert chk.ok and not chk.unverified and chk.kinks, chk.notes
+
+
+def test_scalar_kernels_keep_their_kink_policy() -> None:
+    a = sg.params("kp_a")
+    t = sg.data("kp_t")
+    pol = sg.KinkPolicy(relu=1.0, abs=0.25, tie=0.25)
+    f = sg.compile(sg.mean(sg.relu(a * t - 1) + abs(a - t) + sympy.Max(a, t) - a**2), policy=pol)
+    x, data = np.array([1.0]), {"kp_t": np.array([1.0, 2.0, 0.5])}  # sample 0: three ties
+    _close(_exact_grad(f, x, data), f.grad(x, **data))
+    # per sample: relu' * t + d|t - a|/da + Max share (t = 1: the policy's values at the ties;
+    # SymPy writes abs(a - t) as Abs(t - a), so abs'(0) = 0.25 gives -0.25)
+    ref = np.mean([1.0 - 0.25 + 0.25, 2.0 - 1.0 + 0.0, 0.0 + 1.0 + 1.0]) - 2.0
+    _close(_exact_grad(f, x, data), [ref])

@@ -5,7 +5,7 @@ object arrays whose elements are SymPy expressions: parameters are symbols, data
 Floats. It shares nothing with the code generator or the array autodiff, so the loss it returns
 can be differentiated with ``sympy.diff`` as an independent oracle.
 
-Kinks are resolved at the point ``x`` (:func:`smooth_at`): every max, relu, abs, Piecewise...
+Kinks are resolved at the point ``x`` (:class:`Smoother`): every max, relu, abs, Piecewise...
 is replaced by the smooth branch active there, and at a tie by a linear form whose derivative
 is the kernel's :class:`~symgrad.derive.KinkPolicy` value (max reductions: ties share the
 derivative equally). The result equals the loss at ``x`` and has the kernel's derivative there;
@@ -24,7 +24,7 @@ import sympy as sp
 from .autodiff import topo
 from .graph import SAMPLES, N, Node, ph
 
-__all__ = ["TIE", "interpret", "smooth_at", "work"]
+__all__ = ["TIE", "Smoother", "interpret", "work"]
 
 #: Two values closer than this (relative to their size) count as a tie at a kink.
 TIE = sp.Float("1e-40")
@@ -67,7 +67,7 @@ def _zeros(shape: tuple) -> np.ndarray:
 
 
 def interpret(loss: Node, env: Mapping[str, np.ndarray], n: int,
-              smooth: Callable[[sp.Expr], sp.Expr]) -> sp.Expr:
+              smooth: Smoother) -> sp.Expr:
     """The scalar loss from ``env`` (one object array per leaf name, in the leaf's shape with
     ``N`` = ``n`` samples); ``smooth`` resolves the kinks of every element it is given."""
     val: dict[int, np.ndarray] = {}
@@ -95,7 +95,7 @@ def _map(node, args, shape, env, n, smooth) -> np.ndarray:
     for idx in np.ndindex(*shape):
         subs = {ph(k): a[tuple(idx[j] for j in axes)]
                 for k, (a, axes) in enumerate(zip(args, node.axes, strict=True))}
-        out[idx] = smooth(expr.xreplace(subs))
+        out[idx] = smooth(expr, subs)  # kinks resolved in the Map's expression as written
     return out
 
 
@@ -118,12 +118,13 @@ def _reduce(node, args, shape, env, n, smooth) -> np.ndarray:
         elif node.op == "lse":
             out[idx] = sp.log(sp.Add(*[sp.exp(e) for e in items]))
         else:  # max: the tied maxima share the derivative equally (arrays/autodiff.py)
-            out[idx] = smooth(_MaxOf(*items))
+            out[idx] = smooth(_MaxOf(*[ph(k) for k in range(len(items))]),
+                              {ph(k): e for k, e in enumerate(items)})
     return out
 
 
 class _MaxOf(sp.Function):
-    """A max reduction's elements, resolved by :func:`smooth_at` (ties share equally)."""
+    """A max reduction's elements, resolved by :class:`Smoother` (ties share equally)."""
 
 
 def _window(node, args, shape, env, n, smooth) -> np.ndarray:
@@ -171,9 +172,13 @@ _RULES = {"leaf": _leaf, "map": _map, "contract": _contract, "reduce": _reduce,
 
 # -- kinks resolved at the point ------------------------------------------------------------------
 
-def smooth_at(point: Mapping[sp.Symbol, sp.Float], policy: Any = None
-              ) -> Callable[[sp.Expr], sp.Expr]:
-    """A function replacing every kink of an expression by the branch active at ``point``.
+class Smoother:
+    """Replaces every kink of an expression by the branch active at ``point``.
+
+    ``smooth(e, env)`` resolves the kinks of ``e`` as written, with its symbols valued by
+    ``env`` (symbol -> expression in the point's symbols), then substitutes ``env``: the kinks
+    keep their orientation (SymPy may rewrite ``Abs(1.0 - a)`` as ``Abs(a - 1.0)`` once a
+    datum is substituted, which matters for a one-sided abs'(0)).
 
     relu/Abs/Max/Min/Max2/Min2 pick their active argument; at a tie (within :data:`TIE`) a
     linear form with the policy's one-sided weights (relu'(0), abs'(0), the Max/Min tie share,
@@ -181,9 +186,32 @@ def smooth_at(point: Mapping[sp.Symbol, sp.Float], policy: Any = None
     value; Piecewise its first true branch; logsumexp, log1p, expm1, sigmoid and softplus
     their elementary forms.
     """
-    from ..derive import KinkPolicy
 
-    pol = policy or KinkPolicy()
+    def __init__(self, point: Mapping[sp.Symbol, sp.Float], policy: Any = None) -> None:
+        from ..derive import KinkPolicy
+
+        self.point = dict(point)
+        self.pol = policy or KinkPolicy()
+        self.values: dict[sp.Expr, sp.Expr] = {}
+
+    def value(self, e: sp.Expr) -> sp.Expr:
+        """``e`` at the point (60 digits)."""
+        v = self.values.get(e)
+        if v is None:
+            v = self.values[e] = sp.N(e.xreplace(self.point), 60)
+        return v
+
+    def __call__(self, e: sp.Expr, env: Mapping[sp.Symbol, sp.Expr] | None = None) -> sp.Expr:
+        if not e.atoms(sp.Function) and not e.has(sp.Piecewise):
+            return e.xreplace(env) if env else e
+        local = dict(self.point)
+        if env:
+            local.update({s: self.value(v) for s, v in env.items() if e.has(s)})
+        out = _walker(local, self.pol)(e)
+        return out.xreplace(env) if env else out
+
+
+def _walker(point: Mapping[sp.Symbol, sp.Expr], pol: Any) -> Callable[[sp.Expr], sp.Expr]:
     cache: dict[sp.Expr, sp.Expr] = {}
 
     def num(e: sp.Expr) -> sp.Float:

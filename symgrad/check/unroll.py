@@ -9,7 +9,7 @@ data, with no use of symgrad's derivative code:
 - ``array``: the array graph interpreted element by element (:mod:`symgrad.arrays.interp`);
 - ``residual``: ``1/2 sum_i r_i**2`` over every sample's residuals (``f.problem.exprs``).
 
-Kinks are resolved at ``x`` with the kernel's KinkPolicy (:func:`symgrad.arrays.interp.smooth_at`)
+Kinks are resolved at ``x`` with the kernel's KinkPolicy (:class:`symgrad.arrays.interp.Smoother`)
 for data losses, so the expression is smooth near ``x`` and has the kernel's derivative there.
 The cost (unrolled size x parameters) is bounded by :data:`EXACT_MAX_COST`: bigger losses are
 refused with their size, asking for fewer samples (``batch=``).
@@ -18,13 +18,14 @@ refused with their size, asking for fewer samples (``batch=``).
 from __future__ import annotations
 
 import contextvars
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import sympy as sp
 
-from ..arrays.interp import interpret, smooth_at, work
+from ..arrays.interp import Smoother, interpret, work
 from .report import EXACT_DPS
 
 __all__ = ["EXACT_MAX_COST", "FALLBACK_MAX_COST", "ExactTooLarge", "exact_loss"]
@@ -87,6 +88,23 @@ def _symbols(n: int) -> list[sp.Symbol]:
     return [sp.Symbol(f"_x{i}") for i in range(n)]
 
 
+_POLICY = re.compile(r"relu'\(0\)=([^,]+), abs'\(0\)=([^,]+), max/min tie=(.+)")
+
+
+def _policy(k: Any) -> Any:
+    """The kernel's KinkPolicy: ``k.policy``, or the one its module records (scalar kernels)."""
+    from ..derive import KinkPolicy
+
+    pol = getattr(k, "policy", None)
+    if pol is not None:
+        return pol
+    text = getattr(getattr(k, "module", None), "KINK_POLICY", None)
+    m = _POLICY.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        return KinkPolicy()
+    return KinkPolicy(relu=float(m[1]), abs=float(m[2]), tie=float(m[3]))
+
+
 def _point(syms: list[sp.Symbol], x: np.ndarray) -> dict[sp.Symbol, sp.Float]:
     return {s: _float(v) for s, v in zip(syms, x, strict=True)}
 
@@ -139,7 +157,7 @@ def _array_loss(k: Any, x: np.ndarray, data: dict, order: int
             env[d.name] = np.asarray(a).astype(np.int64).astype(object)
         else:
             env[d.name] = np.vectorize(_float, otypes=[object])(a) if a.size else a.astype(object)
-    smooth = smooth_at(_point(syms, x), getattr(k, "policy", None))
+    smooth = Smoother(_point(syms, x), _policy(k))
     return sp.sympify(interpret(prob.loss, env, n, smooth)), syms
 
 
@@ -157,14 +175,14 @@ def _residual_loss(k: Any, x: np.ndarray, data: dict, order: int
     per = sum(1 + sp.count_ops(e) for e in prob.exprs)
     _too_big(rows * per, x.size, order, f"{rows} samples x {len(prob.exprs)} residuals")
     syms = _symbols(x.size)
-    base = [e.xreplace(dict(zip(params, syms, strict=True))) for e in prob.exprs]
+    to_syms = dict(zip(params, syms, strict=True))
     by_col = {d: d.column for d in prob.data_symbols}
+    smooth = Smoother(_point(syms, x))
     terms = []
     for i in range(rows):
-        subs = {d: _float(cols[c][i]) for d, c in by_col.items()}
-        terms.extend(e.xreplace(subs) ** 2 for e in base)
-    smooth = smooth_at(_point(syms, x))
-    return smooth(sp.Add(*terms) / 2), syms
+        env = to_syms | {d: _float(cols[c][i]) for d, c in by_col.items()}
+        terms.extend(smooth(e, env) ** 2 for e in prob.exprs)
+    return sp.Add(*terms) / 2, syms
 
 
 # -- scalar losses ----------------------------------------------------------------------------
@@ -219,6 +237,8 @@ def _scalar_loss(k: Any, x: np.ndarray, data: dict, order: int
             out.append(t.replace(lambda e: isinstance(e, sp.Indexed), element))
         return sp.Add(*out)
 
+    smooth = Smoother(_point(syms, x), _policy(k))
+
     def reduce(cls, body) -> sp.Expr:
         if n is None:
             raise ValueError("method='exact': the loss reduces over samples: pass its data")
@@ -227,20 +247,19 @@ def _scalar_loss(k: Any, x: np.ndarray, data: dict, order: int
             ds = {d: _float(cols[d.column][r] if d.component is None
                             else cols[d.column][r, d.component])
                   for d in body.free_symbols if isinstance(d, Data)}
-            out.append(body.xreplace(ds))
+            out.append(smooth(body, subs | ds))  # kinks resolved as written, then substituted
         total = sp.Add(*out)
         return total / n if cls is Mean else total
 
     e = expr.replace(lambda a: isinstance(a, IndexedSum), lambda a: index_sum(*a.args))
     e = e.replace(lambda a: isinstance(a, Mean | Sum),
                   lambda a: reduce(type(a), a.args[0]))
-    e = e.xreplace(subs)
+    e = smooth(e, subs)
     left = sorted(s.name for s in e.free_symbols if s not in syms)
     if left:
         raise NotImplementedError(f"method='exact': the loss still has symbols {left} after "
                                   "unrolling (not parameters nor data)")
-    smooth = smooth_at(_point(syms, x), getattr(k, "policy", None))
-    return smooth(e), syms
+    return e, syms
 
 
 def _named(expr: sp.Expr, params: tuple[str, ...]) -> list[sp.Symbol]:
