@@ -51,6 +51,14 @@ class ResidualLoss:
     def grad(self, x, **data) -> np.ndarray:
         return self.rk.jacobian(x, **data).T @ self.rk.residuals(x, **data)
 
+    def hessian(self, x, **data) -> np.ndarray:  # Gauss-Newton
+        J = self.rk.jacobian(x, **data)
+        return J.T @ J
+
+    def hvp(self, x, v, **data) -> np.ndarray:
+        J = self.rk.jacobian(x, **data)
+        return J.T @ (J @ v)
+
 
 def _close(a, b, rtol=RTOL) -> None:
     np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-14 * max(1.0, float(np.max(np.abs(b)))))
@@ -166,6 +174,7 @@ def test_array_least_squares_against_numpy(linreg) -> None:
     _close(_exact_grad(f, x, data), 2 / len(y) * X.T @ (X @ x - y))
     _close(_exact_hessian(f, x, data), 2 / len(y) * X.T @ X)
     assert check_grad(f, x, data, method="exact").ok
+    assert check_hessian(f, x, data, method="exact").ok
     chk = check_grad(Perturbed(f, 2), x, data, method="exact")
     assert not chk.ok and chk.worst == 2
 
@@ -311,7 +320,20 @@ def test_parameter_only_residuals() -> None:
     r = np.array([10 * (x[1] - x[0] ** 2), 1 - x[0]])
     J = np.array([[-20 * x[0], 10.0], [-1.0, 0.0]])
     _close(_exact_grad(f, x, None), J.T @ r)
-    _close(_exact_hessian(f, x, None), J.T @ J + r[0] * np.array([[-20.0, 0], [0, 0]]))
+    # the oracle's Hessian of a residual kernel is Gauss-Newton, like its hvp/hessian
+    _close(_exact_hessian(f, x, None), J.T @ J)
+    loss, syms = exact_loss(f, x, None)
+    true = [[float(sympy.diff(loss, a, b).subs(dict(zip(syms, x, strict=True))))
+             for b in syms] for a in syms]
+    _close(np.array(true), J.T @ J + r[0] * np.array([[-20.0, 0], [0, 0]]))
+
+
+def test_gauss_newton_hessian_with_data(resid) -> None:
+    f, data = resid
+    x = np.array([1.3, 0.4])
+    assert check_hessian(f, x, data, method="exact").ok
+    J = f.rk.jacobian(x, **data)
+    _close(_exact_hessian(f, x, data), J.T @ J, rtol=1e-11)
 
 
 def test_unknown_kinds_are_refused() -> None:

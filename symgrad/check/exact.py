@@ -13,7 +13,7 @@ import numpy as np
 
 from .mpeval import mp_eval
 from .report import EXACT_DPS
-from .unroll import exact_loss
+from .unroll import exact_loss, exact_residuals
 
 _ELEMENTARY: dict[str, Callable[..., Any]] = {}
 
@@ -132,10 +132,16 @@ def _exact_grad(k: Any, x: np.ndarray, data: Mapping[str, Any] | None = None,
 
 
 def _exact_hessian(k: Any, x: np.ndarray, data: Mapping[str, Any] | None = None) -> np.ndarray:
-    """The Hessian of ``k``'s loss at ``x`` (with ``data``) from SymPy at 50 digits."""
+    """The Hessian of ``k``'s loss at ``x`` (with ``data``) from SymPy at 50 digits; for a
+    residual kernel the Gauss-Newton matrix ``J^T J`` (what its ``hvp``/``hessian`` compute)."""
     import sympy
 
     n = x.size
+    if getattr(k, "kind", "scalar") == "residual":
+        rs, syms = exact_residuals(k, x, data)
+        J = _mp_values(syms, [sympy.diff(r, s) for r in rs for s in syms], x, True)
+        J = J.reshape(len(rs), n)
+        return J.T @ J
     expr, syms, walk = _oracle(k, x, data, order=2)
     first = [sympy.diff(expr, s) for s in syms]
     pairs = [(i, j) for i in range(n) for j in range(i, n)]

@@ -7,7 +7,9 @@ data, with no use of symgrad's derivative code:
   every index sum over parameter vectors term by term (``x[i]`` -> the entry of ``x``), data
   columns as 50-digit Floats;
 - ``array``: the array graph interpreted element by element (:mod:`symgrad.arrays.interp`);
-- ``residual``: ``1/2 sum_i r_i**2`` over every sample's residuals (``f.problem.exprs``).
+- ``residual``: ``1/2 sum_i r_i**2`` over every sample's residuals (``f.problem.exprs``); and
+  the residuals themselves (:func:`exact_residuals`), whose exact Jacobian gives the
+  Gauss-Newton matrix ``J^T J`` that a residual kernel's ``hvp``/``hessian`` stand for.
 
 Kinks are resolved at ``x`` with the kernel's KinkPolicy (:class:`symgrad.arrays.interp.Smoother`)
 for data losses, so the expression is smooth near ``x`` and has the kernel's derivative there.
@@ -28,7 +30,8 @@ import sympy as sp
 from ..arrays.interp import Smoother, interpret, work
 from .report import EXACT_DPS
 
-__all__ = ["EXACT_MAX_COST", "FALLBACK_MAX_COST", "ExactTooLarge", "exact_loss"]
+__all__ = ["EXACT_MAX_COST", "FALLBACK_MAX_COST", "ExactTooLarge", "exact_loss",
+           "exact_residuals"]
 
 #: The largest unrolled loss the oracle differentiates: SymPy operations x entries of ``x``
 #: (x entries squared for Hessians). 55_000 takes about 7 s (an MLP of 48 weights, 16 samples).
@@ -163,8 +166,25 @@ def _array_loss(k: Any, x: np.ndarray, data: dict, order: int
 
 # -- residuals ------------------------------------------------------------------------------
 
+def exact_residuals(k: Any, x: np.ndarray, data: Mapping[str, Any] | None,
+                    max_cost: int | None = None) -> tuple[list[sp.Expr], list[sp.Symbol]]:
+    """Every residual of kernel ``k`` (sample-major, as ``k.residuals``) as an expression in one
+    symbol per entry of ``x``, for the Gauss-Newton matrix ``J^T J`` (one derivative each)."""
+    token = _LIMIT.set(EXACT_MAX_COST if max_cost is None else max_cost)
+    try:
+        return _residuals(k, x, dict(data or {}), 1)
+    finally:
+        _LIMIT.reset(token)
+
+
 def _residual_loss(k: Any, x: np.ndarray, data: dict, order: int
                    ) -> tuple[sp.Expr, list[sp.Symbol]]:
+    rs, syms = _residuals(k, x, data, order)
+    return sp.Add(*[r**2 for r in rs]) / 2, syms
+
+
+def _residuals(k: Any, x: np.ndarray, data: dict, order: int
+               ) -> tuple[list[sp.Expr], list[sp.Symbol]]:
     prob = k.problem
     params = list(prob.params)
     if len(params) != x.size:
@@ -178,11 +198,11 @@ def _residual_loss(k: Any, x: np.ndarray, data: dict, order: int
     to_syms = dict(zip(params, syms, strict=True))
     by_col = {d: d.column for d in prob.data_symbols}
     smooth = Smoother(_point(syms, x))
-    terms = []
+    out = []
     for i in range(rows):
         env = to_syms | {d: _float(cols[c][i]) for d, c in by_col.items()}
-        terms.extend(smooth(e, env) ** 2 for e in prob.exprs)
-    return sp.Add(*terms) / 2, syms
+        out.extend(smooth(e, env) for e in prob.exprs)
+    return out, syms
 
 
 # -- scalar losses ----------------------------------------------------------------------------
