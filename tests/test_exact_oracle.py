@@ -412,3 +412,9 @@ def test_whole_array_data_and_slices_against_numpy() -> None:
     g[:-1] -= 0.6 * d
     _close(_exact_grad(f, x, data), g.ravel())
     assert check_grad(f, x, data, method="exact").ok
+
+
+def test_bound_kernels_are_refused_in_the_users_terms(linreg) -> None:
+    f, data = linreg
+    with pytest.raises(NotImplementedError, match="bound kernel: pass the kernel itself"):
+        check_grad(f.bind(**data), np.zeros(3), method="exact")

@@ -76,6 +76,14 @@ def _oracle(k: Any, x: np.ndarray, data: Mapping[str, Any] | None, order: int = 
     a parameter-only scalar loss, else unrolled over the data (:mod:`.unroll`); and whether
     it was unrolled (large, with shared subtrees: evaluated by :func:`.mpeval.mp_eval`)."""
     kind = getattr(k, "kind", "scalar")
+    if kind not in ("scalar", "array", "residual"):
+        raise NotImplementedError(f"method='exact' does not check kernels of kind {kind!r}")
+    if not hasattr(k, "problem") and not hasattr(k, "expr"):
+        inner = " (a bound kernel: pass the kernel itself and its data=)" \
+            if hasattr(k, "kernel") else ""
+        raise NotImplementedError(
+            f"method='exact' needs the kernel's SymPy loss (f.problem or f.expr){inner}; "
+            "use method='richardson'")
     if kind == "scalar" and not getattr(k, "data_names", ()) and not getattr(k, "vectors", ()):
         return k.expr, _param_symbols(k, k.expr, x.size), False
     return (*exact_loss(k, x, data, order, max_cost), True)
