@@ -418,3 +418,13 @@ def test_bound_kernels_are_refused_in_the_users_terms(linreg) -> None:
     f, data = linreg
     with pytest.raises(NotImplementedError, match="bound kernel: pass the kernel itself"):
         check_grad(f.bind(**data), np.zeros(3), method="exact")
+
+
+def test_a_lone_max_tie_with_data_follows_the_policy() -> None:
+    # SymPy's Max is no Function: the smoother must still see it (regression)
+    a = sg.params("lm_a")
+    t = sg.data("lm_t")
+    f = sg.compile(sg.mean(sympy.Max(a, t) ** 2), policy=sg.KinkPolicy(tie=0.25))
+    x, data = np.array([1.0]), {"lm_t": np.array([1.0, 0.5])}
+    _close(_exact_grad(f, x, data), [(2 * 0.25 + 2.0) / 2])
+    _close(_exact_grad(f, x, data), f.grad(x, **data))

@@ -202,7 +202,7 @@ class Smoother:
         return v
 
     def __call__(self, e: sp.Expr, env: Mapping[sp.Symbol, sp.Expr] | None = None) -> sp.Expr:
-        if not e.atoms(sp.Function) and not e.has(sp.Piecewise):
+        if not e.atoms(sp.Function) and not e.has(sp.Piecewise, sp.Max, sp.Min):  # not Functions
             return e.xreplace(env) if env else e
         local = dict(self.point)
         if env:
