@@ -334,9 +334,9 @@ def test_kink_arguments() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_exact_with_data_is_not_implemented() -> None:
+def test_exact_with_data_needs_the_data() -> None:
     k = FakeKernel(ROSEN_EXPR, (x1, x2), data_names=("t",))
-    with pytest.raises(NotImplementedError, match="method='exact'"):
+    with pytest.raises(ValueError, match="data column 't' is missing"):
         check_grad(k, X_ROSEN, method="exact")
 
 

@@ -3,7 +3,8 @@
 The rooms: :mod:`.grad` (check_grad) and :mod:`.hessian` (check_hessian) compose
 :mod:`.target` (what is checked), :mod:`.differences` (numeric derivatives along a line),
 :mod:`.directions` (seeded random directions), :mod:`.kinks` (non-smooth points),
-:mod:`.exact` (the 50-digit oracle) and :mod:`.report` (tolerances, result types, tables).
+:mod:`.exact`/:mod:`.unroll`/:mod:`.mpeval` (the 50-digit oracle) and :mod:`.report`
+(tolerances, result types, tables).
 
 The checker compares an *analytic* derivative (a symgrad Kernel, or any pair of plain callables)
 with an independent *numeric* one and reports per-component errors. It never asserts; use
@@ -17,8 +18,10 @@ Methods (``method=``):
 - ``"complex"``     complex step ``Im f(x + i*h*e_i) / h`` with ``h = 1e-20 * max(1, |x_i|)``:
                     no cancellation, accurate to rounding; needs ``f.value_complex`` (an analytic
                     Kernel) or a complex-safe plain ``fun``.
-- ``"exact"``       the exact derivative from ``f.expr`` (SymPy), evaluated with mpmath at 50
-                    digits. Parameter-only losses only, for now.
+- ``"exact"``       the exact derivative (``sympy.diff``) evaluated with mpmath at 50 digits, of
+                    ``f.expr`` or, for losses with data, array and residual kernels, of the loss
+                    unrolled over the data (:mod:`.unroll`; kinks resolved at ``x`` with the
+                    kernel's KinkPolicy; too big an unrolling is refused, naming its size).
 - ``"auto"``        ``"complex"`` for an analytic Kernel, else ``"richardson"``.
 
 Per component: ``abs_err = |g - g_num|``, ``rel_err = abs_err / max(|g|, |g_num|, TINY)``.

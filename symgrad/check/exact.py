@@ -1,13 +1,19 @@
-"""The exact oracle: the SymPy derivative of ``f.expr`` evaluated with mpmath at 50 digits."""
+"""The exact oracle: the SymPy derivative of the loss evaluated with mpmath at 50 digits.
+
+The loss is ``f.expr`` for a parameter-only scalar loss, else the expression :mod:`.unroll`
+writes out over the data (scalar losses with data or vectors, array and residual kernels).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from .mpeval import mp_eval
 from .report import EXACT_DPS
+from .unroll import exact_loss, exact_residuals
 
 _ELEMENTARY: dict[str, Callable[..., Any]] = {}
 
@@ -49,17 +55,11 @@ def _lambdify_mp(syms: Sequence[Any], exprs: Sequence[Any]) -> Callable[..., Any
 def _param_symbols(k: Any, expr: Any, n: int) -> list[Any]:
     import sympy
 
-    data_names = tuple(getattr(k, "data_names", ()) or ())
-    if data_names:
-        raise NotImplementedError(
-            "method='exact' does not support losses with data (reductions over samples) yet; "
-            "use method='complex' (analytic losses) or method='richardson'"
-        )
     params = tuple(getattr(k, "params", ()) or ())
     if len(params) != n:
         raise NotImplementedError(
             f"method='exact' needs one named parameter per entry of x: f.params has "
-            f"{len(params)} names, x has {n} entries (indexed vector parameters are unsupported)"
+            f"{len(params)} names, x has {n} entries"
         )
     by_name = {s.name: s for s in expr.free_symbols if isinstance(s, sympy.Symbol)}
     extra = sorted(set(by_name) - set(params))
@@ -70,7 +70,27 @@ def _param_symbols(k: Any, expr: Any, n: int) -> list[Any]:
     return [by_name.get(p, sympy.Symbol(p)) for p in params]
 
 
-def _mp_values(syms: Sequence[Any], exprs: Sequence[Any], x: np.ndarray) -> np.ndarray:
+def _oracle(k: Any, x: np.ndarray, data: Mapping[str, Any] | None, order: int = 1,
+            max_cost: int | None = None) -> tuple[Any, list[Any], bool]:
+    """The loss as a SymPy expression and its symbols, one per entry of ``x``: ``f.expr`` for
+    a parameter-only scalar loss, else unrolled over the data (:mod:`.unroll`); and whether
+    it was unrolled (large, with shared subtrees: evaluated by :func:`.mpeval.mp_eval`)."""
+    kind = getattr(k, "kind", "scalar")
+    if kind not in ("scalar", "array", "residual"):
+        raise NotImplementedError(f"method='exact' does not check kernels of kind {kind!r}")
+    if not hasattr(k, "problem") and not hasattr(k, "expr"):
+        inner = " (a bound kernel: pass the kernel itself and its data=)" \
+            if hasattr(k, "kernel") else ""
+        raise NotImplementedError(
+            f"method='exact' needs the kernel's SymPy loss (f.problem or f.expr){inner}; "
+            "use method='richardson'")
+    if kind == "scalar" and not getattr(k, "data_names", ()) and not getattr(k, "vectors", ()):
+        return k.expr, _param_symbols(k, k.expr, x.size), False
+    return (*exact_loss(k, x, data, order, max_cost), True)
+
+
+def _mp_values(syms: Sequence[Any], exprs: Sequence[Any], x: np.ndarray,
+               walk: bool = False) -> np.ndarray:
     """Evaluate SymPy expressions at x with EXACT_DPS digits; returns floats."""
     import mpmath
     import sympy
@@ -79,6 +99,16 @@ def _mp_values(syms: Sequence[Any], exprs: Sequence[Any], x: np.ndarray) -> np.n
     todo = list(range(len(exprs)))
     nonzero = [i for i in todo if exprs[i] != 0]
     out[:] = 0.0
+    try:  # unrolled: the memoised walk first (shared subtrees once); then lambdify, evalf
+        if not walk:
+            raise NotImplementedError
+        point = dict(zip(syms, x, strict=True))
+        vals = mp_eval([_elementary(exprs[i]) for i in nonzero], point)
+        for i, v in zip(nonzero, vals, strict=True):
+            out[i] = float(mpmath.re(v))
+        return out
+    except (NotImplementedError, TypeError, AttributeError, ValueError, ZeroDivisionError):
+        pass
     try:
         fn = _lambdify_mp(syms, [exprs[i] for i in nonzero])
         with mpmath.workdps(EXACT_DPS):
@@ -100,23 +130,30 @@ def _mp_values(syms: Sequence[Any], exprs: Sequence[Any], x: np.ndarray) -> np.n
     return out
 
 
-def _exact_grad(k: Any, x: np.ndarray) -> np.ndarray:
+def _exact_grad(k: Any, x: np.ndarray, data: Mapping[str, Any] | None = None,
+                max_cost: int | None = None) -> np.ndarray:
+    """The gradient of ``k``'s loss at ``x`` (with ``data``) from SymPy at 50 digits."""
     import sympy
 
-    expr = k.expr
-    syms = _param_symbols(k, expr, x.size)
-    return _mp_values(syms, [sympy.diff(expr, s) for s in syms], x)
+    expr, syms, walk = _oracle(k, x, data, max_cost=max_cost)
+    return _mp_values(syms, [sympy.diff(expr, s) for s in syms], x, walk)
 
 
-def _exact_hessian(k: Any, x: np.ndarray) -> np.ndarray:
+def _exact_hessian(k: Any, x: np.ndarray, data: Mapping[str, Any] | None = None) -> np.ndarray:
+    """The Hessian of ``k``'s loss at ``x`` (with ``data``) from SymPy at 50 digits; for a
+    residual kernel the Gauss-Newton matrix ``J^T J`` (what its ``hvp``/``hessian`` compute)."""
     import sympy
 
-    expr = k.expr
     n = x.size
-    syms = _param_symbols(k, expr, n)
+    if getattr(k, "kind", "scalar") == "residual":
+        rs, syms = exact_residuals(k, x, data)
+        J = _mp_values(syms, [sympy.diff(r, s) for r in rs for s in syms], x, True)
+        J = J.reshape(len(rs), n)
+        return J.T @ J
+    expr, syms, walk = _oracle(k, x, data, order=2)
     first = [sympy.diff(expr, s) for s in syms]
     pairs = [(i, j) for i in range(n) for j in range(i, n)]
-    vals = _mp_values(syms, [sympy.diff(first[i], syms[j]) for i, j in pairs], x)
+    vals = _mp_values(syms, [sympy.diff(first[i], syms[j]) for i, j in pairs], x, walk)
     H = np.empty((n, n))
     for (i, j), v in zip(pairs, vals, strict=True):
         H[i, j] = H[j, i] = v

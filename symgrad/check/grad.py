@@ -14,6 +14,7 @@ from .exact import _exact_grad
 from .kinks import _EXACT_PROBE, _kink_probe, _KinkProbe, _numeric_kink, _smaller_step
 from .report import GRAD_TOLERANCES, GradCheck, Method, _errors, _tolerance, _worst
 from .target import _as_point, _resolve_method, _target
+from .unroll import FALLBACK_MAX_COST
 
 
 def check_grad(
@@ -87,7 +88,7 @@ def check_grad(
     fwd = bwd = None
 
     if m == "exact":
-        ge = _exact_grad(t.kernel, x)
+        ge = _exact_grad(t.kernel, x, t.data)
         num = ge if U is None else U @ ge
     elif m == "complex":
         assert t.fun_complex is not None
@@ -141,7 +142,8 @@ def check_grad(
         tol0 = tol.atol + tol.rtol * np.maximum(np.abs(a), np.abs(num))
         kink |= _numeric_kink(a, fwd, bwd, fnoise, tol0)
     if probe.data_dependent and m == "exact":
-        notes.append("kinks that depend on data are not detected by method='exact'")
+        notes.append("kinks that depend on data are resolved at x by method='exact' with the "
+                     "kernel's KinkPolicy (at a tie its derivative is the policy's convention)")
 
     # Kinks that depend on data: with many samples the stencil may hold several small kinks
     # that neither detector sees, so a failing component is retried with smaller steps too.
@@ -177,8 +179,8 @@ def check_grad(
         )
         left = np.flatnonzero(unverified)
         if left.size and t.kernel is not None and m != "exact":
-            with contextlib.suppress(NotImplementedError):  # losses with data: no oracle yet
-                ge = _exact_grad(t.kernel, x)
+            with contextlib.suppress(NotImplementedError):  # no oracle, or too big for it
+                ge = _exact_grad(t.kernel, x, t.data, max_cost=FALLBACK_MAX_COST)
                 ex = ge if U is None else U @ ge
                 etol = GRAD_TOLERANCES["exact"]
                 for k in left:

@@ -98,7 +98,7 @@ def check_hessian(
     steps = np.zeros(k_items)
     kink = np.zeros((k_items, n), dtype=bool)
     if m == "exact":
-        He = _exact_hessian(t.kernel, x)
+        He = _exact_hessian(t.kernel, x, t.data)
         num = He if U is None else U @ He
     else:
         scheme = _central if m == "central" else _richardson

@@ -22,6 +22,7 @@ class _Target:
     analytic: bool
     kernel: Any  # the Kernel (for expr/params), or None
     names: tuple[str, ...] | None
+    data: Mapping[str, Any] | None = None  # the data keywords (for the exact oracle)
 
 
 def _is_kernel(f: Any) -> bool:
@@ -52,6 +53,7 @@ def _target(f: Any, data: Mapping[str, Any] | None, n: int, *, hessian: bool,
             analytic=analytic,
             kernel=f,
             names=nm,
+            data=data,
         )
     if isinstance(f, tuple | list) and 2 <= len(f) <= 3 and all(
         c is None or callable(c) for c in f
