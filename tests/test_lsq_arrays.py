@@ -219,3 +219,16 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="at least as many residuals"):
         sg.least_squares(kernel, np.zeros(K * D), data={"X": rng.standard_normal((3, D)),
                                                        "Y": rng.standard_normal((3, K))})
+
+
+def test_compile_residuals_and_to_scipy_take_array_residuals(linear):
+    kernel, data = linear
+    W, b, X, Y = _symbols()
+    rk = sg.compile_residuals(W @ X + b - Y)
+    assert rk.kind == "residual" and rk.params == kernel.params
+    x = np.random.default_rng(7).standard_normal(rk.n_params)
+    fun, jac = sg.lsq.to_scipy(W @ X + b - Y, data)
+    np.testing.assert_array_equal(fun(x), rk.residuals(x, **data))
+    np.testing.assert_array_equal(jac(x), rk.jacobian(x, **data))
+    with pytest.raises(TypeError, match="declares its data with sg.data"):
+        sg.compile_residuals(W @ X + b - Y, data="X Y")

@@ -55,10 +55,7 @@ def as_kernel(residual, params=None, data=None):
                                  f"{list(residual.params)}")
         return residual
     if is_array_residual(residual):
-        if data is not None:
-            raise TypeError("data= names the data columns of text residuals; an array residual "
-                            "declares its data with sg.data('X', shape=...)")
-        return compile_array_residuals(residual, params)
+        return compile_array_residuals(residual, params, data)
     from .build import compile_residuals
 
     return compile_residuals(residual, params=params, data=data)

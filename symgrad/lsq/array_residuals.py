@@ -31,7 +31,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..argcheck import as_out, as_vector, no_positional
+from ..argcheck import as_out, as_vector, data_inputs, no_positional
+from ..derive import KinkPolicy
 from ..distributed.detect import has_dask
 from ..errors import ProblemError
 
@@ -53,14 +54,19 @@ def is_array_residual(resid) -> bool:
     return isinstance(resid, Node)
 
 
-def compile_array_residuals(resid, params: Sequence | None = None, *,
+def compile_array_residuals(resid, params: Sequence | None = None, data=None, *,
+                            policy: KinkPolicy | None = None,
                             block: int | None = None) -> ArrayResiduals:
     """Compile an array residual (one vector, matrix... per sample) into an
     :class:`ArrayResiduals` kernel. ``params`` fixes the order of x (default: declaration
-    order); ``block``: samples per block of the fused pass (default from m and P)."""
+    order); ``block``: samples per block of the fused pass (default from m and P). ``data``
+    is refused (it names the data symbols of text residuals)."""
     from ..arrays.graph import Node
     from ..arrays.model import compile_model
 
+    if data is not None:
+        raise TypeError("data= names the data columns of text residuals; an array residual "
+                        "declares its data with sg.data('X', shape=...)")
     if isinstance(resid, (list, tuple)):
         raise ProblemError("array residuals are one array expression per problem, not a list: "
                            "stack the outputs in one array (e.g. W @ X + b - Y gives a vector "
@@ -73,7 +79,7 @@ def compile_array_residuals(resid, params: Sequence | None = None, *,
                "pass the residuals, e.g. W @ X + b - Y, not sg.sum((W @ X + b - Y)**2)"
                if isinstance(resid, Node) else type(resid).__name__))
     try:
-        model = compile_model(resid, params)
+        model = compile_model(resid, params, policy=policy)
     except ProblemError as exc:
         raise ProblemError(f"array residual: {exc}") from None
     return ArrayResiduals(model, block=block)
@@ -195,6 +201,8 @@ class BoundArrayResiduals:
         self._M = n * kernel.m
         self._model = kernel.model
         self._sampled = [name in self._model._sampled for name in kernel.data_names]
+        self._inputs = data_inputs(dict(zip(kernel.data_names, cols, strict=True)),
+                                   "data array")
 
     def __repr__(self) -> str:
         return f"<symgrad.BoundArrayResiduals M={self._M} of {self.kernel!r}>"
@@ -205,6 +213,11 @@ class BoundArrayResiduals:
     # -- helpers -----------------------------------------------------------------------------
     def _x(self, x, what: str = "x") -> np.ndarray:
         return as_vector(x, what, self.params, self.n_params)
+
+    def _out(self, out, shape: tuple[int, ...], x: np.ndarray) -> np.ndarray:
+        """A new ``out``, or the caller's checked: shape, C order, and no memory shared with
+        ``x`` or the data (the arrays are the caller's: bound without a copy)."""
+        return as_out(out, shape, "out", inputs=[("x", x), *self._inputs], contiguous=True)
 
     def _args(self, lo: int, hi: int) -> tuple:
         """The compiled functions' data arguments for samples ``lo..hi-1``."""
@@ -241,14 +254,14 @@ class BoundArrayResiduals:
     # -- the interface ---------------------------------------------------------------------
     def residuals(self, x, out=None) -> np.ndarray:
         x = self._x(x)
-        r = as_out(out, (self._M,), "out", inputs=[("x", x)], contiguous=True)
+        r = self._out(out, (self._M,), x)
         self._fill("predict", x, (), r.reshape(self.n_samples, *self.kernel.shape), 0,
                    self.n_samples)
         return self._checked(r)
 
     def jacobian(self, x, out=None) -> np.ndarray:
         x = self._x(x)
-        J = as_out(out, (self._M, self.n_params), "out", inputs=[("x", x)], contiguous=True)
+        J = self._out(out, (self._M, self.n_params), x)
         self._fill("jacobian", x, (), J.reshape(self.n_samples, *self.kernel.shape,
                                                 self.n_params), 0, self.n_samples)
         return self._checked(J)
