@@ -232,3 +232,13 @@ def test_compile_residuals_and_to_scipy_take_array_residuals(linear):
     np.testing.assert_array_equal(jac(x), rk.jacobian(x, **data))
     with pytest.raises(TypeError, match="declares its data with sg.data"):
         sg.compile_residuals(W @ X + b - Y, data="X Y")
+
+
+def test_a_non_finite_residual_at_x0_names_the_sample_and_its_rows():
+    W, _, X, Y = _symbols(2)
+    rng = np.random.default_rng(8)
+    Xv = np.abs(rng.standard_normal((20, 2)))
+    Xv[5] = [-1.0, -2.0]  # log of a negative at x0 = 1
+    with pytest.raises(ValueError, match=r"residual 0 of sample 5 \(X=\[-1\. -2\.\], Y=\["):
+        sg.least_squares(sg.log(W @ X) - Y, np.ones(2 * K),
+                         data={"X": Xv, "Y": rng.standard_normal((20, K))})
