@@ -37,7 +37,7 @@ from ..distributed.detect import has_dask
 from ..errors import ProblemError
 
 __all__ = ["ArrayResiduals", "BoundArrayResiduals", "compile_array_residuals",
-           "is_array_residual"]
+           "is_array_residual", "normal_sums", "split"]
 
 #: Numbers of J (``block * m * P``) a block of the fused pass aims at (about 1 MB).
 TARGET = 2**17
@@ -179,6 +179,32 @@ class ArrayResiduals:
         return self.bind(**data).rows(x, lo, hi)
 
 
+def normal_sums(rows, x: np.ndarray, n: int, m: int, block: int, js=None,
+                rs=None) -> np.ndarray:
+    """``[JᵀJ (flat), Jᵀr, rᵀr]`` over samples ``0..n-1``: ``rows(x, lo, hi)`` gives a block's
+    J rows and residuals, scaled here by ``js``/``rs`` (one per residual, or None); each
+    block's sums by BLAS, the block totals added with Neumaier compensation."""
+    P = x.shape[0]
+    acc, err, part = np.zeros(P * P + P + 1), np.zeros(P * P + P + 1), np.empty(P * P + P + 1)
+    for a in range(0, n, block):
+        b = min(n, a + block)
+        J, r = rows(x, a, b)
+        if js is not None:
+            J *= js[a * m:b * m, None]
+        if rs is not None:
+            r *= rs[a * m:b * m]
+        np.dot(J.T, J, out=part[:P * P].reshape(P, P))
+        np.dot(J.T, r, out=part[P * P:P * P + P])
+        part[-1] = r @ r
+        _neumaier(acc, err, part)
+    return acc + err
+
+
+def split(row: np.ndarray, P: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(JᵀJ, Jᵀr, rᵀr)`` from a row of :func:`normal_sums`."""
+    return row[:P * P].reshape(P, P), row[P * P:P * P + P], float(row[-1])
+
+
 def _neumaier(acc: np.ndarray, err: np.ndarray, v: np.ndarray) -> None:
     """Add ``v`` into ``acc`` in place, its rounding error into ``err`` (Neumaier)."""
     t = acc + v
@@ -287,21 +313,8 @@ class BoundArrayResiduals:
                                                    self._M)
         rs = None if rscale is None else as_vector(rscale, "rscale (one per residual)", "",
                                                    self._M)
-        P, m = self.n_params, self.m
-        acc, err = np.zeros(P * P + P + 1), np.zeros(P * P + P + 1)
-        part = np.empty(P * P + P + 1)
-        for a, b in self._blocks():
-            J, r = self._rows(x, a, b)
-            if js is not None:
-                J *= js[a * m:b * m, None]
-            if rs is not None:
-                r *= rs[a * m:b * m]
-            np.dot(J.T, J, out=part[:P * P].reshape(P, P))
-            np.dot(J.T, r, out=part[P * P:P * P + P])
-            part[-1] = r @ r
-            _neumaier(acc, err, part)
-        tot = acc + err
-        A, g, rtr = tot[:P * P].reshape(P, P), tot[P * P:P * P + P], float(tot[-1])
+        A, g, rtr = split(normal_sums(self._rows, x, self.n_samples, self.m, self.kernel.block,
+                                      js, rs), self.n_params)
         self._checked(A, g, np.array(rtr))
         return A, g, rtr
 
