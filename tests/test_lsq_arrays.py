@@ -230,7 +230,7 @@ def test_compile_residuals_and_to_scipy_take_array_residuals(linear):
     fun, jac = sg.lsq.to_scipy(W @ X + b - Y, data)
     np.testing.assert_array_equal(fun(x), rk.residuals(x, **data))
     np.testing.assert_array_equal(jac(x), rk.jacobian(x, **data))
-    with pytest.raises(TypeError, match="declares its data with sg.data"):
+    with pytest.raises(TypeError, match=r"declares its data with sg\.data"):
         sg.compile_residuals(W @ X + b - Y, data="X Y")
 
 

@@ -35,9 +35,10 @@ from ..argcheck import as_out, as_vector, data_inputs, no_positional
 from ..derive import KinkPolicy
 from ..distributed.detect import has_dask
 from ..errors import ProblemError
+from .blocksums import neumaier, normal_sums, split
 
 __all__ = ["ArrayResiduals", "BoundArrayResiduals", "compile_array_residuals",
-           "is_array_residual", "normal_sums", "split"]
+           "is_array_residual"]
 
 #: Numbers of J (``block * m * P``) a block of the fused pass aims at (about 1 MB).
 TARGET = 2**17
@@ -130,9 +131,10 @@ class ArrayResiduals:
     def bind(self, **data) -> BoundArrayResiduals:
         """Validate and convert the data arrays once; the result has the same methods
         without data keywords."""
-        if has_dask(data):
-            raise NotImplementedError("array residuals on Dask arrays are not supported yet: "
-                                      "pass NumPy arrays (or scalar residuals for Dask columns)")
+        if has_dask(data):  # arrays on a Dask cluster: the block pass runs per chunk there
+            from .array_dask import bind_dask
+
+            return bind_dask(self, data)
         cols, n = self.model._columns(data)
         if n is None or n == 0:
             raise ValueError("the data arrays hold no samples: least squares needs at least one")
@@ -177,39 +179,6 @@ class ArrayResiduals:
         """Jacobian rows ``((hi-lo)*m, P)`` and residuals of samples ``lo..hi-1``."""
         no_positional(extra, self.data_names, "rows")
         return self.bind(**data).rows(x, lo, hi)
-
-
-def normal_sums(rows, x: np.ndarray, n: int, m: int, block: int, js=None,
-                rs=None) -> np.ndarray:
-    """``[JᵀJ (flat), Jᵀr, rᵀr]`` over samples ``0..n-1``: ``rows(x, lo, hi)`` gives a block's
-    J rows and residuals, scaled here by ``js``/``rs`` (one per residual, or None); each
-    block's sums by BLAS, the block totals added with Neumaier compensation."""
-    P = x.shape[0]
-    acc, err, part = np.zeros(P * P + P + 1), np.zeros(P * P + P + 1), np.empty(P * P + P + 1)
-    for a in range(0, n, block):
-        b = min(n, a + block)
-        J, r = rows(x, a, b)
-        if js is not None:
-            J *= js[a * m:b * m, None]
-        if rs is not None:
-            r *= rs[a * m:b * m]
-        np.dot(J.T, J, out=part[:P * P].reshape(P, P))
-        np.dot(J.T, r, out=part[P * P:P * P + P])
-        part[-1] = r @ r
-        _neumaier(acc, err, part)
-    return acc + err
-
-
-def split(row: np.ndarray, P: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """``(JᵀJ, Jᵀr, rᵀr)`` from a row of :func:`normal_sums`."""
-    return row[:P * P].reshape(P, P), row[P * P:P * P + P], float(row[-1])
-
-
-def _neumaier(acc: np.ndarray, err: np.ndarray, v: np.ndarray) -> None:
-    """Add ``v`` into ``acc`` in place, its rounding error into ``err`` (Neumaier)."""
-    t = acc + v
-    err += np.where(np.abs(acc) >= np.abs(v), (acc - t) + v, (v - t) + acc)
-    acc[...] = t
 
 
 class BoundArrayResiduals:
@@ -304,7 +273,7 @@ class BoundArrayResiduals:
         acc, err = np.zeros(self.n_params), np.zeros(self.n_params)
         for a, b in self._blocks():
             J, _ = self._rows(x, a, b)
-            _neumaier(acc, err, J.T @ u[a * self.m:b * self.m])
+            neumaier(acc, err, J.T @ u[a * self.m:b * self.m])
         return self._checked(acc + err)
 
     def normal(self, x, jscale=None, rscale=None) -> tuple[np.ndarray, np.ndarray, float]:
