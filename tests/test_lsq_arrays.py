@@ -242,3 +242,23 @@ def test_a_non_finite_residual_at_x0_names_the_sample_and_its_rows():
     with pytest.raises(ValueError, match=r"residual 0 of sample 5 \(X=\[-1\. -2\.\], Y=\["):
         sg.least_squares(sg.log(W @ X) - Y, np.ones(2 * K),
                          data={"X": Xv, "Y": rng.standard_normal((20, K))})
+
+
+def test_normal_never_stores_the_jacobian(linear):
+    """The fused pass allocates O(block * m * P), not the (M, P) Jacobian."""
+    import tracemalloc
+
+    kernel, _ = linear
+    rng = np.random.default_rng(9)
+    n = 100_000
+    data = {"X": rng.standard_normal((n, D)), "Y": rng.standard_normal((n, K))}
+    bound = kernel.bind(**data)
+    x = rng.standard_normal(kernel.n_params)
+    bound.normal(x)  # warm
+    tracemalloc.start()
+    bound.normal(x)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    block_bytes = kernel.block * K * kernel.n_params * 8
+    assert kernel.block == 2048 and peak < 4 * block_bytes  # J alone: 36 MB
+    assert peak < n * K * kernel.n_params * 8 / 20
