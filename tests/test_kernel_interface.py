@@ -30,14 +30,18 @@ class Kind:
         return self.columns(t.copy(), y.copy())
 
     def out_shape(self) -> tuple:
-        return (T.size,) if self.name == "residual" else (2,)
+        return (T.size,) if self.residual else (2,)
+
+    @property
+    def residual(self) -> bool:
+        return self.name.endswith("residual")
 
     def call(self, bound: bool, x, out=None, data=None):
         """The kind's vector result at ``x`` (into ``out``), bound or not, on ``data``."""
         data = self.data() if data is None else data
         f = self.kernel.bind(**data) if bound else self.kernel
         kw = {} if bound else data
-        if self.name == "residual":
+        if self.residual:
             return f.residuals(x, out, **kw)
         return f.value_and_grad(x, out, **kw)[1]
 
@@ -58,10 +62,13 @@ def kinds() -> dict[str, Kind]:
                       lambda t, y: {"X": np.column_stack([t, np.ones_like(t)]), "y": y}),
         "residual": Kind("residual", sg.compile_residuals(a * t + b - y),
                          lambda t, y: {"t": t, "y": y}),
+        "array residual": Kind("array residual", sg.lsq.as_kernel(X @ w - ya),
+                               lambda t, y: {"X": np.column_stack([t, np.ones_like(t)]),
+                                             "y": y}),
     }
 
 
-KINDS = ["scalar", "array", "residual"]
+KINDS = ["scalar", "array", "residual", "array residual"]
 BOUND = pytest.mark.parametrize("bound", [False, True], ids=["unbound", "bound"])
 
 
@@ -146,7 +153,7 @@ def test_a_non_finite_datum_is_named_with_its_row(kind, bound):
     if bound:  # data are bound without a copy: a NaN put in afterwards is still named
         f = kind.kernel.bind(**data)
         y[3] = np.nan
-        call = (lambda: f.residuals(X0.copy())) if kind.name == "residual" else \
+        call = (lambda: f.residuals(X0.copy())) if kind.residual else \
             (lambda: f.value_and_grad(X0.copy()))
     else:
         y[3] = np.nan
@@ -174,11 +181,11 @@ def test_integer_x_is_converted(kind, bound):
 def test_data_passed_by_position_is_a_clear_type_error(kind):
     data = kind.data()
     names = list(data)
-    method = "residuals" if kind.name == "residual" else "value_and_grad"
+    method = "residuals" if kind.residual else "value_and_grad"
     want = rf"data are keyword arguments, by column name \({names[0]}=\.\.\., {names[1]}=\.\.\.\)"
     with pytest.raises(TypeError, match=want):
         getattr(kind.kernel, method)(X0.copy(), None, *data.values())
-    if kind.name != "residual":
+    if not kind.residual:
         with pytest.raises(TypeError, match=want):
             kind.kernel.value(X0.copy(), *data.values())
 
@@ -186,7 +193,7 @@ def test_data_passed_by_position_is_a_clear_type_error(kind):
 def test_a_misspelt_column_is_named_in_the_error(kind):
     data = kind.data()
     data["yy"] = data.pop("y")
-    what = "array" if kind.name == "array" else "column"
+    what = "array" if kind.name.startswith("array") else "column"
     with pytest.raises(TypeError, match=rf"missing data {what} 'y': .*; got 'yy', which it does "
                                         r"not use: a misspelling\?"):
         kind.call(False, X0.copy(), data=data)

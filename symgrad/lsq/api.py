@@ -17,6 +17,7 @@ import numpy as np
 
 from . import options as opt
 from . import robust
+from .array_residuals import compile_array_residuals, is_array_residual, x0_by_name
 from .curve import check_curve_inputs
 from .lm import MESSAGES
 from .objective import Objective
@@ -41,6 +42,8 @@ def as_kernel(residual, params=None, data=None):
     """A residual kernel: ``residual`` itself if it is one, else compiled from the expression.
 
     Expressions compile with :func:`symgrad.compile_residuals` (the generated Numba kernel);
+    an array expression that keeps the sample axis (``W @ X + b - Y``) with
+    :func:`~symgrad.lsq.array_residuals.compile_array_residuals` (m residuals per sample);
     :class:`~symgrad.lsq.reference.ReferenceResiduals` (NumPy) has the same interface.
     """
     if _is_kernel(residual):
@@ -51,9 +54,17 @@ def as_kernel(residual, params=None, data=None):
                 raise ValueError(f"params={names} but the compiled residual's parameters are "
                                  f"{list(residual.params)}")
         return residual
+    if is_array_residual(residual):
+        return compile_array_residuals(residual, params, data)
     from .build import compile_residuals
 
     return compile_residuals(residual, params=params, data=data)
+
+
+def _datum(col, i: int) -> str:
+    """Row ``i`` of a data column (or array) for a message."""
+    v = np.asarray(col[i] if np.ndim(col) else col, dtype=np.float64)
+    return f"{float(v):.6g}" if v.size == 1 else np.array2string(v, precision=6, threshold=8)
 
 
 def _check_start(obj: Objective, kernel, x0: np.ndarray, data: Mapping) -> Any:
@@ -67,7 +78,7 @@ def _check_start(obj: Objective, kernel, x0: np.ndarray, data: Mapping) -> Any:
     if bad.size == 0:
         raise ValueError(f"the Jacobian is not finite at x0 ({at}): choose another start")
     i, k = divmod(int(bad[0]), kernel.m)
-    row = ", ".join(f"{n}={float(np.asarray(data[n][i])):.6g}" for n in kernel.data_names)
+    row = ", ".join(f"{n}={_datum(data[n], i)}" for n in kernel.data_names)
     which = f"residual {k} of sample {i}" if kernel.m > 1 else f"sample {i}"
     raise ValueError(f"the residual is {r[bad[0]]} at {which} ({row or 'no data'}) with "
                      f"{at} ({bad.size} non-finite residuals): choose another x0 or check "
@@ -110,7 +121,7 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
     data = dict(data or {})
     kernel = as_kernel(residual, params)
     names = tuple(kernel.params)
-    x = opt.x0(x0, names)
+    x = opt.x0(x0_by_name(kernel, x0), names)
     x_scale = opt.x_scale(x_scale, names)
     box = opt.bounds(bounds, names, x)
     bound = kernel.bind(**data)

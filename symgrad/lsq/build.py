@@ -16,6 +16,7 @@ from ..cachekey import cache_key, canon
 from ..codegen import CodegenOptions
 from ..derive import KinkPolicy
 from ..version import __version__
+from .array_residuals import ArrayResiduals, compile_array_residuals, is_array_residual
 from .codegen import residual_header, residual_source
 from .kernel import ResidualKernel
 from .problem import residual_problem
@@ -34,6 +35,8 @@ def compile_residuals(resid, params: Sequence | None = None, data: Sequence | st
 
     ``resid``: one expression per sample in parameters and 1-D data columns, a list/tuple/
     Matrix of them (m residuals per sample), or parameter-only expressions (M residuals).
+    An array expression that keeps the sample axis (``W @ X + b - Y``) compiles to an
+    :class:`~symgrad.lsq.array_residuals.ArrayResiduals` (m residuals per sample).
     Text is parsed by the safe parser (never evaluated): names listed in ``data`` are data
     columns, every other name a parameter. ``params`` fixes the order of x
     (default: every ``sg.params`` symbol, in declaration order); ``data`` names plain symbols
@@ -47,6 +50,9 @@ def compile_residuals(resid, params: Sequence | None = None, data: Sequence | st
     >>> rk.residuals([-1.2, 1.0]).tolist(), rk.jacobian([-1.2, 1.0]).tolist()
     ([-4.399999999999999, 2.2], [[24.0, 10.0], [-1.0, 0.0]])
     """
+    if is_array_residual(resid):
+        check_options("residual", policy=policy, parallel=parallel, dtype=dtype)
+        return compile_array_residuals(resid, params, data, policy=policy)
     policy, real = check_options("residual", policy=policy, parallel=parallel, dtype=dtype)
     prob = residual_problem(resid, params, data)
     opts = CodegenOptions(regenerate="symgrad.compile_residuals(resid)", version=__version__)

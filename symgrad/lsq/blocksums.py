@@ -1,0 +1,48 @@
+"""The fused normal pass over blocks of samples, shared by in-memory and Dask array residuals.
+
+>>> import numpy as np
+>>> J, r = np.arange(6.0).reshape(3, 2), np.ones(3)
+>>> A, g, rtr = split(normal_sums(lambda x, lo, hi: (J[lo:hi].copy(), r[lo:hi].copy()),
+...                               np.zeros(2), 3, 1, 2), 2)
+>>> A.tolist(), g.tolist(), rtr
+([[20.0, 26.0], [26.0, 35.0]], [6.0, 9.0], 3.0)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["neumaier", "normal_sums", "split"]
+
+
+def normal_sums(rows, x: np.ndarray, n: int, m: int, block: int, js=None,
+                rs=None) -> np.ndarray:
+    """``[JᵀJ (flat), Jᵀr, rᵀr]`` over samples ``0..n-1``: ``rows(x, lo, hi)`` gives a block's
+    J rows and residuals, scaled here by ``js``/``rs`` (one per residual, or None); each
+    block's sums by BLAS, the block totals added with Neumaier compensation."""
+    P = x.shape[0]
+    acc, err, part = np.zeros(P * P + P + 1), np.zeros(P * P + P + 1), np.empty(P * P + P + 1)
+    for a in range(0, n, block):
+        b = min(n, a + block)
+        J, r = rows(x, a, b)
+        if js is not None:
+            J *= js[a * m:b * m, None]
+        if rs is not None:
+            r *= rs[a * m:b * m]
+        np.dot(J.T, J, out=part[:P * P].reshape(P, P))
+        np.dot(J.T, r, out=part[P * P:P * P + P])
+        part[-1] = r @ r
+        neumaier(acc, err, part)
+    return acc + err
+
+
+def split(row: np.ndarray, P: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(JᵀJ, Jᵀr, rᵀr)`` from a row of :func:`normal_sums`."""
+    return row[:P * P].reshape(P, P), row[P * P:P * P + P], float(row[-1])
+
+
+def neumaier(acc: np.ndarray, err: np.ndarray, v: np.ndarray) -> None:
+    """Add ``v`` into ``acc`` in place, its rounding error into ``err`` (Neumaier)."""
+    t = acc + v
+    err += np.where(np.abs(acc) >= np.abs(v), (acc - t) + v, (v - t) + acc)
+    acc[...] = t
