@@ -16,7 +16,7 @@ from ..cachekey import cache_key, canon
 from ..codegen import CodegenOptions
 from ..derive import KinkPolicy
 from ..version import __version__
-from .array_residuals import ArrayResiduals, compile_array_residuals, is_array_residual
+from .array_residuals import compile_array_residuals, is_array_residual
 from .codegen import residual_header, residual_source
 from .kernel import ResidualKernel
 from .problem import residual_problem
