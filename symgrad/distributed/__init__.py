@@ -9,13 +9,16 @@ Workers receive the generated module's text, not the SymPy expression
 (:mod:`symgrad.distributed.worker`). Needs the ``symgrad[dask]`` extra.
 
 Supported: scalar losses whose data enter through ``sg.mean``/``sg.sum`` over samples (any
-outer function, parameter-only terms). Refused with NotImplementedError: array losses
-(``shape=``) and sums over an index (``sg.index``), whose modules have no chunk/finish split.
+outer function, parameter-only terms), and array losses (``shape=``) that are sums/means over
+samples plus data-free terms (:class:`DaskArrayKernel`, bound with :func:`bind`; see
+:mod:`symgrad.arrays.split` for what is refused). Refused with NotImplementedError: sums over an
+index (``sg.index``), whose modules have no chunk/finish split.
 """
 
+from .arrays import DaskArrayKernel, bind
 from .detect import has_dask
-from .kernel import FAN_IN, DaskKernel, bind
+from .kernel import FAN_IN, DaskKernel
 from .sgd import sgd
 from .worker import ModuleSpec
 
-__all__ = ["FAN_IN", "DaskKernel", "ModuleSpec", "bind", "has_dask", "sgd"]
+__all__ = ["FAN_IN", "DaskArrayKernel", "DaskKernel", "ModuleSpec", "bind", "has_dask", "sgd"]

@@ -58,7 +58,16 @@ class DaskArgs(tuple):
 
 
 def dask_args(kernel, data: Mapping, batch=None) -> DaskArgs:
-    """The Dask stand-in for ``kernel.data_args(data, batch)``."""
+    """The Dask stand-in for ``kernel.data_args(data, batch)``.
+
+    An array kernel whose class does not answer :class:`DaskArgs` (``dask_args_ready``) is
+    pointed to :func:`symgrad.distributed.bind`, which binds it to the columns."""
+    if getattr(kernel, "kind", None) == "array" and not getattr(kernel, "dask_args_ready", False):
+        raise NotImplementedError(
+            "an array loss takes Dask columns through symgrad.distributed.bind(f, {'X': X, ...}): "
+            "it returns the kernel bound to the cluster (value, value_and_grad, hvp, hessian, "
+            "persist(); sg.minimize(fb, x0, ...) and symgrad.distributed.sgd(fb, ...) train it)."
+            " f.value(x, X=dask_X) and f.bind(X=dask_X) take NumPy arrays only for array losses")
     from .kernel import bind
 
     return DaskArgs(bind(kernel, data, batch))
