@@ -246,3 +246,52 @@ def test_minimize_and_sgd_on_the_cluster_follow_the_in_memory_runs(mlp, big):
     which = np.sort(np.random.default_rng(4).choice(8, size=2, replace=False))
     rows = np.concatenate([np.arange(k * (N_BIG // 8), (k + 1) * (N_BIG // 8)) for k in which])
     assert rel(runs[0].history.loss[0], mlp.value(x0, X=Xn[rows], Y=Yn[rows])) < 1e-12
+
+
+# -- scalar losses with index sums over parameter vectors ------------------------------------
+
+def vector_loss():
+    a, b = sg.params("a b")
+    u = sg.params("u", indexed=True)
+    i = sg.index("i")
+    t, y = sg.data("t y")
+    smooth = sg.sum((u[i + 1] - u[i]) ** 2, (i, 0, u.length - 1))
+    return sg.sqrt(sg.mean((a * sg.exp(-b * t) - y) ** 2)) + 0.1 * smooth + a**2 * sg.sum(
+        u[i] ** 2, (i, 0, u.length))
+
+
+@pytest.fixture(scope="module")
+def vec():
+    return sg.compile(vector_loss())
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_index_sums_with_dask_columns_match_in_memory(vec, n):
+    rng = np.random.default_rng(n)
+    tn = rng.uniform(0, 2, 500)
+    yn = 2 * np.exp(-1.3 * tn) + 0.01 * rng.standard_normal(500)
+    fb = bind(vec, {"t": da.from_array(tn, chunks=70), "y": da.from_array(yn, chunks=70)})
+    x = rng.standard_normal(2 + n)
+    v = rng.standard_normal(2 + n)
+    d = {"t": tn, "y": yn}
+    val, g = fb.value_and_grad(x)
+    val0, g0 = vec.value_and_grad(x, **d)
+    assert rel(val, val0) < 1e-12 and rel(g, g0) < 1e-12
+    assert rel(fb.value(x), val0) < 1e-12
+    assert rel(fb.hvp(x, v), vec.hvp(x, v, **d)) < 1e-12
+    assert rel(fb.hessian(x), vec.hessian(x, **d)) < 1e-12
+    res = sg.distributed.sgd(fb, x, optimizer=sg.optim.adam(lr=0.01), steps=3, seed=0)
+    assert res.x.shape == x.shape and np.isfinite(res.fun)
+
+
+def test_index_sums_mixed_with_data_in_one_term_are_refused_and_kernel_calls_point_to_bind():
+    a = sg.params("a")
+    u = sg.params("u", indexed=True)
+    i = sg.index("i")
+    t = sg.data("t")
+    f = sg.compile(sg.mean((a - t) ** 2) * sg.sum(u[i] ** 2, (i, 0, u.length)))
+    with pytest.raises(NotImplementedError, match="reads data and sums over an index"):
+        bind(f, {"t": da.ones(10, chunks=5)})
+    g = sg.compile(vector_loss())
+    with pytest.raises(NotImplementedError, match=r"symgrad\.distributed\.bind"):
+        g.value(np.ones(4), t=da.ones(10, chunks=5), y=da.ones(10, chunks=5))

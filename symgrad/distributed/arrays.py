@@ -38,9 +38,14 @@ _SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def bind(kernel, data: Mapping, batch=None, *, persist: bool = False):
     """A kernel bound to the Dask columns ``data``: a :class:`DaskArrayKernel` for an array
-    loss, a :class:`~symgrad.distributed.DaskKernel` for a scalar one; ``persist=True`` keeps the
-    columns on the cluster."""
+    loss, a :class:`~symgrad.distributed.vectors.DaskVectorKernel` for a scalar loss with index
+    sums, a :class:`~symgrad.distributed.DaskKernel` for another scalar one; ``persist=True``
+    keeps the columns on the cluster."""
     if getattr(kernel, "kind", None) != "array":
+        if getattr(getattr(kernel, "problem", None), "vector_sums", ()) and batch is None:
+            from .vectors import bind_vectors
+
+            return bind_vectors(kernel, data, persist=persist)
         return bind_scalar(kernel, data, batch, persist=persist)
     from ..datacheck import check_names
 
