@@ -134,6 +134,25 @@ def test_unsupported_losses_are_refused_when_bound_and_kernel_calls_point_to_bin
         bind(g, {"Xs": da.ones((8, 2), chunks=4), "ys": da.ones(8, chunks=4)}, batch=[0])
 
 
+def test_float32_kernels_sum_their_chunks_in_float64():
+    f = sg.compile(sg.mean(E) + 0.1 * sg.sum(W**2), dtype="float32")
+    rng = np.random.default_rng(4)
+    d = {"Xs": rng.standard_normal((100, 2)), "ys": rng.standard_normal(100)}
+    fb = bind(f, {k: da.from_array(a, chunks=30) for k, a in d.items()})
+    x = np.array([0.5, -1.0], dtype=np.float32)
+    val, g = fb.value_and_grad(x)
+    val0, g0 = f.value_and_grad(x, **d)
+    assert g.dtype == np.float32 and rel(val, val0) < 1e-6 and rel(g, g0) < 1e-5
+    assert rel(fb.hvp(x, x), f.hvp(x, x, **d)) < 1e-5
+
+
+def test_minimize_with_dask_data_on_an_array_loss_points_to_bind():
+    f = sg.compile(sg.mean(E))
+    with pytest.raises(NotImplementedError, match=r"symgrad\.distributed\.bind"):
+        sg.minimize(f, np.zeros(2), steps=2,
+                    data={"Xs": da.ones((8, 2), chunks=4), "ys": da.ones(8, chunks=4)})
+
+
 def test_a_non_finite_datum_is_named_by_its_row():
     g = sg.compile(sg.mean(E))
     Xn = np.ones((20, 2))

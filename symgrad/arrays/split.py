@@ -105,12 +105,13 @@ def split(loss: Node) -> Split:
                          "reads a data array): nothing to compute on Dask columns")
     dep: set[int] = set()  # nodes that depend on a sample reduction
     for n in order:
-        if id(n) in sums or any(id(a) in dep for a in n.args):
-            if n.per_sample:
-                raise SplitError(
-                    f"the per-sample term {_short(n)} reads a reduction over the samples (a "
-                    "batch statistic such as x - mean(x)): on Dask columns the samples may only "
-                    "be reduced once, by sg.mean or sg.sum, at the outside of the loss")
+        reads = any(id(a) in dep for a in n.args)
+        if reads and (n.per_sample or id(n) in sums):
+            raise SplitError(
+                f"the per-sample term {_short(n)} reads a reduction over the samples (a "
+                "batch statistic such as x - mean(x)): on Dask columns the samples may only "
+                "be reduced once, by sg.mean or sg.sum, at the outside of the loss")
+        if reads or id(n) in sums:
             dep.add(id(n))
     return _Splitter(sums, dep).run(loss)
 
