@@ -15,7 +15,8 @@ samples plus data-free terms (:class:`DaskArrayKernel`, bound with :func:`bind`;
 index (``sg.index``), whose modules have no chunk/finish split.
 """
 
-from .arrays import DaskArrayKernel, bind
+from .arrays import DaskArrayKernel
+from .binding import bind
 from .detect import has_dask
 from .kernel import FAN_IN, DaskKernel
 from .sgd import sgd

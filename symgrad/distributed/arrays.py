@@ -13,7 +13,7 @@ the in-memory ones up to rounding, whatever the chunking.
 >>> w = sg.params("w", shape=(2,)); X = sg.data("X", shape=(2,)); y = sg.data("y")
 >>> f = sg.compile(sg.mean((X @ w - y)**2) + 0.5 * sg.sum(w**2))
 >>> Xd = da.from_array(np.eye(2).repeat(3, axis=0), chunks=4)
->>> fb = bind(f, {"X": Xd, "y": da.ones(6, chunks=4)})
+>>> fb = bind_array(f, {"X": Xd, "y": da.ones(6, chunks=4)})
 >>> fb.value([1.0, 2.0]), fb.n_chunks
 (3.0, 2)
 """
@@ -27,26 +27,19 @@ import numpy as np
 
 from .columns import Chunks, aligned
 from .kernel import DaskKernel
-from .kernel import bind as bind_scalar
 from .worker import ModuleSpec, check_finite, check_lengths, load
 
-__all__ = ["DaskArrayKernel", "bind", "chunk_array"]
+__all__ = ["DaskArrayKernel", "bind_array", "chunk_array"]
 
 #: the split kernels of an array kernel: (chunk kernel, rest kernel or float, index maps)
 _SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def bind(kernel, data: Mapping, batch=None, *, persist: bool = False):
-    """A kernel bound to the Dask columns ``data``: a :class:`DaskArrayKernel` for an array
-    loss, a :class:`~symgrad.distributed.vectors.DaskVectorKernel` for a scalar loss with index
-    sums, a :class:`~symgrad.distributed.DaskKernel` for another scalar one; ``persist=True``
-    keeps the columns on the cluster."""
-    if getattr(kernel, "kind", None) != "array":
-        if getattr(getattr(kernel, "problem", None), "vector_sums", ()) and batch is None:
-            from .vectors import bind_vectors
-
-            return bind_vectors(kernel, data, persist=persist)
-        return bind_scalar(kernel, data, batch, persist=persist)
+def bind_array(kernel, data: Mapping, batch=None, *,
+               persist: bool = False) -> DaskArrayKernel:
+    """The array kernel ``kernel`` bound to the Dask columns ``data`` (what
+    :func:`symgrad.distributed.bind` returns for an array loss); ``persist=True`` keeps the
+    columns on the cluster."""
     from ..datacheck import check_names
 
     if batch is not None:
@@ -65,8 +58,14 @@ def _split(kernel):
     got = _SPLITS.get(kernel)
     if got is not None:
         return got
-    from ..arrays.build import compile_array
+    from ..arrays.compiled import cached_array
+    from ..arrays.problem import array_problem
     from ..arrays.split import N_PARAM, split
+
+    def compile_array(node, names, policy, dtype):  # the kernel's class: no import of it here
+        prob = array_problem(node, names)
+        path, src, mod = cached_array(prob, policy, dtype)
+        return type(kernel)(prob, src, path, mod, policy, dtype)
 
     if N_PARAM in kernel.params:
         raise ValueError(f"the parameter name {N_PARAM!r} is reserved on Dask columns (it "
@@ -81,7 +80,7 @@ def _split(kernel):
 
     have = {p.name for p in s.chunk_params()}
     cnames = [n for n in kernel.params if n in have] + [N_PARAM]
-    chunk = compile_array(s.chunk, cnames, policy=kernel.policy, dtype=str(kernel.dtype))
+    chunk = compile_array(s.chunk, cnames, kernel.policy, str(kernel.dtype))
     rest, ridx = float(s.rest) if not s.rest_params() else None, np.empty(0, np.int64)
     if rest is None:
         have = {p.name for p in s.rest_params()}
@@ -89,7 +88,7 @@ def _split(kernel):
             raise NotImplementedError("a data-free term of the loss reads the number of "
                                       "samples: not supported on Dask columns")
         rnames = [n for n in kernel.params if n in have]
-        rest = compile_array(s.rest, rnames, policy=kernel.policy, dtype=str(kernel.dtype))
+        rest = compile_array(s.rest, rnames, kernel.policy, str(kernel.dtype))
         ridx = entries(rnames)
     got = _SPLITS[kernel] = (chunk, entries(cnames[:-1]), rest, ridx)
     return got

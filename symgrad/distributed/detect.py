@@ -60,9 +60,14 @@ class DaskArgs(tuple):
 def dask_args(kernel, data: Mapping, batch=None) -> DaskArgs:
     """The Dask stand-in for ``kernel.data_args(data, batch)``.
 
-    An array kernel whose class does not answer :class:`DaskArgs` (``dask_args_ready``) is
+    An array kernel is bound by :func:`symgrad.distributed.arrays.bind_array` when its class answers
+    :class:`DaskArgs` (``dask_args_ready``: its calls and ``bind`` hand them over); else it is
     pointed to :func:`symgrad.distributed.bind`, which binds it to the columns."""
-    if getattr(kernel, "kind", None) == "array" and not getattr(kernel, "dask_args_ready", False):
+    if getattr(kernel, "kind", None) == "array" and getattr(kernel, "dask_args_ready", False):
+        from .arrays import bind_array
+
+        return DaskArgs(bind_array(kernel, data, batch))
+    if getattr(kernel, "kind", None) == "array":
         raise NotImplementedError(
             "an array loss takes Dask columns through symgrad.distributed.bind(f, {'X': X, ...}): "
             "it returns the kernel bound to the cluster (value, value_and_grad, hvp, hessian, "
