@@ -330,3 +330,30 @@ def test_index_sums_mixed_with_data_in_one_term_are_refused_and_kernel_calls_poi
     g = sg.compile(vector_loss())
     with pytest.raises(NotImplementedError, match=r"symgrad\.distributed\.bind"):
         g.value(np.ones(4), t=da.ones(10, chunks=5), y=da.ones(10, chunks=5))
+
+
+# -- every array case of test_arrays ----------------------------------------------------------
+
+def _array_cases():
+    from test_arrays import CASES
+
+    return CASES
+
+
+@pytest.mark.slow  # cold: two more array modules to compile per case
+@pytest.mark.parametrize("case", _array_cases(), ids=lambda c: c.name)
+def test_every_array_case_on_dask_columns_matches_in_memory(case):
+    from test_arrays import _sample_data
+
+    P = {k: sg.params(k, shape=s) if s else sg.params(k) for k, s in case.params.items()}
+    Dd = {k: sg.data(k, shape=s) if s else sg.data(k) for k, s in case.data.items()}
+    f = sg.compile(case.array(P, Dd), list(P.values()))
+    rng = np.random.default_rng(9)
+    d = _sample_data(case, 203, rng)
+    fb = bind(f, {k: da.from_array(a, chunks=(50, *a.shape[1:])) for k, a in d.items()})
+    x = 0.5 * rng.standard_normal(f.n_params)
+    v = rng.standard_normal(f.n_params)
+    val, g = fb.value_and_grad(x)
+    val0, g0 = f.value_and_grad(x, **d)
+    assert rel(val, val0) < 1e-12 and rel_max(g, g0) < 1e-12
+    assert rel_max(fb.hvp(x, v), f.hvp(x, v, **d)) < 1e-12
