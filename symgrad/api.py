@@ -10,8 +10,6 @@ Matrix([[-4*x1*(-x1**2 + x2), -2*x1**2 + 2*x2]])
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,20 +20,17 @@ from .arrays.graph import Node
 from .arrays.kernel import ArrayKernel
 from .arrays.model import compile_model, is_model, model_source, with_outputs
 from .arrays.model_kernel import ModelKernel
-from .cache import cached_module, code_digest, write_atomic
-from .codegen import CodegenOptions, header, module_source
+from .cache import write_atomic
+from .codegen import CodegenOptions, module_source
 from .derive import KinkPolicy, derive
 from .kernel import Kernel
 from .output import check_output
 from .problem import ProblemError, problem
-from .symbols import Data, as_expr, normalize_name
+from .scalar_cache import _canon, cached_scalar  # noqa: F401  (_canon: lsq/build.py's key)
+from .symbols import as_expr, normalize_name
 from .version import __version__
 
 __all__ = ["compile", "generate", "grad", "hessian", "jacobian"]
-
-#: The code that turns a scalar problem into module text (its digest is part of the cache key).
-# the modules that write a scalar module (the cache key hashes their import closure)
-_WRITERS = ("codegen", "derive", "problem")
 
 
 def _wrt(wrt, exprs: Sequence[sp.Basic] = ()) -> list[sp.Symbol]:
@@ -165,42 +160,8 @@ def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None =
         raise ValueError("dtype= applies to array losses (sg.params/sg.data with shape=); "
                          "scalar losses compute in float64")
     prob = problem(loss, params)
-    policy = policy or KinkPolicy()
-    opts = CodegenOptions(regenerate="symgrad.compile(loss)", version=__version__)
-    path, src, mod = cached_module(
-        _cache_key(prob, policy, opts),
-        lambda digest: header(prob, policy, opts, digest),
-        lambda: module_source(derive(prob, policy), opts))
+    path, src, mod = cached_scalar(prob, policy or KinkPolicy())
     return Kernel(prob, src, path, mod, parallel=parallel)
-
-
-def _cache_key(prob, policy: KinkPolicy, opts: CodegenOptions) -> str:
-    """A hash of every input of derive and codegen: the whole validated problem (expression,
-    ordered scalar parameters and vectors, data columns and their layout, reductions), the kink
-    policy, the codegen options and the code of the generator itself.
-
-    The key is computed without deriving (a warm process skips SymPy); the entry's header is
-    then checked against this problem before it is used (:func:`symgrad.cache.cached_module`).
-    """
-    parts = [_canon(prob), _canon(policy), _canon(opts), code_digest(*_WRITERS)]
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
-
-
-def _canon(obj) -> str:
-    """A canonical text of a problem's parts: ``srepr`` for SymPy objects plus the column layout
-    of data symbols (not in ``srepr``), recursing into dataclasses and tuples field by field."""
-    if isinstance(obj, sp.Basic):
-        layout = sorted((d.name, d.column, repr(d.component), repr(d.width))
-                        for d in obj.atoms(Data))
-        return f"{sp.srepr(obj)}{layout!r}"
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return f"{type(obj).__name__}(" + ", ".join(
-            f"{f.name}={_canon(getattr(obj, f.name))}" for f in dataclasses.fields(obj)) + ")"
-    if isinstance(obj, tuple | list):
-        return "(" + ", ".join(_canon(o) for o in obj) + ")"
-    return repr(obj)
-
-
 
 
 def generate(loss, path: str | Path, params: Sequence | None = None, *,

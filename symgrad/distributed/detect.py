@@ -73,6 +73,10 @@ def dask_args(kernel, data: Mapping, batch=None) -> DaskArgs:
             "it returns the kernel bound to the cluster (value, value_and_grad, hvp, hessian, "
             "persist(); sg.minimize(fb, x0, ...) and symgrad.distributed.sgd(fb, ...) train it)."
             " f.value(x, X=dask_X) and f.bind(X=dask_X) take NumPy arrays only for array losses")
+    if getattr(getattr(kernel, "problem", None), "vector_sums", ()) and batch is None:
+        from .vectors import bind_vectors  # index sums: their terms run on the client
+
+        return DaskArgs(bind_vectors(kernel, data))
     from .kernel import bind
 
     return DaskArgs(bind(kernel, data, batch))

@@ -16,6 +16,7 @@ with both (an index sum inside a mean, a product of the two) is refused.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -30,7 +31,14 @@ __all__ = ["DaskVectorKernel", "bind_vectors"]
 
 def bind_vectors(kernel, data: Mapping, *, persist: bool = False) -> DaskVectorKernel:
     """The vector-indexed scalar ``kernel`` on the Dask columns ``data`` (see the module)."""
-    from ..api import compile as compile_loss
+    from ..derive import KinkPolicy
+    from ..problem import problem
+    from ..scalar_cache import cached_scalar
+
+    def compile_loss(expr):  # the kernel's class: no import of the kernel module here
+        prob = problem(expr, None)
+        path, src, mod = cached_scalar(prob, _policy_of(kernel, KinkPolicy))
+        return type(kernel)(prob, src, path, mod, parallel=kernel.parallel)
 
     with_data, rest = [], []
     for term in sp.Add.make_args(kernel.expr):
@@ -47,6 +55,17 @@ def bind_vectors(kernel, data: Mapping, *, persist: bool = False) -> DaskVectorK
     out = DaskVectorKernel(kernel, bind_scalar(fa, data),
                            fr, np.array([scalars[n] for n in fa.params], dtype=np.int64))
     return out.persist() if persist else out
+
+
+def _policy_of(kernel, cls):
+    """The kink policy ``kernel`` was compiled with (its own, else the one its module records:
+    ``relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5``)."""
+    got = getattr(kernel, "policy", None)
+    if got is not None:
+        return got
+    text = str(getattr(kernel.module, "KINK_POLICY", ""))
+    vals = re.findall(r"=\s*([-+0-9.eE]+|inf|nan)", text)
+    return cls(*map(float, vals)) if len(vals) == 3 else cls()
 
 
 class DaskVectorKernel(DaskKernel):
