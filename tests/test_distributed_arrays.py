@@ -379,3 +379,17 @@ def test_every_array_case_on_dask_columns_matches_in_memory(case):
     val0, g0 = f.value_and_grad(x, **d)
     assert rel(val, val0) < 1e-12 and rel_max(g, g0) < 1e-12
     assert rel_max(fb.hvp(x, v), f.hvp(x, v, **d)) < 1e-12
+
+
+@pytest.mark.slow
+def test_index_sums_on_a_cluster_persisted_equal_in_memory(client, vec):
+    rs = da.random.RandomState(3)
+    t = rs.uniform(0, 2, size=50_000, chunks=6_250)
+    y = 2 * da.exp(-1.3 * t) + 0.01 * rs.standard_normal(size=50_000, chunks=6_250)
+    tn, yn = t.compute(), y.compute()
+    fb = vec.bind(t=t, y=y).persist()
+    x = np.array([1.5, 1.0, 0.3, -0.2, 0.1, 0.4])
+    val, g = fb.value_and_grad(x)
+    val0, g0 = vec.value_and_grad(x, t=tn, y=yn)
+    assert fb.chunks.resident is not None
+    assert rel(val, val0) < 1e-12 and rel_max(g, g0) < 1e-12

@@ -9,10 +9,12 @@ Workers receive the generated module's text, not the SymPy expression
 (:mod:`symgrad.distributed.worker`). Needs the ``symgrad[dask]`` extra.
 
 Supported: scalar losses whose data enter through ``sg.mean``/``sg.sum`` over samples (any
-outer function, parameter-only terms), and array losses (``shape=``) that are sums/means over
-samples plus data-free terms (:class:`DaskArrayKernel`, bound with :func:`bind`; see
-:mod:`symgrad.arrays.split` for what is refused). Refused with NotImplementedError: sums over an
-index (``sg.index``), whose modules have no chunk/finish split.
+outer function, parameter-only terms); scalar losses with index sums over parameter vectors
+added to those (the index sums run on the client: :mod:`.vectors`); array losses (``shape=``)
+that are sums/means over samples times data-free factors plus data-free terms
+(:class:`DaskArrayKernel`; :mod:`symgrad.arrays.split` says what is refused and why). Bind any of
+them with :func:`bind` (``f.value(x, X=dask_X)`` and ``f.bind(...)`` work for array losses once
+the ArrayKernel hands Dask columns over: ``dask_args_ready``).
 """
 
 from .arrays import DaskArrayKernel
