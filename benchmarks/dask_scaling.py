@@ -1,6 +1,7 @@
 """Benchmark: value_and_grad on Dask columns, for 1 and 2 workers, and the overhead per chunk.
 
     python benchmarks/dask_scaling.py [--samples 1e8] [--chunk 2e6] [--overhead-chunks 1e6 4e6]
+    python benchmarks/dask_scaling.py --only-mlp [--mlp-samples 4e5] [--mlp-chunks 2.5e4 1e5]
 
 Loss: the RMSE of a quadratic model, sqrt(mean((a t^2 + b t + c - y)^2)): the cheapest
 per-sample work (two loads, a few flops), so the fixed costs of Dask show the most.
@@ -19,7 +20,11 @@ per-sample work (two loads, a few flops), so the fixed costs of Dask show the mo
    (Cycling a few chunks is not the same work: the L3 cache, 32 MB here, keeps part of a
    64 MB cycle; measured 0.60 ms a 1e6 chunk for 4 distinct chunks against 0.69-0.72 ms for
    16 or 100.)
-3. Mini-batch SGD over chunks (sg.distributed.sgd, 2 workers, one 1e6 chunk a step): the time a
+3. Array loss (an MLP, 4 -> 16 tanh -> 3 softmax cross-entropy + L2; sg.distributed.bind):
+   1 worker, N persisted samples in chunks of C; seconds per value_and_grad on Dask against the
+   in-memory array kernel on the same samples as one array in this process (ratio), and the
+   difference per chunk (what each chunk costs beyond its samples' work).
+4. Mini-batch SGD over chunks (sg.distributed.sgd, 2 workers, one 1e6 chunk a step): the time a
    step, with the steps run as tasks and through the holders.
 
 Numba and BLAS are pinned to one thread everywhere; the machine's load is printed (the
@@ -199,6 +204,65 @@ def overhead(f, chunk: int, repeats: int, n_chunks: int) -> tuple[float, float, 
     return tuple(min(col) / n_chunks for col in zip(*times, strict=True))
 
 
+def mlp():
+    from symgrad import losses
+
+    W1, b1 = sg.params("W1", shape=(16, 4)), sg.params("b1", shape=(16,))
+    W2, b2 = sg.params("W2", shape=(3, 16)), sg.params("b2", shape=(3,))
+    Xd, Yd = sg.data("X", shape=(4,)), sg.data("Y", shape=(3,))
+    return sg.compile(losses.cross_entropy(W2 @ sg.tanh(W1 @ Xd + b1) + b2, Yd)
+                      + losses.l2(W1, W2, weight=1e-2))
+
+
+def mlp_overhead(f, chunk: int, n_chunks: int, repeats: int) -> tuple[float, float]:
+    """Seconds per MLP value_and_grad on ``n_chunks`` persisted chunks of ``chunk`` samples (1
+    worker) and with the same samples as one array in memory (timed in turn, min over rounds)."""
+    import dask
+    import dask.array as da
+
+    c, client = cluster(1)
+    try:
+        n = chunk * n_chunks
+        rs = da.random.RandomState(0)
+        Xd = rs.standard_normal((n, 4), chunks=(chunk, 4))
+        Yd = (rs.randint(0, 3, size=n, chunks=chunk)[:, None] == da.arange(3)).astype(float)
+        Xd, Yd = dask.persist(Xd, Yd)
+        Xn, Yn = Xd.compute(), Yd.compute()
+        fb = sg.distributed.bind(f, {"X": Xd, "Y": Yd}, persist=True)
+        x0 = f.init(0)
+        bound = f.bind(X=Xn, Y=Yn)
+
+        def timed(fn):
+            t0 = time.perf_counter()
+            fn(x0 + 1e-9 * time.perf_counter())
+            return time.perf_counter() - t0
+
+        times = [(timed(fb.value_and_grad), timed(bound.value_and_grad))
+                 for _ in range(repeats + 1)][1:]
+    finally:
+        client.close()
+        c.close()
+    return tuple(min(col) for col in zip(*times, strict=True))
+
+
+def report_mlp(a) -> None:
+    f = mlp()
+    total = int(a.mlp_samples)
+    print(f"\nMLP (array loss) value_and_grad, N = {total:.0e} persisted samples, 1 worker, vs "
+          "the in-memory array kernel on one array")
+    print(f"{'chunk':>10}{'chunks':>8}{'dask':>11}{'in memory':>12}{'ratio':>8}"
+          f"{'extra/chunk':>13}")
+    for cs in a.mlp_chunks:
+        k = max(1, total // int(cs))
+        d, mem = mlp_overhead(f, int(cs), k, max(a.repeats, 5))
+        print(f"{int(cs):>10.0e}{k:>8}{d * 1e3:>9.2f}ms{mem * 1e3:>10.2f}ms{d / mem:>7.2f}x"
+              f"{(d - mem) / k * 1e3:>11.3f}ms")
+        record("dask_scaling", f"MLP value_and_grad on persisted Dask columns / in memory, "
+               f"N = {total:.0e} in chunks of {cs:.0e}", d / mem, unit="x")
+        record("dask_scaling", f"MLP Dask overhead per chunk of {cs:.0e}", (d - mem) / k * 1e3,
+               unit="ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=float, default=1e8)
@@ -207,8 +271,14 @@ def main() -> None:
     ap.add_argument("--overhead-samples", type=float, default=1e8,
                     help="samples per call in the overhead table")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--no-scaling", action="store_true", help="only the overhead table")
+    ap.add_argument("--no-scaling", action="store_true", help="only the overhead tables")
+    ap.add_argument("--mlp-samples", type=float, default=4e5)
+    ap.add_argument("--mlp-chunks", type=float, nargs="+", default=[2.5e4, 1e5, 4e5])
+    ap.add_argument("--only-mlp", action="store_true", help="only the MLP (array loss) table")
     a = ap.parse_args()
+    if a.only_mlp:
+        report_mlp(a)
+        return
     f = loss()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
           "(figures are comparable within this run only)")
@@ -245,6 +315,7 @@ def main() -> None:
               f"{target:>9}{here * 1e3:>10.3f}ms{d / here:>7.2f}x")
         record("dask_scaling", f"persisted call per chunk / compiled kernel on the same chunks, "
                f"chunks of {cs:.0e}", d / there, unit="x", target=1.2 if cs >= 1e6 else None)
+    report_mlp(a)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,8 @@ from .arrays.kernel import ArrayKernel
 from .arrays.model import compile_model, model_source, with_outputs
 from .arrays.model_kernel import ModelKernel
 from .buildopts import check_options, kind_of
-from .cache import cached_module, write_atomic
-from .cachekey import cache_key, canon
-from .codegen import CodegenOptions, header, module_source
+from .cache import write_atomic
+from .codegen import CodegenOptions, module_source
 from .derive import KinkPolicy, derive
 from .kernel import ScalarKernel
 from .lsq.build import compile_residuals, residual_module
@@ -30,13 +29,11 @@ from .lsq.kernel import ResidualKernel
 from .output import check_output
 from .problem import ProblemError, problem
 from .runtime.base import Kernel
+from .scalar_cache import cached_scalar
 from .symbols import as_expr, normalize_name
 from .version import __version__
 
 __all__ = ["compile", "generate", "grad", "hessian", "jacobian"]
-
-#: The modules that write a scalar module (the cache key hashes their import closure).
-_WRITERS = ("codegen", "derive", "problem")
 
 
 def _wrt(wrt, exprs: Sequence[sp.Basic] = ()) -> list[sp.Symbol]:
@@ -169,11 +166,7 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
     if k == "array":
         return compile_array(loss, params, policy=policy, dtype=real)
     prob = problem(loss, params)
-    opts = CodegenOptions(regenerate="symgrad.compile(loss)", version=__version__)
-    key = cache_key("scalar", canon(prob), policy, opts, real, _WRITERS)
-    path, src, mod = cached_module(
-        key, lambda digest: header(prob, policy, opts, digest),
-        lambda: module_source(derive(prob, policy), opts))
+    path, src, mod = cached_scalar(prob, policy, real)
     return ScalarKernel(prob, src, path, mod, parallel=None if parallel is None else bool(parallel),
                         policy=policy)
 

@@ -1,35 +1,24 @@
 """The array pipeline composed: problem -> derivatives and text -> verified cached module -> kernel.
 
-The cache key is a hash of the problem's exact structure (every node: kind, SymPy expression,
-axes, labels, windows; every declared axis; parameter order), the kink policy, the dtype and the
-generator's own code, so a warm process neither differentiates nor generates again. Sizes are not
-in the key nor in the text: one cached module serves every size. Entries are verified by
-:mod:`symgrad.cache` (header and content hash) before they are imported.
+The cache key and the cached module are :mod:`symgrad.arrays.compiled`'s (the same for every
+size: sizes are call-time arguments).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
-import sympy as sp
 
-from ..cache import cached_module, code_digest
 from ..codegen import CodegenOptions
 from ..derive import KinkPolicy
 from ..version import __version__
-from .autodiff import topo
-from .codegen import array_header, array_module_source
-from .graph import N
+from .codegen import array_module_source
+from .compiled import cached_array, canonical
 from .kernel import ArrayKernel
-from .problem import ArrayProblem, array_problem
+from .problem import array_problem
 
-__all__ = ["array_source", "compile_array"]
-
-#: The code that turns an array problem into module text (its digest is part of the cache key).
-# the modules that write an array module (the cache key hashes their import closure)
-_WRITERS = ("arrays.codegen", "arrays.problem")
+__all__ = ["array_source", "canonical", "compile_array"]
 
 
 def array_source(loss, params: Sequence | None, policy: KinkPolicy | None,
@@ -45,29 +34,5 @@ def compile_array(loss, params: Sequence | None = None, *, policy: KinkPolicy | 
     """Compile an array loss into an :class:`ArrayKernel` (see :func:`symgrad.compile`)."""
     prob = array_problem(loss, params)
     policy, real = policy or KinkPolicy(), str(np.dtype(dtype))
-    opts = CodegenOptions(regenerate="symgrad.compile(loss)", version=__version__)
-    key = hashlib.sha256("\0".join([canonical(prob), repr(policy), repr(opts), real,
-                                    code_digest(*_WRITERS)]).encode()).hexdigest()[:24]
-    path, src, mod = cached_module(
-        "a" + key,
-        lambda digest: array_header(prob, policy, opts, digest),
-        lambda: array_module_source(prob, policy, opts, real))
+    path, src, mod = cached_array(prob, policy, real)
     return ArrayKernel(prob, src, path, mod, policy, real)
-
-
-def canonical(prob: ArrayProblem) -> str:
-    """An exact text of the problem's structure (no sizes): one line per node."""
-    num: dict[int, int] = {}
-    lines = []
-    for n in topo([prob.loss]):
-        num[id(n)] = len(num)
-        payload = n.key[2]
-        if hasattr(n, "expr"):
-            payload = (sp.srepr(n.expr), n.axes)
-        shape = tuple("N" if s == N else (s.owner, s.axis, s.trim) for s in n.shape)
-        lines.append(f"{n.kind} {payload!r} {shape!r} {[num[id(a)] for a in n.args]}")
-    lines.append(repr(prob.param_names))
-    return "\n".join(lines)
-
-
-

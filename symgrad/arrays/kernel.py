@@ -173,6 +173,8 @@ class ArrayKernel(Kernel):
     def _run(self, name: str, x, args: tuple, *outs):
         """Call a compiled function (``args``: :meth:`data_args`'s result); a row out of range
         (of data changed since they were bound) is reported with its column and row."""
+        if type(args) is not tuple:  # Dask columns: DaskArgs runs the calls on the cluster
+            return getattr(args, name)(x, *outs)
         blas.refresh()
         try:
             return getattr(self.jit, name)(x, *outs, *args)

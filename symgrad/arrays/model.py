@@ -17,13 +17,13 @@ the model does not read keep their place in ``x``.
 """
 from __future__ import annotations
 
-import hashlib
 import types
 from collections.abc import Sequence
 
 import numpy as np
 
-from ..cache import cached_module, code_digest
+from ..cache import cached_module
+from ..cachekey import cache_key
 from ..codegen import CodegenOptions
 from ..derive import KinkPolicy
 from ..problem import ProblemError
@@ -40,9 +40,8 @@ __all__ = ["ModelProblem", "compile_model", "is_model", "model_problem", "model_
 def _key(prob: ModelProblem, policy: KinkPolicy, opts: CodegenOptions, real: str) -> str:
     text = canonical(types.SimpleNamespace(loss=prob.output, param_names=prob.param_names))
     layout = repr([(p.name, len(p.shape)) for p in prob.params])  # ranks: no sizes
-    parts = ["model", text, layout, repr(policy), repr(opts), real,
-             code_digest("arrays.model_codegen", "arrays.problem")]
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+    return cache_key("model", f"{text}\n{layout}", policy, opts, real,
+                     ("arrays.model_codegen", "arrays.problem"))
 
 
 def compile_model(expr, params: Sequence | None = None, *, policy: KinkPolicy | None = None,
@@ -55,7 +54,7 @@ def compile_model(expr, params: Sequence | None = None, *, policy: KinkPolicy | 
         raise ValueError(f"dtype must be float64 or float32, got {real!r}")
     opts = CodegenOptions(regenerate="symgrad.compile(model)", version=__version__)
     path, src, mod = cached_module(
-        "m" + _key(prob, policy, opts, real),
+        _key(prob, policy, opts, real),
         lambda digest: model_header(prob, policy, opts, digest),
         lambda: model_module_source(prob, policy, opts, real))
     return ModelKernel(prob, src, path, mod, policy, real)

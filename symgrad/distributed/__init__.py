@@ -9,13 +9,18 @@ Workers receive the generated module's text, not the SymPy expression
 (:mod:`symgrad.distributed.worker`). Needs the ``symgrad[dask]`` extra.
 
 Supported: scalar losses whose data enter through ``sg.mean``/``sg.sum`` over samples (any
-outer function, parameter-only terms). Refused with NotImplementedError: array losses
-(``shape=``) and sums over an index (``sg.index``), whose modules have no chunk/finish split.
+outer function, parameter-only terms); scalar losses with index sums over parameter vectors
+added to those (the index sums run on the client: :mod:`.vectors`); array losses (``shape=``)
+that are sums/means over samples times data-free factors plus data-free terms
+(:class:`DaskArrayKernel`; :mod:`symgrad.arrays.split` says what is refused and why). Bind any of
+them with :func:`bind`, or call ``f.value(x, X=dask_X)`` / ``f.bind(X=dask_X)`` as in memory.
 """
 
+from .arrays import DaskArrayKernel
+from .binding import bind
 from .detect import has_dask
-from .kernel import FAN_IN, DaskKernel, bind
+from .kernel import FAN_IN, DaskKernel
 from .sgd import sgd
 from .worker import ModuleSpec
 
-__all__ = ["FAN_IN", "DaskKernel", "ModuleSpec", "bind", "has_dask", "sgd"]
+__all__ = ["FAN_IN", "DaskArrayKernel", "DaskKernel", "ModuleSpec", "bind", "has_dask", "sgd"]

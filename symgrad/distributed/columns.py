@@ -1,9 +1,10 @@
 """Dask columns -> aligned chunks: one tuple of Dask blocks per chunk of samples.
 
-Columns may be Dask arrays (1-D, or 2-D ``(N, width)`` for vector columns), Dask DataFrame
-columns (Series), or NumPy arrays mixed with them (sent to the cluster in the Dask columns'
-chunks). Arrays whose chunks differ are rechunked to the first Dask column's chunks; a vector
-column keeps its width in one chunk. Nothing is computed here and no column reaches the client.
+Columns may be Dask arrays (1-D, 2-D ``(N, width)`` for vector columns, or ``(N, *shape)`` for
+the data arrays of an array loss), Dask DataFrame columns (Series), or NumPy arrays mixed with
+them (sent to the cluster in the Dask columns' chunks). Arrays whose chunks differ are rechunked
+to the first Dask column's chunks; a sample's values stay in one chunk. Nothing is computed here
+and no column reaches the client.
 
 >>> import dask.array as da, numpy as np
 >>> t = da.arange(10.0, chunks=4); y = da.ones(10, chunks=5)
@@ -95,7 +96,7 @@ class Chunks:
             return self
         arrays = dask.persist(*self.arrays)
         out = aligned(dict(zip(self.names, arrays, strict=True)), self.names,
-                      {nm: None if a.ndim == 1 else a.shape[1]
+                      {nm: None if a.ndim == 1 else a.shape[1:]
                        for nm, a in zip(self.names, arrays, strict=True)}).sized()
         return dataclasses.replace(out, **_by_worker(out))
 
@@ -127,17 +128,18 @@ def _to_array(name: str, col):
                     "Dask DataFrame column")
 
 
-def _check(name: str, a, width: int | None) -> None:
-    """The in-memory kernel's column rules on dtype and shape (values are checked per chunk)."""
+def _check(name: str, a, width) -> None:
+    """The in-memory kernel's column rules on dtype and shape (values are checked per chunk):
+    ``width`` None for ``(N,)``, an int for ``(N, width)``, a tuple for ``(N, *width)``."""
     if a.dtype.kind not in "iub" and a.dtype not in (np.float32, np.float64):
         raise TypeError(f"data column '{name}' has dtype {a.dtype}: pass float64 or float32")
-    want = 1 if width is None else 2
-    if a.ndim != want or (width is not None and a.shape[1] != width):
-        shape = "(N,)" if width is None else f"(N, {width})"
+    trail = () if width is None else (width,) if isinstance(width, int) else tuple(width)
+    if a.ndim != 1 + len(trail) or tuple(a.shape[1:]) != trail:
+        shape = f"(N{''.join(f', {k}' for k in trail)})"
         raise ValueError(f"data column '{name}' must have shape {shape}, got {a.shape}")
 
 
-def aligned(data: Mapping, names: tuple[str, ...], widths: Mapping[str, int | None]) -> Chunks:
+def aligned(data: Mapping, names: tuple[str, ...], widths: Mapping) -> Chunks:
     """Validate the columns ``names`` of ``data`` and split them into common chunks."""
     import dask.array as da
 
@@ -161,8 +163,8 @@ def aligned(data: Mapping, names: tuple[str, ...], widths: Mapping[str, int | No
             a = da.from_array(a, chunks=(rows, *a.shape[1:]))
         elif known and a.chunks[0] != rows:
             a = a.rechunk({0: rows})
-        if a.ndim == 2 and len(a.chunks[1]) != 1:
-            a = a.rechunk({1: -1})
+        if any(len(c) != 1 for c in a.chunks[1:]):  # a sample's values in one block
+            a = a.rechunk({k: -1 for k in range(1, a.ndim)})
         arrays[nm] = a
     if known and n == 0:
         raise ValueError("the data columns are empty: a reduction needs at least one sample")

@@ -58,7 +58,19 @@ class DaskArgs(tuple):
 
 
 def dask_args(kernel, data: Mapping, batch=None) -> DaskArgs:
-    """The Dask stand-in for ``kernel.data_args(data, batch)``."""
+    """The Dask stand-in for ``kernel.data_args(data, batch)``.
+
+    An array kernel is bound by :func:`symgrad.distributed.arrays.bind_array`, index sums by
+    :func:`symgrad.distributed.vectors.bind_vectors`, any other loss by
+    :func:`symgrad.distributed.kernel.bind`; the kernel's calls hand the result over."""
+    if getattr(kernel, "kind", None) == "array":
+        from .arrays import bind_array
+
+        return DaskArgs(bind_array(kernel, data, batch))
+    if getattr(getattr(kernel, "problem", None), "vector_sums", ()) and batch is None:
+        from .vectors import bind_vectors  # index sums: their terms run on the client
+
+        return DaskArgs(bind_vectors(kernel, data))
     from .kernel import bind
 
     return DaskArgs(bind(kernel, data, batch))

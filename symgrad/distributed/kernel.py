@@ -195,14 +195,14 @@ def _supported(kernel) -> None:
     """Refuse, in the user's terms, kernels without the chunk/finish split."""
     mod = getattr(kernel, "module", None)
     if not all(hasattr(mod, f) for f in ("_acc_g", "_finish_g", "_finish_h")):
-        what = ("an array loss (sg.params/sg.data with shape=): its module computes the whole "
-                "batch in one function" if not hasattr(kernel, "problem") or
+        what = ("no reductions over samples" if not hasattr(kernel, "problem") or
                 not hasattr(kernel.problem, "reductions") else
-                "sums over an index (sg.index): the vector-indexed module has no separate "
-                "outer chain rule" if getattr(kernel.problem, "vector_sums", ()) else
+                "sums over an index (sg.index): bind it with symgrad.distributed.bind(f, "
+                "{'t': t, ...}), which runs the index sums on the client"
+                if getattr(kernel.problem, "vector_sums", ()) else
                 "no reduction over samples")
         raise NotImplementedError(
-            f"Dask columns work with scalar losses whose data enter through sg.mean/sg.sum over "
+            f"Dask columns work with losses whose data enter through sg.mean/sg.sum over "
             f"samples; this loss has {what}. Pass NumPy arrays (or compute the Dask ones).")
 
 

@@ -1,0 +1,232 @@
+"""An array loss bound to Dask columns: chunk sums on the workers, the rest on the client.
+
+:func:`symgrad.arrays.split.split` writes the loss as ``G(x) + sum over chunks of C(x;
+chunk)``: ``C`` holds the sums and means over samples (a mean's ``N`` is the total number of
+samples, passed as the last entry of the chunk kernel's ``x``), ``G`` the data-free terms. Both
+are compiled as array losses; each call runs ``C``'s compiled ``_value``/``_value_and_grad``/
+``_hvp``/``_hessian`` on every chunk where it lives (tasks, or the holders of persisted columns:
+:meth:`~symgrad.distributed.DaskKernel.reduce`, faults included) and sums the rows in a fixed
+tree, then adds ``G`` on the client. So value, gradient, Hessian-vector product and Hessian equal
+the in-memory ones up to rounding, whatever the chunking.
+
+>>> import dask.array as da, numpy as np, symgrad as sg
+>>> w = sg.params("w", shape=(2,)); X = sg.data("X", shape=(2,)); y = sg.data("y")
+>>> f = sg.compile(sg.mean((X @ w - y)**2) + 0.5 * sg.sum(w**2))
+>>> Xd = da.from_array(np.eye(2).repeat(3, axis=0), chunks=4)
+>>> fb = bind_array(f, {"X": Xd, "y": da.ones(6, chunks=4)})
+>>> fb.value([1.0, 2.0]), fb.n_chunks
+(3.0, 2)
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+
+import numpy as np
+
+from .columns import Chunks, aligned
+from .kernel import DaskKernel
+from .worker import ModuleSpec, check_finite, check_lengths, load
+
+__all__ = ["DaskArrayKernel", "bind_array", "chunk_array"]
+
+#: the split kernels of an array kernel: (chunk kernel, rest kernel or float, index maps)
+_SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def bind_array(kernel, data: Mapping, batch=None, *,
+               persist: bool = False) -> DaskArrayKernel:
+    """The array kernel ``kernel`` bound to the Dask columns ``data`` (what
+    :func:`symgrad.distributed.bind` returns for an array loss); ``persist=True`` keeps the
+    columns on the cluster."""
+    from ..datacheck import check_names
+
+    if batch is not None:
+        raise TypeError("batch= is not available with Dask columns: index the Dask arrays "
+                        "(X[idx]) or use DaskKernel.on_chunks / symgrad.distributed.sgd")
+    parts = _split(kernel)
+    check_names(data, kernel.data_names, "data array")
+    chunks = aligned(data, kernel.data_names, kernel.data_shapes)
+    fb = DaskArrayKernel(kernel, parts, chunks.sized())
+    return fb.persist() if persist else fb
+
+
+def _split(kernel):
+    """``(chunk kernel, its x entries in the kernel's x, rest kernel or constant, its x
+    entries)``, compiled once per kernel."""
+    got = _SPLITS.get(kernel)
+    if got is not None:
+        return got
+    from ..arrays.compiled import cached_array
+    from ..arrays.problem import array_problem
+    from ..arrays.split import N_PARAM, split
+
+    def compile_array(node, names, policy, dtype):  # the kernel's class: no import of it here
+        prob = array_problem(node, names)
+        path, src, mod = cached_array(prob, policy, dtype)
+        return type(kernel)(prob, src, path, mod, policy, dtype)
+
+    if N_PARAM in kernel.params:
+        raise ValueError(f"the parameter name {N_PARAM!r} is reserved on Dask columns (it "
+                         "holds the number of samples): rename the parameter")
+    s = split(kernel.problem.loss)
+    where = dict(zip(kernel.params, kernel._offsets, strict=True))
+
+    def entries(names) -> np.ndarray:
+        return np.concatenate([np.arange(where[n], where[n] + int(np.prod(kernel.shapes[n])),
+                                         dtype=np.int64) for n in names] or
+                              [np.empty(0, np.int64)])
+
+    have = {p.name for p in s.chunk_params()}
+    cnames = [n for n in kernel.params if n in have] + [N_PARAM]
+    chunk = compile_array(s.chunk, cnames, kernel.policy, str(kernel.dtype))
+    rest, ridx = float(s.rest) if not s.rest_params() else None, np.empty(0, np.int64)
+    if rest is None:
+        have = {p.name for p in s.rest_params()}
+        if N_PARAM in have:
+            raise NotImplementedError("a data-free term of the loss reads the number of "
+                                      "samples: not supported on Dask columns")
+        rnames = [n for n in kernel.params if n in have]
+        rest = compile_array(s.rest, rnames, kernel.policy, str(kernel.dtype))
+        ridx = entries(rnames)
+    got = _SPLITS[kernel] = (chunk, entries(cnames[:-1]), rest, ridx)
+    return got
+
+
+class DaskArrayKernel(DaskKernel):
+    """An :class:`~symgrad.ArrayKernel` bound to Dask columns: the methods of a bound kernel
+    (``value``, ``value_and_grad``, ``grad``, ``hvp``, ``hessian``; calling it gives ``(value,
+    grad)``), ``persist()``, ``on_chunks(which)`` (the loss on those chunks, means over their
+    samples) and :func:`symgrad.distributed.sgd`."""
+
+    def __init__(self, kernel, parts, chunks: Chunks) -> None:
+        self.kernel, self.chunks = kernel, chunks
+        self.params, self.kind = kernel.params, kernel.kind
+        self.n_params = kernel.n_params
+        self.ck, self._cidx, self.rest, self._ridx = parts
+        self.spec = ModuleSpec.of(self.ck)
+        self._scan = bool(self.ck._scan_always)
+        self._dims = self.ck.dims
+        self._index = tuple(nm in self.ck._rows for nm in chunks.names)
+        self._names = tuple(chunks.names)
+        #: samples per chunk (known: the columns are sized when bound)
+        self._sizes = tuple(np.diff([*chunks.offsets, chunks.n_samples]).astype(int).tolist())
+
+    def __repr__(self) -> str:
+        return (f"<symgrad.DaskArrayKernel params=({', '.join(self.params)}), "
+                f"data=({', '.join(self.chunks.names)}) in {self.n_chunks} chunks>")
+
+    def persist(self) -> DaskArrayKernel:
+        self.chunks = self.chunks.persisted()
+        return self
+
+    def on_chunks(self, which) -> DaskArrayKernel:
+        out = DaskArrayKernel.__new__(DaskArrayKernel)
+        out.__dict__.update(self.__dict__)
+        out.chunks = self.chunks.subset(which)
+        out._sizes = tuple(self._sizes[int(i)] for i in which)
+        return out
+
+    @property
+    def n_samples(self) -> int:
+        return int(sum(self._sizes))
+
+    def _xc(self, x: np.ndarray, fill: float) -> np.ndarray:
+        """The chunk kernel's x: the entries it reads, then ``fill`` (N, or 0 for a tangent)."""
+        return np.concatenate([x[self._cidx], [fill]]).astype(self.ck.dtype)
+
+    def _rows(self, mode: str, x: np.ndarray, v: np.ndarray | None = None) -> np.ndarray:
+        return self.reduce(chunk_array, mode, self._xc(x, self.n_samples),
+                           None if v is None else self._xc(v, 0.0), self._dims,
+                           names=self._names, index=self._index, scan=self._scan)
+
+    def _rest(self, mode: str, x: np.ndarray, v=None):
+        if isinstance(self.rest, float):
+            return self.rest, None
+        xr = x[self._ridx]
+        if mode == "e":
+            return self.rest.value(xr), None
+        if mode == "g":
+            return self.rest.value_and_grad(xr)
+        if mode == "h":
+            return 0.0, self.rest.hvp(xr, v[self._ridx])
+        return 0.0, self.rest.hessian(xr)
+
+    def value(self, x) -> float:
+        x = self._x(x)
+        return float(self._rows("e", x)[0]) + float(self._rest("e", x)[0])
+
+    def value_and_grad(self, x, out=None) -> tuple[float, np.ndarray]:
+        x = self._x(x)
+        out = self.kernel._out(out, x.shape, "out", [("x", x)])
+        row = self._rows("g", x)
+        rv, rg = self._rest("g", x)
+        out[:] = 0.0
+        out[self._cidx] = row[1:1 + self._cidx.size]
+        if rg is not None:
+            out[self._ridx] += rg
+        return float(row[0]) + float(rv), out
+
+    __call__ = value_and_grad
+
+    def hvp(self, x, v, out=None) -> np.ndarray:
+        x = self._x(x)
+        v = self._x(v, "v", x.shape[0])
+        out = self.kernel._out(out, x.shape, "out", [("x", x), ("v", v)])
+        row = self._rows("h", x, v)
+        out[:] = 0.0
+        out[self._cidx] = row[:self._cidx.size]
+        _, rh = self._rest("h", x, v)
+        if rh is not None:
+            out[self._ridx] += rh
+        return out
+
+    def hessian(self, x, out=None) -> np.ndarray:
+        """The Hessian: each chunk's (chunk kernel) Hessian, summed, plus the rest's."""
+        x = self._x(x)
+        n, m = x.shape[0], self._cidx.size + 1
+        out = self.kernel._out(out, (n, n), "out", [("x", x)])
+        H = self._rows("H", x).reshape(m, m)[:-1, :-1]
+        out[...] = 0.0
+        out[np.ix_(self._cidx, self._cidx)] = H
+        _, rh = self._rest("H", x)
+        if rh is not None:
+            out[np.ix_(self._ridx, self._ridx)] += rh
+        return out
+
+
+def chunk_array(spec: ModuleSpec, mode: str, x: np.ndarray, v: np.ndarray | None,
+                dims: np.ndarray, where: tuple[int, int | None], *blocks,
+                names: tuple[str, ...], index: tuple[bool, ...],
+                scan: bool = False) -> np.ndarray:
+    """One chunk's row of the chunk kernel (on a worker): ``[value]`` (``mode="e"``), ``[value,
+    gradient...]`` (``"g"``), the Hessian times ``v`` (``"h"``) or the flat Hessian (``"H"``).
+    Data columns are scanned for NaN/inf when ``scan`` or when the result is not finite."""
+    mod = load(spec)
+    dtype = x.dtype
+    cols = [np.ascontiguousarray(b, dtype=np.int64) if ix else
+            np.ascontiguousarray(b, dtype=dtype) for b, ix in zip(blocks, index, strict=True)]
+    check_lengths(names, [c.shape[0] for c in cols], where[0])
+    floats = [c for c, ix in zip(cols, index, strict=True) if not ix]
+    fnames = tuple(nm for nm, ix in zip(names, index, strict=True) if not ix)
+    if scan:
+        check_finite(floats, fnames, where)
+    n = x.shape[0]
+    if mode == "e":
+        row = np.array([mod._value(x, dims, *cols)], dtype=np.float64)
+    elif mode == "g":
+        g = np.empty(n, dtype=dtype)
+        val = mod._value_and_grad(x, g, dims, *cols)
+        row = np.concatenate([[val], g]).astype(np.float64)
+    elif mode == "h":
+        out = np.empty(n, dtype=dtype)
+        mod._hvp(x, v, out, dims, *cols)
+        row = out.astype(np.float64)
+    else:
+        H = np.empty((n, n), dtype=dtype)
+        mod._hessian(x, H, dims, *cols)
+        row = H.ravel().astype(np.float64)
+    if not np.isfinite(row).all():
+        check_finite(floats, fnames, where)
+    return row

@@ -1,0 +1,132 @@
+"""A scalar loss with index sums over parameter vectors, bound to Dask columns.
+
+The loss is split at its top-level sum into the terms that read data (sums and means over
+samples, any outer function of them: a scalar loss Dask runs as chunk sums plus the outer chain
+rule, :class:`~symgrad.distributed.DaskKernel`) and the terms that do not (the index sums
+``sg.sum(u[i]**2, (i, 0, u.length))`` and other penalties: computed once, on the client). A term
+with both (an index sum inside a mean, a product of the two) is refused.
+
+>>> import dask.array as da, numpy as np, symgrad as sg
+>>> w = sg.params("w"); u = sg.params("u", indexed=True); i = sg.index("i"); t = sg.data("t")
+>>> f = sg.compile(sg.mean((w - t)**2) + sg.sum(u[i]**2, (i, 0, u.length)))
+>>> fb = bind_vectors(f, {"t": da.arange(4.0, chunks=3)})
+>>> fb.value([1.0, 2.0, 3.0]), f.value([1.0, 2.0, 3.0], t=np.arange(4.0))
+(14.5, 14.5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import sympy as sp
+
+from ..symbols import Data, IndexedSum
+from .kernel import DaskKernel
+from .kernel import bind as bind_scalar
+
+__all__ = ["DaskVectorKernel", "bind_vectors"]
+
+
+def bind_vectors(kernel, data: Mapping, *, persist: bool = False) -> DaskVectorKernel:
+    """The vector-indexed scalar ``kernel`` on the Dask columns ``data`` (see the module)."""
+    from ..problem import problem
+    from ..scalar_cache import cached_scalar
+
+    def compile_loss(expr):  # the kernel's class: no import of the kernel module here
+        prob = problem(expr, None)
+        path, src, mod = cached_scalar(prob, kernel.policy)
+        return type(kernel)(prob, src, path, mod, parallel=kernel.parallel, policy=kernel.policy)
+
+    with_data, rest = [], []
+    for term in sp.Add.make_args(kernel.expr):
+        reads = any(isinstance(s, Data) for s in term.free_symbols)
+        if reads and term.has(IndexedSum):
+            raise NotImplementedError(
+                f"the term {term} reads data and sums over an index: on Dask columns an index "
+                "sum (sg.sum(..., (i, lo, hi))) must be a separate term of the loss (added to "
+                "the data terms, not inside a mean or multiplied by one)")
+        (with_data if reads else rest).append(term)
+    fa = compile_loss(sp.Add(*with_data))
+    fr = compile_loss(sp.Add(*rest))
+    scalars = {n: k for k, n in enumerate(kernel.problem.param_names)}
+    out = DaskVectorKernel(kernel, bind_scalar(fa, data),
+                           fr, np.array([scalars[n] for n in fa.params], dtype=np.int64))
+    return out.persist() if persist else out
+
+
+class DaskVectorKernel(DaskKernel):
+    """The data terms on the cluster (a :class:`DaskKernel`) plus the index sums on the client;
+    the methods of a bound kernel, ``persist()``, ``on_chunks`` and
+    :func:`symgrad.distributed.sgd`."""
+
+    def __init__(self, kernel, data_part: DaskKernel, rest, a_idx: np.ndarray) -> None:
+        self.kernel, self.data_part, self.rest, self._aidx = kernel, data_part, rest, a_idx
+        self.params, self.kind, self.n_params = kernel.params, kernel.kind, kernel.n_params
+        self.spec = data_part.spec
+
+    @property
+    def chunks(self):
+        return self.data_part.chunks
+
+    def __repr__(self) -> str:
+        return (f"<symgrad.DaskVectorKernel params=({', '.join(self.params)}), "
+                f"data=({', '.join(self.chunks.names)}) in {self.n_chunks} chunks>")
+
+    def persist(self) -> DaskVectorKernel:
+        self.data_part.persist()
+        return self
+
+    def on_chunks(self, which) -> DaskVectorKernel:
+        out = DaskVectorKernel.__new__(DaskVectorKernel)
+        out.__dict__.update(self.__dict__)
+        out.data_part = self.data_part.on_chunks(which)
+        return out
+
+    def _ridx(self, x: np.ndarray) -> np.ndarray:
+        """The rest kernel's entries of ``x``: its scalars, then its vectors (by name)."""
+        k = self.kernel
+        n = k.vector_length(x.shape[0])
+        ns = len(k.problem.param_names)
+        at = {nm: j for j, nm in enumerate(k.problem.param_names)}
+        vec = {nm: j for j, nm in enumerate(k.vectors)}
+        parts = [np.array([at[nm] for nm in self.rest.problem.param_names], dtype=np.int64)]
+        parts += [np.arange(ns + vec[v] * n, ns + (vec[v] + 1) * n) for v in self.rest.vectors]
+        return np.concatenate(parts)
+
+    def value(self, x) -> float:
+        x = self._x(x)
+        return self.data_part.value(x[self._aidx]) + self.rest.value(x[self._ridx(x)])
+
+    def value_and_grad(self, x, out=None) -> tuple[float, np.ndarray]:
+        x = self._x(x)
+        out = self.kernel._out(out, x.shape, "out", [("x", x)])
+        ri = self._ridx(x)
+        va, ga = self.data_part.value_and_grad(x[self._aidx])
+        vr, gr = self.rest.value_and_grad(x[ri])
+        out[:] = 0.0
+        out[self._aidx] += ga
+        out[ri] += gr
+        return va + vr, out
+
+    __call__ = value_and_grad
+
+    def hvp(self, x, v, out=None) -> np.ndarray:
+        x = self._x(x)
+        v = self._x(v, "v", x.shape[0])
+        out = self.kernel._out(out, x.shape, "out", [("x", x), ("v", v)])
+        ri = self._ridx(x)
+        out[:] = 0.0
+        out[self._aidx] += self.data_part.hvp(x[self._aidx], v[self._aidx])
+        out[ri] += self.rest.hvp(x[ri], v[ri])
+        return out
+
+    def hessian(self, x, out=None) -> np.ndarray:
+        x = self._x(x)
+        n = x.shape[0]
+        out = self.kernel._out(out, (n, n), "out", [("x", x)])
+        ri = self._ridx(x)
+        out[...] = 0.0
+        out[np.ix_(self._aidx, self._aidx)] += self.data_part.hessian(x[self._aidx])
+        out[np.ix_(ri, ri)] += self.rest.hessian(x[ri])
+        return out
