@@ -157,10 +157,8 @@ def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None =
                              "per node (no prange variant yet)")
         return compile_model(loss, params, policy=policy, dtype=dtype or "float64")
     if isinstance(loss, Node):
-        if parallel is not None:
-            raise ValueError("parallel= applies to scalar losses; array losses use BLAS and "
-                             "one loop per node (no prange variant yet)")
-        return compile_array(loss, params, policy=policy, dtype=dtype or "float64")
+        return compile_array(loss, params, policy=policy, dtype=dtype or "float64",
+                             parallel=parallel)
     if dtype not in (None, "float64"):
         raise ValueError("dtype= applies to array losses (sg.params/sg.data with shape=); "
                          "scalar losses compute in float64")

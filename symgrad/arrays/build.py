@@ -10,11 +10,13 @@ in the key nor in the text: one cached module serves every size. Entries are ver
 from __future__ import annotations
 
 import hashlib
+import types
 from collections.abc import Sequence
 
 import numpy as np
 import sympy as sp
 
+from .. import blas
 from ..cache import cached_module, code_digest
 from ..codegen import CodegenOptions
 from ..derive import KinkPolicy
@@ -41,8 +43,13 @@ def array_source(loss, params: Sequence | None, policy: KinkPolicy | None,
 
 
 def compile_array(loss, params: Sequence | None = None, *, policy: KinkPolicy | None = None,
-                  dtype: str = "float64") -> ArrayKernel:
-    """Compile an array loss into an :class:`ArrayKernel` (see :func:`symgrad.compile`)."""
+                  dtype: str = "float64", parallel: bool | None = None) -> ArrayKernel:
+    """Compile an array loss into an :class:`ArrayKernel` (see :func:`symgrad.compile`).
+
+    ``parallel=True`` runs the module's threaded cores (``_value_par``, ...: loops under
+    ``prange``, the serial core below :data:`~symgrad.arrays.emit_par.PAR_WORK` elements; the
+    same result for any number of threads) with Numba's threads set by :mod:`symgrad.blas`;
+    ``None`` and ``False`` the serial ones (a kernel that picks by size is to come)."""
     prob = array_problem(loss, params)
     policy, real = policy or KinkPolicy(), str(np.dtype(dtype))
     opts = CodegenOptions(regenerate="symgrad.compile(loss)", version=__version__)
@@ -52,7 +59,12 @@ def compile_array(loss, params: Sequence | None = None, *, policy: KinkPolicy | 
         "a" + key,
         lambda digest: array_header(prob, policy, opts, digest),
         lambda: array_module_source(prob, policy, opts, real))
-    return ArrayKernel(prob, src, path, mod, policy, real)
+    k = ArrayKernel(prob, src, path, mod, policy, real)
+    if parallel:
+        k.jit = types.SimpleNamespace(value=mod._value_par, value_and_grad=mod._value_and_grad_par,
+                                      hvp=mod._hvp_par, hessian=mod._hessian)
+        blas.use_threads()
+    return k
 
 
 def canonical(prob: ArrayProblem) -> str:

@@ -35,6 +35,7 @@ from ..codegen.skeleton import (
 from ..derive import KinkPolicy
 from .autodiff import gradients, tangents, topo
 from .emit import Emitter, plan
+from .emit_par import PAR_WORK, ParEmitter
 from .f32 import f32_helpers
 from .formula import program
 from .gemm import GEMM_HELPER
@@ -45,6 +46,8 @@ __all__ = ["array_module_source"]
 
 #: the core functions: dense loops and BLAS calls (the skeleton's fastmath policy)
 CORE = jit(fastmath=True)
+#: their parallel variants (:mod:`.emit_par`)
+CORE_PAR = jit(fastmath=True, parallel=True)
 
 
 def _idents(names, prefix: str) -> list[str]:
@@ -116,9 +119,12 @@ class _Module:
         return out
 
     def function(self, value: Node | None, arrays: list | None, target: str | None,
-                 with_v: bool = False, cplx: bool = False) -> list[str]:
-        """A core function body: the loss value and/or one array per parameter into ``target``."""
-        fn = Emitter(self.prob, cplx, self.real)
+                 with_v: bool = False, cplx: bool = False, serial: str = "") -> list[str]:
+        """A core function body: the loss value and/or one array per parameter into ``target``.
+
+        ``serial`` (the serial core's call) asks for the parallel variant, which makes that
+        call when its largest loop is small, or is that call alone when nothing is parallel."""
+        fn = (ParEmitter if serial else Emitter)(self.prob, cplx, self.real)
         head = self.prologue(fn, with_v)
         arrays = arrays or []
         nodes = ([value] if value is not None else []) + [o for o in arrays if o is not None]
@@ -141,6 +147,12 @@ class _Module:
                 tail.append(f"{views[j]}[:] = {fn.name[id(o)]}.ravel()")
         if value is not None:
             tail.append(f"return {fn.name[id(value)]}")
+        if serial:
+            if not fn.work:
+                return [f"return {serial}"]
+            work = list(dict.fromkeys(fn.work))
+            work = work[0] if len(work) == 1 else f"max({', '.join(work)})"
+            head += [f"if {work} < {PAR_WORK}:", f"    return {serial}"]
         return head + fn.lines + tail
 
     def functions(self) -> list[str]:
@@ -157,6 +169,15 @@ class _Module:
             hessian_fn(None, f"x, H, {core}", f"_hvp(x, {{e}}, {{col}}, {core})", "_hessian",
                        column=True),
         ]
+        for name, lead, value, arrays, target in (
+                ("value", "x", p.loss, None, None),
+                ("value_and_grad", "x, g", p.loss, self.grads, "g"),
+                ("hvp", "x, v, out", None, self.hvps, "out")):
+            serial = f"_{name}({lead}, {core})"
+            lines = self.function(value, arrays, target, with_v=name == "hvp", serial=serial)
+            fns.append(fn(f"_{name}_par({lead}, {core})",
+                          f"_{name} with threads (same result for any number of them).",
+                          lines, CORE_PAR if len(lines) > 1 else JIT))
         names = [("value", "x", "The loss at x (idx: None, or the sample indices of a batch)."),
                  ("value_and_grad", "x, g", "The loss at x; its gradient written into g."),
                  ("hvp", "x, v, out", "The Hessian at x times v, written into out."),
