@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: e2052363f2d43e79
+# content hash: 9a701b3845818b2e
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -547,12 +547,12 @@ def _value_par(x, dims, c_X, c_Y):
         raise ValueError("data array Y: wrong size on axis 1")
     if c_Y.shape[0] != n:
         raise ValueError("data array Y has another number of samples")
+    if max(n * D3, n * D1, n) < 32768:
+        return _value(x, dims, c_X, c_Y)
     p_W1 = x[0:o1].reshape((D3, D4, ))
     p_b1 = x[o1:o2].reshape((D6, ))
     p_W2 = x[o2:o3].reshape((D1, D2, ))
     p_b2 = x[o3:o4].reshape((D7, ))
-    if max(n * D3, n * D1, n) < 32768:
-        return _value(x, dims, c_X, c_Y)
     t1 = np.empty((n, D3, ))
     _gemm(c_X, p_W1.T, t1)
     t2 = np.empty((n, D3, ))
@@ -627,12 +627,12 @@ def _value_and_grad_par(x, g, dims, c_X, c_Y):
         raise ValueError("data array Y: wrong size on axis 1")
     if c_Y.shape[0] != n:
         raise ValueError("data array Y has another number of samples")
+    if max(n * D3, n * D1, n, n * D0, D3, D0, D1) < 32768:
+        return _value_and_grad(x, g, dims, c_X, c_Y)
     p_W1 = x[0:o1].reshape((D3, D4, ))
     p_b1 = x[o1:o2].reshape((D6, ))
     p_W2 = x[o2:o3].reshape((D1, D2, ))
     p_b2 = x[o3:o4].reshape((D7, ))
-    if max(n * D3, n * D1, n, n * D0, D3, D0, D1) < 32768:
-        return _value_and_grad(x, g, dims, c_X, c_Y)
     t1 = np.empty((n, D3, ))
     _gemm(c_X, p_W1.T, t1)
     t2 = np.empty((n, D3, ))
@@ -772,6 +772,8 @@ def _hvp_par(x, v, out, dims, c_X, c_Y):
         raise ValueError("data array Y: wrong size on axis 1")
     if c_Y.shape[0] != n:
         raise ValueError("data array Y has another number of samples")
+    if max(n, n * D3, n * D1, n * D0, D3, D0 * D3, D0) < 32768:
+        return _hvp(x, v, out, dims, c_X, c_Y)
     p_W1 = x[0:o1].reshape((D3, D4, ))
     v_W1 = v[0:o1].reshape((D3, D4, ))
     p_b1 = x[o1:o2].reshape((D6, ))
@@ -780,8 +782,6 @@ def _hvp_par(x, v, out, dims, c_X, c_Y):
     v_W2 = v[o2:o3].reshape((D1, D2, ))
     p_b2 = x[o3:o4].reshape((D7, ))
     v_b2 = v[o3:o4].reshape((D7, ))
-    if max(n, n * D3, n * D1, n * D0, D3, D0 * D3, D0) < 32768:
-        return _hvp(x, v, out, dims, c_X, c_Y)
     t1 = np.empty((n, ))
     for i0 in numba.prange(n):
         a_t2 = 0.0

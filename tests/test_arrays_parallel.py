@@ -119,6 +119,10 @@ def test_scatters_same_bits_as_serial_for_any_threads(factorisation):
     out = np.empty_like(x)
     _same_bits(_threads(f.module._hvp_par, x, v, out, *args, outs=(out,)))
     _same_bits(_threads(f.module._value_par, x, *args))
+    bad = data["i"].copy()
+    bad[E // 2] = M  # the threads count the rows out of range; the error names the column
+    with pytest.raises(ValueError, match="index column i: a row is out of range for U"):
+        f.module._value_and_grad_par(x, g, f.dims, bad, data["j"], data["r"])
 
 
 NS, DIN, DOUT = 12_000, 6, 4  # NS * DOUT = 48,000 elements: above PAR_WORK

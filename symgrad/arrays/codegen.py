@@ -96,12 +96,17 @@ class _Module:
                 out.append(f"if {c}.shape[0] != n:")
                 out.append(f'    raise ValueError("data array {esc(d.name)} has another number'
                            f' of samples")')
-        for rows, size, src in self.gathers:
+        self.checks = len(out)  # where the parallel variant falls back to the serial core
+        for k, (rows, size, src) in enumerate(self.gathers):
             c = self.cols[p.data.index(rows)]
-            out.append("for r in range(n):")
-            out.append(f"    if {c}[r] < 0 or {c}[r] >= {fn.size(size)}:")
-            out.append(f'        raise ValueError("index column {esc(rows.name)}: a row is out '
-                       f'of range for {esc(src)}")')
+            bad = f"{c}[r] < 0 or {c}[r] >= {fn.size(size)}"
+            msg = (f'raise ValueError("index column {esc(rows.name)}: a row is out of range '
+                   f'for {esc(src)}")')
+            if isinstance(fn, ParEmitter):  # rows out of range counted by the threads
+                out += [f"bad{k} = 0", "for r in numba.prange(n):", f"    if {bad}:",
+                        f"        bad{k} += 1", f"if bad{k}:", f"    {msg}"]
+            else:
+                out += ["for r in range(n):", f"    if {bad}:", f"        {msg}"]
         for j, q in enumerate(p.params):
             for arr, role in (("x", "param"), ("v", "tangent")) if with_v else (("x", "param"),):
                 leaf = q if role == "param" else self.tangent[q]
@@ -152,7 +157,7 @@ class _Module:
                 return [f"return {serial}"]
             work = list(dict.fromkeys(fn.work))
             work = work[0] if len(work) == 1 else f"max({', '.join(work)})"
-            head += [f"if {work} < {PAR_WORK}:", f"    return {serial}"]
+            head[self.checks:self.checks] = [f"if {work} < {PAR_WORK}:", f"    return {serial}"]
         return head + fn.lines + tail
 
     def functions(self) -> list[str]:
