@@ -134,7 +134,8 @@ def compile(loss, params: Sequence | None = None, *, policy: KinkPolicy | None =
     ``prange`` variant above ``kernel.PARALLEL_THRESHOLD`` samples; True/False force it. A
     loss written on arrays (``sg.params``/``sg.data`` with ``shape=``) gives an
     :class:`ArrayKernel`; ``dtype="float32"`` computes it in float32 throughout (float64 is
-    the default).
+    the default); ``parallel=True`` runs its loops on Numba's threads (the same result for any
+    number of them), ``None`` and ``False`` serially.
 
     An expression that keeps the sample axis (logits, a fitted curve ``a*exp(-b*t) + c``) is a
     model: it compiles to a :class:`~symgrad.arrays.model_kernel.ModelKernel` whose call gives
