@@ -233,7 +233,10 @@ def run(sg, dtype: str, tol: float, threads: int) -> None:
     fp = sg.compile(loss, [W1, b1, W2, b2], dtype=dtype, parallel=True)
     fp.jit.value_and_grad(x, gh, *args)
     assert np.array_equal(gh, g)
-    t_par = best(lambda: fp.jit.value_and_grad(x, gh, *args))
+    t_ser = t_par = np.inf
+    for _ in range(4):  # alternating rounds: the machine's load falls on both
+        t_ser = min(t_ser, best(lambda: f.jit.value_and_grad(x, gh, *args), repeat=3))
+        t_par = min(t_par, best(lambda: fp.jit.value_and_grad(x, gh, *args), repeat=3))
     base = min(t_plain, t_fast)
     print(f"-- {dtype}")
     print(f"{'hand Numba + np.dot (plain)':<36} {t_plain * 1e3:8.3f} ms")
@@ -243,13 +246,13 @@ def run(sg, dtype: str, tol: float, threads: int) -> None:
     print(f"{'symgrad f.value_and_grad (keywords)':<36} {t_call * 1e3:8.3f} ms   "
           f"{t_call / base:.2f}x")
     print(f"{'the same, parallel=True':<36} {t_par * 1e3:8.3f} ms   "
-          f"{t_par / t_sg:.2f}x the serial core (target <= 1.05x)")
+          f"{t_par / t_ser:.2f}x the serial core (target <= 1.05x)")
     print(f"{'symgrad f.jit.hvp':<36} {t_hvp * 1e3:8.3f} ms   "
           f"{t_hvp / t_sg:.2f}x its gradient (target <= 4x)")
     tag = f"784-128-10 MLP {dtype}, batch {B}, sg.set_blas_threads({threads})"
     record("mlp_step", f"{tag}: f.jit.value_and_grad / faster hand Numba backprop", t_sg / base,
            unit="x", target=1.15 if threads == 1 else None)
-    record("mlp_step", f"{tag}: parallel=True / serial value_and_grad", t_par / t_sg, unit="x",
+    record("mlp_step", f"{tag}: parallel=True / serial value_and_grad", t_par / t_ser, unit="x",
            target=1.05 if threads == 1 else None)
     record("mlp_step", f"{tag}: hvp / value_and_grad", t_hvp / t_sg, unit="x",
            target=4 if threads == 1 else None)
