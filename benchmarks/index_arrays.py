@@ -7,7 +7,11 @@ value_and_grad against the faster of a plain and a ``fastmath`` hand-written @nj
 grid within 1.3x, factorisation within 1.5x), and the cold build time (SymPy + codegen + Numba
 compile of value_and_grad, fresh process, empty cache) at two sizes, which should not differ.
 Then both with ``parallel=True`` (threaded cores) timed with 1 and 2 Numba threads in one run
-(target: 2 threads at least 1.6x faster; the results are the same bits).
+(target: 2 threads at least 1.6x faster; the results are the same bits). On a machine that
+other processes keep busy, GNU OpenMP (Numba's default threading layer here) stops spinning
+between parallel regions and each region waits for its second thread to be scheduled (17 ms
+instead of 0.1 ms for the grid at load 5 on 2 cores); ``GOMP_SPINCOUNT=10000000`` measures the
+threads themselves there (symgrad's policy gives a busy machine one thread anyway).
 """
 
 from __future__ import annotations
