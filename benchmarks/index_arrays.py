@@ -6,6 +6,12 @@ For each loss: value and gradient against a NumPy reference (slicing, np.add.at)
 value_and_grad against the faster of a plain and a ``fastmath`` hand-written @njit loop (targets:
 grid within 1.3x, factorisation within 1.5x), and the cold build time (SymPy + codegen + Numba
 compile of value_and_grad, fresh process, empty cache) at two sizes, which should not differ.
+Then both with ``parallel=True`` (threaded cores) timed with 1 and 2 Numba threads in one run
+(target: 2 threads at least 1.6x faster; the results are the same bits). On a machine that
+other processes keep busy, GNU OpenMP (Numba's default threading layer here) stops spinning
+between parallel regions and each region waits for its second thread to be scheduled (17 ms
+instead of 0.1 ms for the grid at load 5 on 2 cores); ``GOMP_SPINCOUNT=10000000`` measures the
+threads themselves there (symgrad's policy gives a busy machine one thread anyway).
 """
 
 from __future__ import annotations
@@ -174,6 +180,46 @@ def matrix_factorisation() -> None:
            target=1.5)
 
 
+def _grid_loss(n: int):
+    u = sg.params("u", shape=(n, n))
+    return sg.sum((u[1:, :] - u[:-1, :]) ** 2) + sg.sum((u[:, 1:] - u[:, :-1]) ** 2)
+
+
+def threads() -> None:
+    """``parallel=True`` kernels with 1 and 2 Numba threads, in alternating rounds of one run
+    (the same bits either way; target: 2 threads at least 1.6x faster than 1)."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        print("\nthreads: Numba has a single thread here (NUMBA_NUM_THREADS), skipped")
+        return
+    rng = np.random.default_rng(2)
+    fg = sg.compile(_grid_loss(H), parallel=True)
+    U, V = sg.params("U", shape=(M, K)), sg.params("V", shape=(NN, K))
+    i, j = sg.data("i j", dtype=int)
+    r = sg.data("r")
+    fm = sg.compile(sg.mean((sg.sum(U[i] * V[j], axis=0) - r) ** 2), parallel=True)
+    data = {"i": rng.integers(0, M, E), "j": rng.integers(0, NN, E), "r": rng.standard_normal(E)}
+    print(f"\nthreads (sg.compile(..., parallel=True); f.jit.value_and_grad with "
+          f"numba.set_num_threads; {os.cpu_count()} cores):")
+    for label, f, x, args, number in (
+            (f"grid energy {H} x {W}", fg, rng.standard_normal(fg.n_params), fg.data_args({}), 5),
+            (f"matrix factorisation {E:.0e} entries", fm, 0.3 * rng.standard_normal(fm.n_params),
+             fm.data_args(data), 2)):
+        g = np.empty_like(x)
+        vg = f.jit.value_and_grad
+        out, t = {}, {1: np.inf, 2: np.inf}
+        for _ in range(3):  # alternating rounds: the machine's load falls on both counts
+            for nt in (1, 2):
+                numba.set_num_threads(nt)
+                out[nt] = (vg(x, g, *args), g.copy())
+                t[nt] = min(t[nt], best(lambda vg=vg, x=x, g=g, args=args: vg(x, g, *args),
+                                        number=number, repeat=3))
+        same = out[1][0] == out[2][0] and np.array_equal(out[1][1], out[2][1])
+        print(f"  {label:<36} 1 thread {t[1] * 1e3:8.2f} ms, 2 threads {t[2] * 1e3:8.2f} ms: "
+              f"{t[1] / t[2]:.2f}x (target >= 1.6x); same bits: {same}")
+        record("index_arrays", f"{label}: value_and_grad with 1 / 2 Numba threads "
+               "(parallel=True)", t[1] / t[2], unit="x", target=1.6, better="higher")
+
+
 BUILD = ("import time\nimport numpy as np, symgrad as sg\nt0 = time.perf_counter()\n{body}\n"
          "t1 = time.perf_counter()\nprint(f'{{t1 - t0:.2f}}')\n")
 GRID = ('u = sg.params("u", shape=({n}, {n}))\n'
@@ -205,5 +251,6 @@ if __name__ == "__main__":
     print(f"BLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}")
     grid()
     matrix_factorisation()
+    threads()
     if "--no-build" not in sys.argv:
         build_times()

@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 48872d0d6464fb9e
+# content hash: 9a701b3845818b2e
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -520,6 +520,372 @@ def _hessian(x, H, dims, c_X, c_Y):
             H[j, k] = m
             H[k, j] = m
     return H
+
+
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, parallel=True)
+def _value_par(x, dims, c_X, c_Y):
+    """_value with threads (same result for any number of them)."""
+    D0 = dims[0]
+    D1 = dims[1]
+    D2 = dims[2]
+    D3 = dims[3]
+    D4 = dims[4]
+    D5 = dims[5]
+    D6 = dims[6]
+    D7 = dims[7]
+    n = c_X.shape[0]
+    nf = float(n)
+    o1 = 0 + D3 * D4
+    o2 = o1 + D6
+    o3 = o2 + D1 * D2
+    o4 = o3 + D7
+    if x.shape[0] != o4:
+        raise ValueError("x must have one entry per parameter element (W1, b1, W2, b2)")
+    if c_X.shape[1] != D5:
+        raise ValueError("data array X: wrong size on axis 1")
+    if c_Y.shape[1] != D0:
+        raise ValueError("data array Y: wrong size on axis 1")
+    if c_Y.shape[0] != n:
+        raise ValueError("data array Y has another number of samples")
+    if max(n * D3, n * D1, n) < 32768:
+        return _value(x, dims, c_X, c_Y)
+    p_W1 = x[0:o1].reshape((D3, D4, ))
+    p_b1 = x[o1:o2].reshape((D6, ))
+    p_W2 = x[o2:o3].reshape((D1, D2, ))
+    p_b2 = x[o3:o4].reshape((D7, ))
+    t1 = np.empty((n, D3, ))
+    _gemm(c_X, p_W1.T, t1)
+    t2 = np.empty((n, D3, ))
+    for i0 in numba.prange(n):
+        for i1 in range(D3):
+            t2[i0, i1] = _relu(t1[i0, i1] + p_b1[i1])
+    t3 = np.empty((n, D1, ))
+    _gemm(t2, p_W2.T, t3)
+    t4 = np.empty((n, D1, ))
+    for i0 in numba.prange(n):
+        for i1 in range(D1):
+            t4[i0, i1] = t3[i0, i1] + p_b2[i1]
+    t5 = np.empty((n, ))
+    for i0 in numba.prange(n):
+        t5[i0] = -np.inf
+    for i0 in numba.prange(n):
+        for i1 in range(D1):
+            t5[i0] = max(t5[i0], t4[i0, i1])
+    t6 = np.empty((n, ))
+    for i0 in numba.prange(n):
+        t6[i0] = 0.0
+    for i0 in numba.prange(n):
+        for i1 in range(D1):
+            if not math.isinf(t5[i0]):
+                t6[i0] += math.exp(t4[i0, i1] - t5[i0])
+    t7 = np.empty((n, ))
+    for i0 in numba.prange(n):
+        t7[i0] = t5[i0] + math.log(t6[i0]) if not math.isinf(t5[i0]) else t5[i0]
+    t8 = np.empty((n, ))
+    for i0 in numba.prange(n):
+        a_t9 = 0.0
+        for i1 in range(D0):
+            a_t9 += c_Y[i0, i1]*(t3[i0, i1] + p_b2[i1] - t7[i0])
+        t8[i0] = a_t9
+    t10 = min(64, n)
+    t12 = np.empty(t10)
+    for c in numba.prange(t10):
+        a_t13 = 0.0
+        for i0 in range(c * n // t10, (c + 1) * n // t10):
+            a_t13 += -t8[i0]
+        t12[c] = a_t13
+    a_t14 = 0.0
+    for c in range(t10):
+        a_t14 += t12[c]
+    t11 = a_t14
+    t15 = t11/nf
+    return t15
+
+
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, parallel=True)
+def _value_and_grad_par(x, g, dims, c_X, c_Y):
+    """_value_and_grad with threads (same result for any number of them)."""
+    D0 = dims[0]
+    D1 = dims[1]
+    D2 = dims[2]
+    D3 = dims[3]
+    D4 = dims[4]
+    D5 = dims[5]
+    D6 = dims[6]
+    D7 = dims[7]
+    n = c_X.shape[0]
+    nf = float(n)
+    o1 = 0 + D3 * D4
+    o2 = o1 + D6
+    o3 = o2 + D1 * D2
+    o4 = o3 + D7
+    if x.shape[0] != o4:
+        raise ValueError("x must have one entry per parameter element (W1, b1, W2, b2)")
+    if c_X.shape[1] != D5:
+        raise ValueError("data array X: wrong size on axis 1")
+    if c_Y.shape[1] != D0:
+        raise ValueError("data array Y: wrong size on axis 1")
+    if c_Y.shape[0] != n:
+        raise ValueError("data array Y has another number of samples")
+    if max(n * D3, n * D1, n, n * D0, D3, D0, D1) < 32768:
+        return _value_and_grad(x, g, dims, c_X, c_Y)
+    p_W1 = x[0:o1].reshape((D3, D4, ))
+    p_b1 = x[o1:o2].reshape((D6, ))
+    p_W2 = x[o2:o3].reshape((D1, D2, ))
+    p_b2 = x[o3:o4].reshape((D7, ))
+    t1 = np.empty((n, D3, ))
+    _gemm(c_X, p_W1.T, t1)
+    t2 = np.empty((n, D3, ))
+    for i0 in numba.prange(n):
+        for i1 in range(D3):
+            t2[i0, i1] = _relu(t1[i0, i1] + p_b1[i1])
+    t3 = np.empty((n, D1, ))
+    _gemm(t2, p_W2.T, t3)
+    t4 = np.empty((n, D1, ))
+    for i0 in numba.prange(n):
+        for i1 in range(D1):
+            t4[i0, i1] = t3[i0, i1] + p_b2[i1]
+    t5 = np.empty((n, ))
+    for i0 in numba.prange(n):
+        t5[i0] = -np.inf
+    for i0 in numba.prange(n):
+        for i1 in range(D1):
+            t5[i0] = max(t5[i0], t4[i0, i1])
+    t6 = np.empty((n, ))
+    for i0 in numba.prange(n):
+        t6[i0] = 0.0
+    for i0 in numba.prange(n):
+        for i1 in range(D1):
+            if not math.isinf(t5[i0]):
+                t6[i0] += math.exp(t4[i0, i1] - t5[i0])
+    t7 = np.empty((n, ))
+    for i0 in numba.prange(n):
+        t7[i0] = t5[i0] + math.log(t6[i0]) if not math.isinf(t5[i0]) else t5[i0]
+    t8 = np.empty((n, ))
+    for i0 in numba.prange(n):
+        a_t9 = 0.0
+        for i1 in range(D0):
+            a_t9 += c_Y[i0, i1]*(t3[i0, i1] + p_b2[i1] - t7[i0])
+        t8[i0] = a_t9
+    t10 = min(64, n)
+    t12 = np.empty(t10)
+    for c in numba.prange(t10):
+        a_t13 = 0.0
+        for i0 in range(c * n // t10, (c + 1) * n // t10):
+            a_t13 += -t8[i0]
+        t12[c] = a_t13
+    a_t14 = 0.0
+    for c in range(t10):
+        a_t14 += t12[c]
+    t11 = a_t14
+    t15 = t11/nf
+    t16 = np.empty((n, ))
+    for i0 in numba.prange(n):
+        a_t17 = 0.0
+        for i1 in range(D0):
+            a_t17 += c_Y[i0, i1]/nf
+        t16[i0] = a_t17
+    t18 = np.empty((n, D0, ))
+    for i0 in numba.prange(n):
+        for i1 in range(D0):
+            t18[i0, i1] = t16[i0]*math.exp(t3[i0, i1] + p_b2[i1] - t7[i0]) - c_Y[i0, i1]/nf
+    t19 = np.empty((n, D2, ))
+    _gemm(t18, p_W2, t19)
+    t20 = np.empty((n, D3, ))
+    for i0 in numba.prange(n):
+        for i1 in range(D3):
+            t20[i0, i1] = t19[i0, i1]*_heaviside(t1[i0, i1] + p_b1[i1], 0.0)
+    t21 = g[0:o1].reshape((D3, D4, ))
+    _gemm(t20.T, c_X, t21)
+    t23 = g[o1:o2].reshape((D6, ))
+    t22 = max(1, min(16, n * D3 // (8 * (D3))))
+    t24 = np.empty((t22, D3, ))
+    for c in numba.prange(t22):
+        for i0 in range(D3):
+            t24[c, i0] = 0.0
+        for i0 in range(c * n // t22, (c + 1) * n // t22):
+            for i1 in range(D3):
+                t24[c, i1] += t20[i0, i1]
+    for i0 in numba.prange(D3):
+        a_t25 = 0.0
+        for c in range(t22):
+            a_t25 += t24[c, i0]
+        t23[i0] = a_t25
+    t26 = g[o2:o3].reshape((D1, D2, ))
+    _gemm(t18.T, t2, t26)
+    t28 = np.empty((D0, ))
+    t27 = max(1, min(16, n * D0 // (8 * (D0))))
+    t29 = np.empty((t27, D0, ))
+    for c in numba.prange(t27):
+        for i0 in range(D0):
+            t29[c, i0] = 0.0
+        for i0 in range(c * n // t27, (c + 1) * n // t27):
+            for i1 in range(D0):
+                t29[c, i1] += -c_Y[i0, i1]/nf
+    for i0 in numba.prange(D0):
+        a_t30 = 0.0
+        for c in range(t27):
+            a_t30 += t29[c, i0]
+        t28[i0] = a_t30
+    t32 = np.empty((D1, ))
+    t31 = max(1, min(16, n * D1 // (8 * (D1))))
+    t33 = np.empty((t31, D1, ))
+    for c in numba.prange(t31):
+        for i0 in range(D1):
+            t33[c, i0] = 0.0
+        for i0 in range(c * n // t31, (c + 1) * n // t31):
+            for i1 in range(D1):
+                t33[c, i1] += t16[i0]*math.exp(t3[i0, i1] + p_b2[i1] - t7[i0])
+    for i0 in numba.prange(D1):
+        a_t34 = 0.0
+        for c in range(t31):
+            a_t34 += t33[c, i0]
+        t32[i0] = a_t34
+    t35 = g[o3:o4].reshape((D7, ))
+    for i0 in numba.prange(D0):
+        t35[i0] = t28[i0] + t32[i0]
+    return t15
+
+
+@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, parallel=True)
+def _hvp_par(x, v, out, dims, c_X, c_Y):
+    """_hvp with threads (same result for any number of them)."""
+    D0 = dims[0]
+    D1 = dims[1]
+    D2 = dims[2]
+    D3 = dims[3]
+    D4 = dims[4]
+    D5 = dims[5]
+    D6 = dims[6]
+    D7 = dims[7]
+    n = c_X.shape[0]
+    nf = float(n)
+    o1 = 0 + D3 * D4
+    o2 = o1 + D6
+    o3 = o2 + D1 * D2
+    o4 = o3 + D7
+    if x.shape[0] != o4:
+        raise ValueError("x must have one entry per parameter element (W1, b1, W2, b2)")
+    if c_X.shape[1] != D5:
+        raise ValueError("data array X: wrong size on axis 1")
+    if c_Y.shape[1] != D0:
+        raise ValueError("data array Y: wrong size on axis 1")
+    if c_Y.shape[0] != n:
+        raise ValueError("data array Y has another number of samples")
+    if max(n, n * D3, n * D1, n * D0, D3, D0 * D3, D0) < 32768:
+        return _hvp(x, v, out, dims, c_X, c_Y)
+    p_W1 = x[0:o1].reshape((D3, D4, ))
+    v_W1 = v[0:o1].reshape((D3, D4, ))
+    p_b1 = x[o1:o2].reshape((D6, ))
+    v_b1 = v[o1:o2].reshape((D6, ))
+    p_W2 = x[o2:o3].reshape((D1, D2, ))
+    v_W2 = v[o2:o3].reshape((D1, D2, ))
+    p_b2 = x[o3:o4].reshape((D7, ))
+    v_b2 = v[o3:o4].reshape((D7, ))
+    t1 = np.empty((n, ))
+    for i0 in numba.prange(n):
+        a_t2 = 0.0
+        for i1 in range(D0):
+            a_t2 += c_Y[i0, i1]/nf
+        t1[i0] = a_t2
+    t3 = np.empty((n, D3, ))
+    _gemm(c_X, p_W1.T, t3)
+    t4 = np.empty((n, D3, ))
+    for i0 in numba.prange(n):
+        for i1 in range(D3):
+            t4[i0, i1] = _relu(t3[i0, i1] + p_b1[i1])
+    t5 = np.empty((n, D1, ))
+    _gemm(t4, p_W2.T, t5)
+    t6 = np.empty((n, D1, ))
+    for i0 in numba.prange(n):
+        for i1 in range(D1):
+            t6[i0, i1] = t5[i0, i1] + p_b2[i1]
+    t7 = np.empty((n, ))
+    for i0 in numba.prange(n):
+        t7[i0] = -np.inf
+    for i0 in numba.prange(n):
+        for i1 in range(D1):
+            t7[i0] = max(t7[i0], t6[i0, i1])
+    t8 = np.empty((n, ))
+    for i0 in numba.prange(n):
+        t8[i0] = 0.0
+    for i0 in numba.prange(n):
+        for i1 in range(D1):
+            if not math.isinf(t7[i0]):
+                t8[i0] += math.exp(t6[i0, i1] - t7[i0])
+    t9 = np.empty((n, ))
+    for i0 in numba.prange(n):
+        t9[i0] = t7[i0] + math.log(t8[i0]) if not math.isinf(t7[i0]) else t7[i0]
+    t10 = np.empty((n, D0, ))
+    for i0 in numba.prange(n):
+        for i1 in range(D0):
+            t10[i0, i1] = t1[i0]*math.exp(t5[i0, i1] + p_b2[i1] - t9[i0]) - c_Y[i0, i1]/nf
+    t11 = np.empty((n, D2, ))
+    _gemm(t10, v_W2, t11)
+    t12 = np.empty((n, D1, ))
+    _gemm(t4, v_W2.T, t12)
+    t13 = np.empty((n, D3, ))
+    _gemm(c_X, v_W1.T, t13)
+    t14 = np.empty((n, D3, ))
+    for i0 in numba.prange(n):
+        for i1 in range(D3):
+            t14[i0, i1] = t13[i0, i1]*_heaviside(t3[i0, i1] + p_b1[i1], 0.0) + v_b1[i1]*_heaviside(t3[i0, i1] + p_b1[i1], 0.0)
+    t15 = np.empty((n, D1, ))
+    _gemm(t14, p_W2.T, t15)
+    t16 = np.empty((n, ))
+    for i0 in numba.prange(n):
+        a_t17 = 0.0
+        for i1 in range(D1):
+            a_t17 += (t12[i0, i1] + t15[i0, i1] + v_b2[i1])*math.exp(t5[i0, i1] + p_b2[i1] - t9[i0])
+        t16[i0] = a_t17
+    t18 = np.empty((n, D0, ))
+    for i0 in numba.prange(n):
+        for i1 in range(D0):
+            t18[i0, i1] = t1[i0]*v_b2[i1]*math.exp(t5[i0, i1] + p_b2[i1] - t9[i0]) - t1[i0]*t16[i0]*math.exp(t5[i0, i1] + p_b2[i1] - t9[i0]) + t1[i0]*(t12[i0, i1] + t15[i0, i1])*math.exp(t5[i0, i1] + p_b2[i1] - t9[i0])
+    t19 = np.empty((n, D2, ))
+    _gemm(t18, p_W2, t19)
+    t20 = np.empty((n, D3, ))
+    for i0 in numba.prange(n):
+        for i1 in range(D3):
+            t20[i0, i1] = (t11[i0, i1] + t19[i0, i1])*_heaviside(t3[i0, i1] + p_b1[i1], 0.0)
+    t21 = out[0:o1].reshape((D3, D4, ))
+    _gemm(t20.T, c_X, t21)
+    t23 = out[o1:o2].reshape((D6, ))
+    t22 = max(1, min(16, n * D3 // (8 * (D3))))
+    t24 = np.empty((t22, D3, ))
+    for c in numba.prange(t22):
+        for i0 in range(D3):
+            t24[c, i0] = 0.0
+        for i0 in range(c * n // t22, (c + 1) * n // t22):
+            for i1 in range(D3):
+                t24[c, i1] += t20[i0, i1]
+    for i0 in numba.prange(D3):
+        a_t25 = 0.0
+        for c in range(t22):
+            a_t25 += t24[c, i0]
+        t23[i0] = a_t25
+    t26 = np.empty((D0, D3, ))
+    _gemm(t18.T, t4, t26)
+    t27 = np.empty((D0, D3, ))
+    _gemm(t10.T, t14, t27)
+    t28 = out[o2:o3].reshape((D1, D2, ))
+    for i0 in numba.prange(D0):
+        for i1 in range(D3):
+            t28[i0, i1] = t26[i0, i1] + t27[i0, i1]
+    t30 = out[o3:o4].reshape((D7, ))
+    t29 = max(1, min(16, n * D0 // (8 * (D0))))
+    t31 = np.empty((t29, D0, ))
+    for c in numba.prange(t29):
+        for i0 in range(D0):
+            t31[c, i0] = 0.0
+        for i0 in range(c * n // t29, (c + 1) * n // t29):
+            for i1 in range(D0):
+                t31[c, i1] += t18[i0, i1]
+    for i0 in numba.prange(D0):
+        a_t32 = 0.0
+        for c in range(t29):
+            a_t32 += t31[c, i0]
+        t30[i0] = a_t32
 
 
 @numba.njit(cache=True, error_model='numpy')

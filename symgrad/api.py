@@ -123,8 +123,12 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
 
     The module is kept in the cache directory (see :mod:`symgrad.cache`) under a key of
     everything that shapes it, so the same loss in another process neither differentiates nor
-    generates again and reuses Numba's on-disk machine code. A loss written on arrays
-    (``sg.params``/``sg.data`` with ``shape=``) gives an :class:`ArrayKernel`.
+    generates again and reuses Numba's on-disk machine code. ``parallel=None`` uses the
+    ``prange`` variant above ``kernel.PARALLEL_THRESHOLD`` samples; True/False force it. A
+    loss written on arrays (``sg.params``/``sg.data`` with ``shape=``) gives an
+    :class:`ArrayKernel`; ``dtype="float32"`` computes it in float32 throughout (float64 is
+    the default); ``parallel=True`` runs its loops on Numba's threads (the same result for any
+    number of them), ``None`` and ``False`` serially.
 
     An expression that keeps the sample axis (logits, a fitted curve ``a*exp(-b*t) + c``) is a
     model: it compiles to a :class:`~symgrad.arrays.model_kernel.ModelKernel` whose call gives
@@ -164,7 +168,7 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
     if k == "model":
         return compile_model(loss, params, policy=policy, dtype=real)
     if k == "array":
-        return compile_array(loss, params, policy=policy, dtype=real)
+        return compile_array(loss, params, policy=policy, dtype=real, parallel=parallel)
     prob = problem(loss, params)
     path, src, mod = cached_scalar(prob, policy, real)
     return ScalarKernel(prob, src, path, mod, parallel=None if parallel is None else bool(parallel),

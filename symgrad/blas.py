@@ -14,6 +14,12 @@ others are busy. symgrad's own loops call no NumPy BLAS between kernel calls (:f
 The environment decides instead when it names a thread count (``OPENBLAS_NUM_THREADS``,
 ``OMP_NUM_THREADS``, ...), and so does :func:`set_blas_threads`. The policy finds the pools with
 ``threadpoolctl``; without it they keep their defaults.
+
+Numba's threads (the ``prange`` loops of array kernels compiled with ``parallel=True``) follow
+the same count once such a kernel exists (:func:`use_threads`): a parallel kernel runs its loops
+and its BLAS calls one after the other, never together, so the two pools each get the free
+cores and never oversubscribe them. ``NUMBA_NUM_THREADS`` in the environment, or a
+``numba.set_num_threads`` of your own, decides instead; :func:`set_blas_threads` fixes both.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from __future__ import annotations
 import os
 import time
 
+import numba
 import numpy as np
 
-__all__ = ["dot", "refresh", "set_blas_threads"]
+__all__ = ["dot", "refresh", "set_blas_threads", "use_threads"]
 
 _ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 _PERIOD = 0.5  # seconds between two looks at the machine
@@ -36,6 +43,8 @@ class _Policy:
         self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
         self.threads: int | None = None  # what the pool was last given
+        self.numba = False  # Numba's threads follow the policy (a parallel kernel exists)
+        self.numba_set: int | None = None  # what Numba was last given
         self.due = 0.0
         self.last: tuple[float, float, float | None] | None = None
 
@@ -56,6 +65,19 @@ class _Policy:
             for c in self.controllers():
                 c.set_num_threads(n)
             self.threads = n
+
+    def set_numba(self, n: int, force: bool = False) -> None:
+        """Numba's threads for this thread's parallel loops: ``n`` (at most Numba's pool), unless
+        the count was changed since the policy last set it (by the user) and not ``force``."""
+        if not self.numba:
+            return
+        cur = numba.get_num_threads()
+        if not force and self.numba_set is not None and cur != self.numba_set:
+            return
+        n = min(n, numba.config.NUMBA_NUM_THREADS)
+        if n != cur:
+            numba.set_num_threads(n)
+        self.numba_set = n
 
     def sample(self) -> tuple[float, float, float | None]:
         """(wall time, this process's CPU time, the machine's busy CPU time or None)."""
@@ -101,17 +123,35 @@ def refresh() -> None:
     if now < _P.due:
         return
     _P.due = now + _PERIOD
-    if _P.fixed is not None or any(os.environ.get(v) for v in _ENV):
+    if _P.fixed is not None:
         return
-    _P.set(_P.decide())
+    n = None
+    if not any(os.environ.get(v) for v in _ENV):
+        n = _P.decide()
+        _P.set(n)
+    if _P.numba and not os.environ.get("NUMBA_NUM_THREADS"):
+        _P.set_numba(_P.decide() if n is None else n)
+
+
+def use_threads() -> None:
+    """Let Numba's threads follow the policy from now on (called when an array kernel with
+    parallel loops is made; processes without one never start Numba's thread pool)."""
+    if not _P.numba:
+        _P.numba = True
+        if _P.fixed is not None:
+            _P.set_numba(_P.fixed, force=True)
+        _P.due = 0.0
+        refresh()
 
 
 def set_blas_threads(n: int | None) -> None:
-    """Fix the threads of the BLAS pools (NumPy's, and SciPy's that the array kernels use) to
-    ``n``; ``None`` returns to the automatic policy (:func:`refresh`)."""
+    """Fix the threads of the BLAS pools (NumPy's, and SciPy's that the array kernels use) and
+    of the parallel array kernels' loops to ``n``; ``None`` returns to the automatic policy
+    (:func:`refresh`)."""
     if n is not None and (not isinstance(n, int) or n < 1):
         raise ValueError(f"set_blas_threads takes a positive int or None, got {n!r}")
     _P.fixed = n
     _P.due = 0.0
     if n is not None:
         _P.set(n)
+        _P.set_numba(n, force=True)

@@ -32,7 +32,7 @@ KINDS = ("scalar", "array", "model", "residual")
 DTYPES = {"scalar": ("float64",), "array": ("float64", "float32"),
           "model": ("float64", "float32"), "residual": ("float64",)}
 #: The ``parallel=`` values each kind honours (None: the kernel decides).
-PARALLEL = {"scalar": (None, True, False), "array": (None,), "model": (None,),
+PARALLEL = {"scalar": (None, True, False), "array": (None, True, False), "model": (None,),
             "residual": (None, True)}
 _WHAT = {"scalar": "a scalar loss", "array": "an array loss", "model": "a model",
          "residual": "a residual kernel"}
@@ -44,8 +44,6 @@ _NO_DTYPE = {
                 "problem as a loss on arrays (sg.params/sg.data with shape=)",
 }
 _NO_PARALLEL = {
-    "array": "array losses run BLAS and one loop per node, with no prange variant yet: set the "
-             "BLAS threads with sg.set_blas_threads(n)",
     "model": "models run BLAS and one loop per node, with no prange variant yet: set the BLAS "
              "threads with sg.set_blas_threads(n)",
     "residual": "a residual module has only the per-sample prange functions (no serial "

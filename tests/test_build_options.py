@@ -67,8 +67,6 @@ REFUSED = [
     (SCALAR, None, {"dtype": "float32"}, ValueError, r"scalar loss computes in float64.*array"),
     (RESID, "residual", {"dtype": "float32"}, ValueError,
      r"residual kernel computes in float64.*float64 code only"),
-    (ARRAY, None, {"parallel": True}, ValueError, r"not available for an array loss.*BLAS"),
-    (ARRAY, None, {"parallel": False}, ValueError, r"no prange variant.*set_blas_threads"),
     (MODEL, None, {"parallel": True}, ValueError, r"not available for a model"),
     (RESID, "residual", {"parallel": False}, ValueError,
      r"parallel=False.*only the per-sample prange.*set_num_threads\(1\)"),

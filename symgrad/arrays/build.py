@@ -30,9 +30,14 @@ def array_source(loss, params: Sequence | None, policy: KinkPolicy | None,
 
 
 def compile_array(loss, params: Sequence | None = None, *, policy: KinkPolicy | None = None,
-                  dtype: str = "float64") -> ArrayKernel:
-    """Compile an array loss into an :class:`ArrayKernel` (see :func:`symgrad.compile`)."""
+                  dtype: str = "float64", parallel: bool | None = None) -> ArrayKernel:
+    """Compile an array loss into an :class:`ArrayKernel` (see :func:`symgrad.compile`).
+
+    ``parallel=True`` runs the module's threaded cores (``_value_par``, ...: loops under
+    ``prange``, the serial core below :data:`~symgrad.arrays.emit_par.PAR_WORK` elements; the
+    same result for any number of threads) with Numba's threads set by :mod:`symgrad.blas`;
+    ``None`` and ``False`` the serial ones (a kernel that picks by size is to come)."""
     prob = array_problem(loss, params)
     policy, real = policy or KinkPolicy(), str(np.dtype(dtype))
     path, src, mod = cached_array(prob, policy, real)
-    return ArrayKernel(prob, src, path, mod, policy, real)
+    return ArrayKernel(prob, src, path, mod, policy, real, parallel=parallel)

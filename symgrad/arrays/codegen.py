@@ -35,6 +35,7 @@ from ..codegen.skeleton import (
 from ..derive import KinkPolicy
 from .autodiff import gradients, tangents, topo
 from .emit import Emitter, plan
+from .emit_par import PAR_WORK, ParEmitter
 from .f32 import f32_helpers
 from .formula import program
 from .gemm import GEMM_HELPER
@@ -45,6 +46,8 @@ __all__ = ["array_module_source"]
 
 #: the core functions: dense loops and BLAS calls (the skeleton's fastmath policy)
 CORE = jit(fastmath=True)
+#: their parallel variants (:mod:`.emit_par`)
+CORE_PAR = jit(fastmath=True, parallel=True)
 
 
 def _idents(names, prefix: str) -> list[str]:
@@ -93,12 +96,17 @@ class _Module:
                 out.append(f"if {c}.shape[0] != n:")
                 out.append(f'    raise ValueError("data array {esc(d.name)} has another number'
                            f' of samples")')
-        for rows, size, src in self.gathers:
+        self.checks = len(out)  # where the parallel variant falls back to the serial core
+        for k, (rows, size, src) in enumerate(self.gathers):
             c = self.cols[p.data.index(rows)]
-            out.append("for r in range(n):")
-            out.append(f"    if {c}[r] < 0 or {c}[r] >= {fn.size(size)}:")
-            out.append(f'        raise ValueError("index column {esc(rows.name)}: a row is out '
-                       f'of range for {esc(src)}")')
+            bad = f"{c}[r] < 0 or {c}[r] >= {fn.size(size)}"
+            msg = (f'raise ValueError("index column {esc(rows.name)}: a row is out of range '
+                   f'for {esc(src)}")')
+            if isinstance(fn, ParEmitter):  # rows out of range counted by the threads
+                out += [f"bad{k} = 0", "for r in numba.prange(n):", f"    if {bad}:",
+                        f"        bad{k} += 1", f"if bad{k}:", f"    {msg}"]
+            else:
+                out += ["for r in range(n):", f"    if {bad}:", f"        {msg}"]
         for j, q in enumerate(p.params):
             for arr, role in (("x", "param"), ("v", "tangent")) if with_v else (("x", "param"),):
                 leaf = q if role == "param" else self.tangent[q]
@@ -116,9 +124,12 @@ class _Module:
         return out
 
     def function(self, value: Node | None, arrays: list | None, target: str | None,
-                 with_v: bool = False, cplx: bool = False) -> list[str]:
-        """A core function body: the loss value and/or one array per parameter into ``target``."""
-        fn = Emitter(self.prob, cplx, self.real)
+                 with_v: bool = False, cplx: bool = False, serial: str = "") -> list[str]:
+        """A core function body: the loss value and/or one array per parameter into ``target``.
+
+        ``serial`` (the serial core's call) asks for the parallel variant, which makes that
+        call when its largest loop is small, or is that call alone when nothing is parallel."""
+        fn = (ParEmitter if serial else Emitter)(self.prob, cplx, self.real)
         head = self.prologue(fn, with_v)
         arrays = arrays or []
         nodes = ([value] if value is not None else []) + [o for o in arrays if o is not None]
@@ -141,6 +152,12 @@ class _Module:
                 tail.append(f"{views[j]}[:] = {fn.name[id(o)]}.ravel()")
         if value is not None:
             tail.append(f"return {fn.name[id(value)]}")
+        if serial:
+            if not fn.work:
+                return [f"return {serial}"]
+            work = list(dict.fromkeys(fn.work))
+            work = work[0] if len(work) == 1 else f"max({', '.join(work)})"
+            head[self.checks:self.checks] = [f"if {work} < {PAR_WORK}:", f"    return {serial}"]
         return head + fn.lines + tail
 
     def functions(self) -> list[str]:
@@ -157,6 +174,15 @@ class _Module:
             hessian_fn(None, f"x, H, {core}", f"_hvp(x, {{e}}, {{col}}, {core})", "_hessian",
                        column=True),
         ]
+        for name, lead, value, arrays, target in (
+                ("value", "x", p.loss, None, None),
+                ("value_and_grad", "x, g", p.loss, self.grads, "g"),
+                ("hvp", "x, v, out", None, self.hvps, "out")):
+            serial = f"_{name}({lead}, {core})"
+            lines = self.function(value, arrays, target, with_v=name == "hvp", serial=serial)
+            fns.append(fn(f"_{name}_par({lead}, {core})",
+                          f"_{name} with threads (same result for any number of them).",
+                          lines, CORE_PAR if len(lines) > 1 else JIT))
         names = [("value", "x", "The loss at x (idx: None, or the sample indices of a batch)."),
                  ("value_and_grad", "x, g", "The loss at x; its gradient written into g."),
                  ("hvp", "x, v, out", "The Hessian at x times v, written into out."),

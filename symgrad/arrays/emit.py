@@ -39,7 +39,7 @@ __all__ = ["Emitter", "plan"]
 
 _SIMPLE = re.compile(r"[A-Za-z_]\w*(\[[^\[\]]*\])?")
 _INDEX = re.compile(r"(i\d+)(?: ([+-]) (\d+))?")
-_LOOPVAR = re.compile(r"for (i\d+) in range")
+_LOOPVAR = re.compile(r"for (i\d+) in (?:numba\.p)?range")
 _LOAD1 = re.compile(r"\b([A-Za-z_]\w*)\[(i\d+)\]")
 
 
@@ -72,6 +72,7 @@ class Emitter(Contractions):
         self.wide = real == "float32" and not cplx
         self.acc0 = "0.0" if self.wide else self.zero
         self.lib = "cmath" if cplx else "math"
+        self.acc = lambda: "acc"  # a scalar accumulator's name (unique ones in the variant)
 
     # -- helpers -----------------------------------------------------------------------------
     def size(self, s) -> str:
@@ -90,12 +91,19 @@ class Emitter(Contractions):
     def prod(self, sizes) -> str:
         return " * ".join(self.size(s) for s in sizes) or "1"
 
-    def loops(self, shape: tuple, depth: int = 0, axes: tuple | None = None) -> tuple[list, int]:
+    def loops(self, shape: tuple, depth: int = 0, axes: tuple | None = None,
+              first: str | None = None) -> tuple[list, int]:
+        """A loop nest over ``shape``; ``first`` replaces the outer loop's ``range(size)``."""
         axes = tuple(range(len(shape))) if axes is None else axes
         out = []
         for d, (a, s) in enumerate(zip(axes, shape, strict=True)):
-            out.append("    " * (depth + d) + f"for i{a} in range({self.size(s)}):")
+            rng = first if d == 0 and first else f"range({self.size(s)})"
+            out.append("    " * (depth + d) + f"for i{a} in {rng}:")
         return out, depth + len(shape)
+
+    def top(self, shape: tuple, axes: tuple | None = None) -> tuple[list, int]:
+        """A loop nest writing disjoint elements (the parallel variant's outer loop: prange)."""
+        return self.loops(shape, 0, axes)
 
     def emit(self, text: str, depth: int = 0) -> None:
         self.lines.append("    " * depth + text)
@@ -217,7 +225,7 @@ class Emitter(Contractions):
     def set_all(self, name: str, shape: tuple, value: str) -> None:
         """``name[...] = value`` as a loop nest: ``np.zeros``, ``np.full`` and an ellipsis
         store each cost a Numba compile of their own (about 0.1 s a form, cold)."""
-        loops, d = self.loops(shape)
+        loops, d = self.top(shape)
         self.lines.extend(loops)
         self.emit(f"{name}[{', '.join(self.idx(range(len(shape))))}] = {value}", d)
 
@@ -234,7 +242,7 @@ class Emitter(Contractions):
         """``name[i...] = n[i...]`` over n's shape (its formula, or a load when materialised)."""
         idx = self.idx(range(n.ndim))
         value = self.elem(n, idx) if formula else self.expr(n, idx)
-        loops, d = self.loops(n.shape)
+        loops, d = self.top(n.shape)
         self.lines.extend(loops)
         self.emit(f"{name}[{', '.join(idx)}] = {value}", d)
 
@@ -260,8 +268,9 @@ class Emitter(Contractions):
             return self.reduce_sum(n, target)
         (z,) = n.args
         src = self.expr(z, self.idx(range(z.ndim)))
-        loops, d = self.loops(z.shape)
-        kept, kd = self.loops(n.shape, 0, n.keep)
+        par = n.keep[:1] == (0,)  # one kept element per leading index: disjoint writes
+        loops, d = self.top(z.shape) if par else self.loops(z.shape)
+        kept, kd = self.top(n.shape, n.keep) if par else self.loops(n.shape, 0, n.keep)
 
         def at(name: str) -> str:
             return f"{name}[{', '.join(self.idx(n.keep))}]" if n.ndim else name
@@ -307,20 +316,21 @@ class Emitter(Contractions):
         at = f"[{', '.join(self.idx(n.keep))}]"
         if leading:
             # kept axes lead: accumulate in a scalar, store once per kept element
-            outer, d = self.loops(n.shape)
+            outer, d = self.top(n.shape) if n.ndim else ([], 0)
             self.lines.extend(outer)
-            self.emit(f"acc = {self.acc0}", d)
+            acc = self.acc()
+            self.emit(f"{acc} = {self.acc0}", d)
             inner, d2 = self.loops(z.shape[len(n.keep):], d, tuple(range(len(n.keep), z.ndim)))
             self.lines.extend(inner)
-            self.emit(f"acc += {value}", d2)
-            self.emit(f"{name}{at if n.ndim else ''} = {self.narrow('acc')}", d)
+            self.emit(f"{acc} += {value}", d2)
+            self.emit(f"{name}{at if n.ndim else ''} = {self.narrow(acc)}", d)
             return
         acc = name
         if self.wide:  # a float64 buffer of the kept shape, rounded into name at the end
             acc = self.new()
             self.emit(f"{acc} = np.empty({self.shape(n.shape)})")
             self.set_all(acc, n.shape, "0.0")
-        loops, d = self.loops(z.shape)
+        loops, d = self.top(z.shape) if 0 in n.keep else self.loops(z.shape)
         self.lines.extend(loops)
         self.emit(f"{acc}{at} += {value}", d)
         if self.wide:

@@ -57,7 +57,7 @@ class ArrayKernel(Kernel):
 
     def __init__(self, problem: ArrayProblem, source: str, path: Path,
                  module: types.ModuleType, policy: KinkPolicy | None = None,
-                 dtype: str = "float64") -> None:
+                 dtype: str = "float64", parallel: bool | None = None) -> None:
         blas.refresh()  # the BLAS thread policy applies to raw f.jit calls too
         setup(self, problem, problem.loss, source, path, module, policy, dtype)
         #: No kinks: the module has a complex-step variant (``value_complex``; float64 only).
@@ -69,6 +69,14 @@ class ArrayKernel(Kernel):
         self.jit = types.SimpleNamespace(value=module._value,
                                          value_and_grad=module._value_and_grad, hvp=module._hvp,
                                          hessian=module._hessian)
+        #: True: the threaded cores (the same bits for any number of threads; below
+        #: ``PAR_WORK`` elements they run the serial loop); None/False: the serial ones.
+        self.parallel = bool(parallel)
+        if self.parallel:
+            self.jit = types.SimpleNamespace(value=module._value_par,
+                                             value_and_grad=module._value_and_grad_par,
+                                             hvp=module._hvp_par, hessian=module._hessian)
+            blas.use_threads()
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{n}{list(s)}" for n, s in self.shapes.items())
