@@ -134,10 +134,10 @@ def test_every_part_of_the_key_changes_it():
 @pytest.fixture
 def builds(monkeypatch, cdir):
     """Count the module texts built (a cache miss builds one; a hit none), in a fresh cache."""
-    import symgrad.api as api
-    import symgrad.arrays.build as abuild
+    import symgrad.arrays.compiled as acompiled
     import symgrad.arrays.model as amodel
     import symgrad.lsq.build as lbuild
+    import symgrad.scalar_cache as scache
 
     count = {"n": 0}
 
@@ -147,9 +147,9 @@ def builds(monkeypatch, cdir):
             return fn(*args, **kw)
         return wrapped
 
-    monkeypatch.setattr(api, "module_source", counting(api.module_source))
+    monkeypatch.setattr(scache, "module_source", counting(scache.module_source))
     monkeypatch.setattr(lbuild, "residual_source", counting(lbuild.residual_source))
-    monkeypatch.setattr(abuild, "array_module_source", counting(abuild.array_module_source))
+    monkeypatch.setattr(acompiled, "array_module_source", counting(acompiled.array_module_source))
     monkeypatch.setattr(amodel, "model_module_source", counting(amodel.model_module_source))
     return count
 
