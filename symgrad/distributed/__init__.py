@@ -2,9 +2,10 @@
 
 Pass Dask arrays or Dask DataFrame columns as data and every kernel call runs as a map-reduce
 (see :mod:`symgrad.distributed.kernel`): ``f.value(x, t=dask_t, y=dask_y)``, and ``f.bind(...)``
-returns a :class:`DaskKernel` (``persist()`` keeps the columns in cluster memory, held by one
-actor per worker that serves calls directly, see :mod:`symgrad.distributed.resident`; calling
-it gives ``(value, grad)``, so ``sg.minimize(fb, x0, optimizer=...)`` works, L-BFGS included).
+returns a :class:`DaskBound` (alias ``DaskKernel``; ``persist()`` keeps the columns in cluster
+memory, held by one actor per worker that serves calls directly, see
+:mod:`symgrad.distributed.resident`; calling it gives ``(value, grad)``, so
+``sg.minimize(fb, x0, optimizer=...)`` works, L-BFGS included).
 Workers receive the generated module's text, not the SymPy expression
 (:mod:`symgrad.distributed.worker`). Needs the ``symgrad[dask]`` extra.
 
@@ -18,9 +19,11 @@ them with :func:`bind`, or call ``f.value(x, X=dask_X)`` / ``f.bind(X=dask_X)`` 
 
 from .arrays import DaskArrayKernel
 from .binding import bind
+from .bound import DaskBound
 from .detect import has_dask
 from .kernel import FAN_IN, DaskKernel
 from .sgd import sgd
 from .worker import ModuleSpec
 
-__all__ = ["FAN_IN", "DaskArrayKernel", "DaskKernel", "ModuleSpec", "bind", "has_dask", "sgd"]
+__all__ = ["FAN_IN", "DaskArrayKernel", "DaskBound", "DaskKernel", "ModuleSpec", "bind", "has_dask",
+           "sgd"]

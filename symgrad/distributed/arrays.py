@@ -20,13 +20,14 @@ the in-memory ones up to rounding, whatever the chunking.
 
 from __future__ import annotations
 
+import copy
 import weakref
 from collections.abc import Mapping
 
 import numpy as np
 
+from .bound import DaskBound
 from .columns import Chunks, aligned
-from .kernel import DaskKernel
 from .worker import ModuleSpec, check_finite, check_lengths, load
 
 __all__ = ["DaskArrayKernel", "bind_array", "chunk_array"]
@@ -36,7 +37,7 @@ _SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def bind_array(kernel, data: Mapping, batch=None, *,
-               persist: bool = False) -> DaskArrayKernel:
+               persist: bool = False) -> DaskBound:
     """The array kernel ``kernel`` bound to the Dask columns ``data`` (what
     :func:`symgrad.distributed.bind` returns for an array loss); ``persist=True`` keeps the
     columns on the cluster."""
@@ -48,7 +49,8 @@ def bind_array(kernel, data: Mapping, batch=None, *,
     parts = _split(kernel)
     check_names(data, kernel.data_names, "data array")
     chunks = aligned(data, kernel.data_names, kernel.data_shapes)
-    fb = DaskArrayKernel(kernel, parts, chunks.sized())
+    chunks = chunks.sized()
+    fb = DaskBound(kernel, chunks, ArrayPart(parts, chunks))
     return fb.persist() if persist else fb
 
 
@@ -94,37 +96,25 @@ def _split(kernel):
     return got
 
 
-class DaskArrayKernel(DaskKernel):
-    """An :class:`~symgrad.ArrayKernel` bound to Dask columns: the methods of a bound kernel
-    (``value``, ``value_and_grad``, ``grad``, ``hvp``, ``hessian``; calling it gives ``(value,
-    grad)``), ``persist()``, ``on_chunks(which)`` (the loss on those chunks, means over their
-    samples) and :func:`symgrad.distributed.sgd`."""
+#: The Dask bound kernel (the name of the array one, kept).
+DaskArrayKernel = DaskBound
 
-    def __init__(self, kernel, parts, chunks: Chunks) -> None:
-        self.kernel, self.chunks = kernel, chunks
-        self.params, self.kind = kernel.params, kernel.kind
-        self.n_params = kernel.n_params
+
+class ArrayPart:
+    """An array loss's part of a :class:`~.bound.DaskBound`: the chunk kernel's
+    ``_value``/``_value_and_grad``/``_hvp``/``_hessian`` on every chunk, summed, plus the rest
+    kernel's on the client."""
+
+    def __init__(self, parts, chunks: Chunks) -> None:
         self.ck, self._cidx, self.rest, self._ridx = parts
         self.spec = ModuleSpec.of(self.ck)
-        self._scan = bool(self.ck._scan_always)
-        self._dims = self.ck.dims
+        self.scan = bool(self.ck._scan_always)
         self._index = tuple(nm in self.ck._rows for nm in chunks.names)
-        self._names = tuple(chunks.names)
         #: samples per chunk (known: the columns are sized when bound)
         self._sizes = tuple(np.diff([*chunks.offsets, chunks.n_samples]).astype(int).tolist())
 
-    def __repr__(self) -> str:
-        return (f"<symgrad.DaskArrayKernel params=({', '.join(self.params)}), "
-                f"data=({', '.join(self.chunks.names)}) in {self.n_chunks} chunks>")
-
-    def persist(self) -> DaskArrayKernel:
-        self.chunks = self.chunks.persisted()
-        return self
-
-    def on_chunks(self, which) -> DaskArrayKernel:
-        out = DaskArrayKernel.__new__(DaskArrayKernel)
-        out.__dict__.update(self.__dict__)
-        out.chunks = self.chunks.subset(which)
+    def on_chunks(self, which) -> ArrayPart:
+        out = copy.copy(self)
         out._sizes = tuple(self._sizes[int(i)] for i in which)
         return out
 
@@ -136,10 +126,10 @@ class DaskArrayKernel(DaskKernel):
         """The chunk kernel's x: the entries it reads, then ``fill`` (N, or 0 for a tangent)."""
         return np.concatenate([x[self._cidx], [fill]]).astype(self.ck.dtype)
 
-    def _rows(self, mode: str, x: np.ndarray, v: np.ndarray | None = None) -> np.ndarray:
-        return self.reduce(chunk_array, mode, self._xc(x, self.n_samples),
-                           None if v is None else self._xc(v, 0.0), self._dims,
-                           names=self._names, index=self._index, scan=self._scan)
+    def _rows(self, b: DaskBound, mode: str, x: np.ndarray, v=None) -> np.ndarray:
+        return b.reduce(chunk_array, mode, self._xc(x, self.n_samples),
+                        None if v is None else self._xc(v, 0.0), self.ck.dims,
+                        names=tuple(b.chunks.names), index=self._index, scan=self.scan)
 
     def _rest(self, mode: str, x: np.ndarray, v=None):
         if isinstance(self.rest, float):
@@ -153,47 +143,34 @@ class DaskArrayKernel(DaskKernel):
             return 0.0, self.rest.hvp(xr, v[self._ridx])
         return 0.0, self.rest.hessian(xr)
 
-    def value(self, x) -> float:
-        x = self._x(x)
-        return float(self._rows("e", x)[0]) + float(self._rest("e", x)[0])
+    def e(self, b: DaskBound, x: np.ndarray) -> float:
+        return float(self._rows(b, "e", x)[0]) + float(self._rest("e", x)[0])
 
-    def value_and_grad(self, x, out=None) -> tuple[float, np.ndarray]:
-        x = self._x(x)
-        out = self.kernel._out(out, x.shape, "out", [("x", x)])
-        row = self._rows("g", x)
+    def g(self, b: DaskBound, x: np.ndarray, out: np.ndarray) -> float:
+        row = self._rows(b, "g", x)
         rv, rg = self._rest("g", x)
         out[:] = 0.0
         out[self._cidx] = row[1:1 + self._cidx.size]
         if rg is not None:
             out[self._ridx] += rg
-        return float(row[0]) + float(rv), out
+        return float(row[0]) + float(rv)
 
-    __call__ = value_and_grad
-
-    def hvp(self, x, v, out=None) -> np.ndarray:
-        x = self._x(x)
-        v = self._x(v, "v", x.shape[0])
-        out = self.kernel._out(out, x.shape, "out", [("x", x), ("v", v)])
-        row = self._rows("h", x, v)
+    def h(self, b: DaskBound, x: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
+        row = self._rows(b, "h", x, v)
         out[:] = 0.0
         out[self._cidx] = row[:self._cidx.size]
-        _, rh = self._rest("h", x, v)
+        rh = self._rest("h", x, v)[1]
         if rh is not None:
             out[self._ridx] += rh
-        return out
 
-    def hessian(self, x, out=None) -> np.ndarray:
-        """The Hessian: each chunk's (chunk kernel) Hessian, summed, plus the rest's."""
-        x = self._x(x)
-        n, m = x.shape[0], self._cidx.size + 1
-        out = self.kernel._out(out, (n, n), "out", [("x", x)])
-        H = self._rows("H", x).reshape(m, m)[:-1, :-1]
+    def H(self, b: DaskBound, x: np.ndarray, out: np.ndarray) -> None:
+        """Each chunk's (chunk kernel's compiled) Hessian, summed, plus the rest's."""
+        m = self._cidx.size + 1
         out[...] = 0.0
-        out[np.ix_(self._cidx, self._cidx)] = H
-        _, rh = self._rest("H", x)
+        out[np.ix_(self._cidx, self._cidx)] = self._rows(b, "H", x).reshape(m, m)[:-1, :-1]
+        rh = self._rest("H", x)[1]
         if rh is not None:
             out[np.ix_(self._ridx, self._ridx)] += rh
-        return out
 
 
 def chunk_array(spec: ModuleSpec, mode: str, x: np.ndarray, v: np.ndarray | None,

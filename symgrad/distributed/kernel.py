@@ -24,171 +24,52 @@ fused normal equations (``J^T J``, ``J^T r``, ``r^T r`` per chunk) plug in there
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
-from .columns import Chunks, aligned
-from .worker import ModuleSpec, Unplaced, add, chunk_acc, scan_chunk
+from .bound import FAN_IN, DaskBound, hessian_from_hvp, map_reduce, reduce_chunks
+from .columns import aligned
+from .worker import ModuleSpec, chunk_acc
 
 __all__ = ["FAN_IN", "DaskKernel", "bind", "map_reduce", "reduce_chunks"]
 
-#: Rows summed per task of the reduction tree.
-FAN_IN = 8
+#: The Dask bound kernel of every kind (the name of the scalar one, kept).
+DaskKernel = DaskBound
 
 
-class DaskKernel:
-    """A scalar :class:`~symgrad.Kernel` bound to Dask columns; the BoundKernel methods.
+class ScalarPart:
+    """A scalar loss's part of a :class:`~.bound.DaskBound`: each chunk's accumulators
+    (``_acc_e``/``_acc_g``/``_acc_h``), summed, finished on the client (``_finish_*``)."""
 
-    ``value``, ``value_and_grad``, ``grad``, ``hvp``, ``hessian`` take ``x`` (and ``v``) like
-    the in-memory kernel; calling the object returns ``(value, grad)``, so it is a plain
-    objective for :func:`symgrad.minimize` (any first-order optimizer, ``optim.lbfgs()``;
-    ``optim.newton()`` with ``hvp=fb.hvp``).
-    """
-
-    def __init__(self, kernel, chunks: Chunks) -> None:
-        self.kernel, self.chunks = kernel, chunks
-        self.params, self.kind = kernel.params, kernel.kind
-        self.n_params = kernel.n_params
-        self.spec = ModuleSpec.of(kernel)
+    def __init__(self, kernel) -> None:
+        self.kernel, self.spec = kernel, ModuleSpec.of(kernel)
         self._K = len(kernel.problem.reductions)
         #: scan the chunks for NaN/inf on every call (the loss can hide them), as in memory
-        self._scan = bool(kernel._scan_always)
+        self.scan = bool(kernel._scan_always)
 
-    def __repr__(self) -> str:
-        return (f"<symgrad.DaskKernel params=({', '.join(self.params)}), "
-                f"data=({', '.join(self.chunks.names)}) in {self.n_chunks} chunks>")
-
-    @property
-    def n_chunks(self) -> int:
-        return self.chunks.n_chunks
-
-    def persist(self) -> DaskKernel:
-        """Keep the (aligned) columns in the cluster's memory; returns self.
-
-        Computed once (lazily generated data included); later calls, and :meth:`on_chunks`
-        subsets, are served where the chunks are by one actor per worker holding them
-        (:mod:`~symgrad.distributed.resident`): a direct request per worker, no task. Without
-        it every call recomputes the columns from their graph, one task per chunk. Needs a
-        distributed client (without one it does nothing).
-        """
-        self.chunks = self.chunks.persisted()
-        return self
-
-    def on_chunks(self, which: Sequence[int]) -> DaskKernel:
-        """The same loss on the chunks numbered ``which`` only (a mini-batch of chunks)."""
-        out = DaskKernel.__new__(DaskKernel)
-        out.__dict__.update(self.__dict__)
-        out.chunks = self.chunks.subset(which)
-        return out
-
-    # -- the map-reduce --------------------------------------------------------------------
-    def reduce(self, chunk: Callable, *args, **kwargs) -> np.ndarray:
-        """``sum over chunks of chunk(spec, *args, where, *blocks, **kwargs)``, on the cluster
-        (:func:`map_reduce`)."""
-        return reduce_chunks(self, chunk, *args, **kwargs)
-
-    def _acc(self, mode: str, x: np.ndarray, v: np.ndarray | None = None):
+    def _acc(self, b: DaskBound, mode: str, x: np.ndarray, v: np.ndarray | None = None):
         n = x.shape[0]
-        size = {"e": self._K, "g": self._K * (1 + n), "h": self._K * (1 + 2 * n),
-                "H": self._K * (1 + 2 * n)}[mode]
-        row = self.reduce(chunk_acc, mode, size, x, v, names=self.chunks.names,
-                          scan=self._scan)
+        size = self._K * {"e": 1, "g": 1 + n, "h": 1 + 2 * n, "H": 1 + 2 * n}[mode]
+        row = b.reduce(chunk_acc, mode, size, x, v, names=b.chunks.names, scan=self.scan)
         return row[..., :size], int(row[..., size].flat[0])
 
-    # -- the kernel methods ------------------------------------------------------------------
-    def _x(self, x, what: str = "x", size: int | None = None) -> np.ndarray:
-        return self.kernel._x(x, what, size)
+    def e(self, b: DaskBound, x: np.ndarray) -> float:
+        return self.kernel.module._finish_e(x, *self._acc(b, "e", x))
 
-    def value(self, x) -> float:
-        x = self._x(x)
-        acc, N = self._acc("e", x)
-        return float(self.kernel.module._finish_e(x, acc, N))
+    def g(self, b: DaskBound, x: np.ndarray, out: np.ndarray) -> float:
+        acc, N = self._acc(b, "g", x)
+        return self.kernel.module._finish_g(x, acc, N, out)
 
-    def value_and_grad(self, x, out=None) -> tuple[float, np.ndarray]:
-        x = self._x(x)
-        out = self.kernel._out(out, x.shape, "out", [("x", x)])
-        acc, N = self._acc("g", x)
-        return float(self.kernel.module._finish_g(x, acc, N, out)), out
-
-    __call__ = value_and_grad
-
-    def grad(self, x, out=None) -> np.ndarray:
-        return self.value_and_grad(x, out)[1]
-
-    def hvp(self, x, v, out=None) -> np.ndarray:
-        x = self._x(x)
-        v = self._x(v, "v", x.shape[0])
-        out = self.kernel._out(out, x.shape, "out", [("x", x), ("v", v)])
-        acc, N = self._acc("h", x, v)
+    def h(self, b: DaskBound, x: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
+        acc, N = self._acc(b, "h", x, v)
         self.kernel.module._finish_h(x, v, acc, N, out)
-        return out
 
-    def hessian(self, x, out=None) -> np.ndarray:
-        """The Hessian, from one pass over the chunks (an HVP per unit vector in each task)."""
-        x = self._x(x)
-        n = x.shape[0]
-        out = self.kernel._out(out, (n, n), "out", [("x", x)])
-        acc, N = self._acc("H", x)
-        e = np.zeros(n)
-        col = np.empty(n)
-        for j in range(n):
-            e[j] = 1.0
-            self.kernel.module._finish_h(x, e, np.ascontiguousarray(acc[j]), N, col)
-            out[:, j] = col
-            e[j] = 0.0
-        out[...] = 0.5 * (out + out.T)
-        return out
-
-
-def reduce_chunks(owner, chunk: Callable, *args, **kwargs) -> np.ndarray:
-    """:func:`map_reduce` on ``owner.chunks`` (``owner.spec``'s module), first regrouping them
-    when a worker holding them was lost (so later calls are direct again)."""
-    owner.chunks = owner.chunks.recovered()
-    return map_reduce(owner.spec, owner.chunks, chunk, *args, **kwargs)
-
-
-def map_reduce(spec: ModuleSpec, c: Chunks, chunk: Callable, *args, **kwargs) -> np.ndarray:
-    """``sum over chunks of chunk(spec, *args, where, *blocks, **kwargs)``, on the cluster.
-
-    ``chunk`` must be importable on the workers (a module-level function); ``where`` is
-    ``(chunk number, first sample or None)``. Persisted columns (:meth:`Chunks.persisted`) are
-    reduced by their holders, one actor per worker (:mod:`.resident`); other columns, and
-    persisted ones whose holder was lost, by one task per chunk, the rows summed in a fixed
-    tree of :data:`FAN_IN`.
-    """
-    import dask
-    from dask import delayed
-
-    if c.resident is not None:  # persisted on a cluster: ask each worker's holder directly
-        only = None if c.numbers is None else frozenset(c.numbers)
-        row = c.resident.reduce(spec, chunk, args, kwargs, only)
-        if row is not None:
-            return row  # else a holder was lost: tasks, which recompute the lost chunks
-    key = delayed(spec, pure=True)  # one graph key: sent once per worker
-    rows = [delayed(chunk, pure=True)(key, *args, (c.number(i), c.offsets[i]), *blocks,
-                                      **kwargs) for i, blocks in enumerate(c.blocks)]
-    while len(rows) > 1:
-        rows = [delayed(add, pure=True)(*rows[i:i + FAN_IN]) for i in range(0, len(rows), FAN_IN)]
-    try:
-        return dask.compute(rows[0])[0]
-    except Unplaced as exc:  # unknown chunk sizes: find the chunk's first sample, name the row
-        raise_placed(c.whole or c, exc)
-        raise
-
-
-def raise_placed(c: Chunks, exc: Unplaced) -> None:
-    """Raise the error naming the global row of the non-finite value that ``exc`` reports in
-    chunk ``exc.chunk`` of ``c`` (the whole set): its first sample is the sum of the earlier
-    chunks' lengths, computed now."""
-    import dask
-    from dask import delayed
-
-    k = exc.chunk
-    first = c.offsets[k]
-    if first is None:
-        first = int(sum(dask.compute(*[delayed(len)(b[0]) for b in c.blocks[:k]])))
-    dask.compute(delayed(scan_chunk)((k, first), *c.blocks[k], names=c.names))
+    def H(self, b: DaskBound, x: np.ndarray, out: np.ndarray) -> None:
+        """From one pass over the chunks (an HVP per unit vector in each task)."""
+        acc, N = self._acc(b, "H", x)
+        hessian_from_hvp(x.shape[0], lambda j, e, col: self.kernel.module._finish_h(
+            x, e, np.ascontiguousarray(acc[j]), N, col), out)
 
 
 def _supported(kernel) -> None:
@@ -206,7 +87,7 @@ def _supported(kernel) -> None:
             f"samples; this loss has {what}. Pass NumPy arrays (or compute the Dask ones).")
 
 
-def bind(kernel, data: Mapping, batch=None, *, persist: bool = False) -> DaskKernel:
+def bind(kernel, data: Mapping, batch=None, *, persist: bool = False) -> DaskBound:
     """A :class:`DaskKernel` of ``kernel`` on the columns ``data`` (what ``f.bind`` returns
     when a column is a Dask collection); ``persist=True`` keeps the columns on the cluster."""
     from ..datacheck import check_names
@@ -217,5 +98,5 @@ def bind(kernel, data: Mapping, batch=None, *, persist: bool = False) -> DaskKer
                         "(t[idx]) or use DaskKernel.on_chunks / symgrad.distributed.sgd")
     check_names(data, kernel.data_names, "data column")
     widths = {c.name: c.width for c in kernel.problem.columns}
-    fb = DaskKernel(kernel, aligned(data, kernel.data_names, widths))
+    fb = DaskBound(kernel, aligned(data, kernel.data_names, widths), ScalarPart(kernel))
     return fb.persist() if persist else fb

@@ -4,6 +4,7 @@
 ``r^T r``) on every chunk on the worker that holds it and sums the ``P^2 + P + 1`` numbers of
 each chunk in a fixed tree, so ``sg.least_squares(resid, x0, data={"t": dask_t, ...})`` moves
 only those numbers per iteration (method ``"lm"`` or ``"gn"``, the linear loss, no weights).
+``jvp`` runs chunk by chunk and is gathered; ``vjp`` is summed over the chunks.
 ``residuals`` and ``jacobian`` gather their ``(M,)``/``(M, P)`` results on the client: the
 solver reads them only when asked (``fit.fun``, ``fit.jac``) or to name a bad start.
 
@@ -22,35 +23,53 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..datacheck import may_hide
-from .columns import Chunks, aligned
-from .kernel import raise_placed, reduce_chunks
+from .bound import DaskBound, raise_placed
+from .columns import aligned
 from .worker import ModuleSpec, Unplaced, chunk_normal, chunk_rows
 
 __all__ = ["DaskResiduals", "bind_residuals"]
 
 
-class DaskResiduals:
-    """A :class:`~symgrad.ResidualKernel` bound to Dask columns (``rk.bind(t=dask_t, ...)``)."""
+class ResidualPart:
+    """A residual kernel's part of a :class:`~.bound.DaskBound`: the loss ``½‖r‖²`` (gradient
+    ``J^T r``, Gauss-Newton ``hvp``/``hessian`` ``J^T J``, as in memory) from the chunks' fused
+    passes."""
 
-    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
-    kind: str = "residual"
-
-    def __init__(self, kernel, chunks: Chunks) -> None:
-        self.kernel, self.chunks = kernel, chunks
-        self.params, self.n_params, self.m = kernel.params, kernel.n_params, kernel.m
-        self.data_names: tuple[str, ...] = ()
-        self.spec = ModuleSpec.of(kernel)
+    def __init__(self, kernel) -> None:
+        self.kernel, self.spec = kernel, ModuleSpec.of(kernel)
         #: scan the chunks for NaN/inf on every pass when the residuals can hide them (else
         #: after a non-finite result), as the in-memory kernels do
-        self._scan = any(may_hide(e) for e in kernel.problem.exprs)
+        self.scan = any(may_hide(e) for e in kernel.problem.exprs)
 
-    @property
-    def n_samples(self) -> int:
-        """The number of samples (computed, and checked chunk by chunk, the first time it is
-        asked when the chunk sizes are unknown)."""
-        if self.chunks.n_samples is None:
-            self.chunks = self.chunks.sized()
-        return self.chunks.n_samples
+    def normal(self, b: DaskBound, x: np.ndarray) -> np.ndarray:
+        return b.reduce(chunk_normal, x, names=b.chunks.names, scan=self.scan)
+
+    def e(self, b: DaskBound, x: np.ndarray) -> float:
+        return 0.5 * float(self.normal(b, x)[-1])
+
+    def g(self, b: DaskBound, x: np.ndarray, out: np.ndarray) -> float:
+        row = self.normal(b, x)
+        P = x.shape[0]
+        out[:] = row[P * P:P * P + P]
+        return 0.5 * float(row[-1])
+
+    def h(self, b: DaskBound, x: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
+        out[:] = b.reduce(chunk_rows, "gn", x, v, names=b.chunks.names, scan=self.scan)
+
+    def H(self, b: DaskBound, x: np.ndarray, out: np.ndarray) -> None:
+        P = x.shape[0]
+        out[...] = self.normal(b, x)[:P * P].reshape(P, P)
+
+
+class DaskResiduals(DaskBound):
+    """A :class:`~symgrad.ResidualKernel` bound to Dask columns (``rk.bind(t=dask_t, ...)``):
+    the loss methods of ``½‖r‖²`` and ``residuals``, ``jacobian``, ``jvp``, ``vjp``,
+    ``normal``, ``n_residuals``."""
+
+    def __init__(self, kernel, chunks) -> None:
+        super().__init__(kernel, chunks, ResidualPart(kernel))
+        #: Residuals per sample.
+        self.m: int = kernel.m
 
     def __repr__(self) -> str:
         return (f"<symgrad.DaskResiduals M={self.n_residuals()} in {self.chunks.n_chunks} "
@@ -59,61 +78,64 @@ class DaskResiduals:
     def n_residuals(self) -> int:
         return self.n_samples * self.m
 
-    def persist(self) -> DaskResiduals:
-        """Keep the columns in the cluster's memory (computed once); returns self."""
-        self.chunks = self.chunks.persisted()
-        return self
-
-    def normal(self, x, jscale=None, rscale=None) -> tuple[np.ndarray, np.ndarray, float]:
+    def normal(self, x, /, jscale=None, rscale=None) -> tuple[np.ndarray, np.ndarray, float]:
         """``(J^T J, J^T r, r^T r)``: each chunk's fused pass on its worker, then a sum."""
         if jscale is not None or rscale is not None:
             raise NotImplementedError("robust losses and weights are not available with Dask "
                                       "columns yet: use loss='linear' without weights")
-        x = _x(self, x)
+        x = self._x(x)
         P = self.n_params
-        row = reduce_chunks(self, chunk_normal, x, names=self.chunks.names, scan=self._scan)
+        row = self.part.normal(self, x)
         return row[:P * P].reshape(P, P), row[P * P:P * P + P].copy(), float(row[-1])
 
-    def residuals(self, x, out=None) -> np.ndarray:
+    def residuals(self, x, /, out=None) -> np.ndarray:
         """The residual vector ``(M,)``, gathered on the client."""
-        return _gather(self, "residuals", _x(self, x), out)
+        return self._gather("residuals", self._x(x), None, out)
 
-    def jacobian(self, x, out=None) -> np.ndarray:
+    def jacobian(self, x, /, out=None) -> np.ndarray:
         """The Jacobian ``(M, P)``, gathered on the client (only when asked)."""
-        return _gather(self, "jacobian", _x(self, x), out)
+        return self._gather("jacobian", self._x(x), None, out)
 
-    def rows(self, x, lo: int, hi: int):
+    def jvp(self, x, v, /) -> np.ndarray:
+        """``J v`` ``(M,)``: each chunk's rows on its worker, gathered by chunk."""
+        x = self._x(x)
+        return self._gather("jvp", x, self._x(v, "v", x.shape[0]), None)
+
+    def vjp(self, x, u, /) -> np.ndarray:
+        """``J^T u`` ``(P,)``: each chunk's part of ``u`` on its worker, the results summed."""
+        x = self._x(x)
+        M = self.n_residuals()  # sizes the chunks: each slices u at its first sample
+        u = np.ascontiguousarray(u, dtype=np.float64)
+        if u.shape != (M,):
+            raise ValueError(f"u (one weight per residual) must have shape ({M},), got "
+                             f"{u.shape}")
+        return self.reduce(chunk_rows, "vjp", x, u, names=self.chunks.names,
+                           scan=self.part.scan)
+
+    def rows(self, x, lo: int, hi: int, /):
         raise NotImplementedError("method='precise' streams the rows of J to this process: not "
                                   "with Dask columns; use method='lm' or 'gn'")
 
+    def _gather(self, what: str, x: np.ndarray, w, out) -> np.ndarray:
+        """Each chunk's ``chunk_rows(what)`` on its worker, concatenated in chunk order."""
+        import dask
+        from dask import delayed
 
-def _x(b: DaskResiduals, x) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    if x.ndim != 1 or x.shape[0] != b.n_params:
-        raise ValueError(f"x must have {b.n_params} entries ({', '.join(b.params)}), "
-                         f"got shape {x.shape}")
-    return x
-
-
-def _gather(b: DaskResiduals, what: str, x: np.ndarray, out) -> np.ndarray:
-    import dask
-    from dask import delayed
-
-    c = b.chunks.recovered()
-    spec = delayed(b.spec, pure=True)
-    try:
-        parts = dask.compute(*[
-            delayed(chunk_rows, pure=True)(spec, what, x, (c.number(i), c.offsets[i]), *blocks,
-                                           names=c.names, scan=b._scan)
-            for i, blocks in enumerate(c.blocks)])
-    except Unplaced as exc:
-        raise_placed(c, exc)
-        raise
-    got = np.concatenate(parts)
-    if out is None:
-        return got
-    out[...] = got
-    return out
+        c = self.chunks = self.chunks.recovered()
+        spec = delayed(self.spec, pure=True)
+        try:
+            parts = dask.compute(*[
+                delayed(chunk_rows, pure=True)(spec, what, x, w, (c.number(i), c.offsets[i]),
+                                               *blocks, names=c.names, scan=self.part.scan)
+                for i, blocks in enumerate(c.blocks)])
+        except Unplaced as exc:
+            raise_placed(c, exc)
+            raise
+        got = np.concatenate(parts)
+        if out is None:
+            return got
+        out[...] = got
+        return out
 
 
 def bind_residuals(kernel, data: Mapping) -> DaskResiduals:

@@ -22,13 +22,14 @@ import numpy as np
 import sympy as sp
 
 from ..symbols import Data, IndexedSum
-from .kernel import DaskKernel
+from .bound import DaskBound
+from .kernel import ScalarPart
 from .kernel import bind as bind_scalar
 
 __all__ = ["DaskVectorKernel", "bind_vectors"]
 
 
-def bind_vectors(kernel, data: Mapping, *, persist: bool = False) -> DaskVectorKernel:
+def bind_vectors(kernel, data: Mapping, *, persist: bool = False) -> DaskBound:
     """The vector-indexed scalar ``kernel`` on the Dask columns ``data`` (see the module)."""
     from ..problem import problem
     from ..scalar_cache import cached_scalar
@@ -50,38 +51,23 @@ def bind_vectors(kernel, data: Mapping, *, persist: bool = False) -> DaskVectorK
     fa = compile_loss(sp.Add(*with_data))
     fr = compile_loss(sp.Add(*rest))
     scalars = {n: k for k, n in enumerate(kernel.problem.param_names)}
-    out = DaskVectorKernel(kernel, bind_scalar(fa, data),
-                           fr, np.array([scalars[n] for n in fa.params], dtype=np.int64))
+    inner = bind_scalar(fa, data)
+    out = DaskBound(kernel, inner.chunks, VectorPart(
+        kernel, inner.part, fr, np.array([scalars[n] for n in fa.params], dtype=np.int64)))
     return out.persist() if persist else out
 
 
-class DaskVectorKernel(DaskKernel):
-    """The data terms on the cluster (a :class:`DaskKernel`) plus the index sums on the client;
-    the methods of a bound kernel, ``persist()``, ``on_chunks`` and
-    :func:`symgrad.distributed.sgd`."""
+#: The Dask bound kernel (the name of the index-sum one, kept).
+DaskVectorKernel = DaskBound
 
-    def __init__(self, kernel, data_part: DaskKernel, rest, a_idx: np.ndarray) -> None:
+
+class VectorPart:
+    """The index sums' part of a :class:`~.bound.DaskBound`: the data terms' scalar part on the
+    cluster (entries ``a_idx`` of x) plus the rest kernel on the client."""
+
+    def __init__(self, kernel, data_part: ScalarPart, rest, a_idx: np.ndarray) -> None:
         self.kernel, self.data_part, self.rest, self._aidx = kernel, data_part, rest, a_idx
-        self.params, self.kind, self.n_params = kernel.params, kernel.kind, kernel.n_params
-        self.spec = data_part.spec
-
-    @property
-    def chunks(self):
-        return self.data_part.chunks
-
-    def __repr__(self) -> str:
-        return (f"<symgrad.DaskVectorKernel params=({', '.join(self.params)}), "
-                f"data=({', '.join(self.chunks.names)}) in {self.n_chunks} chunks>")
-
-    def persist(self) -> DaskVectorKernel:
-        self.data_part.persist()
-        return self
-
-    def on_chunks(self, which) -> DaskVectorKernel:
-        out = DaskVectorKernel.__new__(DaskVectorKernel)
-        out.__dict__.update(self.__dict__)
-        out.data_part = self.data_part.on_chunks(which)
-        return out
+        self.spec, self.scan = data_part.spec, data_part.scan
 
     def _ridx(self, x: np.ndarray) -> np.ndarray:
         """The rest kernel's entries of ``x``: its scalars, then its vectors (by name)."""
@@ -94,39 +80,28 @@ class DaskVectorKernel(DaskKernel):
         parts += [np.arange(ns + vec[v] * n, ns + (vec[v] + 1) * n) for v in self.rest.vectors]
         return np.concatenate(parts)
 
-    def value(self, x) -> float:
-        x = self._x(x)
-        return self.data_part.value(x[self._aidx]) + self.rest.value(x[self._ridx(x)])
+    def e(self, b: DaskBound, x: np.ndarray) -> float:
+        return self.data_part.e(b, x[self._aidx]) + self.rest.value(x[self._ridx(x)])
 
-    def value_and_grad(self, x, out=None) -> tuple[float, np.ndarray]:
-        x = self._x(x)
-        out = self.kernel._out(out, x.shape, "out", [("x", x)])
-        ri = self._ridx(x)
-        va, ga = self.data_part.value_and_grad(x[self._aidx])
+    def g(self, b: DaskBound, x: np.ndarray, out: np.ndarray) -> float:
+        ri, ga = self._ridx(x), np.empty(self._aidx.size)
+        va = self.data_part.g(b, x[self._aidx], ga)
         vr, gr = self.rest.value_and_grad(x[ri])
         out[:] = 0.0
         out[self._aidx] += ga
         out[ri] += gr
-        return va + vr, out
+        return va + vr
 
-    __call__ = value_and_grad
-
-    def hvp(self, x, v, out=None) -> np.ndarray:
-        x = self._x(x)
-        v = self._x(v, "v", x.shape[0])
-        out = self.kernel._out(out, x.shape, "out", [("x", x), ("v", v)])
-        ri = self._ridx(x)
+    def h(self, b: DaskBound, x: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
+        ri, ha = self._ridx(x), np.empty(self._aidx.size)
+        self.data_part.h(b, x[self._aidx], v[self._aidx], ha)
         out[:] = 0.0
-        out[self._aidx] += self.data_part.hvp(x[self._aidx], v[self._aidx])
+        out[self._aidx] += ha
         out[ri] += self.rest.hvp(x[ri], v[ri])
-        return out
 
-    def hessian(self, x, out=None) -> np.ndarray:
-        x = self._x(x)
-        n = x.shape[0]
-        out = self.kernel._out(out, (n, n), "out", [("x", x)])
-        ri = self._ridx(x)
+    def H(self, b: DaskBound, x: np.ndarray, out: np.ndarray) -> None:
+        ri, Ha = self._ridx(x), np.empty((self._aidx.size, self._aidx.size))
+        self.data_part.H(b, x[self._aidx], Ha)
         out[...] = 0.0
-        out[np.ix_(self._aidx, self._aidx)] += self.data_part.hessian(x[self._aidx])
+        out[np.ix_(self._aidx, self._aidx)] += Ha
         out[np.ix_(ri, ri)] += self.rest.hessian(x[ri])
-        return out

@@ -196,18 +196,30 @@ def chunk_normal(spec: ModuleSpec, x: np.ndarray, where: tuple[int, int | None],
     return row
 
 
-def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, where: tuple[int, int | None],
-               *blocks, names: tuple[str, ...], scan: bool = False) -> np.ndarray:
-    """One chunk's residuals (``what="residuals"``) or Jacobian rows (on a worker); data
-    scanned as by :func:`chunk_acc`."""
+def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, w: np.ndarray | None,
+               where: tuple[int, int | None], *blocks, names: tuple[str, ...],
+               scan: bool = False) -> np.ndarray:
+    """One chunk's residuals (``what="residuals"``), Jacobian rows (``"jacobian"``), ``J v``
+    (``"jvp"``, ``w=v``), ``J^T u`` (``"vjp"``, ``w=u`` the whole vector, sliced here at the
+    chunk's first sample) or ``J^T J v`` (``"gn"``, ``w=v``), with the module's compiled
+    functions (on a worker); data scanned as by :func:`chunk_acc`."""
     mod = load(spec)
     cols = _columns(blocks, names, where, scan)
-    k = cols[0].shape[0] * int(mod.M_PER_SAMPLE)
-    J, r = np.empty((k, x.shape[0])), np.empty(k)
-    mod.rows(x, 0, cols[0].shape[0], J, r, *cols)
-    if not (np.isfinite(r).all() and np.isfinite(J).all()):
+    n, m = cols[0].shape[0], int(mod.M_PER_SAMPLE)
+    if what in ("residuals", "jacobian"):
+        J, r = np.empty((n * m, x.shape[0])), np.empty(n * m)
+        mod.rows(x, 0, n, J, r, *cols)
+        got = r if what == "residuals" else J
+    elif what == "vjp":
+        got = mod.vjp(x, np.ascontiguousarray(w[where[1] * m:(where[1] + n) * m]),
+                      np.empty(x.shape[0]), *cols)
+    else:
+        got = mod.jvp(x, w, np.empty(n * m), *cols)
+        if what == "gn":
+            got = mod.vjp(x, got, np.empty(x.shape[0]), *cols)
+    if not np.isfinite(got).all():
         check_finite(cols, names, where)
-    return r if what == "residuals" else J
+    return got
 
 
 def chunk_group(spec: ModuleSpec, chunk, args: tuple, kwargs: dict, layout: tuple,

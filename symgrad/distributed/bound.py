@@ -1,0 +1,201 @@
+"""The one kernel bound to Dask columns: shared machinery, and a small part per kind.
+
+:class:`DaskBound` holds what every Dask bound kernel shares: the aligned chunks, ``persist()``
+(holders on the workers), ``on_chunks`` (a mini-batch of chunks), :meth:`DaskBound.reduce` (the
+map-reduce over the chunks, faults and non-finite data named by global row), the ``x``/``v``/
+``out`` checks of the in-memory kernel, and the attributes of the in-memory bound kernels
+(``kind``, ``params``, ``n_params``, ``labels``, ``shapes``, ``data_names=()``, ``kernel``). What
+differs per kind is its ``part``: an object with ``spec`` (the module the chunks run), ``scan``
+and ``e(b, x)``, ``g(b, x, out)``, ``h(b, x, v, out)``, ``H(b, x, out)`` (the value family;
+:mod:`.kernel` scalar losses, :mod:`.arrays` array losses, :mod:`.vectors` index sums,
+:mod:`.residuals` ``½‖r‖²``), plus ``on_chunks(which)`` when it keeps per-chunk state. The
+residual family (``residuals``, ``jacobian``, ``jvp``, ``vjp``, ``normal``, ``n_residuals``) is
+:class:`~symgrad.distributed.residuals.DaskResiduals`, the same class with those methods.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .columns import Chunks
+from .worker import ModuleSpec, Unplaced, add, scan_chunk
+
+__all__ = ["FAN_IN", "DaskBound", "hessian_from_hvp", "map_reduce", "raise_placed",
+           "reduce_chunks"]
+
+#: Rows summed per task of the reduction tree.
+FAN_IN = 8
+
+
+class DaskBound:
+    """A kernel bound to Dask columns: the methods of an in-memory bound kernel (``value``,
+    ``value_and_grad``, ``grad``, ``hvp``, ``hessian``; calling it gives ``(value, grad)``, so
+    it is a plain objective for :func:`symgrad.minimize`), ``persist()``, ``on_chunks(which)``
+    and :func:`symgrad.distributed.sgd`."""
+
+    def __init__(self, kernel, chunks: Chunks, part) -> None:
+        self.kernel, self.chunks, self.part = kernel, chunks, part
+        self.kind: str = kernel.kind
+        self.params: tuple[str, ...] = kernel.params
+        self.n_params: int | None = kernel.n_params
+        #: A bound kernel takes no data.
+        self.data_names: tuple[str, ...] = ()
+
+    @property
+    def spec(self) -> ModuleSpec:
+        """The module the chunks run (shipped to the workers)."""
+        return self.part.spec
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.kernel.labels
+
+    @property
+    def shapes(self) -> dict:
+        return self.kernel.shapes
+
+    @property
+    def n_samples(self) -> int:
+        """The number of samples (computed, and checked chunk by chunk, the first time it is
+        asked when the chunk sizes are unknown)."""
+        if hasattr(self.part, "n_samples"):
+            return self.part.n_samples
+        if self.chunks.n_samples is None:
+            self.chunks = self.chunks.sized()
+        return self.chunks.n_samples
+
+    @property
+    def n_chunks(self) -> int:
+        return self.chunks.n_chunks
+
+    def __repr__(self) -> str:
+        return (f"<symgrad.{type(self).__name__} {self.kind} params=({', '.join(self.params)}), "
+                f"data=({', '.join(self.chunks.names)}) in {self.n_chunks} chunks>")
+
+    def persist(self):
+        """Keep the (aligned) columns in the cluster's memory; returns self.
+
+        Computed once (lazily generated data included); later calls, and :meth:`on_chunks`
+        subsets, are served where the chunks are by one actor per worker holding them
+        (:mod:`~symgrad.distributed.resident`): a direct request per worker, no task. Without
+        it every call recomputes the columns from their graph, one task per chunk. Needs a
+        distributed client (without one it does nothing).
+        """
+        self.chunks = self.chunks.persisted()
+        return self
+
+    def on_chunks(self, which: Sequence[int]):
+        """The same loss on the chunks numbered ``which`` only (a mini-batch of chunks; a mean
+        is over their samples)."""
+        out = copy.copy(self)
+        out.chunks = self.chunks.subset(which)
+        if hasattr(self.part, "on_chunks"):
+            out.part = self.part.on_chunks(which)
+        return out
+
+    def reduce(self, chunk: Callable, *args, **kwargs) -> np.ndarray:
+        """``sum over chunks of chunk(spec, *args, where, *blocks, **kwargs)``, on the cluster
+        (:func:`map_reduce`)."""
+        return reduce_chunks(self, chunk, *args, **kwargs)
+
+    # -- the checks of the in-memory kernel -----------------------------------------------------
+    def _x(self, x, what: str = "x", size: int | None = None) -> np.ndarray:
+        return self.kernel._x(x, what, size)
+
+    def _out(self, out, shape: tuple, inputs) -> np.ndarray:
+        return self.kernel._out(out, shape, "out", inputs)
+
+    # -- the value family ---------------------------------------------------------------------
+    def value(self, x, /) -> float:
+        return float(self.part.e(self, self._x(x)))
+
+    def value_and_grad(self, x, /, out=None) -> tuple[float, np.ndarray]:
+        x = self._x(x)
+        out = self._out(out, x.shape, [("x", x)])
+        return float(self.part.g(self, x, out)), out
+
+    __call__ = value_and_grad
+
+    def grad(self, x, /, out=None) -> np.ndarray:
+        return self.value_and_grad(x, out)[1]
+
+    def hvp(self, x, v, /, out=None) -> np.ndarray:
+        x = self._x(x)
+        v = self._x(v, "v", x.shape[0])
+        out = self._out(out, x.shape, [("x", x), ("v", v)])
+        self.part.h(self, x, v, out)
+        return out
+
+    def hessian(self, x, /, out=None) -> np.ndarray:
+        x = self._x(x)
+        out = self._out(out, (x.shape[0], x.shape[0]), [("x", x)])
+        self.part.H(self, x, out)
+        return out
+
+
+def hessian_from_hvp(n: int, hvp: Callable[[int, np.ndarray, np.ndarray], None],
+                     out: np.ndarray) -> np.ndarray:
+    """The Hessian column by column, ``hvp(j, e_j, col)`` writing ``H e_j`` into ``col``, then
+    symmetrised: the rule of the generated ``hessian`` (:func:`~symgrad.codegen.skeleton.
+    hessian_fn`), for Hessians finished on the client."""
+    e, col = np.zeros(n), np.empty(n)
+    for j in range(n):
+        e[j] = 1.0
+        hvp(j, e, col)
+        out[:, j] = col
+        e[j] = 0.0
+    out[...] = 0.5 * (out + out.T)
+    return out
+
+
+def reduce_chunks(owner, chunk: Callable, *args, **kwargs) -> np.ndarray:
+    """:func:`map_reduce` on ``owner.chunks`` (``owner.spec``'s module), first regrouping them
+    when a worker holding them was lost (so later calls are direct again)."""
+    owner.chunks = owner.chunks.recovered()
+    return map_reduce(owner.spec, owner.chunks, chunk, *args, **kwargs)
+
+
+def map_reduce(spec: ModuleSpec, c: Chunks, chunk: Callable, *args, **kwargs) -> np.ndarray:
+    """``sum over chunks of chunk(spec, *args, where, *blocks, **kwargs)``, on the cluster.
+
+    ``chunk`` must be importable on the workers (a module-level function); ``where`` is
+    ``(chunk number, first sample or None)``. Persisted columns (:meth:`Chunks.persisted`) are
+    reduced by their holders, one actor per worker (:mod:`.resident`); other columns, and
+    persisted ones whose holder was lost, by one task per chunk, the rows summed in a fixed
+    tree of :data:`FAN_IN`.
+    """
+    import dask
+    from dask import delayed
+
+    if c.resident is not None:  # persisted on a cluster: ask each worker's holder directly
+        only = None if c.numbers is None else frozenset(c.numbers)
+        row = c.resident.reduce(spec, chunk, args, kwargs, only)
+        if row is not None:
+            return row  # else a holder was lost: tasks, which recompute the lost chunks
+    key = delayed(spec, pure=True)  # one graph key: sent once per worker
+    rows = [delayed(chunk, pure=True)(key, *args, (c.number(i), c.offsets[i]), *blocks,
+                                      **kwargs) for i, blocks in enumerate(c.blocks)]
+    while len(rows) > 1:
+        rows = [delayed(add, pure=True)(*rows[i:i + FAN_IN]) for i in range(0, len(rows), FAN_IN)]
+    try:
+        return dask.compute(rows[0])[0]
+    except Unplaced as exc:  # unknown chunk sizes: find the chunk's first sample, name the row
+        raise_placed(c.whole or c, exc)
+        raise
+
+
+def raise_placed(c: Chunks, exc: Unplaced) -> None:
+    """Raise the error naming the global row of the non-finite value that ``exc`` reports in
+    chunk ``exc.chunk`` of ``c`` (the whole set): its first sample is the sum of the earlier
+    chunks' lengths, computed now."""
+    import dask
+    from dask import delayed
+
+    k = exc.chunk
+    first = c.offsets[k]
+    if first is None:
+        first = int(sum(dask.compute(*[delayed(len)(b[0]) for b in c.blocks[:k]])))
+    dask.compute(delayed(scan_chunk)((k, first), *c.blocks[k], names=c.names))
