@@ -216,3 +216,59 @@ def test_chunk_sgd_records_x_only_when_asked():
     kept = sg.distributed.sgd(fb, [0.0], optimizer=opt, steps=5, seed=0, record_x=True)
     assert kept.history.x.shape == (6, 1) and kept.history.x[-1, 0] == kept.x[0]
     np.testing.assert_array_equal(kept.history.loss, res.history.loss)
+
+
+@pytest.fixture(scope="module")
+def two_per_sample():
+    """Two residuals per sample, so the chunk slices of ``u`` (vjp) are ``m`` rows a sample."""
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    return sg.compile_residuals([a * t + b - y, a * sg.exp(-b * t)])
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_dask_residuals_have_jvp_and_vjp_as_in_memory(two_per_sample, masked):
+    """Issue 21 item 7: the Dask residual kernel lacked jvp/vjp; they run chunk by chunk (jvp
+    gathered, vjp summed over each chunk's slice of u), also for unknown chunk sizes."""
+    rng = np.random.default_rng(7)
+    tn, yn = rng.normal(size=23), rng.normal(size=23)
+    keep = rng.random(23) < 0.7 if masked else np.ones(23, bool)
+    t, y = da.from_array(tn, chunks=6), da.from_array(yn, chunks=6)
+    if masked:
+        t, y = t[da.from_array(keep, chunks=6)], y[da.from_array(keep, chunks=6)]
+    x, v = np.array([0.7, -0.3]), np.array([0.4, 1.1])
+    want = two_per_sample.bind(t=tn[keep], y=yn[keep])
+    u = rng.normal(size=want.n_residuals())
+    with dask.config.set(scheduler="synchronous"):
+        got = two_per_sample.bind(t=t, y=y)
+        assert np.allclose(got.jvp(x, v), want.jvp(x, v), rtol=1e-13, atol=1e-14)
+        assert np.allclose(got.vjp(x, u), want.vjp(x, u), rtol=1e-12, atol=1e-13)
+        assert got.n_residuals() == want.n_residuals() == 2 * int(keep.sum())
+        assert np.isclose(got.value(x), want.value(x), rtol=1e-13)
+        assert np.allclose(got.grad(x), want.grad(x), rtol=1e-12, atol=1e-13)
+        assert np.allclose(got.hvp(x, v), want.hvp(x, v), rtol=1e-12, atol=1e-13)
+        assert np.allclose(got.hessian(x), want.hessian(x), rtol=1e-12, atol=1e-13)
+        with pytest.raises(ValueError, match=r"u \(one weight per residual\) must have shape"):
+            got.vjp(x, u[:-1])
+
+
+def test_every_dask_bound_kernel_has_the_in_memory_bound_attributes(two_per_sample):
+    """Issue 21 item 5: one Dask bound class, with the attributes of the in-memory ones."""
+    from symgrad.distributed import DaskBound
+
+    a = sg.params("a")
+    w = sg.params("w", shape=(2,))
+    t = sg.data("t")
+    X = sg.data("X", shape=(2,))
+    rng = np.random.default_rng(3)
+    Xn, tn = rng.normal(size=(9, 2)), rng.normal(size=9)
+    cases = [(sg.compile(sg.mean((a - t) ** 2)), {"t": tn}),
+             (sg.compile(sg.mean((X @ w - t) ** 2)), {"X": Xn, "t": tn}),
+             (two_per_sample, {"t": tn, "y": tn})]
+    for k, data in cases:
+        mem = k.bind(**data)
+        fb = k.bind(**{n: da.from_array(c, chunks=4) for n, c in data.items()})
+        assert isinstance(fb, DaskBound) and fb.kernel is k and fb.data_names == ()
+        for attr in ("kind", "params", "n_params", "labels", "shapes"):
+            assert getattr(fb, attr) == getattr(mem, attr), attr
+        assert fb.persist() is fb
