@@ -96,7 +96,6 @@ def _split(kernel):
     return got
 
 
-#: The Dask bound kernel (the name of the array one, kept).
 DaskArrayKernel = DaskBound
 
 
@@ -132,16 +131,13 @@ class ArrayPart:
                         names=tuple(b.chunks.names), index=self._index, scan=self.scan)
 
     def _rest(self, mode: str, x: np.ndarray, v=None):
+        """The data-free terms' ``(value, gradient/HVP/Hessian or None)``, on the client."""
         if isinstance(self.rest, float):
             return self.rest, None
-        xr = x[self._ridx]
-        if mode == "e":
-            return self.rest.value(xr), None
-        if mode == "g":
-            return self.rest.value_and_grad(xr)
-        if mode == "h":
-            return 0.0, self.rest.hvp(xr, v[self._ridx])
-        return 0.0, self.rest.hessian(xr)
+        r, xr = self.rest, x[self._ridx]
+        return {"e": lambda: (r.value(xr), None), "g": lambda: r.value_and_grad(xr),
+                "h": lambda: (0.0, r.hvp(xr, v[self._ridx])),
+                "H": lambda: (0.0, r.hessian(xr))}[mode]()
 
     def e(self, b: DaskBound, x: np.ndarray) -> float:
         return float(self._rows(b, "e", x)[0]) + float(self._rest("e", x)[0])

@@ -1,11 +1,9 @@
 """``symgrad.distributed.bind``: any loss kernel bound to Dask columns, by what it computes.
 
-An array loss gives a :class:`~symgrad.distributed.DaskArrayKernel` (:mod:`.arrays`), a scalar
-loss with index sums over parameter vectors a
-:class:`~symgrad.distributed.vectors.DaskVectorKernel` (:mod:`.vectors`), another scalar loss a
-:class:`~symgrad.distributed.DaskKernel` (:mod:`.kernel`). (A module of its own: the Dask path
-of the kernels' own calls, :mod:`.detect`, reaches the array binding but must not reach the
-vector one, which compiles scalar losses.)
+A :class:`~symgrad.distributed.DaskBound` whose part is by kind: an array loss's
+(:mod:`.arrays`), a scalar loss's with index sums over parameter vectors (:mod:`.vectors`),
+another scalar loss's (:mod:`.kernel`). The kernels' own calls on Dask columns (:mod:`.detect`)
+come here too.
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
-"""The one kernel bound to Dask columns: shared machinery, and a small part per kind.
+"""The one kernel bound to Dask columns: the shared machinery, and a small part per kind.
 
-:class:`DaskBound` holds what every Dask bound kernel shares: the aligned chunks, ``persist()``
-(holders on the workers), ``on_chunks`` (a mini-batch of chunks), :meth:`DaskBound.reduce` (the
-map-reduce over the chunks, faults and non-finite data named by global row), the ``x``/``v``/
-``out`` checks of the in-memory kernel, and the attributes of the in-memory bound kernels
-(``kind``, ``params``, ``n_params``, ``labels``, ``shapes``, ``data_names=()``, ``kernel``). What
-differs per kind is its ``part``: an object with ``spec`` (the module the chunks run), ``scan``
-and ``e(b, x)``, ``g(b, x, out)``, ``h(b, x, v, out)``, ``H(b, x, out)`` (the value family;
-:mod:`.kernel` scalar losses, :mod:`.arrays` array losses, :mod:`.vectors` index sums,
-:mod:`.residuals` ``½‖r‖²``), plus ``on_chunks(which)`` when it keeps per-chunk state. The
-residual family (``residuals``, ``jacobian``, ``jvp``, ``vjp``, ``normal``, ``n_residuals``) is
-:class:`~symgrad.distributed.residuals.DaskResiduals`, the same class with those methods.
+:class:`DaskBound` holds the aligned chunks, ``persist()``, ``on_chunks``, :meth:`~DaskBound.
+reduce` (the map-reduce over the chunks: any worker function ``chunk(spec, *args, where,
+*blocks) -> row``, summed; faults and non-finite data named by global row), the checks of ``x``,
+``v``, ``out``, and the in-memory bound kernels' attributes. Its ``part`` is what differs by
+kind: ``spec`` (the module the chunks run), ``scan``, ``e(b, x)``, ``g(b, x, out)``,
+``h(b, x, v, out)``, ``H(b, x, out)`` (:mod:`.kernel`, :mod:`.arrays`, :mod:`.vectors`,
+:mod:`.residuals`). :class:`~.residuals.DaskResiduals` adds the residual methods.
 """
 
 from __future__ import annotations
@@ -38,16 +34,13 @@ class DaskBound:
 
     def __init__(self, kernel, chunks: Chunks, part) -> None:
         self.kernel, self.chunks, self.part = kernel, chunks, part
+        #: The module the chunks run (shipped to the workers).
+        self.spec: ModuleSpec = part.spec
         self.kind: str = kernel.kind
         self.params: tuple[str, ...] = kernel.params
         self.n_params: int | None = kernel.n_params
         #: A bound kernel takes no data.
         self.data_names: tuple[str, ...] = ()
-
-    @property
-    def spec(self) -> ModuleSpec:
-        """The module the chunks run (shipped to the workers)."""
-        return self.part.spec
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -59,8 +52,7 @@ class DaskBound:
 
     @property
     def n_samples(self) -> int:
-        """The number of samples (computed, and checked chunk by chunk, the first time it is
-        asked when the chunk sizes are unknown)."""
+        """The number of samples (when unknown, computed and checked chunk by chunk once)."""
         if hasattr(self.part, "n_samples"):
             return self.part.n_samples
         if self.chunks.n_samples is None:
@@ -76,14 +68,9 @@ class DaskBound:
                 f"data=({', '.join(self.chunks.names)}) in {self.n_chunks} chunks>")
 
     def persist(self):
-        """Keep the (aligned) columns in the cluster's memory; returns self.
-
-        Computed once (lazily generated data included); later calls, and :meth:`on_chunks`
-        subsets, are served where the chunks are by one actor per worker holding them
-        (:mod:`~symgrad.distributed.resident`): a direct request per worker, no task. Without
-        it every call recomputes the columns from their graph, one task per chunk. Needs a
-        distributed client (without one it does nothing).
-        """
+        """Keep the columns in the cluster's memory (computed once), served by one actor per
+        worker holding them (:mod:`.resident`; else every call recomputes them, a task per
+        chunk); returns self. Needs a distributed client (without one it does nothing)."""
         self.chunks = self.chunks.persisted()
         return self
 
@@ -159,14 +146,11 @@ def reduce_chunks(owner, chunk: Callable, *args, **kwargs) -> np.ndarray:
 
 
 def map_reduce(spec: ModuleSpec, c: Chunks, chunk: Callable, *args, **kwargs) -> np.ndarray:
-    """``sum over chunks of chunk(spec, *args, where, *blocks, **kwargs)``, on the cluster.
-
-    ``chunk`` must be importable on the workers (a module-level function); ``where`` is
-    ``(chunk number, first sample or None)``. Persisted columns (:meth:`Chunks.persisted`) are
-    reduced by their holders, one actor per worker (:mod:`.resident`); other columns, and
-    persisted ones whose holder was lost, by one task per chunk, the rows summed in a fixed
-    tree of :data:`FAN_IN`.
-    """
+    """``sum over chunks of chunk(spec, *args, where, *blocks, **kwargs)``, on the cluster:
+    ``chunk`` is a module-level function, ``where`` ``(chunk number, first sample or None)``.
+    Persisted columns are reduced by their holders (:mod:`.resident`); others, and persisted
+    ones whose holder was lost, by a task per chunk, the rows summed in a tree of
+    :data:`FAN_IN`."""
     import dask
     from dask import delayed
 

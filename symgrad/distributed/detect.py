@@ -2,7 +2,7 @@
 
 :meth:`symgrad.Kernel.data_args` asks :func:`has_dask`; when a column is a Dask collection it
 returns :func:`dask_args` instead of the in-memory argument tuple: an empty tuple that carries
-the :class:`~symgrad.distributed.DaskKernel` and answers the compiled functions' calls
+the :class:`~symgrad.distributed.DaskBound` and answers the compiled functions' calls
 (``value(x)``, ``value_and_grad(x, g)``, ``hvp(x, v, out)``, ``hessian(x, H)``), so every
 Kernel method runs on the cluster unchanged.
 
@@ -58,19 +58,8 @@ class DaskArgs(tuple):
 
 
 def dask_args(kernel, data: Mapping, batch=None) -> DaskArgs:
-    """The Dask stand-in for ``kernel.data_args(data, batch)``.
-
-    An array kernel is bound by :func:`symgrad.distributed.arrays.bind_array`, index sums by
-    :func:`symgrad.distributed.vectors.bind_vectors`, any other loss by
-    :func:`symgrad.distributed.kernel.bind`; the kernel's calls hand the result over."""
-    if getattr(kernel, "kind", None) == "array":
-        from .arrays import bind_array
-
-        return DaskArgs(bind_array(kernel, data, batch))
-    if getattr(getattr(kernel, "problem", None), "vector_sums", ()) and batch is None:
-        from .vectors import bind_vectors  # index sums: their terms run on the client
-
-        return DaskArgs(bind_vectors(kernel, data))
-    from .kernel import bind
+    """The Dask stand-in for ``kernel.data_args(data, batch)``: the kernel bound by
+    :func:`symgrad.distributed.bind`; the kernel's calls hand the result over."""
+    from .binding import bind
 
     return DaskArgs(bind(kernel, data, batch))

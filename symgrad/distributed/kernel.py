@@ -7,12 +7,8 @@ and the client applies the module's outer chain rule (``_finish_e``/``_finish_g`
 ``_finish_h``) to the one small row it receives. So a nonlinear outer function of the sample
 means (RMSE, the log of a mean, penalties) is exact, and only ``O(K n)`` numbers per call leave
 the cluster. ``dask.compute`` runs it: on the ``distributed`` client if one exists, else on
-Dask's local threads. Persisted columns (:meth:`DaskKernel.persist`) skip the graph: each
-worker's holder (:mod:`~symgrad.distributed.resident`) reduces its chunks on request.
-
-Extension point: :meth:`DaskKernel.reduce` maps any worker function ``chunk(spec, *args,
-where, *blocks) -> row`` over the chunks and returns the summed row; a least-squares kernel's
-fused normal equations (``J^T J``, ``J^T r``, ``r^T r`` per chunk) plug in there.
+Dask's local threads. Persisted columns (:meth:`~.bound.DaskBound.persist`) skip the graph:
+each worker's holder (:mod:`~symgrad.distributed.resident`) reduces its chunks on request.
 
 >>> import dask.array as da, numpy as np, symgrad as sg
 >>> a = sg.params("a"); t = sg.data("t")

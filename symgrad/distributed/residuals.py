@@ -25,7 +25,7 @@ import numpy as np
 from ..datacheck import may_hide
 from .bound import DaskBound, raise_placed
 from .columns import aligned
-from .worker import ModuleSpec, Unplaced, chunk_normal, chunk_rows
+from .worker import ModuleSpec, Unplaced, chunk_rows
 
 __all__ = ["DaskResiduals", "bind_residuals"]
 
@@ -42,7 +42,7 @@ class ResidualPart:
         self.scan = any(may_hide(e) for e in kernel.problem.exprs)
 
     def normal(self, b: DaskBound, x: np.ndarray) -> np.ndarray:
-        return b.reduce(chunk_normal, x, names=b.chunks.names, scan=self.scan)
+        return b.reduce(chunk_rows, "normal", x, None, names=b.chunks.names, scan=self.scan)
 
     def e(self, b: DaskBound, x: np.ndarray) -> float:
         return 0.5 * float(self.normal(b, x)[-1])
@@ -70,10 +70,6 @@ class DaskResiduals(DaskBound):
         super().__init__(kernel, chunks, ResidualPart(kernel))
         #: Residuals per sample.
         self.m: int = kernel.m
-
-    def __repr__(self) -> str:
-        return (f"<symgrad.DaskResiduals M={self.n_residuals()} in {self.chunks.n_chunks} "
-                f"chunks of {self.kernel!r}>")
 
     def n_residuals(self) -> int:
         return self.n_samples * self.m
@@ -132,10 +128,7 @@ class DaskResiduals(DaskBound):
             raise_placed(c, exc)
             raise
         got = np.concatenate(parts)
-        if out is None:
-            return got
-        out[...] = got
-        return out
+        return got if out is None else np.copyto(out, got) or out
 
 
 def bind_residuals(kernel, data: Mapping) -> DaskResiduals:

@@ -57,7 +57,6 @@ def bind_vectors(kernel, data: Mapping, *, persist: bool = False) -> DaskBound:
     return out.persist() if persist else out
 
 
-#: The Dask bound kernel (the name of the index-sum one, kept).
 DaskVectorKernel = DaskBound
 
 

@@ -35,7 +35,7 @@ from ..cache import load_module, usable_cache_dir, write_atomic
 from ..datacheck import non_finite_error
 
 __all__ = ["LOADED", "Holder", "ModuleSpec", "Unplaced", "add", "check_finite", "check_lengths",
-           "chunk_acc", "chunk_normal", "chunk_rows", "load", "module_name", "scan_chunk"]
+           "chunk_acc", "chunk_rows", "load", "module_name", "scan_chunk"]
 
 #: Modules loaded in this process, by the SHA-256 digest of their text: ``(text, module)``.
 LOADED: dict[str, tuple[str, types.ModuleType]] = {}
@@ -181,42 +181,32 @@ def _acc(mod, mode: str, size: int, x, v, cols: list[np.ndarray], names, where) 
     return out
 
 
-def chunk_normal(spec: ModuleSpec, x: np.ndarray, where: tuple[int, int | None], *blocks,
-                 names: tuple[str, ...], scan: bool = False) -> np.ndarray:
-    """One chunk's ``[J^T J (flat), J^T r, r^T r]`` from the module's fused pass (on a worker);
-    data scanned as by :func:`chunk_acc`."""
-    mod = load(spec)
-    cols = _columns(blocks, names, where, scan)
-    P = x.shape[0]
-    A, g = np.empty((P, P)), np.empty(P)
-    rtr = mod.normal(x, A, g, None, None, *cols)
-    row = np.concatenate([A.ravel(), g, [rtr]])
-    if not np.isfinite(row).all():
-        check_finite(cols, names, where)  # bad data are named; bad x is the solver's business
-    return row
-
-
 def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, w: np.ndarray | None,
                where: tuple[int, int | None], *blocks, names: tuple[str, ...],
                scan: bool = False) -> np.ndarray:
-    """One chunk's residuals (``what="residuals"``), Jacobian rows (``"jacobian"``), ``J v``
-    (``"jvp"``, ``w=v``), ``J^T u`` (``"vjp"``, ``w=u`` the whole vector, sliced here at the
-    chunk's first sample) or ``J^T J v`` (``"gn"``, ``w=v``), with the module's compiled
-    functions (on a worker); data scanned as by :func:`chunk_acc`."""
+    """One chunk's residuals (``what="residuals"``), Jacobian rows (``"jacobian"``), ``[J^T J
+    (flat), J^T r, r^T r]`` (``"normal"``, the fused pass), ``J v`` (``"jvp"``, ``w=v``), ``J^T
+    u`` (``"vjp"``, ``w=u`` whole, sliced here at the chunk's first sample) or ``J^T J v``
+    (``"gn"``, ``w=v``), by the module's compiled functions (on a worker); data scanned as by
+    :func:`chunk_acc` (bad data are named; a bad x is the solver's business)."""
     mod = load(spec)
     cols = _columns(blocks, names, where, scan)
-    n, m = cols[0].shape[0], int(mod.M_PER_SAMPLE)
-    if what in ("residuals", "jacobian"):
-        J, r = np.empty((n * m, x.shape[0])), np.empty(n * m)
+    n, m, P = cols[0].shape[0], int(mod.M_PER_SAMPLE), x.shape[0]
+    if what == "normal":
+        A, g = np.empty((P, P)), np.empty(P)
+        rtr = mod.normal(x, A, g, None, None, *cols)
+        got = np.concatenate([A.ravel(), g, [rtr]])
+    elif what in ("residuals", "jacobian"):
+        J, r = np.empty((n * m, P)), np.empty(n * m)
         mod.rows(x, 0, n, J, r, *cols)
         got = r if what == "residuals" else J
     elif what == "vjp":
         got = mod.vjp(x, np.ascontiguousarray(w[where[1] * m:(where[1] + n) * m]),
-                      np.empty(x.shape[0]), *cols)
+                      np.empty(P), *cols)
     else:
         got = mod.jvp(x, w, np.empty(n * m), *cols)
         if what == "gn":
-            got = mod.vjp(x, got, np.empty(x.shape[0]), *cols)
+            got = mod.vjp(x, got, np.empty(P), *cols)
     if not np.isfinite(got).all():
         check_finite(cols, names, where)
     return got
