@@ -2,10 +2,9 @@
 
 Pass Dask arrays or Dask DataFrame columns as data and every kernel call runs as a map-reduce
 (see :mod:`symgrad.distributed.kernel`): ``f.value(x, t=dask_t, y=dask_y)``, and ``f.bind(...)``
-returns a :class:`DaskBound` (alias ``DaskKernel``; ``persist()`` keeps the columns in cluster
-memory, held by one actor per worker that serves calls directly, see
-:mod:`symgrad.distributed.resident`; calling it gives ``(value, grad)``, so
-``sg.minimize(fb, x0, optimizer=...)`` works, L-BFGS included).
+returns a :class:`DaskBound` (``persist()`` keeps the columns in cluster memory, held by one
+actor per worker that serves calls directly, see :mod:`symgrad.distributed.resident`; calling
+it gives ``(value, grad)``, so ``sg.minimize(fb, x0, optimizer=...)`` works, L-BFGS included).
 Workers receive the generated module's text, not the SymPy expression
 (:mod:`symgrad.distributed.worker`). Needs the ``symgrad[dask]`` extra.
 

@@ -48,8 +48,7 @@ def bind_array(kernel, data: Mapping, batch=None, *,
                         "(X[idx]) or use DaskKernel.on_chunks / symgrad.distributed.sgd")
     parts = _split(kernel)
     check_names(data, kernel.data_names, "data array")
-    chunks = aligned(data, kernel.data_names, kernel.data_shapes)
-    chunks = chunks.sized()
+    chunks = aligned(data, kernel.data_names, kernel.data_shapes).sized()
     fb = DaskBound(kernel, chunks, ArrayPart(parts, chunks))
     return fb.persist() if persist else fb
 

@@ -19,18 +19,16 @@ import numpy as np
 from .columns import Chunks
 from .worker import ModuleSpec, Unplaced, add, scan_chunk
 
-__all__ = ["FAN_IN", "DaskBound", "hessian_from_hvp", "map_reduce", "raise_placed",
-           "reduce_chunks"]
+__all__ = ["FAN_IN", "DaskBound", "hessian_from_hvp", "map_reduce", "raise_placed"]
 
 #: Rows summed per task of the reduction tree.
 FAN_IN = 8
 
 
 class DaskBound:
-    """A kernel bound to Dask columns: the methods of an in-memory bound kernel (``value``,
-    ``value_and_grad``, ``grad``, ``hvp``, ``hessian``; calling it gives ``(value, grad)``, so
-    it is a plain objective for :func:`symgrad.minimize`), ``persist()``, ``on_chunks(which)``
-    and :func:`symgrad.distributed.sgd`."""
+    """A kernel bound to Dask columns: an in-memory bound kernel's methods (calling it gives
+    ``(value, grad)``: an objective for :func:`symgrad.minimize`), ``persist()``, ``on_chunks``
+    (for :func:`symgrad.distributed.sgd`)."""
 
     def __init__(self, kernel, chunks: Chunks, part) -> None:
         self.kernel, self.chunks, self.part = kernel, chunks, part
@@ -84,24 +82,20 @@ class DaskBound:
         return out
 
     def reduce(self, chunk: Callable, *args, **kwargs) -> np.ndarray:
-        """``sum over chunks of chunk(spec, *args, where, *blocks, **kwargs)``, on the cluster
-        (:func:`map_reduce`)."""
-        return reduce_chunks(self, chunk, *args, **kwargs)
+        """:func:`map_reduce` of ``chunk`` on the chunks, first regrouping them when a worker
+        holding them was lost (so later calls are direct again)."""
+        self.chunks = self.chunks.recovered()
+        return map_reduce(self.spec, self.chunks, chunk, *args, **kwargs)
 
-    # -- the checks of the in-memory kernel -----------------------------------------------------
     def _x(self, x, what: str = "x", size: int | None = None) -> np.ndarray:
         return self.kernel._x(x, what, size)
 
-    def _out(self, out, shape: tuple, inputs) -> np.ndarray:
-        return self.kernel._out(out, shape, "out", inputs)
-
-    # -- the value family ---------------------------------------------------------------------
     def value(self, x, /) -> float:
         return float(self.part.e(self, self._x(x)))
 
     def value_and_grad(self, x, /, out=None) -> tuple[float, np.ndarray]:
         x = self._x(x)
-        out = self._out(out, x.shape, [("x", x)])
+        out = self.kernel._out(out, x.shape, "out", [("x", x)])
         return float(self.part.g(self, x, out)), out
 
     __call__ = value_and_grad
@@ -112,13 +106,13 @@ class DaskBound:
     def hvp(self, x, v, /, out=None) -> np.ndarray:
         x = self._x(x)
         v = self._x(v, "v", x.shape[0])
-        out = self._out(out, x.shape, [("x", x), ("v", v)])
+        out = self.kernel._out(out, x.shape, "out", [("x", x), ("v", v)])
         self.part.h(self, x, v, out)
         return out
 
     def hessian(self, x, /, out=None) -> np.ndarray:
         x = self._x(x)
-        out = self._out(out, (x.shape[0], x.shape[0]), [("x", x)])
+        out = self.kernel._out(out, (x.shape[0],) * 2, "out", [("x", x)])
         self.part.H(self, x, out)
         return out
 
@@ -136,13 +130,6 @@ def hessian_from_hvp(n: int, hvp: Callable[[int, np.ndarray, np.ndarray], None],
         e[j] = 0.0
     out[...] = 0.5 * (out + out.T)
     return out
-
-
-def reduce_chunks(owner, chunk: Callable, *args, **kwargs) -> np.ndarray:
-    """:func:`map_reduce` on ``owner.chunks`` (``owner.spec``'s module), first regrouping them
-    when a worker holding them was lost (so later calls are direct again)."""
-    owner.chunks = owner.chunks.recovered()
-    return map_reduce(owner.spec, owner.chunks, chunk, *args, **kwargs)
 
 
 def map_reduce(spec: ModuleSpec, c: Chunks, chunk: Callable, *args, **kwargs) -> np.ndarray:

@@ -24,11 +24,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .bound import FAN_IN, DaskBound, hessian_from_hvp, map_reduce, reduce_chunks
+from .bound import FAN_IN, DaskBound, hessian_from_hvp, map_reduce
 from .columns import aligned
 from .worker import ModuleSpec, chunk_acc
 
-__all__ = ["FAN_IN", "DaskKernel", "bind", "map_reduce", "reduce_chunks"]
+__all__ = ["FAN_IN", "DaskKernel", "bind", "map_reduce"]
 
 #: The Dask bound kernel of every kind (the name of the scalar one, kept).
 DaskKernel = DaskBound

@@ -68,8 +68,7 @@ class DaskResiduals(DaskBound):
 
     def __init__(self, kernel, chunks) -> None:
         super().__init__(kernel, chunks, ResidualPart(kernel))
-        #: Residuals per sample.
-        self.m: int = kernel.m
+        self.m: int = kernel.m  # residuals per sample
 
     def n_residuals(self) -> int:
         return self.n_samples * self.m

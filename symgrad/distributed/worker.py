@@ -100,7 +100,7 @@ def _as_float(block) -> np.ndarray:
 
 class Unplaced(ValueError):
     """A non-finite data value in a chunk whose first sample the worker does not know (unknown
-    chunk sizes): the client finds that sample and names the row (:func:`.kernel.map_reduce`)."""
+    chunk sizes): the client finds that sample and names the row (:func:`.bound.map_reduce`)."""
 
     def __init__(self, chunk: int) -> None:
         super().__init__(f"a data column has a non-finite value in chunk {chunk}")
