@@ -187,6 +187,11 @@ def test_least_squares_on_dask_data_gives_the_in_memory_fit(data):
     np.testing.assert_allclose(A, A0, rtol=1e-12)
     np.testing.assert_allclose(g, g0, rtol=1e-12)
     assert rtr == pytest.approx(rtr0, rel=1e-12)
+    held = rk.bind(t=t, y=y).persist()  # the holders slice u at each chunk's first sample
+    u, v = np.cos(tn), np.array([0.3, -0.2, 1.0])
+    np.testing.assert_allclose(held.vjp(x0, u), rk.vjp(x0, u, t=tn, y=yn), rtol=1e-9)
+    np.testing.assert_allclose(held.jvp(x0, v), rk.jvp(x0, v, t=tn, y=yn), rtol=1e-12,
+                               atol=1e-14)
     lazy_t, lazy_y = columns(200_000, 25_000, seed=3)  # generated on the workers, then kept
     lazy = sg.least_squares(rk, x0, data={"t": lazy_t, "y": lazy_y})
     assert lazy.success and lazy._objective.k.chunks.groups is not None
