@@ -165,6 +165,7 @@ def test_array_residuals_have_the_one_interface(array_residuals, bound):
     k = rk.bind(**data) if bound else rk
     if bound:
         assert type(k) is sg.BoundResiduals and k.n_samples == 40 and k.n_residuals() == 80
+        assert [c.shape for c in k.cols] == [(40, 3), (40, 2)]  # the data, in data_names order
     assert is_kernel(k) and isinstance(k, LossKernel) and k.kind == "residual"
     for m in (*MEMBERS, "residuals", "jacobian", "jvp", "vjp", "normal", "rows"):
         assert hasattr(k, m), f"array residuals (bound={bound}) lack {m}"

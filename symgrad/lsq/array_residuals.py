@@ -4,9 +4,10 @@ An array expression that keeps the sample axis (shape ``(N, *shape)``) is a resi
 ``m = prod(shape)`` entries per sample, flattened sample-major and in C order within a sample
 (sample ``i`` owns rows ``i*m .. i*m+m-1``). It compiles as a model
 (:func:`symgrad.arrays.model.compile_model`: the generated ``predict``, ``jvp`` and
-``jacobian``), and :class:`ArrayResiduals` gives it the interface of
-:class:`~symgrad.lsq.kernel.ResidualKernel`, so every method, robust loss, bound, weight and
-statistic of :func:`symgrad.least_squares` applies unchanged.
+``jacobian``), and :class:`ArrayResiduals` is a :class:`~symgrad.lsq.kernel.ResidualKernel`
+that runs them (``bind`` gives the one ``BoundResiduals``; the loss ``½‖r‖²`` comes with it),
+so every method, robust loss, bound, weight and statistic of :func:`symgrad.least_squares`
+applies unchanged.
 
 ``normal`` never stores J: the samples run in blocks (256-2048 samples, ``block * m * P``
 numbers at most about a megabyte); each block's rows of J and r are computed by the model's
