@@ -76,3 +76,17 @@ def test_dask_errors_name_the_array_and_row(problem):
     with pytest.raises(NotImplementedError, match="method='lm' or 'gn'"):
         sg.least_squares(kernel, np.zeros(kernel.n_params), data=ddata, method="precise",
                          fallback=False)
+
+
+def test_dask_bound_checks_x_and_out_like_the_in_memory_one(problem):
+    kernel, _, ddata = problem
+    bound = kernel.bind(**ddata)
+    x = np.full(kernel.n_params, 0.1)
+    out = np.empty(500 * K)
+    assert bound.residuals(x, out) is out
+    with pytest.raises(ValueError, match=r"out must be a .*shape \(1500,\)"):
+        bound.residuals(x, np.empty(7))  # was silently broadcast (or a NumPy error)
+    with pytest.raises(ValueError, match=r"out must be a .*shape \(1500, 9\)"):
+        bound.jacobian(x, np.empty((1500, 8)))
+    with pytest.raises(ValueError, match=r"\bx\b"):
+        bound.normal(np.zeros(3))

@@ -131,3 +131,115 @@ def test_labels_of_array_kernel_name_each_entry(kernels):
     f, _ = kernels["array"]
     assert f.labels == ("w[0]", "w[1]")
     assert f.shapes == {"w": (2,)}
+
+
+# -- array residuals (W @ X + b - Y per sample) are the same ResidualKernel ---------------------
+XA = RNG.normal(size=(40, 3))
+YA = RNG.normal(size=(40, 2))
+
+
+@pytest.fixture(scope="module")
+def array_residuals():
+    W = sg.params("W", shape=(2, 3))
+    b = sg.params("b", shape=(2,))
+    X, Yd = sg.data("X", shape=(3,)), sg.data("Y", shape=(2,))
+    rk = sg.lsq.as_kernel(W @ X + b - Yd)
+    # block=7: several blocks (and a short last one) in every block pass
+    return sg.lsq.array_residuals.ArrayResiduals(rk.model, block=7), dict(X=XA, Y=YA)
+
+
+def _numpy_residuals(x):
+    W, b = x[:6].reshape(2, 3), x[6:]
+    r = (XA @ W.T + b - YA).ravel()
+    J = np.zeros((40, 2, 8))
+    for k in range(2):
+        J[:, k, 3 * k:3 * k + 3] = XA
+        J[:, k, 6 + k] = 1.0
+    return r, J.reshape(80, 8)
+
+
+@pytest.mark.parametrize("bound", [False, True])
+def test_array_residuals_have_the_one_interface(array_residuals, bound):
+    rk, data = array_residuals
+    assert isinstance(rk, sg.ResidualKernel) and isinstance(rk, sg.Kernel)
+    k = rk.bind(**data) if bound else rk
+    if bound:
+        assert type(k) is sg.BoundResiduals and k.n_samples == 40 and k.n_residuals() == 80
+        assert [c.shape for c in k.cols] == [(40, 3), (40, 2)]  # the data, in data_names order
+    assert is_kernel(k) and isinstance(k, LossKernel) and k.kind == "residual"
+    for m in (*MEMBERS, "residuals", "jacobian", "jvp", "vjp", "normal", "rows"):
+        assert hasattr(k, m), f"array residuals (bound={bound}) lack {m}"
+    assert k.n_params == 8 and k.labels[0] == "W[0, 0]" and k.labels[-1] == "b[1]"
+    x = RNG.normal(size=8)
+    assert np.array_equal(k.pack(**k.unpack(x)), x)
+    assert "W" in k.formulas()
+
+
+def test_array_residuals_bound_and_unbound_agree_bitwise(array_residuals):
+    rk, data = array_residuals
+    fb = rk.bind(**data)
+    x, v = RNG.normal(size=8), RNG.normal(size=8)
+    assert fb.value(x) == rk.value(x, **data)
+    assert np.array_equal(fb.grad(x), rk.grad(x, **data))
+    assert np.array_equal(fb.hvp(x, v), rk.hvp(x, v, **data))
+    assert np.array_equal(fb.hessian(x), rk.hessian(x, **data))
+    assert np.array_equal(fb.residuals(x), rk.residuals(x, **data))
+    assert np.array_equal(fb.jacobian(x), rk.jacobian(x, **data))
+    for a, b in zip(fb.normal(x), rk.normal(x, **data), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_array_residuals_are_the_half_squared_norm_loss(array_residuals):
+    rk, data = array_residuals
+    x, v = RNG.normal(size=8), RNG.normal(size=8)
+    r, J = _numpy_residuals(x)
+    np.testing.assert_allclose(rk.residuals(x, **data), r, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(rk.jacobian(x, **data), J, rtol=0, atol=0)
+    assert rk.value(x, **data) == pytest.approx(0.5 * r @ r, rel=1e-13)
+    val, g = rk.value_and_grad(x, **data)
+    assert val == rk.value(x, **data)
+    np.testing.assert_allclose(g, J.T @ r, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rk.hvp(x, v, **data), J.T @ (J @ v), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rk.hessian(x, **data), J.T @ J, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rk.jvp(x, v, **data), J @ v, rtol=1e-12, atol=1e-12)
+    u = RNG.normal(size=80)
+    np.testing.assert_allclose(rk.vjp(x, u, **data), J.T @ u, rtol=1e-12, atol=1e-12)
+    JtJ, Jtr, rtr = rk.normal(x, **data)
+    np.testing.assert_allclose(JtJ, J.T @ J, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Jtr, J.T @ r, rtol=1e-12, atol=1e-12)
+    assert rtr == pytest.approx(r @ r, rel=1e-13)
+    Jr, rr = rk.rows(x, 5, 19, **data)
+    np.testing.assert_allclose(Jr, J[10:38], rtol=0, atol=0)
+    np.testing.assert_allclose(rr, r[10:38], rtol=1e-13, atol=1e-13)
+
+
+def test_array_residuals_take_a_batch(array_residuals):
+    rk, data = array_residuals
+    x = RNG.normal(size=8)
+    idx = np.array([3, 17, 11])
+    full = rk.residuals(x, **data).reshape(40, 2)
+    np.testing.assert_array_equal(rk.residuals(x, batch=idx, **data), full[idx].ravel())
+    assert rk.n_residuals(batch=slice(0, 5), **data) == 10
+    assert rk.value(x, batch=slice(0, 5), **data) == pytest.approx(
+        0.5 * np.sum(full[:5] ** 2), rel=1e-14)
+
+
+def test_check_grad_takes_array_residuals(array_residuals):
+    rk, data = array_residuals
+    x = RNG.normal(size=8)
+    assert sg.check_grad(rk, x, data=data).ok
+    assert sg.check_grad(rk.bind(**data), x).ok
+    exact = sg.check_grad(rk, x, data=data, method="exact")  # unrolled from the array graph
+    assert exact.ok
+
+
+def test_array_residuals_name_a_nan_row_bound_or_not(array_residuals):
+    rk, data = array_residuals
+    bad = {k: v.copy() for k, v in data.items()}
+    fb = rk.bind(**bad)
+    bad["X"][6, 1] = np.nan  # written into the bound array after bind: still named
+    x = RNG.normal(size=8)
+    with pytest.raises(ValueError, match=r"'X'.*row 6"):
+        fb.grad(x)
+    with pytest.raises(ValueError, match=r"'X'.*row 6"):
+        rk.normal(x, **bad)

@@ -61,6 +61,8 @@ def _param_symbols(k: Any, expr: Any, n: int) -> list[Any]:
             f"method='exact' needs one named parameter per entry of x: f.params has "
             f"{len(params)} names, x has {n} entries"
         )
+    if not isinstance(expr, sympy.Basic):  # an array expression (array residuals)
+        raise NotImplementedError("f.expr is an array expression, not a SymPy expression")
     by_name = {s.name: s for s in expr.free_symbols if isinstance(s, sympy.Symbol)}
     extra = sorted(set(by_name) - set(params))
     if extra:

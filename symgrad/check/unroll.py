@@ -141,13 +141,19 @@ def _dispatch(k: Any, x: np.ndarray, data: Mapping[str, Any] | None, order: int
 
 def _array_loss(k: Any, x: np.ndarray, data: dict, order: int
                 ) -> tuple[sp.Expr, list[sp.Symbol]]:
-    prob = k.problem
+    value, syms = _array_value(k, k.problem, k.problem.loss, x, data, order)
+    return sp.sympify(value), syms
+
+
+def _array_value(k: Any, prob: Any, root: Any, x: np.ndarray, data: dict, order: int
+                 ) -> tuple[Any, list[sp.Symbol]]:
+    """The array graph ``root`` of ``prob`` on the data, in one symbol per entry of ``x``."""
     if x.size != prob.size:
         raise ValueError(f"x has {x.size} entries; the loss packs {prob.size}")
     names = tuple(d.name for d in prob.data)
     cols, n = _columns(data, names, tuple(d.name for d in prob.data if d.per_sample))
     n = n or 0
-    _too_big(work(prob.loss, n), x.size, order, f"{n} samples of the array graph")
+    _too_big(work(root, n), x.size, order, f"{n} samples of the array graph")
     syms = _symbols(x.size)
     env: dict[str, np.ndarray] = {}
     for p, o in zip(prob.params, prob.offsets(), strict=True):
@@ -161,7 +167,7 @@ def _array_loss(k: Any, x: np.ndarray, data: dict, order: int
         else:
             env[d.name] = np.vectorize(_float, otypes=[object])(a) if a.size else a.astype(object)
     smooth = Smoother(_point(syms, x), _policy(k))
-    return sp.sympify(interpret(prob.loss, env, n, smooth)), syms
+    return interpret(root, env, n, smooth), syms
 
 
 # -- residuals ------------------------------------------------------------------------------
@@ -185,6 +191,9 @@ def _residual_loss(k: Any, x: np.ndarray, data: dict, order: int
 
 def _residuals(k: Any, x: np.ndarray, data: dict, order: int
                ) -> tuple[list[sp.Expr], list[sp.Symbol]]:
+    if hasattr(k, "model"):  # array residuals: the model's outputs, sample-major
+        out, syms = _array_value(k, k.model.problem, k.model.problem.output, x, data, order)
+        return list(np.asarray(out, dtype=object).ravel()), syms
     prob = k.problem
     params = list(prob.params)
     if len(params) != x.size:

@@ -93,12 +93,6 @@ class DaskArrayResiduals:
         self.data = dict(zip(keys, dask.persist(*self.data.values()), strict=True))
         return self
 
-    def _x(self, x) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        if x.ndim != 1 or x.shape[0] != self.n_params:
-            raise ValueError(f"x must have {self.n_params} entries, got shape {x.shape}")
-        return x
-
     def _map(self, what: str, x: np.ndarray, js=None, rs=None) -> list[np.ndarray]:
         """One ``_chunk`` task per chunk, computed where the chunks are."""
         import dask
@@ -115,7 +109,7 @@ class DaskArrayResiduals:
 
     def normal(self, x, jscale=None, rscale=None) -> tuple[np.ndarray, np.ndarray, float]:
         """``(JᵀJ, Jᵀr, rᵀr)``: each chunk's block pass on its worker, summed compensated."""
-        x = self._x(x)
+        x = self.kernel._x(x)
         js, rs = (None if v is None else np.ascontiguousarray(v, dtype=np.float64)
                   for v in (jscale, rscale))
         P = self.n_params
@@ -124,21 +118,21 @@ class DaskArrayResiduals:
             neumaier(acc, err, row)
         return split(acc + err, P)
 
+    def _gather(self, what: str, x, out) -> np.ndarray:
+        x = self.kernel._x(x)
+        M, P = self.n_residuals(), self.n_params
+        out = self.kernel._out(out, (M,) if what == "residuals" else (M, P), "out",
+                               [("x", x)])
+        out[...] = np.concatenate(self._map(what, x))
+        return out
+
     def residuals(self, x, out=None) -> np.ndarray:
         """The residual vector ``(M,)``, gathered on the client."""
-        got = np.concatenate(self._map("residuals", self._x(x)))
-        if out is not None:
-            out[...] = got
-            return out
-        return got
+        return self._gather("residuals", x, out)
 
     def jacobian(self, x, out=None) -> np.ndarray:
         """The Jacobian ``(M, P)``, gathered on the client (only when asked)."""
-        got = np.concatenate(self._map("jacobian", self._x(x)))
-        if out is not None:
-            out[...] = got
-            return out
-        return got
+        return self._gather("jacobian", x, out)
 
     def rows(self, x, lo: int, hi: int):
         raise NotImplementedError("method='precise' streams the rows of J to this process: not "

@@ -4,9 +4,10 @@ An array expression that keeps the sample axis (shape ``(N, *shape)``) is a resi
 ``m = prod(shape)`` entries per sample, flattened sample-major and in C order within a sample
 (sample ``i`` owns rows ``i*m .. i*m+m-1``). It compiles as a model
 (:func:`symgrad.arrays.model.compile_model`: the generated ``predict``, ``jvp`` and
-``jacobian``), and :class:`ArrayResiduals` gives it the interface of
-:class:`~symgrad.lsq.kernel.ResidualKernel`, so every method, robust loss, bound, weight and
-statistic of :func:`symgrad.least_squares` applies unchanged.
+``jacobian``), and :class:`ArrayResiduals` is a :class:`~symgrad.lsq.kernel.ResidualKernel`
+that runs them (``bind`` gives the one ``BoundResiduals``; the loss ``½‖r‖²`` comes with it),
+so every method, robust loss, bound, weight and statistic of :func:`symgrad.least_squares`
+applies unchanged.
 
 ``normal`` never stores J: the samples run in blocks (256-2048 samples, ``block * m * P``
 numbers at most about a megabyte); each block's rows of J and r are computed by the model's
@@ -26,19 +27,19 @@ compensation. The blocks depend on N, m and P only, never on threads.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..argcheck import as_out, as_vector, data_inputs, no_positional
+from ..arrays.kernel import ArrayKernel
 from ..derive import KinkPolicy
 from ..distributed.detect import has_dask
 from ..errors import ProblemError
+from ..runtime.base import Kernel
 from .blocksums import neumaier, normal_sums, split
+from .kernel import ResidualKernel
 
-__all__ = ["ArrayResiduals", "BoundArrayResiduals", "compile_array_residuals",
-           "is_array_residual"]
+__all__ = ["ArrayResiduals", "compile_array_residuals", "is_array_residual"]
 
 #: Numbers of J (``block * m * P``) a block of the fused pass aims at (about 1 MB).
 TARGET = 2**17
@@ -86,20 +87,24 @@ def compile_array_residuals(resid, params: Sequence | None = None, data=None, *,
     return ArrayResiduals(model, block=block)
 
 
-class ArrayResiduals:
-    """Per-sample residual vectors of an array model and their exact Jacobian, with the
-    interface of :class:`~symgrad.lsq.kernel.ResidualKernel` (data arrays by name, one row per
-    sample; every method also exists on :meth:`bind`'s result without the data keywords)."""
+class ArrayResiduals(ResidualKernel):
+    """Per-sample residual vectors of an array model and their exact Jacobian: a
+    :class:`~symgrad.lsq.kernel.ResidualKernel` (and so the loss ``½‖r‖²``) whose residual
+    family runs the model's ``predict``, ``jvp`` and ``jacobian`` block by block. Data are
+    arrays by name, one row per sample (``batch=`` selects samples)."""
 
-    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
-    kind: str = "residual"
+    _data_kind = "data array"
+    # the model's arrays are validated and named as an array loss's (one definition)
+    _columns = ArrayKernel._columns
+    _name_non_finite = ArrayKernel._name_non_finite
+    _raise_overflow = ArrayKernel._raise_overflow
 
     def __init__(self, model, block: int | None = None) -> None:
         if model.dtype != np.float64:
             raise ValueError("least squares runs in float64: compile the model with float64")
         #: The compiled model whose outputs are the residuals.
         self.model = model
-        self.expr = model.expr
+        self.expr, self.policy = model.expr, model.policy
         #: One name per entry of x (``W[0, 1]``, ``b[2]``, ``a``), in packing order.
         self.params: tuple[str, ...] = tuple(model.labels)
         self.n_params: int = model.n_params
@@ -108,6 +113,10 @@ class ArrayResiduals:
         self.shape: tuple[int, ...] = model.shape
         self.m: int = math.prod(self.shape)
         self.data_names: tuple[str, ...] = model.data_names
+        self._scan_always = model._scan_always
+        self._sampled = model._sampled  # read by the borrowed _name_non_finite
+        self._pick = [name in model._sampled for name in self.data_names]
+        self._first = self._pick.index(True)
         if block is None:
             block = min(MAX_BLOCK, max(MIN_BLOCK, TARGET // max(1, self.m * self.n_params)))
         elif isinstance(block, bool) or not isinstance(block, int) or block < 1:
@@ -120,187 +129,85 @@ class ArrayResiduals:
         return (f"<symgrad.ArrayResiduals params=({ps}), m={self.m} (shape {self.shape}), "
                 f"data=({', '.join(self.data_names)})>")
 
-    def pack(self, **arrays) -> np.ndarray:
-        """The flat ``x`` from one array per parameter (by name)."""
-        return self.model.pack(**arrays)
+    def formulas(self) -> str:
+        """The residuals as straight-line array formulas."""
+        return self.model.formulas()
 
-    def unpack(self, x) -> dict[str, np.ndarray]:
-        """Views of ``x`` per parameter, in their shapes."""
-        return self.model.unpack(x)
-
-    def bind(self, **data) -> BoundArrayResiduals:
-        """Validate and convert the data arrays once; the result has the same methods
-        without data keywords."""
+    def bind(self, **data):
         if has_dask(data):  # arrays on a Dask cluster: the block pass runs per chunk there
             from .array_dask import bind_dask
 
             return bind_dask(self, data)
-        cols, n = self.model._columns(data)
-        if n is None or n == 0:
-            raise ValueError("the data arrays hold no samples: least squares needs at least one")
-        if self.model._scan_always:
-            self.model._name_non_finite(dict(zip(self.data_names, cols, strict=True)))
-        return BoundArrayResiduals(self, cols, n)
+        return Kernel.bind(self, **data)
 
-    def n_residuals(self, *extra, **data) -> int:
-        """``M = N*m``."""
-        no_positional(extra, self.data_names, "n_residuals")
-        return self.bind(**data).n_residuals()
-
-    def residuals(self, x, /, out=None, *extra, **data) -> np.ndarray:
-        """The residual vector ``(M,)``, sample-major."""
-        no_positional(extra, self.data_names, "residuals")
-        return self.bind(**data).residuals(x, out)
-
-    def jacobian(self, x, /, out=None, *extra, **data) -> np.ndarray:
-        """The Jacobian ``(M, P)`` (materialised; prefer :meth:`normal` for large M)."""
-        no_positional(extra, self.data_names, "jacobian")
-        return self.bind(**data).jacobian(x, out)
-
-    def jvp(self, x, v, /, *extra, **data) -> np.ndarray:
-        """``J v`` ``(M,)`` without forming J."""
-        no_positional(extra, self.data_names, "jvp")
-        return self.bind(**data).jvp(x, v)
-
-    def vjp(self, x, u, /, *extra, **data) -> np.ndarray:
-        """``J^T u`` ``(P,)``, block by block."""
-        no_positional(extra, self.data_names, "vjp")
-        return self.bind(**data).vjp(x, u)
-
-    def normal(self, x, /, jscale=None, rscale=None, *extra,
-               **data) -> tuple[np.ndarray, np.ndarray, float]:
-        """``(J^T J, J^T r, r^T r)`` (rows scaled by ``jscale`` and ``rscale``, as
-        :meth:`ResidualKernel.normal <symgrad.lsq.kernel.ResidualKernel.normal>`) in one pass
-        over blocks of samples that never stores J."""
-        no_positional(extra, self.data_names, "normal")
-        return self.bind(**data).normal(x, jscale, rscale)
-
-    def rows(self, x, lo: int, hi: int, /, *extra, **data) -> tuple[np.ndarray, np.ndarray]:
-        """Jacobian rows ``((hi-lo)*m, P)`` and residuals of samples ``lo..hi-1``."""
-        no_positional(extra, self.data_names, "rows")
-        return self.bind(**data).rows(x, lo, hi)
-
-
-class BoundArrayResiduals:
-    """An :class:`ArrayResiduals` with its data validated once (``kernel.bind(...)``)."""
-
-    #: What the kernel computes: "scalar" | "array" (losses), "residual", "model".
-    kind: str = "residual"
-
-    def __init__(self, kernel: ArrayResiduals, cols: list[np.ndarray], n: int) -> None:
-        self.kernel, self.cols = kernel, cols
-        self.params, self.n_params, self.m = kernel.params, kernel.n_params, kernel.m
-        self.data_names: tuple[str, ...] = ()
-        #: Number of samples.
-        self.n_samples: int = n
-        self._M = n * kernel.m
-        self._model = kernel.model
-        self._sampled = [name in self._model._sampled for name in kernel.data_names]
-        self._inputs = data_inputs(dict(zip(kernel.data_names, cols, strict=True)),
-                                   "data array")
-
-    def __repr__(self) -> str:
-        return f"<symgrad.BoundArrayResiduals M={self._M} of {self.kernel!r}>"
-
-    def n_residuals(self) -> int:
-        return self._M
-
-    # -- helpers -----------------------------------------------------------------------------
-    def _x(self, x, what: str = "x") -> np.ndarray:
-        return as_vector(x, what, self.params, self.n_params)
-
-    def _out(self, out, shape: tuple[int, ...], x: np.ndarray) -> np.ndarray:
-        """A new ``out``, or the caller's checked: shape, C order, and no memory shared with
-        ``x`` or the data (the arrays are the caller's: bound without a copy)."""
-        return as_out(out, shape, "out", inputs=[("x", x), *self._inputs], contiguous=True)
-
-    def _args(self, lo: int, hi: int) -> tuple:
-        """The compiled functions' data arguments for samples ``lo..hi-1``."""
-        return (self._model.dims, *(c[lo:hi] if s else c
-                                    for c, s in zip(self.cols, self._sampled, strict=True)))
-
-    def _blocks(self, lo: int = 0, hi: int | None = None):
-        hi = self.n_samples if hi is None else hi
-        for a in range(lo, hi, self.kernel.block):
-            yield a, min(hi, a + self.kernel.block)
-
-    def _fill(self, name: str, x, extra: tuple, out: np.ndarray, lo: int, hi: int) -> None:
-        """``out`` (rows ``lo..hi-1`` of the samples, per-sample shape and any trail) by the
-        model's compiled ``name``, block by block."""
-        for a, b in self._blocks(lo, hi):
-            self._model._run(name, x, (*extra, out[a - lo:b - lo]), self._args(a, b))
-
-    def _checked(self, *results):
-        """``results`` when finite; else the error naming the first non-finite datum (NaN
-        from finite data, ``log`` of a negative, is returned as it is)."""
-        if not all(np.isfinite(r).all() for r in results):
-            self._model._name_non_finite(dict(zip(self.kernel.data_names, self.cols,
-                                                  strict=True)))
-        return results[0] if len(results) == 1 else results
-
-    def _rows(self, x: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        """J rows and residuals of samples ``lo..hi-1`` (no checks)."""
-        k, shape, P = hi - lo, self.kernel.shape, self.n_params
-        J, r = np.empty((k, *shape, P)), np.empty((k, *shape))
-        self._model._run("jacobian", x, (J,), self._args(lo, hi))
-        self._model._run("predict", x, (r,), self._args(lo, hi))
-        return J.reshape(k * self.m, P), r.reshape(k * self.m)
-
-    # -- the interface ---------------------------------------------------------------------
-    def residuals(self, x, out=None) -> np.ndarray:
-        x = self._x(x)
-        r = self._out(out, (self._M,), x)
-        self._fill("predict", x, (), r.reshape(self.n_samples, *self.kernel.shape), 0,
-                   self.n_samples)
-        return self._checked(r)
-
-    def jacobian(self, x, out=None) -> np.ndarray:
-        x = self._x(x)
-        J = self._out(out, (self._M, self.n_params), x)
-        self._fill("jacobian", x, (), J.reshape(self.n_samples, *self.kernel.shape,
-                                                self.n_params), 0, self.n_samples)
-        return self._checked(J)
-
-    def jvp(self, x, v) -> np.ndarray:
-        x, v = self._x(x), self._x(v, "v")
-        out = np.empty((self.n_samples, *self.kernel.shape))
-        self._fill("jvp", x, (v,), out, 0, self.n_samples)
-        return self._checked(out.reshape(self._M))
-
-    def vjp(self, x, u) -> np.ndarray:
-        x = self._x(x)
-        u = as_vector(u, "u (one weight per residual)", "", self._M)
-        acc, err = np.zeros(self.n_params), np.zeros(self.n_params)
-        for a, b in self._blocks():
-            J, _ = self._rows(x, a, b)
-            neumaier(acc, err, J.T @ u[a * self.m:b * self.m])
-        return self._checked(acc + err)
-
-    def normal(self, x, jscale=None, rscale=None) -> tuple[np.ndarray, np.ndarray, float]:
-        x = self._x(x)
-        js = None if jscale is None else as_vector(jscale, "jscale (one per residual)", "",
-                                                   self._M)
-        rs = None if rscale is None else as_vector(rscale, "rscale (one per residual)", "",
-                                                   self._M)
-        A, g, rtr = split(normal_sums(self._rows, x, self.n_samples, self.m, self.kernel.block,
-                                      js, rs), self.n_params)
-        self._checked(A, g, np.array(rtr))
-        return A, g, rtr
-
-    def rows(self, x, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    # -- data: the model's arrays --------------------------------------------------------------
+    def data_args(self, data: Mapping | None = None, batch=None, *, scan: bool = True) -> tuple:
+        """``(dims, *arrays)`` in :attr:`data_names` order (the rows of ``batch`` gathered)."""
+        if has_dask(data or {}):
+            raise TypeError("Dask arrays go to bind(...) or sg.least_squares, which run the "
+                            "block pass where the chunks are")
         try:
-            lo, hi = operator.index(lo), operator.index(hi)
-        except TypeError:
-            raise TypeError("rows(x, lo, hi): lo and hi must be integers") from None
-        if not 0 <= lo <= hi <= self.n_samples:
-            raise ValueError(f"rows(x, lo, hi): need 0 <= lo <= hi <= {self.n_samples} (the "
-                             f"number of samples), got lo={lo}, hi={hi}")
-        x = self._x(x)
-        J, r = np.empty(((hi - lo) * self.m, self.n_params)), np.empty((hi - lo) * self.m)
-        for a, b in self._blocks(lo, hi):
-            J[(a - lo) * self.m:(b - lo) * self.m], r[(a - lo) * self.m:(b - lo) * self.m] = \
-                self._rows(x, a, b)
-        return self._checked(J, r)
+            args = ArrayKernel.data_args(self.model, data, batch, scan=False)
+        except ValueError as exc:
+            if "empty" not in str(exc):
+                raise
+            raise ValueError("the data arrays hold no samples: least squares needs at least "
+                             "one") from None
+        if scan:
+            self._name_non_finite(data, batch)
+        return args
+
+    def _samples(self, args: tuple) -> int:
+        return args[1 + self._first].shape[0]
+
+    # -- the residual family by the model's code, block by block -------------------------------
+    def _blocks(self, args: tuple, lo: int = 0, hi: int | None = None):
+        """``(a, b, args of samples a..b-1)`` per block of samples ``lo..hi-1``."""
+        hi = self._samples(args) if hi is None else hi
+        for a in range(lo, hi, self.block):
+            b = min(hi, a + self.block)
+            yield a, b, (args[0], *(c[a:b] if s else c
+                                    for c, s in zip(args[1:], self._pick, strict=True)))
+
+    def _fill(self, name: str, x: np.ndarray, args: tuple, out: np.ndarray, *lead) -> None:
+        """``out`` (one row per sample) by the model's compiled ``name``, block by block."""
+        for a, b, part in self._blocks(args):
+            self.model._run(name, x, part, *lead, out[a:b])
+
+    def _fill_residuals(self, x, r, args: tuple) -> None:
+        self._fill("predict", x, args, r.reshape(-1, *self.shape))
+
+    def _fill_jvp(self, x, v, out, args: tuple) -> None:
+        self._fill("jvp", x, args, out.reshape(-1, *self.shape), v)
+
+    def _fill_rows(self, x, lo: int, hi: int, J, r, args: tuple) -> None:
+        J3 = J.reshape(hi - lo, *self.shape, self.n_params)
+        for a, b, part in self._blocks(args, lo, hi):
+            self.model._run("jacobian", x, part, J3[a - lo:b - lo])
+            if r is not None:
+                self.model._run("predict", x, part, r.reshape(hi - lo, *self.shape)[a - lo:b - lo])
+
+    def _block(self, x, args: tuple, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """J rows and residuals of samples ``lo..hi-1`` (new arrays)."""
+        k = (hi - lo) * self.m
+        J, r = np.empty((k, self.n_params)), np.empty(k)
+        self._fill_rows(x, lo, hi, J, r, args)
+        return J, r
+
+    def _fill_vjp(self, x, u, out, args: tuple) -> None:
+        acc, err, m = np.zeros(self.n_params), np.zeros(self.n_params), self.m
+        for a, b, _ in self._blocks(args):
+            J = np.empty(((b - a) * m, self.n_params))
+            self._fill_rows(x, a, b, J, None, args)
+            neumaier(acc, err, J.T @ u[a * m:b * m])
+        np.add(acc, err, out=out)
+
+    def _sums(self, x, js, rs, args: tuple) -> tuple[np.ndarray, np.ndarray, float]:
+        def rows(x, lo, hi):
+            return self._block(x, args, lo, hi)
+
+        return split(normal_sums(rows, x, self._samples(args), self.m, self.block, js, rs),
+                     self.n_params)
 
 
 def x0_by_name(kernel, x0) -> object:

@@ -195,34 +195,36 @@ class ResidualKernel(Kernel):
     def _residuals(self, x, out, at: At) -> np.ndarray:
         x = self._x(x)
         M = self._samples(at.args) * self.m
-        r = self.module.residuals(x, at.out(out, (M,), "out", ("x", x)), *at.args)
+        r = at.out(out, (M,), "out", ("x", x))
+        self._fill_residuals(x, r, at.args)
         return self._check(at, r)
 
     def _jacobian(self, x, out, at: At) -> np.ndarray:
         x = self._x(x)
         n = self._samples(at.args)
         J = at.out(out, (n * self.m, self.n_params), "out", ("x", x))
-        return self._check(at, self.module.rows(x, 0, n, J, np.empty(n * self.m), *at.args))
+        self._fill_rows(x, 0, n, J, None, at.args)
+        return self._check(at, J)
 
     def _jvp(self, x, v, at: At) -> np.ndarray:
         v = self._vec(v, self.n_params, "v", names=True)
-        M = self._samples(at.args) * self.m
-        return self._check(at, self.module.jvp(self._x(x), v, np.empty(M), *at.args))
+        out = np.empty(self._samples(at.args) * self.m)
+        self._fill_jvp(self._x(x), v, out, at.args)
+        return self._check(at, out)
 
     def _vjp(self, x, u, at: At) -> np.ndarray:
         M = self._samples(at.args) * self.m
         u = self._vec(u, M, "u (one weight per residual)")
-        return self._check(at, self.module.vjp(self._x(x), u, np.empty(self.n_params),
-                                               *at.args))
+        out = np.empty(self.n_params)
+        self._fill_vjp(self._x(x), u, out, at.args)
+        return self._check(at, out)
 
     def _normal(self, x, jscale, rscale, at: At) -> tuple[np.ndarray, np.ndarray, float]:
         x = self._x(x)
         M = self._samples(at.args) * self.m
         js = None if jscale is None else self._vec(jscale, M, "jscale (one per residual)")
         rs = None if rscale is None else self._vec(rscale, M, "rscale (one per residual)")
-        P = self.n_params
-        A, b = np.empty((P, P)), np.empty(P)
-        rtr = float(self.module.normal(x, A, b, js, rs, *at.args))
+        A, b, rtr = self._sums(x, js, rs, at.args)
         self._check(at, A, b, np.array(rtr))
         return A, b, rtr
 
@@ -237,8 +239,28 @@ class ResidualKernel(Kernel):
                              f"samples), got lo={lo}, hi={hi}")
         k = (hi - lo) * self.m
         J, r = np.empty((k, self.n_params)), np.empty(k)
-        self.module.rows(self._x(x), lo, hi, J, r, *at.args)
+        self._fill_rows(self._x(x), lo, hi, J, r, at.args)
         return self._check(at, J, r)
+
+    # -- the compiled residual family (no checks): what a subclass computes differently ------
+    def _fill_residuals(self, x: np.ndarray, r: np.ndarray, args: tuple) -> None:
+        self.module.residuals(x, r, *args)
+
+    def _fill_rows(self, x: np.ndarray, lo: int, hi: int, J: np.ndarray, r, args: tuple) -> None:
+        """J rows (and residuals into ``r`` unless None) of samples ``lo..hi-1``."""
+        self.module.rows(x, lo, hi, J, np.empty(J.shape[0]) if r is None else r, *args)
+
+    def _fill_jvp(self, x: np.ndarray, v: np.ndarray, out: np.ndarray, args: tuple) -> None:
+        self.module.jvp(x, v, out, *args)
+
+    def _fill_vjp(self, x: np.ndarray, u: np.ndarray, out: np.ndarray, args: tuple) -> None:
+        self.module.vjp(x, u, out, *args)
+
+    def _sums(self, x: np.ndarray, js, rs, args: tuple) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(JᵀJ, Jᵀr, rᵀr)`` with rows scaled by ``js``/``rs`` (None: 1), J never stored."""
+        P = self.n_params
+        A, b = np.empty((P, P)), np.empty(P)
+        return A, b, float(self.module.normal(x, A, b, js, rs, *args))
 
     # -- the loss ½‖r‖² ---------------------------------------------------------------------------
     def _value(self, x, at: At) -> float:
@@ -249,14 +271,14 @@ class ResidualKernel(Kernel):
         x = self._x(x)
         out = at.out(out, x.shape, "out", ("x", x))
         r = self._residuals(x, None, at)
-        self.module.vjp(x, r, out, *at.args)
+        self._fill_vjp(x, r, out, at.args)
         return self._checked(at, 0.5 * float(r @ r), out), out
 
     def _hvp(self, x, v, out, at: At) -> np.ndarray:
         x = self._x(x)
         v = self._x(v, "v")
         out = at.out(out, x.shape, "out", ("x", x), ("v", v))
-        self.module.vjp(x, self._jvp(x, v, at), out, *at.args)
+        self._fill_vjp(x, self._jvp(x, v, at), out, at.args)
         return self._check(at, out)
 
     def _hessian(self, x, out, at: At) -> np.ndarray:

@@ -118,7 +118,7 @@ class BoundResiduals(Bound):
     @property
     def cols(self) -> tuple[np.ndarray, ...]:
         """The bound data columns, in ``kernel.data_names`` order."""
-        return self.args
+        return tuple(self.kernel._columns(self.args).values())
 
     def n_residuals(self) -> int:
         return self.n_samples * self.m
