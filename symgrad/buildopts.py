@@ -66,7 +66,8 @@ def kind_of(loss, kind: str | None = None) -> str:
     if kind is None and (isinstance(loss, list | tuple | sp.MatrixBase)):
         raise ProblemError("a loss is one scalar, not a list or Matrix: to compile residuals "
                            "(one entry per residual) pass kind='residual', e.g. "
-                           "sg.compile(resid, kind='residual')")
+                           "sg.compile(resid, kind='residual'); for the exact derivatives of "
+                           "several expressions use sg.jacobian(exprs, wrt)")
     if kind is not None and kind != found:
         raise ProblemError(f"kind={kind!r}, but this is {_WHAT[found]} (kind {found!r}): "
                            "leave kind unset to detect it")

@@ -142,7 +142,7 @@ def _dispatch(k: Any, x: np.ndarray, data: Mapping[str, Any] | None, order: int
 def _array_loss(k: Any, x: np.ndarray, data: dict, order: int
                 ) -> tuple[sp.Expr, list[sp.Symbol]]:
     value, syms = _array_value(k, k.problem, k.problem.loss, x, data, order)
-    return sp.sympify(value), syms
+    return sp.sympify(value, strict=True), syms
 
 
 def _array_value(k: Any, prob: Any, root: Any, x: np.ndarray, data: dict, order: int
