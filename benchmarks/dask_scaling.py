@@ -205,7 +205,7 @@ def overhead(f, chunk: int, repeats: int, n_chunks: int) -> tuple[float, float, 
 
 
 def mlp():
-    from symgrad import losses
+    from symgrad.lang import losses
 
     W1, b1 = sg.params("W1", shape=(16, 4)), sg.params("b1", shape=(16,))
     W2, b2 = sg.params("W2", shape=(3, 16)), sg.params("b2", shape=(3,))

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from report import record
 
 import symgrad as sg
-from symgrad import losses
+from symgrad.lang import losses
 
 FASTMATH = {"reassoc", "contract"}
 
@@ -238,7 +238,7 @@ def main(argv=None) -> None:
           "parallel and BLAS timings suffer most" if load > 0.5 else ""))
     print(f"numba {numba.__version__}, numpy {np.__version__}, threads {numba.get_num_threads()}, "
           f"cpus {os.cpu_count()}, kernel.PARALLEL_THRESHOLD = "
-          f"{sg.kernel.PARALLEL_THRESHOLD}")
+          f"{sg.runtime.scalar.PARALLEL_THRESHOLD}")
 
     rng = np.random.default_rng(0)
     x = np.array([0.5, -9.5, 46.0])

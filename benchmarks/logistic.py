@@ -35,7 +35,7 @@ BUILD = textwrap.dedent("""
     import time
     t0 = time.perf_counter()
     import numpy as np, symgrad as sg
-    from symgrad import losses
+    from symgrad.lang import losses
     t1 = time.perf_counter()
     P = {p}
     w = sg.params("w", shape=(P,))
@@ -96,7 +96,7 @@ def main() -> None:
 def run(bias: bool) -> None:
     """Time value_and_grad without or with a scalar bias c, against NumPy in the same rounds."""
     import symgrad as sg
-    from symgrad import losses
+    from symgrad.lang import losses
 
     rng = np.random.default_rng(0)
     w, c = sg.params("w", shape=(P,)), sg.params("c")

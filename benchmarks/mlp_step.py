@@ -337,7 +337,7 @@ def _anchors(x, Xd, Yd, base) -> None:
     except ImportError:
         print("PyTorch: not installed")
     else:
-        from symgrad.blas import _P
+        from symgrad.runtime.blas import _P
 
         torch.set_num_threads(_P.threads or 1)
         xt = torch.tensor(x, requires_grad=True)

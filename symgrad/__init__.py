@@ -7,18 +7,12 @@
 104.0
 """
 
-from . import distributed, losses, lsq, metrics, testing
+from . import distributed, lsq, metrics, testing
+from .ad.derive import KinkPolicy
 from .api import compile, generate, grad, hessian, jacobian
-from .arrays.graph import ShapeError
-from .arrays.kernel import ArrayKernel
-from .arrays.model_kernel import ModelKernel
-from .arrays.ops import einsum
-from .blas import set_blas_threads
 from .check import GradCheck, HessianCheck, check_grad, check_hessian
-from .derive import KinkPolicy
 from .distributed import DaskKernel
-from .elementwise import abs, cos, cosh, erf, exp, log, max, sin, sinh, sqrt, tan, tanh
-from .functions import (
+from .ir.functions import (
     expm1,
     log1p,
     log_softmax,
@@ -28,12 +22,19 @@ from .functions import (
     softmax,
     softplus,
 )
+from .ir.graph import ShapeError
+from .ir.problem import ProblemError
+from .lang import losses
+from .lang.elementwise import abs, cos, cosh, erf, exp, log, max, sin, sinh, sqrt, tan, tanh
+from .lang.ops import einsum
+from .lang.symbols import data, index, mean, params, sum
 from .lsq import LeastSquaresResult, ResidualKernel, compile_residuals, curve_fit, least_squares
-from .problem import ProblemError
+from .runtime.array import ArrayKernel
 from .runtime.base import Kernel
+from .runtime.blas import set_blas_threads
 from .runtime.bound import Bound, BoundResiduals
+from .runtime.model import ModelKernel
 from .scipy_interop import scipy_objective
-from .symbols import data, index, mean, params, sum
 from .train import OptimizeResult, minimize, optim, schedules
 from .version import __version__
 

@@ -15,22 +15,22 @@ from pathlib import Path
 
 import sympy as sp
 
-from .arrays.build import array_source, compile_array
-from .arrays.kernel import ArrayKernel
-from .arrays.model import compile_model, model_source, with_outputs
-from .arrays.model_kernel import ModelKernel
-from .buildopts import check_options, kind_of
-from .cache import write_atomic
-from .codegen import CodegenOptions, module_source
-from .derive import KinkPolicy, derive
-from .kernel import ScalarKernel
-from .lsq.build import compile_residuals, residual_module
-from .lsq.kernel import ResidualKernel
-from .output import check_output
-from .problem import ProblemError, problem
+from .ad.derive import KinkPolicy, derive
+from .backend.numba import CodegenOptions, module_source
+from .build.array import array_source, compile_array
+from .build.cache import write_atomic
+from .build.model import compile_model, model_source, with_outputs
+from .build.options import check_options, kind_of
+from .build.output import check_output
+from .build.residual import compile_residuals, residual_module
+from .build.scalar_cache import cached_scalar
+from .ir.problem import ProblemError, problem
+from .lang.symbols import as_expr, normalize_name
+from .runtime.array import ArrayKernel
 from .runtime.base import Kernel
-from .scalar_cache import cached_scalar
-from .symbols import as_expr, normalize_name
+from .runtime.model import ModelKernel
+from .runtime.residual import ResidualKernel
+from .runtime.scalar import ScalarKernel
 from .version import __version__
 
 __all__ = ["compile", "generate", "grad", "hessian", "jacobian"]
@@ -67,7 +67,7 @@ def grad(expr, wrt) -> sp.Matrix:
     """The exact gradient of a scalar expression as a column Matrix.
 
     ``wrt`` is a symbol, a list or Matrix of symbols, or their names. A string ``expr`` is
-    refused (SymPy would evaluate it); parse text with :func:`symgrad.exprparse.parse_loss`.
+    refused (SymPy would evaluate it); parse text with :func:`symgrad.lang.parse.parse_loss`.
 
     >>> import symgrad as sg
     >>> x = sg.params("x")
@@ -121,7 +121,7 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
             outputs: dict | None = None) -> Kernel | ArrayKernel | ModelKernel | ResidualKernel:
     """Compile a loss (a SymPy expression or a Python function of its parameters) to a Kernel.
 
-    The module is kept in the cache directory (see :mod:`symgrad.cache`) under a key of
+    The module is kept in the cache directory (see :mod:`symgrad.build.cache`) under a key of
     everything that shapes it, so the same loss in another process neither differentiates nor
     generates again and reuses Numba's on-disk machine code. ``parallel=None`` uses the
     ``prange`` variant above ``kernel.PARALLEL_THRESHOLD`` samples; True/False force it. A
@@ -131,11 +131,11 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
     number of them), ``None`` and ``False`` serially.
 
     An expression that keeps the sample axis (logits, a fitted curve ``a*exp(-b*t) + c``) is a
-    model: it compiles to a :class:`~symgrad.arrays.model_kernel.ModelKernel` whose call gives
+    model: it compiles to a :class:`~symgrad.runtime.model.ModelKernel` whose call gives
     one output per sample. ``outputs={"proba": sg.softmax(logits)}`` compiles models next to
     the loss, packed like its ``x``: ``f.outputs["proba"](x, X=...)``. Residuals (one
     expression per sample, or a list/Matrix of them) compile with ``kind="residual"`` to a
-    :class:`~symgrad.lsq.kernel.ResidualKernel` (as :func:`symgrad.compile_residuals`);
+    :class:`~symgrad.runtime.residual.ResidualKernel` (as :func:`symgrad.compile_residuals`);
     ``data=`` names plain symbols of residuals that are data columns.
 
     Every kind takes the same options; one a kind cannot honour yet is refused with why:

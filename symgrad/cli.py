@@ -2,7 +2,7 @@
 
 A loss is given either as a Python file that defines ``loss`` (a SymPy expression, or a Python
 function of the parameters, as for ``sg.compile``), and optionally ``data`` (a dict of arrays)
-and ``x0``; or as an expression string, parsed safely (see :mod:`symgrad.exprparse`: nothing in
+and ``x0``; or as an expression string, parsed safely (see :mod:`symgrad.lang.parse`: nothing in
 the string is executed) with ``--params``/``--data`` naming its symbols::
 
     symgrad generate "(x2 - x1**2)**2 + (1 - x1)**2" -o rosen.py
@@ -107,8 +107,8 @@ def load_loss(spec: str, params: str | None = None, data: str | None = None,
         return LossSource(ns["loss"], None, fdata,
                           None if x0 is None else np.asarray(x0, dtype=np.float64), spec)
     from .columns import check_column_names
-    from .exprparse import names_in, param_names, parse_loss
-    from .symbols import Param
+    from .lang.parse import names_in, param_names, parse_loss
+    from .lang.symbols import Param
 
     dnames = _names(data)
     if file_data is not None:

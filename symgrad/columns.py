@@ -43,7 +43,7 @@ def check_column_names(spec: str, columns: Sequence[str], source: str,
         return
     if params_given:
         return
-    from .exprparse import names_in
+    from .lang.parse import names_in
 
     used = set(names_in(spec))
     unused = [c for c in columns if c not in used]

@@ -21,8 +21,8 @@ import numpy as np
 import sympy as sp
 
 import symgrad as sg
-from symgrad.functions import expm1, log1p, logsumexp, relu, sigmoid, softplus
-from symgrad.symbols import Mean, Sum
+from symgrad.ir.functions import expm1, log1p, logsumexp, relu, sigmoid, softplus
+from symgrad.lang.symbols import Mean, Sum
 
 RTOL = 1e-12  #: default relative tolerance (max-abs error / max-abs of the oracle array)
 N_POINTS = 3  #: seeded random points per case
@@ -377,7 +377,7 @@ def expand_reductions(e: sp.Expr, n: int) -> tuple[sp.Expr, list[sp.Symbol]]:
 
     Returns the expression and the symbols ``<column>_<i>`` in (column, sample) order.
     """
-    cols = sorted({s for s in e.free_symbols if isinstance(s, sg.symbols.Data)},
+    cols = sorted({s for s in e.free_symbols if isinstance(s, sg.lang.symbols.Data)},
                   key=lambda s: s.name)
     per = {c: [sp.Symbol(f"{c.name}_{i}", real=True) for i in range(n)] for c in cols}
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import symgrad
-from symgrad import cache
+from symgrad.build import cache
 
 ROOT = Path(symgrad.__file__).resolve().parent.parent
 SEED = 20240611

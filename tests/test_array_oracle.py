@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad.arrays.graph import ShapeError
+from symgrad.ir.graph import ShapeError
 
 RTOL = 1e-10
 H = 1e-30  # complex step

@@ -18,7 +18,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad import losses
+from symgrad.lang import losses
 
 RTOL = 1e-12
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad import losses, optim
-from symgrad.arrays.build import array_source
+from symgrad import optim
+from symgrad.build.array import array_source
+from symgrad.lang import losses
 
 D, H, K = 3, 5, 3
 

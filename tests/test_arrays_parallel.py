@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad import blas
-from symgrad.arrays.emit_par import PAR_WORK
+from symgrad.backend.numba.emit_par import PAR_WORK
+from symgrad.runtime import blas
 
 pytestmark = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
                                 reason="Numba has a single thread")

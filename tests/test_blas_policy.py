@@ -10,7 +10,7 @@ import inspect
 import pytest
 
 import symgrad as sg
-from symgrad import blas
+from symgrad.runtime import blas
 from symgrad.train import lbfgs, newton, python_loop, second_order
 
 

@@ -8,9 +8,10 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad import buildopts, cachekey
-from symgrad.codegen import CodegenOptions
-from symgrad.problem import ProblemError
+from symgrad.backend.numba import CodegenOptions
+from symgrad.build import key as cachekey
+from symgrad.build import options as buildopts
+from symgrad.ir.problem import ProblemError
 
 a, b = sg.params("a b")
 t, y = sg.data("t y")
@@ -121,12 +122,12 @@ def test_every_kind_is_in_the_option_table():
 
 def test_every_part_of_the_key_changes_it():
     base = dict(kind="scalar", problem="p", policy=sg.KinkPolicy(), opts=CodegenOptions(),
-                dtype="float64", writers=("codegen",))
+                dtype="float64", writers=("backend.numba",))
     key = cachekey.cache_key(**base)
     assert key == cachekey.cache_key(**base)
     changed = dict(kind="residual", problem="q", policy=sg.KinkPolicy(tie=0.25),
                    opts=CodegenOptions(fastmath=("contract",)), dtype="float32",
-                   writers=("lsq.codegen",))
+                   writers=("backend.numba.residual_module",))
     for name, value in changed.items():
         assert cachekey.cache_key(**{**base, name: value}) != key, name
 
@@ -134,10 +135,10 @@ def test_every_part_of_the_key_changes_it():
 @pytest.fixture
 def builds(monkeypatch, cdir):
     """Count the module texts built (a cache miss builds one; a hit none), in a fresh cache."""
-    import symgrad.arrays.compiled as acompiled
-    import symgrad.arrays.model as amodel
-    import symgrad.lsq.build as lbuild
-    import symgrad.scalar_cache as scache
+    import symgrad.build.array_cache as acompiled
+    import symgrad.build.model as amodel
+    import symgrad.build.residual as lbuild
+    import symgrad.build.scalar_cache as scache
 
     count = {"n": 0}
 
@@ -184,6 +185,6 @@ def test_parallel_chooses_functions_of_one_module_so_it_shares_the_key(builds):
 
 def test_the_kind_is_in_the_key():
     # one problem text, two kinds: never the same entry
-    args = ("p", sg.KinkPolicy(), CodegenOptions(), "float64", ("codegen",))
+    args = ("p", sg.KinkPolicy(), CodegenOptions(), "float64", ("backend.numba",))
     keys = {cachekey.cache_key(k, *args) for k in buildopts.KINDS}
     assert len(keys) == len(buildopts.KINDS)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad import cache
+from symgrad.build import cache
 
 QUAD_A = "(x1 - 1)**2 + 3*(x2 + 2)**2"
 QUAD_B = "(x1 + 1)**2 + 5*(x2 - 1)**2"
@@ -326,7 +326,7 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
 
 WORKER = textwrap.dedent(f"""
     import json, os, signal, sys
-    import symgrad as sg, symgrad.cache as cache
+    import symgrad as sg, symgrad.build.cache as cache
     which, how = sys.argv[1], sys.argv[2]
     if how == "die-before-rename":   # killed between writing the temporary file and the rename
         cache.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)

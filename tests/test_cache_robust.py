@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad import cache
+from symgrad.build import cache
 
 
 def _loss(tag: str):

@@ -14,7 +14,7 @@ import pytest
 
 import symgrad as sg
 from symgrad import cli
-from symgrad.exprparse import ExprError, param_names, parse_loss
+from symgrad.lang.parse import ExprError, param_names, parse_loss
 
 ROSEN = "(x2 - x1**2)**2 + (1 - x1)**2"
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +86,7 @@ def test_generate_from_expression(tmp_path, capsys):
     src = out.read_text()
     assert "# parameters (order of x): x1, x2" in src
     assert "regenerate with: symgrad generate" in src
-    mod = sg.kernel.load_module(out)
+    mod = sg.runtime.scalar.load_module(out)
     g = np.empty(2)
     assert mod.value_and_grad(np.array([2.0, 2.0]), g) == 5.0
     assert g.tolist() == [18.0, -4.0]

@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad import losses
+from symgrad.lang import losses
 
 RTOL = 1e-12
 
@@ -286,8 +286,9 @@ def test_non_finite_values_name_column_and_first_row(quad, lin, cols, bad):
 
 def _no_scan(monkeypatch):
     """Make any NaN/inf scan of the data fail the test (both kernels, both scan paths)."""
-    from symgrad import datacheck, kernel
-    from symgrad.arrays import kernel as akernel
+    from symgrad.runtime import array as akernel
+    from symgrad.runtime import datacheck
+    from symgrad.runtime import scalar as kernel
 
     def scanned(*a, **k):
         raise AssertionError("the data were scanned for NaN/inf")
@@ -345,7 +346,7 @@ def test_non_finite_rows_outside_the_batch_are_not_read(quad, lin, cols):
 
 def test_losses_that_can_hide_a_nan_still_scan_every_call(cols):
     """``max(0.0, nan)`` is 0.0 and a Piecewise branch skips a NaN: such losses keep the scan."""
-    from symgrad.datacheck import may_hide
+    from symgrad.runtime.datacheck import may_hide
 
     t, y, _, _ = cols
     a = sg.params("a")

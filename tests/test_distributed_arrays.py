@@ -1,4 +1,4 @@
-"""Array losses on Dask columns (symgrad.distributed.arrays, symgrad.arrays.split).
+"""Array losses on Dask columns (symgrad.distributed.arrays, symgrad.passes.split).
 
 Every reference is the in-memory kernel on the same numbers. The quick tests run on Dask's local
 threads; the ``slow`` ones on a LocalCluster of 2 worker processes (persist, holders, a worker
@@ -20,8 +20,8 @@ da = pytest.importorskip("dask.array")
 
 import symgrad as sg  # noqa: E402
 from symgrad import losses  # noqa: E402
-from symgrad.arrays.split import SplitError, split  # noqa: E402
 from symgrad.distributed import DaskArrayKernel, bind  # noqa: E402
+from symgrad.passes.split import SplitError, split  # noqa: E402
 
 H, K, D = 16, 3, 4  # hidden units, classes, features
 
@@ -327,7 +327,7 @@ def test_index_sums_mixed_with_data_in_one_term_are_refused():
 def test_kernel_calls_with_index_sums_take_dask_columns_and_keep_the_kink_policy():
     """f.value/f.bind/sg.minimize with Dask columns, as for other scalar losses; the terms
     compiled for the split keep the kernel's kink policy (relu'(0), abs'(0) at u = 0)."""
-    from symgrad.derive import KinkPolicy
+    from symgrad.ad.derive import KinkPolicy
 
     w = sg.params("w")
     u = sg.params("u", indexed=True)

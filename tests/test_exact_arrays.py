@@ -156,8 +156,8 @@ def _objects(a: np.ndarray) -> np.ndarray:
 
 def test_interpreter_pads_and_scatters_directly() -> None:
     # the adjoint nodes appear in derivative graphs only: build them by hand
-    from symgrad.arrays.graph import Leaf, Pad, Scatter, Window, reduce_
-    from symgrad.arrays.interp import Smoother, interpret
+    from symgrad.ir.graph import Leaf, Pad, Scatter, Window, reduce_
+    from symgrad.ir.interp import Smoother, interpret
 
     u = Leaf("param", "pu", (4, 3))
     win = Window(u, ((1, 0), 2), (3,))  # u[1:, 2]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad import losses
-from symgrad.arrays.gemm import GEMM_HELPER
+from symgrad.backend.numba.gemm import GEMM_HELPER
+from symgrad.lang import losses
 
 
 @pytest.fixture(scope="module")

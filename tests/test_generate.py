@@ -16,7 +16,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad.kernel import load_module
+from symgrad.runtime.scalar import load_module
 
 X = [-1.0, 2.0]
 
@@ -278,10 +278,10 @@ def _defined(text: str) -> list[str]:
 def test_modules_carry_only_the_helpers_they_call():
     """Regression (issue 12): every module carried the whole helper block (_relu, _sigmoid,
     _softplus, the complex variants...); now only the helpers its functions call, each once."""
-    from symgrad.codegen import module_source
-    from symgrad.codegen.helpers import _TABLE
-    from symgrad.derive import derive
-    from symgrad.problem import problem
+    from symgrad.ad.derive import derive
+    from symgrad.backend.numba import module_source
+    from symgrad.backend.numba.helpers import _TABLE
+    from symgrad.ir.problem import problem
 
     x1, x2 = sg.params("x1 x2")
     t = sg.data("t")
@@ -304,9 +304,9 @@ def test_modules_carry_only_the_helpers_they_call():
 
 
 def test_array_modules_carry_only_the_helpers_they_call():
-    from symgrad.arrays.codegen import array_module_source
-    from symgrad.arrays.problem import array_problem
-    from symgrad.codegen.helpers import _TABLE
+    from symgrad.backend.numba.array_module import array_module_source
+    from symgrad.backend.numba.helpers import _TABLE
+    from symgrad.ir.array_problem import array_problem
 
     w = sg.params("w", shape=(3,))
     X = sg.data("X", shape=(3,))

@@ -13,9 +13,9 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad.cache import GENERATED_MARK
-from symgrad.kernel import load_module
-from symgrad.problem import ProblemError
+from symgrad.build.cache import GENERATED_MARK
+from symgrad.ir.problem import ProblemError
+from symgrad.runtime.scalar import load_module
 
 RESID_SRC = """
 import symgrad as sg

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad.arrays.build import array_source
+from symgrad.build.array import array_source
 
 RTOL = 1e-12
 EPS = 1e-2

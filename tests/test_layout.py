@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from symgrad import writers
+from symgrad.build import writers
 
 PKG = Path(__file__).resolve().parent.parent / "symgrad"
 MODULES = sorted(PKG.rglob("*.py"))
 LIMIT = 400
 #: modules still over the limit, with the size they may not exceed (split them by what they do)
-OVER = {"exprparse.py": 432, "train/optim.py": 410}
+OVER = {"lang/parse.py": 432, "train/optim.py": 410}
 #: cycles closed only by function-level imports (may only go away)
 LAZY_CYCLES: list[set[str]] = []
 

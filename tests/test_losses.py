@@ -1,4 +1,4 @@
-"""symgrad.losses against closed-form NumPy oracles on the seed data, and a small network's
+"""symgrad.lang.losses against closed-form NumPy oracles on the seed data, and a small network's
 gradient against independent central differences."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad import losses
+from symgrad.lang import losses
 
 RTOL = 1e-12
 

@@ -181,7 +181,7 @@ def test_matrix_residual_per_sample_flattens_c_order():
     """A (2, 2) residual per sample: m = 4, rows sample-major in C order."""
     a = sg.params("a", shape=(2,))
     Z = sg.data("Z", shape=(2, 2))
-    from symgrad.arrays.ops import lift
+    from symgrad.lang.ops import lift
     expr = Z * lift(a)  # broadcast over the last axis
     kernel = sg.lsq.as_kernel(expr)
     Zv = np.random.default_rng(5).standard_normal((5, 2, 2))

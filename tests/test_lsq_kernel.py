@@ -11,8 +11,8 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad.lsq.codegen import residual_source
-from symgrad.lsq.problem import residual_problem
+from symgrad.backend.numba.residual_module import residual_source
+from symgrad.ir.residual_problem import residual_problem
 
 TOL = 1e-13
 SEED = 20240613

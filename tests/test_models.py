@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad import losses
+from symgrad.lang import losses
 
 a, b, c = sg.params("a b c")
 t, y = sg.data("t y")

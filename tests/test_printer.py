@@ -10,7 +10,12 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad.printer import ComplexPrinter, ScalarPrinter, UnsupportedError, float_literal
+from symgrad.backend.numba.printer import (
+    ComplexPrinter,
+    ScalarPrinter,
+    UnsupportedError,
+    float_literal,
+)
 
 x = sp.Symbol("x", real=True)
 y = sp.Symbol("y", real=True)
@@ -121,7 +126,7 @@ def test_stable_forms_of_the_symgrad_functions():
 
 
 def test_binary_max_chains_print_flat_and_are_refused_in_complex():
-    from symgrad.functions import Max2, Min2
+    from symgrad.ir.functions import Max2, Min2
 
     zs = sp.symbols("z0:300", real=True)
     names = {z: f"p_z{k}" for k, z in enumerate(zs)}

@@ -9,7 +9,7 @@ import sympy
 
 import symgrad as sg
 from symgrad import cli, optim
-from symgrad.problem import ProblemError
+from symgrad.ir.problem import ProblemError
 
 X0 = np.array([0.5, 0.5, 0.5, 0.5])
 VG0 = (19.5, [-51.0, -1.0, -1.0, 50.0])  # extended Rosenbrock at X0

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad.codegen.skeleton import CHUNK, CodegenOptions, fastmath_literal, hessian_fn, jit
+from symgrad.backend.numba.skeleton import CHUNK, CodegenOptions, fastmath_literal, hessian_fn, jit
 
 ROOT = Path(__file__).resolve().parents[1]
 
 _SCRIPT = """
 import sys
 import symgrad as sg
-from symgrad.codegen import CodegenOptions, module_source
-from symgrad.derive import derive
-from symgrad.problem import problem
+from symgrad.backend.numba import CodegenOptions, module_source
+from symgrad.ad.derive import derive
+from symgrad.ir.problem import problem
 a, b = sg.params("a b"); t = sg.data("t")
 opts = CodegenOptions(fastmath=("nnan", "reassoc", "contract", "arcp"))
 sys.stdout.write(module_source(derive(problem(sg.mean((a * t - b) ** 2))), opts))
@@ -51,11 +51,11 @@ def test_one_decorator_spelling_and_chunk_constant():
         "@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, parallel=True)"
     a, b = sg.params("a b")
     t = sg.data("t")
-    from symgrad.codegen import module_source
-    from symgrad.derive import derive
-    from symgrad.lsq.codegen import residual_source
-    from symgrad.lsq.problem import residual_problem
-    from symgrad.problem import problem
+    from symgrad.ad.derive import derive
+    from symgrad.backend.numba import module_source
+    from symgrad.backend.numba.residual_module import residual_source
+    from symgrad.ir.problem import problem
+    from symgrad.ir.residual_problem import residual_problem
     scalar = module_source(derive(problem(sg.mean((a * t - b) ** 2))))
     resid = residual_source(residual_problem(a * t - b))
     for text in (scalar, resid):
@@ -73,9 +73,9 @@ def test_hessian_text_is_shared():
 
 @pytest.fixture(scope="module")
 def array_module(tmp_path_factory):
-    from symgrad.arrays.codegen import array_module_source
-    from symgrad.arrays.problem import array_problem
-    from symgrad.kernel import load_module
+    from symgrad.backend.numba.array_module import array_module_source
+    from symgrad.ir.array_problem import array_problem
+    from symgrad.runtime.scalar import load_module
 
     w = sg.params("w", shape=(3,))
     X = sg.data("X", shape=(3,))

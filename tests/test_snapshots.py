@@ -16,16 +16,16 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad import losses
-from symgrad.arrays.codegen import array_module_source
-from symgrad.arrays.model_codegen import model_module_source
-from symgrad.arrays.model_problem import model_problem
-from symgrad.arrays.problem import array_problem
-from symgrad.codegen import CodegenOptions, module_source
-from symgrad.derive import derive
-from symgrad.lsq.codegen import residual_source
-from symgrad.lsq.problem import residual_problem
-from symgrad.problem import problem
+from symgrad.ad.derive import derive
+from symgrad.backend.numba import CodegenOptions, module_source
+from symgrad.backend.numba.array_module import array_module_source
+from symgrad.backend.numba.model_module import model_module_source
+from symgrad.backend.numba.residual_module import residual_source
+from symgrad.ir.array_problem import array_problem
+from symgrad.ir.model_problem import model_problem
+from symgrad.ir.problem import problem
+from symgrad.ir.residual_problem import residual_problem
+from symgrad.lang import losses
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 #: fixed options, so a version bump does not change the snapshots

@@ -304,7 +304,7 @@ def test_generated_module_with_element_columns_is_standalone(tmp_path):
     path = sg.generate(smoothing_loss(), tmp_path / "smooth.py")
     text = path.read_text()
     assert "DATA = ('w', 'y')" in text and "y[:] (element-wise)" in text
-    from symgrad.kernel import load_module
+    from symgrad.runtime.scalar import load_module
     mod = load_module(path, "smooth_standalone_test")
     z, yy, ww = _smoothing_point(12, seed=9)
     g = np.empty_like(z)

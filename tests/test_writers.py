@@ -4,18 +4,19 @@ from pathlib import Path
 
 import pytest
 
-from symgrad import cache, writers
+from symgrad.build import cache, writers
 
 
 def test_closure_covers_what_the_hand_kept_lists_named_and_what_they_missed():
-    scalar = writers.import_closure(("codegen", "derive", "problem"))
-    for f in ("printer.py", "functions.py", "problem.py", "symbols.py", "derive.py",
-              "codegen/scalar.py", "codegen/samples.py", "codegen/vectors.py"):
+    scalar = writers.import_closure(("backend.numba", "ad.derive", "ir.problem"))
+    for f in ("backend/numba/printer.py", "ir/functions.py", "ir/problem.py", "ir/symtypes.py",
+              "ad/derive.py", "backend/numba/scalar.py", "backend/numba/samples.py",
+              "backend/numba/vectors.py"):
         assert f in scalar, f
-    array = writers.import_closure(("arrays.codegen", "arrays.problem"))
+    array = writers.import_closure(("backend.numba.array_module", "ir.array_problem"))
     # the old array list lacked symbols.py and problem.py, which the array front end imports
-    for f in ("arrays/autodiff.py", "arrays/emit.py", "arrays/gemm.py", "symbols.py",
-              "problem.py", "printer.py"):
+    for f in ("ad/array.py", "backend/numba/emit.py", "backend/numba/gemm.py", "lang/symbols.py",
+              "ir/problem.py", "backend/numba/printer.py"):
         assert f in array, f
     assert "train/optim.py" not in scalar and "train/optim.py" not in array
 
@@ -51,7 +52,7 @@ def test_digest_changes_when_a_file_of_the_closure_changes(tmp_path, monkeypatch
     pkg = _package(tmp_path)
     monkeypatch.setattr(writers, "ROOT", pkg)
     monkeypatch.setattr(writers, "PACKAGE", "fakepkg")
-    monkeypatch.setattr(cache, "__file__", str(pkg / "cache.py"))
+    monkeypatch.setattr(cache, "__file__", str(pkg / "build/cache.py"))
     for fn in (writers.import_closure, cache._code_digest):
         fn.cache_clear()
     try:

@@ -6,12 +6,12 @@ data, with no use of symgrad's derivative code:
 - ``scalar``: ``f.expr`` with every ``mean``/``sum`` over samples written out sample by sample,
   every index sum over parameter vectors term by term (``x[i]`` -> the entry of ``x``), data
   columns as 50-digit Floats;
-- ``array``: the array graph interpreted element by element (:mod:`symgrad.arrays.interp`);
+- ``array``: the array graph interpreted element by element (:mod:`symgrad.ir.interp`);
 - ``residual``: ``1/2 sum_i r_i**2`` over every sample's residuals (``f.problem.exprs``); and
   the residuals themselves (:func:`exact_residuals`), whose exact Jacobian gives the
   Gauss-Newton matrix ``J^T J`` that a residual kernel's ``hvp``/``hessian`` stand for.
 
-Kinks are resolved at ``x`` with the kernel's KinkPolicy (:class:`symgrad.arrays.interp.Smoother`)
+Kinks are resolved at ``x`` with the kernel's KinkPolicy (:class:`symgrad.ir.interp.Smoother`)
 for data losses, so the expression is smooth near ``x`` and has the kernel's derivative there.
 The cost (unrolled size x parameters) is bounded by :data:`EXACT_MAX_COST`: bigger losses are
 refused with their size, asking for fewer samples (``batch=``).
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..arrays.interp import Smoother, interpret, work
+from ..ir.interp import Smoother, interpret, work
 from .report import EXACT_DPS
 
 __all__ = ["EXACT_MAX_COST", "FALLBACK_MAX_COST", "ExactTooLarge", "exact_loss",
@@ -96,7 +96,7 @@ _POLICY = re.compile(r"relu'\(0\)=([^,]+), abs'\(0\)=([^,]+), max/min tie=(.+)")
 
 def _policy(k: Any) -> Any:
     """The kernel's KinkPolicy: ``k.policy``, or the one its module records (scalar kernels)."""
-    from ..derive import KinkPolicy
+    from ..ad.derive import KinkPolicy
 
     pol = getattr(k, "policy", None)
     if pol is not None:
@@ -218,7 +218,7 @@ def _residuals(k: Any, x: np.ndarray, data: dict, order: int
 
 def _scalar_loss(k: Any, x: np.ndarray, data: dict, order: int
                  ) -> tuple[sp.Expr, list[sp.Symbol]]:
-    from ..symbols import Data, DataVector, IndexedSum, Mean, ParamVector, Sum
+    from ..lang.symbols import Data, DataVector, IndexedSum, Mean, ParamVector, Sum
 
     expr = k.expr
     prob = getattr(k, "problem", None)

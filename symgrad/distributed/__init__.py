@@ -12,7 +12,7 @@ Supported: scalar losses whose data enter through ``sg.mean``/``sg.sum`` over sa
 outer function, parameter-only terms); scalar losses with index sums over parameter vectors
 added to those (the index sums run on the client: :mod:`.vectors`); array losses (``shape=``)
 that are sums/means over samples times data-free factors plus data-free terms
-(:class:`DaskArrayKernel`; :mod:`symgrad.arrays.split` says what is refused and why). Bind any of
+(:class:`DaskArrayKernel`; :mod:`symgrad.passes.split` says what is refused and why). Bind any of
 them with :func:`bind`, or call ``f.value(x, X=dask_X)`` / ``f.bind(X=dask_X)`` as in memory.
 """
 

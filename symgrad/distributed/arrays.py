@@ -1,6 +1,6 @@
 """An array loss bound to Dask columns: chunk sums on the workers, the rest on the client.
 
-:func:`symgrad.arrays.split.split` writes the loss as ``G(x) + sum over chunks of C(x;
+:func:`symgrad.passes.split.split` writes the loss as ``G(x) + sum over chunks of C(x;
 chunk)``: ``C`` holds the sums and means over samples (a mean's ``N`` is the total number of
 samples, passed as the last entry of the chunk kernel's ``x``), ``G`` the data-free terms. Both
 are compiled as array losses; each call runs ``C``'s compiled ``_value``/``_value_and_grad``/
@@ -41,7 +41,7 @@ def bind_array(kernel, data: Mapping, batch=None, *,
     """The array kernel ``kernel`` bound to the Dask columns ``data`` (what
     :func:`symgrad.distributed.bind` returns for an array loss); ``persist=True`` keeps the
     columns on the cluster."""
-    from ..datacheck import check_names
+    from ..runtime.datacheck import check_names
 
     if batch is not None:
         raise TypeError("batch= is not available with Dask columns: index the Dask arrays "
@@ -59,9 +59,9 @@ def _split(kernel):
     got = _SPLITS.get(kernel)
     if got is not None:
         return got
-    from ..arrays.compiled import cached_array
-    from ..arrays.problem import array_problem
-    from ..arrays.split import N_PARAM, split
+    from ..build.array_cache import cached_array
+    from ..ir.array_problem import array_problem
+    from ..passes.split import N_PARAM, split
 
     def compile_array(node, names, policy, dtype):  # the kernel's class: no import of it here
         prob = array_problem(node, names)

@@ -120,7 +120,7 @@ class DaskBound:
 def hessian_from_hvp(n: int, hvp: Callable[[int, np.ndarray, np.ndarray], None],
                      out: np.ndarray) -> np.ndarray:
     """The Hessian column by column, ``hvp(j, e_j, col)`` writing ``H e_j`` into ``col``, then
-    symmetrised: the rule of the generated ``hessian`` (:func:`~symgrad.codegen.skeleton.
+    symmetrised: the rule of the generated ``hessian`` (:func:`~symgrad.backend.numba.skeleton.
     hessian_fn`), for Hessians finished on the client."""
     e, col = np.zeros(n), np.empty(n)
     for j in range(n):

@@ -86,7 +86,7 @@ def _supported(kernel) -> None:
 def bind(kernel, data: Mapping, batch=None, *, persist: bool = False) -> DaskBound:
     """A :class:`DaskKernel` of ``kernel`` on the columns ``data`` (what ``f.bind`` returns
     when a column is a Dask collection); ``persist=True`` keeps the columns on the cluster."""
-    from ..datacheck import check_names
+    from ..runtime.datacheck import check_names
 
     _supported(kernel)
     if batch is not None:

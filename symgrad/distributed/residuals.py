@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..datacheck import may_hide
+from ..runtime.datacheck import may_hide
 from .bound import DaskBound, raise_placed
 from .columns import aligned
 from .worker import ModuleSpec, Unplaced, chunk_rows
@@ -132,7 +132,7 @@ class DaskResiduals(DaskBound):
 
 def bind_residuals(kernel, data: Mapping) -> DaskResiduals:
     """What ``rk.bind(**data)`` returns when a column is a Dask collection."""
-    from ..datacheck import check_names
+    from ..runtime.datacheck import check_names
 
     check_names(data, kernel.data_names, "data column")
     return DaskResiduals(kernel, aligned(data, kernel.data_names,

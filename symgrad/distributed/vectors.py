@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 import sympy as sp
 
-from ..symbols import Data, IndexedSum
+from ..lang.symbols import Data, IndexedSum
 from .bound import DaskBound
 from .kernel import ScalarPart
 from .kernel import bind as bind_scalar
@@ -31,8 +31,8 @@ __all__ = ["DaskVectorKernel", "bind_vectors"]
 
 def bind_vectors(kernel, data: Mapping, *, persist: bool = False) -> DaskBound:
     """The vector-indexed scalar ``kernel`` on the Dask columns ``data`` (see the module)."""
-    from ..problem import problem
-    from ..scalar_cache import cached_scalar
+    from ..build.scalar_cache import cached_scalar
+    from ..ir.problem import problem
 
     def compile_loss(expr):  # the kernel's class: no import of the kernel module here
         prob = problem(expr, None)

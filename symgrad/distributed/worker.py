@@ -4,7 +4,7 @@ The client ships a :class:`ModuleSpec` (the module's text, its SHA-256 digest an
 name derived from that digest), never the SymPy expression. A worker hashes the text itself and
 refuses a spec whose digest or name is not the text's: so a name never stands for another text
 and is never a path. It writes the text into its own symgrad cache as ``sg_<digest>.py``
-(:mod:`symgrad.cache`: the same verified directory and atomic write as ``sg.compile``, skipped
+(:mod:`symgrad.build.cache`: the same verified directory and atomic write as ``sg.compile``, skipped
 when the bytes are already there, so Numba's on-disk machine code for it stays valid), imports
 it once per process and keeps it in :data:`LOADED` keyed by digest. In the client's own process
 (Dask's local threads) the kernel's module is used as it is.
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cache import load_module, usable_cache_dir, write_atomic
-from ..datacheck import non_finite_error
+from ..build.cache import load_module, usable_cache_dir, write_atomic
+from ..runtime.datacheck import non_finite_error
 
 __all__ = ["LOADED", "Holder", "ModuleSpec", "Unplaced", "add", "check_finite", "check_lengths",
            "chunk_acc", "chunk_rows", "load", "module_name", "scan_chunk"]
@@ -155,7 +155,7 @@ def chunk_acc(spec: ModuleSpec, mode: str, size: int, x: np.ndarray, v: np.ndarr
     Hessian times ``v``) or ``"H"`` (mode ``"h"`` for each unit vector: an ``(n_params,
     size + 1)`` array, for the Hessian). ``where`` is ``(chunk number, first sample or
     None)``. The data are scanned for NaN/inf when ``scan`` (the loss can hide them) or when
-    the result is not finite, as in memory (:mod:`symgrad.datacheck`).
+    the result is not finite, as in memory (:mod:`symgrad.runtime.datacheck`).
     """
     mod = load(spec)
     names = names or tuple(mod.DATA)

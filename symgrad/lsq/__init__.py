@@ -11,9 +11,9 @@ Kernel side: :func:`compile_residuals` -> :class:`ResidualKernel`. Solver side:
 ('a',)
 """
 
+from ..build.residual import compile_residuals
+from ..runtime.residual import BoundResiduals, ResidualKernel
 from .api import as_kernel, curve_fit, least_squares, to_scipy
-from .build import compile_residuals
-from .kernel import BoundResiduals, ResidualKernel
 from .reference import ReferenceResiduals
 from .result import LeastSquaresResult, UnidentifiableWarning
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.array_residual import compile_array_residuals, is_array_residual, x0_by_name
 from . import options as opt
 from . import robust
-from .array_residuals import compile_array_residuals, is_array_residual, x0_by_name
 from .curve import check_curve_inputs
 from .lm import MESSAGES
 from .objective import Objective
@@ -43,7 +43,7 @@ def as_kernel(residual, params=None, data=None):
 
     Expressions compile with :func:`symgrad.compile_residuals` (the generated Numba kernel);
     an array expression that keeps the sample axis (``W @ X + b - Y``) with
-    :func:`~symgrad.lsq.array_residuals.compile_array_residuals` (m residuals per sample);
+    :func:`~symgrad.runtime.array_residual.compile_array_residuals` (m residuals per sample);
     :class:`~symgrad.lsq.reference.ReferenceResiduals` (NumPy) has the same interface.
     """
     if _is_kernel(residual):
@@ -56,7 +56,7 @@ def as_kernel(residual, params=None, data=None):
         return residual
     if is_array_residual(residual):
         return compile_array_residuals(residual, params, data)
-    from .build import compile_residuals
+    from ..build.residual import compile_residuals
 
     return compile_residuals(residual, params=params, data=data)
 
@@ -149,7 +149,7 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
 
 
 def _curve_symbols(model, xdata, params):
-    from ..symbols import data as declare_data
+    from ..lang.symbols import data as declare_data
     from .curve import curve_model
     from .reference import resolve_symbols
 

@@ -3,7 +3,7 @@
     symgrad fit "a*exp(-b*t) + c - y" data.csv --p0 a=1 b=0.1 c=0
     symgrad fit "a*exp(-b*t) + c" data.csv --response y --p0 1,0.1,0 --loss soft_l1
 
-The string is parsed safely (:mod:`symgrad.exprparse`); every name that is a column of the
+The string is parsed safely (:mod:`symgrad.lang.parse`); every name that is a column of the
 data file is data (or exactly the ``--data`` names), the others are parameters (``--params`` to
 choose the order). Parameters not given in ``--p0`` start at 1 (as ``curve_fit``). A name that
 looks like a misspelt column the residual does not read (``tt`` for ``t``) is an error, and so
@@ -56,7 +56,7 @@ def _columns_of(text: str, cols: dict, a: argparse.Namespace) -> list[str]:
     A name that is not a column is a parameter; one that looks like a misspelt column the
     residual does not read (``tt`` for ``t``) is an error naming it and the columns."""
     from ..columns import check_column_names, closest
-    from ..exprparse import names_in
+    from ..lang.parse import names_in
 
     source = str(a.data_file)
     if a.response is not None and a.response not in cols:
@@ -76,8 +76,8 @@ def run(a: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     data cannot determine a parameter)."""
     import symgrad as sg
 
-    from ..exprparse import param_names, parse_loss
-    from ..symbols import Param
+    from ..lang.parse import param_names, parse_loss
+    from ..lang.symbols import Param
     from .result import UnidentifiableWarning
 
     cols = read_data_file(a.data_file)

@@ -26,14 +26,14 @@ def _names(spec) -> list[str]:
 def curve_model(model, xdata, params) -> tuple[sp.Expr, list | None]:
     """The model as a SymPy expression, and the parameters (``params`` unless text fixes them).
 
-    Text is parsed by :func:`symgrad.exprparse.parse_loss` (nothing in it is executed): the
+    Text is parsed by :func:`symgrad.lang.parse.parse_loss` (nothing in it is executed): the
     data names are ``xdata``'s keys when it is a dict, else every name not in ``params``; one
     of the two is needed to tell data from parameters. Anything else must be a SymPy
     expression (strings are never passed to ``sympify``).
     """
     from ..errors import ProblemError
-    from ..exprparse import ExprError, names_in, param_names, parse_loss
-    from ..symbols import Param, as_expr
+    from ..lang.parse import ExprError, names_in, param_names, parse_loss
+    from ..lang.symbols import Param, as_expr
 
     if not isinstance(model, str):
         return as_expr(model, "curve_fit: model"), params

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
-from ..cache import write_atomic
+from ..build.cache import write_atomic
 
 __all__ = ["split_response", "write_predictions"]
 

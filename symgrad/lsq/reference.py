@@ -29,7 +29,7 @@ CHUNK = 65536  # samples per block of the fused pass
 
 
 def _order_key(s) -> tuple:
-    from ..symtypes import declaration_order
+    from ..ir.symtypes import declaration_order
 
     return (declaration_order(s), s.name)
 
@@ -47,7 +47,7 @@ def resolve_symbols(exprs: Sequence[sp.Expr], params=None, data=None
     Default parameters: the ``sg.params`` symbols (declaration order); default data: every other
     symbol, sorted by name. A symbol that is neither (when ``params`` is not given) is an error.
     """
-    from ..symbols import Data, Param
+    from ..lang.symbols import Data, Param
 
     free: set = set().union(*(e.free_symbols for e in exprs))
     byname = {s.name: s for s in free}
@@ -91,7 +91,7 @@ class ReferenceResiduals:
     kind: str = "residual"
 
     def __init__(self, resid, params=None, data=None) -> None:
-        from .problem import residual_exprs
+        from ..ir.residual_problem import residual_exprs
 
         # text is parsed by the safe parser (never evaluated), as compile_residuals does
         exprs = residual_exprs(resid, params, data)

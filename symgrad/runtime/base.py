@@ -1,6 +1,6 @@
 """One kernel interface for every kind of loss: :class:`Kernel`.
 
-A scalar loss (:class:`~symgrad.kernel.ScalarKernel`), an array loss
+A scalar loss (:class:`~symgrad.runtime.scalar.ScalarKernel`), an array loss
 (:class:`~symgrad.ArrayKernel`) and residuals (:class:`~symgrad.ResidualKernel`) are subclasses
 that say how to validate ``x`` and data and how to call their compiled functions (the hooks at
 the end of :class:`Kernel`). Everything else is written once, here: the public methods, the
@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ..argcheck import BoundOut, data_inputs, no_positional
-from ..datacheck import result_finite
+from .argcheck import BoundOut, data_inputs, no_positional
 from .bound import bound
+from .datacheck import result_finite
 
 __all__ = ["At", "Kernel"]
 
@@ -53,7 +53,7 @@ class Kernel:
     ``labels`` (one name per entry of ``x``), ``shapes``, ``pack``/``unpack``, ``formulas``,
     ``data_names`` and ``bind``. Data are keyword arguments by name, with an optional ``batch``
     (a slice or an index array) selecting samples. ``x``, ``v`` and ``out`` are checked by
-    :mod:`symgrad.argcheck`; a non-finite result names the first non-finite datum it read.
+    :mod:`symgrad.runtime.argcheck`; a non-finite result names the first non-finite datum it read.
     """
 
     kind: str = "loss"

@@ -1,7 +1,7 @@
-"""Readable straight-line text of a derivative :class:`~symgrad.derive.Program` (``formulas()``).
+"""Readable straight-line text of a derivative :class:`~symgrad.ad.derive.Program` (``formulas()``).
 
 >>> import sympy as sp
->>> from symgrad.derive import Builder, Program
+>>> from symgrad.ad.derive import Builder, Program
 >>> a, b = sp.symbols("a b", real=True)
 >>> bl = Builder(); e = bl.node(sp.exp(a*b) + a); g = bl.gradient(e, [a, b])
 >>> print(program_text(Program(tuple(bl.assigns), {"e": (e,), "g": tuple(g)}), ("e", "g")))

@@ -1,9 +1,9 @@
 """The loop compiled: one generated Numba module per (kernel function, optimizer rule), cached.
 
 The module (``sg_loop_<key>.py`` in the compile cache, written and verified by
-:mod:`symgrad.cache`) imports the kernel's serial ``value_and_grad`` and the optimizer's rule by
-name, jits the rule and defines ``loop``: steps ``k0..k1-1`` of the run, with the stopping rules,
-the divergence checks and the history records of the Python loop
+:mod:`symgrad.build.cache`) imports the kernel's serial ``value_and_grad`` and the optimizer's
+rule by name, jits the rule and defines ``loop``: steps ``k0..k1-1`` of the run, with the
+stopping rules, the divergence checks and the history records of the Python loop
 (:mod:`symgrad.train.python_loop`), operation for operation. Mini-batches pass index arrays
 (slices of the epoch's permutation, drawn in Python from the same generator as the Python loop)
 to the kernel function, so no data are copied. ``loop`` is ``njit(cache=True)`` on a real file:
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cache import GENERATED_MARK, cached_module
+from ..build.cache import GENERATED_MARK, cached_module
 from .evaluate import direct_batches, gathered
 from .plan import Plan
 

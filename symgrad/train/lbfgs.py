@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..blas import dot
+from ..runtime.blas import dot
 from .second_order import FunAndGrad, Monitor, Outcome, norm
 
 __all__ = ["lbfgs_minimize", "strong_wolfe", "two_loop"]

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..blas import dot
+from ..runtime.blas import dot
 from .second_order import FLOOR_ULPS, FunAndGrad, Hvp, Monitor, Outcome, norm
 
 __all__ = ["newton_minimize", "steihaug_cg"]

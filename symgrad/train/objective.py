@@ -1,7 +1,7 @@
 """What ``minimize`` may be given, decided by the protocol, never by kernel classes.
 
 The loops tell objectives apart by their ``kind`` attribute (``"scalar" | "array" |
-"residual" | "model"``, see :mod:`symgrad.kernel`) and documented attributes:
+"residual" | "model"``, see :mod:`symgrad.runtime.scalar`) and documented attributes:
 
 - a **compiled loss** (``kind`` ``"scalar"`` or ``"array"``, with ``jit.value_and_grad`` and
   ``data_args``): the loops call its serial ``f.jit.value_and_grad(x, g, *f.data_args(data))``;

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .. import blas
+from ..runtime import blas
 from .evaluate import batch_evaluator, full_evaluator
 from .interrupt import Interrupt, interrupted_message
 from .plan import Plan, param_labels, permutations

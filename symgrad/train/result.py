@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..blas import dot
+from ..runtime.blas import dot
 
 __all__ = ["FAILED", "History", "OptimizeResult", "succeeded"]
 
@@ -146,7 +146,7 @@ def rel_change(f_prev: float, fk: float) -> float:
 
 
 def sq_norm(v: np.ndarray) -> float:
-    """``v @ v`` without BLAS (:func:`symgrad.blas.dot`)."""
+    """``v @ v`` without BLAS (:func:`symgrad.runtime.blas.dot`)."""
     return dot(v, v)
 
 

@@ -75,8 +75,8 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .. import blas
 from ..distributed.detect import has_dask
+from ..runtime import blas
 from . import second_run
 from .compiled import compiled_reason, loads_fast
 from .compiled_run import run_compiled

@@ -1,0 +1,1 @@
+"""symgrad.backend."""

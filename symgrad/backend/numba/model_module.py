@@ -1,0 +1,189 @@
+"""A model -> module text: ``predict``, ``jvp`` and ``jacobian``, written by the loss emitter.
+
+The bodies are those of loss modules (:mod:`.codegen`, :mod:`.emit`): the same prologue (sizes
+from ``dims``, parameter views of ``x``, data checks), BLAS calls for contractions and fused
+loops for the rest, the output written in place into ``out``. ``jvp`` is the forward tangent of
+the output along a parameter direction ``v``; ``jacobian`` stacks one tangent per parameter
+(P forward sweeps: meant for small P).
+
+>>> import symgrad as sg
+>>> from symgrad.ir.model_problem import model_problem
+>>> W = sg.params("W", shape=(3, 2)); X = sg.data("X", shape=(2,))
+>>> text = model_module_source(model_problem(W @ X))
+>>> "_gemm(c_X, p_W.T, t1)" in text and "def predict(x, out, dims, c_X):" in text
+True
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from ...ad.array import tangents, topo
+from ...ad.derive import KinkPolicy
+from ...ir.formula import program
+from ...ir.graph import Gather, Leaf, Map, N, Node, map_
+from ...ir.model_problem import ModelProblem
+from .array_module import _CHECK_ROWS, CORE, _idents, _Module, gemm
+from .emit import Emitter, plan
+from .f32 import f32_helpers
+from .skeleton import CodegenOptions, assemble, esc, finish, fn, header, preamble, wrap
+
+__all__ = ["model_header", "model_module_source"]
+
+
+class _ModelModule(_Module):
+    """The loss module's prologue and emitter, driven for one per-sample output."""
+
+    def __init__(self, prob: ModelProblem, policy: KinkPolicy, opts: CodegenOptions,
+                 real: str) -> None:
+        self.prob, self.policy, self.opts, self.real = prob, policy, opts, real
+        self.tangent = {p: Leaf("tangent", p.name, p.shape) for p in prob.params}
+        (self.dout,) = tangents([prob.output], self.tangent, policy)
+        #: per-sample float data arrays -> (their tangent leaf, the output's tangent along it)
+        self.dseeds = {}
+        for d in prob.data:
+            if d.role == "data" and d.per_sample:
+                seed = Leaf("tangent", d.name, d.shape)
+                self.dseeds[d] = (seed, tangents([prob.output], {d: seed}, policy)[0])
+        self.cols = _idents([d.name for d in prob.data], "c_")
+        self.pnames = _idents(prob.param_names, "p_")
+        self.sampled = [c for d, c in zip(prob.data, self.cols, strict=True) if d.per_sample]
+        self.gathers = sorted({(n.args[1], n.args[0].shape[0], getattr(n.args[0], "name",
+                                                                        "an array"))
+                               for n in topo([prob.output]) if isinstance(n, Gather)},
+                              key=lambda g: (g[0].name, g[2]))
+
+    def output(self, node: Node | None, with_v: bool, seed: Leaf | None = None) -> list[str]:
+        """A body writing ``node`` (the output or its tangent; None: zero) into ``out``;
+        ``seed``: a data array's tangent, read from ``v`` (one row per sample)."""
+        fn = Emitter(self.prob, False, self.real)
+        head = self.prologue(fn, with_v)
+        if seed is not None:
+            fn.name[id(seed)] = "v"
+            for ax, s in enumerate(seed.shape):
+                head.append(f"if v.shape[{ax}] != {fn.size(s)}:")
+                head.append(f'    raise ValueError("v: wrong size on axis {ax}")')
+        shape = self.prob.output.shape
+        for ax, s in enumerate(shape):
+            head.append(f"if out.shape[{ax}] != {fn.size(s)}:")
+            head.append(f'    raise ValueError("out: wrong size on axis {ax}")')
+        if node is None:
+            fn.set_all("out", shape, fn.zero)
+            return head + fn.lines
+        order, virtual = plan([node])
+        fn.body(order, virtual, {} if isinstance(node, Leaf) else {id(node): "out"})
+        if isinstance(node, Leaf):  # the output is a data array itself: copy it
+            fn.store(node, "out")
+        return head + fn.lines
+
+    def jacobian(self, core: str) -> str:
+        """``jacobian``: with scalar parameters only (a fitted curve), every column in one pass
+        (the tangents share the forward work); otherwise one ``jvp`` per entry of x."""
+        doc = "The outputs' Jacobian in x, into J (outputs' shape, then len(x))."
+        if self.prob.params and all(not p.shape for p in self.prob.params):
+            return fn(f"jacobian(x, J, {core})", doc, self.fused_jacobian(), CORE)
+        return fn(f"jacobian(x, J, {core})", doc, [
+            "nn = x.shape[0]",
+            "if J.shape[J.ndim - 1] != nn:",
+            '    raise ValueError("J: its last axis must have the length of x")',
+            "if nn == 0:",
+            "    return J",
+            "m = J.size // nn",
+            "e = np.zeros(nn, dtype=x.dtype)",
+            "col = np.empty(J.shape[:-1], dtype=x.dtype)",
+            "Jf = J.reshape((m, nn))",
+            "cf = col.reshape(m)",
+            "for j in range(nn):",
+            "    e[j] = 1.0",
+            f"    jvp(x, e, col, {core})",
+            "    for r in range(m):",
+            "        Jf[r, j] = cf[r]",
+            "    e[j] = 0.0",
+            "return J"])
+
+    def fused_jacobian(self) -> list[str]:
+        """One tangent per scalar parameter (seeded with 1), written column by column."""
+        one = map_(sp.S.One, [], ())
+        cols = [tangents([self.prob.output], {p: one}, self.policy)[0]
+                for p in self.prob.params]
+        fn = Emitter(self.prob, False, self.real)
+        head = self.prologue(fn, False)
+        shape = self.prob.output.shape
+        for ax, s in enumerate(shape):
+            head.append(f"if J.shape[{ax}] != {fn.size(s)}:")
+            head.append(f'    raise ValueError("J: wrong size on axis {ax}")')
+        head.append(f"if J.shape[{len(shape)}] != {len(cols)}:")
+        head.append('    raise ValueError("J: its last axis must have the length of x")')
+        order, virtual = plan([c for c in cols if c is not None])
+        virtual |= {id(c) for c in cols if isinstance(c, Map)}  # computed where J is written
+        fn.body(order, virtual, {})
+        idx = fn.idx(range(len(shape)))
+        loops, d = fn.loops(shape)
+        fn.lines.extend(loops)
+        for j, c in enumerate(cols):
+            value = fn.zero if c is None else fn.expr(c, idx)
+            fn.emit(f"J[{', '.join(idx)}, {j}] = {value}", d)
+        return head + fn.lines + ["return J"]
+
+    def functions(self) -> list[str]:
+        core = ", ".join(["dims", *self.cols])
+        by_data = []
+        for d, (seed, dt) in self.dseeds.items():
+            c = self.cols[self.prob.data.index(d)]
+            by_data.append(fn(f"jvp{c[1:]}(x, v, out, {core})",
+                               f"d outputs along a direction v of data array {esc(d.name)} "
+                               "(a row per sample), into out.",
+                               self.output(dt, False, seed), CORE))
+        return [
+            fn(f"predict(x, out, {core})", "The outputs at x, one row per sample, into out.",
+                self.output(self.prob.output, False), CORE),
+            fn(f"jvp(x, v, out, {core})",
+                "The outputs' derivative along the parameter direction v, into out.",
+                self.output(self.dout, True), CORE),
+            self.jacobian(core),
+            *by_data,
+        ]
+
+
+def model_header(prob: ModelProblem, policy: KinkPolicy, opts: CodegenOptions,
+                 digest: str) -> str:
+    names = {d.key: f"D{k}" for k, d in enumerate(prob.dims)}
+
+    def size(s) -> str:  # a part (a slice) is its axis less what it trims
+        if s == N:
+            return "N"
+        return names[(s.owner, s.axis, 0)] + (f" - {s.trim}" if s.trim else "")
+
+    def shp(q) -> str:
+        return "[" + ", ".join(size(s) for s in q.shape) + "]"
+
+    return header(opts, policy, [
+        "# model (# is the sample axis, N the number of samples):",
+        *(f"#   {esc(ln)}" for ln in wrap(program({"output": prob.output}), limit=40)),
+        f"# output shape: {shp(prob.output)}",
+        f"# parameters (order of x, each flattened in C order): "
+        f"{esc(', '.join(q.name + shp(q) for q in prob.params))}",
+        f"# data arrays: {esc(', '.join(d.name + shp(d) for d in prob.data)) or 'none'}",
+        "# sizes: dims[k] is the size named Dk",
+    ], digest)
+
+
+def model_module_source(prob: ModelProblem, policy: KinkPolicy | None = None,
+                        opts: CodegenOptions | None = None, real: str = "float64") -> str:
+    """The generated module's text for a model (deterministic bytes, no sizes)."""
+    if real not in ("float64", "float32"):
+        raise ValueError(f"dtype must be float64 or float32, got {real!r}")
+    policy, opts = policy or KinkPolicy(), opts or CodegenOptions()
+    fns = _ModelModule(prob, policy, opts, real).functions()
+    head = preamble([
+        "Per-sample outputs of an array model and their derivatives, compiled with Numba.",
+        "",
+        "x packs the parameters in PARAMS order, each flattened in C order; dims holds the sizes",
+        "named in the header; data arrays are passed positionally in DATA order. out has one row",
+        "per sample (the output shape in the header); J adds a last axis of len(x). Results go",
+        "into the array given, which must not share memory with x, v or the data."], [
+        ("PARAMS", prob.param_names), ("DATA", tuple(d.name for d in prob.data)),
+        ("KINK_POLICY", policy.describe()), ("DTYPE", real)], opts)
+    body = assemble(head, fns, [_CHECK_ROWS], gemm(fns),
+                    f32_helpers if real == "float32" else None)
+    return finish(body, lambda digest: model_header(prob, policy, opts, digest))

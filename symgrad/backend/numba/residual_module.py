@@ -1,0 +1,374 @@
+"""ResidualProblem -> exact per-sample derivatives -> the text of a standalone residual module.
+
+One straight-line program per sample (through :class:`symgrad.ad.derive.Builder`, so the kink
+policy and the common-subexpression table are the scalar path's) holds the ``m`` residuals,
+their ``m x P`` Jacobian rows (reverse accumulation) and their derivatives along ``v``
+(forward accumulation). The module has a per-sample-parallel function for each of residuals,
+Jacobian rows and ``J v``; ``J^T u`` and the fused normal-equation pass are a serial chunk
+function plus a ``prange`` driver. Sizes (``N``) never appear in the text; only the formula's
+own ``m`` and ``P`` do.
+
+>>> import symgrad as sg
+>>> from symgrad.ir.residual_problem import residual_problem
+>>> a, b = sg.params("a b"); t, y = sg.data("t y")
+>>> text = residual_source(residual_problem(a*sg.exp(-b*t) - y))
+>>> "def normal(x, A, bv, js, rs, t, y):" in text, "N =" in text.split("def ")[0]
+(True, False)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ...ad.derive import Builder, KinkPolicy, Program, Tmp
+from ...ir.residual_problem import ResidualProblem
+from .printer import ScalarPrinter
+from .skeleton import (
+    JIT,
+    RESERVED,
+    CodegenOptions,
+    TmpNames,
+    assemble,
+    chunks,
+    column_args,
+    esc,
+    finish,
+    fn,
+    header,
+    ident,
+    jit,
+    lse_helper,
+    preamble,
+    wrap,
+)
+
+__all__ = ["BLOCK", "ResidualProgram", "derive_residuals", "residual_header", "residual_source"]
+
+#: Samples summed plainly before a block's sums are added (compensated) into a chunk's totals.
+BLOCK = 256
+#: The fused J^T J pass is unrolled (every product a line) while the products per sample
+#: number at most this many (P = 12 for a dense row); above, loops over the Jacobian's columns
+#: (at P = 14 as fast to run and faster to compile; at P = 40, 7 s to compile instead of 100).
+UNROLL_MAX = 78
+#: Locals and functions of the module; a column with one of these names is renamed col_<name>.
+_LOCALS = {"J", "js", "rs", "b0", "b1", "A", "bv", "tot", "part", "kk", "q", "blk",
+           "residuals", "rows", "jvp", "vjp", "normal", "PARAMS", "DATA", "M_PER_SAMPLE",
+           "KINK_POLICY", "BLOCK", "sb", "zb", "Jb", "nr", "ka", "kb", "kr"}
+#: Neumaier summation of a block's sums into a chunk's totals (a helper of the normal pass).
+_NADD = f'''
+{JIT}
+def _nadd(acc, q, v):
+    """Neumaier: add v to acc[0, q], its rounding error to acc[1, q]."""
+    s = acc[0, q]
+    t = s + v
+    if abs(s) >= abs(v):
+        acc[1, q] += (s - t) + v
+    else:
+        acc[1, q] += (v - t) + s
+    acc[0, q] = t
+'''
+
+
+@dataclass(frozen=True)
+class ResidualProgram:
+    """Outputs ``r`` (m residuals), ``J`` (m x P, row-major) and ``jv`` (J v along ``v``)."""
+
+    problem: ResidualProblem
+    policy: KinkPolicy
+    v: tuple[sp.Symbol, ...]
+    program: Program
+
+
+def derive_residuals(prob: ResidualProblem, policy: KinkPolicy | None = None) -> ResidualProgram:
+    """Residuals, their exact gradients and directional derivatives, CSE'd together."""
+    policy = policy or KinkPolicy()
+    xs = list(prob.params)
+    v = tuple(sp.Symbol(f"v_{j}", real=True) for j in range(len(xs)))
+    b = Builder(policy)
+    rs = [b.node(e) for e in prob.exprs]
+    J = [g for r in rs for g in b.gradient(r, xs)]
+    jv = b.tangent(rs, dict(zip(xs, v, strict=True)))
+    return ResidualProgram(prob, policy, v, Program(tuple(b.assigns), {
+        "r": tuple(rs), "J": tuple(J), "jv": tuple(jv)}))
+
+
+def residual_header(prob: ResidualProblem, policy: KinkPolicy, opts: CodegenOptions,
+                    digest: str) -> str:
+    """The comment header (recomputed by the cache to verify an entry without deriving)."""
+    expr = esc(" ".join(str(list(prob.exprs) if prob.m > 1 else prob.exprs[0]).split()))
+    cols = ", ".join(f"{c}[N]" for c in prob.data_names) or "none (parameter-only residuals)"
+    return header(opts, policy, [
+        f"# residuals ({prob.m} per sample, sample-major):",
+        *[f"#   {ln}" for ln in wrap(expr)],
+        f"# parameters (order of x): {esc(', '.join(prob.param_names))}",
+        f"# data columns: {esc(cols)}",
+    ], digest)
+
+
+def residual_source(prob: ResidualProblem, policy: KinkPolicy | None = None,
+                    opts: CodegenOptions | None = None) -> str:
+    """The module text: the same problem, policy and options give the same bytes."""
+    policy, opts = policy or KinkPolicy(), opts or CodegenOptions()
+    body = _Gen(derive_residuals(prob, policy), opts).body()
+    return finish(body, lambda digest: residual_header(prob, policy, opts, digest))
+
+
+class _Gen:
+    def __init__(self, rp: ResidualProgram, opts: CodegenOptions) -> None:
+        p = rp.problem
+        self.rp, self.prob, self.opts = rp, p, opts
+        self.P, self.m = len(p.params), p.m
+        taken = set(RESERVED) | _LOCALS
+        self.cols = column_args(p.data_names, taken)
+        self.col_of = dict(zip(p.data_names, self.cols, strict=True))
+        names: dict = {s: ident(s.name, "p_", taken) for s in p.params}
+        names.update({s: ident(s.name, "d_", taken) for s in p.data_symbols})
+        names.update({s: f"v{j}" for j, s in enumerate(rp.v)})
+        self.names = TmpNames(names)
+        self.pr = ScalarPrinter(self.names)
+        par = bool(self.cols)  # parameter-only residuals: one "sample", no threads
+        self.jit = JIT
+        self.jit_fm = jit(fastmath=True)  # the chunk passes (the skeleton's fastmath policy)
+        self.jit_par = jit(parallel=par)
+        self.T = self.P * (self.P + 1) // 2 + self.P + 1
+        #: Each residual's nonzero Jacobian columns; loops sum J^T J when the products are many.
+        self.rows_nz = [self.nonzero(k) for k in range(self.m)]
+        self.looped = sum(len(nz) * (len(nz) + 1) // 2 for nz in self.rows_nz) > UNROLL_MAX
+
+    # -- pieces ---------------------------------------------------------------------------
+    def per_sample(self, outs: tuple[str, ...], sample: str = "i") -> list[str]:
+        """Load the sample's data and compute the named outputs into locals: ``r{k}``
+        (residuals), ``u{k*P+j}`` (Jacobian entries, structural zeros omitted), ``s{k}`` (J v).
+        Temporaries used once are inlined."""
+        prog = self.rp.program
+        local = {"r": "r", "J": "u", "jv": "s"}
+        lines = [f"{self.names[s]} = np.float64({self.col_of[s.column]}[{sample}])"
+                 for s in self.prob.data_symbols]
+        wanted = [(f"{local[n]}{k}", e) for n in outs for k, e in enumerate(prog.outputs[n])]
+        sched = prog.schedule(*outs)
+        uses: dict = {}
+        for e in [e for _, e in sched] + [e for _, e in wanted]:
+            for s in e.free_symbols:
+                if isinstance(s, Tmp):
+                    uses[s] = uses.get(s, 0) + 1
+        sub: dict = {}
+        for t, e in sched:
+            e = e.xreplace(sub) if sub else e
+            if uses.get(t, 0) <= 1:
+                sub[t] = e
+            else:
+                lines.append(f"{t.name} = {self.pr.doprint(e)}")
+        for name, e in wanted:
+            e = sp.sympify(e, strict=True)
+            if e != 0 or name[0] == "r":
+                lines.append(f"{name} = {self.pr.doprint(e.xreplace(sub) if sub else e)}")
+        return lines
+
+    def nonzero(self, k: int) -> list[int]:
+        """Parameters residual ``k``'s gradient depends on (structural zeros are skipped)."""
+        J = self.rp.program.outputs["J"]
+        return [j for j in range(self.P) if sp.sympify(J[k * self.P + j], strict=True) != 0]
+
+    def load_params(self) -> list[str]:
+        return [f"{self.names[s]} = x[{j}]" for j, s in enumerate(self.prob.params)]
+
+    def size(self) -> str:
+        cols = self.cols
+        names = ", ".join(self.prob.param_names[:8]) + (", ..." if self.P > 8 else "")
+        body = [f"if x.shape[0] != {self.P}:",
+                f'    raise ValueError("x must have {self.P} entries ({esc(names)})")']
+        if not cols:
+            return fn("_size(x)", "Check x; parameter-only residuals have one 'sample'.",
+                       [*body, "return 1"], self.jit)
+        body.append(f"N = {cols[0]}.shape[0]")
+        body += [f'if {c}.shape[0] != N:\n    raise ValueError("data column {esc(d)} has a '
+                 f'different number of samples than {esc(self.prob.data_names[0])}")'
+                 for c, d in zip(cols[1:], self.prob.data_names[1:], strict=True)]
+        return fn(f"_size(x, {', '.join(cols)})", "Check x and the columns; return N.",
+                   [*body, "return N"], self.jit)
+
+    def check(self, arr: str, shape: str, what: str, optional: bool = False) -> list[str]:
+        cond = " or ".join(f"{arr}.shape[{d}] != {s}" for d, s in enumerate(shape.split(", ")))
+        shown = shape if ", " in shape else shape + ","
+        lines = [f"if {cond}:", f'    raise ValueError("{what} must have shape ({shown})")']
+        if optional:
+            lines = [f"if {arr} is not None:", *["    " + ln for ln in lines]]
+        return lines
+
+    def no_alias(self, out: str, *ins: str) -> list[str]:
+        return [f'if _overlap({out}, {a}):\n    raise ValueError("{out} overlaps {a} in memory: '
+                'pass a separate output array")' for a in ins]
+
+    # -- functions ------------------------------------------------------------------------
+    def functions(self) -> list[str]:
+        return [self.size(), self.residuals(), self.rows(), self.jvp(), *self.vjp(),
+                *self.normal()]
+
+    def tail(self) -> str:
+        return "".join(f", {c}" for c in self.cols)
+
+    def residuals(self) -> str:
+        m = self.m
+        body = [f"N = _size(x{self.tail()})", *self.check("out", f"N * {m}", "out"),
+                *self.no_alias("out", "x", *self.cols), *self.load_params(),
+                "for i in numba.prange(N):",
+                *["    " + ln for ln in self.per_sample(("r",))],
+                *[f"    out[i * {m} + {k}] = r{k}" for k in range(m)], "return out"]
+        return fn(f"residuals(x, out{self.tail()})",
+                   "Write the residuals (sample-major: sample i at rows i*m..i*m+m-1) into out.",
+                   body, self.jit_par)
+
+    def rows(self) -> str:
+        m, P = self.m, self.P
+        body = [f"N = _size(x{self.tail()})",
+                "if lo < 0 or hi > N or lo > hi:",
+                '    raise ValueError("rows: need 0 <= lo <= hi <= N (the number of samples)")',
+                *self.check("J", f"(hi - lo) * {m}, {P}", "J"),
+                *self.check("r", f"(hi - lo) * {m}", "r"),
+                *self.no_alias("J", "x", "r", *self.cols), *self.no_alias("r", "x", *self.cols),
+                *self.load_params(), "for kk in numba.prange(hi - lo):", "    i = lo + kk",
+                *["    " + ln for ln in self.per_sample(("r", "J"))]]
+        for k in range(m):
+            nz = set(self.nonzero(k))
+            body.append(f"    r[kk * {m} + {k}] = r{k}")
+            body += [f"    J[kk * {m} + {k}, {j}] = " + (f"u{k * P + j}" if j in nz else "0.0")
+                     for j in range(P)]
+        body.append("return J")
+        return fn(f"rows(x, lo, hi, J, r{self.tail()})",
+                   "Write the Jacobian rows and residuals of samples lo..hi-1 into J and r.",
+                   body, self.jit_par)
+
+    def jvp(self) -> str:
+        m = self.m
+        body = [f"N = _size(x{self.tail()})", *self.check("v", str(self.P), "v"),
+                *self.check("out", f"N * {m}", "out"), *self.no_alias("out", "x", "v", *self.cols),
+                *self.load_params(), *[f"v{j} = v[{j}]" for j in range(self.P)],
+                "for i in numba.prange(N):",
+                *["    " + ln for ln in self.per_sample(("jv",))],
+                *[f"    out[i * {m} + {k}] = s{k}" if sp.sympify(e, strict=True) != 0 else
+                  f"    out[i * {m} + {k}] = 0.0"
+                  for k, e in enumerate(self.rp.program.outputs["jv"])], "return out"]
+        return fn(f"jvp(x, v, out{self.tail()})", "Write J v into out (one entry per residual).",
+                   body, self.jit_par)
+
+    def vjp(self) -> list[str]:
+        m, P = self.m, self.P
+        body = [*self.load_params(), *[f"a{j} = 0.0" for j in range(P)],
+                "for i in range(lo, hi):", *["    " + ln for ln in self.per_sample(("J",))]]
+        for k in range(m):
+            body.append(f"    w = u[i * {m} + {k}]")
+            body += [f"    a{j} += w * u{k * P + j}" for j in self.nonzero(k)]
+        body += [f"g[{j}] += a{j}" for j in range(P)]
+        chunk = fn(f"_vjp_chunk(x, u, lo, hi, g{self.tail()})",
+                    "Add J^T u over samples lo..hi-1 into g.", body, self.jit_fm)
+        drv = [f"N = _size(x{self.tail()})", *self.check("u", f"N * {m}", "u"),
+               *self.check("out", str(P), "out"), *self.no_alias("out", "x", "u"),
+               chunks(), f"part = np.zeros((nc, {P}))",
+               "for c in numba.prange(nc):",
+               f"    _vjp_chunk(x, u, c * N // nc, (c + 1) * N // nc, part[c]{self.tail()})",
+               "out[:] = 0.0", "for c in range(nc):", f"    for j in range({P}):",
+               "        out[j] += part[c, j]", "return out"]
+        return [chunk, fn(f"vjp(x, u, out{self.tail()})", "Write J^T u into out.", drv,
+                           self.jit_par)]
+
+    def normal(self) -> list[str]:
+        m, P, T = self.m, self.P, self.T
+        rows = self.rows_nz
+        nb = P * (P + 1) // 2
+        body = self._normal_loops(rows) if self.looped else self._normal_unrolled(rows)
+        chunk = fn(f"_normal_chunk(x, js, rs, lo, hi, acc{self.tail()})",
+                    f"Add the normal-equation sums of samples lo..hi-1 into acc (2, {T}): "
+                    f"blocks of {BLOCK} summed plainly, block sums added compensated.",
+                    body, self.jit_fm)
+        drv = [f"N = _size(x{self.tail()})", *self.check("A", f"{P}, {P}", "A"),
+               *self.check("bv", str(P), "bv"),
+               *self.check("js", f"N * {m}", "jscale", True),
+               *self.check("rs", f"N * {m}", "rscale", True),
+               *self.no_alias("A", "x", "bv"), *self.no_alias("bv", "x"),
+               chunks(), f"part = np.zeros((nc, 2, {T}))",
+               "for c in numba.prange(nc):",
+               f"    _normal_chunk(x, js, rs, c * N // nc, (c + 1) * N // nc, part[c]"
+               f"{self.tail()})",
+               f"tot = np.zeros((2, {T}))", "for c in range(nc):", f"    for q in range({T}):",
+               "        _nadd(tot, q, part[c, 0, q])", "        _nadd(tot, q, part[c, 1, q])",
+               "q = 0", f"for j in range({P}):", f"    for k in range(j, {P}):",
+               "        A[j, k] = tot[0, q] + tot[1, q]", "        A[k, j] = A[j, k]",
+               "        q += 1", f"for j in range({P}):",
+               f"    bv[j] = tot[0, {nb} + j] + tot[1, {nb} + j]",
+               f"return tot[0, {T - 1}] + tot[1, {T - 1}]"]
+        doc = ("One fused pass: A = (aJ)^T (aJ), bv = (aJ)^T (b r), returns (b r)^T (b r), "
+               "with a = js, b = rs (None: 1); J is never stored" +
+               (f" (a block of {BLOCK} samples' rows at a time)." if self.looped else "."))
+        return [chunk, fn(f"normal(x, A, bv, js, rs{self.tail()})", doc, drv, self.jit_par)]
+
+    def _normal_unrolled(self, rows: list[list[int]]) -> list[str]:
+        """Small P: every product a named local, the block's sums in locals (fastest to run)."""
+        m, P, T = self.m, self.P, self.T
+        pos = {(j, k): q for q, (j, k) in enumerate((j, k) for j in range(P)
+                                                     for k in range(j, P))}
+        nb = len(pos)
+        inner = self.per_sample(("r", "J"))
+        for k, nz in enumerate(rows):
+            inner += [f"w = 1.0 if js is None else js[i * {m} + {k}]",
+                      f"z = (1.0 if rs is None else rs[i * {m} + {k}]) * r{k}",
+                      *[f"u{k * P + j} *= w" for j in nz]]
+            inner += [f"s{pos[j, jj]} += u{k * P + j} * u{k * P + jj}"
+                      for a, j in enumerate(nz) for jj in nz[a:]]
+            inner += [f"s{nb + j} += u{k * P + j} * z" for j in nz]
+            inner.append(f"s{T - 1} += z * z")
+        # One call site of _nadd (a loop over the block's sums): 66 inlined copies of it for
+        # P = 10 took five times longer to compile and ran slower.
+        return [*self.load_params(), f"blk = np.empty({T})",
+                f"for b0 in range(lo, hi, {BLOCK}):", f"    b1 = min(b0 + {BLOCK}, hi)",
+                *[f"    s{q} = 0.0" for q in range(T)],
+                "    for i in range(b0, b1):", *["        " + ln for ln in inner],
+                *[f"    blk[{q}] = s{q}" for q in range(T)],
+                f"    for q in range({T}):", "        _nadd(acc, q, blk[q])"]
+
+    def _normal_loops(self, rows: list[list[int]]) -> list[str]:
+        """Larger P: the block's scaled Jacobian rows are stored column by column in ``Jb``
+        (P x rows of the block) and every sum of the block is a loop (a dot product of two
+        columns), so the text and Numba's compile time grow linearly in P (unrolled, compile
+        time grew faster than P**2) and the sums vectorise."""
+        m, P, T = self.m, self.P, self.T
+        nb = P * (P + 1) // 2
+        inner = self.per_sample(("r", "J"))
+        inner.append(f"kk = (i - b0) * {m}")
+        for k, row in enumerate(rows):
+            nz = set(row)
+            inner += [f"w = 1.0 if js is None else js[i * {m} + {k}]",
+                      f"zb[kk + {k}] = (1.0 if rs is None else rs[i * {m} + {k}]) * r{k}"]
+            inner += [f"Jb[{j}, kk + {k}] = " + (f"u{k * P + j} * w" if j in nz else "0.0")
+                      for j in range(P)]
+        return [
+            *self.load_params(), f"Jb = np.empty(({P}, min(hi - lo, {BLOCK}) * {m}))",
+            f"zb = np.empty(min(hi - lo, {BLOCK}) * {m})", f"sb = np.empty({T})",
+            f"for b0 in range(lo, hi, {BLOCK}):", f"    b1 = min(b0 + {BLOCK}, hi)",
+            f"    nr = (b1 - b0) * {m}", "    for i in range(b0, b1):",
+            *["        " + ln for ln in inner],
+            "    q = 0", f"    for ka in range({P}):", f"        for kb in range(ka, {P}):",
+            "            tot = 0.0", "            for kr in range(nr):",
+            "                tot += Jb[ka, kr] * Jb[kb, kr]", "            sb[q] = tot",
+            "            q += 1",
+            "        tot = 0.0", "        for kr in range(nr):",
+            "            tot += Jb[ka, kr] * zb[kr]", f"        sb[{nb} + ka] = tot",
+            "    tot = 0.0", "    for kr in range(nr):", "        tot += zb[kr] * zb[kr]",
+            f"    sb[{T - 1}] = tot",
+            f"    for q in range({T}):", "        _nadd(acc, q, sb[q])"]
+
+    # -- module ---------------------------------------------------------------------------
+    def body(self) -> str:
+        p = self.prob
+        head = preamble([
+            "Residuals, Jacobian, J v, J^T u and the fused normal equations, compiled with Numba.",
+            "",
+            "x is a float64 vector of the parameters in PARAMS order; data columns (1-D float64,",
+            "one value per sample) follow the other arguments positionally in DATA order.",
+            "Residuals are sample-major: sample i owns rows i*M_PER_SAMPLE .. +M_PER_SAMPLE-1.",
+            "Arithmetic follows IEEE 754 (error_model='numpy'): non-finite values propagate."], [
+            ("PARAMS", p.param_names), ("DATA", p.data_names), ("M_PER_SAMPLE", self.m),
+            ("KINK_POLICY", self.rp.policy.describe()), ("BLOCK", BLOCK)], self.opts)
+        return assemble(head, self.functions(),
+                        [_NADD, *(lse_helper(a, False) for a in sorted(self.pr.lse_arities))])

@@ -1,0 +1,200 @@
+"""Derivatives -> the text of a standalone Python module (deterministic bytes).
+
+The module needs only ``math``, ``cmath``, NumPy and Numba. Parameter-only losses become
+straight-line functions of ``x``; losses with reductions become one loop over samples that
+accumulates the value, gradient (and Hessian-vector) sums of every reduction in the same pass,
+followed by the outer chain rule. Parallel variants split the samples into chunks under
+``numba.prange``.
+
+>>> import symgrad as sg
+>>> from symgrad.ir.problem import problem
+>>> from symgrad.ad.derive import derive
+>>> x1, x2 = sg.params("x1 x2")
+>>> text = module_source(derive(problem((x2 - x1**2)**2 + (1 - x1)**2)))
+>>> "def value_and_grad(x, g):" in text
+True
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from ...ad.derive import Derivatives, Tmp
+from .names import RESERVED, CodegenOptions, TmpNames, column_args, ident
+from .printer import ComplexPrinter, ScalarPrinter
+from .samples import _SampleFns
+from .skeleton import assemble, esc, finish, fn, hessian_fn, lse_helper, preamble
+from .text import header
+from .vectors import _VectorFns
+
+__all__ = ["module_source"]
+
+
+class _Gen(_SampleFns, _VectorFns):
+    def __init__(self, der: Derivatives, opts: CodegenOptions) -> None:
+        self.der, self.opts = der, opts
+        p = der.problem
+        self.prob = p
+        self.n = len(p.params)
+        self.K = len(p.reductions)
+        taken = set(RESERVED)
+        args = column_args([c.name for c in p.columns] + [e.name for e in p.elements], taken)
+        names: dict = {}
+        for s in p.params:
+            names[s] = ident(s.name, "p_", taken)
+        for s in p.data_symbols:
+            names[s] = ident(s.name, "d_", taken)
+        for j, s in enumerate(der.v):
+            names[s] = f"v{j}"
+        for k, r in enumerate(p.reductions):
+            names[r.symbol] = f"r{k}"
+        for k, s in enumerate(der.u):
+            names[s] = f"u{k}"
+        self.names = TmpNames(names)
+        self.M = len(p.vectors)
+        self.cols, self.ecols = args[:len(p.columns)], args[len(p.columns):]
+        self.col_of = dict(zip([c.name for c in p.columns], self.cols, strict=True))
+        self.ecol_of = dict(zip(p.elements, self.ecols, strict=True))
+        self.real = ScalarPrinter(self.names)
+        self.cplx = ComplexPrinter(self.names)
+        self.sub: dict = {}
+        self.emitted: set = set()
+        for k, vs in enumerate(p.vector_sums):
+            names[vs.symbol] = f"s{k}"
+            names[vs.index] = "float(i)"
+        for vec in p.vectors:
+            names[vec.length] = "n"
+        for el, col in self.ecol_of.items():
+            names[el.length] = f"{col}.shape[0]"
+        for vt in der.vsums:
+            for (y, _, _), vy in zip(vt.locals, vt.vy, strict=True):
+                names[y] = ident(y.name, "", taken)
+                names[vy] = ident(vy.name, "", taken)
+            for e, _, _ in vt.elements:
+                names[e] = ident(e.name, "", taken)
+        self.names.update(names)
+        self.ns = len(p.params)
+        self.vec_pos = {vec: j for j, vec in enumerate(p.vectors)}
+
+    # -- pieces ---------------------------------------------------------------------------
+    def assigns(self, prog, outs: tuple[str, ...], printer, fresh: bool = True) -> list[str]:
+        """Statements computing the named outputs; temporaries used once are inlined for
+        readability (``self.sub`` then maps them for the output statements). ``fresh=False``
+        continues the previous call's function body (its temporaries are in scope)."""
+        if fresh:
+            self.sub, self.emitted = {}, set()
+        sched = [(t, e) for t, e in prog.schedule(*outs)
+                 if t not in self.sub and t not in self.emitted]
+        uses: dict = {}
+        for e in [e for _, e in sched] + [o for n in outs for o in prog.outputs[n]]:
+            for s in e.free_symbols:
+                if isinstance(s, Tmp):
+                    uses[s] = uses.get(s, 0) + 1
+        lines = []
+        for t, e in sched:
+            e = e.xreplace(self.sub) if self.sub else e
+            if uses.get(t, 0) <= 1 and fresh:
+                self.sub[t] = e
+            else:
+                self.emitted.add(t)
+                lines.append(f"{printer._print(t)} = {printer.doprint(e)}")
+        return lines
+
+    def load_params(self) -> list[str]:
+        return [f"{self.names[s]} = x[{j}]" for j, s in enumerate(self.prob.params)]
+
+    def load_v(self) -> list[str]:
+        return [f"v{j} = v[{j}]" for j in range(self.n)]
+
+    def load_data(self) -> list[str]:
+        out = []
+        for s in self.prob.data_symbols:
+            col = self.col_of[s.column]
+            # float32 columns are promoted before any arithmetic (numba keeps float(f32) as f32)
+            out.append(f"{self.names[s]} = np.float64({col}[i])" if s.component is None
+                       else f"{self.names[s]} = np.float64({col}[i, {s.component}])")
+        return out
+
+    def check_x(self, arg: str = "x") -> str:
+        names = ", ".join(self.prob.param_names[:8]) + (", ..." if self.n > 8 else "")
+        what = "out (the gradient array g)" if arg == "g" else arg
+        return (f'if {arg}.shape[0] != {self.n}:\n'
+                f'    raise ValueError("{what} must have {self.n} entries ({esc(names)})")')
+
+    def no_alias(self, out: str, *ins: str) -> list[str]:
+        """Refuse an output array that overlaps an input (the code writes it before reading
+        them all): ``out`` is the argument name, ``ins`` the inputs it must not overlap."""
+        what = "out (the gradient array g)" if out == "g" else "out (the Hessian H)" \
+            if out == "H" else "out"
+        return [f'if _overlap({out}, {a}):\n    raise ValueError("{what} overlaps {a} in '
+                'memory: pass a separate output array")' for a in ins]
+
+    def p(self, e, printer=None) -> str:
+        e = sp.sympify(e, strict=True)
+        return (printer or self.real).doprint(e.xreplace(self.sub) if self.sub else e)
+
+    # -- module ---------------------------------------------------------------------------
+    def source(self) -> str:
+        return finish(self.body(), self.header)
+
+    def header(self, digest: str) -> str:
+        return header(self.prob, self.der.policy, self.opts, digest)
+
+    def body(self) -> str:
+        p = self.prob
+        head = preamble([
+            "Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.",
+            "",
+            "x is a float64 vector of the parameters in PARAMS order; data columns are passed",
+            "positionally in DATA order, then an optional int64 array of sample indices (idx,",
+            "each in [0, N): checked, ValueError otherwise).",
+            "Results are written into the output array given (g, out, H), which must not overlap",
+            "x, v or a data column (checked, ValueError otherwise). Arithmetic follows IEEE 754",
+            "(error_model='numpy'): a division by zero gives inf or nan, it does not raise."], [
+            ("PARAMS", tuple(p.param_names)),
+            ("DATA", (*(c.name for c in p.columns), *(e.name for e in p.elements))),
+            ("KINK_POLICY", self.der.policy.describe()), ("ANALYTIC", p.analytic)], self.opts)
+        funcs = self.functions()  # printing them records the logsumexp arities used
+        lse = sorted(self.real.lse_arities | self.cplx.lse_arities)
+        return assemble(head, funcs, [lse_helper(a, c) for a in lse for c in (False, True)])
+
+    def functions(self) -> list[str]:
+        if self.prob.vector_sums:
+            return self.with_vectors()
+        if self.K == 0:
+            return self.param_only()
+        return self.with_data()
+
+    # -- parameter-only losses -------------------------------------------------------------
+    def param_only(self) -> list[str]:
+        o, n = self.der.outer, self.n
+        out = []
+        F = o.outputs["F"][0]
+        out.append(fn("value(x)", "The loss at x.", [
+            self.check_x(), *self.load_params(), *self.assigns(o, ("F",), self.real),
+            f"return {self.p(F)}"]))
+        body = [self.check_x(), self.check_x("g"), *self.no_alias("g", "x"), *self.load_params(),
+                *self.assigns(o, ("F", "dx"), self.real)]
+        body += [f"g[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["dx"])]
+        out.append(fn("value_and_grad(x, g)", "The loss at x; its gradient is written into g.",
+                       [*body, f"return {self.p(F)}"]))
+        out.append(fn("grad(x, g)", "Write the gradient at x into g (and return g).", [
+            "value_and_grad(x, g)", "return g"]))
+        body = [self.check_x(), self.check_x("v"), self.check_x("out"),
+                *self.no_alias("out", "x", "v"), *self.load_params(),
+                *self.load_v(), *self.assigns(o, ("hx",), self.real)]
+        body += [f"out[{j}] = {self.p(e)}" for j, e in enumerate(o.outputs["hx"])]
+        out.append(fn("hvp(x, v, out)", "Write the Hessian at x times v into out.",
+                       [*body, "return out"]))
+        out.append(hessian_fn(n, "x, H", "hvp(x, {e}, {col})"))
+        if self.prob.analytic:
+            out.append(fn("value_complex(x)", "The loss at complex x (complex-step checks).", [
+                *self.load_params(), *self.assigns(o, ("F",), self.cplx),
+                f"return {self.p(o.outputs['F'][0], self.cplx)}"]))
+        return out
+
+
+def module_source(der: Derivatives, opts: CodegenOptions | None = None) -> str:
+    """The generated module's text: same derivatives and options give the same bytes."""
+    return _Gen(der, opts or CodegenOptions()).source()
+

@@ -1,0 +1,187 @@
+"""Functions with exact derivative rules and numerically stable printed forms.
+
+Each is a SymPy ``Function`` so it differentiates symbolically; the printer gives each a stable
+scalar form (``sigmoid`` never overflows ``exp``, ``softplus`` uses ``log1p``, ``logsumexp``
+subtracts the max). ``SUPPORTED`` lists every function class the code generator can print.
+
+>>> import sympy as sp
+>>> x = sp.Symbol("x", real=True)
+>>> sp.diff(softplus(x), x)
+sigmoid(x)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+
+from .graph import Node
+from .minmax import Max2, Min2
+
+__all__ = [
+    "ANALYTIC",
+    "SUPPORTED",
+    "expm1",
+    "log1p",
+    "log_softmax",
+    "logsumexp",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "softplus",
+]
+
+
+class _MapsOverArrays:
+    """Applied to an array expression, the function maps over its elements."""
+
+    def __new__(cls, *args, **kw):
+        if any(isinstance(a, Node) for a in args):
+            from ..lang.ops import apply
+
+            return apply(cls, *args)
+        return super().__new__(cls, *args, **kw)
+
+
+class relu(_MapsOverArrays, sp.Function):
+    """``max(x, 0)``; its derivative is ``Heaviside(x, 0)`` (relu'(0) = 0 by default)."""
+
+    nargs = 1
+    is_real = True
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return sp.Max(x, 0)
+        return None
+
+    def fdiff(self, argindex=1):
+        return sp.Heaviside(self.args[0], 0)
+
+    def _eval_rewrite_as_Max(self, x, **kw):
+        return sp.Max(x, 0)
+
+    def _eval_evalf(self, prec):
+        return sp.Max(self.args[0], 0)._eval_evalf(prec)
+
+
+class sigmoid(_MapsOverArrays, sp.Function):
+    """The logistic function ``1 / (1 + exp(-x))``."""
+
+    nargs = 1
+    is_real = True
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return 1 / (1 + sp.exp(-x))
+        return None
+
+    def fdiff(self, argindex=1):
+        return self * (1 - self)
+
+    def _eval_rewrite_as_exp(self, x, **kw):
+        return 1 / (1 + sp.exp(-x))
+
+    def _eval_evalf(self, prec):
+        return (1 / (1 + sp.exp(-self.args[0])))._eval_evalf(prec)
+
+
+class softplus(_MapsOverArrays, sp.Function):
+    """``log(1 + exp(x))``, printed as ``max(x, 0) + log1p(exp(-|x|))``."""
+
+    nargs = 1
+    is_real = True
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return sp.log(1 + sp.exp(x))
+        return None
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    def _eval_rewrite_as_log(self, x, **kw):
+        return sp.log(1 + sp.exp(x))
+
+    def _eval_evalf(self, prec):
+        return sp.log(1 + sp.exp(self.args[0]))._eval_evalf(prec)
+
+
+class logsumexp(sp.Function):
+    """``log(sum_k exp(x_k))``, printed with the max subtracted; d/dx_k is ``softmax_k``.
+
+    On one array, ``logsumexp(z, axis=-1)`` reduces along a per-sample axis.
+    """
+
+    is_real = True
+
+    def __new__(cls, *args, axis=-1, **kw):
+        if len(args) == 1 and isinstance(args[0], Node):
+            from ..lang.ops import logsumexp as array_lse
+
+            return array_lse(args[0], axis)
+        return super().__new__(cls, *args, **kw)
+
+    @classmethod
+    def eval(cls, *args):
+        if len(args) == 0:
+            raise TypeError("logsumexp needs at least one argument")
+        if len(args) == 1:
+            return args[0]
+        return None
+
+    def fdiff(self, argindex=1):
+        return sp.exp(self.args[argindex - 1] - self)
+
+    def _eval_rewrite_as_log(self, *args, **kw):
+        return sp.log(sp.Add(*[sp.exp(a) for a in args]))
+
+    def _eval_evalf(self, prec):
+        return sp.log(sp.Add(*[sp.exp(a) for a in self.args]))._eval_evalf(prec)
+
+
+def _seq(z) -> list:
+    if isinstance(z, sp.MatrixBase):
+        return list(z)
+    return list(z)
+
+
+def softmax(z: Sequence, axis: int = -1) -> list[sp.Expr]:
+    """Softmax components ``exp(z_k - logsumexp(z))`` of a sequence or Matrix of expressions
+    (of an array: along ``axis``)."""
+    if isinstance(z, Node):
+        from ..lang.ops import softmax as array_softmax
+
+        return array_softmax(z, axis)
+    z = _seq(z)
+    lse = logsumexp(*z)
+    return [sp.exp(zk - lse) for zk in z]
+
+
+def log_softmax(z: Sequence, axis: int = -1) -> list[sp.Expr]:
+    """Log-softmax components ``z_k - logsumexp(z)``: stable, no ``log(exp(.))`` (of an
+    array: along ``axis``)."""
+    if isinstance(z, Node):
+        from ..lang.ops import log_softmax as array_log_softmax
+
+        return array_log_softmax(z, axis)
+    z = _seq(z)
+    lse = logsumexp(*z)
+    return [zk - lse for zk in z]
+
+
+#: Functions without kinks: a loss made only of these (and arithmetic) is complex-step safe.
+ANALYTIC: frozenset[type] = frozenset({
+    sp.exp, sp.log, log1p, expm1, sp.sin, sp.cos, sp.tan, sp.tanh, sp.sinh, sp.cosh,
+    sp.asin, sp.acos, sp.atan, sp.erf, sigmoid, softplus, logsumexp,
+})
+
+#: Every function class the printer can emit (others are named in an error, never guessed).
+SUPPORTED: frozenset[type] = ANALYTIC | frozenset({
+    sp.atan2, sp.Abs, sp.sign, sp.Min, sp.Max, sp.Piecewise, sp.Heaviside, sp.floor,
+    sp.ceiling, relu, sp.DiracDelta, Max2, Min2,
+})

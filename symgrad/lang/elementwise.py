@@ -1,0 +1,40 @@
+"""Common SymPy functions, re-exported so that losses need no SymPy import.
+
+On scalars each is SymPy's own function; on array expressions it maps over the elements.
+``max`` is SymPy's ``Max`` of several scalars, or the maximum of one array along ``axis``.
+
+>>> import symgrad as sg
+>>> x = sg.params("x")
+>>> sg.exp(x) + sg.max(x, 0)
+exp(x) + Max(0, x)
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from ..ir.graph import Node
+from .ops import elementwise, max_
+
+__all__ = ["abs", "cos", "cosh", "erf", "exp", "log", "max", "sin", "sinh", "sqrt", "tan", "tanh"]
+
+exp = elementwise(sp.exp)
+log = elementwise(sp.log)
+sqrt = elementwise(sp.sqrt)
+tanh = elementwise(sp.tanh)
+sin = elementwise(sp.sin)
+cos = elementwise(sp.cos)
+tan = elementwise(sp.tan)
+sinh = elementwise(sp.sinh)
+cosh = elementwise(sp.cosh)
+erf = elementwise(sp.erf)
+abs = elementwise(sp.Abs)
+
+
+def max(*args, axis=None):
+    """``Max(a, b, ...)`` of scalars, or the maximum of one array along ``axis``."""
+    if len(args) == 1 and isinstance(args[0], Node):
+        return max_(args[0], axis)
+    if axis is not None:
+        raise TypeError("axis= applies to one array")
+    return sp.Max(*args)
