@@ -219,6 +219,8 @@ def setup(k, problem, root, source: str, path, module: types.ModuleType,
     k.data_names = tuple(d.name for d in problem.data)
     k.data_shapes = {d.name: d.shape[1:] if d.per_sample else d.shape for d in problem.data}
     k._sampled = tuple(d.name for d in problem.data if d.per_sample)
+    #: The per-sample data arrays (rows are samples: ``batch=`` picks them).
+    k.sampled = k._sampled
     nodes = topo([root])
     #: Scan the data for NaN/inf on every call (the expression can hide them: a branch, a max
     #: reduction, a symbolic power), not only after a non-finite result.

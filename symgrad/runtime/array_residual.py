@@ -115,6 +115,7 @@ class ArrayResiduals(ResidualKernel):
         self.data_names: tuple[str, ...] = model.data_names
         self._scan_always = model._scan_always
         self._sampled = model._sampled  # read by the borrowed _name_non_finite
+        self.sampled = model._sampled
         self._pick = [name in model._sampled for name in self.data_names]
         self._first = self._pick.index(True)
         if block is None:

@@ -66,6 +66,8 @@ class ResidualKernel(Kernel):
         #: Residuals per sample (parameter-only residuals: all of them).
         self.m: int = problem.m
         self.data_names: tuple[str, ...] = problem.data_names
+        #: The per-sample data columns (every column: rows are samples).
+        self.sampled: tuple[str, ...] = self.data_names
 
     def __repr__(self) -> str:
         data = f", data=({', '.join(self.data_names)})" if self.data_names else ""

@@ -76,6 +76,8 @@ class ScalarKernel(Kernel):
         self._elements: tuple[str, ...] = tuple(e.name for e in problem.elements)
         #: Every data column the loss reads: per-sample columns, then element-wise ones.
         self.data_names: tuple[str, ...] = self._samples + self._elements
+        #: The per-sample data (rows are samples: ``batch=`` picks them).
+        self.sampled: tuple[str, ...] = self._samples
         self.analytic: bool = problem.analytic
         self.parallel = parallel
         self.jit = types.SimpleNamespace(

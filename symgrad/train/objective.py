@@ -83,8 +83,6 @@ def per_sample(f: Any) -> frozenset[str] | None:
     """The names of ``f``'s per-sample data (rows are samples; batches pick them), or None
     when ``f`` does not say (then every data column is per sample)."""
     names = getattr(f, "sampled", None)
-    if names is None:  # today's names: array kernels' _sampled, scalar kernels' _samples
-        names = getattr(f, "_sampled", getattr(f, "_samples", None))
     if names is None:
         names = getattr(f, "data_names", None)
     return None if names is None else frozenset(names)
