@@ -107,7 +107,7 @@ def test_normal_blocks_do_not_change_the_sums(linear):
     kernel, data = linear
     x = np.random.default_rng(2).standard_normal(kernel.n_params)
     one = kernel.bind(**data).normal(x)
-    small = sg.lsq.array_residuals.ArrayResiduals(kernel.model, block=7).bind(**data).normal(x)
+    small = sg.lsq.ArrayResiduals(kernel.model, block=7).bind(**data).normal(x)
     np.testing.assert_allclose(small[0], one[0], rtol=1e-13)
     np.testing.assert_allclose(small[1], one[1], rtol=1e-12, atol=1e-11)
     assert small[2] == pytest.approx(one[2], rel=1e-13)

@@ -23,9 +23,9 @@ DANGEROUS = {"sympify", "S", "eval", "exec", "parse_expr", "lambdify", "run_path
              "exec_module", "__import__"}
 #: (module path, enclosing function, callee) -> why it never sees user text.
 ALLOWED = {
-    ("cache.py", "load_module", "exec"): "runs a generated module's text, written by symgrad "
+    ("build/cache.py", "load_module", "exec"): "runs a generated module's text, written by symgrad "
     "and verified against its content hash before it is executed",
-    ("cache.py", "load_module", "exec_module"): "imports a generated module written by symgrad "
+    ("build/cache.py", "load_module", "exec_module"): "imports a generated module written by symgrad "
     "(verified as above)",
     ("train/compiled.py", "loop_function", "exec"): "compiles the training-loop text symgrad "
     "writes from its own templates (names are checked identifiers)",

@@ -145,7 +145,7 @@ def array_residuals():
     X, Yd = sg.data("X", shape=(3,)), sg.data("Y", shape=(2,))
     rk = sg.lsq.as_kernel(W @ X + b - Yd)
     # block=7: several blocks (and a short last one) in every block pass
-    return sg.lsq.array_residuals.ArrayResiduals(rk.model, block=7), dict(X=XA, Y=YA)
+    return sg.lsq.ArrayResiduals(rk.model, block=7), dict(X=XA, Y=YA)
 
 
 def _numpy_residuals(x):

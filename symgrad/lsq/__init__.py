@@ -12,11 +12,12 @@ Kernel side: :func:`compile_residuals` -> :class:`ResidualKernel`. Solver side:
 """
 
 from ..build.residual import compile_residuals
+from ..runtime.array_residual import ArrayResiduals
 from ..runtime.residual import BoundResiduals, ResidualKernel
 from .api import as_kernel, curve_fit, least_squares, to_scipy
 from .reference import ReferenceResiduals
 from .result import LeastSquaresResult, UnidentifiableWarning
 
-__all__ = ["BoundResiduals", "LeastSquaresResult", "ReferenceResiduals", "ResidualKernel",
+__all__ = ["ArrayResiduals", "BoundResiduals", "LeastSquaresResult", "ReferenceResiduals", "ResidualKernel",
            "UnidentifiableWarning", "as_kernel", "compile_residuals", "curve_fit",
            "least_squares", "to_scipy"]
