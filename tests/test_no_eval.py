@@ -25,8 +25,8 @@ DANGEROUS = {"sympify", "S", "eval", "exec", "parse_expr", "lambdify", "run_path
 ALLOWED = {
     ("build/cache.py", "load_module", "exec"): "runs a generated module's text, written by symgrad "
     "and verified against its content hash before it is executed",
-    ("build/cache.py", "load_module", "exec_module"): "imports a generated module written by symgrad "
-    "(verified as above)",
+    ("build/cache.py", "load_module", "exec_module"): "imports a generated module written by "
+    "symgrad (verified as above)",
     ("train/compiled.py", "loop_function", "exec"): "compiles the training-loop text symgrad "
     "writes from its own templates (names are checked identifiers)",
     ("check/exact.py", "_lambdify_mp", "lambdify"): "lambdifies SymPy expressions derived from "

@@ -18,6 +18,7 @@ from .api import as_kernel, curve_fit, least_squares, to_scipy
 from .reference import ReferenceResiduals
 from .result import LeastSquaresResult, UnidentifiableWarning
 
-__all__ = ["ArrayResiduals", "BoundResiduals", "LeastSquaresResult", "ReferenceResiduals", "ResidualKernel",
+__all__ = ["ArrayResiduals", "BoundResiduals", "LeastSquaresResult", "ReferenceResiduals",
+           "ResidualKernel",
            "UnidentifiableWarning", "as_kernel", "compile_residuals", "curve_fit",
            "least_squares", "to_scipy"]
