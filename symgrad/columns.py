@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
+from .lang.parse import names_in
+
 __all__ = ["check_column_names", "closest"]
 
 
@@ -43,8 +45,6 @@ def check_column_names(spec: str, columns: Sequence[str], source: str,
         return
     if params_given:
         return
-    from .lang.parse import names_in
-
     used = set(names_in(spec))
     unused = [c for c in columns if c not in used]
     for name in sorted(used - set(columns)):

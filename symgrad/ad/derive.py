@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..ir.functions import Max2, Min2, relu
+from ..ir.problem import ProblemError, too_deep
 from ..ir.symtypes import DataVector
+from ..lang.parse import ExprError, parse_number
 
 __all__ = ["Builder", "Derivatives", "KinkPolicy", "Program", "Tmp", "VectorTerm", "derive",
            "local_derivative"]
@@ -60,7 +62,6 @@ class KinkPolicy:
 
 def _policy_value(name: str, value) -> float:
     if isinstance(value, str):
-        from ..lang.parse import ExprError, parse_number
         try:
             value = parse_number(value)
         except ExprError as exc:
@@ -357,7 +358,6 @@ def derive(prob, policy: KinkPolicy | None = None) -> Derivatives:
     try:
         return _derive(prob, policy or KinkPolicy())
     except RecursionError:
-        from ..ir.problem import ProblemError, too_deep
         raise ProblemError(too_deep()) from None
 
 

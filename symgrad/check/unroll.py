@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..ad.derive import KinkPolicy
 from ..ir.interp import Smoother, interpret, work
+from ..lang.symbols import Data, DataVector, IndexedSum, Mean, ParamVector, Sum
 from .report import EXACT_DPS
 
 __all__ = ["EXACT_MAX_COST", "FALLBACK_MAX_COST", "ExactTooLarge", "exact_loss",
@@ -96,8 +98,6 @@ _POLICY = re.compile(r"relu'\(0\)=([^,]+), abs'\(0\)=([^,]+), max/min tie=(.+)")
 
 def _policy(k: Any) -> Any:
     """The kernel's KinkPolicy: ``k.policy``, or the one its module records (scalar kernels)."""
-    from ..ad.derive import KinkPolicy
-
     pol = getattr(k, "policy", None)
     if pol is not None:
         return pol
@@ -218,8 +218,6 @@ def _residuals(k: Any, x: np.ndarray, data: dict, order: int
 
 def _scalar_loss(k: Any, x: np.ndarray, data: dict, order: int
                  ) -> tuple[sp.Expr, list[sp.Symbol]]:
-    from ..lang.symbols import Data, DataVector, IndexedSum, Mean, ParamVector, Sum
-
     expr = k.expr
     prob = getattr(k, "problem", None)
     scalars = list(prob.params) if prob is not None else _named(expr, k.params)

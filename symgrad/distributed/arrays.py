@@ -26,6 +26,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..build.array_cache import cached_array
+from ..ir.array_problem import array_problem
+from ..passes.split import N_PARAM, split
+from ..runtime.datacheck import check_names
 from .bound import DaskBound
 from .columns import Chunks, aligned
 from .worker import ModuleSpec, check_finite, check_lengths, load
@@ -41,8 +45,6 @@ def bind_array(kernel, data: Mapping, batch=None, *,
     """The array kernel ``kernel`` bound to the Dask columns ``data`` (what
     :func:`symgrad.distributed.bind` returns for an array loss); ``persist=True`` keeps the
     columns on the cluster."""
-    from ..runtime.datacheck import check_names
-
     if batch is not None:
         raise TypeError("batch= is not available with Dask columns: index the Dask arrays "
                         "(X[idx]) or use DaskKernel.on_chunks / symgrad.distributed.sgd")
@@ -59,10 +61,6 @@ def _split(kernel):
     got = _SPLITS.get(kernel)
     if got is not None:
         return got
-    from ..build.array_cache import cached_array
-    from ..ir.array_problem import array_problem
-    from ..passes.split import N_PARAM, split
-
     def compile_array(node, names, policy, dtype):  # the kernel's class: no import of it here
         prob = array_problem(node, names)
         path, src, mod = cached_array(prob, policy, dtype)

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .binding import bind
+
 __all__ = ["DaskArgs", "dask_args", "has_dask"]
 
 
@@ -60,6 +62,4 @@ class DaskArgs(tuple):
 def dask_args(kernel, data: Mapping, batch=None) -> DaskArgs:
     """The Dask stand-in for ``kernel.data_args(data, batch)``: the kernel bound by
     :func:`symgrad.distributed.bind`; the kernel's calls hand the result over."""
-    from .binding import bind
-
     return DaskArgs(bind(kernel, data, batch))

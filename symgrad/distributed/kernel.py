@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..runtime.datacheck import check_names
 from .bound import FAN_IN, DaskBound, hessian_from_hvp, map_reduce
 from .columns import aligned
 from .worker import ModuleSpec, chunk_acc
@@ -86,8 +87,6 @@ def _supported(kernel) -> None:
 def bind(kernel, data: Mapping, batch=None, *, persist: bool = False) -> DaskBound:
     """A :class:`DaskKernel` of ``kernel`` on the columns ``data`` (what ``f.bind`` returns
     when a column is a Dask collection); ``persist=True`` keeps the columns on the cluster."""
-    from ..runtime.datacheck import check_names
-
     _supported(kernel)
     if batch is not None:
         raise TypeError("batch= is not available with Dask columns: index the Dask arrays "

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..runtime.datacheck import may_hide
+from ..runtime.datacheck import check_names, may_hide
 from .bound import DaskBound, raise_placed
 from .columns import aligned
 from .worker import ModuleSpec, Unplaced, chunk_rows
@@ -132,8 +132,6 @@ class DaskResiduals(DaskBound):
 
 def bind_residuals(kernel, data: Mapping) -> DaskResiduals:
     """What ``rk.bind(**data)`` returns when a column is a Dask collection."""
-    from ..runtime.datacheck import check_names
-
     check_names(data, kernel.data_names, "data column")
     return DaskResiduals(kernel, aligned(data, kernel.data_names,
                                          dict.fromkeys(kernel.data_names)))

@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from ..train.result import History, OptimizeResult, final_grad_norm
 from .kernel import DaskKernel
 
 __all__ = ["sgd"]
@@ -34,8 +35,6 @@ def sgd(fb: DaskKernel, x0, *, optimizer, steps: int, chunks_per_step: int = 1,
     each step's loss, learning rate and gradient norm, and the iterates only with
     ``record_x=True`` (as :func:`symgrad.minimize`).
     """
-    from ..train.result import History, OptimizeResult, final_grad_norm
-
     if not isinstance(fb, DaskKernel):
         raise TypeError("sgd needs a kernel bound to Dask columns: f.bind(t=dask_array, ...)")
     if not 1 <= chunks_per_step <= fb.n_chunks:

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 import numpy as np
 import sympy as sp
 
+from ..build.scalar_cache import cached_scalar
+from ..ir.problem import problem
 from ..lang.symbols import Data, IndexedSum
 from .bound import DaskBound
 from .kernel import ScalarPart
@@ -31,9 +33,6 @@ __all__ = ["DaskVectorKernel", "bind_vectors"]
 
 def bind_vectors(kernel, data: Mapping, *, persist: bool = False) -> DaskBound:
     """The vector-indexed scalar ``kernel`` on the Dask columns ``data`` (see the module)."""
-    from ..build.scalar_cache import cached_scalar
-    from ..ir.problem import problem
-
     def compile_loss(expr):  # the kernel's class: no import of the kernel module here
         prob = problem(expr, None)
         path, src, mod = cached_scalar(prob, kernel.policy)

@@ -17,6 +17,10 @@ from collections.abc import Sequence
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
+from ..lang.ops import apply
+from ..lang.ops import log_softmax as array_log_softmax
+from ..lang.ops import logsumexp as array_lse
+from ..lang.ops import softmax as array_softmax
 from .graph import Node
 from .minmax import Max2, Min2
 
@@ -39,8 +43,6 @@ class _MapsOverArrays:
 
     def __new__(cls, *args, **kw):
         if any(isinstance(a, Node) for a in args):
-            from ..lang.ops import apply
-
             return apply(cls, *args)
         return super().__new__(cls, *args, **kw)
 
@@ -121,8 +123,6 @@ class logsumexp(sp.Function):
 
     def __new__(cls, *args, axis=-1, **kw):
         if len(args) == 1 and isinstance(args[0], Node):
-            from ..lang.ops import logsumexp as array_lse
-
             return array_lse(args[0], axis)
         return super().__new__(cls, *args, **kw)
 
@@ -154,8 +154,6 @@ def softmax(z: Sequence, axis: int = -1) -> list[sp.Expr]:
     """Softmax components ``exp(z_k - logsumexp(z))`` of a sequence or Matrix of expressions
     (of an array: along ``axis``)."""
     if isinstance(z, Node):
-        from ..lang.ops import softmax as array_softmax
-
         return array_softmax(z, axis)
     z = _seq(z)
     lse = logsumexp(*z)
@@ -166,8 +164,6 @@ def log_softmax(z: Sequence, axis: int = -1) -> list[sp.Expr]:
     """Log-softmax components ``z_k - logsumexp(z)``: stable, no ``log(exp(.))`` (of an
     array: along ``axis``)."""
     if isinstance(z, Node):
-        from ..lang.ops import log_softmax as array_log_softmax
-
         return array_log_softmax(z, axis)
     z = _seq(z)
     lse = logsumexp(*z)

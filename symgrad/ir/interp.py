@@ -22,6 +22,7 @@ import numpy as np
 import sympy as sp
 
 from ..ad.array import topo
+from ..ad.derive import KinkPolicy
 from .graph import SAMPLES, N, Node, ph
 
 __all__ = ["TIE", "Smoother", "interpret", "work"]
@@ -188,8 +189,6 @@ class Smoother:
     """
 
     def __init__(self, point: Mapping[sp.Symbol, sp.Float], policy: Any = None) -> None:
-        from ..ad.derive import KinkPolicy
-
         self.point = dict(point)
         self.pol = policy or KinkPolicy()
         self.values: dict[sp.Expr, sp.Expr] = {}

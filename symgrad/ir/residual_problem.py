@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..errors import ProblemError
+from ..lang.parse import ExprError, parse_loss
 from .problem import (
     MAX_DEPTH,
     Column,
@@ -85,8 +86,6 @@ def _names(spec) -> list:
 
 def _parse(text: str, params, data) -> sp.Expr:
     """A residual given as text, parsed safely (never evaluated) as ``sg.compile``'s CLI does."""
-    from ..lang.parse import ExprError, parse_loss
-
     pn = [p if isinstance(p, str) else getattr(p, "name", p) for p in _names(params)] or None
     dn = [d if isinstance(d, str) else getattr(d, "name", d) for d in _names(data)]
     try:

@@ -15,12 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from ..build.residual import compile_residuals
+from ..lang.symbols import data as declare_data
 from ..runtime.array_residual import compile_array_residuals, is_array_residual, x0_by_name
 from . import options as opt
 from . import robust
-from .curve import check_curve_inputs
+from .curve import check_curve_inputs, curve_model
 from .lm import MESSAGES
 from .objective import Objective
+from .reference import resolve_symbols
 from .result import LeastSquaresResult
 from .solve import METHODS, solve
 
@@ -56,8 +59,6 @@ def as_kernel(residual, params=None, data=None):
         return residual
     if is_array_residual(residual):
         return compile_array_residuals(residual, params, data)
-    from ..build.residual import compile_residuals
-
     return compile_residuals(residual, params=params, data=data)
 
 
@@ -149,10 +150,6 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
 
 
 def _curve_symbols(model, xdata, params):
-    from ..lang.symbols import data as declare_data
-    from .curve import curve_model
-    from .reference import resolve_symbols
-
     expr, params = curve_model(model, xdata, params)  # text is parsed safely, never evaluated
     ps, ds = resolve_symbols([expr], params)
     names = [d.name for d in ds]

@@ -20,8 +20,15 @@ from collections.abc import Callable
 
 import numpy as np
 
+import symgrad as sg
+
 from ..cliargs import CLIError, _names, parse_vector
+from ..columns import check_column_names, closest
 from ..datafile import read_data_file
+from ..lang.parse import names_in, param_names, parse_loss
+from ..lang.symbols import Param
+from .predict import split_response, write_predictions
+from .result import UnidentifiableWarning
 
 __all__ = ["MAX_PARAMS", "add_parser", "parse_p0", "run"]
 
@@ -55,9 +62,6 @@ def _columns_of(text: str, cols: dict, a: argparse.Namespace) -> list[str]:
 
     A name that is not a column is a parameter; one that looks like a misspelt column the
     residual does not read (``tt`` for ``t``) is an error naming it and the columns."""
-    from ..columns import check_column_names, closest
-    from ..lang.parse import names_in
-
     source = str(a.data_file)
     if a.response is not None and a.response not in cols:
         close = closest(a.response, list(cols))
@@ -74,12 +78,6 @@ def _columns_of(text: str, cols: dict, a: argparse.Namespace) -> list[str]:
 def run(a: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     """Fit and print the table; exit status 0 if the fit converged, 1 otherwise (and when the
     data cannot determine a parameter)."""
-    import symgrad as sg
-
-    from ..lang.parse import param_names, parse_loss
-    from ..lang.symbols import Param
-    from .result import UnidentifiableWarning
-
     cols = read_data_file(a.data_file)
     text = a.model if a.response is None else f"({a.model}) - ({a.response})"
     dnames = _columns_of(text, cols, a)
@@ -104,8 +102,6 @@ def run(a: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     out(f"model: {text}   ({next(iter(cols.values())).size} samples)")
     out(fit.summary())
     if a.predict:
-        from .predict import split_response, write_predictions
-
         params = [Param(n) for n in names]
         response = (parse_loss(a.response, data=dnames) if a.response is not None
                     else split_response(expr, dnames)[1])

@@ -14,6 +14,10 @@ from collections.abc import Mapping
 import numpy as np
 import sympy as sp
 
+from ..errors import ProblemError
+from ..lang.parse import ExprError, names_in, param_names, parse_loss
+from ..lang.symbols import Param, as_expr
+
 __all__ = ["check_curve_inputs", "curve_model"]
 
 
@@ -31,10 +35,6 @@ def curve_model(model, xdata, params) -> tuple[sp.Expr, list | None]:
     of the two is needed to tell data from parameters. Anything else must be a SymPy
     expression (strings are never passed to ``sympify``).
     """
-    from ..errors import ProblemError
-    from ..lang.parse import ExprError, names_in, param_names, parse_loss
-    from ..lang.symbols import Param, as_expr
-
     if not isinstance(model, str):
         return as_expr(model, "curve_fit: model"), params
     try:

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
+import symgrad as sg
+
 from ..build.cache import write_atomic
 
 __all__ = ["split_response", "write_predictions"]
@@ -47,8 +49,6 @@ def write_predictions(path: str, resid: sp.Expr, response: sp.Expr | None, param
     """Evaluate the fitted model (and the residual) with compiled model kernels and write the
     CSV; returns a line saying what was written. FileExistsError when ``path`` is the data file,
     or exists and ``force`` is false."""
-    import symgrad as sg
-
     out = Path(path)
     if out.resolve() == Path(data_file).resolve():
         raise FileExistsError(f"--predict {path}: that is the data file; choose another name")

@@ -23,14 +23,16 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..ir.residual_problem import residual_exprs
+from ..ir.symtypes import declaration_order
+from ..lang.symbols import Data, Param
+
 __all__ = ["BoundResiduals", "ReferenceResiduals", "resolve_symbols"]
 
 CHUNK = 65536  # samples per block of the fused pass
 
 
 def _order_key(s) -> tuple:
-    from ..ir.symtypes import declaration_order
-
     return (declaration_order(s), s.name)
 
 
@@ -47,8 +49,6 @@ def resolve_symbols(exprs: Sequence[sp.Expr], params=None, data=None
     Default parameters: the ``sg.params`` symbols (declaration order); default data: every other
     symbol, sorted by name. A symbol that is neither (when ``params`` is not given) is an error.
     """
-    from ..lang.symbols import Data, Param
-
     free: set = set().union(*(e.free_symbols for e in exprs))
     byname = {s.name: s for s in free}
     if params is None:
@@ -91,8 +91,6 @@ class ReferenceResiduals:
     kind: str = "residual"
 
     def __init__(self, resid, params=None, data=None) -> None:
-        from ..ir.residual_problem import residual_exprs
-
         # text is parsed by the safe parser (never evaluated), as compile_residuals does
         exprs = residual_exprs(resid, params, data)
         ps, ds = resolve_symbols(exprs, params, data)

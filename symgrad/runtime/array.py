@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ad.array import topo
+from ..ad.array import gradients, topo
 from ..ad.derive import KinkPolicy
 from ..distributed.detect import dask_args, has_dask
 from ..ir.array_problem import ArrayProblem
+from ..ir.formula import program
 from ..ir.graph import Gather, Map, N, Reduce
 from . import blas
 from .argcheck import as_out, as_vector
@@ -85,9 +86,6 @@ class ArrayKernel(Kernel):
 
     def formulas(self) -> str:
         """The loss and its gradient as straight-line array formulas (``dW1 = ...``)."""
-        from ..ad.array import gradients
-        from ..ir.formula import program
-
         grads = gradients(self.problem.loss, self.problem.params, self.policy)
         return program({"loss": self.problem.loss,
                         **{f"d{p.name}": g for p, g in zip(self.problem.params, grads,

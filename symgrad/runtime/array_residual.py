@@ -32,8 +32,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..ad.derive import KinkPolicy
+from ..build.model import compile_model
+from ..distributed.array_residuals import bind_dask
 from ..distributed.detect import has_dask
 from ..errors import ProblemError
+from ..ir.graph import Node
 from .array import ArrayKernel
 from .base import Kernel
 from .blocksums import neumaier, normal_sums, split
@@ -49,8 +52,6 @@ MIN_BLOCK, MAX_BLOCK = 256, 2048
 
 def is_array_residual(resid) -> bool:
     """Whether ``resid`` is an array expression (or a list holding one)."""
-    from ..ir.graph import Node
-
     if isinstance(resid, (list, tuple)):
         return any(isinstance(r, Node) for r in resid)
     return isinstance(resid, Node)
@@ -63,9 +64,6 @@ def compile_array_residuals(resid, params: Sequence | None = None, data=None, *,
     :class:`ArrayResiduals` kernel. ``params`` fixes the order of x (default: declaration
     order); ``block``: samples per block of the fused pass (default from m and P). ``data``
     is refused (it names the data symbols of text residuals)."""
-    from ..build.model import compile_model
-    from ..ir.graph import Node
-
     if data is not None:
         raise TypeError("data= names the data columns of text residuals; an array residual "
                         "declares its data with sg.data('X', shape=...)")
@@ -136,8 +134,6 @@ class ArrayResiduals(ResidualKernel):
 
     def bind(self, **data):
         if has_dask(data):  # arrays on a Dask cluster: the block pass runs per chunk there
-            from ..distributed.array_residuals import bind_dask
-
             return bind_dask(self, data)
         return Kernel.bind(self, **data)
 

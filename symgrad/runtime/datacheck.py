@@ -31,6 +31,7 @@ import numpy as np
 import sympy as sp
 
 from ..columns import closest
+from ..ir.functions import Max2, Min2
 
 __all__ = ["batch_index", "check_names", "column", "may_hide", "non_finite_error",
            "overflow_error", "raise_non_finite", "result_finite"]
@@ -38,8 +39,6 @@ __all__ = ["batch_index", "check_names", "column", "may_hide", "non_finite_error
 
 def may_hide(expr: sp.Basic) -> bool:
     """Whether the generated code of ``expr`` can turn a NaN/inf input into a finite output."""
-    from ..ir.functions import Max2, Min2
-
     if expr.has(sp.Piecewise, sp.Max, sp.Min, Max2, Min2):
         return True
     return any(not p.exp.is_number for p in expr.atoms(sp.Pow))

@@ -29,9 +29,11 @@ from ..ad.derive import KinkPolicy
 from ..backend.numba.array_module import _idents
 from ..distributed.detect import has_dask
 from ..errors import ProblemError
+from ..ir.formula import program
 from ..ir.model_problem import ModelProblem
 from .array import ArrayKernel, index_columns, read_columns, setup
 from .datacheck import check_names, non_finite_error
+from .model_dask import dask_chunks
 
 __all__ = ["ModelKernel"]
 
@@ -81,8 +83,6 @@ class ModelKernel:
 
     def formulas(self) -> str:
         """The model as straight-line array formulas."""
-        from ..ir.formula import program
-
         return program({"output": self.problem.output})
 
     # -- data --------------------------------------------------------------------------------
@@ -104,8 +104,6 @@ class ModelKernel:
     def _each(self, data: Mapping, batch_size: int | None, trail: tuple, fill):
         """``fill(args, out_rows)`` per chunk of samples into one ``(N, *shape, *trail)``."""
         if has_dask(data):
-            from .model_dask import dask_chunks
-
             return dask_chunks(self, data, batch_size, trail, fill)
         cols, n = self._columns(data)
         if self._scan_always:

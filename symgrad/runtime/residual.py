@@ -26,6 +26,7 @@ import numpy as np
 
 from ..ad.derive import Builder, KinkPolicy, Program
 from ..distributed.detect import has_dask
+from ..distributed.residuals import bind_residuals
 from ..ir.residual_problem import ResidualProblem
 from .argcheck import as_out, as_vector, no_positional
 from .base import At, Kernel
@@ -87,8 +88,6 @@ class ResidualKernel(Kernel):
         """Validate and convert the data columns once; the result has the same methods
         without data keywords."""
         if has_dask(data):  # columns on a Dask cluster: the fused pass runs there
-            from ..distributed.residuals import bind_residuals
-
             return bind_residuals(self, data)
         return super().bind(**data)
 
