@@ -168,6 +168,9 @@ def elementwise(fn):
     """Wrap a SymPy function so that it maps over arrays and stays SymPy on scalars."""
 
     def f(*args):
+        mixed = [a for a in args if isinstance(a, MixedSum)]
+        if mixed:
+            raise refuse(f"sg.{f.__name__}", mixed[0])
         if any(isinstance(a, Node) for a in args):
             return apply(fn, *args)
         return fn(*args)
