@@ -214,3 +214,34 @@ def test_options_a_sum_cannot_honour(tmp_path):
         sg.compile(s + t, params=["w"])
     with pytest.raises(ProblemError, match="standalone module"):
         sg.generate(s + t, tmp_path / "mixed.py")
+
+
+def test_check_grad_and_complex_step(f):
+    p, data = problem_data(6)
+    x = f.pack(**p)
+    assert sg.check_grad(f, x, data=data).ok
+    assert f.analytic
+    assert f.value_complex(x.astype(complex), **data).real == pytest.approx(
+        f.value(x, **data), rel=1e-14)
+
+
+def test_training_runs_the_python_loop(f):
+    p, data = problem_data(6)
+    x0 = f.pack(**p)
+    fb = f.bind(**data)
+    res = sg.minimize(fb, x0, optimizer=sg.optim.lbfgs(), steps=300)
+    assert res.success and f.value(res.x, **data) < f.value(x0, **data)
+    # mini-batches pick rows of the array terms' data; z (element-wise) is read whole
+    res = sg.minimize(f, x0, data=data, optimizer=sg.optim.adam(lr=1e-2), steps=40,
+                      batch_size=8, seed=0)
+    assert np.isfinite(res.fun)
+    with pytest.raises(ValueError, match=r"compiled=True is not possible.*Python loop"):
+        sg.minimize(f, x0, data=data, optimizer=sg.optim.adam(lr=1e-2), steps=5,
+                    compiled=True)
+
+
+def test_dask_columns_are_refused_by_name(f):
+    import dask.array as da
+    p, data = problem_data(4)
+    with pytest.raises(NotImplementedError, match=r"Dask columns.*not yet with their sum"):
+        f.value(f.pack(**p), **dict(data, X=da.from_array(data["X"])))

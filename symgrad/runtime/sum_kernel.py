@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..distributed.detect import has_dask
 from .argcheck import as_out, as_vector
 from .base import Kernel
 from .datacheck import check_names
@@ -106,7 +107,7 @@ class SumKernel(Kernel):
     def data_args(self, data: Mapping | None = None, batch=None, *, scan: bool = True) -> tuple:
         """``(scalar part's args, array part's args)``: each part validates its own data."""
         data = dict(data or {})
-        if any(hasattr(v, "dask") for v in data.values()):
+        if has_dask(data):
             raise NotImplementedError("Dask columns work with a loss that is an index sum or an "
                                       "array loss, not yet with their sum: compute the data "
                                       "into NumPy arrays")
