@@ -245,3 +245,33 @@ def test_dask_columns_are_refused_by_name(f):
     p, data = problem_data(4)
     with pytest.raises(NotImplementedError, match=r"Dask columns.*not yet with their sum"):
         f.value(f.pack(**p), **dict(data, X=da.from_array(data["X"])))
+
+
+@pytest.fixture(scope="module")
+def with_means():
+    v = sg.params("v", indexed=True)
+    i = sg.index("i")
+    a = sg.params("a")
+    w = sg.params("w", shape=(2,))
+    X, t, q = sg.data("X", shape=(2,)), sg.data("t"), sg.data("q")
+    s = sg.sum((v[i + 1] - v[i]) ** 2, (i, 0, v.length - 1))
+    # a scalar sample mean without an index sum joins the array terms; one scaling an index
+    # sum stays with it (on the scalar path): a batch picks the same rows of both parts' data
+    return sg.compile(sg.mean(t) * s + sg.mean((X @ w) ** 2) + sg.mean((a * t - q) ** 2))
+
+
+def test_sample_means_in_both_parts_share_a_batch(with_means):
+    f = with_means
+    assert set(f.sampled) == {"X", "t", "q"}
+    assert "t" in f.scalar.data_names and "q" in f.array.data_names
+    rng = np.random.default_rng(7)
+    X, t, q, v, w = (rng.normal(size=(9, 2)), rng.normal(size=9), rng.normal(size=9),
+                     rng.normal(size=5), rng.normal(size=2))
+    x = f.pack(v=v, w=w, a=0.7)
+    data = {"X": X, "t": t, "q": q}
+    for rows in (slice(None), np.array([0, 3, 4]), slice(2, 7)):
+        ref = (np.mean(t[rows]) * np.sum(np.diff(v) ** 2) + np.mean((X[rows] @ w) ** 2)
+               + np.mean((0.7 * t[rows] - q[rows]) ** 2))
+        assert f.value(x, batch=rows, **data) == pytest.approx(ref, rel=1e-12)
+    fb = f.bind(**data)
+    assert fb.value(x) == f.value(x, **data)

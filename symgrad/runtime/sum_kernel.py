@@ -11,7 +11,7 @@ The two parts compile on their own paths (the index sums to a
 A scalar parameter both parts read (a shape-``()`` array leaf and a scalar of the index sums)
 has one slot, among the array parameters. Value, gradient, HVP and Hessian are the sums of the
 parts' results scattered into that ``x``. Data are passed by name; each part takes its own
-(``batch=`` selects samples of the array part's per-sample data). The training loops run this
+(``batch=`` selects the same rows of every per-sample column). The training loops run this
 kind through its ``value_and_grad`` (the Python loop).
 """
 
@@ -37,10 +37,13 @@ class SumKernel(Kernel):
     def __init__(self, scalar, array) -> None:
         #: The parts: the index sums' ScalarKernel and the array terms' ArrayKernel.
         self.scalar, self.array = scalar, array
-        clash = sorted(set(scalar.data_names) & set(array.data_names))
-        if clash:
-            raise ValueError(f"data '{clash[0]}' is read by both the index sums (element-wise) "
-                             "and the array terms (per sample): declare two names")
+        shared = sorted(set(scalar.data_names) & set(array.data_names))
+        for c in shared:  # one column both read per sample is fine; other layouts clash
+            if not (c in scalar.sampled and c in array.sampled and scalar._widths[c] is None
+                    and array.data_shapes[c] == ()):
+                raise ValueError(f"data '{c}' is read by both the index sums and the array "
+                                 "terms in different layouts (element-wise, a component, "
+                                 "an array per sample): declare two names")
         na = array.n_params
         sp_names = scalar.problem.param_names
         own = [p for p in sp_names if p not in array.shapes]
@@ -62,8 +65,11 @@ class SumKernel(Kernel):
         self.n_params: int | None = None if self.vectors else self._nfix
         self.shapes: dict[str, tuple] = {**array.shapes, **dict.fromkeys(own, ()),
                                          **dict.fromkeys(self.vectors, (None,))}
-        self.data_names: tuple[str, ...] = (*array.data_names, *scalar.data_names)
-        self.sampled: tuple[str, ...] = tuple(array.sampled)
+        self.data_names: tuple[str, ...] = (
+            *array.data_names, *(c for c in scalar.data_names if c not in shared))
+        #: The per-sample data of both parts (``batch=`` picks the same rows of each).
+        self.sampled: tuple[str, ...] = (
+            *array.sampled, *(c for c in scalar.sampled if c not in shared))
         self.analytic: bool = bool(scalar.analytic and array.analytic)
         self._scan_always = bool(scalar._scan_always or array._scan_always)
         self.expr = (scalar.expr, array.expr)
@@ -112,20 +118,21 @@ class SumKernel(Kernel):
                                       "array loss, not yet with their sum: compute the data "
                                       "into NumPy arrays")
         check_names(data, self.data_names, "data")
-        if batch is not None and not self.array.sampled:
-            raise TypeError("batch= selects samples of the array terms' per-sample data; this "
-                            "loss has none")
+        if batch is not None and not self.sampled:
+            raise TypeError("batch= selects samples of per-sample data; this loss has none")
         sd = {k: data[k] for k in self.scalar.data_names}
         ad = {k: data[k] for k in self.array.data_names}
-        return (self.scalar.data_args(sd, None, scan=scan),
-                self.array.data_args(ad, batch, scan=scan))
+        return (self.scalar.data_args(sd, batch if self.scalar.sampled else None, scan=scan),
+                self.array.data_args(ad, batch if self.array.sampled else None, scan=scan))
 
     def _columns(self, args: tuple) -> dict[str, np.ndarray]:
         return {**self.array._columns(args[1]), **self.scalar._columns(args[0])}
 
     def _name_non_finite(self, data: Mapping, batch=None) -> None:
-        self.array._name_non_finite({k: data[k] for k in self.array.data_names}, batch)
-        self.scalar._name_non_finite({k: data[k] for k in self.scalar.data_names})
+        self.array._name_non_finite({k: data[k] for k in self.array.data_names},
+                                    batch if self.array.sampled else None)
+        self.scalar._name_non_finite({k: data[k] for k in self.scalar.data_names},
+                                     batch if self.scalar.sampled else None)
 
     def _sel(self, size: int) -> np.ndarray:
         """The entries of x the index sums read, in their kernel's order."""
