@@ -13,11 +13,11 @@ RNG_SEED = 22
 def mixed_loss():
     """A smoothing penalty over a vector v (index sums, with an element-wise data column z and
     a scalar c only they read) plus a least-squares array term; ``a`` is shared by both."""
-    v = sg.params("v", indexed=True)
+    v = sg.params("vm", indexed=True)
     i = sg.index("i")
-    a, c = sg.params("a c")
+    a, c = sg.params("am cm")
     z = sg.data("z", indexed=True)
-    w = sg.params("w", shape=(3,))
+    w = sg.params("wm", shape=(3,))
     X = sg.data("X", shape=(3,))
     y = sg.data("y")
     smooth = sg.sum((v[i + 1] - v[i]) ** 2 + a ** 2 * v[i] ** 2, (i, 0, v.length - 1))
@@ -26,8 +26,11 @@ def mixed_loss():
 
 
 def reference(p, X, y, z):
-    """Value, gradient and Hessian by hand in NumPy, by parameter name."""
-    a, c, w, v = float(p["a"]), float(p["c"]), p["w"], p["v"]
+    """Value, gradient and Hessian by hand in NumPy, by parameter name.
+
+    (The parameter names are this file's own: the default packing order follows the last
+    declaration of a name, so re-declaring another test module's ``a`` would reorder it.)"""
+    a, c, w, v = float(p["am"]), float(p["cm"]), p["wm"], p["vm"]
     n, N = v.shape[0], X.shape[0]
     d = v[1:] - v[:-1]
     r = X @ w + a - y
@@ -37,16 +40,16 @@ def reference(p, X, y, z):
     gv = 2 * e
     gv[:-1] += -2 * d + 2 * a * a * v[:-1]
     gv[1:] += 2 * d
-    g = {"a": 2 * a * np.sum(v[:-1] ** 2) + 2 * np.mean(r), "c": -2 * np.sum(z * e),
-         "w": 2 / N * X.T @ r + 0.2 * w, "v": gv}
+    g = {"am": 2 * a * np.sum(v[:-1] ** 2) + 2 * np.mean(r), "cm": -2 * np.sum(z * e),
+         "wm": 2 / N * X.T @ r + 0.2 * w, "vm": gv}
     D = np.diff(np.eye(n), axis=0)
-    H = {("v", "v"): (2 * D.T @ D + np.diag(np.r_[2 * a * a * np.ones(n - 1), 0.0])
+    H = {("vm", "vm"): (2 * D.T @ D + np.diag(np.r_[2 * a * a * np.ones(n - 1), 0.0])
                       + 2 * np.eye(n)),
-         ("v", "a"): np.r_[4 * a * v[:-1], 0.0][:, None], ("v", "c"): -2 * z[:, None],
-         ("c", "c"): np.array([[2 * np.sum(z * z)]]),
-         ("a", "a"): np.array([[2 * np.sum(v[:-1] ** 2) + 2.0]]),
-         ("w", "a"): (2 / N * X.sum(axis=0))[:, None],
-         ("w", "w"): 2 / N * X.T @ X + 0.2 * np.eye(3)}
+         ("vm", "am"): np.r_[4 * a * v[:-1], 0.0][:, None], ("vm", "cm"): -2 * z[:, None],
+         ("cm", "cm"): np.array([[2 * np.sum(z * z)]]),
+         ("am", "am"): np.array([[2 * np.sum(v[:-1] ** 2) + 2.0]]),
+         ("wm", "am"): (2 / N * X.sum(axis=0))[:, None],
+         ("wm", "wm"): 2 / N * X.T @ X + 0.2 * np.eye(3)}
     return val, g, H
 
 
@@ -69,8 +72,8 @@ def f():
 def problem_data(n, N=40):
     rng = np.random.default_rng(RNG_SEED + n)
     X, y, z = rng.normal(size=(N, 3)), rng.normal(size=N), rng.normal(size=n)
-    p = {"a": rng.uniform(0.5, 1.5), "c": rng.normal(), "w": rng.normal(size=3),
-         "v": rng.normal(size=n)}
+    p = {"am": rng.uniform(0.5, 1.5), "cm": rng.normal(), "wm": rng.normal(size=3),
+         "vm": rng.normal(size=n)}
     return p, {"X": X, "y": y, "z": z}
 
 
@@ -78,9 +81,9 @@ def test_kind_and_packing_order(f):
     assert f.kind == "sum"
     assert isinstance(f, sg.Kernel)
     # the array parameters (a shared scalar is one of them), then c, then the vector
-    assert f.params[-2:] == ("c", "v[:]")
-    assert set(f.params[:-2]) == {"a", "w"}
-    assert f.shapes["a"] == () and f.shapes["w"] == (3,) and f.shapes["v"] == (None,)
+    assert f.params[-2:] == ("cm", "vm[:]")
+    assert set(f.params[:-2]) == {"am", "wm"}
+    assert f.shapes["am"] == () and f.shapes["wm"] == (3,) and f.shapes["vm"] == (None,)
     assert f.n_params is None and set(f.data_names) == {"X", "y", "z"}
     assert f.sampled == ("X", "y") or set(f.sampled) == {"X", "y"}
 
@@ -162,9 +165,9 @@ def test_wrong_data_and_x_are_named(f):
 
 
 def _parts():
-    v = sg.params("v", indexed=True)
+    v = sg.params("vm", indexed=True)
     i = sg.index("i")
-    w = sg.params("w", shape=(2,))
+    w = sg.params("wm", shape=(2,))
     X = sg.data("X", shape=(2,))
     return sg.sum((v[i + 1] - v[i]) ** 2, (i, 0, v.length - 1)), sg.mean((X @ w) ** 2), w
 
@@ -201,7 +204,7 @@ def test_scaled_and_subtracted_sums_compile(f):
     g = sg.compile(2.0 * (t - s) + s)  # = 2 t - s
     rng = np.random.default_rng(3)
     X, v, w = rng.normal(size=(8, 2)), rng.normal(size=6), rng.normal(size=2)
-    x = g.pack(v=v, w=w)
+    x = g.pack(vm=v, wm=w)
     ref = 2 * np.mean((X @ w) ** 2) - np.sum(np.diff(v) ** 2)
     assert g.value(x, X=X) == pytest.approx(ref, rel=1e-12)
 
@@ -211,7 +214,7 @@ def test_options_a_sum_cannot_honour(tmp_path):
     with pytest.raises(ValueError, match="float64"):
         sg.compile(s + t, dtype="float32")
     with pytest.raises(ProblemError, match="params="):
-        sg.compile(s + t, params=["w"])
+        sg.compile(s + t, params=["wm"])
     with pytest.raises(ProblemError, match="standalone module"):
         sg.generate(s + t, tmp_path / "mixed.py")
 
@@ -249,10 +252,10 @@ def test_dask_columns_are_refused_by_name(f):
 
 @pytest.fixture(scope="module")
 def with_means():
-    v = sg.params("v", indexed=True)
+    v = sg.params("vm", indexed=True)
     i = sg.index("i")
-    a = sg.params("a")
-    w = sg.params("w", shape=(2,))
+    a = sg.params("am")
+    w = sg.params("wm", shape=(2,))
     X, t, q = sg.data("X", shape=(2,)), sg.data("t"), sg.data("q")
     s = sg.sum((v[i + 1] - v[i]) ** 2, (i, 0, v.length - 1))
     # a scalar sample mean without an index sum joins the array terms; one scaling an index
@@ -267,7 +270,7 @@ def test_sample_means_in_both_parts_share_a_batch(with_means):
     rng = np.random.default_rng(7)
     X, t, q, v, w = (rng.normal(size=(9, 2)), rng.normal(size=9), rng.normal(size=9),
                      rng.normal(size=5), rng.normal(size=2))
-    x = f.pack(v=v, w=w, a=0.7)
+    x = f.pack(vm=v, wm=w, am=0.7)
     data = {"X": X, "t": t, "q": q}
     for rows in (slice(None), np.array([0, 3, 4]), slice(2, 7)):
         ref = (np.mean(t[rows]) * np.sum(np.diff(v) ** 2) + np.mean((X[rows] @ w) ** 2)
@@ -275,3 +278,19 @@ def test_sample_means_in_both_parts_share_a_batch(with_means):
         assert f.value(x, batch=rows, **data) == pytest.approx(ref, rel=1e-12)
     fb = f.bind(**data)
     assert fb.value(x) == f.value(x, **data)
+
+
+def test_one_name_two_layouts_is_refused():
+    v = sg.params("vm", indexed=True)
+    i = sg.index("i")
+    a = sg.params("am")
+    A = sg.params("am", shape=(2,))
+    X = sg.data("X", shape=(2,))
+    with pytest.raises(ProblemError, match=r"'am' is a scalar in the index sums but has shape"):
+        sg.compile(sg.sum(a * v[i] ** 2, (i, 0, v.length)) + sg.mean((X @ A) ** 2))
+
+
+def test_kind_names_the_sum():
+    s, t, _ = _parts()
+    with pytest.raises(ProblemError, match=r"kind='array', but this is a sum of index sums"):
+        sg.compile(s + t, kind="array")
