@@ -138,33 +138,42 @@ class SumKernel(Kernel):
         """The entries of x the index sums read, in their kernel's order."""
         return np.concatenate([self._sidx, np.arange(self._nfix, size, dtype=np.int64)])
 
+    def _split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The index sums' x (their scalars, then the vectors: a slice) and the array terms'."""
+        return (np.concatenate([x[self._sidx], x[self._nfix:]]),
+                np.ascontiguousarray(x[:self._na]))
+
+    def _scatter(self, out: np.ndarray, ps: np.ndarray, pa: np.ndarray) -> None:
+        """``out`` = the parts' vectors (gradients, HVPs) summed into x's layout."""
+        na, nf, ns = self._na, self._nfix, self._sidx.shape[0]
+        out[:na] = pa
+        out[na:nf] = 0.0
+        out[self._sidx] += ps[:ns]
+        out[nf:] = ps[ns:]
+
     def _run(self, name: str, x, args: tuple, *outs):
         sa, aa = args
-        na, sel = self._na, self._sel(x.shape[0])
-        xs, xa = x[sel], np.ascontiguousarray(x[:na])
         s, a = self.scalar, self.array
+        xs, xa = self._split(x)
         if name == "value":
             return s._run("value", xs, sa) + a._run("value", xa, aa)
         if name == "value_and_grad":
-            out, = outs
-            gs, ga = np.empty(sel.shape[0]), np.empty(na)
+            gs, ga = np.empty_like(xs), np.empty_like(xa)
             v = s._run(name, xs, sa, gs) + a._run(name, xa, aa, ga)
-            out[:] = 0.0
-            out[:na] = ga
-            out[sel] += gs
+            self._scatter(outs[0], gs, ga)
             return v
         if name == "hvp":
             v, out = outs
-            hs, ha = np.empty(sel.shape[0]), np.empty(na)
-            s._run(name, xs, sa, np.ascontiguousarray(v[sel]), hs)
-            a._run(name, xa, aa, np.ascontiguousarray(v[:na]), ha)
-            out[:] = 0.0
-            out[:na] = ha
-            out[sel] += hs
+            vs, va = self._split(v)
+            hs, ha = np.empty_like(xs), np.empty_like(xa)
+            s._run(name, xs, sa, vs, hs)
+            a._run(name, xa, aa, va, ha)
+            self._scatter(out, hs, ha)
             return None
         if name == "hessian":
             out, = outs
-            Hs, Ha = np.empty((sel.shape[0],) * 2), np.empty((na, na))
+            sel, na = self._sel(x.shape[0]), self._na
+            Hs, Ha = np.empty((xs.shape[0],) * 2), np.empty((na, na))
             s._run(name, xs, sa, Hs)
             a._run(name, xa, aa, Ha)
             out[:] = 0.0
@@ -174,6 +183,6 @@ class SumKernel(Kernel):
         raise AttributeError(f"a sum kernel has no {name!r}")
 
     def _run_complex(self, x, args: tuple) -> complex:
-        sel = self._sel(x.shape[0])
-        return (self.scalar._run_complex(np.ascontiguousarray(x[sel]), args[0])
+        xs = np.concatenate([x[self._sidx], x[self._nfix:]])
+        return (self.scalar._run_complex(xs, args[0])
                 + self.array._run_complex(np.ascontiguousarray(x[:self._na]), args[1]))
