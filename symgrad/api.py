@@ -19,6 +19,7 @@ from .ad.derive import KinkPolicy, derive
 from .backend.numba import CodegenOptions, module_source
 from .build.array import array_source, compile_array
 from .build.cache import write_atomic
+from .build.mixed import compile_sum
 from .build.model import compile_model, model_source, with_outputs
 from .build.options import check_options, kind_of
 from .build.output import check_output
@@ -31,6 +32,7 @@ from .runtime.base import Kernel
 from .runtime.model import ModelKernel
 from .runtime.residual import ResidualKernel
 from .runtime.scalar import ScalarKernel
+from .runtime.sum_kernel import SumKernel
 from .version import __version__
 
 __all__ = ["compile", "generate", "grad", "hessian", "jacobian"]
@@ -118,7 +120,8 @@ def jacobian(exprs, wrt) -> sp.Matrix:
 def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
             policy: KinkPolicy | None = None, parallel: bool | None = None,
             dtype: str | None = None, data: Sequence | str | None = None,
-            outputs: dict | None = None) -> Kernel | ArrayKernel | ModelKernel | ResidualKernel:
+            outputs: dict | None = None
+            ) -> Kernel | ArrayKernel | ModelKernel | ResidualKernel | SumKernel:
     """Compile a loss (a SymPy expression or a Python function of its parameters) to a Kernel.
 
     The module is kept in the cache directory (see :mod:`symgrad.build.cache`) under a key of
@@ -140,7 +143,8 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
 
     Every kind takes the same options; one a kind cannot honour yet is refused with why:
 
-    - ``kind``: None detects "scalar", "array" or "model"; "residual" must be asked for;
+    - ``kind``: None detects "scalar", "array", "model" or "sum" (index sums plus array
+      terms: a :class:`~symgrad.runtime.sum_kernel.SumKernel`); "residual" must be asked for;
     - ``policy``: the :class:`KinkPolicy` (derivatives at kinks);
     - ``parallel``: None uses the ``prange`` variant of a scalar loss above
       ``kernel.PARALLEL_THRESHOLD`` samples, True/False force it; residual modules are always
@@ -159,6 +163,9 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
     if data is not None and k != "residual":
         raise ProblemError("data= names plain symbols that are data columns of residuals "
                            "(kind='residual'); in a loss declare data with sg.data('t y')")
+    if k == "sum" and outputs is not None:
+        raise ProblemError("outputs= is not available for a sum of index sums and array terms "
+                           "yet: compile the models with sg.compile(model) on their own")
     if outputs is not None:
         f = compile(loss, params, kind=k, policy=policy, parallel=parallel, dtype=real,
                     data=data)
@@ -169,6 +176,8 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
         return compile_model(loss, params, policy=policy, dtype=real)
     if k == "array":
         return compile_array(loss, params, policy=policy, dtype=real, parallel=parallel)
+    if k == "sum":
+        return compile_sum(loss, params, policy=policy, parallel=parallel)
     prob = problem(loss, params)
     path, src, mod = cached_scalar(prob, policy, real)
     return ScalarKernel(prob, src, path, mod, parallel=None if parallel is None else bool(parallel),
@@ -204,6 +213,10 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
     if data is not None and k != "residual":
         raise ProblemError("data= names plain symbols that are data columns of residuals "
                            "(kind='residual'); in a loss declare data with sg.data('t y')")
+    if k == "sum":
+        raise ProblemError("a sum of index sums and array terms compiles to two modules (one per "
+                           "path) and has no single standalone module yet: generate each part "
+                           "(loss.scalar and loss.array) on its own, or use sg.compile")
     check_output(path, force)
     what = "resid" if k == "residual" else "loss"
     tail = "".join([", kind='residual'" if k == "residual" else "",

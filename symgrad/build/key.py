@@ -26,8 +26,10 @@ from .cache import code_digest
 
 __all__ = ["PREFIX", "cache_key", "canon"]
 
-#: The first letter of a cache entry's key, by kind (the file is ``sg_<key>.py``).
-PREFIX = {"scalar": "s", "array": "a", "model": "m", "residual": "r"}
+#: The first letter of a cache entry's key, by kind (the file is ``sg_<key>.py``). A "sum"
+#: kernel writes no module of its own (its parts are entries of kinds "scalar" and "array");
+#: its letter keeps the table whole.
+PREFIX = {"scalar": "s", "array": "a", "model": "m", "residual": "r", "sum": "u"}
 
 
 def canon(obj) -> str:

@@ -23,25 +23,27 @@ from ..ad.derive import KinkPolicy
 from ..ir.graph import Node
 from ..ir.model_problem import is_model
 from ..ir.problem import ProblemError
+from ..lang.mixed import MixedSum
 
 __all__ = ["DTYPES", "KINDS", "PARALLEL", "check_options", "kind_of"]
 
 #: The kinds of module (the ``kind`` attribute of the kernel each compiles to).
-KINDS = ("scalar", "array", "model", "residual")
+KINDS = ("scalar", "array", "model", "residual", "sum")
 #: The dtypes each kind can compute in (the first is the default).
 DTYPES = {"scalar": ("float64",), "array": ("float64", "float32"),
-          "model": ("float64", "float32"), "residual": ("float64",)}
+          "model": ("float64", "float32"), "residual": ("float64",), "sum": ("float64",)}
 #: The ``parallel=`` values each kind honours (None: the kernel decides).
 PARALLEL = {"scalar": (None, True, False), "array": (None, True, False), "model": (None,),
-            "residual": (None, True)}
+            "residual": (None, True), "sum": (None, True, False)}
 _WHAT = {"scalar": "a scalar loss", "array": "an array loss", "model": "a model",
-         "residual": "a residual kernel"}
+         "residual": "a residual kernel", "sum": "a sum of index sums and array terms"}
 #: Why a kind refuses a dtype or a parallel= value, and what to do instead.
 _NO_DTYPE = {
     "scalar": "dtype= applies to array losses and models (sg.params/sg.data with shape=): "
               "write the loss on arrays",
     "residual": "the residual generator writes float64 code only: for float32, write the "
                 "problem as a loss on arrays (sg.params/sg.data with shape=)",
+    "sum": "its index sums compile on the scalar path, which computes in float64",
 }
 _NO_PARALLEL = {
     "model": "models run BLAS and one loop per node, with no prange variant yet: set the BLAS "
@@ -62,7 +64,8 @@ def kind_of(loss, kind: str | None = None) -> str:
                          f"detect it), got {kind!r}")
     if kind == "residual":
         return kind
-    found = "model" if is_model(loss) else "array" if isinstance(loss, Node) else "scalar"
+    found = ("sum" if isinstance(loss, MixedSum) else "model" if is_model(loss) else
+             "array" if isinstance(loss, Node) else "scalar")
     if kind is None and (isinstance(loss, list | tuple | sp.MatrixBase)):
         raise ProblemError("a loss is one scalar, not a list or Matrix: to compile residuals "
                            "(one entry per residual) pass kind='residual', e.g. "

@@ -21,8 +21,9 @@ import sympy as sp
 
 from ..ir.graph import Leaf, N, Node, ShapeError, contract, map_, ph, reduce_
 from ..ir.minmax import Max2, Min2
-from ..ir.symtypes import Data, Index, IndexedSum, Param, Reduction
+from ..ir.symtypes import Data, Param, Reduction
 from ..ir.symtypes import Sum as SampleSum
+from .mixed import MixedSum, has_index_sum, mix, refuse
 from .reductions import log_softmax, logsumexp, max_, mean, softmax, sum_
 from .windows import gather, window
 
@@ -58,6 +59,8 @@ def lift(e) -> Node | sp.Expr:
     """A node for ``e``; a SymPy constant stays a constant (it is folded into a Map)."""
     if isinstance(e, Node):
         return e
+    if isinstance(e, MixedSum):
+        raise refuse("an array operation", e)
     if isinstance(e, sp.MatrixBase | list | tuple):
         what = "SymPy Matrix" if isinstance(e, sp.MatrixBase) else type(e).__name__
         raise TypeError(f"a {what} cannot be mixed with array expressions: declare the array "
@@ -69,9 +72,8 @@ def lift(e) -> Node | sp.Expr:
 
 
 def _lift_scalar(e: sp.Expr) -> Node:
-    if e.has(IndexedSum) or any(isinstance(s, Index) for s in e.free_symbols):
-        raise ShapeError("index sums (sg.sum(term, (i, lo, hi))) cannot be mixed with array "
-                         "expressions yet")
+    if has_index_sum(e):
+        raise refuse("an array operation", e)
     args: list[Node] = []
     reds: dict = {}
     for r in sorted(e.atoms(Reduction), key=sp.default_sort_key):
@@ -166,6 +168,9 @@ def elementwise(fn):
     """Wrap a SymPy function so that it maps over arrays and stays SymPy on scalars."""
 
     def f(*args):
+        mixed = [a for a in args if isinstance(a, MixedSum)]
+        if mixed:
+            raise refuse(f"sg.{f.__name__}", mixed[0])
         if any(isinstance(a, Node) for a in args):
             return apply(fn, *args)
         return fn(*args)
@@ -278,16 +283,34 @@ def _no_iter(n: Node):
                     "sg.sum/sg.mean(..., axis=...), index elements (W[0, 1]) or use sg.einsum")
 
 
-def _binary(op):
-    return (lambda self, other: apply(op, self, other),
-            lambda self, other: apply(op, other, self))
+_WHAT = {"add": "the sum", "sub": "the difference", "mul": "the product",
+         "truediv": "the quotient", "pow": "the power"}
+
+
+def _binary(name: str, op):
+    """``self op other`` and ``other op self``. An index sum (a SymPy expression) added to or
+    subtracted from a scalar array loss gives a :class:`MixedSum`; any other combination of
+    the two is refused by name; a MixedSum operand is left to its own operators."""
+    def combine(a, b, node, other):
+        if isinstance(other, MixedSum):
+            return NotImplemented
+        if has_index_sum(other):
+            if name == "add":
+                return mix(other, node)
+            if name == "sub":
+                return mix(-other, node) if a is node else mix(other, -node)
+            raise refuse(_WHAT[name], a, b)
+        return apply(op, a, b)
+
+    return (lambda self, other: combine(self, other, self, other),
+            lambda self, other: combine(other, self, self, other))
 
 
 def _install() -> None:
     ops = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
            "truediv": lambda a, b: a / b, "pow": lambda a, b: a ** b}
     for name, op in ops.items():
-        fwd, rev = _binary(op)
+        fwd, rev = _binary(name, op)
         setattr(Node, f"__{name}__", fwd)
         setattr(Node, f"__r{name}__", rev)
     Node.__neg__ = lambda self: apply(lambda a: -a, self)
