@@ -21,13 +21,23 @@ symgrad.lang.parse.ExprError: attribute access is not allowed (column 1): x.__cl
 from __future__ import annotations
 
 import ast
-import math
 import re
 from collections.abc import Callable, Sequence
 
 import sympy as sp
 
 from ..ir import functions as F
+from .limits import (
+    MAX_DEPTH,
+    MAX_DIGITS,
+    MAX_EXPONENT,
+    MAX_LENGTH,
+    MAX_NODES,
+    _power_digits,
+    _short,
+    _too_big,
+    natural_key,
+)
 from .symbols import data as _data
 from .symbols import mean as _mean
 from .symbols import normalize_name
@@ -38,19 +48,6 @@ __all__ = [
     "FUNCTIONS", "MAX_DEPTH", "MAX_DIGITS", "MAX_LENGTH", "ExprError", "names_in", "natural_key",
     "param_names", "parse_loss", "parse_number",
 ]
-
-#: Longest expression accepted, in characters.
-MAX_LENGTH = 20_000
-#: Most syntax-tree nodes accepted.
-MAX_NODES = 5_000
-#: Deepest nesting accepted (a chain ``a + b - c + ...`` or ``a*b/c*...`` is one level).
-MAX_DEPTH = 100
-#: Largest numeric exponent accepted (``2**10**100`` would never finish).
-MAX_EXPONENT = 1_000
-#: Most decimal digits in a number literal and in any exact constant computed from literals
-#: (``(2**999)**999`` is refused before it is computed). float64 ends near 1e308.
-MAX_DIGITS = 1_000
-
 
 class ExprError(ValueError):
     """An expression string that is not a valid loss, with what and where."""
@@ -277,15 +274,6 @@ set(parse_loss("(x2 - x1**2)**2 + (1 - x1)**2").free_symbols)
     return _Builder(text, symbols).build(tree.body)
 
 
-def natural_key(name: str) -> tuple:
-    """Sort key that puts x2 before x10: runs of digits compare as numbers.
-
-    >>> sorted(["x10", "b", "x2", "a"], key=natural_key)
-    ['a', 'b', 'x2', 'x10']
-    """
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
-
-
 def _split(names: Sequence[str] | str | None) -> list[str] | None:
     """Names as Python reads them (NFKC), as the names in the parsed text are."""
     if names is None:
@@ -309,26 +297,6 @@ def parse_number(text: str) -> float:
     if not (e.is_number and e.is_extended_real) or not e.is_finite:
         raise ExprError(f"expected a finite real number, got {e}")
     return float(e)
-
-
-def _too_big(e: sp.Expr) -> bool:
-    if isinstance(e, sp.Rational):
-        return max(abs(int(e.p)), int(e.q)).bit_length() > MAX_DIGITS * 3.33
-    if isinstance(e, sp.Float):
-        return not math.isfinite(float(e)) or abs(float(e)) > 1.7976931348623157e308
-    return False
-
-
-def _short(e: sp.Expr) -> str:
-    t = str(e)
-    return t if len(t) <= 20 else f"({t[:8]}...{t[-4:]}, {len(t)} characters)"
-
-
-def _power_digits(a: sp.Expr, b: sp.Expr) -> float:
-    """About how many digits the exact power ``a**b`` of two numbers has (0 if not exact)."""
-    if not (isinstance(a, sp.Rational) and isinstance(b, sp.Rational)) or a == 0:
-        return 0.0
-    return abs(float(b)) * math.log10(max(abs(int(a.p)), int(a.q)))
 
 
 class _Builder:
