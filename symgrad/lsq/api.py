@@ -18,6 +18,7 @@ import numpy as np
 from ..build.residual import compile_residuals
 from ..lang.symbols import data as declare_data
 from ..runtime.array_residual import compile_array_residuals, is_array_residual, x0_by_name
+from ..runtime.bound import is_kernel
 from . import options as opt
 from . import robust
 from .curve import check_curve_inputs, curve_model
@@ -38,7 +39,8 @@ GTOL = 1e-10
 
 
 def _is_kernel(obj: Any) -> bool:
-    return all(hasattr(obj, a) for a in ("normal", "n_residuals", "rows", "bind", "params"))
+    """A residual kernel (compiled, on arrays, the reference one, or a look-alike that says so)."""
+    return is_kernel(obj, "residual") and hasattr(obj, "bind")
 
 
 def as_kernel(residual, params=None, data=None):
