@@ -59,6 +59,7 @@ def mlp_data(n: int, seed: int = 0):
     return X, Y
 
 
+@pytest.mark.slow  # cold: the MLP's chunk module compiles (about 15 s)
 @pytest.mark.parametrize("chunks", [(250, 3), (1000, 1), (97, 7)])
 def test_mlp_matches_in_memory_whatever_the_chunks(mlp, chunks):
     n, x_chunks = 1000, chunks[0]
@@ -293,6 +294,7 @@ def vec():
     return sg.compile(vector_loss())
 
 
+@pytest.mark.slow  # cold: the split kernels compile (about 8 s)
 @pytest.mark.parametrize("n", [1, 5])
 def test_index_sums_with_dask_columns_match_in_memory(vec, n):
     rng = np.random.default_rng(n)
