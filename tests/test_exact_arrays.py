@@ -52,6 +52,7 @@ def mlp():
     return f, data
 
 
+@pytest.mark.slow  # 50-digit oracle of a 48-weight MLP (about 6 s)
 def test_mlp_relu_softmax(mlp) -> None:
     f, data = mlp
     x = f.init(1) + 0.1 * np.random.default_rng(8).normal(size=f.n_params)
@@ -82,6 +83,7 @@ GRAPHS = {
 }
 
 
+@pytest.mark.slow  # one cold array module per case (about 5 s each)
 @pytest.mark.parametrize("case", sorted(GRAPHS))
 def test_interpreter_matches_the_compiled_value(case) -> None:
     build, pshapes, dshapes = GRAPHS[case]()

@@ -100,6 +100,7 @@ def test_index_sums_over_vectors() -> None:
     assert check_grad(f, x, data, method="exact").ok
 
 
+@pytest.mark.slow  # builds a 50,000-sample expression to refuse it (about 4 s)
 def test_too_many_samples_are_refused_with_the_size(decay) -> None:
     f, _ = decay
     big = {"t": np.linspace(0, 1, 50_000), "y": np.zeros(50_000)}
