@@ -26,7 +26,7 @@ keep the array lowering: BLAS contractions over the sample axis.
 >>> w = sg.params("w", shape=(2,)); X = sg.data("X", shape=(2,)); y = sg.data("y")
 >>> u = unroll(sg.mean((X @ w - y)**2))
 >>> [str(s) for s in u.params], u.expr
-(['w[0]', 'w[1]'], mean((w[0]*X[:, 0] + w[1]*X[:, 1] - y)**2))
+(['w[0]', 'w[1]'], mean((X[:, 0]*w[0] + X[:, 1]*w[1] - y)**2))
 """
 
 from __future__ import annotations
