@@ -120,7 +120,7 @@ def jacobian(exprs, wrt) -> sp.Matrix:
 def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
             policy: KinkPolicy | None = None, parallel: bool | None = None,
             dtype: str | None = None, data: Sequence | str | None = None,
-            outputs: dict | None = None
+            outputs: dict | None = None, fuse: bool | None = None
             ) -> Kernel | ArrayKernel | ModelKernel | ResidualKernel | SumKernel:
     """Compile a loss (a SymPy expression or a Python function of its parameters) to a Kernel.
 
@@ -149,7 +149,12 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
     - ``parallel``: None uses the ``prange`` variant of a scalar loss above
       ``kernel.PARALLEL_THRESHOLD`` samples, True/False force it; residual modules are always
       per-sample parallel (True is accepted); array losses and models have no variant yet;
-    - ``dtype``: "float64" (default) or "float32" for array losses and models.
+    - ``dtype``: "float64" (default) or "float32" for array losses and models;
+    - ``fuse``: None lowers a small float64 array loss (a linear or logistic model, a small
+      layer: :func:`symgrad.passes.fuse.fusable`) to one pass over the samples, a
+      :class:`~symgrad.runtime.fused.FusedKernel`, and any other to array code (BLAS, one loop
+      per node); True insists on the one pass (a ValueError says why not), False keeps the
+      array code.
 
     >>> import symgrad as sg
     >>> def my_loss(x1, x2):
@@ -159,7 +164,7 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
     (('x1', 'x2'), [18.0, -4.0])
     """
     k = kind_of(loss, kind)
-    policy, real = check_options(k, policy=policy, parallel=parallel, dtype=dtype)
+    policy, real = check_options(k, policy=policy, parallel=parallel, dtype=dtype, fuse=fuse)
     if data is not None and k != "residual":
         raise ProblemError("data= names plain symbols that are data columns of residuals "
                            "(kind='residual'); in a loss declare data with sg.data('t y')")
@@ -168,14 +173,15 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
                            "yet: compile the models with sg.compile(model) on their own")
     if outputs is not None:
         f = compile(loss, params, kind=k, policy=policy, parallel=parallel, dtype=real,
-                    data=data)
+                    data=data, fuse=fuse)
         return with_outputs(f, outputs, policy=policy, dtype=real)
     if k == "residual":
         return compile_residuals(loss, params, data, policy=policy, parallel=parallel)
     if k == "model":
         return compile_model(loss, params, policy=policy, dtype=real)
     if k == "array":
-        return compile_array(loss, params, policy=policy, dtype=real, parallel=parallel)
+        return compile_array(loss, params, policy=policy, dtype=real, parallel=parallel,
+                             fuse=fuse)
     if k == "sum":
         return compile_sum(loss, params, policy=policy, parallel=parallel)
     prob = problem(loss, params)

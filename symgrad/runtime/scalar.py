@@ -167,7 +167,7 @@ class ScalarKernel(Kernel):
             if batch is not None:
                 raise TypeError("batch= needs a loss with data columns")
             return ()
-        check_names(data, self.data_names, "data column")
+        check_names(data, self.data_names, self._data_kind)
         ecols = tuple(column(name, data[name], None, "element", scan) for name in self._elements)
         if not self._samples:
             if batch is not None:
