@@ -125,7 +125,7 @@ def test_the_choice_of_lowering():
         sg.compile(mlp, fuse=True)
     small, _ = LOSSES["ridge"]
     assert isinstance(sg.compile(small, dtype="float32"), ArrayKernel)
-    with pytest.raises(ValueError, match="fuse=True: .*float32"):
+    with pytest.raises(ValueError, match=r"fuse=True: .*float32"):
         sg.compile(small, dtype="float32", fuse=True)
     a, t = sg.params("a"), sg.data("t")
     with pytest.raises(ValueError, match="fuse= chooses how an array loss"):
