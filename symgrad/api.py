@@ -194,14 +194,15 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
              kind: str | None = None, policy: KinkPolicy | None = None,
              parallel: bool | None = None, dtype: str | None = None,
              data: Sequence | str | None = None, regenerate: str | None = None,
-             force: bool = False) -> Path:
+             force: bool = False, fuse: bool | None = None) -> Path:
     """Write a standalone module (needs only NumPy and Numba) and return its path.
 
     Every kind :func:`compile` builds can be written, with the same options: a scalar loss, an
     array loss, a model, and residuals with ``kind="residual"`` (the module of
     :func:`symgrad.compile_residuals`: ``residuals``, ``rows``, ``jvp``, ``vjp``, ``normal``).
     ``parallel`` is a choice made when a kernel runs, not written in the module (a scalar
-    module has both ``value`` and ``value_parallel``): it is refused here.
+    module has both ``value`` and ``value_parallel``): it is refused here. ``fuse`` is
+    :func:`compile`'s: a small array loss is written as the one-pass module ``compile`` runs.
 
     The text is deterministic; the file is written atomically and only when its bytes change.
     ``regenerate`` is the command recorded in the header. An existing file is replaced only when
@@ -215,7 +216,7 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
         raise ValueError("parallel= is chosen when a kernel runs, not written in a module: a "
                          "generated scalar module has both value(...) and value_parallel(...); "
                          "call the one you want")
-    policy, real = check_options(k, policy=policy, dtype=dtype)
+    policy, real = check_options(k, policy=policy, dtype=dtype, fuse=fuse)
     if data is not None and k != "residual":
         raise ProblemError("data= names plain symbols that are data columns of residuals "
                            "(kind='residual'); in a loss declare data with sg.data('t y')")
@@ -226,7 +227,8 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
     check_output(path, force)
     what = "resid" if k == "residual" else "loss"
     tail = "".join([", kind='residual'" if k == "residual" else "",
-                    f", dtype={real!r}" if real != "float64" else ""])
+                    f", dtype={real!r}" if real != "float64" else "",
+                    f", fuse={fuse!r}" if fuse is not None else ""])
     opts = CodegenOptions(version=__version__, regenerate=regenerate or
                           f"symgrad.generate({what}, {str(path.as_posix())!r}{tail})")
     if k == "residual":
@@ -234,7 +236,7 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
     elif k == "model":
         src = model_source(loss, params, policy, opts.regenerate, real)[1]
     elif k == "array":
-        src = array_source(loss, params, policy, opts.regenerate, real)[1]
+        src = array_source(loss, params, policy, opts.regenerate, real, fuse)[1]
     else:
         src = module_source(derive(problem(loss, params), policy), opts)
     try:

@@ -177,7 +177,7 @@ class ScalarKernel(Kernel):
             return ecols
         cols, n = [], None
         for name in self._samples:
-            a = column(name, data[name], self._widths[name], "row", scan)
+            a = column(name, data[name], self._widths[name], "row", scan, self._data_kind)
             if n is None:
                 n, first = a.shape[0], name
             elif a.shape[0] != n:
@@ -206,7 +206,7 @@ class ScalarKernel(Kernel):
         return self.jit
 
     def _name_non_finite(self, data: Mapping, batch=None) -> None:  # the first one read
-        raise_non_finite({c: data[c] for c in self._samples}, batch)
+        raise_non_finite({c: data[c] for c in self._samples}, batch, kind=self._data_kind)
         raise_non_finite({c: data[c] for c in self._elements}, units=dict.fromkeys(
             self._elements, "element"))
 
