@@ -120,7 +120,7 @@ def jacobian(exprs, wrt) -> sp.Matrix:
 def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
             policy: KinkPolicy | None = None, parallel: bool | None = None,
             dtype: str | None = None, data: Sequence | str | None = None,
-            outputs: dict | None = None
+            outputs: dict | None = None, fuse: bool | None = None
             ) -> Kernel | ArrayKernel | ModelKernel | ResidualKernel | SumKernel:
     """Compile a loss (a SymPy expression or a Python function of its parameters) to a Kernel.
 
@@ -149,7 +149,12 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
     - ``parallel``: None uses the ``prange`` variant of a scalar loss above
       ``kernel.PARALLEL_THRESHOLD`` samples, True/False force it; residual modules are always
       per-sample parallel (True is accepted); array losses and models have no variant yet;
-    - ``dtype``: "float64" (default) or "float32" for array losses and models.
+    - ``dtype``: "float64" (default) or "float32" for array losses and models;
+    - ``fuse``: None lowers a small float64 array loss (a linear or logistic model, a small
+      layer: :func:`symgrad.passes.fuse.fusable`) to one pass over the samples, a
+      :class:`~symgrad.runtime.fused.FusedKernel`, and any other to array code (BLAS, one loop
+      per node); True insists on the one pass (a ValueError says why not), False keeps the
+      array code.
 
     >>> import symgrad as sg
     >>> def my_loss(x1, x2):
@@ -159,7 +164,7 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
     (('x1', 'x2'), [18.0, -4.0])
     """
     k = kind_of(loss, kind)
-    policy, real = check_options(k, policy=policy, parallel=parallel, dtype=dtype)
+    policy, real = check_options(k, policy=policy, parallel=parallel, dtype=dtype, fuse=fuse)
     if data is not None and k != "residual":
         raise ProblemError("data= names plain symbols that are data columns of residuals "
                            "(kind='residual'); in a loss declare data with sg.data('t y')")
@@ -168,14 +173,15 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
                            "yet: compile the models with sg.compile(model) on their own")
     if outputs is not None:
         f = compile(loss, params, kind=k, policy=policy, parallel=parallel, dtype=real,
-                    data=data)
+                    data=data, fuse=fuse)
         return with_outputs(f, outputs, policy=policy, dtype=real)
     if k == "residual":
         return compile_residuals(loss, params, data, policy=policy, parallel=parallel)
     if k == "model":
         return compile_model(loss, params, policy=policy, dtype=real)
     if k == "array":
-        return compile_array(loss, params, policy=policy, dtype=real, parallel=parallel)
+        return compile_array(loss, params, policy=policy, dtype=real, parallel=parallel,
+                             fuse=fuse)
     if k == "sum":
         return compile_sum(loss, params, policy=policy, parallel=parallel)
     prob = problem(loss, params)
@@ -188,14 +194,15 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
              kind: str | None = None, policy: KinkPolicy | None = None,
              parallel: bool | None = None, dtype: str | None = None,
              data: Sequence | str | None = None, regenerate: str | None = None,
-             force: bool = False) -> Path:
+             force: bool = False, fuse: bool | None = None) -> Path:
     """Write a standalone module (needs only NumPy and Numba) and return its path.
 
     Every kind :func:`compile` builds can be written, with the same options: a scalar loss, an
     array loss, a model, and residuals with ``kind="residual"`` (the module of
     :func:`symgrad.compile_residuals`: ``residuals``, ``rows``, ``jvp``, ``vjp``, ``normal``).
     ``parallel`` is a choice made when a kernel runs, not written in the module (a scalar
-    module has both ``value`` and ``value_parallel``): it is refused here.
+    module has both ``value`` and ``value_parallel``): it is refused here. ``fuse`` is
+    :func:`compile`'s: a small array loss is written as the one-pass module ``compile`` runs.
 
     The text is deterministic; the file is written atomically and only when its bytes change.
     ``regenerate`` is the command recorded in the header. An existing file is replaced only when
@@ -209,7 +216,7 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
         raise ValueError("parallel= is chosen when a kernel runs, not written in a module: a "
                          "generated scalar module has both value(...) and value_parallel(...); "
                          "call the one you want")
-    policy, real = check_options(k, policy=policy, dtype=dtype)
+    policy, real = check_options(k, policy=policy, dtype=dtype, fuse=fuse)
     if data is not None and k != "residual":
         raise ProblemError("data= names plain symbols that are data columns of residuals "
                            "(kind='residual'); in a loss declare data with sg.data('t y')")
@@ -220,7 +227,8 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
     check_output(path, force)
     what = "resid" if k == "residual" else "loss"
     tail = "".join([", kind='residual'" if k == "residual" else "",
-                    f", dtype={real!r}" if real != "float64" else ""])
+                    f", dtype={real!r}" if real != "float64" else "",
+                    f", fuse={fuse!r}" if fuse is not None else ""])
     opts = CodegenOptions(version=__version__, regenerate=regenerate or
                           f"symgrad.generate({what}, {str(path.as_posix())!r}{tail})")
     if k == "residual":
@@ -228,7 +236,7 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
     elif k == "model":
         src = model_source(loss, params, policy, opts.regenerate, real)[1]
     elif k == "array":
-        src = array_source(loss, params, policy, opts.regenerate, real)[1]
+        src = array_source(loss, params, policy, opts.regenerate, real, fuse)[1]
     else:
         src = module_source(derive(problem(loss, params), policy), opts)
     try:

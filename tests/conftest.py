@@ -45,6 +45,18 @@ def python() -> str:
     return sys.executable
 
 
+@pytest.fixture(scope="module")
+def array_code():
+    """Small array losses compile to the array code in this module, not to one fused pass over
+    the samples (``pytestmark = pytest.mark.usefixtures("array_code")``: the module tests the
+    array lowering itself)."""
+    from symgrad.build import array
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(array, "FUSE_DEFAULT", False)
+        yield
+
+
 @pytest.fixture
 def cdir(tmp_path, monkeypatch):
     """A fresh cache directory for this test (the process-wide choice is reset)."""

@@ -17,6 +17,9 @@ import pytest
 import symgrad as sg
 from symgrad.ir.graph import ShapeError
 
+# these tests are of the array code: small losses do not fuse into one sample loop here
+pytestmark = pytest.mark.usefixtures("array_code")
+
 RTOL = 1e-10
 H = 1e-30  # complex step
 

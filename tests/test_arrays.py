@@ -20,6 +20,9 @@ import sympy as sp
 import symgrad as sg
 from symgrad.lang import losses
 
+# these tests are of the array code: small losses do not fuse into one sample loop here
+pytestmark = pytest.mark.usefixtures("array_code")
+
 RTOL = 1e-12
 
 

@@ -13,6 +13,9 @@ from symgrad import optim
 from symgrad.build.array import array_source
 from symgrad.lang import losses
 
+# these tests are of the array code: small losses do not fuse into one sample loop here
+pytestmark = pytest.mark.usefixtures("array_code")
+
 D, H, K = 3, 5, 3
 
 

@@ -12,8 +12,9 @@ import symgrad as sg
 from symgrad.backend.numba.emit_par import PAR_WORK
 from symgrad.runtime import blas
 
-pytestmark = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
-                                reason="Numba has a single thread")
+pytestmark = [pytest.mark.usefixtures("array_code"),  # the array code's threads, not fused
+              pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
+                                 reason="Numba has a single thread")]
 
 
 def _threads(fn, *args, outs=()):

@@ -34,7 +34,11 @@ def test_compile_with_kind_residual_is_compile_residuals():
 
 
 def test_kind_is_detected_for_losses_and_models():
-    assert [sg.compile(e).kind for e in (SCALAR, ARRAY, MODEL)] == ["scalar", "array", "model"]
+    assert [sg.compile(e, **kw).kind for e, kw in ((SCALAR, {}), (ARRAY, {"fuse": False}),
+                                                   (MODEL, {}))] == ["scalar", "array", "model"]
+    fused = sg.compile(ARRAY)  # a small array loss runs as one pass over the samples: the
+    assert fused.kind == "scalar"  # the scalar path's module, the array loss's face:
+    assert fused.params == sg.compile(ARRAY, fuse=False).params
     assert sg.compile(SCALAR, kind="scalar").kind == "scalar"
 
 

@@ -28,7 +28,7 @@ def lin():
     w = sg.params("w", shape=(3,))
     z = sg.data("z", shape=(3,))
     y = sg.data("y")
-    f = sg.compile(losses.mse(w @ z, y) + losses.l2(w, weight=1e-3), params=[w])
+    f = sg.compile(losses.mse(w @ z, y) + losses.l2(w, weight=1e-3), params=[w], fuse=False)
     return f
 
 

@@ -16,6 +16,9 @@ from symgrad import check_grad, check_hessian
 from symgrad.check.exact import _exact_grad, _exact_hessian
 from symgrad.check.unroll import ExactTooLarge, exact_loss
 
+# these tests are of the array code: small losses do not fuse into one sample loop here
+pytestmark = pytest.mark.usefixtures("array_code")
+
 # -- array losses ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -58,8 +58,10 @@ def kinds() -> dict[str, Kind]:
     return {
         "scalar": Kind("scalar", sg.compile(sg.mean((a * t + b - y) ** 2)),
                        lambda t, y: {"t": t, "y": y}),
-        "array": Kind("array", sg.compile(sg.mean((X @ w - ya) ** 2)),
+        "array": Kind("array", sg.compile(sg.mean((X @ w - ya) ** 2), fuse=False),
                       lambda t, y: {"X": np.column_stack([t, np.ones_like(t)]), "y": y}),
+        "fused array": Kind("fused array", sg.compile(sg.mean((X @ w - ya) ** 2)),
+                            lambda t, y: {"X": np.column_stack([t, np.ones_like(t)]), "y": y}),
         "residual": Kind("residual", sg.compile_residuals(a * t + b - y),
                          lambda t, y: {"t": t, "y": y}),
         "array residual": Kind("array residual", sg.lsq.as_kernel(X @ w - ya),
@@ -68,7 +70,7 @@ def kinds() -> dict[str, Kind]:
     }
 
 
-KINDS = ["scalar", "array", "residual", "array residual"]
+KINDS = ["scalar", "array", "fused array", "residual", "array residual"]
 BOUND = pytest.mark.parametrize("bound", [False, True], ids=["unbound", "bound"])
 
 
@@ -103,7 +105,7 @@ def test_out_of_the_wrong_shape_or_type_is_refused(kind, bound, shape):
 def test_a_strided_out_is_refused_or_written_through(kind, bound):
     n = kind.out_shape()[0]
     buf = np.zeros(2 * n)
-    if kind.name == "scalar":  # the compiled code takes any layout
+    if kind.name in ("scalar", "fused array"):  # the compiled sample loop takes any layout
         got = kind.call(bound, X0.copy(), buf[::2])
         np.testing.assert_array_equal(buf[::2], kind.reference())
         assert got.base is buf and not buf[1::2].any()
@@ -126,7 +128,7 @@ def test_out_overlapping_a_data_column_is_refused(kind, bound, column):
     np.testing.assert_array_equal(col, before)  # the caller's data are not written
 
 
-@pytest.mark.parametrize("name", ["scalar", "array"])
+@pytest.mark.parametrize("name", ["scalar", "array", "fused array"])
 @BOUND
 def test_hessian_and_hvp_out_overlapping_data_are_refused(kinds, name, bound):
     k = kinds[name]
@@ -193,7 +195,7 @@ def test_data_passed_by_position_is_a_clear_type_error(kind):
 def test_a_misspelt_column_is_named_in_the_error(kind):
     data = kind.data()
     data["yy"] = data.pop("y")
-    what = "array" if kind.name.startswith("array") else "column"
+    what = "array" if kind.name.startswith(("array", "fused array")) else "column"
     with pytest.raises(TypeError, match=rf"missing data {what} 'y': .*; got 'yy', which it does "
                                         r"not use: a misspelling\?"):
         kind.call(False, X0.copy(), data=data)

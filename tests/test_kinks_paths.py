@@ -12,6 +12,9 @@ import sympy as sp
 
 import symgrad as sg
 
+# these tests are of the array code: small losses do not fuse into one sample loop here
+pytestmark = pytest.mark.usefixtures("array_code")
+
 NAMES = ("a", "b", "c", "d", "e", "f", "g", "h", "k", "l", "m", "q")
 #: every kink at once: three-way ties of a max and a min, abs and relu at 0, two-way ties
 AT = dict(a=1.0, b=1.0, c=1.0, d=0.0, e=0.0, f=0.3, g=0.3, h=-0.2, k=-0.2, l=0.7, m=0.7, q=0.7)
@@ -88,3 +91,16 @@ def test_policy_applies_on_both_paths():
     ga = sg.compile(loss + sg.sum(W**2), policy=pol).grad(np.r_[np.ones(3), 0.0, 0.0])
     np.testing.assert_array_equal(ga[:3], gs)
     np.testing.assert_array_equal(np.sort(gs), [0.0625, 0.0625, 0.25])  # tie * tie, tie
+
+
+def test_the_fused_pass_has_the_same_derivatives_at_the_kinks(kernels):
+    """A small array loss fused into one sample loop: the same shares as the other two paths."""
+    _, array = kernels
+    p = dict(zip(NAMES, sg.params(" ".join(NAMES)), strict=True))
+    W = sg.params("W", shape=(2,))
+    fused = sg.compile(_loss(p) + sg.sum(W**2), fuse=True)
+    assert type(fused).__name__ == "FusedKernel"
+    xf = _x(fused)
+    np.testing.assert_array_equal(fused.grad(xf), array.grad(_x(array)))
+    v = np.random.default_rng(3).standard_normal(len(NAMES) + 2)
+    np.testing.assert_array_equal(fused.hvp(xf, v), array.hvp(_x(array), v))

@@ -26,12 +26,13 @@ def kernels():
     Xa = np.column_stack([T, np.ones_like(T)])
     return {
         "scalar": (sg.compile(sg.mean((a * t + b - y) ** 2)), dict(t=T, y=Y)),
-        "array": (sg.compile(sg.mean((X @ w - y) ** 2)), dict(X=Xa, y=Y)),
+        "array": (sg.compile(sg.mean((X @ w - y) ** 2), fuse=False), dict(X=Xa, y=Y)),
+        "fused": (sg.compile(sg.mean((X @ w - y) ** 2)), dict(X=Xa, y=Y)),
         "residual": (sg.compile_residuals(a * t + b - y), dict(t=T, y=Y)),
     }
 
 
-@pytest.mark.parametrize("kind", ["scalar", "array", "residual"])
+@pytest.mark.parametrize("kind", ["scalar", "array", "fused", "residual"])
 @pytest.mark.parametrize("bound", [False, True])
 def test_every_kind_has_the_one_interface(kernels, kind, bound):
     f, data = kernels[kind]
@@ -39,7 +40,7 @@ def test_every_kind_has_the_one_interface(kernels, kind, bound):
     assert isinstance(f, sg.Kernel) and is_kernel(k) and isinstance(k, LossKernel)
     for m in MEMBERS:
         assert hasattr(k, m), f"{kind} kernel (bound={bound}) lacks {m}"
-    assert k.kind == kind and k.n_params == 2 and len(k.labels) == 2
+    assert k.kind == {"fused": "scalar"}.get(kind, kind) and k.n_params == 2 and len(k.labels) == 2
     x = np.array([0.7, -0.2])
     assert np.array_equal(k.pack(**k.unpack(x)), x)
     call = (lambda name, *a: getattr(k, name)(*a)) if bound else \
@@ -98,10 +99,10 @@ def test_check_grad_takes_a_residual_kernel(kernels):
     assert sg.check_grad(rk.bind(**data), np.array([0.4, -0.3])).ok
 
 
-@pytest.mark.parametrize("kind", ["scalar", "array", "residual"])
+@pytest.mark.parametrize("kind", ["scalar", "array", "fused", "residual"])
 def test_bound_refuses_out_aliasing_x_and_names_a_nan_row(kernels, kind):
     f, data = kernels[kind]
-    col = "t" if kind != "array" else "X"
+    col = "X" if kind in ("array", "fused") else "t"
     bad = {k: v.copy() for k, v in data.items()}
     fb = f.bind(**bad)
     x = np.array([0.5, 0.5])
@@ -127,9 +128,10 @@ def test_scalar_pack_with_call_time_vectors():
         f.pack(lam=1.0, x=np.ones((2, 2)))
 
 
-def test_labels_of_array_kernel_name_each_entry(kernels):
-    f, _ = kernels["array"]
-    assert f.labels == ("w[0]", "w[1]")
+@pytest.mark.parametrize("kind", ["array", "fused"])
+def test_labels_of_array_kernel_name_each_entry(kernels, kind):
+    f, _ = kernels[kind]
+    assert f.labels == ("w[0]", "w[1]") and f.params == ("w",)
     assert f.shapes == {"w": (2,)}
 
 

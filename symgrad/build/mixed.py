@@ -27,7 +27,8 @@ def compile_sum(loss: MixedSum, params: Sequence | None = None, *,
     path, src, mod = cached_scalar(prob, policy, "float64")
     scalar = ScalarKernel(prob, src, path, mod, parallel=None if parallel is None
                           else bool(parallel), policy=policy)
-    array = compile_array(loss.array, None, policy=policy, dtype="float64", parallel=parallel)
+    array = compile_array(loss.array, None, policy=policy, dtype="float64", parallel=parallel,
+                          fuse=False)
     try:
         return SumKernel(scalar, array)
     except ValueError as exc:

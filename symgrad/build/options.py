@@ -25,7 +25,7 @@ from ..ir.model_problem import is_model
 from ..ir.problem import ProblemError
 from ..lang.mixed import MixedSum
 
-__all__ = ["DTYPES", "KINDS", "PARALLEL", "check_options", "kind_of"]
+__all__ = ["DTYPES", "FUSE", "KINDS", "PARALLEL", "check_options", "kind_of"]
 
 #: The kinds of module (the ``kind`` attribute of the kernel each compiles to).
 KINDS = ("scalar", "array", "model", "residual", "sum")
@@ -35,6 +35,8 @@ DTYPES = {"scalar": ("float64",), "array": ("float64", "float32"),
 #: The ``parallel=`` values each kind honours (None: the kernel decides).
 PARALLEL = {"scalar": (None, True, False), "array": (None, True, False), "model": (None,),
             "residual": (None, True), "sum": (None, True, False)}
+#: The kinds whose lowering ``fuse=`` chooses (one pass over the samples, or array code).
+FUSE = ("array", "residual")
 _WHAT = {"scalar": "a scalar loss", "array": "an array loss", "model": "a model",
          "residual": "a residual kernel", "sum": "a sum of index sums and array terms"}
 #: Why a kind refuses a dtype or a parallel= value, and what to do instead.
@@ -78,8 +80,14 @@ def kind_of(loss, kind: str | None = None) -> str:
 
 
 def check_options(kind: str, *, policy: KinkPolicy | None = None, parallel: bool | None = None,
-                  dtype=None) -> tuple[KinkPolicy, str]:
+                  dtype=None, fuse: bool | None = None) -> tuple[KinkPolicy, str]:
     """``(policy, dtype name)`` for a module of ``kind``; raise if it cannot honour an option."""
+    if fuse is not None and not isinstance(fuse, bool | np.bool_):
+        raise TypeError(f"fuse must be None, True or False, got {fuse!r}")
+    if fuse is not None and kind not in FUSE:
+        raise ValueError(f"fuse= chooses how an array loss or array residuals run (one pass "
+                         f"over the samples, or array code); {_WHAT[kind]} has one lowering: "
+                         "leave fuse unset")
     if policy is None:
         policy = KinkPolicy()
     elif not isinstance(policy, KinkPolicy):

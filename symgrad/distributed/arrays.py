@@ -11,7 +11,7 @@ the in-memory ones up to rounding, whatever the chunking.
 
 >>> import dask.array as da, numpy as np, symgrad as sg
 >>> w = sg.params("w", shape=(2,)); X = sg.data("X", shape=(2,)); y = sg.data("y")
->>> f = sg.compile(sg.mean((X @ w - y)**2) + 0.5 * sg.sum(w**2))
+>>> f = sg.compile(sg.mean((X @ w - y)**2) + 0.5 * sg.sum(w**2), fuse=False)
 >>> Xd = da.from_array(np.eye(2).repeat(3, axis=0), chunks=4)
 >>> fb = bind_array(f, {"X": Xd, "y": da.ones(6, chunks=4)})
 >>> fb.value([1.0, 2.0]), fb.n_chunks

@@ -14,7 +14,6 @@ samples, so a mini-batch is rows of the same arrays.
 
 from __future__ import annotations
 
-import math
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -90,18 +89,6 @@ class ArrayKernel(Kernel):
         return program({"loss": self.problem.loss,
                         **{f"d{p.name}": g for p, g in zip(self.problem.params, grads,
                                                             strict=True)}})
-
-    def init(self, seed: int = 0, scale: float = 1.0) -> np.ndarray:
-        """A random starting point: matrices ~ N(0, scale/fan_in) (He/LeCun), vectors and
-        scalars zero. Reproducible from ``seed``."""
-        rng = np.random.default_rng(seed)
-        parts = {}
-        for n, s in self.shapes.items():
-            if len(s) >= 2:
-                parts[n] = rng.standard_normal(s) * math.sqrt(scale / math.prod(s[1:]))
-            else:
-                parts[n] = np.zeros(s)
-        return self.pack(**parts)
 
     # -- validation ------------------------------------------------------------------------------
     def _x(self, x, what: str = "x", size: int | None = None) -> np.ndarray:

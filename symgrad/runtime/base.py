@@ -121,6 +121,21 @@ class Kernel:
                               BoundOut(self._out, data_inputs(cols, self._data_kind))))
 
     # -- packing ------------------------------------------------------------------------------
+    def init(self, seed: int = 0, scale: float = 1.0) -> np.ndarray:
+        """A random starting point: matrices ~ N(0, scale/fan_in) (He/LeCun), vectors and
+        scalars zero. Reproducible from ``seed``."""
+        if self.n_params is None:
+            raise ValueError("init() needs a fixed length of x; this loss has vectors of "
+                             "call-time length: start from np.zeros(...) of the length you want")
+        rng = np.random.default_rng(seed)
+        parts = {}
+        for n, s in self.shapes.items():
+            if len(s) >= 2:
+                parts[n] = rng.standard_normal(s) * math.sqrt(scale / math.prod(s[1:]))
+            else:
+                parts[n] = np.zeros(s)
+        return self.pack(**parts)
+
     @property
     def labels(self) -> tuple[str, ...]:
         """One name per entry of ``x`` (``W[0, 1]``, ``b[3]``, ``lam``), for reports. With

@@ -115,25 +115,27 @@ def check_names(data: Mapping, names: tuple[str, ...], what: str) -> None:
                         f"{', '.join(names) or 'none'})")
 
 
-def column(name: str, a, width: int | None, unit: str = "row", scan: bool = True) -> np.ndarray:
-    """A validated float column: dtype, shape and (with ``scan``) every value finite."""
+def column(name: str, a, width: int | None, unit: str = "row", scan: bool = True,
+           kind: str = "data column") -> np.ndarray:
+    """A validated float column: dtype, shape and (with ``scan``) every value finite; ``kind``
+    is what messages call it."""
     try:
         arr = np.asarray(a)
     except Exception as exc:
-        raise TypeError(f"data column '{name}' is not an array: {exc}") from exc
+        raise TypeError(f"{kind} '{name}' is not an array: {exc}") from exc
     if arr.dtype.kind in "iub":
         arr = arr.astype(np.float64)
     elif arr.dtype not in (np.float32, np.float64):
-        raise TypeError(f"data column '{name}' has dtype {arr.dtype}: pass float64 or float32")
+        raise TypeError(f"{kind} '{name}' has dtype {arr.dtype}: pass float64 or float32")
     want = 1 if width is None else 2
     if arr.ndim != want:
         shape = "(n,) (one value per element)" if unit == "element" else \
             "(N,)" if width is None else f"(N, {width})"
-        raise ValueError(f"data column '{name}' must have shape {shape}, got {arr.shape}")
+        raise ValueError(f"{kind} '{name}' must have shape {shape}, got {arr.shape}")
     if width is not None and arr.shape[1] != width:
-        raise ValueError(f"data column '{name}' must have {width} entries per sample "
+        raise ValueError(f"{kind} '{name}' must have {width} entries per sample "
                          f"(shape (N, {width})), got {arr.shape}")
-    err = non_finite_error(name, arr, unit=unit) if scan else None
+    err = non_finite_error(name, arr, unit=unit, kind=kind) if scan else None
     if err is not None:
         raise err
     return arr

@@ -167,7 +167,7 @@ class ScalarKernel(Kernel):
             if batch is not None:
                 raise TypeError("batch= needs a loss with data columns")
             return ()
-        check_names(data, self.data_names, "data column")
+        check_names(data, self.data_names, self._data_kind)
         ecols = tuple(column(name, data[name], None, "element", scan) for name in self._elements)
         if not self._samples:
             if batch is not None:
@@ -177,7 +177,7 @@ class ScalarKernel(Kernel):
             return ecols
         cols, n = [], None
         for name in self._samples:
-            a = column(name, data[name], self._widths[name], "row", scan)
+            a = column(name, data[name], self._widths[name], "row", scan, self._data_kind)
             if n is None:
                 n, first = a.shape[0], name
             elif a.shape[0] != n:
@@ -206,7 +206,7 @@ class ScalarKernel(Kernel):
         return self.jit
 
     def _name_non_finite(self, data: Mapping, batch=None) -> None:  # the first one read
-        raise_non_finite({c: data[c] for c in self._samples}, batch)
+        raise_non_finite({c: data[c] for c in self._samples}, batch, kind=self._data_kind)
         raise_non_finite({c: data[c] for c in self._elements}, units=dict.fromkeys(
             self._elements, "element"))
 

@@ -1,0 +1,59 @@
+"""An array loss run as one pass over the samples: :class:`FusedKernel`.
+
+A small array loss (:func:`symgrad.passes.fuse.fusable`: a linear or logistic model, a small
+layer) is unrolled for one generic sample (:func:`symgrad.passes.fuse.unroll`) and compiled by
+the sample-loop printer that scalar losses use: one loop computes the loss and every derivative
+from a few locals per sample, instead of one loop or BLAS call per node and per derivative. The
+kernel is a :class:`~symgrad.runtime.scalar.ScalarKernel` (its ``jit`` functions, its ``prange``
+variant above ``PARALLEL_THRESHOLD`` samples, Dask columns, the compiled training loop) with the
+array loss's face: ``params`` name the arrays, ``shapes`` give their shapes, ``pack``/``unpack``
+and ``init`` work on them, and ``graph`` is the array expression it was built from.
+
+>>> import numpy as np, symgrad as sg
+>>> w = sg.params("w", shape=(2,)); X = sg.data("X", shape=(2,)); y = sg.data("y")
+>>> f = sg.compile(sg.mean((X @ w - y)**2))
+>>> type(f).__name__, f.params, f.shapes, f.labels
+('FusedKernel', ('w',), {'w': (2,)}, ('w[0]', 'w[1]'))
+>>> float(f.value(f.pack(w=[1.0, 2.0]), X=np.array([[1.0, 1.0]]), y=np.array([3.0])))
+0.0
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+from ..ad.derive import KinkPolicy
+from ..ir.graph import Node
+from ..ir.problem import Problem
+from ..passes.fuse import Unrolled
+from .scalar import ScalarKernel
+
+__all__ = ["FusedKernel"]
+
+
+class FusedKernel(ScalarKernel):
+    """A small array loss compiled to one sample loop (see the module's docstring)."""
+
+    _data_kind = "data array"
+
+    def __init__(self, unrolled: Unrolled, problem: Problem, source: str, path: Path,
+                 module: types.ModuleType, parallel: bool | None = None,
+                 policy: KinkPolicy | None = None) -> None:
+        super().__init__(problem, source, path, module, parallel, policy)
+        arrays = unrolled.problem
+        #: The array expression the kernel was built from.
+        self.graph: Node = arrays.loss
+        #: The array problem (parameters in packing order, data arrays).
+        self.arrays = arrays
+        self.params = arrays.param_names
+        self.shapes = {p.name: tuple(int(s) for s in p.shape) for p in arrays.params}
+
+    def __repr__(self) -> str:
+        ps = ", ".join(f"{n}{list(s)}" for n, s in self.shapes.items())
+        data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
+        return f"<symgrad.FusedKernel params=({ps}){data}: one pass over the samples>"
+
+    def param_names(self, size: int | None = None) -> tuple[str, ...]:
+        """One name per entry of x (``W[0, 1]``): the labels."""
+        return self.labels
