@@ -40,10 +40,11 @@ __all__ = ["BoundResiduals", "ResidualKernel"]
 class ResidualKernel(Kernel):
     """Residuals ``r(x)`` of a least-squares problem and their exact Jacobian ``J``.
 
-    ``x`` is packed in :attr:`params` order. With data columns (1-D, ``N`` samples each, passed
-    by name) there are ``m`` residuals per sample, ``M = N*m`` in all, sample-major (sample
-    ``i`` owns rows ``i*m .. i*m+m-1``); parameter-only residuals have ``M = m``. Every method
-    also exists on :meth:`bind`'s result without the data keywords.
+    ``x`` is packed in :attr:`params` order. With data columns (``N`` samples each, passed by
+    name: ``(N,)``, or ``(N, k)`` for a column whose components the residuals read) there are
+    ``m`` residuals per sample, ``M = N*m`` in all, sample-major (sample ``i`` owns rows
+    ``i*m .. i*m+m-1``); parameter-only residuals have ``M = m``. Every method also exists on
+    :meth:`bind`'s result without the data keywords.
 
     It is also a loss kernel of ``½‖r‖²``: ``value``, ``grad`` (``Jᵀr``), ``hvp`` and
     ``hessian`` are the Gauss–Newton ones (``JᵀJ v``, ``JᵀJ``: the exact Hessian less
@@ -69,6 +70,8 @@ class ResidualKernel(Kernel):
         self.data_names: tuple[str, ...] = problem.data_names
         #: The per-sample data columns (every column: rows are samples).
         self.sampled: tuple[str, ...] = self.data_names
+        #: Each column's entries per sample: None for ``(N,)``, ``k`` for ``(N, k)``.
+        self.widths: dict[str, int | None] = {c.name: c.width for c in problem.columns}
 
     def __repr__(self) -> str:
         data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
@@ -165,7 +168,7 @@ class ResidualKernel(Kernel):
             return ()
         cols, n = [], 0
         for k, name in enumerate(self.data_names):
-            a = np.ascontiguousarray(column(name, data[name], None, "row", scan),
+            a = np.ascontiguousarray(column(name, data[name], self.widths[name], "row", scan),
                                      dtype=np.float64)
             if k == 0:
                 n = a.shape[0]
