@@ -27,20 +27,27 @@ compensation. The blocks depend on N, m and P only, never on threads.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..ad.derive import KinkPolicy
 from ..build.model import compile_model
+from ..build.residual_kernel import residual_kernel
 from ..distributed.array_residuals import bind_dask
 from ..distributed.detect import has_dask
 from ..errors import ProblemError
+from ..ir.array_problem import ArrayProblem
 from ..ir.graph import Node
+from ..ir.model_problem import ModelProblem, model_problem
+from ..ir.residual_problem import residual_problem
+from ..passes.fuse import fusable, unroll
 from .array import ArrayKernel
 from .base import Kernel
 from .blocksums import neumaier, normal_sums, split
 from .residual import ResidualKernel
+from .unrolled_residual import FusedArrayResiduals
 
 __all__ = ["ArrayResiduals", "compile_array_residuals", "is_array_residual"]
 
@@ -58,15 +65,20 @@ def is_array_residual(resid) -> bool:
 
 
 def compile_array_residuals(resid, params: Sequence | None = None, data=None, *,
-                            policy: KinkPolicy | None = None,
-                            block: int | None = None) -> ArrayResiduals:
-    """Compile an array residual (one vector, matrix... per sample) into an
-    :class:`ArrayResiduals` kernel. ``params`` fixes the order of x (default: declaration
-    order); ``block``: samples per block of the fused pass (default from m and P). ``data``
-    is refused (it names the data symbols of text residuals)."""
+                            policy: KinkPolicy | None = None, block: int | None = None,
+                            fuse: bool | None = None) -> ResidualKernel:
+    """Compile an array residual (one vector, matrix... per sample). ``params`` fixes the order
+    of x (default: declaration order). ``fuse``: True compiles one fused sample loop
+    (:class:`~symgrad.runtime.unrolled_residual.FusedArrayResiduals`; a ProblemError says why
+    when the residual does not fuse), False the array lowering (:class:`ArrayResiduals`,
+    ``block`` samples per block of its pass, default from m and P), None (default) the fused
+    loop when :func:`~symgrad.passes.fuse.fusable` allows it. ``data`` is refused (it names the
+    data symbols of text residuals)."""
     if data is not None:
         raise TypeError("data= names the data columns of text residuals; an array residual "
                         "declares its data with sg.data('X', shape=...)")
+    if fuse is not None and not isinstance(fuse, bool):
+        raise TypeError(f"fuse must be True, False or None (automatic), got {fuse!r}")
     if isinstance(resid, (list, tuple)):
         raise ProblemError("array residuals are one array expression per problem, not a list: "
                            "stack the outputs in one array (e.g. W @ X + b - Y gives a vector "
@@ -78,11 +90,53 @@ def compile_array_residuals(resid, params: Sequence | None = None, data=None, *,
             + ("a reduction or parameters only: least squares sums the squares itself, so "
                "pass the residuals, e.g. W @ X + b - Y, not sg.sum((W @ X + b - Y)**2)"
                if isinstance(resid, Node) else type(resid).__name__))
+
+    def array() -> ArrayResiduals:
+        try:
+            model = compile_model(resid, params, policy=policy)
+        except ProblemError as exc:
+            raise ProblemError(f"array residual: {exc}") from None
+        return ArrayResiduals(model, block=block)
+
+    if fuse is False:
+        return array()
     try:
-        model = compile_model(resid, params, policy=policy)
+        prob = model_problem(resid, params)
     except ProblemError as exc:
         raise ProblemError(f"array residual: {exc}") from None
-    return ArrayResiduals(model, block=block)
+    fused = fused_residuals(prob, policy or KinkPolicy(), array)
+    if isinstance(fused, str):
+        if fuse:
+            raise ProblemError(f"fuse=True: this array residual does not fuse into one sample "
+                               f"loop: {fused}; use fuse=False or None")
+        return array()
+    return fused
+
+
+def fused_residuals(prob: ModelProblem, policy: KinkPolicy,
+                    array: Callable[[], ResidualKernel]) -> FusedArrayResiduals | str:
+    """The fused sample-loop kernel of a model problem's output, or why it does not fuse."""
+    flat = ArrayProblem(prob.output, prob.params, prob.data, prob.dims)
+    why = fusable(flat, prob.output)
+    if why is not None:
+        return why
+    try:
+        u = unroll(flat, root=prob.output)
+    except ValueError as exc:
+        return str(exc).removeprefix("not fused: ")
+    exprs = list(u.expr) if isinstance(u.expr, tuple) else [u.expr]
+    with warnings.catch_warnings():  # an entry of x no residual reads: its column of J is 0
+        warnings.simplefilter("ignore", UserWarning)
+        rp = residual_problem(exprs, params=list(u.params))
+    unread = sorted({d.name for d in prob.data} - set(rp.data_names))
+    if unread:
+        return f"data array '{unread[0]}' is not read by the unrolled residuals"
+    return residual_kernel(rp, policy, "float64", "symgrad.compile_residuals(resid, fuse=True)",
+                           FusedArrayResiduals, expr=prob.output,
+                           shapes={p.name: tuple(int(s) for s in p.shape) for p in prob.params},
+                           data_shapes={d.name: tuple(int(s) for s in d.shape[1:])
+                                        for d in prob.data},
+                           array=array)
 
 
 class ArrayResiduals(ResidualKernel):
@@ -92,6 +146,8 @@ class ArrayResiduals(ResidualKernel):
     arrays by name, one row per sample (``batch=`` selects samples)."""
 
     _data_kind = "data array"
+    #: The lowering: blocks of the model's code (``FusedArrayResiduals.fused`` is True).
+    fused: bool = False
     # the model's arrays are validated and named as an array loss's (one definition)
     _columns = ArrayKernel._columns
     _name_non_finite = ArrayKernel._name_non_finite
@@ -210,7 +266,7 @@ class ArrayResiduals(ResidualKernel):
 def x0_by_name(kernel, x0) -> object:
     """``x0`` given as a dict of arrays by parameter name (``{"W": ..., "b": ...}``) packed into
     the flat vector of an array-residual kernel; anything else as it is."""
-    if isinstance(kernel, ArrayResiduals) and isinstance(x0, Mapping) \
+    if isinstance(kernel, ArrayResiduals | FusedArrayResiduals) and isinstance(x0, Mapping) \
             and set(map(str, x0)) == set(kernel.shapes):
         return kernel.pack(**{str(k): v for k, v in x0.items()})
     return x0
