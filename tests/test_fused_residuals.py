@@ -106,3 +106,94 @@ def test_component_columns_on_dask_equal_in_memory(component):
                                rtol=1e-14, atol=1e-14)
     with pytest.raises(ValueError, match=r"'X' must have shape \(N, 2\)"):
         rk.bind(X=da.zeros((50, 3)), y=ddata["y"])
+
+
+# -- array residuals: the fused sample loop against the array lowering ------------------------
+K, D = 3, 2
+
+
+@pytest.fixture(scope="module")
+def lowerings():
+    """tanh(W @ X + b) - Y by both lowerings, with data."""
+    W, b = sg.params("W", shape=(K, D)), sg.params("b", shape=(K,))
+    X, Y = sg.data("X", shape=(D,)), sg.data("Y", shape=(K,))
+    expr = sg.tanh(W @ X + b) - Y
+    rng = np.random.default_rng(30)
+    data = {"X": rng.standard_normal((700, D)), "Y": rng.standard_normal((700, K))}
+    return (sg.compile_residuals(expr, fuse=True), sg.compile_residuals(expr, fuse=False),
+            data)
+
+
+def _close(a, b, rtol=1e-12):
+    """Equal to ``rtol`` relative to the largest entry of ``b``."""
+    np.testing.assert_allclose(a, b, rtol=0, atol=rtol * np.abs(b).max())
+
+
+def test_fused_and_array_lowerings_agree(lowerings):
+    fused, array, data = lowerings
+    assert fused.fused and not array.fused and type(fused).__name__ == "FusedArrayResiduals"
+    assert fused.params == array.params == fused.labels
+    assert (fused.m, fused.shape, fused.data_names) == (array.m, array.shape, array.data_names)
+    assert fused.shapes == array.shapes == {"W": (K, D), "b": (K,)}
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal(fused.n_params)
+    M = 700 * K
+    for name in ("residuals", "jacobian"):
+        _close(getattr(fused, name)(x, **data), getattr(array, name)(x, **data))
+    v, u = rng.standard_normal(fused.n_params), rng.standard_normal(M)
+    _close(fused.jvp(x, v, **data), array.jvp(x, v, **data))
+    _close(fused.vjp(x, u, **data), array.vjp(x, u, **data))
+    js, rs = rng.uniform(0.5, 2, M), rng.uniform(0.5, 2, M)
+    for scales in ((None, None), (js, rs)):
+        got, ref = fused.normal(x, *scales, **data), array.normal(x, *scales, **data)
+        for a, b in zip(got, ref, strict=True):
+            _close(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(fused.unpack(x)["W"], x[:K * D].reshape(K, D))
+    np.testing.assert_array_equal(fused.pack(W=np.ones((K, D)), b=np.zeros(K)),
+                                  np.r_[np.ones(K * D), np.zeros(K)])
+    assert "one fused sample loop" in repr(fused) and "tanh" in fused.formulas()
+
+
+def test_fused_fit_equals_array_fit_with_x0_by_name(lowerings):
+    fused, array, data = lowerings
+    x0 = {"W": np.full((K, D), 0.1), "b": np.zeros(K)}
+    a = sg.least_squares(fused, x0, data=data)
+    b = sg.least_squares(array, x0, data=data)
+    assert a.success and b.success
+    np.testing.assert_allclose(a.x, b.x, rtol=1e-9, atol=1e-10)
+    assert a.cost == pytest.approx(b.cost, rel=1e-12)
+    np.testing.assert_allclose(a.cov, b.cov, rtol=1e-8, atol=1e-12)
+
+
+def test_fuse_option_chooses_and_explains():
+    W, b = sg.params("W", shape=(K, D)), sg.params("b", shape=(K,))
+    X, Y = sg.data("X", shape=(D,)), sg.data("Y", shape=(K,))
+    F = sg.data("F", shape=(K,), samples=False)  # a whole array: no one-sample unrolling
+    whole = W @ X + F - Y
+    with pytest.raises(ProblemError, match=r"fuse=True: .*'F' is a whole data array"):
+        sg.compile_residuals(whole, fuse=True)
+    auto = sg.compile_residuals(whole)
+    assert not auto.fused
+    with pytest.raises(TypeError, match="fuse must be True, False or None"):
+        sg.compile_residuals(W @ X + b - Y, fuse="yes")
+    a = sg.params("a")
+    t = sg.data("t")
+    with pytest.raises(ValueError, match="fuse=False chooses the array lowering"):
+        sg.compile_residuals(a * t - t, fuse=False)
+    assert sg.compile_residuals(a * t - t, fuse=True).m == 1
+
+
+def test_fused_matrix_data_is_read_per_sample_and_checked():
+    a = sg.params("a", shape=(2,))
+    Z = sg.data("Z", shape=(2, 2))
+    from symgrad.lang.ops import lift
+    rk = sg.compile_residuals(sg.exp(Z * lift(a)) - 1.0, fuse=True)
+    Zv = np.random.default_rng(32).standard_normal((6, 2, 2))
+    x = np.array([0.5, -0.3])
+    np.testing.assert_allclose(rk.residuals(x, Z=Zv), (np.exp(Zv * x) - 1).ravel(), rtol=1e-14)
+    with pytest.raises(ValueError, match=r"data array 'Z' must have shape \(N, 2, 2\)"):
+        rk.residuals(x, Z=Zv.reshape(6, 4))
+    bad = Zv.copy()
+    bad[4, 1, 0] = np.inf
+    with pytest.raises(ValueError, match=r"data array 'Z' has a non-finite value \(inf\) at row 4"):
+        rk.normal(x, Z=bad)
