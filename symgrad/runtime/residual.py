@@ -161,7 +161,7 @@ class ResidualKernel(Kernel):
         if has_dask(data):
             raise TypeError("Dask columns go to bind(...) or sg.least_squares, which run the "
                             "fused pass on the cluster")
-        check_names(data, self.data_names, "data column")
+        check_names(data, self.data_names, self._data_kind)
         if not self.data_names:
             if batch is not None:
                 raise TypeError("batch= needs residuals with data columns")
