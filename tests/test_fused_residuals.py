@@ -197,3 +197,18 @@ def test_fused_matrix_data_is_read_per_sample_and_checked():
     bad[4, 1, 0] = np.inf
     with pytest.raises(ValueError, match=r"data array 'Z' has a non-finite value \(inf\) at row 4"):
         rk.normal(x, Z=bad)
+
+
+def test_least_squares_on_the_expression_fuses_and_equals_lstsq():
+    """sg.least_squares(Wm @ Xm + bm - Ym) (3 outputs) by the default lowering: NumPy's lstsq."""
+    Wm, bm = sg.params("Wm", shape=(3, 4)), sg.params("bm", shape=(3,))
+    Xm, Ym = sg.data("Xm", shape=(4,)), sg.data("Ym", shape=(3,))
+    rng = np.random.default_rng(33)
+    Xv = rng.standard_normal((400, 4))
+    Yv = Xv @ rng.standard_normal((4, 3)) + rng.standard_normal(3) \
+        + 0.1 * rng.standard_normal((400, 3))
+    assert sg.lsq.as_kernel(Wm @ Xm + bm - Ym).fused
+    fit = sg.least_squares(Wm @ Xm + bm - Ym, np.zeros(15), data={"Xm": Xv, "Ym": Yv})
+    coef = np.linalg.lstsq(np.hstack([Xv, np.ones((400, 1))]), Yv, rcond=None)[0]
+    np.testing.assert_allclose(fit.x, np.concatenate([coef[:4].T.ravel(), coef[4]]),
+                               rtol=0, atol=1e-9)
