@@ -212,3 +212,20 @@ def test_least_squares_on_the_expression_fuses_and_equals_lstsq():
     coef = np.linalg.lstsq(np.hstack([Xv, np.ones((400, 1))]), Yv, rcond=None)[0]
     np.testing.assert_allclose(fit.x, np.concatenate([coef[:4].T.ravel(), coef[4]]),
                                rtol=0, atol=1e-9)
+
+
+def test_a_residual_that_hides_a_nan_is_scanned_on_every_call():
+    """Regression: min(r, 10) turns a NaN datum into 10, and an unbound residual call returned
+    it as a finite residual (only bind() scanned); ArrayResiduals scanned such residuals on
+    every call, as the fused array lowering must too."""
+    import sympy as sp
+
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    rk = sg.compile_residuals(sp.Min(a * t + b - y, 10.0))
+    tt = np.array([1.0, 2.0, np.nan, 4.0])
+    with pytest.raises(ValueError, match=r"'t' has a non-finite value \(nan\) at row 2"):
+        rk.residuals([1.0, 0.0], t=tt, y=np.zeros(4))
+    with pytest.raises(ValueError, match=r"'t' has a non-finite value \(nan\) at row 2"):
+        rk.normal([1.0, 0.0], t=tt, y=np.zeros(4))
+    np.testing.assert_array_equal(rk.residuals([1.0, 0.0], t=tt[:2], y=np.zeros(2)), [1.0, 2.0])

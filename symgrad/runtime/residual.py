@@ -31,7 +31,7 @@ from ..ir.residual_problem import ResidualProblem
 from .argcheck import as_out, as_vector, no_positional
 from .base import At, Kernel
 from .bound import BoundResiduals
-from .datacheck import batch_index, check_names, column, raise_non_finite
+from .datacheck import batch_index, check_names, column, may_hide, raise_non_finite
 from .formulas import program_text
 
 __all__ = ["BoundResiduals", "ResidualKernel"]
@@ -70,6 +70,9 @@ class ResidualKernel(Kernel):
         self.data_names: tuple[str, ...] = problem.data_names
         #: The per-sample data columns (every column: rows are samples).
         self.sampled: tuple[str, ...] = self.data_names
+        # residuals that can turn a NaN datum into a finite value (min(r, 10)) are scanned
+        # on every call, not only after a non-finite result
+        self._scan_always = any(may_hide(e) for e in problem.exprs)
         #: Each column's entries per sample: None for ``(N,)``, ``k`` for ``(N, k)``.
         self.widths: dict[str, int | None] = {c.name: c.width for c in problem.columns}
 
