@@ -2,23 +2,30 @@
 
 An array expression that keeps the sample axis (shape ``(N, *shape)``) is a residual with
 ``m = prod(shape)`` entries per sample, flattened sample-major and in C order within a sample
-(sample ``i`` owns rows ``i*m .. i*m+m-1``). It compiles as a model
-(:func:`symgrad.build.model.compile_model`: the generated ``predict``, ``jvp`` and
-``jacobian``), and :class:`ArrayResiduals` is a :class:`~symgrad.runtime.residual.ResidualKernel`
-that runs them (``bind`` gives the one ``BoundResiduals``; the loss ``½‖r‖²`` comes with it),
-so every method, robust loss, bound, weight and statistic of :func:`symgrad.least_squares`
-applies unchanged.
+(sample ``i`` owns rows ``i*m .. i*m+m-1``). It has two lowerings, both a
+:class:`~symgrad.runtime.residual.ResidualKernel` (``bind`` gives the one ``BoundResiduals``;
+the loss ``½‖r‖²`` comes with it), so every method, robust loss, bound, weight and statistic
+of :func:`symgrad.least_squares` applies unchanged:
 
-``normal`` never stores J: the samples run in blocks (256-2048 samples, ``block * m * P``
-numbers at most about a megabyte); each block's rows of J and r are computed by the model's
-code, its ``JᵀJ``, ``Jᵀr`` and ``rᵀr`` by BLAS, and the block totals are added with Neumaier
-compensation. The blocks depend on N, m and P only, never on threads.
+- **the fused sample loop** (the default, ``fuse=None``, when :func:`~symgrad.passes.fuse.fusable` allows it:
+  small per-sample arrays, at most 64 entries of ``x``): the residual unrolled for one sample
+  and compiled as residuals written per sample are
+  (:class:`~symgrad.runtime.unrolled_residual.FusedArrayResiduals`): one pass over the samples
+  sums ``JᵀJ``, ``Jᵀr`` and ``rᵀr`` from a few locals per sample;
+- **the array lowering** (:class:`ArrayResiduals`, ``fuse=False`` or when the residual does not
+  fuse): the model's generated ``predict``, ``jvp`` and ``jacobian``
+  (:func:`symgrad.build.model.compile_model`) block by block.
+
+``ArrayResiduals.normal`` never stores J: the samples run in blocks (256-2048 samples,
+``block * m * P`` numbers at most about a megabyte); each block's rows of J and r are computed
+by the model's code, its ``JᵀJ``, ``Jᵀr`` and ``rᵀr`` by BLAS, and the block totals are added
+with Neumaier compensation. The blocks depend on N, m and P only, never on threads.
 
 >>> import numpy as np, symgrad as sg
 >>> W = sg.params("W", shape=(2, 2)); X = sg.data("X", shape=(2,)); Y = sg.data("Y", shape=(2,))
 >>> rk = compile_array_residuals(W @ X - Y)
->>> rk.m, rk.params
-(2, ('W[0, 0]', 'W[0, 1]', 'W[1, 0]', 'W[1, 1]'))
+>>> rk.fused, rk.m, rk.params
+(True, 2, ('W[0, 0]', 'W[0, 1]', 'W[1, 0]', 'W[1, 1]'))
 >>> fit = sg.least_squares(rk, np.zeros(4), data={"X": np.eye(2), "Y": [[1.0, 2.0], [3.0, 4.0]]})
 >>> np.round(fit.x, 12).tolist()
 [1.0, 3.0, 2.0, 4.0]
