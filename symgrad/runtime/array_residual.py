@@ -7,9 +7,10 @@ An array expression that keeps the sample axis (shape ``(N, *shape)``) is a resi
 the loss ``½‖r‖²`` comes with it), so every method, robust loss, bound, weight and statistic
 of :func:`symgrad.least_squares` applies unchanged:
 
-- **the fused sample loop** (the default, ``fuse=None``, when :func:`~symgrad.passes.fuse.fusable` allows it:
-  small per-sample arrays, at most 64 entries of ``x``): the residual unrolled for one sample
-  and compiled as residuals written per sample are
+- **the fused sample loop** (the default, ``fuse=None``, when
+  :func:`~symgrad.passes.fuse.fusable` allows it: small per-sample arrays, at most 64 entries
+  of ``x``): the residual unrolled for one sample and compiled as residuals written per
+  sample are
   (:class:`~symgrad.runtime.unrolled_residual.FusedArrayResiduals`): one pass over the samples
   sums ``JᵀJ``, ``Jᵀr`` and ``rᵀr`` from a few locals per sample;
 - **the array lowering** (:class:`ArrayResiduals`, ``fuse=False`` or when the residual does not
