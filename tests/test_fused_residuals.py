@@ -229,3 +229,32 @@ def test_a_residual_that_hides_a_nan_is_scanned_on_every_call():
     with pytest.raises(ValueError, match=r"'t' has a non-finite value \(nan\) at row 2"):
         rk.normal([1.0, 0.0], t=tt, y=np.zeros(4))
     np.testing.assert_array_equal(rk.residuals([1.0, 0.0], t=tt[:2], y=np.zeros(2)), [1.0, 2.0])
+
+
+def test_generate_writes_an_array_residual_as_its_fused_module(lowerings, tmp_path):
+    """sg.generate(kind="residual") on an array residual refused it ("must be a SymPy
+    expression, got Map"); it writes the fused sample loop, the kernel's own module."""
+    from symgrad.build.cache import load_module
+
+    fused, _, data = lowerings
+    W, b = sg.params("W", shape=(K, D)), sg.params("b", shape=(K,))
+    X, Y = sg.data("X", shape=(D,)), sg.data("Y", shape=(K,))
+    path = sg.generate(sg.tanh(W @ X + b) - Y, tmp_path / "layer.py", kind="residual")
+    mod = load_module(path)
+    assert fused.params == mod.PARAMS and mod.DATA == ("X", "Y") and mod.M_PER_SAMPLE == K
+
+    def body(text: str) -> list[str]:  # all but the command in the header and its hash
+        return [ln for ln in text.splitlines()
+                if not ln.startswith(("# regenerate with:", "# content hash:"))]
+
+    assert body(path.read_text()) == body(fused.source)
+    x = np.random.default_rng(34).standard_normal(fused.n_params)
+    A, g = np.empty((fused.n_params,) * 2), np.empty(fused.n_params)
+    rtr = mod.normal(x, A, g, None, None, data["X"], data["Y"])
+    A0, g0, rtr0 = fused.normal(x, **data)
+    _close(A, A0, 1e-14)  # one text; two Numba compiles may round the sums differently
+    _close(g, g0, 1e-14)
+    assert rtr == pytest.approx(rtr0, rel=1e-14)
+    F = sg.data("F", shape=(K,), samples=False)
+    with pytest.raises(ProblemError, match=r"does not fuse: 'F' is a whole data array"):
+        sg.generate(W @ X + F - Y, tmp_path / "no.py", kind="residual")

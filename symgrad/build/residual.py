@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from ..ad.derive import KinkPolicy
 from ..backend.numba import CodegenOptions
 from ..backend.numba.residual_module import residual_source
+from ..errors import ProblemError
+from ..ir.model_problem import model_problem
 from ..ir.residual_problem import residual_problem
-from ..runtime.array_residual import compile_array_residuals, is_array_residual
+from ..runtime.array_residual import compile_array_residuals, is_array_residual, unrolled_problem
 from ..runtime.residual import ResidualKernel
 from .options import check_options
 from .residual_kernel import residual_kernel
@@ -61,5 +63,22 @@ def compile_residuals(resid, params: Sequence | None = None, data: Sequence | st
 
 def residual_module(resid, params: Sequence | None, data: Sequence | str | None,
                     policy: KinkPolicy, opts: CodegenOptions) -> str:
-    """The text of the residual module (what :func:`symgrad.generate` writes)."""
-    return residual_source(residual_problem(resid, params, data), policy, opts)
+    """The text of the residual module (what :func:`symgrad.generate` writes). An array
+    residual is written as its fused sample loop (the module of ``compile_residuals(resid,
+    fuse=True)``: columns ``(N,)`` or ``(N, k)``, an ``(N, 2, 2)`` array passed as ``(N, 4)``)."""
+    if not is_array_residual(resid):
+        return residual_source(residual_problem(resid, params, data), policy, opts)
+    if data is not None:
+        raise TypeError("data= names the data columns of text residuals; an array residual "
+                        "declares its data with sg.data('X', shape=...)")
+    if isinstance(resid, list | tuple) or not getattr(resid, "per_sample", False):
+        compile_array_residuals(resid)  # its errors: a list, no sample axis
+    try:
+        prob = unrolled_problem(model_problem(resid, params))
+    except ProblemError as exc:
+        raise ProblemError(f"array residual: {exc}") from None
+    if isinstance(prob, str):
+        raise ProblemError(f"a generated residual module holds the fused sample loop, and this "
+                           f"array residual does not fuse: {prob}; use sg.compile_residuals("
+                           "resid, fuse=False) in the program instead")
+    return residual_source(prob, policy, opts)

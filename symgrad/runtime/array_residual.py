@@ -49,7 +49,7 @@ from ..errors import ProblemError
 from ..ir.array_problem import ArrayProblem
 from ..ir.graph import Node
 from ..ir.model_problem import ModelProblem, model_problem
-from ..ir.residual_problem import residual_problem
+from ..ir.residual_problem import ResidualProblem, residual_problem
 from ..passes.fuse import fusable, unroll
 from .array import ArrayKernel
 from .base import Kernel
@@ -57,7 +57,7 @@ from .blocksums import neumaier, normal_sums, split
 from .residual import ResidualKernel
 from .unrolled_residual import FusedArrayResiduals
 
-__all__ = ["ArrayResiduals", "compile_array_residuals", "is_array_residual"]
+__all__ = ["ArrayResiduals", "compile_array_residuals", "is_array_residual", "unrolled_problem"]
 
 #: Numbers of J (``block * m * P``) a block of the fused pass aims at (about 1 MB).
 TARGET = 2**17
@@ -121,9 +121,9 @@ def compile_array_residuals(resid, params: Sequence | None = None, data=None, *,
     return fused
 
 
-def fused_residuals(prob: ModelProblem, policy: KinkPolicy,
-                    array: Callable[[], ResidualKernel]) -> FusedArrayResiduals | str:
-    """The fused sample-loop kernel of a model problem's output, or why it does not fuse."""
+def unrolled_problem(prob: ModelProblem) -> ResidualProblem | str:
+    """The residual problem of a model problem's output unrolled for one sample (one symbol
+    per entry of ``x``, data components ``X[:, j]``), or why it does not fuse."""
     flat = ArrayProblem(prob.output, prob.params, prob.data, prob.dims)
     why = fusable(flat, prob.output)
     if why is not None:
@@ -139,6 +139,15 @@ def fused_residuals(prob: ModelProblem, policy: KinkPolicy,
     unread = sorted({d.name for d in prob.data} - set(rp.data_names))
     if unread:
         return f"data array '{unread[0]}' is not read by the unrolled residuals"
+    return rp
+
+
+def fused_residuals(prob: ModelProblem, policy: KinkPolicy,
+                    array: Callable[[], ResidualKernel]) -> FusedArrayResiduals | str:
+    """The fused sample-loop kernel of a model problem's output, or why it does not fuse."""
+    rp = unrolled_problem(prob)
+    if isinstance(rp, str):
+        return rp
     return residual_kernel(rp, policy, "float64", "symgrad.compile_residuals(resid, fuse=True)",
                            FusedArrayResiduals, expr=prob.output,
                            shapes={p.name: tuple(int(s) for s in p.shape) for p in prob.params},
