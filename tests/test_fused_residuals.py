@@ -258,3 +258,15 @@ def test_generate_writes_an_array_residual_as_its_fused_module(lowerings, tmp_pa
     F = sg.data("F", shape=(K,), samples=False)
     with pytest.raises(ProblemError, match=r"does not fuse: 'F' is a whole data array"):
         sg.generate(W @ X + F - Y, tmp_path / "no.py", kind="residual")
+
+
+def test_params_order_packs_x_alike_in_both_lowerings():
+    W, b = sg.params("W", shape=(2, 2)), sg.params("b", shape=(2,))
+    X, Y = sg.data("X", shape=(2,)), sg.data("Y", shape=(2,))
+    f = sg.compile_residuals(W @ X + b - Y, ["b", "W"], fuse=True)
+    a = sg.compile_residuals(W @ X + b - Y, ["b", "W"], fuse=False)
+    assert f.params == a.params == ("b[0]", "b[1]", "W[0, 0]", "W[0, 1]", "W[1, 0]", "W[1, 1]")
+    rng = np.random.default_rng(35)
+    data = {"X": rng.standard_normal((9, 2)), "Y": rng.standard_normal((9, 2))}
+    x = rng.standard_normal(6)
+    np.testing.assert_allclose(f.jacobian(x, **data), a.jacobian(x, **data), rtol=1e-15)
