@@ -231,23 +231,36 @@ def test_a_residual_that_hides_a_nan_is_scanned_on_every_call():
     np.testing.assert_array_equal(rk.residuals([1.0, 0.0], t=tt[:2], y=np.zeros(2)), [1.0, 2.0])
 
 
-def test_generate_writes_an_array_residual_as_its_fused_module(lowerings, tmp_path):
-    """sg.generate(kind="residual") on an array residual refused it ("must be a SymPy
-    expression, got Map"); it writes the fused sample loop, the kernel's own module."""
-    from symgrad.build.cache import load_module
-
-    fused, _, data = lowerings
+def _generated(tmp_path):
     W, b = sg.params("W", shape=(K, D)), sg.params("b", shape=(K,))
     X, Y = sg.data("X", shape=(D,)), sg.data("Y", shape=(K,))
-    path = sg.generate(sg.tanh(W @ X + b) - Y, tmp_path / "layer.py", kind="residual")
-    mod = load_module(path)
-    assert fused.params == mod.PARAMS and mod.DATA == ("X", "Y") and mod.M_PER_SAMPLE == K
+    return sg.generate(sg.tanh(W @ X + b) - Y, tmp_path / "layer.py", kind="residual")
+
+
+def test_generate_writes_an_array_residual_as_its_fused_module(lowerings, tmp_path):
+    """sg.generate(kind="residual") on an array residual refused it ("must be a SymPy
+    expression, got Map"); it writes the fused sample loop, the kernel's own module text."""
+    fused = lowerings[0]
+    path = _generated(tmp_path)
 
     def body(text: str) -> list[str]:  # all but the command in the header and its hash
         return [ln for ln in text.splitlines()
                 if not ln.startswith(("# regenerate with:", "# content hash:"))]
 
     assert body(path.read_text()) == body(fused.source)
+    W, X, Y = sg.params("W", shape=(K, D)), sg.data("X", shape=(D,)), sg.data("Y", shape=(K,))
+    F = sg.data("F", shape=(K,), samples=False)
+    with pytest.raises(ProblemError, match=r"does not fuse: 'F' is a whole data array"):
+        sg.generate(W @ X + F - Y, tmp_path / "no.py", kind="residual")
+
+
+@pytest.mark.slow  # Numba compiles the written module's normal pass (~7 s on a loaded machine)
+def test_the_generated_array_residual_module_gives_the_kernel_numbers(lowerings, tmp_path):
+    from symgrad.build.cache import load_module
+
+    fused, _, data = lowerings
+    mod = load_module(_generated(tmp_path))
+    assert fused.params == mod.PARAMS and mod.DATA == ("X", "Y") and mod.M_PER_SAMPLE == K
     x = np.random.default_rng(34).standard_normal(fused.n_params)
     A, g = np.empty((fused.n_params,) * 2), np.empty(fused.n_params)
     rtr = mod.normal(x, A, g, None, None, data["X"], data["Y"])
@@ -255,9 +268,6 @@ def test_generate_writes_an_array_residual_as_its_fused_module(lowerings, tmp_pa
     _close(A, A0, 1e-14)  # one text; two Numba compiles may round the sums differently
     _close(g, g0, 1e-14)
     assert rtr == pytest.approx(rtr0, rel=1e-14)
-    F = sg.data("F", shape=(K,), samples=False)
-    with pytest.raises(ProblemError, match=r"does not fuse: 'F' is a whole data array"):
-        sg.generate(W @ X + F - Y, tmp_path / "no.py", kind="residual")
 
 
 def test_params_order_packs_x_alike_in_both_lowerings():
