@@ -200,15 +200,16 @@ def test_fused_matrix_data_is_read_per_sample_and_checked():
 
 
 def test_least_squares_on_the_expression_fuses_and_equals_lstsq():
-    """sg.least_squares(Wm @ Xm + bm - Ym) (3 outputs) by the default lowering: NumPy's lstsq."""
-    Wm, bm = sg.params("Wm", shape=(3, 4)), sg.params("bm", shape=(3,))
-    Xm, Ym = sg.data("Xm", shape=(4,)), sg.data("Ym", shape=(3,))
+    """sg.least_squares(W @ X + b - Y) (3 outputs) by the default lowering: NumPy's lstsq.
+    (The names and shapes of test_lsq_arrays's linear model: one cached module for both.)"""
+    W, b = sg.params("W", shape=(3, 4)), sg.params("b", shape=(3,))
+    X, Y = sg.data("X", shape=(4,)), sg.data("Y", shape=(3,))
     rng = np.random.default_rng(33)
     Xv = rng.standard_normal((400, 4))
     Yv = Xv @ rng.standard_normal((4, 3)) + rng.standard_normal(3) \
         + 0.1 * rng.standard_normal((400, 3))
-    assert sg.lsq.as_kernel(Wm @ Xm + bm - Ym).fused
-    fit = sg.least_squares(Wm @ Xm + bm - Ym, np.zeros(15), data={"Xm": Xv, "Ym": Yv})
+    assert sg.lsq.as_kernel(W @ X + b - Y).fused
+    fit = sg.least_squares(W @ X + b - Y, np.zeros(15), data={"X": Xv, "Y": Yv})
     coef = np.linalg.lstsq(np.hstack([Xv, np.ones((400, 1))]), Yv, rcond=None)[0]
     np.testing.assert_allclose(fit.x, np.concatenate([coef[:4].T.ravel(), coef[4]]),
                                rtol=0, atol=1e-9)
@@ -270,6 +271,7 @@ def test_the_generated_array_residual_module_gives_the_kernel_numbers(lowerings,
     assert rtr == pytest.approx(rtr0, rel=1e-14)
 
 
+@pytest.mark.slow  # two kernels of their own, compiled cold (~6 s on a loaded machine)
 def test_params_order_packs_x_alike_in_both_lowerings():
     W, b = sg.params("W", shape=(2, 2)), sg.params("b", shape=(2,))
     X, Y = sg.data("X", shape=(2,)), sg.data("Y", shape=(2,))
