@@ -144,7 +144,7 @@ def builds(monkeypatch, cdir):
     """Count the module texts built (a cache miss builds one; a hit none), in a fresh cache."""
     import symgrad.build.array_cache as acompiled
     import symgrad.build.model as amodel
-    import symgrad.build.residual as lbuild
+    import symgrad.build.residual_kernel as lbuild
     import symgrad.build.scalar_cache as scache
 
     count = {"n": 0}

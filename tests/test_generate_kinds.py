@@ -142,7 +142,8 @@ def test_a_refused_residual_problem_leaves_nothing_on_disk(tmp_path):
     a = sg.params("a")
     gen = sg.generate(_resid(), tmp_path / "ok.py", kind="residual")
     before = gen.read_bytes()
-    for bad in (a - sg.data("t") + sp.Symbol("z"), "a - ", a * sg.data("t", shape=(2,))):
+    # an array residual is written as its fused sample loop; one with no sample axis is refused
+    for bad in (a - sg.data("t") + sp.Symbol("z"), "a - ", sg.sum(a * sg.data("t", shape=(2,)))):
         with pytest.raises(ProblemError):
             sg.generate(bad, gen, kind="residual")
         with pytest.raises(ProblemError):

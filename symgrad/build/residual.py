@@ -12,31 +12,30 @@ from collections.abc import Sequence
 
 from ..ad.derive import KinkPolicy
 from ..backend.numba import CodegenOptions
-from ..backend.numba.residual_module import residual_header, residual_source
+from ..backend.numba.residual_module import residual_source
+from ..errors import ProblemError
+from ..ir.model_problem import model_problem
 from ..ir.residual_problem import residual_problem
-from ..runtime.array_residual import compile_array_residuals, is_array_residual
+from ..runtime.array_residual import compile_array_residuals, is_array_residual, unrolled_problem
 from ..runtime.residual import ResidualKernel
-from ..version import __version__
-from .cache import cached_module
-from .key import cache_key, canon
 from .options import check_options
+from .residual_kernel import residual_kernel
 
 __all__ = ["compile_residuals", "residual_module"]
-
-#: The modules that write a residual module (the cache key hashes their import closure).
-_WRITERS = ("backend.numba.residual_module", "ir.residual_problem")
 
 
 def compile_residuals(resid, params: Sequence | None = None, data: Sequence | str | None = None,
                       *, policy: KinkPolicy | None = None, parallel: bool | None = None,
-                      dtype: str | None = None) -> ResidualKernel:
+                      dtype: str | None = None, fuse: bool | None = None) -> ResidualKernel:
     """Compile residuals into a :class:`ResidualKernel` (residuals, Jacobian, J v, J^T u and
     the fused normal equations); the same as ``sg.compile(resid, kind="residual")``.
 
     ``resid``: one expression per sample in parameters and 1-D data columns, a list/tuple/
     Matrix of them (m residuals per sample), or parameter-only expressions (M residuals).
-    An array expression that keeps the sample axis (``W @ X + b - Y``) compiles to an
-    :class:`~symgrad.runtime.array_residual.ArrayResiduals` (m residuals per sample).
+    An array expression that keeps the sample axis (``W @ X + b - Y``) compiles by
+    :func:`~symgrad.runtime.array_residual.compile_array_residuals` (m residuals per sample;
+    ``fuse``: True for the fused sample loop, False for the array lowering, None: fused
+    when the per-sample arrays are small).
     Text is parsed by the safe parser (never evaluated): names listed in ``data`` are data
     columns, every other name a parameter. ``params`` fixes the order of x
     (default: every ``sg.params`` symbol, in declaration order); ``data`` names plain symbols
@@ -50,20 +49,36 @@ def compile_residuals(resid, params: Sequence | None = None, data: Sequence | st
     >>> rk.residuals([-1.2, 1.0]).tolist(), rk.jacobian([-1.2, 1.0]).tolist()
     ([-4.399999999999999, 2.2], [[24.0, 10.0], [-1.0, 0.0]])
     """
+    if fuse is not None and not isinstance(fuse, bool):
+        raise TypeError(f"fuse must be True, False or None (automatic), got {fuse!r}")
     if is_array_residual(resid):
         check_options("residual", policy=policy, parallel=parallel, dtype=dtype)
-        return compile_array_residuals(resid, params, data, policy=policy)
+        return compile_array_residuals(resid, params, data, policy=policy, fuse=fuse)
+    if fuse is False:
+        raise ValueError("fuse=False chooses the array lowering of an array residual (W @ X + b "
+                         "- Y); residuals written per sample always run the fused sample loop")
     policy, real = check_options("residual", policy=policy, parallel=parallel, dtype=dtype)
-    prob = residual_problem(resid, params, data)
-    opts = CodegenOptions(regenerate="symgrad.compile_residuals(resid)", version=__version__)
-    path, src, mod = cached_module(
-        cache_key("residual", canon(prob), policy, opts, real, _WRITERS),
-        lambda digest: residual_header(prob, policy, opts, digest),
-        lambda: residual_source(prob, policy, opts))
-    return ResidualKernel(prob, src, path, mod, policy)
-
+    return residual_kernel(residual_problem(resid, params, data), policy, real,
+                           "symgrad.compile_residuals(resid)")
 
 def residual_module(resid, params: Sequence | None, data: Sequence | str | None,
                     policy: KinkPolicy, opts: CodegenOptions) -> str:
-    """The text of the residual module (what :func:`symgrad.generate` writes)."""
-    return residual_source(residual_problem(resid, params, data), policy, opts)
+    """The text of the residual module (what :func:`symgrad.generate` writes). An array
+    residual is written as its fused sample loop (the module of ``compile_residuals(resid,
+    fuse=True)``: columns ``(N,)`` or ``(N, k)``, an ``(N, 2, 2)`` array passed as ``(N, 4)``)."""
+    if not is_array_residual(resid):
+        return residual_source(residual_problem(resid, params, data), policy, opts)
+    if data is not None:
+        raise TypeError("data= names the data columns of text residuals; an array residual "
+                        "declares its data with sg.data('X', shape=...)")
+    if isinstance(resid, list | tuple) or not getattr(resid, "per_sample", False):
+        compile_array_residuals(resid)  # its errors: a list, no sample axis
+    try:
+        prob = unrolled_problem(model_problem(resid, params))
+    except ProblemError as exc:
+        raise ProblemError(f"array residual: {exc}") from None
+    if isinstance(prob, str):
+        raise ProblemError(f"a generated residual module holds the fused sample loop, and this "
+                           f"array residual does not fuse: {prob}; use sg.compile_residuals("
+                           "resid, fuse=False) in the program instead")
+    return residual_source(prob, policy, opts)

@@ -133,5 +133,4 @@ class DaskResiduals(DaskBound):
 def bind_residuals(kernel, data: Mapping) -> DaskResiduals:
     """What ``rk.bind(**data)`` returns when a column is a Dask collection."""
     check_names(data, kernel.data_names, "data column")
-    return DaskResiduals(kernel, aligned(data, kernel.data_names,
-                                         dict.fromkeys(kernel.data_names)))
+    return DaskResiduals(kernel, aligned(data, kernel.data_names, kernel.widths))

@@ -26,6 +26,7 @@ from .problem import (
     MAX_DEPTH,
     Column,
     _check_functions,
+    _layout,
     _resolve_params,
     expr_depth,
     too_deep,
@@ -46,7 +47,8 @@ __all__ = ["ResidualProblem", "residual_exprs", "residual_problem"]
 
 @dataclass(frozen=True)
 class ResidualProblem:
-    """Validated residuals: ``exprs`` are the ``m`` residuals of one sample (all 1-D columns)."""
+    """Validated residuals: ``exprs`` are the ``m`` residuals of one sample; a column is 1-D
+    (``width`` None: ``col[i]``) or ``(N, width)`` (its components read as ``col[i, j]``)."""
 
     exprs: tuple[sp.Expr, ...]
     params: tuple[sp.Symbol, ...]
@@ -198,11 +200,14 @@ def _problem(exprs: list[sp.Expr], params) -> ResidualProblem:
                       "their Jacobian column is 0", stacklevel=3)
     columns: dict[str, Column] = {}
     for d in datas:
-        if d.width is not None:
-            raise ProblemError(f"data column '{d.column}' is a vector column (shape=): residuals "
-                               "take 1-D columns; declare one column per component, or return "
-                               "several residuals per sample")
-        columns.setdefault(d.column, Column(d.column, None))
+        col = Column(d.column, d.width)
+        old = columns.setdefault(d.column, col)
+        if old != col:
+            one, two = sorted((old, col), key=lambda c: c.width or 0)
+            raise ProblemError(
+                f"data column '{d.column}' is declared twice with different layouts "
+                f"({_layout(one)} and {_layout(two)}) and both appear in the residuals: "
+                "rebuild them from one declaration")
     for p in declared:
         if p.name in columns:
             raise ProblemError(f"'{p.name}' names both a parameter and a data column")

@@ -2,23 +2,31 @@
 
 An array expression that keeps the sample axis (shape ``(N, *shape)``) is a residual with
 ``m = prod(shape)`` entries per sample, flattened sample-major and in C order within a sample
-(sample ``i`` owns rows ``i*m .. i*m+m-1``). It compiles as a model
-(:func:`symgrad.build.model.compile_model`: the generated ``predict``, ``jvp`` and
-``jacobian``), and :class:`ArrayResiduals` is a :class:`~symgrad.runtime.residual.ResidualKernel`
-that runs them (``bind`` gives the one ``BoundResiduals``; the loss ``½‖r‖²`` comes with it),
-so every method, robust loss, bound, weight and statistic of :func:`symgrad.least_squares`
-applies unchanged.
+(sample ``i`` owns rows ``i*m .. i*m+m-1``). It has two lowerings, both a
+:class:`~symgrad.runtime.residual.ResidualKernel` (``bind`` gives the one ``BoundResiduals``;
+the loss ``½‖r‖²`` comes with it), so every method, robust loss, bound, weight and statistic
+of :func:`symgrad.least_squares` applies unchanged:
 
-``normal`` never stores J: the samples run in blocks (256-2048 samples, ``block * m * P``
-numbers at most about a megabyte); each block's rows of J and r are computed by the model's
-code, its ``JᵀJ``, ``Jᵀr`` and ``rᵀr`` by BLAS, and the block totals are added with Neumaier
-compensation. The blocks depend on N, m and P only, never on threads.
+- **the fused sample loop** (the default, ``fuse=None``, when
+  :func:`~symgrad.passes.fuse.fusable` allows it: small per-sample arrays, at most 64 entries
+  of ``x``): the residual unrolled for one sample and compiled as residuals written per
+  sample are
+  (:class:`~symgrad.runtime.unrolled_residual.FusedArrayResiduals`): one pass over the samples
+  sums ``JᵀJ``, ``Jᵀr`` and ``rᵀr`` from a few locals per sample;
+- **the array lowering** (:class:`ArrayResiduals`, ``fuse=False`` or when the residual does not
+  fuse): the model's generated ``predict``, ``jvp`` and ``jacobian``
+  (:func:`symgrad.build.model.compile_model`) block by block.
+
+``ArrayResiduals.normal`` never stores J: the samples run in blocks (256-2048 samples,
+``block * m * P`` numbers at most about a megabyte); each block's rows of J and r are computed
+by the model's code, its ``JᵀJ``, ``Jᵀr`` and ``rᵀr`` by BLAS, and the block totals are added
+with Neumaier compensation. The blocks depend on N, m and P only, never on threads.
 
 >>> import numpy as np, symgrad as sg
 >>> W = sg.params("W", shape=(2, 2)); X = sg.data("X", shape=(2,)); Y = sg.data("Y", shape=(2,))
 >>> rk = compile_array_residuals(W @ X - Y)
->>> rk.m, rk.params
-(2, ('W[0, 0]', 'W[0, 1]', 'W[1, 0]', 'W[1, 1]'))
+>>> rk.fused, rk.m, rk.params
+(True, 2, ('W[0, 0]', 'W[0, 1]', 'W[1, 0]', 'W[1, 1]'))
 >>> fit = sg.least_squares(rk, np.zeros(4), data={"X": np.eye(2), "Y": [[1.0, 2.0], [3.0, 4.0]]})
 >>> np.round(fit.x, 12).tolist()
 [1.0, 3.0, 2.0, 4.0]
@@ -27,22 +35,29 @@ compensation. The blocks depend on N, m and P only, never on threads.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..ad.derive import KinkPolicy
 from ..build.model import compile_model
+from ..build.residual_kernel import residual_kernel
 from ..distributed.array_residuals import bind_dask
 from ..distributed.detect import has_dask
 from ..errors import ProblemError
+from ..ir.array_problem import ArrayProblem
 from ..ir.graph import Node
+from ..ir.model_problem import ModelProblem, model_problem
+from ..ir.residual_problem import ResidualProblem, residual_problem
+from ..passes.fuse import fusable, unroll
 from .array import ArrayKernel
 from .base import Kernel
 from .blocksums import neumaier, normal_sums, split
 from .residual import ResidualKernel
+from .unrolled_residual import FusedArrayResiduals
 
-__all__ = ["ArrayResiduals", "compile_array_residuals", "is_array_residual"]
+__all__ = ["ArrayResiduals", "compile_array_residuals", "is_array_residual", "unrolled_problem"]
 
 #: Numbers of J (``block * m * P``) a block of the fused pass aims at (about 1 MB).
 TARGET = 2**17
@@ -58,15 +73,20 @@ def is_array_residual(resid) -> bool:
 
 
 def compile_array_residuals(resid, params: Sequence | None = None, data=None, *,
-                            policy: KinkPolicy | None = None,
-                            block: int | None = None) -> ArrayResiduals:
-    """Compile an array residual (one vector, matrix... per sample) into an
-    :class:`ArrayResiduals` kernel. ``params`` fixes the order of x (default: declaration
-    order); ``block``: samples per block of the fused pass (default from m and P). ``data``
-    is refused (it names the data symbols of text residuals)."""
+                            policy: KinkPolicy | None = None, block: int | None = None,
+                            fuse: bool | None = None) -> ResidualKernel:
+    """Compile an array residual (one vector, matrix... per sample). ``params`` fixes the order
+    of x (default: declaration order). ``fuse``: True compiles one fused sample loop
+    (:class:`~symgrad.runtime.unrolled_residual.FusedArrayResiduals`; a ProblemError says why
+    when the residual does not fuse), False the array lowering (:class:`ArrayResiduals`,
+    ``block`` samples per block of its pass, default from m and P), None (default) the fused
+    loop when :func:`~symgrad.passes.fuse.fusable` allows it. ``data`` is refused (it names the
+    data symbols of text residuals)."""
     if data is not None:
         raise TypeError("data= names the data columns of text residuals; an array residual "
                         "declares its data with sg.data('X', shape=...)")
+    if fuse is not None and not isinstance(fuse, bool):
+        raise TypeError(f"fuse must be True, False or None (automatic), got {fuse!r}")
     if isinstance(resid, (list, tuple)):
         raise ProblemError("array residuals are one array expression per problem, not a list: "
                            "stack the outputs in one array (e.g. W @ X + b - Y gives a vector "
@@ -78,11 +98,62 @@ def compile_array_residuals(resid, params: Sequence | None = None, data=None, *,
             + ("a reduction or parameters only: least squares sums the squares itself, so "
                "pass the residuals, e.g. W @ X + b - Y, not sg.sum((W @ X + b - Y)**2)"
                if isinstance(resid, Node) else type(resid).__name__))
+
+    def array() -> ArrayResiduals:
+        try:
+            model = compile_model(resid, params, policy=policy)
+        except ProblemError as exc:
+            raise ProblemError(f"array residual: {exc}") from None
+        return ArrayResiduals(model, block=block)
+
+    if fuse is False:
+        return array()
     try:
-        model = compile_model(resid, params, policy=policy)
+        prob = model_problem(resid, params)
     except ProblemError as exc:
         raise ProblemError(f"array residual: {exc}") from None
-    return ArrayResiduals(model, block=block)
+    fused = fused_residuals(prob, policy or KinkPolicy(), array)
+    if isinstance(fused, str):
+        if fuse:
+            raise ProblemError(f"fuse=True: this array residual does not fuse into one sample "
+                               f"loop: {fused}; use fuse=False or None")
+        return array()
+    return fused
+
+
+def unrolled_problem(prob: ModelProblem) -> ResidualProblem | str:
+    """The residual problem of a model problem's output unrolled for one sample (one symbol
+    per entry of ``x``, data components ``X[:, j]``), or why it does not fuse."""
+    flat = ArrayProblem(prob.output, prob.params, prob.data, prob.dims)
+    why = fusable(flat, prob.output)
+    if why is not None:
+        return why
+    try:
+        u = unroll(flat, root=prob.output)
+    except ValueError as exc:
+        return str(exc).removeprefix("not fused: ")
+    exprs = list(u.expr) if isinstance(u.expr, tuple) else [u.expr]
+    with warnings.catch_warnings():  # an entry of x no residual reads: its column of J is 0
+        warnings.simplefilter("ignore", UserWarning)
+        rp = residual_problem(exprs, params=list(u.params))
+    unread = sorted({d.name for d in prob.data} - set(rp.data_names))
+    if unread:
+        return f"data array '{unread[0]}' is not read by the unrolled residuals"
+    return rp
+
+
+def fused_residuals(prob: ModelProblem, policy: KinkPolicy,
+                    array: Callable[[], ResidualKernel]) -> FusedArrayResiduals | str:
+    """The fused sample-loop kernel of a model problem's output, or why it does not fuse."""
+    rp = unrolled_problem(prob)
+    if isinstance(rp, str):
+        return rp
+    return residual_kernel(rp, policy, "float64", "symgrad.compile_residuals(resid, fuse=True)",
+                           FusedArrayResiduals, expr=prob.output,
+                           shapes={p.name: tuple(int(s) for s in p.shape) for p in prob.params},
+                           data_shapes={d.name: tuple(int(s) for s in d.shape[1:])
+                                        for d in prob.data},
+                           array=array)
 
 
 class ArrayResiduals(ResidualKernel):
@@ -92,6 +163,8 @@ class ArrayResiduals(ResidualKernel):
     arrays by name, one row per sample (``batch=`` selects samples)."""
 
     _data_kind = "data array"
+    #: The lowering: blocks of the model's code (``FusedArrayResiduals.fused`` is True).
+    fused: bool = False
     # the model's arrays are validated and named as an array loss's (one definition)
     _columns = ArrayKernel._columns
     _name_non_finite = ArrayKernel._name_non_finite
@@ -210,7 +283,7 @@ class ArrayResiduals(ResidualKernel):
 def x0_by_name(kernel, x0) -> object:
     """``x0`` given as a dict of arrays by parameter name (``{"W": ..., "b": ...}``) packed into
     the flat vector of an array-residual kernel; anything else as it is."""
-    if isinstance(kernel, ArrayResiduals) and isinstance(x0, Mapping) \
+    if isinstance(kernel, ArrayResiduals | FusedArrayResiduals) and isinstance(x0, Mapping) \
             and set(map(str, x0)) == set(kernel.shapes):
         return kernel.pack(**{str(k): v for k, v in x0.items()})
     return x0

@@ -31,7 +31,7 @@ from ..ir.residual_problem import ResidualProblem
 from .argcheck import as_out, as_vector, no_positional
 from .base import At, Kernel
 from .bound import BoundResiduals
-from .datacheck import batch_index, check_names, column, raise_non_finite
+from .datacheck import batch_index, check_names, column, may_hide, raise_non_finite
 from .formulas import program_text
 
 __all__ = ["BoundResiduals", "ResidualKernel"]
@@ -40,10 +40,11 @@ __all__ = ["BoundResiduals", "ResidualKernel"]
 class ResidualKernel(Kernel):
     """Residuals ``r(x)`` of a least-squares problem and their exact Jacobian ``J``.
 
-    ``x`` is packed in :attr:`params` order. With data columns (1-D, ``N`` samples each, passed
-    by name) there are ``m`` residuals per sample, ``M = N*m`` in all, sample-major (sample
-    ``i`` owns rows ``i*m .. i*m+m-1``); parameter-only residuals have ``M = m``. Every method
-    also exists on :meth:`bind`'s result without the data keywords.
+    ``x`` is packed in :attr:`params` order. With data columns (``N`` samples each, passed by
+    name: ``(N,)``, or ``(N, k)`` for a column whose components the residuals read) there are
+    ``m`` residuals per sample, ``M = N*m`` in all, sample-major (sample ``i`` owns rows
+    ``i*m .. i*m+m-1``); parameter-only residuals have ``M = m``. Every method also exists on
+    :meth:`bind`'s result without the data keywords.
 
     It is also a loss kernel of ``½‖r‖²``: ``value``, ``grad`` (``Jᵀr``), ``hvp`` and
     ``hessian`` are the Gauss–Newton ones (``JᵀJ v``, ``JᵀJ``: the exact Hessian less
@@ -69,6 +70,11 @@ class ResidualKernel(Kernel):
         self.data_names: tuple[str, ...] = problem.data_names
         #: The per-sample data columns (every column: rows are samples).
         self.sampled: tuple[str, ...] = self.data_names
+        # residuals that can turn a NaN datum into a finite value (min(r, 10)) are scanned
+        # on every call, not only after a non-finite result
+        self._scan_always = any(may_hide(e) for e in problem.exprs)
+        #: Each column's entries per sample: None for ``(N,)``, ``k`` for ``(N, k)``.
+        self.widths: dict[str, int | None] = {c.name: c.width for c in problem.columns}
 
     def __repr__(self) -> str:
         data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
@@ -158,14 +164,14 @@ class ResidualKernel(Kernel):
         if has_dask(data):
             raise TypeError("Dask columns go to bind(...) or sg.least_squares, which run the "
                             "fused pass on the cluster")
-        check_names(data, self.data_names, "data column")
+        check_names(data, self.data_names, self._data_kind)
         if not self.data_names:
             if batch is not None:
                 raise TypeError("batch= needs residuals with data columns")
             return ()
         cols, n = [], 0
         for k, name in enumerate(self.data_names):
-            a = np.ascontiguousarray(column(name, data[name], None, "row", scan),
+            a = np.ascontiguousarray(column(name, data[name], self.widths[name], "row", scan),
                                      dtype=np.float64)
             if k == 0:
                 n = a.shape[0]

@@ -70,6 +70,13 @@ def _nadd(acc, q, v):
     acc[0, q] = t
 '''
 
+#: The module docstring's sentence on data columns (1-D columns only, or some (N, k) ones).
+_DOC_1D = ("x is a float64 vector of the parameters in PARAMS order; data columns (1-D float64,",
+           "one value per sample) follow the other arguments positionally in DATA order.")
+_DOC_2D = ("x is a float64 vector of the parameters in PARAMS order; data columns (float64,",
+           "one value per sample, or (N, k) with k values per sample) follow the other",
+           "arguments positionally in DATA order.")
+
 
 @dataclass(frozen=True)
 class ResidualProgram:
@@ -98,7 +105,8 @@ def residual_header(prob: ResidualProblem, policy: KinkPolicy, opts: CodegenOpti
                     digest: str) -> str:
     """The comment header (recomputed by the cache to verify an entry without deriving)."""
     expr = esc(" ".join(str(list(prob.exprs) if prob.m > 1 else prob.exprs[0]).split()))
-    cols = ", ".join(f"{c}[N]" for c in prob.data_names) or "none (parameter-only residuals)"
+    cols = ", ".join(f"{c.name}[N]" if c.width is None else f"{c.name}[N, {c.width}]"
+                     for c in prob.columns) or "none (parameter-only residuals)"
     return header(opts, policy, [
         f"# residuals ({prob.m} per sample, sample-major):",
         *[f"#   {ln}" for ln in wrap(expr)],
@@ -144,7 +152,8 @@ class _Gen:
         Temporaries used once are inlined."""
         prog = self.rp.program
         local = {"r": "r", "J": "u", "jv": "s"}
-        lines = [f"{self.names[s]} = np.float64({self.col_of[s.column]}[{sample}])"
+        lines = [f"{self.names[s]} = np.float64({self.col_of[s.column]}[{sample}"
+                 + ("])" if s.component is None else f", {s.component}])")
                  for s in self.prob.data_symbols]
         wanted = [(f"{local[n]}{k}", e) for n in outs for k, e in enumerate(prog.outputs[n])]
         sched = prog.schedule(*outs)
@@ -186,6 +195,9 @@ class _Gen:
         body += [f'if {c}.shape[0] != N:\n    raise ValueError("data column {esc(d)} has a '
                  f'different number of samples than {esc(self.prob.data_names[0])}")'
                  for c, d in zip(cols[1:], self.prob.data_names[1:], strict=True)]
+        body += [f'if {c}.shape[1] != {col.width}:\n    raise ValueError("data column '
+                 f'{esc(col.name)} must have shape (N, {col.width})")'
+                 for c, col in zip(cols, self.prob.columns, strict=True) if col.width is not None]
         return fn(f"_size(x, {', '.join(cols)})", "Check x and the columns; return N.",
                    [*body, "return N"], self.jit)
 
@@ -364,8 +376,7 @@ class _Gen:
         head = preamble([
             "Residuals, Jacobian, J v, J^T u and the fused normal equations, compiled with Numba.",
             "",
-            "x is a float64 vector of the parameters in PARAMS order; data columns (1-D float64,",
-            "one value per sample) follow the other arguments positionally in DATA order.",
+            *(_DOC_1D if all(c.width is None for c in p.columns) else _DOC_2D),
             "Residuals are sample-major: sample i owns rows i*M_PER_SAMPLE .. +M_PER_SAMPLE-1.",
             "Arithmetic follows IEEE 754 (error_model='numpy'): non-finite values propagate."], [
             ("PARAMS", p.param_names), ("DATA", p.data_names), ("M_PER_SAMPLE", self.m),
