@@ -176,7 +176,8 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
                     data=data, fuse=fuse)
         return with_outputs(f, outputs, policy=policy, dtype=real)
     if k == "residual":
-        return compile_residuals(loss, params, data, policy=policy, parallel=parallel)
+        return compile_residuals(loss, params, data, policy=policy, parallel=parallel,
+                                 fuse=fuse)
     if k == "model":
         return compile_model(loss, params, policy=policy, dtype=real)
     if k == "array":

@@ -174,7 +174,7 @@ def test_fuse_option_chooses_and_explains():
         sg.compile_residuals(whole, fuse=True)
     auto = sg.compile_residuals(whole)
     assert not auto.fused
-    with pytest.raises(TypeError, match="fuse must be True, False or None"):
+    with pytest.raises(TypeError, match="fuse must be None, True or False"):
         sg.compile_residuals(W @ X + b - Y, fuse="yes")
     a = sg.params("a")
     t = sg.data("t")

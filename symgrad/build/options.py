@@ -84,9 +84,10 @@ def check_options(kind: str, *, policy: KinkPolicy | None = None, parallel: bool
     """``(policy, dtype name)`` for a module of ``kind``; raise if it cannot honour an option."""
     if fuse is not None and not isinstance(fuse, bool | np.bool_):
         raise TypeError(f"fuse must be None, True or False, got {fuse!r}")
-    if fuse is not None and kind not in FUSE:
+    if fuse is not None and kind not in FUSE and not (fuse and kind == "scalar"):
         raise ValueError(f"fuse= chooses how an array loss or array residuals run (one pass "
-                         f"over the samples, or array code); {_WHAT[kind]} has one lowering: "
+                         f"over the samples, or array code); {_WHAT[kind]} has one lowering"
+                         f"{' (one pass over the samples)' if kind == 'scalar' else ''}: "
                          "leave fuse unset")
     if policy is None:
         policy = KinkPolicy()

@@ -49,17 +49,16 @@ def compile_residuals(resid, params: Sequence | None = None, data: Sequence | st
     >>> rk.residuals([-1.2, 1.0]).tolist(), rk.jacobian([-1.2, 1.0]).tolist()
     ([-4.399999999999999, 2.2], [[24.0, 10.0], [-1.0, 0.0]])
     """
-    if fuse is not None and not isinstance(fuse, bool):
-        raise TypeError(f"fuse must be True, False or None (automatic), got {fuse!r}")
+    policy, real = check_options("residual", policy=policy, parallel=parallel, dtype=dtype,
+                                 fuse=fuse)
     if is_array_residual(resid):
-        check_options("residual", policy=policy, parallel=parallel, dtype=dtype)
         return compile_array_residuals(resid, params, data, policy=policy, fuse=fuse)
     if fuse is False:
         raise ValueError("fuse=False chooses the array lowering of an array residual (W @ X + b "
                          "- Y); residuals written per sample always run the fused sample loop")
-    policy, real = check_options("residual", policy=policy, parallel=parallel, dtype=dtype)
     return residual_kernel(residual_problem(resid, params, data), policy, real,
                            "symgrad.compile_residuals(resid)")
+
 
 def residual_module(resid, params: Sequence | None, data: Sequence | str | None,
                     policy: KinkPolicy, opts: CodegenOptions) -> str:
