@@ -47,7 +47,7 @@ class _SampleFns:
         K, n = self.K, self.n
         cols = ", ".join(self.cols)
         sizes = {"e": K, "g": K + K * n, "h": K + 2 * K * n}
-        out = self.sample_fns(self.prob.analytic)
+        out = self.sample_fns(self.analytic)
         out.extend(self.finish_fns())
         for par in (False, True):
             sfx, drv = ("_parallel", "_par_") if par else ("", "_acc_")
@@ -76,7 +76,7 @@ class _SampleFns:
                                "return _finish_h(x, v, acc, N, out)"]))
             out.append(hessian_fn(n, f"x, H, {tail}", f"hvp{sfx}(x, {{e}}, {{col}}, {cols}, idx)",
                                    f"hessian{sfx}"))
-        if self.prob.analytic:
+        if self.analytic:
             out.append(fn(f"value_complex(x, {cols}, idx=None)",
                            "The loss at complex x (complex-step checks).", [
                                f"N = _n_samples({cols}, idx)",
@@ -87,13 +87,13 @@ class _SampleFns:
 
     def acc_fn(self, mode: str, outs: tuple[str, ...], cplx: bool) -> str:
         s = self.der.sample
-        pr = self.cplx if cplx else self.real
-        zero = "0j" if cplx else "0.0"
+        pr = self.cplx if cplx else self.sample_pr
+        zero = "0j" if cplx else "0.0"  # float64 totals in a float32 module too
         sums = [o for name in outs for o in s.outputs[name]]
-        lines = [*self.load_params()]
+        lines = [*self.load_params(sample=True)]
         args = "x, v" if mode == "h" else "x"
         if mode == "h":
-            lines += self.load_v()
+            lines += self.load_v(sample=True)
         lines += [f"a{j} = {zero}" for j in range(len(sums))]
         # Over a range, read views starting at lo so that i starts at a literal 0: Numba then
         # knows i >= 0, drops its negative-index wraparound, and the loop vectorises.
@@ -174,7 +174,7 @@ class _SampleFns:
         out = [fn("_finish_e(x, acc, N)", "The outer loss from the reduction sums.", [
             *self.load_params(), *self.load_r(), *self.assigns(o, ("F",), self.real),
             f"return {self.p(F)}"])]
-        if self.prob.analytic:
+        if self.analytic:
             out.append(fn("_finish_e_c(x, acc, N)", "Complex variant of _finish_e.", [
                 *self.load_params(), *self.load_r(), *self.assigns(o, ("F",), self.cplx),
                 f"return {self.p(F, self.cplx)}"]))
