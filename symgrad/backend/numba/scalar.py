@@ -117,13 +117,16 @@ class _Gen(_SampleFns, _VectorFns):
         f = "np.float32({})" if sample and self.f32 else "{}"
         return [f"v{j} = {f.format(f'v[{j}]')}" for j in range(self.n)]
 
-    def load_data(self) -> list[str]:
+    def load_data(self, view: dict | None = None) -> list[str]:
+        """A sample's data values, read from the columns (or the arrays ``view`` maps a
+        column's argument to: a float32 module's block views)."""
         out = []
         # float64 modules promote float32 columns before any arithmetic (numba keeps float(f32)
         # as f32); float32 modules compute in float32 whatever column they are given
         cast = "np.float32" if self.f32 else "np.float64"
         for s in self.prob.data_symbols:
             col = self.col_of[s.column]
+            col = (view or {}).get(col, col)
             out.append(f"{self.names[s]} = {cast}({col}[i])" if s.component is None
                        else f"{self.names[s]} = {cast}({col}[i, {s.component}])")
         return out
