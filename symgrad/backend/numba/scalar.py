@@ -5,8 +5,9 @@ straight-line functions of ``x``; losses with reductions become one loop over sa
 accumulates the value, gradient (and Hessian-vector) sums of every reduction in the same pass,
 followed by the outer chain rule. Parallel variants split the samples into chunks under
 ``numba.prange``. With ``real="float32"`` the sample loops compute each sample's terms in
-float32 (float32 columns, parameters and literals) and add them to float64 totals; ``x``, the
-outer chain rule and the results stay float64 (:func:`check_dtype` says which losses cannot).
+float32 (float32 columns, parameters and literals), sum them in float32 over blocks of
+``F32_BLOCK`` samples and the blocks' sums in float64; ``x``, the outer chain rule and the
+results stay float64 (:func:`check_dtype` says which losses cannot).
 
 >>> import symgrad as sg
 >>> from symgrad.ir.problem import problem
@@ -25,7 +26,7 @@ from ...ad.derive import Derivatives, Tmp
 from .f32 import F32Printer, f32_helpers
 from .names import RESERVED, CodegenOptions, TmpNames, column_args, ident
 from .printer import ComplexPrinter, ScalarPrinter
-from .samples import _SampleFns
+from .samples import F32_BLOCK, _SampleFns
 from .skeleton import assemble, esc, finish, fn, hessian_fn, lse_helper, preamble
 from .text import header
 from .vectors import _VectorFns
@@ -159,8 +160,10 @@ class _Gen(_SampleFns, _VectorFns):
     def body(self) -> str:
         p = self.prob
         f32 = ["Each sample's terms are computed in float32 (DTYPE: float32 data columns, x",
-               "rounded to float32 in the sample loop) and summed in float64; x, the results",
-               "and the outer chain rule are float64."] if self.f32 else []
+               "rounded to float32 in the sample loop), summed in float32 over blocks of "
+               f"{F32_BLOCK}",
+               "samples and the blocks' sums in float64; x, the results and the outer chain",
+               "rule are float64."] if self.f32 else []
         head = preamble([
             "Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.",
             "",
