@@ -16,6 +16,7 @@ from symgrad import optim
 
 a, b, c = sg.params("a b c")
 t, y = sg.data("t y")
+ABC = [a, b, c]
 QUAD = sg.mean((a * t**2 + b * t + c - y) ** 2)
 # a loss through every kind of per-sample code: functions, kink helpers, rational and
 # irrational constants, a symbolic power, Max, Heaviside
@@ -30,12 +31,14 @@ EPS32 = float(np.finfo(np.float32).eps)
 
 @pytest.fixture(scope="module")
 def quad():
-    return sg.compile(QUAD, dtype="float32"), sg.compile(QUAD)
+    # params= fixes x's order: the default follows the last declaration of a name anywhere in
+    # the process, and other test modules declare "a", "b" and "c" again
+    return sg.compile(QUAD, ABC, dtype="float32"), sg.compile(QUAD, ABC)
 
 
 @pytest.fixture(scope="module")
 def zoo():
-    return sg.compile(ZOO, [a, b, c], dtype="float32"), sg.compile(ZOO, [a, b, c])
+    return sg.compile(ZOO, ABC, dtype="float32"), sg.compile(ZOO, ABC)
 
 
 def _data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -96,8 +99,8 @@ def test_float64_columns_are_converted_to_float32_like_an_array_kernels(quad):
 def test_parallel_variant_gives_the_serial_sums(quad):
     f32, _ = quad
     T, Y = _data(200_000, seed=2)
-    fp = sg.compile(QUAD, dtype="float32", parallel=True)
-    fs = sg.compile(QUAD, dtype="float32", parallel=False)
+    fp = sg.compile(QUAD, ABC, dtype="float32", parallel=True)
+    fs = sg.compile(QUAD, ABC, dtype="float32", parallel=False)
     assert fp.path == fs.path == f32.path  # one module, both variants
     vs, gs = fs.value_and_grad(X0, t=T, y=Y)
     vp, gp = fp.value_and_grad(X0, t=T, y=Y)
@@ -178,7 +181,7 @@ def test_module_says_it_computes_in_float32(quad, tmp_path):
     assert f32.dtype == np.float64  # x and g: what an optimizer passes
     assert not f32.analytic and "value_complex" not in f32.source
     assert "regenerate with: symgrad.compile(loss, dtype='float32')" in f32.source
-    path = sg.generate(QUAD, tmp_path / "q32.py", dtype="float32")
+    path = sg.generate(QUAD, tmp_path / "q32.py", ABC, dtype="float32")
     text = path.read_text()
     assert "DTYPE = 'float32'" in text
     assert f"# regenerate with: symgrad.generate(loss, '{path.as_posix()}', dtype='float32')" \
