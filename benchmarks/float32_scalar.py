@@ -9,11 +9,14 @@ and the default float64 (float64 columns of the same values). Both are bound to 
 ratio time(float32) / time(float64) over the rounds, for the serial pass and for the default
 (prange above ``PARALLEL_THRESHOLD`` samples). The data per call (``f.value_and_grad(x, t=,
 y=)``) is also shown: a float32 kernel given float64 columns converts them on every call.
+Accuracy: ``sg.mean(y**2)`` of N float32 values near 1 against the exact mean (``math.fsum``)
+of the same float32 terms, and NumPy's float32 mean of them for comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -54,9 +57,23 @@ def main(argv=None) -> None:
         v32 = kernels["float32", False].value_and_grad(x, t=t32, y=y32)[0]
         print(f"\nN = {n:.0e}: value float32 {v32:.9g}, float64 {v64:.9g} "
               f"(relative difference {abs(v32 - v64) / abs(v64):.1e})")
+        accuracy(n, rng)
         for par, what in ((False, "serial"), (None, "default")):
             ratios(kernels["float32", par], kernels["float64", par], what, n, x, g,
                    (t32, y32, t64, y64), args.rounds)
+
+
+def accuracy(n: int, rng) -> None:
+    """Print the relative error of a float32 kernel's mean of N one-signed float32 terms."""
+    y = sg.data("y")
+    a = sg.params("a")
+    f = sg.compile(sg.mean((a * y) ** 2), [a], dtype="float32")
+    Y = (1 + 0.01 * rng.standard_normal(n)).astype(np.float32)
+    terms = Y**2  # the kernel's float32 terms at a = 1
+    exact = math.fsum(terms.astype(np.float64)) / n
+    err = abs(f.value([1.0], y=Y) - exact) / exact
+    print(f"  accuracy: mean of {n:.0e} float32 terms near 1, relative error {err:.1e} "
+          f"(NumPy's float32 mean {abs(float(terms.mean()) - exact) / exact:.1e})")
 
 
 def ratios(f32, f64, what: str, n: int, x, g, cols, rounds: int) -> None:
