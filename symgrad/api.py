@@ -239,7 +239,7 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
     elif k == "array":
         src = array_source(loss, params, policy, opts.regenerate, real, fuse)[1]
     else:
-        src = module_source(derive(problem(loss, params), policy), opts)
+        src = module_source(derive(problem(loss, params), policy), opts, real)
     try:
         write_atomic(path, src)
     except OSError as exc:

@@ -22,6 +22,8 @@ SCALAR = sg.mean((a * t + b - y) ** 2)
 ARRAY = sg.mean((XA @ W) ** 2)
 MODEL = XA @ W
 RESID = a * sg.exp(-b * t) - y
+_V, _I = sg.params("V", indexed=True), sg.index("i")
+VSUM = sg.sum((_V[_I] - 1) ** 2, (_I, 0, _V.length - 1))
 
 
 # ---------------------------------------------------------------- one entry point, every kind
@@ -72,7 +74,11 @@ def test_the_options_that_apply_are_accepted_in_every_spelling():
 
 REFUSED = [
     # (loss, kind, options, error, what the message must say)
-    (SCALAR, None, {"dtype": "float32"}, ValueError, r"scalar loss computes in float64.*array"),
+    # float32 is a data loss's per-sample arithmetic: losses without one refuse it, with why
+    ((a - 1) ** 2 + b ** 2, None, {"dtype": "float32"}, ValueError,
+     r"float32.*no sum over data samples.*sg.mean"),
+    (SCALAR + VSUM, None, {"dtype": "float32"}, ValueError,
+     r"float32.*index sums .*float64 only"),
     (RESID, "residual", {"dtype": "float32"}, ValueError,
      r"residual kernel computes in float64.*float64 code only"),
     (MODEL, None, {"parallel": True}, ValueError, r"not available for a model"),
@@ -164,6 +170,7 @@ def builds(monkeypatch, cdir):
 
 CASES = [  # (loss, kind, option that changes the module text)
     (SCALAR, None, {"policy": sg.KinkPolicy(abs=1.0)}),
+    (SCALAR, None, {"dtype": "float32"}),
     (ARRAY, None, {"policy": sg.KinkPolicy(relu=1.0)}),
     (ARRAY, None, {"dtype": "float32"}),
     (MODEL, None, {"dtype": "float32"}),

@@ -32,11 +32,11 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 OPTS = CodegenOptions(regenerate="snapshot", version="snapshot")
 
 
-def _scalar_data():
+def _scalar_data(real="float64"):
     a, b, c = sg.params("a b c")
     t, y = sg.data("t y")
     return module_source(derive(problem(sg.mean((a * sg.exp(-b * t) + c - y) ** 2)
-                                        + 0.1 * sp.Abs(a))), OPTS)
+                                        + 0.1 * sp.Abs(a))), OPTS, real)
 
 
 def _logsumexp():
@@ -107,7 +107,8 @@ def _residual_two():
     return residual_source(residual_problem([a * t - y, sg.relu(b * t) - y]), opts=OPTS)
 
 
-CASES = {"scalar_data": _scalar_data, "logsumexp": _logsumexp, "param_only": _param_only,
+CASES = {"scalar_data": _scalar_data, "scalar_f32": lambda: _scalar_data("float32"),
+         "logsumexp": _logsumexp, "param_only": _param_only,
          "vector_sum": _vector_sum, "elements": _elements, "array_mlp": _mlp,
          "array_f32": _f32, "model": _model,
          "residual_small": _residual_small, "residual_looped": _residual_looped,

@@ -7,11 +7,16 @@ instead, never ignored.
 
 >>> check_options("array", dtype="float32")
 (KinkPolicy(relu=0.0, abs=0.0, tie=0.5), 'float32')
->>> check_options("scalar", dtype="float32")
+>>> check_options("residual", dtype="float32")
 Traceback (most recent call last):
 ...
-ValueError: dtype='float32': a scalar loss computes in float64; dtype= applies to array losses \
-and models (sg.params/sg.data with shape=): write the loss on arrays, or leave dtype unset
+ValueError: dtype='float32': a residual kernel computes in float64; the residual generator \
+writes float64 code only: for float32, write the problem as a loss on arrays \
+(sg.params/sg.data with shape=), or leave dtype unset
+
+A scalar loss takes ``dtype="float32"`` when it sums over data samples (its per-sample
+arithmetic in float32, float64 totals; :func:`symgrad.backend.numba.scalar.check_dtype` says
+which scalar losses cannot).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ __all__ = ["DTYPES", "FUSE", "KINDS", "PARALLEL", "check_options", "kind_of"]
 #: The kinds of module (the ``kind`` attribute of the kernel each compiles to).
 KINDS = ("scalar", "array", "model", "residual", "sum")
 #: The dtypes each kind can compute in (the first is the default).
-DTYPES = {"scalar": ("float64",), "array": ("float64", "float32"),
+DTYPES = {"scalar": ("float64", "float32"), "array": ("float64", "float32"),
           "model": ("float64", "float32"), "residual": ("float64",), "sum": ("float64",)}
 #: The ``parallel=`` values each kind honours (None: the kernel decides).
 PARALLEL = {"scalar": (None, True, False), "array": (None, True, False), "model": (None,),
@@ -41,8 +46,6 @@ _WHAT = {"scalar": "a scalar loss", "array": "an array loss", "model": "a model"
          "residual": "a residual kernel", "sum": "a sum of index sums and array terms"}
 #: Why a kind refuses a dtype or a parallel= value, and what to do instead.
 _NO_DTYPE = {
-    "scalar": "dtype= applies to array losses and models (sg.params/sg.data with shape=): "
-              "write the loss on arrays",
     "residual": "the residual generator writes float64 code only: for float32, write the "
                 "problem as a loss on arrays (sg.params/sg.data with shape=)",
     "sum": "its index sums compile on the scalar path, which computes in float64",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..ad.derive import KinkPolicy, derive
 from ..backend.numba import CodegenOptions, header, module_source
+from ..backend.numba.scalar import check_dtype
 from ..version import __version__
 from .cache import cached_module
 from .key import cache_key, canon
@@ -26,9 +27,12 @@ def cached_scalar(prob, policy: KinkPolicy, real: str = "float64"
                   ) -> tuple[Path, str, types.ModuleType]:
     """``(path, text, module)`` of a validated scalar problem's module (cached on disk under
     :func:`symgrad.build.key.cache_key`, computed without deriving: a warm process skips SymPy;
-    the entry's header is then checked against this problem before it is used)."""
-    opts = CodegenOptions(regenerate="symgrad.compile(loss)", version=__version__)
+    the entry's header is then checked against this problem before it is used). ``real`` is
+    the per-sample arithmetic ("float32": float64 totals, x and results stay float64)."""
+    check_dtype(prob, real)  # before deriving: refused in the user's terms
+    tail = f", dtype={real!r}" if real != "float64" else ""
+    opts = CodegenOptions(regenerate=f"symgrad.compile(loss{tail})", version=__version__)
     return cached_module(
         cache_key("scalar", canon(prob), policy, opts, real, _WRITERS),
         lambda digest: header(prob, policy, opts, digest),
-        lambda: module_source(derive(prob, policy), opts))
+        lambda: module_source(derive(prob, policy), opts, real))

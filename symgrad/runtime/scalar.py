@@ -27,7 +27,14 @@ from ..distributed.detect import dask_args, has_dask
 from ..ir.problem import Problem
 from .argcheck import as_out, as_vector
 from .base import Kernel
-from .datacheck import batch_index, check_names, column, may_hide, raise_non_finite
+from .datacheck import (
+    batch_index,
+    check_names,
+    column,
+    may_hide,
+    overflow_error,
+    raise_non_finite,
+)
 from .formulas import program_text
 from .numbacache import guard_numba_cache
 
@@ -73,12 +80,16 @@ class ScalarKernel(Kernel):
         self.shapes: dict[str, tuple] = {**dict.fromkeys(problem.param_names, ()),
                                          **dict.fromkeys(self.vectors, (None,))}
         self._samples: tuple[str, ...] = tuple(c.name for c in problem.columns)
+        #: The per-sample arithmetic and the data columns it reads: float64, or float32 for
+        #: ``sg.compile(loss, dtype="float32")`` (the sums over samples, x, the gradient and
+        #: the results stay float64; the module says so in its ``DTYPE``).
+        self.data_dtype = np.dtype(getattr(module, "DTYPE", "float64"))
         self._elements: tuple[str, ...] = tuple(e.name for e in problem.elements)
         #: Every data column the loss reads: per-sample columns, then element-wise ones.
         self.data_names: tuple[str, ...] = self._samples + self._elements
         #: The per-sample data (rows are samples: ``batch=`` picks them).
         self.sampled: tuple[str, ...] = self._samples
-        self.analytic: bool = problem.analytic
+        self.analytic: bool = problem.analytic and self.data_dtype == np.float64
         self.parallel = parallel
         self.jit = types.SimpleNamespace(
             value=module.value, grad=module.grad, value_and_grad=module.value_and_grad,
@@ -177,7 +188,8 @@ class ScalarKernel(Kernel):
             return ecols
         cols, n = [], None
         for name in self._samples:
-            a = column(name, data[name], self._widths[name], "row", scan, self._data_kind)
+            a = self._cast(name, column(name, data[name], self._widths[name], "row", scan,
+                                        self._data_kind), scan)
             if n is None:
                 n, first = a.shape[0], name
             elif a.shape[0] != n:
@@ -195,6 +207,18 @@ class ScalarKernel(Kernel):
             idx = batch_index(batch, n)
         return (*cols, *ecols, idx)
 
+    def _cast(self, name: str, a: np.ndarray, scan: bool) -> np.ndarray:
+        """A float32 kernel's column as float32 (converted once per call, as an array
+        kernel's; a float32 column as given): with ``scan``, a value its cast would make inf
+        is named (else a non-finite result names it, :meth:`_name_non_finite`)."""
+        if self.data_dtype == np.float64 or a.dtype == self.data_dtype:
+            return a
+        err = overflow_error(name, a, self.data_dtype, kind=self._data_kind) if scan else None
+        if err is not None:
+            raise err
+        with np.errstate(over="ignore"):
+            return a.astype(self.data_dtype)
+
     def _impl(self, args: tuple) -> types.SimpleNamespace:
         """The serial or the parallel functions, by the ``parallel`` option and sample count."""
         if type(args) is not tuple:  # Dask columns: DaskArgs runs the calls on the cluster
@@ -209,6 +233,11 @@ class ScalarKernel(Kernel):
         raise_non_finite({c: data[c] for c in self._samples}, batch, kind=self._data_kind)
         raise_non_finite({c: data[c] for c in self._elements}, units=dict.fromkeys(
             self._elements, "element"))
+        if self.data_dtype != np.float64:  # finite, but beyond float32: inf in the kernel
+            for c in self._samples:
+                err = overflow_error(c, data[c], self.data_dtype, batch, kind="data column")
+                if err is not None:
+                    raise err
 
     # -- the compiled calls ---------------------------------------------------------------------
     def _run(self, name: str, x, args: tuple, *outs):

@@ -4,7 +4,10 @@ The module needs only ``math``, ``cmath``, NumPy and Numba. Parameter-only losse
 straight-line functions of ``x``; losses with reductions become one loop over samples that
 accumulates the value, gradient (and Hessian-vector) sums of every reduction in the same pass,
 followed by the outer chain rule. Parallel variants split the samples into chunks under
-``numba.prange``.
+``numba.prange``. With ``real="float32"`` the sample loops compute each sample's terms in
+float32 (float32 columns, parameters and literals), sum them in float32 over blocks of
+``F32_BLOCK`` samples and the blocks' sums in float64; ``x``, the outer chain rule and the
+results stay float64 (:func:`check_dtype` says which losses cannot).
 
 >>> import symgrad as sg
 >>> from symgrad.ir.problem import problem
@@ -20,21 +23,25 @@ from __future__ import annotations
 import sympy as sp
 
 from ...ad.derive import Derivatives, Tmp
+from .f32 import F32Printer, f32_helpers
 from .names import RESERVED, CodegenOptions, TmpNames, column_args, ident
 from .printer import ComplexPrinter, ScalarPrinter
-from .samples import _SampleFns
+from .samples import F32_BLOCK, _SampleFns
 from .skeleton import assemble, esc, finish, fn, hessian_fn, lse_helper, preamble
 from .text import header
 from .vectors import _VectorFns
 
-__all__ = ["module_source"]
+__all__ = ["check_dtype", "module_source"]
 
 
 class _Gen(_SampleFns, _VectorFns):
-    def __init__(self, der: Derivatives, opts: CodegenOptions) -> None:
+    def __init__(self, der: Derivatives, opts: CodegenOptions, real: str = "float64") -> None:
         self.der, self.opts = der, opts
         p = der.problem
         self.prob = p
+        #: float32: the per-sample terms in float32 (no complex-step variant: it is float64)
+        self.f32 = real == "float32"
+        self.analytic = p.analytic and not self.f32
         self.n = len(p.params)
         self.K = len(p.reductions)
         taken = set(RESERVED)
@@ -57,6 +64,8 @@ class _Gen(_SampleFns, _VectorFns):
         self.ecol_of = dict(zip(p.elements, self.ecols, strict=True))
         self.real = ScalarPrinter(self.names)
         self.cplx = ComplexPrinter(self.names)
+        #: the printer of the per-sample terms (float32 literals in a float32 module)
+        self.sample_pr = F32Printer(self.names) if self.f32 else self.real
         self.sub: dict = {}
         self.emitted: set = set()
         for k, vs in enumerate(p.vector_sums):
@@ -100,19 +109,27 @@ class _Gen(_SampleFns, _VectorFns):
                 lines.append(f"{printer._print(t)} = {printer.doprint(e)}")
         return lines
 
-    def load_params(self) -> list[str]:
-        return [f"{self.names[s]} = x[{j}]" for j, s in enumerate(self.prob.params)]
+    def load_params(self, sample: bool = False) -> list[str]:
+        """``p_a = x[0]``...; in a float32 module's sample loop, rounded to float32."""
+        f = "np.float32({})" if sample and self.f32 else "{}"
+        return [f"{self.names[s]} = {f.format(f'x[{j}]')}" for j, s in enumerate(self.prob.params)]
 
-    def load_v(self) -> list[str]:
-        return [f"v{j} = v[{j}]" for j in range(self.n)]
+    def load_v(self, sample: bool = False) -> list[str]:
+        f = "np.float32({})" if sample and self.f32 else "{}"
+        return [f"v{j} = {f.format(f'v[{j}]')}" for j in range(self.n)]
 
-    def load_data(self) -> list[str]:
+    def load_data(self, view: dict | None = None) -> list[str]:
+        """A sample's data values, read from the columns (or the arrays ``view`` maps a
+        column's argument to: a float32 module's block views)."""
         out = []
+        # float64 modules promote float32 columns before any arithmetic (numba keeps float(f32)
+        # as f32); float32 modules compute in float32 whatever column they are given
+        cast = "np.float32" if self.f32 else "np.float64"
         for s in self.prob.data_symbols:
             col = self.col_of[s.column]
-            # float32 columns are promoted before any arithmetic (numba keeps float(f32) as f32)
-            out.append(f"{self.names[s]} = np.float64({col}[i])" if s.component is None
-                       else f"{self.names[s]} = np.float64({col}[i, {s.component}])")
+            col = (view or {}).get(col, col)
+            out.append(f"{self.names[s]} = {cast}({col}[i])" if s.component is None
+                       else f"{self.names[s]} = {cast}({col}[i, {s.component}])")
         return out
 
     def check_x(self, arg: str = "x") -> str:
@@ -142,21 +159,30 @@ class _Gen(_SampleFns, _VectorFns):
 
     def body(self) -> str:
         p = self.prob
+        f32 = ["Each sample's terms are computed in float32 (DTYPE: float32 data columns, x",
+               "rounded to float32 in the sample loop), summed in float32 over blocks of "
+               f"{F32_BLOCK}",
+               "samples and the blocks' sums in float64; x, the results and the outer chain",
+               "rule are float64."] if self.f32 else []
         head = preamble([
             "Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.",
             "",
             "x is a float64 vector of the parameters in PARAMS order; data columns are passed",
             "positionally in DATA order, then an optional int64 array of sample indices (idx,",
-            "each in [0, N): checked, ValueError otherwise).",
+            "each in [0, N): checked, ValueError otherwise).", *f32,
             "Results are written into the output array given (g, out, H), which must not overlap",
             "x, v or a data column (checked, ValueError otherwise). Arithmetic follows IEEE 754",
             "(error_model='numpy'): a division by zero gives inf or nan, it does not raise."], [
             ("PARAMS", tuple(p.param_names)),
             ("DATA", (*(c.name for c in p.columns), *(e.name for e in p.elements))),
-            ("KINK_POLICY", self.der.policy.describe()), ("ANALYTIC", p.analytic)], self.opts)
+            ("KINK_POLICY", self.der.policy.describe()), ("ANALYTIC", self.analytic),
+            *([("DTYPE", "float32")] if self.f32 else [])], self.opts)
         funcs = self.functions()  # printing them records the logsumexp arities used
-        lse = sorted(self.real.lse_arities | self.cplx.lse_arities)
-        return assemble(head, funcs, [lse_helper(a, c) for a in lse for c in (False, True)])
+        lse = sorted(self.real.lse_arities | self.cplx.lse_arities | self.sample_pr.lse_arities)
+        # float32 literals in the helpers: they return float32 for float32 (and still float64
+        # for the outer chain rule's float64 arguments: Numba unifies the two to float64)
+        return assemble(head, funcs, [lse_helper(a, c) for a in lse for c in (False, True)],
+                        adapt=f32_helpers if self.f32 else None)
 
     def functions(self) -> list[str]:
         if self.prob.vector_sums:
@@ -187,14 +213,36 @@ class _Gen(_SampleFns, _VectorFns):
         out.append(fn("hvp(x, v, out)", "Write the Hessian at x times v into out.",
                        [*body, "return out"]))
         out.append(hessian_fn(n, "x, H", "hvp(x, {e}, {col})"))
-        if self.prob.analytic:
+        if self.analytic:
             out.append(fn("value_complex(x)", "The loss at complex x (complex-step checks).", [
                 *self.load_params(), *self.assigns(o, ("F",), self.cplx),
                 f"return {self.p(o.outputs['F'][0], self.cplx)}"]))
         return out
 
 
-def module_source(der: Derivatives, opts: CodegenOptions | None = None) -> str:
-    """The generated module's text: same derivatives and options give the same bytes."""
-    return _Gen(der, opts or CodegenOptions()).source()
+def check_dtype(prob, real: str) -> None:
+    """Raise unless a scalar loss can compute in ``real`` ("float64" always; "float32" for
+    a loss that sums over data samples: float32 is the arithmetic of the sample loop, with
+    float64 totals; without one there is nothing to run in float32, and index sums over
+    vectors or element-wise data run on float64 code only)."""
+    if real not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {real!r}")
+    if real == "float64":
+        return
+    if prob.vector_sums:
+        why = ("its index sums (sg.sum over an index) compute in float64 only: leave dtype "
+               "unset, or write the loss on arrays (sg.params/sg.data with shape=)")
+    elif not prob.reductions:
+        why = ("it has no sum over data samples (sg.mean/sg.sum of data columns): float32 "
+               "applies to the per-sample arithmetic of a data loss; leave dtype unset")
+    else:
+        return
+    raise ValueError(f"dtype='float32' is not available for this scalar loss: {why}")
 
+
+def module_source(der: Derivatives, opts: CodegenOptions | None = None,
+                  real: str = "float64") -> str:
+    """The generated module's text: same derivatives, options and ``real`` ("float64" or
+    "float32", the per-sample arithmetic: :func:`check_dtype`) give the same bytes."""
+    check_dtype(der.problem, real)
+    return _Gen(der, opts or CodegenOptions(), real).source()

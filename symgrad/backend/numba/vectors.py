@@ -49,7 +49,7 @@ class _VectorFns:
         out = []
         # value (and its complex variant for complex-step checks)
         variants = [("", self.real, "0.0", f"Sum {j} over its index range.")]
-        if self.prob.analytic:
+        if self.analytic:
             variants.append(("_c", self.cplx, "0j", f"Complex variant of _vs{j}_value."))
         for sfx, pr, zero, doc in variants:
             body = [*self.load_params(), *rng, f"s = {zero}", "for i in range(lo, hi):",
@@ -103,7 +103,7 @@ class _VectorFns:
         call_tail = (f", {cols}" if K else "") + et + (", idx" if K else "")
         out: list[str] = []
         if K:
-            out.extend(self.sample_fns(p.analytic))
+            out.extend(self.sample_fns(self.analytic))
         for j in range(m):
             out.extend(self.vec_fns(j))
         vecs = ", ".join(v.name for v in p.vectors)
@@ -168,7 +168,7 @@ class _VectorFns:
         body.append("return out")
         out.append(fn(f"hvp(x, v, out{tail})", "Write the Hessian at x times v into out.", body))
         out.append(hessian_fn(None, f"x, H{tail}", f"hvp(x, {{e}}, {{col}}{call_tail})"))
-        if p.analytic:
+        if self.analytic:
             body = ["n = _n_vec(x)"]
             if K:
                 body += [f"N = _n_samples({cols}, idx)",
