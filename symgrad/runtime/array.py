@@ -26,7 +26,7 @@ from ..ad.derive import KinkPolicy
 from ..distributed.detect import dask_args, has_dask
 from ..ir.array_problem import ArrayProblem
 from ..ir.formula import program
-from ..ir.graph import Gather, Map, N, Reduce
+from ..ir.graph import Contract, Gather, Leaf, Map, N, Reduce
 from . import blas
 from .argcheck import as_out, as_vector
 from .base import Kernel
@@ -38,7 +38,11 @@ from .datacheck import (
     raise_non_finite,
 )
 
-__all__ = ["ArrayKernel"]
+__all__ = ["AUTO_WORK", "ArrayKernel"]
+
+#: ``parallel=None``: a call whose largest loop may reach this many elements runs the threaded
+#: cores (see :func:`work`), a smaller one the serial cores.
+AUTO_WORK = 32768
 
 
 class ArrayKernel(Kernel):
@@ -67,16 +71,22 @@ class ArrayKernel(Kernel):
         #: The compiled core functions, called as ``f.jit.value_and_grad(x, g, *f.data_args(d))``
         #: (the module's public wrappers also take ``idx``; a kernel gathers batches itself, so
         #: it compiles the cores alone: the wrappers would add about a second to a cold build).
+        #: ``parallel=True``: the threaded cores; None/False: the serial ones.
         self.jit = types.SimpleNamespace(value=module._value,
                                          value_and_grad=module._value_and_grad, hvp=module._hvp,
                                          hessian=module._hessian)
-        #: True: the threaded cores (the same bits for any number of threads; below
-        #: ``PAR_WORK`` elements they run the serial loop); None/False: the serial ones.
-        self.parallel = bool(parallel)
+        #: The threaded cores (the same bits for any number of threads; below ``PAR_WORK``
+        #: elements in their largest loop they run the serial one).
+        self._jit_par = types.SimpleNamespace(value=module._value_par,
+                                              value_and_grad=module._value_and_grad_par,
+                                              hvp=module._hvp_par, hessian=module._hessian)
+        #: True: the threaded cores; False: the serial ones; None: the threaded ones for calls
+        #: whose largest loop may reach :data:`AUTO_WORK` elements (:func:`work`), else serial.
+        self.parallel: bool | None = None if parallel is None else bool(parallel)
+        self._work = work_sizes(problem)
+        self._n_col = 1 + self.data_names.index(self._sampled[0]) if self._sampled else 0
         if self.parallel:
-            self.jit = types.SimpleNamespace(value=module._value_par,
-                                             value_and_grad=module._value_and_grad_par,
-                                             hvp=module._hvp_par, hessian=module._hessian)
+            self.jit = self._jit_par
             blas.use_threads()
 
     def __repr__(self) -> str:
@@ -182,8 +192,12 @@ class ArrayKernel(Kernel):
         if type(args) is not tuple:  # Dask columns: DaskArgs runs the calls on the cluster
             return getattr(args, name)(x, *outs)
         blas.refresh()
+        jit = self.jit
+        if self.parallel is None and work(self._work, args, self._n_col) >= AUTO_WORK:
+            jit = self._jit_par
+            blas.use_threads()  # once: Numba's threads follow the policy from then on
         try:
-            return getattr(self.jit, name)(x, *outs, *args)
+            return getattr(jit, name)(x, *outs, *args)
         except ValueError as exc:
             if not str(exc).startswith("index column"):
                 raise
@@ -233,6 +247,30 @@ def setup(k, problem, root, source: str, path, module: types.ModuleType,
                                                            n.source_name))
     k.dims = np.array(problem.dims, dtype=np.int64)
     k._offsets = problem.offsets()
+
+def work_sizes(problem: ArrayProblem) -> tuple[int, int]:
+    """(elements per sample, elements) of the largest loop nest the threaded cores may run: the
+    largest node with the sample axis, per sample, and the largest without (a gather also
+    scatters into its source's shape). Matrix products are BLAS calls, not loops: left out."""
+    per, fixed = 0, 0
+    for n in topo([problem.loss]):
+        if isinstance(n, (Leaf, Contract)):
+            continue
+        for shape in (n.shape, n.args[0].shape) if isinstance(n, Gather) else (n.shape,):
+            if shape and shape[0] == N:
+                per = max(per, math.prod(shape[1:]))
+            else:
+                fixed = max(fixed, math.prod(shape))
+    return per, fixed
+
+
+def work(sizes: tuple[int, int], args: tuple, col: int) -> int:
+    """An upper bound of the elements in a call's largest loop nest (``sizes``:
+    :func:`work_sizes`; ``args``: :meth:`ArrayKernel.data_args`'s result, whose ``col``-th
+    entry holds one row per sample, 0 if none does). The cores compare their exact count."""
+    per, fixed = sizes
+    return max(fixed, per * args[col].shape[0]) if col else fixed
+
 
 def read_columns(k, data: Mapping) -> tuple[list[np.ndarray], int | None]:
     """The data arrays of the array runtime ``k`` in DATA order, shapes and dtypes checked
