@@ -83,9 +83,9 @@ class ArrayKernel(Kernel):
         #: True: the threaded cores; False: the serial ones; None: the threaded ones for calls
         #: whose largest loop may reach :data:`AUTO_WORK` elements (:func:`work`), else serial.
         self.parallel: bool | None = None if parallel is None else bool(parallel)
-        self._work = work_sizes(problem)
-        self._n_col = 1 + self.data_names.index(self._sampled[0]) if self._sampled else 0
-        if self.parallel:
+        if self.parallel is None:
+            self._work = work_sizes(problem)
+        elif self.parallel:
             self.jit = self._jit_par
             blas.use_threads()
 
@@ -193,7 +193,7 @@ class ArrayKernel(Kernel):
             return getattr(args, name)(x, *outs)
         blas.refresh()
         jit = self.jit
-        if self.parallel is None and work(self._work, args, self._n_col) >= AUTO_WORK:
+        if self._work is not None and work(self._work, args, self._n_col) >= AUTO_WORK:
             jit = self._jit_par
             blas.use_threads()  # once: Numba's threads follow the policy from then on
         try:
@@ -246,6 +246,10 @@ def setup(k, problem, root, source: str, path, module: types.ModuleType,
             k._rows.setdefault(n.args[1].name, []).append((int(n.args[0].shape[0]),
                                                            n.source_name))
     k.dims = np.array(problem.dims, dtype=np.int64)
+    #: parallel=None: :func:`work_sizes` (the cores are chosen per call); else None
+    k._work = None
+    #: 1 + the position of the first per-sample array in DATA order (0: none), see :func:`work`
+    k._n_col = 1 + k.data_names.index(k._sampled[0]) if k._sampled else 0
     k._offsets = problem.offsets()
 
 def work_sizes(problem: ArrayProblem) -> tuple[int, int]:
