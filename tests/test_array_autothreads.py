@@ -92,16 +92,24 @@ def _close(a, b) -> None:
 
 def test_work_bounds_the_cores_loops(grids, mfs):
     assert AUTO_WORK >= PAR_WORK  # below PAR_WORK the threaded cores would run serially
-    assert grids[None]._work == (0, H * W - W)  # the shifted differences; no per-sample loop
-    assert mfs[0][None]._work == (K, max(M, NN) * K)  # U[i] rows; the scatters into U and V
+    assert grids[None]._work == (0, H * W - W, 0, 0)  # the shifted differences; no per-sample loop
+    assert mfs[0][None]._work == (K, max(M, NN) * K, 0, 0)  # U[i] rows; the scatters into U and V
 
 
-def test_mlp_products_are_not_loops():
-    """Matrix products run on BLAS: only the element-wise loops (128 per sample) count."""
+def test_mlp_products_outweigh_the_loops(threads):
+    """Matrix products run on BLAS: they are not loops, and when they outweigh the loops (784 x
+    128 + 128 x 10 multiply-adds against 128 elements per sample) the default stays serial."""
     W1, W2 = sg.params("W1", shape=(128, 784)), sg.params("W2", shape=(10, 128))
     X, Y = sg.data("X", shape=(784,)), sg.data("Y", shape=(10,))
     loss = sg.mean(-sg.sum(Y * sg.log_softmax(W2 @ sg.relu(W1 @ X)), axis=0))
-    assert work_sizes(array_problem(loss, [W1, W2])) == (128, 1)
+    assert work_sizes(array_problem(loss, [W1, W2])) == (128, 1, 784 * 128 + 128 * 10, 0)
+    f = sg.compile(loss, [W1, W2])
+    spy = _Spy(f)
+    threads(2)
+    rng = np.random.default_rng(6)
+    f.value_and_grad(f.init(0), X=rng.standard_normal((1024, 784)),
+                     Y=np.eye(10)[rng.integers(0, 10, 1024)])
+    assert spy.calls == []
 
 
 @pytest.mark.parametrize("case", ["grid", "mf"])

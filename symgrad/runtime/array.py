@@ -252,28 +252,40 @@ def setup(k, problem, root, source: str, path, module: types.ModuleType,
     k._n_col = 1 + k.data_names.index(k._sampled[0]) if k._sampled else 0
     k._offsets = problem.offsets()
 
-def work_sizes(problem: ArrayProblem) -> tuple[int, int]:
-    """(elements per sample, elements) of the largest loop nest the threaded cores may run: the
-    largest node with the sample axis, per sample, and the largest without (a gather also
-    scatters into its source's shape). Matrix products are BLAS calls, not loops: left out."""
-    per, fixed = 0, 0
+def work_sizes(problem: ArrayProblem) -> tuple[int, int, int, int]:
+    """Sizes for :func:`work`: the elements of the largest loop nest the threaded cores may run
+    (the largest node with the sample axis, per sample, and the largest without; a gather also
+    scatters into its source's shape) and the multiply-adds of the matrix products (BLAS calls,
+    not loops), per sample and not."""
+    per, fixed, per_blas, fixed_blas = 0, 0, 0, 0
     for n in topo([problem.loss]):
-        if isinstance(n, (Leaf, Contract)):
+        if isinstance(n, Contract):
+            size = dict(zip(n.labels[0] + n.labels[1], n.args[0].shape + n.args[1].shape,
+                            strict=True))
+            if N in size.values():
+                per_blas += math.prod(s for s in size.values() if s != N)
+            else:
+                fixed_blas += math.prod(size.values())
+            continue
+        if isinstance(n, Leaf):
             continue
         for shape in (n.shape, n.args[0].shape) if isinstance(n, Gather) else (n.shape,):
             if shape and shape[0] == N:
                 per = max(per, math.prod(shape[1:]))
             else:
                 fixed = max(fixed, math.prod(shape))
-    return per, fixed
+    return per, fixed, per_blas, fixed_blas
 
 
-def work(sizes: tuple[int, int], args: tuple, col: int) -> int:
-    """An upper bound of the elements in a call's largest loop nest (``sizes``:
-    :func:`work_sizes`; ``args``: :meth:`ArrayKernel.data_args`'s result, whose ``col``-th
-    entry holds one row per sample, 0 if none does). The cores compare their exact count."""
-    per, fixed = sizes
-    return max(fixed, per * args[col].shape[0]) if col else fixed
+def work(sizes: tuple[int, int, int, int], args: tuple, col: int) -> int:
+    """An upper bound of the elements in a call's largest loop nest, or 0 when the call's matrix
+    products outweigh it (threads would only take turns with BLAS's for little gain). ``sizes``:
+    :func:`work_sizes`; ``args``: :meth:`ArrayKernel.data_args`'s result, whose ``col``-th entry
+    holds one row per sample (0: none does). The threaded cores compare their exact count."""
+    per, fixed, per_blas, fixed_blas = sizes
+    n = args[col].shape[0] if col else 0
+    loops = max(fixed, per * n)
+    return loops if loops >= fixed_blas + per_blas * n else 0
 
 
 def read_columns(k, data: Mapping) -> tuple[list[np.ndarray], int | None]:
