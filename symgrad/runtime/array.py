@@ -5,6 +5,10 @@
 passed by name with one row per sample; ``batch=`` (a slice, an index array or a mask) selects
 samples, so a mini-batch is rows of the same arrays.
 
+A large call runs the module's threaded cores (``parallel=None``, the default: see
+:func:`work`), on as many Numba threads as :mod:`~symgrad.runtime.blas` gives BLAS; ``f.jit``
+holds the serial cores (the training loops call them) unless ``parallel=True``.
+
 >>> import numpy as np, symgrad as sg
 >>> w = sg.params("w", shape=(2,)); X = sg.data("X", shape=(2,)); y = sg.data("y")
 >>> f = sg.compile(sg.mean((X @ w - y)**2))
@@ -80,8 +84,11 @@ class ArrayKernel(Kernel):
         self._jit_par = types.SimpleNamespace(value=module._value_par,
                                               value_and_grad=module._value_and_grad_par,
                                               hvp=module._hvp_par, hessian=module._hessian)
-        #: True: the threaded cores; False: the serial ones; None: the threaded ones for calls
-        #: whose largest loop may reach :data:`AUTO_WORK` elements (:func:`work`), else serial.
+        #: True: the threaded cores; False: the serial ones; None (the default): per call, the
+        #: threaded ones when the largest loop may reach :data:`AUTO_WORK` elements and
+        #: outweighs the matrix products (:func:`work`), else the serial ones. The choice
+        #: reads the sizes only, so a result does not depend on the number of threads; it
+        #: equals the serial one to rounding (the threaded cores sum in fixed chunks).
         self.parallel: bool | None = None if parallel is None else bool(parallel)
         if self.parallel is None:
             self._work = work_sizes(problem)
