@@ -20,8 +20,9 @@ Numba's threads (the ``prange`` loops of array kernels' threaded cores: compiled
 once such a kernel exists or such a call ran (:func:`use_threads`): a threaded core runs its
 loops and its BLAS calls one after the other, never together, so the two pools each get the
 free cores and never oversubscribe them (and ``parallel=None`` keeps the serial cores when the
-matrix products outweigh the loops, see :func:`symgrad.runtime.array.work`). ``NUMBA_NUM_THREADS`` in the environment, or a
-``numba.set_num_threads`` of your own, decides instead; :func:`set_blas_threads` fixes both.
+matrix products outweigh the loops, see :func:`symgrad.runtime.array.work`).
+``NUMBA_NUM_THREADS`` in the environment, or a ``numba.set_num_threads`` of your own, decides
+instead; :func:`set_blas_threads` fixes both.
 """
 
 from __future__ import annotations
