@@ -91,7 +91,10 @@ class ArrayKernel(Kernel):
         #: equals the serial one to rounding (the threaded cores sum in fixed chunks).
         self.parallel: bool | None = None if parallel is None else bool(parallel)
         if self.parallel is None:
-            self._work = work_sizes(problem)
+            per, fixed, per_blas, _ = sizes = work_sizes(problem)
+            # no per-call test when no call can reach AUTO_WORK with loops outweighing products
+            if fixed >= AUTO_WORK or (per > 0 and per >= per_blas):
+                self._work = sizes
         elif self.parallel:
             self.jit = self._jit_par
             blas.use_threads()
