@@ -60,7 +60,7 @@ def grids():
 def mfs():
     loss = _mf_loss()
     rng = np.random.default_rng(3)
-    e = 6000  # 96,000 elements per loop over the entries: above AUTO_WORK
+    e = 6000  # 96,000 elements per loop over the entries: above AUTO_WORK and 8 x (M + NN) x K
     data = {"i": rng.integers(0, M, e), "j": rng.integers(0, NN, e),
             "r": rng.standard_normal(e)}
     return {p: sg.compile(loss, parallel=p) for p in (None, False)}, data
@@ -92,8 +92,8 @@ def _close(a, b) -> None:
 
 def test_work_bounds_the_cores_loops(grids, mfs):
     assert AUTO_WORK >= PAR_WORK  # below PAR_WORK the threaded cores would run serially
-    assert grids[None]._work == (0, H * W - W, 0, 0)  # the shifted differences; no per-sample loop
-    assert mfs[0][None]._work == (K, max(M, NN) * K, 0, 0)  # U[i] rows; the scatters into U and V
+    assert grids[None]._work == (0, H * W - W, 0, 0, 0)  # the shifted differences
+    assert mfs[0][None]._work == (K, 1, 0, 0, (M + NN) * K)  # U[i] rows; U and V gathered
 
 
 def test_mlp_products_outweigh_the_loops(threads):
@@ -102,7 +102,7 @@ def test_mlp_products_outweigh_the_loops(threads):
     W1, W2 = sg.params("W1", shape=(128, 784)), sg.params("W2", shape=(10, 128))
     X, Y = sg.data("X", shape=(784,)), sg.data("Y", shape=(10,))
     loss = sg.mean(-sg.sum(Y * sg.log_softmax(W2 @ sg.relu(W1 @ X)), axis=0))
-    assert work_sizes(array_problem(loss, [W1, W2])) == (128, 1, 784 * 128 + 128 * 10, 0)
+    assert work_sizes(array_problem(loss, [W1, W2])) == (128, 1, 784 * 128 + 128 * 10, 0, 0)
     f = sg.compile(loss, [W1, W2])
     assert f._work is None  # no call can thread: no per-call test
     spy = _Spy(f)
@@ -131,15 +131,18 @@ def test_default_runs_threads_above_the_threshold(grids, mfs, threads, case):
     _close(one, _calls(fs[False], x, **data))
 
 
-def test_default_small_calls_run_serial(grids, mfs, threads):
-    """Below AUTO_WORK (a mini-batch of the large data, a small grid through the same module)
-    the default is the serial core: the serial bits, the threaded cores not called."""
+@pytest.mark.parametrize("rows", [AUTO_WORK // K - 1, 3000])
+def test_default_small_calls_run_serial(mfs, threads, rows):
+    """A mini-batch of the large data is the serial core (the serial bits, the threaded cores
+    not called): below AUTO_WORK elements (2047 x 16), or with fewer than 8 loop elements per
+    element of the gathered U and V (3000 x 16 < 8 x 500 x 16)."""
     fs, data = mfs
     f = fs[None]
     x = 0.3 * np.random.default_rng(5).standard_normal(f.n_params)
     spy = _Spy(f)
     threads(2)
-    batch = slice(0, AUTO_WORK // K - 1)  # the largest loop: the scatters (M x K, N x K)
+    assert rows * K < AUTO_WORK or rows < 8 * (M + NN)
+    batch = slice(0, rows)
     _same(_calls(f, x, batch=batch, **data), _calls(fs[False], x, batch=batch, **data))
     assert spy.calls == []
 

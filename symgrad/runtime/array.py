@@ -91,7 +91,7 @@ class ArrayKernel(Kernel):
         #: equals the serial one to rounding (the threaded cores sum in fixed chunks).
         self.parallel: bool | None = None if parallel is None else bool(parallel)
         if self.parallel is None:
-            per, fixed, per_blas, _ = sizes = work_sizes(problem)
+            per, fixed, per_blas, _, _ = sizes = work_sizes(problem)
             # no per-call test when no call can reach AUTO_WORK with loops outweighing products
             if fixed >= AUTO_WORK or (per > 0 and per >= per_blas):
                 self._work = sizes
@@ -262,12 +262,12 @@ def setup(k, problem, root, source: str, path, module: types.ModuleType,
     k._n_col = 1 + k.data_names.index(k._sampled[0]) if k._sampled else 0
     k._offsets = problem.offsets()
 
-def work_sizes(problem: ArrayProblem) -> tuple[int, int, int, int]:
+def work_sizes(problem: ArrayProblem) -> tuple[int, int, int, int, int]:
     """Sizes for :func:`work`: the elements of the largest loop nest the threaded cores may run
-    (the largest node with the sample axis, per sample, and the largest without; a gather also
-    scatters into its source's shape) and the multiply-adds of the matrix products (BLAS calls,
-    not loops), per sample and not."""
-    per, fixed, per_blas, fixed_blas = 0, 0, 0, 0
+    (the largest node with the sample axis, per sample, and the largest without), the
+    multiply-adds of the matrix products (BLAS calls, not loops), per sample and not, and the
+    elements of the arrays gathers read (their adjoints scatter into one copy per chunk)."""
+    per, fixed, per_blas, fixed_blas, scatter = 0, 0, 0, 0, 0
     for n in topo([problem.loss]):
         if isinstance(n, Contract):
             size = dict(zip(n.labels[0] + n.labels[1], n.args[0].shape + n.args[1].shape,
@@ -276,26 +276,30 @@ def work_sizes(problem: ArrayProblem) -> tuple[int, int, int, int]:
                 per_blas += math.prod(s for s in size.values() if s != N)
             else:
                 fixed_blas += math.prod(size.values())
+        elif isinstance(n, Leaf):
             continue
-        if isinstance(n, Leaf):
-            continue
-        for shape in (n.shape, n.args[0].shape) if isinstance(n, Gather) else (n.shape,):
-            if shape and shape[0] == N:
-                per = max(per, math.prod(shape[1:]))
-            else:
-                fixed = max(fixed, math.prod(shape))
-    return per, fixed, per_blas, fixed_blas
+        elif n.shape and n.shape[0] == N:
+            per = max(per, math.prod(n.shape[1:]))
+        else:
+            fixed = max(fixed, math.prod(n.shape))
+        if isinstance(n, Gather):
+            scatter += math.prod(n.args[0].shape)
+    return per, fixed, per_blas, fixed_blas, scatter
 
 
-def work(sizes: tuple[int, int, int, int], args: tuple, col: int) -> int:
-    """An upper bound of the elements in a call's largest loop nest, or 0 when the call's matrix
-    products outweigh it (threads would only take turns with BLAS's for little gain). ``sizes``:
-    :func:`work_sizes`; ``args``: :meth:`ArrayKernel.data_args`'s result, whose ``col``-th entry
-    holds one row per sample (0: none does). The threaded cores compare their exact count."""
-    per, fixed, per_blas, fixed_blas = sizes
+def work(sizes: tuple[int, int, int, int, int], args: tuple, col: int) -> int:
+    """An upper bound of the elements in a call's largest loop nest, or 0 when threads would
+    not pay whatever the cores: the matrix products outweigh the loops (threads would take turns
+    with BLAS's for little gain), or the samples' loops have fewer than 8 elements per element
+    of the gathered arrays (the threaded cores' scatters then run in one chunk, into a copy of
+    the target added afterwards: 6x slower than the serial core for 128 samples of a 1e4 x 16
+    factorisation). ``sizes``: :func:`work_sizes`; ``args``: :meth:`ArrayKernel.data_args`'s
+    result, whose ``col``-th entry holds one row per sample (0: none does). The threaded cores
+    compare their exact count with ``PAR_WORK``."""
+    per, fixed, per_blas, fixed_blas, scatter = sizes
     n = args[col].shape[0] if col else 0
     loops = max(fixed, per * n)
-    return loops if loops >= fixed_blas + per_blas * n else 0
+    return loops if loops >= fixed_blas + per_blas * n and per * n >= 8 * scatter else 0
 
 
 def read_columns(k, data: Mapping) -> tuple[list[np.ndarray], int | None]:
