@@ -13,7 +13,7 @@ import pytest
 import symgrad as sg
 from symgrad.backend.numba.emit_par import PAR_WORK
 from symgrad.ir.array_problem import array_problem
-from symgrad.runtime.array import AUTO_WORK, work_sizes
+from symgrad.runtime.array import AUTO_WORK, work, work_sizes
 
 pytestmark = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
                                 reason="Numba has a single thread")
@@ -96,23 +96,35 @@ def test_work_bounds_the_cores_loops(grids, mfs):
     assert mfs[0][None]._work == (K, 1, 0, 0, (M + NN) * K)  # U[i] rows; U and V gathered
 
 
-def test_mlp_products_outweigh_the_loops(threads):
+def test_mlp_products_outweigh_the_loops():
     """Matrix products run on BLAS: they are not loops, and when they outweigh the loops (784 x
-    128 + 128 x 10 multiply-adds against 128 elements per sample) the default stays serial."""
+    128 + 128 x 10 multiply-adds against 128 elements per sample) the default stays serial:
+    the kernel makes no per-call test at all."""
     W1, W2 = sg.params("W1", shape=(128, 784)), sg.params("W2", shape=(10, 128))
     X, Y = sg.data("X", shape=(784,)), sg.data("Y", shape=(10,))
     loss = sg.mean(-sg.sum(Y * sg.log_softmax(W2 @ sg.relu(W1 @ X)), axis=0))
-    assert work_sizes(array_problem(loss, [W1, W2])) == (128, 1, 784 * 128 + 128 * 10, 0, 0)
-    f = sg.compile(loss, [W1, W2])
-    assert f._work is None  # no call can thread: no per-call test
-    spy = _Spy(f)
-    threads(2)
-    rng = np.random.default_rng(6)
-    f.value_and_grad(f.init(0), X=rng.standard_normal((1024, 784)),
-                     Y=np.eye(10)[rng.integers(0, 10, 1024)])
-    assert spy.calls == []
+    sizes = work_sizes(array_problem(loss, [W1, W2]))
+    assert sizes == (128, 1, 784 * 128 + 128 * 10, 0, 0)
+    assert work(sizes, (None, np.empty((4096, 784))), 1) == 0
+    assert sg.compile(loss, [W1, W2])._work is None
 
 
+def test_default_routes_large_calls_to_the_threaded_cores(grids):
+    """The choice alone (no compile): a call of the 200 x 200 grid goes to the threaded cores."""
+    f = grids[None]
+    calls: list[str] = []
+    saved = f._jit_par
+    f._jit_par = types.SimpleNamespace(value=lambda *a: calls.append("value") or 1.0,
+                                       value_and_grad=lambda *a: calls.append("vg") or 1.0)
+    try:
+        x = np.zeros(f.n_params)
+        assert f.value(x) == 1.0 and f.value_and_grad(x)[0] == 1.0
+    finally:
+        f._jit_par = saved
+    assert calls == ["value", "vg"]
+
+
+@pytest.mark.slow  # cold: the threaded value, gradient and HVP cores compile (about 40 s)
 @pytest.mark.parametrize("case", ["grid", "mf"])
 def test_default_runs_threads_above_the_threshold(grids, mfs, threads, case):
     """Above AUTO_WORK the default runs the threaded cores: the same bits with 1 and 2 threads,
