@@ -45,7 +45,9 @@ from .datacheck import (
 __all__ = ["AUTO_WORK", "ArrayKernel"]
 
 #: ``parallel=None``: a call whose largest loop may reach this many elements runs the threaded
-#: cores (see :func:`work`), a smaller one the serial cores.
+#: cores (see :func:`work`), a smaller one the serial cores. The threaded cores' own threshold
+#: (``PAR_WORK``): on one thread (a busy machine) they cost 0-20% over the serial cores there
+#: and about 5% on the 512 x 512 grid; on two free cores they run it 2.4x faster.
 AUTO_WORK = 32768
 
 
@@ -261,6 +263,7 @@ def setup(k, problem, root, source: str, path, module: types.ModuleType,
     #: 1 + the position of the first per-sample array in DATA order (0: none), see :func:`work`
     k._n_col = 1 + k.data_names.index(k._sampled[0]) if k._sampled else 0
     k._offsets = problem.offsets()
+
 
 def work_sizes(problem: ArrayProblem) -> tuple[int, int, int, int, int]:
     """Sizes for :func:`work`: the elements of the largest loop nest the threaded cores may run
