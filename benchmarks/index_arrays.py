@@ -5,9 +5,12 @@
 For each loss: value and gradient against a NumPy reference (slicing, np.add.at), the time of one
 value_and_grad against the faster of a plain and a ``fastmath`` hand-written @njit loop (targets:
 grid within 1.3x, factorisation within 1.5x), and the cold build time (SymPy + codegen + Numba
-compile of value_and_grad, fresh process, empty cache) at two sizes, which should not differ.
+compile of value_and_grad, fresh process, empty cache, ``parallel=False``) at two sizes, which
+should not differ, with the first default call on the large grid (threaded core compiled too).
 Then both with ``parallel=True`` (threaded cores) timed with 1 and 2 Numba threads in one run
-(target: 2 threads at least 1.6x faster; the results are the same bits). On a machine that
+(target: 2 threads at least 1.6x faster; the results are the same bits), and through the public
+call with the default ``parallel=None`` (large calls run the threaded cores) against
+``parallel=False``, and with 1 and 2 threads (``--default`` runs this part alone). On a machine that
 other processes keep busy, GNU OpenMP (Numba's default threading layer here) stops spinning
 between parallel regions and each region waits for its second thread to be scheduled (17 ms
 instead of 0.1 ms for the grid at load 5 on 2 cores); ``GOMP_SPINCOUNT=10000000`` measures the
@@ -220,37 +223,101 @@ def threads() -> None:
                "(parallel=True)", t[1] / t[2], unit="x", target=1.6, better="higher")
 
 
+def default_path() -> None:
+    """What default arguments give: ``f.value_and_grad(x, out=g, **data)`` of the kernel compiled
+    with ``parallel=None`` (a large call runs the threaded cores on the threads the BLAS policy
+    gives: all the cores of a quiet machine, one of a busy one) against ``parallel=False`` (the
+    serial cores: the default before), in alternating rounds of one run; then the default kernel
+    with ``sg.set_blas_threads(1)`` and ``(2)`` (the same bits; target: 2 threads at least 1.6x
+    faster)."""
+    rng = np.random.default_rng(3)
+    U, V = sg.params("U", shape=(M, K)), sg.params("V", shape=(NN, K))
+    i, j = sg.data("i j", dtype=int)
+    r = sg.data("r")
+    mf = sg.mean((sg.sum(U[i] * V[j], axis=0) - r) ** 2)
+    data = {"i": rng.integers(0, M, E), "j": rng.integers(0, NN, E), "r": rng.standard_normal(E)}
+    print(f"\ndefault path (f.value_and_grad(x, out=g, **data); {os.cpu_count()} cores, "
+          f"BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS', 'by the policy')}):")
+    for label, loss, d, number in ((f"grid energy {H} x {W}", _grid_loss(H), {}, 5),
+                                   (f"matrix factorisation {E:.0e} entries", mf, data, 2)):
+        fs = {p: sg.compile(loss, parallel=p) for p in (None, False)}
+        x = 0.3 * rng.standard_normal(fs[None].n_params)
+        g = np.empty_like(x)
+        out, t = {}, {}
+        for _ in range(3):  # alternating rounds: the machine's load falls on every variant
+            for key, f, nt in ((False, fs[False], None), (None, fs[None], None),
+                               (1, fs[None], 1), (2, fs[None], 2)):
+                sg.set_blas_threads(nt)
+                out[key] = (f.value_and_grad(x, g, **d)[0], g.copy())
+                t[key] = min(t.get(key, np.inf),
+                             best(lambda f=f, x=x, g=g, d=d: f.value_and_grad(x, g, **d),
+                                  number=number, repeat=3))
+        sg.set_blas_threads(None)
+        same = out[1][0] == out[2][0] and np.array_equal(out[1][1], out[2][1])
+        close = np.allclose(out[None][1], out[False][1], rtol=1e-12, atol=1e-15) and abs(
+            out[None][0] - out[False][0]) <= 1e-12 * abs(out[False][0])
+        print(f"  {label:<36} parallel=False {t[False] * 1e3:8.2f} ms, default "
+              f"{t[None] * 1e3:8.2f} ms: {t[False] / t[None]:.2f}x; default with 1 thread "
+              f"{t[1] * 1e3:8.2f} ms, 2 threads {t[2] * 1e3:8.2f} ms: {t[1] / t[2]:.2f}x "
+              f"(target >= 1.6x); same bits: {same}; equal to the serial ones to 1e-12: {close}")
+        record("index_arrays", f"{label}: f.value_and_grad, parallel=False / default "
+               "(parallel=None), default environment", t[False] / t[None], unit="x",
+               better="higher")
+        record("index_arrays", f"{label}: f.value_and_grad default (parallel=None) with 1 / 2 "
+               "threads (sg.set_blas_threads)", t[1] / t[2], unit="x", target=1.6,
+               better="higher")
+
+
 BUILD = ("import time\nimport numpy as np, symgrad as sg\nt0 = time.perf_counter()\n{body}\n"
          "t1 = time.perf_counter()\nprint(f'{{t1 - t0:.2f}}')\n")
 GRID = ('u = sg.params("u", shape=({n}, {n}))\n'
-        'f = sg.compile(sg.sum((u[1:, :] - u[:-1, :])**2) + sg.sum((u[:, 1:] - u[:, :-1])**2))\n'
+        'f = sg.compile(sg.sum((u[1:, :] - u[:-1, :])**2) + sg.sum((u[:, 1:] - u[:, :-1])**2),'
+        ' parallel={par})\n'
         'f.value_and_grad(np.zeros({n} * {n}))')
 MF = ('U, V = sg.params("U", shape=({n}, 16)), sg.params("V", shape=({n}, 16))\n'
       'i, j = sg.data("i j", dtype=int); r = sg.data("r")\n'
-      'f = sg.compile(sg.mean((sg.sum(U[i] * V[j], axis=0) - r) ** 2))\n'
+      'f = sg.compile(sg.mean((sg.sum(U[i] * V[j], axis=0) - r) ** 2), parallel={par})\n'
       'f.value_and_grad(np.zeros(2 * {n} * 16), i=np.arange(3), j=np.arange(3), r=np.ones(3))')
 
 
+def _cold(body: str) -> float:
+    """Seconds of ``body`` in a fresh process with an empty cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "SYMGRAD_CACHE_DIR": cache}
+        res = subprocess.run([sys.executable, "-c", BUILD.format(body=body)], env=env,
+                             capture_output=True, text=True, check=True)
+    return float(res.stdout)
+
+
 def build_times() -> None:
-    print("\ncold build (SymPy + codegen + Numba compile of value_and_grad), fresh processes:")
+    """The serial build (``parallel=False``) at two sizes, which should not differ; then the
+    first default call on the 512 x 512 grid, which compiles the threaded core too."""
+    print("\ncold build (SymPy + codegen + Numba compile of value_and_grad, parallel=False), "
+          "fresh processes:")
     for label, body, sizes in (("grid energy", GRID, (64, 512)),
                                ("matrix factorisation", MF, (100, 10_000))):
         out = []
         for n in sizes:
-            with tempfile.TemporaryDirectory() as cache:
-                env = {**os.environ, "SYMGRAD_CACHE_DIR": cache}
-                res = subprocess.run([sys.executable, "-c", BUILD.format(
-                    body=body.format(n=n))], env=env, capture_output=True, text=True, check=True)
-                out.append(f"n = {n}: {float(res.stdout):.2f} s")
-                record("index_arrays", f"{label} build, cold process, n = {n}",
-                       float(res.stdout), unit="s", target=3.0)
+            t = _cold(body.format(n=n, par=False))
+            out.append(f"n = {n}: {t:.2f} s")
+            record("index_arrays", f"{label} build, cold process, n = {n}", t, unit="s",
+                   target=3.0)
         print(f"  {label:<22} {'; '.join(out)}")
+    t = _cold(GRID.format(n=H, par=None))
+    print(f"  grid energy {H} x {W}, default (parallel=None): {t:.2f} s (the first call "
+          "compiles the threaded core too; cached on disk after)")
+    record("index_arrays", f"grid energy {H} x {W} build and first default call (threaded "
+           "core), cold process", t, unit="s")
 
 
 if __name__ == "__main__":
     print(f"BLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}")
+    if "--default" in sys.argv:
+        default_path()
+        sys.exit()
     grid()
     matrix_factorisation()
     threads()
+    default_path()
     if "--no-build" not in sys.argv:
         build_times()

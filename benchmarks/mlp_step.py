@@ -4,13 +4,16 @@ default environment, then symgrad's array kernel against the fastest hand-writte
 
     python benchmarks/mlp_step.py                 # default environment first, then tuned
     python benchmarks/mlp_step.py --no-build      # without the build times
+    python benchmarks/mlp_step.py --default       # the default environment only
 
 Prints
 
 - default environment: ``f.value_and_grad(x, X=..., Y=...)`` (float64) and 2 epochs of
   ``sg.minimize(f, x0, data=..., batch_size=128, epochs=2)`` on 4,096 samples with default
   arguments, against the same in a subprocess with ``OPENBLAS_NUM_THREADS=1``, measured in
-  alternating rounds, best of 5 (target: default at most 1.1x the one-thread figure);
+  alternating rounds, best of 5 (target: default at most 1.1x the one-thread figure); then
+  ``parallel=None`` (the default) against ``parallel=False`` at batch 128 and 1024 (target: at
+  most 1.05x);
 - tuned (``sg.set_blas_threads(1)``, then all the cores): the time per forward + backward
   (value and gradient) of each, the ratio against the faster of the plain and the ``fastmath``
   hand loops (target: within 1.15x), the Hessian-vector product against the gradient (target:
@@ -187,6 +190,32 @@ def compare_default_env(sg) -> None:
                best_mine[k] * scale, unit=unit)
 
 
+def default_vs_serial(sg) -> None:
+    """Default environment: ``f.value_and_grad`` of the kernel compiled with ``parallel=None``
+    against ``parallel=False`` at batch 128 and 1024, alternating rounds (target: at most 1.05x;
+    the products outweigh the loops, so the default keeps the serial cores: no Numba threads
+    taking turns with BLAS's)."""
+    W1, W2 = sg.params("W1", shape=(H, D)), sg.params("W2", shape=(K, H))
+    b1, b2 = sg.params("b1", shape=(H,)), sg.params("b2", shape=(K,))
+    X, Y = sg.data("X", shape=(D,)), sg.data("Y", shape=(K,))
+    loss = sg.mean(-sg.sum(Y * sg.log_softmax(W2 @ sg.relu(W1 @ X + b1) + b2), axis=0))
+    fs = {p: sg.compile(loss, [W1, b1, W2, b2], parallel=p) for p in (None, False)}
+    rng = np.random.default_rng(0)
+    x, g = fs[None].init(0), np.empty(fs[None].n_params)
+    for b in (B, 1024):
+        d = {"X": rng.standard_normal((b, D)), "Y": np.eye(K)[rng.integers(0, K, b)]}
+        t = {}
+        for _ in range(ROUNDS):
+            for p, f in fs.items():
+                t[p] = min(t.get(p, np.inf), best(lambda f=f, d=d: f.value_and_grad(x, g, **d),
+                                                  number=max(1, 2048 // b), repeat=3))
+        print(f"f.value_and_grad, batch {b:<5} default {t[None] * 1e3:8.3f} ms, parallel=False "
+              f"{t[False] * 1e3:8.3f} ms: {t[None] / t[False]:.2f}x (target <= 1.05x)")
+        record("mlp_step", f"784-128-10 MLP float64, batch {b}, default environment: "
+               "f.value_and_grad default (parallel=None) / parallel=False", t[None] / t[False],
+               unit="x", target=1.05)
+
+
 def main() -> None:
     import symgrad as sg
 
@@ -195,6 +224,9 @@ def main() -> None:
         print(r["vg"], r["fit"])
         return
     compare_default_env(sg)
+    default_vs_serial(sg)
+    if "--default" in sys.argv:
+        return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     for threads in sorted({1, cores}):
         sg.set_blas_threads(threads)

@@ -5,6 +5,10 @@
 passed by name with one row per sample; ``batch=`` (a slice, an index array or a mask) selects
 samples, so a mini-batch is rows of the same arrays.
 
+A large call runs the module's threaded cores (``parallel=None``, the default: see
+:func:`work`), on as many Numba threads as :mod:`~symgrad.runtime.blas` gives BLAS; ``f.jit``
+holds the serial cores (the training loops call them) unless ``parallel=True``.
+
 >>> import numpy as np, symgrad as sg
 >>> w = sg.params("w", shape=(2,)); X = sg.data("X", shape=(2,)); y = sg.data("y")
 >>> f = sg.compile(sg.mean((X @ w - y)**2))
@@ -25,7 +29,7 @@ from ..ad.derive import KinkPolicy
 from ..distributed.detect import dask_args, has_dask
 from ..ir.array_problem import ArrayProblem
 from ..ir.formula import program
-from ..ir.graph import Gather, Map, N, Reduce
+from ..ir.graph import Contract, Gather, Leaf, Map, N, Reduce
 from . import blas
 from .argcheck import as_out, as_vector
 from .base import Kernel
@@ -37,7 +41,13 @@ from .datacheck import (
     raise_non_finite,
 )
 
-__all__ = ["ArrayKernel"]
+__all__ = ["AUTO_WORK", "ArrayKernel"]
+
+#: ``parallel=None``: a call whose largest loop may reach this many elements runs the threaded
+#: cores (see :func:`work`), a smaller one the serial cores. The threaded cores' own threshold
+#: (``PAR_WORK``): on one thread (a busy machine) they cost 0-20% over the serial cores there
+#: and about 5% on the 512 x 512 grid; on two free cores they run it 2.4x faster.
+AUTO_WORK = 32768
 
 
 class ArrayKernel(Kernel):
@@ -66,16 +76,28 @@ class ArrayKernel(Kernel):
         #: The compiled core functions, called as ``f.jit.value_and_grad(x, g, *f.data_args(d))``
         #: (the module's public wrappers also take ``idx``; a kernel gathers batches itself, so
         #: it compiles the cores alone: the wrappers would add about a second to a cold build).
+        #: ``parallel=True``: the threaded cores; None/False: the serial ones.
         self.jit = types.SimpleNamespace(value=module._value,
                                          value_and_grad=module._value_and_grad, hvp=module._hvp,
                                          hessian=module._hessian)
-        #: True: the threaded cores (the same bits for any number of threads; below
-        #: ``PAR_WORK`` elements they run the serial loop); None/False: the serial ones.
-        self.parallel = bool(parallel)
-        if self.parallel:
-            self.jit = types.SimpleNamespace(value=module._value_par,
-                                             value_and_grad=module._value_and_grad_par,
-                                             hvp=module._hvp_par, hessian=module._hessian)
+        #: The threaded cores (the same bits for any number of threads; below ``PAR_WORK``
+        #: elements in their largest loop they run the serial one).
+        self._jit_par = types.SimpleNamespace(value=module._value_par,
+                                              value_and_grad=module._value_and_grad_par,
+                                              hvp=module._hvp_par, hessian=module._hessian)
+        #: True: the threaded cores; False: the serial ones; None (the default): per call, the
+        #: threaded ones when the largest loop may reach :data:`AUTO_WORK` elements and
+        #: outweighs the matrix products (:func:`work`), else the serial ones. The choice
+        #: reads the sizes only, so a result does not depend on the number of threads; it
+        #: equals the serial one to rounding (the threaded cores sum in fixed chunks).
+        self.parallel: bool | None = None if parallel is None else bool(parallel)
+        if self.parallel is None:
+            per, fixed, per_blas, _, _ = sizes = work_sizes(problem)
+            # no per-call test when no call can reach AUTO_WORK with loops outweighing products
+            if fixed >= AUTO_WORK or (per > 0 and per >= per_blas):
+                self._work = sizes
+        elif self.parallel:
+            self.jit = self._jit_par
             blas.use_threads()
 
     def __repr__(self) -> str:
@@ -169,8 +191,12 @@ class ArrayKernel(Kernel):
         if type(args) is not tuple:  # Dask columns: DaskArgs runs the calls on the cluster
             return getattr(args, name)(x, *outs)
         blas.refresh()
+        jit = self.jit
+        if self._work is not None and work(self._work, args, self._n_col) >= AUTO_WORK:
+            jit = self._jit_par
+            blas.use_threads()  # once: Numba's threads follow the policy from then on
         try:
-            return getattr(self.jit, name)(x, *outs, *args)
+            return getattr(jit, name)(x, *outs, *args)
         except ValueError as exc:
             if not str(exc).startswith("index column"):
                 raise
@@ -219,7 +245,52 @@ def setup(k, problem, root, source: str, path, module: types.ModuleType,
             k._rows.setdefault(n.args[1].name, []).append((int(n.args[0].shape[0]),
                                                            n.source_name))
     k.dims = np.array(problem.dims, dtype=np.int64)
+    #: parallel=None: :func:`work_sizes` (the cores are chosen per call); else None
+    k._work = None
+    #: 1 + the position of the first per-sample array in DATA order (0: none), see :func:`work`
+    k._n_col = 1 + k.data_names.index(k._sampled[0]) if k._sampled else 0
     k._offsets = problem.offsets()
+
+
+def work_sizes(problem: ArrayProblem) -> tuple[int, int, int, int, int]:
+    """Sizes for :func:`work`: the elements of the largest loop nest the threaded cores may run
+    (the largest node with the sample axis, per sample, and the largest without), the
+    multiply-adds of the matrix products (BLAS calls, not loops), per sample and not, and the
+    elements of the arrays gathers read (their adjoints scatter into one copy per chunk)."""
+    per, fixed, per_blas, fixed_blas, scatter = 0, 0, 0, 0, 0
+    for n in topo([problem.loss]):
+        if isinstance(n, Contract):
+            size = dict(zip(n.labels[0] + n.labels[1], n.args[0].shape + n.args[1].shape,
+                            strict=True))
+            if N in size.values():
+                per_blas += math.prod(s for s in size.values() if s != N)
+            else:
+                fixed_blas += math.prod(size.values())
+        elif isinstance(n, Leaf):
+            continue
+        elif n.shape and n.shape[0] == N:
+            per = max(per, math.prod(n.shape[1:]))
+        else:
+            fixed = max(fixed, math.prod(n.shape))
+        if isinstance(n, Gather):
+            scatter += math.prod(n.args[0].shape)
+    return per, fixed, per_blas, fixed_blas, scatter
+
+
+def work(sizes: tuple[int, int, int, int, int], args: tuple, col: int) -> int:
+    """An upper bound of the elements in a call's largest loop nest, or 0 when threads would
+    not pay whatever the cores: the matrix products outweigh the loops (threads would take turns
+    with BLAS's for little gain), or the samples' loops have fewer than 8 elements per element
+    of the gathered arrays (the threaded cores' scatters then run in one chunk, into a copy of
+    the target added afterwards: 6x slower than the serial core for 128 samples of a 1e4 x 16
+    factorisation). ``sizes``: :func:`work_sizes`; ``args``: :meth:`ArrayKernel.data_args`'s
+    result, whose ``col``-th entry holds one row per sample (0: none does). The threaded cores
+    compare their exact count with ``PAR_WORK``."""
+    per, fixed, per_blas, fixed_blas, scatter = sizes
+    n = args[col].shape[0] if col else 0
+    loops = max(fixed, per * n)
+    return loops if loops >= fixed_blas + per_blas * n and per * n >= 8 * scatter else 0
+
 
 def read_columns(k, data: Mapping) -> tuple[list[np.ndarray], int | None]:
     """The data arrays of the array runtime ``k`` in DATA order, shapes and dtypes checked
