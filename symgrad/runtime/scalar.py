@@ -235,7 +235,7 @@ class ScalarKernel(Kernel):
             self._elements, "element"))
         if self.data_dtype != np.float64:  # finite, but beyond float32: inf in the kernel
             for c in self._samples:
-                err = overflow_error(c, data[c], self.data_dtype, batch, kind="data column")
+                err = overflow_error(c, data[c], self.data_dtype, batch, kind=self._data_kind)
                 if err is not None:
                     raise err
 
