@@ -18,6 +18,7 @@ holds the serial cores (the training loops call them) unless ``parallel=True``.
 
 from __future__ import annotations
 
+import math
 import types
 from collections.abc import Mapping
 from pathlib import Path
