@@ -50,6 +50,8 @@ SCRIPTS: list[tuple] = [
     ("logistic", []),
     ("logistic", ["--no-build"], {"OPENBLAS_NUM_THREADS": "1"}),
     ("index_arrays", []),
+    ("fused_arrays", []),
+    ("float32_scalar", []),
     ("least_squares", []),
     ("lsq_pass", []),
     ("lsq_compile", ["--P", "10", "40", "80"]),

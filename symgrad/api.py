@@ -129,9 +129,8 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
     generates again and reuses Numba's on-disk machine code. ``parallel=None`` uses the
     ``prange`` variant above ``kernel.PARALLEL_THRESHOLD`` samples; True/False force it. A
     loss written on arrays (``sg.params``/``sg.data`` with ``shape=``) gives an
-    :class:`ArrayKernel`; ``dtype="float32"`` computes it in float32 throughout (float64 is
-    the default); ``parallel=True`` runs its loops on Numba's threads (the same result for any
-    number of them), ``None`` and ``False`` serially.
+    :class:`ArrayKernel` (or, small, a one-pass ``FusedKernel``: ``fuse`` below);
+    ``dtype="float32"`` computes it in float32 throughout (float64 is the default).
 
     An expression that keeps the sample axis (logits, a fitted curve ``a*exp(-b*t) + c``) is a
     model: it compiles to a :class:`~symgrad.runtime.model.ModelKernel` whose call gives
@@ -147,9 +146,12 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
       terms: a :class:`~symgrad.runtime.sum_kernel.SumKernel`); "residual" must be asked for;
     - ``policy``: the :class:`KinkPolicy` (derivatives at kinks);
     - ``parallel``: None uses the ``prange`` variant of a scalar loss above
-      ``kernel.PARALLEL_THRESHOLD`` samples, True/False force it; residual modules are always
-      per-sample parallel (True is accepted); array losses and models have no variant yet;
-    - ``dtype``: "float64" (default) or "float32" for array losses and models;
+      ``kernel.PARALLEL_THRESHOLD`` samples, and the threaded cores of an array loss for calls
+      large enough to pay (the same result for any number of threads); True/False force it;
+      residual modules are always per-sample parallel (True is accepted); models have no
+      variant yet;
+    - ``dtype``: "float64" (default) or "float32" for array losses, models and scalar losses
+      over data samples (float32 per-sample terms, float64 sums; x, g and results float64);
     - ``fuse``: None lowers a small float64 array loss (a linear or logistic model, a small
       layer: :func:`symgrad.passes.fuse.fusable`) to one pass over the samples, a
       :class:`~symgrad.runtime.fused.FusedKernel`, and any other to array code (BLAS, one loop
