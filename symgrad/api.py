@@ -19,7 +19,7 @@ from .ad.derive import KinkPolicy, derive
 from .backend.numba import CodegenOptions, module_source
 from .build.array import array_source, compile_array
 from .build.cache import write_atomic
-from .build.mixed import compile_sum
+from .build.mixed import compile_sum, sum_source
 from .build.model import compile_model, model_source, with_outputs
 from .build.options import check_options, kind_of
 from .build.output import check_output
@@ -186,7 +186,7 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
         return compile_array(loss, params, policy=policy, dtype=real, parallel=parallel,
                              fuse=fuse)
     if k == "sum":
-        return compile_sum(loss, params, policy=policy, parallel=parallel)
+        return compile_sum(loss, params, policy=policy, parallel=parallel, fuse=fuse)
     prob = problem(loss, params)
     path, src, mod = cached_scalar(prob, policy, real)
     return ScalarKernel(prob, src, path, mod, parallel=None if parallel is None else bool(parallel),
@@ -223,10 +223,6 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
     if data is not None and k != "residual":
         raise ProblemError("data= names plain symbols that are data columns of residuals "
                            "(kind='residual'); in a loss declare data with sg.data('t y')")
-    if k == "sum":
-        raise ProblemError("a sum of index sums and array terms compiles to two modules (one per "
-                           "path) and has no single standalone module yet: generate each part "
-                           "(loss.scalar and loss.array) on its own, or use sg.compile")
     check_output(path, force)
     what = "resid" if k == "residual" else "loss"
     tail = "".join([", kind='residual'" if k == "residual" else "",
@@ -240,6 +236,8 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
         src = model_source(loss, params, policy, opts.regenerate, real)[1]
     elif k == "array":
         src = array_source(loss, params, policy, opts.regenerate, real, fuse)[1]
+    elif k == "sum":
+        src = sum_source(loss, params, policy, opts, fuse)
     else:
         src = module_source(derive(problem(loss, params), policy), opts, real)
     try:

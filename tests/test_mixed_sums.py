@@ -64,9 +64,10 @@ def dense(f, H, size):
     return out
 
 
-@pytest.fixture(scope="module")
-def f():
-    return sg.compile(mixed_loss())
+@pytest.fixture(scope="module", params=[False, None], ids=["two parts", "fused"])
+def f(request):
+    """The sum kernel of the two parts, and the one fused module (the default: small arrays)."""
+    return sg.compile(mixed_loss(), fuse=request.param)
 
 
 def problem_data(n, N=40):
@@ -78,7 +79,7 @@ def problem_data(n, N=40):
 
 
 def test_kind_and_packing_order(f):
-    assert f.kind == "sum"
+    assert f.kind == ("scalar" if type(f).__name__ == "FusedKernel" else "sum")
     assert isinstance(f, sg.Kernel)
     # the array parameters (a shared scalar is one of them), then c, then the vector
     assert f.params[-2:] == ("cm", "vm[:]")
@@ -112,7 +113,7 @@ def test_bound_equals_unbound(f):
     p, data = problem_data(9)
     x = f.pack(**p)
     fb = f.bind(**data)
-    assert fb.kind == "sum" and fb.params == f.params
+    assert fb.kind == f.kind and fb.params == f.params
     assert fb.value(x) == f.value(x, **data)
     np.testing.assert_array_equal(fb.value_and_grad(x)[1], f.grad(x, **data))
     u = np.linspace(-1, 1, x.shape[0])
@@ -216,7 +217,12 @@ def test_options_a_sum_cannot_honour(tmp_path):
     with pytest.raises(ProblemError, match="params="):
         sg.compile(s + t, params=["wm"])
     with pytest.raises(ProblemError, match="standalone module"):
-        sg.generate(s + t, tmp_path / "mixed.py")
+        sg.generate(s + t, tmp_path / "mixed.py", fuse=False)
+    path = sg.generate(s + t, tmp_path / "mixed.py")  # fused: one module, the one compile runs
+    def body(text):  # all but the command that regenerates it and the hash over it
+        return [ln for ln in text.splitlines() if not ln.startswith(("# regenerate", "# content"))]
+
+    assert body(path.read_text()) == body(sg.compile(s + t).source)
 
 
 def test_check_grad_and_complex_step(f):
@@ -228,7 +234,7 @@ def test_check_grad_and_complex_step(f):
         f.value(x, **data), rel=1e-14)
 
 
-def test_training_runs_the_python_loop(f):
+def test_training_runs_the_python_loop_or_compiled_when_fused(f):
     p, data = problem_data(6)
     x0 = f.pack(**p)
     fb = f.bind(**data)
@@ -238,20 +244,31 @@ def test_training_runs_the_python_loop(f):
     res = sg.minimize(f, x0, data=data, optimizer=sg.optim.adam(lr=1e-2), steps=40,
                       batch_size=8, seed=0)
     assert np.isfinite(res.fun)
-    with pytest.raises(ValueError, match=r"compiled=True is not possible.*Python loop"):
-        sg.minimize(f, x0, data=data, optimizer=sg.optim.adam(lr=1e-2), steps=5,
-                    compiled=True)
+    run = dict(data=data, optimizer=sg.optim.adam(lr=1e-2), steps=5)
+    if f.kind == "sum":
+        with pytest.raises(ValueError, match=r"compiled=True is not possible.*Python loop"):
+            sg.minimize(f, x0, compiled=True, **run)
+    else:  # one fused module: the compiled loop runs it, as the Python loop does
+        np.testing.assert_allclose(sg.minimize(f, x0, compiled=True, **run).x,
+                                   sg.minimize(f, x0, compiled=False, **run).x, rtol=1e-12)
 
 
-def test_dask_columns_are_refused_by_name(f):
+def test_dask_columns_are_refused_by_name_or_run_when_fused(f):
     import dask.array as da
     p, data = problem_data(4)
-    with pytest.raises(NotImplementedError, match=r"Dask columns.*not yet with their sum"):
-        f.value(f.pack(**p), **dict(data, X=da.from_array(data["X"])))
+    x = f.pack(**p)
+    cols = dict(data, X=da.from_array(data["X"], chunks=(16, 3)),
+                y=da.from_array(data["y"], chunks=16))
+    if f.kind == "sum":
+        with pytest.raises(NotImplementedError, match=r"Dask columns.*not yet with their sum"):
+            f.value(x, **cols)
+    else:
+        assert f.value(x, **cols) == pytest.approx(f.value(x, **data), rel=1e-13)
+        np.testing.assert_allclose(f.grad(x, **cols), f.grad(x, **data), rtol=1e-12)
 
 
-@pytest.fixture(scope="module")
-def with_means():
+@pytest.fixture(scope="module", params=[False, None], ids=["two parts", "fused"])
+def with_means(request):
     v = sg.params("vm", indexed=True)
     i = sg.index("i")
     a = sg.params("am")
@@ -260,13 +277,15 @@ def with_means():
     s = sg.sum((v[i + 1] - v[i]) ** 2, (i, 0, v.length - 1))
     # a scalar sample mean without an index sum joins the array terms; one scaling an index
     # sum stays with it (on the scalar path): a batch picks the same rows of both parts' data
-    return sg.compile(sg.mean(t) * s + sg.mean((X @ w) ** 2) + sg.mean((a * t - q) ** 2))
+    return sg.compile(sg.mean(t) * s + sg.mean((X @ w) ** 2) + sg.mean((a * t - q) ** 2),
+                      fuse=request.param)
 
 
 def test_sample_means_in_both_parts_share_a_batch(with_means):
     f = with_means
     assert set(f.sampled) == {"X", "t", "q"}
-    assert "t" in f.scalar.data_names and "q" in f.array.data_names
+    if f.kind == "sum":
+        assert "t" in f.scalar.data_names and "q" in f.array.data_names
     rng = np.random.default_rng(7)
     X, t, q, v, w = (rng.normal(size=(9, 2)), rng.normal(size=9), rng.normal(size=9),
                      rng.normal(size=5), rng.normal(size=2))

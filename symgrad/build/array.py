@@ -77,9 +77,11 @@ def compile_fused(prob: ArrayProblem, *, policy: KinkPolicy, parallel: bool | No
     fused = fused_problem(prob, dtype, need)
     if fused is None:
         return None
-    unrolled, scalar = fused
+    scalar = fused[1]
     path, src, mod = cached_scalar(scalar, policy)
-    return FusedKernel(unrolled, scalar, src, path, mod, parallel=parallel, policy=policy)
+    shapes = {p.name: tuple(int(s) for s in p.shape) for p in prob.params}
+    return FusedKernel(prob.loss, shapes, scalar, src, path, mod, parallel=parallel,
+                       policy=policy)
 
 
 def fused_problem(prob: ArrayProblem, dtype: str = "float64", need: bool = False

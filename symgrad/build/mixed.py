@@ -1,35 +1,97 @@
-"""Compile a :class:`~symgrad.lang.mixed.MixedSum` (index sums plus array terms) to a
-:class:`~symgrad.runtime.sum_kernel.SumKernel`: each part on its own path, one packed ``x``."""
+"""Compile a :class:`~symgrad.lang.mixed.MixedSum` (index sums plus array terms).
+
+When the array terms fuse (:func:`symgrad.passes.fuse.fusable`: small arrays), the whole loss
+is one scalar loss, the array terms unrolled for one sample next to the index sums: one
+module, a :class:`~symgrad.runtime.fused.FusedKernel` (Dask, the compiled training loop and
+``sg.generate`` as for any scalar loss). Otherwise each part compiles on its own path into a
+:class:`~symgrad.runtime.sum_kernel.SumKernel` with one packed ``x``. Both pack ``x`` alike:
+the array parameters, then the scalars only the index sums read, then the vectors.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
-from ..ad.derive import KinkPolicy
-from ..ir.problem import ProblemError, problem
+from ..ad.derive import KinkPolicy, derive
+from ..backend.numba import CodegenOptions, module_source
+from ..ir.array_problem import array_problem
+from ..ir.problem import Problem, ProblemError, problem
 from ..lang.mixed import MixedSum
+from ..runtime.fused import FusedKernel
 from ..runtime.scalar import ScalarKernel
 from ..runtime.sum_kernel import SumKernel
-from .array import compile_array
+from . import array as array_build
 from .scalar_cache import cached_scalar
 
-__all__ = ["compile_sum"]
+__all__ = ["compile_sum", "sum_source"]
+
+_PARAMS = ("params= orders the parameters of one path; a sum of index sums and array terms "
+           "packs x as array parameters, then the scalars only the index sums read, then the "
+           "vectors: leave params unset")
 
 
 def compile_sum(loss: MixedSum, params: Sequence | None = None, *,
-                policy: KinkPolicy | None = None, parallel: bool | None = None) -> SumKernel:
-    """The :class:`SumKernel` of ``loss`` (see :func:`symgrad.compile`)."""
+                policy: KinkPolicy | None = None, parallel: bool | None = None,
+                fuse: bool | None = None) -> SumKernel | FusedKernel:
+    """The kernel of ``loss`` (see :func:`symgrad.compile`): one fused module when the array
+    terms fuse (``fuse`` as for array losses), else a :class:`SumKernel` of the two parts."""
     if params is not None:
-        raise ProblemError("params= orders the parameters of one path; a sum of index sums and "
-                           "array terms packs x as array parameters, then the scalars only the "
-                           "index sums read, then the vectors: leave params unset")
+        raise ProblemError(_PARAMS)
+    policy = policy or KinkPolicy()
+    fused = _fused(loss, fuse)
+    if fused is not None:
+        prob, shapes = fused
+        path, src, mod = cached_scalar(prob, policy, "float64")
+        return FusedKernel(loss.array, shapes, prob, src, path, mod, parallel=parallel,
+                           policy=policy)
     prob = problem(loss.scalar, None)
     path, src, mod = cached_scalar(prob, policy, "float64")
     scalar = ScalarKernel(prob, src, path, mod, parallel=None if parallel is None
                           else bool(parallel), policy=policy)
-    array = compile_array(loss.array, None, policy=policy, dtype="float64", parallel=parallel,
-                          fuse=False)
+    array = array_build.compile_array(loss.array, None, policy=policy, dtype="float64",
+                                      parallel=parallel, fuse=False)
     try:
         return SumKernel(scalar, array)
     except ValueError as exc:
         raise ProblemError(str(exc)) from None
+
+
+def sum_source(loss: MixedSum, params: Sequence | None, policy: KinkPolicy,
+               opts: CodegenOptions, fuse: bool | None = None) -> str:
+    """The module :func:`compile_sum` runs, when it is one (the array terms fuse)."""
+    if params is not None:
+        raise ProblemError(_PARAMS)
+    fused = _fused(loss, fuse)
+    if fused is None:
+        raise ProblemError("a sum of index sums and array terms that do not fuse compiles to two "
+                           "modules (one per path) and has no single standalone module: "
+                           "generate each part (loss.scalar and loss.array) on its own, or use "
+                           "sg.compile")
+    return module_source(derive(fused[0], policy), opts)
+
+
+def _fused(loss: MixedSum, fuse: bool | None) -> tuple[Problem, dict] | None:
+    """The whole loss as one scalar problem (the array terms unrolled for one sample) and the
+    kernel's shapes, or None when the array terms do not fuse."""
+    fuse = array_build.FUSE_DEFAULT if fuse is None else fuse
+    if fuse is False:
+        return None
+    arrays = array_problem(loss.array)
+    fused = array_build.fused_problem(arrays, "float64", bool(fuse))
+    if fused is None:
+        return None
+    unrolled = fused[0]
+    shapes = {p.name: tuple(int(s) for s in p.shape) for p in arrays.params}
+    sums = problem(loss.scalar, None)
+    for p in sums.params:
+        if shapes.get(p.name, ()) != ():
+            raise ProblemError(f"'{p.name}' is a scalar in the index sums but has shape "
+                               f"{shapes[p.name]} in the array terms: use one declaration")
+    own = [p for p in sums.params if p.name not in shapes]
+    with warnings.catch_warnings():  # entries of an array the loss never reads
+        warnings.filterwarnings("ignore", "parameter.* do not appear", UserWarning)
+        prob = problem(loss.scalar + unrolled.expr, [*unrolled.params, *own])
+    shapes |= dict.fromkeys((p.name for p in own), ())
+    shapes |= dict.fromkeys((v.name for v in prob.vectors), (None,))
+    return prob, shapes

@@ -41,7 +41,7 @@ DTYPES = {"scalar": ("float64", "float32"), "array": ("float64", "float32"),
 PARALLEL = {"scalar": (None, True, False), "array": (None, True, False), "model": (None,),
             "residual": (None, True), "sum": (None, True, False)}
 #: The kinds whose lowering ``fuse=`` chooses (one pass over the samples, or array code).
-FUSE = ("array", "residual")
+FUSE = ("array", "residual", "sum")
 _WHAT = {"scalar": "a scalar loss", "array": "an array loss", "model": "a model",
          "residual": "a residual kernel", "sum": "a sum of index sums and array terms"}
 #: Why a kind refuses a dtype or a parallel= value, and what to do instead.

@@ -33,10 +33,10 @@ __all__ = ["DaskVectorKernel", "bind_vectors"]
 
 def bind_vectors(kernel, data: Mapping, *, persist: bool = False) -> DaskBound:
     """The vector-indexed scalar ``kernel`` on the Dask columns ``data`` (see the module)."""
-    def compile_loss(expr):  # the kernel's class: no import of the kernel module here
-        prob = problem(expr, None)
+    def compile_loss(expr):  # the kernel's parameters, in its order (a fused loss's entries)
+        prob = problem(expr, [p for p in kernel.problem.params if p in expr.free_symbols])
         path, src, mod = cached_scalar(prob, kernel.policy)
-        return type(kernel)(prob, src, path, mod, parallel=kernel.parallel, policy=kernel.policy)
+        return kernel.part(prob, src, path, mod)
 
     with_data, rest = [], []
     for term in sp.Add.make_args(kernel.expr):
@@ -50,9 +50,13 @@ def bind_vectors(kernel, data: Mapping, *, persist: bool = False) -> DaskBound:
     fa = compile_loss(sp.Add(*with_data))
     fr = compile_loss(sp.Add(*rest))
     scalars = {n: k for k, n in enumerate(kernel.problem.param_names)}
-    inner = bind_scalar(fa, data)
+    inner = bind_scalar(fa, {k: v for k, v in data.items() if k not in fr.data_names})
+    # element-wise columns (y[i]) have the vectors' length: read on the client, in memory
+    elements = {k: np.asarray(v.compute() if hasattr(v, "compute") else v)
+                for k, v in data.items() if k in fr.data_names}
     out = DaskBound(kernel, inner.chunks, VectorPart(
-        kernel, inner.part, fr, np.array([scalars[n] for n in fa.params], dtype=np.int64)))
+        kernel, inner.part, fr, np.array([scalars[n] for n in fa.params], dtype=np.int64),
+        elements))
     return out.persist() if persist else out
 
 
@@ -63,9 +67,12 @@ class VectorPart:
     """The index sums' part of a :class:`~.bound.DaskBound`: the data terms' scalar part on the
     cluster (entries ``a_idx`` of x) plus the rest kernel on the client."""
 
-    def __init__(self, kernel, data_part: ScalarPart, rest, a_idx: np.ndarray) -> None:
+    def __init__(self, kernel, data_part: ScalarPart, rest, a_idx: np.ndarray,
+                 elements: Mapping | None = None) -> None:
         self.kernel, self.data_part, self.rest, self._aidx = kernel, data_part, rest, a_idx
         self.spec, self.scan = data_part.spec, data_part.scan
+        #: The rest kernel's element-wise data columns (in memory).
+        self._el = dict(elements or {})
 
     def _ridx(self, x: np.ndarray) -> np.ndarray:
         """The rest kernel's entries of ``x``: its scalars, then its vectors (by name)."""
@@ -79,12 +86,12 @@ class VectorPart:
         return np.concatenate(parts)
 
     def e(self, b: DaskBound, x: np.ndarray) -> float:
-        return self.data_part.e(b, x[self._aidx]) + self.rest.value(x[self._ridx(x)])
+        return self.data_part.e(b, x[self._aidx]) + self.rest.value(x[self._ridx(x)], **self._el)
 
     def g(self, b: DaskBound, x: np.ndarray, out: np.ndarray) -> float:
         ri, ga = self._ridx(x), np.empty(self._aidx.size)
         va = self.data_part.g(b, x[self._aidx], ga)
-        vr, gr = self.rest.value_and_grad(x[ri])
+        vr, gr = self.rest.value_and_grad(x[ri], **self._el)
         out[:] = 0.0
         out[self._aidx] += ga
         out[ri] += gr
@@ -95,11 +102,11 @@ class VectorPart:
         self.data_part.h(b, x[self._aidx], v[self._aidx], ha)
         out[:] = 0.0
         out[self._aidx] += ha
-        out[ri] += self.rest.hvp(x[ri], v[ri])
+        out[ri] += self.rest.hvp(x[ri], v[ri], **self._el)
 
     def H(self, b: DaskBound, x: np.ndarray, out: np.ndarray) -> None:
         ri, Ha = self._ridx(x), np.empty((self._aidx.size, self._aidx.size))
         self.data_part.H(b, x[self._aidx], Ha)
         out[...] = 0.0
         out[np.ix_(self._aidx, self._aidx)] += Ha
-        out[np.ix_(ri, ri)] += self.rest.hessian(x[ri])
+        out[np.ix_(ri, ri)] += self.rest.hessian(x[ri], **self._el)

@@ -43,7 +43,7 @@ from ..ad.array import topo
 from ..ir.array_problem import ArrayProblem, array_problem
 from ..ir.functions import logsumexp
 from ..ir.graph import SAMPLES, N, Node, ph
-from ..ir.symtypes import Data, Mean, Sum
+from ..ir.symtypes import Data, Mean, Param, Sum
 
 __all__ = ["MAX_OPS", "MAX_PARAMS", "MAX_WIDTH", "Unrolled", "fusable", "unroll"]
 
@@ -103,8 +103,8 @@ def unroll(loss, params: Sequence | None = None, root: Node | None = None) -> Un
     for p in prob.params:
         cells = np.empty(p.shape, dtype=object)
         for i in np.ndindex(*p.shape):
-            cells[i] = sp.Symbol(f"{p.name}[{', '.join(map(str, i))}]" if i else p.name,
-                                 real=True)
+            cells[i] = (sp.Symbol(f"{p.name}[{', '.join(map(str, i))}]", real=True) if i
+                        else Param(p.name))  # a scalar: the symbol index sums read too
             syms.append(cells[i])
         env[p.name] = cells
     for d in prob.data:

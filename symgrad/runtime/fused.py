@@ -23,10 +23,11 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
+import numpy as np
+
 from ..ad.derive import KinkPolicy
 from ..ir.graph import Node
 from ..ir.problem import Problem
-from ..passes.fuse import Unrolled
 from .scalar import ScalarKernel
 
 __all__ = ["FusedKernel"]
@@ -37,17 +38,17 @@ class FusedKernel(ScalarKernel):
 
     _data_kind = "data array"
 
-    def __init__(self, unrolled: Unrolled, problem: Problem, source: str, path: Path,
-                 module: types.ModuleType, parallel: bool | None = None,
+    def __init__(self, graph: Node, shapes: dict[str, tuple], problem: Problem, source: str,
+                 path: Path, module: types.ModuleType, parallel: bool | None = None,
                  policy: KinkPolicy | None = None) -> None:
         super().__init__(problem, source, path, module, parallel, policy)
-        arrays = unrolled.problem
-        #: The array expression the kernel was built from.
-        self.graph: Node = arrays.loss
-        #: The array problem (parameters in packing order, data arrays).
-        self.arrays = arrays
-        self.params = arrays.param_names
-        self.shapes = {p.name: tuple(int(s) for s in p.shape) for p in arrays.params}
+        #: The array expression the kernel was built from (its array terms, for a sum of index
+        #: sums and array terms).
+        self.graph: Node = graph
+        #: The parameters in the order of x: arrays (their entries are the problem's leading
+        #: scalars), scalars, then vectors of call-time length (``(None,)``).
+        self.shapes = dict(shapes)
+        self.params = tuple(f"{p}[:]" if s == (None,) else p for p, s in self.shapes.items())
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{n}{list(s)}" for n, s in self.shapes.items())
@@ -55,5 +56,14 @@ class FusedKernel(ScalarKernel):
         return f"<symgrad.FusedKernel params=({ps}){data}: one pass over the samples>"
 
     def param_names(self, size: int | None = None) -> tuple[str, ...]:
-        """One name per entry of x (``W[0, 1]``): the labels."""
-        return self.labels
+        """One name per entry of x (``W[0, 1]``, ``v[3]``)."""
+        if not self.vectors:
+            return self.labels
+        return tuple(f"{n}[{', '.join(map(str, i))}]" if s else n
+                     for n, s in self._layout(size) for i in np.ndindex(*s))
+
+    def _layout(self, size: int | None) -> list[tuple[str, tuple]]:
+        if size is None or not self.vectors:
+            return list(self.shapes.items())
+        n = self.vector_length(size)
+        return [(p, (n,) if s == (None,) else s) for p, s in self.shapes.items()]

@@ -115,6 +115,13 @@ class ScalarKernel(Kernel):
         data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
         return f"<symgrad.Kernel params=({', '.join(self.params)}){data} at {self.path}>"
 
+    def part(self, problem: Problem, source: str, path: Path, module: types.ModuleType
+             ) -> ScalarKernel:
+        """A scalar kernel of some terms of this loss (its compiled ``problem``), with this
+        kernel's options: the Dask path's data terms and data-free terms."""
+        return ScalarKernel(problem, source, path, module, parallel=self.parallel,
+                            policy=self.policy)
+
     def param_names(self, size: int | None = None) -> tuple[str, ...]:
         """One name per entry of x (``x[0]``, ``x[1]``... for indexed vectors of length n)."""
         if not self.vectors:
