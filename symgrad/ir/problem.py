@@ -282,17 +282,7 @@ def _problem(expr: sp.Expr, params) -> Problem:
         warnings.warn(f"parameter(s) {', '.join(absent)} do not appear in the loss: "
                       "their gradient is 0", stacklevel=3)
 
-    columns: dict[str, Column] = {}
-    for d in data_syms:
-        col = Column(d.column, d.width)
-        old = columns.setdefault(d.column, col)
-        if old != col:
-            one, two = sorted((old, col), key=lambda c: c.width or 0)
-            raise ProblemError(
-                f"data column '{d.column}' is declared twice with different layouts "
-                f"({_layout(one)} and {_layout(two)}) and both appear in the loss: an expression "
-                "built before re-declaring it still holds the old symbols; rebuild the loss "
-                "from one declaration")
+    columns = data_columns(data_syms, "the loss")
     if reductions and not columns:  # the number of samples would be unknown
         r = reductions[0]
         raise ProblemError(
@@ -302,6 +292,22 @@ def _problem(expr: sp.Expr, params) -> Problem:
     return Problem(expr=expr, outer=outer, params=tuple(declared), columns=tuple(columns.values()),
                    data_symbols=data_syms, reductions=tuple(reductions), vectors=tuple(vectors),
                    vector_sums=tuple(vector_sums), elements=tuple(elements))
+
+
+def data_columns(data_syms, where: str) -> dict[str, Column]:
+    """The columns the data symbols read, by name; one name in two layouts is an error."""
+    columns: dict[str, Column] = {}
+    for d in data_syms:
+        col = Column(d.column, d.width)
+        old = columns.setdefault(d.column, col)
+        if old != col:
+            one, two = sorted((old, col), key=lambda c: c.width or 0)
+            raise ProblemError(
+                f"data column '{d.column}' is declared twice with different layouts "
+                f"({_layout(one)} and {_layout(two)}) and both appear in {where}: an "
+                "expression built before re-declaring it still holds the old symbols; rebuild "
+                "it from one declaration")
+    return columns
 
 
 def _layout(c: Column) -> str:

@@ -26,8 +26,8 @@ from .problem import (
     MAX_DEPTH,
     Column,
     _check_functions,
-    _layout,
     _resolve_params,
+    data_columns,
     expr_depth,
     too_deep,
 )
@@ -198,16 +198,7 @@ def _problem(exprs: list[sp.Expr], params) -> ResidualProblem:
     if absent:
         warnings.warn(f"parameter(s) {', '.join(absent)} do not appear in the residuals: "
                       "their Jacobian column is 0", stacklevel=3)
-    columns: dict[str, Column] = {}
-    for d in datas:
-        col = Column(d.column, d.width)
-        old = columns.setdefault(d.column, col)
-        if old != col:
-            one, two = sorted((old, col), key=lambda c: c.width or 0)
-            raise ProblemError(
-                f"data column '{d.column}' is declared twice with different layouts "
-                f"({_layout(one)} and {_layout(two)}) and both appear in the residuals: "
-                "rebuild them from one declaration")
+    columns = data_columns(datas, "the residuals")
     for p in declared:
         if p.name in columns:
             raise ProblemError(f"'{p.name}' names both a parameter and a data column")
