@@ -19,8 +19,7 @@ functions (one :func:`~symgrad.ad.derive.local_derivative` for both paths).
 of ``x``, :data:`MAX_WIDTH` entries per sample in any array, :data:`MAX_OPS` operations in all),
 and the graph must use only what one sample loop expresses: no row gathers (``U[i]``), no
 whole (non-sample) data arrays, no max or log-sum-exp over the samples, no max reductions
-(their ties share the derivative equally, an n-ary chain does not), data of one axis per sample
-(``X[N, k]``). Larger losses (an MLP)
+(their ties share the derivative equally, an n-ary chain does not). Larger losses (an MLP)
 keep the array lowering: BLAS contractions over the sample axis.
 
 >>> import symgrad as sg
@@ -76,8 +75,6 @@ def fusable(prob: ArrayProblem, root: Node | None = None) -> str | None:
             return "rows gathered per sample (U[i]) run as array code"
         if n.kind == "leaf" and n.role != "param" and not n.per_sample:
             return f"'{n.name}' is a whole data array, not one row per sample"
-        if n.kind == "leaf" and n.role != "param" and n.ndim > 2:
-            return f"'{n.name}' has {n.ndim - 1} axes per sample (the fused loop reads rows)"
         if n.kind == "reduce" and n.op == "max":
             return "a max reduction (ties share its derivative equally) runs as array code"
         if n.kind == "reduce" and n.args[0].per_sample and 0 not in n.keep and n.op != "sum":

@@ -20,17 +20,35 @@ and ``init`` work on them, and ``graph`` is the array expression it was built fr
 
 from __future__ import annotations
 
+import math
 import types
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from ..ad.array import topo
 from ..ad.derive import KinkPolicy
+from ..distributed.detect import has_dask
 from ..ir.graph import Node
 from ..ir.problem import Problem
 from .scalar import ScalarKernel
 
-__all__ = ["FusedKernel"]
+__all__ = ["FusedKernel", "flatten_rows"]
+
+
+def flatten_rows(data: Mapping, shapes: Mapping[str, tuple]) -> dict:
+    """``data`` with each NumPy array of several axes per sample (``shapes[name]``, the shape of
+    one sample) checked and viewed as ``(N, k)`` rows, as the fused sample loop reads them."""
+    data = dict(data)
+    for name, shape in shapes.items():
+        if len(shape) > 1 and name in data and not has_dask({name: data[name]}):
+            a = np.asarray(data[name])
+            if a.ndim != 1 + len(shape) or a.shape[1:] != shape:
+                raise ValueError(f"data array '{name}' must have shape (N"
+                                 f"{''.join(f', {k}' for k in shape)}), got {a.shape}")
+            data[name] = a.reshape(a.shape[0], math.prod(shape))
+    return data
 
 
 class FusedKernel(ScalarKernel):
@@ -49,6 +67,13 @@ class FusedKernel(ScalarKernel):
         #: scalars), scalars, then vectors of call-time length (``(None,)``).
         self.shapes = dict(shapes)
         self.params = tuple(f"{p}[:]" if s == (None,) else p for p, s in self.shapes.items())
+        #: The shape of one sample of each data array of the graph.
+        self.data_shapes = {n.name: tuple(int(s) for s in n.shape[1:]) for n in topo([graph])
+                            if n.kind == "leaf" and n.role != "param"}
+
+    def data_args(self, data: Mapping | None = None, batch=None, *, scan: bool = True) -> tuple:
+        """As a scalar kernel's, with an ``(N, *shape)`` data array read as ``(N, k)`` rows."""
+        return super().data_args(flatten_rows(data or {}, self.data_shapes), batch, scan=scan)
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{n}{list(s)}" for n, s in self.shapes.items())

@@ -14,16 +14,14 @@ one row per sample (an ``(N, 2, 2)`` array is read as ``(N, 4)``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-
-import numpy as np
 
 from ..ad.derive import KinkPolicy
 from ..distributed.detect import has_dask
 from ..ir.residual_problem import ResidualProblem
 from .datacheck import raise_non_finite
+from .fused import flatten_rows
 from .residual import ResidualKernel
 
 __all__ = ["FusedArrayResiduals"]
@@ -83,14 +81,7 @@ class FusedArrayResiduals(ResidualKernel):
     def data_args(self, data: Mapping | None = None, batch=None, *, scan: bool = True) -> tuple:
         """The data arrays as ``(N,)``/``(N, k)`` float64 columns in :attr:`data_names` order
         (an ``(N, *shape)`` array flattened per sample)."""
-        data = dict(data or {})
-        for name, shape in self.data_shapes.items():
-            if len(shape) > 1 and name in data and not has_dask(data):
-                a = np.asarray(data[name])
-                if a.ndim != 1 + len(shape) or a.shape[1:] != shape:
-                    raise ValueError(f"data array '{name}' must have shape (N"
-                                     f"{''.join(f', {k}' for k in shape)}), got {a.shape}")
-                data[name] = a.reshape(a.shape[0], math.prod(shape))
+        data = flatten_rows(data or {}, self.data_shapes)
         try:
             return super().data_args(data, batch, scan=scan)
         except ValueError as exc:  # named as ArrayResiduals names them
