@@ -3,9 +3,11 @@
 The rules are data: one adjoint (``_VJP``) and one tangent (``_JVP``) per node kind. The adjoint
 of a contraction is a contraction of the output's adjoint with the other operand (the weight
 gradient of a dense layer is one GEMM over the sample axis); the adjoint of a Map multiplies by
-the local partial derivative from SymPy, with kinks resolved by the :class:`KinkPolicy`; the
-adjoint of a broadcast argument is summed over the axes it was broadcast along. Hessian-vector
-products are tangents (forward mode) of the whole forward-and-reverse graph.
+its partial derivatives, all from one :class:`~symgrad.ad.derive.Builder` program of its formula
+(the scalar losses' differentiator: shared subexpressions, kinks resolved by the
+:class:`KinkPolicy`); the adjoint of a broadcast argument is summed over the axes it was
+broadcast along. Hessian-vector products are tangents (forward mode) of the whole
+forward-and-reverse graph.
 
 >>> import symgrad as sg
 >>> from symgrad.ir.graph import Leaf
