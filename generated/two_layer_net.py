@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 9a701b3845818b2e
+# content hash: cce6bc71c77264a8
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -456,7 +456,7 @@ def _hvp(x, v, out, dims, c_X, c_Y):
     t13 = np.empty((n, D3, ))
     for i0 in range(n):
         for i1 in range(D3):
-            t13[i0, i1] = t12[i0, i1]*_heaviside(t2[i0, i1] + p_b1[i1], 0.0) + v_b1[i1]*_heaviside(t2[i0, i1] + p_b1[i1], 0.0)
+            t13[i0, i1] = (t12[i0, i1] + v_b1[i1])*_heaviside(t2[i0, i1] + p_b1[i1], 0.0)
     t14 = np.empty((n, D1, ))
     _gemm(t13, p_W2.T, t14)
     t15 = np.empty((n, ))
@@ -468,7 +468,7 @@ def _hvp(x, v, out, dims, c_X, c_Y):
     t16 = np.empty((n, D0, ))
     for i0 in range(n):
         for i1 in range(D0):
-            t16[i0, i1] = t1[i0]*v_b2[i1]*math.exp(t4[i0, i1] + p_b2[i1] - t8[i0]) - t1[i0]*t15[i0]*math.exp(t4[i0, i1] + p_b2[i1] - t8[i0]) + t1[i0]*(t11[i0, i1] + t14[i0, i1])*math.exp(t4[i0, i1] + p_b2[i1] - t8[i0])
+            t16[i0, i1] = t1[i0]*(t11[i0, i1] + t14[i0, i1] + v_b2[i1] - t15[i0])*math.exp(t4[i0, i1] + p_b2[i1] - t8[i0])
     t17 = np.empty((n, D2, ))
     _gemm(t16, p_W2, t17)
     t18 = np.empty((n, D3, ))
@@ -829,7 +829,7 @@ def _hvp_par(x, v, out, dims, c_X, c_Y):
     t14 = np.empty((n, D3, ))
     for i0 in numba.prange(n):
         for i1 in range(D3):
-            t14[i0, i1] = t13[i0, i1]*_heaviside(t3[i0, i1] + p_b1[i1], 0.0) + v_b1[i1]*_heaviside(t3[i0, i1] + p_b1[i1], 0.0)
+            t14[i0, i1] = (t13[i0, i1] + v_b1[i1])*_heaviside(t3[i0, i1] + p_b1[i1], 0.0)
     t15 = np.empty((n, D1, ))
     _gemm(t14, p_W2.T, t15)
     t16 = np.empty((n, ))
@@ -841,7 +841,7 @@ def _hvp_par(x, v, out, dims, c_X, c_Y):
     t18 = np.empty((n, D0, ))
     for i0 in numba.prange(n):
         for i1 in range(D0):
-            t18[i0, i1] = t1[i0]*v_b2[i1]*math.exp(t5[i0, i1] + p_b2[i1] - t9[i0]) - t1[i0]*t16[i0]*math.exp(t5[i0, i1] + p_b2[i1] - t9[i0]) + t1[i0]*(t12[i0, i1] + t15[i0, i1])*math.exp(t5[i0, i1] + p_b2[i1] - t9[i0])
+            t18[i0, i1] = t1[i0]*(t12[i0, i1] + t15[i0, i1] + v_b2[i1] - t16[i0])*math.exp(t5[i0, i1] + p_b2[i1] - t9[i0])
     t19 = np.empty((n, D2, ))
     _gemm(t18, p_W2, t19)
     t20 = np.empty((n, D3, ))

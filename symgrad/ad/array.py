@@ -3,9 +3,11 @@
 The rules are data: one adjoint (``_VJP``) and one tangent (``_JVP``) per node kind. The adjoint
 of a contraction is a contraction of the output's adjoint with the other operand (the weight
 gradient of a dense layer is one GEMM over the sample axis); the adjoint of a Map multiplies by
-the local partial derivative from SymPy, with kinks resolved by the :class:`KinkPolicy`; the
-adjoint of a broadcast argument is summed over the axes it was broadcast along. Hessian-vector
-products are tangents (forward mode) of the whole forward-and-reverse graph.
+its partial derivatives, all from one :class:`~symgrad.ad.derive.Builder` program of its formula
+(the scalar losses' differentiator: shared subexpressions, kinks resolved by the
+:class:`KinkPolicy`); the adjoint of a broadcast argument is summed over the axes it was
+broadcast along. Hessian-vector products are tangents (forward mode) of the whole
+forward-and-reverse graph.
 
 >>> import symgrad as sg
 >>> from symgrad.ir.graph import Leaf
@@ -18,6 +20,7 @@ map(exp(_a0); w[3])
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import sympy as sp
@@ -38,9 +41,9 @@ from ..ir.graph import (
     reduce_,
 )
 from ..lang.windows import gather, pad, scatter
-from .derive import KinkPolicy, local_derivative
+from .derive import Builder, KinkPolicy
 
-__all__ = ["gradients", "pdiff", "tangents", "topo"]
+__all__ = ["gradients", "tangents", "topo"]
 
 
 def topo(outputs: Sequence[Node]) -> list[Node]:
@@ -61,30 +64,38 @@ def topo(outputs: Sequence[Node]) -> list[Node]:
     return order
 
 
-def pdiff(e: sp.Expr, s: sp.Symbol, policy: KinkPolicy) -> sp.Expr:
-    """d e / d s with the chain rule written out, so every kink goes through the policy."""
-    if not e.has(s):
-        return sp.S.Zero
-    if e == s:
-        return sp.S.One
-    if e.is_Add:
-        return sp.Add(*(pdiff(a, s, policy) for a in e.args))
-    if e.is_Mul:
-        return sp.Add(*(sp.Mul(*e.args[:i], pdiff(a, s, policy), *e.args[i + 1:])
-                        for i, a in enumerate(e.args) if a.has(s)))
-    if e.is_Pow:
-        b, x = e.args
-        if not x.has(s):
-            return x * b ** (x - 1) * pdiff(b, s, policy)
-        return e * (pdiff(x, s, policy) * sp.log(b) + x * pdiff(b, s, policy) / b)
-    if isinstance(e, sp.Piecewise):
-        return sp.Piecewise(*((pdiff(v, s, policy), c) for v, c in e.args))
-    dummies = [sp.Dummy(f"u{k}", real=True) for k in range(len(e.args))]
-    f = e.func(*dummies)
-    return sp.Add(*(local_derivative(f, d, policy).xreplace(dict(zip(dummies, e.args,
-                                                                     strict=True)))
-                    * pdiff(a, s, policy)
-                    for d, a in zip(dummies, e.args, strict=True) if a.has(s)))
+@functools.lru_cache(maxsize=4096)
+def _forward(expr: sp.Expr, k: int, policy: KinkPolicy) -> sp.Expr:
+    """d expr / d ph(k) by one forward sweep of a :class:`Builder` program seeded with 1."""
+    b = Builder(policy)
+    (t,) = b.tangent([b.node(expr)], {ph(k): sp.S.One})
+    return b.expand(t)
+
+
+@functools.lru_cache(maxsize=4096)
+def _partials(expr: sp.Expr, nargs: int, policy: KinkPolicy) -> tuple[sp.Expr, ...]:
+    """d expr / d ph(k) for every argument k: ONE reverse sweep of a :class:`Builder` program
+    (kinks through ``local_derivative``, as for scalar losses), expanded back to SymPy
+    expressions in the placeholders (the emitter prints a Map's formula). A one-argument map
+    takes the forward sweep: it keeps the chain rule factored where an argument fans out
+    (``exp(sin(x)*cos(x))``), where the expanded reverse sweep repeats the shared prefix."""
+    if nargs == 1:
+        return (_forward(expr, 0, policy),)
+    b = Builder(policy)
+    out = b.node(expr)
+    return tuple(b.expand(g) for g in b.gradient(out, [ph(k) for k in range(nargs)]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _tangent(expr: sp.Expr, nargs: int, active: tuple[int, ...], policy: KinkPolicy) -> sp.Expr:
+    """The tangent of ``expr`` along ``ph(nargs + j)``, the seed of its active argument
+    ``ph(active[j])``: one forward sweep of a :class:`Builder` program (with a single active
+    argument its derivative times the seed, so the seed is not distributed over the terms)."""
+    if len(active) == 1:
+        return _forward(expr, active[0], policy) * ph(nargs)
+    b = Builder(policy)
+    (t,) = b.tangent([b.node(expr)], {ph(k): ph(nargs + j) for j, k in enumerate(active)})
+    return b.expand(t)
 
 
 def _all(n: Node) -> tuple:
@@ -116,14 +127,13 @@ def _max_weights(z: Node, m: Node, keep: tuple) -> tuple[Node, Node]:
 
 def _vjp_map(n: Map, adj: Node, policy: KinkPolicy) -> list[Node]:
     out = []
-    for k, (a, axes) in enumerate(zip(n.args, n.axes, strict=True)):
-        d = pdiff(n.expr, ph(k), policy)
+    shift = {ph(j): ph(j + 1) for j in range(len(n.args))}
+    for d, a, axes in zip(_partials(n.expr, len(n.args), policy), n.args, n.axes, strict=True):
         if d == 0:
             out.append(None)
             continue
-        shifted = d.xreplace({ph(j): ph(j + 1) for j in range(len(n.args))})
-        term = map_(ph(0) * shifted, [(adj, _all(adj)), *zip(n.args, n.axes, strict=True)],
-                    n.shape)
+        term = map_(ph(0) * d.xreplace(shift), [(adj, _all(adj)), *zip(n.args, n.axes,
+                                                                       strict=True)], n.shape)
         out.append(_to_arg(term, axes, a))
     return out
 
@@ -185,18 +195,12 @@ def gradients(loss: Node, wrt: Sequence[Leaf], policy: KinkPolicy | None = None
 # -- tangents (forward mode) --------------------------------------------------------------------
 
 def _jvp_map(n: Map, ts: list, policy) -> Node | None:
-    k0 = len(n.args)
-    terms, extra = [], []
-    for k, t in enumerate(ts):
-        if t is None:
-            continue
-        d = pdiff(n.expr, ph(k), policy)
-        if d != 0:
-            terms.append(d * ph(k0 + len(extra)))
-            extra.append((t, n.axes[k]))
-    if not terms:
+    active = tuple(k for k, t in enumerate(ts) if t is not None)
+    d = _tangent(n.expr, len(n.args), active, policy)
+    if d == 0:
         return None
-    return map_(sp.Add(*terms), [*zip(n.args, n.axes, strict=True), *extra], n.shape)
+    extra = [(ts[k], n.axes[k]) for k in active]
+    return map_(d, [*zip(n.args, n.axes, strict=True), *extra], n.shape)
 
 
 def _jvp_contract(n: Contract, ts: list, policy) -> Node | None:

@@ -121,8 +121,18 @@ def local_derivative(e: sp.Expr, s: sp.Symbol, policy: KinkPolicy) -> sp.Expr:
                 d += sp.Heaviside(sign * (a - acc), tie)
             acc = (Max2 if sign > 0 else Min2)(acc, a)
         return d
+    if isinstance(e, sp.Piecewise) and any(v.has(relu, sp.Abs, sp.Max, sp.Min, Max2, Min2)
+                                           for v, _ in e.args):  # branches: kinks by policy
+        return sp.Piecewise(*((_branch_derivative(v, s, policy), c) for v, c in e.args))
     d = sp.diff(e, s)
     return _resolve_kinks(d) if d.has(sp.DiracDelta, sp.Derivative, sp.sign) else d
+
+
+def _branch_derivative(v: sp.Expr, s: sp.Symbol, policy: KinkPolicy) -> sp.Expr:
+    """d v / d s of a Piecewise branch (opaque to Builder.node), its kinks through the policy."""
+    b = Builder(policy)
+    (g,) = b.gradient(b.node(v), [s])
+    return b.expand(g)
 
 
 def _resolve_kinks(d: sp.Expr) -> sp.Expr:
