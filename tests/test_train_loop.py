@@ -98,8 +98,12 @@ def test_a_non_finite_gradient_stops_both_loops_alike(record_every):
     assert runs[0].message == runs[1].message
 
 
+# Each rule compiles its own loops: sign_sgd (a rule with a schedule, as every optimizer above
+# has) runs in the slow set; the rule with state and the lambda stay quick.
 @pytest.mark.parametrize("make", [
-    lambda: optim.from_rule("sign_sgd", sign_rule, lr=schedules.time_decay(0.05, 0.01)),
+    pytest.param(lambda: optim.from_rule("sign_sgd", sign_rule,
+                                         lr=schedules.time_decay(0.05, 0.01)),
+                 marks=pytest.mark.slow),
     lambda: optim.from_rule("clipped", clipped_momentum_rule, lr=0.01, state=1, beta=0.9,
                             clip=1.0),
     lambda: optim.from_rule("lambda", lambda x, g, lr, k: (x - lr * g,), lr=0.05),
