@@ -390,13 +390,15 @@ def _case(seed: int):
     check(loss, ref, gen.data, seed)
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(2))
 def test_random_compositions_match_the_oracle(seed):
     _case(seed)
 
 
+# Seeds 2..7 were quick too: each compiles its own random loss cold (about 6 s on 2 cores), a
+# further instance of what seeds 0 and 1 check, so they run with the other 116 in the slow set.
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(8, 124))
+@pytest.mark.parametrize("seed", range(2, 124))
 def test_more_random_compositions_match_the_oracle(seed):
     _case(seed)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -184,26 +183,8 @@ def test_python_m_symgrad_runs_without_traceback():
 # --------------------------------------------------------------------------- demo
 
 
-def test_demo_runs_the_seed_scenarios(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
-    code = cli.main(["demo", "--out", str(tmp_path)])
-    out = capsys.readouterr().out
-    assert code == 0
-    assert f"Outputs in {tmp_path.resolve()}" in out
-    for name in ("rosenbrock_learning_rate.png", "quadratic_fit.png", "momentum_escape.png",
-                 "two_layer_net.png", "quadratic_fit.py", "summary.json"):
-        assert (tmp_path / name).is_file(), name
-    s = json.loads((tmp_path / "summary.json").read_text())
-    np.testing.assert_allclose(s["rosenbrock"]["lr = 0.1"]["x"], [1.0088, 1.0214], atol=5e-5)
-    assert s["backprop"]["grad"] == [2.0, 1.0]
-    assert s["two_layer_net"]["test_accuracy"] > 0.95
-    assert s["momentum"]["momentum_w"] < -1.2 < s["momentum"]["sgd_w"]
-    assert s["quadratic_fit"]["final_loss"] < s["quadratic_fit"]["initial_loss"] / 5
-    # the demo runs the example scripts (one copy of each scenario), showing their output
-    for script in ("rosenbrock_learning_rate", "quadratic_fit", "backprop_graph",
-                   "momentum_escape", "two_layer_net"):
-        assert f"(examples/{script}.py)" in out
-    assert "lr = 0.1" in out and "d/dw = 2, d/db = 1" in out
+# test_demo_runs_the_seed_scenarios is in test_examples.py: it runs the same example scripts, so
+# next to them (one worker, after they ran) its kernels are already compiled.
 
 
 def test_demo_without_the_example_scripts_says_what_to_do(tmp_path, capsys):

@@ -7,11 +7,14 @@ on-disk cache after the first run, so this module takes seconds.
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from symgrad import cli
 
 pytest.importorskip("matplotlib")
 
@@ -201,3 +204,26 @@ def test_dask_fit_recovers_the_model(results):
     np.testing.assert_allclose(r["x"], (2.0, 1.3, 0.5), atol=0.01)  # 4e5 samples, noise 0.1
     assert 0.099 < r["fun"] < 0.101  # the RMSE ends at the noise level
     assert r["loss0"] > 5 * r["fun"]
+
+
+def test_demo_runs_the_seed_scenarios(results, tmp_path, capsys):
+    """`symgrad demo` (the CLI) runs five of these examples; after ``results`` (same process),
+    their kernels are compiled already."""
+    code = cli.main(["demo", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"Outputs in {tmp_path.resolve()}" in out
+    for name in ("rosenbrock_learning_rate.png", "quadratic_fit.png", "momentum_escape.png",
+                 "two_layer_net.png", "quadratic_fit.py", "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    s = json.loads((tmp_path / "summary.json").read_text())
+    np.testing.assert_allclose(s["rosenbrock"]["lr = 0.1"]["x"], [1.0088, 1.0214], atol=5e-5)
+    assert s["backprop"]["grad"] == [2.0, 1.0]
+    assert s["two_layer_net"]["test_accuracy"] > 0.95
+    assert s["momentum"]["momentum_w"] < -1.2 < s["momentum"]["sgd_w"]
+    assert s["quadratic_fit"]["final_loss"] < s["quadratic_fit"]["initial_loss"] / 5
+    # the demo runs the example scripts (one copy of each scenario), showing their output
+    for script in ("rosenbrock_learning_rate", "quadratic_fit", "backprop_graph",
+                   "momentum_escape", "two_layer_net"):
+        assert f"(examples/{script}.py)" in out
+    assert "lr = 0.1" in out and "d/dw = 2, d/db = 1" in out

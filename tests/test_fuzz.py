@@ -201,6 +201,7 @@ def test_compiled_derivatives_agree_with_checker(exprs: list[Tree], seed: int) -
 ELEMENTARY = {"sigmoid": lambda z: 1 / (1 + np.exp(-z)), "softplus": lambda z: np.log1p(np.exp(z))}
 
 
+@pytest.mark.slow  # checks the generator that only the slow fuzz test above uses: runs with it
 def test_generator_respects_domains() -> None:
     """Every generated tree stays finite on the whole parameter box (sampled)."""
     rng = np.random.default_rng(0)

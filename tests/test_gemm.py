@@ -38,7 +38,11 @@ SHAPES = [(4, 3, 5), (5, 7, 1), (1, 7, 5), (1, 6, 1), (1, 1, 1), (3, 1, 4), (0, 
           (3, 0, 2), (3, 2, 0)]
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])
+# float64 stays quick; float32 and complex128 (the layouts compiled again per dtype, about 2 s
+# each cold on 2 cores) run in the slow set. The quick float32 kernels (test_arrays_api) and the
+# complex-step checks (test_arrays) still call _gemm in those dtypes.
+@pytest.mark.parametrize("dtype", [np.float64, pytest.param(np.float32, marks=pytest.mark.slow),
+                                   pytest.param(np.complex128, marks=pytest.mark.slow)])
 @pytest.mark.parametrize(("m", "k", "n"), SHAPES)
 def test_gemm_matches_numpy_for_every_layout(gemm, dtype, m, k, n):
     rng = np.random.default_rng(m * 100 + k * 10 + n)

@@ -42,8 +42,13 @@ def _close32(c, p):
                                    err_msg=name)
 
 
-@pytest.mark.parametrize("batch_size", [None, 12])
-@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "rmsprop"])
+# Each (optimizer, batching) compiles its own float32 loop (about 1.5 s cold on 2 cores): sgd on
+# the full batch and adam on mini-batches stay quick, the other six run in the slow set (every
+# optimizer's compiled loop is checked in float64 by test_train_loop's quick tests).
+@pytest.mark.parametrize("name, batch_size", [
+    (n, b) if (n, b) in {("sgd", None), ("adam", 12)}
+    else pytest.param(n, b, marks=pytest.mark.slow)
+    for n in ("sgd", "momentum", "adam", "rmsprop") for b in (None, 12)])
 def test_float32_array_kernel_runs_in_the_compiled_loop(net32, name, batch_size):
     f, data, x0 = net32
     opt = getattr(optim, name)(lr=0.02)

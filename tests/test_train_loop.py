@@ -44,8 +44,11 @@ def _same(c, p):
                                    rtol=1e-12, atol=1e-300, err_msg=name)
 
 
-@pytest.mark.parametrize("batch_size", [None, 15])
-@pytest.mark.parametrize("name", ALL)
+# Every optimizer's compiled loop is checked quick on the full batch; on mini-batches (another
+# compiled loop each) sgd and adam stay quick and the other four run in the slow set.
+@pytest.mark.parametrize("name, batch_size", [
+    (n, b) if b is None or n in ("sgd", "adam") else pytest.param(n, b, marks=pytest.mark.slow)
+    for n in ALL for b in (None, 15)])
 def test_compiled_equals_python_every_optimizer_full_and_minibatch(quad, name, batch_size):
     f, data = quad
     opt = getattr(optim, name)(lr=schedules.time_decay(LR[name], decay=0.01))
@@ -95,8 +98,12 @@ def test_a_non_finite_gradient_stops_both_loops_alike(record_every):
     assert runs[0].message == runs[1].message
 
 
+# Each rule compiles its own loops: sign_sgd (a rule with a schedule, as every optimizer above
+# has) runs in the slow set; the rule with state and the lambda stay quick.
 @pytest.mark.parametrize("make", [
-    lambda: optim.from_rule("sign_sgd", sign_rule, lr=schedules.time_decay(0.05, 0.01)),
+    pytest.param(lambda: optim.from_rule("sign_sgd", sign_rule,
+                                         lr=schedules.time_decay(0.05, 0.01)),
+                 marks=pytest.mark.slow),
     lambda: optim.from_rule("clipped", clipped_momentum_rule, lr=0.01, state=1, beta=0.9,
                             clip=1.0),
     lambda: optim.from_rule("lambda", lambda x, g, lr, k: (x - lr * g,), lr=0.05),

@@ -52,6 +52,7 @@ def test_one_module_serves_every_n(rosen, tmp_path):
         assert rosen.value(z) == pytest.approx(ext_rosenbrock_numpy(z)[0], rel=1e-12)
 
 
+@pytest.mark.slow  # a second, unrolled kernel: index-sum Hessians are checked quick below
 def test_hessian_and_hvp_match_unrolled(rosen):
     q = sg.params("q0:6")
     unrolled = sg.compile(sum(100 * (q[k + 1] - q[k] ** 2) ** 2 + (1 - q[k]) ** 2
