@@ -73,6 +73,7 @@ def cdir(tmp_path, monkeypatch):
 #: listed keeps its collection order after these; the list needs only rough upkeep.
 HEAVY_FIRST = (
     "test_examples.py", "test_lsq_kernel.py", "test_core.py", "test_lsq_solver.py",
+    "test_fused_residuals.py", "test_fused.py", "test_scalar_float32.py",
     "test_train_loop.py", "test_doctests.py", "test_array_oracle.py", "test_data.py",
     "test_distributed_arrays.py", "test_minimize.py", "test_cache.py", "test_arrays_api.py",
     "test_arrays.py", "test_cli.py", "test_second_order.py", "test_models.py",
