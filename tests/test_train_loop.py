@@ -198,6 +198,9 @@ def test_the_compiled_loop_is_loaded_from_disk_by_a_second_process(tmp_path, pyt
 
 INTERRUPTED = textwrap.dedent("""
     import json, signal, sys, threading, time
+    # Python's default handler even when the process was started with SIGINT ignored (a
+    # background job of a shell without job control, as a CI runner may start it)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import numpy as np
     import symgrad as sg
     a, b, c = sg.params("a b c")   # the quad fixture's loss: its loops are cached already
