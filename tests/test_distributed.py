@@ -365,9 +365,13 @@ def test_unsupported_kernels_say_what_is_supported():
     t = sg.data("t")
     W = sg.params("W", shape=(2,))
     Xa = sg.data("Xa", shape=(2,))
-    arr = sg.compile(sg.sqrt(sg.mean((W @ Xa) ** 2)))  # not affine in its mean
+    loss = sg.sqrt(sg.mean((W @ Xa) ** 2))  # not affine in its mean: the array code refuses
+    arr = sg.compile(loss, fuse=False)
     with pytest.raises(NotImplementedError, match=r"array loss|not affine"):
         arr.bind(Xa=da.ones((10, 2)))
+    fused = sg.compile(loss)  # one sample loop: the outer sqrt runs on the client
+    x = np.array([0.5, -2.0])
+    assert fused.bind(Xa=da.ones((10, 2), chunks=4)).value(x) == pytest.approx(1.5, rel=1e-14)
     u = sg.params("u", indexed=True)  # an index sum in a data term
     vec = sg.compile(sg.mean((w - t) ** 2) * sg.sum(u[i] ** 2, (i, 0, u.length)))
     with pytest.raises(NotImplementedError, match="reads data and sums over an index"):
