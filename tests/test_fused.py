@@ -43,13 +43,26 @@ def _losses() -> dict:
 LOSSES = _losses()
 
 
+class _Pairs(dict):
+    """Each loss's fused and array kernels, compiled when a test first asks for them."""
+
+    def __missing__(self, name):
+        loss, data = LOSSES[name]
+        self[name] = (sg.compile(loss), sg.compile(loss, fuse=False), data)
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def pairs() -> dict:
-    return {name: (sg.compile(loss), sg.compile(loss, fuse=False), data)
-            for name, (loss, data) in LOSSES.items()}
+    return _Pairs()
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+SLOW = pytest.mark.slow  # further losses of the same property: the quick set keeps two
+LOSS_CASES = [pytest.param(n, marks=SLOW) if n in ("logistic", "tanh layer", "relu, windows, sqrt")
+              else n for n in LOSSES]
+
+
+@pytest.mark.parametrize("name", LOSS_CASES)
 def test_fused_equals_the_array_code(pairs, name):
     ff, fa, data = pairs[name]
     assert isinstance(ff, FusedKernel) and isinstance(fa, ArrayKernel)
@@ -88,6 +101,7 @@ def test_batches_and_threads_give_the_array_code_s_numbers(pairs):
     np.testing.assert_allclose(fp.grad(x, **data), ff.grad(x, **data), rtol=1e-12, atol=1e-14)
 
 
+@SLOW
 def test_face_formulas_and_unused_entries(pairs):
     ff, _, _ = pairs["relu, windows, sqrt"]  # reads W[0] only and b[1:] only: no warning
     assert ff.kind == "scalar" and ff.graph is LOSSES["relu, windows, sqrt"][0]
@@ -136,7 +150,7 @@ def test_the_choice_of_lowering():
 
 
 def test_fused_runs_in_the_compiled_loop_on_dask_and_in_the_exact_checker(pairs):
-    ff, fa, data = pairs["logistic"]
+    ff, fa, data = pairs["ridge"]
     x0 = np.array([0.2, -0.1])
     rf = sg.minimize(ff, x0, data=data, compiled=True, steps=30)
     ra = sg.minimize(fa, x0, data=data, compiled=True, steps=30)

@@ -129,6 +129,7 @@ def _close(a, b, rtol=1e-12):
     np.testing.assert_allclose(a, b, rtol=0, atol=rtol * np.abs(b).max())
 
 
+@pytest.mark.slow  # the quick set fits both lowerings against lstsq
 def test_fused_and_array_lowerings_agree(lowerings):
     fused, array, data = lowerings
     assert fused.fused and not array.fused and type(fused).__name__ == "FusedArrayResiduals"
