@@ -228,3 +228,22 @@ def test_array_kernels_train_alike_in_either_loop():
     assert c.compiled and not py.compiled and np.allclose(py.x, 1.0)
     np.testing.assert_allclose(auto.x, py.x, rtol=1e-12)
     np.testing.assert_allclose(c.x, py.x, rtol=1e-12)
+
+
+def test_max_of_several_arrays_is_element_wise():
+    """sg.max(A, B, c) compares element by element with broadcasting (it was a SympifyError);
+    a tie shares the derivative as Max's chain does, on the array code and fused."""
+    A, B = sg.params("A", shape=(3,)), sg.params("B", shape=(3,))
+    c = sg.params("c")
+    loss = sg.sum(sg.max(A, B, c) ** 2)
+    x = np.array([1.0, -2.0, 0.5, 0.0, -1.0, 0.5, 0.25])  # A, B, c: a tie at entry 2
+    a, b, cc = x[:3], x[3:6], x[6]
+    m = np.maximum(np.maximum(a, b), cc)
+    for f in (sg.compile(loss), sg.compile(loss, fuse=True)):
+        v, g = f.value_and_grad(x)
+        assert v == pytest.approx(np.sum(m**2), rel=1e-15)
+        np.testing.assert_allclose(g[:3], 2 * m * np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0))
+                                   * (np.maximum(a, b) > cc), rtol=1e-15)
+        np.testing.assert_allclose(g[:6][[2, 5]], [0.5, 0.5])  # A[2] == B[2]: half each
+    with pytest.raises(TypeError, match="several arrays are compared element by element"):
+        sg.max(A, B, axis=0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..ir.graph import Node
-from .ops import elementwise, max_
+from .ops import apply, elementwise, max_
 
 __all__ = ["abs", "cos", "cosh", "erf", "exp", "log", "max", "sin", "sinh", "sqrt", "tan", "tanh"]
 
@@ -32,9 +32,14 @@ abs = elementwise(sp.Abs)
 
 
 def max(*args, axis=None):
-    """``Max(a, b, ...)`` of scalars, or the maximum of one array along ``axis``."""
+    """``Max(a, b, ...)`` of scalars, the maximum of one array along ``axis``, or of several
+    arrays element by element (``np.maximum``, with NumPy's broadcasting; differentiated as the
+    chain ``Max(Max(a, b), c)``, as for scalars)."""
     if len(args) == 1 and isinstance(args[0], Node):
         return max_(args[0], axis)
     if axis is not None:
-        raise TypeError("axis= applies to one array")
+        raise TypeError("axis= applies to one array: sg.max(A, axis=0); several arrays are "
+                        "compared element by element, sg.max(A, B)")
+    if any(isinstance(a, Node) for a in args):
+        return apply(sp.Max, *args)
     return sp.Max(*args)
