@@ -29,10 +29,16 @@ from .argcheck import BoundOut, data_inputs, no_positional
 from .bound import bound
 from .datacheck import result_finite
 
-__all__ = ["At", "Kernel"]
+__all__ = ["At", "Kernel", "entry_names"]
 
 #: The Hessian's ``out`` as the compiled code names it.
 H_OUT = "out (the Hessian H)"
+
+
+def entry_names(layout) -> tuple[str, ...]:
+    """One name per entry of ``x`` (``W[0, 1]``, ``lam``) for a layout of ``(name, shape)``."""
+    return tuple(f"{n}[{', '.join(map(str, i))}]" if s else n
+                 for n, s in layout for i in np.ndindex(*s))
 
 
 class At:
@@ -142,8 +148,7 @@ class Kernel:
         vectors of call-time length, the pattern names of :attr:`params` (``v[:]``)."""
         if self.n_params is None:
             return self.params
-        return tuple(f"{n}[{', '.join(map(str, i))}]" if s else n
-                     for n, s in self._layout(self.n_params) for i in np.ndindex(*s))
+        return entry_names(self._layout(self.n_params))
 
     def unpack(self, x) -> dict[str, np.ndarray]:
         """Views of ``x`` per parameter, in their shapes (writes go through to ``x``)."""

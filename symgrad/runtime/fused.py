@@ -32,6 +32,7 @@ from ..ad.derive import KinkPolicy
 from ..distributed.detect import has_dask
 from ..ir.graph import Node
 from ..ir.problem import Problem
+from .base import entry_names
 from .scalar import ScalarKernel
 
 __all__ = ["FusedKernel", "flatten_rows"]
@@ -70,10 +71,14 @@ class FusedKernel(ScalarKernel):
         #: The shape of one sample of each data array of the graph.
         self.data_shapes = {n.name: tuple(int(s) for s in n.shape[1:]) for n in topo([graph])
                             if n.kind == "leaf" and n.role != "param"}
+        self._rows = {n: s for n, s in self.data_shapes.items() if len(s) > 1}
 
     def data_args(self, data: Mapping | None = None, batch=None, *, scan: bool = True) -> tuple:
-        """As a scalar kernel's, with an ``(N, *shape)`` data array read as ``(N, k)`` rows."""
-        return super().data_args(flatten_rows(data or {}, self.data_shapes), batch, scan=scan)
+        """As a scalar kernel's, with an ``(N, *shape)`` data array read as ``(N, k)`` rows
+        (only a loss with such arrays pays for the look)."""
+        if self._rows and data:
+            data = flatten_rows(data, self._rows)
+        return super().data_args(data, batch, scan=scan)
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{n}{list(s)}" for n, s in self.shapes.items())
@@ -82,10 +87,7 @@ class FusedKernel(ScalarKernel):
 
     def param_names(self, size: int | None = None) -> tuple[str, ...]:
         """One name per entry of x (``W[0, 1]``, ``v[3]``)."""
-        if not self.vectors:
-            return self.labels
-        return tuple(f"{n}[{', '.join(map(str, i))}]" if s else n
-                     for n, s in self._layout(size) for i in np.ndindex(*s))
+        return entry_names(self._layout(size if self.vectors else self.n_params))
 
     def _layout(self, size: int | None) -> list[tuple[str, tuple]]:
         if size is None or not self.vectors:
