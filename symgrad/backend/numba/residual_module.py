@@ -24,6 +24,7 @@ import sympy as sp
 
 from ...ad.derive import Builder, KinkPolicy, Program, Tmp
 from ...ir.residual_problem import ResidualProblem
+from .f32 import F32Printer, f32_helpers
 from .printer import ScalarPrinter
 from .residual_normal import BLOCK, NADD, UNROLL_MAX, NormalFns
 from .skeleton import (
@@ -45,7 +46,8 @@ from .skeleton import (
     wrap,
 )
 
-__all__ = ["BLOCK", "ResidualProgram", "derive_residuals", "residual_header", "residual_source"]
+__all__ = ["BLOCK", "ResidualProgram", "check_dtype", "derive_residuals", "residual_header",
+           "residual_source"]
 
 #: Locals and functions of the module; a column with one of these names is renamed col_<name>.
 _LOCALS = {"J", "js", "rs", "b0", "b1", "A", "bv", "tot", "part", "kk", "q", "blk",
@@ -57,6 +59,10 @@ _DOC_1D = ("x is a float64 vector of the parameters in PARAMS order; data column
 _DOC_2D = ("x is a float64 vector of the parameters in PARAMS order; data columns (float64,",
            "one value per sample, or (N, k) with k values per sample) follow the other",
            "arguments positionally in DATA order.")
+#: A float32 module's docstring lines (after the sentence on data columns).
+_DOC_F32 = ("Each sample's residuals and Jacobian row are computed in float32 (DTYPE: float32",
+            "data columns, x rounded to float32), widened to float64 before every product and",
+            "sum over samples: x, the sums and the results are float64.")
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,9 @@ def derive_residuals(prob: ResidualProblem, policy: KinkPolicy | None = None) ->
 
 
 def residual_header(prob: ResidualProblem, policy: KinkPolicy, opts: CodegenOptions,
-                    digest: str) -> str:
-    """The comment header (recomputed by the cache to verify an entry without deriving)."""
+                    digest: str, real: str = "float64") -> str:
+    """The comment header (recomputed by the cache to verify an entry without deriving); a
+    float32 module (``real``) says so on a line of its own."""
     expr = esc(" ".join(str(list(prob.exprs) if prob.m > 1 else prob.exprs[0]).split()))
     cols = ", ".join(f"{c.name}[N]" if c.width is None else f"{c.name}[N, {c.width}]"
                      for c in prob.columns) or "none (parameter-only residuals)"
@@ -93,20 +100,40 @@ def residual_header(prob: ResidualProblem, policy: KinkPolicy, opts: CodegenOpti
         *[f"#   {ln}" for ln in wrap(expr)],
         f"# parameters (order of x): {esc(', '.join(prob.param_names))}",
         f"# data columns: {esc(cols)}",
+        *([f"# dtype: {_F32_LINE}"] if real == "float32" else []),
     ], digest)
 
 
+#: What a float32 module's header says of its arithmetic.
+_F32_LINE = "float32 per-sample arithmetic (data, residuals, J rows), float64 sums and results"
+
+
+def check_dtype(prob: ResidualProblem, real: str) -> None:
+    """Raise unless residuals can compute in ``real``: float32 is the per-sample arithmetic of
+    residuals over data columns (parameter-only residuals have no sample loop to run in it)."""
+    if real not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {real!r}")
+    if real == "float32" and not prob.columns:
+        raise ValueError("dtype='float32' is not available for parameter-only residuals: "
+                         "float32 applies to the per-sample arithmetic of residuals over data "
+                         "columns; leave dtype unset")
+
+
 def residual_source(prob: ResidualProblem, policy: KinkPolicy | None = None,
-                    opts: CodegenOptions | None = None) -> str:
-    """The module text: the same problem, policy and options give the same bytes."""
+                    opts: CodegenOptions | None = None, real: str = "float64") -> str:
+    """The module text: the same problem, policy, options and ``real`` ("float64", or
+    "float32": :data:`_DOC_F32`, :func:`check_dtype`) give the same bytes."""
+    check_dtype(prob, real)
     policy, opts = policy or KinkPolicy(), opts or CodegenOptions()
-    body = _Gen(derive_residuals(prob, policy), opts).body()
-    return finish(body, lambda digest: residual_header(prob, policy, opts, digest))
+    body = _Gen(derive_residuals(prob, policy), opts, real).body()
+    return finish(body, lambda digest: residual_header(prob, policy, opts, digest, real))
 
 
 class _Gen(NormalFns):
-    def __init__(self, rp: ResidualProgram, opts: CodegenOptions) -> None:
+    def __init__(self, rp: ResidualProgram, opts: CodegenOptions, real: str = "float64") -> None:
         p = rp.problem
+        #: float32: the per-sample code (data, x, literals) in float32, its outputs widened
+        self.f32 = real == "float32"
         self.rp, self.prob, self.opts = rp, p, opts
         self.P, self.m = len(p.params), p.m
         taken = set(RESERVED) | _LOCALS
@@ -116,7 +143,7 @@ class _Gen(NormalFns):
         names.update({s: ident(s.name, "d_", taken) for s in p.data_symbols})
         names.update({s: f"v{j}" for j, s in enumerate(rp.v)})
         self.names = TmpNames(names)
-        self.pr = ScalarPrinter(self.names)
+        self.pr = (F32Printer if self.f32 else ScalarPrinter)(self.names)
         par = bool(self.cols)  # parameter-only residuals: one "sample", no threads
         self.jit = JIT
         self.jit_fm = jit(fastmath=True)  # the chunk passes (the skeleton's fastmath policy)
@@ -133,7 +160,8 @@ class _Gen(NormalFns):
         Temporaries used once are inlined."""
         prog = self.rp.program
         local = {"r": "r", "J": "u", "jv": "s"}
-        lines = [f"{self.names[s]} = np.float64({self.col_of[s.column]}[{sample}"
+        cast = "np.float32" if self.f32 else "np.float64"
+        lines = [f"{self.names[s]} = {cast}({self.col_of[s.column]}[{sample}"
                  + ("])" if s.component is None else f", {s.component}])")
                  for s in self.prob.data_symbols]
         wanted = [(f"{local[n]}{k}", e) for n in outs for k, e in enumerate(prog.outputs[n])]
@@ -153,7 +181,8 @@ class _Gen(NormalFns):
         for name, e in wanted:
             e = sp.sympify(e, strict=True)
             if e != 0 or name[0] == "r":
-                lines.append(f"{name} = {self.pr.doprint(e.xreplace(sub) if sub else e)}")
+                text = self.pr.doprint(e.xreplace(sub) if sub else e)
+                lines.append(f"{name} = np.float64({text})" if self.f32 else f"{name} = {text}")
         return lines
 
     def nonzero(self, k: int) -> list[int]:
@@ -161,8 +190,12 @@ class _Gen(NormalFns):
         J = self.rp.program.outputs["J"]
         return [j for j in range(self.P) if sp.sympify(J[k * self.P + j], strict=True) != 0]
 
-    def load_params(self) -> list[str]:
-        return [f"{self.names[s]} = x[{j}]" for j, s in enumerate(self.prob.params)]
+    def load_params(self, vec: str = "x") -> list[str]:
+        """``p_a = x[0]``... (``vec="v"``: ``v0 = v[0]``...), rounded in a float32 module."""
+        f = "np.float32({})" if self.f32 else "{}"
+        names = [self.names[s] for s in self.prob.params] if vec == "x" else \
+            [f"v{j}" for j in range(self.P)]
+        return [f"{n} = {f.format(f'{vec}[{j}]')}" for j, n in enumerate(names)]
 
     def size(self) -> str:
         cols = self.cols
@@ -237,7 +270,7 @@ class _Gen(NormalFns):
         m = self.m
         body = [f"N = _size(x{self.tail()})", *self.check("v", str(self.P), "v"),
                 *self.check("out", f"N * {m}", "out"), *self.no_alias("out", "x", "v", *self.cols),
-                *self.load_params(), *[f"v{j} = v[{j}]" for j in range(self.P)],
+                *self.load_params(), *self.load_params("v"),
                 "for i in numba.prange(N):",
                 *["    " + ln for ln in self.per_sample(("jv",))],
                 *[f"    out[i * {m} + {k}] = s{k}" if sp.sympify(e, strict=True) != 0 else
@@ -272,10 +305,15 @@ class _Gen(NormalFns):
         head = preamble([
             "Residuals, Jacobian, J v, J^T u and the fused normal equations, compiled with Numba.",
             "",
-            *(_DOC_1D if all(c.width is None for c in p.columns) else _DOC_2D),
+            *(ln.replace("(1-D float64", "(1-D float32").replace("(float64", "(float32")
+              if self.f32 else ln
+              for ln in (_DOC_1D if all(c.width is None for c in p.columns) else _DOC_2D)),
             "Residuals are sample-major: sample i owns rows i*M_PER_SAMPLE .. +M_PER_SAMPLE-1.",
+            *(_DOC_F32 if self.f32 else ()),
             "Arithmetic follows IEEE 754 (error_model='numpy'): non-finite values propagate."], [
             ("PARAMS", p.param_names), ("DATA", p.data_names), ("M_PER_SAMPLE", self.m),
-            ("KINK_POLICY", self.rp.policy.describe()), ("BLOCK", BLOCK)], self.opts)
+            ("KINK_POLICY", self.rp.policy.describe()), ("BLOCK", BLOCK),
+            *([("DTYPE", "float32")] if self.f32 else [])], self.opts)
         return assemble(head, self.functions(),
-                        [NADD, *(lse_helper(a, False) for a in sorted(self.pr.lse_arities))])
+                        [NADD, *(lse_helper(a, False) for a in sorted(self.pr.lse_arities))],
+                        adapt=f32_helpers if self.f32 else None)
