@@ -279,3 +279,44 @@ def test_check_grad_of_a_float32_residual_kernel(decay):
     d = _data(200)
     chk = sg.check_grad(k32, X0, d, method="exact", rtol=100 * EPS32)
     assert chk.ok and chk.max_rel_err > 0
+
+
+def test_dask_columns_give_the_in_memory_results(decay):
+    """A float32 kernel bound to Dask columns (float32 chunks, or float64 chunks the module
+    reads as float32) runs the same fused pass per chunk; a datum beyond float32 in a chunk
+    is named with its global row."""
+    da = pytest.importorskip("dask.array")
+    k32, _ = decay
+    d = _data(10_000, seed=5)
+    A, g, s = k32.normal(X0, **d)
+    fit = sg.least_squares(k32, [1.0, 1.0], data=d)
+    for dt in (np.float32, np.float64):
+        dd = {k: da.from_array(v.astype(dt), chunks=2500) for k, v in d.items()}
+        A2, g2, s2 = k32.bind(**dd).normal(X0)
+        assert _rel(A2, A) < 1e-12 and _rel(g2, g) < 1e-12 and abs(s2 - s) <= 1e-12 * s
+        np.testing.assert_allclose(sg.least_squares(k32, [1.0, 1.0], data=dd).x, fit.x,
+                                   rtol=1e-9)
+    y = d["y"].astype(np.float64)
+    y[7777] = 1e40
+    dd = {"t": da.from_array(d["t"], chunks=2500), "y": da.from_array(y, chunks=2500)}
+    with pytest.raises(ValueError, match=r"data column 'y' has 1e\+40 at row 7777, beyond "
+                                         "the range of float32"):
+        k32.bind(**dd).normal(X0)
+
+
+def test_dask_arrays_run_the_float32_array_lowering(linear):
+    """Array residuals on Dask arrays run the array lowering's block pass per chunk, its
+    float32 model's rows widened before the sums: the in-memory fit, and a datum beyond
+    float32 named."""
+    da = pytest.importorskip("dask.array")
+    X, Y = _linear_data(4000, seed=2)
+    want = sg.least_squares(linear[1], np.zeros(8), data={"Xm": X, "Ym": Y}).x
+    dd = {"Xm": da.from_array(X, chunks=(1000, 3)), "Ym": da.from_array(Y, chunks=(1000, 2))}
+    for k in linear:
+        np.testing.assert_allclose(sg.least_squares(k, np.zeros(8), data=dd).x, want,
+                                   rtol=1e-6, atol=1e-7)
+    Y = Y.astype(np.float64)
+    Y[2345, 0] = -1e39
+    dd["Ym"] = da.from_array(Y, chunks=(1000, 2))
+    with pytest.raises(ValueError, match=r"data array 'Ym' has -1e\+39 at row 2345"):
+        linear[1].bind(**dd).normal(np.zeros(8))
