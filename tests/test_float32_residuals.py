@@ -180,6 +180,8 @@ def test_kernel_and_module_say_they_compute_in_float32(decay):
     assert "DTYPE = 'float32'" in k32.source and "# dtype: float32" in k32.source
     assert "regenerate with: symgrad.compile_residuals(resid, dtype='float32')" in k32.source
     assert k32.module.__file__ != k64.module.__file__  # cached under its own key
+    via_compile = sg.compile(DECAY, AB, kind="residual", dtype="float32")
+    assert via_compile.data_dtype == np.float32 and via_compile.source == k32.source
 
 
 def test_generated_float32_module_imports_and_runs(decay, tmp_path):
