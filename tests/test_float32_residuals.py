@@ -10,7 +10,7 @@ within ``k·u`` of the float64 entry computed from the same float32 data, ``u = 
 ``k <= 10``; a product of two entries is within ``2k·u ≈ 1.2e-6``, and so is a sum of such
 products relative to the sum of their magnitudes. At the test points the sums do not cancel
 by more than a factor of a few, so every sum is within 1e-5 of the float64 kernel's relative
-to its largest entry (measured: about 1e-9 to 1e-7). Data given as float64 are rounded to
+to its largest entry (measured: 1e-9 to 2e-7). Data given as float64 are rounded to
 float32 first (one more rounding: the same bound)."""
 
 from __future__ import annotations
