@@ -1,6 +1,6 @@
 """Benchmark: a float32 scalar data loss against the float64 one (value_and_grad, N samples).
 
-    python benchmarks/float32_scalar.py [--sizes 1e6] [--rounds 41]
+    python benchmarks/float32_scalar.py [--sizes 1e6] [--resid-size 2e6] [--rounds 41]
 
 The loss is the MSE of a quadratic model (``sg.mean((a*t**2 + b*t + c - y)**2)``), compiled
 twice: ``dtype="float32"`` (each sample's terms in float32, float64 totals; float32 columns)
@@ -11,6 +11,13 @@ ratio time(float32) / time(float64) over the rounds, for the serial pass and for
 y=)``) is also shown: a float32 kernel given float64 columns converts them on every call.
 Accuracy: ``sg.mean(y**2)`` of N float32 values near 1 against the exact mean (``math.fsum``)
 of the same float32 terms, and NumPy's float32 mean of them for comparison.
+
+Residuals (``--resid-size`` samples): the exponential decay ``a*exp(-b*t) - y`` compiled with
+``sg.compile_residuals(..., dtype="float32")`` (each sample's residual and Jacobian row in
+float32, widened to float64 before the sums) and in float64, both bound to the same float32
+values (float32 and float64 columns); the figure is the paired median time(float32) /
+time(float64) of ``normal()`` (JᵀJ, Jᵀr, rᵀr in one pass), with the largest relative
+difference of the three sums (relative to each one's largest entry).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import symgrad as sg
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", type=float, default=[1e6])
+    ap.add_argument("--resid-size", type=float, default=2e6)
     ap.add_argument("--rounds", type=int, default=41)
     args = ap.parse_args(argv)
     a, b, c = sg.params("a b c")
@@ -61,6 +69,34 @@ def main(argv=None) -> None:
         for par, what in ((False, "serial"), (None, "default")):
             ratios(kernels["float32", par], kernels["float64", par], what, n, x, g,
                    (t32, y32, t64, y64), args.rounds)
+    residuals(int(args.resid_size), args.rounds, rng)
+
+
+def residuals(n: int, rounds: int, rng) -> None:
+    """Print (and record) time(float32) / time(float64) of a residual kernel's normal() and
+    the largest relative difference of its sums."""
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    resid = a * sg.exp(-b * t) - y
+    k32, k64 = (sg.compile_residuals(resid, [a, b], dtype=dt) for dt in ("float32", "float64"))
+    t32 = rng.uniform(0.0, 3.0, n).astype(np.float32)
+    y32 = (2.0 * np.exp(-1.3 * t32) + 0.01 * rng.standard_normal(n)).astype(np.float32)
+    b32, b64 = k32.bind(t=t32, y=y32), k64.bind(t=t32.astype(np.float64), y=y32.astype(np.float64))
+    x = np.array([1.5, 1.0])
+    got, want = b32.normal(x), b64.normal(x)
+    err = max(float(np.max(np.abs(np.subtract(g, w))) / np.max(np.abs(w)))
+              for g, w in zip(got, want, strict=True))
+    ratio = paired_ratio(lambda: b64.normal(x), lambda: b32.normal(x), rounds=rounds)
+    t0 = time.perf_counter()
+    for _ in range(5):
+        b64.normal(x)
+    one = (time.perf_counter() - t0) / 5
+    print(f"\nresiduals a*exp(-b*t) - y, N = {n:.0e}: float64 normal() {one * 1e3:7.3f} ms; "
+          f"float32 / float64 {ratio:5.2f}x; max relative difference of JᵀJ, Jᵀr, rᵀr "
+          f"{err:.1e}")
+    record("float32_scalar", f"float32 / float64 residual normal() time, a*exp(-b*t) - y, "
+           f"bound, N = {n:.0e} (paired median)", ratio, unit="x",
+           note=f"max relative difference of the sums {err:.1e}")
 
 
 def accuracy(n: int, rng) -> None:

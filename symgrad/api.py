@@ -150,8 +150,9 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
       large enough to pay (the same result for any number of threads); True/False force it;
       residual modules are always per-sample parallel (True is accepted); models have no
       variant yet;
-    - ``dtype``: "float64" (default) or "float32" for array losses, models and scalar losses
-      over data samples (float32 per-sample terms, float64 sums; x, g and results float64);
+    - ``dtype``: "float64" (default) or "float32" for array losses, models, scalar losses
+      over data samples and residuals over data columns (float32 per-sample terms, float64
+      sums; x, g and results float64);
     - ``fuse``: None lowers a small float64 array loss (a linear or logistic model, a small
       layer: :func:`symgrad.passes.fuse.fusable`) to one pass over the samples, a
       :class:`~symgrad.runtime.fused.FusedKernel`, and any other to array code (BLAS, one loop
@@ -179,7 +180,7 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
         return with_outputs(f, outputs, policy=policy, dtype=real)
     if k == "residual":
         return compile_residuals(loss, params, data, policy=policy, parallel=parallel,
-                                 fuse=fuse)
+                                 dtype=real, fuse=fuse)
     if k == "model":
         return compile_model(loss, params, policy=policy, dtype=real)
     if k == "array":
@@ -231,7 +232,7 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
     opts = CodegenOptions(version=__version__, regenerate=regenerate or
                           f"symgrad.generate({what}, {str(path.as_posix())!r}{tail})")
     if k == "residual":
-        src = residual_module(loss, params, data, policy, opts)
+        src = residual_module(loss, params, data, policy, opts, real)
     elif k == "model":
         src = model_source(loss, params, policy, opts.regenerate, real)[1]
     elif k == "array":

@@ -79,8 +79,9 @@ REFUSED = [
      r"float32.*no sum over data samples.*sg.mean"),
     (SCALAR + VSUM, None, {"dtype": "float32"}, ValueError,
      r"float32.*index sums .*float64 only"),
-    (RESID, "residual", {"dtype": "float32"}, ValueError,
-     r"residual kernel computes in float64.*float64 code only"),
+    ([a - 1, b], "residual", {"dtype": "float32"}, ValueError,
+     r"float32.*parameter-only residuals.*data columns"),
+    (RESID, "residual", {"dtype": "float16"}, ValueError, r"'float64' or 'float32'"),
     (MODEL, None, {"parallel": True}, ValueError, r"not available for a model"),
     (RESID, "residual", {"parallel": False}, ValueError,
      r"parallel=False.*only the per-sample prange.*set_num_threads\(1\)"),
@@ -111,8 +112,8 @@ def test_an_option_a_kind_cannot_honour_is_refused_with_why(loss, kind, opts, er
 
 
 def test_compile_residuals_refuses_what_compile_refuses():
-    with pytest.raises(ValueError, match="float64 code only"):
-        sg.compile_residuals(RESID, dtype="float32")
+    with pytest.raises(ValueError, match="parameter-only residuals"):
+        sg.compile_residuals([a - 1, b], dtype="float32")
     with pytest.raises(ValueError, match="set_num_threads"):
         sg.compile_residuals(RESID, parallel=False)
 

@@ -7,16 +7,17 @@ instead, never ignored.
 
 >>> check_options("array", dtype="float32")
 (KinkPolicy(relu=0.0, abs=0.0, tie=0.5), 'float32')
->>> check_options("residual", dtype="float32")
+>>> check_options("sum", dtype="float32")
 Traceback (most recent call last):
 ...
-ValueError: dtype='float32': a residual kernel computes in float64; the residual generator \
-writes float64 code only: for float32, write the problem as a loss on arrays \
-(sg.params/sg.data with shape=), or leave dtype unset
+ValueError: dtype='float32': a sum of index sums and array terms computes in float64; its \
+index sums compile on the scalar path, which computes in float64, or leave dtype unset
 
 A scalar loss takes ``dtype="float32"`` when it sums over data samples (its per-sample
 arithmetic in float32, float64 totals; :func:`symgrad.backend.numba.scalar.check_dtype` says
-which scalar losses cannot).
+which scalar losses cannot); residuals take it when they have data columns (each sample's
+residuals and Jacobian row in float32, every sum over samples in float64:
+:func:`symgrad.backend.numba.residual_module.check_dtype`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ __all__ = ["DTYPES", "FUSE", "KINDS", "PARALLEL", "check_options", "kind_of"]
 KINDS = ("scalar", "array", "model", "residual", "sum")
 #: The dtypes each kind can compute in (the first is the default).
 DTYPES = {"scalar": ("float64", "float32"), "array": ("float64", "float32"),
-          "model": ("float64", "float32"), "residual": ("float64",), "sum": ("float64",)}
+          "model": ("float64", "float32"), "residual": ("float64", "float32"), "sum": ("float64",)}
 #: The ``parallel=`` values each kind honours (None: the kernel decides).
 PARALLEL = {"scalar": (None, True, False), "array": (None, True, False), "model": (None,),
             "residual": (None, True), "sum": (None, True, False)}
@@ -46,8 +47,6 @@ _WHAT = {"scalar": "a scalar loss", "array": "an array loss", "model": "a model"
          "residual": "a residual kernel", "sum": "a sum of index sums and array terms"}
 #: Why a kind refuses a dtype or a parallel= value, and what to do instead.
 _NO_DTYPE = {
-    "residual": "the residual generator writes float64 code only: for float32, write the "
-                "problem as a loss on arrays (sg.params/sg.data with shape=)",
     "sum": "its index sums compile on the scalar path, which computes in float64",
 }
 _NO_PARALLEL = {

@@ -41,7 +41,10 @@ def compile_residuals(resid, params: Sequence | None = None, data: Sequence | st
     (default: every ``sg.params`` symbol, in declaration order); ``data`` names plain symbols
     that are data columns (``sg.data`` symbols are data anyway). ``policy``, ``parallel`` and
     ``dtype`` are :func:`symgrad.compile`'s options: the module is per-sample parallel
-    (``parallel=False`` is refused) and float64 (``dtype="float32"`` is refused).
+    (``parallel=False`` is refused); ``dtype="float32"`` computes each sample's residuals and
+    Jacobian row in float32 (data columns converted to float32, ``rk.data_dtype``) and every
+    sum over samples in float64, so ``x``, ``JᵀJ``, ``Jᵀr`` and every result stay float64
+    (``rk.dtype``) and :func:`symgrad.least_squares` runs unchanged.
 
     >>> import symgrad as sg
     >>> x1, x2 = sg.params("x1 x2")
@@ -52,21 +55,23 @@ def compile_residuals(resid, params: Sequence | None = None, data: Sequence | st
     policy, real = check_options("residual", policy=policy, parallel=parallel, dtype=dtype,
                                  fuse=fuse)
     if is_array_residual(resid):
-        return compile_array_residuals(resid, params, data, policy=policy, fuse=fuse)
+        return compile_array_residuals(resid, params, data, policy=policy, fuse=fuse,
+                                       dtype=real)
     if fuse is False:
         raise ValueError("fuse=False chooses the array lowering of an array residual (W @ X + b "
                          "- Y); residuals written per sample always run the fused sample loop")
     return residual_kernel(residual_problem(resid, params, data), policy, real,
-                           "symgrad.compile_residuals(resid)")
+                           "symgrad.compile_residuals(resid"
+                           + (f", dtype={real!r})" if real != "float64" else ")"))
 
 
 def residual_module(resid, params: Sequence | None, data: Sequence | str | None,
-                    policy: KinkPolicy, opts: CodegenOptions) -> str:
+                    policy: KinkPolicy, opts: CodegenOptions, real: str = "float64") -> str:
     """The text of the residual module (what :func:`symgrad.generate` writes). An array
     residual is written as its fused sample loop (the module of ``compile_residuals(resid,
     fuse=True)``: columns ``(N,)`` or ``(N, k)``, an ``(N, 2, 2)`` array passed as ``(N, 4)``)."""
     if not is_array_residual(resid):
-        return residual_source(residual_problem(resid, params, data), policy, opts)
+        return residual_source(residual_problem(resid, params, data), policy, opts, real)
     if data is not None:
         raise TypeError("data= names the data columns of text residuals; an array residual "
                         "declares its data with sg.data('X', shape=...)")
@@ -80,4 +85,4 @@ def residual_module(resid, params: Sequence | None, data: Sequence | str | None,
         raise ProblemError(f"a generated residual module holds the fused sample loop, and this "
                            f"array residual does not fuse: {prob}; use sg.compile_residuals("
                            "resid, fuse=False) in the program instead")
-    return residual_source(prob, policy, opts)
+    return residual_source(prob, policy, opts, real)

@@ -28,11 +28,12 @@ WRITERS = ("backend.numba.residual_module", "ir.residual_problem")
 
 def residual_kernel(prob: ResidualProblem, policy: KinkPolicy, real: str, regenerate: str,
                     cls: type = ResidualKernel, **extra) -> ResidualKernel:
-    """``cls(prob, source, path, module, policy, **extra)`` on the cached module of ``prob``;
-    ``regenerate`` is the call the module's header names."""
+    """``cls(prob, source, path, module, policy, **extra)`` on the cached module of ``prob``
+    computing in ``real`` ("float64" or "float32"); ``regenerate`` is the call the module's
+    header names."""
     opts = CodegenOptions(regenerate=regenerate, version=__version__)
     path, src, mod = cached_module(
         cache_key("residual", canon(prob), policy, opts, real, WRITERS),
-        lambda digest: residual_header(prob, policy, opts, digest),
-        lambda: residual_source(prob, policy, opts))
+        lambda digest: residual_header(prob, policy, opts, digest, real),
+        lambda: residual_source(prob, policy, opts, real))
     return cls(prob, src, path, mod, policy, **extra)

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..runtime.blocksums import neumaier, normal_sums, split
-from ..runtime.datacheck import check_names, non_finite_error
+from ..runtime.datacheck import check_names, non_finite_error, overflow_error
 from .worker import ModuleSpec, load
 
 __all__ = ["DaskArrayResiduals", "bind_dask"]
@@ -34,18 +34,24 @@ __all__ = ["DaskArrayResiduals", "bind_dask"]
 def _chunk(spec: ModuleSpec, layout: tuple, what: str, x: np.ndarray, first: int, js, rs,
            *cols) -> np.ndarray:
     """On a worker: one chunk's ``[JᵀJ, Jᵀr, rᵀr]`` (``what="normal"``), residuals or J rows.
-    ``layout``: (dims, per-sample shape, which columns are per sample, block, names)."""
+    ``layout``: (dims, per-sample shape, which columns are per sample, block, names). A
+    float32 model (its ``DTYPE``) reads x and the float columns as float32; its rows are
+    widened to float64 before the sums."""
     dims, shape, sampled, block, names = layout
     mod = load(spec)
-    cols = [np.ascontiguousarray(c) for c in cols]
+    dt = np.dtype(getattr(mod, "DTYPE", "float64"))
+    given = [np.ascontiguousarray(c) for c in cols]
+    with np.errstate(over="ignore"):  # beyond float32: named below if a result needs it
+        cols = [c.astype(dt) if c.dtype.kind == "f" and c.dtype != dt else c for c in given]
     n, m, P = cols[sampled.index(True)].shape[0], int(np.prod(shape, dtype=int)), x.shape[0]
 
     def rows(x, lo, hi):
         args = (dims, *(c[lo:hi] if s else c for c, s in zip(cols, sampled, strict=True)))
-        J, r = np.empty((hi - lo, *shape, P)), np.empty((hi - lo, *shape))
-        mod.jacobian(x, J, *args)
-        mod.predict(x, r, *args)
-        return J.reshape((hi - lo) * m, P), r.reshape((hi - lo) * m)
+        J, r = np.empty((hi - lo, *shape, P), dt), np.empty((hi - lo, *shape), dt)
+        mod.jacobian(x.astype(dt, copy=False), J, *args)
+        mod.predict(x.astype(dt, copy=False), r, *args)
+        return (J.reshape((hi - lo) * m, P).astype(np.float64, copy=False),
+                r.reshape((hi - lo) * m).astype(np.float64, copy=False))
 
     if what == "normal":
         out = normal_sums(rows, x, n, m, block, js, rs)
@@ -53,8 +59,12 @@ def _chunk(spec: ModuleSpec, layout: tuple, what: str, x: np.ndarray, first: int
         J, r = rows(x, 0, n)
         out = r if what == "residuals" else J
     if not np.isfinite(out).all():  # bad data are named with their row in the whole array
-        for name, c, s in zip(names, cols, sampled, strict=True):
+        for name, c, s in zip(names, given, sampled, strict=True):
             err = non_finite_error(name, c, kind="data array", start=first if s else 0)
+            if err is not None:
+                raise err
+        for name, c, s in zip(names, given, sampled, strict=True):
+            err = overflow_error(name, c, dt, kind="data array", start=first if s else 0)
             if err is not None:
                 raise err
     return out

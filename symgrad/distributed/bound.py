@@ -169,4 +169,4 @@ def raise_placed(c: Chunks, exc: Unplaced) -> None:
     first = c.offsets[k]
     if first is None:
         first = int(sum(dask.compute(*[delayed(len)(b[0]) for b in c.blocks[:k]])))
-    dask.compute(delayed(scan_chunk)((k, first), *c.blocks[k], names=c.names))
+    dask.compute(delayed(scan_chunk)((k, first), *c.blocks[k], names=c.names, dtype=exc.dtype))

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..build.cache import load_module, usable_cache_dir, write_atomic
-from ..runtime.datacheck import non_finite_error
+from ..runtime.datacheck import non_finite_error, overflow_error
 
 __all__ = ["LOADED", "Holder", "ModuleSpec", "Unplaced", "add", "check_finite", "check_lengths",
            "chunk_acc", "chunk_rows", "load", "module_name", "scan_chunk"]
@@ -102,12 +102,15 @@ class Unplaced(ValueError):
     """A non-finite data value in a chunk whose first sample the worker does not know (unknown
     chunk sizes): the client finds that sample and names the row (:func:`.bound.map_reduce`)."""
 
-    def __init__(self, chunk: int) -> None:
-        super().__init__(f"a data column has a non-finite value in chunk {chunk}")
-        self.chunk = chunk
+    def __init__(self, chunk: int, dtype: str | None = None) -> None:
+        super().__init__(f"a data column has a non-finite value in chunk {chunk}"
+                         if dtype is None else f"a data column has a value beyond {dtype} in "
+                         f"chunk {chunk}")
+        #: the chunk, and the module's dtype when the value is finite but beyond it
+        self.chunk, self.dtype = chunk, dtype
 
     def __reduce__(self):  # sent back from a worker as it is
-        return Unplaced, (self.chunk,)
+        return Unplaced, (self.chunk, self.dtype)
 
 
 def check_lengths(names: tuple[str, ...], lengths, chunk: int) -> None:
@@ -120,30 +123,42 @@ def check_lengths(names: tuple[str, ...], lengths, chunk: int) -> None:
                              "length (take them from one DataFrame, masked alike)")
 
 
-def _columns(blocks, names: tuple[str, ...], where, scan: bool) -> list[np.ndarray]:
-    """A chunk's blocks as float arrays of one length; with ``scan``, every value finite."""
+def _columns(blocks, names: tuple[str, ...], where, scan: bool, dtype=None) -> list[np.ndarray]:
+    """A chunk's blocks as float arrays of one length; with ``scan``, every value finite (and
+    within ``dtype``'s range: a float32 module's)."""
     cols = [_as_float(b) for b in blocks]
     check_lengths(names, [c.shape[0] for c in cols], where[0])
     if scan:
-        check_finite(cols, names, where)
+        check_finite(cols, names, where, dtype)
     return cols
 
 
-def check_finite(cols: list[np.ndarray], names: tuple[str, ...], where) -> None:
+def check_finite(cols: list[np.ndarray], names: tuple[str, ...], where, dtype=None,
+                 kind: str = "data column") -> None:
     """Name the first non-finite data value of a chunk by its column and global row (the
-    in-memory kernel's error); :class:`Unplaced` when the chunk's first sample is unknown."""
+    in-memory kernel's error), then (``dtype``: a float32 module's ``DTYPE``) the first finite
+    value that ``dtype`` would read as inf; :class:`Unplaced` when the chunk's first sample is
+    unknown."""
     chunk, first = where
     for name, c in zip(names, cols, strict=False):
-        err = non_finite_error(name, c, start=first or 0)
+        err = non_finite_error(name, c, start=first or 0, kind=kind)
         if err is not None:
             if first is None:
                 raise Unplaced(chunk)
             raise err
+    for name, c in zip(names, cols, strict=False) if dtype is not None else ():
+        err = overflow_error(name, c, dtype, kind=kind, start=first or 0)
+        if err is not None:
+            if first is None:
+                raise Unplaced(chunk, dtype)
+            raise err
 
 
-def scan_chunk(where: tuple[int, int | None], *blocks, names: tuple[str, ...]) -> None:
-    """Raise the error naming a chunk's first non-finite data value, if any (on a worker)."""
-    _columns(blocks, names, where, scan=True)
+def scan_chunk(where: tuple[int, int | None], *blocks, names: tuple[str, ...],
+               dtype: str | None = None) -> None:
+    """Raise the error naming a chunk's first non-finite data value (or, ``dtype``: one beyond
+    its range), if any (on a worker)."""
+    _columns(blocks, names, where, True, dtype)
 
 
 def chunk_acc(spec: ModuleSpec, mode: str, size: int, x: np.ndarray, v: np.ndarray | None,
@@ -159,7 +174,7 @@ def chunk_acc(spec: ModuleSpec, mode: str, size: int, x: np.ndarray, v: np.ndarr
     """
     mod = load(spec)
     names = names or tuple(mod.DATA)
-    cols = _columns(blocks, names, where, scan)
+    cols = _columns(blocks, names, where, scan, getattr(mod, "DTYPE", None))
     if mode == "H":
         return np.stack([_acc(mod, "h", size, x, e, cols, names, where)
                          for e in np.eye(x.shape[0])])
@@ -174,7 +189,7 @@ def _acc(mod, mode: str, size: int, x, v, cols: list[np.ndarray], names, where) 
     else:
         getattr(mod, f"_acc_{mode}")(x, *cols, None, 0, n, acc)
     if not np.isfinite(acc).all():
-        check_finite(cols, names, where)
+        check_finite(cols, names, where, getattr(mod, "DTYPE", None))
     out = np.empty(size + 1)
     out[:size] = acc
     out[size] = n
@@ -190,7 +205,8 @@ def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, w: np.ndarray | None,
     (``"gn"``, ``w=v``), by the module's compiled functions (on a worker); data scanned as by
     :func:`chunk_acc` (bad data are named; a bad x is the solver's business)."""
     mod = load(spec)
-    cols = _columns(blocks, names, where, scan)
+    dtype = getattr(mod, "DTYPE", None)  # a float32 module reads float64 chunks as float32
+    cols = _columns(blocks, names, where, scan, dtype)
     n, m, P = cols[0].shape[0], int(mod.M_PER_SAMPLE), x.shape[0]
     if what == "normal":
         A, g = np.empty((P, P)), np.empty(P)
@@ -208,7 +224,7 @@ def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, w: np.ndarray | None,
         if what == "gn":
             got = mod.vjp(x, got, np.empty(P), *cols)
     if not np.isfinite(got).all():
-        check_finite(cols, names, where)
+        check_finite(cols, names, where, dtype)
     return got
 
 

@@ -74,14 +74,15 @@ def is_array_residual(resid) -> bool:
 
 def compile_array_residuals(resid, params: Sequence | None = None, data=None, *,
                             policy: KinkPolicy | None = None, block: int | None = None,
-                            fuse: bool | None = None) -> ResidualKernel:
+                            fuse: bool | None = None, dtype: str = "float64") -> ResidualKernel:
     """Compile an array residual (one vector, matrix... per sample). ``params`` fixes the order
     of x (default: declaration order). ``fuse``: True compiles one fused sample loop
     (:class:`~symgrad.runtime.unrolled_residual.FusedArrayResiduals`; a ProblemError says why
     when the residual does not fuse), False the array lowering (:class:`ArrayResiduals`,
     ``block`` samples per block of its pass, default from m and P), None (default) the fused
     loop when :func:`~symgrad.passes.fuse.fusable` allows it. ``data`` is refused (it names the
-    data symbols of text residuals)."""
+    data symbols of text residuals). ``dtype="float32"``: each sample's residuals and Jacobian
+    row in float32 (either lowering), every sum over samples and every result in float64."""
     if data is not None:
         raise TypeError("data= names the data columns of text residuals; an array residual "
                         "declares its data with sg.data('X', shape=...)")
@@ -101,7 +102,7 @@ def compile_array_residuals(resid, params: Sequence | None = None, data=None, *,
 
     def array() -> ArrayResiduals:
         try:
-            model = compile_model(resid, params, policy=policy)
+            model = compile_model(resid, params, policy=policy, dtype=dtype)
         except ProblemError as exc:
             raise ProblemError(f"array residual: {exc}") from None
         return ArrayResiduals(model, block=block)
@@ -112,7 +113,7 @@ def compile_array_residuals(resid, params: Sequence | None = None, data=None, *,
         prob = model_problem(resid, params)
     except ProblemError as exc:
         raise ProblemError(f"array residual: {exc}") from None
-    fused = fused_residuals(prob, policy or KinkPolicy(), array)
+    fused = fused_residuals(prob, policy or KinkPolicy(), array, dtype)
     if isinstance(fused, str):
         if fuse:
             raise ProblemError(f"fuse=True: this array residual does not fuse into one sample "
@@ -142,13 +143,15 @@ def unrolled_problem(prob: ModelProblem) -> ResidualProblem | str:
     return rp
 
 
-def fused_residuals(prob: ModelProblem, policy: KinkPolicy,
-                    array: Callable[[], ResidualKernel]) -> FusedArrayResiduals | str:
-    """The fused sample-loop kernel of a model problem's output, or why it does not fuse."""
+def fused_residuals(prob: ModelProblem, policy: KinkPolicy, array: Callable[[], ResidualKernel],
+                    real: str = "float64") -> FusedArrayResiduals | str:
+    """The fused sample-loop kernel of a model problem's output (per-sample arithmetic in
+    ``real``), or why it does not fuse."""
     rp = unrolled_problem(prob)
     if isinstance(rp, str):
         return rp
-    return residual_kernel(rp, policy, "float64", "symgrad.compile_residuals(resid, fuse=True)",
+    tail = f", dtype={real!r}" if real != "float64" else ""
+    return residual_kernel(rp, policy, real, f"symgrad.compile_residuals(resid, fuse=True{tail})",
                            FusedArrayResiduals, expr=prob.output,
                            shapes={p.name: tuple(int(s) for s in p.shape) for p in prob.params},
                            data_shapes={d.name: tuple(int(s) for s in d.shape[1:])
@@ -168,13 +171,13 @@ class ArrayResiduals(ResidualKernel):
     # the model's arrays are validated and named as an array loss's (one definition)
     _columns = ArrayKernel._columns
     _name_non_finite = ArrayKernel._name_non_finite
-    _raise_overflow = ArrayKernel._raise_overflow
 
     def __init__(self, model, block: int | None = None) -> None:
-        if model.dtype != np.float64:
-            raise ValueError("least squares runs in float64: compile the model with float64")
         #: The compiled model whose outputs are the residuals.
         self.model = model
+        #: The model's arithmetic (float32: its rows are widened to float64 before the sums;
+        #: x and every result stay float64).
+        self.data_dtype = model.dtype
         self.expr, self.policy = model.expr, model.policy
         #: One name per entry of x (``W[0, 1]``, ``b[2]``, ``a``), in packing order.
         self.params: tuple[str, ...] = tuple(model.labels)
@@ -239,10 +242,24 @@ class ArrayResiduals(ResidualKernel):
             yield a, b, (args[0], *(c[a:b] if s else c
                                     for c, s in zip(args[1:], self._pick, strict=True)))
 
+    def _raise_overflow(self, data: Mapping, batch=None) -> None:
+        ArrayKernel._raise_overflow(self.model, data, batch)  # the model's dtype and columns
+
+    def _call(self, name: str, x: np.ndarray, part: tuple, out: np.ndarray, *lead) -> None:
+        """The model's compiled ``name`` into ``out``; a float32 model computes in float32
+        (x and ``lead`` rounded), its rows widened into the float64 ``out``."""
+        if self.data_dtype == np.float64:
+            self.model._run(name, x, part, *lead, out)
+            return
+        got = np.empty(out.shape, self.data_dtype)
+        self.model._run(name, x.astype(self.data_dtype), part,
+                        *(v.astype(self.data_dtype) for v in lead), got)
+        out[...] = got
+
     def _fill(self, name: str, x: np.ndarray, args: tuple, out: np.ndarray, *lead) -> None:
         """``out`` (one row per sample) by the model's compiled ``name``, block by block."""
         for a, b, part in self._blocks(args):
-            self.model._run(name, x, part, *lead, out[a:b])
+            self._call(name, x, part, out[a:b], *lead)
 
     def _fill_residuals(self, x, r, args: tuple) -> None:
         self._fill("predict", x, args, r.reshape(-1, *self.shape))
@@ -253,9 +270,9 @@ class ArrayResiduals(ResidualKernel):
     def _fill_rows(self, x, lo: int, hi: int, J, r, args: tuple) -> None:
         J3 = J.reshape(hi - lo, *self.shape, self.n_params)
         for a, b, part in self._blocks(args, lo, hi):
-            self.model._run("jacobian", x, part, J3[a - lo:b - lo])
+            self._call("jacobian", x, part, J3[a - lo:b - lo])
             if r is not None:
-                self.model._run("predict", x, part, r.reshape(hi - lo, *self.shape)[a - lo:b - lo])
+                self._call("predict", x, part, r.reshape(hi - lo, *self.shape)[a - lo:b - lo])
 
     def _block(self, x, args: tuple, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         """J rows and residuals of samples ``lo..hi-1`` (new arrays)."""

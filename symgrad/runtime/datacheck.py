@@ -159,10 +159,11 @@ def batch_index(batch, n: int) -> np.ndarray:
     return np.where(idx < 0, idx + n, idx) if idx.min() < 0 else idx
 
 
-def overflow_error(name: str, a, dtype, rows=None, kind: str = "data array") -> ValueError | None:
+def overflow_error(name: str, a, dtype, rows=None, kind: str = "data array",
+                   start: int = 0) -> ValueError | None:
     """The error for the first finite value of ``a`` among ``rows`` (as in
     :func:`non_finite_error`) that becomes inf when cast to ``dtype`` (a float32 kernel's data),
-    or None."""
+    or None; ``start`` is the row number of ``a``'s first row (a chunk's first sample)."""
     a, dtype = np.asarray(a), np.dtype(dtype)
     if dtype.kind != "f" or a.dtype.kind not in "fiu" or a.dtype.itemsize <= dtype.itemsize \
             or not a.size:
@@ -176,7 +177,7 @@ def overflow_error(name: str, a, dtype, rows=None, kind: str = "data array") -> 
     if not bad_rows.size:
         return None
     r = int(bad_rows[0])
-    where, value = f"row {r}", a[r] if a.ndim else a[()]
+    where, value = f"row {r + start}", a[r] if a.ndim else a[()]
     if a.ndim > 1:
         entry = tuple(int(k) for k in np.argwhere(bad[r])[0])
         where += f", entry {entry[0] if len(entry) == 1 else entry}"

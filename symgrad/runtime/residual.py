@@ -31,7 +31,14 @@ from ..ir.residual_problem import ResidualProblem
 from .argcheck import as_out, as_vector, no_positional
 from .base import At, Kernel
 from .bound import BoundResiduals
-from .datacheck import batch_index, check_names, column, may_hide, raise_non_finite
+from .datacheck import (
+    batch_index,
+    check_names,
+    column,
+    may_hide,
+    overflow_error,
+    raise_non_finite,
+)
 from .formulas import program_text
 
 __all__ = ["BoundResiduals", "ResidualKernel"]
@@ -75,6 +82,10 @@ class ResidualKernel(Kernel):
         self._scan_always = any(may_hide(e) for e in problem.exprs)
         #: Each column's entries per sample: None for ``(N,)``, ``k`` for ``(N, k)``.
         self.widths: dict[str, int | None] = {c.name: c.width for c in problem.columns}
+        #: The per-sample arithmetic and the data columns it reads: float64, or float32 for
+        #: ``compile_residuals(resid, dtype="float32")`` (the module's ``DTYPE``); x, the sums
+        #: over samples and every result stay float64 (:attr:`dtype`).
+        self.data_dtype = np.dtype(getattr(module, "DTYPE", "float64"))
 
     def __repr__(self) -> str:
         data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
@@ -158,8 +169,11 @@ class ResidualKernel(Kernel):
         return args[0].shape[0] if args else 1
 
     def data_args(self, data: Mapping | None = None, batch=None, *, scan: bool = True) -> tuple:
-        """The data columns as float64 C-contiguous arrays in :attr:`data_names` order (the
-        rows of ``batch``, a slice or an index array, gathered), for the module's functions."""
+        """The data columns as C-contiguous arrays of :attr:`data_dtype` in :attr:`data_names`
+        order (the rows of ``batch``, a slice or an index array, gathered), for the module's
+        functions. A float32 kernel converts other columns here, once per call (or once for
+        ``bind``); with ``scan``, a finite value beyond float32 among the rows read is named
+        (else a non-finite result names it)."""
         data = dict(data or {})
         if has_dask(data):
             raise TypeError("Dask columns go to bind(...) or sg.least_squares, which run the "
@@ -171,8 +185,7 @@ class ResidualKernel(Kernel):
             return ()
         cols, n = [], 0
         for k, name in enumerate(self.data_names):
-            a = np.ascontiguousarray(column(name, data[name], self.widths[name], "row", scan),
-                                     dtype=np.float64)
+            a = column(name, data[name], self.widths[name], "row", scan)
             if k == 0:
                 n = a.shape[0]
             elif a.shape[0] != n:
@@ -180,15 +193,26 @@ class ResidualKernel(Kernel):
                                  f"'{self.data_names[0]}' has {n}: columns must have the same "
                                  "length")
             cols.append(a)
-        if isinstance(batch, slice):
-            cols = [np.ascontiguousarray(c[batch]) for c in cols]
-        elif batch is not None:
-            idx = batch_index(batch, n)
-            cols = [c[idx] for c in cols]
-        return tuple(cols)
+        rows = batch if batch is None or isinstance(batch, slice) else batch_index(batch, n)
+        if scan:
+            self._raise_overflow(dict(zip(self.data_names, cols, strict=True)), rows)
+        with np.errstate(over="ignore"):  # beyond float32: named if a result needs it
+            return tuple(np.ascontiguousarray(c if rows is None else c[rows],
+                                              dtype=self.data_dtype) for c in cols)
 
     def _name_non_finite(self, data: Mapping, batch=None) -> None:
-        raise_non_finite({c: data[c] for c in self.data_names}, batch)
+        raise_non_finite({c: data[c] for c in self.data_names}, batch, kind=self._data_kind)
+        self._raise_overflow({c: data[c] for c in self.data_names}, batch)
+
+    def _raise_overflow(self, data: Mapping, batch=None) -> None:
+        """A float32 kernel: the error naming the first finite datum (among the rows ``batch``
+        reads) that float32 makes inf, if any."""
+        if self.data_dtype == np.float64:
+            return
+        for c, a in data.items():
+            err = overflow_error(c, a, self.data_dtype, batch, kind=self._data_kind)
+            if err is not None:
+                raise err
 
     def _check(self, at: At, *results: np.ndarray):
         """``results`` when finite; else the error naming the first non-finite datum."""

@@ -20,7 +20,6 @@ from pathlib import Path
 from ..ad.derive import KinkPolicy
 from ..distributed.detect import has_dask
 from ..ir.residual_problem import ResidualProblem
-from .datacheck import raise_non_finite
 from .fused import flatten_rows
 from .residual import ResidualKernel
 
@@ -88,6 +87,3 @@ class FusedArrayResiduals(ResidualKernel):
             if not str(exc).startswith("data column '"):
                 raise
             raise ValueError("data array" + str(exc)[len("data column"):]) from None
-
-    def _name_non_finite(self, data: Mapping, batch=None) -> None:
-        raise_non_finite({c: data[c] for c in self.data_names}, batch, kind="data array")

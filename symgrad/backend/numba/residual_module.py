@@ -24,7 +24,9 @@ import sympy as sp
 
 from ...ad.derive import Builder, KinkPolicy, Program, Tmp
 from ...ir.residual_problem import ResidualProblem
+from .f32 import F32Printer, f32_helpers
 from .printer import ScalarPrinter
+from .residual_normal import BLOCK, NADD, UNROLL_MAX, NormalFns
 from .skeleton import (
     JIT,
     RESERVED,
@@ -44,38 +46,23 @@ from .skeleton import (
     wrap,
 )
 
-__all__ = ["BLOCK", "ResidualProgram", "derive_residuals", "residual_header", "residual_source"]
+__all__ = ["BLOCK", "ResidualProgram", "check_dtype", "derive_residuals", "residual_header",
+           "residual_source"]
 
-#: Samples summed plainly before a block's sums are added (compensated) into a chunk's totals.
-BLOCK = 256
-#: The fused J^T J pass is unrolled (every product a line) while the products per sample
-#: number at most this many (P = 12 for a dense row); above, loops over the Jacobian's columns
-#: (at P = 14 as fast to run and faster to compile; at P = 40, 7 s to compile instead of 100).
-UNROLL_MAX = 78
 #: Locals and functions of the module; a column with one of these names is renamed col_<name>.
 _LOCALS = {"J", "js", "rs", "b0", "b1", "A", "bv", "tot", "part", "kk", "q", "blk",
            "residuals", "rows", "jvp", "vjp", "normal", "PARAMS", "DATA", "M_PER_SAMPLE",
            "KINK_POLICY", "BLOCK", "sb", "zb", "Jb", "nr", "ka", "kb", "kr"}
-#: Neumaier summation of a block's sums into a chunk's totals (a helper of the normal pass).
-_NADD = f'''
-{JIT}
-def _nadd(acc, q, v):
-    """Neumaier: add v to acc[0, q], its rounding error to acc[1, q]."""
-    s = acc[0, q]
-    t = s + v
-    if abs(s) >= abs(v):
-        acc[1, q] += (s - t) + v
-    else:
-        acc[1, q] += (v - t) + s
-    acc[0, q] = t
-'''
-
 #: The module docstring's sentence on data columns (1-D columns only, or some (N, k) ones).
 _DOC_1D = ("x is a float64 vector of the parameters in PARAMS order; data columns (1-D float64,",
            "one value per sample) follow the other arguments positionally in DATA order.")
 _DOC_2D = ("x is a float64 vector of the parameters in PARAMS order; data columns (float64,",
            "one value per sample, or (N, k) with k values per sample) follow the other",
            "arguments positionally in DATA order.")
+#: A float32 module's docstring lines (after the sentence on data columns).
+_DOC_F32 = ("Each sample's residuals and Jacobian row are computed in float32 (DTYPE: float32",
+            "data columns, x rounded to float32), widened to float64 before every product and",
+            "sum over samples: x, the sums and the results are float64.")
 
 
 @dataclass(frozen=True)
@@ -102,8 +89,9 @@ def derive_residuals(prob: ResidualProblem, policy: KinkPolicy | None = None) ->
 
 
 def residual_header(prob: ResidualProblem, policy: KinkPolicy, opts: CodegenOptions,
-                    digest: str) -> str:
-    """The comment header (recomputed by the cache to verify an entry without deriving)."""
+                    digest: str, real: str = "float64") -> str:
+    """The comment header (recomputed by the cache to verify an entry without deriving); a
+    float32 module (``real``) says so on a line of its own."""
     expr = esc(" ".join(str(list(prob.exprs) if prob.m > 1 else prob.exprs[0]).split()))
     cols = ", ".join(f"{c.name}[N]" if c.width is None else f"{c.name}[N, {c.width}]"
                      for c in prob.columns) or "none (parameter-only residuals)"
@@ -112,20 +100,40 @@ def residual_header(prob: ResidualProblem, policy: KinkPolicy, opts: CodegenOpti
         *[f"#   {ln}" for ln in wrap(expr)],
         f"# parameters (order of x): {esc(', '.join(prob.param_names))}",
         f"# data columns: {esc(cols)}",
+        *([f"# dtype: {_F32_LINE}"] if real == "float32" else []),
     ], digest)
 
 
+#: What a float32 module's header says of its arithmetic.
+_F32_LINE = "float32 per-sample arithmetic (data, residuals, J rows), float64 sums and results"
+
+
+def check_dtype(prob: ResidualProblem, real: str) -> None:
+    """Raise unless residuals can compute in ``real``: float32 is the per-sample arithmetic of
+    residuals over data columns (parameter-only residuals have no sample loop to run in it)."""
+    if real not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {real!r}")
+    if real == "float32" and not prob.columns:
+        raise ValueError("dtype='float32' is not available for parameter-only residuals: "
+                         "float32 applies to the per-sample arithmetic of residuals over data "
+                         "columns; leave dtype unset")
+
+
 def residual_source(prob: ResidualProblem, policy: KinkPolicy | None = None,
-                    opts: CodegenOptions | None = None) -> str:
-    """The module text: the same problem, policy and options give the same bytes."""
+                    opts: CodegenOptions | None = None, real: str = "float64") -> str:
+    """The module text: the same problem, policy, options and ``real`` ("float64", or
+    "float32": :data:`_DOC_F32`, :func:`check_dtype`) give the same bytes."""
+    check_dtype(prob, real)
     policy, opts = policy or KinkPolicy(), opts or CodegenOptions()
-    body = _Gen(derive_residuals(prob, policy), opts).body()
-    return finish(body, lambda digest: residual_header(prob, policy, opts, digest))
+    body = _Gen(derive_residuals(prob, policy), opts, real).body()
+    return finish(body, lambda digest: residual_header(prob, policy, opts, digest, real))
 
 
-class _Gen:
-    def __init__(self, rp: ResidualProgram, opts: CodegenOptions) -> None:
+class _Gen(NormalFns):
+    def __init__(self, rp: ResidualProgram, opts: CodegenOptions, real: str = "float64") -> None:
         p = rp.problem
+        #: float32: the per-sample code (data, x, literals) in float32, its outputs widened
+        self.f32 = real == "float32"
         self.rp, self.prob, self.opts = rp, p, opts
         self.P, self.m = len(p.params), p.m
         taken = set(RESERVED) | _LOCALS
@@ -135,7 +143,7 @@ class _Gen:
         names.update({s: ident(s.name, "d_", taken) for s in p.data_symbols})
         names.update({s: f"v{j}" for j, s in enumerate(rp.v)})
         self.names = TmpNames(names)
-        self.pr = ScalarPrinter(self.names)
+        self.pr = (F32Printer if self.f32 else ScalarPrinter)(self.names)
         par = bool(self.cols)  # parameter-only residuals: one "sample", no threads
         self.jit = JIT
         self.jit_fm = jit(fastmath=True)  # the chunk passes (the skeleton's fastmath policy)
@@ -152,7 +160,8 @@ class _Gen:
         Temporaries used once are inlined."""
         prog = self.rp.program
         local = {"r": "r", "J": "u", "jv": "s"}
-        lines = [f"{self.names[s]} = np.float64({self.col_of[s.column]}[{sample}"
+        cast = "np.float32" if self.f32 else "np.float64"
+        lines = [f"{self.names[s]} = {cast}({self.col_of[s.column]}[{sample}"
                  + ("])" if s.component is None else f", {s.component}])")
                  for s in self.prob.data_symbols]
         wanted = [(f"{local[n]}{k}", e) for n in outs for k, e in enumerate(prog.outputs[n])]
@@ -172,7 +181,8 @@ class _Gen:
         for name, e in wanted:
             e = sp.sympify(e, strict=True)
             if e != 0 or name[0] == "r":
-                lines.append(f"{name} = {self.pr.doprint(e.xreplace(sub) if sub else e)}")
+                text = self.pr.doprint(e.xreplace(sub) if sub else e)
+                lines.append(f"{name} = np.float64({text})" if self.f32 else f"{name} = {text}")
         return lines
 
     def nonzero(self, k: int) -> list[int]:
@@ -180,8 +190,12 @@ class _Gen:
         J = self.rp.program.outputs["J"]
         return [j for j in range(self.P) if sp.sympify(J[k * self.P + j], strict=True) != 0]
 
-    def load_params(self) -> list[str]:
-        return [f"{self.names[s]} = x[{j}]" for j, s in enumerate(self.prob.params)]
+    def load_params(self, vec: str = "x") -> list[str]:
+        """``p_a = x[0]``... (``vec="v"``: ``v0 = v[0]``...), rounded in a float32 module."""
+        f = "np.float32({})" if self.f32 else "{}"
+        names = [self.names[s] for s in self.prob.params] if vec == "x" else \
+            [f"v{j}" for j in range(self.P)]
+        return [f"{n} = {f.format(f'{vec}[{j}]')}" for j, n in enumerate(names)]
 
     def size(self) -> str:
         cols = self.cols
@@ -256,7 +270,7 @@ class _Gen:
         m = self.m
         body = [f"N = _size(x{self.tail()})", *self.check("v", str(self.P), "v"),
                 *self.check("out", f"N * {m}", "out"), *self.no_alias("out", "x", "v", *self.cols),
-                *self.load_params(), *[f"v{j} = v[{j}]" for j in range(self.P)],
+                *self.load_params(), *self.load_params("v"),
                 "for i in numba.prange(N):",
                 *["    " + ln for ln in self.per_sample(("jv",))],
                 *[f"    out[i * {m} + {k}] = s{k}" if sp.sympify(e, strict=True) != 0 else
@@ -285,101 +299,21 @@ class _Gen:
         return [chunk, fn(f"vjp(x, u, out{self.tail()})", "Write J^T u into out.", drv,
                            self.jit_par)]
 
-    def normal(self) -> list[str]:
-        m, P, T = self.m, self.P, self.T
-        rows = self.rows_nz
-        nb = P * (P + 1) // 2
-        body = self._normal_loops(rows) if self.looped else self._normal_unrolled(rows)
-        chunk = fn(f"_normal_chunk(x, js, rs, lo, hi, acc{self.tail()})",
-                    f"Add the normal-equation sums of samples lo..hi-1 into acc (2, {T}): "
-                    f"blocks of {BLOCK} summed plainly, block sums added compensated.",
-                    body, self.jit_fm)
-        drv = [f"N = _size(x{self.tail()})", *self.check("A", f"{P}, {P}", "A"),
-               *self.check("bv", str(P), "bv"),
-               *self.check("js", f"N * {m}", "jscale", True),
-               *self.check("rs", f"N * {m}", "rscale", True),
-               *self.no_alias("A", "x", "bv"), *self.no_alias("bv", "x"),
-               chunks(), f"part = np.zeros((nc, 2, {T}))",
-               "for c in numba.prange(nc):",
-               f"    _normal_chunk(x, js, rs, c * N // nc, (c + 1) * N // nc, part[c]"
-               f"{self.tail()})",
-               f"tot = np.zeros((2, {T}))", "for c in range(nc):", f"    for q in range({T}):",
-               "        _nadd(tot, q, part[c, 0, q])", "        _nadd(tot, q, part[c, 1, q])",
-               "q = 0", f"for j in range({P}):", f"    for k in range(j, {P}):",
-               "        A[j, k] = tot[0, q] + tot[1, q]", "        A[k, j] = A[j, k]",
-               "        q += 1", f"for j in range({P}):",
-               f"    bv[j] = tot[0, {nb} + j] + tot[1, {nb} + j]",
-               f"return tot[0, {T - 1}] + tot[1, {T - 1}]"]
-        doc = ("One fused pass: A = (aJ)^T (aJ), bv = (aJ)^T (b r), returns (b r)^T (b r), "
-               "with a = js, b = rs (None: 1); J is never stored" +
-               (f" (a block of {BLOCK} samples' rows at a time)." if self.looped else "."))
-        return [chunk, fn(f"normal(x, A, bv, js, rs{self.tail()})", doc, drv, self.jit_par)]
-
-    def _normal_unrolled(self, rows: list[list[int]]) -> list[str]:
-        """Small P: every product a named local, the block's sums in locals (fastest to run)."""
-        m, P, T = self.m, self.P, self.T
-        pos = {(j, k): q for q, (j, k) in enumerate((j, k) for j in range(P)
-                                                     for k in range(j, P))}
-        nb = len(pos)
-        inner = self.per_sample(("r", "J"))
-        for k, nz in enumerate(rows):
-            inner += [f"w = 1.0 if js is None else js[i * {m} + {k}]",
-                      f"z = (1.0 if rs is None else rs[i * {m} + {k}]) * r{k}",
-                      *[f"u{k * P + j} *= w" for j in nz]]
-            inner += [f"s{pos[j, jj]} += u{k * P + j} * u{k * P + jj}"
-                      for a, j in enumerate(nz) for jj in nz[a:]]
-            inner += [f"s{nb + j} += u{k * P + j} * z" for j in nz]
-            inner.append(f"s{T - 1} += z * z")
-        # One call site of _nadd (a loop over the block's sums): 66 inlined copies of it for
-        # P = 10 took five times longer to compile and ran slower.
-        return [*self.load_params(), f"blk = np.empty({T})",
-                f"for b0 in range(lo, hi, {BLOCK}):", f"    b1 = min(b0 + {BLOCK}, hi)",
-                *[f"    s{q} = 0.0" for q in range(T)],
-                "    for i in range(b0, b1):", *["        " + ln for ln in inner],
-                *[f"    blk[{q}] = s{q}" for q in range(T)],
-                f"    for q in range({T}):", "        _nadd(acc, q, blk[q])"]
-
-    def _normal_loops(self, rows: list[list[int]]) -> list[str]:
-        """Larger P: the block's scaled Jacobian rows are stored column by column in ``Jb``
-        (P x rows of the block) and every sum of the block is a loop (a dot product of two
-        columns), so the text and Numba's compile time grow linearly in P (unrolled, compile
-        time grew faster than P**2) and the sums vectorise."""
-        m, P, T = self.m, self.P, self.T
-        nb = P * (P + 1) // 2
-        inner = self.per_sample(("r", "J"))
-        inner.append(f"kk = (i - b0) * {m}")
-        for k, row in enumerate(rows):
-            nz = set(row)
-            inner += [f"w = 1.0 if js is None else js[i * {m} + {k}]",
-                      f"zb[kk + {k}] = (1.0 if rs is None else rs[i * {m} + {k}]) * r{k}"]
-            inner += [f"Jb[{j}, kk + {k}] = " + (f"u{k * P + j} * w" if j in nz else "0.0")
-                      for j in range(P)]
-        return [
-            *self.load_params(), f"Jb = np.empty(({P}, min(hi - lo, {BLOCK}) * {m}))",
-            f"zb = np.empty(min(hi - lo, {BLOCK}) * {m})", f"sb = np.empty({T})",
-            f"for b0 in range(lo, hi, {BLOCK}):", f"    b1 = min(b0 + {BLOCK}, hi)",
-            f"    nr = (b1 - b0) * {m}", "    for i in range(b0, b1):",
-            *["        " + ln for ln in inner],
-            "    q = 0", f"    for ka in range({P}):", f"        for kb in range(ka, {P}):",
-            "            tot = 0.0", "            for kr in range(nr):",
-            "                tot += Jb[ka, kr] * Jb[kb, kr]", "            sb[q] = tot",
-            "            q += 1",
-            "        tot = 0.0", "        for kr in range(nr):",
-            "            tot += Jb[ka, kr] * zb[kr]", f"        sb[{nb} + ka] = tot",
-            "    tot = 0.0", "    for kr in range(nr):", "        tot += zb[kr] * zb[kr]",
-            f"    sb[{T - 1}] = tot",
-            f"    for q in range({T}):", "        _nadd(acc, q, sb[q])"]
-
     # -- module ---------------------------------------------------------------------------
     def body(self) -> str:
         p = self.prob
         head = preamble([
             "Residuals, Jacobian, J v, J^T u and the fused normal equations, compiled with Numba.",
             "",
-            *(_DOC_1D if all(c.width is None for c in p.columns) else _DOC_2D),
+            *(ln.replace("(1-D float64", "(1-D float32").replace("(float64", "(float32")
+              if self.f32 else ln
+              for ln in (_DOC_1D if all(c.width is None for c in p.columns) else _DOC_2D)),
             "Residuals are sample-major: sample i owns rows i*M_PER_SAMPLE .. +M_PER_SAMPLE-1.",
+            *(_DOC_F32 if self.f32 else ()),
             "Arithmetic follows IEEE 754 (error_model='numpy'): non-finite values propagate."], [
             ("PARAMS", p.param_names), ("DATA", p.data_names), ("M_PER_SAMPLE", self.m),
-            ("KINK_POLICY", self.rp.policy.describe()), ("BLOCK", BLOCK)], self.opts)
+            ("KINK_POLICY", self.rp.policy.describe()), ("BLOCK", BLOCK),
+            *([("DTYPE", "float32")] if self.f32 else [])], self.opts)
         return assemble(head, self.functions(),
-                        [_NADD, *(lse_helper(a, False) for a in sorted(self.pr.lse_arities))])
+                        [NADD, *(lse_helper(a, False) for a in sorted(self.pr.lse_arities))],
+                        adapt=f32_helpers if self.f32 else None)
