@@ -5,6 +5,8 @@ runs block by block over the samples. References: NumPy's lstsq (linear), SciPy'
 least_squares on a NumPy residual and Jacobian (nonlinear, bounds, robust loss).
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.optimize import least_squares as scipy_lsq
@@ -274,3 +276,22 @@ def test_normal_never_stores_the_jacobian(linear):
         block_bytes = kernel.block * K * kernel.n_params * 8
         assert kernel.block == 2048 and peak < 4 * block_bytes  # J alone: 36 MB
     assert peak < n * K * kernel.n_params * 8 / 20
+
+
+@pytest.mark.parametrize("fuse", LOWERINGS)
+def test_non_finite_data_is_named_without_a_numpy_warning(fuse):
+    # regression: the array lowering's block sums warned "invalid value encountered in add"
+    # before the error naming the datum, so under -W error the warning hid that error
+    W, _, X, Y = _symbols()
+    kernel = sg.compile_residuals(W @ X - Y, fuse=fuse)
+    rng = np.random.default_rng(8)
+    Xbad, Yd = rng.standard_normal((10, D)), rng.standard_normal((10, K))
+    Xbad[4, 1] = np.inf
+    x = np.ones(K * D)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for call in (lambda: kernel.normal(x, X=Xbad, Y=Yd),
+                     lambda: kernel.vjp(x, np.ones(10 * K), X=Xbad, Y=Yd),
+                     lambda: kernel.jvp(x, x, X=Xbad, Y=Yd)):
+            with pytest.raises(ValueError, match=r"'X' has a non-finite value \(inf\) at row 4"):
+                call()

@@ -19,21 +19,23 @@ def normal_sums(rows, x: np.ndarray, n: int, m: int, block: int, js=None,
                 rs=None) -> np.ndarray:
     """``[JᵀJ (flat), Jᵀr, rᵀr]`` over samples ``0..n-1``: ``rows(x, lo, hi)`` gives a block's
     J rows and residuals, scaled here by ``js``/``rs`` (one per residual, or None); each
-    block's sums by BLAS, the block totals added with Neumaier compensation."""
+    block's sums by BLAS, the block totals added with Neumaier compensation. A non-finite
+    datum makes the sums non-finite quietly: the caller's check names it."""
     P = x.shape[0]
     acc, err, part = np.zeros(P * P + P + 1), np.zeros(P * P + P + 1), np.empty(P * P + P + 1)
-    for a in range(0, n, block):
-        b = min(n, a + block)
-        J, r = rows(x, a, b)
-        if js is not None:
-            J *= js[a * m:b * m, None]
-        if rs is not None:
-            r *= rs[a * m:b * m]
-        np.dot(J.T, J, out=part[:P * P].reshape(P, P))
-        np.dot(J.T, r, out=part[P * P:P * P + P])
-        part[-1] = r @ r
-        neumaier(acc, err, part)
-    return acc + err
+    with np.errstate(invalid="ignore", over="ignore"):
+        for a in range(0, n, block):
+            b = min(n, a + block)
+            J, r = rows(x, a, b)
+            if js is not None:
+                J *= js[a * m:b * m, None]
+            if rs is not None:
+                r *= rs[a * m:b * m]
+            np.dot(J.T, J, out=part[:P * P].reshape(P, P))
+            np.dot(J.T, r, out=part[P * P:P * P + P])
+            part[-1] = r @ r
+            neumaier(acc, err, part)
+        return acc + err
 
 
 def split(row: np.ndarray, P: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -42,7 +44,9 @@ def split(row: np.ndarray, P: int) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def neumaier(acc: np.ndarray, err: np.ndarray, v: np.ndarray) -> None:
-    """Add ``v`` into ``acc`` in place, its rounding error into ``err`` (Neumaier)."""
-    t = acc + v
-    err += np.where(np.abs(acc) >= np.abs(v), (acc - t) + v, (v - t) + acc)
+    """Add ``v`` into ``acc`` in place, its rounding error into ``err`` (Neumaier); quietly
+    non-finite when ``v`` is (its caller's check names the datum)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = acc + v
+        err += np.where(np.abs(acc) >= np.abs(v), (acc - t) + v, (v - t) + acc)
     acc[...] = t
