@@ -1,0 +1,126 @@
+"""float32 fused array losses (issue 22 item 4): a small array loss compiled with
+``dtype="float32"`` takes the one-pass lowering with the scalar float32 convention (the data and
+each sample's arithmetic in float32, float64 sums over blocks; x, the gradient, the HVP and
+every result float64), and ``fuse=False`` keeps the float32 array code (x and g float32).
+
+Tolerances: both kernels read the same float32 data, so they differ only by rounding. A fused
+float32 sample term is a few float32 roundings off (relative ``EPS32`` each), its block sums
+of 1024 terms add errors of random sign (about ``sqrt(1024) * EPS32 / 2`` relative to the sum
+of the terms' sizes), and the array code's float32 nodes round likewise: ``TOL = 32 * EPS32``
+(about 4e-6) relative to the size of the result, with the result's scale taken as the mean
+absolute per-sample contribution where a sum over samples cancels (a gradient)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad.runtime.array import ArrayKernel
+from symgrad.runtime.fused import FusedKernel
+
+EPS32 = float(np.finfo(np.float32).eps)
+TOL = 32 * EPS32
+N = 5000
+
+
+def _losses() -> dict:
+    w = sg.params("w", shape=(2,))
+    W = sg.params("W", shape=(3, 2))
+    b = sg.params("b", shape=(3,))
+    X = sg.data("X", shape=(2,))
+    y = sg.data("y")
+    C = sg.data("C", shape=(3,))
+    z = W @ X + b
+    return {
+        "logistic": sg.mean(sg.log(1 + sg.exp(-y * (X @ w)))) + 0.01 * sg.sum(w**2),
+        "softmax": sg.mean(sg.logsumexp(z) - sg.sum(C * z, axis=0)) + 0.01 * sg.sum(W**2),
+    }
+
+
+LOSSES = _losses()
+
+
+def _data(n: int = N, seed: int = 0) -> dict:
+    """float32 data: two features, a label y = +-1 of a noisy linear rule, a one-hot class C."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 2)).astype(np.float32)
+    y = np.sign(X @ [1.5, -1.0] + 0.5 * rng.standard_normal(n)).astype(np.float32)
+    C = np.eye(3, dtype=np.float32)[rng.integers(0, 3, n)]
+    return {"X": X, "y": y, "C": C}
+
+
+class _Kernels(dict):
+    """Each loss's fused float32, fused float64 and float32 array-code kernels, compiled when a
+    test first asks for them."""
+
+    def __missing__(self, name):
+        loss = LOSSES[name]
+        self[name] = (sg.compile(loss, dtype="float32"), sg.compile(loss),
+                      sg.compile(loss, dtype="float32", fuse=False))
+        return self[name]
+
+
+@pytest.fixture(scope="module")
+def kernels() -> dict:
+    return _Kernels()
+
+
+def _x(f, seed: int = 1) -> np.ndarray:
+    """A point representable in float32 (the fused loop rounds x to float32, the array code
+    takes float32 x): the kernels then see the same parameters."""
+    rng = np.random.default_rng(seed)
+    return (0.5 * rng.standard_normal(f.n_params)).astype(np.float32).astype(np.float64)
+
+
+def _rel(got, want, scale=None) -> float:
+    got, want = np.asarray(got, float), np.asarray(want, float)
+    return float(np.max(np.abs(got - want)) / (scale or np.max(np.abs(want))))
+
+
+def _scale(f64, x, data, what) -> float:
+    """The mean absolute per-sample contribution to a gradient or HVP (float64 kernel, one
+    sample at a time through ``batch=``): the size its float32 rounding is relative to."""
+    idx = np.arange(0, N, 50)
+    rows = [np.abs(what(f64, x, {k: v[[i]] for k, v in data.items()})) for i in idx]
+    return float(np.mean(rows))
+
+
+def test_float32_fuses_with_the_scalar_float32_face(kernels):
+    f32, f64, fa = kernels["logistic"]
+    assert isinstance(f32, FusedKernel) and isinstance(f64, FusedKernel)
+    assert f32.data_dtype == np.float32 and f64.data_dtype == np.float64
+    assert "DTYPE = 'float32'" in f32.source and "DTYPE" not in f64.source
+    assert isinstance(fa, ArrayKernel) and fa.dtype == np.float32
+    assert f32.params == f64.params == ("w",) and f32.shapes == {"w": (2,)}
+    d = _data(100)
+    v, g = f32.value_and_grad(_x(f32), X=d["X"], y=d["y"])
+    assert isinstance(v, float) and g.dtype == np.float64
+    assert f32.hvp(_x(f32), np.ones(2), X=d["X"], y=d["y"]).dtype == np.float64
+    assert isinstance(sg.compile(LOSSES["logistic"], dtype="float32", fuse=True), FusedKernel)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_float32_fused_equals_float64_fused_and_float32_array_code(kernels, name):
+    f32, f64, fa = kernels[name]
+    d32 = _data()
+    d64 = {k: v.astype(np.float64) for k, v in d32.items()}
+    if name == "logistic":
+        d32, d64 = ({k: d[k] for k in ("X", "y")} for d in (d32, d64))
+    else:
+        d32, d64 = ({k: d[k] for k in ("X", "C")} for d in (d32, d64))
+    x = _x(f32)
+    v = np.random.default_rng(2).standard_normal(f32.n_params)
+    v32, g32 = f32.value_and_grad(x, **d32)
+    v64, g64 = f64.value_and_grad(x, **d64)
+    va, ga = fa.value_and_grad(x.astype(np.float32), **d32)
+    assert v32 != v64  # float32 arithmetic indeed
+    assert _rel(v32, v64) < TOL and _rel(v32, va) < 2 * TOL
+    gs = _scale(f64, x, d64, lambda f, x, d: f.grad(x, **d))
+    assert _rel(g32, g64, gs) < TOL and _rel(g32, ga, gs) < 2 * TOL
+    hs = _scale(f64, x, d64, lambda f, x, d: f.hvp(x, v, **d))
+    h32, h64 = f32.hvp(x, v, **d32), f64.hvp(x, v, **d64)
+    assert _rel(h32, h64, hs) < TOL
+    assert _rel(h32, fa.hvp(x.astype(np.float32), v.astype(np.float32), **d32), hs) < 2 * TOL
+    # float64 data are read as float32 (converted once per call, as the array code does)
+    assert f32.value_and_grad(x, **d64)[0] == v32
