@@ -12,6 +12,8 @@ absolute per-sample contribution where a sum over samples cancels (a gradient)."
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,80 @@ def test_float32_fused_equals_float64_fused_and_float32_array_code(kernels, name
     assert _rel(h32, fa.hvp(x.astype(np.float32), v.astype(np.float32), **d32), hs) < 2 * TOL
     # float64 data are read as float32 (converted once per call, as the array code does)
     assert f32.value_and_grad(x, **d64)[0] == v32
+
+
+def test_float32_fused_trains_to_the_float64_optimum(kernels):
+    """Both loops run the float32 kernel with a float64 state and reach the float64 optimum:
+    the float32 gradient is off by ~TOL times its per-sample scale (~0.3 here), which moves the
+    optimum of this loss (Hessian >= 0.02, its ridge term) by at most ~TOL * 0.3 / 0.02."""
+    f32, f64, _ = kernels["logistic"]
+    d32 = {k: v for k, v in _data().items() if k in ("X", "y")}
+    d64 = {k: v.astype(np.float64) for k, v in d32.items()}
+    want = sg.minimize(f64, np.zeros(2), data=d64, optimizer=sg.optim.lbfgs(), steps=100)
+    kw = dict(optimizer=sg.optim.sgd(lr=2.0), steps=2000, data=d32)  # lr < 2 / L, L <= 0.3
+    got = sg.minimize(f32, np.zeros(2), compiled=True, **kw)
+    py = sg.minimize(f32, np.zeros(2), compiled=False, **kw)
+    assert got.compiled and not py.compiled and got.x.dtype == np.float64
+    np.testing.assert_allclose(got.x, want.x, rtol=0, atol=TOL * 0.3 / 0.02)
+    np.testing.assert_allclose(py.x, got.x, rtol=1e-12)  # the same kernel calls in both loops
+
+
+def test_generate_writes_the_float32_module_compile_runs(kernels, tmp_path):
+    f32, _, _ = kernels["logistic"]
+    path = sg.generate(LOSSES["logistic"], tmp_path / "logistic32.py", dtype="float32")
+    text = path.read_text()
+    assert "DTYPE = 'float32'" in text and "dtype='float32'" in text
+    spec = importlib.util.spec_from_file_location("logistic32", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    d = {k: v for k, v in _data(300).items() if k in ("X", "y")}
+    x, g = _x(f32), np.empty(2)
+    v = mod.value_and_grad(x, g, *(d[c] for c in mod.DATA), None)
+    want_v, want_g = f32.value_and_grad(x, **d)
+    assert v == want_v and np.array_equal(g, want_g)  # the same module, the same numbers
+
+
+def test_dask_columns_and_bind_give_the_in_memory_result(kernels):
+    da = pytest.importorskip("dask.array")
+    f32, _, _ = kernels["softmax"]
+    d = {k: v for k, v in _data(4000, seed=3).items() if k in ("X", "C")}
+    x = _x(f32)
+    v, g = f32.value_and_grad(x, **d)
+    cols = {k: da.from_array(a, chunks=(1000, *a.shape[1:])) for k, a in d.items()}
+    vd, gd = f32.value_and_grad(x, **cols)
+    # Dask sums whole chunks: other float32 blocks than one pass, the same float64 totals
+    assert _rel(vd, v) < TOL and _rel(gd, g) < TOL
+    fb = f32.bind(**cols)
+    assert fb.value(x) == vd and np.array_equal(fb.grad(x), gd)
+    fn = f32.bind(**d)  # NumPy columns bound: converted to float32 once
+    assert fn.value(x) == v and np.array_equal(fn.grad(x), g)
+
+
+class _Off:
+    """A float32 kernel whose gradient is 1e-3 relatively wrong (the checker must still fail
+    it at float32's tolerance)."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def grad(self, x, **data):
+        return self._f.grad(x, **data) * (1 + 1e-3)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "array code"])
+def test_check_grad_checks_a_float32_kernel_at_float32_tolerance(kernels, fused):
+    """Differences of a float32 value are rounding noise (richardson failed every correct
+    float32 kernel): the default for one is the exact oracle, at float32's tolerance."""
+    f32, _, fa = kernels["logistic"]
+    f = f32 if fused else fa
+    d = {k: v for k, v in _data(40).items() if k in ("X", "y")}
+    x = _x(f32)
+    chk = sg.check_grad(f, x, data=d)
+    assert chk.ok and chk.method == "exact", chk
+    assert sg.check_hessian(f, x, data=d).ok
+    assert not sg.check_grad(_Off(f), x, data=d).ok
+    central = sg.check_grad(f, x, data=d, method="central")
+    assert any("computes in float32" in n for n in central.notes)
