@@ -188,7 +188,8 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
         return compile_array(loss, params, policy=policy, dtype=real, parallel=parallel,
                              fuse=fuse)
     if k == "sum":
-        return compile_sum(loss, params, policy=policy, parallel=parallel, fuse=fuse)
+        return compile_sum(loss, params, policy=policy, parallel=parallel, fuse=fuse,
+                           dtype=real)
     prob = problem(loss, params)
     path, src, mod = cached_scalar(prob, policy, real)
     return ScalarKernel(prob, src, path, mod, parallel=None if parallel is None else bool(parallel),
@@ -239,7 +240,7 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
     elif k == "array":
         src = array_source(loss, params, policy, opts.regenerate, real, fuse)[1]
     elif k == "sum":
-        src = sum_source(loss, params, policy, opts, fuse)
+        src = sum_source(loss, params, policy, opts, fuse, real)
     else:
         src = module_source(derive(problem(loss, params), policy), opts, real)
     try:

@@ -16,7 +16,9 @@ writes float64 code only: for float32, write the problem as a loss on arrays \
 
 A scalar loss takes ``dtype="float32"`` when it sums over data samples (its per-sample
 arithmetic in float32, float64 totals; :func:`symgrad.backend.numba.scalar.check_dtype` says
-which scalar losses cannot).
+which scalar losses cannot; index sums next to the sample loop compute in float64). A sum of
+index sums and array terms takes it when the array terms fuse into its one module
+(:func:`symgrad.build.mixed.compile_sum` refuses it, with what to do, when they do not).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ __all__ = ["DTYPES", "FUSE", "KINDS", "PARALLEL", "check_options", "kind_of"]
 KINDS = ("scalar", "array", "model", "residual", "sum")
 #: The dtypes each kind can compute in (the first is the default).
 DTYPES = {"scalar": ("float64", "float32"), "array": ("float64", "float32"),
-          "model": ("float64", "float32"), "residual": ("float64",), "sum": ("float64",)}
+          "model": ("float64", "float32"), "residual": ("float64",), "sum": ("float64", "float32")}
 #: The ``parallel=`` values each kind honours (None: the kernel decides).
 PARALLEL = {"scalar": (None, True, False), "array": (None, True, False), "model": (None,),
             "residual": (None, True), "sum": (None, True, False)}
@@ -48,7 +50,6 @@ _WHAT = {"scalar": "a scalar loss", "array": "an array loss", "model": "a model"
 _NO_DTYPE = {
     "residual": "the residual generator writes float64 code only: for float32, write the "
                 "problem as a loss on arrays (sg.params/sg.data with shape=)",
-    "sum": "its index sums compile on the scalar path, which computes in float64",
 }
 _NO_PARALLEL = {
     "model": "models run BLAS and one loop per node, with no prange variant yet: set the BLAS "
