@@ -265,3 +265,31 @@ def test_a_float32_sum_that_does_not_fuse_is_refused_with_what_to_do(tmp_path):
     assert not (tmp_path / "big.py").exists()
     path = sg.generate(_mixed(), tmp_path / "mixed32.py", dtype="float32")
     assert "DTYPE = 'float32'" in path.read_text()
+
+
+def test_float32_range_of_x_is_checked_in_both_loops():
+    """The fused float32 loop rounds x to float32: an entry beyond float32's range is inf there
+    (and tanh(inf) = 1 keeps the loss finite: a silently wrong run). x0 there is refused; an
+    update that leaves the range stops the run as diverged, both loops, with x the last iterate
+    in range (as for the float32 array code)."""
+    V = sg.params("r32V", shape=(2, 2))
+    X = sg.data("r32X", shape=(2,))
+    y = sg.data("r32y")
+    f = sg.compile(sg.mean((sg.sum(sg.tanh(V @ X), axis=0) - y) ** 2), dtype="float32")
+    assert isinstance(f, FusedKernel)
+    rng = np.random.default_rng(6)
+    data = {"r32X": rng.standard_normal((64, 2)).astype(np.float32),
+            "r32y": rng.standard_normal(64).astype(np.float32)}
+    x0 = np.array([0.5, -0.25, 0.75, 0.125])
+    x = x0.copy()
+    x[0] = 1e39
+    with pytest.raises(ValueError, match=r"x0\[0\] = 1e\+39 is beyond the range of this "
+                                         r"float32 kernel"):
+        sg.minimize(f, x, data=data, steps=3)
+    for compiled in (True, False):  # lr * g ~ 1e39: finite in float64, beyond float32
+        res = sg.minimize(f, x0, optimizer=sg.optim.sgd(1e40), data=data, steps=3,
+                          compiled=compiled)
+        assert res.compiled == compiled
+        assert res.status == "diverged" and res.nit == 0, res.message
+        assert "non-finite parameters" in res.message
+        np.testing.assert_array_equal(res.x, x0)
