@@ -293,3 +293,19 @@ def test_float32_range_of_x_is_checked_in_both_loops():
         assert res.status == "diverged" and res.nit == 0, res.message
         assert "non-finite parameters" in res.message
         np.testing.assert_array_equal(res.x, x0)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "array code"])
+def test_a_call_with_x_beyond_float32_names_the_entry(kernels, fused):
+    """Both float32 kernels round x (and v) to float32: 1e39 was read as inf, silently
+    (tanh(inf) = 1: a finite loss and a zero gradient)."""
+    f32, _, fa = kernels["logistic"]
+    f = f32 if fused else fa
+    d = {k: v for k, v in _data(20).items() if k in ("X", "y")}
+    x = np.array([1e39, 0.0])
+    with pytest.raises(ValueError, match=r"x\[0\] = 1e\+39 is beyond the range of this float32 "
+                                         r"kernel"):
+        f.value_and_grad(x, **d)
+    with pytest.raises(ValueError, match=r"v\[1\] = -4e\+38 is beyond the range"):
+        f.hvp(np.zeros(2), np.array([0.0, -4e38]), **d)
+    f.value(np.array([3e38, 0.0]), **d)  # in float32's range: computed (to inf, overflowing)
