@@ -18,6 +18,10 @@ float64, this prints one ``value_and_grad`` of
 and the cold build (SymPy, codegen and Numba compile of value_and_grad, in a fresh process on an
 empty cache) of the fused and the array kernels (target: under 3 s). Each contender is timed in
 alternating rounds, best of 7.
+
+The float32 rows (each loss, float32 data): the default ``dtype="float32"`` kernel (fused:
+float32 data and per-sample arithmetic, float64 x and g) against the float32 array code
+(``fuse=False``: float32 x and g), and against the fused float64 kernel on float64 data.
 """
 
 from __future__ import annotations
@@ -127,6 +131,9 @@ def main() -> None:
     print(f"small array losses, {N:,} samples, float64; value_and_grad, best of 7")
     for name, loss in losses().items():
         one(sg, name, loss, rng)
+    print("float32 (float32 data; the fused float64 kernel on float64 data), best of 7")
+    for name, loss in losses().items():
+        float32(sg, name, loss, rng)
     name = "softmax regression, 4 features, 3 classes"
     for fuse in (None, False):
         kind, t = build(name, fuse)
@@ -167,6 +174,36 @@ def one(sg, name: str, loss, rng) -> None:
         print(f"   fused on 1 thread / fastest hand loop: {t['fused 1 thread'] / best:.2f}x")
         record("fused_arrays", f"{name}, N=1e6: fused (1 thread) / fastest hand Numba loop",
                t["fused 1 thread"] / best, unit="x", target=1.3)
+
+
+def float32(sg, name: str, loss, rng) -> None:
+    """The fused float32 kernel against the float32 array code and the fused float64 kernel
+    (default threads for all three), in alternating rounds."""
+    d64 = data(name, rng)
+    d32 = {k: v.astype(np.float32) for k, v in d64.items()}
+    f32, f64 = sg.compile(loss, dtype="float32"), sg.compile(loss)
+    fa = sg.compile(loss, dtype="float32", fuse=False)
+    assert type(f32).__name__ == "FusedKernel" and type(fa).__name__ == "ArrayKernel"
+    x = (f64.init(1) + 0.1 * rng.standard_normal(f64.n_params)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    v32, g32 = f32.value_and_grad(x64, **d32)
+    va, ga = fa.value_and_grad(x, **d32)
+    assert abs(v32 - va) <= 1e-5 * abs(va) and np.allclose(g32, ga, rtol=1e-3, atol=1e-5)
+    g, ga = np.empty_like(x64), np.empty_like(x)
+    t = race({"fused float32": lambda: f32.value_and_grad(x64, g, **d32),
+              "array float32": lambda: fa.value_and_grad(x, ga, **d32),
+              "fused float64": lambda: f64.value_and_grad(x64, g, **d64)})
+    print(f"-- {name}, float32")
+    for k, v in t.items():
+        print(f"   {k:<16} {v * 1e3:8.2f} ms")
+    a, b = t["array float32"] / t["fused float32"], t["fused float32"] / t["fused float64"]
+    name = name.split(",")[0]
+    print(f"   float32 array code / fused float32 (default): {a:.2f}x")
+    print(f"   fused float32 / fused float64: {b:.2f}x")
+    record("fused_arrays", f"{name}, N=1e6, float32: array code (fuse=False) / default (fused)",
+           a, unit="x", target=1.0, better="higher")
+    record("fused_arrays", f"{name}, N=1e6: fused float32 / fused float64", b, unit="x",
+           target=1.0)
 
 
 if __name__ == "__main__":

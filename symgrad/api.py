@@ -130,7 +130,7 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
     ``prange`` variant above ``kernel.PARALLEL_THRESHOLD`` samples; True/False force it. A
     loss written on arrays (``sg.params``/``sg.data`` with ``shape=``) gives an
     :class:`ArrayKernel` (or, small, a one-pass ``FusedKernel``: ``fuse`` below);
-    ``dtype="float32"`` computes it in float32 throughout (float64 is the default).
+    ``dtype="float32"`` computes it in float32 (float64 is the default; ``fuse`` below).
 
     An expression that keeps the sample axis (logits, a fitted curve ``a*exp(-b*t) + c``) is a
     model: it compiles to a :class:`~symgrad.runtime.model.ModelKernel` whose call gives
@@ -153,11 +153,13 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
     - ``dtype``: "float64" (default) or "float32" for array losses, models, scalar losses
       over data samples and residuals over data columns (float32 per-sample terms, float64
       sums; x, g and results float64);
-    - ``fuse``: None lowers a small float64 array loss (a linear or logistic model, a small
+    - ``fuse``: None lowers a small array loss (a linear or logistic model, a small
       layer: :func:`symgrad.passes.fuse.fusable`) to one pass over the samples, a
       :class:`~symgrad.runtime.fused.FusedKernel`, and any other to array code (BLAS, one loop
       per node); True insists on the one pass (a ValueError says why not), False keeps the
-      array code.
+      array code. A fused float32 loss computes its data and per-sample arithmetic in float32
+      with float64 x, g and results (as a float32 scalar loss); the float32 array code takes
+      and returns float32 x and g.
 
     >>> import symgrad as sg
     >>> def my_loss(x1, x2):
@@ -187,7 +189,8 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
         return compile_array(loss, params, policy=policy, dtype=real, parallel=parallel,
                              fuse=fuse)
     if k == "sum":
-        return compile_sum(loss, params, policy=policy, parallel=parallel, fuse=fuse)
+        return compile_sum(loss, params, policy=policy, parallel=parallel, fuse=fuse,
+                           dtype=real)
     prob = problem(loss, params)
     path, src, mod = cached_scalar(prob, policy, real)
     return ScalarKernel(prob, src, path, mod, parallel=None if parallel is None else bool(parallel),
@@ -238,7 +241,7 @@ def generate(loss, path: str | Path, params: Sequence | None = None, *,
     elif k == "array":
         src = array_source(loss, params, policy, opts.regenerate, real, fuse)[1]
     elif k == "sum":
-        src = sum_source(loss, params, policy, opts, fuse)
+        src = sum_source(loss, params, policy, opts, fuse, real)
     else:
         src = module_source(derive(problem(loss, params), policy), opts, real)
     try:

@@ -8,6 +8,8 @@ import pytest
 
 import symgrad as sg
 
+pytestmark = pytest.mark.usefixtures("array_code")  # the float32 array code (x and g float32)
+
 
 @pytest.fixture(scope="module")
 def f32():

@@ -77,8 +77,7 @@ REFUSED = [
     # float32 is a data loss's per-sample arithmetic: losses without one refuse it, with why
     ((a - 1) ** 2 + b ** 2, None, {"dtype": "float32"}, ValueError,
      r"float32.*no sum over data samples.*sg.mean"),
-    (SCALAR + VSUM, None, {"dtype": "float32"}, ValueError,
-     r"float32.*index sums .*float64 only"),
+    (VSUM, None, {"dtype": "float32"}, ValueError, r"float32.*no sum over data samples"),
     ([a - 1, b], "residual", {"dtype": "float32"}, ValueError,
      r"float32.*parameter-only residuals.*data columns"),
     (RESID, "residual", {"dtype": "float16"}, ValueError, r"'float64' or 'float32'"),

@@ -138,9 +138,12 @@ def test_the_choice_of_lowering():
     with pytest.raises(ValueError, match=r"fuse=True: .*37 parameters"):
         sg.compile(mlp, fuse=True)
     small, _ = LOSSES["ridge"]
-    assert isinstance(sg.compile(small, dtype="float32"), ArrayKernel)
-    with pytest.raises(ValueError, match=r"fuse=True: .*float32"):
-        sg.compile(small, dtype="float32", fuse=True)
+    assert isinstance(sg.compile(small, dtype="float32"), FusedKernel)  # float32 fuses too
+    assert isinstance(sg.compile(small, dtype="float32", fuse=False), ArrayKernel)
+    v = sg.params("v", shape=(2,))  # no sum over samples: nothing to run in float32 per sample
+    assert isinstance(sg.compile(sg.sum((v - 1) ** 2), dtype="float32"), ArrayKernel)
+    with pytest.raises(ValueError, match=r"fuse=True: .*float32.*no sum over data samples"):
+        sg.compile(sg.sum((v - 1) ** 2), dtype="float32", fuse=True)
     a, t = sg.params("a"), sg.data("t")
     assert isinstance(sg.compile(sg.mean((a * t) ** 2), fuse=True), sg.Kernel)  # one pass already
     with pytest.raises(ValueError, match=r"fuse= chooses how an array loss.*one lowering"):

@@ -14,12 +14,14 @@ from symgrad import optim
 
 @pytest.fixture(scope="module")
 def net32():
-    """A 3-4-1 tanh network, mean squared error, float32; 90 samples (a partial last batch of 6
-    at size 12)."""
+    """A 3-4-1 tanh network, mean squared error, float32 array code (fuse=False: x and g float32;
+    the fused float32 kernel is tests/test_float32_fused.py's); 90 samples (a partial last batch
+    of 6 at size 12)."""
     W1, b1 = sg.params("W1", shape=(4, 3)), sg.params("b1", shape=(4,))
     w2, b2 = sg.params("w2", shape=(4,)), sg.params("b2")
     X, y = sg.data("X", shape=(3,)), sg.data("y")
-    f = sg.compile(sg.mean((w2 @ sg.tanh(W1 @ X + b1) + b2 - y) ** 2), dtype="float32")
+    f = sg.compile(sg.mean((w2 @ sg.tanh(W1 @ X + b1) + b2 - y) ** 2), dtype="float32",
+                   fuse=False)
     rng = np.random.default_rng(4)
     Xd = rng.normal(size=(90, 3)).astype(np.float32)
     yd = (np.sin(Xd[:, 0]) - 0.5 * Xd[:, 1] * Xd[:, 2]).astype(np.float32)

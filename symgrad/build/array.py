@@ -16,6 +16,7 @@ import numpy as np
 from ..ad.derive import KinkPolicy, derive
 from ..backend.numba import CodegenOptions, module_source
 from ..backend.numba.array_module import array_module_source
+from ..backend.numba.scalar import check_dtype
 from ..ir.array_problem import ArrayProblem, array_problem
 from ..ir.problem import Problem, ProblemError, problem
 from ..passes.fuse import Unrolled, fusable, unroll
@@ -43,7 +44,7 @@ def array_source(loss, params: Sequence | None, policy: KinkPolicy | None,
     fuse = FUSE_DEFAULT if fuse is None else fuse
     fused = None if fuse is False else fused_problem(prob, real, bool(fuse))
     if fused is not None:
-        return fused[1], module_source(derive(fused[1], policy or KinkPolicy()), opts)
+        return fused[1], module_source(derive(fused[1], policy or KinkPolicy()), opts, real)
     return prob, array_module_source(prob, policy, opts, real)
 
 
@@ -53,8 +54,10 @@ def compile_array(loss, params: Sequence | None = None, *, policy: KinkPolicy | 
     """Compile an array loss into an :class:`ArrayKernel`, or a :class:`FusedKernel` when it
     fuses (see :func:`symgrad.compile`).
 
-    ``fuse=None`` fuses a float64 loss that :func:`~symgrad.passes.fuse.fusable` accepts;
-    ``True`` insists (a ValueError says why not), ``False`` keeps the array lowering.
+    ``fuse=None`` fuses a loss that :func:`~symgrad.passes.fuse.fusable` accepts (float32:
+    one that sums over the samples; its kernel then has the scalar float32 face, see
+    :mod:`symgrad.runtime.fused`); ``True`` insists (a ValueError says why not), ``False``
+    keeps the array lowering.
     ``parallel=True`` runs the module's threaded cores (``_value_par``, ...: loops under
     ``prange``, the serial core below :data:`~symgrad.backend.numba.emit_par.PAR_WORK` elements; the
     same result for any number of threads) with Numba's threads set by :mod:`symgrad.runtime.blas`;
@@ -78,7 +81,7 @@ def compile_fused(prob: ArrayProblem, *, policy: KinkPolicy, parallel: bool | No
     if fused is None:
         return None
     scalar = fused[1]
-    path, src, mod = cached_scalar(scalar, policy)
+    path, src, mod = cached_scalar(scalar, policy, dtype)
     shapes = {p.name: tuple(int(s) for s in p.shape) for p in prob.params}
     return FusedKernel(prob.loss, shapes, scalar, src, path, mod, parallel=parallel,
                        policy=policy)
@@ -88,14 +91,15 @@ def fused_problem(prob: ArrayProblem, dtype: str = "float64", need: bool = False
                   ) -> tuple[Unrolled, Problem] | None:
     """The array problem unrolled for one sample and validated as a scalar loss, or None when
     it does not fuse (a ValueError saying why when ``need``)."""
-    why = ("it computes in float32 (the fused sample loop is float64)" if dtype != "float64"
-           else fusable(prob))
+    why = fusable(prob)
     if why is None:
         try:
             unrolled = unroll(prob)
             with warnings.catch_warnings():  # entries of an array the loss never reads
                 warnings.filterwarnings("ignore", "parameter.* do not appear", UserWarning)
-                return unrolled, problem(unrolled.expr, list(unrolled.params))
+                scalar = problem(unrolled.expr, list(unrolled.params))
+            check_dtype(scalar, dtype)  # float32: the loss must sum over the samples
+            return unrolled, scalar
         except (ValueError, ProblemError) as exc:  # too large unrolled, a mean inside a sample
             why = str(exc).removeprefix("not fused: ")
     if need:

@@ -7,17 +7,19 @@ instead, never ignored.
 
 >>> check_options("array", dtype="float32")
 (KinkPolicy(relu=0.0, abs=0.0, tie=0.5), 'float32')
->>> check_options("sum", dtype="float32")
+>>> check_options("array", dtype="float16")
 Traceback (most recent call last):
 ...
-ValueError: dtype='float32': a sum of index sums and array terms computes in float64; its \
-index sums compile on the scalar path, which computes in float64, or leave dtype unset
+ValueError: dtype must be 'float64' or 'float32', got 'float16'
 
-A scalar loss takes ``dtype="float32"`` when it sums over data samples (its per-sample
-arithmetic in float32, float64 totals; :func:`symgrad.backend.numba.scalar.check_dtype` says
-which scalar losses cannot); residuals take it when they have data columns (each sample's
-residuals and Jacobian row in float32, every sum over samples in float64:
-:func:`symgrad.backend.numba.residual_module.check_dtype`).
+Every kind takes ``dtype="float32"``, where the module has float32 work to do; the build
+refuses it otherwise, with why. A scalar loss takes it when it sums over data samples (its
+per-sample arithmetic in float32, float64 totals; index sums next to the sample loop compute in
+float64: :func:`symgrad.backend.numba.scalar.check_dtype`); residuals when they have data
+columns (each sample's residuals and Jacobian row in float32, every sum over samples in
+float64: :func:`symgrad.backend.numba.residual_module.check_dtype`); a sum of index sums and
+array terms when the array terms fuse into its one module
+(:func:`symgrad.build.mixed.compile_sum` says what to do when they do not).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ __all__ = ["DTYPES", "FUSE", "KINDS", "PARALLEL", "check_options", "kind_of"]
 KINDS = ("scalar", "array", "model", "residual", "sum")
 #: The dtypes each kind can compute in (the first is the default).
 DTYPES = {"scalar": ("float64", "float32"), "array": ("float64", "float32"),
-          "model": ("float64", "float32"), "residual": ("float64", "float32"), "sum": ("float64",)}
+          "model": ("float64", "float32"), "residual": ("float64", "float32"),
+          "sum": ("float64", "float32")}
 #: The ``parallel=`` values each kind honours (None: the kernel decides).
 PARALLEL = {"scalar": (None, True, False), "array": (None, True, False), "model": (None,),
             "residual": (None, True), "sum": (None, True, False)}
@@ -45,10 +48,7 @@ PARALLEL = {"scalar": (None, True, False), "array": (None, True, False), "model"
 FUSE = ("array", "residual", "sum")
 _WHAT = {"scalar": "a scalar loss", "array": "an array loss", "model": "a model",
          "residual": "a residual kernel", "sum": "a sum of index sums and array terms"}
-#: Why a kind refuses a dtype or a parallel= value, and what to do instead.
-_NO_DTYPE = {
-    "sum": "its index sums compile on the scalar path, which computes in float64",
-}
+#: Why a kind refuses a parallel= value, and what to do instead.
 _NO_PARALLEL = {
     "model": "models run BLAS and one loop per node, with no prange variant yet: set the BLAS "
              "threads with sg.set_blas_threads(n)",
@@ -111,6 +111,6 @@ def check_options(kind: str, *, policy: KinkPolicy | None = None, parallel: bool
     if real not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     if real not in allowed:
-        raise ValueError(f"dtype={real!r}: {_WHAT[kind]} computes in float64; "
-                         f"{_NO_DTYPE[kind]}, or leave dtype unset")
+        raise ValueError(f"dtype={real!r}: {_WHAT[kind]} computes in "
+                         f"{' or '.join(allowed)} only; leave dtype unset")
     return policy, real

@@ -22,13 +22,16 @@ Methods (``method=``):
                     ``f.expr`` or, for losses with data, array and residual kernels, of the loss
                     unrolled over the data (:mod:`.unroll`; kinks resolved at ``x`` with the
                     kernel's KinkPolicy; too big an unrolling is refused, naming its size).
-- ``"auto"``        ``"complex"`` for an analytic Kernel, else ``"richardson"``.
+- ``"auto"``        ``"exact"`` for a Kernel computing in float32 (its value's rounding swamps
+                    differences), else ``"complex"`` for an analytic Kernel, else
+                    ``"richardson"``.
 
 Per component: ``abs_err = |g - g_num|``, ``rel_err = abs_err / max(|g|, |g_num|, TINY)``.
 A component passes when ``abs_err <= atol + rtol * max(|g|, |g_num|) + est`` where ``est`` is the
 numeric method's own error estimate (rounding noise plus, for differences, the truncation error
 measured from a second step size; zero for complex step and exact). Defaults per method are in
-:data:`GRAD_TOLERANCES` / :data:`HESSIAN_TOLERANCES`.
+:data:`GRAD_TOLERANCES` / :data:`HESSIAN_TOLERANCES`; a float32 kernel's are at least
+:data:`~symgrad.check.report.FLOAT32_TOLERANCE` (rtol 1e-4, atol 1e-7).
 
 Kinks: when ``x`` lies within the difference step of a non-smooth point (Abs, Max, Min, relu, sign,
 Heaviside, floor, ceiling, Piecewise conditions), the affected components are checked again with

@@ -13,7 +13,7 @@ from .directions import _directions, _label_for
 from .exact import _exact_grad
 from .kinks import _EXACT_PROBE, _kink_probe, _KinkProbe, _numeric_kink, _smaller_step
 from .report import GRAD_TOLERANCES, GradCheck, Method, _errors, _tolerance, _worst
-from .target import _as_point, _resolve_method, _target
+from .target import _as_point, _resolve_method, _target, float32_note
 from .unroll import FALLBACK_MAX_COST
 
 
@@ -60,7 +60,7 @@ def check_grad(
     n = x.size
     t = _target(f, data, n, hessian=False, names=names)
     m = _resolve_method(method, t, hessian=False)
-    notes: list[str] = []
+    notes: list[str] = float32_note(t, m)
     if m == "complex":
         assert t.fun_complex is not None
         im0 = t.fun_complex(x.astype(np.complex128)).imag
@@ -74,7 +74,7 @@ def check_grad(
                 notes.append(why + "; used method='richardson' instead")
             else:
                 notes.append(why)
-    tol = _tolerance(GRAD_TOLERANCES, m, rtol, atol)
+    tol = _tolerance(GRAD_TOLERANCES, m, rtol, atol, t.float32)
     U = _directions(directions, n, seed)
 
     g = t.grad(x)
@@ -182,7 +182,7 @@ def check_grad(
             with contextlib.suppress(NotImplementedError):  # no oracle, or too big for it
                 ge = _exact_grad(t.kernel, x, t.data, max_cost=FALLBACK_MAX_COST)
                 ex = ge if U is None else U @ ge
-                etol = GRAD_TOLERANCES["exact"]
+                etol = _tolerance(GRAD_TOLERANCES, "exact", None, None, t.float32)
                 for k in left:
                     if abs(a[k] - ex[k]) <= etol.atol + etol.rtol * max(abs(a[k]), abs(ex[k])):
                         num[k], est[k], unverified[k] = ex[k], 0.0, False

@@ -20,7 +20,7 @@ from .directions import _directions, _label_for
 from .exact import _exact_hessian
 from .kinks import _EXACT_PROBE, _kink_probe, _numeric_kink, _smaller_step
 from .report import HESSIAN_TOLERANCES, HessianCheck, Method, Tolerance, _errors, _tolerance, _worst
-from .target import _as_point, _resolve_method, _target
+from .target import _as_point, _resolve_method, _target, float32_note
 
 
 def check_hessian(
@@ -67,9 +67,9 @@ def check_hessian(
     m = _resolve_method(method, t, hessian=True)
     if m == "complex" and t.fun_complex is None:
         raise ValueError("method='complex' for the Hessian needs a Kernel with value_complex")
-    tol = _tolerance(HESSIAN_TOLERANCES, m, rtol, atol)
+    tol = _tolerance(HESSIAN_TOLERANCES, m, rtol, atol, t.float32)
     U = _directions(directions, n, seed)
-    notes: list[str] = []
+    notes: list[str] = float32_note(t, m)
 
     # analytic
     asym = 0.0

@@ -54,6 +54,11 @@ HESSIAN_TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
         "exact": Tolerance(rtol=1e-10, atol=1e-13),
     }
 )
+#: The least default tolerance for a kernel that computes in float32 (``f.dtype`` or
+#: ``f.data_dtype``): its derivatives carry float32 rounding (a few ``eps32`` = 1.2e-7 per
+#: sample term, more where a sum over samples cancels), so float64's defaults would fail a
+#: correct kernel. rtol 1e-4 leaves about 800 ``eps32`` for that cancellation.
+FLOAT32_TOLERANCE = Tolerance(rtol=1e-4, atol=1e-7)
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,8 +287,12 @@ def _worst(abs_err: np.ndarray, limit: np.ndarray, mask: np.ndarray) -> int:
 
 
 def _tolerance(table: Mapping[str, Tolerance], method: str, rtol: float | None,
-               atol: float | None) -> Tolerance:
+               atol: float | None, float32: bool = False) -> Tolerance:
+    """The method's default (at least :data:`FLOAT32_TOLERANCE` for a float32 kernel), or the
+    caller's ``rtol``/``atol``."""
     d = table[method]
+    if float32:
+        d = Tolerance(max(d.rtol, FLOAT32_TOLERANCE.rtol), max(d.atol, FLOAT32_TOLERANCE.atol))
     return Tolerance(
         d.rtol if rtol is None else float(rtol), d.atol if atol is None else float(atol)
     )

@@ -23,6 +23,17 @@ class _Target:
     kernel: Any  # the Kernel (for expr/params), or None
     names: tuple[str, ...] | None
     data: Mapping[str, Any] | None = None  # the data keywords (for the exact oracle)
+    float32: bool = False  # a kernel computing in float32 (its derivatives: float32 rounding)
+
+
+def _computes_in_float32(f: Any) -> bool:
+    """Whether a kernel's arithmetic is float32: an array kernel's ``dtype``, a scalar or fused
+    kernel's ``data_dtype``."""
+    for attr in ("dtype", "data_dtype"):
+        with contextlib.suppress(TypeError):
+            if np.dtype(getattr(f, attr, np.float64)) == np.float32:
+                return True
+    return False
 
 
 def _is_kernel(f: Any) -> bool:
@@ -54,6 +65,7 @@ def _target(f: Any, data: Mapping[str, Any] | None, n: int, *, hessian: bool,
             kernel=f,
             names=nm,
             data=data,
+            float32=_computes_in_float32(f),
         )
     if isinstance(f, tuple | list) and 2 <= len(f) <= 3 and all(
         c is None or callable(c) for c in f
@@ -100,10 +112,21 @@ def _as_point(x: Any) -> np.ndarray:
     return arr
 
 
+def float32_note(t: _Target, method: str) -> list[str]:
+    """Why differences of a float32 kernel may fail a correct one (a note for the report)."""
+    if not t.float32 or method not in ("central", "richardson"):
+        return []
+    return [f"this kernel computes in float32: its value's rounding (~1e-7 relative) swamps "
+            f"the differences of method={method!r}; method='exact' (the default for float32 "
+            "kernels) checks it"]
+
+
 def _resolve_method(method: str, t: _Target, *, hessian: bool) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     if method == "auto":
+        if t.float32:  # differences of a float32 value are rounding noise: the exact oracle
+            return "exact"
         if hessian:
             return "richardson"
         return "complex" if t.analytic else "richardson"

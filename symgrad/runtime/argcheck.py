@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["BoundOut", "as_out", "as_vector", "data_inputs", "no_positional"]
+__all__ = ["BoundOut", "as_out", "as_vector", "data_inputs", "in_range", "no_positional"]
 
 _F64 = np.dtype(np.float64)
 
@@ -50,6 +50,8 @@ def as_vector(a, what: str, names: str | tuple[str, ...], n: int | None = None,
             raise TypeError(f"{bad}, got dtype {arr.dtype}")
         if arr.ndim != 1:
             raise ValueError(f"{what} must be 1-D, got shape {arr.shape}")
+        if arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize:
+            in_range(arr, what, dtype)
         a = np.ascontiguousarray(arr, dtype=dtype)
     if n is not None and a.shape[0] != n:
         names = names if isinstance(names, str) else ", ".join(names)
@@ -97,6 +99,18 @@ class BoundOut:
 def data_inputs(data: Mapping[str, object], kind: str = "data column") -> list[tuple[str, object]]:
     """The ``inputs`` of :func:`as_out` for the data a call reads (NumPy arrays only)."""
     return [(f"{kind} '{k}'", a) for k, a in data.items() if type(a) is np.ndarray]
+
+
+def in_range(a: np.ndarray, what: str, dtype) -> None:
+    """Raise, naming the first entry of ``a`` (finite) beyond ``dtype``'s range: a kernel that
+    rounds ``a`` to ``dtype`` (float32) would compute with inf."""
+    top = np.finfo(dtype).max
+    big = np.flatnonzero(np.abs(a) > top)
+    big = big[np.isfinite(a[big])]
+    if big.size:
+        raise ValueError(f"{what}[{big[0]}] = {a[big[0]]:g} is beyond the range of this "
+                         f"{np.dtype(dtype)} kernel (|{what}| <= {top:.4g}), which would read "
+                         "it as inf: rescale the parameters")
 
 
 def no_positional(extra: tuple, names: Iterable[str], method: str) -> None:

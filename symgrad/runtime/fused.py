@@ -9,6 +9,13 @@ variant above ``PARALLEL_THRESHOLD`` samples, Dask columns, the compiled trainin
 array loss's face: ``params`` name the arrays, ``shapes`` give their shapes, ``pack``/``unpack``
 and ``init`` work on them, and ``graph`` is the array expression it was built from.
 
+With ``dtype="float32"`` it keeps the scalar path's float32 convention, not the array code's:
+the data and each sample's arithmetic are float32 (``f.data_dtype``; float64 data are converted
+once per call), summed in float32 over blocks of 1024 samples and the blocks in float64; ``x``,
+the gradient, the HVP, the Hessian and the value are float64 (``x`` is rounded to float32
+inside the sample loop). The float32 array code (``fuse=False``) instead takes and returns
+float32 ``x`` and ``g`` (``f.dtype``).
+
 >>> import numpy as np, symgrad as sg
 >>> w = sg.params("w", shape=(2,)); X = sg.data("X", shape=(2,)); y = sg.data("y")
 >>> f = sg.compile(sg.mean((X @ w - y)**2))

@@ -25,7 +25,7 @@ from ..ad.derive import KinkPolicy, derive
 from ..build.cache import cache_dir, load_module, write_atomic
 from ..distributed.detect import dask_args, has_dask
 from ..ir.problem import Problem
-from .argcheck import as_out, as_vector
+from .argcheck import as_out, as_vector, in_range
 from .base import Kernel
 from .datacheck import (
     batch_index,
@@ -160,6 +160,8 @@ class ScalarKernel(Kernel):
     def _x(self, x, what: str = "x", size: int | None = None) -> np.ndarray:
         n = self._n if size is None else size
         x = as_vector(x, what, self.params, n)
+        if self.data_dtype != np.float64:  # the sample loop rounds x (and v) to float32
+            in_range(x, what, self.data_dtype)
         if n is None:
             self.vector_length(x.shape[0])
         return x

@@ -51,7 +51,8 @@ FP_TOL, FP_GTOL, FP_BOUND, FP_PREV, FP_ESUM, FP_EN = range(6)
 
 
 def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n_args: int,
-              batch: bool, cache: bool, gather: tuple[bool, ...] = (), cast: bool = False) -> str:
+              batch: bool, cache: bool, gather: tuple[bool, ...] = (), cast: bool = False,
+              narrow: bool = False) -> str:
     """The body of a loop module (deterministic; its size follows the optimizer, not the data).
 
     ``n_args`` data arguments follow the kernel's ``(x, g)``. With ``batch`` the last one (a
@@ -63,6 +64,8 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
     kernel): it gets ``K[0]``, x rounded to its type (kept in step by the update loop), and
     writes its gradient into ``K[1]``, which the norm and update loops read widened (each
     element once: float32 traffic, no extra pass); ``g`` (W[2]) gets it at the slice's end.
+    With ``narrow`` the kernel takes float64 x but rounds it to float32 (a float32 scalar or
+    fused kernel): an update beyond float32's range ends the run as with ``cast``.
     """
     gi = "numba.float64(gk[i])" if cast else "g[i]"  # (Numba: float(f32) is f32)
     args = [f"a{j}" for j in range(n_args)]
@@ -162,6 +165,7 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "            x[i] = u[0]",
         # (an entry beyond the kernel's float32 range is inf there: caught as non-finite)
         *(["            xk[i] = u[0]", "            chk += xk[i] * 0.0"] if cast
+          else ["            chk += numba.float32(u[0]) * 0.0"] if narrow
           else ["            chk += u[0] * 0.0"]),
         *(f"            {s} = u[{j + 1}]" for j, s in enumerate(state)),
         "        if not chk == 0.0:  # an entry is inf or nan: back to the last finite iterate",
@@ -221,7 +225,7 @@ def _header(key: str, digest: str) -> str:
 def _spec(p: Plan) -> tuple:
     batch = p.batch_size is not None
     return (p.jit_vg, p.opt.rule, p.opt.n_state, len(p.opt.hyper), len(p.jit_args), batch,
-            gathered(p) if batch else (), p.dtype != np.float64)
+            gathered(p) if batch else (), p.dtype != np.float64, p.arith != p.dtype)
 
 
 def loads_fast(p: Plan) -> bool:
@@ -234,14 +238,14 @@ def loads_fast(p: Plan) -> bool:
 def loop_function(p: Plan) -> tuple[Any, bool]:
     """``(loop dispatcher, cached on disk)`` for the plan's kernel function and rule."""
     spec = _spec(p)
-    vg, rule, batch, gather, cast = p.jit_vg, p.opt.rule, spec[5], spec[6], spec[7]
+    vg, rule, batch, gather, cast, narrow = (p.jit_vg, p.opt.rule, *spec[5:9])
     got = _LOOPS.get(spec)
     if got is not None:
         return got
     refs = _ref(vg), _ref(rule)
     cache = None not in refs
     shape = dict(n_state=p.opt.n_state, n_hyper=len(p.opt.hyper), n_args=len(p.jit_args),
-                 batch=batch, cache=cache, gather=gather, cast=cast)
+                 batch=batch, cache=cache, gather=gather, cast=cast, narrow=narrow)
     if cache:
         (km, kn), (rm, rn) = refs
         deps = _digest([sys.modules[km].__file__, sys.modules[rm].__file__])

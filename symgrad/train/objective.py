@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LOSS_KINDS", "how", "is_bound", "is_kernel", "kernel_dtype", "own_hvp", "per_sample"]
+__all__ = ["LOSS_KINDS", "arith_dtype", "how", "is_bound", "is_kernel", "kernel_dtype", "own_hvp",
+           "per_sample"]
 
 #: Kinds whose compiled ``jit.value_and_grad`` the loops call directly.
 LOSS_KINDS = ("scalar", "array")
@@ -77,6 +78,13 @@ def kernel_dtype(f: Any) -> np.dtype:
     """The floating type a compiled loss computes in (``x`` and ``g`` of its ``jit`` calls):
     its ``dtype`` (array losses: float64 or float32), else float64."""
     return np.dtype(getattr(f, "dtype", np.float64))
+
+
+def arith_dtype(f: Any) -> np.dtype:
+    """The type a compiled loss rounds ``x`` to: :func:`kernel_dtype`, or a scalar or fused
+    kernel's ``data_dtype`` (float32: x stays float64 but its sample loop rounds it)."""
+    dt = kernel_dtype(f)
+    return dt if dt != np.float64 else np.dtype(getattr(f, "data_dtype", np.float64))
 
 
 def per_sample(f: Any) -> frozenset[str] | None:

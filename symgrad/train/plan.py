@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .objective import how, is_bound, kernel_dtype, per_sample
+from .objective import arith_dtype, how, is_bound, kernel_dtype, per_sample
 from .optim import Optimizer, sgd
 from .second_order import SecondOrder
 
@@ -67,6 +67,7 @@ class Plan:
     how: str = "kernel"  # "kernel" | "method" (f.value_and_grad) | "callable"
     dtype: np.dtype = _F64  # a kernel's x and g (the state is float64)
     per_sample: frozenset = frozenset()  # the data a batch takes rows of
+    arith: np.dtype = _F64  # the type the kernel rounds x to (float32: x must stay in range)
 
 
 def plan(
@@ -102,11 +103,12 @@ def plan(
     if not np.isfinite(x).all():
         raise ValueError(f"x0 must be finite, got {x}")
     dtype = kernel_dtype(f) if kernel else _F64
-    if dtype != _F64:
-        big = np.flatnonzero(~(np.abs(x) <= np.finfo(dtype).max))
+    arith = arith_dtype(f) if kernel else _F64
+    if arith != _F64:
+        big = np.flatnonzero(~(np.abs(x) <= np.finfo(arith).max))
         if big.size:
-            raise ValueError(f"x0[{big[0]}] = {x[big[0]]:g} is beyond the range of this {dtype} "
-                             f"kernel (|x| <= {np.finfo(dtype).max:.4g}); rescale the parameters")
+            raise ValueError(f"x0[{big[0]}] = {x[big[0]]:g} is beyond the range of this {arith} "
+                             f"kernel (|x| <= {np.finfo(arith).max:.4g}); rescale the parameters")
     n_params = getattr(f, "n_params", None) if via != "callable" else None
     if isinstance(n_params, int) and n_params != x.size:
         names = ", ".join(getattr(f, "params", ()))
@@ -192,6 +194,7 @@ def plan(
         via,
         dtype,
         frozenset(data or ()) if per is None else per,
+        arith,
     )
 
 

@@ -38,7 +38,7 @@ def run_python(p: Plan) -> OptimizeResult:
 
     x = p.x0
     state = opt.init(x)
-    cast = p.dtype != np.float64
+    narrow = p.arith != np.float64  # the kernel rounds x to float32: x must stay in range
     r_step: list[int] = []
     r_x: list[np.ndarray] = []
     r_f: list[float] = []
@@ -118,7 +118,7 @@ def run_python(p: Plan) -> OptimizeResult:
             # x @ x is finite iff every entry is (barring overflow of huge finite entries); a
             # float32 kernel also needs x within float32's range (the compiled loop's test)
             if (not math.isfinite(sq_norm(x_new)) and not np.isfinite(x_new).all()) or (
-                    cast and not np.isfinite(x_new.astype(p.dtype)).all()):
+                    narrow and not np.isfinite(x_new.astype(p.arith)).all()):
                 status, message = "diverged", diverged_message(k, "x", fk, bound)
                 last = (fk, gk) if batch_ev is None else None
                 break

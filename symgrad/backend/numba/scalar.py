@@ -163,7 +163,9 @@ class _Gen(_SampleFns, _VectorFns):
                "rounded to float32 in the sample loop), summed in float32 over blocks of "
                f"{F32_BLOCK}",
                "samples and the blocks' sums in float64; x, the results and the outer chain",
-               "rule are float64."] if self.f32 else []
+               "rule are float64.",
+               *(["The index sums (over vectors, element-wise data) compute in float64."]
+                 if p.vector_sums else [])] if self.f32 else []
         head = preamble([
             "Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.",
             "",
@@ -223,16 +225,13 @@ class _Gen(_SampleFns, _VectorFns):
 def check_dtype(prob, real: str) -> None:
     """Raise unless a scalar loss can compute in ``real`` ("float64" always; "float32" for
     a loss that sums over data samples: float32 is the arithmetic of the sample loop, with
-    float64 totals; without one there is nothing to run in float32, and index sums over
-    vectors or element-wise data run on float64 code only)."""
+    float64 totals; without one there is nothing to run in float32. Index sums over vectors
+    or element-wise data next to it compute in float64, as x and the outer chain rule do)."""
     if real not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {real!r}")
     if real == "float64":
         return
-    if prob.vector_sums:
-        why = ("its index sums (sg.sum over an index) compute in float64 only: leave dtype "
-               "unset, or write the loss on arrays (sg.params/sg.data with shape=)")
-    elif not prob.reductions:
+    if not prob.reductions:
         why = ("it has no sum over data samples (sg.mean/sg.sum of data columns): float32 "
                "applies to the per-sample arithmetic of a data loss; leave dtype unset")
     else:
