@@ -23,6 +23,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
+from symgrad.lsq.objective import Objective
 
 a, b = sg.params("a b")
 t, y = sg.data("t y")
@@ -322,3 +323,28 @@ def test_dask_arrays_run_the_float32_array_lowering(linear):
     dd["Ym"] = da.from_array(Y, chunks=(1000, 2))
     with pytest.raises(ValueError, match=r"data array 'Ym' has -1e\+39 at row 2345"):
         linear[1].bind(**dd).normal(np.zeros(8))
+
+
+def test_an_x_beyond_float32_is_named_not_read_as_inf(decay, linear):
+    # regression: the sample loop rounds x (and v) to float32, so x = 1e39 became inf there and
+    # came back as a silent NaN residual
+    k32, _ = decay
+    d = _data(30)
+    big = np.array([1.0, 1e39])
+    msg = r"x\[1\] = 1e\+39 is beyond the range of this float32 kernel"
+    for call in (lambda: k32.residuals(big, **d), lambda: k32.normal(big, **d),
+                 lambda: k32.jacobian(big, **d), lambda: k32.bind(**d).residuals(big),
+                 lambda: sg.least_squares(k32, big, data=d)):
+        with pytest.raises(ValueError, match=msg):
+            call()
+    with pytest.raises(ValueError, match=r"v\[1\] = -1e\+39 is beyond"):
+        k32.jvp(X0, np.array([0.0, -1e39]), **d)
+    X, Y = _linear_data(20)
+    for k in linear:
+        x = np.zeros(8)
+        x[3] = 4e38
+        with pytest.raises(ValueError, match=r"x\[3\] = 4e\+38 is beyond"):
+            k.normal(x, Xm=X, Ym=Y)
+    # inside a fit, such a trial point is a failed step (as a non-finite cost), not an error
+    obj = Objective(k32.bind(**d))
+    assert obj.linearize(big).cost == np.inf and np.isfinite(obj.linearize(X0).cost)

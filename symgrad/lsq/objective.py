@@ -51,6 +51,10 @@ class Objective:
         self.sw = None if weights is None else np.sqrt(weights)
         self.s = 1.0  # the residual scale (a power of two)
         self._rows: np.ndarray | None = self.sw  # sw / s (None: both are 1)
+        dt = np.dtype(getattr(getattr(kernel, "kernel", kernel), "data_dtype", np.float64))
+        #: A float32 kernel's largest |x|: beyond it a trial point is a failed step (the kernel
+        #: refuses such an x rather than read it as inf).
+        self.top = None if dt == np.float64 else float(np.finfo(dt).max)
 
     def with_mode(self, mode: str) -> Objective:
         """The same problem (and scale) linearised by the other model."""
@@ -83,6 +87,8 @@ class Objective:
 
     def linearize(self, x: np.ndarray) -> Linearization:
         x = np.asarray(x, dtype=np.float64)
+        if self.top is not None and np.any(np.abs(x) > self.top):
+            return Linearization(np.inf, np.full(x.size, np.nan), None)
         with np.errstate(all="ignore"):
             cost, a, b = self._scales(x)
             if cost is not None and not np.isfinite(cost):

@@ -28,7 +28,7 @@ from ..ad.derive import Builder, KinkPolicy, Program
 from ..distributed.detect import has_dask
 from ..distributed.residuals import bind_residuals
 from ..ir.residual_problem import ResidualProblem
-from .argcheck import as_out, as_vector, no_positional
+from .argcheck import as_out, as_vector, in_range, no_positional
 from .base import At, Kernel
 from .bound import BoundResiduals
 from .datacheck import (
@@ -156,7 +156,10 @@ class ResidualKernel(Kernel):
 
     # -- data -----------------------------------------------------------------------------------
     def _x(self, x, what: str = "x", size: int | None = None) -> np.ndarray:
-        return as_vector(x, what, self.params, self.n_params if size is None else size)
+        x = as_vector(x, what, self.params, self.n_params if size is None else size)
+        if self.data_dtype != np.float64:  # the sample loop rounds x (and v) to float32
+            in_range(x, what, self.data_dtype)
+        return x
 
     def _out(self, out, shape: tuple, what: str = "out", inputs=()) -> np.ndarray:
         return as_out(out, shape, what, inputs=inputs, contiguous=True)
@@ -219,8 +222,8 @@ class ResidualKernel(Kernel):
         self._checked(at, 0.0, *results)
         return results[0] if len(results) == 1 else results
 
-    def _vec(self, a, n: int, what: str, names: bool = False) -> np.ndarray:
-        return as_vector(a, what, self.params if names else "", n)
+    def _vec(self, a, n: int, what: str) -> np.ndarray:
+        return as_vector(a, what, "", n)
 
     # -- residual family on validated data ----------------------------------------------------
     def _residuals(self, x, out, at: At) -> np.ndarray:
@@ -238,7 +241,7 @@ class ResidualKernel(Kernel):
         return self._check(at, J)
 
     def _jvp(self, x, v, at: At) -> np.ndarray:
-        v = self._vec(v, self.n_params, "v", names=True)
+        v = self._x(v, "v")
         out = np.empty(self._samples(at.args) * self.m)
         self._fill_jvp(self._x(x), v, out, at.args)
         return self._check(at, out)
