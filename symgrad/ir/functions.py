@@ -117,11 +117,13 @@ class logsumexp(sp.Function):
     def fdiff(self, argindex=1):
         return sp.exp(self.args[argindex - 1] - self)
 
+    _closed = staticmethod(lambda *a: sp.log(sp.Add(*[sp.exp(x) for x in a])))
+
     def _eval_rewrite_as_log(self, *args, **kw):
-        return sp.log(sp.Add(*[sp.exp(a) for a in args]))
+        return self._closed(*args)
 
     def _eval_evalf(self, prec):
-        return sp.log(sp.Add(*[sp.exp(a) for a in self.args]))._eval_evalf(prec)
+        return self._closed(*self.args)._eval_evalf(prec)
 
 
 def softmax(z: Sequence, axis: int = -1) -> list[sp.Expr]:

@@ -184,7 +184,7 @@ def _problem(exprs: list[sp.Expr], params) -> ResidualProblem:
     vec = sorted({s.name for s in free if isinstance(s, ParamVector | DataVector)})
     if vec:
         raise ProblemError(f"'{vec[0]}' is an indexed vector: residuals take scalar symbols")
-    declared = _resolve_params(params, free, ())
+    declared = _resolve_params(params, free)
     datas = sorted((s for s in free if isinstance(s, Data)), key=lambda s: (s.column, s.name))
     unknown = sorted(s.name for s in free if not isinstance(s, Data) and s not in declared)
     if unknown:
