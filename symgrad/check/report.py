@@ -216,13 +216,6 @@ class HessianCheck(_Check):
         return self._table(idx, "entry", 24, names, max_rows)
 
 
-def format_check(
-    check: GradCheck | HessianCheck, names: Sequence[str] | None = None, max_rows: int | None = None
-) -> str:
-    """Format a :class:`GradCheck` or :class:`HessianCheck` as a text table (for the CLI)."""
-    return check.table(names, max_rows=max_rows)
-
-
 def _row_order(abs_err: np.ndarray, tol: np.ndarray, max_rows: int | None) -> list[int]:
     n = abs_err.size
     if max_rows is None or max_rows >= n:
