@@ -95,7 +95,6 @@ class OptimizeResult:
         return self.nfev
 
 
-
 _DIVERGED = {
     "loss": "the loss is {fk!r}",
     "grad": "the gradient is not finite",

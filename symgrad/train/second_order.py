@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .interrupt import interrupted_message
-from .result import converged, ran_out, rel_change
+from .result import _DIVERGED, converged, ran_out, rel_change
 from .result import grad_norm as norm  # one norm for the loops (no NumPy BLAS)
 
 __all__ = ["DEFAULT_GTOL", "Monitor", "Outcome", "SecondOrder", "at_rounding_floor", "check_call",
@@ -221,7 +221,7 @@ class Monitor:
 
 
 def describe_stop(k: int, why: str, f: float) -> str:
-    what = f"the loss is {f!r}" if why == "loss" else "the gradient is not finite"
+    what = _DIVERGED[why].format(fk=f)
     if k == 0:
         return f"non-finite at the starting point (step 0): {what}; start from another x0"
     return f"diverged at step {k}: {what}"
