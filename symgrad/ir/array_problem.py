@@ -25,21 +25,17 @@ from ..ad.array import topo
 from ..lang.ops import lift
 from .functions import ANALYTIC
 from .graph import Dim, Leaf, Map, N, Node, Reduce
-from .problem import ProblemError, _check_functions
+from .problem import Named, ProblemError, _check_functions
 from .symtypes import declaration_order
 
 __all__ = ["ArrayProblem", "Packing", "array_problem"]
 
 
-class Packing:
+class Packing(Named):
     """How ``x`` packs a problem's ``params`` (each flattened in C order, one after another):
     shared by loss and model problems."""
 
     params: tuple[Leaf, ...]
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
 
     @property
     def size(self) -> int:

@@ -67,8 +67,18 @@ class VectorSum:
     symbol: sp.Symbol
 
 
+class Named:
+    """``param_names``: the names of a problem's ``params``, in packing order."""
+
+    params: tuple
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+
 @dataclass(frozen=True)
-class Problem:
+class Problem(Named):
     """A validated loss: ``outer`` is the loss with each reduction replaced by its symbol."""
 
     expr: sp.Expr
@@ -81,10 +91,6 @@ class Problem:
     vector_sums: tuple[VectorSum, ...] = ()
     #: Element-wise data columns (``sg.data("y", indexed=True)``) read inside index sums.
     elements: tuple[DataVector, ...] = ()
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
 
     @property
     def analytic(self) -> bool:
