@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .check.report import METHODS
 from .cliargs import CLIError, _names, _Parser, parse_vector
 from .datafile import read_data_file
 
@@ -127,7 +128,7 @@ def load_loss(spec: str, params: str | None = None, data: str | None = None,
 
 def _warn_unused_columns(f, src: LossSource, command: str) -> None:
     unused = [c for c in (src.data or {}) if c not in f.data_names]
-    if unused and src.data is not None:
+    if unused:
         print(f"symgrad {command}: warning: data column(s) not used by the loss: "
               f"{', '.join(unused)}", file=sys.stderr)
 
@@ -235,12 +236,12 @@ def cmd_minimize(a: argparse.Namespace) -> int:
         print(f"  ... ({len(shown) - 20} more parameters)")
     print(f"loss = {res.fun:.10g}, |gradient| = {float(np.linalg.norm(res.jac)):.3g}")
     if a.plot:
-        path = _plot_minimize(f, res, data, a.plot)
+        path = _plot_minimize(f, res, a.plot)
         print(f"figure: {path}")
     return 0 if res.status != "diverged" else 1
 
 
-def _plot_minimize(f, res, data, path: str) -> Path:
+def _plot_minimize(f, res, path: str) -> Path:
     from . import plot
 
     two_d = f.n_params == 2 and not f.data_names
@@ -300,8 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "complex step and print the table")
     loss_args(c)
     c.add_argument("--at", help="the point (default: the file's x0, else seeded random)")
-    c.add_argument("--method", default="auto",
-                   choices=("auto", "central", "richardson", "complex", "exact"))
+    c.add_argument("--method", default="auto", choices=METHODS)
     c.add_argument("--hessian", action="store_true", help="also check the Hessian and HVP")
     c.add_argument("--seed", type=int, default=0, help="seed of the random point")
     c.add_argument("--max-rows", type=int, default=30, help="show at most this many rows")

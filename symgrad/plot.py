@@ -46,11 +46,10 @@ _MISSING = (
 
 def _mpl() -> Any:
     try:
-        import matplotlib
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - exercised by monkeypatching in the tests
         raise ImportError(_MISSING) from exc
-    return matplotlib, Figure
+    return Figure
 
 
 def figure(ncols: int = 1, nrows: int = 1, *, size: tuple[float, float] = (6.0, 4.5)) -> Any:
@@ -58,7 +57,7 @@ def figure(ncols: int = 1, nrows: int = 1, *, size: tuple[float, float] = (6.0, 
 
     ``size`` is the size of one panel in inches.
     """
-    _, Figure = _mpl()
+    Figure = _mpl()
     fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
     fig.subplots(nrows, ncols, squeeze=False)
     return fig
@@ -130,16 +129,6 @@ def loss_curves(
     return _finish(ax, path)
 
 
-def _value_fn(f: Any) -> Callable[[np.ndarray], float]:
-    if hasattr(f, "value"):
-        return f.value
-    return f
-
-
-def _grad_fn(f: Any) -> Callable[[np.ndarray], np.ndarray] | None:
-    return f.grad if hasattr(f, "grad") else None
-
-
 def contour(
     f: Any,
     xlim: tuple[float, float],
@@ -166,22 +155,17 @@ def contour(
     (the descent direction), normalised, so arrows are readable where the slope is steep.
     """
     ax = _ax(ax, size=(7.0, 5.5))
-    value = _value_fn(f)
-    gfun = grad or _grad_fn(f)
+    value = getattr(f, "value", f)
+    gfun = grad or getattr(f, "grad", None)
     xs = np.linspace(*xlim, resolution)
     ys = np.linspace(*ylim, resolution)
     XX, YY = np.meshgrid(xs, ys)
     Z = np.array([[value(np.array([a, b])) for a in xs] for b in ys])
     if log:
-        Zp = np.log10(Z - min(Z.min(), 0.0) + 1e-3)
-        cs = ax.contourf(XX, YY, Zp, levels=levels, cmap="viridis", alpha=0.9)
-        ax.contour(XX, YY, Zp, levels=levels, colors="k", linewidths=0.3, alpha=0.4)
-        cb_label = "log10(loss)"
-    else:
-        cs = ax.contourf(XX, YY, Z, levels=levels, cmap="viridis", alpha=0.9)
-        ax.contour(XX, YY, Z, levels=levels, colors="k", linewidths=0.3, alpha=0.4)
-        cb_label = "loss"
-    ax.figure.colorbar(cs, ax=ax, label=cb_label)
+        Z = np.log10(Z - min(Z.min(), 0.0) + 1e-3)
+    cs = ax.contourf(XX, YY, Z, levels=levels, cmap="viridis", alpha=0.9)
+    ax.contour(XX, YY, Z, levels=levels, colors="k", linewidths=0.3, alpha=0.4)
+    ax.figure.colorbar(cs, ax=ax, label="log10(loss)" if log else "loss")
     if quiver and gfun is not None:
         qn = 18
         qx, qy = np.meshgrid(np.linspace(*xlim, qn), np.linspace(*ylim, qn))
@@ -243,7 +227,7 @@ def path_1d(
 ) -> Any:
     """A 1-D loss curve with the iterates of each labelled run drawn on it."""
     ax = _ax(ax)
-    value = _value_fn(f)
+    value = getattr(f, "value", f)
     xs = np.linspace(*xlim, 400)
     ax.plot(xs, [value(np.array([v])) for v in xs], color="0.2", lw=2, label="loss")
     for i, (label, tr) in enumerate(paths.items()):

@@ -91,28 +91,26 @@ def _takes_two(fn: Any) -> bool:
     return True
 
 
-def _grad_message(chk: GradCheck) -> str:
+def _mismatch(chk: GradCheck | HessianCheck, what: str, unit: str) -> str:
+    """The worst component (entry) of a failed check, with its values and tolerance."""
     i = chk.worst
-    head = (
-        f"gradient mismatch at {chk.label(i)} (component {i}): "
+    return (
+        f"{what} mismatch at {chk.label(i)} ({unit} {i}): "
         f"analytic {chk.analytic[i]!r} vs numeric {chk.numeric[i]!r} "
         f"(abs err {chk.abs_err[i]:.3e}, rel err {chk.rel_err[i]:.3e}, "
         f"tolerance {chk.tol[i]:.3e}; method={chk.method}, rtol={chk.rtol:g}, atol={chk.atol:g})"
     )
-    return head + "\n" + chk.table(max_rows=MAX_ROWS)
+
+
+def _grad_message(chk: GradCheck) -> str:
+    return _mismatch(chk, "gradient", "component") + "\n" + chk.table(max_rows=MAX_ROWS)
 
 
 def _hessian_message(chk: HessianCheck) -> str:
     ij = chk.worst
     entry_bad = chk.abs_err[ij] > chk.tol[ij] and ij not in set(chk.kinks)
     if entry_bad or chk.hvp_ok:
-        head = (
-            f"Hessian mismatch at {chk.label(ij)} (entry {ij}): "
-            f"analytic {chk.analytic[ij]!r} vs numeric {chk.numeric[ij]!r} "
-            f"(abs err {chk.abs_err[ij]:.3e}, rel err {chk.rel_err[ij]:.3e}, "
-            f"tolerance {chk.tol[ij]:.3e}; method={chk.method}, rtol={chk.rtol:g}, "
-            f"atol={chk.atol:g})"
-        )
+        head = _mismatch(chk, "Hessian", "entry")
     else:
         head = (
             f"Hessian-vector product mismatch: analytic {chk.hvp_analytic!r} vs numeric "

@@ -125,6 +125,16 @@ def test_outputs_errors():
         sg.compile(loss, outputs=[X @ w])
 
 
+def test_a_model_with_one_name_in_two_layouts_says_so():
+    """As for a loss: an expression built before re-declaring a name holds the old array."""
+    X = sg.data("X", shape=(3,))
+    u_old = sg.params("u", shape=(3,))
+    u_new = sg.params("u", shape=(2, 3))
+    with pytest.raises(sg.ProblemError, match=r"'u' is declared twice with different layouts "
+                                              r"\(u\[3\] and u\[2, 3\]\)"):
+        sg.compile(X @ u_old + sg.sum(u_new @ X, axis=-1))
+
+
 def test_data_errors_in_user_terms(small_net, decay):
     x = np.zeros(small_net.n_params)
     with pytest.raises(TypeError, match="missing data array 'X'"):

@@ -66,7 +66,6 @@ from .report import (
     HessianCheck,
     Method,
     Tolerance,
-    format_check,
 )
 
 __all__ = [
@@ -79,7 +78,6 @@ __all__ = [
     "Tolerance",
     "check_grad",
     "check_hessian",
-    "format_check",
     "kink_arguments",
 ]
 __all__ += ["EXACT_DPS", "METHODS", "NOISE_ULPS", "STEPS", "Method"]

@@ -38,6 +38,11 @@ def _dir_line(F: Callable[[np.ndarray], Any], x: np.ndarray, u: np.ndarray) -> L
     return line
 
 
+def _line(F: Callable[[np.ndarray], Any], x: np.ndarray, U: np.ndarray | None, k: int) -> Line:
+    """The line through ``x`` along coordinate ``k``, or along direction ``U[k]``."""
+    return _coord_line(F, x, k) if U is None else _dir_line(F, x, U[k])
+
+
 def _noise(scale: Any, h: float, extra: float = 0.0) -> Any:
     return NOISE_ULPS * EPS * (np.abs(scale) + extra) / h
 
@@ -98,6 +103,18 @@ def _base_step(method: str, scale: float, step: float | None) -> float:
     base = STEPS[method] if step is None else float(step)
     h = base * max(1.0, scale)
     return _pow2(h) if method == "richardson" else h
+
+
+def _scheme(m: str) -> Callable[..., _Diff]:
+    """The difference scheme of a method: central differences, or Richardson extrapolation."""
+    return _central if m == "central" else _richardson
+
+
+def _step_along(method: str, x: np.ndarray, U: np.ndarray | None, k: int,
+                step: float | None) -> float:
+    """The base step along coordinate ``k`` (scaled by ``|x_k|``) or direction ``U[k]``
+    (scaled by ``max|x|``)."""
+    return _base_step(method, abs(x[k]) if U is None else float(np.max(np.abs(x))), step)
 
 
 def _complex_grad(fc: Callable[[np.ndarray], complex], n: int, step: float | None

@@ -97,10 +97,8 @@ def _mp_values(syms: Sequence[Any], exprs: Sequence[Any], x: np.ndarray,
     import mpmath
     import sympy
 
-    out = np.empty(len(exprs))
-    todo = list(range(len(exprs)))
-    nonzero = [i for i in todo if exprs[i] != 0]
-    out[:] = 0.0
+    out = np.zeros(len(exprs))
+    nonzero = [i for i, e in enumerate(exprs) if e != 0]
     try:  # unrolled: the memoised walk first (shared subtrees once); then lambdify, evalf
         if not walk:
             raise NotImplementedError

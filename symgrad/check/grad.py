@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from .differences import _base_step, _central, _coord_line, _dir_line, _richardson
+from .differences import _line, _scheme, _step_along
 from .directions import _directions, _label_for
 from .exact import _exact_grad
-from .kinks import _EXACT_PROBE, _kink_probe, _KinkProbe, _numeric_kink, _smaller_step
+from .kinks import _kink_probe, _KinkProbe, _numeric_kink, _smaller_step, _stencil_kinks
 from .report import GRAD_TOLERANCES, GradCheck, Method, _errors, _tolerance, _worst
 from .target import _as_point, _resolve_method, _target, float32_note
 from .unroll import FALLBACK_MAX_COST
@@ -82,9 +82,11 @@ def check_grad(
         raise ValueError(f"the gradient has shape {g.shape}; expected ({n},) like x")
     a = g if U is None else U @ g
     m_items = a.size
+    rows = np.eye(n) if U is None else U
+    # rounding of x + t*u moves the point along a direction
+    extra = 0.0 if U is None else float(np.sum(np.abs(g * x)))
     est = np.zeros(m_items)
     steps = np.zeros(m_items)
-    kink = np.zeros(m_items, dtype=bool)
     fwd = bwd = None
 
     if m == "exact":
@@ -94,14 +96,8 @@ def check_grad(
         assert t.fun_complex is not None
         num = np.empty(m_items)
         for k in range(m_items):
-            e = np.zeros(n)
-            if U is None:
-                e[k] = 1.0
-                h = _base_step("complex", abs(x[k]), step)
-            else:
-                e = U[k]
-                h = _base_step("complex", float(np.max(np.abs(x))), step)
-            fc = t.fun_complex(x.astype(np.complex128) + 1j * h * e)
+            h = _step_along("complex", x, U, k, step)
+            fc = t.fun_complex(x.astype(np.complex128) + 1j * h * rows[k])
             num[k] = fc.imag / h
             steps[k] = h
         if t.kernel is None and np.all(num == 0) and np.any(a != 0):
@@ -111,20 +107,12 @@ def check_grad(
             )
     else:
         assert t.fun is not None
-        scheme = _central if m == "central" else _richardson
+        scheme = _scheme(m)
         f0 = t.fun(x)
         num = np.empty(m_items)
         fwd, bwd, fnoise = np.empty(m_items), np.empty(m_items), np.empty(m_items)
         for k in range(m_items):
-            if U is None:
-                line = _coord_line(t.fun, x, k)
-                h = _base_step(m, abs(x[k]), step)
-                extra = 0.0
-            else:
-                line = _dir_line(t.fun, x, U[k])
-                h = _base_step(m, float(np.max(np.abs(x))), step)
-                extra = float(np.sum(np.abs(g * x)))  # rounding of x + t*u moves the point
-            dd = scheme(line, f0, h, extra)
+            dd = scheme(_line(t.fun, x, U, k), f0, _step_along(m, x, U, k, step), extra)
             num[k], est[k], fwd[k], bwd[k], steps[k] = dd.d, dd.err, dd.fwd, dd.bwd, dd.step
             fnoise[k] = dd.noise
 
@@ -132,15 +120,9 @@ def check_grad(
 
     # --- kinks: symbolic (Kernel.expr) and numeric (one-sided differences)
     probe = _kink_probe(t, n) if m != "complex" else _KinkProbe(None, 0, False)
-    if probe.fn is not None:
-        offsets = (-2.0, -1.0, 1.0, 2.0) if m == "central" else (-1.0, -0.5, 0.5, 1.0)
-        for k in range(m_items):
-            e = U[k] if U is not None else np.eye(1, n, k)[0]
-            hk = steps[k] if m != "exact" else _EXACT_PROBE * max(1.0, float(np.max(np.abs(x))))
-            kink[k] = probe.crosses(x, [x + o * hk * e for o in offsets])
+    kink = _stencil_kinks(probe, x, rows, steps, m)
     if fwd is not None and bwd is not None:
-        tol0 = tol.atol + tol.rtol * np.maximum(np.abs(a), np.abs(num))
-        kink |= _numeric_kink(a, fwd, bwd, fnoise, tol0)
+        kink |= _numeric_kink(a, fwd, bwd, fnoise, tol.bound(a, num))
     if probe.data_dependent and m == "exact":
         notes.append("kinks that depend on data are resolved at x by method='exact' with the "
                      "kernel's KinkPolicy (at a tie its derivative is the policy's convention)")
@@ -150,19 +132,15 @@ def check_grad(
     # A component also counts as failing when its error estimate dwarfs the tolerance (kinks
     # in the stencil inflate it), as _smaller_step requires.
     if fwd is not None and probe.data_dependent:
-        tol0 = tol.atol + tol.rtol * np.maximum(np.abs(a), np.abs(num))
+        tol0 = tol.bound(a, num)
         retry = kink | ~(abs_err <= limit) | (est > 10 * (tol0 + fnoise))
     else:
         retry = kink
     verified = np.zeros(m_items, dtype=bool)
     if np.any(retry) and fwd is not None:
-        scheme = _central if m == "central" else _richardson
         for k in np.flatnonzero(retry):
-            line = _coord_line(t.fun, x, k) if U is None else _dir_line(t.fun, x, U[k])
-            e = U[k] if U is not None else np.eye(1, n, k)[0]
-            extra = 0.0 if U is None else float(np.sum(np.abs(g * x)))
-            dd, at_kink = _smaller_step(scheme, line, f0, steps[k], extra, a[k], tol, probe, x,
-                                        e, m)
+            dd, at_kink = _smaller_step(scheme, _line(t.fun, x, U, k), f0, steps[k], extra, a[k],
+                                        tol, probe, x, rows[k], m)
             if dd is not None:
                 num[k], est[k], steps[k] = dd.d, dd.err, dd.step
                 kink[k] = verified[k] = True  # near a kink, verified with a smaller step
@@ -184,11 +162,10 @@ def check_grad(
                 ex = ge if U is None else U @ ge
                 etol = _tolerance(GRAD_TOLERANCES, "exact", None, None, t.float32)
                 for k in left:
-                    if abs(a[k] - ex[k]) <= etol.atol + etol.rtol * max(abs(a[k]), abs(ex[k])):
+                    if abs(a[k] - ex[k]) <= etol.bound(a[k], ex[k]):
                         num[k], est[k], unverified[k] = ex[k], 0.0, False
         elif left.size and m == "exact":
-            unverified[left] = ~(np.abs(a[left] - num[left]) <= tol.atol + tol.rtol * np.maximum(
-                np.abs(a[left]), np.abs(num[left])))
+            unverified[left] = ~(np.abs(a[left] - num[left]) <= tol.bound(a[left], num[left]))
         abs_err, rel_err, limit = _errors(a, num, est, tol)
         done = [lb for k, lb in zip(idx, labels, strict=True) if not unverified[k]]
         if done:

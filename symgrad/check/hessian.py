@@ -9,17 +9,17 @@ import numpy as np
 
 from .differences import (
     _base_step,
-    _central,
     _complex_grad,
-    _coord_line,
     _diff_method,
     _dir_line,
-    _richardson,
+    _line,
+    _scheme,
+    _step_along,
 )
 from .directions import _directions, _label_for
 from .exact import _exact_hessian
-from .kinks import _EXACT_PROBE, _kink_probe, _numeric_kink, _smaller_step
-from .report import HESSIAN_TOLERANCES, HessianCheck, Method, Tolerance, _errors, _tolerance, _worst
+from .kinks import _kink_probe, _numeric_kink, _smaller_step, _stencil_kinks
+from .report import HESSIAN_TOLERANCES, HessianCheck, Method, _errors, _tolerance, _worst
 from .target import _as_point, _resolve_method, _target, float32_note
 
 
@@ -92,8 +92,13 @@ def check_hessian(
         rows = U
     k_items = rows.shape[0]
 
+    def extra(r: int) -> float:  # rounding of x + t*u moves the point along a direction
+        return 0.0 if U is None else float(np.max(np.abs(A[r]))) * float(np.max(np.abs(x)))
+
     # numeric: row r of A is d/ds grad(x + s*rows[r]) (H symmetric: column = row)
     gfun = _complex_grad(t.fun_complex, n, step) if m == "complex" else t.grad  # type: ignore
+    # differences of a complex-step gradient take Richardson's default steps
+    dm, dstep = _diff_method(m), step if m != "complex" else None
     est = np.zeros((k_items, n))
     steps = np.zeros(k_items)
     kink = np.zeros((k_items, n), dtype=bool)
@@ -101,49 +106,32 @@ def check_hessian(
         He = _exact_hessian(t.kernel, x, t.data)
         num = He if U is None else U @ He
     else:
-        scheme = _central if m == "central" else _richardson
+        scheme = _scheme(m)
         g0 = gfun(x)
         num = np.empty((k_items, n))
         fwd, bwd, fnoise = (np.empty((k_items, n)) for _ in range(3))
         for r in range(k_items):
-            if U is None:
-                line = _coord_line(gfun, x, r)
-                h = _base_step(_diff_method(m), abs(x[r]), step if m != "complex" else None)
-                extra = 0.0
-            else:
-                line = _dir_line(gfun, x, U[r])
-                h = _base_step(_diff_method(m), float(np.max(np.abs(x))),
-                               step if m != "complex" else None)
-                extra = float(np.max(np.abs(A[r]))) * float(np.max(np.abs(x)))
-            dd = scheme(line, g0, h, extra)
+            dd = scheme(_line(gfun, x, U, r), g0, _step_along(dm, x, U, r, dstep), extra(r))
             num[r], est[r], fwd[r], bwd[r], steps[r] = dd.d, dd.err, dd.fwd, dd.bwd, dd.step
             fnoise[r] = dd.noise
-        tol0 = tol.atol + tol.rtol * np.maximum(np.abs(A), np.abs(num))
-        kink |= _numeric_kink(A, fwd, bwd, fnoise, tol0)
+        kink |= _numeric_kink(A, fwd, bwd, fnoise, tol.bound(A, num))
         if U is None:  # a jump in column j shows up in entry (j, i) too
             kink |= kink.T
 
     abs_err, rel_err, limit = _errors(A, num, est, tol)
 
     probe = _kink_probe(t, n)
-    if probe.fn is not None:
-        offsets = (-2.0, -1.0, 1.0, 2.0) if m == "central" else (-1.0, -0.5, 0.5, 1.0)
-        for r in range(k_items):
-            hr = steps[r] if m != "exact" else _EXACT_PROBE * max(1.0, float(np.max(np.abs(x))))
-            if probe.crosses(x, [x + o * hr * rows[r] for o in offsets]):
-                kink[r, :] = True
-        if U is None:
-            kink |= kink.T
+    kink |= _stencil_kinks(probe, x, rows, steps, m)[:, None]
+    if U is None:
+        kink |= kink.T
 
     # Rows near a kink: retry with smaller steps (as check_grad); an entry is verified when its
     # row, or (square H, symmetric by the asymmetry check) its transposed row, is.
     verified = np.zeros(k_items, dtype=bool)
     if m != "exact" and np.any(kink):
         for r in np.flatnonzero(kink.any(axis=1)):
-            line = _coord_line(gfun, x, r) if U is None else _dir_line(gfun, x, U[r])
-            extra = 0.0 if U is None else float(np.max(np.abs(A[r]))) * float(np.max(np.abs(x)))
-            dd, _ = _smaller_step(scheme, line, g0, steps[r], extra, A[r], tol, probe, x,
-                                  rows[r], m)
+            dd, _ = _smaller_step(scheme, _line(gfun, x, U, r), g0, steps[r], extra(r), A[r], tol,
+                                  probe, x, rows[r], m)
             if dd is not None:
                 num[r], est[r], steps[r], verified[r] = dd.d, dd.err, dd.step, True
         if U is None:  # entry (i, j) of a kinked row i from the verified row j
@@ -182,17 +170,15 @@ def check_hessian(
             hvp_n = num @ v
             hest = np.zeros(n)
         else:
-            scheme = _central if m == "central" else _richardson
-            h = _base_step(_diff_method(m), float(np.max(np.abs(x))), step if m != "complex"
-                           else None)
-            extra = float(np.max(np.abs(A))) * float(np.max(np.abs(x))) if A.size else 0.0
-            dd = scheme(_dir_line(gfun, x, v), gfun(x), h, extra)
+            h = _base_step(dm, float(np.max(np.abs(x))), dstep)
+            extra_v = float(np.max(np.abs(A))) * float(np.max(np.abs(x))) if A.size else 0.0
+            dd = scheme(_dir_line(gfun, x, v), gfun(x), h, extra_v)
             hvp_n, hest = dd.d, dd.err
             if np.any(kink):
                 hest = hest + np.abs(dd.fwd - dd.bwd)  # a kink inside the step: widen
         ha, _hr, hl = _errors(hvp_a, hvp_n, hest, tol)
         # also against H @ v (same code path as the Hessian; catches hvp-only bugs precisely)
-        hb, _, hbl = _errors(hvp_a, A @ v, np.zeros(n), Tolerance(tol.rtol, tol.atol))
+        hb, _, hbl = _errors(hvp_a, A @ v, np.zeros(n), tol)
         if np.any(kink):
             # a random direction crosses the kink found above: differences along it are not a
             # reference, so the product is checked against the analytic Hessian only

@@ -112,6 +112,23 @@ def _kink_probe(t: _Target, n: int) -> _KinkProbe:
 _EXACT_PROBE = 1e-8
 
 
+def _stencil(x: np.ndarray, e: np.ndarray, h: float, m: str) -> list[np.ndarray]:
+    """The points that method ``m``'s differences of step ``h`` along ``e`` evaluate."""
+    offsets = (-2.0, -1.0, 1.0, 2.0) if m == "central" else (-1.0, -0.5, 0.5, 1.0)
+    return [x + o * h * e for o in offsets]
+
+
+def _stencil_kinks(probe: _KinkProbe, x: np.ndarray, rows: np.ndarray, steps: np.ndarray,
+                   m: str) -> np.ndarray:
+    """Per row ``e``: does the stencil along ``e`` (of step ``steps[k]``; for method="exact",
+    which takes no steps, a small neighbourhood) cross a kink of the expression?"""
+    if probe.fn is None:
+        return np.zeros(len(rows), dtype=bool)
+    h_exact = _EXACT_PROBE * max(1.0, float(np.max(np.abs(x))))
+    return np.array([probe.crosses(x, _stencil(x, e, h if m != "exact" else h_exact, m))
+                     for e, h in zip(rows, steps, strict=True)], dtype=bool)
+
+
 def _numeric_kink(g: Any, fwd: Any, bwd: Any, noise: Any, tol0: Any) -> Any:
     """The one-sided derivatives jump and the analytic value sits on one side.
 
@@ -136,13 +153,12 @@ def _smaller_step(scheme: Callable[..., _Diff], line: Line, f0: Any, h: float, e
     """Differences at steps h/4, h/16, ...: the first whose stencil holds no kink and agrees
     with the analytic value ``a`` (a component, or a Hessian row; None when none does), and
     whether the last stencil still held a kink (x sits on one: no step can check it there)."""
-    offsets = (-2.0, -1.0, 1.0, 2.0) if m == "central" else (-1.0, -0.5, 0.5, 1.0)
     at_kink = False
     for j in range(1, _KINK_RETRIES + 1):
         dd = scheme(line, f0, h / 4.0**j, extra)
-        tol0 = tol.atol + tol.rtol * np.maximum(np.abs(a), np.abs(dd.d))
+        tol0 = tol.bound(a, dd.d)
         at_kink = bool(np.any(_numeric_kink(a, dd.fwd, dd.bwd, dd.noise, tol0))) or (
-            probe.fn is not None and probe.crosses(x, [x + o * dd.step * e for o in offsets]))
+            probe.fn is not None and probe.crosses(x, _stencil(x, e, dd.step, m)))
         # a large error estimate means the stencil still holds (undetected) kinks
         if not at_kink and np.all(np.abs(a - dd.d) <= tol0 + dd.err) and \
                 np.all(dd.err <= 10 * (tol0 + dd.noise)):

@@ -6,9 +6,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+
+from .directions import _label_for
 
 Method = Literal["auto", "central", "richardson", "complex", "exact"]
 METHODS: tuple[str, ...] = ("auto", "central", "richardson", "complex", "exact")
@@ -33,6 +35,10 @@ class Tolerance:
 
     rtol: float
     atol: float
+
+    def bound(self, a: Any, b: Any) -> Any:
+        """``atol + rtol * max(|a|, |b|)``, element-wise."""
+        return self.atol + self.rtol * np.maximum(np.abs(a), np.abs(b))
 
 
 #: Default gradient tolerances per method (JAX ``check_grads`` style: named, per method).
@@ -67,7 +73,67 @@ FLOAT32_TOLERANCE = Tolerance(rtol=1e-4, atol=1e-7)
 
 
 @dataclass(frozen=True, eq=False)
-class GradCheck:
+class _Check:
+    """The fields and the text output that both check results share."""
+
+    ok: bool
+    max_abs_err: float
+    max_rel_err: float
+    worst: Any
+    analytic: np.ndarray
+    numeric: np.ndarray
+    method: str
+    step: np.ndarray
+    notes: tuple[str, ...]
+    rtol: float
+    atol: float
+    abs_err: np.ndarray = field(repr=False)
+    rel_err: np.ndarray = field(repr=False)
+    tol: np.ndarray = field(repr=False)
+
+    def label(self, i: Any, names: Sequence[str] | None = None) -> str:
+        raise NotImplementedError
+
+    def _summary(self, what: str, failed: bool, entries: str, tail: str = "") -> str:
+        n_kinks = len(set(self.unverified))  # type: ignore[attr-defined]
+        verdict = "ok" if self.ok else "FAILED" if failed else \
+            f"NOT VERIFIED ({n_kinks} {entries} at a kink)"
+        w = self.label(self.worst) if self.analytic.size else "-"
+        return (
+            f"{what} check {verdict} (method={self.method}, rtol={self.rtol:.0e}, "
+            f"atol={self.atol:.0e}): max rel err {self.max_rel_err:.2e}, "
+            f"max abs err {self.max_abs_err:.2e}, worst {w}{tail}"
+        )
+
+    def _table(self, idx: list, first: str, width: int, names: Sequence[str] | None,
+               max_rows: int | None) -> str:
+        """Rows ``idx`` (indices into the arrays), the worst ``max_rows`` of them when given."""
+        rows = _row_order(np.array([self.abs_err[i] for i in idx]),
+                          np.array([self.tol[i] for i in idx]), max_rows)
+        kinks = set(self.unverified)  # type: ignore[attr-defined]
+        lines = [self.summary()]  # type: ignore[attr-defined]
+        head = f"{first:<{width}} {'analytic':>23} {'numeric':>23} {'abs err':>9} " \
+               f"{'rel err':>9} {'tol':>9}  status"
+        lines += [head, "-" * len(head)]
+        for r in rows:
+            i = idx[r]
+            status = "kink" if i in kinks else ("ok" if self.abs_err[i] <= self.tol[i] else "FAIL")
+            lines.append(
+                f"{self.label(i, names):<{width}} {self.analytic[i]:>23.16g} "
+                f"{self.numeric[i]:>23.16g} {self.abs_err[i]:>9.2e} {self.rel_err[i]:>9.2e} "
+                f"{self.tol[i]:>9.2e}  {status}"
+            )
+        if max_rows is not None and len(rows) < len(idx):
+            lines.append(f"... ({len(idx) - len(rows)} more rows)")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, eq=False)
+class GradCheck(_Check):
     """Result of :func:`check_grad`.
 
     ``analytic``/``numeric`` hold the gradient components (or, in direction mode, the
@@ -78,20 +144,7 @@ class GradCheck:
     component was verified and passed: it is False while any component is unverified.
     """
 
-    ok: bool
-    max_abs_err: float
-    max_rel_err: float
     worst: int
-    analytic: np.ndarray
-    numeric: np.ndarray
-    method: str
-    step: np.ndarray
-    notes: tuple[str, ...]
-    rtol: float
-    atol: float
-    abs_err: np.ndarray = field(repr=False)
-    rel_err: np.ndarray = field(repr=False)
-    tol: np.ndarray = field(repr=False)
     kinks: tuple[int, ...] = ()
     names: tuple[str, ...] | None = None
     directions: np.ndarray | None = field(default=None, repr=False)
@@ -99,56 +152,25 @@ class GradCheck:
 
     def label(self, i: int, names: Sequence[str] | None = None) -> str:
         """Human label of component ``i``: the parameter name, or ``u<i>`` in direction mode."""
-        if self.directions is not None:
-            return f"u{i}"
-        names = names if names is not None else self.names
-        if names is not None and i < len(names):
-            return str(names[i])
-        return f"x[{i}]"
+        return _label_for(self.directions, names if names is not None else self.names, i)
 
     def summary(self) -> str:
         """One line: verdict, method, worst component."""
         skip = set(self.unverified)
         failed = any(self.abs_err[i] > self.tol[i] for i in range(self.analytic.size)
                      if i not in skip)
-        verdict = "ok" if self.ok else "FAILED" if failed else \
-            f"NOT VERIFIED ({len(skip)} component(s) at a kink)"
-        w = self.label(self.worst) if self.analytic.size else "-"
-        return (
-            f"gradient check {verdict} (method={self.method}, rtol={self.rtol:.0e}, "
-            f"atol={self.atol:.0e}): max rel err {self.max_rel_err:.2e}, "
-            f"max abs err {self.max_abs_err:.2e}, worst {w}"
-        )
+        return self._summary("gradient", failed, "component(s)")
 
     def table(self, names: Sequence[str] | None = None, max_rows: int | None = None) -> str:
         """The check as a text table (one row per component), with summary and notes.
 
         Rows are ordered as the parameters; with ``max_rows`` only the worst rows are shown.
         """
-        rows = _row_order(self.abs_err, self.tol, max_rows)
-        kinks = set(self.unverified)
-        lines = [self.summary()]
-        head = f"{'component':<16} {'analytic':>23} {'numeric':>23} {'abs err':>9} " \
-               f"{'rel err':>9} {'tol':>9}  status"
-        lines += [head, "-" * len(head)]
-        for i in rows:
-            status = "kink" if i in kinks else ("ok" if self.abs_err[i] <= self.tol[i] else "FAIL")
-            lines.append(
-                f"{self.label(int(i), names):<16} {self.analytic[i]:>23.16g} "
-                f"{self.numeric[i]:>23.16g} {self.abs_err[i]:>9.2e} {self.rel_err[i]:>9.2e} "
-                f"{self.tol[i]:>9.2e}  {status}"
-            )
-        if max_rows is not None and len(rows) < self.analytic.size:
-            lines.append(f"... ({self.analytic.size - len(rows)} more rows)")
-        lines += [f"note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.table()
+        return self._table(list(range(self.analytic.size)), "component", 16, names, max_rows)
 
 
 @dataclass(frozen=True, eq=False)
-class HessianCheck:
+class HessianCheck(_Check):
     """Result of :func:`check_hessian`.
 
     ``analytic``/``numeric`` are ``(n, n)`` Hessians, or in direction mode ``(k, n)`` arrays
@@ -158,20 +180,7 @@ class HessianCheck:
     has no ``hvp``). ``asymmetry`` is ``max|H - H.T|`` of the analytic Hessian.
     """
 
-    ok: bool
-    max_abs_err: float
-    max_rel_err: float
     worst: tuple[int, int]
-    analytic: np.ndarray
-    numeric: np.ndarray
-    method: str
-    step: np.ndarray
-    notes: tuple[str, ...]
-    rtol: float
-    atol: float
-    abs_err: np.ndarray = field(repr=False)
-    rel_err: np.ndarray = field(repr=False)
-    tol: np.ndarray = field(repr=False)
     kinks: tuple[tuple[int, int], ...] = ()
     hvp_ok: bool = True
     hvp_max_rel_err: float = float("nan")
@@ -186,13 +195,9 @@ class HessianCheck:
         """Human label of entry ``(i, j)``, e.g. ``d2/dx1 dx2`` or ``(H u3)[x1]``."""
         names = names if names is not None else self.names
         i, j = ij
-
-        def nm(k: int) -> str:
-            return str(names[k]) if names is not None and k < len(names) else f"x[{k}]"
-
         if self.directions is not None:
-            return f"(H u{i})[{nm(j)}]"
-        return f"d2/d{nm(i)} d{nm(j)}"
+            return f"(H u{i})[{_label_for(None, names, j)}]"
+        return f"d2/d{_label_for(None, names, i)} d{_label_for(None, names, j)}"
 
     def summary(self) -> str:
         """One line: verdict, method, worst entry, HVP verdict."""
@@ -200,56 +205,20 @@ class HessianCheck:
         failed = not self.hvp_ok or any(
             self.abs_err[ij] > self.tol[ij] for ij in np.ndindex(*self.abs_err.shape)
             if ij not in skip)
-        verdict = "ok" if self.ok else "FAILED" if failed else \
-            f"NOT VERIFIED ({len(skip)} entries at a kink)"
-        w = self.label(self.worst) if self.analytic.size else "-"
         hvp = "" if math.isnan(self.hvp_max_rel_err) else (
             f"; hvp {'ok' if self.hvp_ok else 'FAILED'} (max rel err {self.hvp_max_rel_err:.2e})"
         )
-        return (
-            f"hessian check {verdict} (method={self.method}, rtol={self.rtol:.0e}, "
-            f"atol={self.atol:.0e}): max rel err {self.max_rel_err:.2e}, "
-            f"max abs err {self.max_abs_err:.2e}, worst {w}{hvp}"
-        )
+        return self._summary("hessian", failed, "entries", hvp)
 
     def table(self, names: Sequence[str] | None = None, max_rows: int | None = None) -> str:
         """The check as a text table (one row per Hessian entry, upper triangle when square)."""
-        a, num = self.analytic, self.numeric
+        k, n = self.analytic.shape
         if self.directions is None:
-            iu = np.triu_indices(a.shape[0])
+            iu = np.triu_indices(k)
             idx = list(zip(iu[0].tolist(), iu[1].tolist(), strict=True))
         else:
-            idx = [(i, j) for i in range(a.shape[0]) for j in range(a.shape[1])]
-        abs_e = np.array([self.abs_err[ij] for ij in idx])
-        tol = np.array([self.tol[ij] for ij in idx])
-        rows = _row_order(abs_e, tol, max_rows)
-        kinks = set(self.unverified)
-        lines = [self.summary()]
-        head = f"{'entry':<24} {'analytic':>23} {'numeric':>23} {'abs err':>9} " \
-               f"{'rel err':>9} {'tol':>9}  status"
-        lines += [head, "-" * len(head)]
-        for r in rows:
-            ij = idx[r]
-            passed = self.abs_err[ij] <= self.tol[ij]
-            status = "kink" if ij in kinks else ("ok" if passed else "FAIL")
-            lines.append(
-                f"{self.label(ij, names):<24} {a[ij]:>23.16g} {num[ij]:>23.16g} "
-                f"{self.abs_err[ij]:>9.2e} {self.rel_err[ij]:>9.2e} {self.tol[ij]:>9.2e}  {status}"
-            )
-        if max_rows is not None and len(rows) < len(idx):
-            lines.append(f"... ({len(idx) - len(rows)} more rows)")
-        lines += [f"note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.table()
-
-
-def format_check(
-    check: GradCheck | HessianCheck, names: Sequence[str] | None = None, max_rows: int | None = None
-) -> str:
-    """Format a :class:`GradCheck` or :class:`HessianCheck` as a text table (for the CLI)."""
-    return check.table(names, max_rows=max_rows)
+            idx = [(i, j) for i in range(k) for j in range(n)]
+        return self._table(idx, "entry", 24, names, max_rows)
 
 
 def _row_order(abs_err: np.ndarray, tol: np.ndarray, max_rows: int | None) -> list[int]:

@@ -36,6 +36,16 @@ def _computes_in_float32(f: Any) -> bool:
     return False
 
 
+def _derivatives(data: Mapping[str, Any], grad: Callable, hess: Callable | None,
+                 hvp: Callable | None) -> dict[str, Any]:
+    """``grad``, ``hess`` and ``hvp`` as float64 functions of ``x`` alone (``data`` bound)."""
+    return dict(
+        grad=lambda x: np.asarray(grad(x, **data), dtype=np.float64),
+        hess=None if hess is None else (lambda x: np.asarray(hess(x, **data), np.float64)),
+        hvp=None if hvp is None else (lambda x, v: np.asarray(hvp(x, v, **data), np.float64)),
+    )
+
+
 def _is_kernel(f: Any) -> bool:
     return not isinstance(f, tuple | list) and hasattr(f, "grad") and hasattr(f, "value")
 
@@ -53,13 +63,9 @@ def _target(f: Any, data: Mapping[str, Any] | None, n: int, *, hessian: bool,
         nm = tuple(names) if names is not None else (params if len(params) == n else None)
         vc = getattr(f, "value_complex", None)
         analytic = bool(getattr(f, "analytic", False)) and vc is not None
-        hess = getattr(f, "hessian", None)
-        hvp = getattr(f, "hvp", None)
         return _Target(
             fun=lambda x: float(f.value(x, **data)),
-            grad=lambda x: np.asarray(f.grad(x, **data), dtype=np.float64),
-            hess=None if hess is None else (lambda x: np.asarray(hess(x, **data), np.float64)),
-            hvp=None if hvp is None else (lambda x, v: np.asarray(hvp(x, v, **data), np.float64)),
+            **_derivatives(data, f.grad, getattr(f, "hessian", None), getattr(f, "hvp", None)),
             fun_complex=None if vc is None else (lambda xc: complex(vc(xc, **data))),
             analytic=analytic,
             kernel=f,
@@ -77,8 +83,7 @@ def _target(f: Any, data: Mapping[str, Any] | None, n: int, *, hessian: bool,
             fun, grad = f
             return _Target(
                 fun=lambda x: float(fun(x, **data)),
-                grad=lambda x: np.asarray(grad(x, **data), dtype=np.float64),
-                hess=None, hvp=None,
+                **_derivatives(data, grad, None, None),
                 fun_complex=lambda xc: complex(np.asarray(fun(xc, **data)).item()),
                 analytic=False, kernel=None, names=nm,
             )
@@ -91,9 +96,7 @@ def _target(f: Any, data: Mapping[str, Any] | None, n: int, *, hessian: bool,
             )
         return _Target(
             fun=None,
-            grad=lambda x: np.asarray(grad(x, **data), dtype=np.float64),
-            hess=None if hess is None else (lambda x: np.asarray(hess(x, **data), np.float64)),
-            hvp=None if hvp is None else (lambda x, v: np.asarray(hvp(x, v, **data), np.float64)),
+            **_derivatives(data, grad, hess, hvp),
             fun_complex=None, analytic=False, kernel=None, names=nm,
         )
     what = "a Kernel or a pair (fun, grad)" if not hessian else \
@@ -127,9 +130,7 @@ def _resolve_method(method: str, t: _Target, *, hessian: bool) -> str:
     if method == "auto":
         if t.float32:  # differences of a float32 value are rounding noise: the exact oracle
             return "exact"
-        if hessian:
-            return "richardson"
-        return "complex" if t.analytic else "richardson"
+        return "complex" if t.analytic and not hessian else "richardson"
     if method == "complex":
         if t.kernel is not None and not t.analytic:
             raise ValueError(

@@ -25,21 +25,17 @@ from ..ad.array import topo
 from ..lang.ops import lift
 from .functions import ANALYTIC
 from .graph import Dim, Leaf, Map, N, Node, Reduce
-from .problem import ProblemError, _check_functions
+from .problem import Named, ProblemError, _check_functions
 from .symtypes import declaration_order
 
 __all__ = ["ArrayProblem", "Packing", "array_problem"]
 
 
-class Packing:
+class Packing(Named):
     """How ``x`` packs a problem's ``params`` (each flattened in C order, one after another):
     shared by loss and model problems."""
 
     params: tuple[Leaf, ...]
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
 
     @property
     def size(self) -> int:
@@ -89,6 +85,18 @@ def array_problem(loss, params: Sequence | None = None) -> ArrayProblem:
         raise ProblemError(f"the loss must be a scalar, got an array of shape {node.shape}: "
                            f"{what}")
     order = topo([node])  # every node once, arguments first
+    found, data = graph_leaves(order)
+    if not data and any(N in n.shape for n in order):
+        raise ProblemError("the loss reduces over samples but reads no data array")
+    ordered = _order(found, params)
+    dims = graph_dims(order)
+    return ArrayProblem(node, tuple(ordered), data, dims)
+
+
+def graph_leaves(order: list[Node]) -> tuple[list[Leaf], tuple[Leaf, ...]]:
+    """Check an array graph (``order``: its nodes, arguments first): the functions of its Maps
+    are printable and each name is one array. Its parameters (in graph order) and its data
+    arrays (by name)."""
     leaves = [n for n in order if isinstance(n, Leaf)]
     for n in order:
         if isinstance(n, Map):
@@ -99,24 +107,26 @@ def array_problem(loss, params: Sequence | None = None) -> ArrayProblem:
         if other is not leaf and other.role == leaf.role:
             raise ProblemError(
                 f"'{leaf.name}' is declared twice with different layouts ({other!r} and "
-                f"{leaf!r}) and both appear in the loss: an expression built before "
-                "re-declaring it still holds the old one; rebuild the loss from one declaration")
+                f"{leaf!r}) and both appear in the expression: one built before re-declaring "
+                "it still holds the old one; rebuild the expression from one declaration")
         if other is not leaf:
             raise ProblemError(f"the name '{leaf.name}' is used for two different arrays "
                                f"({other!r} as {other.role} and {leaf!r} as {leaf.role}): "
                                "use one name per array")
     found = [q for q in leaves if q.role == "param"]
-    data = tuple(sorted((q for q in leaves if q.role in ("data", "index")),
-                        key=lambda q: q.name))
-    if not data and any(N in n.shape for n in order):
-        raise ProblemError("the loss reduces over samples but reads no data array")
-    ordered = _order(found, params)
+    data = tuple(sorted((q for q in leaves if q.role in ("data", "index")), key=lambda q: q.name))
+    return found, data
+
+
+def graph_dims(nodes: Sequence[Node]) -> tuple[Dim, ...]:
+    """The sizes the axes of ``nodes`` name, each once (parts, i.e. slices, are written from
+    their axis)."""
     dims: dict[tuple, Dim] = {}
-    for n in order:
+    for n in nodes:
         for s in n.shape:
-            if s != N and not s.trim:  # parts (slices) are written from their axis
+            if s != N and not s.trim:
                 dims.setdefault(s.key, s)
-    return ArrayProblem(node, tuple(ordered), data, tuple(dims.values()))
+    return tuple(dims.values())
 
 
 def _order(found: list[Leaf], params: Sequence | None) -> list[Leaf]:

@@ -38,79 +38,59 @@ __all__ = [
 ]
 
 
-class _MapsOverArrays:
-    """Applied to an array expression, the function maps over its elements."""
+class _Elementwise(sp.Function):
+    """A one-argument function with a closed form ``_closed(x)``: taken at numbers, by
+    ``evalf`` and by ``rewrite``; applied to an array expression, it maps over the elements."""
+
+    is_real = True
 
     def __new__(cls, *args, **kw):
         if any(isinstance(a, Node) for a in args):
             return apply(cls, *args)
         return super().__new__(cls, *args, **kw)
 
+    @classmethod
+    def eval(cls, x):
+        return cls._closed(x) if x.is_Number else None
 
-class relu(_MapsOverArrays, sp.Function):
+    def _eval_evalf(self, prec):
+        return self._closed(self.args[0])._eval_evalf(prec)
+
+    def _rewrite_closed(self, x, **kw):
+        return self._closed(x)
+
+
+class relu(_Elementwise):
     """``max(x, 0)``; its derivative is ``Heaviside(x, 0)`` (relu'(0) = 0 by default)."""
 
     nargs = 1
-    is_real = True
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return sp.Max(x, 0)
-        return None
+    _closed = staticmethod(lambda x: sp.Max(x, 0))
+    _eval_rewrite_as_Max = _Elementwise._rewrite_closed
 
     def fdiff(self, argindex=1):
         return sp.Heaviside(self.args[0], 0)
 
-    def _eval_rewrite_as_Max(self, x, **kw):
-        return sp.Max(x, 0)
 
-    def _eval_evalf(self, prec):
-        return sp.Max(self.args[0], 0)._eval_evalf(prec)
-
-
-class sigmoid(_MapsOverArrays, sp.Function):
+class sigmoid(_Elementwise):
     """The logistic function ``1 / (1 + exp(-x))``."""
 
     nargs = 1
-    is_real = True
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return 1 / (1 + sp.exp(-x))
-        return None
+    _closed = staticmethod(lambda x: 1 / (1 + sp.exp(-x)))
+    _eval_rewrite_as_exp = _Elementwise._rewrite_closed
 
     def fdiff(self, argindex=1):
         return self * (1 - self)
 
-    def _eval_rewrite_as_exp(self, x, **kw):
-        return 1 / (1 + sp.exp(-x))
 
-    def _eval_evalf(self, prec):
-        return (1 / (1 + sp.exp(-self.args[0])))._eval_evalf(prec)
-
-
-class softplus(_MapsOverArrays, sp.Function):
+class softplus(_Elementwise):
     """``log(1 + exp(x))``, printed as ``max(x, 0) + log1p(exp(-|x|))``."""
 
     nargs = 1
-    is_real = True
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return sp.log(1 + sp.exp(x))
-        return None
+    _closed = staticmethod(lambda x: sp.log(1 + sp.exp(x)))
+    _eval_rewrite_as_log = _Elementwise._rewrite_closed
 
     def fdiff(self, argindex=1):
         return sigmoid(self.args[0])
-
-    def _eval_rewrite_as_log(self, x, **kw):
-        return sp.log(1 + sp.exp(x))
-
-    def _eval_evalf(self, prec):
-        return sp.log(1 + sp.exp(self.args[0]))._eval_evalf(prec)
 
 
 class logsumexp(sp.Function):
@@ -137,17 +117,13 @@ class logsumexp(sp.Function):
     def fdiff(self, argindex=1):
         return sp.exp(self.args[argindex - 1] - self)
 
+    _closed = staticmethod(lambda *a: sp.log(sp.Add(*[sp.exp(x) for x in a])))
+
     def _eval_rewrite_as_log(self, *args, **kw):
-        return sp.log(sp.Add(*[sp.exp(a) for a in args]))
+        return self._closed(*args)
 
     def _eval_evalf(self, prec):
-        return sp.log(sp.Add(*[sp.exp(a) for a in self.args]))._eval_evalf(prec)
-
-
-def _seq(z) -> list:
-    if isinstance(z, sp.MatrixBase):
-        return list(z)
-    return list(z)
+        return self._closed(*self.args)._eval_evalf(prec)
 
 
 def softmax(z: Sequence, axis: int = -1) -> list[sp.Expr]:
@@ -155,7 +131,7 @@ def softmax(z: Sequence, axis: int = -1) -> list[sp.Expr]:
     (of an array: along ``axis``)."""
     if isinstance(z, Node):
         return array_softmax(z, axis)
-    z = _seq(z)
+    z = list(z)
     lse = logsumexp(*z)
     return [sp.exp(zk - lse) for zk in z]
 
@@ -165,7 +141,7 @@ def log_softmax(z: Sequence, axis: int = -1) -> list[sp.Expr]:
     array: along ``axis``)."""
     if isinstance(z, Node):
         return array_log_softmax(z, axis)
-    z = _seq(z)
+    z = list(z)
     lse = logsumexp(*z)
     return [zk - lse for zk in z]
 

@@ -280,9 +280,8 @@ def map_(expr, args, shape: tuple) -> Node:
             subs[ph(k)] = _slot(flat, node, axes)
     expr = expr.xreplace(subs)
     # renumber the slots in order of first appearance in the expression (canonical form)
-    used = sorted((s for s in expr.free_symbols if s.name.startswith("_s")),
-                  key=lambda s: int(s.name[2:]))
-    order = sorted(used, key=lambda s: _first_pos(expr, s))
+    order = list(dict.fromkeys(s for s in sp.preorder_traversal(expr)
+                               if isinstance(s, sp.Symbol) and s.name.startswith("_s")))
     expr = expr.xreplace({s: ph(k) for k, s in enumerate(order)})
     nargs = tuple(flat[int(s.name[2:])] for s in order)
     if expr == ph(0) and nargs[0][1] == tuple(range(len(shape))) and nargs[0][0].shape == shape:
@@ -296,13 +295,6 @@ def _slot(flat: list, node: Node, axes: tuple) -> sp.Symbol:
             return sp.Symbol(f"_s{k}", real=True)
     flat.append((node, axes))
     return sp.Symbol(f"_s{len(flat) - 1}", real=True)
-
-
-def _first_pos(expr: sp.Expr, s: sp.Symbol) -> int:
-    for k, node in enumerate(sp.preorder_traversal(expr)):
-        if node == s:
-            return k
-    return 1 << 30
 
 
 def _unperm(node: Node) -> tuple[Node, tuple | None]:

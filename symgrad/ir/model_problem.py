@@ -18,9 +18,9 @@ import sympy as sp
 from ..ad.array import topo
 from ..ir.symtypes import Data, IndexedSum, Mean, Sum
 from ..lang.ops import lift
-from .array_problem import Packing, _order
-from .graph import Dim, Leaf, Map, N, Node
-from .problem import ProblemError, _check_functions
+from .array_problem import Packing, _order, graph_dims, graph_leaves
+from .graph import Dim, Leaf, Node
+from .problem import ProblemError
 
 __all__ = ["ModelProblem", "is_model", "model_problem"]
 
@@ -67,29 +67,13 @@ def model_problem(expr, params: Sequence | None = None) -> ModelProblem:
         raise ProblemError("a model must keep the sample axis (one output per sample): "
                            f"{expr} reads no per-sample data array outside a reduction")
     order = topo([node])
-    for n in order:
-        if isinstance(n, Map):
-            _check_functions(n.expr)
-    leaves = [n for n in order if isinstance(n, Leaf)]
-    by_name: dict[str, Leaf] = {}
-    for leaf in leaves:
-        other = by_name.setdefault(leaf.name, leaf)
-        if other is not leaf:
-            raise ProblemError(f"the name '{leaf.name}' is used for two different arrays "
-                               f"({other!r} as {other.role} and {leaf!r} as {leaf.role}): "
-                               "use one name per array")
-    found = [q for q in leaves if q.role == "param"]
-    data = tuple(sorted((q for q in leaves if q.role in ("data", "index")), key=lambda q: q.name))
+    found, data = graph_leaves(order)
     if params is not None and all(isinstance(p, Leaf) for p in params):
         ordered = _with_unused(found, list(params))
     else:
         ordered = _order(found, params)
-    dims: dict[tuple, Dim] = {}
-    for n in [*order, *ordered]:  # every parameter's axes: x's layout needs them all
-        for s in n.shape:
-            if s != N and not s.trim:
-                dims.setdefault(s.key, s)
-    return ModelProblem(node, tuple(ordered), data, tuple(dims.values()))
+    dims = graph_dims([*order, *ordered])  # every parameter's axes: x's layout needs them all
+    return ModelProblem(node, tuple(ordered), data, dims)
 
 
 def _with_unused(found: list[Leaf], params: list[Leaf]) -> list[Leaf]:

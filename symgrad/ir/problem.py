@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..errors import ProblemError
+from ..lang.limits import MAX_DIGITS, _too_big
 from .functions import ANALYTIC, SUPPORTED
 from .symtypes import (
     Data,
@@ -66,8 +67,18 @@ class VectorSum:
     symbol: sp.Symbol
 
 
+class Named:
+    """``param_names``: the names of a problem's ``params``, in packing order."""
+
+    params: tuple
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+
 @dataclass(frozen=True)
-class Problem:
+class Problem(Named):
     """A validated loss: ``outer`` is the loss with each reduction replaced by its symbol."""
 
     expr: sp.Expr
@@ -80,10 +91,6 @@ class Problem:
     vector_sums: tuple[VectorSum, ...] = ()
     #: Element-wise data columns (``sg.data("y", indexed=True)``) read inside index sums.
     elements: tuple[DataVector, ...] = ()
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
 
     @property
     def analytic(self) -> bool:
@@ -154,20 +161,16 @@ def _check_functions(e: sp.Expr) -> None:
     _check_constants(e)
 
 
-#: Most decimal digits in an exact constant (numerator or denominator) of a loss. float64 holds
-#: about 1e308; far larger integers only slow SymPy down (and Python refuses to print them).
-MAX_DIGITS = 1_000
-
-
 def _check_constants(e: sp.Expr) -> None:
-    limit = MAX_DIGITS * 3.33
+    """Exact constants of at most MAX_DIGITS digits (far larger integers only slow SymPy down,
+    and Python refuses to print them) and floats within float64, as the parser's limits."""
     for r in e.atoms(sp.Rational):
-        bits = max(abs(int(r.p)).bit_length(), int(r.q).bit_length())
-        if bits > limit:
+        if _too_big(r):
+            bits = max(abs(int(r.p)).bit_length(), int(r.q).bit_length())
             raise ProblemError(f"the loss contains an exact constant of about {int(bits/3.32)} "
                                f"digits (at most {MAX_DIGITS}); write it as a float or rescale")
     for f in e.atoms(sp.Float):
-        if abs(f) > sp.Float(1.7976931348623157e308):
+        if _too_big(f):
             raise ProblemError(f"the loss contains the constant {sp.N(f, 3)}, beyond float64 "
                                "(about 1.8e308): rescale the loss")
 
@@ -268,7 +271,7 @@ def _problem(expr: sp.Expr, params) -> Problem:
     free -= lengths | {v.label for v in (*vectors, *elements)}
     data_syms = tuple(sorted((s for s in free if isinstance(s, Data)),
                              key=lambda s: (s.column, s.component or 0)))
-    declared = _resolve_params(params, free, vectors)
+    declared = _resolve_params(params, free)
     unknown = sorted(s.name for s in free if not isinstance(s, Data) and s not in declared
                       and not isinstance(s, Index))
     if unknown:
@@ -325,7 +328,7 @@ def _check_element_names(elements, columns, vectors, declared) -> None:
                                f"{taken[e.name]}: rename one of them")
 
 
-def _resolve_params(params, free, vectors) -> list[sp.Symbol]:
+def _resolve_params(params, free) -> list[sp.Symbol]:
     if params is None:
         return sorted((s for s in free if isinstance(s, Param)), key=_order_key)
     if isinstance(params, str | sp.Symbol):

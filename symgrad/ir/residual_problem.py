@@ -25,6 +25,7 @@ from ..lang.parse import ExprError, parse_loss
 from .problem import (
     MAX_DEPTH,
     Column,
+    Named,
     _check_functions,
     _resolve_params,
     data_columns,
@@ -46,7 +47,7 @@ __all__ = ["ResidualProblem", "residual_exprs", "residual_problem"]
 
 
 @dataclass(frozen=True)
-class ResidualProblem:
+class ResidualProblem(Named):
     """Validated residuals: ``exprs`` are the ``m`` residuals of one sample; a column is 1-D
     (``width`` None: ``col[i]``) or ``(N, width)`` (its components read as ``col[i, j]``)."""
 
@@ -58,10 +59,6 @@ class ResidualProblem:
     @property
     def m(self) -> int:
         return len(self.exprs)
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
 
     @property
     def data_names(self) -> tuple[str, ...]:
@@ -184,7 +181,7 @@ def _problem(exprs: list[sp.Expr], params) -> ResidualProblem:
     vec = sorted({s.name for s in free if isinstance(s, ParamVector | DataVector)})
     if vec:
         raise ProblemError(f"'{vec[0]}' is an indexed vector: residuals take scalar symbols")
-    declared = _resolve_params(params, free, ())
+    declared = _resolve_params(params, free)
     datas = sorted((s for s in free if isinstance(s, Data)), key=lambda s: (s.column, s.name))
     unknown = sorted(s.name for s in free if not isinstance(s, Data) and s not in declared)
     if unknown:

@@ -50,15 +50,15 @@ def _arrays(*args) -> bool:
     return any(isinstance(a, Node) for a in args)
 
 
-def _pairs(pred, target, name: str) -> list[tuple[sp.Expr, sp.Expr]]:
+def _pointwise(h, pred, target, name: str) -> sp.Expr:
+    """``h(pred, target)`` averaged over samples and over the components of each sample (the
+    elements of arrays, or the entries of lists/Matrices of per-sample expressions)."""
+    if _arrays(pred, target):
+        return A.mean(A.apply(h, pred, target))
     p, t = _vec(pred, "pred"), _vec(target, "target")
     if len(p) != len(t):
         raise ValueError(f"{name}: pred has {len(p)} components but target has {len(t)}")
-    return list(zip(p, t, strict=True))
-
-
-def _mean_over(terms: list[sp.Expr]) -> sp.Expr:
-    """Mean over samples and over the components of each sample."""
+    terms = [h(a, b) for a, b in zip(p, t, strict=True)]
     return mean(sp.Add(*terms) / len(terms)) if len(terms) > 1 else mean(terms[0])
 
 
@@ -71,9 +71,7 @@ def mse(pred, target) -> sp.Expr:
     >>> losses.mse(a*t + b, y) == sg.mean((a*t + b - y)**2)
     True
     """
-    if _arrays(pred, target):
-        return A.mean(A.apply(lambda p, t: (p - t) ** 2, pred, target))
-    return _mean_over([(p - t) ** 2 for p, t in _pairs(pred, target, "mse")])
+    return _pointwise(lambda p, t: (p - t) ** 2, pred, target, "mse")
 
 
 def rmse(pred, target) -> sp.Expr:
@@ -100,9 +98,7 @@ def mae(pred, target) -> sp.Expr:
     >>> losses.mae(a*t, y) == sg.mean(abs(a*t - y))
     True
     """
-    if _arrays(pred, target):
-        return A.mean(A.apply(lambda p, t: sp.Abs(p - t), pred, target))
-    return _mean_over([sp.Abs(p - t) for p, t in _pairs(pred, target, "mae")])
+    return _pointwise(lambda p, t: sp.Abs(p - t), pred, target, "mae")
 
 
 def huber(pred, target, delta=1.0) -> sp.Expr:
@@ -124,9 +120,7 @@ def huber(pred, target, delta=1.0) -> sp.Expr:
         return sp.Piecewise((d * (r - d / 2), r > d), (-d * (r + d / 2), r < -d),
                             (r**2 / 2, True))
 
-    if _arrays(pred, target):
-        return A.mean(A.apply(h, pred, target))
-    return _mean_over([h(p, t) for p, t in _pairs(pred, target, "huber")])
+    return _pointwise(h, pred, target, "huber")
 
 
 def cross_entropy(logits, onehot) -> sp.Expr:
@@ -170,10 +164,7 @@ def binary_cross_entropy(logit, target) -> sp.Expr:
     >>> losses.binary_cross_entropy(w*x, y) == sg.mean(sg.softplus(w*x) - y*w*x)
     True
     """
-    if _arrays(logit, target):
-        return A.mean(A.apply(lambda z, t: softplus(z) - t * z, logit, target))
-    return _mean_over([softplus(z) - t * z for z, t in _pairs(logit, target,
-                                                              "binary_cross_entropy")])
+    return _pointwise(lambda z, t: softplus(z) - t * z, logit, target, "binary_cross_entropy")
 
 
 def l2(*params, weight=1.0) -> sp.Expr:

@@ -94,15 +94,13 @@ class MixedSum:
     def __add__(self, other):
         return self._add(other, 1)
 
-    def __radd__(self, other):
-        return self._add(other, 1)
+    __radd__ = __add__
 
     def __sub__(self, other):
         return self._add(other, -1)
 
     def __rsub__(self, other):
-        out = (-self)._add(other, 1)
-        return out
+        return (-self)._add(other, 1)
 
     def __neg__(self) -> MixedSum:
         return MixedSum(-self.scalar, -self.array)

@@ -31,7 +31,6 @@ __all__ = [
     "apply",
     "einsum",
     "elementwise",
-    "is_array",
     "lift",
     "log_softmax",
     "logsumexp",
@@ -41,11 +40,6 @@ __all__ = [
     "softmax",
     "sum_",
 ]
-
-
-def is_array(e) -> bool:
-    """True for an array expression (a graph node)."""
-    return isinstance(e, Node)
 
 
 def _ps(n: Node) -> tuple:

@@ -53,10 +53,6 @@ class ExprError(ValueError):
     """An expression string that is not a valid loss, with what and where."""
 
 
-def _lse(*a):
-    return F.logsumexp(*a)
-
-
 def _lattice(cls: type) -> Callable:
     def build(*a):
         # SymPy's evaluation of an n-ary Max/Min compares every pair of arguments (minutes at
@@ -94,7 +90,7 @@ FUNCTIONS: dict[str, tuple[Callable, int, int | None]] = {
     "relu": (F.relu, 1, 1),
     "sigmoid": (F.sigmoid, 1, 1),
     "softplus": (F.softplus, 1, 1),
-    "logsumexp": (_lse, 1, None),
+    "logsumexp": (F.logsumexp, 1, None),
     "log1p": (F.log1p, 1, 1),
     "expm1": (F.expm1, 1, 1),
     "mean": (_mean, 1, 1),
@@ -265,12 +261,10 @@ set(parse_loss("(x2 - x1**2)**2 + (1 - x1)**2").free_symbols)
             raise ExprError(f"unknown name {unknown[0]!r}: declare it as a parameter "
                             "(--params) or a data column (--data)")
     symbols: dict[str, sp.Symbol] = {}
-    if pnames:
-        ps = _params(pnames)
-        symbols.update(zip(pnames, ps if isinstance(ps, tuple) else (ps,), strict=True))
-    if dnames:
-        ds = _data(dnames)
-        symbols.update(zip(dnames, ds if isinstance(ds, tuple) else (ds,), strict=True))
+    for names, declare in ((pnames, _params), (dnames, _data)):
+        if names:
+            made = declare(names)
+            symbols.update(zip(names, made if isinstance(made, tuple) else (made,), strict=True))
     return _Builder(text, symbols).build(tree.body)
 
 

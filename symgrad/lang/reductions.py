@@ -86,23 +86,21 @@ def logsumexp(e, axis=-1) -> Node:
     return reduce_("lse", n, _keep(n, axis))
 
 
-def _expand(r: Node, n: Node, axis) -> tuple[Node, tuple]:
-    """``r`` (reduced from ``n`` over ``axis``) as a Map argument broadcast back to ``n``."""
-    return r, _keep(n, axis)
+def _of_shifted(e, axis, what: str, fn) -> Node:
+    """``fn(e - logsumexp(e))`` element by element, the logsumexp along ``axis`` broadcast."""
+    n = _node(e, what)
+    return map_(fn(ph(0) - ph(1)),
+                [(n, tuple(range(n.ndim))), (logsumexp(n, axis), _keep(n, axis))], n.shape)
 
 
 def log_softmax(e, axis=-1) -> Node:
     """``e - logsumexp(e)`` along ``axis``: stable, no ``log(exp(.))``."""
-    n = _node(e, "log_softmax")
-    return map_(ph(0) - ph(1), [(n, tuple(range(n.ndim))), _expand(logsumexp(n, axis), n, axis)],
-                n.shape)
+    return _of_shifted(e, axis, "log_softmax", lambda d: d)
 
 
 def softmax(e, axis=-1) -> Node:
     """``exp(e - logsumexp(e))`` along ``axis``."""
-    n = _node(e, "softmax")
-    return map_(sp.exp(ph(0) - ph(1)),
-                [(n, tuple(range(n.ndim))), _expand(logsumexp(n, axis), n, axis)], n.shape)
+    return _of_shifted(e, axis, "softmax", sp.exp)
 
 
 def _node(e, what: str) -> Node:

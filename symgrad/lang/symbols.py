@@ -84,8 +84,10 @@ def _names(names: str | Sequence[str]) -> list[str]:
 RESERVED_COLUMNS = frozenset({"out", "batch"})
 
 
-def _element_name(base: str, idx: tuple[int, ...]) -> str:
-    return f"{base}[{','.join(map(str, idx))}]"
+def _one_or_tuple(items):
+    """One declared object for one name, else a tuple of them (as ``sp.symbols``)."""
+    items = tuple(items)
+    return items[0] if len(items) == 1 else items
 
 
 def params(names: str | Sequence[str], shape: tuple | None = None, indexed: bool = False):
@@ -107,14 +109,11 @@ def params(names: str | Sequence[str], shape: tuple | None = None, indexed: bool
             raise ValueError("indexed=True declares one vector at a time")
         return ParamVector(ns[0])
     if shape is None:
-        syms = tuple(Param.declare(n) for n in ns)
-        return syms[0] if len(syms) == 1 else syms
+        return _one_or_tuple(Param.declare(n) for n in ns)
     shape = _check_shape(shape)
-    arrays = []
     for n in ns:
         declare_name(n)
-        arrays.append(Leaf("param", n, shape))
-    return arrays[0] if len(arrays) == 1 else tuple(arrays)
+    return _one_or_tuple(Leaf("param", n, shape) for n in ns)
 
 
 def _check_shape(shape) -> tuple[int, ...]:
@@ -158,19 +157,15 @@ def data(names: str | Sequence[str], shape: tuple | None = None, indexed: bool =
         if dtype not in (int, "int", "int64") or shape is not None or indexed:
             raise ValueError("dtype=int declares integer per-sample columns that pick rows of "
                              "parameter arrays (U[i]); give no shape= or indexed=")
-        cols = tuple(Leaf("index", n, (N,)) for n in ns)
-        return cols[0] if len(cols) == 1 else cols
+        return _one_or_tuple(Leaf("index", n, (N,)) for n in ns)
     if indexed:
         if shape is not None:
             raise ValueError("indexed=True columns are 1-D (one value per element): drop shape=")
-        vecs = tuple(DataVector(n) for n in ns)
-        return vecs[0] if len(vecs) == 1 else vecs
+        return _one_or_tuple(DataVector(n) for n in ns)
     if shape is None:
-        syms = tuple(Data(n, n) for n in ns)
-        return syms[0] if len(syms) == 1 else syms
+        return _one_or_tuple(Data(n, n) for n in ns)
     shape = _check_shape(shape)
-    arrays = tuple(Leaf("data", n, (N, *shape) if samples else shape) for n in ns)
-    return arrays[0] if len(arrays) == 1 else arrays
+    return _one_or_tuple(Leaf("data", n, (N, *shape) if samples else shape) for n in ns)
 
 
 def index(names: str | Sequence[str]):
@@ -180,12 +175,7 @@ def index(names: str | Sequence[str]):
     >>> i.is_integer
     True
     """
-    syms = tuple(Index(n) for n in _names(names))
-    return syms[0] if len(syms) == 1 else syms
-
-
-def _data_symbols(e: sp.Basic) -> set:
-    return {s for s in e.free_symbols if isinstance(s, Data)}
+    return _one_or_tuple(Index(n) for n in _names(names))
 
 
 def mean(e, axis=None) -> sp.Expr:

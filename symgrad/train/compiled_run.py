@@ -35,7 +35,16 @@ from .compiled import (
 from .evaluate import full_evaluator, gathered
 from .interrupt import SLICE_SECONDS, Interrupt, interrupted_message
 from .plan import Plan, param_labels, permutations
-from .result import History, OptimizeResult, Progress, diverged_message, final_grad_norm, rel_change
+from .result import (
+    History,
+    OptimizeResult,
+    Progress,
+    converged,
+    diverged_message,
+    epoch_converged,
+    final_grad_norm,
+    ran_out,
+)
 
 __all__ = ["run_compiled"]
 
@@ -126,11 +135,7 @@ def run_compiled(p: Plan) -> OptimizeResult:
                 if batch and code == RUNNING and k == kb + per_epoch:
                     epoch_losses.append(fp[FP_ESUM] / fp[FP_EN])
                     fp[FP_ESUM] = fp[FP_EN] = 0.0
-                    if p.tol is not None and len(epoch_losses) > 1:
-                        d = rel_change(epoch_losses[-2], epoch_losses[-1])
-                        if d <= p.tol:
-                            message = (f"converged at step {k} (epoch {len(epoch_losses) - 1}): "
-                                       f"relative epoch-loss change {d:.3g} <= tol={p.tol:g}")
+                    message = epoch_converged(k, epoch_losses, p.tol)
         finally:
             bar.close()
     if fp[FP_EN]:
@@ -142,16 +147,12 @@ def run_compiled(p: Plan) -> OptimizeResult:
     elif interrupted and code == RUNNING:
         status, message = "interrupted", interrupted_message(k)
     elif code == RUNNING:
-        if p.tol is not None or p.gtol is not None:
-            status, message = "maxiter", f"reached steps={steps} without meeting tol/gtol"
-        else:
-            status, message = "completed", f"completed {steps} steps"
+        status, message = ran_out(steps, p.tol, p.gtol)
     elif code == GTOL:
-        status = "converged"
-        message = f"converged at step {k}: gradient norm {detail:.3g} <= gtol={p.gtol:g}"
+        status, message = "converged", converged(k, "gradient norm", detail, f"gtol={p.gtol:g}")
     elif code == TOL:
         status = "converged"
-        message = f"converged at step {k}: relative loss change {detail:.3g} <= tol={p.tol:g}"
+        message = converged(k, "relative loss change", detail, f"tol={p.tol:g}")
     else:
         status, message = "diverged", diverged_message(
             k, _WHY[code], fk, fp[FP_BOUND], x, g, param_labels(p, n))

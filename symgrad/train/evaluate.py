@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 
 from .plan import Plan
+from .second_order import FunAndGrad
 
 __all__ = ["batch_evaluator", "direct_batches", "full_evaluator", "gathered", "hvp_evaluator"]
-
-FunAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
 def direct_batches(p: Plan) -> bool:

@@ -19,8 +19,12 @@ from .result import (
     History,
     OptimizeResult,
     Progress,
+    converged,
     diverged_message,
+    epoch_converged,
     final_grad_norm,
+    grad_norm,
+    ran_out,
     rel_change,
     sq_norm,
 )
@@ -75,7 +79,7 @@ def run_python(p: Plan) -> OptimizeResult:
             nfev += 1
             if k == 0:
                 bound = p.factor * max(1.0, abs(fk)) if math.isfinite(fk) else math.inf
-            gn = math.sqrt(sq_norm(gk))
+            gn = grad_norm(gk)
             why = ""
             if not math.isfinite(fk):
                 why = "loss"
@@ -89,17 +93,14 @@ def run_python(p: Plan) -> OptimizeResult:
                 last = (fk, gk) if batch_ev is None else None
                 break
             if p.gtol is not None and gn <= p.gtol:
-                status = "converged"
-                message = f"converged at step {k}: gradient norm {gn:.3g} <= gtol={p.gtol:g}"
+                status, message = "converged", converged(k, "gradient norm", gn, f"gtol={p.gtol:g}")
                 last = (fk, gk)
                 break
             if p.tol is not None and batch_ev is None and k > 0:
                 d = rel_change(f_prev, fk)
                 if d <= p.tol:
                     status = "converged"
-                    message = (
-                        f"converged at step {k}: relative loss change {d:.3g} <= tol={p.tol:g}"
-                    )
+                    message = converged(k, "relative loss change", d, f"tol={p.tol:g}")
                     last = (fk, gk)
                     break
             if p.callback is not None and p.callback(k, x, fk, gk):
@@ -132,15 +133,10 @@ def run_python(p: Plan) -> OptimizeResult:
                 if b == per_epoch - 1:
                     epoch_losses.append(e_sum / e_n)
                     e_sum = e_n = 0.0
-                    if p.tol is not None and len(epoch_losses) > 1:
-                        d = rel_change(epoch_losses[-2], epoch_losses[-1])
-                        if d <= p.tol:
-                            status = "converged"
-                            message = (
-                                f"converged at step {k} (epoch {len(epoch_losses) - 1}): relative "
-                                f"epoch-loss change {d:.3g} <= tol={p.tol:g}"
-                            )
-                            break
+                    message = epoch_converged(k, epoch_losses, p.tol)
+                    if message:
+                        status = "converged"
+                        break
     finally:
         intr.__exit__(None, None, None)
         errstate.__exit__(None, None, None)
@@ -148,10 +144,7 @@ def run_python(p: Plan) -> OptimizeResult:
     if e_n:
         epoch_losses.append(e_sum / e_n)  # the last, partial epoch
     if not status:
-        if p.tol is not None or p.gtol is not None:
-            status, message = "maxiter", f"reached steps={steps} without meeting tol/gtol"
-        else:
-            status, message = "completed", f"completed {steps} steps"
+        status, message = ran_out(steps, p.tol, p.gtol)
     if last is None:
         last = full(x)
         nfev += 1

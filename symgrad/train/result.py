@@ -13,7 +13,7 @@ import numpy as np
 
 from ..runtime.blas import dot
 
-__all__ = ["FAILED", "History", "OptimizeResult", "succeeded"]
+__all__ = ["FAILED", "History", "OptimizeResult"]
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,6 @@ class History:
 FAILED = frozenset({"diverged", "maxiter", "failed", "interrupted"})
 
 
-def succeeded(status: str) -> bool:
-    """The one rule for ``success``: every status but those in :data:`FAILED`."""
-    return status not in FAILED
-
-
 @dataclass(frozen=True)
 class OptimizeResult:
     """Result of :func:`minimize`, with SciPy's field names.
@@ -92,13 +87,12 @@ class OptimizeResult:
     @property
     def success(self) -> bool:
         """Whether the run ended well: any status but the failing ones (:data:`FAILED`)."""
-        return succeeded(self.status)
+        return self.status not in FAILED
 
     @property
     def njev(self) -> int:
         """Gradient evaluations: each objective evaluation returns the gradient too."""
         return self.nfev
-
 
 
 _DIVERGED = {
@@ -143,6 +137,27 @@ def describe_x(x: np.ndarray, names: Any, bad: np.ndarray | None = None, most: i
 
 def rel_change(f_prev: float, fk: float) -> float:
     return abs(f_prev - fk) / max(abs(f_prev), abs(fk), 1.0)
+
+
+def converged(k: int, what: str, value: float, rule: str, where: str = "") -> str:
+    """The message of a stopping rule met at step ``k``: ``what`` is ``value`` <= ``rule``."""
+    return f"converged at step {k}{where}: {what} {value:.3g} <= {rule}"
+
+
+def epoch_converged(k: int, epoch_losses: list[float], tol: float | None) -> str:
+    """The message when the last two epoch losses differ by at most ``tol`` (else '')."""
+    if tol is None or len(epoch_losses) < 2:
+        return ""
+    d = rel_change(epoch_losses[-2], epoch_losses[-1])
+    return "" if d > tol else converged(k, "relative epoch-loss change", d, f"tol={tol:g}",
+                                        f" (epoch {len(epoch_losses) - 1})")
+
+
+def ran_out(steps: int, tol: float | None, gtol: float | None) -> tuple[str, str]:
+    """The status and message of a run that took all its steps."""
+    if tol is not None or gtol is not None:
+        return "maxiter", f"reached steps={steps} without meeting tol/gtol"
+    return "completed", f"completed {steps} steps"
 
 
 def sq_norm(v: np.ndarray) -> float:

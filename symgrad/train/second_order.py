@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .interrupt import interrupted_message
+from .result import _DIVERGED, converged, ran_out, rel_change
 from .result import grad_norm as norm  # one norm for the loops (no NumPy BLAS)
 
 __all__ = ["DEFAULT_GTOL", "Monitor", "Outcome", "SecondOrder", "at_rounding_floor", "check_call",
@@ -157,13 +158,13 @@ class Monitor:
             self.gtol = default_gtol(gn)
         if self.gtol is not None and gn <= self.gtol:
             rule = " (the default, 1e-5 * min(1, |g_0|))" if self.by_default else ""
-            return self.end("converged", f"converged at step {k}: gradient norm {gn:.3g} <= "
-                            f"gtol={self.gtol:g}{rule}")
+            return self.end("converged", converged(k, "gradient norm", gn,
+                                                   f"gtol={self.gtol:g}{rule}"))
         if self.tol is not None and k > 0:
-            d = abs(self.f_prev - f) / max(abs(self.f_prev), abs(f), 1.0)
+            d = rel_change(self.f_prev, f)
             if d <= self.tol:
-                return self.end("converged", f"converged at step {k}: relative loss change "
-                                f"{d:.3g} <= tol={self.tol:g}")
+                return self.end("converged", converged(k, "relative loss change", d,
+                                                       f"tol={self.tol:g}"))
         if self.callback is not None and self.callback(k, x, f, g):
             return self.end("stopped", f"stopped by callback at step {k}")
         if self.interrupt is not None and self.interrupt.requested:
@@ -210,10 +211,7 @@ class Monitor:
                 size: float) -> Outcome:
         """Close the run at iterate ``k`` (the final record is the final iterate)."""
         if not self.status:
-            if self.tol is not None or self.gtol is not None:
-                self.end("maxiter", f"reached steps={steps} without meeting tol/gtol")
-            else:
-                self.end("completed", f"completed {steps} steps")
+            self.end(*ran_out(steps, self.tol, self.gtol))
         if self.rec:
             with np.errstate(over="ignore", invalid="ignore"):
                 self.record(k, x, f, size, norm(g))
@@ -222,8 +220,8 @@ class Monitor:
                        self.losses, self.sizes, self.gnorms)
 
 
-def describe_stop(k: int, why: str, f: float, x: np.ndarray, g: np.ndarray) -> str:
-    what = f"the loss is {f!r}" if why == "loss" else "the gradient is not finite"
+def describe_stop(k: int, why: str, f: float) -> str:
+    what = _DIVERGED[why].format(fk=f)
     if k == 0:
         return f"non-finite at the starting point (step 0): {what}; start from another x0"
     return f"diverged at step {k}: {what}"

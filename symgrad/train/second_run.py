@@ -33,7 +33,7 @@ def run(p: Plan, hvp: Any) -> OptimizeResult:
     def describe(k: int, why: str, f: float, x: np.ndarray, g: np.ndarray) -> str:
         if k == 0:
             return diverged_message(0, why, f, math.inf, x, g, param_labels(p, n))
-        return describe_stop(k, why, f, x, g)
+        return describe_stop(k, why, f)
 
     bar = Progress(p.steps, p.progress)
     callback = p.callback
