@@ -13,8 +13,6 @@ from .api import compile, generate, grad, hessian, jacobian
 from .check import GradCheck, HessianCheck, check_grad, check_hessian
 from .distributed import DaskKernel
 from .ir.functions import (
-    expm1,
-    log1p,
     log_softmax,
     logsumexp,
     relu,
@@ -25,7 +23,22 @@ from .ir.functions import (
 from .ir.graph import ShapeError
 from .ir.problem import ProblemError
 from .lang import losses
-from .lang.elementwise import abs, cos, cosh, erf, exp, log, max, sin, sinh, sqrt, tan, tanh
+from .lang.elementwise import (
+    abs,
+    cos,
+    cosh,
+    erf,
+    exp,
+    expm1,
+    log,
+    log1p,
+    max,
+    sin,
+    sinh,
+    sqrt,
+    tan,
+    tanh,
+)
 from .lang.ops import einsum
 from .lang.symbols import data, index, mean, params, sum
 from .lsq import LeastSquaresResult, ResidualKernel, compile_residuals, curve_fit, least_squares

@@ -138,3 +138,35 @@ def test_array_map_of_a_string_is_not_run(tmp_path):
     with pytest.raises(Exception, match=r"Sympify|string"):
         ops.apply(lambda t: f"__import__('pathlib').Path({str(target)!r}).touch() or 1", W)
     assert not target.exists()
+
+
+FUNCTIONS = ["abs", "cos", "cosh", "erf", "exp", "expm1", "log", "log1p", "logsumexp", "max",
+             "relu", "sigmoid", "sin", "sinh", "softplus", "sqrt", "tan", "tanh"]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_math_functions_refuse_text_and_do_not_run_it(name, tmp_path):
+    # regression: sg.log, sg.max and sg.logsumexp passed a string to SymPy, which evaluated it
+    # as code (a payload ran); others failed with an AttributeError from SymPy's internals
+    marker = tmp_path / "ran"
+    payload = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    a = sg.params("a")
+    for args in ((payload,), (a, payload)):
+        if name not in ("max", "logsumexp") and len(args) == 2:
+            continue
+        with pytest.raises(TypeError, match=rf"sg\.{name} takes expressions or numbers, got "
+                                            r"str .*never evaluates text"):
+            getattr(sg, name)(*args)
+    assert not marker.exists()
+
+
+def test_softmax_of_one_value_and_logsumexp_of_a_list():
+    a, b = sg.params("a b")
+    for fn in (sg.softmax, sg.log_softmax):
+        with pytest.raises(TypeError, match="takes the scores as a list, tuple or Matrix"):
+            fn(1.0)
+        with pytest.raises(TypeError, match="never evaluates text"):
+            fn([a, "b"])
+    assert sg.logsumexp([a, b]) == sg.logsumexp(a, b)
+    X = sg.data("X", shape=(3,))  # log1p/expm1 map over arrays as every other function does
+    assert sg.log1p(X).shape == sg.expm1(X).shape == sg.exp(X).shape

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from ..lang.ops import apply
+from ..lang.ops import apply, scalar_args
 from ..lang.ops import log_softmax as array_log_softmax
 from ..lang.ops import logsumexp as array_lse
 from ..lang.ops import softmax as array_softmax
@@ -45,6 +45,7 @@ class _Elementwise(sp.Function):
     is_real = True
 
     def __new__(cls, *args, **kw):
+        args = scalar_args(f"sg.{cls.__name__}", args)
         if any(isinstance(a, Node) for a in args):
             return apply(cls, *args)
         return super().__new__(cls, *args, **kw)
@@ -104,7 +105,9 @@ class logsumexp(sp.Function):
     def __new__(cls, *args, axis=-1, **kw):
         if len(args) == 1 and isinstance(args[0], Node):
             return array_lse(args[0], axis)
-        return super().__new__(cls, *args, **kw)
+        if len(args) == 1 and isinstance(args[0], list | tuple | sp.MatrixBase):
+            args = tuple(args[0])  # logsumexp([a, b]) is logsumexp(a, b), as softmax takes
+        return super().__new__(cls, *scalar_args("sg.logsumexp", args), **kw)
 
     @classmethod
     def eval(cls, *args):
@@ -131,7 +134,7 @@ def softmax(z: Sequence, axis: int = -1) -> list[sp.Expr]:
     (of an array: along ``axis``)."""
     if isinstance(z, Node):
         return array_softmax(z, axis)
-    z = list(z)
+    z = _components(z, "softmax")
     lse = logsumexp(*z)
     return [sp.exp(zk - lse) for zk in z]
 
@@ -141,9 +144,18 @@ def log_softmax(z: Sequence, axis: int = -1) -> list[sp.Expr]:
     array: along ``axis``)."""
     if isinstance(z, Node):
         return array_log_softmax(z, axis)
-    z = list(z)
+    z = _components(z, "log_softmax")
     lse = logsumexp(*z)
     return [zk - lse for zk in z]
+
+
+def _components(z, what: str) -> list[sp.Expr]:
+    """The expressions of a list, tuple or Matrix ``z`` (a clear TypeError for anything else)."""
+    if not isinstance(z, list | tuple | sp.MatrixBase):
+        raise TypeError(f"{what} takes the scores as a list, tuple or Matrix of expressions, or "
+                        f"an array expression (sg.params/sg.data with shape=), got "
+                        f"{type(z).__name__} {z!r}")
+    return list(scalar_args(f"sg.{what}", tuple(z)))
 
 
 #: Functions without kinks: a loss made only of these (and arithmetic) is complex-step safe.

@@ -12,11 +12,13 @@ exp(x) + Max(0, x)
 from __future__ import annotations
 
 import sympy as sp
+from sympy.codegen import cfunctions
 
 from ..ir.graph import Node
-from .ops import apply, elementwise, max_
+from .ops import apply, elementwise, max_, scalar_args
 
-__all__ = ["abs", "cos", "cosh", "erf", "exp", "log", "max", "sin", "sinh", "sqrt", "tan", "tanh"]
+__all__ = ["abs", "cos", "cosh", "erf", "exp", "expm1", "log", "log1p", "max", "sin", "sinh",
+           "sqrt", "tan", "tanh"]
 
 exp = elementwise(sp.exp)
 log = elementwise(sp.log)
@@ -28,13 +30,16 @@ tan = elementwise(sp.tan)
 sinh = elementwise(sp.sinh)
 cosh = elementwise(sp.cosh)
 erf = elementwise(sp.erf)
-abs = elementwise(sp.Abs)
+abs = elementwise(sp.Abs, "abs")
+log1p = elementwise(cfunctions.log1p)  # log(1 + x) and exp(x) - 1, accurate near 0
+expm1 = elementwise(cfunctions.expm1)
 
 
 def max(*args, axis=None):
     """``Max(a, b, ...)`` of scalars, the maximum of one array along ``axis``, or of several
     arrays element by element (``np.maximum``, with NumPy's broadcasting; differentiated as the
     chain ``Max(Max(a, b), c)``, as for scalars)."""
+    args = scalar_args("sg.max", args)
     if len(args) == 1 and isinstance(args[0], Node):
         return max_(args[0], axis)
     if axis is not None:

@@ -158,10 +158,29 @@ def _fmt(shapes) -> str:
     return " and ".join(str(tuple(s)) for s in shapes)
 
 
-def elementwise(fn):
+def scalar_args(what: str, args: tuple) -> tuple:
+    """``args`` with every number made a SymPy number; a string (which SymPy would evaluate as
+    code) or another non-expression is a TypeError naming ``what``."""
+    out = []
+    for a in args:
+        if isinstance(a, sp.Basic | Node | MixedSum):
+            out.append(a)
+            continue
+        try:
+            out.append(sp.sympify(a, strict=True))
+        except sp.SympifyError:
+            hint = (" (symgrad never evaluates text: build the expression from sg.params and "
+                    "sg.data symbols)") if isinstance(a, str) else ""
+            raise TypeError(f"{what} takes expressions or numbers, got {type(a).__name__} "
+                            f"{a!r}{hint}") from None
+    return tuple(out)
+
+
+def elementwise(fn, name: str | None = None):
     """Wrap a SymPy function so that it maps over arrays and stays SymPy on scalars."""
 
     def f(*args):
+        args = scalar_args(f"sg.{f.__name__}", args)
         mixed = [a for a in args if isinstance(a, MixedSum)]
         if mixed:
             raise refuse(f"sg.{f.__name__}", mixed[0])
@@ -169,7 +188,7 @@ def elementwise(fn):
             return apply(fn, *args)
         return fn(*args)
 
-    f.__name__ = f.__qualname__ = getattr(fn, "__name__", "f")
+    f.__name__ = f.__qualname__ = name or getattr(fn, "__name__", "f")
     f.__doc__ = (f"``{f.__name__}`` element by element on arrays; SymPy's ``{f.__name__}`` on "
                  "scalars.")
     return f
