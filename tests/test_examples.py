@@ -1,4 +1,5 @@
-"""Run every example's ``main(out_dir)`` and check its key numbers (the seeds' results).
+"""Run every example's ``main(out_dir)`` and check its key numbers (the seeds' results); the
+examples in ``SLOW`` run in the slow set (`python -m pytest -m slow`, which .ci/run runs).
 
 Examples are loaded from examples/ by path (it is not a package). Kernels come from the
 on-disk cache after the first run, so this module takes seconds.
@@ -44,11 +45,33 @@ def load(name: str):
     return mod
 
 
+#: Examples checked in the slow set only (each compiles kernels of its own, 6-8 s CPU cold); the
+#: quick set covers what they use: digits by two_layer_net (a ReLU network with a logits output
+#: trained by mini-batch ``minimize``), matrix_factorisation by
+#: test_index_arrays.py::test_gathers_match_numpy_add_at (its ``U[i] * V[j]`` gathers against
+#: np.add.at) and test_train_loop.py's Adam runs of array kernels.
+SLOW = {"digits", "matrix_factorisation"}
+
+
+class _Results(dict):
+    """Each example's ``main(out_dir)`` result, run on first use (so a quick run skips SLOW)."""
+
+    def __init__(self, out: Path) -> None:
+        super().__init__()
+        self.out = out
+
+    def __missing__(self, name: str) -> dict:
+        self[name] = load(name).main(self.out / name, **FAST.get(name, {}))
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("examples")
-    return {name: load(name).main(out / name, **FAST.get(name, {}))
-            for name in ALL if _available(name)}
+    return _Results(tmp_path_factory.mktemp("examples"))
+
+
+def _maybe_slow(name: str):
+    return pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
 
 
 def test_every_example_is_covered():
@@ -58,7 +81,7 @@ def test_every_example_is_covered():
                         "dask_fit"}
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", [_maybe_slow(n) for n in ALL])
 def test_example_writes_its_figures(results, name):
     if not _available(name):
         pytest.skip(f"{name} needs {NEEDS[name]}")
@@ -99,6 +122,7 @@ def test_two_layer_net_accuracy(results):
     assert r["train_accuracy"] > 0.95
 
 
+@pytest.mark.slow
 def test_digits_accuracy(results):
     pytest.importorskip("sklearn")
     r = results["digits"]
@@ -142,6 +166,7 @@ def test_backprop_graph_gradients(results):
     assert "def _acc_g(" in r["code"] and "for k in range(hi - lo):" in r["code"]
 
 
+@pytest.mark.slow
 def test_matrix_factorisation_close_to_the_full_svd(results):
     r = results["matrix_factorisation"]
     assert r["n_params"] == (300 + 200) * 5
