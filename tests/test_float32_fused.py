@@ -102,7 +102,9 @@ def test_float32_fuses_with_the_scalar_float32_face(kernels):
     assert isinstance(sg.compile(LOSSES["logistic"], dtype="float32", fuse=True), FusedKernel)
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+# softmax is the same property on a larger module (logistic stays quick): slow
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "softmax" else n
+                                  for n in LOSSES])
 def test_float32_fused_equals_float64_fused_and_float32_array_code(kernels, name):
     f32, f64, fa = kernels[name]
     d32 = _data()

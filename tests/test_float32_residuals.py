@@ -84,7 +84,8 @@ def _linear_data(n: int = 3000, seed: int = 1):
 
 
 @pytest.mark.parametrize("kind", ["float32", "float64"])
-@pytest.mark.parametrize("which", ["decay", "two"])
+# "two" (two residuals per sample, a kink helper) is the same property on a second module: slow
+@pytest.mark.parametrize("which", ["decay", pytest.param("two", marks=pytest.mark.slow)])
 def test_every_call_follows_the_float64_kernel(which, kind, request):
     """Normal sums, J rows, residuals, J v and Jᵀu of the float32 kernel on the same data
     (float32 arrays, or float64 arrays it rounds) are within the bound of the float64 kernel's
@@ -284,6 +285,7 @@ def test_check_grad_of_a_float32_residual_kernel(decay):
     assert chk.ok and chk.max_rel_err > 0
 
 
+@pytest.mark.slow  # quick: test_dask_arrays_run_the_float32_array_lowering (the Dask binding)
 def test_dask_columns_give_the_in_memory_results(decay):
     """A float32 kernel bound to Dask columns (float32 chunks, or float64 chunks the module
     reads as float32) runs the same fused pass per chunk; a datum beyond float32 in a chunk
