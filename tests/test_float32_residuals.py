@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import importlib.util
 
-import numba
 import numpy as np
 import pytest
 import sympy as sp
+from float32_types import promoted
 
 import symgrad as sg
 from symgrad.lsq.objective import Objective
@@ -143,36 +143,18 @@ def test_the_sums_over_samples_are_float64_totals():
     assert (A[0, 0], g[0], s) == want
 
 
-def _promoted(dispatcher, *args) -> list[str]:
-    """The per-sample values of a generated function that are not float32: its parameter,
-    datum, direction and temporary locals, and any float64 arithmetic (the outputs are widened
-    with np.float64(...) calls, which are not arithmetic)."""
-    fn = numba.njit(error_model="numpy")(dispatcher.py_func)  # uncached: typed in this process
-    fn(*args)
-    ann = next(iter(fn.overloads.values())).type_annotation
-    out = []
-    for block in ann.blocks.values():
-        for st in block.body:
-            if not isinstance(st, numba.core.ir.Assign):
-                continue
-            name, value, typ = st.target.name, st.value, ann.typemap.get(st.target.name)
-            local = name.split(".")[0]
-            if local.startswith(("p_", "d_", "_t")) or local in ("v0", "v1"):
-                if typ != numba.types.float32:
-                    out.append(f"{name}: {typ}")
-            elif (typ == numba.types.float64 and isinstance(value, numba.core.ir.Expr)
-                  and value.op in ("binop", "unary")):
-                out.append(f"{name} = {value}")
-    return out
+#: arithmetic only, not "call": the residual module widens its outputs with np.float64(...)
+ARITHMETIC = ("binop", "unary")
 
 
 def test_no_per_sample_value_is_promoted_to_float64(two):
     k32, _ = two
     d = _data(64)
     T, Y, m = d["t"], d["y"], k32.module
-    assert _promoted(m.residuals, X0, np.empty(128), T, Y) == []
-    assert _promoted(m.rows, X0, 0, 64, np.empty((128, 2)), np.empty(128), T, Y) == []
-    assert _promoted(m.jvp, X0, np.array([1.0, 2.0]), np.empty(128), T, Y) == []
+    assert promoted(m.residuals, X0, np.empty(128), T, Y, ops=ARITHMETIC) == []
+    J, r = np.empty((128, 2)), np.empty(128)
+    assert promoted(m.rows, X0, 0, 64, J, r, T, Y, ops=ARITHMETIC) == []
+    assert promoted(m.jvp, X0, np.array([1.0, 2.0]), np.empty(128), T, Y, ops=ARITHMETIC) == []
 
 
 def test_kernel_and_module_say_they_compute_in_float32(decay):

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 import pytest
 import sympy as sp
+from float32_types import promoted
 
 import symgrad as sg
 from symgrad import optim
@@ -143,35 +143,13 @@ def test_the_sums_over_samples_are_float64_totals():
         assert abs(f.value([1.0], t=T, y=Y, batch=batch) - exact) <= EPS32 * exact
 
 
-def _promoted(dispatcher, *args) -> list[str]:
-    """The float64 values a generated sample loop computes (arithmetic, unary or function
-    results; its float64 totals only add terms) and its named locals that are not float32."""
-    fn = numba.njit(error_model="numpy")(dispatcher.py_func)  # uncached: typed in this process
-    fn(*args)
-    ann = next(iter(fn.overloads.values())).type_annotation
-    out = []
-    for block in ann.blocks.values():
-        for st in block.body:
-            if not isinstance(st, numba.core.ir.Assign):
-                continue
-            name, value, typ = st.target.name, st.value, ann.typemap.get(st.target.name)
-            local = name.split(".")[0]
-            if local.startswith(("p_", "d_", "_t", "_q")) or local in ("v0", "v1", "v2"):
-                if typ != numba.types.float32:
-                    out.append(f"{name}: {typ}")
-            elif (typ == numba.types.float64 and isinstance(value, numba.core.ir.Expr)
-                  and value.op in ("binop", "unary", "call")):
-                out.append(f"{name} = {value}")
-    return out
-
-
 def test_no_per_sample_value_is_promoted_to_float64(zoo):
     f32, _ = zoo
     T, Y = _data(64)
     m, k, n = f32.module, len(f32.problem.reductions), len(f32.params)
-    assert _promoted(m._acc_e, X0, T, Y, None, 0, 64, np.zeros(k)) == []
-    assert _promoted(m._acc_g, X0, T, Y, None, 0, 64, np.zeros(k + k * n)) == []
-    assert _promoted(m._acc_h, X0, V, T, Y, None, 0, 64, np.zeros(k + 2 * k * n)) == []
+    assert promoted(m._acc_e, X0, T, Y, None, 0, 64, np.zeros(k)) == []
+    assert promoted(m._acc_g, X0, T, Y, None, 0, 64, np.zeros(k + k * n)) == []
+    assert promoted(m._acc_h, X0, V, T, Y, None, 0, 64, np.zeros(k + 2 * k * n)) == []
 
 
 def test_module_says_it_computes_in_float32(quad, tmp_path):
