@@ -170,3 +170,15 @@ def test_softmax_of_one_value_and_logsumexp_of_a_list():
     assert sg.logsumexp([a, b]) == sg.logsumexp(a, b)
     X = sg.data("X", shape=(3,))  # log1p/expm1 map over arrays as every other function does
     assert sg.log1p(X).shape == sg.expm1(X).shape == sg.exp(X).shape
+
+
+def test_array_operands_that_are_text_are_refused_in_the_user_s_terms(tmp_path):
+    # they were refused by SymPy's strict sympify with a bare SympifyError
+    marker = tmp_path / "ran"
+    payload = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    X, w = sg.data("X", shape=(3,)), sg.params("w", shape=(3,))
+    for call in (lambda: X + payload, lambda: payload * w, lambda: sg.einsum("i,i->", X, payload)):
+        with pytest.raises(TypeError, match=r"an array operation takes expressions or numbers, "
+                                            r"got str .*never evaluates text"):
+            call()
+    assert not marker.exists()

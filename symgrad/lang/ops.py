@@ -59,7 +59,7 @@ def lift(e) -> Node | sp.Expr:
         what = "SymPy Matrix" if isinstance(e, sp.MatrixBase) else type(e).__name__
         raise TypeError(f"a {what} cannot be mixed with array expressions: declare the array "
                         "with sg.params(name, shape=...) or sg.data(name, shape=...)")
-    e = sp.sympify(e, strict=True) if not isinstance(e, sp.Basic) else e
+    e = scalar_args("an array operation", (e,))[0]
     if not e.free_symbols:
         return e
     return _lift_scalar(e)
