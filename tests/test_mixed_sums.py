@@ -215,6 +215,16 @@ def test_options_a_sum_cannot_honour(tmp_path):
     with pytest.raises(ValueError, match=r"fuse=False: float32 needs the one fused module.*"
                                          r"loss.array with dtype='float32'"):
         sg.compile(s + t, dtype="float32", fuse=False)  # a SumKernel: float64 only
+    # array terms that do not fuse: fuse=True says why (float64 needs no float32 advice: a
+    # regression, it got the float32 refusal), dtype='float32' refuses with what to do
+    W, X = sg.params("Wm", shape=(40, 3)), sg.data("X", shape=(3,))
+    big = s + sg.mean(sg.sum((W @ X) ** 2, axis=-1))
+    with pytest.raises(ValueError, match=r"^fuse=True: this array loss does not fuse: 120 "
+                                         r"parameters.*leave fuse unset"):
+        sg.compile(big, fuse=True)
+    with pytest.raises(ValueError, match=r"dtype='float32': the array terms do not fuse \(120 "
+                                         r"parameters.*loss.array with dtype='float32'"):
+        sg.compile(big, dtype="float32")
     with pytest.raises(ProblemError, match="params="):
         sg.compile(s + t, params=["wm"])
     with pytest.raises(ProblemError, match="standalone module"):

@@ -27,7 +27,7 @@ from .array_cache import cached_array, canonical
 from .scalar_cache import cached_scalar
 
 __all__ = ["FUSE_DEFAULT", "array_source", "canonical", "compile_array", "compile_fused",
-           "fused_problem"]
+           "fused_problem", "fusion", "not_fused"]
 
 #: What ``fuse=None`` means: None picks by :func:`~symgrad.passes.fuse.fusable` (tests of the
 #: array code set it to False for their module).
@@ -91,18 +91,30 @@ def fused_problem(prob: ArrayProblem, dtype: str = "float64", need: bool = False
                   ) -> tuple[Unrolled, Problem] | None:
     """The array problem unrolled for one sample and validated as a scalar loss, or None when
     it does not fuse (a ValueError saying why when ``need``)."""
+    got = fusion(prob, dtype)
+    if isinstance(got, str):
+        if need:
+            raise ValueError(not_fused(got))
+        return None
+    return got
+
+
+def fusion(prob: ArrayProblem, dtype: str = "float64") -> tuple[Unrolled, Problem] | str:
+    """:func:`fused_problem`'s result, or why the problem does not fuse."""
     why = fusable(prob)
-    if why is None:
-        try:
-            unrolled = unroll(prob)
-            with warnings.catch_warnings():  # entries of an array the loss never reads
-                warnings.filterwarnings("ignore", "parameter.* do not appear", UserWarning)
-                scalar = problem(unrolled.expr, list(unrolled.params))
-            check_dtype(scalar, dtype)  # float32: the loss must sum over the samples
-            return unrolled, scalar
-        except (ValueError, ProblemError) as exc:  # too large unrolled, a mean inside a sample
-            why = str(exc).removeprefix("not fused: ")
-    if need:
-        raise ValueError(f"fuse=True: this array loss does not fuse: {why}; leave fuse "
-                         "unset to pick the lowering")
-    return None
+    if why is not None:
+        return why
+    try:
+        unrolled = unroll(prob)
+        with warnings.catch_warnings():  # entries of an array the loss never reads
+            warnings.filterwarnings("ignore", "parameter.* do not appear", UserWarning)
+            scalar = problem(unrolled.expr, list(unrolled.params))
+        check_dtype(scalar, dtype)  # float32: the loss must sum over the samples
+    except (ValueError, ProblemError) as exc:  # too large unrolled, a mean inside a sample
+        return str(exc).removeprefix("not fused: ")
+    return unrolled, scalar
+
+
+def not_fused(why: str) -> str:
+    """The message of ``fuse=True`` for a loss that does not fuse, for ``why``."""
+    return f"fuse=True: this array loss does not fuse: {why}; leave fuse unset to pick the lowering"

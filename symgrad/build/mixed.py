@@ -94,14 +94,12 @@ def _fused(loss: MixedSum, fuse: bool | None, dtype: str = "float64"
     if fuse is False:
         return None
     arrays = array_problem(loss.array)
-    try:
-        fused = array_build.fused_problem(arrays, dtype, bool(fuse) or dtype != "float64")
-    except ValueError as exc:
-        why = str(exc).removeprefix("fuse=True: this array loss does not fuse: ")
-        why = why.removesuffix("; leave fuse unset to pick the lowering")
-        raise ValueError(f"dtype={dtype!r}: the array terms do not fuse ({why}): "
-                         f"{_NO_F32}") from None
-    if fused is None:
+    fused = array_build.fusion(arrays, dtype)
+    if isinstance(fused, str):
+        if dtype != "float64":
+            raise ValueError(f"dtype={dtype!r}: the array terms do not fuse ({fused}): {_NO_F32}")
+        if fuse:
+            raise ValueError(array_build.not_fused(fused))
         return None
     unrolled = fused[0]
     shapes = {p.name: tuple(int(s) for s in p.shape) for p in arrays.params}
