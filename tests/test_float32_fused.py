@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
+from symgrad.check.unroll import ExactTooLarge
 from symgrad.runtime.array import ArrayKernel
 from symgrad.runtime.fused import FusedKernel
 
@@ -311,3 +312,15 @@ def test_a_call_with_x_beyond_float32_names_the_entry(kernels, fused):
     with pytest.raises(ValueError, match=r"v\[1\] = -4e\+38 is beyond the range"):
         f.hvp(np.zeros(2), np.array([0.0, -4e38]), **d)
     f.value(np.array([3e38, 0.0]), **d)  # in float32's range: computed (to inf, overflowing)
+
+
+def test_too_large_for_the_oracle_advises_the_float64_kernel_not_differences(kernels):
+    """The oracle's refusal said 'or use method=richardson', which fails every correct float32
+    kernel: for one, it now points at the float64 kernel of the same loss."""
+    f32, f64, _ = kernels["logistic"]
+    d = {k: v for k, v in _data(20_000).items() if k in ("X", "y")}
+    with pytest.raises(ExactTooLarge, match="batch=") as err:
+        sg.check_grad(f32, _x(f32), data=d)
+    assert "dtype='float64'" in str(err.value), err.value
+    with pytest.raises(ExactTooLarge, match=r"or use method='richardson'$"):
+        sg.check_grad(f64, _x(f32), data=d, method="exact")

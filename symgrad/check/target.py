@@ -26,7 +26,7 @@ class _Target:
     float32: bool = False  # a kernel computing in float32 (its derivatives: float32 rounding)
 
 
-def _computes_in_float32(f: Any) -> bool:
+def computes_in_float32(f: Any) -> bool:
     """Whether a kernel's arithmetic is float32: an array kernel's ``dtype``, a scalar or fused
     kernel's ``data_dtype``."""
     for attr in ("dtype", "data_dtype"):
@@ -71,7 +71,7 @@ def _target(f: Any, data: Mapping[str, Any] | None, n: int, *, hessian: bool,
             kernel=f,
             names=nm,
             data=data,
-            float32=_computes_in_float32(f),
+            float32=computes_in_float32(f),
         )
     if isinstance(f, tuple | list) and 2 <= len(f) <= 3 and all(
         c is None or callable(c) for c in f

@@ -31,6 +31,7 @@ from ..ad.derive import KinkPolicy
 from ..ir.interp import Smoother, interpret, work
 from ..lang.symbols import Data, DataVector, IndexedSum, Mean, ParamVector, Sum
 from .report import EXACT_DPS
+from .target import computes_in_float32
 
 __all__ = ["EXACT_MAX_COST", "FALLBACK_MAX_COST", "ExactTooLarge", "exact_loss",
            "exact_residuals"]
@@ -40,8 +41,10 @@ __all__ = ["EXACT_MAX_COST", "FALLBACK_MAX_COST", "ExactTooLarge", "exact_loss",
 EXACT_MAX_COST: int = 100_000
 
 
-_LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar("exact_limit",
-                                                            default=EXACT_MAX_COST)
+_DIFFERENCES = "or use method='richardson'"
+# while an unrolling runs: its cost limit, and the other way to check when it is over
+_BUDGET: contextvars.ContextVar[tuple[int, str]] = contextvars.ContextVar(
+    "exact_budget", default=(EXACT_MAX_COST, _DIFFERENCES))
 
 
 class ExactTooLarge(NotImplementedError):
@@ -54,13 +57,22 @@ FALLBACK_MAX_COST: int = 10_000
 
 def _too_big(ops: int, n: int, order: int, what: str) -> None:
     cost = ops * n**order
-    limit = _LIMIT.get()
+    limit, otherwise = _BUDGET.get()
     if cost > limit:
         raise ExactTooLarge(
             f"method='exact' unrolls the loss over the data: {what} make about {ops} SymPy "
             f"operations, times {n}{'**2' if order == 2 else ''} parameters = {cost}, more "
             f"than EXACT_MAX_COST={limit}; check on fewer samples (pass "
-            "batch=slice(0, 8) in data=, or slice the columns) or use method='richardson'")
+            f"batch=slice(0, 8) in data=, or slice the columns) {otherwise}")
+
+
+def _budget(k: Any, max_cost: int | None) -> tuple[int, str]:
+    """The cost limit, and what else checks kernel ``k`` when the oracle is refused: differences,
+    or for a float32 kernel (whose rounding swamps them) the float64 kernel of the same loss."""
+    otherwise = ("or check the float64 kernel of the same loss (dtype='float64') with "
+                 "method='richardson': differences cannot check a float32 kernel, whose "
+                 "rounding swamps them") if computes_in_float32(k) else _DIFFERENCES
+    return (EXACT_MAX_COST if max_cost is None else max_cost), otherwise
 
 
 def _float(v: Any) -> sp.Float:
@@ -117,11 +129,11 @@ def exact_loss(k: Any, x: np.ndarray, data: Mapping[str, Any] | None, order: int
     """The loss of kernel ``k`` as an expression in one symbol per entry of ``x`` (near ``x``),
     refused (:class:`ExactTooLarge`) when ``order`` derivatives of it would cost more than
     ``max_cost`` (default :data:`EXACT_MAX_COST`)."""
-    token = _LIMIT.set(EXACT_MAX_COST if max_cost is None else max_cost)
+    token = _BUDGET.set(_budget(k, max_cost))
     try:
         return _dispatch(k, x, data, order)
     finally:
-        _LIMIT.reset(token)
+        _BUDGET.reset(token)
 
 
 def _dispatch(k: Any, x: np.ndarray, data: Mapping[str, Any] | None, order: int
@@ -176,11 +188,11 @@ def exact_residuals(k: Any, x: np.ndarray, data: Mapping[str, Any] | None,
                     max_cost: int | None = None) -> tuple[list[sp.Expr], list[sp.Symbol]]:
     """Every residual of kernel ``k`` (sample-major, as ``k.residuals``) as an expression in one
     symbol per entry of ``x``, for the Gauss-Newton matrix ``J^T J`` (one derivative each)."""
-    token = _LIMIT.set(EXACT_MAX_COST if max_cost is None else max_cost)
+    token = _BUDGET.set(_budget(k, max_cost))
     try:
         return _residuals(k, x, dict(data or {}), 1)
     finally:
-        _LIMIT.reset(token)
+        _BUDGET.reset(token)
 
 
 def _residual_loss(k: Any, x: np.ndarray, data: dict, order: int
