@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 8778c6c7445a3216
+# content hash: a7d0f831240d27cd
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -124,8 +124,8 @@ if _intrinsic is not None:
         (never one the array kernels make) is copied."""
         m, k = a.shape
         n = b.shape[1]
-        out[...] = 0
         if m == 0 or n == 0 or k == 0:
+            out[...] = 0  # BLAS writes every element of out otherwise (beta = 0: never read)
             return
         if m > 2147483647 or n > 2147483647 or k > 2147483647:
             raise ValueError("a matrix product is too large for BLAS (a size above 2**31 - 1)")

@@ -190,8 +190,8 @@ if _intrinsic is not None:
         (never one the array kernels make) is copied."""
         m, k = a.shape
         n = b.shape[1]
-        out[...] = 0
         if m == 0 or n == 0 or k == 0:
+            out[...] = 0  # BLAS writes every element of out otherwise (beta = 0: never read)
             return
         if m > 2147483647 or n > 2147483647 or k > 2147483647:
             raise ValueError("a matrix product is too large for BLAS (a size above 2**31 - 1)")
