@@ -15,8 +15,8 @@ H, D, K, N = 5, 3, 4, 7
 @pytest.fixture(scope="module")
 def mlp(tmp_path_factory):
     """A relu/softmax network (its gradient multiplies C by transposed, C by C and transposed by
-    C operands) built in an empty cache, after one value_and_grad and one hvp call, with the data
-    of those calls."""
+    C operands) built in an empty cache, after one value_and_grad call, with its data and
+    results."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SYMGRAD_CACHE_DIR", str(tmp_path_factory.mktemp("cold")))
         mp.setattr(cache, "_USABLE", {})
@@ -33,7 +33,6 @@ def _built():
     x = f.init(0) + 0.1 * rng.standard_normal(f.n_params)
     data = {"X": rng.standard_normal((N, D)), "Y": np.eye(K)[rng.integers(0, K, N)]}
     value, g = f.value_and_grad(x, **data)
-    f.hvp(x, rng.standard_normal(x.size), **data)
     return f, x, data, value, g
 
 
