@@ -5,7 +5,7 @@
 # parameters (order of x): w, b
 # data columns: x[N], y_true[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: e402e53e15894306
+# content hash: 6b073876cd233ab1
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -53,7 +53,7 @@ def _overlap(a, b):
     return a0 < b1 and b0 < a1
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', inline='always')
 def _heaviside(z, at_zero):
     if z > 0.0:
         return 1.0

@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: cce6bc71c77264a8
+# content hash: ce0fdb0886d25f23
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -100,7 +100,7 @@ if _intrinsic is not None:
                  ("array", 5), ("beta", -1), ("array", 6)]
         return numba.types.none(t, m, n, a, lda, x, y), _blas_call("numba_xxgemv", order)
 
-    @numba.njit(cache=True)
+    @numba.njit(cache=True, inline='always')
     def _layout(r, c, sr, sc):
         """How BLAS reads an r x c operand with element strides (sr, sc): (row-major, leading
         dimension), the dimension 0 when neither axis is unit-stride."""
@@ -110,26 +110,33 @@ if _intrinsic is not None:
             return False, sc if c > 1 else r
         return True, 0
 
-    @numba.njit(cache=True)
+    @numba.njit(cache=True, inline='always')
     def _gemm(a, b, out):
         """out = a @ b through BLAS: each operand read in place, with the transpose flag its
-        strides call for (gemv when one side is a vector); out C-contiguous (m x n). Only an
-        operand with no unit-stride axis (never one the array kernels make) is copied."""
+        strides call for (gemv when one side is a vector); out C-contiguous (m x n). The
+        operands are passed on as any-layout views (``[:, :]``), so that one compiled
+        :func:`_gemm_any` serves C, Fortran and transposed operands alike."""
+        _gemm_any(a[:, :], b[:, :], out)
+
+    @numba.njit(cache=True)
+    def _gemm_any(a, b, out):
+        """:func:`_gemm` of operands of any layout. Only an operand with no unit-stride axis
+        (never one the array kernels make) is copied."""
         m, k = a.shape
         n = b.shape[1]
-        out[...] = 0
         if m == 0 or n == 0 or k == 0:
+            out[...] = 0  # BLAS writes every element of out otherwise (beta = 0: never read)
             return
-        if max(m, n, k) > 2147483647:
+        if m > 2147483647 or n > 2147483647 or k > 2147483647:
             raise ValueError("a matrix product is too large for BLAS (a size above 2**31 - 1)")
         size = a.itemsize
         ra, lda = _layout(m, k, a.strides[0] // size, a.strides[1] // size)
         if lda == 0:
-            a = np.ascontiguousarray(a)
+            a = a.copy()
             ra, lda = True, k
         rb, ldb = _layout(k, n, b.strides[0] // size, b.strides[1] // size)
         if ldb == 0:
-            b = np.ascontiguousarray(b)
+            b = b.copy()
             rb, ldb = True, n
         if n == 1 and (k == 1 or b.strides[0] == size):  # out[:, 0] = a @ b[:, 0]
             if ra:
@@ -172,7 +179,7 @@ def _overlap(a, b):
     return a0 < b1 and b0 < a1
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', inline='always')
 def _heaviside(z, at_zero):
     if z > 0.0:
         return 1.0
@@ -181,7 +188,7 @@ def _heaviside(z, at_zero):
     return at_zero if z == 0.0 else z
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', inline='always')
 def _relu(z):
     return z if not z < 0.0 else 0.0
 
