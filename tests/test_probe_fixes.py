@@ -1,0 +1,43 @@
+"""Regression tests for user-facing defects found by probing the newest paths as a user."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+
+
+@pytest.fixture(scope="module")
+def model32():
+    """A float32 array model whose Jacobian is non-finite when a datum reads as inf."""
+    w, X = sg.params("w", shape=(2,)), sg.data("X", shape=(2,))
+    return sg.compile(sg.exp(-(X @ w)), dtype="float32")
+
+
+def test_float32_model_names_a_datum_beyond_float32_not_inf(model32):
+    # 1e39 is finite as passed; the float32 cast reads it as inf. The error used to call it
+    # "a non-finite value (inf)" and advise cleaning it, instead of naming the value and
+    # saying to rescale or compile float64 (as every float32 loss kernel does).
+    X = np.abs(np.random.default_rng(0).normal(size=(10, 2))) + 0.1
+    X[3, 1] = 1e39
+    with pytest.raises(ValueError, match=r"'X' has 1e\+39 at row 3, entry 1, beyond the range"):
+        model32.jacobian(np.ones(2), X=X)
+    with pytest.raises(ValueError, match=r"'X' has 1e\+39 at row 3, entry 1, beyond the range"):
+        model32.jacobian(np.ones(2), X=X, batch_size=4)
+    X[3, 1] = np.nan  # a real NaN is still named as such
+    with pytest.raises(ValueError, match=r"non-finite value \(nan\) at row 3, entry 1"):
+        model32.jacobian(np.ones(2), X=X)
+
+
+def test_float32_model_names_a_datum_beyond_float32_on_every_path(model32):
+    da = pytest.importorskip("dask.array")
+    X = np.abs(np.random.default_rng(1).normal(size=(12, 2))) + 0.1
+    X[7, 0] = -2e39
+    with pytest.raises(ValueError, match=r"'X' has -2e\+39 at row 7, entry 0, beyond the range"):
+        model32.jacobian(np.ones(2), X=da.from_array(X, chunks=(5, 2)))
+    # a model with a branch scans its data on every call: the same name, before the run
+    w, Z = sg.params("w", shape=(2,)), sg.data("Z", shape=(2,))
+    kinked = sg.compile(sg.relu(Z @ w) + sg.max(Z, axis=0), dtype="float32")
+    with pytest.raises(ValueError, match=r"'Z' has -2e\+39 at row 7, entry 0, beyond the range"):
+        kinked(np.ones(2), Z=X)
