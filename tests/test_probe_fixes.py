@@ -41,3 +41,30 @@ def test_float32_model_names_a_datum_beyond_float32_on_every_path(model32):
     kinked = sg.compile(sg.relu(Z @ w) + sg.max(Z, axis=0), dtype="float32")
     with pytest.raises(ValueError, match=r"'Z' has -2e\+39 at row 7, entry 0, beyond the range"):
         kinked(np.ones(2), Z=X)
+
+
+@pytest.fixture(scope="module")
+def line_fits():
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    loss = sg.mean((a * t + b - y) ** 2)
+    rng = np.random.default_rng(2)
+    data = {"t": rng.normal(size=30), "y": rng.normal(size=30)}
+    return sg.compile(loss), sg.compile(loss, dtype="float32"), data
+
+
+def test_check_grad_complex_on_float32_says_float32_not_non_analytic(line_fits):
+    # The loss is analytic; the float32 kernel has no complex evaluation. The refusal used to
+    # say the loss had Abs/Max/relu and to use richardson (which a float32 value fails).
+    _, f32, data = line_fits
+    with pytest.raises(ValueError, match="float32") as err:
+        sg.check_grad(f32, [1.0, 2.0], data=data, method="complex")
+    assert "Abs" not in str(err.value) and "richardson" not in str(err.value)
+    assert "method='exact'" in str(err.value)
+
+
+def test_value_complex_on_float32_says_float32(line_fits):
+    _, f32, data = line_fits
+    with pytest.raises(TypeError, match="float32") as err:
+        f32.value_complex(np.array([1.0, 2.0], dtype=complex), **data)
+    assert "abs/max" not in str(err.value)

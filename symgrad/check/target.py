@@ -132,6 +132,13 @@ def _resolve_method(method: str, t: _Target, *, hessian: bool) -> str:
             return "exact"
         return "complex" if t.analytic and not hessian else "richardson"
     if method == "complex":
+        if t.float32 and getattr(getattr(t.kernel, "problem", None), "analytic", False):
+            raise ValueError(
+                "method='complex' needs a complex evaluation of the loss, which a float32 "
+                "kernel does not have (its sample loop computes in float32); use "
+                "method='exact' (the default for float32 kernels), or check the float64 "
+                "kernel of the same loss"
+            )
         if t.kernel is not None and not t.analytic:
             raise ValueError(
                 "method='complex' needs an analytic Kernel (no Abs/Max/Min/relu/Piecewise...) "

@@ -232,6 +232,10 @@ class Kernel:
 
     def _analytic_only(self) -> None:
         if not self.analytic:
+            if getattr(getattr(self, "problem", None), "analytic", False):  # float32 kernels
+                raise TypeError("value_complex needs a float64 kernel: this one computes in "
+                                "float32; compile the loss without dtype='float32' for "
+                                "complex-step checks")
             raise TypeError("value_complex needs an analytic loss (no abs/max/min/relu/"
                             "Piecewise/sign); use a finite-difference method instead")
 
