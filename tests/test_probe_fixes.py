@@ -63,6 +63,18 @@ def test_check_grad_complex_on_float32_says_float32_not_non_analytic(line_fits):
     assert "method='exact'" in str(err.value)
 
 
+@pytest.mark.parametrize("bad", [{"rtol": -1.0}, {"atol": -1e-9}, {"rtol": float("nan")},
+                                 {"atol": float("inf")}, {"rtol": "tight"}])
+@pytest.mark.parametrize("check", [sg.check_grad, sg.check_hessian])
+def test_checker_refuses_a_bad_tolerance(line_fits, check, bad):
+    # A negative (or NaN) tolerance used to make every component fail: a check that could
+    # never pass, reported as a failed gradient rather than a bad argument.
+    f, _, data = line_fits
+    name = next(iter(bad))
+    with pytest.raises((ValueError, TypeError), match=name):
+        check(f, [1.0, 2.0], data=data, **bad)
+
+
 def test_value_complex_on_float32_says_float32(line_fits):
     _, f32, data = line_fits
     with pytest.raises(TypeError, match="float32") as err:
