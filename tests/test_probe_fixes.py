@@ -80,3 +80,22 @@ def test_value_complex_on_float32_says_float32(line_fits):
     with pytest.raises(TypeError, match="float32") as err:
         f32.value_complex(np.array([1.0, 2.0], dtype=complex), **data)
     assert "abs/max" not in str(err.value)
+
+
+@pytest.mark.parametrize("seed", [-1, "abc", 1.5])
+@pytest.mark.parametrize("compiled", [None, False])
+def test_minimize_names_a_bad_seed(line_fits, seed, compiled):
+    # NumPy's "expected non-negative integer" used to surface from the first shuffle, naming
+    # neither the argument nor what it takes.
+    f, _, data = line_fits
+    with pytest.raises(ValueError, match=r"seed must be"):
+        sg.minimize(f, [0.0, 0.0], data=data, optimizer=sg.optim.sgd(lr=0.1), batch_size=8,
+                    epochs=1, seed=seed, compiled=compiled)
+
+
+def test_distributed_sgd_names_a_bad_seed(line_fits):
+    da = pytest.importorskip("dask.array")
+    f, _, data = line_fits
+    fb = f.bind(**{k: da.from_array(v, chunks=10) for k, v in data.items()})
+    with pytest.raises(ValueError, match=r"seed must be"):
+        sg.distributed.sgd(fb, [0.0, 0.0], optimizer=sg.optim.sgd(lr=0.1), steps=2, seed=-1)

@@ -14,7 +14,7 @@ from .objective import arith_dtype, how, is_bound, kernel_dtype, per_sample
 from .optim import Optimizer, sgd
 from .second_order import SecondOrder
 
-__all__ = ["DEFAULT_STEPS", "Plan", "param_labels", "permutations", "plan"]
+__all__ = ["DEFAULT_STEPS", "Plan", "param_labels", "permutations", "plan", "seeded"]
 
 #: Default number of steps when neither ``steps`` nor ``epochs`` is given.
 DEFAULT_STEPS = 1000
@@ -42,6 +42,15 @@ def _opt_float(name: str, value: Any) -> float | None:
     if not (math.isfinite(v) and v >= 0):
         raise ValueError(f"{name} must be a finite number >= 0 (or None), got {value!r}")
     return v
+
+
+def seeded(seed: Any) -> np.random.Generator:
+    """``np.random.default_rng(seed)``, or an error naming ``seed`` and what it takes."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError):
+        raise ValueError("seed must be None, a non-negative integer, a numpy SeedSequence or "
+                         f"Generator, got {seed!r}") from None
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,7 @@ def plan(
     gtol = _opt_float("gtol", gtol)
     if gtol is not None and batch_size is not None:
         raise ValueError("gtol needs full-batch gradients; with batch_size use tol (epoch losses)")
+    seeded(seed)  # checked here, not at the first shuffle
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable(step, x, loss, grad), got {callback!r}")
     if diverge_factor is None:
@@ -215,6 +225,6 @@ def param_labels(p: Plan, n: int) -> tuple[str, ...] | None:
 def permutations(p: Plan) -> Iterator[np.ndarray]:
     """The shuffling of a mini-batch run: one permutation of the samples per epoch, from
     ``np.random.default_rng(seed)`` (both loops draw from this one generator)."""
-    rng = np.random.default_rng(p.seed)
+    rng = seeded(p.seed)
     while True:
         yield rng.permutation(p.n_samples)
