@@ -99,3 +99,17 @@ def test_distributed_sgd_names_a_bad_seed(line_fits):
     fb = f.bind(**{k: da.from_array(v, chunks=10) for k, v in data.items()})
     with pytest.raises(ValueError, match=r"seed must be"):
         sg.distributed.sgd(fb, [0.0, 0.0], optimizer=sg.optim.sgd(lr=0.1), steps=2, seed=-1)
+
+
+@pytest.mark.parametrize("kw", [{"full_output": True}, {"check_finite": False},
+                                {"weights": np.ones(20)}, {"data": {}}])
+def test_curve_fit_names_itself_for_a_keyword_it_does_not_take(kw):
+    # Unknown keywords went on to least_squares, whose TypeError named least_squares() (or
+    # said it got 'weights' twice) although the user called curve_fit.
+    k = sg.params("k")
+    x = sg.data("x")
+    xs = np.linspace(0.0, 1.0, 20)
+    with pytest.raises(TypeError, match=rf"curve_fit\(\).*'{next(iter(kw))}'"):
+        sg.curve_fit(k * x, xs, 2 * xs, [1.0], **kw)
+    popt, _ = sg.curve_fit(k * x, xs, 2 * xs, [1.0], method="precise", xtol=1e-10)
+    assert abs(popt[0] - 2.0) < 1e-10

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -181,6 +182,10 @@ def _numbers(name: str, value) -> np.ndarray:
     return arr.astype(np.float64).ravel()
 
 
+#: least_squares' arguments that curve_fit sets itself (from model, xdata, ydata, p0, sigma)
+_CURVE_OWN = {"residual", "x0", "params", "data", "weights"}
+
+
 def curve_fit(model, xdata, ydata, p0, *, params=None, sigma=None,
               absolute_sigma: bool = False, **kwargs) -> tuple[np.ndarray, np.ndarray]:
     """Fit ``model`` (a SymPy expression in parameters and data symbols) to ``ydata``.
@@ -197,6 +202,12 @@ def curve_fit(model, xdata, ydata, p0, *, params=None, sigma=None,
     (2.01, (1, 1))
     """
     absolute_sigma = opt.flag("absolute_sigma", absolute_sigma)
+    passed = set(inspect.signature(least_squares).parameters) - _CURVE_OWN
+    unknown = sorted(set(kwargs) - passed)
+    if unknown:
+        raise TypeError(f"curve_fit() got unexpected keyword argument(s) "
+                        f"{', '.join(repr(k) for k in unknown)}: it takes params, sigma, "
+                        f"absolute_sigma and least_squares' {', '.join(sorted(passed))}")
     resid, ps, cols, yname = _curve_symbols(model, xdata, params)
     _numbers("ydata", ydata)  # numbers, not text
     y = cols[yname] = check_curve_inputs(cols, np.ravel(ydata), p0, [p.name for p in ps])
