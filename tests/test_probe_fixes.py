@@ -113,3 +113,29 @@ def test_curve_fit_names_itself_for_a_keyword_it_does_not_take(kw):
         sg.curve_fit(k * x, xs, 2 * xs, [1.0], **kw)
     popt, _ = sg.curve_fit(k * x, xs, 2 * xs, [1.0], method="precise", xtol=1e-10)
     assert abs(popt[0] - 2.0) < 1e-10
+
+
+def test_data_file_with_a_utf8_bom_reads_its_first_column(tmp_path):
+    # Spreadsheets save CSV with a byte-order mark: the first name used to read '\ufefft',
+    # and `symgrad fit` then said "'t' is not a column ... did you mean '\ufefft'?".
+    from symgrad.datafile import read_data_file
+
+    p = tmp_path / "excel.csv"
+    p.write_text("t,y\n1,2\n2,3.5\n", encoding="utf-8-sig")
+    cols = read_data_file(p)
+    assert list(cols) == ["t", "y"]
+    np.testing.assert_array_equal(cols["t"], [1.0, 2.0])
+
+
+def test_data_file_with_no_rows_says_so(tmp_path):
+    # A header without rows was reported as "2 names but 1 columns" (and a NumPy warning).
+    import warnings
+
+    from symgrad.datafile import read_data_file
+
+    p = tmp_path / "empty.csv"
+    p.write_text("t,y\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="no data rows"):
+            read_data_file(p)
