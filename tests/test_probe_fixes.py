@@ -139,3 +139,24 @@ def test_data_file_with_no_rows_says_so(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="no data rows"):
             read_data_file(p)
+
+
+@pytest.fixture(scope="module")
+def decay_residual():
+    a, b, c = sg.params("a b c")
+    t, y = sg.data("t y")
+    return sg.compile_residuals(a * sg.exp(-b * t) + c - y)
+
+
+@pytest.mark.parametrize("method", ["lm", "precise", "gn"])
+@pytest.mark.parametrize("offset", [0.0, 1e-13, 1e-9])
+def test_least_squares_from_an_exact_fit_succeeds(decay_residual, method, offset):
+    # Noise-free data and a start at (or next to) the truth: the residuals at x0 are rounding
+    # noise, so the stall test measured the rounding-noise gradient against that noise and
+    # reported status -2 ("the gradient is not small"), success=False, at the exact answer.
+    t = np.linspace(0.0, 4.0, 30)
+    truth = np.array([3.0, 0.7, 0.5])
+    data = {"t": t, "y": truth[0] * np.exp(-truth[1] * t) + truth[2]}
+    fit = sg.least_squares(decay_residual, truth * (1 + offset), data=data, method=method)
+    assert fit.success and fit.status > 0, fit.message
+    np.testing.assert_allclose(fit.x, truth, rtol=1e-12)
