@@ -160,3 +160,21 @@ def test_least_squares_from_an_exact_fit_succeeds(decay_residual, method, offset
     fit = sg.least_squares(decay_residual, truth * (1 + offset), data=data, method=method)
     assert fit.success and fit.status > 0, fit.message
     np.testing.assert_allclose(fit.x, truth, rtol=1e-12)
+
+
+def test_params_given_as_one_string_of_names():
+    # sg.params("a b") and the command line's --params "a b" take names in one string, and so
+    # did least_squares for a compiled kernel; sg.compile(loss, "b a") said 'b a' was "not a
+    # symbol of the loss", and an array loss iterated the string: "parameter ' ' does not
+    # appear in the loss".
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    assert sg.compile(sg.mean((a * t + b - y) ** 2), "b a").params == ("b", "a")
+    assert sg.compile_residuals(a * t + b - y, params="b, a").params == ("b", "a")
+    assert sg.compile(a * t + b, "b a").params == ("b", "a")  # a model
+    W, c = sg.params("W", shape=(2,)), sg.params("c")
+    X = sg.data("X", shape=(2,))
+    assert sg.compile(sg.mean((X @ W + c) ** 2), "c W").params == ("c", "W")
+    assert sg.compile(sg.mean((X @ W + c) ** 2), "c W", fuse=False).params == ("c", "W")
+    with pytest.raises(sg.ProblemError, match="'q'"):
+        sg.compile(sg.mean((a * t + b - y) ** 2), "a q")

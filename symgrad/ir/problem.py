@@ -36,7 +36,7 @@ from .symtypes import (
     declaration_order,
 )
 
-__all__ = ["Column", "Problem", "ProblemError", "ReductionTerm", "VectorSum", "problem"]
+__all__ = ["Column", "Problem", "ProblemError", "ReductionTerm", "VectorSum", "listed", "problem"]
 
 
 @dataclass(frozen=True)
@@ -328,10 +328,17 @@ def _check_element_names(elements, columns, vectors, declared) -> None:
                                f"{taken[e.name]}: rename one of them")
 
 
+def listed(params):
+    """``params=`` as a sequence: one string is names separated by spaces or commas, as
+    ``sg.params("a b")`` and ``--params "a b"`` take them."""
+    return params.replace(",", " ").split() if isinstance(params, str) else params
+
+
 def _resolve_params(params, free) -> list[sp.Symbol]:
     if params is None:
         return sorted((s for s in free if isinstance(s, Param)), key=_order_key)
-    if isinstance(params, str | sp.Symbol):
+    params = listed(params)
+    if isinstance(params, sp.Symbol):
         params = [params]
     flat: list = []
     for p in params:

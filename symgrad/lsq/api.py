@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..build.residual import compile_residuals
+from ..ir.problem import listed
 from ..lang.symbols import data as declare_data
 from ..runtime.array_residual import compile_array_residuals, is_array_residual, x0_by_name
 from ..runtime.bound import is_kernel
@@ -54,8 +55,7 @@ def as_kernel(residual, params=None, data=None):
     """
     if _is_kernel(residual):
         if params is not None:
-            names = [str(p) for p in (params.replace(",", " ").split()
-                                      if isinstance(params, str) else params)]
+            names = [str(p) for p in listed(params)]
             if tuple(names) != tuple(residual.params):
                 raise ValueError(f"params={names} but the compiled residual's parameters are "
                                  f"{list(residual.params)}")
