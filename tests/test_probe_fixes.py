@@ -178,3 +178,19 @@ def test_params_given_as_one_string_of_names():
     assert sg.compile(sg.mean((X @ W + c) ** 2), "c W", fuse=False).params == ("c", "W")
     with pytest.raises(sg.ProblemError, match="'q'"):
         sg.compile(sg.mean((a * t + b - y) ** 2), "a q")
+
+
+def test_float32_array_code_on_dask_names_a_datum_beyond_float32():
+    # The chunk kernel cast the block to float32 first and then scanned it: 3.6e39 was named
+    # "a non-finite value (-inf)" (after a NumPy overflow warning), with the advice to clean it.
+    import warnings
+
+    da = pytest.importorskip("dask.array")
+    w, X = sg.params("w", shape=(2,)), sg.data("X", shape=(2,))
+    f = sg.compile(sg.mean(sg.exp(-(X @ w))), dtype="float32", fuse=False)
+    XX = np.abs(np.random.default_rng(3).normal(size=(40, 2))) + 0.1
+    XX[27, 1] = 3.6e39
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match=r"'X' has 3.6e\+39 at row 27, entry 1, beyond"):
+            f.value_and_grad(np.ones(2), X=da.from_array(XX, chunks=(10, 2)))
