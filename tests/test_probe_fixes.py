@@ -194,3 +194,17 @@ def test_float32_array_code_on_dask_names_a_datum_beyond_float32():
         warnings.simplefilter("error", RuntimeWarning)
         with pytest.raises(ValueError, match=r"'X' has 3.6e\+39 at row 27, entry 1, beyond"):
             f.value_and_grad(np.ones(2), X=da.from_array(XX, chunks=(10, 2)))
+
+
+@pytest.mark.parametrize("metric", [sg.metrics.accuracy, sg.metrics.confusion_matrix,
+                                    sg.metrics.predicted_class])
+def test_metrics_refuse_nan_scores(metric):
+    # np.argmax takes a NaN for the largest score: a diverged model's NaN outputs were counted
+    # as predictions of that column (accuracy 1.0 here) instead of being refused.
+    scores = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    scores[0, 1] = np.nan
+    args = (scores,) if metric is sg.metrics.predicted_class else (scores, [1, 0, 1])
+    with pytest.raises(ValueError, match=r"scores have a NaN at row 0, column 1"):
+        metric(*args)
+    scores[0, 1] = -np.inf  # log-probabilities of impossible classes are ordered: allowed
+    assert metric(*args) is not None
