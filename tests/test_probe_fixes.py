@@ -208,3 +208,18 @@ def test_metrics_refuse_nan_scores(metric):
         metric(*args)
     scores[0, 1] = -np.inf  # log-probabilities of impossible classes are ordered: allowed
     assert metric(*args) is not None
+
+
+@pytest.mark.parametrize("compiled", [None, False])
+@pytest.mark.parametrize("bad", [-0.1, float("nan")])
+def test_a_schedule_with_an_invalid_rate_is_refused_by_both_loops(compiled, bad):
+    # The compiled loop refused a schedule's negative/NaN learning rate; the Python loop ran
+    # gradient ascent to "completed" (negative) or stopped "diverged ... try a smaller learning
+    # rate" (NaN): the two loops are documented to give the same results.
+    a, b = sg.params("a b")
+    f = sg.compile((b - a**2) ** 2 + (1 - a) ** 2)
+    opt = sg.optim.momentum(lr=lambda k: 0.01 if k < 3 else bad, beta=0.9)
+    with pytest.raises(ValueError, match=r"invalid learning rate .* at step 3"):
+        sg.minimize(f, [1.0, 2.0], steps=10, optimizer=opt, compiled=compiled)
+    with pytest.raises(ValueError, match=r"invalid learning rate .* at step 3"):
+        sg.minimize(lambda x: (float(x @ x), 2 * x), [1.0, 2.0], steps=10, optimizer=opt)
