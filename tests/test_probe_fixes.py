@@ -223,3 +223,9 @@ def test_a_schedule_with_an_invalid_rate_is_refused_by_both_loops(compiled, bad)
         sg.minimize(f, [1.0, 2.0], steps=10, optimizer=opt, compiled=compiled)
     with pytest.raises(ValueError, match=r"invalid learning rate .* at step 3"):
         sg.minimize(lambda x: (float(x @ x), 2 * x), [1.0, 2.0], steps=10, optimizer=opt)
+
+
+def test_minimize_names_a_callable_whose_value_is_not_a_scalar():
+    # float() of the array surfaced as NumPy's "only 0-dimensional arrays can be converted".
+    with pytest.raises(ValueError, match=r"returned a value of shape \(2,\)"):
+        sg.minimize(lambda x: (x * x, 2 * x), [1.0, 2.0], steps=3)
