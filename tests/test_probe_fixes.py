@@ -229,3 +229,21 @@ def test_minimize_names_a_callable_whose_value_is_not_a_scalar():
     # float() of the array surfaced as NumPy's "only 0-dimensional arrays can be converted".
     with pytest.raises(ValueError, match=r"returned a value of shape \(2,\)"):
         sg.minimize(lambda x: (x * x, 2 * x), [1.0, 2.0], steps=3)
+
+
+@pytest.mark.parametrize("fuse", [None, False])
+def test_least_squares_x0_dict_of_arrays_names_the_missing_or_unknown_array(fuse):
+    # A dict of arrays that missed 'b' (or had an extra 'c') fell through to the per-entry
+    # check: "x0 must give every parameter (W[0, 0], ..., b[2]): missing W[0, 0], ..." (for the
+    # extra key too), listing every entry instead of the array.
+    W, b = sg.params("W", shape=(2, 2)), sg.params("b", shape=(2,))
+    X, Y = sg.data("X", shape=(2,)), sg.data("Y", shape=(2,))
+    rk = sg.compile_residuals(W @ X + b - Y, fuse=fuse)
+    data = {"X": np.eye(2).repeat(3, axis=0), "Y": np.ones((6, 2))}
+    with pytest.raises(ValueError, match=r"x0 must give every parameter array \(W, b\): "
+                                         r"missing b$"):
+        sg.least_squares(rk, {"W": np.zeros((2, 2))}, data=data)
+    with pytest.raises(ValueError, match=r"unknown c$"):
+        sg.least_squares(rk, {"W": np.zeros((2, 2)), "b": np.zeros(2), "c": 1.0}, data=data)
+    fit = sg.least_squares(rk, {"W": np.zeros((2, 2)), "b": np.zeros(2)}, data=data)
+    assert fit.success
