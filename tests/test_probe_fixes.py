@@ -247,3 +247,11 @@ def test_least_squares_x0_dict_of_arrays_names_the_missing_or_unknown_array(fuse
         sg.least_squares(rk, {"W": np.zeros((2, 2)), "b": np.zeros(2), "c": 1.0}, data=data)
     fit = sg.least_squares(rk, {"W": np.zeros((2, 2)), "b": np.zeros(2)}, data=data)
     assert fit.success
+
+
+def test_init_names_a_bad_seed():
+    W = sg.params("W", shape=(2, 2))
+    X = sg.data("X", shape=(2,))
+    for f in (sg.compile(sg.mean(sg.sum((W @ X) ** 2, axis=0))), sg.compile(W @ X)):
+        with pytest.raises(ValueError, match="seed must be"):
+            f.init(seed=-1)

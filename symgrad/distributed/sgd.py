@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from ..train.plan import seeded
+from ..runtime.argcheck import seeded
 from ..train.result import History, OptimizeResult, final_grad_norm
 from .kernel import DaskKernel
 

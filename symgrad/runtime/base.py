@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .argcheck import BoundOut, data_inputs, no_positional
+from .argcheck import BoundOut, data_inputs, no_positional, seeded
 from .bound import bound
 from .datacheck import result_finite
 
@@ -133,7 +133,7 @@ class Kernel:
         if self.n_params is None:
             raise ValueError("init() needs a fixed length of x; this loss has vectors of "
                              "call-time length: start from np.zeros(...) of the length you want")
-        rng = np.random.default_rng(seed)
+        rng = seeded(seed)
         parts = {}
         for n, s in self.shapes.items():
             if len(s) >= 2:

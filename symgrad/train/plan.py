@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.argcheck import seeded
 from .objective import arith_dtype, how, is_bound, kernel_dtype, per_sample
 from .optim import Optimizer, sgd
 from .second_order import SecondOrder
 
-__all__ = ["DEFAULT_STEPS", "Plan", "param_labels", "permutations", "plan", "seeded"]
+__all__ = ["DEFAULT_STEPS", "Plan", "param_labels", "permutations", "plan"]
 
 #: Default number of steps when neither ``steps`` nor ``epochs`` is given.
 DEFAULT_STEPS = 1000
@@ -42,15 +43,6 @@ def _opt_float(name: str, value: Any) -> float | None:
     if not (math.isfinite(v) and v >= 0):
         raise ValueError(f"{name} must be a finite number >= 0 (or None), got {value!r}")
     return v
-
-
-def seeded(seed: Any) -> np.random.Generator:
-    """``np.random.default_rng(seed)``, or an error naming ``seed`` and what it takes."""
-    try:
-        return np.random.default_rng(seed)
-    except (TypeError, ValueError):
-        raise ValueError("seed must be None, a non-negative integer, a numpy SeedSequence or "
-                         f"Generator, got {seed!r}") from None
 
 
 @dataclass(frozen=True)
