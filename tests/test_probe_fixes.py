@@ -255,3 +255,22 @@ def test_init_names_a_bad_seed():
     for f in (sg.compile(sg.mean(sg.sum((W @ X) ** 2, axis=0))), sg.compile(W @ X)):
         with pytest.raises(ValueError, match="seed must be"):
             f.init(seed=-1)
+
+
+def test_minimize_takes_x0_as_a_dict_by_name_and_names_bad_x0():
+    # least_squares takes x0 as a dict by name; minimize said "float() argument must be a
+    # string or a real number, not 'dict'", and "could not convert string to float" for text.
+    W, b = sg.params("W", shape=(2, 2)), sg.params("b", shape=(2,))
+    X = sg.data("X", shape=(2,))
+    f = sg.compile(sg.mean(sg.sum((W @ X + b - 1.0) ** 2, axis=0)))
+    data = {"X": np.eye(2).repeat(2, axis=0)}
+    start = {"W": np.ones((2, 2)), "b": np.zeros(2)}
+    res = sg.minimize(f, start, data=data, steps=2, optimizer=sg.optim.sgd(lr=0.1))
+    ref = sg.minimize(f, f.pack(**start), data=data, steps=2, optimizer=sg.optim.sgd(lr=0.1))
+    np.testing.assert_array_equal(res.x, ref.x)
+    with pytest.raises(TypeError, match="missing b"):
+        sg.minimize(f, {"W": np.ones((2, 2))}, data=data, steps=2)
+    with pytest.raises(TypeError, match=r"x0 must be .*numbers.*got '1,2'"):
+        sg.minimize(lambda x: (float(x @ x), 2 * x), "1,2", steps=2)
+    with pytest.raises(TypeError, match=r"x0 as a dict .* needs a compiled kernel"):
+        sg.minimize(lambda x: (float(x @ x), 2 * x), {"a": 1.0}, steps=2)

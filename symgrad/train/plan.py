@@ -96,7 +96,19 @@ def plan(
         if data is not None:
             raise ValueError("f is a bound kernel (its data are fixed): do not pass data=")
         f, jit_args = f.kernel, tuple(f.args)
-    x = np.array(x0, dtype=np.float64)  # a copy: the caller's x0 is never modified
+    if isinstance(x0, Mapping):  # by name, as least_squares takes it: the kernel packs it
+        if not hasattr(f, "pack"):
+            raise TypeError("x0 as a dict by name needs a compiled kernel (its pack); pass x0 "
+                            "as an array")
+        try:
+            x0 = f.pack(**{str(k): v for k, v in x0.items()})
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"x0 by name: {exc}") from None
+    try:
+        x = np.array(x0, dtype=np.float64)  # a copy: the caller's x0 is never modified
+    except (TypeError, ValueError):
+        raise TypeError(f"x0 must be an array of numbers (the parameters in order), got "
+                        f"{x0!r:.60}") from None
     if x.ndim == 0:
         x = x.reshape(1)
     if x.ndim != 1 or x.size == 0:
