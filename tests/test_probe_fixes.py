@@ -274,3 +274,33 @@ def test_minimize_takes_x0_as_a_dict_by_name_and_names_bad_x0():
         sg.minimize(lambda x: (float(x @ x), 2 * x), "1,2", steps=2)
     with pytest.raises(TypeError, match=r"x0 as a dict .* needs a compiled kernel"):
         sg.minimize(lambda x: (float(x @ x), 2 * x), {"a": 1.0}, steps=2)
+
+
+@pytest.mark.parametrize("fuse", [None, False])
+def test_check_hessian_of_a_residual_kernel_checks_gauss_newton(decay_residual, fuse):
+    # A residual kernel's Hessian is the Gauss-Newton JᵀJ (documented); check_hessian's
+    # default differenced the gradient, i.e. the true Hessian of ½‖r‖², and reported a
+    # correct kernel as FAILED wherever the residuals are not zero.
+    t = np.linspace(0.0, 4.0, 20)
+    data = {"t": t, "y": 3 * np.exp(-0.7 * t) + 0.5}
+    x = [1.0, 0.5, 0.2]
+    assert sg.check_hessian(decay_residual, x, data=data).ok
+    with pytest.raises(ValueError, match="Gauss-Newton"):
+        sg.check_hessian(decay_residual, x, data=data, method="richardson")
+    W, X, Y = sg.params("W", shape=(2, 2)), sg.data("X", shape=(2,)), sg.data("Y", shape=(2,))
+    rk = sg.compile_residuals(sg.tanh(W @ X) - Y, fuse=fuse)
+    arrays = {"X": np.random.default_rng(0).normal(size=(10, 2)), "Y": np.zeros((10, 2))}
+    assert sg.check_hessian(rk, np.ones(4), data=arrays).ok
+
+
+def test_complex_step_on_a_residual_kernel_says_why_not(decay_residual):
+    # Residual kernels have no complex-step variant; the refusal said the (analytic) residual
+    # had abs/max/relu.
+    t = np.linspace(0.0, 4.0, 20)
+    data = {"t": t, "y": np.exp(-t)}
+    for call in (lambda: sg.check_grad(decay_residual, [1.0, 0.5, 0.2], data=data,
+                                       method="complex"),
+                 lambda: decay_residual.value_complex(np.ones(3, complex), **data)):
+        with pytest.raises((TypeError, ValueError), match="residual kernel") as err:
+            call()
+        assert "abs" not in str(err.value).lower()

@@ -232,6 +232,9 @@ class Kernel:
 
     def _analytic_only(self) -> None:
         if not self.analytic:
+            if self.kind == "residual":
+                raise TypeError("value_complex: a residual kernel has no complex-step "
+                                "evaluation; check it with method='exact' or 'richardson'")
             if getattr(getattr(self, "problem", None), "analytic", False):  # float32 kernels
                 raise TypeError("value_complex needs a float64 kernel: this one computes in "
                                 "float32; compile the loss without dtype='float32' for "
