@@ -291,6 +291,8 @@ def test_check_hessian_of_a_residual_kernel_checks_gauss_newton(decay_residual, 
     rk = sg.compile_residuals(sg.tanh(W @ X) - Y, fuse=fuse)
     arrays = {"X": np.random.default_rng(0).normal(size=(10, 2)), "Y": np.zeros((10, 2))}
     assert sg.check_hessian(rk, np.ones(4), data=arrays).ok
+    with pytest.raises(NotImplementedError, match=r"pass the kernel itself and its data=\)$"):
+        sg.check_hessian(decay_residual.bind(**data), x)  # was an AttributeError
 
 
 def test_complex_step_on_a_residual_kernel_says_why_not(decay_residual):
