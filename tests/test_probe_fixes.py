@@ -306,3 +306,16 @@ def test_complex_step_on_a_residual_kernel_says_why_not(decay_residual):
         with pytest.raises((TypeError, ValueError), match="residual kernel") as err:
             call()
         assert "abs" not in str(err.value).lower()
+
+
+@pytest.mark.parametrize("nonzero", [0, 2])
+def test_least_squares_refuses_fewer_weighted_residuals_than_parameters(decay_residual,
+                                                                         nonzero):
+    # All-zero weights returned x0 with success=True and NaN standard errors; two non-zero
+    # weights for three parameters "converged" to one of infinitely many exact fits.
+    t = np.linspace(0.0, 8.0, 50)
+    w = np.zeros(50)
+    w[:nonzero] = 1.0
+    with pytest.raises(ValueError, match=rf"only {nonzero} residual\(s\) have a non-zero weight"):
+        sg.least_squares(decay_residual, [1.0, 0.1, 0.0], weights=w,
+                         data={"t": t, "y": 3 * np.exp(-0.7 * t) + 0.5})

@@ -135,7 +135,12 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
     if M < P:
         raise ValueError(f"{M} residual(s) but {P} parameters ({', '.join(names)}): "
                          "least squares needs at least as many residuals as parameters")
-    obj = Objective(bound, loss=loss, f_scale=f_scale, weights=opt.weights(weights, M, kernel.m),
+    w = opt.weights(weights, M, kernel.m)
+    if w is not None and np.count_nonzero(w) < P:
+        raise ValueError(f"only {np.count_nonzero(w)} residual(s) have a non-zero weight but "
+                         f"there are {P} parameters ({', '.join(names)}): least squares needs "
+                         "at least as many weighted residuals as parameters")
+    obj = Objective(bound, loss=loss, f_scale=f_scale, weights=w,
                     mode=METHODS[method][0], chunk=chunk, M=M)
     lin0 = _check_start(obj, kernel, x, data)
     out, obj = solve(obj, method, x, lin0, xtol=xtol, ftol=ftol, gtol=gtol, max_nfev=max_nfev,
