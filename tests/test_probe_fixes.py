@@ -319,3 +319,21 @@ def test_least_squares_refuses_fewer_weighted_residuals_than_parameters(decay_re
     with pytest.raises(ValueError, match=rf"only {nonzero} residual\(s\) have a non-zero weight"):
         sg.least_squares(decay_residual, [1.0, 0.1, 0.0], weights=w,
                          data={"t": t, "y": 3 * np.exp(-0.7 * t) + 0.5})
+
+
+def test_unidentifiable_parameters_have_infinite_stderr_at_a_zero_cost_fit():
+    # stderr = sqrt(var) * sqrt(diag((JᵀJ)⁻¹)) was 0 * inf = NaN (and a RuntimeWarning) when
+    # the residuals are exactly zero; the documented value for such parameters is inf.
+    import warnings
+
+    a, c = sg.params("a c")
+    t, y = sg.data("t y")
+    tt = np.linspace(0.0, 1.0, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sg.lsq.UnidentifiableWarning)
+        fit = sg.least_squares((a + c) * t - y, [0.0, 0.0], data={"t": tt, "y": 0 * tt})
+        assert fit.cost == 0.0 and fit.unidentifiable == ("a", "c")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            assert np.all(fit.stderr == np.inf)
+            assert np.all(np.isinf(fit.cov))
