@@ -337,3 +337,17 @@ def test_unidentifiable_parameters_have_infinite_stderr_at_a_zero_cost_fit():
             warnings.simplefilter("error", RuntimeWarning)
             assert np.all(fit.stderr == np.inf)
             assert np.all(np.isinf(fit.cov))
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda x1, x2: np.exp(x1) + x2**2, "np.exp"),
+    (lambda x1, x2: __import__("math").exp(x1) + x2**2, "math"),
+    (lambda x1, x2: (x1 if x1 > 0 else -x1) + x2, "if"),
+])
+def test_a_loss_function_written_with_numpy_or_branches_gets_advice(fn, hint):
+    # The function is called with symbolic parameters: np.exp gave NumPy's "loop of ufunc does
+    # not support argument 0 of type Param", math.exp "Cannot convert expression to float", an
+    # `if` on a parameter SymPy's "cannot determine truth value of Relational".
+    with pytest.raises(sg.ProblemError, match=r"symbolic parameters \(x1, x2\)") as err:
+        sg.compile(fn)
+    assert "sg.exp" in str(err.value) and hint in str(err.value)

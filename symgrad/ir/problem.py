@@ -114,7 +114,14 @@ def _from_callable(fn: Callable) -> sp.Expr:
         raise ProblemError(f"cannot read the arguments of {fn!r}: pass a SymPy expression") from exc
     if not names:
         raise ProblemError(f"{fn.__name__}() takes no arguments: it has no parameters to fit")
-    out = fn(*[Param.declare(n) for n in names])
+    try:
+        out = fn(*[Param.declare(n) for n in names])
+    except TypeError as exc:  # NumPy/math functions or a Python branch on a symbol
+        raise ProblemError(
+            f"{fn.__name__}() is called with symbolic parameters ({', '.join(names)}), and "
+            f"failed with: {exc}. Inside the loss use sg.exp, sg.log, sg.sqrt, sg.tanh... (not "
+            "np.exp or math.exp), and sg.max, sg.relu, sg.abs or sympy.Piecewise "
+            "instead of an if on a parameter") from exc
     if isinstance(out, tuple):
         raise ProblemError(f"{fn.__name__}() returned a tuple: return only the scalar loss "
                            "(symgrad computes the gradient itself)")
