@@ -351,3 +351,26 @@ def test_a_loss_function_written_with_numpy_or_branches_gets_advice(fn, hint):
     with pytest.raises(sg.ProblemError, match=r"symbolic parameters \(x1, x2\)") as err:
         sg.compile(fn)
     assert "sg.exp" in str(err.value) and hint in str(err.value)
+
+
+@pytest.mark.parametrize("const", [1e39, 1e-50])
+@pytest.mark.parametrize("kind", ["loss", "residual", "fused"])
+def test_float32_kernel_refuses_a_constant_float32_cannot_hold(const, kind):
+    # A literal is printed as np.float32(...): 1e39 became inf (the loss read inf) and 1e-50
+    # became 0 (loss and gradient 0, silently) in the float32 sample loop.
+    a = sg.params("a")
+    t = sg.data("t")
+    w, X = sg.params("w", shape=(2,)), sg.data("X", shape=(2,))
+    build = {"loss": lambda: sg.compile(sg.mean((a * t - const) ** 2), dtype="float32"),
+             "residual": lambda: sg.compile_residuals(a * t * const - 1, dtype="float32"),
+             "fused": lambda: sg.compile(sg.mean((X @ w - const) ** 2), dtype="float32")}[kind]
+    with pytest.raises(ValueError, match=r"float32.*dtype"):
+        build()
+
+
+def test_float32_constants_outside_the_sample_loop_stay_float64():
+    # The outer chain rule is float64: a large factor there is fine.
+    a = sg.params("a")
+    t = sg.data("t")
+    f = sg.compile(1e39 * sg.mean((a * t - 1) ** 2), dtype="float32")
+    assert f.value([2.0], t=np.ones(3)) == pytest.approx(1e39)
