@@ -374,3 +374,12 @@ def test_float32_constants_outside_the_sample_loop_stay_float64():
     t = sg.data("t")
     f = sg.compile(1e39 * sg.mean((a * t - 1) ** 2), dtype="float32")
     assert f.value([2.0], t=np.ones(3)) == pytest.approx(1e39)
+
+
+@pytest.mark.parametrize("const", [float("inf"), float("-inf")])
+def test_an_infinite_constant_is_refused_as_nan_is(const):
+    # "the loss contains a complex, infinite or NaN constant" refused nan and zoo, but a*inf
+    # (SymPy's oo) compiled to a loss that is inf everywhere.
+    a = sg.params("a")
+    with pytest.raises(sg.ProblemError, match="infinite"):
+        sg.compile(a * const + a**2)

@@ -163,7 +163,7 @@ def _check_functions(e: sp.Expr) -> None:
         if e.has(kind):
             raise ProblemError(f"the loss contains an unevaluated {kind.__name__}: evaluate it "
                                "(.doit()) or use sg.sum / sg.mean for reductions over samples")
-    if e.has(sp.I) or e.has(sp.zoo) or e.has(sp.nan):
+    if e.has(sp.I) or e.has(sp.zoo) or e.has(sp.nan) or e.has(sp.oo) or e.has(-sp.oo):
         raise ProblemError("the loss contains a complex, infinite or NaN constant")
     _check_constants(e)
 
