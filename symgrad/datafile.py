@@ -12,6 +12,7 @@ the column name 't' appears twice in the header (columns 1 and 2): rename one
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def read_data_file(path: str | Path) -> dict[str, np.ndarray]:
             return {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
     if path.suffix not in (".csv", ".txt"):
         raise ValueError(f"data file {path}: use a .csv (header row of column names) or .npz file")
-    with path.open() as fh:
+    with path.open(encoding="utf-8-sig") as fh:  # a spreadsheet's byte-order mark is not a name
         header = fh.readline()
     names = [h.strip() for h in header.split(",")]
     if not all(n and not _is_number(n) for n in names):
@@ -50,9 +51,14 @@ def read_data_file(path: str | Path) -> dict[str, np.ndarray]:
             raise ValueError(f"data file {path}: the column name '{n}' appears twice in the "
                              f"header (columns {names.index(n) + 1} and {k + 1}): rename one")
     try:
-        arr = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
+        with warnings.catch_warnings():  # no rows: said below, not as NumPy's warning
+            warnings.simplefilter("ignore", UserWarning)
+            arr = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64,
+                             encoding="utf-8-sig")
     except ValueError as exc:
         raise ValueError(f"data file {path}: {exc}") from None
+    if arr.size == 0:
+        raise ValueError(f"data file {path} has a header row but no data rows")
     if arr.shape[1] != len(names):
         raise ValueError(f"data file {path}: {len(names)} names but {arr.shape[1]} columns")
     return {n: arr[:, i].copy() for i, n in enumerate(names)}

@@ -24,6 +24,12 @@ def predicted_class(scores) -> np.ndarray:
     s = np.asarray(scores)
     if s.ndim != 2 or s.shape[1] == 0:
         raise ValueError(f"scores must have shape (samples, classes), got {s.shape}")
+    if s.dtype.kind in "fc":  # argmax takes a NaN for the largest score (inf is ordered)
+        bad = np.argwhere(np.isnan(s))
+        if bad.size:
+            r, c = (int(k) for k in bad[0])
+            raise ValueError(f"scores have a NaN at row {r}, column {c}: no class is "
+                             "predicted there (check the model's outputs)")
     return np.argmax(s, axis=1)
 
 

@@ -72,11 +72,9 @@ def _param_symbols(k: Any, expr: Any, n: int) -> list[Any]:
     return [by_name.get(p, sympy.Symbol(p)) for p in params]
 
 
-def _oracle(k: Any, x: np.ndarray, data: Mapping[str, Any] | None, order: int = 1,
-            max_cost: int | None = None) -> tuple[Any, list[Any], bool]:
-    """The loss as a SymPy expression and its symbols, one per entry of ``x``: ``f.expr`` for
-    a parameter-only scalar loss, else unrolled over the data (:mod:`.unroll`); and whether
-    it was unrolled (large, with shared subtrees: evaluated by :func:`.mpeval.mp_eval`)."""
+def _with_loss(k: Any, fallback: str | None = "richardson") -> str:
+    """``k``'s kind, or the error saying why the exact oracle cannot read its SymPy loss (and
+    ``fallback``, the method to use instead, if any)."""
     kind = getattr(k, "kind", "scalar")
     if kind not in ("scalar", "array", "residual"):
         raise NotImplementedError(f"method='exact' does not check kernels of kind {kind!r}")
@@ -84,8 +82,17 @@ def _oracle(k: Any, x: np.ndarray, data: Mapping[str, Any] | None, order: int = 
         inner = " (a bound kernel: pass the kernel itself and its data=)" \
             if hasattr(k, "kernel") else ""
         raise NotImplementedError(
-            f"method='exact' needs the kernel's SymPy loss (f.problem or f.expr){inner}; "
-            "use method='richardson'")
+            f"method='exact' needs the kernel's SymPy loss (f.problem or f.expr){inner}"
+            + (f"; use method={fallback!r}" if fallback else ""))
+    return kind
+
+
+def _oracle(k: Any, x: np.ndarray, data: Mapping[str, Any] | None, order: int = 1,
+            max_cost: int | None = None) -> tuple[Any, list[Any], bool]:
+    """The loss as a SymPy expression and its symbols, one per entry of ``x``: ``f.expr`` for
+    a parameter-only scalar loss, else unrolled over the data (:mod:`.unroll`); and whether
+    it was unrolled (large, with shared subtrees: evaluated by :func:`.mpeval.mp_eval`)."""
+    kind = _with_loss(k)
     if kind == "scalar" and not getattr(k, "data_names", ()) and not getattr(k, "vectors", ()):
         return k.expr, _param_symbols(k, k.expr, x.size), False
     return (*exact_loss(k, x, data, order, max_cost), True)
@@ -145,7 +152,7 @@ def _exact_hessian(k: Any, x: np.ndarray, data: Mapping[str, Any] | None = None)
     import sympy
 
     n = x.size
-    if getattr(k, "kind", "scalar") == "residual":
+    if getattr(k, "kind", "scalar") == "residual" and _with_loss(k, None):  # Gauss-Newton
         rs, syms = exact_residuals(k, x, data)
         J = _mp_values(syms, [sympy.diff(r, s) for r in rs for s in syms], x, True)
         J = J.reshape(len(rs), n)

@@ -42,7 +42,8 @@ def check_hessian(
     The numeric Hessian differences a gradient along each coordinate (or direction):
     ``"central"``/``"richardson"`` difference the analytic gradient ``f.grad``; ``"complex"``
     differences (Richardson) a complex-step gradient built from ``f.value_complex`` alone;
-    ``"exact"`` differentiates ``f.expr`` twice at 50 digits. ``"auto"`` is ``"richardson"``.
+    ``"exact"`` differentiates ``f.expr`` twice at 50 digits. ``"auto"`` is ``"richardson"``
+    (``"exact"`` for float32 kernels, and for residual kernels, whose Hessian is Gauss-Newton).
 
     Args:
         f: a Kernel (``.grad``, ``.hessian``, optional ``.hvp``) or a tuple ``(grad, hess)`` or

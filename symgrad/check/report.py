@@ -262,6 +262,17 @@ def _tolerance(table: Mapping[str, Tolerance], method: str, rtol: float | None,
     d = table[method]
     if float32:
         d = Tolerance(max(d.rtol, FLOAT32_TOLERANCE.rtol), max(d.atol, FLOAT32_TOLERANCE.atol))
-    return Tolerance(
-        d.rtol if rtol is None else float(rtol), d.atol if atol is None else float(atol)
-    )
+    return Tolerance(_given("rtol", rtol, d.rtol), _given("atol", atol, d.atol))
+
+
+def _given(name: str, value, default: float) -> float:
+    """A caller's tolerance: a finite number >= 0 (a negative one fails every component)."""
+    if value is None:
+        return default
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number >= 0, got {value!r}") from None
+    if not (np.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v

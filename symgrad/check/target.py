@@ -127,11 +127,29 @@ def float32_note(t: _Target, method: str) -> list[str]:
 def _resolve_method(method: str, t: _Target, *, hessian: bool) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    residual = getattr(t.kernel, "kind", None) == "residual"
     if method == "auto":
-        if t.float32:  # differences of a float32 value are rounding noise: the exact oracle
+        if t.float32 or (hessian and residual):  # rounding noise / Gauss-Newton: the oracle
             return "exact"
         return "complex" if t.analytic and not hessian else "richardson"
+    if hessian and residual and method != "exact":
+        raise ValueError(
+            f"method={method!r}: a residual kernel's Hessian is the Gauss-Newton JᵀJ (what "
+            "least squares uses), not the second derivative of ½‖r‖² that differences of the "
+            "gradient give (they differ by Σ rᵢ∇²rᵢ); method='exact' (the default here) "
+            "checks JᵀJ, and check_grad checks J through Jᵀr"
+        )
+    if method == "complex" and residual:
+        raise ValueError("method='complex': a residual kernel has no complex-step evaluation; "
+                         "use method='exact' or 'richardson'")
     if method == "complex":
+        if t.float32 and getattr(getattr(t.kernel, "problem", None), "analytic", False):
+            raise ValueError(
+                "method='complex' needs a complex evaluation of the loss, which a float32 "
+                "kernel does not have (its sample loop computes in float32); use "
+                "method='exact' (the default for float32 kernels), or check the float64 "
+                "kernel of the same loss"
+            )
         if t.kernel is not None and not t.analytic:
             raise ValueError(
                 "method='complex' needs an analytic Kernel (no Abs/Max/Min/relu/Piecewise...) "

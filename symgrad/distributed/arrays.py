@@ -175,13 +175,16 @@ def chunk_array(spec: ModuleSpec, mode: str, x: np.ndarray, v: np.ndarray | None
     Data columns are scanned for NaN/inf when ``scan`` or when the result is not finite."""
     mod = load(spec)
     dtype = x.dtype
-    cols = [np.ascontiguousarray(b, dtype=np.int64) if ix else
-            np.ascontiguousarray(b, dtype=dtype) for b, ix in zip(blocks, index, strict=True)]
+    with np.errstate(over="ignore"):  # beyond float32: named below as passed, not as inf
+        cols = [np.ascontiguousarray(b, dtype=np.int64) if ix else
+                np.ascontiguousarray(b, dtype=dtype) for b, ix in zip(blocks, index, strict=True)]
     check_lengths(names, [c.shape[0] for c in cols], where[0])
-    floats = [c for c, ix in zip(cols, index, strict=True) if not ix]
+    # the blocks as passed: a float64 value beyond a float32 module's range is named as itself
+    floats = [np.asarray(b) for b, ix in zip(blocks, index, strict=True) if not ix]
     fnames = tuple(nm for nm, ix in zip(names, index, strict=True) if not ix)
+    narrow = None if dtype == np.float64 else dtype
     if scan:
-        check_finite(floats, fnames, where)
+        check_finite(floats, fnames, where, narrow)
     n = x.shape[0]
     if mode == "e":
         row = np.array([mod._value(x, dims, *cols)], dtype=np.float64)
@@ -198,5 +201,5 @@ def chunk_array(spec: ModuleSpec, mode: str, x: np.ndarray, v: np.ndarray | None
         mod._hessian(x, H, dims, *cols)
         row = H.ravel().astype(np.float64)
     if not np.isfinite(row).all():
-        check_finite(floats, fnames, where)
+        check_finite(floats, fnames, where, narrow)
     return row

@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from ..runtime.argcheck import seeded
 from ..train.result import History, OptimizeResult, final_grad_norm
 from .kernel import DaskKernel
 
@@ -40,7 +41,7 @@ def sgd(fb: DaskKernel, x0, *, optimizer, steps: int, chunks_per_step: int = 1,
     if not 1 <= chunks_per_step <= fb.n_chunks:
         raise ValueError(f"chunks_per_step must be in 1..{fb.n_chunks} (the number of chunks), "
                          f"got {chunks_per_step}")
-    rng = np.random.default_rng(seed)
+    rng = seeded(seed)
     x = fb._x(np.array(x0, dtype=np.float64))
     state = optimizer.init(x)
     rec: list[tuple] = []

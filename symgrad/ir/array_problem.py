@@ -25,7 +25,7 @@ from ..ad.array import topo
 from ..lang.ops import lift
 from .functions import ANALYTIC
 from .graph import Dim, Leaf, Map, N, Node, Reduce
-from .problem import Named, ProblemError, _check_functions
+from .problem import Named, ProblemError, _check_functions, listed
 from .symtypes import declaration_order
 
 __all__ = ["ArrayProblem", "Packing", "array_problem"]
@@ -134,7 +134,7 @@ def _order(found: list[Leaf], params: Sequence | None) -> list[Leaf]:
         return sorted(found, key=lambda q: (declaration_order(q), q.name))
     out = []
     names = {q.name: q for q in found}
-    for p in params:
+    for p in listed(params):
         name = p.name if isinstance(p, Leaf | sp.Symbol) else str(p)
         if name not in names:
             raise ProblemError(f"parameter '{name}' does not appear in the loss")

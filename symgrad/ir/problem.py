@@ -36,7 +36,7 @@ from .symtypes import (
     declaration_order,
 )
 
-__all__ = ["Column", "Problem", "ProblemError", "ReductionTerm", "VectorSum", "problem"]
+__all__ = ["Column", "Problem", "ProblemError", "ReductionTerm", "VectorSum", "listed", "problem"]
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,14 @@ def _from_callable(fn: Callable) -> sp.Expr:
         raise ProblemError(f"cannot read the arguments of {fn!r}: pass a SymPy expression") from exc
     if not names:
         raise ProblemError(f"{fn.__name__}() takes no arguments: it has no parameters to fit")
-    out = fn(*[Param.declare(n) for n in names])
+    try:
+        out = fn(*[Param.declare(n) for n in names])
+    except TypeError as exc:  # NumPy/math functions or a Python branch on a symbol
+        raise ProblemError(
+            f"{fn.__name__}() is called with symbolic parameters ({', '.join(names)}), and "
+            f"failed with: {exc}. Inside the loss use sg.exp, sg.log, sg.sqrt, sg.tanh... (not "
+            "np.exp or math.exp), and sg.max, sg.relu, sg.abs or sympy.Piecewise "
+            "instead of an if on a parameter") from exc
     if isinstance(out, tuple):
         raise ProblemError(f"{fn.__name__}() returned a tuple: return only the scalar loss "
                            "(symgrad computes the gradient itself)")
@@ -156,7 +163,7 @@ def _check_functions(e: sp.Expr) -> None:
         if e.has(kind):
             raise ProblemError(f"the loss contains an unevaluated {kind.__name__}: evaluate it "
                                "(.doit()) or use sg.sum / sg.mean for reductions over samples")
-    if e.has(sp.I) or e.has(sp.zoo) or e.has(sp.nan):
+    if e.has(sp.I) or e.has(sp.zoo) or e.has(sp.nan) or e.has(sp.oo) or e.has(-sp.oo):
         raise ProblemError("the loss contains a complex, infinite or NaN constant")
     _check_constants(e)
 
@@ -328,10 +335,17 @@ def _check_element_names(elements, columns, vectors, declared) -> None:
                                f"{taken[e.name]}: rename one of them")
 
 
+def listed(params):
+    """``params=`` as a sequence: one string is names separated by spaces or commas, as
+    ``sg.params("a b")`` and ``--params "a b"`` take them."""
+    return params.replace(",", " ").split() if isinstance(params, str) else params
+
+
 def _resolve_params(params, free) -> list[sp.Symbol]:
     if params is None:
         return sorted((s for s in free if isinstance(s, Param)), key=_order_key)
-    if isinstance(params, str | sp.Symbol):
+    params = listed(params)
+    if isinstance(params, sp.Symbol):
         params = [params]
     flat: list = []
     for p in params:

@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from ..build.residual import compile_residuals
+from ..ir.problem import listed
 from ..lang.symbols import data as declare_data
 from ..runtime.array_residual import compile_array_residuals, is_array_residual, x0_by_name
 from ..runtime.bound import is_kernel
@@ -53,8 +55,7 @@ def as_kernel(residual, params=None, data=None):
     """
     if _is_kernel(residual):
         if params is not None:
-            names = [str(p) for p in (params.replace(",", " ").split()
-                                      if isinstance(params, str) else params)]
+            names = [str(p) for p in listed(params)]
             if tuple(names) != tuple(residual.params):
                 raise ValueError(f"params={names} but the compiled residual's parameters are "
                                  f"{list(residual.params)}")
@@ -134,7 +135,12 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
     if M < P:
         raise ValueError(f"{M} residual(s) but {P} parameters ({', '.join(names)}): "
                          "least squares needs at least as many residuals as parameters")
-    obj = Objective(bound, loss=loss, f_scale=f_scale, weights=opt.weights(weights, M, kernel.m),
+    w = opt.weights(weights, M, kernel.m)
+    if w is not None and np.count_nonzero(w) < P:
+        raise ValueError(f"only {np.count_nonzero(w)} residual(s) have a non-zero weight but "
+                         f"there are {P} parameters ({', '.join(names)}): least squares needs "
+                         "at least as many weighted residuals as parameters")
+    obj = Objective(bound, loss=loss, f_scale=f_scale, weights=w,
                     mode=METHODS[method][0], chunk=chunk, M=M)
     lin0 = _check_start(obj, kernel, x, data)
     out, obj = solve(obj, method, x, lin0, xtol=xtol, ftol=ftol, gtol=gtol, max_nfev=max_nfev,
@@ -181,6 +187,10 @@ def _numbers(name: str, value) -> np.ndarray:
     return arr.astype(np.float64).ravel()
 
 
+#: least_squares' arguments that curve_fit sets itself (from model, xdata, ydata, p0, sigma)
+_CURVE_OWN = {"residual", "x0", "params", "data", "weights"}
+
+
 def curve_fit(model, xdata, ydata, p0, *, params=None, sigma=None,
               absolute_sigma: bool = False, **kwargs) -> tuple[np.ndarray, np.ndarray]:
     """Fit ``model`` (a SymPy expression in parameters and data symbols) to ``ydata``.
@@ -197,6 +207,12 @@ def curve_fit(model, xdata, ydata, p0, *, params=None, sigma=None,
     (2.01, (1, 1))
     """
     absolute_sigma = opt.flag("absolute_sigma", absolute_sigma)
+    passed = set(inspect.signature(least_squares).parameters) - _CURVE_OWN
+    unknown = sorted(set(kwargs) - passed)
+    if unknown:
+        raise TypeError(f"curve_fit() got unexpected keyword argument(s) "
+                        f"{', '.join(repr(k) for k in unknown)}: it takes params, sigma, "
+                        f"absolute_sigma and least_squares' {', '.join(sorted(passed))}")
     resid, ps, cols, yname = _curve_symbols(model, xdata, params)
     _numbers("ydata", ydata)  # numbers, not text
     y = cols[yname] = check_curve_inputs(cols, np.ravel(ydata), p0, [p.name for p in ps])

@@ -124,14 +124,19 @@ def lmpar(model, d: np.ndarray, delta: float, par: float) -> tuple[float, np.nda
     return par, p
 
 
-def stalled(lin: Linearization, lin0: Linearization, active: np.ndarray,
+def stalled(lin: Linearization, lin0: Linearization, active: np.ndarray, x: np.ndarray,
             tol: float = 1e-3) -> bool:
-    """Whether a point is not stationary on the problem's own scale: some free parameter has
-    ``|g_j| > tol * |J_j| |f(x0)|`` (the cosine of MINPACK's gtol test, measured against the
-    start's residual norm so that a fit down to rounding noise is not held against it)."""
+    """Whether a point ``x`` is not stationary on the problem's own scale: some free parameter
+    has ``|g_j| > tol * |J_j| |f(x0)|`` (the cosine of MINPACK's gtol test, measured against
+    the start's residual norm so that a fit down to rounding noise is not held against it).
+    Residuals at rounding level (``|f| <= 1e4 eps max_j |J_j| |x_j|``, the residuals' change
+    when a parameter changes by itself) are an exact fit, not a stall: their gradient is
+    rounding noise, and so is ``|f(x0)|`` for a start at the answer."""
     if lin.model is None or lin0.norm <= 0:
         return False
     c = lin.model.colnorm
+    if lin.norm <= 1e4 * EPS * float(np.max(c * np.abs(x), initial=0.0)):
+        return False
     ok = ~active & (c > 0)
     return bool(ok.any() and np.max(np.abs(lin.g[ok]) / c[ok]) > tol * lin0.norm)
 

@@ -115,15 +115,19 @@ class LeastSquaresResult:
 
     @property
     def cov(self) -> np.ndarray:
-        """Covariance of the estimate, ``s² (JᵀJ)⁻¹``."""
-        return self._var * self._inv[0]
+        """Covariance of the estimate, ``s² (JᵀJ)⁻¹`` (inf stays inf at s = 0)."""
+        inv = self._inv[0]
+        with np.errstate(invalid="ignore"):
+            return np.where(np.isinf(inv), inv, self._var * inv)
 
     @property
     def stderr(self) -> np.ndarray:
         """Standard errors ``sqrt(diag(cov))``; inf for unidentifiable parameters (computed
         as ``sqrt(var) * sqrt(diag((JᵀJ)⁻¹))`` in the solver's units: the variance of an
         estimate around 1e-170 is not a double)."""
-        return np.sqrt(self._var) * np.sqrt(np.diag(self._inv[0]))
+        d = np.sqrt(np.diag(self._inv[0]))
+        with np.errstate(invalid="ignore"):
+            return np.where(np.isinf(d), d, np.sqrt(self._var) * d)
 
     @property
     def corr(self) -> np.ndarray:

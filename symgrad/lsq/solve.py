@@ -45,7 +45,7 @@ def _doubtful(out: Outcome, obj: Objective, lin0: Linearization, tol: float) -> 
         return False
     if obj.mode == "normal" and out.lin.model.rank_cut() < out.x.size:
         return True
-    return out.status != 1 and stalled(out.lin, lin0, out.active, tol)
+    return out.status != 1 and stalled(out.lin, lin0, out.active, out.x, tol)
 
 
 def solve(obj: Objective, method: str, x0: np.ndarray, lin0: Linearization, *,
@@ -76,6 +76,6 @@ def solve(obj: Objective, method: str, x0: np.ndarray, lin0: Linearization, *,
             out.nfev = nfev
     if refine:
         out = polish(obj, out, bounds)
-    if out.status in (2, 3, 4) and stalled(out.lin, lin0, out.active, tol):
+    if out.status in (2, 3, 4) and stalled(out.lin, lin0, out.active, out.x, tol):
         out.status = STALLED
     return out, obj

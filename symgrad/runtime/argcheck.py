@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["BoundOut", "as_out", "as_vector", "data_inputs", "in_range", "no_positional"]
+__all__ = ["BoundOut", "as_out", "as_vector", "data_inputs", "in_range", "no_positional",
+           "seeded"]
 
 _F64 = np.dtype(np.float64)
 
@@ -121,3 +122,12 @@ def no_positional(extra: tuple, names: Iterable[str], method: str) -> None:
         why = f"data are keyword arguments, by column name ({want})" if names else \
             "this loss takes no data"
         raise TypeError(f"{method}() got {len(extra)} extra positional argument(s): {why}")
+
+
+def seeded(seed) -> np.random.Generator:
+    """``np.random.default_rng(seed)``, or an error naming ``seed`` and what it takes."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError):
+        raise ValueError("seed must be None, a non-negative integer, a numpy SeedSequence or "
+                         f"Generator, got {seed!r}") from None

@@ -300,7 +300,15 @@ class ArrayResiduals(ResidualKernel):
 def x0_by_name(kernel, x0) -> object:
     """``x0`` given as a dict of arrays by parameter name (``{"W": ..., "b": ...}``) packed into
     the flat vector of an array-residual kernel; anything else as it is."""
-    if isinstance(kernel, ArrayResiduals | FusedArrayResiduals) and isinstance(x0, Mapping) \
-            and set(map(str, x0)) == set(kernel.shapes):
-        return kernel.pack(**{str(k): v for k, v in x0.items()})
-    return x0
+    if not (isinstance(kernel, ArrayResiduals | FusedArrayResiduals) and isinstance(x0, Mapping)):
+        return x0
+    keys = set(map(str, x0))
+    if keys <= set(kernel.params):  # entries by label ('W[0, 1]'): checked with the others
+        return x0
+    missing = [n for n in kernel.shapes if n not in keys]
+    unknown = sorted(keys - set(kernel.shapes))
+    if missing or unknown:
+        raise ValueError(f"x0 must give every parameter array ({', '.join(kernel.shapes)}): "
+                         + "; ".join(([f"missing {', '.join(missing)}"] if missing else [])
+                                     + ([f"unknown {', '.join(unknown)}"] if unknown else [])))
+    return kernel.pack(**{str(k): v for k, v in x0.items()})

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .argcheck import BoundOut, data_inputs, no_positional
+from .argcheck import BoundOut, data_inputs, no_positional, seeded
 from .bound import bound
 from .datacheck import result_finite
 
@@ -133,7 +133,7 @@ class Kernel:
         if self.n_params is None:
             raise ValueError("init() needs a fixed length of x; this loss has vectors of "
                              "call-time length: start from np.zeros(...) of the length you want")
-        rng = np.random.default_rng(seed)
+        rng = seeded(seed)
         parts = {}
         for n, s in self.shapes.items():
             if len(s) >= 2:
@@ -232,6 +232,13 @@ class Kernel:
 
     def _analytic_only(self) -> None:
         if not self.analytic:
+            if self.kind == "residual":
+                raise TypeError("value_complex: a residual kernel has no complex-step "
+                                "evaluation; check it with method='exact' or 'richardson'")
+            if getattr(getattr(self, "problem", None), "analytic", False):  # float32 kernels
+                raise TypeError("value_complex needs a float64 kernel: this one computes in "
+                                "float32; compile the loss without dtype='float32' for "
+                                "complex-step checks")
             raise TypeError("value_complex needs an analytic loss (no abs/max/min/relu/"
                             "Piecewise/sign); use a finite-difference method instead")
 

@@ -32,7 +32,7 @@ from ..errors import ProblemError
 from ..ir.formula import program
 from ..ir.model_problem import ModelProblem
 from .array import ArrayKernel, index_columns, read_columns, setup
-from .datacheck import check_names, non_finite_error
+from .datacheck import check_names, non_finite_error, overflow_error
 from .model_dask import dask_chunks
 
 __all__ = ["ModelKernel"]
@@ -107,7 +107,7 @@ class ModelKernel:
             return dask_chunks(self, data, batch_size, trail, fill)
         cols, n = self._columns(data)
         if self._scan_always:
-            self._name_non_finite(dict(zip(self.data_names, cols, strict=True)))
+            self._name_non_finite(data)
         out = np.empty((n, *self.shape, *trail), dtype=self.dtype)
         sampled = [name in self._sampled for name in self.data_names]
         for rows in self._chunks(n, batch_size):
@@ -115,19 +115,28 @@ class ModelKernel:
                                                                        strict=True)))
             fill(args, out[rows])
         if not self._scan_always and not np.isfinite(out).all():
-            self._name_non_finite(dict(zip(self.data_names, cols, strict=True)))
+            self._name_non_finite(data)
         return out
 
-    def _name_non_finite(self, cols: Mapping, start: int = 0) -> None:
-        """Raise the error naming the first non-finite data value, if any (a model may also give
-        NaN or inf at finite data, ``log(t)`` at ``t = -1``: those are returned as they are).
-        ``start`` is the first row of a chunk."""
-        for sampled in (True, False):
-            for c, a in cols.items():
-                if (c in self._sampled) == sampled:
-                    err = non_finite_error(c, a, kind="data array", start=start if sampled else 0)
-                    if err is not None:
-                        raise err
+    def _name_non_finite(self, data: Mapping, start: int = 0) -> None:
+        """Raise the error naming the first non-finite data value, if any, or (a float32 model)
+        the first finite one its cast read as inf (a model may also give NaN or inf at finite
+        data, ``log(t)`` at ``t = -1``: those are returned as they are). ``data``: the arrays
+        as passed (before the cast, so that 1e39 is named as itself); ``start`` is the first row
+        of a chunk."""
+        data = {c: np.asarray(data[c]) for c in self.data_names}
+        order = [c for s in (True, False) for c in self.data_names if (c in self._sampled) == s]
+        for c in order:
+            err = non_finite_error(c, data[c], kind="data array",
+                                   start=start if c in self._sampled else 0)
+            if err is not None:
+                raise err
+        if self.dtype != np.float64:
+            for c in order:
+                err = None if c in self._rows else overflow_error(
+                    c, data[c], self.dtype, start=start if c in self._sampled else 0)
+                if err is not None:
+                    raise err
 
     # -- evaluation ---------------------------------------------------------------------------
     def __call__(self, x, /, *, batch_size: int | None = None, **data) -> np.ndarray:

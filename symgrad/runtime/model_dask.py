@@ -43,10 +43,9 @@ def dask_chunks(model, data: Mapping, batch_size: int | None, trail: tuple, fill
         if m != r.stop - r.start:
             raise ValueError(f"rows {r.start}..{r.stop - 1}: the data arrays have different "
                              "numbers of samples")
-        named = dict(zip(model.data_names, cols, strict=True))
         if model._scan_always:
-            model._name_non_finite(named, start=r.start)
+            model._name_non_finite(part, start=r.start)
         fill((model.dims, *cols), out[r])
         if not model._scan_always and not np.isfinite(out[r]).all():
-            model._name_non_finite(named, start=r.start)
+            model._name_non_finite(part, start=r.start)
     return out

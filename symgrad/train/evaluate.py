@@ -65,6 +65,9 @@ def _pair(out: Any, x: np.ndarray, who: str) -> tuple[float, np.ndarray]:
     grad = np.array(grad, dtype=np.float64)
     if grad.shape != x.shape:
         raise ValueError(f"{who} returned a gradient of shape {grad.shape}, expected {x.shape}")
+    if np.ndim(value) != 0:
+        raise ValueError(f"{who} returned a value of shape {np.shape(value)}: the loss must be "
+                         "one number (reduce it, e.g. with a sum or mean)")
     return float(value), grad
 
 

@@ -77,7 +77,7 @@ from .rules import (
     rmsprop_rule,
     sgd_rule,
 )
-from .schedules import Exponential, Schedule, as_schedule
+from .schedules import Exponential, Schedule, as_schedule, rate
 from .second_order import SecondOrder, frozen
 
 __all__ = [
@@ -169,7 +169,7 @@ class Optimizer:
 
     def learning_rate(self, step: int) -> float:
         """The learning rate used at 0-based ``step``."""
-        return float(self.lr(step))
+        return rate(self.lr, step)
 
     @property
     def hyper_array(self) -> np.ndarray:
@@ -210,7 +210,7 @@ def from_rule(name: str, rule: Rule, *, lr: float | Schedule, state: int = 0,
         return tuple(_zeros(x) for _ in range(n_state))
 
     def update(g: np.ndarray, state: State, x: np.ndarray, step: int) -> tuple[np.ndarray, State]:
-        out = rule(x, g, *state, lr_(step), step, *h)
+        out = rule(x, g, *state, rate(lr_, step), step, *h)
         return out[0], tuple(out[1:])
 
     return Optimizer(name, init, update, lr_, MappingProxyType(hyper), rule, n_state)

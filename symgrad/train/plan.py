@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.argcheck import seeded
 from .objective import arith_dtype, how, is_bound, kernel_dtype, per_sample
 from .optim import Optimizer, sgd
 from .second_order import SecondOrder
@@ -95,7 +96,19 @@ def plan(
         if data is not None:
             raise ValueError("f is a bound kernel (its data are fixed): do not pass data=")
         f, jit_args = f.kernel, tuple(f.args)
-    x = np.array(x0, dtype=np.float64)  # a copy: the caller's x0 is never modified
+    if isinstance(x0, Mapping):  # by name, as least_squares takes it: the kernel packs it
+        if not hasattr(f, "pack"):
+            raise TypeError("x0 as a dict by name needs a compiled kernel (its pack); pass x0 "
+                            "as an array")
+        try:
+            x0 = f.pack(**{str(k): v for k, v in x0.items()})
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"x0 by name: {exc}") from None
+    try:
+        x = np.array(x0, dtype=np.float64)  # a copy: the caller's x0 is never modified
+    except (TypeError, ValueError):
+        raise TypeError(f"x0 must be an array of numbers (the parameters in order), got "
+                        f"{x0!r:.60}") from None
     if x.ndim == 0:
         x = x.reshape(1)
     if x.ndim != 1 or x.size == 0:
@@ -164,6 +177,7 @@ def plan(
     gtol = _opt_float("gtol", gtol)
     if gtol is not None and batch_size is not None:
         raise ValueError("gtol needs full-batch gradients; with batch_size use tol (epoch losses)")
+    seeded(seed)  # checked here, not at the first shuffle
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable(step, x, loss, grad), got {callback!r}")
     if diverge_factor is None:
@@ -215,6 +229,6 @@ def param_labels(p: Plan, n: int) -> tuple[str, ...] | None:
 def permutations(p: Plan) -> Iterator[np.ndarray]:
     """The shuffling of a mini-batch run: one permutation of the samples per epoch, from
     ``np.random.default_rng(seed)`` (both loops draw from this one generator)."""
-    rng = np.random.default_rng(p.seed)
+    rng = seeded(p.seed)
     while True:
         yield rng.permutation(p.n_samples)

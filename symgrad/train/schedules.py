@@ -43,6 +43,7 @@ __all__ = [
     "constant",
     "cosine",
     "exponential",
+    "rate",
     "step",
     "time_decay",
     "values",
@@ -245,6 +246,15 @@ def values(schedule: float | Schedule, steps: int) -> np.ndarray:
     out = np.fromiter((sched(k) for k in range(steps)), dtype=np.float64, count=steps)
     bad = np.flatnonzero(~np.isfinite(out) | (out < 0))
     if bad.size:
-        k = int(bad[0])
-        raise ValueError(f"schedule {sched!r} gave an invalid learning rate {out[k]!r} at step {k}")
+        rate(sched, int(bad[0]))  # raises, naming the step
     return out
+
+
+def rate(schedule: Schedule, step: int) -> float:
+    """The schedule's learning rate at ``step``, or an error naming the step if it is negative
+    or not finite (the compiled loop checks the same values up front: :func:`values`)."""
+    v = float(schedule(step))
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"schedule {schedule!r} gave an invalid learning rate {v!r} at step "
+                         f"{step}")
+    return v

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from .printer import ScalarPrinter
 
 __all__ = ["F32Printer", "f32_helpers"]
@@ -21,6 +23,14 @@ class F32Printer(ScalarPrinter):
         return f"np.float32({text})"
 
     def _print_Float(self, e):
+        v = float(e)
+        with np.errstate(over="ignore", under="ignore"):
+            f = np.float32(v)
+        if v != 0 and (np.isinf(f) or f == 0):  # the sample loop would compute with inf or 0
+            raise ValueError(f"the constant {v:g} is {'beyond' if f else 'below'} the range of "
+                             f"float32, which would read it as {float(f):g}, in the loss's "
+                             "per-sample arithmetic: rescale it (and the data), or leave dtype "
+                             "unset (float64)")
         return self._f32(super()._print_Float(e))
 
     _print_Integer = _print_Rational = _print_Float
