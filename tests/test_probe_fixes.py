@@ -383,3 +383,14 @@ def test_an_infinite_constant_is_refused_as_nan_is(const):
     a = sg.params("a")
     with pytest.raises(sg.ProblemError, match="infinite"):
         sg.compile(a * const + a**2)
+
+
+def test_complex_step_checks_a_bound_analytic_kernel(line_fits):
+    # A bound kernel has value_complex, but the checker read its (missing) 'analytic' flag and
+    # refused method='complex' as for a loss with abs/max/relu; one rule, no_complex_step,
+    # now answers for kernels and bound kernels alike.
+    f, f32, data = line_fits
+    chk = sg.check_grad(f.bind(**data), [1.0, 2.0], method="complex")
+    assert chk.ok and chk.method == "complex"
+    with pytest.raises(ValueError, match="float32"):
+        sg.check_grad(f32.bind(**data), [1.0, 2.0], method="complex")

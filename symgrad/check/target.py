@@ -139,22 +139,15 @@ def _resolve_method(method: str, t: _Target, *, hessian: bool) -> str:
             "gradient give (they differ by Σ rᵢ∇²rᵢ); method='exact' (the default here) "
             "checks JᵀJ, and check_grad checks J through Jᵀr"
         )
-    if method == "complex" and residual:
-        raise ValueError("method='complex': a residual kernel has no complex-step evaluation; "
-                         "use method='exact' or 'richardson'")
     if method == "complex":
-        if t.float32 and getattr(getattr(t.kernel, "problem", None), "analytic", False):
-            raise ValueError(
-                "method='complex' needs a complex evaluation of the loss, which a float32 "
-                "kernel does not have (its sample loop computes in float32); use "
-                "method='exact' (the default for float32 kernels), or check the float64 "
-                "kernel of the same loss"
-            )
-        if t.kernel is not None and not t.analytic:
-            raise ValueError(
-                "method='complex' needs an analytic Kernel (no Abs/Max/Min/relu/Piecewise...) "
-                "with value_complex; use method='richardson'"
-            )
+        if hasattr(t.kernel, "no_complex_step"):
+            why = t.kernel.no_complex_step()
+        elif t.kernel is not None and not t.analytic:  # a duck-typed kernel
+            why = "it has no analytic value_complex; use method='richardson'"
+        else:
+            why = None
+        if why is not None:
+            raise ValueError(f"method='complex': {why}")
         if t.fun_complex is None and t.fun is None:
             raise ValueError("method='complex' needs a value function; pass a Kernel")
     if method == "exact" and t.kernel is None:

@@ -230,17 +230,30 @@ class Kernel:
         self._checked(at, 0.0, out)
         return out
 
+    def no_complex_step(self) -> str | None:
+        """Why this kernel has no complex-step evaluation (``value_complex``), or None.
+
+        >>> import symgrad as sg
+        >>> a = sg.params("a")
+        >>> sg.compile(sg.abs(a)).no_complex_step()[:27]
+        'the loss is not analytic (a'
+        """
+        if self.analytic:
+            return None
+        if self.kind == "residual":
+            return ("a residual kernel has no complex-step evaluation; check it with "
+                    "method='exact' or 'richardson'")
+        if getattr(getattr(self, "problem", None), "analytic", False):  # float32 kernels
+            return ("this kernel computes in float32 and has no complex evaluation; check it "
+                    "with method='exact' (the default for float32 kernels), or compile the loss "
+                    "without dtype='float32' for complex-step checks")
+        return ("the loss is not analytic (abs/max/min/relu/Piecewise/sign); use "
+                "method='richardson'")
+
     def _analytic_only(self) -> None:
-        if not self.analytic:
-            if self.kind == "residual":
-                raise TypeError("value_complex: a residual kernel has no complex-step "
-                                "evaluation; check it with method='exact' or 'richardson'")
-            if getattr(getattr(self, "problem", None), "analytic", False):  # float32 kernels
-                raise TypeError("value_complex needs a float64 kernel: this one computes in "
-                                "float32; compile the loss without dtype='float32' for "
-                                "complex-step checks")
-            raise TypeError("value_complex needs an analytic loss (no abs/max/min/relu/"
-                            "Piecewise/sign); use a finite-difference method instead")
+        why = self.no_complex_step()
+        if why is not None:
+            raise TypeError(f"value_complex: {why}")
 
     def _value_complex(self, x, at: At) -> complex:
         self._analytic_only()

@@ -101,6 +101,9 @@ class Bound:
     def value_complex(self, x, /) -> complex:
         return self.kernel._value_complex(x, self._at)
 
+    def no_complex_step(self) -> str | None:
+        return self.kernel.no_complex_step()
+
 
 class BoundResiduals(Bound):
     """A residual kernel bound to its data: the loss methods of ``½‖r‖²`` and ``residuals``,
