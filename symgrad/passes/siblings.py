@@ -160,8 +160,8 @@ def schedule(items: list) -> list:
             continue
         key = tuple(_root(s) for s in nest.shape)
         for lead in [k for k in members if k < j and isinstance(nodes[k], Nest)]:
-            if (tuple(_root(s) for s in nodes[lead].shape) != key or reaches(lead, j)
-                    or reaches(j, lead)):
+            # (no chain runs back from j: the groups hold earlier items only)
+            if tuple(_root(s) for s in nodes[lead].shape) != key or reaches(lead, j):
                 continue
             members[lead].append(j)
             del members[j]
