@@ -167,3 +167,40 @@ def test_cycles_through_two_groups_are_refused():
     d = Nest((D0,), ["t5[i0] = t4[i0, 0]"])
     out = schedule([a, b, x, c, d])
     assert out == [[b], [a, x, c], [d]]
+
+
+def test_a_nest_does_not_land_inside_a_contractions_accumulation():
+    """A scalar contraction's loop shares the accumulator ``acc`` with a sum's nest across three
+    statements; the nest (fused with the gradient of u) was printed between ``acc = 0.0`` and
+    the contraction's loop, which then added to the sum of u**2 (value_and_grad's value was
+    13.47 where value gave 13.44)."""
+    u = sg.params("u", shape=(2,))
+    w = sg.params("w", shape=(3,))
+    W = sg.params("W", shape=(3, 2))
+    X = sg.data("X", shape=(2,))
+    inner = sg.sum(sg.einsum("i,l->il", sg.sum(W, axis=1), w), axis=0) / 3
+    f = sg.compile(sg.einsum("k,k->", w, inner) + W[0, 1]
+                   + 0.5 * sg.sum(sg.einsum("ij,j->i", W, X) ** 2) + 0.1 * sg.sum(u**2),
+                   fuse=False)
+    rng = np.random.default_rng(0)
+    x, Xv = rng.standard_normal(f.n_params), rng.standard_normal((5, 2))
+
+    def ref(z):
+        uu, ww, WW = z[:2], z[2:5], z[5:].reshape(3, 2)
+        return (ww @ (WW.sum(1).sum() * ww / 3) + WW[0, 1] + 0.5 * ((Xv @ WW.T) ** 2).sum()
+                + 0.1 * (uu**2).sum())
+
+    val, g = f.value_and_grad(x, X=Xv)
+    assert abs(val - ref(x)) <= TOL * abs(ref(x))
+    assert abs(f.value(x, X=Xv) - ref(x)) <= TOL * abs(ref(x))
+    cg = np.array([ref(x + 1e-30j * e).imag / 1e-30 for e in np.eye(x.size)])
+    np.testing.assert_allclose(g, cg, rtol=TOL, atol=TOL)
+
+
+def test_raw_accumulator_statements_keep_their_nests_out():
+    a = Nest((D0,), [], total=("t3", "u[i0]**2"), extra={"acc": "acc"})
+    lines = ["acc = 0.0", "for j0 in range(D0):", "    acc += w[j0] * t1[j0]", "t2 = acc"]
+    out = schedule(["t1 = np.empty((D0, ))", *lines[:1], Nest((D0,), ["t1[i0] = w[i0]"]),
+                    *lines[1:], a])
+    flat = [m for x in out for m in (x if isinstance(x, list) else [x])]
+    assert flat.index(a) > flat.index("t2 = acc")

@@ -66,6 +66,11 @@ class Nest:
         out = {_ASSIGN.match(s).group(1) for s in self.stmts}
         return out | ({self.total[0]} if self.total else set())
 
+    def private(self) -> set[str]:
+        """The emitter's names for it: its own to other nests (a fused nest renames a clash),
+        but the serial accumulator ``acc`` is also what a contraction's statements share."""
+        return {v for v in self.extra.values() if isinstance(v, str)}
+
 
 def _root(s) -> object:
     return N if s == N else (s.owner, s.axis)
@@ -126,7 +131,15 @@ def _blocks(items: list) -> list:
 
 
 def _conflict(a, b) -> bool:
-    return bool(a.writes() & b.reads() or b.writes() & a.reads())
+    """Whether ``a`` and ``b`` must keep their order: one writes a name the other mentions."""
+    aw, ar, bw, br = a.writes(), a.reads(), b.writes(), b.reads()
+    if isinstance(a, Nest) != isinstance(b, Nest):  # a nest's accumulator among raw lines
+        own = (a if isinstance(a, Nest) else b).private()
+        if isinstance(a, Nest):
+            aw, ar = aw | own, ar | own
+        else:
+            bw, br = bw | own, br | own
+    return bool(aw & br or bw & ar)
 
 
 def schedule(items: list) -> list:
