@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: ce0fdb0886d25f23
+# content hash: 6a5e32b55cb1ae91
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -242,14 +242,13 @@ def _value(x, dims, c_X, c_Y):
         for i1 in range(D1):
             t4[i0, i1] = t3[i0, i1] + p_b2[i1]
     t5 = np.empty((n, ))
+    t6 = np.empty((n, ))
     for i0 in range(n):
         t5[i0] = -np.inf
+        t6[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D1):
             t5[i0] = max(t5[i0], t4[i0, i1])
-    t6 = np.empty((n, ))
-    for i0 in range(n):
-        t6[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D1):
             if not math.isinf(t5[i0]):
@@ -313,14 +312,13 @@ def _value_and_grad(x, g, dims, c_X, c_Y):
         for i1 in range(D1):
             t4[i0, i1] = t3[i0, i1] + p_b2[i1]
     t5 = np.empty((n, ))
+    t6 = np.empty((n, ))
     for i0 in range(n):
         t5[i0] = -np.inf
+        t6[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D1):
             t5[i0] = max(t5[i0], t4[i0, i1])
-    t6 = np.empty((n, ))
-    for i0 in range(n):
-        t6[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D1):
             if not math.isinf(t5[i0]):
@@ -346,31 +344,29 @@ def _value_and_grad(x, g, dims, c_X, c_Y):
             acc += c_Y[i0, i1]/nf
         t11[i0] = acc
     t12 = np.empty((n, D0, ))
-    for i0 in range(n):
-        for i1 in range(D0):
-            t12[i0, i1] = t11[i0]*math.exp(t3[i0, i1] + p_b2[i1] - t7[i0]) - c_Y[i0, i1]/nf
     t13 = np.empty((n, D2, ))
-    _gemm(t12, p_W2, t13)
     t14 = np.empty((n, D3, ))
-    for i0 in range(n):
-        for i1 in range(D3):
-            t14[i0, i1] = t13[i0, i1]*_heaviside(t1[i0, i1] + p_b1[i1], 0.0)
     t15 = g[0:o1].reshape((D3, D4, ))
-    _gemm(t14.T, c_X, t15)
     t16 = g[o1:o2].reshape((D6, ))
     for i0 in range(D3):
         t16[i0] = 0.0
-    for i0 in range(n):
-        for i1 in range(D3):
-            t16[i1] += t14[i0, i1]
     t17 = g[o2:o3].reshape((D1, D2, ))
-    _gemm(t12.T, t2, t17)
     t18 = np.empty((D0, ))
     for i0 in range(D0):
         t18[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D0):
+            t12[i0, i1] = t11[i0]*math.exp(t3[i0, i1] + p_b2[i1] - t7[i0]) - c_Y[i0, i1]/nf
             t18[i1] += -c_Y[i0, i1]/nf
+    _gemm(t12, p_W2, t13)
+    for i0 in range(n):
+        for i1 in range(D3):
+            t14[i0, i1] = t13[i0, i1]*_heaviside(t1[i0, i1] + p_b1[i1], 0.0)
+    _gemm(t14.T, c_X, t15)
+    for i0 in range(n):
+        for i1 in range(D3):
+            t16[i1] += t14[i0, i1]
+    _gemm(t12.T, t2, t17)
     t19 = np.empty((D1, ))
     for i0 in range(D1):
         t19[i0] = 0.0
@@ -435,14 +431,13 @@ def _hvp(x, v, out, dims, c_X, c_Y):
         for i1 in range(D1):
             t5[i0, i1] = t4[i0, i1] + p_b2[i1]
     t6 = np.empty((n, ))
+    t7 = np.empty((n, ))
     for i0 in range(n):
         t6[i0] = -np.inf
+        t7[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D1):
             t6[i0] = max(t6[i0], t5[i0, i1])
-    t7 = np.empty((n, ))
-    for i0 in range(n):
-        t7[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D1):
             if not math.isinf(t6[i0]):
@@ -573,14 +568,13 @@ def _value_par(x, dims, c_X, c_Y):
         for i1 in range(D1):
             t4[i0, i1] = t3[i0, i1] + p_b2[i1]
     t5 = np.empty((n, ))
+    t6 = np.empty((n, ))
     for i0 in numba.prange(n):
         t5[i0] = -np.inf
+        t6[i0] = 0.0
     for i0 in numba.prange(n):
         for i1 in range(D1):
             t5[i0] = max(t5[i0], t4[i0, i1])
-    t6 = np.empty((n, ))
-    for i0 in numba.prange(n):
-        t6[i0] = 0.0
     for i0 in numba.prange(n):
         for i1 in range(D1):
             if not math.isinf(t5[i0]):
@@ -653,14 +647,13 @@ def _value_and_grad_par(x, g, dims, c_X, c_Y):
         for i1 in range(D1):
             t4[i0, i1] = t3[i0, i1] + p_b2[i1]
     t5 = np.empty((n, ))
+    t6 = np.empty((n, ))
     for i0 in numba.prange(n):
         t5[i0] = -np.inf
+        t6[i0] = 0.0
     for i0 in numba.prange(n):
         for i1 in range(D1):
             t5[i0] = max(t5[i0], t4[i0, i1])
-    t6 = np.empty((n, ))
-    for i0 in numba.prange(n):
-        t6[i0] = 0.0
     for i0 in numba.prange(n):
         for i1 in range(D1):
             if not math.isinf(t5[i0]):
@@ -808,14 +801,13 @@ def _hvp_par(x, v, out, dims, c_X, c_Y):
         for i1 in range(D1):
             t6[i0, i1] = t5[i0, i1] + p_b2[i1]
     t7 = np.empty((n, ))
+    t8 = np.empty((n, ))
     for i0 in numba.prange(n):
         t7[i0] = -np.inf
+        t8[i0] = 0.0
     for i0 in numba.prange(n):
         for i1 in range(D1):
             t7[i0] = max(t7[i0], t6[i0, i1])
-    t8 = np.empty((n, ))
-    for i0 in numba.prange(n):
-        t8[i0] = 0.0
     for i0 in numba.prange(n):
         for i1 in range(D1):
             if not math.isinf(t7[i0]):

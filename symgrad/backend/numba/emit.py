@@ -33,6 +33,7 @@ from ...ir.graph import (
 )
 from .f32 import F32Printer
 from .gemm import Contractions
+from .nests import Nest, Nests
 from .printer import ComplexPrinter, ScalarPrinter
 
 __all__ = ["Emitter", "plan"]
@@ -53,13 +54,13 @@ def shift(index: str, k: int) -> str:
     return m.group(1) if off == 0 else f"{m.group(1)} {'+' if off > 0 else '-'} {abs(off)}"
 
 
-class Emitter(Contractions):
+class Emitter(Contractions, Nests):
     """The statements of one function, node by node in topological order."""
 
     def __init__(self, prob: ArrayProblem, cplx: bool = False, real: str = "float64") -> None:
         self.prob = prob
         self.real = real
-        self.lines: list[str] = []
+        self.lines: list = []  # and the nests waiting to be fused, while a body is written
         self.name: dict[int, str] = {}
         self.dim = {s.key: f"D{k}" for k, s in enumerate(prob.dims)}
         self.k = 0
@@ -194,6 +195,7 @@ class Emitter(Contractions):
         scatter_add(...)``) is written in place: its other terms first, then every such
         scatter adds into it, the scatters over one domain sharing one loop at the end.
         """
+        start, self.fusing = len(self.lines), True
         absorbed = _absorbed(order, buffers)
         skip = {id(sc) for _, scs in absorbed.values() for sc in scs}
         deferred: list[tuple[str, Scatter]] = []
@@ -212,6 +214,7 @@ class Emitter(Contractions):
             emit(n, buffers.get(id(n)))
         for group in _by_domain(deferred):
             self.scatter_loop(group)
+        self.fuse_from(start)
 
     def alloc(self, n: Node, target: str | None, zero: bool = False) -> str:
         name = self.new()
@@ -225,9 +228,7 @@ class Emitter(Contractions):
     def set_all(self, name: str, shape: tuple, value: str) -> None:
         """``name[...] = value`` as a loop nest: ``np.zeros``, ``np.full`` and an ellipsis
         store each cost a Numba compile of their own (about 0.1 s a form, cold)."""
-        loops, d = self.top(shape)
-        self.lines.extend(loops)
-        self.emit(f"{name}[{', '.join(self.idx(range(len(shape))))}] = {value}", d)
+        self.add(Nest(shape, [f"{name}[{', '.join(self.idx(range(len(shape))))}] = {value}"]))
 
     def fill(self, n: Node, target) -> None:
         """A buffer (or scalar) holding every element of a Map, Window, Pad or Gather."""
@@ -242,9 +243,7 @@ class Emitter(Contractions):
         """``name[i...] = n[i...]`` over n's shape (its formula, or a load when materialised)."""
         idx = self.idx(range(n.ndim))
         value = self.elem(n, idx) if formula else self.expr(n, idx)
-        loops, d = self.top(n.shape)
-        self.lines.extend(loops)
-        self.emit(f"{name}[{', '.join(idx)}] = {value}", d)
+        self.add(Nest(n.shape, [f"{name}[{', '.join(idx)}] = {value}"]))
 
     def node_leaf(self, n: Leaf, target) -> None:
         raise AssertionError(f"leaf {n!r} is loaded up front")
@@ -314,25 +313,26 @@ class Emitter(Contractions):
         name = self.alloc(n, target, zero=not leading and not self.wide)
         self.name[id(n)] = name
         at = f"[{', '.join(self.idx(n.keep))}]"
+        if leading and not n.ndim:  # a sum of everything
+            self.add(Nest(z.shape, [], total=(name, value), extra={"acc": self.acc()}))
+            return
         if leading:
             # kept axes lead: accumulate in a scalar, store once per kept element
-            outer, d = self.top(n.shape) if n.ndim else ([], 0)
+            outer, d = self.top(n.shape)
             self.lines.extend(outer)
             acc = self.acc()
             self.emit(f"{acc} = {self.acc0}", d)
             inner, d2 = self.loops(z.shape[len(n.keep):], d, tuple(range(len(n.keep), z.ndim)))
             self.lines.extend(inner)
             self.emit(f"{acc} += {value}", d2)
-            self.emit(f"{name}{at if n.ndim else ''} = {self.narrow(acc)}", d)
+            self.emit(f"{name}{at} = {self.narrow(acc)}", d)
             return
         acc = name
         if self.wide:  # a float64 buffer of the kept shape, rounded into name at the end
             acc = self.new()
             self.emit(f"{acc} = np.empty({self.shape(n.shape)})")
             self.set_all(acc, n.shape, "0.0")
-        loops, d = self.top(z.shape) if 0 in n.keep else self.loops(z.shape)
-        self.lines.extend(loops)
-        self.emit(f"{acc}{at} += {value}", d)
+        self.add(Nest(z.shape, [f"{acc}{at} += {value}"]))
         if self.wide:
             idx = self.idx(range(n.ndim))
             loops, d = self.loops(n.shape)

@@ -23,6 +23,7 @@ function starts by calling the serial core when its largest loop nest has fewer 
 from __future__ import annotations
 
 from ...ir.graph import Reduce, Scatter
+from ...passes.siblings import Nest, extents
 from .emit import Emitter
 
 __all__ = ["BUF_CHUNKS", "PAR_WORK", "SCATTER_CHUNKS", "SUM_CHUNKS", "ParEmitter"]
@@ -49,6 +50,37 @@ class ParEmitter(Emitter):
     def top(self, shape: tuple, axes: tuple | None = None) -> tuple[list, int]:
         self.work.append(self.prod(shape))
         return self.loops(shape, 0, axes, first=f"numba.prange({self.size(shape[0])})")
+
+    def add(self, nest: Nest) -> None:
+        self.work.append(self.prod(nest.shape))
+        super().add(nest)
+
+    def fused(self, group: list[Nest]) -> list[str]:
+        """One nest whose leading axis runs in ``prange``: over its elements, or, when the
+        group sums, over a fixed number of chunks (:data:`SUM_CHUNKS`, or the extent when
+        smaller), each sum adding each chunk into its own slot, the slots added in chunk order
+        afterwards (the chunks are a function of the sizes only)."""
+        sums = [m for m in group if m.total]
+        if not group[0].shape or not sums:
+            if not group[0].shape:
+                return super().fused(group)
+            ext = extents(group)
+            loops, d = self.loops(ext, 0, first=f"numba.prange({self.size(ext[0])})")
+            return loops + self.inner(group, ext, {}, d)
+        ext = extents(group)
+        size, nc = self.size(ext[0]), sums[0].extra["nc"]
+        out = [f"{nc} = min({SUM_CHUNKS}, {size})"]
+        out += [f"{m.extra['part']} = np.empty({nc})" for m in sums]
+        out.append(f"for c in numba.prange({nc}):")
+        out += [f"    {m.extra['a']} = {self.acc0}" for m in sums]
+        loops, d = self.loops(ext, 1, first=self.chunk(size, nc))
+        out += loops + self.inner(group, ext, {id(m): m.extra["a"] for m in sums}, d)
+        out += [f"    {m.extra['part']}[c] = {m.extra['a']}" for m in sums]
+        for m in sums:
+            acc = m.extra["acc"]
+            out += [f"{acc} = {self.acc0}", f"for c in range({nc}):",
+                    f"    {acc} += {m.extra['part']}[c]", f"{m.total[0]} = {self.narrow(acc)}"]
+        return out
 
     def chunk(self, ext: str, nc: str) -> str:
         return f"range(c * {ext} // {nc}, (c + 1) * {ext} // {nc})"
@@ -86,24 +118,14 @@ class ParEmitter(Emitter):
             return super().reduce_sum(n, target)  # the leading axis is kept: disjoint writes
         value = self.expr(z, self.idx(range(z.ndim)))
         ext, nc = self.size(z.shape[0]), self.new()
-        self.work.append(self.prod(z.shape))
-        first = self.chunk(ext, nc)
-        if leading:  # a sum of everything: one partial sum per chunk
+        if leading:  # a sum of everything: one partial sum per chunk (see fused)
             name, part, a, acc = self.new(), self.new(), self.acc(), self.acc()
             self.name[id(n)] = name
-            self.emit(f"{nc} = min({SUM_CHUNKS}, {ext})")
-            self.emit(f"{part} = np.empty({nc})")
-            self.emit(f"for c in numba.prange({nc}):")
-            self.emit(f"{a} = {self.acc0}", 1)
-            loops, d = self.loops(z.shape, 1, first=first)
-            self.lines.extend(loops)
-            self.emit(f"{a} += {value}", d)
-            self.emit(f"{part}[c] = {a}", 1)
-            self.emit(f"{acc} = {self.acc0}")
-            self.emit(f"for c in range({nc}):")
-            self.emit(f"{acc} += {part}[c]", 1)
-            self.emit(f"{name} = {self.narrow(acc)}")
+            self.add(Nest(z.shape, [], total=(name, value),
+                          extra={"nc": nc, "part": part, "a": a, "acc": acc}))
             return None
+        self.work.append(self.prod(z.shape))
+        first = self.chunk(ext, nc)
         # later axes kept, the leading one summed: one buffer of the kept shape per chunk
         name = self.alloc(n, target)
         self.name[id(n)] = name
