@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 6a5e32b55cb1ae91
+# content hash: 769f91ddfc2d63b2
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -347,10 +347,6 @@ def _value_and_grad(x, g, dims, c_X, c_Y):
     t13 = np.empty((n, D2, ))
     t14 = np.empty((n, D3, ))
     t15 = g[0:o1].reshape((D3, D4, ))
-    t16 = g[o1:o2].reshape((D6, ))
-    for i0 in range(D3):
-        t16[i0] = 0.0
-    t17 = g[o2:o3].reshape((D1, D2, ))
     t18 = np.empty((D0, ))
     for i0 in range(D0):
         t18[i0] = 0.0
@@ -363,9 +359,13 @@ def _value_and_grad(x, g, dims, c_X, c_Y):
         for i1 in range(D3):
             t14[i0, i1] = t13[i0, i1]*_heaviside(t1[i0, i1] + p_b1[i1], 0.0)
     _gemm(t14.T, c_X, t15)
+    t16 = g[o1:o2].reshape((D6, ))
+    for i0 in range(D3):
+        t16[i0] = 0.0
     for i0 in range(n):
         for i1 in range(D3):
             t16[i1] += t14[i0, i1]
+    t17 = g[o2:o3].reshape((D1, D2, ))
     _gemm(t12.T, t2, t17)
     t19 = np.empty((D1, ))
     for i0 in range(D1):

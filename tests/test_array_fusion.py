@@ -204,3 +204,16 @@ def test_raw_accumulator_statements_keep_their_nests_out():
                     *lines[1:], a])
     flat = [m for x in out for m in (x if isinstance(x, list) else [x])]
     assert flat.index(a) > flat.index("t2 = acc")
+
+
+def test_a_view_and_its_base_are_one_array():
+    """Dependences are read off names: a nest writing through a view (t2 = t1.reshape(...))
+    and one reading the base at a shifted index must keep their order, not fuse."""
+    a = Nest((D0, D1), ["t2[i0, i1] = u[i0, i1]**2"])
+    b = Nest((TOP, D1), [], total=("s", "t1[i0 + 1, i1] - t1[i0, i1]"))
+    out = schedule(["t2 = t1.reshape((D0, D1))", a, b])
+    assert _kinds(out) == ["t2 = t1.reshape((D0, D1))", 1, 1]
+    # views of the outputs written under their own names only still fuse
+    c = Nest((D0, D1), ["t3[i0, i1] = 2.0*u[i0, i1]"])
+    out = schedule(["t3 = g[0:o1].reshape((D0, D1))", c, b])
+    assert _kinds(out) == ["t3 = g[0:o1].reshape((D0, D1))", 2]

@@ -14,7 +14,10 @@ and a statement that is not an assignment (a BLAS call) is taken to write every 
 mentions. Two nests fuse only when neither writes a name the other mentions and no chain of
 dependences runs from one to the other through the statements between them; the statements are
 then emitted in an order that keeps every dependence (a buffer's allocation before the fused
-nest, a sum's consumers after it), otherwise in their original order.
+nest, a sum's consumers after it), otherwise in their original order. A raw view
+(``t4 = g[0:o1].reshape(...)``) makes its name and its base one array for nests that mention
+both, so that writing through one name and reading through the other is seen (the emitter
+writes output slices through their view only, which keeps those fusible).
 
 >>> from symgrad.ir.dims import Dim
 >>> d0, d1 = Dim(4, "u", 0), Dim(5, "u", 1)
@@ -37,6 +40,8 @@ _NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 _ASSIGN = re.compile(r"\s*([A-Za-z_]\w*)(?:\[.*\])?\s*[-+*/]?=(?!=)")
 #: names no statement of a body assigns: loop indices (bound by each nest's own ``for``),
 #: modules, builtins and keywords
+#: ``view = base``, ``base[...]``, ``base.reshape(...)`` or ``base.T`` (a raw statement)
+_VIEW = re.compile(r"([A-Za-z_]\w*) = ([A-Za-z_]\w*)(?:\[[^\]]*\])?(?:\.reshape\(.*\)|\.T)?$")
 _FIXED = re.compile(r"(i\d+|j\d+|c|np|math|cmath|numba|range|max|min|abs|float|int|if|else|"
                     r"and|or|not|in|for|True|False|None)")
 
@@ -109,11 +114,53 @@ class _Raw:
             elif not head.startswith(("for ", "if ", "elif ", "else", "while ", "return ")):
                 self.written |= found  # a call: it may write any array it is given
 
+        view = _VIEW.fullmatch(lines[0])
+        #: (view, base) when the statement names a view of another array
+        self.view = view.groups() if view and len(lines) == 1 else None
+
     def reads(self) -> set[str]:
         return self.mentions
 
     def writes(self) -> set[str]:
         return self.written
+
+
+class _Aliased:
+    """A nest or statement seen with each view it mentions widened to the view's base."""
+
+    def __init__(self, node, base: dict[str, str]) -> None:
+        self.node = node
+        self._writes = {base.get(x, x) for x in node.writes()} | node.writes()
+        self._reads = {base.get(x, x) for x in node.reads()} | node.reads()
+
+    def reads(self) -> set[str]:
+        return self._reads
+
+    def writes(self) -> set[str]:
+        return self._writes
+
+    def private(self) -> set[str]:
+        return self.node.private()
+
+
+def _aliased(nodes: list) -> list:
+    """The nodes as dependences see them: where the body uses an array under two names (a view
+    and its base, or two views of one base), both stand for the base."""
+    base: dict[str, str] = {}
+    for n in nodes:
+        if isinstance(n, _Raw) and n.view:
+            v, b = n.view
+            base[v] = base.get(b, b)
+    used: dict[str, set[str]] = {}  # a base -> its names the body uses (not to define views)
+    for n in nodes:
+        if not (isinstance(n, _Raw) and n.view):
+            for x in n.reads() | n.writes():
+                if x in base or x in base.values():
+                    used.setdefault(base.get(x, x), set()).add(x)
+    shared = {v: b for v, b in base.items() if len(used.get(b, ())) > 1}
+    if not shared:
+        return nodes
+    return [n if isinstance(n, _Raw) and n.view else _Aliased(n, shared) for n in nodes]
 
 
 def _blocks(items: list) -> list:
@@ -130,12 +177,16 @@ def _blocks(items: list) -> list:
     return [_Raw(b) if isinstance(b, list) else b for b in out]
 
 
+def _is_nest(node) -> bool:
+    return isinstance(getattr(node, "node", node), Nest)
+
+
 def _conflict(a, b) -> bool:
     """Whether ``a`` and ``b`` must keep their order: one writes a name the other mentions."""
     aw, ar, bw, br = a.writes(), a.reads(), b.writes(), b.reads()
-    if isinstance(a, Nest) != isinstance(b, Nest):  # a nest's accumulator among raw lines
-        own = (a if isinstance(a, Nest) else b).private()
-        if isinstance(a, Nest):
+    if _is_nest(a) != _is_nest(b):  # a nest's accumulator among raw lines
+        own = (a if _is_nest(a) else b).private()
+        if _is_nest(a):
             aw, ar = aw | own, ar | own
         else:
             bw, br = bw | own, br | own
@@ -147,10 +198,11 @@ def schedule(items: list) -> list:
     lists of nests to print as one nest each, in an order that keeps every dependence."""
     nodes = _blocks(items)
     count = len(nodes)
+    seen = _aliased(nodes)
     after: list[set[int]] = [set() for _ in nodes]  # i -> the items that depend on i
     for j in range(count):
         for i in range(j):
-            if _conflict(nodes[i], nodes[j]):
+            if _conflict(seen[i], seen[j]):
                 after[i].add(j)
     group = list(range(count))  # item -> the item leading its group
     members: dict[int, list[int]] = {k: [k] for k in range(count)}
