@@ -164,8 +164,9 @@ def test_generate_writes_the_float32_module_compile_runs(kernels, tmp_path):
 
 def test_dask_columns_and_bind_give_the_in_memory_result(kernels):
     da = pytest.importorskip("dask.array")
-    f32, _, _ = kernels["softmax"]
-    d = {k: v for k, v in _data(4000, seed=3).items() if k in ("X", "C")}
+    # logistic: the quick module (its float32 passes compiled above), 2-D and 1-D columns
+    f32, _, _ = kernels["logistic"]
+    d = {k: v for k, v in _data(4000, seed=3).items() if k in ("X", "y")}
     x = _x(f32)
     v, g = f32.value_and_grad(x, **d)
     cols = {k: da.from_array(a, chunks=(1000, *a.shape[1:])) for k, a in d.items()}
