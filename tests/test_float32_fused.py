@@ -16,6 +16,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+from mixed_losses import mixed_loss
 
 import symgrad as sg
 from symgrad.check.unroll import ExactTooLarge
@@ -164,8 +165,9 @@ def test_generate_writes_the_float32_module_compile_runs(kernels, tmp_path):
 
 def test_dask_columns_and_bind_give_the_in_memory_result(kernels):
     da = pytest.importorskip("dask.array")
-    f32, _, _ = kernels["softmax"]
-    d = {k: v for k, v in _data(4000, seed=3).items() if k in ("X", "C")}
+    # logistic: the quick module (its float32 passes compiled above), 2-D and 1-D columns
+    f32, _, _ = kernels["logistic"]
+    d = {k: v for k, v in _data(4000, seed=3).items() if k in ("X", "y")}
     x = _x(f32)
     v, g = f32.value_and_grad(x, **d)
     cols = {k: da.from_array(a, chunks=(1000, *a.shape[1:])) for k, a in d.items()}
@@ -211,24 +213,12 @@ def test_check_grad_checks_a_float32_kernel_at_float32_tolerance(kernels, fused)
 # ------------------------------------------------ index sums + array terms (kind "sum")
 
 
-def _mixed(width: int = 3):
-    """A smoothing penalty over a vector (index sums, with element-wise data) plus a small
-    least-squares array term of ``width`` features; ``s32a`` is read by both."""
-    v = sg.params("s32v", indexed=True)
-    i = sg.index("i")
-    a = sg.params("s32a")
-    z = sg.data("s32z", indexed=True)
-    w = sg.params("s32w", shape=(width,))
-    X = sg.data("s32X", shape=(width,))
-    y = sg.data("s32y")
-    smooth = sg.sum((v[i + 1] - v[i]) ** 2 + a**2 * v[i] ** 2, (i, 0, v.length - 1))
-    fit = sg.sum((v[i] - z[i]) ** 2, (i, 0, v.length))
-    return smooth + fit + sg.mean((X @ w + a - y) ** 2) + 0.1 * sg.sum(w**2)
-
-
 @pytest.fixture(scope="module")
 def mixed():
-    loss = _mixed()
+    """float32 and float64 kernels of tests/test_mixed_sums.py's loss (a smoothing penalty over
+    a vector plus a small least-squares array term, ``am`` read by both): its float64 fused
+    module is the one that file compiles."""
+    loss = mixed_loss()
     return sg.compile(loss, dtype="float32"), sg.compile(loss)
 
 
@@ -238,11 +228,11 @@ def test_a_float32_sum_of_index_sums_and_array_terms_equals_float64(mixed):
     assert isinstance(f32, FusedKernel) and f32.data_dtype == np.float32 and f32.kind == "scalar"
     assert "index sums (over vectors, element-wise data) compute in float64" in f32.source
     rng = np.random.default_rng(5)
-    d32 = {"s32X": rng.standard_normal((N, 3)).astype(np.float32),
-           "s32y": rng.standard_normal(N).astype(np.float32),
-           "s32z": rng.standard_normal(9)}
+    d32 = {"X": rng.standard_normal((N, 3)).astype(np.float32),
+           "y": rng.standard_normal(N).astype(np.float32),
+           "z": rng.standard_normal(9)}
     d64 = {k: v.astype(np.float64) for k, v in d32.items()}
-    x = f64.pack(s32a=0.75, s32w=[0.5, -1.0, 0.25], s32v=rng.standard_normal(9))
+    x = f64.pack(am=0.75, cm=-0.5, wm=[0.5, -1.0, 0.25], vm=rng.standard_normal(9))
     x = x.astype(np.float32).astype(np.float64)
     v = rng.standard_normal(x.size)
     v32, g32 = f32.value_and_grad(x, **d32)
@@ -251,22 +241,22 @@ def test_a_float32_sum_of_index_sums_and_array_terms_equals_float64(mixed):
     assert _rel(g32, g64) < TOL and _rel(f32.hvp(x, v, **d32), f64.hvp(x, v, **d64)) < TOL
     # the index sums alone are float64 code: the array term's gradient is the only float32 part
     part = f32.unpack(g32 - g64)
-    assert np.array_equal(part["s32v"], np.zeros(9))
+    assert np.array_equal(part["vm"], np.zeros(9)) and part["cm"] == 0.0
 
 
 def test_a_float32_sum_that_does_not_fuse_is_refused_with_what_to_do(tmp_path):
-    big = _mixed(width=40)  # 41 entries of x in the array terms: a SumKernel, float64 only
+    big = mixed_loss(width=40)  # 41 entries of x in the array terms: a SumKernel, float64 only
     for kw in ({}, {"fuse": True}):
         with pytest.raises(ValueError, match=r"dtype='float32': the array terms do not fuse "
                                              r"\(41 parameters.*loss.array with "
                                              r"dtype='float32' on its own"):
             sg.compile(big, dtype="float32", **kw)
     with pytest.raises(ValueError, match=r"fuse=False: float32 needs the one fused module"):
-        sg.compile(_mixed(), dtype="float32", fuse=False)
+        sg.compile(mixed_loss(), dtype="float32", fuse=False)
     with pytest.raises(ValueError, match=r"the array terms do not fuse"):
         sg.generate(big, tmp_path / "big.py", dtype="float32")
     assert not (tmp_path / "big.py").exists()
-    path = sg.generate(_mixed(), tmp_path / "mixed32.py", dtype="float32")
+    path = sg.generate(mixed_loss(), tmp_path / "mixed32.py", dtype="float32")
     assert "DTYPE = 'float32'" in path.read_text()
 
 

@@ -12,7 +12,9 @@ import symgrad as sg
 from symgrad.lsq import ReferenceResiduals, UnidentifiableWarning
 
 a, b, c = sg.params("a b c")
-t, y = sg.data("t y")
+# the target is named as sg.curve_fit names it: DECAY is then the residual curve_fit builds
+# from a * exp(-b * t) + c, one compiled module for both (a cold run compiles it once)
+t, y = sg.data("t ydata")
 DECAY = a * sg.exp(-b * t) + c - y
 TRUE = np.array([3.0, 0.7, 0.5])
 
@@ -30,7 +32,7 @@ def decay_data():
     rng = np.random.default_rng(7)
     tt = np.linspace(0, 8, 200)
     yy = TRUE[0] * np.exp(-TRUE[1] * tt) + TRUE[2] + 0.05 * rng.standard_normal(tt.size)
-    return {"t": tt, "y": yy}
+    return {"t": tt, "ydata": yy}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,7 @@ def test_methods_agree_with_scipy_lm(decay, decay_data, method):
 
 def test_statistics_match_curve_fit(decay, decay_data):
     fit = sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data)
-    tt, yy = decay_data["t"], decay_data["y"]
+    tt, yy = decay_data["t"], decay_data["ydata"]
     popt, pcov = so.curve_fit(lambda t_, a_, b_, c_: a_ * np.exp(-b_ * t_) + c_, tt, yy,
                               p0=[1.0, 0.1, 0.0], xtol=1e-14, ftol=1e-14, gtol=1e-14)
     np.testing.assert_allclose(fit.x, popt, rtol=1e-8)
@@ -105,10 +107,10 @@ def test_curve_fit_convenience_matches_scipy(decay_data):
     sigma = np.linspace(0.02, 0.1, decay_data["t"].size)
     for absolute in (False, True):
         # params given: the default order is declaration order, which other tests may change
-        popt, pcov = sg.curve_fit(model, decay_data["t"], decay_data["y"], [1.0, 0.1, 0.0],
+        popt, pcov = sg.curve_fit(model, decay_data["t"], decay_data["ydata"], [1.0, 0.1, 0.0],
                                   params=[a, b, c], sigma=sigma, absolute_sigma=absolute)
         ref = so.curve_fit(lambda t_, a_, b_, c_: a_ * np.exp(-b_ * t_) + c_, decay_data["t"],
-                           decay_data["y"], p0=[1.0, 0.1, 0.0], sigma=sigma,
+                           decay_data["ydata"], p0=[1.0, 0.1, 0.0], sigma=sigma,
                            absolute_sigma=absolute, xtol=1e-14, ftol=1e-14, gtol=1e-14)
         np.testing.assert_allclose(popt, ref[0], rtol=1e-8)
         np.testing.assert_allclose(pcov, ref[1], rtol=1e-6)
@@ -117,9 +119,9 @@ def test_curve_fit_convenience_matches_scipy(decay_data):
 @pytest.mark.parametrize("loss", ["huber", "soft_l1", "cauchy", "arctan"])
 def test_robust_losses_match_scipy_trf(decay, decay_data, loss):
     data = dict(decay_data)
-    yy = data["y"].copy()
+    yy = data["ydata"].copy()
     yy[::17] += 3.0  # outliers
-    data["y"] = yy
+    data["ydata"] = yy
     fit = sg.least_squares(decay, [1.0, 0.1, 0.0], data=data, loss=loss, f_scale=0.1,
                            method="precise")
     ref = _scipy(decay, data, [1.0, 0.1, 0.0], method="trf", loss=loss, f_scale=0.1,
@@ -223,8 +225,8 @@ def test_unidentifiable_parameter_warns_and_has_infinite_stderr(make, decay_data
 
 def test_non_finite_start_names_sample_and_values(make):
     k = make(a * sg.log(b * t) - y, [a, b])
-    data = {"t": np.array([1.0, 2.0, -3.0]), "y": np.zeros(3)}
-    with pytest.raises(ValueError, match=r"sample 2 \(t=-3, y=0\) with a=1, b=1"):
+    data = {"t": np.array([1.0, 2.0, -3.0]), "ydata": np.zeros(3)}
+    with pytest.raises(ValueError, match=r"sample 2 \(t=-3, ydata=0\) with a=1, b=1"):
         sg.least_squares(k, [1.0, 1.0], data=data)
 
 
@@ -286,8 +288,8 @@ def test_bounds_forms_as_scipy_accepts_them(decay, decay_data):
 
 def test_data_and_curve_fit_options_are_validated(decay, decay_data):
     with pytest.raises(TypeError, match="data must be a dict of columns by name"):
-        sg.least_squares(decay, [1.0, 0.1, 0.0], data=[decay_data["t"], decay_data["y"]])
-    model, tt, yy, p0 = a * sg.exp(-b * t) + c, decay_data["t"], decay_data["y"], [1, 0.1, 0]
+        sg.least_squares(decay, [1.0, 0.1, 0.0], data=[decay_data["t"], decay_data["ydata"]])
+    model, tt, yy, p0 = a * sg.exp(-b * t) + c, decay_data["t"], decay_data["ydata"], [1, 0.1, 0]
     with pytest.raises(ValueError, match="chunk must be an integer >= 1"):
         sg.curve_fit(model, tt, yy, p0, params=[a, b, c], method="precise", chunk=0)
     with pytest.raises(ValueError,
@@ -308,7 +310,7 @@ def test_data_and_curve_fit_options_are_validated(decay, decay_data):
 def test_extreme_data_scales_match_scipy(decay, decay_data, scale, method):
     """Issue 24.11: data around 1e-170 returned x0 with success=True; around 1e160 the start
     was refused. SciPy's lm with the same Jacobian finds the answer at both scales."""
-    data = {"t": decay_data["t"], "y": decay_data["y"] * scale}
+    data = {"t": decay_data["t"], "ydata": decay_data["ydata"] * scale}
     unit = np.array([scale, 1.0, scale])
     x0 = np.array([1.0, 0.1, 0.0]) * unit
     fit = sg.least_squares(decay, x0, data=data, method=method)
@@ -359,7 +361,7 @@ def test_dask_dataframe_columns_equal_the_in_memory_fit(decay_data):
     df = df[df.t >= 0]  # every row kept, chunk sizes unknown
     assert np.isnan(df.t.to_dask_array().shape[0])
     k = sg.compile_residuals(DECAY, [a, b, c])
-    fit = sg.least_squares(k, [1.0, 0.1, 0.0], data={"t": df.t, "y": df.y})
+    fit = sg.least_squares(k, [1.0, 0.1, 0.0], data={"t": df.t, "ydata": df.ydata})
     mem = sg.least_squares(k, [1.0, 0.1, 0.0], data=decay_data)
     assert fit.n_residuals == 200 and fit.success
     np.testing.assert_allclose(fit.x, mem.x, rtol=1e-10)

@@ -2,27 +2,13 @@
 
 import numpy as np
 import pytest
+from mixed_losses import mixed_loss
 
 import symgrad as sg
 from symgrad.ir.graph import ShapeError
 from symgrad.ir.problem import ProblemError
 
 RNG_SEED = 22
-
-
-def mixed_loss():
-    """A smoothing penalty over a vector v (index sums, with an element-wise data column z and
-    a scalar c only they read) plus a least-squares array term; ``a`` is shared by both."""
-    v = sg.params("vm", indexed=True)
-    i = sg.index("i")
-    a, c = sg.params("am cm")
-    z = sg.data("z", indexed=True)
-    w = sg.params("wm", shape=(3,))
-    X = sg.data("X", shape=(3,))
-    y = sg.data("y")
-    smooth = sg.sum((v[i + 1] - v[i]) ** 2 + a ** 2 * v[i] ** 2, (i, 0, v.length - 1))
-    fit = sg.sum((v[i] - c * z[i]) ** 2, (i, 0, v.length))
-    return smooth + sg.mean((X @ w + a - y) ** 2) + fit + 0.1 * sg.sum(w ** 2)
 
 
 def reference(p, X, y, z):

@@ -71,14 +71,16 @@ def test_residual_kernel_is_the_half_squared_norm_loss(kernels):
     v = np.array([0.3, -1.1])
     np.testing.assert_allclose(rk.hvp(x, v, **data), J.T @ (J @ v), rtol=1e-12)
     np.testing.assert_allclose(rk.hessian(x, **data), J.T @ J, rtol=1e-12)
-    # the same loss compiled as a scalar loss: ½ Σ r² has the same value and gradient
-    a, b = sg.params("a b")
-    t, y = sg.data("t y")
-    f = sg.compile(sg.sum((a * t + b - y) ** 2) / 2)
-    assert rk.value(x, **data) == pytest.approx(f.value(x, **data), rel=1e-13)
-    np.testing.assert_allclose(rk.grad(x, **data), f.grad(x, **data), rtol=1e-12)
+    # the same loss as a scalar loss: ½ Σ r² is N/2 times the fixture's mean((a t + b - y)²)
+    # (already compiled: no module of its own), with the same value and gradient
+    f, fdata = kernels["scalar"]
+    assert fdata["t"] is data["t"] and fdata["y"] is data["y"]
+    half_n = T.size / 2
+    assert rk.value(x, **data) == pytest.approx(half_n * f.value(x, **data), rel=1e-13)
+    np.testing.assert_allclose(rk.grad(x, **data), half_n * f.grad(x, **data), rtol=1e-12)
     # linear residuals: the Gauss–Newton Hessian is the Hessian
-    np.testing.assert_allclose(rk.hessian(x, **data), f.hessian(x, **data), rtol=1e-12)
+    np.testing.assert_allclose(rk.hessian(x, **data), half_n * f.hessian(x, **data),
+                               rtol=1e-12)
 
 
 def test_residual_kernel_takes_a_batch(kernels):
