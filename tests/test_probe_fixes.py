@@ -276,8 +276,7 @@ def test_minimize_takes_x0_as_a_dict_by_name_and_names_bad_x0():
         sg.minimize(lambda x: (float(x @ x), 2 * x), {"a": 1.0}, steps=2)
 
 
-@pytest.mark.parametrize("fuse", [None, False])
-def test_check_hessian_of_a_residual_kernel_checks_gauss_newton(decay_residual, fuse):
+def test_check_hessian_of_a_residual_kernel_checks_gauss_newton(decay_residual):
     # A residual kernel's Hessian is the Gauss-Newton JᵀJ (documented); check_hessian's
     # default differenced the gradient, i.e. the true Hessian of ½‖r‖², and reported a
     # correct kernel as FAILED wherever the residuals are not zero.
@@ -287,12 +286,19 @@ def test_check_hessian_of_a_residual_kernel_checks_gauss_newton(decay_residual, 
     assert sg.check_hessian(decay_residual, x, data=data).ok
     with pytest.raises(ValueError, match="Gauss-Newton"):
         sg.check_hessian(decay_residual, x, data=data, method="richardson")
-    W, X, Y = sg.params("W", shape=(2, 2)), sg.data("X", shape=(2,)), sg.data("Y", shape=(2,))
-    rk = sg.compile_residuals(sg.tanh(W @ X) - Y, fuse=fuse)
-    arrays = {"X": np.random.default_rng(0).normal(size=(10, 2)), "Y": np.zeros((10, 2))}
-    assert sg.check_hessian(rk, np.ones(4), data=arrays).ok
     with pytest.raises(NotImplementedError, match=r"pass the kernel itself and its data=\)$"):
         sg.check_hessian(decay_residual.bind(**data), x)  # was an AttributeError
+
+
+@pytest.mark.slow  # compiles an array residual per lowering and unrolls it (about 6 s each)
+@pytest.mark.parametrize("fuse", [True, False])
+def test_check_hessian_of_an_array_residual_checks_gauss_newton(fuse):
+    # the same on both lowerings of an array residual (test_lsq_arrays' tanh layer)
+    W, b = sg.params("W", shape=(3, 2)), sg.params("b", shape=(3,))
+    X, Y = sg.data("X", shape=(2,)), sg.data("Y", shape=(3,))
+    rk = sg.compile_residuals(sg.tanh(W @ X + b) - Y, fuse=fuse)
+    arrays = {"X": np.random.default_rng(0).normal(size=(6, 2)), "Y": np.zeros((6, 3))}
+    assert sg.check_hessian(rk, np.linspace(-1.0, 1.0, 9), data=arrays).ok
 
 
 def test_complex_step_on_a_residual_kernel_says_why_not(decay_residual):
