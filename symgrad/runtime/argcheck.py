@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["BoundOut", "as_out", "as_vector", "data_inputs", "in_range", "no_positional",
-           "seeded"]
+__all__ = ["BoundOut", "as_out", "as_vector", "by_name", "data_inputs", "in_range",
+           "no_positional", "seeded"]
 
 _F64 = np.dtype(np.float64)
 
@@ -131,3 +131,12 @@ def seeded(seed) -> np.random.Generator:
     except (TypeError, ValueError):
         raise ValueError("seed must be None, a non-negative integer, a numpy SeedSequence or "
                          f"Generator, got {seed!r}") from None
+
+
+def by_name(kernel, x0: Mapping) -> np.ndarray:
+    """``x0`` given as a dict of arrays by parameter name, packed by ``kernel.pack`` (which names
+    a missing or unknown array); the error says it is about ``x0``."""
+    try:
+        return kernel.pack(**{str(k): v for k, v in x0.items()})
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"x0 by name: {exc}") from None

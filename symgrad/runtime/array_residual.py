@@ -51,6 +51,7 @@ from ..ir.graph import Node
 from ..ir.model_problem import ModelProblem, model_problem
 from ..ir.residual_problem import ResidualProblem, residual_problem
 from ..passes.fuse import fusable, unroll
+from .argcheck import by_name
 from .array import ArrayKernel
 from .base import Kernel
 from .blocksums import neumaier, normal_sums, split
@@ -302,13 +303,6 @@ def x0_by_name(kernel, x0) -> object:
     the flat vector of an array-residual kernel; anything else as it is."""
     if not (isinstance(kernel, ArrayResiduals | FusedArrayResiduals) and isinstance(x0, Mapping)):
         return x0
-    keys = set(map(str, x0))
-    if keys <= set(kernel.params):  # entries by label ('W[0, 1]'): checked with the others
+    if set(map(str, x0)) <= set(kernel.params):  # entries by label ('W[0, 1]'): checked later
         return x0
-    missing = [n for n in kernel.shapes if n not in keys]
-    unknown = sorted(keys - set(kernel.shapes))
-    if missing or unknown:
-        raise ValueError(f"x0 must give every parameter array ({', '.join(kernel.shapes)}): "
-                         + "; ".join(([f"missing {', '.join(missing)}"] if missing else [])
-                                     + ([f"unknown {', '.join(unknown)}"] if unknown else [])))
-    return kernel.pack(**{str(k): v for k, v in x0.items()})
+    return by_name(kernel, x0)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.argcheck import seeded
+from ..runtime.argcheck import by_name, seeded
 from .objective import arith_dtype, how, is_bound, kernel_dtype, per_sample
 from .optim import Optimizer, sgd
 from .second_order import SecondOrder
@@ -100,10 +100,7 @@ def plan(
         if not hasattr(f, "pack"):
             raise TypeError("x0 as a dict by name needs a compiled kernel (its pack); pass x0 "
                             "as an array")
-        try:
-            x0 = f.pack(**{str(k): v for k, v in x0.items()})
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"x0 by name: {exc}") from None
+        x0 = by_name(f, x0)
     try:
         x = np.array(x0, dtype=np.float64)  # a copy: the caller's x0 is never modified
     except (TypeError, ValueError):
