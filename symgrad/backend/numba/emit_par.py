@@ -60,14 +60,12 @@ class ParEmitter(Emitter):
         group sums, over a fixed number of chunks (:data:`SUM_CHUNKS`, or the extent when
         smaller), each sum adding each chunk into its own slot, the slots added in chunk order
         afterwards (the chunks are a function of the sizes only)."""
-        sums = [m for m in group if m.total]
-        if not group[0].shape or not sums:
-            if not group[0].shape:
-                return super().fused(group)
-            ext = extents(group)
+        if not group[0].shape:
+            return super().fused(group)
+        sums, ext = [m for m in group if m.total], extents(group)
+        if not sums:  # stores of their own elements: the leading axis in prange
             loops, d = self.loops(ext, 0, first=f"numba.prange({self.size(ext[0])})")
             return loops + self.inner(group, ext, {}, d)
-        ext = extents(group)
         size, nc = self.size(ext[0]), sums[0].extra["nc"]
         out = [f"{nc} = min({SUM_CHUNKS}, {size})"]
         out += [f"{m.extra['part']} = np.empty({nc})" for m in sums]
