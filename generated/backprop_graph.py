@@ -5,7 +5,7 @@
 # parameters (order of x): w, b
 # data columns: x[N], y_true[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 6b073876cd233ab1
+# content hash: b4655379a1183867
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -293,7 +293,7 @@ def hvp(x, v, out, col_x, y_true, idx=None):
 
 @numba.njit(cache=True, error_model='numpy')
 def hessian(x, H, col_x, y_true, idx=None):
-    """Write the (symmetrised) Hessian at x into H, column by column."""
+    """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
     if H.shape[0] != 2 or H.shape[1] != 2:
         raise ValueError("H must have shape (2, 2)")
     if _overlap(H, x):
@@ -301,7 +301,7 @@ def hessian(x, H, col_x, y_true, idx=None):
     e = np.zeros(2)
     for j in range(2):
         e[j] = 1.0
-        hvp(x, e, H[:, j], col_x, y_true, idx)
+        hvp(x, e, H[j], col_x, y_true, idx)
         e[j] = 0.0
     for j in range(2):
         for k in range(j + 1, 2):
@@ -365,7 +365,7 @@ def hvp_parallel(x, v, out, col_x, y_true, idx=None):
 
 @numba.njit(cache=True, error_model='numpy')
 def hessian_parallel(x, H, col_x, y_true, idx=None):
-    """Write the (symmetrised) Hessian at x into H, column by column."""
+    """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
     if H.shape[0] != 2 or H.shape[1] != 2:
         raise ValueError("H must have shape (2, 2)")
     if _overlap(H, x):
@@ -373,7 +373,7 @@ def hessian_parallel(x, H, col_x, y_true, idx=None):
     e = np.zeros(2)
     for j in range(2):
         e[j] = 1.0
-        hvp_parallel(x, e, H[:, j], col_x, y_true, idx)
+        hvp_parallel(x, e, H[j], col_x, y_true, idx)
         e[j] = 0.0
     for j in range(2):
         for k in range(j + 1, 2):

@@ -5,7 +5,7 @@
 # parameters (order of x): w
 # data columns: none
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 9a8a4bc537923ab2
+# content hash: 4d8c9d41f574aeaf
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -117,7 +117,7 @@ def hvp(x, v, out):
 
 @numba.njit(cache=True, error_model='numpy')
 def hessian(x, H):
-    """Write the (symmetrised) Hessian at x into H, column by column."""
+    """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
     if H.shape[0] != 1 or H.shape[1] != 1:
         raise ValueError("H must have shape (1, 1)")
     if _overlap(H, x):
@@ -125,7 +125,7 @@ def hessian(x, H):
     e = np.zeros(1)
     for j in range(1):
         e[j] = 1.0
-        hvp(x, e, H[:, j])
+        hvp(x, e, H[j])
         e[j] = 0.0
     for j in range(1):
         for k in range(j + 1, 1):

@@ -5,7 +5,7 @@
 # parameters (order of x): a, b, c
 # data columns: speed[N], time[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: e8be74544b0ac055
+# content hash: bf3c8e3b00400287
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -359,7 +359,7 @@ def hvp(x, v, out, speed, time, idx=None):
 
 @numba.njit(cache=True, error_model='numpy')
 def hessian(x, H, speed, time, idx=None):
-    """Write the (symmetrised) Hessian at x into H, column by column."""
+    """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
     if H.shape[0] != 3 or H.shape[1] != 3:
         raise ValueError("H must have shape (3, 3)")
     if _overlap(H, x):
@@ -367,7 +367,7 @@ def hessian(x, H, speed, time, idx=None):
     e = np.zeros(3)
     for j in range(3):
         e[j] = 1.0
-        hvp(x, e, H[:, j], speed, time, idx)
+        hvp(x, e, H[j], speed, time, idx)
         e[j] = 0.0
     for j in range(3):
         for k in range(j + 1, 3):
@@ -431,7 +431,7 @@ def hvp_parallel(x, v, out, speed, time, idx=None):
 
 @numba.njit(cache=True, error_model='numpy')
 def hessian_parallel(x, H, speed, time, idx=None):
-    """Write the (symmetrised) Hessian at x into H, column by column."""
+    """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
     if H.shape[0] != 3 or H.shape[1] != 3:
         raise ValueError("H must have shape (3, 3)")
     if _overlap(H, x):
@@ -439,7 +439,7 @@ def hessian_parallel(x, H, speed, time, idx=None):
     e = np.zeros(3)
     for j in range(3):
         e[j] = 1.0
-        hvp_parallel(x, e, H[:, j], speed, time, idx)
+        hvp_parallel(x, e, H[j], speed, time, idx)
         e[j] = 0.0
     for j in range(3):
         for k in range(j + 1, 3):

@@ -5,7 +5,7 @@
 # parameters (order of x): x1, x2
 # data columns: none
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 7823d89cf8cdda51
+# content hash: 700dbba0852a3228
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -128,7 +128,7 @@ def hvp(x, v, out):
 
 @numba.njit(cache=True, error_model='numpy')
 def hessian(x, H):
-    """Write the (symmetrised) Hessian at x into H, column by column."""
+    """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
     if H.shape[0] != 2 or H.shape[1] != 2:
         raise ValueError("H must have shape (2, 2)")
     if _overlap(H, x):
@@ -136,7 +136,7 @@ def hessian(x, H):
     e = np.zeros(2)
     for j in range(2):
         e[j] = 1.0
-        hvp(x, e, H[:, j])
+        hvp(x, e, H[j])
         e[j] = 0.0
     for j in range(2):
         for k in range(j + 1, 2):

@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 769f91ddfc2d63b2
+# content hash: e760cad5bc87ac00
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -503,7 +503,7 @@ def _hvp(x, v, out, dims, c_X, c_Y):
 
 @numba.njit(cache=True, error_model='numpy')
 def _hessian(x, H, dims, c_X, c_Y):
-    """Write the (symmetrised) Hessian at x into H, column by column."""
+    """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
     nn = x.shape[0]
     if H.shape[0] != nn or H.shape[1] != nn:
         raise ValueError("H must be square with the length of x")

@@ -12,7 +12,7 @@ functions' bodies; the rest of the text comes from here, so every module has one
 - :func:`jit` and :func:`fn`: the decorator and a function's text;
 - :func:`assemble`: the helpers the functions call (and only those, :func:`helpers_for`) and the
   functions, two blank lines apart; :func:`finish` puts the header with its hash on top;
-- :func:`hessian_fn`: the Hessian column by column from HVPs, symmetrised;
+- :func:`hessian_fn`: the Hessian from one HVP per unit vector, symmetrised;
 - :data:`CHUNK`: the samples per ``prange`` chunk of the in-process parallel passes.
 
 Fastmath policy (one rule). ``fastmath=_FASTMATH`` (``reassoc`` and ``contract`` by default:
@@ -137,15 +137,17 @@ def finish(body: str, head: Callable[[str], str]) -> str:
 
 def hessian_fn(n: int | None, args: str, hvp: str, name: str = "hessian",
                column: bool = False) -> str:
-    """The Hessian column by column from HVPs, symmetrised: ``hvp`` is the call's text with
-    ``{e}`` (the unit vector) and ``{col}`` (where the column goes). ``n=None``: the size is
+    """The Hessian from one HVP per unit vector, symmetrised: ``hvp`` is the call's text with
+    ``{e}`` (the unit vector) and ``{col}`` (where the product goes). ``n=None``: the size is
     x's length. ``column``: the HVP writes into a contiguous buffer ``col`` that is then copied
-    into ``H[:, j]`` (for HVPs that reshape their output); otherwise straight into ``H[:, j]``.
-    H must not overlap x (checked)."""
+    into ``H[:, j]`` (for HVPs that reshape their output); otherwise straight into the row
+    ``H[j]``: contiguous, so the HVP compiled for the caller's own ``out`` is reused (a column
+    ``H[:, j]`` would compile the whole HVP again for a strided ``out``), and the symmetrised
+    result is the same bits. H must not overlap x (checked)."""
     size = "nn" if n is None else str(n)
     dtype = ", dtype=x.dtype" if column else ""
-    doc = "Write the (symmetrised) Hessian at x into H, column by column."
-    call = hvp.format(e="e", col="col" if column else "H[:, j]")
+    doc = "Write the (symmetrised) Hessian at x into H, one HVP per unit vector."
+    call = hvp.format(e="e", col="col" if column else "H[j]")
     return fn(f"{name}({args})", doc, [
         *(["nn = x.shape[0]"] if n is None else []),
         f"if H.shape[0] != {size} or H.shape[1] != {size}:",
