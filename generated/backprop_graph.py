@@ -5,7 +5,7 @@
 # parameters (order of x): w, b
 # data columns: x[N], y_true[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: b4655379a1183867
+# content hash: f512ef1ff60f9cb3
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -246,7 +246,7 @@ def value(x, col_x, y_true, idx=None):
         raise ValueError("x must have 2 entries (w, b)")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(1)
-    _acc_e(x, col_x, y_true, idx, 0, N, acc)
+    _acc_e(x, col_x, y_true, idx, np.int64(0), N, acc)
     return _finish_e(x, acc, N)
 
 
@@ -261,7 +261,7 @@ def value_and_grad(x, g, col_x, y_true, idx=None):
         raise ValueError("out (the gradient array g) overlaps x in memory: pass a separate output array")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(3)
-    _acc_g(x, col_x, y_true, idx, 0, N, acc)
+    _acc_g(x, col_x, y_true, idx, np.int64(0), N, acc)
     return _finish_g(x, acc, N, g)
 
 
@@ -287,7 +287,7 @@ def hvp(x, v, out, col_x, y_true, idx=None):
         raise ValueError("out overlaps v in memory: pass a separate output array")
     N = _n_samples(col_x, y_true, idx)
     acc = np.zeros(5)
-    _acc_h(x, v, col_x, y_true, idx, 0, N, acc)
+    _acc_h(x, v, col_x, y_true, idx, np.int64(0), N, acc)
     return _finish_h(x, v, acc, N, out)
 
 

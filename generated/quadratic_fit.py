@@ -5,7 +5,7 @@
 # parameters (order of x): a, b, c
 # data columns: speed[N], time[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: bf3c8e3b00400287
+# content hash: f0a46cf1b1d69f1f
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -312,7 +312,7 @@ def value(x, speed, time, idx=None):
         raise ValueError("x must have 3 entries (a, b, c)")
     N = _n_samples(speed, time, idx)
     acc = np.zeros(1)
-    _acc_e(x, speed, time, idx, 0, N, acc)
+    _acc_e(x, speed, time, idx, np.int64(0), N, acc)
     return _finish_e(x, acc, N)
 
 
@@ -327,7 +327,7 @@ def value_and_grad(x, g, speed, time, idx=None):
         raise ValueError("out (the gradient array g) overlaps x in memory: pass a separate output array")
     N = _n_samples(speed, time, idx)
     acc = np.zeros(4)
-    _acc_g(x, speed, time, idx, 0, N, acc)
+    _acc_g(x, speed, time, idx, np.int64(0), N, acc)
     return _finish_g(x, acc, N, g)
 
 
@@ -353,7 +353,7 @@ def hvp(x, v, out, speed, time, idx=None):
         raise ValueError("out overlaps v in memory: pass a separate output array")
     N = _n_samples(speed, time, idx)
     acc = np.zeros(7)
-    _acc_h(x, v, speed, time, idx, 0, N, acc)
+    _acc_h(x, v, speed, time, idx, np.int64(0), N, acc)
     return _finish_h(x, v, acc, N, out)
 
 
@@ -454,5 +454,5 @@ def value_complex(x, speed, time, idx=None):
     """The loss at complex x (complex-step checks)."""
     N = _n_samples(speed, time, idx)
     acc = np.zeros(1, dtype=np.complex128)
-    _acc_e_c(x, speed, time, idx, 0, N, acc)
+    _acc_e_c(x, speed, time, idx, np.int64(0), N, acc)
     return _finish_e_c(x, acc, N)

@@ -91,3 +91,23 @@ def test_hessian_reuses_the_hvp_of_a_contiguous_out(tmp_path, monkeypatch):
     H = f.hessian(x, **data)
     assert len(f.jit.hvp.signatures) == 1
     assert np.array_equal(H, H.T) and np.array_equal(H[:, 1], hv)
+
+
+def test_serial_and_threaded_calls_share_one_compiled_sample_loop(tmp_path, monkeypatch):
+    """The serial driver called the sample loop with a literal 0, which Numba compiles apart
+    from the int64 the prange driver (and Dask workers) pass: the module's largest function
+    compiled twice for a loss called below and above the parallel threshold."""
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cache, "_USABLE", {})
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    loss = sg.mean((a * t + b - y) ** 2)
+    serial, threaded = sg.compile(loss, parallel=False), sg.compile(loss, parallel=True)
+    rng = np.random.default_rng(4)
+    data = {"t": rng.standard_normal(50), "y": rng.standard_normal(50)}
+    x = np.array([0.3, -0.2])
+    v1, g1 = serial.value_and_grad(x, **data)
+    v2, g2 = threaded.value_and_grad(x, **data)
+    acc_g = serial.jit.value_and_grad.py_func.__globals__["_acc_g"]
+    assert threaded.path == serial.path and len(acc_g.signatures) == 1
+    assert v1 == pytest.approx(v2, rel=1e-14) and np.allclose(g1, g2, rtol=1e-14, atol=0)

@@ -3,7 +3,7 @@ gradient and Hessian-vector sums (serial and prange variants), then the outer ch
 
 from __future__ import annotations
 
-from .skeleton import chunks, esc, fn, hessian_fn, jit
+from .skeleton import LO, chunks, esc, fn, hessian_fn, jit
 
 #: Samples per float32 partial sum of a float32 module's sample loop (see
 #: :meth:`_SampleFns.f32_blocks`): 1024 float32 terms, summed in 32 lanes, round like a few of
@@ -58,7 +58,7 @@ class _SampleFns:
             sfx, drv = ("_parallel", "_par_") if par else ("", "_acc_")
             tail = f"{cols}, idx=None"
             def run(m: str, a: str, drv: str = drv) -> str:
-                rng = "N, acc)" if drv == "_par_" else "0, N, acc)"
+                rng = "N, acc)" if drv == "_par_" else f"{LO}, N, acc)"
                 return f"{drv}{m}({a}, {cols}, idx, {rng}"
 
             out.append(fn(f"value{sfx}(x, {tail})", "The loss at x.", [
@@ -86,7 +86,7 @@ class _SampleFns:
                            "The loss at complex x (complex-step checks).", [
                                f"N = _n_samples({cols}, idx)",
                                f"acc = np.zeros({K}, dtype=np.complex128)",
-                               f"_acc_e_c(x, {cols}, idx, 0, N, acc)",
+                               f"_acc_e_c(x, {cols}, idx, {LO}, N, acc)",
                                "return _finish_e_c(x, acc, N)"]))
         return out
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from .helpers import COMPLEX_HELPERS, HELPERS, helpers_for, lse_helper
 from .names import RESERVED, CodegenOptions, TmpNames, column_args, ident
 
-__all__ = ["CHUNK", "COMPLEX_HELPERS", "HELPERS", "JIT", "MAX_CHUNKS", "RESERVED",
+__all__ = ["CHUNK", "COMPLEX_HELPERS", "HELPERS", "JIT", "LO", "MAX_CHUNKS", "RESERVED",
            "CodegenOptions", "TmpNames", "assemble", "chunks", "column_args", "esc",
            "fastmath_literal", "finish", "fn", "header", "helpers_for", "hessian_fn", "ident",
            "jit", "lse_helper", "preamble", "wrap"]
@@ -50,6 +50,11 @@ __all__ = ["CHUNK", "COMPLEX_HELPERS", "HELPERS", "JIT", "MAX_CHUNKS", "RESERVED
 #: call with its own accumulator row, summed in chunk order afterwards.
 CHUNK = 2048
 MAX_CHUNKS = 64
+#: The first sample of a serial driver's call of a chunk function. An int64, not the literal
+#: ``0``: Numba compiles a function called with a literal apart (``Literal[int](0)``), so the
+#: chunk function, the module's largest, compiled once for the serial driver and again for the
+#: ``prange`` driver and for Dask workers, which pass an int64.
+LO = "np.int64(0)"
 
 
 def jit(*, fastmath: bool = False, nogil: bool = False, parallel: bool = False) -> str:

@@ -3,7 +3,7 @@ sum for the value, the gradient scatter, the directional derivative and the HVP 
 
 from __future__ import annotations
 
-from .skeleton import JIT, esc, fn, hessian_fn
+from .skeleton import JIT, LO, esc, fn, hessian_fn
 from .text import _depends, _off
 
 
@@ -124,7 +124,7 @@ class _VectorFns:
             if not K:
                 return []
             return [f"N = _n_samples({cols}, idx)", f"acc = np.zeros({sizes[mode]})",
-                    f"_acc_{mode}({args}, {cols}, idx, 0, N, acc)", *self.load_r()]
+                    f"_acc_{mode}({args}, {cols}, idx, {LO}, N, acc)", *self.load_r()]
 
         S = [f"s{j}" for j in range(m)]
         # value
@@ -173,7 +173,7 @@ class _VectorFns:
             if K:
                 body += [f"N = _n_samples({cols}, idx)",
                          f"acc = np.zeros({K}, dtype=np.complex128)",
-                         f"_acc_e_c(x, {cols}, idx, 0, N, acc)", *self.load_r()]
+                         f"_acc_e_c(x, {cols}, idx, {LO}, N, acc)", *self.load_r()]
             body += [f"{S[j]} = _vs{j}_value_c(x, n{et})" for j in range(m)]
             body += [*self.load_params(), *self.assigns(o, ("F",), self.cplx),
                      f"return {self.p(o.outputs['F'][0], self.cplx)}"]
