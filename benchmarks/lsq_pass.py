@@ -100,10 +100,7 @@ def case(name: str, rk, baseline, x, n: int) -> None:
     print(f"\n{name}: N = {n:.0e}, P = {rk.n_params}, data {data_mb:.0f} MB, "
           f"max rel. difference fused vs NumPy {rel:.1e}")
     for threads in (1, 2):
-        # fixed for both pools (the kernels' thread policy would otherwise follow the free
-        # cores once a parallel pass ran: symgrad.runtime.blas)
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        sg.set_blas_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         with threadpool_limits(threads):
             tf = best(lambda: bk.normal(x))
             tb = best(lambda: baseline(x, t, y), repeat=3)
@@ -112,7 +109,6 @@ def case(name: str, rk, baseline, x, n: int) -> None:
         record("lsq_pass", f"NumPy J + BLAS / fused J^T J pass, {name}, N = {n:.0e}, P = "
                f"{rk.n_params}, {threads} thread(s)", tb / tf, unit="x",
                target=3.5 if threads == 1 else None, better="higher")
-    sg.set_blas_threads(None)
     record("lsq_pass", f"fused pass peak RSS growth, {name}", fused_mem[1], unit="MB",
            target=40)
     print(f"  memory (traced peak / peak-RSS growth): fused {fused_mem[0]:.2f} / "

@@ -15,10 +15,9 @@ The environment decides instead when it names a thread count (``OPENBLAS_NUM_THR
 ``OMP_NUM_THREADS``, ...), and so does :func:`set_blas_threads`. The policy finds the pools with
 ``threadpoolctl``; without it they keep their defaults.
 
-Numba's threads (the ``prange`` loops of array kernels' threaded cores and of residual kernels'
-``*_parallel`` functions: compiled with ``parallel=True``, or a large call with the default
-``parallel=None``) follow the same count once such a kernel exists or such a call ran
-(:func:`use_threads`): a threaded core runs its
+Numba's threads (the ``prange`` loops of array kernels' threaded cores: compiled with
+``parallel=True``, or a large call with the default ``parallel=None``) follow the same count
+once such a kernel exists or such a call ran (:func:`use_threads`): a threaded core runs its
 loops and its BLAS calls one after the other, never together, so the two pools each get the
 free cores and never oversubscribe them (and ``parallel=None`` keeps the serial cores when the
 matrix products outweigh the loops, see :func:`symgrad.runtime.array.work`).
@@ -138,9 +137,9 @@ def refresh() -> None:
 
 
 def use_threads() -> None:
-    """Let Numba's threads follow the policy from now on (called when an array or residual
-    kernel with parallel loops is made, or first runs them by default; processes without one
-    never start Numba's thread pool)."""
+    """Let Numba's threads follow the policy from now on (called when an array kernel with
+    parallel loops is made, or first runs them by default; processes without one never start
+    Numba's thread pool)."""
     if not _P.numba:
         _P.numba = True
         if _P.fixed is not None:

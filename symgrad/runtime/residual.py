@@ -28,7 +28,7 @@ from ..ad.derive import Builder, KinkPolicy, Program
 from ..distributed.detect import has_dask
 from ..distributed.residuals import bind_residuals
 from ..ir.residual_problem import ResidualProblem
-from . import blas, scalar
+from . import scalar
 from .argcheck import as_out, as_vector, in_range, no_positional
 from .base import At, Kernel
 from .bound import BoundResiduals
@@ -100,8 +100,6 @@ class ResidualKernel(Kernel):
         if hasattr(module, "normal_parallel"):
             self._par = types.SimpleNamespace(**{n: getattr(module, f"{n}_parallel")
                                                  for n in names})
-            if self.parallel:
-                blas.use_threads()
 
     def __repr__(self) -> str:
         data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
@@ -295,12 +293,13 @@ class ResidualKernel(Kernel):
     # -- the compiled residual family (no checks): what a subclass computes differently ------
     def _impl(self, n: int) -> types.SimpleNamespace:
         """The serial or the parallel functions for a call over ``n`` samples (see
-        :attr:`parallel`); Numba's threads then follow the BLAS policy (:mod:`.blas`)."""
+        :attr:`parallel`). The parallel ones run on Numba's threads as they are (all cores
+        unless set otherwise), as the scalar kernels' do: they call no BLAS, so they never
+        share the cores with a BLAS pool, and the BLAS policy's load estimate (one thread
+        until its second look, half a second on) would run a short fit on one thread."""
         if self._par is None or self.parallel is False or (
                 self.parallel is None and n < scalar.PARALLEL_THRESHOLD):
             return self._serial
-        blas.use_threads()  # once; then the thread count is refreshed per call
-        blas.refresh()
         return self._par
 
     def _fill_residuals(self, x: np.ndarray, r: np.ndarray, args: tuple) -> None:
