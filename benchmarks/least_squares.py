@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from report import record  # noqa: E402
 
 import symgrad as sg  # noqa: E402
+from symgrad.runtime.scalar import PARALLEL_THRESHOLD  # noqa: E402
 
 TOL = {"xtol": 1e-12, "ftol": 1e-12, "gtol": 1e-12}
 
@@ -139,8 +140,10 @@ def case_tanh_layer(n: int, rng):
 
 
 def _fit(rk, x0, data: dict, n: int):
-    """A warm fit (JIT on a subsample first): ``(result, seconds, memory)``."""
-    step = max(1, n // 2000)
+    """A warm fit (JIT on a subsample first: large enough for the kernels' parallel
+    functions, ``PARALLEL_THRESHOLD`` samples, which a large fit runs): ``(result, seconds,
+    memory)``."""
+    step = max(1, n // max(2000, PARALLEL_THRESHOLD))
     sg.least_squares(rk, x0, data={k: v[::step] for k, v in data.items()})  # warm (JIT)
     return measured(lambda: sg.least_squares(rk, x0, data=data))  # defaults
 

@@ -147,9 +147,10 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
     - ``policy``: the :class:`KinkPolicy` (derivatives at kinks);
     - ``parallel``: None uses the ``prange`` variant of a scalar loss above
       ``kernel.PARALLEL_THRESHOLD`` samples, and the threaded cores of an array loss for calls
-      large enough to pay (the same result for any number of threads); True/False force it;
-      residual modules are always per-sample parallel (True is accepted); models have no
-      variant yet;
+      large enough to pay (the same result for any number of threads), and the
+      ``*_parallel`` functions of a residual module from ``kernel.PARALLEL_THRESHOLD``
+      samples (the same chunks as the serial ones: the same bits); True/False force it;
+      models have no variant yet;
     - ``dtype``: "float64" (default) or "float32" for array losses, models, scalar losses
       over data samples and residuals over data columns (float32 per-sample terms, float64
       sums; x, g and results float64);

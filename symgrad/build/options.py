@@ -43,7 +43,7 @@ DTYPES = {"scalar": ("float64", "float32"), "array": ("float64", "float32"),
           "sum": ("float64", "float32")}
 #: The ``parallel=`` values each kind honours (None: the kernel decides).
 PARALLEL = {"scalar": (None, True, False), "array": (None, True, False), "model": (None,),
-            "residual": (None, True), "sum": (None, True, False)}
+            "residual": (None, True, False), "sum": (None, True, False)}
 #: The kinds whose lowering ``fuse=`` chooses (one pass over the samples, or array code).
 FUSE = ("array", "residual", "sum")
 _WHAT = {"scalar": "a scalar loss", "array": "an array loss", "model": "a model",
@@ -52,8 +52,6 @@ _WHAT = {"scalar": "a scalar loss", "array": "an array loss", "model": "a model"
 _NO_PARALLEL = {
     "model": "models run BLAS and one loop per node, with no prange variant yet: set the BLAS "
              "threads with sg.set_blas_threads(n)",
-    "residual": "a residual module has only the per-sample prange functions (no serial "
-                "variant): to run on one thread, call numba.set_num_threads(1)",
 }
 
 

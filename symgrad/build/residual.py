@@ -40,8 +40,10 @@ def compile_residuals(resid, params: Sequence | None = None, data: Sequence | st
     columns, every other name a parameter. ``params`` fixes the order of x
     (default: every ``sg.params`` symbol, in declaration order); ``data`` names plain symbols
     that are data columns (``sg.data`` symbols are data anyway). ``policy``, ``parallel`` and
-    ``dtype`` are :func:`symgrad.compile`'s options: the module is per-sample parallel
-    (``parallel=False`` is refused); ``dtype="float32"`` computes each sample's residuals and
+    ``dtype`` are :func:`symgrad.compile`'s options: ``parallel=None`` runs a call over
+    ``symgrad.runtime.scalar.PARALLEL_THRESHOLD`` samples or more on Numba's threads (the
+    module's ``*_parallel`` functions: the same chunks, so the same bits) and a smaller one
+    serially, True/False force it; ``dtype="float32"`` computes each sample's residuals and
     Jacobian row in float32 (data columns converted to float32, ``rk.data_dtype``) and every
     sum over samples in float64, so ``x``, ``JᵀJ``, ``Jᵀr`` and every result stay float64
     (``rk.dtype``) and :func:`symgrad.least_squares` runs unchanged.
@@ -56,13 +58,14 @@ def compile_residuals(resid, params: Sequence | None = None, data: Sequence | st
                                  fuse=fuse)
     if is_array_residual(resid):
         return compile_array_residuals(resid, params, data, policy=policy, fuse=fuse,
-                                       dtype=real)
+                                       dtype=real, parallel=parallel)
     if fuse is False:
         raise ValueError("fuse=False chooses the array lowering of an array residual (W @ X + b "
                          "- Y); residuals written per sample always run the fused sample loop")
     return residual_kernel(residual_problem(resid, params, data), policy, real,
                            "symgrad.compile_residuals(resid"
-                           + (f", dtype={real!r})" if real != "float64" else ")"))
+                           + (f", dtype={real!r})" if real != "float64" else ")"),
+                           parallel=parallel)
 
 
 def residual_module(resid, params: Sequence | None, data: Sequence | str | None,

@@ -30,7 +30,8 @@ def residual_kernel(prob: ResidualProblem, policy: KinkPolicy, real: str, regene
                     cls: type = ResidualKernel, **extra) -> ResidualKernel:
     """``cls(prob, source, path, module, policy, **extra)`` on the cached module of ``prob``
     computing in ``real`` ("float64" or "float32"); ``regenerate`` is the call the module's
-    header names."""
+    header names. ``extra`` may hold ``parallel`` (None/True/False): a choice made per call
+    between the module's serial and ``*_parallel`` functions, so not part of the key."""
     opts = CodegenOptions(regenerate=regenerate, version=__version__)
     path, src, mod = cached_module(
         cache_key("residual", canon(prob), policy, opts, real, WRITERS),

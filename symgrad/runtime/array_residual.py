@@ -75,7 +75,8 @@ def is_array_residual(resid) -> bool:
 
 def compile_array_residuals(resid, params: Sequence | None = None, data=None, *,
                             policy: KinkPolicy | None = None, block: int | None = None,
-                            fuse: bool | None = None, dtype: str = "float64") -> ResidualKernel:
+                            fuse: bool | None = None, dtype: str = "float64",
+                            parallel: bool | None = None) -> ResidualKernel:
     """Compile an array residual (one vector, matrix... per sample). ``params`` fixes the order
     of x (default: declaration order). ``fuse``: True compiles one fused sample loop
     (:class:`~symgrad.runtime.unrolled_residual.FusedArrayResiduals`; a ProblemError says why
@@ -83,7 +84,10 @@ def compile_array_residuals(resid, params: Sequence | None = None, data=None, *,
     ``block`` samples per block of its pass, default from m and P), None (default) the fused
     loop when :func:`~symgrad.passes.fuse.fusable` allows it. ``data`` is refused (it names the
     data symbols of text residuals). ``dtype="float32"``: each sample's residuals and Jacobian
-    row in float32 (either lowering), every sum over samples and every result in float64."""
+    row in float32 (either lowering), every sum over samples and every result in float64.
+    ``parallel`` picks the fused loop's serial or threaded functions
+    (:attr:`~symgrad.runtime.residual.ResidualKernel.parallel`); the array lowering runs the
+    model's code, whose products use the BLAS threads either way."""
     if data is not None:
         raise TypeError("data= names the data columns of text residuals; an array residual "
                         "declares its data with sg.data('X', shape=...)")
@@ -114,7 +118,7 @@ def compile_array_residuals(resid, params: Sequence | None = None, data=None, *,
         prob = model_problem(resid, params)
     except ProblemError as exc:
         raise ProblemError(f"array residual: {exc}") from None
-    fused = fused_residuals(prob, policy or KinkPolicy(), array, dtype)
+    fused = fused_residuals(prob, policy or KinkPolicy(), array, dtype, parallel)
     if isinstance(fused, str):
         if fuse:
             raise ProblemError(f"fuse=True: this array residual does not fuse into one sample "
@@ -145,9 +149,10 @@ def unrolled_problem(prob: ModelProblem) -> ResidualProblem | str:
 
 
 def fused_residuals(prob: ModelProblem, policy: KinkPolicy, array: Callable[[], ResidualKernel],
-                    real: str = "float64") -> FusedArrayResiduals | str:
+                    real: str = "float64", parallel: bool | None = None
+                    ) -> FusedArrayResiduals | str:
     """The fused sample-loop kernel of a model problem's output (per-sample arithmetic in
-    ``real``), or why it does not fuse."""
+    ``real``, ``parallel`` as the kernel's), or why it does not fuse."""
     rp = unrolled_problem(prob)
     if isinstance(rp, str):
         return rp
@@ -157,7 +162,7 @@ def fused_residuals(prob: ModelProblem, policy: KinkPolicy, array: Callable[[], 
                            shapes={p.name: tuple(int(s) for s in p.shape) for p in prob.params},
                            data_shapes={d.name: tuple(int(s) for s in d.shape[1:])
                                         for d in prob.data},
-                           array=array)
+                           array=array, parallel=parallel)
 
 
 class ArrayResiduals(ResidualKernel):

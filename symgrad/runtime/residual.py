@@ -28,6 +28,7 @@ from ..ad.derive import Builder, KinkPolicy, Program
 from ..distributed.detect import has_dask
 from ..distributed.residuals import bind_residuals
 from ..ir.residual_problem import ResidualProblem
+from . import scalar
 from .argcheck import as_out, as_vector, in_range, no_positional
 from .base import At, Kernel
 from .bound import BoundResiduals
@@ -60,9 +61,15 @@ class ResidualKernel(Kernel):
     """
 
     kind: str = "residual"
+    #: True: the module's ``*_parallel`` functions (chunks under ``prange``); False: the serial
+    #: ones; None (the default): per call, the parallel ones from
+    #: :data:`~symgrad.runtime.scalar.PARALLEL_THRESHOLD` samples. Both give the same bits.
+    parallel: bool | None = None
+    _serial = _par = None  # the module's serial and parallel functions (None: no module)
 
     def __init__(self, problem: ResidualProblem, source: str, path: Path,
-                 module: types.ModuleType, policy: KinkPolicy | None = None) -> None:
+                 module: types.ModuleType, policy: KinkPolicy | None = None,
+                 parallel: bool | None = None) -> None:
         self.problem = problem
         self.policy = policy or KinkPolicy()
         self.expr = problem.expr
@@ -86,6 +93,13 @@ class ResidualKernel(Kernel):
         #: ``compile_residuals(resid, dtype="float32")`` (the module's ``DTYPE``); x, the sums
         #: over samples and every result stay float64 (:attr:`dtype`).
         self.data_dtype = np.dtype(getattr(module, "DTYPE", "float64"))
+        self.parallel = None if parallel is None else bool(parallel)
+        names = ("residuals", "rows", "jvp", "vjp", "normal")
+        self._serial = types.SimpleNamespace(**{n: getattr(module, n) for n in names})
+        # parameter-only residuals have no sample loop and no parallel functions
+        if hasattr(module, "normal_parallel"):
+            self._par = types.SimpleNamespace(**{n: getattr(module, f"{n}_parallel")
+                                                 for n in names})
 
     def __repr__(self) -> str:
         data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
@@ -141,8 +155,8 @@ class ResidualKernel(Kernel):
         With ``jscale`` = a and ``rscale`` = b (``(M,)`` arrays, None meaning 1) it sums
         ``(a_i J_i)^T (a_i J_i)``, ``(a_i J_i)^T (b_i r_i)`` and ``(b_i r_i)^2``. Sums run in
         blocks of 256 samples whose totals are added with compensation (Neumaier), chunk by
-        chunk under ``prange``; the chunking depends on N only, so results do not depend on
-        the number of threads.
+        chunk (on Numba's threads for a large N: :attr:`parallel`); the chunking depends on N
+        only, so results do not depend on the number of threads or on ``parallel``.
         """
         no_positional(extra, self.data_names, "normal")
         return self._normal(x, jscale, rscale, self._at(data, batch))
@@ -277,24 +291,35 @@ class ResidualKernel(Kernel):
         return self._check(at, J, r)
 
     # -- the compiled residual family (no checks): what a subclass computes differently ------
+    def _impl(self, n: int) -> types.SimpleNamespace:
+        """The serial or the parallel functions for a call over ``n`` samples (see
+        :attr:`parallel`). The parallel ones run on Numba's threads as they are (all cores
+        unless set otherwise), as the scalar kernels' do: they call no BLAS, so they never
+        share the cores with a BLAS pool, and the BLAS policy's load estimate (one thread
+        until its second look, half a second on) would run a short fit on one thread."""
+        if self._par is None or self.parallel is False or (
+                self.parallel is None and n < scalar.PARALLEL_THRESHOLD):
+            return self._serial
+        return self._par
+
     def _fill_residuals(self, x: np.ndarray, r: np.ndarray, args: tuple) -> None:
-        self.module.residuals(x, r, *args)
+        self._impl(self._samples(args)).residuals(x, r, *args)
 
     def _fill_rows(self, x: np.ndarray, lo: int, hi: int, J: np.ndarray, r, args: tuple) -> None:
         """J rows (and residuals into ``r`` unless None) of samples ``lo..hi-1``."""
-        self.module.rows(x, lo, hi, J, np.empty(J.shape[0]) if r is None else r, *args)
+        self._impl(hi - lo).rows(x, lo, hi, J, np.empty(J.shape[0]) if r is None else r, *args)
 
     def _fill_jvp(self, x: np.ndarray, v: np.ndarray, out: np.ndarray, args: tuple) -> None:
-        self.module.jvp(x, v, out, *args)
+        self._impl(self._samples(args)).jvp(x, v, out, *args)
 
     def _fill_vjp(self, x: np.ndarray, u: np.ndarray, out: np.ndarray, args: tuple) -> None:
-        self.module.vjp(x, u, out, *args)
+        self._impl(self._samples(args)).vjp(x, u, out, *args)
 
     def _sums(self, x: np.ndarray, js, rs, args: tuple) -> tuple[np.ndarray, np.ndarray, float]:
         """``(JᵀJ, Jᵀr, rᵀr)`` with rows scaled by ``js``/``rs`` (None: 1), J never stored."""
         P = self.n_params
         A, b = np.empty((P, P)), np.empty(P)
-        return A, b, float(self.module.normal(x, A, b, js, rs, *args))
+        return A, b, float(self._impl(self._samples(args)).normal(x, A, b, js, rs, *args))
 
     # -- the loss ½‖r‖² ---------------------------------------------------------------------------
     def _value(self, x, at: At) -> float:

@@ -41,8 +41,9 @@ class FusedArrayResiduals(ResidualKernel):
                  policy: KinkPolicy | None = None, *, expr=None,
                  shapes: Mapping[str, tuple] | None = None,
                  data_shapes: Mapping[str, tuple] | None = None,
-                 array: Callable[[], ResidualKernel] | None = None) -> None:
-        super().__init__(problem, source, path, module, policy)
+                 array: Callable[[], ResidualKernel] | None = None,
+                 parallel: bool | None = None) -> None:
+        super().__init__(problem, source, path, module, policy, parallel)
         #: The array residual (one array per sample).
         self.expr = expr
         #: Each parameter's shape (``x`` packs them flattened, in this order).

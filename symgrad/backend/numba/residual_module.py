@@ -3,9 +3,12 @@
 One straight-line program per sample (through :class:`symgrad.ad.derive.Builder`, so the kink
 policy and the common-subexpression table are the scalar path's) holds the ``m`` residuals,
 their ``m x P`` Jacobian rows (reverse accumulation) and their derivatives along ``v``
-(forward accumulation). The module has a per-sample-parallel function for each of residuals,
-Jacobian rows and ``J v``; ``J^T u`` and the fused normal-equation pass are a serial chunk
-function plus a ``prange`` driver. Sizes (``N``) never appear in the text; only the formula's
+(forward accumulation). Each entry (``residuals``, ``rows``, ``jvp``, ``vjp``, ``normal``) is a
+serial chunk function (``_residuals_chunk``...: samples ``lo..hi-1``) and a serial driver that
+cuts the samples into chunks, runs them in order and sums the partials in chunk order; with
+data columns a ``*_parallel`` twin (``normal_parallel``...) runs the same chunks under
+``prange``, so both give the same bits (the kernel picks one per call; Dask workers call the
+serial ones). Sizes (``N``) never appear in the text; only the formula's
 own ``m`` and ``P`` do.
 
 >>> import symgrad as sg
@@ -18,6 +21,7 @@ own ``m`` and ``P`` do.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sympy as sp
@@ -52,7 +56,10 @@ __all__ = ["BLOCK", "ResidualProgram", "check_dtype", "derive_residuals", "resid
 #: Locals and functions of the module; a column with one of these names is renamed col_<name>.
 _LOCALS = {"J", "js", "rs", "b0", "b1", "A", "bv", "tot", "part", "kk", "q", "blk",
            "residuals", "rows", "jvp", "vjp", "normal", "PARAMS", "DATA", "M_PER_SAMPLE",
-           "KINK_POLICY", "BLOCK", "sb", "zb", "Jb", "nr", "ka", "kb", "kr"}
+           "KINK_POLICY", "BLOCK", "sb", "zb", "Jb", "nr", "ka", "kb", "kr", "c0", "c1",
+           "first", "residuals_parallel", "rows_parallel", "jvp_parallel", "vjp_parallel",
+           "normal_parallel", "_residuals_chunk", "_rows_chunk", "_jvp_chunk", "_vjp_chunk",
+           "_normal_chunk"}
 #: The module docstring's sentence on data columns (1-D columns only, or some (N, k) ones).
 _DOC_1D = ("x is a float64 vector of the parameters in PARAMS order; data columns (1-D float64,",
            "one value per sample) follow the other arguments positionally in DATA order.")
@@ -144,10 +151,9 @@ class _Gen(NormalFns):
         names.update({s: f"v{j}" for j, s in enumerate(rp.v)})
         self.names = TmpNames(names)
         self.pr = (F32Printer if self.f32 else ScalarPrinter)(self.names)
-        par = bool(self.cols)  # parameter-only residuals: one "sample", no threads
         self.jit = JIT
-        self.jit_fm = jit(fastmath=True)  # the chunk passes (the skeleton's fastmath policy)
-        self.jit_par = jit(parallel=par)
+        self.jit_fm = jit(fastmath=True)  # the summing chunks (the skeleton's fastmath policy)
+        self.jit_par = jit(parallel=True)  # the *_parallel drivers (not for parameter-only)
         self.T = self.P * (self.P + 1) // 2 + self.P + 1
         #: Each residual's nonzero Jacobian columns; loops sum J^T J when the products are many.
         self.rows_nz = [self.nonzero(k) for k in range(self.m)]
@@ -229,55 +235,86 @@ class _Gen(NormalFns):
 
     # -- functions ------------------------------------------------------------------------
     def functions(self) -> list[str]:
-        return [self.size(), self.residuals(), self.rows(), self.jvp(), *self.vjp(),
+        return [self.size(), *self.residuals(), *self.rows(), *self.jvp(), *self.vjp(),
                 *self.normal()]
 
     def tail(self) -> str:
         return "".join(f", {c}" for c in self.cols)
 
-    def residuals(self) -> str:
-        m = self.m
-        body = [f"N = _size(x{self.tail()})", *self.check("out", f"N * {m}", "out"),
-                *self.no_alias("out", "x", *self.cols), *self.load_params(),
-                "for i in numba.prange(N):",
-                *["    " + ln for ln in self.per_sample(("r",))],
-                *[f"    out[i * {m} + {k}] = r{k}" for k in range(m)], "return out"]
-        return fn(f"residuals(x, out{self.tail()})",
-                   "Write the residuals (sample-major: sample i at rows i*m..i*m+m-1) into out.",
-                   body, self.jit_par)
+    def drivers(self, name: str, args: str, doc: str, checks: list[str], call: str,
+                before: Sequence[str] = (), after: Sequence[str] = (),
+                size: str = "N") -> list[str]:
+        """The entry ``name(args)``: ``checks``, then ``size`` samples cut into ``nc`` chunks
+        (``before`` the loop, ``after`` it: the partials summed in chunk order), chunk ``c``
+        running ``call`` on samples ``c0..c1-1``; serial, and with data columns also
+        ``name_parallel`` (the chunks under ``prange``). Both chunk alike, so their results
+        are the same bits."""
+        first = "lo + " if size == "n" else ""
+        out = []
+        for par in (False, True) if self.cols else (False,):
+            loop = "numba.prange(nc)" if par else "range(nc)"
+            body = [*checks, chunks(size), *before, f"for c in {loop}:",
+                    f"    c0 = {first}c * {size} // nc", f"    c1 = {first}(c + 1) * {size} // nc",
+                    f"    {call}", *after]
+            text = f"{name} with its chunks on Numba's threads (the same bits)." if par else doc
+            out.append(fn(f"{name}{'_parallel' if par else ''}({args}{self.tail()})", text, body,
+                          self.jit_par if par else self.jit))
+        return out
 
-    def rows(self) -> str:
+    def residuals(self) -> list[str]:
+        m = self.m
+        chunk = fn(f"_residuals_chunk(x, lo, hi, out{self.tail()})",
+                   "Write the residuals of samples lo..hi-1 into out.",
+                   [*self.load_params(), "for i in range(lo, hi):",
+                    *["    " + ln for ln in self.per_sample(("r",))],
+                    *[f"    out[i * {m} + {k}] = r{k}" for k in range(m)]], self.jit)
+        checks = [f"N = _size(x{self.tail()})", *self.check("out", f"N * {m}", "out"),
+                  *self.no_alias("out", "x", *self.cols)]
+        return [chunk, *self.drivers(
+            "residuals", "x, out",
+            "Write the residuals (sample-major: sample i at rows i*m..i*m+m-1) into out.",
+            checks, f"_residuals_chunk(x, c0, c1, out{self.tail()})", after=["return out"])]
+
+    def rows(self) -> list[str]:
         m, P = self.m, self.P
-        body = [f"N = _size(x{self.tail()})",
-                "if lo < 0 or hi > N or lo > hi:",
-                '    raise ValueError("rows: need 0 <= lo <= hi <= N (the number of samples)")',
-                *self.check("J", f"(hi - lo) * {m}, {P}", "J"),
-                *self.check("r", f"(hi - lo) * {m}", "r"),
-                *self.no_alias("J", "x", "r", *self.cols), *self.no_alias("r", "x", *self.cols),
-                *self.load_params(), "for kk in numba.prange(hi - lo):", "    i = lo + kk",
+        body = [*self.load_params(), "for i in range(lo, hi):", f"    kk = (i - first) * {m}",
                 *["    " + ln for ln in self.per_sample(("r", "J"))]]
         for k in range(m):
             nz = set(self.nonzero(k))
-            body.append(f"    r[kk * {m} + {k}] = r{k}")
-            body += [f"    J[kk * {m} + {k}, {j}] = " + (f"u{k * P + j}" if j in nz else "0.0")
+            body.append(f"    r[kk + {k}] = r{k}")
+            body += [f"    J[kk + {k}, {j}] = " + (f"u{k * P + j}" if j in nz else "0.0")
                      for j in range(P)]
-        body.append("return J")
-        return fn(f"rows(x, lo, hi, J, r{self.tail()})",
-                   "Write the Jacobian rows and residuals of samples lo..hi-1 into J and r.",
-                   body, self.jit_par)
+        chunk = fn(f"_rows_chunk(x, lo, hi, first, J, r{self.tail()})",
+                   "Write the Jacobian rows and residuals of samples lo..hi-1 into J and r "
+                   "(sample first at row 0).", body, self.jit)
+        checks = [f"N = _size(x{self.tail()})",
+                  "if lo < 0 or hi > N or lo > hi:",
+                  '    raise ValueError("rows: need 0 <= lo <= hi <= N (the number of samples)")',
+                  *self.check("J", f"(hi - lo) * {m}, {P}", "J"),
+                  *self.check("r", f"(hi - lo) * {m}", "r"),
+                  *self.no_alias("J", "x", "r", *self.cols),
+                  *self.no_alias("r", "x", *self.cols), "n = hi - lo"]
+        return [chunk, *self.drivers(
+            "rows", "x, lo, hi, J, r",
+            "Write the Jacobian rows and residuals of samples lo..hi-1 into J and r.",
+            checks, f"_rows_chunk(x, c0, c1, lo, J, r{self.tail()})", after=["return J"],
+            size="n")]
 
-    def jvp(self) -> str:
+    def jvp(self) -> list[str]:
         m = self.m
-        body = [f"N = _size(x{self.tail()})", *self.check("v", str(self.P), "v"),
-                *self.check("out", f"N * {m}", "out"), *self.no_alias("out", "x", "v", *self.cols),
-                *self.load_params(), *self.load_params("v"),
-                "for i in numba.prange(N):",
-                *["    " + ln for ln in self.per_sample(("jv",))],
-                *[f"    out[i * {m} + {k}] = s{k}" if sp.sympify(e, strict=True) != 0 else
-                  f"    out[i * {m} + {k}] = 0.0"
-                  for k, e in enumerate(self.rp.program.outputs["jv"])], "return out"]
-        return fn(f"jvp(x, v, out{self.tail()})", "Write J v into out (one entry per residual).",
-                   body, self.jit_par)
+        chunk = fn(f"_jvp_chunk(x, v, lo, hi, out{self.tail()})",
+                   "Write J v of samples lo..hi-1 into out.",
+                   [*self.load_params(), *self.load_params("v"), "for i in range(lo, hi):",
+                    *["    " + ln for ln in self.per_sample(("jv",))],
+                    *[f"    out[i * {m} + {k}] = s{k}" if sp.sympify(e, strict=True) != 0 else
+                      f"    out[i * {m} + {k}] = 0.0"
+                      for k, e in enumerate(self.rp.program.outputs["jv"])]], self.jit)
+        checks = [f"N = _size(x{self.tail()})", *self.check("v", str(self.P), "v"),
+                  *self.check("out", f"N * {m}", "out"),
+                  *self.no_alias("out", "x", "v", *self.cols)]
+        return [chunk, *self.drivers(
+            "jvp", "x, v, out", "Write J v into out (one entry per residual).", checks,
+            f"_jvp_chunk(x, v, c0, c1, out{self.tail()})", after=["return out"])]
 
     def vjp(self) -> list[str]:
         m, P = self.m, self.P
@@ -289,15 +326,14 @@ class _Gen(NormalFns):
         body += [f"g[{j}] += a{j}" for j in range(P)]
         chunk = fn(f"_vjp_chunk(x, u, lo, hi, g{self.tail()})",
                     "Add J^T u over samples lo..hi-1 into g.", body, self.jit_fm)
-        drv = [f"N = _size(x{self.tail()})", *self.check("u", f"N * {m}", "u"),
-               *self.check("out", str(P), "out"), *self.no_alias("out", "x", "u"),
-               chunks(), f"part = np.zeros((nc, {P}))",
-               "for c in numba.prange(nc):",
-               f"    _vjp_chunk(x, u, c * N // nc, (c + 1) * N // nc, part[c]{self.tail()})",
-               "out[:] = 0.0", "for c in range(nc):", f"    for j in range({P}):",
-               "        out[j] += part[c, j]", "return out"]
-        return [chunk, fn(f"vjp(x, u, out{self.tail()})", "Write J^T u into out.", drv,
-                           self.jit_par)]
+        checks = [f"N = _size(x{self.tail()})", *self.check("u", f"N * {m}", "u"),
+                  *self.check("out", str(P), "out"), *self.no_alias("out", "x", "u")]
+        return [chunk, *self.drivers(
+            "vjp", "x, u, out", "Write J^T u into out.", checks,
+            f"_vjp_chunk(x, u, c0, c1, part[c]{self.tail()})",
+            before=[f"part = np.zeros((nc, {P}))"],
+            after=["out[:] = 0.0", "for c in range(nc):", f"    for j in range({P}):",
+                   "        out[j] += part[c, j]", "return out"])]
 
     # -- module ---------------------------------------------------------------------------
     def body(self) -> str:

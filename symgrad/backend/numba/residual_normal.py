@@ -1,4 +1,5 @@
-"""The fused normal-equation pass of a residual module: ``normal`` and its chunk function.
+"""The fused normal-equation pass of a residual module: ``normal`` (``normal_parallel``) and its
+chunk function.
 
 A mixin of :class:`symgrad.backend.numba.residual_module._Gen`: each chunk of samples runs in
 blocks of :data:`BLOCK` samples summed plainly, whose sums are added into the chunk's totals
@@ -8,7 +9,7 @@ with Neumaier compensation (:data:`NADD`); small Jacobians unroll every product,
 
 from __future__ import annotations
 
-from .skeleton import JIT, chunks, fn
+from .skeleton import JIT, fn
 
 __all__ = ["BLOCK", "NADD", "UNROLL_MAX", "NormalFns"]
 
@@ -34,7 +35,8 @@ def _nadd(acc, q, v):
 
 
 class NormalFns:
-    """``normal`` and ``_normal_chunk`` of the residual generator (a mixin)."""
+    """``normal``, ``normal_parallel`` and ``_normal_chunk`` of the residual generator (a
+    mixin; the drivers are :meth:`~symgrad.backend.numba.residual_module._Gen.drivers`)."""
 
     def normal(self) -> list[str]:
         m, P, T = self.m, self.P, self.T
@@ -45,26 +47,25 @@ class NormalFns:
                     f"Add the normal-equation sums of samples lo..hi-1 into acc (2, {T}): "
                     f"blocks of {BLOCK} summed plainly, block sums added compensated.",
                     body, self.jit_fm)
-        drv = [f"N = _size(x{self.tail()})", *self.check("A", f"{P}, {P}", "A"),
-               *self.check("bv", str(P), "bv"),
-               *self.check("js", f"N * {m}", "jscale", True),
-               *self.check("rs", f"N * {m}", "rscale", True),
-               *self.no_alias("A", "x", "bv"), *self.no_alias("bv", "x"),
-               chunks(), f"part = np.zeros((nc, 2, {T}))",
-               "for c in numba.prange(nc):",
-               f"    _normal_chunk(x, js, rs, c * N // nc, (c + 1) * N // nc, part[c]"
-               f"{self.tail()})",
-               f"tot = np.zeros((2, {T}))", "for c in range(nc):", f"    for q in range({T}):",
-               "        _nadd(tot, q, part[c, 0, q])", "        _nadd(tot, q, part[c, 1, q])",
-               "q = 0", f"for j in range({P}):", f"    for k in range(j, {P}):",
-               "        A[j, k] = tot[0, q] + tot[1, q]", "        A[k, j] = A[j, k]",
-               "        q += 1", f"for j in range({P}):",
-               f"    bv[j] = tot[0, {nb} + j] + tot[1, {nb} + j]",
-               f"return tot[0, {T - 1}] + tot[1, {T - 1}]"]
+        checks = [f"N = _size(x{self.tail()})", *self.check("A", f"{P}, {P}", "A"),
+                  *self.check("bv", str(P), "bv"),
+                  *self.check("js", f"N * {m}", "jscale", True),
+                  *self.check("rs", f"N * {m}", "rscale", True),
+                  *self.no_alias("A", "x", "bv"), *self.no_alias("bv", "x")]
+        after = [f"tot = np.zeros((2, {T}))", "for c in range(nc):", f"    for q in range({T}):",
+                 "        _nadd(tot, q, part[c, 0, q])", "        _nadd(tot, q, part[c, 1, q])",
+                 "q = 0", f"for j in range({P}):", f"    for k in range(j, {P}):",
+                 "        A[j, k] = tot[0, q] + tot[1, q]", "        A[k, j] = A[j, k]",
+                 "        q += 1", f"for j in range({P}):",
+                 f"    bv[j] = tot[0, {nb} + j] + tot[1, {nb} + j]",
+                 f"return tot[0, {T - 1}] + tot[1, {T - 1}]"]
         doc = ("One fused pass: A = (aJ)^T (aJ), bv = (aJ)^T (b r), returns (b r)^T (b r), "
                "with a = js, b = rs (None: 1); J is never stored" +
                (f" (a block of {BLOCK} samples' rows at a time)." if self.looped else "."))
-        return [chunk, fn(f"normal(x, A, bv, js, rs{self.tail()})", doc, drv, self.jit_par)]
+        return [chunk, *self.drivers(
+            "normal", "x, A, bv, js, rs", doc, checks,
+            f"_normal_chunk(x, js, rs, c0, c1, part[c]{self.tail()})",
+            before=[f"part = np.zeros((nc, 2, {T}))"], after=after)]
 
     def _normal_unrolled(self, rows: list[list[int]]) -> list[str]:
         """Small P: every product a named local, the block's sums in locals (fastest to run)."""

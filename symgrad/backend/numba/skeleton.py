@@ -82,9 +82,11 @@ def fn(sig: str, doc: str, lines: Sequence[str], jit: str = JIT) -> str:
     return "\n".join([jit, f"def {sig}:", f'    """{doc}"""', *body])
 
 
-def chunks() -> str:
-    """The statement choosing the number of chunks ``nc`` of a ``prange`` pass over N samples."""
-    return f"nc = min(max(N // {CHUNK}, 1), {MAX_CHUNKS})"
+def chunks(size: str = "N") -> str:
+    """The statement choosing the number of chunks ``nc`` of a pass over ``size`` samples (a
+    name: ``N``, or ``n`` for a range of them); a serial pass and its ``prange`` twin chunk
+    alike, so their sums are the same bits."""
+    return f"nc = min(max({size} // {CHUNK}, 1), {MAX_CHUNKS})"
 
 
 def wrap(s: str, width: int = 94, limit: int | None = None) -> list[str]:

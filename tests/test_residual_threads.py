@@ -1,0 +1,178 @@
+"""Residual modules: serial entries plus ``*_parallel`` twins, chosen per call by ``parallel``.
+
+Every entry of a residual module (``residuals``, ``rows``, ``jvp``, ``vjp``, ``normal``) is a
+serial driver over chunks of samples; with data columns a ``*_parallel`` driver runs the same
+chunks under ``prange``, so both give the same bits. ``ResidualKernel(parallel=None)`` uses the
+parallel ones from ``PARALLEL_THRESHOLD`` samples, True always, False never; Dask workers call
+the serial ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad.backend.numba.skeleton import CHUNK
+from symgrad.distributed.worker import ModuleSpec, chunk_rows
+from symgrad.runtime import scalar
+
+ENTRIES = ("residuals", "rows", "jvp", "vjp", "normal")
+N = 3 * CHUNK + 5  # three chunks, the last one longer
+
+
+def _data(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0.0, 2.0, n))
+    return {"t": t, "y": 2.0 * np.exp(-1.5 * t) + 0.3 + 0.01 * rng.standard_normal(n)}
+
+
+@pytest.fixture(scope="module")
+def two():
+    """Two residuals per sample (m = 2), P = 3."""
+    a, b, c = sg.params("a b c")
+    t, y = sg.data("t y")
+    return sg.compile_residuals([a * sg.exp(-b * t) + c - y, a * t - b * y + c * sg.sin(t)],
+                                [a, b, c])
+
+
+@pytest.fixture(scope="module")
+def f32():
+    a, b, c = sg.params("a b c")
+    t, y = sg.data("t y")
+    return sg.compile_residuals(a * sg.exp(-b * t) + c - y, [a, b, c], dtype="float32")
+
+
+def _calls(mod, parallel: bool, x, v, u, js, rs, cols) -> list[np.ndarray]:
+    """Every entry of ``mod`` (serial or parallel) on the same inputs, into new outputs."""
+    def f(name):
+        return getattr(mod, name + ("_parallel" if parallel else ""))
+
+    n, m, P = cols[0].shape[0], int(mod.M_PER_SAMPLE), x.shape[0]
+    lo, hi = 7, n - 3
+    J, r = np.empty(((hi - lo) * m, P)), np.empty((hi - lo) * m)
+    f("rows")(x, lo, hi, J, r, *cols)
+    A, bv = np.empty((P, P)), np.empty(P)
+    rtr = f("normal")(x, A, bv, None, None, *cols)
+    As, bs = np.empty((P, P)), np.empty(P)
+    rtrs = f("normal")(x, As, bs, js, rs, *cols)
+    return [f("residuals")(x, np.empty(n * m), *cols), J, r,
+            f("jvp")(x, v, np.empty(n * m), *cols), f("vjp")(x, u, np.empty(P), *cols),
+            A, bv, np.array(rtr), As, bs, np.array(rtrs)]
+
+
+def test_the_parallel_normal_pass_is_the_serial_one_bit_for_bit(two):
+    # the fused normal equations with row scales: the same chunks summed in the same order
+    # (the slow test below checks every entry, unscaled too, and a float32 module)
+    rng = np.random.default_rng(2)
+    cols = two.data_args(_data(N, seed=3))
+    M, P = N * two.m, two.n_params
+    x = np.array([1.7, 1.2, 0.2])
+    js, rs = rng.uniform(0.5, 2.0, M), rng.uniform(0.5, 2.0, M)
+    got = []
+    for normal in (two.module.normal, two.module.normal_parallel):
+        A, bv = np.empty((P, P)), np.empty(P)
+        got.append((A, bv, normal(x, A, bv, js, rs, *cols)))
+    assert np.isfinite(got[0][0]).all()
+    for s, p in zip(*got, strict=True):
+        np.testing.assert_array_equal(s, p)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["two", "f32"])
+def test_serial_and_parallel_entries_give_the_same_bits(which, request):
+    rk = request.getfixturevalue(which)
+    rng = np.random.default_rng(1)
+    cols = rk.data_args(_data(N))
+    M = N * rk.m
+    x, v = np.array([1.7, 1.2, 0.2]), rng.standard_normal(3)
+    u, js, rs = rng.standard_normal(M), rng.uniform(0.5, 2.0, M), rng.uniform(0.5, 2.0, M)
+    serial = _calls(rk.module, False, x, v, u, js, rs, cols)
+    par = _calls(rk.module, True, x, v, u, js, rs, cols)
+    for s, p in zip(serial, par, strict=True):
+        assert np.isfinite(s).all()
+        np.testing.assert_array_equal(s, p)  # bit for bit: the same chunks, summed alike
+    # and the kernel's results do not depend on its parallel option either
+    data = _data(N)
+    got = {}
+    for p in (True, False):
+        k = type(rk)(rk.problem, rk.source, rk.path, rk.module, rk.policy, parallel=p)
+        A, g, rtr = k.normal(x, js, rs, **data)
+        got[p] = [A, g, np.array(rtr), k.vjp(x, u, **data), k.jacobian(x, **data),
+                  k.residuals(x, **data), k.jvp(x, v, **data)]
+    for s, p in zip(got[False], got[True], strict=True):
+        np.testing.assert_array_equal(s, p)
+
+def test_parallel_none_picks_serial_below_the_threshold_and_threads_from_it(monkeypatch):
+    # a residual no other test compiles, so the dispatchers' signatures are this test's calls
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    rk = sg.compile_residuals(a * sg.cosh(b * t) - y + 0.125, [a, b])
+    assert rk.parallel is None
+    mod = rk.module
+    monkeypatch.setattr(scalar, "PARALLEL_THRESHOLD", 100)
+    small, big = _data(99), _data(100)
+    rk.normal([1.0, 0.5], **small)
+    rk.residuals([1.0, 0.5], **small)
+    assert mod.normal.signatures and mod.residuals.signatures
+    assert not mod.normal_parallel.signatures and not mod.residuals_parallel.signatures
+    got = rk.normal([1.0, 0.5], **big)
+    assert mod.normal_parallel.signatures  # from the threshold on: the parallel driver
+    P = 2
+    A, bv = np.empty((P, P)), np.empty(P)
+    rtr = mod.normal(np.array([1.0, 0.5]), A, bv, None, None, *rk.data_args(big))
+    np.testing.assert_array_equal(got[0], A)
+    np.testing.assert_array_equal(got[1], bv)
+    assert got[2] == rtr
+    # rows choose by the samples asked for (hi - lo), not by N
+    rk.rows([1.0, 0.5], 0, 10, **big)
+    assert not mod.rows_parallel.signatures
+    rk.rows([1.0, 0.5], 0, 100, **big)
+    assert mod.rows_parallel.signatures
+
+
+def test_parallel_false_never_threads_and_true_always_does():
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    resid = a * sg.sinh(b * t) - y - 0.25
+    off = sg.compile_residuals(resid, [a, b], parallel=False)
+    on = sg.compile(resid, [a, b], kind="residual", parallel=True)
+    assert (off.parallel, on.parallel) == (False, True)
+    assert off.path == on.path  # one module, one cache key: the choice is made per call
+    mod = off.module
+    data = _data(500_000 // 64)  # below the default threshold: only True threads
+    off.normal([1.0, 0.5], **data)
+    off.vjp([1.0, 0.5], np.ones(500_000 // 64), **data)
+    assert not mod.normal_parallel.signatures and not mod.vjp_parallel.signatures
+    on.normal([1.0, 0.5], **data)
+    on.jvp([1.0, 0.5], [1.0, 0.0], **data)
+    assert mod.normal_parallel.signatures and mod.jvp_parallel.signatures
+
+
+def test_parameter_only_residuals_are_serial_and_take_every_parallel_option():
+    a, b = sg.params("a b")
+    resid = [10 * (b - a**2), 1 - a]
+    for parallel in (None, True, False):
+        rk = sg.compile_residuals(resid, [a, b], parallel=parallel)
+        assert not any(hasattr(rk.module, f"{e}_parallel") for e in ENTRIES)
+        assert "prange" not in rk.source and "parallel=True" not in rk.source
+        J, r = rk.jacobian([-1.2, 1.0]), rk.residuals([-1.2, 1.0])
+        A, g, rtr = rk.normal([-1.2, 1.0])
+        np.testing.assert_allclose(A, J.T @ J, rtol=1e-15)
+        np.testing.assert_allclose(g, J.T @ r, rtol=1e-15)
+        np.testing.assert_allclose(rtr, r @ r, rtol=1e-15)
+        fit = sg.least_squares(rk, [-1.2, 1.0])
+        np.testing.assert_allclose(fit.x, [1.0, 1.0], rtol=1e-10)
+
+
+def test_dask_worker_chunks_call_the_serial_entries():
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    rk = sg.compile_residuals(a * sg.tanh(b * t) - y + 0.375, [a, b], parallel=True)
+    data = _data(3 * CHUNK)
+    x = np.array([1.0, 0.5])
+    got = chunk_rows(ModuleSpec.of(rk), "normal", x, None, (0, 0), data["t"], data["y"],
+                     names=("t", "y"))
+    assert rk.module.normal.signatures and not rk.module.normal_parallel.signatures
+    A, g, rtr = rk.normal(x, **data)  # parallel=True: the threaded twin, the same bits
+    np.testing.assert_array_equal(got, np.concatenate([A.ravel(), g, [rtr]]))
