@@ -9,6 +9,8 @@ the serial ones.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 
@@ -103,50 +105,67 @@ def test_serial_and_parallel_entries_give_the_same_bits(which, request):
     for s, p in zip(got[False], got[True], strict=True):
         np.testing.assert_array_equal(s, p)
 
-def test_parallel_none_picks_serial_below_the_threshold_and_threads_from_it(monkeypatch):
-    # a residual no other test compiles, so the dispatchers' signatures are this test's calls
+@pytest.fixture(scope="module")
+def decay():
+    """One residual per sample whose parallel functions no quick test compiles: the choice
+    tests below record which functions a kernel picks and run the serial ones."""
     a, b = sg.params("a b")
     t, y = sg.data("t y")
-    rk = sg.compile_residuals(a * sg.cosh(b * t) - y + 0.125, [a, b])
-    assert rk.parallel is None
-    mod = rk.module
+    return sg.compile_residuals(a * sg.tanh(b * t) - y + 0.375, [a, b])
+
+
+def _recorded(rk, parallel):
+    """A kernel on ``rk``'s module with this ``parallel`` option, whose serial and parallel
+    function sets log the set each call picks and then run the serial function (the bits are
+    the same, :func:`test_the_parallel_normal_pass_is_the_serial_one_bit_for_bit`)."""
+    k = type(rk)(rk.problem, rk.source, rk.path, rk.module, rk.policy, parallel=parallel)
+    log: list[str] = []
+
+    def logged(kind):
+        def wrap(name):
+            def call(*args):
+                log.append(f"{kind} {name}")
+                return getattr(k._serial_fns, name)(*args)
+            return call
+        return types.SimpleNamespace(**{e: wrap(e) for e in ENTRIES})
+
+    k._serial_fns = k._serial
+    k._serial, k._par = logged("serial"), logged("parallel")
+    return k, log
+
+
+def test_parallel_none_picks_serial_below_the_threshold_and_threads_from_it(decay,
+                                                                            monkeypatch):
     monkeypatch.setattr(scalar, "PARALLEL_THRESHOLD", 100)
+    k, log = _recorded(decay, None)
+    assert decay.parallel is None
     small, big = _data(99), _data(100)
-    rk.normal([1.0, 0.5], **small)
-    rk.residuals([1.0, 0.5], **small)
-    assert mod.normal.signatures and mod.residuals.signatures
-    assert not mod.normal_parallel.signatures and not mod.residuals_parallel.signatures
-    got = rk.normal([1.0, 0.5], **big)
-    assert mod.normal_parallel.signatures  # from the threshold on: the parallel driver
-    P = 2
-    A, bv = np.empty((P, P)), np.empty(P)
-    rtr = mod.normal(np.array([1.0, 0.5]), A, bv, None, None, *rk.data_args(big))
-    np.testing.assert_array_equal(got[0], A)
-    np.testing.assert_array_equal(got[1], bv)
-    assert got[2] == rtr
+    x = [1.0, 0.5]
+    want = k.normal(x, **small)
+    k.residuals(x, **small)
+    assert log == ["serial normal", "serial residuals"]
+    got = k.normal(x, **big)
+    assert log[-1] == "parallel normal"  # from the threshold on
     # rows choose by the samples asked for (hi - lo), not by N
-    rk.rows([1.0, 0.5], 0, 10, **big)
-    assert not mod.rows_parallel.signatures
-    rk.rows([1.0, 0.5], 0, 100, **big)
-    assert mod.rows_parallel.signatures
+    k.rows(x, 0, 10, **big)
+    k.rows(x, 0, 100, **big)
+    assert log[-2:] == ["serial rows", "parallel rows"]
+    assert np.isfinite(want[0]).all() and np.isfinite(got[0]).all()
 
 
-def test_parallel_false_never_threads_and_true_always_does():
-    a, b = sg.params("a b")
-    t, y = sg.data("t y")
-    resid = a * sg.sinh(b * t) - y - 0.25
-    off = sg.compile_residuals(resid, [a, b], parallel=False)
-    on = sg.compile(resid, [a, b], kind="residual", parallel=True)
+def test_parallel_false_never_threads_and_true_always_does(decay):
+    off = sg.compile_residuals(decay.expr, decay.problem.params, parallel=False)
+    on = sg.compile(decay.expr, decay.problem.params, kind="residual", parallel=True)
     assert (off.parallel, on.parallel) == (False, True)
-    assert off.path == on.path  # one module, one cache key: the choice is made per call
-    mod = off.module
+    assert off.path == on.path == decay.path  # one module, one key: the choice is per call
     data = _data(500_000 // 64)  # below the default threshold: only True threads
-    off.normal([1.0, 0.5], **data)
-    off.vjp([1.0, 0.5], np.ones(500_000 // 64), **data)
-    assert not mod.normal_parallel.signatures and not mod.vjp_parallel.signatures
-    on.normal([1.0, 0.5], **data)
-    on.jvp([1.0, 0.5], [1.0, 0.0], **data)
-    assert mod.normal_parallel.signatures and mod.jvp_parallel.signatures
+    k_off, log_off = _recorded(decay, False)
+    k_on, log_on = _recorded(decay, True)
+    for k in (k_off, k_on):
+        k.normal([1.0, 0.5], **data)
+        k.jvp([1.0, 0.5], [1.0, 0.0], **data)
+    assert log_off == ["serial normal", "serial jvp"]
+    assert log_on == ["parallel normal", "parallel jvp"]
 
 
 def test_parameter_only_residuals_are_serial_and_take_every_parallel_option():
@@ -165,14 +184,11 @@ def test_parameter_only_residuals_are_serial_and_take_every_parallel_option():
         np.testing.assert_allclose(fit.x, [1.0, 1.0], rtol=1e-10)
 
 
-def test_dask_worker_chunks_call_the_serial_entries():
-    a, b = sg.params("a b")
-    t, y = sg.data("t y")
-    rk = sg.compile_residuals(a * sg.tanh(b * t) - y + 0.375, [a, b], parallel=True)
+def test_dask_worker_chunks_call_the_serial_entries(decay):
     data = _data(3 * CHUNK)
     x = np.array([1.0, 0.5])
-    got = chunk_rows(ModuleSpec.of(rk), "normal", x, None, (0, 0), data["t"], data["y"],
+    got = chunk_rows(ModuleSpec.of(decay), "normal", x, None, (0, 0), data["t"], data["y"],
                      names=("t", "y"))
-    assert rk.module.normal.signatures and not rk.module.normal_parallel.signatures
-    A, g, rtr = rk.normal(x, **data)  # parallel=True: the threaded twin, the same bits
+    assert decay.module.normal.signatures and not decay.module.normal_parallel.signatures
+    A, g, rtr = decay.normal(x, **data)  # below the threshold: the serial function
     np.testing.assert_array_equal(got, np.concatenate([A.ravel(), g, [rtr]]))
