@@ -46,7 +46,8 @@ def test_kind_is_detected_for_losses_and_models():
 
 def test_data_keyword_reaches_residuals_through_compile():
     k, u, v = sp.symbols("k u v")
-    rk = sg.compile(k * u - v, [k], kind="residual", data="u v", parallel=True, dtype="float64")
+    rk = sg.compile(k * u - v, [k], kind="residual", data="u v", parallel=False,
+                    dtype="float64")
     assert rk.data_names == ("u", "v")
     assert rk.residuals([2.0], u=np.array([1.0, 2.0]), v=np.array([2.0, 5.0])).tolist() == \
         [0.0, -1.0]

@@ -54,6 +54,7 @@ class Case:
 
     def __init__(self, resid, params, data, x, n: int) -> None:
         self.rk = sg.compile_residuals(resid, params=list(params))
+        self.resid, self.params = resid, list(params)
         exprs = list(resid) if isinstance(resid, list) else [resid]
         syms = [*params, *data]
         self.f = sp.lambdify(syms, exprs, "numpy")
@@ -77,6 +78,11 @@ class Case:
             for j in range(self.P):
                 J[:, k, j] = np.asarray(Jm[k][j], float) * ones
         return r, J.reshape(-1, self.P)
+
+    def kernel(self, parallel: bool):
+        """The kernel of the same module with ``parallel`` forced (the module's dispatchers are
+        shared, so what one compiled the other reuses)."""
+        return sg.compile_residuals(self.resid, params=self.params, parallel=parallel)
 
 
 @pytest.fixture(scope="module")
@@ -215,12 +221,15 @@ def test_bound_kernel_matches_and_rejects_data(decay):
         bk.residuals(c.x, t=c.data["t"])
 
 
-@pytest.mark.parametrize("name", ["decay", "exp8", "mixed"])
+@pytest.mark.parametrize("name", ["decay", pytest.param("exp8", marks=pytest.mark.slow),
+                                  pytest.param("mixed", marks=pytest.mark.slow)])
 def test_normal_does_not_depend_on_the_thread_count(name, request):
-    """One unrolled (decay) and two looped normal passes, on 20,011 samples (79 blocks)."""
+    """The threaded pass (``parallel=True``: below the default threshold the serial one runs)
+    of one unrolled (decay; quick) and two looped normal passes, on 20,011 samples (79
+    blocks)."""
     c = request.getfixturevalue(name)
     rng = np.random.default_rng(SEED + 2)
-    bk = c.rk.bind(**{k: rng.uniform(0.0, 3.0, 20_011) for k in c.data})
+    bk = c.kernel(parallel=True).bind(**{k: rng.uniform(0.0, 3.0, 20_011) for k in c.data})
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -231,6 +240,7 @@ def test_normal_does_not_depend_on_the_thread_count(name, request):
         numba.set_num_threads(before)
     assert np.array_equal(one[0], two[0]) and np.array_equal(one[1], two[1])
     assert one[2] == two[2]
+    assert c.rk.module.normal_parallel.signatures  # the threaded pass ran
 
 
 def test_summation_is_accurate_at_two_million_samples(decay):
@@ -241,7 +251,8 @@ def test_summation_is_accurate_at_two_million_samples(decay):
     n = 2_000_000
     t = rng.uniform(0.0, 4.0, n)
     y = np.where(rng.random(n) < 0.5, 1e4, -1e4) + rng.standard_normal(n)
-    bk = decay.rk.bind(t=t, y=y)
+    # the serial pass: the threaded one sums the same chunks alike (test_residual_threads)
+    bk = decay.kernel(parallel=False).bind(t=t, y=y)
     x = decay.x
     A, g, rtr = bk.normal(x)
     J = bk.jacobian(x)

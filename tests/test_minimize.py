@@ -203,7 +203,10 @@ def _assert_same(a: OptimizeResult, b: OptimizeResult) -> None:
         )
 
 
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
+# Two rules quick on this parameter-only kernel (a loop of its own text); every rule's compiled
+# loop is checked quick in test_train_loop (with data), the other four here in the slow set.
+@pytest.mark.parametrize("name", [n if n in ("sgd", "adam") else
+                                  pytest.param(n, marks=pytest.mark.slow) for n in OPTIMIZERS])
 def test_compiled_loop_equals_python_loop(rosen, name):
     kw = dict(optimizer=OPTIMIZERS[name], steps=2500, record_every=7)
     c = minimize(rosen, [-1.2, 1.0], compiled=True, **kw)
