@@ -19,6 +19,7 @@ def policy(monkeypatch):
     """The policy with a fake machine: 2 cores, set() recorded instead of applied."""
     p = blas._Policy()
     p.cores = 2
+    p.last = None  # no look yet (a new policy has the one it took when made)
     given: list[int] = []
     monkeypatch.setattr(p, "set", given.append)
     monkeypatch.setattr(blas, "_P", p)
@@ -43,6 +44,19 @@ def test_threads_follow_the_cores_other_processes_leave(policy, monkeypatch):
     # first look: no history, one thread; then 0.1 core busy elsewhere: both cores;
     # then 1.0 core elsewhere: one; then the others at 0.5 - 0.9 = -0.4: both again
     assert given == [1, 2, 1, 2]
+
+
+@pytest.mark.parametrize("busy, want", [(2.0, 2), (3.9, 1)])
+def test_the_first_decision_measures_the_time_since_import(policy, monkeypatch, busy, want):
+    """The first parallel call of a process gets the free cores at once: its first look is
+    taken when symgrad is imported (here 2 s earlier, spent compiling on 1.9 s of CPU), where it
+    used to give one thread until a second look half a second later."""
+    p, given = policy
+    assert blas._Policy().last is not None  # a look at import
+    p.last = (0.0, 0.0, 0.0)
+    _machine(p, monkeypatch, [(2.0, 1.9, busy)])  # others: 0.05 or 1.0 core
+    blas.refresh()
+    assert given == [want]
 
 
 def test_refresh_is_rate_limited(policy, monkeypatch):

@@ -49,7 +49,10 @@ class _Policy:
         self.numba = False  # Numba's threads follow the policy (a parallel kernel exists)
         self.numba_set: int | None = None  # what Numba was last given
         self.due = 0.0
-        self.last: tuple[float, float, float | None] | None = None
+        # The first look, at import: the first decision then measures the machine over the
+        # time since (during which this process usually built its kernels) instead of
+        # starting on one thread for the first half second of parallel calls.
+        self.last: tuple[float, float, float | None] | None = self.sample()
 
     def controllers(self) -> list:
         if self.libs is None:
@@ -95,7 +98,7 @@ class _Policy:
         return time.monotonic(), t.user + t.system, busy
 
     def decide(self) -> int:
-        """The cores the other processes left free since the last look (1 at the first)."""
+        """The cores the other processes left free since the last look (1 without one)."""
         now = self.sample()
         last, self.last = self.last, now
         if last is None or now[0] - last[0] <= 0:
