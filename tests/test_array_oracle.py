@@ -390,15 +390,16 @@ def _case(seed: int):
     check(loss, ref, gen.data, seed)
 
 
-@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("seed", range(1))
 def test_random_compositions_match_the_oracle(seed):
     _case(seed)
 
 
-# Seeds 2..7 were quick too: each compiles its own random loss cold (about 6 s on 2 cores), a
-# further instance of what seeds 0 and 1 check, so they run with the other 116 in the slow set.
+# Seeds 1..7 were quick too: each compiles its own random loss cold (about 6 s on 2 cores), a
+# further instance of what seed 0 checks (test_random_compositions_match_the_oracle), so they
+# run with the other 116 in the slow set.
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(2, 124))
+@pytest.mark.parametrize("seed", range(1, 124))
 def test_more_random_compositions_match_the_oracle(seed):
     _case(seed)
 

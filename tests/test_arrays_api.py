@@ -48,6 +48,7 @@ def test_sizes_do_not_enter_the_code():
     assert big.count("    _gemm(") >= 4  # two products forward, two weight gradients back
 
 
+@pytest.mark.slow  # quick: test_gemm.py::test_products_never_copy_their_data_operand
 def test_gemm_reads_every_layout(net, rings):
     """The products go to BLAS through the module's own ``_gemm``: data in Fortran order or as a
     strided view (with no unit-stride axis: copied, the one case) give the C-ordered result."""

@@ -153,6 +153,8 @@ def test_float32_columns_within_float32_rounding(quad, lin, f32):
                                            y=y.astype(np.float64)), rtol=1e-6)
 
 
+# quick: test_float32_columns_accumulate_in_float64 and test_batch_equals_copied_subset_1d
+@pytest.mark.slow
 def test_float32_mixed_with_float64_and_batch(quad, f32):
     t, y, _ = f32
     y64 = y.astype(np.float64)

@@ -133,6 +133,9 @@ def test_unsupported_losses_and_bad_columns_are_refused_when_bound():
         bind(g, {"Xs": da.ones((8, 2), chunks=4), "ys": da.ones(8, chunks=4)}, batch=[0])
 
 
+# quick: test_float32_fused.py::test_dask_columns_and_bind_give_the_in_memory_result (float64
+# totals of float32 chunks), test_probe_fixes.py's float32 array code on Dask
+@pytest.mark.slow
 def test_float32_kernels_sum_their_chunks_in_float64():
     f = sg.compile(sg.mean(E) + 0.1 * sg.sum(W**2), dtype="float32", fuse=False)
     rng = np.random.default_rng(4)

@@ -194,7 +194,9 @@ class _Off:
         return self._f.grad(x, **data) * (1 + 1e-3)
 
 
-@pytest.mark.parametrize("fused", [True, False], ids=["fused", "array code"])
+# the array code's check is slow: the [fused] case keeps the float32 checker quick
+@pytest.mark.parametrize("fused", [True, pytest.param(False, marks=pytest.mark.slow)],
+                         ids=["fused", "array code"])
 def test_check_grad_checks_a_float32_kernel_at_float32_tolerance(kernels, fused):
     """Differences of a float32 value are rounding noise (richardson failed every correct
     float32 kernel): the default for one is the exact oracle, at float32's tolerance."""

@@ -221,8 +221,10 @@ def test_bound_kernel_matches_and_rejects_data(decay):
         bk.residuals(c.x, t=c.data["t"])
 
 
-@pytest.mark.parametrize("name", ["decay", pytest.param("exp8", marks=pytest.mark.slow),
-                                  pytest.param("mixed", marks=pytest.mark.slow)])
+# slow (a threaded normal pass compiled per kernel); quick:
+# test_residual_threads.py::test_the_parallel_normal_pass_is_the_serial_one_bit_for_bit
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["decay", "exp8", "mixed"])
 def test_normal_does_not_depend_on_the_thread_count(name, request):
     """The threaded pass (``parallel=True``: below the default threshold the serial one runs)
     of one unrolled (decay; quick) and two looped normal passes, on 20,011 samples (79

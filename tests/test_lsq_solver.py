@@ -158,6 +158,10 @@ def test_weights_are_scaled_residuals(decay, decay_data):
     np.testing.assert_allclose(fit.fun, ref.fun, rtol=1e-6, atol=1e-12)
 
 
+# the compiled kernel's case is slow (a module of its own to compile): quick: [reference],
+# test_lsq_kernel.py's rosen and vector kernels
+@pytest.mark.parametrize("make", ["reference", pytest.param("compiled", marks=pytest.mark.slow)],
+                         indirect=True)
 def test_parameter_only_and_vector_residuals(make):
     x1, x2 = sg.params("x1 x2")
     rosen = make([10 * (x2 - x1**2), 1 - x1], [x1, x2])
@@ -212,6 +216,10 @@ def test_max_nfev_status_and_jacobian_is_lazy(decay, decay_data):
 # --------------------------------------------------------------------------- bad input
 
 
+# the compiled kernel's case is slow (a module of its own to compile): quick: [reference] and
+# test_probe_fixes.py::test_unidentifiable_parameters_have_infinite_stderr_at_a_zero_cost_fit
+@pytest.mark.parametrize("make", ["reference", pytest.param("compiled", marks=pytest.mark.slow)],
+                         indirect=True)
 def test_unidentifiable_parameter_warns_and_has_infinite_stderr(make, decay_data):
     d = sg.params("d")
     k = make(a * d * sg.exp(-b * t) + c - y, [a, b, c, d])  # only the product a*d is seen

@@ -278,6 +278,9 @@ def with_means(request):
                       fuse=request.param)
 
 
+# the fused module's case is slow: test_batch_selects_array_samples[fused] keeps its batches quick
+@pytest.mark.parametrize("with_means", [False, pytest.param(None, marks=pytest.mark.slow)],
+                         ids=["two parts", "fused"], indirect=True)
 def test_sample_means_in_both_parts_share_a_batch(with_means):
     f = with_means
     assert set(f.sampled) == {"X", "t", "q"}

@@ -460,7 +460,8 @@ def test_deep_expression_through_the_api_is_a_clear_error():
         sg.compile(e)
 
 
-@pytest.mark.parametrize("depth", [150, 199])
+# 150 is a further depth of the same rule: slow; 199, next to the cap, stays quick
+@pytest.mark.parametrize("depth", [pytest.param(150, marks=pytest.mark.slow), 199])
 def test_deep_expression_below_the_cap_compiles_or_errs_clearly(depth):
     """Within the cap, each stage either copes or says the loss is nested too deeply (the
     stack left depends on the caller), never a raw RecursionError."""
