@@ -227,7 +227,7 @@ def test_bound_kernel_matches_and_rejects_data(decay):
 @pytest.mark.parametrize("name", ["decay", "exp8", "mixed"])
 def test_normal_does_not_depend_on_the_thread_count(name, request):
     """The threaded pass (``parallel=True``: below the default threshold the serial one runs)
-    of one unrolled (decay; quick) and two looped normal passes, on 20,011 samples (79
+    of one unrolled (decay) and two looped normal passes, on 20,011 samples (79
     blocks)."""
     c = request.getfixturevalue(name)
     rng = np.random.default_rng(SEED + 2)
