@@ -371,6 +371,11 @@ def _check(results) -> None:
         assert g == grad, which
 
 
+# slow (five processes at once, about 10 s of CPU); quick, each mechanism in one process:
+# test_a_failed_write_leaves_nothing_behind, test_an_edited_module_is_refused_and_rebuilt,
+# test_a_truncated_module_is_rebuilt, test_corrupted_numba_files_are_rebuilt and
+# test_cache_robust.py::test_threads_compiling_one_loss_cold_then_warm
+@pytest.mark.slow
 def test_concurrent_processes_killed_writers_tampering_and_truncation(tmp_path, python,
                                                                       subprocess_env):
     d = tmp_path / "shared"
