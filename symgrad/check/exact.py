@@ -152,7 +152,8 @@ def _exact_hessian(k: Any, x: np.ndarray, data: Mapping[str, Any] | None = None)
     import sympy
 
     n = x.size
-    if getattr(k, "kind", "scalar") == "residual" and _with_loss(k, None):  # Gauss-Newton
+    if getattr(k, "kind", "scalar") == "residual":  # Gauss-Newton
+        _with_loss(k, None)  # (no fallback to name: differences do not give JᵀJ)
         rs, syms = exact_residuals(k, x, data)
         J = _mp_values(syms, [sympy.diff(r, s) for r in rs for s in syms], x, True)
         J = J.reshape(len(rs), n)

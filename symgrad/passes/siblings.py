@@ -34,14 +34,14 @@ from dataclasses import dataclass, field
 
 from ..ir.graph import N
 
-__all__ = ["Nest", "guards", "names", "schedule"]
+__all__ = ["Nest", "extents", "guards", "names", "schedule"]
 
 _NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 _ASSIGN = re.compile(r"\s*([A-Za-z_]\w*)(?:\[.*\])?\s*[-+*/]?=(?!=)")
-#: names no statement of a body assigns: loop indices (bound by each nest's own ``for``),
-#: modules, builtins and keywords
 #: ``view = base``, ``base[...]``, ``base.reshape(...)`` or ``base.T`` (a raw statement)
 _VIEW = re.compile(r"([A-Za-z_]\w*) = ([A-Za-z_]\w*)(?:\[[^\]]*\])?(?:\.reshape\(.*\)|\.T)?$")
+#: names no statement of a body assigns: loop indices (bound by each nest's own ``for``),
+#: modules, builtins and keywords
 _FIXED = re.compile(r"(i\d+|j\d+|c|np|math|cmath|numba|range|max|min|abs|float|int|if|else|"
                     r"and|or|not|in|for|True|False|None)")
 
