@@ -5,7 +5,7 @@
 # parameters (order of x): w, b
 # data columns: x[N], y_true[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: f512ef1ff60f9cb3
+# content hash: 6cfe9e4d80447dfa
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -30,7 +30,7 @@ ANALYTIC = False
 _FASTMATH = {'reassoc', 'contract'}
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _span(a):
     lo = a.ctypes.data
     hi = lo
@@ -43,7 +43,7 @@ def _span(a):
     return lo, hi + a.itemsize
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _overlap(a, b):
     # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
     if a.size == 0 or b.size == 0:
@@ -53,7 +53,7 @@ def _overlap(a, b):
     return a0 < b1 and b0 < a1
 
 
-@numba.njit(cache=True, error_model='numpy', inline='always')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, inline='always')
 def _heaviside(z, at_zero):
     if z > 0.0:
         return 1.0
@@ -62,7 +62,7 @@ def _heaviside(z, at_zero):
     return at_zero if z == 0.0 else z
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, nogil=True)
 def _acc_e(x, col_x, y_true, idx, lo, hi, acc):
     """Add each reduction's sum over samples lo..hi-1 into acc."""
     p_w = x[0]
@@ -79,7 +79,7 @@ def _acc_e(x, col_x, y_true, idx, lo, hi, acc):
     acc[0] += a0
 
 
-@numba.njit(cache=True, error_model='numpy', parallel=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, parallel=True)
 def _par_e(x, col_x, y_true, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -91,7 +91,7 @@ def _par_e(x, col_x, y_true, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, nogil=True)
 def _acc_g(x, col_x, y_true, idx, lo, hi, acc):
     """Add the sums of each reduction and its gradient into acc (one pass)."""
     p_w = x[0]
@@ -116,7 +116,7 @@ def _acc_g(x, col_x, y_true, idx, lo, hi, acc):
     acc[2] += a2
 
 
-@numba.njit(cache=True, error_model='numpy', parallel=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, parallel=True)
 def _par_g(x, col_x, y_true, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -128,7 +128,7 @@ def _par_g(x, col_x, y_true, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, nogil=True)
 def _acc_h(x, v, col_x, y_true, idx, lo, hi, acc):
     """Add the sums of each reduction's Hessian times v into acc."""
     p_w = x[0]
@@ -161,7 +161,7 @@ def _acc_h(x, v, col_x, y_true, idx, lo, hi, acc):
     acc[4] += a4
 
 
-@numba.njit(cache=True, error_model='numpy', parallel=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, parallel=True)
 def _par_h(x, v, col_x, y_true, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -173,7 +173,7 @@ def _par_h(x, v, col_x, y_true, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _n_samples(col_x, y_true, idx):
     """Number of samples used; checks the columns agree and idx is in range."""
     N = col_x.shape[0]
@@ -195,7 +195,7 @@ def _n_samples(col_x, y_true, idx):
     return idx.shape[0]
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _finish_e(x, acc, N):
     """The outer loss from the reduction sums."""
     p_w = x[0]
@@ -204,7 +204,7 @@ def _finish_e(x, acc, N):
     return r0
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _finish_g(x, acc, N, g):
     """Outer chain rule: g = dF/dx + sum_k dF/dR_k * dR_k/dx."""
     p_w = x[0]
@@ -218,7 +218,7 @@ def _finish_g(x, acc, N, g):
     return r0
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _finish_h(x, v, acc, N, out):
     """Outer Hessian-vector product: (F_xx v + F_xR u) + J^T (F_Rx v + F_RR u) + sum_k F_R_k H_k v, with u = J v."""
     p_w = x[0]
@@ -239,7 +239,7 @@ def _finish_h(x, v, acc, N, out):
     return out
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value(x, col_x, y_true, idx=None):
     """The loss at x."""
     if x.shape[0] != 2:
@@ -250,7 +250,7 @@ def value(x, col_x, y_true, idx=None):
     return _finish_e(x, acc, N)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value_and_grad(x, g, col_x, y_true, idx=None):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 2:
@@ -265,14 +265,14 @@ def value_and_grad(x, g, col_x, y_true, idx=None):
     return _finish_g(x, acc, N, g)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def grad(x, g, col_x, y_true, idx=None):
     """Write the gradient at x into g."""
     value_and_grad(x, g, col_x, y_true, idx)
     return g
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def hvp(x, v, out, col_x, y_true, idx=None):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 2:
@@ -291,7 +291,7 @@ def hvp(x, v, out, col_x, y_true, idx=None):
     return _finish_h(x, v, acc, N, out)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def hessian(x, H, col_x, y_true, idx=None):
     """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
     if H.shape[0] != 2 or H.shape[1] != 2:
@@ -311,7 +311,7 @@ def hessian(x, H, col_x, y_true, idx=None):
     return H
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value_parallel(x, col_x, y_true, idx=None):
     """The loss at x."""
     if x.shape[0] != 2:
@@ -322,7 +322,7 @@ def value_parallel(x, col_x, y_true, idx=None):
     return _finish_e(x, acc, N)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value_and_grad_parallel(x, g, col_x, y_true, idx=None):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 2:
@@ -337,14 +337,14 @@ def value_and_grad_parallel(x, g, col_x, y_true, idx=None):
     return _finish_g(x, acc, N, g)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def grad_parallel(x, g, col_x, y_true, idx=None):
     """Write the gradient at x into g."""
     value_and_grad_parallel(x, g, col_x, y_true, idx)
     return g
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def hvp_parallel(x, v, out, col_x, y_true, idx=None):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 2:
@@ -363,7 +363,7 @@ def hvp_parallel(x, v, out, col_x, y_true, idx=None):
     return _finish_h(x, v, acc, N, out)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def hessian_parallel(x, H, col_x, y_true, idx=None):
     """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
     if H.shape[0] != 2 or H.shape[1] != 2:

@@ -5,7 +5,7 @@
 # parameters (order of x): w
 # data columns: none
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 4d8c9d41f574aeaf
+# content hash: f3918166260f19f3
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -30,7 +30,7 @@ ANALYTIC = True
 _FASTMATH = {'reassoc', 'contract'}
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _span(a):
     lo = a.ctypes.data
     hi = lo
@@ -43,7 +43,7 @@ def _span(a):
     return lo, hi + a.itemsize
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _overlap(a, b):
     # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
     if a.size == 0 or b.size == 0:
@@ -53,7 +53,7 @@ def _overlap(a, b):
     return a0 < b1 and b0 < a1
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _ipow_c(z, k):
     r = z * 0.0 + 1.0
     b = z
@@ -66,7 +66,7 @@ def _ipow_c(z, k):
     return r if k >= 0 else 1.0 / r
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value(x):
     """The loss at x."""
     if x.shape[0] != 1:
@@ -75,7 +75,7 @@ def value(x):
     return p_w**4 - 3.0*p_w**2 + p_w
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value_and_grad(x, g):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 1:
@@ -89,14 +89,14 @@ def value_and_grad(x, g):
     return p_w**4 - 3.0*p_w**2 + p_w
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def grad(x, g):
     """Write the gradient at x into g (and return g)."""
     value_and_grad(x, g)
     return g
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def hvp(x, v, out):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 1:
@@ -115,7 +115,7 @@ def hvp(x, v, out):
     return out
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def hessian(x, H):
     """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
     if H.shape[0] != 1 or H.shape[1] != 1:
@@ -135,7 +135,7 @@ def hessian(x, H):
     return H
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value_complex(x):
     """The loss at complex x (complex-step checks)."""
     p_w = x[0]

@@ -5,7 +5,7 @@
 # parameters (order of x): a, b, c
 # data columns: speed[N], time[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: f0a46cf1b1d69f1f
+# content hash: 63e6c35a1c198d48
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -30,7 +30,7 @@ ANALYTIC = True
 _FASTMATH = {'reassoc', 'contract'}
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _span(a):
     lo = a.ctypes.data
     hi = lo
@@ -43,7 +43,7 @@ def _span(a):
     return lo, hi + a.itemsize
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _overlap(a, b):
     # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
     if a.size == 0 or b.size == 0:
@@ -53,7 +53,7 @@ def _overlap(a, b):
     return a0 < b1 and b0 < a1
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _ipow_c(z, k):
     r = z * 0.0 + 1.0
     b = z
@@ -66,7 +66,7 @@ def _ipow_c(z, k):
     return r if k >= 0 else 1.0 / r
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, nogil=True)
 def _acc_e(x, speed, time, idx, lo, hi, acc):
     """Add each reduction's sum over samples lo..hi-1 into acc."""
     p_a = x[0]
@@ -84,7 +84,7 @@ def _acc_e(x, speed, time, idx, lo, hi, acc):
     acc[0] += a0
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, nogil=True)
 def _acc_e_c(x, speed, time, idx, lo, hi, acc):
     """Add each reduction's sum over samples lo..hi-1 into acc."""
     p_a = x[0]
@@ -102,7 +102,7 @@ def _acc_e_c(x, speed, time, idx, lo, hi, acc):
     acc[0] += a0
 
 
-@numba.njit(cache=True, error_model='numpy', parallel=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, parallel=True)
 def _par_e(x, speed, time, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -114,7 +114,7 @@ def _par_e(x, speed, time, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, nogil=True)
 def _acc_g(x, speed, time, idx, lo, hi, acc):
     """Add the sums of each reduction and its gradient into acc (one pass)."""
     p_a = x[0]
@@ -144,7 +144,7 @@ def _acc_g(x, speed, time, idx, lo, hi, acc):
     acc[3] += a3
 
 
-@numba.njit(cache=True, error_model='numpy', parallel=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, parallel=True)
 def _par_g(x, speed, time, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -156,7 +156,7 @@ def _par_g(x, speed, time, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, nogil=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, nogil=True)
 def _acc_h(x, v, speed, time, idx, lo, hi, acc):
     """Add the sums of each reduction's Hessian times v into acc."""
     p_a = x[0]
@@ -199,7 +199,7 @@ def _acc_h(x, v, speed, time, idx, lo, hi, acc):
     acc[6] += a6
 
 
-@numba.njit(cache=True, error_model='numpy', parallel=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, parallel=True)
 def _par_h(x, v, speed, time, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -211,7 +211,7 @@ def _par_h(x, v, speed, time, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, error_model='numpy', parallel=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, parallel=True)
 def _par_e_c(x, speed, time, idx, N, acc):
     """Parallel version of the sample pass: chunks under prange, then a sum."""
     nc = min(max(N // 2048, 1), 64)
@@ -223,7 +223,7 @@ def _par_e_c(x, speed, time, idx, N, acc):
             acc[m] += rows[c, m]
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _n_samples(speed, time, idx):
     """Number of samples used; checks the columns agree and idx is in range."""
     N = speed.shape[0]
@@ -245,7 +245,7 @@ def _n_samples(speed, time, idx):
     return idx.shape[0]
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _finish_e(x, acc, N):
     """The outer loss from the reduction sums."""
     p_a = x[0]
@@ -255,7 +255,7 @@ def _finish_e(x, acc, N):
     return r0
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _finish_e_c(x, acc, N):
     """Complex variant of _finish_e."""
     p_a = x[0]
@@ -265,7 +265,7 @@ def _finish_e_c(x, acc, N):
     return r0
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _finish_g(x, acc, N, g):
     """Outer chain rule: g = dF/dx + sum_k dF/dR_k * dR_k/dx."""
     p_a = x[0]
@@ -281,7 +281,7 @@ def _finish_g(x, acc, N, g):
     return r0
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _finish_h(x, v, acc, N, out):
     """Outer Hessian-vector product: (F_xx v + F_xR u) + J^T (F_Rx v + F_RR u) + sum_k F_R_k H_k v, with u = J v."""
     p_a = x[0]
@@ -305,7 +305,7 @@ def _finish_h(x, v, acc, N, out):
     return out
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value(x, speed, time, idx=None):
     """The loss at x."""
     if x.shape[0] != 3:
@@ -316,7 +316,7 @@ def value(x, speed, time, idx=None):
     return _finish_e(x, acc, N)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value_and_grad(x, g, speed, time, idx=None):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 3:
@@ -331,14 +331,14 @@ def value_and_grad(x, g, speed, time, idx=None):
     return _finish_g(x, acc, N, g)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def grad(x, g, speed, time, idx=None):
     """Write the gradient at x into g."""
     value_and_grad(x, g, speed, time, idx)
     return g
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def hvp(x, v, out, speed, time, idx=None):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 3:
@@ -357,7 +357,7 @@ def hvp(x, v, out, speed, time, idx=None):
     return _finish_h(x, v, acc, N, out)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def hessian(x, H, speed, time, idx=None):
     """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
     if H.shape[0] != 3 or H.shape[1] != 3:
@@ -377,7 +377,7 @@ def hessian(x, H, speed, time, idx=None):
     return H
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value_parallel(x, speed, time, idx=None):
     """The loss at x."""
     if x.shape[0] != 3:
@@ -388,7 +388,7 @@ def value_parallel(x, speed, time, idx=None):
     return _finish_e(x, acc, N)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value_and_grad_parallel(x, g, speed, time, idx=None):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 3:
@@ -403,14 +403,14 @@ def value_and_grad_parallel(x, g, speed, time, idx=None):
     return _finish_g(x, acc, N, g)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def grad_parallel(x, g, speed, time, idx=None):
     """Write the gradient at x into g."""
     value_and_grad_parallel(x, g, speed, time, idx)
     return g
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def hvp_parallel(x, v, out, speed, time, idx=None):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 3:
@@ -429,7 +429,7 @@ def hvp_parallel(x, v, out, speed, time, idx=None):
     return _finish_h(x, v, acc, N, out)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def hessian_parallel(x, H, speed, time, idx=None):
     """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
     if H.shape[0] != 3 or H.shape[1] != 3:
@@ -449,7 +449,7 @@ def hessian_parallel(x, H, speed, time, idx=None):
     return H
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value_complex(x, speed, time, idx=None):
     """The loss at complex x (complex-step checks)."""
     N = _n_samples(speed, time, idx)

@@ -5,7 +5,7 @@
 # parameters (order of x): x1, x2
 # data columns: none
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 700dbba0852a3228
+# content hash: 20a27d724a37048a
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -30,7 +30,7 @@ ANALYTIC = True
 _FASTMATH = {'reassoc', 'contract'}
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _span(a):
     lo = a.ctypes.data
     hi = lo
@@ -43,7 +43,7 @@ def _span(a):
     return lo, hi + a.itemsize
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _overlap(a, b):
     # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
     if a.size == 0 or b.size == 0:
@@ -53,7 +53,7 @@ def _overlap(a, b):
     return a0 < b1 and b0 < a1
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _ipow_c(z, k):
     r = z * 0.0 + 1.0
     b = z
@@ -66,7 +66,7 @@ def _ipow_c(z, k):
     return r if k >= 0 else 1.0 / r
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value(x):
     """The loss at x."""
     if x.shape[0] != 2:
@@ -76,7 +76,7 @@ def value(x):
     return (1.0 - p_x1)**2 + (-p_x1**2 + p_x2)**2
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value_and_grad(x, g):
     """The loss at x; its gradient is written into g."""
     if x.shape[0] != 2:
@@ -95,14 +95,14 @@ def value_and_grad(x, g):
     return _t1**2 + _t5**2
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def grad(x, g):
     """Write the gradient at x into g (and return g)."""
     value_and_grad(x, g)
     return g
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def hvp(x, v, out):
     """Write the Hessian at x times v into out."""
     if x.shape[0] != 2:
@@ -126,7 +126,7 @@ def hvp(x, v, out):
     return out
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def hessian(x, H):
     """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
     if H.shape[0] != 2 or H.shape[1] != 2:
@@ -146,7 +146,7 @@ def hessian(x, H):
     return H
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value_complex(x):
     """The loss at complex x (complex-step checks)."""
     p_x1 = x[0]

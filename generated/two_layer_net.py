@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: e760cad5bc87ac00
+# content hash: 7587ac5a7e45379d
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -100,7 +100,7 @@ if _intrinsic is not None:
                  ("array", 5), ("beta", -1), ("array", 6)]
         return numba.types.none(t, m, n, a, lda, x, y), _blas_call("numba_xxgemv", order)
 
-    @numba.njit(cache=True, inline='always')
+    @numba.njit(cache=True, no_cfunc_wrapper=True, inline='always')
     def _layout(r, c, sr, sc):
         """How BLAS reads an r x c operand with element strides (sr, sc): (row-major, leading
         dimension), the dimension 0 when neither axis is unit-stride."""
@@ -110,7 +110,7 @@ if _intrinsic is not None:
             return False, sc if c > 1 else r
         return True, 0
 
-    @numba.njit(cache=True, inline='always')
+    @numba.njit(cache=True, no_cfunc_wrapper=True, inline='always')
     def _gemm(a, b, out):
         """out = a @ b through BLAS: each operand read in place, with the transpose flag its
         strides call for (gemv when one side is a vector); out C-contiguous (m x n). The
@@ -118,7 +118,7 @@ if _intrinsic is not None:
         :func:`_gemm_any` serves C, Fortran and transposed operands alike."""
         _gemm_any(a[:, :], b[:, :], out)
 
-    @numba.njit(cache=True)
+    @numba.njit(cache=True, no_cfunc_wrapper=True)
     def _gemm_any(a, b, out):
         """:func:`_gemm` of operands of any layout. Only an operand with no unit-stride axis
         (never one the array kernels make) is copied."""
@@ -151,12 +151,12 @@ if _intrinsic is not None:
         else:  # column-major: out.T (n x m) = op(b) @ op(a)
             _xgemm(not rb, not ra, n, m, k, b, ldb, a, lda, out, n)
 else:
-    @numba.njit(cache=True)
+    @numba.njit(cache=True, no_cfunc_wrapper=True)
     def _gemm(a, b, out):
         np.dot(a, b, out)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _span(a):
     lo = a.ctypes.data
     hi = lo
@@ -169,7 +169,7 @@ def _span(a):
     return lo, hi + a.itemsize
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _overlap(a, b):
     # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
     if a.size == 0 or b.size == 0:
@@ -179,7 +179,7 @@ def _overlap(a, b):
     return a0 < b1 and b0 < a1
 
 
-@numba.njit(cache=True, error_model='numpy', inline='always')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, inline='always')
 def _heaviside(z, at_zero):
     if z > 0.0:
         return 1.0
@@ -188,19 +188,19 @@ def _heaviside(z, at_zero):
     return at_zero if z == 0.0 else z
 
 
-@numba.njit(cache=True, error_model='numpy', inline='always')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, inline='always')
 def _relu(z):
     return z if not z < 0.0 else 0.0
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _check_rows(idx, n):
     for i in range(idx.shape[0]):
         if idx[i] < 0 or idx[i] >= n:
             raise ValueError("idx: a sample index is out of range")
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH)
 def _value(x, dims, c_X, c_Y):
     """The loss."""
     D0 = dims[0]
@@ -270,7 +270,7 @@ def _value(x, dims, c_X, c_Y):
     return t10
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH)
 def _value_and_grad(x, g, dims, c_X, c_Y):
     """The loss; its gradient into g."""
     D0 = dims[0]
@@ -379,7 +379,7 @@ def _value_and_grad(x, g, dims, c_X, c_Y):
     return t10
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH)
 def _hvp(x, v, out, dims, c_X, c_Y):
     """The Hessian at x times v, into out."""
     D0 = dims[0]
@@ -501,7 +501,7 @@ def _hvp(x, v, out, dims, c_X, c_Y):
             t24[i1] += t16[i0, i1]
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _hessian(x, H, dims, c_X, c_Y):
     """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
     nn = x.shape[0]
@@ -524,7 +524,7 @@ def _hessian(x, H, dims, c_X, c_Y):
     return H
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, parallel=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, parallel=True)
 def _value_par(x, dims, c_X, c_Y):
     """_value with threads (same result for any number of them)."""
     D0 = dims[0]
@@ -603,7 +603,7 @@ def _value_par(x, dims, c_X, c_Y):
     return t15
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, parallel=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, parallel=True)
 def _value_and_grad_par(x, g, dims, c_X, c_Y):
     """_value_and_grad with threads (same result for any number of them)."""
     D0 = dims[0]
@@ -747,7 +747,7 @@ def _value_and_grad_par(x, g, dims, c_X, c_Y):
     return t15
 
 
-@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, parallel=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, parallel=True)
 def _hvp_par(x, v, out, dims, c_X, c_Y):
     """_hvp with threads (same result for any number of them)."""
     D0 = dims[0]
@@ -887,7 +887,7 @@ def _hvp_par(x, v, out, dims, c_X, c_Y):
         t30[i0] = a_t32
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value(x, dims, c_X, c_Y, idx):
     """The loss at x (idx: None, or the sample indices of a batch)."""
     if idx is None:
@@ -896,7 +896,7 @@ def value(x, dims, c_X, c_Y, idx):
     return _value(x, dims, c_X[idx], c_Y[idx])
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def value_and_grad(x, g, dims, c_X, c_Y, idx):
     """The loss at x; its gradient written into g."""
     if idx is None:
@@ -905,7 +905,7 @@ def value_and_grad(x, g, dims, c_X, c_Y, idx):
     return _value_and_grad(x, g, dims, c_X[idx], c_Y[idx])
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def hvp(x, v, out, dims, c_X, c_Y, idx):
     """The Hessian at x times v, written into out."""
     if idx is None:
@@ -914,7 +914,7 @@ def hvp(x, v, out, dims, c_X, c_Y, idx):
     return _hvp(x, v, out, dims, c_X[idx], c_Y[idx])
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def hessian(x, H, dims, c_X, c_Y, idx):
     """The (symmetrised) Hessian at x, written into H."""
     if idx is None:

@@ -55,8 +55,8 @@ def test_generated_module_imports_without_symgrad(fresh, tmp_path):
 def test_readme_shows_the_current_generated_code():
     """The README's excerpt of generated/backprop_graph.py is a verbatim piece of it."""
     readme = (ROOT / "README.md").read_text()
-    start = readme.index("@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, "
-                         "nogil=True)\ndef _acc_g(")
+    start = readme.index("@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, "
+                         "fastmath=_FASTMATH, nogil=True)\ndef _acc_g(")
     excerpt = readme[start:readme.index("```", start)].rstrip("\n")
     assert excerpt in (ROOT / "generated" / "backprop_graph.py").read_text(), (
         "README.md's generated-code excerpt is out of date: copy _acc_g from "

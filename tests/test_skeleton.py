@@ -46,9 +46,10 @@ def test_fastmath_literal():
 
 
 def test_one_decorator_spelling_and_chunk_constant():
-    assert jit() == "@numba.njit(cache=True, error_model='numpy')"
-    assert jit(fastmath=True, parallel=True) == \
-        "@numba.njit(cache=True, error_model='numpy', fastmath=_FASTMATH, parallel=True)"
+    assert jit() == "@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)"
+    assert jit(fastmath=True, parallel=True) == ("@numba.njit(cache=True, error_model='numpy', "
+                                                 "no_cfunc_wrapper=True, fastmath=_FASTMATH, "
+                                                 "parallel=True)")
     a, b = sg.params("a b")
     t = sg.data("t")
     from symgrad.ad.derive import derive
@@ -61,6 +62,9 @@ def test_one_decorator_spelling_and_chunk_constant():
     for text in (scalar, resid):
         assert f"nc = min(max(N // {CHUNK}, 1), 64)" in text
         assert "@numba.njit(cache=True, fastmath" not in text
+        # no C-callable twin for any function: each costs milliseconds of LLVM work to build
+        decorators = [ln for ln in text.splitlines() if ln.lstrip().startswith("@numba.njit")]
+        assert decorators and all("no_cfunc_wrapper=True" in d for d in decorators)
 
 
 def test_hessian_text_is_shared():

@@ -15,7 +15,7 @@ closure), the same text is compiled for this process only, without Numba's cache
 >>> from symgrad.train.compiled import loop_text
 >>> print(loop_text("from m import vg as _vg", "from r import rule as _rule_py", n_state=1,
 ...                 n_hyper=1, n_args=2, batch=False, cache=True).splitlines()[12])
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy", no_cfunc_wrapper=True)
 """
 
 from __future__ import annotations
@@ -83,12 +83,12 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         vg_import,
         rule_import,
         "",
-        '_rule = numba.njit(error_model="numpy")(_rule_py)',
+        '_rule = numba.njit(error_model="numpy", no_cfunc_wrapper=True)(_rule_py)',
         "",
         "",
         "# See symgrad/train/compiled.py for the packed arguments and the status codes.",
         "",
-        f'@numba.njit(cache={cache}, nogil=True, error_model="numpy")',
+        f'@numba.njit(cache={cache}, nogil=True, error_model="numpy", no_cfunc_wrapper=True)',
         f"def loop(W, {'K, ' if cast else ''}lrs, H, S, HX, ip, fp, hyper, perm"
         f"{''.join(', ' + a for a in args)}):",
         "    x = W[0]",

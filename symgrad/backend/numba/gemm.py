@@ -166,7 +166,7 @@ if _intrinsic is not None:
                  ("array", 5), ("beta", -1), ("array", 6)]
         return numba.types.none(t, m, n, a, lda, x, y), _blas_call("numba_xxgemv", order)
 
-    @numba.njit(cache=True, inline='always')
+    @numba.njit(cache=True, no_cfunc_wrapper=True, inline='always')
     def _layout(r, c, sr, sc):
         """How BLAS reads an r x c operand with element strides (sr, sc): (row-major, leading
         dimension), the dimension 0 when neither axis is unit-stride."""
@@ -176,7 +176,7 @@ if _intrinsic is not None:
             return False, sc if c > 1 else r
         return True, 0
 
-    @numba.njit(cache=True, inline='always')
+    @numba.njit(cache=True, no_cfunc_wrapper=True, inline='always')
     def _gemm(a, b, out):
         """out = a @ b through BLAS: each operand read in place, with the transpose flag its
         strides call for (gemv when one side is a vector); out C-contiguous (m x n). The
@@ -184,7 +184,7 @@ if _intrinsic is not None:
         :func:`_gemm_any` serves C, Fortran and transposed operands alike."""
         _gemm_any(a[:, :], b[:, :], out)
 
-    @numba.njit(cache=True)
+    @numba.njit(cache=True, no_cfunc_wrapper=True)
     def _gemm_any(a, b, out):
         """:func:`_gemm` of operands of any layout. Only an operand with no unit-stride axis
         (never one the array kernels make) is copied."""
@@ -217,7 +217,7 @@ if _intrinsic is not None:
         else:  # column-major: out.T (n x m) = op(b) @ op(a)
             _xgemm(not rb, not ra, n, m, k, b, ldb, a, lda, out, n)
 else:
-    @numba.njit(cache=True)
+    @numba.njit(cache=True, no_cfunc_wrapper=True)
     def _gemm(a, b, out):
         np.dot(a, b, out)
 '''

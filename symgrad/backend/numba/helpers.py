@@ -31,7 +31,7 @@ def lse_helper(arity: int, cplx: bool) -> str:
     a = [f"a{j}" for j in range(arity)]
     if cplx:
         return "\n".join([
-            "@numba.njit(cache=True, error_model='numpy')",
+            "@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)",
             f"def _logsumexp{arity}_c({', '.join(a)}):",
             f"    m = max({', '.join(x + '.real' for x in a)})",
             "    return m + cmath.log(" + " + ".join(f"cmath.exp({x} - m)" for x in a) + ")"])
@@ -39,7 +39,7 @@ def lse_helper(arity: int, cplx: bool) -> str:
     for x in a[1:]:
         m = f"max({m}, {x})"
     return "\n".join([
-        "@numba.njit(cache=True, error_model='numpy')",
+        "@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)",
         f"def _logsumexp{arity}({', '.join(a)}):",
         f"    m = {m}",
         "    if math.isinf(m):",
@@ -48,7 +48,7 @@ def lse_helper(arity: int, cplx: bool) -> str:
 
 
 HELPERS = '''
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _span(a):
     lo = a.ctypes.data
     hi = lo
@@ -61,7 +61,7 @@ def _span(a):
     return lo, hi + a.itemsize
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _overlap(a, b):
     # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
     if a.size == 0 or b.size == 0:
@@ -71,7 +71,7 @@ def _overlap(a, b):
     return a0 < b1 and b0 < a1
 
 
-@numba.njit(cache=True, error_model='numpy', inline='always')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, inline='always')
 def _heaviside(z, at_zero):
     if z > 0.0:
         return 1.0
@@ -80,7 +80,7 @@ def _heaviside(z, at_zero):
     return at_zero if z == 0.0 else z
 
 
-@numba.njit(cache=True, error_model='numpy', inline='always')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, inline='always')
 def _sign(z):
     if z > 0.0:
         return 1.0
@@ -89,22 +89,22 @@ def _sign(z):
     return z
 
 
-@numba.njit(cache=True, error_model='numpy', inline='always')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, inline='always')
 def _relu(z):
     return z if not z < 0.0 else 0.0
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _floor(z):
     return np.floor(z)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _ceil(z):
     return np.ceil(z)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _sigmoid(z):
     if z >= 0.0:
         return 1.0 / (1.0 + math.exp(-z))
@@ -112,13 +112,13 @@ def _sigmoid(z):
     return e / (1.0 + e)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _softplus(z):
     return max(z, 0.0) + math.log1p(math.exp(-abs(z))) if z == z else z
 '''
 
 COMPLEX_HELPERS = '''
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _ipow_c(z, k):
     r = z * 0.0 + 1.0
     b = z
@@ -131,7 +131,7 @@ def _ipow_c(z, k):
     return r if k >= 0 else 1.0 / r
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _sigmoid_c(z):
     if z.real >= 0.0:
         return 1.0 / (1.0 + cmath.exp(-z))
@@ -139,24 +139,24 @@ def _sigmoid_c(z):
     return e / (1.0 + e)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _softplus_c(z):
     if z.real > 0.0:
         return z + cmath.log(1.0 + cmath.exp(-z))
     return cmath.log(1.0 + cmath.exp(z))
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _log1p_c(z):
     return cmath.log(1.0 + z) if abs(z) > 1e-4 else z - z * z / 2.0 + z * z * z / 3.0
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _expm1_c(z):
     return cmath.exp(z) - 1.0 if abs(z) > 1e-4 else z + z * z / 2.0 + z * z * z / 6.0
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _erf_c(z):
     # erf(a + ib) to first order in b: enough for complex-step with tiny imaginary parts
     a = z.real
