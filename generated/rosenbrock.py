@@ -5,7 +5,7 @@
 # parameters (order of x): x1, x2
 # data columns: none
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 20a27d724a37048a
+# content hash: 1f293ee041552dfe
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -31,26 +31,26 @@ _FASTMATH = {'reassoc', 'contract'}
 
 
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
-def _span(a):
-    lo = a.ctypes.data
-    hi = lo
+def _overlap(a, b):
+    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory);
+    # each span in place (a helper function per span would be one more compile per type)
+    if a.size == 0 or b.size == 0:
+        return False
+    a0 = a1 = a.ctypes.data
     for d in range(a.ndim):
         ext = (a.shape[d] - 1) * a.strides[d]
         if ext < 0:
-            lo += ext
+            a0 += ext
         else:
-            hi += ext
-    return lo, hi + a.itemsize
-
-
-@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
-def _overlap(a, b):
-    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
-    if a.size == 0 or b.size == 0:
-        return False
-    a0, a1 = _span(a)
-    b0, b1 = _span(b)
-    return a0 < b1 and b0 < a1
+            a1 += ext
+    b0 = b1 = b.ctypes.data
+    for d in range(b.ndim):
+        ext = (b.shape[d] - 1) * b.strides[d]
+        if ext < 0:
+            b0 += ext
+        else:
+            b1 += ext
+    return a0 < b1 + b.itemsize and b0 < a1 + a.itemsize
 
 
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)

@@ -118,3 +118,24 @@ def test_array_module_hessian_core_and_batch_wrapper(array_module):
     np.testing.assert_allclose(batch, 2 * Xd[idx].T @ Xd[idx] / 3, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="out of range"):
         array_module.hessian(x, np.empty((3, 3)), dims, Xd, np.array([6], dtype=np.int64))
+
+
+def test_overlap_helper_follows_the_memory_spans():
+    """``_overlap`` (each span computed in place since the ``_span`` helper went) is True exactly
+    when the spans [lowest, highest + itemsize) of two arrays meet, for any strides (so interleaved
+    views count as overlapping, conservatively, as np.may_share_memory)."""
+    from symgrad.backend.numba.helpers import helpers_for
+
+    ns: dict = {}
+    text = helpers_for("_overlap(a, b)").replace("cache=True", "cache=False")  # no file
+    exec(compile("import numba\nimport numpy as np\n" + text, "<helpers>", "exec"), ns)
+    ov = ns["_overlap"].py_func  # the same text, run by Python (NumPy's ctypes and strides)
+    buf = np.arange(24.0)
+    M = buf.reshape(4, 6)
+    cases = [(buf[:12], buf[12:], False), (buf[:13], buf[12:], True),
+             (buf[11::-1], buf[12:], False), (buf[12::-1], buf[12:], True),
+             (M[:2].T, M[2:], False), (M[:, :3], M[3, 2:], True), (M[:, 3:], M[1, :3], True),
+             (buf[:0], buf, False), (buf[::5], np.zeros(3), False)]
+    for a, b, want in cases:
+        assert ov(a, b) is want and ov(b, a) is want, (a, b)
+        assert ns["_overlap"](a, b) == want  # compiled: the same answer

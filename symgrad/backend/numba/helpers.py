@@ -13,7 +13,7 @@ the results are the same bits; helpers with arithmetic stay functions, compiled 
 
 >>> text = helpers_for("    return _overlap(g, x) or _relu(z)")
 >>> [ln[4:ln.index("(")] for ln in text.splitlines() if ln.startswith("def ")]
-['_span', '_overlap', '_relu']
+['_overlap', '_relu']
 >>> helpers_for("    return x[0] * x[1]")
 ''
 """
@@ -49,26 +49,26 @@ def lse_helper(arity: int, cplx: bool) -> str:
 
 HELPERS = '''
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
-def _span(a):
-    lo = a.ctypes.data
-    hi = lo
+def _overlap(a, b):
+    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory);
+    # each span in place (a helper function per span would be one more compile per type)
+    if a.size == 0 or b.size == 0:
+        return False
+    a0 = a1 = a.ctypes.data
     for d in range(a.ndim):
         ext = (a.shape[d] - 1) * a.strides[d]
         if ext < 0:
-            lo += ext
+            a0 += ext
         else:
-            hi += ext
-    return lo, hi + a.itemsize
-
-
-@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
-def _overlap(a, b):
-    # whether the memory spans of a and b overlap (conservative, as np.may_share_memory)
-    if a.size == 0 or b.size == 0:
-        return False
-    a0, a1 = _span(a)
-    b0, b1 = _span(b)
-    return a0 < b1 and b0 < a1
+            a1 += ext
+    b0 = b1 = b.ctypes.data
+    for d in range(b.ndim):
+        ext = (b.shape[d] - 1) * b.strides[d]
+        if ext < 0:
+            b0 += ext
+        else:
+            b1 += ext
+    return a0 < b1 + b.itemsize and b0 < a1 + a.itemsize
 
 
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, inline='always')
