@@ -109,3 +109,50 @@ def test_training_loops_call_no_numpy_blas(module):
              and isinstance(n.value, ast.Name) and n.value.id in ("np", "numpy")
              and n.attr in ("dot", "vdot", "inner", "linalg", "matmul", "tensordot")]
     assert not matmul and not calls, (matmul, calls)
+
+
+def test_a_numba_thread_count_set_before_the_first_threaded_call_is_kept(monkeypatch):
+    """The user's numba.set_num_threads made before symgrad's first threaded call stands (the
+    policy used to overwrite it then, and only respect a count changed after its first)."""
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one Numba thread: no other count to choose")
+    p = blas._Policy()
+    monkeypatch.setattr(p, "set", lambda n: None)  # leave the real BLAS pools alone
+    monkeypatch.setattr(p, "decide", lambda: numba.config.NUMBA_NUM_THREADS)
+    monkeypatch.setattr(blas, "_P", p)
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)  # the user's, before any threaded kernel
+        blas.use_threads()
+        assert p.numba and numba.get_num_threads() == 1
+        sg.set_blas_threads(2)  # the documented way to fix it still does
+        assert numba.get_num_threads() == 2
+    finally:
+        sg.set_blas_threads(None)
+        numba.set_num_threads(before)
+
+
+def test_scalar_and_residual_threaded_calls_follow_the_policy(monkeypatch):
+    """Every kind's threaded functions run under the one policy: a scalar or residual kernel's
+    call from PARALLEL_THRESHOLD samples hands Numba's threads to it, a smaller call does not
+    (the choice only: nothing is compiled here)."""
+    import numpy as np
+
+    from symgrad.runtime.scalar import PARALLEL_THRESHOLD
+
+    p = blas._Policy()
+    monkeypatch.setattr(p, "set", lambda n: None)
+    monkeypatch.setattr(blas, "_P", p)
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    f = sg.compile(sg.mean((a * t + b - y) ** 2), [a, b])
+    r = sg.compile_residuals(a * t + b - y, [a, b])
+    small = (np.zeros(10), np.zeros(10), None)
+    assert f._impl(small) is f.jit and r._impl(10) is r._serial and not p.numba
+    n = PARALLEL_THRESHOLD
+    large = (np.zeros(n), np.zeros(n), None)
+    assert f._impl(large) is f._jit_par and p.numba
+    p.numba = False
+    assert r._impl(n) is r._par and p.numba

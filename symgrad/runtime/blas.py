@@ -15,12 +15,15 @@ The environment decides instead when it names a thread count (``OPENBLAS_NUM_THR
 ``OMP_NUM_THREADS``, ...), and so does :func:`set_blas_threads`. The policy finds the pools with
 ``threadpoolctl``; without it they keep their defaults.
 
-Numba's threads (the ``prange`` loops of array kernels' threaded cores: compiled with
-``parallel=True``, or a large call with the default ``parallel=None``) follow the same count
-once such a kernel exists or such a call ran (:func:`use_threads`): a threaded core runs its
-loops and its BLAS calls one after the other, never together, so the two pools each get the
-free cores and never oversubscribe them (and ``parallel=None`` keeps the serial cores when the
-matrix products outweigh the loops, see :func:`symgrad.runtime.array.work`).
+Numba's threads (the ``prange`` loops of every kernel's threaded functions: an array kernel
+compiled with ``parallel=True`` or a large call with the default ``parallel=None``; the sample
+loops of scalar and residual kernels from ``PARALLEL_THRESHOLD`` samples) follow the same count
+once such a kernel exists or such a call ran (:func:`use_threads`, :func:`threaded_call`): a
+threaded array core runs its loops and its BLAS calls one after the other, never together, so
+the two pools each get the free cores and never oversubscribe them (and ``parallel=None`` keeps
+the serial cores when the matrix products outweigh the loops, see
+:func:`symgrad.runtime.array.work`); a sample loop on a core another process keeps busy would
+wait for it at the loop's end.
 ``NUMBA_NUM_THREADS`` in the environment, or a ``numba.set_num_threads`` of your own, decides
 instead; :func:`set_blas_threads` fixes both.
 """
@@ -33,7 +36,7 @@ import time
 import numba
 import numpy as np
 
-__all__ = ["dot", "refresh", "set_blas_threads", "use_threads"]
+__all__ = ["dot", "refresh", "set_blas_threads", "threaded_call", "use_threads"]
 
 _ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 _PERIOD = 0.5  # seconds between two looks at the machine
@@ -78,7 +81,10 @@ class _Policy:
         if not self.numba:
             return
         cur = numba.get_num_threads()
-        if not force and self.numba_set is not None and cur != self.numba_set:
+        # the count the policy left last, or Numba's own before the policy's first (anything
+        # else is the user's numba.set_num_threads, made before or since)
+        ours = numba.config.NUMBA_NUM_THREADS if self.numba_set is None else self.numba_set
+        if not force and cur != ours:
             return
         n = min(n, numba.config.NUMBA_NUM_THREADS)
         if n != cur:
@@ -149,6 +155,15 @@ def use_threads() -> None:
             _P.set_numba(_P.fixed, force=True)
         _P.due = 0.0
         refresh()
+
+
+def threaded_call() -> None:
+    """Before a call of threaded (``prange``) functions of any kernel: Numba's threads follow
+    the policy from now on, and the count is refreshed when due (about 0.1 us when not)."""
+    if _P.numba:
+        refresh()
+    else:
+        use_threads()
 
 
 def set_blas_threads(n: int | None) -> None:

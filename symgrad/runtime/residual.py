@@ -28,7 +28,7 @@ from ..ad.derive import Builder, KinkPolicy, Program
 from ..distributed.detect import has_dask
 from ..distributed.residuals import bind_residuals
 from ..ir.residual_problem import ResidualProblem
-from . import scalar
+from . import blas, scalar
 from .argcheck import as_out, as_vector, in_range, no_positional
 from .base import At, Kernel
 from .bound import BoundResiduals
@@ -293,13 +293,13 @@ class ResidualKernel(Kernel):
     # -- the compiled residual family (no checks): what a subclass computes differently ------
     def _impl(self, n: int) -> types.SimpleNamespace:
         """The serial or the parallel functions for a call over ``n`` samples (see
-        :attr:`parallel`). The parallel ones run on Numba's threads as they are (all cores
-        unless set otherwise), as the scalar kernels' do: they call no BLAS, so they never
-        share the cores with a BLAS pool, and the BLAS policy's load estimate (one thread
-        until its second look, half a second on) would run a short fit on one thread."""
+        :attr:`parallel`). The parallel ones run on the threads of the one thread policy
+        (:mod:`symgrad.runtime.blas`), as every kernel's do: the cores other processes leave
+        free."""
         if self._par is None or self.parallel is False or (
                 self.parallel is None and n < scalar.PARALLEL_THRESHOLD):
             return self._serial
+        blas.threaded_call()
         return self._par
 
     def _fill_residuals(self, x: np.ndarray, r: np.ndarray, args: tuple) -> None:

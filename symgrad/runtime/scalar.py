@@ -25,6 +25,7 @@ from ..ad.derive import KinkPolicy, derive
 from ..build.cache import cache_dir, load_module, write_atomic
 from ..distributed.detect import dask_args, has_dask
 from ..ir.problem import Problem
+from . import blas
 from .argcheck import as_out, as_vector, in_range
 from .base import Kernel
 from .datacheck import (
@@ -235,6 +236,7 @@ class ScalarKernel(Kernel):
         if self._samples and self.parallel is not False:
             n = args[0].shape[0] if args[-1] is None else args[-1].shape[0]
             if self.parallel or n >= PARALLEL_THRESHOLD:
+                blas.threaded_call()
                 return self._jit_par
         return self.jit
 
