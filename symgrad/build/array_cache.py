@@ -24,8 +24,8 @@ from ..backend.numba.array_module import array_header, array_module_source
 from ..ir.array_problem import ArrayProblem
 from ..ir.graph import N
 from ..version import __version__
-from .cache import cached_module
 from .key import cache_key
+from .products import cached_with_products
 
 __all__ = ["cached_array", "canonical"]
 
@@ -37,7 +37,7 @@ def cached_array(prob: ArrayProblem, policy: KinkPolicy,
                  real: str) -> tuple[Path, str, types.ModuleType]:
     """``(path, text, module)`` of the array problem's compiled module (cached on disk)."""
     opts = CodegenOptions(regenerate="symgrad.compile(loss)", version=__version__)
-    return cached_module(
+    return cached_with_products(
         cache_key("array", canonical(prob), policy, opts, real, _WRITERS),
         lambda digest: array_header(prob, policy, opts, digest),
         lambda: array_module_source(prob, policy, opts, real))
