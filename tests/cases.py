@@ -418,8 +418,10 @@ class Oracle:
         n = self.n
         val = float(out[0])
         g = np.array([float(v) for v in out[1:1 + n]])
-        h = np.array([float(v) for v in out[1 + n:]]).reshape(n, n)
-        return val, g, h, out[1 + n:]
+        upper = out[1 + n:]  # the upper triangle row by row: the Hessian is symmetric
+        full = [upper[_upper_index(n, i, j)] for i in range(n) for j in range(n)]
+        h = np.array([float(v) for v in full]).reshape(n, n)
+        return val, g, h, full
 
     def hvp(self, h_exact, v: np.ndarray) -> np.ndarray:
         """Hessian times ``v`` in ``DPS`` digits (from the unrounded Hessian)."""
@@ -429,12 +431,19 @@ class Oracle:
                                                for j in range(n))) for i in range(n)])
 
 
+def _upper_index(n: int, i: int, j: int) -> int:
+    """The place of Hessian entry (i, j) in the row-by-row upper triangle of an n x n matrix."""
+    i, j = min(i, j), max(i, j)
+    return i * n - i * (i - 1) // 2 + (j - i)
+
+
 def oracle(loss: sp.Expr, params: tuple) -> Oracle:
     """``sympy.lambdify`` of ``sympy.diff`` of the elementary form of ``loss``."""
     e, data_syms = expand_reductions(elementary(loss), N_SAMPLES)
     ps = list(params)
     grad = [sp.diff(e, p) for p in ps]
-    hess = [sp.diff(gi, p) for gi in grad for p in ps]
+    # the upper triangle only (mixed partials agree at the smooth points where it is called)
+    hess = [sp.diff(grad[i], ps[j]) for i in range(len(ps)) for j in range(i, len(ps))]
     flat = [e, *grad, *hess]
     # floor/ceiling/sign/Heaviside are flat away from their jumps (points avoid the jumps)
     flat = [d.replace(lambda a: isinstance(a, sp.Derivative), lambda a: sp.S.Zero) for d in flat]
