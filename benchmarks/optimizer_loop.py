@@ -244,15 +244,35 @@ CHILD = textwrap.dedent("""
 """)
 
 
+#: The seeds' quadratic fit with mini-batches: the batch path of the kernel (its index checks)
+#: and of the compiled loop.
+CHILD_BATCH = CHILD.replace(
+    'x1, x2 = sg.params("x1 x2")\nf = sg.compile(100*(x2 - x1**2)**2 + (1 - x1)**2)',
+    'import numpy as np\na, b, c = sg.params("a b c"); t, y = sg.data("t y")\n'
+    'f = sg.compile(sg.mean((a*t**2 + b*t + c - y)**2), [a, b, c])\n'
+    'tt = np.linspace(0.0, 1.0, 512); data = {"t": tt, "y": 0.5*tt**2 + 1}').replace(
+    "sg.minimize(f, [-1.2, 1.0], optimizer=sg.optim.adam(0.01), steps=3000)",
+    "sg.minimize(f, [0.0, 0.0, 0.0], optimizer=sg.optim.adam(0.05), data=data, batch_size=32,"
+    " epochs=2)")
+
+
 def processes() -> None:
-    print("\n3. a new process: sg.compile + 3000 Adam steps (default arguments), fresh cache dir")
+    for child, what in ((CHILD, "sg.compile + 3,000 Adam steps"),
+                        (CHILD_BATCH, "sg.compile + 2 epochs of mini-batch Adam (data loss, "
+                                      "batch 32)")):
+        process(child, what)
+
+
+def process(child: str, what: str) -> None:
+    """A new process running ``child`` with an empty cache, then twice with the cache warm."""
+    print(f"\n3. a new process: {what} (default arguments), fresh cache dir")
     with tempfile.TemporaryDirectory() as d:
         env = {**os.environ, "SYMGRAD_CACHE_DIR": d,
                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         took = {}
         for label in ("cold", "warm", "warm"):
             t0 = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
+            out = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True,
                                  text=True, check=True)
             wall = time.perf_counter() - t0
             r = json.loads(out.stdout.strip().splitlines()[-1])
@@ -260,11 +280,10 @@ def processes() -> None:
                   f" compile {r['compile'] * 1e3:7.1f} ms, minimize {r['minimize'] * 1e3:7.1f} ms"
                   f"  -> compile + minimize {(r['compile'] + r['minimize']) * 1e3:7.1f} ms")
             took[label] = min(took.get(label, float("inf")), r["compile"] + r["minimize"])
-    print("  (target: warm compile + 3000 Adam steps < 0.5 s)")
-    record("optimizer_loop", "a new process: sg.compile + 3,000 Adam steps, cold cache",
-           took["cold"], unit="s")
-    record("optimizer_loop", "the same, warm cache (kernel and loop from disk)", took["warm"],
-           unit="s", target=0.5)
+    print("  (target: warm compile + minimize < 0.5 s)")
+    record("optimizer_loop", f"a new process: {what}, cold cache", took["cold"], unit="s")
+    record("optimizer_loop", f"the same ({what.split(' + ')[1]}), warm cache (kernel and loop "
+           "from disk)", took["warm"], unit="s", target=0.5)
 
 
 def main() -> None:

@@ -41,10 +41,11 @@ class _SampleFns:
                            "lo = idx[0]", "hi = idx[0]",
                            "for k in range(1, idx.shape[0]):  # one pass: min and max",
                            "    lo = min(lo, idx[k])", "    hi = max(hi, idx[k])",
-                           "if lo < 0 or hi >= N:",
-                           '    raise ValueError("batch (idx): sample index " + str(lo if lo < 0 '
-                           'else hi) + " is outside [0, " + str(N) + "), the length of the data '
-                           'columns")',
+                           "if lo < 0 or hi >= N:  # the numbers as arguments: str(int) "
+                           "would cost 1.3 s of compile",
+                           '    raise ValueError("batch (idx): a sample index is outside [0, N), '
+                           'N the length of the data columns (the index, N):", '
+                           'lo if lo < 0 else hi, N)',
                            "return idx.shape[0]"]))
         return out
 
