@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import inspect
 
+import numba
 import pytest
 
 import symgrad as sg
@@ -114,7 +115,6 @@ def test_training_loops_call_no_numpy_blas(module):
 def test_a_numba_thread_count_set_before_the_first_threaded_call_is_kept(monkeypatch):
     """The user's numba.set_num_threads made before symgrad's first threaded call stands (the
     policy used to overwrite it then, and only respect a count changed after its first)."""
-    numba = pytest.importorskip("numba")
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one Numba thread: no other count to choose")
     p = blas._Policy()

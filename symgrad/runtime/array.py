@@ -195,7 +195,7 @@ class ArrayKernel(Kernel):
         jit = self.jit
         if self._work is not None and work(self._work, args, self._n_col) >= AUTO_WORK:
             jit = self._jit_par
-            blas.use_threads()  # once: Numba's threads follow the policy from then on
+            blas.use_threads()  # Numba's threads follow the policy from then on
         try:
             return getattr(jit, name)(x, *outs, *args)
         except ValueError as exc:

@@ -18,12 +18,11 @@ The environment decides instead when it names a thread count (``OPENBLAS_NUM_THR
 Numba's threads (the ``prange`` loops of every kernel's threaded functions: an array kernel
 compiled with ``parallel=True`` or a large call with the default ``parallel=None``; the sample
 loops of scalar and residual kernels from ``PARALLEL_THRESHOLD`` samples) follow the same count
-once such a kernel exists or such a call ran (:func:`use_threads`, :func:`threaded_call`): a
-threaded array core runs its loops and its BLAS calls one after the other, never together, so
-the two pools each get the free cores and never oversubscribe them (and ``parallel=None`` keeps
-the serial cores when the matrix products outweigh the loops, see
-:func:`symgrad.runtime.array.work`); a sample loop on a core another process keeps busy would
-wait for it at the loop's end.
+once such a kernel exists or such a call ran (:func:`use_threads`): a threaded array core runs
+its loops and its BLAS calls one after the other, never together, so the two pools each get the
+free cores and never oversubscribe them (and ``parallel=None`` keeps the serial cores when the
+matrix products outweigh the loops, see :func:`symgrad.runtime.array.work`); a sample loop on a
+core another process keeps busy would wait for it at the loop's end.
 ``NUMBA_NUM_THREADS`` in the environment, or a ``numba.set_num_threads`` of your own, decides
 instead; :func:`set_blas_threads` fixes both.
 """
@@ -36,7 +35,7 @@ import time
 import numba
 import numpy as np
 
-__all__ = ["dot", "refresh", "set_blas_threads", "threaded_call", "use_threads"]
+__all__ = ["dot", "refresh", "set_blas_threads", "use_threads"]
 
 _ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 _PERIOD = 0.5  # seconds between two looks at the machine
@@ -146,24 +145,16 @@ def refresh() -> None:
 
 
 def use_threads() -> None:
-    """Let Numba's threads follow the policy from now on (called when an array kernel with
-    parallel loops is made, or first runs them by default; processes without one never start
-    Numba's thread pool)."""
+    """Before a call of any kernel's threaded (``prange``) functions, and when an array kernel
+    with parallel loops is made: Numba's threads follow the policy from then on, and the count
+    is refreshed when due (about 0.1 us when not). Processes that never call it never start
+    Numba's thread pool."""
     if not _P.numba:
         _P.numba = True
         if _P.fixed is not None:
             _P.set_numba(_P.fixed, force=True)
         _P.due = 0.0
-        refresh()
-
-
-def threaded_call() -> None:
-    """Before a call of threaded (``prange``) functions of any kernel: Numba's threads follow
-    the policy from now on, and the count is refreshed when due (about 0.1 us when not)."""
-    if _P.numba:
-        refresh()
-    else:
-        use_threads()
+    refresh()
 
 
 def set_blas_threads(n: int | None) -> None:

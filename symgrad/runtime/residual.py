@@ -299,7 +299,7 @@ class ResidualKernel(Kernel):
         if self._par is None or self.parallel is False or (
                 self.parallel is None and n < scalar.PARALLEL_THRESHOLD):
             return self._serial
-        blas.threaded_call()
+        blas.use_threads()
         return self._par
 
     def _fill_residuals(self, x: np.ndarray, r: np.ndarray, args: tuple) -> None:

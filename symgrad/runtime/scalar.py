@@ -236,7 +236,7 @@ class ScalarKernel(Kernel):
         if self._samples and self.parallel is not False:
             n = args[0].shape[0] if args[-1] is None else args[-1].shape[0]
             if self.parallel or n >= PARALLEL_THRESHOLD:
-                blas.threaded_call()
+                blas.use_threads()
                 return self._jit_par
         return self.jit
 
