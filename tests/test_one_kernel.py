@@ -46,7 +46,10 @@ def test_every_kind_has_the_one_interface(kernels, kind, bound):
     call = (lambda name, *a: getattr(k, name)(*a)) if bound else \
         (lambda name, *a: getattr(k, name)(*a, **data))
     v, g = call("value_and_grad", x)
-    assert v == call("value", x) and np.array_equal(g, call("grad", x))
+    # value and value_and_grad are separate loops whose sums the compiler may vectorise
+    # differently (one ulp apart on an AMD EPYC): equal to rounding, not always to the bit
+    assert v == pytest.approx(call("value", x), rel=1e-14)
+    assert np.array_equal(g, call("grad", x))
     H = call("hessian", x)
     assert np.allclose(call("hvp", x, np.array([1.0, 0.0])), H[:, 0], rtol=1e-12, atol=1e-12)
     assert "=" in k.formulas()
