@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 1e5e90c61188e748
+# content hash: 0582c8fde7322129
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -514,7 +514,8 @@ def _hessian(x, H, dims, c_X, c_Y):
     for j in range(nn):
         e[j] = 1.0
         _hvp(x, e, col, dims, c_X, c_Y)
-        H[:, j] = col
+        for i in range(nn):
+            H[i, j] = col[i]
         e[j] = 0.0
     for j in range(nn):
         for k in range(j + 1, nn):

@@ -5,6 +5,7 @@ scalar kernel's Hessian reusing the HVP compiled for the caller's own output."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import textwrap
 
@@ -45,6 +46,7 @@ def _module(f) -> dict:
     return f.jit.value_and_grad.py_func.__globals__
 
 
+@pytest.mark.slow  # -m slow (a second process: 5 s, cold)
 def test_products_compile_once_per_dtype(mlp):
     """Three operand layouts, one compiled ``_gemm_any`` (each layout compiled anew cost about
     0.25 s of a 784-512-10 MLP's 3 s cold build)."""
@@ -55,9 +57,9 @@ def test_products_compile_once_per_dtype(mlp):
 
 def test_array_and_model_modules_share_one_compiled_product(mlp):
     """Every array or model module of the cache calls one ``_gemm_any`` (a cached module of its
-    own, compiled once per dtype), not its own copy (about 0.4 s of each cold build); the
-    module's text still defines the helper, so it stands alone."""
-    from symgrad.build import products
+    own, compiled once per dtype), not its own copy (about 0.4 s of each cold build), and every
+    module one ``_overlap``; the module's text still defines the helpers, so it stands alone."""
+    from symgrad.build import shared as products
 
     f = mlp[0]
     w = sg.params("w", shape=(D,))
@@ -66,6 +68,8 @@ def test_array_and_model_modules_share_one_compiled_product(mlp):
         mp.setenv("SYMGRAD_CACHE_DIR", str(f.path.parent))
         other = sg.compile(sg.mean((X @ w) ** 2), [w], fuse=False)
         model = sg.compile(X @ w, [w])
+        a, t = sg.params("a"), sg.data("t")
+        scalar, residual = sg.compile(sg.mean((a * t) ** 2)), sg.compile_residuals(a * t - 1)
         shared = products.shared_module()
     assert "def _gemm_any(" in f.source and "def _gemm_any(" in other.source
     assert _module(f)["_gemm_any"] is shared._gemm_any
@@ -75,6 +79,47 @@ def test_array_and_model_modules_share_one_compiled_product(mlp):
     np.testing.assert_allclose(other.value(np.ones(D), X=Xd), np.mean(Xd.sum(1) ** 2),
                                rtol=1e-13)
     assert len(shared._gemm_any.signatures) == 1  # the MLP's, reused by the second loss
+    for m in (_module(f), _module(other), scalar.module.__dict__, residual.module.__dict__):
+        assert m["_overlap"] is shared._overlap  # each module's text still defines its own
+    assert "def _overlap(" in scalar.source and "def _overlap(" in residual.source
+
+
+SCALAR_CHILD = textwrap.dedent("""
+    import json, warnings
+    import numpy as np
+    import symgrad as sg
+    warnings.simplefilter("error")  # a refused cache file is a CacheWarning: fail on it
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    f = sg.compile(sg.mean((a * sg.exp(-b * t) - y) ** 2))
+    rk = sg.compile_residuals(a * sg.exp(-b * t) - y)
+    T = np.linspace(0.0, 2.0, 9)
+    x, data = np.array([1.5, 0.7]), dict(t=T, y=np.exp(-T))
+    value, g = f.value_and_grad(x, **data)
+    A, bv, s = rk.normal(x, **data)
+    stats = [f.jit.value_and_grad.stats, rk.module.normal.stats]
+    print(json.dumps({"value": value, "g": g.tolist(), "A": A.tolist(), "s": s,
+                      "shared": [m.module._overlap.py_func.__module__.startswith("sg_shared_")
+                                 for m in (f, rk)],
+                      "hits": [sum(st.cache_hits.values()) for st in stats],
+                      "misses": [sum(st.cache_misses.values()) for st in stats]}))
+""")
+
+
+@pytest.mark.slow  # two processes: 10 s, cold (the array modules' second process stays quick)
+def test_scalar_and_residual_modules_share_one_compiled_overlap_check(tmp_path, python,
+                                                                      subprocess_env):
+    """Every cached module calls the shared ``_overlap`` (0.3-0.6 s of each cold build when
+    compiled per module); a second process loads the drivers that call it from disk."""
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([python, "-c", SCALAR_CHILD], capture_output=True, text=True,
+                             timeout=300, env=subprocess_env(SYMGRAD_CACHE_DIR=str(tmp_path)))
+        assert out.returncode == 0, out.stderr
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    first, second = runs
+    assert first["shared"] == second["shared"] == [True, True]
+    assert first["misses"] == [1, 1] and second == {**first, "hits": [1, 1], "misses": [0, 0]}
 
 
 CHILD = textwrap.dedent("""
@@ -172,3 +217,35 @@ def test_serial_and_threaded_calls_share_one_compiled_sample_loop(tmp_path, monk
     acc_g = serial.jit.value_and_grad.py_func.__globals__["_acc_g"]
     assert threaded.path == serial.path and len(acc_g.signatures) == 1
     assert v1 == pytest.approx(v2, rel=1e-14) and np.allclose(g1, g2, rtol=1e-14, atol=0)
+
+
+#: A slice assignment from an array (``H[:, j] = col``, ``g[a:b] = t.ravel()``): Numba's CPU
+#: target formats its shape-mismatch message with str() of ints, so the first function in a
+#: process that holds one compiled Numba's unicode machinery (3-4 s on a 2-core AMD EPYC).
+ARRAY_SLICE_STORE = re.compile(r"\w+\[[^\]\n]*:[^\]\n]*\] = (?!0\.0\b|numba\.)")
+
+
+def test_no_generated_function_stores_an_array_into_a_slice(mlp):
+    """The first Hessian of an array loss took 10.5 s instead of 5.8 s (3.5 s for one such
+    line); its column and a gradient that is a parameter itself are now written element by
+    element, with the same numbers."""
+    u, v = sg.params("u", shape=(5,)), sg.params("v", shape=(5,))
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    f = sg.compile(sg.sum(u * v), [u, v], fuse=False)  # each gradient is the other parameter
+    net, xn, data = mlp[:3]
+    sources = {"array": f.source, "mlp": net.source,
+               "scalar": sg.compile(sg.mean((a * t + b - y) ** 2)).source,
+               "residual": sg.compile_residuals(a * sg.exp(-b * t) - y).source}
+    for kind, src in sources.items():
+        code = "\n".join(line.split("#", 1)[0] for line in src.splitlines())  # not comments
+        assert not ARRAY_SLICE_STORE.findall(code), kind
+    assert "_flat0 = p_v.ravel()" in f.source
+    x = np.arange(10.0)
+    value, g = f.value_and_grad(x)
+    assert value == x[:5] @ x[5:] and np.array_equal(g, np.r_[x[5:], x[:5]])
+    np.testing.assert_array_equal(f.hessian(x), np.block([[np.zeros((5, 5)), np.eye(5)],
+                                                          [np.eye(5), np.zeros((5, 5))]]))
+    H = net.hessian(xn, **data)
+    assert np.array_equal(H, H.T)
+    np.testing.assert_allclose(H @ xn, net.hvp(xn, xn, **data), rtol=1e-12, atol=1e-12)

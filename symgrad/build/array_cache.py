@@ -25,7 +25,7 @@ from ..ir.array_problem import ArrayProblem
 from ..ir.graph import N
 from ..version import __version__
 from .key import cache_key
-from .products import cached_with_products
+from .shared import cached_with_shared
 
 __all__ = ["cached_array", "canonical"]
 
@@ -37,7 +37,7 @@ def cached_array(prob: ArrayProblem, policy: KinkPolicy,
                  real: str) -> tuple[Path, str, types.ModuleType]:
     """``(path, text, module)`` of the array problem's compiled module (cached on disk)."""
     opts = CodegenOptions(regenerate="symgrad.compile(loss)", version=__version__)
-    return cached_with_products(
+    return cached_with_shared(
         cache_key("array", canonical(prob), policy, opts, real, _WRITERS),
         lambda digest: array_header(prob, policy, opts, digest),
         lambda: array_module_source(prob, policy, opts, real))

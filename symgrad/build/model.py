@@ -32,7 +32,7 @@ from ..runtime.model import ModelKernel
 from ..version import __version__
 from .array import canonical
 from .key import cache_key
-from .products import cached_with_products
+from .shared import cached_with_shared
 
 __all__ = ["ModelProblem", "compile_model", "is_model", "model_problem", "model_source"]
 
@@ -53,7 +53,7 @@ def compile_model(expr, params: Sequence | None = None, *, policy: KinkPolicy | 
     if real not in ("float64", "float32"):
         raise ValueError(f"dtype must be float64 or float32, got {real!r}")
     opts = CodegenOptions(regenerate="symgrad.compile(model)", version=__version__)
-    path, src, mod = cached_with_products(
+    path, src, mod = cached_with_shared(
         _key(prob, policy, opts, real),
         lambda digest: model_header(prob, policy, opts, digest),
         lambda: model_module_source(prob, policy, opts, real))

@@ -17,8 +17,8 @@ from ..backend.numba.residual_module import residual_header, residual_source
 from ..ir.residual_problem import ResidualProblem
 from ..runtime.residual import ResidualKernel
 from ..version import __version__
-from .cache import cached_module
 from .key import cache_key, canon
+from .shared import cached_with_shared
 
 __all__ = ["residual_kernel"]
 
@@ -33,7 +33,7 @@ def residual_kernel(prob: ResidualProblem, policy: KinkPolicy, real: str, regene
     header names. ``extra`` may hold ``parallel`` (None/True/False): a choice made per call
     between the module's serial and ``*_parallel`` functions, so not part of the key."""
     opts = CodegenOptions(regenerate=regenerate, version=__version__)
-    path, src, mod = cached_module(
+    path, src, mod = cached_with_shared(
         cache_key("residual", canon(prob), policy, opts, real, WRITERS),
         lambda digest: residual_header(prob, policy, opts, digest, real),
         lambda: residual_source(prob, policy, opts, real))

@@ -14,8 +14,8 @@ from ..ad.derive import KinkPolicy, derive
 from ..backend.numba import CodegenOptions, header, module_source
 from ..backend.numba.scalar import check_dtype
 from ..version import __version__
-from .cache import cached_module
 from .key import cache_key, canon
+from .shared import cached_with_shared
 
 __all__ = ["cached_scalar"]
 
@@ -32,7 +32,7 @@ def cached_scalar(prob, policy: KinkPolicy, real: str = "float64"
     check_dtype(prob, real)  # before deriving: refused in the user's terms
     tail = f", dtype={real!r}" if real != "float64" else ""
     opts = CodegenOptions(regenerate=f"symgrad.compile(loss{tail})", version=__version__)
-    return cached_module(
+    return cached_with_shared(
         cache_key("scalar", canon(prob), policy, opts, real, _WRITERS),
         lambda digest: header(prob, policy, opts, digest),
         lambda: module_source(derive(prob, policy), opts, real))

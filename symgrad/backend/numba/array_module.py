@@ -148,8 +148,11 @@ class _Module:
                 tail.append(f"{target}[{self.offs[j]}] = {fn.name[id(o)]}")
             elif buffers.get(id(o), "").startswith(views[j] + ".") and id(o) not in written:
                 written.add(id(o))  # computed in place
-            else:
-                tail.append(f"{views[j]}[:] = {fn.name[id(o)]}.ravel()")
+            else:  # element by element: a slice assignment from an array makes Numba compile
+                # its shape-mismatch message (str of ints), seconds of a process's first call
+                tail += [f"_flat{j} = {fn.name[id(o)]}.ravel()",
+                         f"for _q in range(_flat{j}.shape[0]):",
+                         f"    {target}[{self.offs[j]} + _q] = _flat{j}[_q]"]
         if value is not None:
             tail.append(f"return {fn.name[id(value)]}")
         if serial:

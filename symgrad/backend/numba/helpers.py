@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["COMPLEX_HELPERS", "HELPERS", "helpers_for", "lse_helper"]
+__all__ = ["COMPLEX_HELPERS", "HELPERS", "OVERLAP_HELPER", "helpers_for", "lse_helper"]
 
 
 def lse_helper(arity: int, cplx: bool) -> str:
@@ -47,7 +47,9 @@ def lse_helper(arity: int, cplx: bool) -> str:
         "    return m + math.log(" + " + ".join(f"math.exp({x} - m)" for x in a) + ")"])
 
 
-HELPERS = '''
+#: The out-overlap check every driver makes; shared in a process by the modules symgrad
+#: imports from its cache (:mod:`symgrad.build.shared`).
+OVERLAP_HELPER = '''
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
 def _overlap(a, b):
     # whether the memory spans of a and b overlap (conservative, as np.may_share_memory);
@@ -69,7 +71,9 @@ def _overlap(a, b):
         else:
             b1 += ext
     return a0 < b1 + b.itemsize and b0 < a1 + a.itemsize
+'''
 
+HELPERS = OVERLAP_HELPER + '''
 
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, inline='always')
 def _heaviside(z, at_zero):

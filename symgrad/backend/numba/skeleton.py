@@ -174,7 +174,9 @@ def hessian_fn(n: int | None, args: str, hvp: str, name: str = "hessian",
         f"for j in range({size}):",
         "    e[j] = 1.0",
         f"    {call}",
-        *(["    H[:, j] = col"] if column else []),
+        # element by element: a slice assignment from an array (H[:, j] = col) makes Numba
+        # compile its shape-mismatch message (str of ints), 3 s of a process's first Hessian
+        *([f"    for i in range({size}):", "        H[i, j] = col[i]"] if column else []),
         "    e[j] = 0.0",
         f"for j in range({size}):",
         f"    for k in range(j + 1, {size}):",
