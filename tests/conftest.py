@@ -66,21 +66,21 @@ def cdir(tmp_path, monkeypatch):
     return d
 
 
-#: The files whose quick tests compile the most (about 8 s CPU or more, measured per file in one
+#: The files whose quick tests compile the most (about 9 s CPU or more, measured per file in one
 #: cold `python -m pytest -q` run), heaviest first. They are handed to the two xdist workers
 #: (``--dist loadfile``) first, so that the run ends on small files and both workers finish
 #: together; pyproject turns off xdist's own order (files with the most tests first, which left
 #: a heavy few-test file for the end). A file not listed keeps its collection order after these;
 #: the list needs only rough upkeep.
 HEAVY_FIRST = (
-    "test_lsq_kernel.py", "test_core.py", "test_array_oracle.py", "test_mixed_sums.py",
-    "test_examples.py", "test_data.py", "test_distributed_arrays.py", "test_train_loop.py",
-    "test_arrays.py", "test_lsq_solver.py", "test_fused.py", "test_one_kernel.py",
-    "test_fused_residuals.py", "test_second_order.py", "test_names.py", "test_vectors.py",
-    "test_doctests.py", "test_cache.py", "test_losses.py", "test_arrays_api.py",
-    "test_lsq_arrays.py", "test_models.py", "test_runtime_safety.py", "test_cli.py",
-    "test_distributed_hardening.py", "test_scalar_float32.py", "test_exact_oracle.py",
-    "test_minimize.py", "test_train_kinds.py", "test_strd.py",
+    "test_lsq_kernel.py", "test_one_kernel.py", "test_examples.py", "test_cold_build.py",
+    "test_mixed_sums.py", "test_doctests.py", "test_arrays.py", "test_lsq_arrays.py",
+    "test_float32_residuals.py", "test_cli.py", "test_data.py", "test_train_kinds.py",
+    "test_scalar_float32.py", "test_runtime_safety.py", "test_names.py", "test_float32_fused.py",
+    "test_cache.py", "test_core.py", "test_train_loop.py", "test_vectors.py", "test_losses.py",
+    "test_models.py", "test_minimize.py", "test_gemm.py", "test_fused_residuals.py",
+    "test_exact_oracle.py", "test_probe_fixes.py", "test_arrays_api.py", "test_fused.py",
+    "test_array_oracle.py", "test_residual_threads.py",
 )
 
 

@@ -169,6 +169,7 @@ def test_cycles_through_two_groups_are_refused():
     assert out == [[b], [a, x, c], [d]]
 
 
+@pytest.mark.slow  # -m slow (5 s of compile, cold)
 def test_a_nest_does_not_land_inside_a_contractions_accumulation():
     """A scalar contraction's loop shares the accumulator ``acc`` with a sum's nest across three
     statements; the nest (fused with the gradient of u) was printed between ``acc = 0.0`` and

@@ -421,7 +421,8 @@ def test_repeated_einsum_labels_are_refused():
             sg.einsum(spec, *ops)
 
 
-@pytest.mark.parametrize("case", ["u@v", "i,i->", "ij,ij->", "W[0]@v"])
+@pytest.mark.parametrize("case", ["u@v", *(pytest.param(c, marks=pytest.mark.slow)
+                                           for c in ("i,i->", "ij,ij->", "W[0]@v"))])
 def test_parameter_only_contraction_to_a_scalar(case):
     """value_and_grad failed in Numba ('reshape' of a float64): the adjoint of a scalar."""
     u, v = sg.params("u", shape=(3,)), sg.params("v", shape=(3,))
@@ -435,6 +436,7 @@ def test_parameter_only_contraction_to_a_scalar(case):
     check(sg.sin(node) + node**2, lambda e: ref(e).map(np.sin, np.cos) + ref(e) ** 2, {}, 1)
 
 
+@pytest.mark.slow  # a fuzzer finding (one kernel each, 2-9 s cold): -m slow
 def test_unit_coefficient_terms_with_scalar_columns():
     """sg.sum(t*b - y) and sg.sum(t*b) + a**2: a KeyError in reduce_ (a broadcast of t taken
     for a transpose)."""
@@ -449,6 +451,7 @@ def test_unit_coefficient_terms_with_scalar_columns():
           data, 3)
 
 
+@pytest.mark.slow  # a fuzzer finding (one kernel each, 2-9 s cold): -m slow
 def test_contracted_scalars_inside_per_sample_terms():
     """A scalar made by a contraction, used per sample or contracted again, with the loss linear
     in it: an internal ShapeError ('output label ... is in neither operand')."""
@@ -467,6 +470,7 @@ def test_contracted_scalars_inside_per_sample_terms():
           lambda e: jeinsum("k,k->", jeinsum("ij,kj->k", e["X1"], e["W2"]), e["b3"]), data, 6)
 
 
+@pytest.mark.slow  # a fuzzer finding (one kernel each, 2-9 s cold): -m slow
 def test_gathered_rows_of_an_expression():
     """(W1 @ W2[1:, :])[i] failed at compile ('Contract' object has no attribute 'name')."""
     W1, W2 = sg.params("W1", shape=(3, 2)), sg.params("W2", shape=(3, 4))
@@ -481,6 +485,7 @@ def test_gathered_rows_of_an_expression():
         f.value(np.zeros(f.n_params), i=np.array([0, 3]))
 
 
+@pytest.mark.slow  # a fuzzer finding (one kernel each, 2-9 s cold): -m slow
 def test_size_one_axes_broadcast():
     """(1, 1) with (3, 1) was refused: NumPy's size-1 broadcasting, per sample or not."""
     P, Q = sg.params("P", shape=(1, 1)), sg.params("Q", shape=(3, 1))
@@ -497,6 +502,7 @@ def test_size_one_axes_broadcast():
         P + sg.params("V", shape=(3, 2)) * Q[:2, :]
 
 
+@pytest.mark.slow  # a fuzzer finding (one kernel each, 2-9 s cold): -m slow
 def test_labels_in_one_operand_only_are_summed():
     """einsum('ij,k->ik') was refused; like NumPy, j is summed in the first operand."""
     A, v = sg.params("A", shape=(2, 3)), sg.params("v", shape=(4,))

@@ -195,11 +195,11 @@ def test_grad_and_hvp_match_unrolled_scalar_kernel(built):
     np.testing.assert_allclose(H, H.T, rtol=0, atol=1e-12 * np.abs(H).max())
 
 
-# the complex twins of three more analytic cases are slow: mlp_tanh's case stays quick
-@pytest.mark.parametrize("built", [
-    pytest.param(c, marks=pytest.mark.slow)
-    if c.name in ("logistic", "factor_transpose_einsum", "bilinear_softmax_element") else c
-    for c in CASES], indirect=True, ids=lambda c: c.name)
+# the complex twins of the analytic cases (2-6 s of compile each, cold) run in the slow set; the
+# quick set keeps the complex step on a vector kernel (test_vectors.py) and on a fused array
+# loss (test_mixed_sums.py)
+@pytest.mark.slow
+@pytest.mark.parametrize("built", CASES, indirect=True, ids=lambda c: c.name)
 def test_complex_step_check(built):
     case, f, _ = built
     assert f.analytic == case.analytic

@@ -143,6 +143,7 @@ def test_minibatch_training_and_checks(net, rings):
     assert chk.max_rel_err < 1e-5, chk
 
 
+@pytest.mark.slow  # -m slow (5-6 s of compile, cold; test_arrays_float32 keeps float32 quick)
 def test_float32_stays_float32():
     loss, params = _net()
     f32 = sg.compile(loss, params, dtype="float32")
@@ -162,6 +163,7 @@ def test_float32_stays_float32():
         sg.compile(sg.params("q") ** 2, dtype="float32")
 
 
+@pytest.mark.slow  # -m slow (5-6 s of compile, cold; test_arrays_float32 keeps float32 quick)
 def test_scipy_newton_cg_on_logistic_regression():
     scipy_optimize = pytest.importorskip("scipy.optimize")
     rng = np.random.default_rng(3)

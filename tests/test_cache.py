@@ -50,6 +50,7 @@ def _vec_loss(order: str):
 # ------------------------------------------------------------------------------ item 1: the key
 
 
+@pytest.mark.slow  # -m slow (4 s of compile, cold)
 def test_vector_order_is_part_of_the_key(cdir):
     f = sg.compile(_vec_loss("uw"))
     g = sg.compile(_vec_loss("wu"))
@@ -236,7 +237,7 @@ def test_a_truncated_module_is_rebuilt(cdir):
 # a truncated index is a further bad .nbi: slow; "garbage index" keeps the index quick
 @pytest.mark.parametrize("damage", ["garbage index",
                                     pytest.param("truncated index", marks=pytest.mark.slow),
-                                    "truncated data"])
+                                    pytest.param("truncated data", marks=pytest.mark.slow)])
 def test_corrupted_numba_files_are_rebuilt(cdir, damage):
     f = sg.compile(_quad())
     f.value([0.0, 0.0])
@@ -261,6 +262,7 @@ def test_corrupted_numba_files_are_rebuilt(cdir, damage):
         assert sg.compile(_quad()).hessian([0.0, 0.0])[1, 1] == 6.0
 
 
+@pytest.mark.slow  # -m slow (4 s of compile, cold)
 def test_numba_data_damaged_after_the_check_is_a_cache_miss(cdir):
     """A concurrent writer killed mid-write can truncate a data file after this process checked
     the cache: the call then recompiles with a warning instead of raising UnpicklingError."""

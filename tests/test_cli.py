@@ -352,6 +352,7 @@ def test_curve_fit_errors_name_the_arguments_as_written():
         sg.curve_fit(k * x, np.arange(4.0), np.arange(4.0), [1.0, 2.0])
 
 
+@pytest.mark.slow  # -m slow (4 s of compile, cold; test_models keeps prediction quick)
 def test_fit_predict_writes_the_fitted_curve_from_the_model(tmp_path, capsys):
     """issue 23 item 4: --predict writes the model's values at the data (a compiled model
     kernel), equal to NumPy at the fitted parameters; never over a file without --force."""

@@ -86,8 +86,9 @@ def test_batch_equals_copied_subset_vector_column(lin, cols, name):
            _all(lin, P, V, z=z[batch].copy(), y=yz[batch].copy()))
 
 
-@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize("parallel", [pytest.param(True, marks=pytest.mark.slow), False])
 def test_batch_in_both_variants_and_bound(cols, parallel):
+    # (the threaded variant compiles every entry under prange: about 16 s, cold; -m slow runs it)
     a, b, c = sg.params("a b c")
     t, y = sg.data("t y")
     f = sg.compile(losses.mse(a * t**2 + b * t + c, y), params=[a, b, c], parallel=parallel)
@@ -174,6 +175,7 @@ def big():
     return t, y, z
 
 
+@pytest.mark.slow  # -m slow (threaded kernels: 11 s of compile, cold)
 def test_parallel_matches_serial_large(big):
     a, b, c = sg.params("a b c")
     t, y = sg.data("t y")

@@ -79,6 +79,7 @@ def test_mlp_matches_in_memory_whatever_the_chunks(mlp, chunks):
     assert rel(fb.hessian(x), mlp.hessian(x, **d)) < 1e-12
 
 
+@pytest.mark.slow  # -m slow (about 10 s; the quick set keeps an MLP's calls, bind and minimize)
 def test_parameter_coefficients_gathers_and_per_sample_max():
     """lam * mean(...) (a data-free factor), rows picked by an integer column (U[i]) and a max
     over a per-sample axis: all sums over samples."""
@@ -148,6 +149,8 @@ def test_float32_kernels_sum_their_chunks_in_float64():
     assert rel(fb.hvp(x, x), f.hvp(x, x, **d)) < 1e-5
 
 
+# -m slow (12 s, cold; the quick set keeps Dask for fused arrays in test_fused.py)
+@pytest.mark.slow
 def test_kernel_calls_bind_and_minimize_with_dask_columns():
     """An array kernel's own calls, bind and minimize take Dask columns as NumPy ones."""
     f = sg.compile(sg.mean(E) + 0.1 * sg.sum(W**2), fuse=False)
@@ -329,6 +332,7 @@ def test_index_sums_mixed_with_data_in_one_term_are_refused():
         f.value(np.ones(3), t=da.ones(10, chunks=5))
 
 
+@pytest.mark.slow  # -m slow (about 10 s; the quick set keeps an MLP's calls, bind and minimize)
 def test_kernel_calls_with_index_sums_take_dask_columns_and_keep_the_kink_policy():
     """f.value/f.bind/sg.minimize with Dask columns, as for other scalar losses; the terms
     compiled for the split keep the kernel's kink policy (relu'(0), abs'(0) at u = 0)."""

@@ -120,6 +120,7 @@ def test_unknown_chunk_sizes_that_differ_per_chunk_are_refused(quad):
             sg.least_squares(rk, [1.0, 0.0], data={"t": t, "y": y})
 
 
+@pytest.mark.slow  # -m slow (5 s, cold)
 def test_least_squares_on_unknown_chunk_sizes_equals_the_in_memory_fit():
     """Issue 24 item 12 (its distributed cause): the residual count was int(NaN) for columns of
     unknown chunk sizes; now the sizes are computed (and checked) when they are needed."""
@@ -226,6 +227,7 @@ def two_per_sample():
     return sg.compile_residuals([a * t + b - y, a * sg.exp(-b * t)])
 
 
+@pytest.mark.slow  # -m slow (4 s, cold)
 @pytest.mark.parametrize("masked", [False, True])
 def test_dask_residuals_have_jvp_and_vjp_as_in_memory(two_per_sample, masked):
     """Issue 21 item 7: the Dask residual kernel lacked jvp/vjp; they run chunk by chunk (jvp

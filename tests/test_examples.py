@@ -45,12 +45,15 @@ def load(name: str):
     return mod
 
 
-#: Examples checked in the slow set only (each compiles kernels of its own, 6-8 s CPU cold); the
-#: quick set covers what they use: digits by two_layer_net (a ReLU network with a logits output
-#: trained by mini-batch ``minimize``), matrix_factorisation by
-#: test_index_arrays.py::test_gathers_match_numpy_add_at (its ``U[i] * V[j]`` gathers against
-#: np.add.at) and test_train_loop.py's Adam runs of array kernels.
-SLOW = {"digits", "matrix_factorisation"}
+#: Examples checked in the slow set only (each compiles kernels of its own, 3.5-8 s CPU cold):
+#: the quick set runs the seeds' examples (those `symgrad demo` runs) and covers what the others
+#: use elsewhere: digits by two_layer_net (a ReLU network with a logits output trained by mini-batch
+#: ``minimize``), matrix_factorisation by test_index_arrays.py::test_gathers_match_numpy_add_at
+#: (its ``U[i] * V[j]`` gathers against np.add.at) and test_train_loop.py's Adam runs of array
+#: kernels, the fits by test_lsq_*.py, the image by test_index_arrays.py's grid energy, the Dask
+#: fit by test_distributed_*.py.
+SLOW = {"digits", "matrix_factorisation", "logistic_regression", "denoise_image", "speed_fit",
+        "decay_fit", "dask_fit"}
 
 
 class _Results(dict):
@@ -140,6 +143,7 @@ def test_digits_accuracy(results):
         r["test_accuracy"] * len(y_test))
 
 
+@pytest.mark.slow
 def test_logistic_regression_accuracy(results):
     r = results["logistic_regression"]
     assert r["n_params"] == 501
@@ -182,6 +186,7 @@ def test_matrix_factorisation_close_to_the_full_svd(results):
     assert r["truth_rmse"] < 0.15  # close to the noise-free matrix everywhere
 
 
+@pytest.mark.slow
 def test_denoise_image_tv_beats_tikhonov(results):
     if not _available("denoise_image"):
         pytest.skip("denoise_image needs scipy")
@@ -196,6 +201,7 @@ def test_denoise_image_tv_beats_tikhonov(results):
     assert p["TV"] > p["Tikhonov"] + 3  # edges kept: total variation wins on flat shapes
 
 
+@pytest.mark.slow
 def test_speed_fit_lm_beats_3000_sgd_steps(results):
     r = results["speed_fit"]
     np.testing.assert_allclose(r["x"], r["polyfit"], rtol=1e-10)  # the exact minimum
@@ -205,6 +211,7 @@ def test_speed_fit_lm_beats_3000_sgd_steps(results):
     assert np.all(r["stderr"] > 0) and np.all(r["stderr"] < 0.05 * np.abs(r["x"]))
 
 
+@pytest.mark.slow
 def test_decay_fit_band_and_errors_match_curve_fit(results):
     from scipy.optimize import curve_fit
 
@@ -220,6 +227,7 @@ def test_decay_fit_band_and_errors_match_curve_fit(results):
     assert r["covered"] == 1.0 and 0.05 < r["band_width"] < 0.5
 
 
+@pytest.mark.slow
 def test_dask_fit_recovers_the_model(results):
     if not _available("dask_fit"):
         pytest.skip("dask_fit needs the dask extra")

@@ -104,9 +104,8 @@ def test_float32_fuses_with_the_scalar_float32_face(kernels):
     assert isinstance(sg.compile(LOSSES["logistic"], dtype="float32", fuse=True), FusedKernel)
 
 
-# softmax is the same property on a larger module (logistic stays quick): slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "softmax" else n
-                                  for n in LOSSES])
+# -m slow: 4-9 s of compile each (the quick set keeps float32 fusion and training)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) for n in LOSSES])
 def test_float32_fused_equals_float64_fused_and_float32_array_code(kernels, name):
     f32, f64, fa = kernels[name]
     d32 = _data()
@@ -224,6 +223,7 @@ def mixed():
     return sg.compile(loss, dtype="float32"), sg.compile(loss)
 
 
+@pytest.mark.slow  # -m slow (3-9 s of compile; the quick set keeps fusion and training)
 def test_a_float32_sum_of_index_sums_and_array_terms_equals_float64(mixed):
     """The fused module: the sample loop in float32, the index sums in float64."""
     f32, f64 = mixed
@@ -262,6 +262,7 @@ def test_a_float32_sum_that_does_not_fuse_is_refused_with_what_to_do(tmp_path):
     assert "DTYPE = 'float32'" in path.read_text()
 
 
+@pytest.mark.slow  # -m slow (3-9 s of compile; the quick set keeps fusion and training)
 def test_float32_range_of_x_is_checked_in_both_loops():
     """The fused float32 loop rounds x to float32: an entry beyond float32's range is inf there
     (and tanh(inf) = 1 keeps the loss finite: a silently wrong run). x0 there is refused; an

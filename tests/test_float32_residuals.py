@@ -83,9 +83,10 @@ def _linear_data(n: int = 3000, seed: int = 1):
     return X, Y
 
 
+# -m slow: 12 s of compile, cold (the quick set keeps the float64 totals and no promotion)
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["float32", "float64"])
-# "two" (two residuals per sample, a kink helper) is the same property on a second module: slow
-@pytest.mark.parametrize("which", ["decay", pytest.param("two", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("which", ["decay", "two"])
 def test_every_call_follows_the_float64_kernel(which, kind, request):
     """Normal sums, J rows, residuals, J v and Jᵀu of the float32 kernel on the same data
     (float32 arrays, or float64 arrays it rounds) are within the bound of the float64 kernel's
@@ -169,6 +170,7 @@ def test_kernel_and_module_say_they_compute_in_float32(decay):
     assert via_compile.data_dtype == np.float32 and via_compile.source == k32.source
 
 
+@pytest.mark.slow  # -m slow (the quick set keeps the float64 totals and no promotion)
 def test_generated_float32_module_imports_and_runs(decay, tmp_path):
     k32, _ = decay
     path = sg.generate(DECAY, tmp_path / "decay32.py", AB, kind="residual", dtype="float32")
@@ -188,6 +190,7 @@ def test_generated_float32_module_imports_and_runs(decay, tmp_path):
     assert s == s1 and mod.DTYPE == "float32"
 
 
+@pytest.mark.slow  # -m slow (the quick set keeps the float64 totals and no promotion)
 def test_a_datum_beyond_float32_is_named_not_read_as_inf(decay, linear):
     k32, _ = decay
     d = _as64(_data(50))
@@ -246,6 +249,7 @@ def test_bounds_weights_and_statistics_run_unchanged(decay):
     np.testing.assert_allclose(f32.stderr, f64.stderr, rtol=1e-3)
 
 
+@pytest.mark.slow  # -m slow (5 s of compile, cold)
 @pytest.mark.parametrize("lowering", ["fused", "array"])
 def test_array_residual_fit_equals_numpy_lstsq(linear, lowering):
     k = linear[0 if lowering == "fused" else 1]
@@ -259,6 +263,7 @@ def test_array_residual_fit_equals_numpy_lstsq(linear, lowering):
     np.testing.assert_allclose(fit.x, want, rtol=TOL, atol=TOL)
 
 
+@pytest.mark.slow  # -m slow (the quick set keeps the float64 totals and no promotion)
 def test_check_grad_of_a_float32_residual_kernel(decay):
     """The exact reference (the derivatives in high precision) checks the float32 gradient
     Jᵀr to float32 accuracy (the default tolerances are float64's)."""

@@ -57,9 +57,9 @@ def pairs() -> dict:
     return _Pairs()
 
 
-SLOW = pytest.mark.slow  # further losses of the same property: the quick set keeps softmax
-# (ridge's fused kernel stays quick against NumPy in test_fused_ridge_equals_numpy)
-LOSS_CASES = [pytest.param(n, marks=SLOW) if n != "softmax" else n for n in LOSSES]
+# Each pair compiles two kernels (softmax's 12 s, cold): the slow set runs them; ridge's fused
+# kernel stays quick against NumPy in test_fused_ridge_equals_numpy
+LOSS_CASES = [pytest.param(n, marks=pytest.mark.slow) for n in LOSSES]
 
 
 @pytest.mark.parametrize("name", LOSS_CASES)
@@ -90,6 +90,7 @@ def test_fused_ridge_equals_numpy(pairs):
                                rtol=1e-12)
 
 
+@pytest.mark.slow  # -m slow (the softmax pair: 12 s of compile, cold; ridge stays quick)
 def test_batches_and_threads_give_the_array_code_s_numbers(pairs):
     ff, fa, data = pairs["softmax"]
     x = ff.init(2) + 0.1
@@ -101,7 +102,7 @@ def test_batches_and_threads_give_the_array_code_s_numbers(pairs):
     np.testing.assert_allclose(fp.grad(x, **data), ff.grad(x, **data), rtol=1e-12, atol=1e-14)
 
 
-@SLOW
+@pytest.mark.slow
 def test_face_formulas_and_unused_entries(pairs):
     ff, _, _ = pairs["relu, windows, sqrt"]  # reads W[0] only and b[1:] only: no warning
     assert ff.kind == "scalar" and ff.graph is LOSSES["relu, windows, sqrt"][0]

@@ -42,6 +42,7 @@ def _ref(x, X, y):
     return r.ravel(), J.reshape(-1, 2)
 
 
+@pytest.mark.slow  # -m slow (5-6 s of compile each, cold; the fused lstsq fit stays quick)
 def test_component_columns_read_rows_of_an_n_by_k_array(component):
     rk, data = component
     assert rk.data_names == ("X", "y") and rk.widths == {"X": 2, "y": None}
@@ -62,6 +63,7 @@ def test_component_columns_read_rows_of_an_n_by_k_array(component):
     np.testing.assert_array_equal(Jr, rk.jacobian(x, **data)[10:18])
 
 
+@pytest.mark.slow  # -m slow (5 s of compile, cold)
 def test_component_columns_fit_with_weights(component):
     rk, data = component
     w = np.random.default_rng(21).uniform(0.5, 2.0, 50)
@@ -155,6 +157,7 @@ def test_fused_and_array_lowerings_agree(lowerings):
     assert "one fused sample loop" in repr(fused) and "tanh" in fused.formulas()
 
 
+@pytest.mark.slow  # -m slow (5-6 s of compile each, cold; the fused lstsq fit stays quick)
 def test_fused_fit_equals_array_fit_with_x0_by_name(lowerings):
     fused, array, data = lowerings
     x0 = {"W": np.full((K, D), 0.1), "b": np.zeros(K)}

@@ -127,7 +127,7 @@ def _linear_logits(form: str):
     return list(Ws * xs), list(Ws)
 
 
-@pytest.mark.parametrize("form", ["array", "unrolled"])
+@pytest.mark.parametrize("form", ["array", pytest.param("unrolled", marks=pytest.mark.slow)])
 def test_cross_entropy_linear_softmax(form):
     rng = np.random.default_rng(5)
     logits, params = _linear_logits(form)
@@ -273,6 +273,8 @@ def _flat_names(f):
     return [f"{n}{list(i)}" for n in f.params for i in np.ndindex(*f.shapes[n])]
 
 
+# -m slow (a network kernel: 5 s of compile, cold; the quick set keeps the array form)
+@pytest.mark.slow
 @pytest.mark.parametrize("seed_", [0, 1, 2])
 def test_network_gradient_central_differences(net, seed_):
     f, X, Y = net
@@ -297,6 +299,7 @@ def test_network_gradient_central_differences(net, seed_):
     np.testing.assert_allclose(g, g_fd_k, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow  # -m slow (a network kernel: 8 s of compile, cold)
 def test_network_bound_kernel_matches(net):
     f, X, Y = net
     p = np.random.default_rng(7).normal(size=51)

@@ -162,6 +162,7 @@ def test_nonlinear_multi_output_equals_scipy(tanh_layer):
     assert fit.cost == pytest.approx(ref.cost, rel=1e-12)
 
 
+@pytest.mark.slow  # -m slow (5 s, cold)
 def test_bounds_and_robust_loss_on_array_residual(tanh_layer):
     kernel, data = tanh_layer
     lo, hi = np.full(3 * K, -np.inf), np.full(3 * K, np.inf)
@@ -245,6 +246,8 @@ def test_compile_residuals_and_to_scipy_take_array_residuals(linear):
         sg.compile_residuals(W @ X + b - Y, data="X Y")
 
 
+# -m slow (7 s of compile, cold; test_kernel_interface_against_materialised_jacobian stays quick)
+@pytest.mark.slow
 def test_a_non_finite_residual_at_x0_names_the_sample_and_its_rows():
     W, _, X, Y = _symbols(2)
     rng = np.random.default_rng(8)
@@ -255,6 +258,7 @@ def test_a_non_finite_residual_at_x0_names_the_sample_and_its_rows():
                          data={"X": Xv, "Y": rng.standard_normal((20, K))})
 
 
+@pytest.mark.slow  # -m slow (5 s, cold)
 def test_normal_never_stores_the_jacobian(linear):
     """The fused pass allocates O(block * m * P), not the (M, P) Jacobian."""
     import tracemalloc

@@ -137,21 +137,14 @@ def _close(got, want, scale, tol=TOL):
 
 CASES = ["exp5", "decay", "vector", "rosen", "exp8", "mixed", "trig"]
 SLOW = pytest.mark.slow
-#: trig's 14 dense residuals are the costliest kernels here (about 15 s cold on 2 cores for its
-#: products and normal equations): the slow set runs them; rosen keeps a parameter-only case and
-#: exp8 and mixed the looped J^T J in the quick set.
-#:
-#: The products J v, J^T u and the rows of exp5 and mixed are further instances of decay's
-#: (unrolled, one residual) and vector's (two residuals per sample): slow. Their residuals,
-#: Jacobian and normal equations stay quick (test_normal_equations_match_materialised_jacobian).
-PRODUCTS = [pytest.param(n, marks=SLOW) if n in ("trig", "exp5", "mixed") else n for n in CASES]
-#: The scaled normal equations compile a second normal pass per kernel: decay (unrolled) and
-#: exp8 (looped) stay quick, the other kernels' scaled pass runs in the slow set. exp5's normal
-#: pass is a second unrolled one (P = 10 against decay's 4): slow too, decay keeps the unrolled
-#: sums quick (its text is checked in test_normal_pass_is_unrolled_for_small_p_and_loops_above).
-NORMAL = [pytest.param(s, n, marks=SLOW)
-          if n in ("trig", "exp5") or (s and n not in ("decay", "exp8"))
-          else (s, n) for s in (False, True) for n in CASES]
+#: The quick set keeps one kernel of each shape: decay (one residual, an unrolled J^T J), vector
+#: (two residuals per sample) and exp8 (a looped J^T J, P = 8). The other kernels are further
+#: instances of these, and compile for 1-7 s each, cold (trig's 14 dense residuals about 15 s):
+#: their products and normal equations run in the slow set, as does exp8's scaled pass.
+QUICK = ("decay", "vector", "exp8")
+PRODUCTS = [n if n in ("decay", "vector") else pytest.param(n, marks=SLOW) for n in CASES]
+NORMAL = [(s, n) if n in QUICK and not (s and n != "decay") else pytest.param(s, n, marks=SLOW)
+          for s in (False, True) for n in CASES]
 
 
 @pytest.mark.parametrize("name", PRODUCTS)

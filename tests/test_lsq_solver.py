@@ -231,6 +231,7 @@ def test_unidentifiable_parameter_warns_and_has_infinite_stderr(make, decay_data
     assert fit.unidentifiable == ("a", "d")
 
 
+@pytest.mark.slow  # -m slow (4 s of compile, cold)
 def test_non_finite_start_names_sample_and_values(make):
     k = make(a * sg.log(b * t) - y, [a, b])
     data = {"t": np.array([1.0, 2.0, -3.0]), "ydata": np.zeros(3)}

@@ -50,9 +50,12 @@ def dense(f, H, size):
     return out
 
 
-@pytest.fixture(scope="module", params=[False, None], ids=["two parts", "fused"])
+@pytest.fixture(scope="module", params=[pytest.param(False, marks=pytest.mark.slow), None],
+                ids=["two parts", "fused"])
 def f(request):
-    """The sum kernel of the two parts, and the one fused module (the default: small arrays)."""
+    """The sum kernel of the two parts, and the one fused module (the default: small arrays).
+    The quick suite runs the default; the two-part kernel (array code plus the index-sum
+    module, about 25 s of compile) runs under ``-m slow``."""
     return sg.compile(mixed_loss(), fuse=request.param)
 
 

@@ -83,6 +83,7 @@ def test_decay_predictions_and_jacobian(decay):
     np.testing.assert_allclose(decay.jvp(x, v, t=tt), analytic @ v, rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.slow  # -m slow (4-5 s of compile each, cold; the dense model stays quick)
 def test_network_jacobian_matches_central_differences(small_net):
     rng = np.random.default_rng(2)
     x = rng.standard_normal(small_net.n_params)
@@ -167,6 +168,7 @@ def test_gathered_rows_are_checked():
         m(x, i=np.array([0, 1, 2**64 - 1], dtype=np.uint64))
 
 
+@pytest.mark.slow  # -m slow (4-5 s of compile each, cold; the dense model stays quick)
 def test_float32(small_net):
     W1, b1 = sg.params("V1", shape=(5, 3)), sg.params("c1", shape=(5,))
     W2 = sg.params("V2", shape=(2, 5))
@@ -277,10 +279,11 @@ def test_edge_outputs_data_itself_slices_and_no_parameters():
     np.testing.assert_array_equal(part(np.array([2.0, 0, 0]), X=Xd), 2 * Xd[:, 1:])
 
 
-# dense and gather stay quick; window and lse (two more models and losses, about 10 s cold on
-# 2 cores together) run in the slow set (sliced outputs: test_edge_outputs_..._slices quick).
-@pytest.mark.parametrize("case", ["dense", "gather", pytest.param("window", marks=pytest.mark.slow),
-                                  pytest.param("lse", marks=pytest.mark.slow)])
+# dense stays quick; gather, window and lse (three more models and losses, 4-5 s each, cold) run
+# in the slow set (gathered rows: test_gathered_rows_are_checked; sliced outputs:
+# test_edge_outputs_..._slices, both quick).
+@pytest.mark.parametrize("case", ["dense", *(pytest.param(c, marks=pytest.mark.slow)
+                                            for c in ("gather", "window", "lse"))])
 def test_model_agrees_with_the_loss_built_on_it(case):
     """The model's outputs, reduced in NumPy, equal the compiled loss of the same expression
     reduced by symgrad; the Jacobian's rows contract to the loss gradient."""

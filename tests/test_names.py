@@ -206,6 +206,7 @@ def test_risky_names_as_columns_give_right_values():
     np.testing.assert_allclose(g, grad, rtol=1e-11)
 
 
+@pytest.mark.slow  # -m slow (6 s of compile, cold)
 def test_generated_identifiers_as_element_wise_columns_and_vectors():
     names = ["n", "i", "lo", "x", "v", "e", "s0", "e_w_0", "y_xv_0", "rows", "len", "value"]
     lam = sg.params("acc")  # a parameter named like the accumulator
@@ -418,6 +419,7 @@ def test_max_min_ties_split_along_the_chain(max3):
     assert chk.ok, chk
 
 
+@pytest.mark.slow  # -m slow (a large kernel: 6 s of compile, cold)
 def test_max_with_many_arguments_compiles_and_agrees():
     text = "max(" + ", ".join(f"a{k}" for k in range(30)) + ") + min(a0, a1, a2)**2"
     f = sg.compile(parse_loss(text))
@@ -460,8 +462,8 @@ def test_deep_expression_through_the_api_is_a_clear_error():
         sg.compile(e)
 
 
-# 150 is a further depth of the same rule: slow; 199, next to the cap, stays quick
-@pytest.mark.parametrize("depth", [pytest.param(150, marks=pytest.mark.slow), 199])
+# -m slow: 6 s of compile each (the quick set keeps the clear error above the cap)
+@pytest.mark.parametrize("depth", [pytest.param(d, marks=pytest.mark.slow) for d in (150, 199)])
 def test_deep_expression_below_the_cap_compiles_or_errs_clearly(depth):
     """Within the cap, each stage either copes or says the loss is nested too deeply (the
     stack left depends on the caller), never a raw RecursionError."""

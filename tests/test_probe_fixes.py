@@ -231,6 +231,7 @@ def test_minimize_names_a_callable_whose_value_is_not_a_scalar():
         sg.minimize(lambda x: (x * x, 2 * x), [1.0, 2.0], steps=3)
 
 
+@pytest.mark.slow  # -m slow (4 s of compile, cold)
 @pytest.mark.parametrize("fuse", [None, False])
 def test_least_squares_x0_dict_of_arrays_names_the_missing_or_unknown_array(fuse):
     # A dict of arrays that missed 'b' (or had an extra 'c') fell through to the per-entry
@@ -326,6 +327,7 @@ def test_least_squares_refuses_fewer_weighted_residuals_than_parameters(decay_re
                          data={"t": t, "y": 3 * np.exp(-0.7 * t) + 0.5})
 
 
+@pytest.mark.slow  # -m slow (4 s of compile, cold)
 def test_unidentifiable_parameters_have_infinite_stderr_at_a_zero_cost_fit():
     # stderr = sqrt(var) * sqrt(diag((JᵀJ)⁻¹)) was 0 * inf = NaN (and a RuntimeWarning) when
     # the residuals are exactly zero; the documented value for such parameters is inf.

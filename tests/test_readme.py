@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -14,6 +15,7 @@ def _blocks() -> list[str]:
     return [b for b in blocks if not b.lstrip().startswith("@numba.njit")]
 
 
+@pytest.mark.slow  # every block in one namespace: 17 s of compile, cold
 def test_readme_examples_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     blocks = _blocks()

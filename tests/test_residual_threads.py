@@ -134,6 +134,7 @@ def _recorded(rk, parallel):
     return k, log
 
 
+@pytest.mark.slow  # -m slow (threaded kernels: 4-7 s of compile, cold)
 def test_parallel_none_picks_serial_below_the_threshold_and_threads_from_it(decay,
                                                                             monkeypatch):
     monkeypatch.setattr(scalar, "PARALLEL_THRESHOLD", 100)
@@ -153,6 +154,7 @@ def test_parallel_none_picks_serial_below_the_threshold_and_threads_from_it(deca
     assert np.isfinite(want[0]).all() and np.isfinite(got[0]).all()
 
 
+@pytest.mark.slow  # -m slow (threaded kernels: 6 s of compile, cold)
 def test_parallel_false_never_threads_and_true_always_does(decay):
     off = sg.compile_residuals(decay.expr, decay.problem.params, parallel=False)
     on = sg.compile(decay.expr, decay.problem.params, kind="residual", parallel=True)
@@ -168,6 +170,7 @@ def test_parallel_false_never_threads_and_true_always_does(decay):
     assert log_on == ["parallel normal", "parallel jvp"]
 
 
+@pytest.mark.slow  # -m slow (threaded kernels: 4-7 s of compile, cold)
 def test_parameter_only_residuals_are_serial_and_take_every_parallel_option():
     a, b = sg.params("a b")
     resid = [10 * (b - a**2), 1 - a]

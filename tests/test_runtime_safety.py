@@ -210,6 +210,8 @@ def test_cli_misspelt_column_is_an_error(pts, capsys):
     assert code == 0
 
 
+# -m slow (4 s of compile, cold; test_cli_misspelt_column_is_an_error stays quick)
+@pytest.mark.slow
 def test_cli_warns_about_unused_columns(pts, capsys):
     code = cli.main(["minimize", "mean((a*t + b)**2)", "--data-file", str(pts), "--steps", "5",
                      "--quiet"])

@@ -1,6 +1,6 @@
 """L-BFGS and Newton trust region: MGH problems, SciPy comparison, stopping rules, refusals.
 
-The Moré–Garbow–Hillstrom problems (tests/mgh.py) are compiled once for the module; every
+The Moré–Garbow–Hillstrom problems (tests/mgh.py) are compiled once each for the module; every
 method must solve each of them (``|g| < 1e-6`` or ``f`` within ``1e-8 max(1, |f*|)`` of the known
 minimum) and solve at least as many as SciPy's L-BFGS-B and trust-ncg given the same kernel.
 Evaluation counts are printed by benchmarks/second_order.py, not asserted here.
@@ -26,9 +26,22 @@ STEPS = 2000
 METHODS = {"lbfgs": sg.optim.lbfgs, "newton": sg.optim.newton}
 
 
+#: The problems the quick suite solves; the others, and the comparison with SciPy over all of
+#: them, run under ``-m slow`` (each kernel is about 1 s of compile, cold).
+QUICK = ("rosenbrock", "beale", "helical_valley")
+
+
+class _Kernels(dict):
+    """Each problem's kernel, compiled when a test first asks for it."""
+
+    def __missing__(self, name):
+        self[name] = sg.compile(BY_NAME[name].build())
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def kernels() -> dict:
-    return {name: sg.compile(BY_NAME[name].build()) for name in NAMES}
+    return _Kernels()
 
 
 def _solve(f, name: str, method: str) -> sg.OptimizeResult:
@@ -36,7 +49,8 @@ def _solve(f, name: str, method: str) -> sg.OptimizeResult:
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in NAMES])
 def test_mgh_solved(kernels, name, method):
     res = _solve(kernels[name], name, method)
     assert solved(BY_NAME[name].fstar, res.fun, res.jac), (name, method, res.message, res.fun)
@@ -48,6 +62,7 @@ def test_mgh_solved(kernels, name, method):
     assert np.all(np.diff(h.loss) <= 0), "both methods only accept steps that decrease the loss"
 
 
+@pytest.mark.slow  # a kernel of its own, solved three ways
 def test_meyer_ill_conditioned():
     """Meyer (Hessian eigenvalues 1e-2 .. 1e14): SciPy's L-BFGS-B and trust-ncg stop near 90.
 
@@ -76,6 +91,7 @@ def _scipy_solved(f, name: str, method: str) -> bool:
     return solved(BY_NAME[name].fstar, r.fun, obj.jac(r.x))
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
 def test_at_least_as_often_as_scipy(kernels):
     ours = {m: sum(solved(BY_NAME[n].fstar, *(lambda r: (r.fun, r.jac))(_solve(kernels[n], n, m)))

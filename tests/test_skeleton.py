@@ -88,6 +88,9 @@ def array_module(tmp_path_factory):
     return load_module(path, "array_hessian_overlap_test")
 
 
+# -m slow (an array Hessian: 6 s of compile, cold; overlap refusals stay quick in
+# test_kernel_interface)
+@pytest.mark.slow
 def test_array_module_hessian_refuses_an_H_overlapping_x(array_module):
     """The array module's hessian wrapper wrote H column by column over x when they shared
     memory (the scalar one refused); it is now the shared one, which refuses."""
@@ -104,6 +107,7 @@ def test_array_module_hessian_refuses_an_H_overlapping_x(array_module):
         array_module.hessian(buf[:3], buf.reshape(3, 3), dims, Xd, None)
 
 
+@pytest.mark.slow  # -m slow (an array Hessian: 6 s of compile, cold)
 def test_array_module_hessian_core_and_batch_wrapper(array_module):
     """``_hessian`` (the core a kernel can call: no idx) stacks the HVP columns; ``hessian``
     with idx gathers the batch once, as the other wrappers do."""

@@ -50,6 +50,7 @@ def run(make, method: str, **kw) -> list[tuple[str, int, float, float]]:
     return rows
 
 
+@pytest.mark.slow  # -m slow (the quick set keeps the default arguments on every method)
 @pytest.mark.parametrize("method", ["precise", "lm"])
 def test_strd_certified_accuracy(make, method):
     rows = run(make, method, **TOL)
@@ -82,6 +83,7 @@ def test_strd_default_arguments_compiled():
     _check_defaults(run(sg.compile_residuals, "lm"), "lm")
 
 
+@pytest.mark.slow  # -m slow (the quick set keeps the default arguments on every method)
 @pytest.mark.parametrize("method", ["lm", "precise"])
 def test_strd_fallback_is_what_solves_the_plateaus(method):
     """Without the fallback each method stops on its known plateau (SciPy's lm too)."""

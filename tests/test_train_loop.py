@@ -44,10 +44,13 @@ def _same(c, p):
                                    rtol=1e-12, atol=1e-300, err_msg=name)
 
 
-# Every optimizer's compiled loop is checked quick on the full batch; on mini-batches (another
-# compiled loop each) sgd and adam stay quick and the other four run in the slow set.
+# sgd, momentum (full batch) and adam (mini-batch) stay quick; every other optimizer and batch
+# (a compiled loop each, 1-2 s of compile, cold) runs in the slow set.
+QUICK_LOOPS = (("sgd", None), ("momentum", None), ("adam", 15))
+
+
 @pytest.mark.parametrize("name, batch_size", [
-    (n, b) if b is None or n in ("sgd", "adam") else pytest.param(n, b, marks=pytest.mark.slow)
+    (n, b) if (n, b) in QUICK_LOOPS else pytest.param(n, b, marks=pytest.mark.slow)
     for n in ALL for b in (None, 15)])
 def test_compiled_equals_python_every_optimizer_full_and_minibatch(quad, name, batch_size):
     f, data = quad
@@ -135,6 +138,9 @@ def test_from_rule_checks_its_arguments():
         optim.from_rule("x", sign_rule, lr=0.1, state=-1)
 
 
+# -m slow (an array kernel and its loops: 10 s of compile, cold; test_arrays_api keeps both loops
+# quick)
+@pytest.mark.slow
 def test_array_kernels_run_in_the_compiled_loop_full_batch_and_minibatch():
     """The compiled loop passes an array kernel each batch's rows (gathered, as the kernel's
     own batch= does): the same numbers as the Python loop, index columns included."""
@@ -277,7 +283,7 @@ def mixed() -> list:
     return [(fa, da, np.zeros(3)), (fs, ds, np.zeros(5))]
 
 
-@pytest.mark.parametrize("which", [0, 1])
+@pytest.mark.parametrize("which", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_minimize_accepts_whole_arrays_beside_per_sample_columns(mixed, which):
     """Issue 24 #20: minimize(data=...) refused these ("data columns must have the same number
     of samples"); only the per-sample columns are batched, in both loops, as a hand loop over

@@ -85,6 +85,7 @@ def mixed():
     return sg.compile(loss), {"t": rng.normal(size=40), "y": rng.normal(size=40)}
 
 
+@pytest.mark.slow  # -m slow (7 s of compile, cold; test_mixed_sums keeps a mixed loss quick)
 def test_mixed_loss_value_gradient_hessian(mixed):
     f, data = mixed
     assert f.params == ("a", "b", "w[:]")
@@ -187,6 +188,7 @@ def test_element_columns_match_numpy(smoothing, n):
     np.testing.assert_allclose(g, rg, rtol=1e-12, atol=1e-12 * np.abs(rg).max())
 
 
+@pytest.mark.slow  # -m slow (3-4 s of compile, cold; element columns stay quick against NumPy)
 def test_element_columns_hessian_hvp_and_checker(smoothing):
     z, y, w = _smoothing_point(9, seed=1)
     data = {"y": y, "w": w}
@@ -301,6 +303,7 @@ def test_an_element_column_cannot_share_a_name():
         sg.compile(sg.mean(t**2) * sg.sum(t_elem[i] * x[i], (i, 0, x.length)))
 
 
+@pytest.mark.slow  # -m slow (3-4 s of compile, cold; element columns stay quick against NumPy)
 def test_generated_module_with_element_columns_is_standalone(tmp_path):
     path = sg.generate(smoothing_loss(), tmp_path / "smooth.py")
     text = path.read_text()
