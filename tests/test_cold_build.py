@@ -59,7 +59,7 @@ def test_array_and_model_modules_share_one_compiled_product(mlp):
     """Every array or model module of the cache calls one ``_gemm_any`` (a cached module of its
     own, compiled once per dtype), not its own copy (about 0.4 s of each cold build), and every
     module one ``_overlap``; the module's text still defines the helpers, so it stands alone."""
-    from symgrad.build import shared as products
+    from symgrad.build.shared import shared_module
 
     f = mlp[0]
     w = sg.params("w", shape=(D,))
@@ -70,7 +70,7 @@ def test_array_and_model_modules_share_one_compiled_product(mlp):
         model = sg.compile(X @ w, [w])
         a, t = sg.params("a"), sg.data("t")
         scalar, residual = sg.compile(sg.mean((a * t) ** 2)), sg.compile_residuals(a * t - 1)
-        shared = products.shared_module()
+        shared = shared_module()
     assert "def _gemm_any(" in f.source and "def _gemm_any(" in other.source
     assert _module(f)["_gemm_any"] is shared._gemm_any
     assert _module(other)["_gemm_any"] is shared._gemm_any
