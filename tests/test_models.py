@@ -312,3 +312,28 @@ def test_model_agrees_with_the_loss_built_on_it(case):
     J = model.jacobian(x, **data).reshape(9, -1, model.n_params)
     np.testing.assert_allclose(2 * np.einsum("no,nop->p", y.reshape(9, -1), J) / 9, grad,
                                rtol=1e-12, atol=1e-14)
+
+
+def test_jacobian_computes_the_forward_work_once_per_call():
+    """The array lowering's Jacobian (issue 22, step 6): the forward values and the tangents'
+    coefficients (here every tanh) are computed once, before the columns; each column is then
+    the tangent's linear part along one unit direction. Scalar and array parameters in any
+    order; the columns equal central differences and contract to the jvp."""
+    W, s, b = sg.params("Wj", shape=(3, 2)), sg.params("sj"), sg.params("bj", shape=(3,))
+    X = sg.data("Xj", shape=(2,))
+    model = sg.compile(s * sg.tanh(W @ X + b) + s**2, [W, s, b])
+    body = model.source.split("def jacobian(")[1].split("\n@")[0]
+    assert "jvp(" not in body and "math.tanh" in body
+    assert "math.tanh" not in body[body.index("for jq in"):]
+    rng = np.random.default_rng(11)
+    x, Xd = rng.standard_normal(model.n_params), rng.standard_normal((7, 2))
+    J = model.jacobian(x, Xj=Xd)
+    assert J.shape == (7, 3, 10)
+    h = 1e-6
+    for j in range(model.n_params):
+        e = np.zeros_like(x)
+        e[j] = h
+        fd = (model(x + e, Xj=Xd) - model(x - e, Xj=Xd)) / (2 * h)
+        np.testing.assert_allclose(J[..., j], fd, atol=1e-8)
+    v = rng.standard_normal(model.n_params)
+    np.testing.assert_allclose(model.jvp(x, v, Xj=Xd), J @ v, rtol=1e-13, atol=1e-14)

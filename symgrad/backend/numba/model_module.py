@@ -23,6 +23,7 @@ from ...ad.derive import KinkPolicy
 from ...ir.formula import program
 from ...ir.graph import Gather, Leaf, Map, N, Node, map_
 from ...ir.model_problem import ModelProblem
+from ...passes.hoist import hoist
 from .array_module import _CHECK_ROWS, CORE, _idents, _Module, gemm
 from .emit import Emitter, plan
 from .f32 import f32_helpers
@@ -78,28 +79,70 @@ class _ModelModule(_Module):
 
     def jacobian(self, core: str) -> str:
         """``jacobian``: with scalar parameters only (a fitted curve), every column in one pass
-        (the tangents share the forward work); otherwise one ``jvp`` per entry of x."""
+        (the tangents share the forward work); otherwise one loop per parameter array over
+        its entries, the work that does not depend on the direction done once before them."""
         doc = "The outputs' Jacobian in x, into J (outputs' shape, then len(x))."
-        if self.prob.params and all(not p.shape for p in self.prob.params):
-            return fn(f"jacobian(x, J, {core})", doc, self.fused_jacobian(), CORE)
-        return fn(f"jacobian(x, J, {core})", doc, [
-            "nn = x.shape[0]",
-            "if J.shape[J.ndim - 1] != nn:",
-            '    raise ValueError("J: its last axis must have the length of x")',
-            "if nn == 0:",
-            "    return J",
-            "m = J.size // nn",
-            "e = np.zeros(nn, dtype=x.dtype)",
-            "col = np.empty(J.shape[:-1], dtype=x.dtype)",
-            "Jf = J.reshape((m, nn))",
-            "cf = col.reshape(m)",
-            "for j in range(nn):",
-            "    e[j] = 1.0",
-            f"    jvp(x, e, col, {core})",
-            "    for r in range(m):",
-            "        Jf[r, j] = cf[r]",
-            "    e[j] = 0.0",
-            "return J"])
+        scalars = self.prob.params and all(not p.shape for p in self.prob.params)
+        body = self.fused_jacobian() if scalars else self.column_jacobian()
+        return fn(f"jacobian(x, J, {core})", doc, body, CORE)
+
+    def _j_head(self, fn: Emitter, ncols: str) -> list[str]:
+        """The prologue and the checks of J's shape."""
+        head = self.prologue(fn, False)
+        shape = self.prob.output.shape
+        for ax, s in enumerate(shape):
+            head.append(f"if J.shape[{ax}] != {fn.size(s)}:")
+            head.append(f'    raise ValueError("J: wrong size on axis {ax}")')
+        head.append(f"if J.shape[{len(shape)}] != {ncols}:")
+        head.append('    raise ValueError("J: its last axis must have the length of x")')
+        return head
+
+    def column_jacobian(self) -> list[str]:
+        """Column by column: the tangent along each unit direction, per parameter array.
+
+        The tangents are split (:func:`~symgrad.passes.hoist.hoist`): the forward values and
+        the coefficients of the tangents (``1 - tanh(z)**2``) are computed once, before the
+        loops; a column costs only the part that is linear in the direction (for a dense
+        layer, one product with the unit direction and one multiply per output)."""
+        params = self.prob.params
+        seeds = [self.tangent[p] for p in params]
+        cols = hoist([tangents([self.prob.output], {p: s}, self.policy)[0]
+                      for p, s in zip(params, seeds, strict=True)], seeds)
+        fn = Emitter(self.prob, False, self.real)
+        head = self._j_head(fn, "x.shape[0]")
+        order, virtual = plan([c for c in cols if c is not None])
+        virtual |= {id(c) for c in cols if isinstance(c, Map)}  # computed where J is written
+        moving = _moving(order, seeds)
+        for n in order:  # what a column reads from the forward work is computed once
+            if id(n) in moving:
+                virtual -= {id(a) for a in n.args if id(a) not in moving and isinstance(a, Map)}
+        fn.body([n for n in order if id(n) not in moving], virtual, {})
+        shape = self.prob.output.shape
+        idx = fn.idx(range(len(shape)))
+        lines = head + fn.lines
+        for j, (p, seed, c) in enumerate(zip(params, seeds, cols, strict=True)):
+            o, e, v = self.offs[j], "e" + self.pnames[j][1:], "v" + self.pnames[j][1:]
+            fn.lines = []
+            if c is not None:
+                fn.name[id(seed)] = v
+                mine = _moving(order, [seed])
+                fn.body([n for n in order if id(n) in mine], virtual, {})
+            loops, d = fn.loops(shape)
+            fn.lines.extend(loops)
+            fn.emit(f"J[{', '.join(idx)}, {o} + jq] = "
+                    f"{fn.zero if c is None else fn.expr(c, idx)}", d)
+            size = fn.prod(p.shape) if p.shape else "1"
+            if c is None:  # the outputs do not read this parameter
+                lines += [f"for jq in range({size}):", *("    " + ln for ln in fn.lines)]
+                continue
+            if not p.shape:  # a scalar parameter: its one direction is 1
+                lines += [f"{v} = 1.0", "for jq in range(1):", *("    " + ln for ln in fn.lines)]
+                continue
+            lines += [f"{e} = np.zeros({size}, dtype=x.dtype)",
+                      f"{v} = {e}.reshape({fn.shape(p.shape)})",
+                      f"for jq in range({size}):", f"    {e}[jq] = 1.0",
+                      *("    " + ln for ln in fn.lines), f"    {e}[jq] = 0.0"]
+        return [*lines, "return J"]
 
     def fused_jacobian(self) -> list[str]:
         """One tangent per scalar parameter (seeded with 1), written column by column."""
@@ -107,13 +150,8 @@ class _ModelModule(_Module):
         cols = [tangents([self.prob.output], {p: one}, self.policy)[0]
                 for p in self.prob.params]
         fn = Emitter(self.prob, False, self.real)
-        head = self.prologue(fn, False)
+        head = self._j_head(fn, str(len(cols)))
         shape = self.prob.output.shape
-        for ax, s in enumerate(shape):
-            head.append(f"if J.shape[{ax}] != {fn.size(s)}:")
-            head.append(f'    raise ValueError("J: wrong size on axis {ax}")')
-        head.append(f"if J.shape[{len(shape)}] != {len(cols)}:")
-        head.append('    raise ValueError("J: its last axis must have the length of x")')
         order, virtual = plan([c for c in cols if c is not None])
         virtual |= {id(c) for c in cols if isinstance(c, Map)}  # computed where J is written
         fn.body(order, virtual, {})
@@ -143,6 +181,15 @@ class _ModelModule(_Module):
             self.jacobian(core),
             *by_data,
         ]
+
+
+def _moving(order: list[Node], seeds: list[Leaf]) -> set[int]:
+    """The nodes that change with the direction: the seeds and what reads them."""
+    moving = {id(s) for s in seeds}
+    for n in order:
+        if any(id(a) in moving for a in n.args):
+            moving.add(id(n))
+    return moving
 
 
 def model_header(prob: ModelProblem, policy: KinkPolicy, opts: CodegenOptions,
