@@ -51,6 +51,7 @@ SCRIPTS: list[tuple] = [
     ("logistic", ["--no-build"], {"OPENBLAS_NUM_THREADS": "1"}),
     ("index_arrays", []),
     ("fused_arrays", []),
+    ("columns", []),
     ("float32_scalar", []),
     ("least_squares", []),
     ("lsq_pass", []),

@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 0582c8fde7322129
+# content hash: 6289819398c1e1ff
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -501,24 +501,154 @@ def _hvp(x, v, out, dims, c_X, c_Y):
             t24[i1] += t16[i0, i1]
 
 
-@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH)
 def _hessian(x, H, dims, c_X, c_Y):
-    """Write the (symmetrised) Hessian at x into H, one HVP per unit vector."""
-    nn = x.shape[0]
-    if H.shape[0] != nn or H.shape[1] != nn:
+    """The (symmetrised) Hessian at x, into H."""
+    D0 = dims[0]
+    D1 = dims[1]
+    D2 = dims[2]
+    D3 = dims[3]
+    D4 = dims[4]
+    D5 = dims[5]
+    D6 = dims[6]
+    D7 = dims[7]
+    n = c_X.shape[0]
+    nf = float(n)
+    o1 = 0 + D3 * D4
+    o2 = o1 + D6
+    o3 = o2 + D1 * D2
+    o4 = o3 + D7
+    if x.shape[0] != o4:
+        raise ValueError("x must have one entry per parameter element (W1, b1, W2, b2)")
+    if c_X.shape[1] != D5:
+        raise ValueError("data array X: wrong size on axis 1")
+    if c_Y.shape[1] != D0:
+        raise ValueError("data array Y: wrong size on axis 1")
+    if c_Y.shape[0] != n:
+        raise ValueError("data array Y has another number of samples")
+    p_W1 = x[0:o1].reshape((D3, D4, ))
+    p_b1 = x[o1:o2].reshape((D6, ))
+    p_W2 = x[o2:o3].reshape((D1, D2, ))
+    p_b2 = x[o3:o4].reshape((D7, ))
+    if H.shape[0] != x.shape[0] or H.shape[1] != x.shape[0]:
         raise ValueError("H must be square with the length of x")
     if _overlap(H, x):
         raise ValueError("out (the Hessian H) overlaps x in memory: pass a separate output array")
-    e = np.zeros(nn, dtype=x.dtype)
-    col = np.empty(nn, dtype=x.dtype)
-    for j in range(nn):
-        e[j] = 1.0
-        _hvp(x, e, col, dims, c_X, c_Y)
-        for i in range(nn):
-            H[i, j] = col[i]
-        e[j] = 0.0
-    for j in range(nn):
-        for k in range(j + 1, nn):
+    t1 = np.empty((n, D3, ))
+    _gemm(c_X, p_W1.T, t1)
+    t2 = np.empty((n, D3, ))
+    t3 = np.empty((n, ))
+    for i0 in range(n):
+        acc = 0.0
+        for i1 in range(D0):
+            acc += c_Y[i0, i1]/nf
+        t3[i0] = acc
+    t4 = np.empty((n, D3, ))
+    for i0 in range(n):
+        for i1 in range(D3):
+            t2[i0, i1] = _heaviside(t1[i0, i1] + p_b1[i1], 0.0)
+            t4[i0, i1] = _relu(t1[i0, i1] + p_b1[i1])
+    t5 = np.empty((n, D1, ))
+    _gemm(t4, p_W2.T, t5)
+    t6 = np.empty((n, D1, ))
+    for i0 in range(n):
+        for i1 in range(D1):
+            t6[i0, i1] = t5[i0, i1] + p_b2[i1]
+    t7 = np.empty((n, ))
+    t8 = np.empty((n, ))
+    for i0 in range(n):
+        t7[i0] = -np.inf
+        t8[i0] = 0.0
+    for i0 in range(n):
+        for i1 in range(D1):
+            t7[i0] = max(t7[i0], t6[i0, i1])
+    for i0 in range(n):
+        for i1 in range(D1):
+            if not math.isinf(t7[i0]):
+                t8[i0] += math.exp(t6[i0, i1] - t7[i0])
+    t9 = np.empty((n, ))
+    for i0 in range(n):
+        t9[i0] = t7[i0] + math.log(t8[i0]) if not math.isinf(t7[i0]) else t7[i0]
+    t10 = np.empty((n, D0, ))
+    for i0 in range(n):
+        for i1 in range(D0):
+            t10[i0, i1] = t3[i0]*math.exp(t5[i0, i1] + p_b2[i1] - t9[i0]) - c_Y[i0, i1]/nf
+    t11 = np.empty((n, D1, ))
+    t12 = np.empty((n, D1, ))
+    for i0 in range(n):
+        for i1 in range(D1):
+            t11[i0, i1] = t3[i0]*math.exp(t5[i0, i1] + p_b2[i1] - t9[i0])
+            t12[i0, i1] = math.exp(t5[i0, i1] + p_b2[i1] - t9[i0])
+    e = np.zeros(x.shape[0], dtype=x.dtype)
+    v_W1 = e[0:o1].reshape((D3, D4, ))
+    v_b1 = e[o1:o2].reshape((D6, ))
+    v_W2 = e[o2:o3].reshape((D1, D2, ))
+    v_b2 = e[o3:o4].reshape((D7, ))
+    for jq in range(x.shape[0]):
+        e[jq] = 1.0
+        r_W1 = jq - 0
+        u1_W1 = r_W1 % D4
+        r_W1 = r_W1 // D4
+        r_W2 = jq - o2
+        u1_W2 = r_W2 % D2
+        r_W2 = r_W2 // D2
+        t13 = np.empty((n, D1, ))
+        for i0 in range(n):
+            for i1 in range(D1):
+                t13[i0, i1] = (t4[i0, u1_W2] if i1 == r_W2 and o2 <= jq < o3 else 0.0)
+        t14 = np.empty((n, D3, ))
+        for i0 in range(n):
+            for i1 in range(D3):
+                t14[i0, i1] = t2[i0, i1]*((c_X[i0, u1_W1] if i1 == r_W1 and 0 <= jq < o1 else 0.0)) + t2[i0, i1]*v_b1[i1]
+        t15 = np.empty((n, D1, ))
+        _gemm(t14, p_W2.T, t15)
+        t16 = np.empty((n, ))
+        for i0 in range(n):
+            acc = 0.0
+            for i1 in range(D1):
+                acc += t12[i0, i1]*t13[i0, i1] + t12[i0, i1]*t15[i0, i1] + t12[i0, i1]*v_b2[i1]
+            t16[i0] = acc
+        t17 = np.empty((n, D0, ))
+        for i0 in range(n):
+            for i1 in range(D0):
+                t17[i0, i1] = t11[i0, i1]*t13[i0, i1] + t11[i0, i1]*t15[i0, i1] + t11[i0, i1]*v_b2[i1] - t11[i0, i1]*t16[i0]
+        t18 = np.empty((n, D2, ))
+        _gemm(t17, p_W2, t18)
+        t19 = np.empty((n, D3, ))
+        for i0 in range(n):
+            for i1 in range(D3):
+                t19[i0, i1] = t2[i0, i1]*((t10[i0, r_W2] if i1 == u1_W2 and o2 <= jq < o3 else 0.0)) + t2[i0, i1]*t18[i0, i1]
+        t20 = np.empty((D3, D5, ))
+        _gemm(t19.T, c_X, t20)
+        t21 = np.empty((D3, ))
+        for i0 in range(D3):
+            t21[i0] = 0.0
+        for i0 in range(n):
+            for i1 in range(D3):
+                t21[i1] += t19[i0, i1]
+        t22 = np.empty((D0, D3, ))
+        _gemm(t17.T, t4, t22)
+        t23 = np.empty((D0, D3, ))
+        _gemm(t10.T, t14, t23)
+        t24 = np.empty((D0, ))
+        for i0 in range(D0):
+            t24[i0] = 0.0
+        for i0 in range(n):
+            for i1 in range(D0):
+                t24[i1] += t17[i0, i1]
+        for i0 in range(D3):
+            for i1 in range(D4):
+                H[jq, 0 + (i0) * D4 + i1] = t20[i0, i1]
+        for i0 in range(D6):
+            H[jq, o1 + i0] = t21[i0]
+        for i0 in range(D1):
+            for i1 in range(D2):
+                H[jq, o2 + (i0) * D2 + i1] = t22[i0, i1] + t23[i0, i1]
+        for i0 in range(D7):
+            H[jq, o3 + i0] = t24[i0]
+        e[jq] = 0.0
+    for j in range(x.shape[0]):
+        for k in range(j + 1, x.shape[0]):
             m = 0.5 * (H[j, k] + H[k, j])
             H[j, k] = m
             H[k, j] = m

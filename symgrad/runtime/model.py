@@ -35,6 +35,10 @@ from .array import ArrayKernel, index_columns, read_columns, setup
 from .datacheck import check_names, non_finite_error, overflow_error
 from .model_dask import dask_chunks
 
+#: Numbers of J per block of samples of :meth:`ModelKernel.jacobian` (512 KB): a tanh layer's
+#: J (P = 136, 8 outputs, 20,000 samples) took 0.32 s in one call, 0.11-0.13 s in such blocks.
+J_BLOCK = 2**16
+
 __all__ = ["ModelKernel"]
 
 
@@ -163,7 +167,10 @@ class ModelKernel:
                  **data) -> np.ndarray:
         """The outputs' Jacobian in ``x``, shape ``(N, *shape, P)``, by forward tangents, so
         meant for small P (a fitted curve's 3 parameters, not a network's weights): with scalar
-        parameters only, all P columns in one pass; otherwise one forward sweep per entry of x.
+        parameters only, all P columns in one pass; otherwise the forward work once, then each
+        column's part that is linear in the direction. In-memory samples run in blocks of
+        about :data:`J_BLOCK` numbers of J (so that the columns, written one at a time, stay in
+        cache) unless ``batch_size`` is given.
 
         ``wrt="X"`` differentiates by a per-sample data array instead (saliency, sensitivities):
         each sample's outputs by its own row, shape ``(N, *shape, *X's shape per sample)``, one
@@ -173,6 +180,8 @@ class ModelKernel:
             def fill(args, out):
                 self._run("jacobian", x, args, out)
 
+            if batch_size is None and not has_dask(data):
+                batch_size = max(64, J_BLOCK // max(1, math.prod(self.shape) * self.n_params))
             return self._each(data, batch_size, (self.n_params,), fill)
         name = self._by_data(wrt)
         inner = self.data_shapes[wrt]

@@ -4,7 +4,7 @@ The bodies are those of loss modules (:mod:`.codegen`, :mod:`.emit`): the same p
 from ``dims``, parameter views of ``x``, data checks), BLAS calls for contractions and fused
 loops for the rest, the output written in place into ``out``. ``jvp`` is the forward tangent of
 the output along a parameter direction ``v``; ``jacobian`` stacks one tangent per parameter
-(P forward sweeps: meant for small P).
+(meant for small P): the forward work once, then each column's linear part (:mod:`.columns`).
 
 >>> import symgrad as sg
 >>> from symgrad.ir.model_problem import model_problem
@@ -23,8 +23,8 @@ from ...ad.derive import KinkPolicy
 from ...ir.formula import program
 from ...ir.graph import Gather, Leaf, Map, N, Node, map_
 from ...ir.model_problem import ModelProblem
-from ...passes.hoist import hoist
 from .array_module import _CHECK_ROWS, CORE, _idents, _Module, gemm
+from .columns import ColumnEmitter, column_loops, seeded
 from .emit import Emitter, plan
 from .f32 import f32_helpers
 from .skeleton import CodegenOptions, assemble, esc, finish, fn, header, preamble, wrap
@@ -98,51 +98,26 @@ class _ModelModule(_Module):
         return head
 
     def column_jacobian(self) -> list[str]:
-        """Column by column: the tangent along each unit direction, per parameter array.
-
-        The tangents are split (:func:`~symgrad.passes.hoist.hoist`): the forward values and
-        the coefficients of the tangents (``1 - tanh(z)**2``) are computed once, before the
-        loops; a column costs only the part that is linear in the direction (for a dense
-        layer, one product with the unit direction and one multiply per output)."""
+        """Column by column (:func:`~.columns.column_loops`): the forward values and the
+        tangents' coefficients once, then per entry of x the tangent's linear part (for a
+        dense layer, one product with the unit direction and one multiply per output)."""
         params = self.prob.params
         seeds = [self.tangent[p] for p in params]
-        cols = hoist([tangents([self.prob.output], {p: s}, self.policy)[0]
-                      for p, s in zip(params, seeds, strict=True)], seeds)
-        fn = Emitter(self.prob, False, self.real)
+        cols = seeded([self.prob.output], params, seeds, self.policy)
+        fn = ColumnEmitter(self.prob, False, self.real)
         head = self._j_head(fn, "x.shape[0]")
-        order, virtual = plan([c for c in cols if c is not None])
-        virtual |= {id(c) for c in cols if isinstance(c, Map)}  # computed where J is written
-        moving = _moving(order, seeds)
-        for n in order:  # what a column reads from the forward work is computed once
-            if id(n) in moving:
-                virtual -= {id(a) for a in n.args if id(a) not in moving and isinstance(a, Map)}
-        fn.body([n for n in order if id(n) not in moving], virtual, {})
         shape = self.prob.output.shape
         idx = fn.idx(range(len(shape)))
-        lines = head + fn.lines
-        for j, (p, seed, c) in enumerate(zip(params, seeds, cols, strict=True)):
-            o, e, v = self.offs[j], "e" + self.pnames[j][1:], "v" + self.pnames[j][1:]
-            fn.lines = []
-            if c is not None:
-                fn.name[id(seed)] = v
-                mine = _moving(order, [seed])
-                fn.body([n for n in order if id(n) in mine], virtual, {})
+
+        def store(j: str, cs) -> None:
             loops, d = fn.loops(shape)
             fn.lines.extend(loops)
-            fn.emit(f"J[{', '.join(idx)}, {o} + jq] = "
-                    f"{fn.zero if c is None else fn.expr(c, idx)}", d)
-            size = fn.prod(p.shape) if p.shape else "1"
-            if c is None:  # the outputs do not read this parameter
-                lines += [f"for jq in range({size}):", *("    " + ln for ln in fn.lines)]
-                continue
-            if not p.shape:  # a scalar parameter: its one direction is 1
-                lines += [f"{v} = 1.0", "for jq in range(1):", *("    " + ln for ln in fn.lines)]
-                continue
-            lines += [f"{e} = np.zeros({size}, dtype=x.dtype)",
-                      f"{v} = {e}.reshape({fn.shape(p.shape)})",
-                      f"for jq in range({size}):", f"    {e}[jq] = 1.0",
-                      *("    " + ln for ln in fn.lines), f"    {e}[jq] = 0.0"]
-        return [*lines, "return J"]
+            value = fn.zero if cs[0] is None else fn.expr(cs[0], idx)
+            fn.emit(f"J[{', '.join(idx)}, {j}] = {value}", d)
+
+        names = [n[2:] for n in self.pnames]
+        return [*head, *column_loops(fn, params, seeds, cols, names, self.offs, store),
+                "return J"]
 
     def fused_jacobian(self) -> list[str]:
         """One tangent per scalar parameter (seeded with 1), written column by column."""
@@ -181,15 +156,6 @@ class _ModelModule(_Module):
             self.jacobian(core),
             *by_data,
         ]
-
-
-def _moving(order: list[Node], seeds: list[Leaf]) -> set[int]:
-    """The nodes that change with the direction: the seeds and what reads them."""
-    moving = {id(s) for s in seeds}
-    for n in order:
-        if any(id(a) in moving for a in n.args):
-            moving.add(id(n))
-    return moving
 
 
 def model_header(prob: ModelProblem, policy: KinkPolicy, opts: CodegenOptions,

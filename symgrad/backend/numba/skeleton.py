@@ -178,9 +178,14 @@ def hessian_fn(n: int | None, args: str, hvp: str, name: str = "hessian",
         # compile its shape-mismatch message (str of ints), 3 s of a process's first Hessian
         *([f"    for i in range({size}):", "        H[i, j] = col[i]"] if column else []),
         "    e[j] = 0.0",
-        f"for j in range({size}):",
-        f"    for k in range(j + 1, {size}):",
-        "        m = 0.5 * (H[j, k] + H[k, j])",
-        "        H[j, k] = m",
-        "        H[k, j] = m",
+        *symmetrise(size),
         "return H"])
+
+
+def symmetrise(size: str) -> list[str]:
+    """``H = (H + H.T) / 2`` in place, element by element (the same bits either way round)."""
+    return [f"for j in range({size}):",
+            f"    for k in range(j + 1, {size}):",
+            "        m = 0.5 * (H[j, k] + H[k, j])",
+            "        H[j, k] = m",
+            "        H[k, j] = m"]
