@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from report import record  # noqa: E402
+from report import best, record  # noqa: E402
 
 import symgrad as sg  # noqa: E402
 
@@ -78,14 +78,9 @@ def fresh() -> np.ndarray:
     return X + 1e-9 * _calls[0]
 
 
-def best(fn, repeats: int) -> float:
+def warm_best(fn, repeats: int) -> float:
     fn()  # warm: modules on the workers, graphs, connections
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return best(fn, repeats)
 
 
 def cluster(n_workers: int):
@@ -108,11 +103,11 @@ def scaling(f, n: int, chunk: int, repeats: int) -> dict:
         try:
             t, y = columns(n, chunk)
             lazy = f.bind(t=t, y=y)
-            out[("lazy", w)] = best(lambda fb=lazy: fb.value_and_grad(fresh()), repeats)
+            out[("lazy", w)] = warm_best(lambda fb=lazy: fb.value_and_grad(fresh()), repeats)
             tp, yp = dask.persist(t, y)
             dask.compute(tp.sum(), yp.sum())  # wait until they are in memory
             kept = f.bind(t=tp, y=yp).persist()
-            out[("persisted", w)] = best(lambda fb=kept: fb.value_and_grad(fresh()), repeats)
+            out[("persisted", w)] = warm_best(lambda fb=kept: fb.value_and_grad(fresh()), repeats)
             del tp, yp, kept
         finally:
             client.close()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -33,18 +32,9 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from report import record
+from report import best, record
 
 import symgrad as sg
-
-
-def best(fn, repeat: int = 5) -> float:
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return min(out)
 
 
 def rss_mb() -> float:

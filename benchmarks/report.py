@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from typing import Literal
 
 ENV = "SYMGRAD_BENCH_RECORD"
@@ -33,3 +35,13 @@ def record(bench: str, figure: str, value: float, *, unit: str = "",
            "target": None if target is None else float(target), "better": better, "note": note}
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")
+
+
+def best(fn: Callable[[], object], repeat: int = 5) -> float:
+    """The least wall time of ``repeat`` calls of ``fn`` (seconds)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
