@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 6289819398c1e1ff
+# content hash: 3c72ff8d55d980a7
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -343,39 +343,43 @@ def _value_and_grad(x, g, dims, c_X, c_Y):
         for i1 in range(D0):
             acc += c_Y[i0, i1]/nf
         t11[i0] = acc
-    t12 = np.empty((n, D0, ))
-    t13 = np.empty((n, D2, ))
-    t14 = np.empty((n, D3, ))
-    t15 = g[0:o1].reshape((D3, D4, ))
-    t18 = np.empty((D0, ))
-    for i0 in range(D0):
-        t18[i0] = 0.0
-    for i0 in range(n):
-        for i1 in range(D0):
-            t12[i0, i1] = t11[i0]*math.exp(t3[i0, i1] + p_b2[i1] - t7[i0]) - c_Y[i0, i1]/nf
-            t18[i1] += -c_Y[i0, i1]/nf
-    _gemm(t12, p_W2, t13)
-    for i0 in range(n):
-        for i1 in range(D3):
-            t14[i0, i1] = t13[i0, i1]*_heaviside(t1[i0, i1] + p_b1[i1], 0.0)
-    _gemm(t14.T, c_X, t15)
-    t16 = g[o1:o2].reshape((D6, ))
-    for i0 in range(D3):
-        t16[i0] = 0.0
-    for i0 in range(n):
-        for i1 in range(D3):
-            t16[i1] += t14[i0, i1]
-    t17 = g[o2:o3].reshape((D1, D2, ))
-    _gemm(t12.T, t2, t17)
-    t19 = np.empty((D1, ))
-    for i0 in range(D1):
-        t19[i0] = 0.0
+    t12 = np.empty((n, D1, ))
     for i0 in range(n):
         for i1 in range(D1):
-            t19[i1] += t11[i0]*math.exp(t3[i0, i1] + p_b2[i1] - t7[i0])
-    t20 = g[o3:o4].reshape((D7, ))
+            t12[i0, i1] = t11[i0]*math.exp(t3[i0, i1] + p_b2[i1] - t7[i0])
+    t13 = np.empty((n, D0, ))
+    t14 = np.empty((n, D2, ))
+    t15 = np.empty((n, D3, ))
+    t16 = g[0:o1].reshape((D3, D4, ))
+    t19 = np.empty((D0, ))
     for i0 in range(D0):
-        t20[i0] = t18[i0] + t19[i0]
+        t19[i0] = 0.0
+    for i0 in range(n):
+        for i1 in range(D0):
+            t13[i0, i1] = t12[i0, i1] - c_Y[i0, i1]/nf
+            t19[i1] += -c_Y[i0, i1]/nf
+    _gemm(t13, p_W2, t14)
+    for i0 in range(n):
+        for i1 in range(D3):
+            t15[i0, i1] = t14[i0, i1]*_heaviside(t1[i0, i1] + p_b1[i1], 0.0)
+    _gemm(t15.T, c_X, t16)
+    t17 = g[o1:o2].reshape((D6, ))
+    for i0 in range(D3):
+        t17[i0] = 0.0
+    for i0 in range(n):
+        for i1 in range(D3):
+            t17[i1] += t15[i0, i1]
+    t18 = g[o2:o3].reshape((D1, D2, ))
+    _gemm(t13.T, t2, t18)
+    t20 = np.empty((D1, ))
+    for i0 in range(D1):
+        t20[i0] = 0.0
+    for i0 in range(n):
+        for i1 in range(D1):
+            t20[i1] += t12[i0, i1]
+    t21 = g[o3:o4].reshape((D7, ))
+    for i0 in range(D0):
+        t21[i0] = t19[i0] + t20[i0]
     return t10
 
 
@@ -569,16 +573,18 @@ def _hessian(x, H, dims, c_X, c_Y):
     t9 = np.empty((n, ))
     for i0 in range(n):
         t9[i0] = t7[i0] + math.log(t8[i0]) if not math.isinf(t7[i0]) else t7[i0]
-    t10 = np.empty((n, D0, ))
-    for i0 in range(n):
-        for i1 in range(D0):
-            t10[i0, i1] = t3[i0]*math.exp(t5[i0, i1] + p_b2[i1] - t9[i0]) - c_Y[i0, i1]/nf
-    t11 = np.empty((n, D1, ))
-    t12 = np.empty((n, D1, ))
+    t10 = np.empty((n, D1, ))
     for i0 in range(n):
         for i1 in range(D1):
-            t11[i0, i1] = t3[i0]*math.exp(t5[i0, i1] + p_b2[i1] - t9[i0])
-            t12[i0, i1] = math.exp(t5[i0, i1] + p_b2[i1] - t9[i0])
+            t10[i0, i1] = math.exp(t5[i0, i1] + p_b2[i1] - t9[i0])
+    t11 = np.empty((n, D1, ))
+    for i0 in range(n):
+        for i1 in range(D1):
+            t11[i0, i1] = t3[i0]*t10[i0, i1]
+    t12 = np.empty((n, D0, ))
+    for i0 in range(n):
+        for i1 in range(D0):
+            t12[i0, i1] = t11[i0, i1] - c_Y[i0, i1]/nf
     e = np.zeros(x.shape[0], dtype=x.dtype)
     v_W1 = e[0:o1].reshape((D3, D4, ))
     v_b1 = e[o1:o2].reshape((D6, ))
@@ -606,7 +612,7 @@ def _hessian(x, H, dims, c_X, c_Y):
         for i0 in range(n):
             acc = 0.0
             for i1 in range(D1):
-                acc += t12[i0, i1]*t13[i0, i1] + t12[i0, i1]*t15[i0, i1] + t12[i0, i1]*v_b2[i1]
+                acc += t10[i0, i1]*t13[i0, i1] + t10[i0, i1]*t15[i0, i1] + t10[i0, i1]*v_b2[i1]
             t16[i0] = acc
         t17 = np.empty((n, D0, ))
         for i0 in range(n):
@@ -617,7 +623,7 @@ def _hessian(x, H, dims, c_X, c_Y):
         t19 = np.empty((n, D3, ))
         for i0 in range(n):
             for i1 in range(D3):
-                t19[i0, i1] = t2[i0, i1]*((t10[i0, r_W2] if i1 == u1_W2 and o2 <= jq < o3 else 0.0)) + t2[i0, i1]*t18[i0, i1]
+                t19[i0, i1] = t2[i0, i1]*((t12[i0, r_W2] if i1 == u1_W2 and o2 <= jq < o3 else 0.0)) + t2[i0, i1]*t18[i0, i1]
         t20 = np.empty((D3, D5, ))
         _gemm(t19.T, c_X, t20)
         t21 = np.empty((D3, ))
@@ -629,7 +635,7 @@ def _hessian(x, H, dims, c_X, c_Y):
         t22 = np.empty((D0, D3, ))
         _gemm(t17.T, t4, t22)
         t23 = np.empty((D0, D3, ))
-        _gemm(t10.T, t14, t23)
+        _gemm(t12.T, t14, t23)
         t24 = np.empty((D0, ))
         for i0 in range(D0):
             t24[i0] = 0.0
@@ -816,65 +822,69 @@ def _value_and_grad_par(x, g, dims, c_X, c_Y):
         for i1 in range(D0):
             a_t17 += c_Y[i0, i1]/nf
         t16[i0] = a_t17
-    t18 = np.empty((n, D0, ))
+    t18 = np.empty((n, D1, ))
+    for i0 in numba.prange(n):
+        for i1 in range(D1):
+            t18[i0, i1] = t16[i0]*math.exp(t3[i0, i1] + p_b2[i1] - t7[i0])
+    t19 = np.empty((n, D0, ))
     for i0 in numba.prange(n):
         for i1 in range(D0):
-            t18[i0, i1] = t16[i0]*math.exp(t3[i0, i1] + p_b2[i1] - t7[i0]) - c_Y[i0, i1]/nf
-    t19 = np.empty((n, D2, ))
-    _gemm(t18, p_W2, t19)
-    t20 = np.empty((n, D3, ))
+            t19[i0, i1] = t18[i0, i1] - c_Y[i0, i1]/nf
+    t20 = np.empty((n, D2, ))
+    _gemm(t19, p_W2, t20)
+    t21 = np.empty((n, D3, ))
     for i0 in numba.prange(n):
         for i1 in range(D3):
-            t20[i0, i1] = t19[i0, i1]*_heaviside(t1[i0, i1] + p_b1[i1], 0.0)
-    t21 = g[0:o1].reshape((D3, D4, ))
-    _gemm(t20.T, c_X, t21)
-    t23 = g[o1:o2].reshape((D6, ))
-    t22 = max(1, min(16, n * D3 // (8 * (D3))))
-    t24 = np.empty((t22, D3, ))
-    for c in numba.prange(t22):
+            t21[i0, i1] = t20[i0, i1]*_heaviside(t1[i0, i1] + p_b1[i1], 0.0)
+    t22 = g[0:o1].reshape((D3, D4, ))
+    _gemm(t21.T, c_X, t22)
+    t24 = g[o1:o2].reshape((D6, ))
+    t23 = max(1, min(16, n * D3 // (8 * (D3))))
+    t25 = np.empty((t23, D3, ))
+    for c in numba.prange(t23):
         for i0 in range(D3):
-            t24[c, i0] = 0.0
-        for i0 in range(c * n // t22, (c + 1) * n // t22):
+            t25[c, i0] = 0.0
+        for i0 in range(c * n // t23, (c + 1) * n // t23):
             for i1 in range(D3):
-                t24[c, i1] += t20[i0, i1]
+                t25[c, i1] += t21[i0, i1]
     for i0 in numba.prange(D3):
-        a_t25 = 0.0
-        for c in range(t22):
-            a_t25 += t24[c, i0]
-        t23[i0] = a_t25
-    t26 = g[o2:o3].reshape((D1, D2, ))
-    _gemm(t18.T, t2, t26)
-    t28 = np.empty((D0, ))
-    t27 = max(1, min(16, n * D0 // (8 * (D0))))
-    t29 = np.empty((t27, D0, ))
-    for c in numba.prange(t27):
+        a_t26 = 0.0
+        for c in range(t23):
+            a_t26 += t25[c, i0]
+        t24[i0] = a_t26
+    t27 = g[o2:o3].reshape((D1, D2, ))
+    _gemm(t19.T, t2, t27)
+    t29 = np.empty((D0, ))
+    t28 = max(1, min(16, n * D0 // (8 * (D0))))
+    t30 = np.empty((t28, D0, ))
+    for c in numba.prange(t28):
         for i0 in range(D0):
-            t29[c, i0] = 0.0
-        for i0 in range(c * n // t27, (c + 1) * n // t27):
+            t30[c, i0] = 0.0
+        for i0 in range(c * n // t28, (c + 1) * n // t28):
             for i1 in range(D0):
-                t29[c, i1] += -c_Y[i0, i1]/nf
+                t30[c, i1] += -c_Y[i0, i1]/nf
     for i0 in numba.prange(D0):
-        a_t30 = 0.0
-        for c in range(t27):
-            a_t30 += t29[c, i0]
-        t28[i0] = a_t30
-    t32 = np.empty((D1, ))
-    t31 = max(1, min(16, n * D1 // (8 * (D1))))
-    t33 = np.empty((t31, D1, ))
-    for c in numba.prange(t31):
+        a_t31 = 0.0
+        for c in range(t28):
+            a_t31 += t30[c, i0]
+        t29[i0] = a_t31
+    t33 = np.empty((D1, ))
+    t32 = max(1, min(16, n * D1 // (8 * (D1))))
+    t34 = np.empty((t32, D1, ))
+    for c in numba.prange(t32):
         for i0 in range(D1):
-            t33[c, i0] = 0.0
-        for i0 in range(c * n // t31, (c + 1) * n // t31):
+            t34[c, i0] = 0.0
+        for i0 in range(c * n // t32, (c + 1) * n // t32):
             for i1 in range(D1):
-                t33[c, i1] += t16[i0]*math.exp(t3[i0, i1] + p_b2[i1] - t7[i0])
+                t34[c, i1] += t18[i0, i1]
     for i0 in numba.prange(D1):
-        a_t34 = 0.0
-        for c in range(t31):
-            a_t34 += t33[c, i0]
-        t32[i0] = a_t34
-    t35 = g[o3:o4].reshape((D7, ))
+        a_t35 = 0.0
+        for c in range(t32):
+            a_t35 += t34[c, i0]
+        t33[i0] = a_t35
+    t36 = g[o3:o4].reshape((D7, ))
     for i0 in numba.prange(D0):
-        t35[i0] = t28[i0] + t32[i0]
+        t36[i0] = t29[i0] + t33[i0]
     return t15
 
 

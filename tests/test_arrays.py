@@ -256,3 +256,28 @@ def test_hessian_sweeps_once_and_matches_gradient_differences():
         fd = (f.grad(x + e, **data) - f.grad(x - e, **data)) / (2 * h)
         np.testing.assert_allclose(H[:, j], fd, atol=1e-7)
     np.testing.assert_allclose(H @ v, f.hvp(x, v, **data), rtol=1e-12, atol=1e-13)
+
+
+def test_gradient_reads_the_stored_activation_instead_of_recomputing_it():
+    """Reverse mode writes tanh's adjoint as ``1 - tanh(z)**2`` of the layer's input; the
+    forward pass has stored ``tanh(z)`` for the next product, so the gradient reads it
+    (``passes/reuse.py``): one tanh per element in ``value_and_grad`` (it was two: 1.8x the
+    time of a 16-32-3 tanh MLP's call), one in ``hvp`` and one in ``hessian``."""
+    W1, W2 = sg.params("Wr1", shape=(5, 3)), sg.params("Wr2", shape=(2, 5))
+    X, Y = sg.data("Xr", shape=(3,)), sg.data("Yr", shape=(2,))
+    f = sg.compile(sg.mean(sg.sum((W2 @ sg.tanh(W1 @ X) - Y) ** 2, axis=0)))
+    for name in ("_value_and_grad", "_hvp", "_hessian"):
+        body = f.source.split(f"def {name}(")[1].split("\n@")[0]
+        assert body.count("math.tanh(") == 1, name
+    rng = np.random.default_rng(9)
+    data = {"Xr": rng.standard_normal((6, 3)), "Yr": rng.standard_normal((6, 2))}
+    x = rng.standard_normal(f.n_params)
+    p = f.unpack(x)
+    h = np.tanh(data["Xr"] @ p["Wr1"].T)
+    d = 2 * (h @ p["Wr2"].T - data["Yr"]) / 6
+    dz = (d @ p["Wr2"]) * (1 - h**2)
+    value, g = f.value_and_grad(x, **data)
+    assert value == pytest.approx(np.mean(np.sum((h @ p["Wr2"].T - data["Yr"]) ** 2, axis=1)),
+                                  rel=1e-13)
+    np.testing.assert_allclose(g, np.concatenate([(dz.T @ data["Xr"]).ravel(),
+                                                  (d.T @ h).ravel()]), rtol=1e-12, atol=1e-15)

@@ -30,7 +30,7 @@ import sympy as sp
 from ..ad.array import topo
 from ..ir.graph import Leaf, Map, Node, map_, ph
 
-__all__ = ["hoist", "rebuild"]
+__all__ = ["costly", "hoist", "rebuild"]
 
 
 def rebuild(n: Node, args: Sequence[Node]) -> Node:
@@ -44,9 +44,9 @@ def rebuild(n: Node, args: Sequence[Node]) -> Node:
     return obj
 
 
-def _costly(c: sp.Expr) -> bool:
-    """Whether a coefficient is worth computing once: it calls a function (exp, tanh,
-    Piecewise...) or takes a non-integer power."""
+def costly(c: sp.Expr) -> bool:
+    """Whether a formula is worth computing once rather than per use: it calls a function
+    (exp, tanh, Piecewise, a kink) or takes a non-integer power."""
     return bool(c.atoms(sp.Function)) or any(not p.exp.is_Integer for p in c.atoms(sp.Pow))
 
 
@@ -71,7 +71,7 @@ def _split(m: Map, active: list[bool]) -> Map:
         if c == 0:
             continue
         k = int(t.name[2:])
-        if _costly(c):  # one forward map per distinct coefficient (equal maps are one node),
+        if costly(c):  # one forward map per distinct coefficient (equal maps are one node),
             k0, c = c.as_coeff_Mul()  # its numeric factor left inline (-c is c's map)
             c = k0 * slot(map_(c, every, m.shape), tuple(range(len(m.shape))))
         else:

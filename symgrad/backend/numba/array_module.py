@@ -24,6 +24,7 @@ from ...ir.array_problem import ArrayProblem
 from ...ir.formula import program
 from ...ir.graph import Gather, Leaf, N, Node
 from ...passes.hoist import hoist
+from ...passes.reuse import reuse
 from .columns import ColumnEmitter, column_loops, flat_index
 from .emit import Emitter, plan
 from .emit_par import PAR_WORK, ParEmitter
@@ -133,7 +134,7 @@ class _Module:
         call when its largest loop is small, or is that call alone when nothing is parallel."""
         fn = (ParEmitter if serial else Emitter)(self.prob, cplx, self.real)
         head = self.prologue(fn, with_v)
-        arrays = arrays or []
+        value, *arrays = reuse([value, *(arrays or [])])
         nodes = ([value] if value is not None else []) + [o for o in arrays if o is not None]
         order, virtual = plan(nodes)
         buffers: dict[int, str] = {}

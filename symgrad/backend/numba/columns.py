@@ -27,6 +27,7 @@ from ...ad.array import tangents
 from ...ad.derive import KinkPolicy
 from ...ir.graph import Contract, Leaf, Map, Node, Reduce
 from ...passes.hoist import hoist
+from ...passes.reuse import reuse
 from .emit import Emitter, plan
 
 __all__ = ["ColumnEmitter", "column_loops", "flat_index", "seeded"]
@@ -122,7 +123,10 @@ def column_loops(fn: ColumnEmitter, params: Sequence[Leaf], seeds: Sequence[Leaf
     every seed at once, one loop over x (``e`` the flat direction): one copy of the tangent
     code instead of one per parameter array, each column computing the parts of the other
     parameters too (with zero directions)."""
-    outs = [c for cs in cols for c in cs if c is not None]
+    k = len(cols[0]) if cols else 0
+    flat = reuse([c for cs in cols for c in cs])  # forward maps read, not recomputed
+    cols = [flat[j * k:(j + 1) * k] for j in range(len(cols))]
+    outs = [c for c in flat if c is not None]
     order, virtual = plan(outs)
     virtual |= {id(c) for c in outs if isinstance(c, Map)}  # computed where they are stored
     moving = _moving(order, seeds)
