@@ -80,3 +80,20 @@ def test_hessian_and_jacobian_equal_stacked_hvps_and_jvps(name, dtype):
                     axis=-1)
     np.testing.assert_allclose(J, cols, rtol=0, atol=tol * np.abs(cols).max())
     assert np.abs(J).max() > 0 and np.abs(H).max() > 0
+
+
+def test_deep_models_take_one_loop_over_x():
+    """Per-parameter loops repeat a seed's tangent through every later layer: for 8 tanh
+    layers that code was 5.9x the one loop's, and its compile took 34 s against 8 s before the
+    columns. Past :data:`PER_PARAM_MAX` the Jacobian (and a loss's Hessian) is one loop over
+    x; a one-layer model keeps a loop per parameter array. (Source only: nothing compiles.)"""
+    X = sg.data("Xd", shape=(4,))
+    h, params = X, []
+    for k in range(4):
+        W, b = sg.params(f"Wd{k}", shape=(4, 4)), sg.params(f"bd{k}", shape=(4,))
+        h, params = sg.tanh(W @ h + b), [*params, W, b]
+    deep = sg.compile(h, params)
+    assert "for jq in range(x.shape[0]):" in deep.source.split("def jacobian(")[1]
+    shallow = sg.compile(sg.tanh(params[0] @ X + params[1]), params[:2])
+    body = shallow.source.split("def jacobian(")[1].split("\n@")[0]
+    assert "for jq in range(x.shape[0]):" not in body and body.count("for jq in range(") == 2

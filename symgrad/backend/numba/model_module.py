@@ -103,7 +103,7 @@ class _ModelModule(_Module):
         dense layer, one product with the unit direction and one multiply per output)."""
         params = self.prob.params
         seeds = [self.tangent[p] for p in params]
-        cols = seeded([self.prob.output], params, seeds, self.policy)
+        cols, together = seeded([self.prob.output], params, seeds, self.policy)
         fn = ColumnEmitter(self.prob, False, self.real)
         head = self._j_head(fn, "x.shape[0]")
         shape = self.prob.output.shape
@@ -116,8 +116,8 @@ class _ModelModule(_Module):
             fn.emit(f"J[{', '.join(idx)}, {j}] = {value}", d)
 
         names = [n[2:] for n in self.pnames]
-        return [*head, *column_loops(fn, params, seeds, cols, names, self.offs, store),
-                "return J"]
+        return [*head, *column_loops(fn, params, seeds, cols, names, self.offs, store,
+                                     together), "return J"]
 
     def fused_jacobian(self) -> list[str]:
         """One tangent per scalar parameter (seeded with 1), written column by column."""
