@@ -2,12 +2,15 @@
 
 Column ``j`` of either is a tangent along the unit direction ``e_j``: of the model's output
 (the Jacobian), of the loss's gradient (the Hessian). Computing each as a whole ``jvp`` or
-``hvp`` would redo the forward (and reverse) work once per entry of ``x``. Here the tangents,
-seeded one parameter array at a time, are split by :func:`~symgrad.passes.hoist.hoist`: the
-body first computes everything that does not depend on the direction (forward values, the
-gradient's reverse sweep, the tangents' coefficients such as ``1 - tanh(z)**2``) once, then
-runs one loop per parameter array over its entries, each iteration computing only the part
-of the tangents that is linear in the direction and storing it.
+``hvp`` would redo the forward (and reverse) work once per entry of ``x``. Here the tangents
+are split by :func:`~symgrad.passes.hoist.hoist`: the body first computes everything that
+does not depend on the direction (forward values, the gradient's reverse sweep, the tangents'
+coefficients such as ``1 - tanh(z)**2``) once, then loops over the columns, each iteration
+computing only the part of the tangents that is linear in the direction and storing it. The
+tangents are seeded one parameter array at a time (one loop per array: each column computes
+only what its array moves) unless that repeats too much code (:func:`seeded`), and a product
+with the unit direction reads one entry instead of running a matrix product
+(:class:`ColumnEmitter`).
 
 >>> import symgrad as sg
 >>> from symgrad.ir.model_problem import model_problem
@@ -143,10 +146,10 @@ def column_loops(fn: ColumnEmitter, params: Sequence[Leaf], seeds: Sequence[Leaf
     every seed at once, one loop over x (``e`` the flat direction): one copy of the tangent
     code instead of one per parameter array, each column computing the parts of the other
     parameters too (with zero directions)."""
-    k = len(cols[0]) if cols else 0
-    flat = reuse([c for cs in cols for c in cs])  # forward maps read, not recomputed
-    cols = [flat[j * k:(j + 1) * k] for j in range(len(cols))]
-    outs = [c for c in flat if c is not None]
+    width = len(cols[0]) if cols else 0
+    tans = reuse([c for cs in cols for c in cs])  # forward maps read, not recomputed
+    cols = [tans[j * width:(j + 1) * width] for j in range(len(cols))]
+    outs = [c for c in tans if c is not None]
     order, virtual = plan(outs)
     virtual |= {id(c) for c in outs if isinstance(c, Map)}  # computed where they are stored
     moving = _moving(order, seeds)
@@ -160,13 +163,13 @@ def column_loops(fn: ColumnEmitter, params: Sequence[Leaf], seeds: Sequence[Leaf
     lines, units = fn.lines, []
     for k, (p, seed, name) in enumerate(zip(params, seeds, names, strict=True)):
         fn.name[id(seed)] = f"v_{name}"
-        flat, inside = (f"jq - {offs[k]}", f"{offs[k]} <= jq < {offs[k + 1]}") if together \
+        at, inside = (f"jq - {offs[k]}", f"{offs[k]} <= jq < {offs[k + 1]}") if together \
             else ("jq", None)
         found = [n for n in order if isinstance(n, Contract) and seed in n.args]
         if not found:
             units.append([])
             continue
-        pre, u = _unravel(fn, p.shape, name, flat)
+        pre, u = _unravel(fn, p.shape, name, at)
         units.append(pre)
         for n in found:
             fn.unit[id(n)] = _unit(fn, n, seed, u, inside)
