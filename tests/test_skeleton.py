@@ -68,11 +68,12 @@ def test_one_decorator_spelling_and_chunk_constant():
 
 
 def test_hessian_text_is_shared():
-    plain = hessian_fn(2, "x, H", "hvp(x, {e}, {col})")
-    via_col = hessian_fn(None, "x, H, dims", "hvp(x, {e}, {col}, dims)", column=True)
-    for text in (plain, via_col):
+    fixed = hessian_fn(2, "x, H", "hvp(x, {e}, {col})")
+    sized = hessian_fn(None, "x, H, dims", "hvp(x, {e}, {col}, dims)")
+    for text in (fixed, sized):
         assert "if _overlap(H, x):" in text and "m = 0.5 * (H[j, k] + H[k, j])" in text
-    assert "hvp(x, e, H[j])" in plain and "hvp(x, e, col, dims)" in via_col
+    assert "hvp(x, e, H[j])" in fixed and "hvp(x, e, H[j], dims)" in sized
+    assert "H must have shape (2, 2)" in fixed and "nn = x.shape[0]" in sized
 
 
 @pytest.fixture(scope="module")

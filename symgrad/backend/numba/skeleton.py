@@ -148,19 +148,15 @@ def finish(body: str, head: Callable[[str], str]) -> str:
     return head(hashlib.sha256(body.encode()).hexdigest()[:16]) + body
 
 
-def hessian_fn(n: int | None, args: str, hvp: str, name: str = "hessian",
-               column: bool = False) -> str:
+def hessian_fn(n: int | None, args: str, hvp: str, name: str = "hessian") -> str:
     """The Hessian from one HVP per unit vector, symmetrised: ``hvp`` is the call's text with
     ``{e}`` (the unit vector) and ``{col}`` (where the product goes). ``n=None``: the size is
-    x's length. ``column``: the HVP writes into a contiguous buffer ``col`` that is then copied
-    into ``H[:, j]`` (for HVPs that reshape their output); otherwise straight into the row
-    ``H[j]``: contiguous, so the HVP compiled for the caller's own ``out`` is reused (a column
-    ``H[:, j]`` would compile the whole HVP again for a strided ``out``), and the symmetrised
-    result is the same bits. H must not overlap x (checked)."""
+    x's length. The HVP writes straight into the row ``H[j]``: contiguous, so the HVP compiled
+    for the caller's own ``out`` is reused (a column ``H[:, j]`` would compile the whole HVP
+    again for a strided ``out``), and the symmetrised result is the same bits. H must not
+    overlap x (checked). (Array kernels compute their sweeps once instead: :mod:`.columns`.)"""
     size = "nn" if n is None else str(n)
-    dtype = ", dtype=x.dtype" if column else ""
     doc = "Write the (symmetrised) Hessian at x into H, one HVP per unit vector."
-    call = hvp.format(e="e", col="col" if column else "H[j]")
     return fn(f"{name}({args})", doc, [
         *(["nn = x.shape[0]"] if n is None else []),
         f"if H.shape[0] != {size} or H.shape[1] != {size}:",
@@ -169,14 +165,10 @@ def hessian_fn(n: int | None, args: str, hvp: str, name: str = "hessian",
         "if _overlap(H, x):",
         '    raise ValueError("out (the Hessian H) overlaps x in memory: pass a separate output '
         'array")',
-        f"e = np.zeros({size}{dtype})",
-        *([f"col = np.empty({size}{dtype})"] if column else []),
+        f"e = np.zeros({size})",
         f"for j in range({size}):",
         "    e[j] = 1.0",
-        f"    {call}",
-        # element by element: a slice assignment from an array (H[:, j] = col) makes Numba
-        # compile its shape-mismatch message (str of ints), 3 s of a process's first Hessian
-        *([f"    for i in range({size}):", "        H[i, j] = col[i]"] if column else []),
+        f"    {hvp.format(e='e', col='H[j]')}",
         "    e[j] = 0.0",
         *symmetrise(size),
         "return H"])
