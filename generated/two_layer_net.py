@@ -8,7 +8,7 @@
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 3c72ff8d55d980a7
+# content hash: 3adc58b0bfb0acc6
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -538,53 +538,53 @@ def _hessian(x, H, dims, c_X, c_Y):
         raise ValueError("H must be square with the length of x")
     if _overlap(H, x):
         raise ValueError("out (the Hessian H) overlaps x in memory: pass a separate output array")
-    t1 = np.empty((n, D3, ))
-    _gemm(c_X, p_W1.T, t1)
-    t2 = np.empty((n, D3, ))
-    t3 = np.empty((n, ))
+    t1 = np.empty((n, ))
     for i0 in range(n):
         acc = 0.0
         for i1 in range(D0):
             acc += c_Y[i0, i1]/nf
-        t3[i0] = acc
-    t4 = np.empty((n, D3, ))
+        t1[i0] = acc
+    t2 = np.empty((n, D3, ))
+    _gemm(c_X, p_W1.T, t2)
+    t3 = np.empty((n, D3, ))
+    t4 = np.empty((n, D1, ))
+    t5 = np.empty((n, D1, ))
+    t6 = np.empty((n, ))
+    t7 = np.empty((n, ))
+    for i0 in range(n):
+        t6[i0] = -np.inf
+        t7[i0] = 0.0
+    t8 = np.empty((n, ))
+    t9 = np.empty((n, D1, ))
+    t10 = np.empty((n, D1, ))
+    t11 = np.empty((n, D0, ))
+    t12 = np.empty((n, D3, ))
     for i0 in range(n):
         for i1 in range(D3):
-            t2[i0, i1] = _heaviside(t1[i0, i1] + p_b1[i1], 0.0)
-            t4[i0, i1] = _relu(t1[i0, i1] + p_b1[i1])
-    t5 = np.empty((n, D1, ))
-    _gemm(t4, p_W2.T, t5)
-    t6 = np.empty((n, D1, ))
+            t3[i0, i1] = _relu(t2[i0, i1] + p_b1[i1])
+            t12[i0, i1] = _heaviside(t2[i0, i1] + p_b1[i1], 0.0)
+    _gemm(t3, p_W2.T, t4)
     for i0 in range(n):
         for i1 in range(D1):
-            t6[i0, i1] = t5[i0, i1] + p_b2[i1]
-    t7 = np.empty((n, ))
-    t8 = np.empty((n, ))
-    for i0 in range(n):
-        t7[i0] = -np.inf
-        t8[i0] = 0.0
+            t5[i0, i1] = t4[i0, i1] + p_b2[i1]
     for i0 in range(n):
         for i1 in range(D1):
-            t7[i0] = max(t7[i0], t6[i0, i1])
+            t6[i0] = max(t6[i0], t5[i0, i1])
     for i0 in range(n):
         for i1 in range(D1):
-            if not math.isinf(t7[i0]):
-                t8[i0] += math.exp(t6[i0, i1] - t7[i0])
-    t9 = np.empty((n, ))
+            if not math.isinf(t6[i0]):
+                t7[i0] += math.exp(t5[i0, i1] - t6[i0])
     for i0 in range(n):
-        t9[i0] = t7[i0] + math.log(t8[i0]) if not math.isinf(t7[i0]) else t7[i0]
-    t10 = np.empty((n, D1, ))
+        t8[i0] = t6[i0] + math.log(t7[i0]) if not math.isinf(t6[i0]) else t6[i0]
     for i0 in range(n):
         for i1 in range(D1):
-            t10[i0, i1] = math.exp(t5[i0, i1] + p_b2[i1] - t9[i0])
-    t11 = np.empty((n, D1, ))
+            t9[i0, i1] = math.exp(t4[i0, i1] + p_b2[i1] - t8[i0])
     for i0 in range(n):
         for i1 in range(D1):
-            t11[i0, i1] = t3[i0]*t10[i0, i1]
-    t12 = np.empty((n, D0, ))
+            t10[i0, i1] = t1[i0]*t9[i0, i1]
     for i0 in range(n):
         for i1 in range(D0):
-            t12[i0, i1] = t11[i0, i1] - c_Y[i0, i1]/nf
+            t11[i0, i1] = t10[i0, i1] - c_Y[i0, i1]/nf
     e = np.zeros(x.shape[0], dtype=x.dtype)
     v_W1 = e[0:o1].reshape((D3, D4, ))
     v_b1 = e[o1:o2].reshape((D6, ))
@@ -601,29 +601,29 @@ def _hessian(x, H, dims, c_X, c_Y):
         t13 = np.empty((n, D1, ))
         for i0 in range(n):
             for i1 in range(D1):
-                t13[i0, i1] = (t4[i0, u1_W2] if i1 == r_W2 and o2 <= jq < o3 else 0.0)
+                t13[i0, i1] = (t3[i0, u1_W2] if i1 == r_W2 and o2 <= jq < o3 else 0.0)
         t14 = np.empty((n, D3, ))
         for i0 in range(n):
             for i1 in range(D3):
-                t14[i0, i1] = t2[i0, i1]*((c_X[i0, u1_W1] if i1 == r_W1 and 0 <= jq < o1 else 0.0)) + t2[i0, i1]*v_b1[i1]
+                t14[i0, i1] = ((c_X[i0, u1_W1] if i1 == r_W1 and 0 <= jq < o1 else 0.0))*t12[i0, i1] + t12[i0, i1]*v_b1[i1]
         t15 = np.empty((n, D1, ))
         _gemm(t14, p_W2.T, t15)
         t16 = np.empty((n, ))
         for i0 in range(n):
             acc = 0.0
             for i1 in range(D1):
-                acc += t10[i0, i1]*t13[i0, i1] + t10[i0, i1]*t15[i0, i1] + t10[i0, i1]*v_b2[i1]
+                acc += t13[i0, i1]*t9[i0, i1] + t9[i0, i1]*t15[i0, i1] + t9[i0, i1]*v_b2[i1]
             t16[i0] = acc
         t17 = np.empty((n, D0, ))
         for i0 in range(n):
             for i1 in range(D0):
-                t17[i0, i1] = t11[i0, i1]*t13[i0, i1] + t11[i0, i1]*t15[i0, i1] + t11[i0, i1]*v_b2[i1] - t11[i0, i1]*t16[i0]
+                t17[i0, i1] = t13[i0, i1]*t10[i0, i1] + t10[i0, i1]*t15[i0, i1] + t10[i0, i1]*v_b2[i1] - t10[i0, i1]*t16[i0]
         t18 = np.empty((n, D2, ))
         _gemm(t17, p_W2, t18)
         t19 = np.empty((n, D3, ))
         for i0 in range(n):
             for i1 in range(D3):
-                t19[i0, i1] = t2[i0, i1]*((t12[i0, r_W2] if i1 == u1_W2 and o2 <= jq < o3 else 0.0)) + t2[i0, i1]*t18[i0, i1]
+                t19[i0, i1] = ((t11[i0, r_W2] if i1 == u1_W2 and o2 <= jq < o3 else 0.0))*t12[i0, i1] + t12[i0, i1]*t18[i0, i1]
         t20 = np.empty((D3, D5, ))
         _gemm(t19.T, c_X, t20)
         t21 = np.empty((D3, ))
@@ -633,9 +633,9 @@ def _hessian(x, H, dims, c_X, c_Y):
             for i1 in range(D3):
                 t21[i1] += t19[i0, i1]
         t22 = np.empty((D0, D3, ))
-        _gemm(t17.T, t4, t22)
+        _gemm(t17.T, t3, t22)
         t23 = np.empty((D0, D3, ))
-        _gemm(t12.T, t14, t23)
+        _gemm(t11.T, t14, t23)
         t24 = np.empty((D0, ))
         for i0 in range(D0):
             t24[i0] = 0.0

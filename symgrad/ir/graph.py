@@ -254,12 +254,13 @@ def _is_identity(n: Node) -> bool:
     return isinstance(n, Map) and n.expr == ph(0)
 
 
-def map_(expr, args, shape: tuple) -> Node:
+def map_(expr, args, shape: tuple, inline: bool = True) -> Node:
     """A Map with element-wise chains fused: Map arguments are inlined into ``expr``.
 
     ``args`` is a sequence of ``(node, axes)``: ``axes[j]`` is the output axis that axis ``j``
     of the node runs along. Arguments are deduplicated and renumbered in order of appearance,
-    so equal maps are one node.
+    so equal maps are one node. ``inline=False`` keeps Map arguments as arguments (read from
+    where they are stored), identity maps aside.
     """
     expr = sp.sympify(expr, strict=True)  # never a string: it would be evaluated
     shape = tuple(shape)
@@ -271,7 +272,8 @@ def map_(expr, args, shape: tuple) -> Node:
             if node.shape[j] != shape[a]:
                 raise ShapeError(f"axis {j} of {node!r} has size {node.shape[j]} but is mapped "
                                  f"to an axis of size {shape[a]}")
-        if isinstance(node, Map) and (_is_identity(node) or _ops(node.expr) <= INLINE_OPS):
+        if isinstance(node, Map) and (_is_identity(node)
+                                      or (inline and _ops(node.expr) <= INLINE_OPS)):
             inner = {}
             for m, (n2, ax2) in enumerate(zip(node.args, node.axes, strict=True)):
                 inner[ph(m)] = _slot(flat, n2, tuple(axes[a] for a in ax2))

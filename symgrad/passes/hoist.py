@@ -18,7 +18,7 @@ about what loading them would).
 >>> t
 map(_a0*(1 - tanh(_a1)**2); w[3], w[3])
 >>> hoist([t], [v])[0]
-map(_a0*_a1; map(1 - tanh(_a0)**2; w[3]), w[3])
+map(_a0*_a1; w[3], map(1 - tanh(_a0)**2; w[3]))
 """
 
 from __future__ import annotations
@@ -58,30 +58,22 @@ def _split(m: Map, active: list[bool]) -> Map:
     if any(c.has(*tans) for c in coefs.values()) or m.expr.xreplace(
             dict.fromkeys(tans, 0)) != 0:
         return m
-    slots: list[tuple[Node, tuple]] = []
-
-    def slot(node: Node, axes: tuple) -> sp.Symbol:
-        if (node, axes) not in slots:
-            slots.append((node, axes))
-        return ph(slots.index((node, axes)))
-
     every = list(zip(m.args, m.axes, strict=True))
+    extra: list[tuple[Node, tuple]] = []  # the coefficient maps, read as ph(len(every) + i)
     terms = []
     for t, c in coefs.items():
         if c == 0:
             continue
-        k = int(t.name[2:])
         if costly(c):  # one forward map per distinct coefficient (equal maps are one node),
             k0, c = c.as_coeff_Mul()  # its numeric factor left inline (-c is c's map)
-            c = k0 * slot(map_(c, every, m.shape), tuple(range(len(m.shape))))
-        else:
-            c = c.xreplace({ph(j): slot(*every[j]) for j in range(len(every))
-                            if not active[j] and c.has(ph(j))})
-        terms.append(c * slot(*every[k]))
+            coef = (map_(c, every, m.shape), tuple(range(len(m.shape))))
+            if coef not in extra:
+                extra.append(coef)
+            c = k0 * ph(len(every) + extra.index(coef))
+        terms.append(c * t)
     if not terms:
         return m
-    return Map(sp.Add(*terms), tuple(n for n, _ in slots), tuple(a for _, a in slots),
-               m.shape)
+    return map_(sp.Add(*terms), every + extra, m.shape, inline=False)
 
 
 def hoist(outputs: Sequence[Node | None], seeds: Iterable[Leaf]) -> list[Node | None]:

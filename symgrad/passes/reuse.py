@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import sympy as sp
 
 from ..ad.array import topo
-from ..ir.graph import Map, Node, ph
+from ..ir.graph import Map, Node, map_, ph
 from .hoist import costly, rebuild
 
 __all__ = ["reuse"]
@@ -50,15 +50,12 @@ def _match(n: Map, maps: Sequence[Map]) -> tuple[sp.Expr, dict[sp.Symbol, Map]]:
     return expr, reads
 
 
-def _assemble(expr: sp.Expr, n: Map, reads: dict[sp.Symbol, Node]) -> Map:
+def _assemble(expr: sp.Expr, n: Map, reads: dict[sp.Symbol, Node]) -> Node:
     """A map of n's index space: ``expr`` over n's arguments (``ph(k)``) and the read maps."""
-    where = {ph(k): (a, ax) for k, (a, ax) in enumerate(zip(n.args, n.axes, strict=True))}
+    every = list(zip(n.args, n.axes, strict=True))
     ident = tuple(range(len(n.shape)))
-    where |= {s: (m, ident) for s, m in reads.items()}
-    order = list(dict.fromkeys(s for s in sp.preorder_traversal(expr) if s in where))
-    expr = expr.xreplace({s: ph(k) for k, s in enumerate(order)})
-    return Map(expr, tuple(where[s][0] for s in order), tuple(where[s][1] for s in order),
-               n.shape)
+    expr = expr.xreplace({s: ph(len(every) + j) for j, s in enumerate(reads)})
+    return map_(expr, every + [(m, ident) for m in reads.values()], n.shape, inline=False)
 
 
 def reuse(outputs: Sequence[Node | None]) -> list[Node | None]:
