@@ -37,7 +37,8 @@ from .datafile import read_data_file
 
 __all__ = ["CLIError", "build_parser", "main", "parse_schedule", "parse_vector"]
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad")
+SECOND_ORDER = ("lbfgs", "newton")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad", *SECOND_ORDER)
 SCHEDULE_HELP = ("constant | time_decay:DECAY | step:STEP_SIZE[:GAMMA] | "
                  "exponential:GAMMA[:STEP_SIZE] | cosine:DECAY_STEPS[:ALPHA]")
 
@@ -208,15 +209,24 @@ def cmd_minimize(a: argparse.Namespace) -> int:
     from symgrad import optim
 
     src = load_loss(a.loss, a.params, a.data, a.data_file)
-    if a.lr is not None and not a.lr > 0:
-        raise CLIError(f"--lr must be > 0, got {a.lr}")
-    lr = a.lr if a.lr is not None else optim.DEFAULTS[a.optimizer]["lr"]
-    kw: dict[str, Any] = {"lr": parse_schedule(a.schedule, lr)}
-    if a.beta is not None:
-        if a.optimizer not in ("momentum", "nesterov"):
-            raise CLIError("--beta is for --optimizer momentum or nesterov")
-        kw["beta"] = a.beta
-    opt = getattr(optim, a.optimizer)(**kw)
+    given = [flag for flag, v in (("--lr", a.lr), ("--beta", a.beta),
+                                  ("--schedule", a.schedule)) if v is not None]
+    name = a.optimizer or ("sgd" if given or a.batch_size or a.epochs else "lbfgs")
+    if name in SECOND_ORDER:
+        if given:
+            raise CLIError(f"{', '.join(given)}: for the first-order optimizers; {name} "
+                           "chooses its own step lengths")
+        opt = getattr(optim, name)()
+    else:
+        if a.lr is not None and not a.lr > 0:
+            raise CLIError(f"--lr must be > 0, got {a.lr}")
+        lr = a.lr if a.lr is not None else optim.DEFAULTS[name]["lr"]
+        kw: dict[str, Any] = {"lr": parse_schedule(a.schedule, lr)}
+        if a.beta is not None:
+            if name not in ("momentum", "nesterov"):
+                raise CLIError("--beta is for --optimizer momentum or nesterov")
+            kw["beta"] = a.beta
+        opt = getattr(optim, name)(**kw)
     f = _compile(src)
     _warn_unused_columns(f, src, "minimize")
     x0 = _point(f, a.x0, src.x0 if src.x0 is not None else np.zeros(f.n_params), "--x0")
@@ -310,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("minimize", help="run an optimizer on a loss")
     loss_args(m)
     m.add_argument("--x0", help="starting point (default: the file's x0, else zeros)")
-    m.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS)
+    m.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="default: sgd with --lr, --schedule, --batch-size or --epochs, "
+                   "else lbfgs")
     m.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
     m.add_argument("--beta", type=float, help="momentum coefficient (momentum, nesterov)")
     m.add_argument("--schedule", help=f"learning-rate schedule: {SCHEDULE_HELP}")

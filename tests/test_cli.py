@@ -126,6 +126,17 @@ def test_minimize_reproduces_the_seed(tmp_path, capsys):
     assert png.is_file()
 
 
+@pytest.mark.parametrize("extra", [(), ("--optimizer", "newton")])
+def test_minimize_without_an_optimizer_converges(capsys, extra):
+    """Regression: the default was sgd(lr=1e-3) for 1000 steps, which stopped near (0.65, 0.35)
+    from the seed's start, reported as "completed"."""
+    code, out, _ = run(capsys, "minimize", ROSEN, "--x0=-1.2,1", "-q", *extra)
+    assert code == 0 and "converged at step" in out
+    values = dict(line.split(" = ") for line in out.splitlines() if line.startswith("  "))
+    assert float(values["  x1"]) == pytest.approx(1.0, abs=1e-5)
+    assert float(values["  x2"]) == pytest.approx(1.0, abs=1e-5)
+
+
 def test_minimize_with_schedule_and_momentum(capsys):
     code, out, _ = run(capsys, "minimize", ROSEN, "--x0", "2,2", "--optimizer", "momentum",
                        "--lr", "0.01", "--beta", "0.9", "--schedule", "time_decay:0.001",
@@ -150,6 +161,8 @@ def test_parse_schedule():
     (["check", "mean((a*t - y)**2)", "--data", "t,y"], "needs data columns t, y"),
     (["minimize", "x**2", "--x0", "abc"], "numbers separated by commas"),
     (["minimize", "x**2", "--lr", "-1"], "--lr must be > 0"),
+    (["minimize", "x**2", "--optimizer", "lbfgs", "--lr", "0.1"],
+     "--lr: for the first-order optimizers; lbfgs chooses"),
     (["check", "a*t", "--data", "t", "--data-file", "nope.csv"], "not found"),
 ])
 def test_errors_are_one_line_with_exit_2(capsys, argv, fragment):

@@ -156,8 +156,9 @@ def test_the_choice_of_lowering():
 def test_fused_runs_in_the_compiled_loop_on_dask_and_in_the_exact_checker(pairs):
     ff, fa, data = pairs["ridge"]
     x0 = np.array([0.2, -0.1])
-    rf = sg.minimize(ff, x0, data=data, compiled=True, steps=30)
-    ra = sg.minimize(fa, x0, data=data, compiled=True, steps=30)
+    sgd = sg.optim.sgd(1e-3)
+    rf = sg.minimize(ff, x0, data=data, optimizer=sgd, compiled=True, steps=30)
+    ra = sg.minimize(fa, x0, data=data, optimizer=sgd, compiled=True, steps=30)
     np.testing.assert_allclose(rf.x, ra.x, rtol=1e-10)
     small = {k: v[:6] for k, v in data.items()}
     assert sg.check_grad(ff, x0, data=small, method="exact").ok

@@ -283,8 +283,8 @@ def test_default_runs_the_compiled_loop_whenever_it_can(rosen):
 @pytest.mark.parametrize(
     ("f", "kw", "match"),
     [
-        (rosen_np, {}, "not a symgrad Kernel"),
-        (RosenbrockKernel(), {"callback": lambda *a: None}, "callback"),
+        (rosen_np, {"optimizer": optim.sgd()}, "not a symgrad Kernel"),
+        (RosenbrockKernel(), {"optimizer": optim.sgd(), "callback": lambda *a: None}, "callback"),
         (
             RosenbrockKernel(),
             {"optimizer": optim.Optimizer("mine", lambda x: (), lambda g, s, x, k: (x, s), 0.1)},
@@ -377,7 +377,8 @@ def test_a_loop_numba_cannot_compile_falls_back_to_python_by_default(rosen, monk
 
 def test_record_every_zero_records_nothing(rosen):
     for compiled in (True, False):
-        res = minimize(rosen, [-1.2, 1], steps=50, record_every=0, compiled=compiled)
+        res = minimize(rosen, [-1.2, 1], optimizer=optim.sgd(), steps=50, record_every=0,
+                       compiled=compiled)
         assert len(res.history) == 0 and res.history.x.shape == (0, 2)
 
 
@@ -389,11 +390,32 @@ def test_result_is_frozen_and_x0_untouched():
         res.x = None  # type: ignore[misc]
 
 
-def test_default_optimizer_and_steps():
-    res = minimize(lambda x: (x @ x, 2 * x), [1.0])
-    assert res.nit == 1000
-    assert res.history.lr[0] == 1e-3
-    assert res.x[0] == pytest.approx((1 - 2e-3) ** 1000, rel=1e-12)
+def test_default_optimizer_converges_on_full_data_and_takes_sgd_steps_on_batches(line_data):
+    """Regression: the default was optim.sgd(lr=1e-3) for 1000 steps everywhere, which left a
+    full-batch fit far from its minimum with status "completed" (success=True)."""
+    res = minimize(seed_rosen, [-1.2, 1.0])  # the MATLAB seed's start; sgd(1e-3) ends far off
+    assert res.status == "converged" and res.success
+    np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-4)
+    assert res.nit < 100 and np.linalg.norm(res.jac) < 1e-5
+    mb = minimize(LineObject(), [0.0, 0.0], data=line_data, batch_size=5, epochs=2, seed=0)
+    assert mb.history.lr[0] == 1e-3 and mb.nit == 2 * -(-len(line_data["t"]) // 5)
+
+
+def test_default_optimizer_is_newton_with_an_hvp_and_refuses_compiled_true():
+    def hvp(x, v):  # rosen_np's exact Hessian times v
+        h = np.array([[1200 * x[0] ** 2 - 400 * x[1] + 2, -400 * x[0]], [-400 * x[0], 200.0]])
+        return h @ v
+
+    res = minimize(rosen_np, [-1.2, 1.0], hvp=hvp)
+    assert res.status == "converged" and res.nhev > 0
+    np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-6)
+    with pytest.raises(ValueError, match=r"compiled=True runs first-order.*optim.lbfgs\(\)"):
+        minimize(RosenbrockKernel(), [0.0, 0.0], compiled=True)
+
+
+def test_data_as_keywords_is_refused_naming_data_mapping(line_data):
+    with pytest.raises(TypeError, match=r"data=\{'t': \.\.\., 'y': \.\.\.\}"):
+        minimize(LineObject(), [0.0, 0.0], t=line_data["t"], y=line_data["y"])
 
 
 def test_callback_sees_each_step_and_can_stop():

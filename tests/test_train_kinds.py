@@ -160,7 +160,8 @@ def test_residual_kind_goes_through_its_value_and_grad(lines):
     assert not res.compiled and k.calls == 801  # 800 steps and the final evaluation
     np.testing.assert_allclose(res.x, want, atol=1e-4)
     with pytest.raises(ValueError, match=r"compiled=True is not possible.*value_and_grad"):
-        sg.minimize(k, [0.0, 0.0], data=data, steps=5, compiled=True)
+        sg.minimize(k, [0.0, 0.0], optimizer=optim.sgd(0.02), data=data, steps=5,
+                    compiled=True)
     mb = sg.minimize(k, [0.0, 0.0], optimizer=optim.sgd(0.02), data=data, batch_size=8,
                      epochs=60, seed=0)
     np.testing.assert_allclose(mb.x, want, atol=0.05)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..runtime.argcheck import by_name, seeded
 from .objective import arith_dtype, how, is_bound, kernel_dtype, per_sample
-from .optim import Optimizer, sgd
+from .optim import Optimizer
 from .second_order import SecondOrder
 
 __all__ = ["DEFAULT_STEPS", "Plan", "param_labels", "permutations", "plan"]
@@ -124,8 +124,6 @@ def plan(
         names = ", ".join(getattr(f, "params", ()))
         raise ValueError(f"x0 has {x.size} values but the loss has {n_params} parameters ({names})")
 
-    if optimizer is None:
-        optimizer = sgd(lr=1e-3)
     if not isinstance(optimizer, Optimizer | SecondOrder):
         raise TypeError(
             f"optimizer must be a symgrad.optim.Optimizer (e.g. optim.adam(lr=1e-3)) or "

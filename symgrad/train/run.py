@@ -81,13 +81,13 @@ from . import second_run
 from .compiled import compiled_reason, loads_fast
 from .compiled_run import run_compiled
 from .objective import is_kernel, own_hvp
-from .optim import Optimizer
+from .optim import Optimizer, lbfgs, newton, sgd
 from .plan import Callback, plan
 from .python_loop import run_python
 from .result import OptimizeResult
 from .second_order import SecondOrder, check_call
 
-__all__ = ["minimize"]
+__all__ = ["default_optimizer", "minimize"]
 
 #: For a loop that cannot be cached on disk: its compile time (1-3 s on a 2-core machine) and
 #: the Python loop's overhead per step (3-10 us).
@@ -113,6 +113,7 @@ def minimize(
     compiled: bool | None = None,
     diverge_factor: float | None = 1e6,
     hvp: Callable[..., Any] | None = None,
+    **columns: Any,
 ) -> OptimizeResult:
     """Minimize ``f`` from ``x0`` (first-order, L-BFGS or Newton); see the module docstring.
 
@@ -120,8 +121,10 @@ def minimize(
         f: a Kernel from ``sg.compile``, an object with ``value_and_grad(x, **data)``, or a
             callable ``f(x, **data) -> (value, grad)``.
         x0: initial parameters (1-D; copied, never modified).
-        optimizer: from :mod:`symgrad.optim`; default ``optim.sgd(lr=1e-3)``.
-            ``optim.lbfgs()`` / ``optim.newton()``: ``steps`` counts their iterations.
+        optimizer: from :mod:`symgrad.optim`. ``optim.lbfgs()`` / ``optim.newton()``:
+            ``steps`` counts their iterations. Default (:func:`default_optimizer`):
+            ``optim.lbfgs()`` on the full data (``optim.newton()`` when ``hvp=`` is given),
+            ``optim.sgd(lr=1e-3)`` with ``batch_size`` or ``epochs``.
         steps: number of optimizer steps (default 1000 unless ``epochs`` is given).
         data: data columns by name: per-sample columns (one row per sample) and a Kernel's
             whole arrays (``samples=False``, ``indexed=True``: read whole, any length); only
@@ -167,6 +170,12 @@ def minimize(
     >>> res.status, res.nit, bool(np.abs(res.x).max() < 1e-8)   # x halves every step
     ('converged', 30, True)
     """
+    if columns:
+        names = ", ".join(f"{k!r}: ..." for k in columns)
+        raise TypeError(f"minimize() takes the data as one mapping: data={{{names}}} (got "
+                        f"{', '.join(columns)} as keywords)")
+    if optimizer is None:
+        optimizer = default_optimizer(batch_size, epochs, compiled, hvp)
     if data is not None and has_dask(data):  # columns on a Dask cluster: reduced there
         f, data = _on_dask(f, data, batch_size, epochs)  # its methods (hvp too) run there
     if isinstance(optimizer, SecondOrder):  # L-BFGS / Newton: their own loops
@@ -194,6 +203,27 @@ def minimize(
     if compiled:
         return run_compiled(p)
     return _compiled_or_python(p)
+
+
+def default_optimizer(batch_size: Any = None, epochs: Any = None, compiled: bool | None = None,
+                      hvp: Any = None) -> Optimizer | SecondOrder:
+    """The optimizer of ``minimize(..., optimizer=None)``: ``optim.lbfgs()`` on the full data,
+    so that a run with default arguments converges and says so (status ``"converged"``; a
+    fixed-step first-order method would stop after ``steps`` wherever it is);
+    ``optim.newton()`` when an ``hvp`` is given; ``optim.sgd(lr=1e-3)`` for mini-batches or
+    epochs, which L-BFGS cannot take. ``compiled=True`` on the full data needs an explicit
+    first-order optimizer (L-BFGS runs in Python): ValueError.
+
+    >>> default_optimizer().name, default_optimizer(batch_size=32).name
+    ('lbfgs', 'sgd')
+    """
+    if batch_size is not None or epochs is not None:
+        return sgd(lr=1e-3)
+    if compiled:
+        raise ValueError("compiled=True runs first-order optimizers, and the default optimizer "
+                         "of a full-batch run is optim.lbfgs() (it runs in Python): pass "
+                         "optimizer= (e.g. optim.adam(lr=1e-3)) or drop compiled=True")
+    return newton() if hvp is not None else lbfgs()
 
 
 def _compiled_or_python(p: Any) -> OptimizeResult:
