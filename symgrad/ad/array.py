@@ -43,7 +43,7 @@ from ..ir.graph import (
 from ..lang.windows import gather, pad, scatter
 from .derive import Builder, KinkPolicy
 
-__all__ = ["gradients", "tangents", "topo"]
+__all__ = ["gradients", "tangents", "topo", "vjp"]
 
 
 def topo(outputs: Sequence[Node]) -> list[Node]:
@@ -178,11 +178,21 @@ _VJP = {Map: _vjp_map, Contract: _vjp_contract, Reduce: _vjp_reduce, Window: _vj
 def gradients(loss: Node, wrt: Sequence[Leaf], policy: KinkPolicy | None = None
               ) -> list[Node | None]:
     """The adjoint of each leaf in ``wrt`` (``None`` where the loss does not depend on it)."""
-    policy = policy or KinkPolicy()
     if loss.shape != ():
         raise ValueError(f"the loss must be a scalar, got shape {loss.shape}")
-    adj: dict[int, Node] = {id(loss): map_(sp.S.One, [], ())}
-    for n in reversed(topo([loss])):
+    return vjp([loss], [map_(sp.S.One, [], ())], wrt, policy)
+
+
+def vjp(outputs: Sequence[Node], cotangents: Sequence[Node], wrt: Sequence[Leaf],
+        policy: KinkPolicy | None = None) -> list[Node | None]:
+    """The adjoint of each leaf in ``wrt`` of ``sum(output * cotangent)`` over the outputs,
+    each cotangent of its output's shape: reverse mode from those adjoints (a per-sample leaf's
+    adjoint keeps its sample axis: each sample's row by its own outputs)."""
+    policy = policy or KinkPolicy()
+    adj: dict[int, Node] = {}
+    for o, c in zip(outputs, cotangents, strict=True):
+        adj[id(o)] = add(adj.get(id(o)), c)
+    for n in reversed(topo(list(outputs))):
         a = adj.get(id(n))
         if a is None or isinstance(n, Leaf):
             continue

@@ -67,9 +67,10 @@ class ModelKernel:
         #: The compiled functions: ``predict(x, out, dims, *data)``, ``jvp(x, v, out, ...)``.
         self.jit = types.SimpleNamespace(predict=module.predict, jvp=module.jvp,
                                          jacobian=module.jacobian)
-        for col in self._cols.values():  # d outputs along a data array: jvp_<name>
-            if hasattr(module, f"jvp{col[1:]}"):
-                setattr(self.jit, f"jvp{col[1:]}", getattr(module, f"jvp{col[1:]}"))
+        for col in self._cols.values():  # along a data array: jvp_<name>, vjp_<name>
+            for f in (f"jvp{col[1:]}", f"vjp{col[1:]}"):
+                if hasattr(module, f):
+                    setattr(self.jit, f, getattr(module, f))
 
     def _not_a_loss(self, *args, **kwargs):
         raise ProblemError("this expression keeps the sample axis, so sg.compile made it a model "
@@ -173,8 +174,9 @@ class ModelKernel:
         cache) unless ``batch_size`` is given.
 
         ``wrt="X"`` differentiates by a per-sample data array instead (saliency, sensitivities):
-        each sample's outputs by its own row, shape ``(N, *shape, *X's shape per sample)``, one
-        forward sweep per entry of a row."""
+        each sample's outputs by its own row, shape ``(N, *shape, *X's shape per sample)``: one
+        reverse sweep per output entry when a sample has fewer outputs than its row has
+        entries (a classifier's 10 outputs of 784 pixels), else one forward sweep per entry."""
         x = self._x(x)
         if wrt is None:
             def fill(args, out):
@@ -185,7 +187,18 @@ class ModelKernel:
             return self._each(data, batch_size, (self.n_params,), fill)
         name = self._by_data(wrt)
         inner = self.data_shapes[wrt]
-        width = math.prod(inner)
+        width, outs = math.prod(inner), math.prod(self.shape)
+
+        def fill_rows(args, out):  # reverse: one output entry's gradient per sweep
+            n = out.shape[0]
+            flat = out.reshape(n, outs, *inner)
+            w = np.zeros((n, outs), dtype=self.dtype)
+            row = np.empty((n, *inner), dtype=self.dtype)
+            for k in range(outs):
+                w[:, k] = 1.0
+                self._run("vjp" + name[3:], x, args, w.reshape(n, *self.shape), row)
+                flat[:, k] = row
+                w[:, k] = 0.0
 
         def fill_data(args, out):
             n = out.shape[0]
@@ -198,7 +211,7 @@ class ModelKernel:
                 flat[..., k] = col
                 v[:, k] = 0.0
 
-        return self._each(data, batch_size, inner, fill_data)
+        return self._each(data, batch_size, inner, fill_rows if outs < width else fill_data)
 
     def _by_data(self, wrt: str) -> str:
         """The name of the compiled tangent along data array ``wrt``."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ...ad.array import tangents, topo
+from ...ad.array import tangents, topo, vjp
 from ...ad.derive import KinkPolicy
 from ...ir.formula import program
 from ...ir.graph import Gather, Leaf, Map, N, Node, map_
@@ -40,12 +40,15 @@ class _ModelModule(_Module):
         self.prob, self.policy, self.opts, self.real = prob, policy, opts, real
         self.tangent = {p: Leaf("tangent", p.name, p.shape) for p in prob.params}
         (self.dout,) = tangents([prob.output], self.tangent, policy)
-        #: per-sample float data arrays -> (their tangent leaf, the output's tangent along it)
+        #: per-sample float data arrays -> (their tangent leaf, the output's tangent along
+        #: it, the array's adjoint for the output's cotangent ``self.cot``)
         self.dseeds = {}
+        self.cot = Leaf("tangent", "cotangent", prob.output.shape)
         for d in prob.data:
             if d.role == "data" and d.per_sample:
                 seed = Leaf("tangent", d.name, d.shape)
-                self.dseeds[d] = (seed, tangents([prob.output], {d: seed}, policy)[0])
+                (adj,) = vjp([prob.output], [self.cot], [d], policy)
+                self.dseeds[d] = (seed, tangents([prob.output], {d: seed}, policy)[0], adj)
         self.cols = _idents([d.name for d in prob.data], "c_")
         self.pnames = _idents(prob.param_names, "p_")
         self.sampled = [c for d, c in zip(prob.data, self.cols, strict=True) if d.per_sample]
@@ -54,9 +57,11 @@ class _ModelModule(_Module):
                                for n in topo([prob.output]) if isinstance(n, Gather)},
                               key=lambda g: (g[0].name, g[2]))
 
-    def output(self, node: Node | None, with_v: bool, seed: Leaf | None = None) -> list[str]:
-        """A body writing ``node`` (the output or its tangent; None: zero) into ``out``;
-        ``seed``: a data array's tangent, read from ``v`` (one row per sample)."""
+    def output(self, node: Node | None, with_v: bool, seed: Leaf | None = None,
+               shape: tuple | None = None) -> list[str]:
+        """A body writing ``node`` (the output or its tangent; None: zero) into ``out``
+        (of ``shape``, by default the output's); ``seed``: a data array's tangent or the
+        output's cotangent, read from ``v`` (one row per sample)."""
         fn = Emitter(self.prob, False, self.real)
         head = self.prologue(fn, with_v)
         if seed is not None:
@@ -64,7 +69,7 @@ class _ModelModule(_Module):
             for ax, s in enumerate(seed.shape):
                 head.append(f"if v.shape[{ax}] != {fn.size(s)}:")
                 head.append(f'    raise ValueError("v: wrong size on axis {ax}")')
-        shape = self.prob.output.shape
+        shape = self.prob.output.shape if shape is None else shape
         for ax, s in enumerate(shape):
             head.append(f"if out.shape[{ax}] != {fn.size(s)}:")
             head.append(f'    raise ValueError("out: wrong size on axis {ax}")')
@@ -141,12 +146,16 @@ class _ModelModule(_Module):
     def functions(self) -> list[str]:
         core = ", ".join(["dims", *self.cols])
         by_data = []
-        for d, (seed, dt) in self.dseeds.items():
+        for d, (seed, dt, adj) in self.dseeds.items():
             c = self.cols[self.prob.data.index(d)]
             by_data.append(fn(f"jvp{c[1:]}(x, v, out, {core})",
                                f"d outputs along a direction v of data array {esc(d.name)} "
                                "(a row per sample), into out.",
                                self.output(dt, False, seed), CORE))
+            by_data.append(fn(f"vjp{c[1:]}(x, v, out, {core})",
+                               f"Each sample's row of data array {esc(d.name)}: the gradient of "
+                               "sum(outputs * v) (v: a cotangent row per sample), into out.",
+                               self.output(adj, False, self.cot, d.shape), CORE))
         return [
             fn(f"predict(x, out, {core})", "The outputs at x, one row per sample, into out.",
                 self.output(self.prob.output, False), CORE),
