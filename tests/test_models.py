@@ -301,6 +301,26 @@ def test_jacobian_by_a_data_array_takes_the_cheaper_sweep(small_net):
         assert calls[sweep] == min(outs, 3) and sum(calls.values()) == calls[sweep]
 
 
+def test_vjp_is_the_jacobian_transposed_times_w(decay, small_net):
+    rng = np.random.default_rng(6)
+    Xd = rng.standard_normal((11, 3))
+    for model, data in ((small_net, {"X": Xd}), (decay, {"t": np.linspace(0.0, 3.0, 11)})):
+        x = rng.standard_normal(model.n_params)
+        w = rng.standard_normal((11, *model.shape))
+        J = model.jacobian(x, **data).reshape(11 * max(1, int(np.prod(model.shape))), -1)
+        want = J.T @ w.ravel()
+        np.testing.assert_allclose(model.vjp(x, w, **data), want, rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(model.vjp(x, w, batch_size=4, **data), want, rtol=1e-13,
+                                   atol=1e-14)
+    x = rng.standard_normal(small_net.n_params)
+    with pytest.raises(ValueError, match=r"w must be numbers of the outputs' shape \(11, 2\)"):
+        small_net.vjp(x, np.ones((11, 3)), X=Xd)
+    w = np.ones((11, 2))
+    w[4, 1] = np.inf
+    with pytest.raises(ValueError, match="w has a non-finite value in row 4"):
+        small_net.vjp(x, w, X=Xd)
+
+
 def test_a_model_is_not_a_loss(decay):
     """Forgetting sg.mean used to be refused at compile time; now it is a model, and what trains
     or checks a loss says what to do with it."""

@@ -66,7 +66,7 @@ class ModelKernel:
         self._cols = dict(zip(self.data_names, _idents(self.data_names, "c_"), strict=True))
         #: The compiled functions: ``predict(x, out, dims, *data)``, ``jvp(x, v, out, ...)``.
         self.jit = types.SimpleNamespace(predict=module.predict, jvp=module.jvp,
-                                         jacobian=module.jacobian)
+                                         jacobian=module.jacobian, vjp=module.vjp)
         for col in self._cols.values():  # along a data array: jvp_<name>, vjp_<name>
             for f in (f"jvp{col[1:]}", f"vjp{col[1:]}"):
                 if hasattr(module, f):
@@ -163,6 +163,42 @@ class ModelKernel:
             self._run("jvp", x, args, v, out)
 
         return self._each(data, batch_size, (), fill)
+
+    def vjp(self, x, w, /, *, batch_size: int | None = None, **data) -> np.ndarray:
+        """The gradient in ``x`` of ``sum(outputs * w)`` over the samples (``J.T @ w`` without
+        J): ``w`` has the outputs' shape ``(N, *shape)``, e.g. the derivative of a loss computed
+        outside symgrad by each output. In-memory data; ``batch_size`` sums chunk by chunk.
+
+        >>> import numpy as np, symgrad as sg
+        >>> a, b = sg.params("a b"); t = sg.data("t")
+        >>> sg.compile(a * t + b).vjp([2.0, 1.0], [1.0, 1.0, 1.0], t=np.array([0.0, 1.0, 2.0]))
+        array([3., 3.])
+        """
+        x = self._x(x)
+        if has_dask(data):
+            raise TypeError("model.vjp takes in-memory data arrays; for data on a cluster, "
+                            "compile the loss itself (sg.compile(sg.mean(...))) and bind it")
+        cols, n = self._columns(data)
+        w = np.asarray(w)
+        if w.shape != (n, *self.shape) or w.dtype.kind not in "fiu":
+            raise ValueError(f"w must be numbers of the outputs' shape {(n, *self.shape)} (one "
+                             f"row per sample), got {w.dtype} of shape {w.shape}")
+        bad = np.flatnonzero(~np.isfinite(w.reshape(n, -1)).all(axis=1))
+        if bad.size:
+            raise ValueError(f"w has a non-finite value in row {bad[0]}")
+        if self._scan_always:
+            self._name_non_finite(data)
+        w = w.astype(self.dtype, copy=False)
+        g, part = np.zeros(x.shape[0]), np.empty(x.shape[0], dtype=self.dtype)
+        sampled = [name in self._sampled for name in self.data_names]
+        for rows in self._chunks(n, batch_size):
+            args = (self.dims, *(c[rows] if s else c for c, s in zip(cols, sampled,
+                                                                       strict=True)))
+            self._run("vjp", x, args, np.ascontiguousarray(w[rows]), part)
+            g += part
+        if not self._scan_always and not np.isfinite(g).all():
+            self._name_non_finite(data)
+        return g
 
     def jacobian(self, x, /, *, wrt: str | None = None, batch_size: int | None = None,
                  **data) -> np.ndarray:

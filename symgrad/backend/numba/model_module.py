@@ -1,4 +1,4 @@
-"""A model -> module text: ``predict``, ``jvp`` and ``jacobian``, written by the loss emitter.
+"""A model -> module text: ``predict``, ``jvp``, ``jacobian`` and ``vjp``, by the loss emitter.
 
 The bodies are those of loss modules (:mod:`.codegen`, :mod:`.emit`): the same prologue (sizes
 from ``dims``, parameter views of ``x``, data checks), BLAS calls for contractions and fused
@@ -56,6 +56,25 @@ class _ModelModule(_Module):
                                                                         "an array"))
                                for n in topo([prob.output]) if isinstance(n, Gather)},
                               key=lambda g: (g[0].name, g[2]))
+
+    def prologue(self, fn: Emitter, with_v: bool) -> list[str]:
+        fn.name[id(self.cot)] = "v"  # the outputs' cotangent, where a function reads it
+        return super().prologue(fn, with_v)
+
+    def vjp(self, core: str) -> str:
+        """``vjp``: the gradient in x of ``sum(outputs * v)``, the loss module's reverse sweep
+        from the cotangent ``v`` (a dense layer's weights: one GEMM over the samples)."""
+        adj = vjp([self.prob.output], [self.cot], list(self.prob.params), self.policy)
+        body = self.function(None, adj, "g")
+        em = Emitter(self.prob, False, self.real)
+        checks = ["if g.shape[0] != x.shape[0]:",
+                  '    raise ValueError("g must have the length of x")']
+        for ax, s in enumerate(self.cot.shape):
+            checks += [f"if v.shape[{ax}] != {em.size(s)}:",
+                       f'    raise ValueError("v: wrong size on axis {ax}")']
+        return fn(f"vjp(x, v, g, {core})", "The gradient in x of sum(outputs * v) (v: the "
+                      "outputs' cotangent, a row per sample), into g.",
+                      body[:self.checks] + checks + body[self.checks:], CORE)
 
     def output(self, node: Node | None, with_v: bool, seed: Leaf | None = None,
                shape: tuple | None = None) -> list[str]:
@@ -163,6 +182,7 @@ class _ModelModule(_Module):
                 "The outputs' derivative along the parameter direction v, into out.",
                 self.output(self.dout, True), CORE),
             self.jacobian(core),
+            self.vjp(core),
             *by_data,
         ]
 
