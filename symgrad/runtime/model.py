@@ -67,8 +67,8 @@ class ModelKernel:
         #: The compiled functions: ``predict(x, out, dims, *data)``, ``jvp(x, v, out, ...)``.
         self.jit = types.SimpleNamespace(predict=module.predict, jvp=module.jvp,
                                          jacobian=module.jacobian, vjp=module.vjp)
-        for col in self._cols.values():  # along a data array: jvp_<name>, vjp_<name>
-            for f in (f"jvp{col[1:]}", f"vjp{col[1:]}"):
+        for col in self._cols.values():  # along a data array: jvp_<name>, jac_<name>
+            for f in (f"jvp{col[1:]}", f"jac{col[1:]}"):
                 if hasattr(module, f):
                     setattr(self.jit, f, getattr(module, f))
 
@@ -225,16 +225,8 @@ class ModelKernel:
         inner = self.data_shapes[wrt]
         width, outs = math.prod(inner), math.prod(self.shape)
 
-        def fill_rows(args, out):  # reverse: one output entry's gradient per sweep
-            n = out.shape[0]
-            flat = out.reshape(n, outs, *inner)
-            w = np.zeros((n, outs), dtype=self.dtype)
-            row = np.empty((n, *inner), dtype=self.dtype)
-            for k in range(outs):
-                w[:, k] = 1.0
-                self._run("vjp" + name[3:], x, args, w.reshape(n, *self.shape), row)
-                flat[:, k] = row
-                w[:, k] = 0.0
+        def fill_rows(args, out):  # the forward work once, a reverse sweep per output entry
+            self._run("jac" + name[3:], x, args, out)
 
         def fill_data(args, out):
             n = out.shape[0]
@@ -247,7 +239,8 @@ class ModelKernel:
                 flat[..., k] = col
                 v[:, k] = 0.0
 
-        return self._each(data, batch_size, inner, fill_rows if outs < width else fill_data)
+        rows = outs < width and hasattr(self.jit, "jac" + name[3:])
+        return self._each(data, batch_size, inner, fill_rows if rows else fill_data)
 
     def _by_data(self, wrt: str) -> str:
         """The name of the compiled tangent along data array ``wrt``."""

@@ -33,7 +33,7 @@ from ...passes.hoist import hoist
 from ...passes.reuse import reuse
 from .emit import Emitter, plan
 
-__all__ = ["ColumnEmitter", "column_loops", "flat_index", "seeded"]
+__all__ = ["ColumnEmitter", "column_loops", "flat_index", "moving", "seeded"]
 
 
 #: The per-parameter loops are taken while their tangent code is at most this many times the
@@ -62,16 +62,16 @@ def seeded(outputs: Sequence[Node | None], params: Sequence[Leaf], seeds: Sequen
 def _size(outs: Sequence[Node | None], seeds: Sequence[Leaf]) -> int:
     """How many nodes of ``outs``' graphs read a direction (their code runs per column)."""
     order = topo([o for o in outs if o is not None])
-    return len(_moving(order, seeds)) - len(seeds)
+    return len(moving(order, seeds)) - len(seeds)
 
 
-def _moving(order: list[Node], seeds: Sequence[Leaf]) -> set[int]:
+def moving(order: list[Node], seeds: Sequence[Leaf]) -> set[int]:
     """The nodes that change with the direction: the seeds and what reads them."""
-    moving = {id(s) for s in seeds}
+    found = {id(s) for s in seeds}
     for n in order:
-        if any(id(a) in moving for a in n.args):
-            moving.add(id(n))
-    return moving
+        if any(id(a) in found for a in n.args):
+            found.add(id(n))
+    return found
 
 
 def flat_index(fn: Emitter, shape: tuple, idx: Sequence[str]) -> str:
@@ -152,14 +152,14 @@ def column_loops(fn: ColumnEmitter, params: Sequence[Leaf], seeds: Sequence[Leaf
     outs = [c for c in tans if c is not None]
     order, virtual = plan(outs)
     virtual |= {id(c) for c in outs if isinstance(c, Map)}  # computed where they are stored
-    moving = _moving(order, seeds)
+    swept = moving(order, seeds)
     uses: dict[int, list[Node]] = {}
     for n in order:
         for a in n.args:
             uses.setdefault(id(a), []).append(n)
-        if id(n) in moving:  # what a column reads from the direction-free work: computed once
-            virtual -= {id(a) for a in n.args if id(a) not in moving and isinstance(a, Map)}
-    fn.body([n for n in order if id(n) not in moving], virtual, {})
+        if id(n) in swept:  # what a column reads from the direction-free work: computed once
+            virtual -= {id(a) for a in n.args if id(a) not in swept and isinstance(a, Map)}
+    fn.body([n for n in order if id(n) not in swept], virtual, {})
     lines, units = fn.lines, []
     for k, (p, seed, name) in enumerate(zip(params, seeds, names, strict=True)):
         fn.name[id(seed)] = f"v_{name}"
@@ -179,7 +179,7 @@ def column_loops(fn: ColumnEmitter, params: Sequence[Leaf], seeds: Sequence[Leaf
                 virtual.add(id(n))
     if together:
         fn.lines = []
-        fn.body([n for n in order if id(n) in moving], virtual, {})
+        fn.body([n for n in order if id(n) in swept], virtual, {})
         store("jq", cols[0])
         views, scalars = [], []
         for k, (p, name) in enumerate(zip(params, names, strict=True)):
@@ -196,7 +196,7 @@ def column_loops(fn: ColumnEmitter, params: Sequence[Leaf], seeds: Sequence[Leaf
         fn.lines = []
         live = any(c is not None for c in cs)
         if live:
-            mine = _moving(order, [seed])
+            mine = moving(order, [seed])
             fn.body([n for n in order if id(n) in mine], virtual, {})
         store(f"{offs[k]} + jq", cs)
         body = ["    " + ln for ln in [*units[k], *fn.lines]]

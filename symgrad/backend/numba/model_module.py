@@ -23,8 +23,10 @@ from ...ad.derive import KinkPolicy
 from ...ir.formula import program
 from ...ir.graph import Gather, Leaf, Map, N, Node, map_
 from ...ir.model_problem import ModelProblem
+from ...passes.hoist import hoist
+from ...passes.reuse import reuse
 from .array_module import _CHECK_ROWS, CORE, _idents, _Module, gemm
-from .columns import ColumnEmitter, column_loops, seeded
+from .columns import ColumnEmitter, column_loops, moving, seeded
 from .emit import Emitter, plan
 from .f32 import f32_helpers
 from .skeleton import CodegenOptions, assemble, esc, finish, fn, header, preamble, wrap
@@ -75,6 +77,42 @@ class _ModelModule(_Module):
         return fn(f"vjp(x, v, g, {core})", "The gradient in x of sum(outputs * v) (v: the "
                       "outputs' cotangent, a row per sample), into g.",
                       body[:self.checks] + checks + body[self.checks:], CORE)
+
+    def data_jacobian(self, d: Leaf, adj: Node, core: str) -> str:
+        """``jac_<X>``: each sample's outputs by its own row of data array ``d``, one reverse
+        sweep per output entry from a unit cotangent, the forward values computed once before
+        them (what reads no cotangent)."""
+        em = Emitter(self.prob, False, self.real)
+        head = self.prologue(em, False)
+        shape, inner = self.prob.output.shape[1:], d.shape[1:]
+        outs, width = em.prod(shape), em.prod(inner)
+        full = (N, *shape, *inner)
+        for ax, s in enumerate(full):
+            head += [f"if J.shape[{ax}] != {em.size(s)}:",
+                     f'    raise ValueError("J: wrong size on axis {ax}")']
+        (adj,) = reuse(hoist([adj], [self.cot]))  # coefficients such as exp(z - lse): once
+        order, virtual = plan([adj])
+        swept = moving(order, [self.cot])
+        for n in order:  # what a sweep reads of the forward work: computed once, stored
+            if id(n) in swept:
+                virtual -= {id(a) for a in n.args if id(a) not in swept and isinstance(a, Map)}
+        em.body([n for n in order if id(n) not in swept], virtual, {})
+        once, em.lines = em.lines, []
+        em.body([n for n in order if id(n) in swept], virtual, {id(adj): "r"})
+        if isinstance(adj, Leaf):  # the output is the array itself
+            em.store(adj, "r")
+        sweep = ["jr = r.reshape((n, " + width + "))", "for i0 in range(n):",
+                 f"    for i1 in range({width}):", "        Jf[i0, jq, i1] = jr[i0, i1]"]
+        return fn(f"jac{self.cols[self.prob.data.index(d)][1:]}(x, J, {core})",
+                  f"Each sample's outputs by its own row of data array {esc(d.name)}, into J "
+                  "(outputs' shape, then the row's).", [
+                      *head, *once, f"w = np.zeros((n, {outs}), dtype=x.dtype)",
+                      f"v = w.reshape({em.shape(self.cot.shape)})",
+                      f"r = np.empty({em.shape(d.shape)}, dtype=x.dtype)",
+                      f"Jf = J.reshape((n, {outs}, {width}))", f"for jq in range({outs}):",
+                      "    for i0 in range(n):", "        w[i0, jq] = 1.0",
+                      *("    " + ln for ln in [*em.lines, *sweep]),
+                      "    for i0 in range(n):", "        w[i0, jq] = 0.0", "return J"], CORE)
 
     def output(self, node: Node | None, with_v: bool, seed: Leaf | None = None,
                shape: tuple | None = None) -> list[str]:
@@ -171,10 +209,8 @@ class _ModelModule(_Module):
                                f"d outputs along a direction v of data array {esc(d.name)} "
                                "(a row per sample), into out.",
                                self.output(dt, False, seed), CORE))
-            by_data.append(fn(f"vjp{c[1:]}(x, v, out, {core})",
-                               f"Each sample's row of data array {esc(d.name)}: the gradient of "
-                               "sum(outputs * v) (v: a cotangent row per sample), into out.",
-                               self.output(adj, False, self.cot, d.shape), CORE))
+            if adj is not None:
+                by_data.append(self.data_jacobian(d, adj, core))
         return [
             fn(f"predict(x, out, {core})", "The outputs at x, one row per sample, into out.",
                 self.output(self.prob.output, False), CORE),
