@@ -5,7 +5,7 @@
 # parameters (order of x): w, b
 # data columns: x[N], y_true[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: d0c2699b7fb34d62
+# content hash: 8cd2ff8fad6f8125
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -91,6 +91,13 @@ def _par_e(x, col_x, y_true, idx, N, acc):
             acc[m] += rows[c, m]
 
 
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, nogil=True)
+def _rows_e(x, col_x, y_true, idx, N, nc, lo, hi, rows):
+    """Chunks lo..hi-1 of the nc chunks of the sample pass, each into its row."""
+    for c in range(lo, hi):
+        _acc_e(x, col_x, y_true, idx, c * N // nc, (c + 1) * N // nc, rows[c])
+
+
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, nogil=True)
 def _acc_g(x, col_x, y_true, idx, lo, hi, acc):
     """Add the sums of each reduction and its gradient into acc (one pass)."""
@@ -126,6 +133,13 @@ def _par_g(x, col_x, y_true, idx, N, acc):
     for c in range(nc):
         for m in range(3):
             acc[m] += rows[c, m]
+
+
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, nogil=True)
+def _rows_g(x, col_x, y_true, idx, N, nc, lo, hi, rows):
+    """Chunks lo..hi-1 of the nc chunks of the sample pass, each into its row."""
+    for c in range(lo, hi):
+        _acc_g(x, col_x, y_true, idx, c * N // nc, (c + 1) * N // nc, rows[c])
 
 
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, nogil=True)
@@ -171,6 +185,13 @@ def _par_h(x, v, col_x, y_true, idx, N, acc):
     for c in range(nc):
         for m in range(5):
             acc[m] += rows[c, m]
+
+
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, nogil=True)
+def _rows_h(x, v, col_x, y_true, idx, N, nc, lo, hi, rows):
+    """Chunks lo..hi-1 of the nc chunks of the sample pass, each into its row."""
+    for c in range(lo, hi):
+        _acc_h(x, v, col_x, y_true, idx, c * N // nc, (c + 1) * N // nc, rows[c])
 
 
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True)

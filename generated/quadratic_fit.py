@@ -5,7 +5,7 @@
 # parameters (order of x): a, b, c
 # data columns: speed[N], time[N]
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 05c3ac4125f5671c
+# content hash: fb81beb49f382426
 # regenerate with: python examples/regenerate.py
 """Value, gradient, Hessian and Hessian-vector product of a loss, compiled with Numba.
 
@@ -114,6 +114,13 @@ def _par_e(x, speed, time, idx, N, acc):
             acc[m] += rows[c, m]
 
 
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, nogil=True)
+def _rows_e(x, speed, time, idx, N, nc, lo, hi, rows):
+    """Chunks lo..hi-1 of the nc chunks of the sample pass, each into its row."""
+    for c in range(lo, hi):
+        _acc_e(x, speed, time, idx, c * N // nc, (c + 1) * N // nc, rows[c])
+
+
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, nogil=True)
 def _acc_g(x, speed, time, idx, lo, hi, acc):
     """Add the sums of each reduction and its gradient into acc (one pass)."""
@@ -154,6 +161,13 @@ def _par_g(x, speed, time, idx, N, acc):
     for c in range(nc):
         for m in range(4):
             acc[m] += rows[c, m]
+
+
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, nogil=True)
+def _rows_g(x, speed, time, idx, N, nc, lo, hi, rows):
+    """Chunks lo..hi-1 of the nc chunks of the sample pass, each into its row."""
+    for c in range(lo, hi):
+        _acc_g(x, speed, time, idx, c * N // nc, (c + 1) * N // nc, rows[c])
 
 
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, nogil=True)
@@ -209,6 +223,13 @@ def _par_h(x, v, speed, time, idx, N, acc):
     for c in range(nc):
         for m in range(7):
             acc[m] += rows[c, m]
+
+
+@numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, nogil=True)
+def _rows_h(x, v, speed, time, idx, N, nc, lo, hi, rows):
+    """Chunks lo..hi-1 of the nc chunks of the sample pass, each into its row."""
+    for c in range(lo, hi):
+        _acc_h(x, v, speed, time, idx, c * N // nc, (c + 1) * N // nc, rows[c])
 
 
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, parallel=True)

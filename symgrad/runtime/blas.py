@@ -17,7 +17,8 @@ The environment decides instead when it names a thread count (``OPENBLAS_NUM_THR
 
 Numba's threads (the ``prange`` loops of every kernel's threaded functions: an array kernel
 compiled with ``parallel=True`` or a large call with the default ``parallel=None``; the sample
-loops of scalar and residual kernels from ``PARALLEL_THRESHOLD`` samples) follow the same count
+loops of residual kernels from ``PARALLEL_THRESHOLD`` samples; and the count of the threads that
+run scalar kernels' sample loops, :mod:`symgrad.runtime.threads`) follow the same count
 once such a kernel exists or such a call ran (:func:`use_threads`): a threaded array core runs
 its loops and its BLAS calls one after the other, never together, so the two pools each get the
 free cores and never oversubscribe them (and ``parallel=None`` keeps the serial cores when the

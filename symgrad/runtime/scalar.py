@@ -38,10 +38,11 @@ from .datacheck import (
 )
 from .formulas import program_text
 from .numbacache import guard_numba_cache
+from .threads import threaded
 
 __all__ = ["Kernel", "ScalarKernel", "cache_dir", "load_module", "write_atomic"]
 
-#: Above this many samples the parallel (prange) variant is used when ``parallel=None``.
+#: From this many samples the sample loop runs on threads (:mod:`.threads`) when ``parallel=None``.
 PARALLEL_THRESHOLD = 50_000
 
 
@@ -95,10 +96,8 @@ class ScalarKernel(Kernel):
         self.jit = types.SimpleNamespace(
             value=module.value, grad=module.grad, value_and_grad=module.value_and_grad,
             hessian=module.hessian, hvp=module.hvp)
-        self._jit_par = types.SimpleNamespace(
-            value=module.value_parallel, grad=module.grad_parallel,
-            value_and_grad=module.value_and_grad_parallel, hessian=module.hessian_parallel,
-            hvp=module.hvp_parallel) if hasattr(module, "value_parallel") else self.jit
+        self._jit_par = threaded(module, len(problem.params), len(problem.reductions)) \
+            if hasattr(module, "_rows_g") else self.jit
         self._widths = {c.name: c.width for c in problem.columns}
         self._n = self.n_params
         self._ns = len(problem.params)

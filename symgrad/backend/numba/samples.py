@@ -24,6 +24,7 @@ class _SampleFns:
             for cplx in ((False, True) if mode == "e" and cplx_ok else (False,)):
                 out.append(self.acc_fn(mode, outs, cplx))
             out.append(self.par_fn(mode, sizes[mode], cols))
+            out.append(self.rows_fn(mode, cols))
         if cplx_ok:
             out.append(self.par_fn("e", K, cols, cplx=True))
         out.append(fn(f"_n_samples({cols}, idx)",
@@ -156,6 +157,17 @@ class _SampleFns:
                        f"    for m in range({size}):",
                        "        acc[m] += rows[c, m]"],
                    jit(parallel=True))
+
+    def rows_fn(self, mode: str, cols: str) -> str:
+        """``_rows_<mode>``: chunks ``lo..hi-1`` of the ``nc`` chunks of ``_par_<mode>``, each
+        into its row: what a kernel's threads run (:mod:`symgrad.runtime.threads`), compiled
+        serially; the rows summed in chunk order are ``_par_<mode>``'s sum, the same bits."""
+        args = "x, v" if mode == "h" else "x"
+        return fn(f"_rows_{mode}({args}, {cols}, idx, N, nc, lo, hi, rows)",
+                  "Chunks lo..hi-1 of the nc chunks of the sample pass, each into its row.", [
+                      "for c in range(lo, hi):",
+                      f"    _acc_{mode}({args}, {cols}, idx, c * N // nc, (c + 1) * N // nc, "
+                      "rows[c])"], jit(nogil=True))
 
     def load_r(self, pr=None) -> list[str]:
         out = []

@@ -1,0 +1,80 @@
+"""Threaded sample passes (symgrad.runtime.threads): the prange twins' bits, no prange compile."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad.runtime.threads import sample_pass
+
+a, b, c = sg.params("a b c")
+t, y = sg.data("t y")
+
+
+@pytest.fixture(scope="module", params=["float64", pytest.param("float32", marks=pytest.mark.slow)])
+def fit(request):
+    f = sg.compile(sg.mean((a * sg.exp(-b * t) + c - y) ** 2) + sg.log(sg.mean(sg.exp(b * t))),
+                   dtype=request.param)
+    rng = np.random.default_rng(11)
+    tt = rng.uniform(0.0, 3.0, 70_000)
+    return f, tt, np.exp(-0.7 * tt) + 0.01 * rng.standard_normal(tt.size)
+
+
+def test_threaded_calls_are_the_prange_twins_bits_for_any_thread_count(fit):
+    f, tt, yy = fit
+    m = f.module
+    x, v = np.array([1.1, 0.6, 0.05]), np.array([0.3, -1.0, 2.0])
+    idx = np.arange(3, tt.size, 2)
+    cols = f.data_args({"t": tt, "y": yy})[:-1]
+    saved = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            for batch in (None, idx):
+                g1, g2 = np.empty(3), np.empty(3)
+                assert f._jit_par.value(x, *cols, batch) == m.value_parallel(x, *cols, batch)
+                assert f._jit_par.value_and_grad(x, g1, *cols, batch) == \
+                    m.value_and_grad_parallel(x, g2, *cols, batch)
+                np.testing.assert_array_equal(g1, g2)
+                h1, h2 = np.empty(3), np.empty(3)
+                f._jit_par.hvp(x, v, h1, *cols, batch)
+                m.hvp_parallel(x, v, h2, *cols, batch)
+                np.testing.assert_array_equal(h1, h2)
+                H1, H2 = np.empty((3, 3)), np.empty((3, 3))
+                f._jit_par.hessian(x, H1, *cols, batch)
+                m.hessian_parallel(x, H2, *cols, batch)
+                np.testing.assert_array_equal(H1, H2)
+    finally:
+        numba.set_num_threads(saved)
+
+
+def test_a_large_call_compiles_no_prange_function():
+    """Regression: a call over PARALLEL_THRESHOLD samples compiled the module's prange twins,
+    about 1.3 s of Numba per function on top of the serial body's compile."""
+    f = sg.compile(sg.mean((a * t + b - y) ** 2 * sg.exp(c * t)))
+    tt = np.linspace(0.0, 1.0, 60_000)
+    f.value_and_grad(np.array([1.0, 0.5, 0.1]), t=tt, y=tt)
+    f.hvp(np.array([1.0, 0.5, 0.1]), np.ones(3), t=tt, y=tt)
+    m = f.module
+    assert m._rows_g.signatures and m._rows_h.signatures
+    assert not m._par_g.signatures and not m._par_h.signatures
+    assert not m.value_and_grad_parallel.signatures
+
+
+def test_an_error_in_any_thread_reaches_the_caller_without_a_hang():
+    def rows(n, nc, lo, hi, out):
+        if nc == 64 and lo <= 3 < hi:
+            raise ValueError("chunk 3")
+        out[lo:hi] = 1.0
+
+    saved = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            with pytest.raises(ValueError, match="chunk 3"):
+                sample_pass(rows, (), (), 64 * 2048, 2)
+            np.testing.assert_array_equal(sample_pass(rows, (), (), 10 * 2048, 2), [10.0, 10.0])
+    finally:
+        numba.set_num_threads(saved)
