@@ -63,6 +63,21 @@ def test_a_large_call_compiles_no_prange_function():
     assert not m.value_and_grad_parallel.signatures
 
 
+def test_a_loss_with_index_sums_runs_its_serial_calls_on_many_samples():
+    """Regression: a loss with sums over samples and an index sum has sample-loop chunk
+    functions but no threaded twin (its calls are serial); the threaded calls were chosen for
+    it from 50,000 samples and failed ('no attribute _finish_g')."""
+    u = sg.params("u", indexed=True)
+    i = sg.index("i")
+    f = sg.compile(sg.mean((a * t - y) ** 2) + sg.sum(u[i] ** 2, (i, 0, u.length)))
+    tt = np.linspace(0.0, 1.0, 60_000)
+    x = np.array([0.5, 1.0, -2.0])
+    val, g = f.value_and_grad(x, t=tt, y=2 * tt)
+    assert val == pytest.approx(np.mean((0.5 * tt - 2 * tt) ** 2) + 5.0, rel=1e-12)
+    np.testing.assert_allclose(g, [np.mean(2 * (0.5 * tt - 2 * tt) * tt), 2.0, -4.0],
+                               rtol=1e-12)
+
+
 def test_an_error_in_any_thread_reaches_the_caller_without_a_hang():
     def rows(n, nc, lo, hi, out):
         if nc == 64 and lo <= 3 < hi:

@@ -96,8 +96,9 @@ class ScalarKernel(Kernel):
         self.jit = types.SimpleNamespace(
             value=module.value, grad=module.grad, value_and_grad=module.value_and_grad,
             hessian=module.hessian, hvp=module.hvp)
+        # the threaded calls of a module that has a prange twin (sample sums, no index sums)
         self._jit_par = threaded(module, len(problem.params), len(problem.reductions)) \
-            if hasattr(module, "_rows_g") else self.jit
+            if hasattr(module, "value_parallel") else self.jit
         self._widths = {c.name: c.width for c in problem.columns}
         self._n = self.n_params
         self._ns = len(problem.params)
