@@ -145,11 +145,11 @@ def compile(loss, params: Sequence | None = None, *, kind: str | None = None,
     - ``kind``: None detects "scalar", "array", "model" or "sum" (index sums plus array
       terms: a :class:`~symgrad.runtime.sum_kernel.SumKernel`); "residual" must be asked for;
     - ``policy``: the :class:`KinkPolicy` (derivatives at kinks);
-    - ``parallel``: None uses the ``prange`` variant of a scalar loss above
-      ``kernel.PARALLEL_THRESHOLD`` samples, and the threaded cores of an array loss for calls
-      large enough to pay (the same result for any number of threads), and the
-      ``*_parallel`` functions of a residual module from ``kernel.PARALLEL_THRESHOLD``
-      samples (the same chunks as the serial ones: the same bits); True/False force it;
+    - ``parallel``: None runs a scalar loss's and a residual module's sample loops on
+      threads from ``kernel.PARALLEL_THRESHOLD`` samples (the chunks of the ``prange``
+      variant, which is not compiled: the same bits), and the threaded cores of an array loss
+      for calls large enough to pay (the same result for any number of threads); True/False
+      force it;
       models have no variant yet;
     - ``dtype``: "float64" (default) or "float32" for array losses, models, scalar losses
       over data samples and residuals over data columns (float32 per-sample terms, float64

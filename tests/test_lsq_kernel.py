@@ -235,7 +235,7 @@ def test_normal_does_not_depend_on_the_thread_count(name, request):
         numba.set_num_threads(before)
     assert np.array_equal(one[0], two[0]) and np.array_equal(one[1], two[1])
     assert one[2] == two[2]
-    assert c.rk.module.normal_parallel.signatures  # the threaded pass ran
+    assert c.rk.module._normal_run.signatures  # the threaded pass ran
 
 
 def test_summation_is_accurate_at_two_million_samples(decay):

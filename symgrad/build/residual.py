@@ -41,8 +41,8 @@ def compile_residuals(resid, params: Sequence | None = None, data: Sequence | st
     (default: every ``sg.params`` symbol, in declaration order); ``data`` names plain symbols
     that are data columns (``sg.data`` symbols are data anyway). ``policy``, ``parallel`` and
     ``dtype`` are :func:`symgrad.compile`'s options: ``parallel=None`` runs a call over
-    ``symgrad.runtime.scalar.PARALLEL_THRESHOLD`` samples or more on Numba's threads (the
-    module's ``*_parallel`` functions: the same chunks, so the same bits) and a smaller one
+    ``symgrad.runtime.scalar.PARALLEL_THRESHOLD`` samples or more on threads (the serial
+    drivers' chunks, :mod:`symgrad.runtime.threads`: the same bits) and a smaller one
     serially, True/False force it; ``dtype="float32"`` computes each sample's residuals and
     Jacobian row in float32 (data columns converted to float32, ``rk.data_dtype``) and every
     sum over samples in float64, so ``x``, ``JᵀJ``, ``Jᵀr`` and every result stay float64

@@ -31,7 +31,7 @@ def residual_kernel(prob: ResidualProblem, policy: KinkPolicy, real: str, regene
     """``cls(prob, source, path, module, policy, **extra)`` on the cached module of ``prob``
     computing in ``real`` ("float64" or "float32"); ``regenerate`` is the call the module's
     header names. ``extra`` may hold ``parallel`` (None/True/False): a choice made per call
-    between the module's serial and ``*_parallel`` functions, so not part of the key."""
+    between the module's serial drivers and its chunks on threads, so not part of the key."""
     opts = CodegenOptions(regenerate=regenerate, version=__version__)
     path, src, mod = cached_with_shared(
         cache_key("residual", canon(prob), policy, opts, real, WRITERS),

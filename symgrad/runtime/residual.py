@@ -41,6 +41,7 @@ from .datacheck import (
     raise_non_finite,
 )
 from .formulas import program_text
+from .threads import residual_threaded
 
 __all__ = ["BoundResiduals", "ResidualKernel"]
 
@@ -61,11 +62,12 @@ class ResidualKernel(Kernel):
     """
 
     kind: str = "residual"
-    #: True: the module's ``*_parallel`` functions (chunks under ``prange``); False: the serial
-    #: ones; None (the default): per call, the parallel ones from
+    #: True: the threaded calls (the serial drivers' chunks on threads,
+    #: :func:`~symgrad.runtime.threads.residual_threaded`); False: the serial drivers; None
+    #: (the default): per call, the threaded ones from
     #: :data:`~symgrad.runtime.scalar.PARALLEL_THRESHOLD` samples. Both give the same bits.
     parallel: bool | None = None
-    _serial = _par = None  # the module's serial and parallel functions (None: no module)
+    _serial = _par = None  # the module's serial drivers and the threaded calls (None: none)
 
     def __init__(self, problem: ResidualProblem, source: str, path: Path,
                  module: types.ModuleType, policy: KinkPolicy | None = None,
@@ -96,10 +98,10 @@ class ResidualKernel(Kernel):
         self.parallel = None if parallel is None else bool(parallel)
         names = ("residuals", "rows", "jvp", "vjp", "normal")
         self._serial = types.SimpleNamespace(**{n: getattr(module, n) for n in names})
-        # parameter-only residuals have no sample loop and no parallel functions
-        if hasattr(module, "normal_parallel"):
-            self._par = types.SimpleNamespace(**{n: getattr(module, f"{n}_parallel")
-                                                 for n in names})
+        # parameter-only residuals have no sample loop and no threaded calls; the module's
+        # prange twins (*_parallel) are never compiled: Numba takes seconds more for them
+        if hasattr(module, "_normal_run"):
+            self._par = residual_threaded(module, self.n_params)
 
     def __repr__(self) -> str:
         data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
@@ -292,8 +294,8 @@ class ResidualKernel(Kernel):
 
     # -- the compiled residual family (no checks): what a subclass computes differently ------
     def _impl(self, n: int) -> types.SimpleNamespace:
-        """The serial or the parallel functions for a call over ``n`` samples (see
-        :attr:`parallel`). The parallel ones run on the threads of the one thread policy
+        """The serial drivers or the threaded calls for a call over ``n`` samples (see
+        :attr:`parallel`). The threaded ones run on the threads of the one thread policy
         (:mod:`symgrad.runtime.blas`), as every kernel's do: the cores other processes leave
         free."""
         if self._par is None or self.parallel is False or (

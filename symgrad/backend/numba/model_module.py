@@ -114,11 +114,10 @@ class _ModelModule(_Module):
                       *("    " + ln for ln in [*em.lines, *sweep]),
                       "    for i0 in range(n):", "        w[i0, jq] = 0.0", "return J"], CORE)
 
-    def output(self, node: Node | None, with_v: bool, seed: Leaf | None = None,
-               shape: tuple | None = None) -> list[str]:
-        """A body writing ``node`` (the output or its tangent; None: zero) into ``out``
-        (of ``shape``, by default the output's); ``seed``: a data array's tangent or the
-        output's cotangent, read from ``v`` (one row per sample)."""
+    def output(self, node: Node | None, with_v: bool, seed: Leaf | None = None) -> list[str]:
+        """A body writing ``node`` (the output or its tangent; None: zero) into ``out`` (of
+        the output's shape); ``seed``: a data array's tangent, read from ``v`` (one row per
+        sample)."""
         fn = Emitter(self.prob, False, self.real)
         head = self.prologue(fn, with_v)
         if seed is not None:
@@ -126,7 +125,7 @@ class _ModelModule(_Module):
             for ax, s in enumerate(seed.shape):
                 head.append(f"if v.shape[{ax}] != {fn.size(s)}:")
                 head.append(f'    raise ValueError("v: wrong size on axis {ax}")')
-        shape = self.prob.output.shape if shape is None else shape
+        shape = self.prob.output.shape
         for ax, s in enumerate(shape):
             head.append(f"if out.shape[{ax}] != {fn.size(s)}:")
             head.append(f'    raise ValueError("out: wrong size on axis {ax}")')

@@ -7,8 +7,11 @@ their ``m x P`` Jacobian rows (reverse accumulation) and their derivatives along
 serial chunk function (``_residuals_chunk``...: samples ``lo..hi-1``) and a serial driver that
 cuts the samples into chunks, runs them in order and sums the partials in chunk order; with
 data columns a ``*_parallel`` twin (``normal_parallel``...) runs the same chunks under
-``prange``, so both give the same bits (the kernel picks one per call; Dask workers call the
-serial ones). Sizes (``N``) never appear in the text; only the formula's
+``prange``, so both give the same bits. The kernel's threaded calls compile neither twin: its
+threads run the ``nogil`` chunk functions (and ``_vjp_run``/``_normal_run`` for the passes that
+sum, each chunk into its own row) on runs of the same chunks
+(:func:`symgrad.runtime.threads.residual_threaded`), again the same bits; Dask workers call
+the serial drivers. Sizes (``N``) never appear in the text; only the formula's
 own ``m`` and ``P`` do.
 
 >>> import symgrad as sg
@@ -59,7 +62,7 @@ _LOCALS = {"J", "js", "rs", "b0", "b1", "A", "bv", "tot", "part", "kk", "q", "bl
            "KINK_POLICY", "BLOCK", "sb", "zb", "Jb", "nr", "ka", "kb", "kr", "c0", "c1",
            "first", "residuals_parallel", "rows_parallel", "jvp_parallel", "vjp_parallel",
            "normal_parallel", "_residuals_chunk", "_rows_chunk", "_jvp_chunk", "_vjp_chunk",
-           "_normal_chunk"}
+           "_normal_chunk", "_vjp_run", "_normal_run", "_normal_finish", "k0", "k1"}
 #: The module docstring's sentence on data columns (1-D columns only, or some (N, k) ones).
 _DOC_1D = ("x is a float64 vector of the parameters in PARAMS order; data columns (1-D float64,",
            "one value per sample) follow the other arguments positionally in DATA order.")
@@ -154,6 +157,8 @@ class _Gen(NormalFns):
         self.jit = JIT
         self.jit_fm = jit(fastmath=True)  # the summing chunks (the skeleton's fastmath policy)
         self.jit_par = jit(parallel=True)  # the *_parallel drivers (not for parameter-only)
+        self.jit_nogil = jit(nogil=True)  # what the kernel's threads call
+        self.jit_fm_nogil = jit(fastmath=True, nogil=True)
         self.T = self.P * (self.P + 1) // 2 + self.P + 1
         #: Each residual's nonzero Jacobian columns; loops sum J^T J when the products are many.
         self.rows_nz = [self.nonzero(k) for k in range(self.m)]
@@ -243,12 +248,13 @@ class _Gen(NormalFns):
 
     def drivers(self, name: str, args: str, doc: str, checks: list[str], call: str,
                 before: Sequence[str] = (), after: Sequence[str] = (),
-                size: str = "N") -> list[str]:
+                size: str = "N", run: str | None = None) -> list[str]:
         """The entry ``name(args)``: ``checks``, then ``size`` samples cut into ``nc`` chunks
         (``before`` the loop, ``after`` it: the partials summed in chunk order), chunk ``c``
         running ``call`` on samples ``c0..c1-1``; serial, and with data columns also
-        ``name_parallel`` (the chunks under ``prange``). Both chunk alike, so their results
-        are the same bits."""
+        ``name_parallel`` (the chunks under ``prange``) and, for a pass that sums into
+        ``part`` (``run``: the arguments ``call`` reads), ``_name_run`` (chunks ``k0..k1-1``
+        of ``nc``: a thread's share). All chunk alike, so their results are the same bits."""
         first = "lo + " if size == "n" else ""
         out = []
         for par in (False, True) if self.cols else (False,):
@@ -259,6 +265,12 @@ class _Gen(NormalFns):
             text = f"{name} with its chunks on Numba's threads (the same bits)." if par else doc
             out.append(fn(f"{name}{'_parallel' if par else ''}({args}{self.tail()})", text, body,
                           self.jit_par if par else self.jit))
+        if run is not None and self.cols:
+            out.append(fn(f"_{name}_run({run}, N, nc, k0, k1, part{self.tail()})",
+                          f"Chunks k0..k1-1 of {name}'s nc over N samples, each into its row "
+                          "of part (a thread's share of the pass).",
+                          ["for c in range(k0, k1):", "    c0 = c * N // nc",
+                           "    c1 = (c + 1) * N // nc", f"    {call}"], self.jit_nogil))
         return out
 
     def residuals(self) -> list[str]:
@@ -267,7 +279,7 @@ class _Gen(NormalFns):
                    "Write the residuals of samples lo..hi-1 into out.",
                    [*self.load_params(), "for i in range(lo, hi):",
                     *["    " + ln for ln in self.per_sample(("r",))],
-                    *[f"    out[i * {m} + {k}] = r{k}" for k in range(m)]], self.jit)
+                    *[f"    out[i * {m} + {k}] = r{k}" for k in range(m)]], self.jit_nogil)
         checks = [f"N = _size(x{self.tail()})", *self.check("out", f"N * {m}", "out"),
                   *self.no_alias("out", "x", *self.cols)]
         return [chunk, *self.drivers(
@@ -286,7 +298,7 @@ class _Gen(NormalFns):
                      for j in range(P)]
         chunk = fn(f"_rows_chunk(x, lo, hi, first, J, r{self.tail()})",
                    "Write the Jacobian rows and residuals of samples lo..hi-1 into J and r "
-                   "(sample first at row 0).", body, self.jit)
+                   "(sample first at row 0).", body, self.jit_nogil)
         checks = [f"N = _size(x{self.tail()})",
                   "if lo < 0 or hi > N or lo > hi:",
                   '    raise ValueError("rows: need 0 <= lo <= hi <= N (the number of samples)")',
@@ -308,7 +320,7 @@ class _Gen(NormalFns):
                     *["    " + ln for ln in self.per_sample(("jv",))],
                     *[f"    out[i * {m} + {k}] = s{k}" if sp.sympify(e, strict=True) != 0 else
                       f"    out[i * {m} + {k}] = 0.0"
-                      for k, e in enumerate(self.rp.program.outputs["jv"])]], self.jit)
+                      for k, e in enumerate(self.rp.program.outputs["jv"])]], self.jit_nogil)
         checks = [f"N = _size(x{self.tail()})", *self.check("v", str(self.P), "v"),
                   *self.check("out", f"N * {m}", "out"),
                   *self.no_alias("out", "x", "v", *self.cols)]
@@ -333,7 +345,7 @@ class _Gen(NormalFns):
             f"_vjp_chunk(x, u, c0, c1, part[c]{self.tail()})",
             before=[f"part = np.zeros((nc, {P}))"],
             after=["out[:] = 0.0", "for c in range(nc):", f"    for j in range({P}):",
-                   "        out[j] += part[c, j]", "return out"])]
+                   "        out[j] += part[c, j]", "return out"], run="x, u")]
 
     # -- module ---------------------------------------------------------------------------
     def body(self) -> str:

@@ -1,5 +1,5 @@
-"""The fused normal-equation pass of a residual module: ``normal`` (``normal_parallel``) and its
-chunk function.
+"""The fused normal-equation pass of a residual module: ``normal`` (``normal_parallel``,
+``_normal_run``), its chunk function and the compensated sum of the chunks (``_normal_finish``).
 
 A mixin of :class:`symgrad.backend.numba.residual_module._Gen`: each chunk of samples runs in
 blocks of :data:`BLOCK` samples summed plainly, whose sums are added into the chunk's totals
@@ -52,20 +52,24 @@ class NormalFns:
                   *self.check("js", f"N * {m}", "jscale", True),
                   *self.check("rs", f"N * {m}", "rscale", True),
                   *self.no_alias("A", "x", "bv"), *self.no_alias("bv", "x")]
-        after = [f"tot = np.zeros((2, {T}))", "for c in range(nc):", f"    for q in range({T}):",
-                 "        _nadd(tot, q, part[c, 0, q])", "        _nadd(tot, q, part[c, 1, q])",
-                 "q = 0", f"for j in range({P}):", f"    for k in range(j, {P}):",
-                 "        A[j, k] = tot[0, q] + tot[1, q]", "        A[k, j] = A[j, k]",
-                 "        q += 1", f"for j in range({P}):",
-                 f"    bv[j] = tot[0, {nb} + j] + tot[1, {nb} + j]",
-                 f"return tot[0, {T - 1}] + tot[1, {T - 1}]"]
+        finish = fn("_normal_finish(part, A, bv)",
+                     "Add the chunks' rows of part (nc x 2 x T: sums, compensations) in "
+                     "order, compensated, into A and bv; return r^T r.",
+                     [f"tot = np.zeros((2, {T}))", "for c in range(part.shape[0]):",
+                      f"    for q in range({T}):", "        _nadd(tot, q, part[c, 0, q])",
+                      "        _nadd(tot, q, part[c, 1, q])", "q = 0", f"for j in range({P}):",
+                      f"    for k in range(j, {P}):", "        A[j, k] = tot[0, q] + tot[1, q]",
+                      "        A[k, j] = A[j, k]", "        q += 1", f"for j in range({P}):",
+                      f"    bv[j] = tot[0, {nb} + j] + tot[1, {nb} + j]",
+                      f"return tot[0, {T - 1}] + tot[1, {T - 1}]"], self.jit)
         doc = ("One fused pass: A = (aJ)^T (aJ), bv = (aJ)^T (b r), returns (b r)^T (b r), "
                "with a = js, b = rs (None: 1); J is never stored" +
                (f" (a block of {BLOCK} samples' rows at a time)." if self.looped else "."))
-        return [chunk, *self.drivers(
+        return [chunk, finish, *self.drivers(
             "normal", "x, A, bv, js, rs", doc, checks,
             f"_normal_chunk(x, js, rs, c0, c1, part[c]{self.tail()})",
-            before=[f"part = np.zeros((nc, 2, {T}))"], after=after)]
+            before=[f"part = np.zeros((nc, 2, {T}))"], after=["return _normal_finish(part, A, bv)"],
+            run="x, js, rs")]
 
     def _normal_unrolled(self, rows: list[list[int]]) -> list[str]:
         """Small P: every product a named local, the block's sums in locals (fastest to run)."""
