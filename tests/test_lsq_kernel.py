@@ -215,7 +215,7 @@ def test_bound_kernel_matches_and_rejects_data(decay):
 
 
 # slow (a threaded normal pass compiled per kernel); quick:
-# test_residual_threads.py::test_the_parallel_normal_pass_is_the_serial_one_bit_for_bit
+# test_residual_threads.py::test_threaded_calls_are_the_serial_bits_without_a_prange_compile
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["decay", "exp8", "mixed"])
 def test_normal_does_not_depend_on_the_thread_count(name, request):

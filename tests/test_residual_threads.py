@@ -65,6 +65,7 @@ def _calls(mod, parallel: bool, x, v, u, js, rs, cols) -> list[np.ndarray]:
             A, bv, np.array(rtr), As, bs, np.array(rtrs)]
 
 
+@pytest.mark.slow  # the kernels thread without the twins (quick: the threaded-calls test below)
 def test_the_parallel_normal_pass_is_the_serial_one_bit_for_bit(two):
     # the fused normal equations with row scales: the same chunks summed in the same order
     # (the slow test below checks every entry, unscaled too, and a float32 module)
@@ -189,7 +190,7 @@ def test_parameter_only_residuals_are_serial_and_take_every_parallel_option():
         np.testing.assert_allclose(fit.x, [1.0, 1.0], rtol=1e-10)
 
 
-def test_threaded_calls_are_the_serial_drivers_bit_for_bit_without_a_prange_compile(decay):
+def test_threaded_calls_are_the_serial_bits_without_a_prange_compile(decay):
     """Every entry on threads (1 and 2 of them) against the module's serial driver, on five
     chunks of uneven length; a first threaded call of a cold kernel used to compile the
     ``prange`` twin (4.4 s against 1.75 s for a first fit on 100,000 samples)."""

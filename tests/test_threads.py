@@ -22,10 +22,8 @@ def fit(request):
     return f, tt, np.exp(-0.7 * tt) + 0.01 * rng.standard_normal(tt.size)
 
 
-def test_threaded_calls_are_the_prange_twins_bits_for_any_thread_count(fit):
-    f, tt, yy = fit
-    m = f.module
-    x, v = np.array([1.1, 0.6, 0.05]), np.array([0.3, -1.0, 2.0])
+def _each_setting(f, tt, yy):
+    """(columns, batch) for 1 and 2 threads, without and with a batch."""
     idx = np.arange(3, tt.size, 2)
     cols = f.data_args({"t": tt, "y": yy})[:-1]
     saved = numba.get_num_threads()
@@ -33,21 +31,38 @@ def test_threaded_calls_are_the_prange_twins_bits_for_any_thread_count(fit):
         for threads in (1, 2):
             numba.set_num_threads(threads)
             for batch in (None, idx):
-                g1, g2 = np.empty(3), np.empty(3)
-                assert f._jit_par.value(x, *cols, batch) == m.value_parallel(x, *cols, batch)
-                assert f._jit_par.value_and_grad(x, g1, *cols, batch) == \
-                    m.value_and_grad_parallel(x, g2, *cols, batch)
-                np.testing.assert_array_equal(g1, g2)
-                h1, h2 = np.empty(3), np.empty(3)
-                f._jit_par.hvp(x, v, h1, *cols, batch)
-                m.hvp_parallel(x, v, h2, *cols, batch)
-                np.testing.assert_array_equal(h1, h2)
-                H1, H2 = np.empty((3, 3)), np.empty((3, 3))
-                f._jit_par.hessian(x, H1, *cols, batch)
-                m.hessian_parallel(x, H2, *cols, batch)
-                np.testing.assert_array_equal(H1, H2)
+                yield cols, batch
     finally:
         numba.set_num_threads(saved)
+
+
+X, V = np.array([1.1, 0.6, 0.05]), np.array([0.3, -1.0, 2.0])
+
+
+def test_threaded_value_and_grad_is_the_prange_twins_bits_for_any_thread_count(fit):
+    f, tt, yy = fit
+    m = f.module
+    for cols, batch in _each_setting(f, tt, yy):
+        g1, g2 = np.empty(3), np.empty(3)
+        assert f._jit_par.value_and_grad(X, g1, *cols, batch) == \
+            m.value_and_grad_parallel(X, g2, *cols, batch)
+        np.testing.assert_array_equal(g1, g2)
+
+
+@pytest.mark.slow  # three more prange twins to compile (10 s)
+def test_threaded_value_hvp_hessian_are_the_prange_twins_bits(fit):
+    f, tt, yy = fit
+    m = f.module
+    for cols, batch in _each_setting(f, tt, yy):
+        assert f._jit_par.value(X, *cols, batch) == m.value_parallel(X, *cols, batch)
+        h1, h2 = np.empty(3), np.empty(3)
+        f._jit_par.hvp(X, V, h1, *cols, batch)
+        m.hvp_parallel(X, V, h2, *cols, batch)
+        np.testing.assert_array_equal(h1, h2)
+        H1, H2 = np.empty((3, 3)), np.empty((3, 3))
+        f._jit_par.hessian(X, H1, *cols, batch)
+        m.hessian_parallel(X, H2, *cols, batch)
+        np.testing.assert_array_equal(H1, H2)
 
 
 def test_a_large_call_compiles_no_prange_function():

@@ -158,7 +158,6 @@ class _Gen(NormalFns):
         self.jit_fm = jit(fastmath=True)  # the summing chunks (the skeleton's fastmath policy)
         self.jit_par = jit(parallel=True)  # the *_parallel drivers (not for parameter-only)
         self.jit_nogil = jit(nogil=True)  # what the kernel's threads call
-        self.jit_fm_nogil = jit(fastmath=True, nogil=True)
         self.T = self.P * (self.P + 1) // 2 + self.P + 1
         #: Each residual's nonzero Jacobian columns; loops sum J^T J when the products are many.
         self.rows_nz = [self.nonzero(k) for k in range(self.m)]
