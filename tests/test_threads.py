@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad.runtime.threads import sample_pass
+from symgrad.runtime.threads import _helpers, run_chunks, sample_pass
 
 a, b, c = sg.params("a b c")
 t, y = sg.data("t y")
@@ -106,5 +108,29 @@ def test_an_error_in_any_thread_reaches_the_caller_without_a_hang():
             with pytest.raises(ValueError, match="chunk 3"):
                 sample_pass(rows, (), (), 64 * 2048, 2)
             np.testing.assert_array_equal(sample_pass(rows, (), (), 10 * 2048, 2), [10.0, 10.0])
+    finally:
+        numba.set_num_threads(saved)
+
+
+def test_every_chunk_runs_once_and_a_busy_helper_does_not_hold_the_caller():
+    """Each thread takes its own share of the chunks from the front and the others' from the
+    back once done: every chunk runs exactly once, on any thread count, and a helper kept busy
+    elsewhere (here: blocked until the call has returned) leaves its share to the caller."""
+    saved = numba.get_num_threads()
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            for nc in (1, 3, 8, 64):
+                seen = []
+                run_chunks(lambda k0, k1: seen.extend(range(k0, k1)), nc)  # noqa: B023
+                assert sorted(seen) == list(range(nc))
+        if numba.config.NUMBA_NUM_THREADS < 2:  # no helper to keep busy
+            return
+        numba.set_num_threads(2)
+        release, ran_by = threading.Event(), set()
+        _helpers().queues[0].put(lambda w: release.wait(10))
+        run_chunks(lambda k0, k1: ran_by.add(threading.get_ident()), 64)
+        assert ran_by == {threading.get_ident()}  # the caller ran every run
+        release.set()
     finally:
         numba.set_num_threads(saved)
