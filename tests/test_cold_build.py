@@ -97,7 +97,7 @@ SCALAR_CHILD = textwrap.dedent("""
     x, data = np.array([1.5, 0.7]), dict(t=T, y=np.exp(-T))
     value, g = f.value_and_grad(x, **data)
     A, bv, s = rk.normal(x, **data)
-    stats = [f.jit.value_and_grad.stats, rk.module.normal.stats]
+    stats = [f.jit.value_and_grad.stats, rk.module._normal_run.stats]
     print(json.dumps({"value": value, "g": g.tolist(), "A": A.tolist(), "s": s,
                       "shared": [m.module._overlap.py_func.__module__.startswith("sg_shared_")
                                  for m in (f, rk)],

@@ -63,11 +63,12 @@ class ResidualKernel(Kernel):
 
     kind: str = "residual"
     #: True: the threaded calls (the serial drivers' chunks on threads,
-    #: :func:`~symgrad.runtime.threads.residual_threaded`); False: the serial drivers; None
+    #: :func:`~symgrad.runtime.threads.residual_threaded`); False: the same chunks in order on
+    #: the calling thread; None
     #: (the default): per call, the threaded ones from
     #: :data:`~symgrad.runtime.scalar.PARALLEL_THRESHOLD` samples. Both give the same bits.
     parallel: bool | None = None
-    _serial = _par = None  # the module's serial drivers and the threaded calls (None: none)
+    _serial = _par = None  # the serial and the threaded calls (None: no module)
 
     def __init__(self, problem: ResidualProblem, source: str, path: Path,
                  module: types.ModuleType, policy: KinkPolicy | None = None,
@@ -97,11 +98,14 @@ class ResidualKernel(Kernel):
         self.data_dtype = np.dtype(getattr(module, "DTYPE", "float64"))
         self.parallel = None if parallel is None else bool(parallel)
         names = ("residuals", "rows", "jvp", "vjp", "normal")
-        self._serial = types.SimpleNamespace(**{n: getattr(module, n) for n in names})
-        # parameter-only residuals have no sample loop and no threaded calls; the module's
-        # prange twins (*_parallel) are never compiled: Numba takes seconds more for them
+        # the module's chunk functions, serially or on threads (its drivers and their prange
+        # twins are never compiled: Numba takes seconds for them); parameter-only residuals
+        # have no sample loop, only drivers
         if hasattr(module, "_normal_run"):
+            self._serial = residual_threaded(module, self.n_params, threads=False)
             self._par = residual_threaded(module, self.n_params)
+        else:
+            self._serial = types.SimpleNamespace(**{n: getattr(module, n) for n in names})
 
     def __repr__(self) -> str:
         data = f", data=({', '.join(self.data_names)})" if self.data_names else ""
@@ -294,7 +298,7 @@ class ResidualKernel(Kernel):
 
     # -- the compiled residual family (no checks): what a subclass computes differently ------
     def _impl(self, n: int) -> types.SimpleNamespace:
-        """The serial drivers or the threaded calls for a call over ``n`` samples (see
+        """The serial or the threaded calls for a call over ``n`` samples (see
         :attr:`parallel`). The threaded ones run on the threads of the one thread policy
         (:mod:`symgrad.runtime.blas`), as every kernel's do: the cores other processes leave
         free."""

@@ -177,18 +177,23 @@ def threaded(m: types.ModuleType, n: int, k: int) -> types.SimpleNamespace:
                                  hvp=hvp, hessian=hessian)
 
 
-def residual_threaded(m: types.ModuleType, n_params: int) -> types.SimpleNamespace:
-    """The threaded calls of a residual module ``m`` with data columns, with the signatures of
-    its serial entries (arguments checked by the kernel beforehand): the threads run the
-    ``nogil`` chunk functions on runs of the serial drivers' chunks (one call per run where
+def residual_threaded(m: types.ModuleType, n_params: int, threads: bool = True
+                      ) -> types.SimpleNamespace:
+    """The calls of a residual module ``m`` with data columns that a kernel makes, with the
+    signatures of its serial drivers (arguments checked by the kernel beforehand): its
+    ``nogil`` chunk functions on the serial drivers' chunks (one call per run of chunks where
     each sample writes its own rows; ``_vjp_run``/``_normal_run`` where each chunk sums into
-    its row of ``part``), so every result is the serial driver's, bit for bit."""
+    its row of ``part``), on threads (:func:`run_chunks`) or, ``threads=False``, in one run
+    on this thread. Every result is the serial driver's, bit for bit; the drivers themselves,
+    which check their arguments for standalone use, are never compiled (1.2 s of a first
+    small fit, cold)."""
     P = n_params
     T = P * (P + 1) // 2 + P + 1
+    run = run_chunks if threads else (lambda work, nc: work(0, nc))
 
     def per_sample(chunk: Callable[[int, int], None], n: int, first: int = 0) -> None:
         nc = n_chunks(n)
-        run_chunks(lambda k0, k1: chunk(first + k0 * n // nc, first + k1 * n // nc), nc)
+        run(lambda k0, k1: chunk(first + k0 * n // nc, first + k1 * n // nc), nc)
 
     def residuals(x, out, *cols):
         per_sample(lambda lo, hi: m._residuals_chunk(x, lo, hi, out, *cols), cols[0].shape[0])
@@ -206,7 +211,7 @@ def residual_threaded(m: types.ModuleType, n_params: int) -> types.SimpleNamespa
         N = cols[0].shape[0]
         nc = n_chunks(N)
         part = np.zeros((nc, P))
-        run_chunks(lambda k0, k1: m._vjp_run(x, u, N, nc, k0, k1, part, *cols), nc)
+        run(lambda k0, k1: m._vjp_run(x, u, N, nc, k0, k1, part, *cols), nc)
         out[:] = 0.0
         _add_rows(part, out)
         return out
@@ -215,7 +220,7 @@ def residual_threaded(m: types.ModuleType, n_params: int) -> types.SimpleNamespa
         N = cols[0].shape[0]
         nc = n_chunks(N)
         part = np.zeros((nc, 2, T))
-        run_chunks(lambda k0, k1: m._normal_run(x, js, rs, N, nc, k0, k1, part, *cols), nc)
+        run(lambda k0, k1: m._normal_run(x, js, rs, N, nc, k0, k1, part, *cols), nc)
         return m._normal_finish(part, A, bv)
 
     return types.SimpleNamespace(residuals=residuals, rows=rows, jvp=jvp, vjp=vjp,
