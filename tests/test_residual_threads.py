@@ -191,36 +191,42 @@ def test_parameter_only_residuals_are_serial_and_take_every_parallel_option():
 
 
 def test_threaded_calls_are_the_serial_bits_without_a_prange_compile(decay):
-    """Every entry on threads (1 and 2 of them) against the module's serial driver, on five
-    chunks of uneven length; a first threaded call of a cold kernel used to compile the
-    ``prange`` twin (4.4 s against 1.75 s for a first fit on 100,000 samples)."""
+    """Every entry on threads (1 and 2 of them) against the kernel's serial calls (the same
+    chunk functions in one run), and the passes that sum against the module's serial drivers,
+    on five chunks of uneven length; a kernel compiles neither the drivers nor their
+    ``prange`` twins (a first fit on 100,000 samples: 4.4 s cold, now 1.5-2.0 s)."""
     rng = np.random.default_rng(4)
     n = 5 * CHUNK + 11
     data = _data(n, seed=5)
     cols = decay.data_args(data)
     x, v = np.array([1.3, 0.8]), rng.standard_normal(2)
     u, js, rs = rng.standard_normal(n), rng.uniform(0.5, 2.0, n), rng.uniform(0.5, 2.0, n)
-    serial = _calls(decay.module, False, x, v, u, js, rs, cols)
     k = type(decay)(decay.problem, decay.source, decay.path, decay.module, decay.policy,
                     parallel=True)
-    threaded = types.SimpleNamespace(M_PER_SAMPLE=1, **vars(k._par))
+
+    def calls(fns):
+        return _calls(types.SimpleNamespace(M_PER_SAMPLE=1, **vars(fns)), False, x, v, u, js,
+                      rs, cols)
+
+    serial = calls(k._serial)
+    assert not any(getattr(decay.module, e).signatures for e in ("rows", "jvp", "residuals"))
     before = numba.get_num_threads()
     try:
         for t in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
             numba.set_num_threads(t)
-            got = _calls(threaded, False, x, v, u, js, rs, cols)
-            for s, p in zip(serial, got, strict=True):
+            for s, p in zip(serial, calls(k._par), strict=True):
                 assert np.isfinite(s).all()
                 np.testing.assert_array_equal(s, p)
     finally:
         numba.set_num_threads(before)
-    # through the kernel's public calls too, and no *_parallel function was compiled
-    A, g, rtr = k.normal(x, js, rs, **data)
-    for got, want in zip((A, g, np.array(rtr)), serial[8:], strict=True):
-        np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(k.vjp(x, u, **data), serial[4])
     assert not any(getattr(decay.module, f"{e}_parallel").signatures for e in ENTRIES)
-    assert decay.module._normal_run.signatures
+    # the sums, through the kernel's public calls, are the drivers' bits
+    A, g, rtr = k.normal(x, js, rs, **data)
+    A2, g2 = np.empty((2, 2)), np.empty(2)
+    rtr2 = decay.module.normal(x, A2, g2, js, rs, *cols)
+    for got, want in zip((A, g, rtr), (A2, g2, rtr2), strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(k.vjp(x, u, **data), decay.module.vjp(x, u, np.empty(2), *cols))
 
 
 def test_dask_worker_chunks_call_the_serial_entries(decay):
