@@ -41,7 +41,7 @@ from .datacheck import (
     raise_non_finite,
 )
 from .formulas import program_text
-from .threads import residual_threaded
+from .threads import residual_calls
 
 __all__ = ["BoundResiduals", "ResidualKernel"]
 
@@ -63,7 +63,7 @@ class ResidualKernel(Kernel):
 
     kind: str = "residual"
     #: True: the threaded calls (the serial drivers' chunks on threads,
-    #: :func:`~symgrad.runtime.threads.residual_threaded`); False: the same chunks in order on
+    #: :func:`~symgrad.runtime.threads.residual_calls`); False: the same chunks in order on
     #: the calling thread; None
     #: (the default): per call, the threaded ones from
     #: :data:`~symgrad.runtime.scalar.PARALLEL_THRESHOLD` samples. Both give the same bits.
@@ -102,8 +102,8 @@ class ResidualKernel(Kernel):
         # twins are never compiled: Numba takes seconds for them); parameter-only residuals
         # have no sample loop, only drivers
         if hasattr(module, "_normal_run"):
-            self._serial = residual_threaded(module, self.n_params, threads=False)
-            self._par = residual_threaded(module, self.n_params)
+            self._serial = residual_calls(module, self.n_params, threads=False)
+            self._par = residual_calls(module, self.n_params)
         else:
             self._serial = types.SimpleNamespace(**{n: getattr(module, n) for n in names})
 

@@ -7,9 +7,10 @@ into its row, and the rows are added in chunk order, so the result is the ``pran
 bit for bit, for any number of threads. What this saves is the compile: a ``parallel=True``
 function costs Numba about 1.3 s more than its serial body (a 5-parameter data loss's first
 ``value_and_grad`` on 100,000 samples: 2.6-2.9 s with the ``prange`` twin, 1.3-1.4 s serial).
-A residual kernel's threaded calls (:func:`residual_threaded`) run its module's ``nogil``
-chunk functions the same way, so they are its serial drivers' bits, and the first large
-least-squares fit compiles no ``prange`` twin either (100,000 samples, cold: 4.4 s, now 1.75 s).
+A residual kernel's calls (:func:`residual_calls`) run its module's ``nogil`` chunk functions
+the same way (in order on the calling thread below the threshold), so they are its serial
+drivers' bits, and a first least-squares fit compiles neither the drivers nor their ``prange``
+twins (cold, 100,000 samples: 4.4 s, now 1.5-2.0 s; 1,000 samples: 2.7 s, now 1.7 s).
 The threads are helpers of this process (as many in all as Numba's thread count, which the
 BLAS thread policy sets: :func:`symgrad.runtime.blas.use_threads`); the calling thread runs
 the first share of the chunks itself (:func:`run_chunks`).
@@ -35,7 +36,8 @@ import numpy as np
 
 from ..backend.numba.skeleton import CHUNK, MAX_CHUNKS
 
-__all__ = ["residual_threaded", "run_chunks", "sample_pass", "threaded"]
+__all__ = ["residual_calls", "run_chunks", "sample_pass", "threaded"]
+
 
 class _Helpers:
     """Threads 1, 2... of the passes (the calling thread is 0), each serving its own queue, so
@@ -124,7 +126,7 @@ def run_chunks(work: Callable[[int, int], None], nc: int) -> None:
 
 def sample_pass(rows: Callable, head: tuple, tail: tuple, n: int, size: int) -> np.ndarray:
     """The sums of a pass over ``n`` samples: ``rows(*head, *tail, n, nc, lo, hi, out)`` run
-    by this thread and the pool's for runs of the ``nc`` chunks (:func:`run_chunks`), the
+    by this thread and the helpers for runs of the ``nc`` chunks (:func:`run_chunks`), the
     rows added in chunk order."""
     nc = n_chunks(n)
     out = np.zeros((nc, size))
@@ -177,7 +179,7 @@ def threaded(m: types.ModuleType, n: int, k: int) -> types.SimpleNamespace:
                                  hvp=hvp, hessian=hessian)
 
 
-def residual_threaded(m: types.ModuleType, n_params: int, threads: bool = True
+def residual_calls(m: types.ModuleType, n_params: int, threads: bool = True
                       ) -> types.SimpleNamespace:
     """The calls of a residual module ``m`` with data columns that a kernel makes, with the
     signatures of its serial drivers (arguments checked by the kernel beforehand): its
