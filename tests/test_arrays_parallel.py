@@ -71,13 +71,21 @@ def test_grid_same_bits_for_one_and_two_threads(grid):
 
 
 def test_small_problem_runs_the_serial_core(grid):
-    """Below PAR_WORK the threaded core calls the serial one: the same bits."""
+    """Below PAR_WORK the threaded core calls the serial one. Numba links a copy of the serial
+    function into the threaded one, and LLVM optimises that copy again under fastmath
+    reassociation, so the two can differ in the last bit: the value here by 1 ulp on an AVX2
+    EPYC host (bit-equal on the hosts before; this test asserted bit equality and failed in
+    CI). They agree to rounding."""
+    src = grid.source[grid.source.index("def _value_and_grad_par("):]
+    head = src[:src.index("numba.prange")]
+    assert f"< {PAR_WORK}:" in head and "return _value_and_grad(x, g, dims)" in head
     x = np.random.default_rng(1).standard_normal(20 * 20)
     dims = np.array([20, 20], dtype=np.int64)  # the same module at another size
     g1, g2 = np.empty_like(x), np.empty_like(x)
     v1 = grid.module._value_and_grad_par(x, g1, dims)
     v2 = grid.module._value_and_grad(x, g2, dims)
-    assert v1 == v2 and np.array_equal(g1, g2)
+    assert abs(v1 - v2) <= 4 * np.spacing(v2)
+    np.testing.assert_allclose(g1, g2, rtol=1e-15, atol=1e-15 * np.abs(g2).max())
 
 
 M, NN, K, E = 300, 200, 4, 20_000

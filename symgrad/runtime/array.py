@@ -82,7 +82,8 @@ class ArrayKernel(Kernel):
                                          value_and_grad=module._value_and_grad, hvp=module._hvp,
                                          hessian=module._hessian)
         #: The threaded cores (the same bits for any number of threads; below ``PAR_WORK``
-        #: elements in their largest loop they run the serial one).
+        #: elements in their largest loop they run the serial one, a copy that LLVM optimises
+        #: again inside them, so equal to the serial core's result to rounding).
         self._jit_par = types.SimpleNamespace(value=module._value_par,
                                               value_and_grad=module._value_and_grad_par,
                                               hvp=module._hvp_par, hessian=module._hessian)
