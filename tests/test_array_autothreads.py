@@ -124,6 +124,26 @@ def test_default_routes_large_calls_to_the_threaded_cores(grids):
     assert calls == ["value", "vg"]
 
 
+def test_parallel_true_runs_small_calls_on_the_serial_cores(mfs):
+    """``parallel=True``: a call whose loops cannot reach PAR_WORK runs the serial cores from
+    Python (the threaded ones would run a copy of them that LLVM optimises again: 1 ulp off on
+    an AVX2 host), so it gives parallel=False's bits; a larger call runs the threaded cores."""
+    fs, data = mfs
+    f = sg.compile(_mf_loss(), parallel=True)
+    calls: list[str] = []
+    f._jit_par = types.SimpleNamespace(value=lambda *a: calls.append("value") or 1.0,
+                                       value_and_grad=lambda *a: calls.append("vg") or 1.0)
+    x = 0.3 * np.random.default_rng(5).standard_normal(f.n_params)
+    small = {k: v[:100] for k, v in data.items()}  # 1,600 elements per loop; U 4,800
+    _same(_calls(f, x, **small)[:3], _calls(fs[False], x, **small)[:3])
+    assert calls == []
+    assert f.value(x, **data) == 1.0 and calls == ["value"]  # 96,000 elements
+    # no sample axis: a problem below PAR_WORK never calls the threaded cores, nor compiles them
+    u = sg.params("u", shape=(20, 20))
+    g = sg.compile(sg.sum((u[1:, :] - u[:-1, :]) ** 2), parallel=True)
+    assert g.jit is g._jit_serial and g._work is None
+
+
 @pytest.mark.slow  # cold: the threaded value, gradient and HVP cores compile (about 40 s)
 @pytest.mark.parametrize("case", ["grid", "mf"])
 def test_default_runs_threads_above_the_threshold(grids, mfs, threads, case):

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..ad.array import gradients, topo
 from ..ad.derive import KinkPolicy
+from ..backend.numba.emit_par import PAR_WORK
 from ..distributed.detect import dask_args, has_dask
 from ..ir.array_problem import ArrayProblem
 from ..ir.formula import program
@@ -81,9 +82,11 @@ class ArrayKernel(Kernel):
         self.jit = types.SimpleNamespace(value=module._value,
                                          value_and_grad=module._value_and_grad, hvp=module._hvp,
                                          hessian=module._hessian)
-        #: The threaded cores (the same bits for any number of threads; below ``PAR_WORK``
+        self._jit_serial = self.jit
+        #: The threaded cores (the same bits for any number of threads). Below ``PAR_WORK``
         #: elements in their largest loop they run the serial one, a copy that LLVM optimises
-        #: again inside them, so equal to the serial core's result to rounding).
+        #: again inside them: so a kernel calls the serial cores itself for a call whose loops
+        #: cannot reach ``PAR_WORK`` (the same bits as ``parallel=False``).
         self._jit_par = types.SimpleNamespace(value=module._value_par,
                                               value_and_grad=module._value_and_grad_par,
                                               hvp=module._hvp_par, hessian=module._hessian)
@@ -99,8 +102,13 @@ class ArrayKernel(Kernel):
             if fixed >= AUTO_WORK or (per > 0 and per >= per_blas):
                 self._work = sizes
         elif self.parallel:
-            self.jit = self._jit_par
             blas.use_threads()
+            per, fixed = work_sizes(problem)[:2]
+            fixed = max([fixed, *(math.prod(p.shape) for p in problem.params)])
+            if per > 0:  # per call: the serial cores below PAR_WORK (see _cores)
+                self._work = (per, fixed)
+            if per > 0 or fixed >= PAR_WORK:  # the compiled loop calls f.jit
+                self.jit = self._jit_par
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{n}{list(s)}" for n, s in self.shapes.items())
@@ -193,10 +201,7 @@ class ArrayKernel(Kernel):
         if type(args) is not tuple:  # Dask columns: DaskArgs runs the calls on the cluster
             return getattr(args, name)(x, *outs)
         blas.refresh()
-        jit = self.jit
-        if self._work is not None and work(self._work, args, self._n_col) >= AUTO_WORK:
-            jit = self._jit_par
-            blas.use_threads()  # Numba's threads follow the policy from then on
+        jit = self.jit if self._work is None else self._cores(args)
         try:
             return getattr(jit, name)(x, *outs, *args)
         except ValueError as exc:
@@ -205,6 +210,18 @@ class ArrayKernel(Kernel):
             for col, a in zip(self.data_names, args[1:], strict=False):
                 _check_rows(self._rows, col, a)
             raise
+
+    def _cores(self, args: tuple) -> types.SimpleNamespace:
+        """The cores for a call on ``args`` (``_work`` set): ``parallel=True``, the threaded
+        ones unless the call's loops stay below ``PAR_WORK`` elements; None, :func:`work`."""
+        if self.parallel:
+            per, fixed = self._work
+            big = max(fixed, per * args[self._n_col].shape[0]) >= PAR_WORK
+            return self._jit_par if big else self._jit_serial
+        if work(self._work, args, self._n_col) >= AUTO_WORK:
+            blas.use_threads()  # Numba's threads follow the policy from then on
+            return self._jit_par
+        return self.jit
 
     def _run_complex(self, x, args: tuple) -> complex:
         return self.module._value_complex(x, *args)
@@ -247,7 +264,8 @@ def setup(k, problem, root, source: str, path, module: types.ModuleType,
             k._rows.setdefault(n.args[1].name, []).append((int(n.args[0].shape[0]),
                                                            n.source_name))
     k.dims = np.array(problem.dims, dtype=np.int64)
-    #: parallel=None: :func:`work_sizes` (the cores are chosen per call); else None
+    #: parallel=None: :func:`work_sizes`; True: (per sample, fixed) loop sizes; the cores are
+    #: then chosen per call (see ``ArrayKernel._cores``); else None
     k._work = None
     #: 1 + the position of the first per-sample array in DATA order (0: none), see :func:`work`
     k._n_col = 1 + k.data_names.index(k._sampled[0]) if k._sampled else 0
