@@ -5,7 +5,7 @@ serial driver over chunks of samples; with data columns a ``*_parallel`` driver 
 chunks under ``prange``, so both give the same bits. The kernel's threaded calls run the same
 chunks' ``nogil`` functions on Python threads without compiling the ``prange`` twins: the same
 bits again. ``ResidualKernel(parallel=None)`` threads from ``PARALLEL_THRESHOLD`` samples, True
-always, False never; Dask workers call the serial drivers.
+always, False never; Dask workers run the chunk functions as a serial kernel does.
 """
 
 from __future__ import annotations
@@ -229,11 +229,27 @@ def test_threaded_calls_are_the_serial_bits_without_a_prange_compile(decay):
     np.testing.assert_array_equal(k.vjp(x, u, **data), decay.module.vjp(x, u, np.empty(2), *cols))
 
 
-def test_dask_worker_chunks_call_the_serial_entries(decay):
-    data = _data(3 * CHUNK)
-    x = np.array([1.0, 0.5])
-    got = chunk_rows(ModuleSpec.of(decay), "normal", x, None, (0, 0), data["t"], data["y"],
-                     names=("t", "y"))
-    assert decay.module.normal.signatures and not decay.module.normal_parallel.signatures
-    A, g, rtr = decay.normal(x, **data)  # below the threshold: the serial function
-    np.testing.assert_array_equal(got, np.concatenate([A.ravel(), g, [rtr]]))
+def test_dask_worker_chunks_are_the_kernels_bits_without_the_drivers(two):
+    """A worker runs a chunk as a serial kernel does (the chunk functions in order): every
+    pass gives the in-memory kernel's bits on that chunk's samples, and the worker compiles no
+    driver (their argument checks: 1.2 s of a cold worker's first call)."""
+    data = _data(4 * CHUNK + 9, seed=6)
+    lo, hi = CHUNK + 3, 4 * CHUNK + 9  # a chunk that does not start at sample 0
+    part = {k: v[lo:hi] for k, v in data.items()}
+    m, P = two.m, two.n_params
+    rng = np.random.default_rng(7)
+    x, v, u = np.array([1.6, 1.1, 0.3]), rng.standard_normal(P), rng.standard_normal(hi * m)
+    before = {e: len(getattr(two.module, e).signatures) for e in ENTRIES}
+
+    def run(what, w=None):
+        return chunk_rows(ModuleSpec.of(two), what, x, w, (1, lo), part["t"], part["y"],
+                          names=("t", "y"))
+
+    A, g, rtr = two.normal(x, **part)
+    np.testing.assert_array_equal(run("normal"), np.concatenate([A.ravel(), g, [rtr]]))
+    np.testing.assert_array_equal(run("residuals"), two.residuals(x, **part))
+    np.testing.assert_array_equal(run("jacobian"), two.jacobian(x, **part))
+    np.testing.assert_array_equal(run("vjp", u), two.vjp(x, u[lo * m:], **part))
+    np.testing.assert_array_equal(run("jvp", v), two.jvp(x, v, **part))
+    np.testing.assert_array_equal(run("gn", v), two.vjp(x, two.jvp(x, v, **part), **part))
+    assert {e: len(getattr(two.module, e).signatures) for e in ENTRIES} == before

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..build.cache import load_module, usable_cache_dir, write_atomic
 from ..runtime.datacheck import non_finite_error, overflow_error
+from ..runtime.threads import residual_calls
 
 __all__ = ["LOADED", "Holder", "ModuleSpec", "Unplaced", "add", "check_finite", "check_lengths",
            "chunk_acc", "chunk_rows", "load", "module_name", "scan_chunk"]
@@ -202,20 +203,23 @@ def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, w: np.ndarray | None,
     """One chunk's residuals (``what="residuals"``), Jacobian rows (``"jacobian"``), ``[J^T J
     (flat), J^T r, r^T r]`` (``"normal"``, the fused pass), ``J v`` (``"jvp"``, ``w=v``), ``J^T
     u`` (``"vjp"``, ``w=u`` whole, sliced here at the chunk's first sample) or ``J^T J v``
-    (``"gn"``, ``w=v``), by the module's compiled functions (on a worker); data scanned as by
+    (``"gn"``, ``w=v``), by the module's chunk functions (on a worker); data scanned as by
     :func:`chunk_acc` (bad data are named; a bad x is the solver's business)."""
     mod = load(spec)
     dtype = getattr(mod, "DTYPE", None)  # a float32 module reads float64 chunks as float32
     cols = _columns(blocks, names, where, scan, dtype)
     n, m, P = cols[0].shape[0], int(mod.M_PER_SAMPLE), x.shape[0]
+    # the drivers' chunks in order, as a serial kernel calls them: the same bits, and the
+    # drivers (argument checks for standalone use) are not compiled on the worker
+    mod = residual_calls(mod, P, threads=False) if hasattr(mod, "_normal_run") else mod
     if what == "normal":
         A, g = np.empty((P, P)), np.empty(P)
         rtr = mod.normal(x, A, g, None, None, *cols)
         got = np.concatenate([A.ravel(), g, [rtr]])
-    elif what in ("residuals", "jacobian"):
-        J, r = np.empty((n * m, P)), np.empty(n * m)
-        mod.rows(x, 0, n, J, r, *cols)
-        got = r if what == "residuals" else J
+    elif what == "residuals":  # not rows' r: another function, which may round differently
+        got = mod.residuals(x, np.empty(n * m), *cols)
+    elif what == "jacobian":
+        got = mod.rows(x, 0, n, np.empty((n * m, P)), np.empty(n * m), *cols)
     elif what == "vjp":
         got = mod.vjp(x, np.ascontiguousarray(w[where[1] * m:(where[1] + n) * m]),
                       np.empty(P), *cols)

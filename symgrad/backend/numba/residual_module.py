@@ -10,8 +10,8 @@ data columns a ``*_parallel`` twin (``normal_parallel``...) runs the same chunks
 ``prange``, so both give the same bits. The kernel's threaded calls compile neither twin: its
 threads run the ``nogil`` chunk functions (and ``_vjp_run``/``_normal_run`` for the passes that
 sum, each chunk into its own row) on runs of the same chunks
-(:func:`symgrad.runtime.threads.residual_calls`), again the same bits; Dask workers call
-the serial drivers. Sizes (``N``) never appear in the text; only the formula's
+(:func:`symgrad.runtime.threads.residual_calls`), again the same bits; Dask workers make
+the same calls in order on their chunks. Sizes (``N``) never appear in the text; only the formula's
 own ``m`` and ``P`` do.
 
 >>> import symgrad as sg
