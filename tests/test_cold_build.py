@@ -233,8 +233,7 @@ def test_no_generated_function_stores_an_array_into_a_slice(mlp):
     a, b = sg.params("a b")
     t, y = sg.data("t y")
     f = sg.compile(sg.sum(u * v), [u, v], fuse=False)  # each gradient is the other parameter
-    net, xn, data = mlp[:3]
-    sources = {"array": f.source, "mlp": net.source,
+    sources = {"array": f.source, "mlp": mlp[0].source,
                "scalar": sg.compile(sg.mean((a * t + b - y) ** 2)).source,
                "residual": sg.compile_residuals(a * sg.exp(-b * t) - y).source}
     for kind, src in sources.items():
@@ -246,6 +245,11 @@ def test_no_generated_function_stores_an_array_into_a_slice(mlp):
     assert value == x[:5] @ x[5:] and np.array_equal(g, np.r_[x[5:], x[:5]])
     np.testing.assert_array_equal(f.hessian(x), np.block([[np.zeros((5, 5)), np.eye(5)],
                                                           [np.eye(5), np.zeros((5, 5))]]))
+
+
+@pytest.mark.slow  # the network's Hessian and HVP compile: 5-10 s of the quick suite
+def test_the_networks_hessian_written_element_by_element_is_its_hvp(mlp):
+    net, xn, data = mlp[:3]
     H = net.hessian(xn, **data)
     assert np.array_equal(H, H.T)
     np.testing.assert_allclose(H @ xn, net.hvp(xn, xn, **data), rtol=1e-12, atol=1e-12)
