@@ -151,10 +151,20 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
     res = LeastSquaresResult(
         x=out.x, cost=cost, grad=grad, nfev=out.nfev, njev=out.nfev, nit=out.nit,
         status=out.status, message=MESSAGES[out.status], params=names,
-        n_residuals=M, active_mask=out.active.astype(int), method=method, loss=loss,
+        n_residuals=M, active_mask=_active_mask(out.active, out.x, box), method=method, loss=loss,
         _model=out.lin.model, _objective=obj, _scale=obj.s, _cost=out.lin.cost)
     res.warn_unidentifiable()
     return res
+
+
+def _active_mask(active: np.ndarray, x: np.ndarray, box: tuple | None) -> np.ndarray:
+    """SciPy's ``active_mask``: -1 for a parameter held on its lower bound, 1 on its upper
+    bound, 0 for a free one (``active``: those held, :func:`symgrad.lsq.lm._free`)."""
+    mask = np.zeros(x.size, dtype=int)
+    if box is not None:
+        mask[active & (x <= box[0])] = -1
+        mask[active & (x >= box[1])] = 1
+    return mask
 
 
 def _curve_symbols(model, xdata, params):
