@@ -376,6 +376,8 @@ def test_bad_batches(quad, cols):
         quad.value(P, t=t, y=y, batch=slice(5, 5))
     with pytest.raises(ValueError, match="selects no samples"):
         quad.value(P, t=t, y=y, batch=np.zeros(n, bool))
+    with pytest.raises(ValueError, match="selects no samples"):  # a float array to NumPy
+        quad.value(P, t=t, y=y, batch=[])
     with pytest.raises(TypeError, match="batch must be a slice, an integer index array"):
         quad.value(P, t=t, y=y, batch=np.array([0.0, 1.0]))
 

@@ -149,10 +149,10 @@ def batch_index(batch, n: int) -> np.ndarray:
         if idx.shape != (n,):
             raise ValueError(f"a boolean batch mask must have shape ({n},), got {idx.shape}")
         idx = np.flatnonzero(idx)
+    if idx.ndim == 1 and idx.shape[0] == 0:  # [] is a float array to NumPy
+        raise ValueError("batch selects no samples")
     if idx.ndim != 1 or idx.dtype.kind not in "iu":
         raise TypeError("batch must be a slice, an integer index array or a boolean mask")
-    if idx.shape[0] == 0:
-        raise ValueError("batch selects no samples")
     if idx.min() < -n or idx.max() >= n:
         raise IndexError(f"batch indices must lie in [-{n}, {n}), got {idx.min()}..{idx.max()}")
     idx = idx.astype(np.int64, copy=False)
