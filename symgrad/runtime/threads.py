@@ -34,6 +34,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
+from ..backend.numba.residual_normal import normal_totals
 from ..backend.numba.skeleton import CHUNK, MAX_CHUNKS
 
 __all__ = ["residual_calls", "run_chunks", "sample_pass", "threaded"]
@@ -189,8 +190,7 @@ def residual_calls(m: types.ModuleType, n_params: int, threads: bool = True
     on this thread. Every result is the serial driver's, bit for bit; the drivers themselves,
     which check their arguments for standalone use, are never compiled (1.2 s of a first
     small fit, cold)."""
-    P = n_params
-    T = P * (P + 1) // 2 + P + 1
+    P, T = n_params, normal_totals(n_params)
     run = run_chunks if threads else (lambda work, nc: work(0, nc))
 
     def per_sample(chunk: Callable[[int, int], None], n: int, first: int = 0) -> None:

@@ -33,7 +33,7 @@ from ...ad.derive import Builder, KinkPolicy, Program, Tmp
 from ...ir.residual_problem import ResidualProblem
 from .f32 import F32Printer, f32_helpers
 from .printer import ScalarPrinter
-from .residual_normal import BLOCK, NADD, UNROLL_MAX, NormalFns
+from .residual_normal import BLOCK, NADD, UNROLL_MAX, NormalFns, normal_totals
 from .skeleton import (
     JIT,
     RESERVED,
@@ -158,7 +158,7 @@ class _Gen(NormalFns):
         self.jit_fm = jit(fastmath=True)  # the summing chunks (the skeleton's fastmath policy)
         self.jit_par = jit(parallel=True)  # the *_parallel drivers (not for parameter-only)
         self.jit_nogil = jit(nogil=True)  # what the kernel's threads call
-        self.T = self.P * (self.P + 1) // 2 + self.P + 1
+        self.T = normal_totals(self.P)
         #: Each residual's nonzero Jacobian columns; loops sum J^T J when the products are many.
         self.rows_nz = [self.nonzero(k) for k in range(self.m)]
         self.looped = sum(len(nz) * (len(nz) + 1) // 2 for nz in self.rows_nz) > UNROLL_MAX

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .skeleton import JIT, fn
 
-__all__ = ["BLOCK", "NADD", "UNROLL_MAX", "NormalFns"]
+__all__ = ["BLOCK", "NADD", "UNROLL_MAX", "NormalFns", "normal_totals"]
 
 #: Samples summed plainly before a block's sums are added (compensated) into a chunk's totals.
 BLOCK = 256
@@ -19,6 +19,14 @@ BLOCK = 256
 #: number at most this many (P = 12 for a dense row); above, loops over the Jacobian's columns
 #: (at P = 14 as fast to run and faster to compile; at P = 40, 7 s to compile instead of 100).
 UNROLL_MAX = 78
+
+
+def normal_totals(P: int) -> int:
+    """The normal pass's totals per chunk for P parameters: J^T J's upper triangle, J^T r and
+    r^T r (each chunk's row of ``part`` holds them, and their compensations)."""
+    return P * (P + 1) // 2 + P + 1
+
+
 #: Neumaier summation of a block's sums into a chunk's totals (a helper of the normal pass).
 NADD = f'''
 {JIT}
