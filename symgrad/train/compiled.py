@@ -157,18 +157,21 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "                    HX[r, i] = x[i]",
         "            r += 1",
         "            nxt = k + rec",
-        "        chk = 0.0",
+        # ``bad`` is an integer OR, so the update loop vectorizes (a float sum of ``u * 0.0``
+        # did not: 490 us against 69 us for Adam on 101,770 parameters, the same bits)
+        "        bad = False",
         "        for i in range(n):",
         "            xi = x[i]",
         "            xn[i] = xi",
         f"            u = _rule(xi, {gi}, {', '.join([*state, 'a', 'k', *hyper])})",
         "            x[i] = u[0]",
         # (an entry beyond the kernel's float32 range is inf there: caught as non-finite)
-        *(["            xk[i] = u[0]", "            chk += xk[i] * 0.0"] if cast
-          else ["            chk += numba.float32(u[0]) * 0.0"] if narrow
-          else ["            chk += u[0] * 0.0"]),
+        *(["            xk[i] = u[0]", "            ui = xk[i]"] if cast
+          else ["            ui = numba.float32(u[0])"] if narrow
+          else ["            ui = u[0]"]),
+        "            bad |= ui - ui != 0.0",
         *(f"            {s} = u[{j + 1}]" for j, s in enumerate(state)),
-        "        if not chk == 0.0:  # an entry is inf or nan: back to the last finite iterate",
+        "        if bad:  # an entry is inf or nan: back to the last finite iterate",
         "            for i in range(n):",
         "                x[i] = xn[i]",
         *(["                xk[i] = xn[i]"] if cast else []),
