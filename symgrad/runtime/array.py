@@ -215,8 +215,7 @@ class ArrayKernel(Kernel):
         """The cores for a call on ``args`` (``_work`` set): ``parallel=True``, the threaded
         ones unless the call's loops stay below ``PAR_WORK`` elements; None, :func:`work`."""
         if self.parallel:
-            per, fixed = self._work
-            big = max(fixed, per * args[self._n_col].shape[0]) >= PAR_WORK
+            big = loops(self._work, args, self._n_col) >= PAR_WORK
             return self._jit_par if big else self._jit_serial
         if work(self._work, args, self._n_col) >= AUTO_WORK:
             blas.use_threads()  # Numba's threads follow the policy from then on
@@ -306,10 +305,17 @@ def work(sizes: tuple[int, int, int, int, int], args: tuple, col: int) -> int:
     factorisation). ``sizes``: :func:`work_sizes`; ``args``: :meth:`ArrayKernel.data_args`'s
     result, whose ``col``-th entry holds one row per sample (0: none does). The threaded cores
     compare their exact count with ``PAR_WORK``."""
-    per, fixed, per_blas, fixed_blas, scatter = sizes
+    per, _, per_blas, fixed_blas, scatter = sizes
     n = args[col].shape[0] if col else 0
-    loops = max(fixed, per * n)
-    return loops if loops >= fixed_blas + per_blas * n and per * n >= 8 * scatter else 0
+    most = loops(sizes, args, col)
+    return most if most >= fixed_blas + per_blas * n and per * n >= 8 * scatter else 0
+
+
+def loops(sizes: tuple[int, ...], args: tuple, col: int) -> int:
+    """An upper bound of the elements in a call's largest loop nest, from ``sizes``' first two
+    entries (per sample, and not: :func:`work_sizes`); ``args`` and ``col`` as for :func:`work`."""
+    per, fixed = sizes[:2]
+    return max(fixed, per * (args[col].shape[0] if col else 0))
 
 
 def read_columns(k, data: Mapping) -> tuple[list[np.ndarray], int | None]:
