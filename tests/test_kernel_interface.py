@@ -190,6 +190,12 @@ def test_data_passed_by_position_is_a_clear_type_error(kind):
     if not kind.residual:
         with pytest.raises(TypeError, match=want):
             kind.kernel.value(X0.copy(), *data.values())
+    # a dict by position lands in ``out``: said so, not "missing data column"
+    for call in (lambda: getattr(kind.kernel, method)(X0.copy(), data),
+                 lambda: kind.kernel.value(X0.copy(), data) if not kind.residual else
+                 kind.kernel.normal(X0.copy(), data)):
+        with pytest.raises(TypeError, match=want + r"; unpack it as f\.\w+\(x, \*\*data\)"):
+            call()
 
 
 def test_a_misspelt_column_is_named_in_the_error(kind):

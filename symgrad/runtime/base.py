@@ -85,22 +85,22 @@ class Kernel:
     def value_and_grad(self, x, /, out=None, *extra, batch=None,
                        **data) -> tuple[float, np.ndarray]:
         """The loss at ``x`` and its gradient (written into ``out`` when given)."""
-        no_positional(extra, self.data_names, "value_and_grad")
+        no_positional(extra, self.data_names, "value_and_grad", out)
         return self._value_and_grad(x, out, self._at(data, batch))
 
     def grad(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The gradient at ``x`` (written into ``out`` when given)."""
-        no_positional(extra, self.data_names, "grad")
+        no_positional(extra, self.data_names, "grad", out)
         return self._value_and_grad(x, out, self._at(data, batch))[1]
 
     def hvp(self, x, v, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The Hessian at ``x`` times the vector ``v``, without forming the Hessian."""
-        no_positional(extra, self.data_names, "hvp")
+        no_positional(extra, self.data_names, "hvp", out)
         return self._hvp(x, v, out, self._at(data, batch))
 
     def hessian(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The Hessian at ``x`` as an ``(n, n)`` array (written into ``out`` when given)."""
-        no_positional(extra, self.data_names, "hessian")
+        no_positional(extra, self.data_names, "hessian", out)
         return self._hessian(x, out, self._at(data, batch))
 
     def value_complex(self, x, /, *extra, batch=None, **data) -> complex:

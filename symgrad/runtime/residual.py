@@ -136,12 +136,12 @@ class ResidualKernel(Kernel):
 
     def residuals(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The residual vector ``(M,)``."""
-        no_positional(extra, self.data_names, "residuals")
+        no_positional(extra, self.data_names, "residuals", out)
         return self._residuals(x, out, self._at(data, batch))
 
     def jacobian(self, x, /, out=None, *extra, batch=None, **data) -> np.ndarray:
         """The Jacobian ``(M, P)``, C order (materialised; prefer :meth:`normal` for large M)."""
-        no_positional(extra, self.data_names, "jacobian")
+        no_positional(extra, self.data_names, "jacobian", out)
         return self._jacobian(x, out, self._at(data, batch))
 
     def jvp(self, x, v, /, *extra, batch=None, **data) -> np.ndarray:
@@ -164,7 +164,7 @@ class ResidualKernel(Kernel):
         chunk (on Numba's threads for a large N: :attr:`parallel`); the chunking depends on N
         only, so results do not depend on the number of threads or on ``parallel``.
         """
-        no_positional(extra, self.data_names, "normal")
+        no_positional(extra, self.data_names, "normal", jscale, rscale)
         return self._normal(x, jscale, rscale, self._at(data, batch))
 
     def rows(self, x, lo: int, hi: int, /, *extra, batch=None,
