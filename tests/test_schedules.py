@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 
+import symgrad as sg
+from symgrad import optim
 from symgrad import schedules as S
 
 
@@ -79,6 +81,18 @@ def test_values_rejects_a_schedule_that_goes_bad():
         S.values(lambda k: 1.0 if k < 3 else float("nan"), 5)
     with pytest.raises(ValueError, match="invalid learning rate"):
         S.values(lambda k: -1.0, 2)
+    with pytest.raises(ValueError, match=r"invalid learning rate -0.1 at step 0"):
+        S.values(S.Constant(-0.1), 2)  # the class built directly skips constant()'s check
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("lr", [-0.1, float("nan")])
+def test_a_bad_constant_is_refused_by_both_loops(compiled, lr):
+    """Constant(-0.1) ran gradient ascent to 'completed' in the compiled loop."""
+    f = sg.compile((sg.params("q_const") - 1.0) ** 2)
+    with pytest.raises(ValueError, match=r"invalid learning rate .* at step 0"):
+        sg.minimize(f, [0.0], optimizer=optim.sgd(lr=S.Constant(lr)), steps=5,
+                    compiled=compiled)
 
 
 @pytest.mark.parametrize(

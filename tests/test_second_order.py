@@ -237,6 +237,7 @@ def test_inconsistent_gradient_fails_clearly():
 
     r = lbfgs_minimize(wrong, np.array([1.0, 2.0]), gtol=1e-8)
     assert r.status == "failed" and "line search failed at step 0" in r.message
+    assert r.steps == [0]  # the last iterate is recorded once
     r = newton_minimize(wrong, lambda x, v: 2 * v, np.array([1.0, 2.0]), gtol=1e-8)
     assert r.status == "failed" and "trust region collapsed" in r.message
 
@@ -274,6 +275,8 @@ def test_the_rounding_floor_is_convergence(exp_fit, method):
                     steps=500)
     assert r.status == "converged" and "rounding floor" in r.message, r.message
     np.testing.assert_allclose(r.x, best, rtol=1e-6)  # x to ~sqrt(eps) where f is flat
+    steps = r.history.step  # the final iterate once (stop() had recorded it before the floor)
+    assert steps[-1] == r.nit and np.all(np.diff(steps) == 1), steps[-4:]
 
 
 def test_the_default_gtol_is_relative_for_a_small_scale_loss():

@@ -89,7 +89,7 @@ def run_compiled(p: Plan) -> OptimizeResult:
     cast = p.dtype != np.float64  # the kernel's x and g in its type (the state stays float64)
     K = (np.stack([p.x0.astype(p.dtype), np.zeros(n, p.dtype)]),) if cast else ()
     if isinstance(opt.lr, schedules.Constant):
-        lrs, lstride = np.array([opt.lr.value]), 0
+        lrs, lstride = np.array([schedules.rate(opt.lr, 0)]), 0
     else:
         lrs, lstride = schedules.values(opt.lr, steps + 1), 1
     m = (steps + rec - 1) // rec + 1 if rec else 0

@@ -242,7 +242,7 @@ def values(schedule: float | Schedule, steps: int) -> np.ndarray:
         raise ValueError(f"steps must be >= 0, got {steps!r}")
     sched = as_schedule(schedule)
     if isinstance(sched, Constant):
-        return np.full(steps, sched.value, dtype=np.float64)
+        return np.full(steps, rate(sched, 0) if steps else sched.value, dtype=np.float64)
     out = np.fromiter((sched(k) for k in range(steps)), dtype=np.float64, count=steps)
     bad = np.flatnonzero(~np.isfinite(out) | (out < 0))
     if bad.size:

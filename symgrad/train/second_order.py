@@ -212,7 +212,7 @@ class Monitor:
         """Close the run at iterate ``k`` (the final record is the final iterate)."""
         if not self.status:
             self.end(*ran_out(steps, self.tol, self.gtol))
-        if self.rec:
+        if self.rec and not (self.steps and self.steps[-1] == k):  # once (stop() may have)
             with np.errstate(over="ignore", invalid="ignore"):
                 self.record(k, x, f, size, norm(g))
         return Outcome(np.array(x, dtype=np.float64), float(f), np.array(g, dtype=np.float64),
