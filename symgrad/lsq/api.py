@@ -95,7 +95,9 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
                   ftol: float = FTOL, gtol: float = GTOL, max_nfev: int | None = None,
                   x_scale: Any = "jac", refine: bool = True, chunk: int = 4096,
                   fallback: bool = True) -> LeastSquaresResult:
-    """Minimise ``0.5 * sum(w_i * rho(r_i(x)**2))`` over the parameters.
+    """Minimise ``0.5 * sum(rho(w_i * r_i(x)**2))`` over the parameters (the loss sees the
+    weighted residual ``sqrt(w_i) r_i``, as ``curve_fit``'s ``sigma`` does; a zero weight
+    removes a residual, also from the degrees of freedom).
 
     ``residual``: a SymPy expression in parameters and per-sample data (one residual per
     sample), a list of them (several per sample), a list of parameter-only residuals, or a
@@ -152,7 +154,8 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
         x=out.x, cost=cost, grad=grad, nfev=out.nfev, njev=out.nfev, nit=out.nit,
         status=out.status, message=MESSAGES[out.status], params=names,
         n_residuals=M, active_mask=_active_mask(out.active, out.x, box), method=method, loss=loss,
-        _model=out.lin.model, _objective=obj, _scale=obj.s, _cost=out.lin.cost)
+        _model=out.lin.model, _objective=obj, _scale=obj.s, _cost=out.lin.cost,
+        n_weighted=None if w is None else int(np.count_nonzero(w)))
     res.warn_unidentifiable()
     return res
 

@@ -70,11 +70,16 @@ class Linearization:
     model: Any  # NormalModel | QRModel
     #: |f| of the model's rows (robust losses: |b f|, which is not sqrt(2 cost)); None: linear
     fnorm: float | None = None
+    #: robust losses: ``sqrt(sum rho'(f²) f²)``, the norm of the residuals the gradient
+    #: ``g = sum rho' J f`` is made of; None: linear (``sqrt(2 cost)``)
+    wnorm: float | None = None
 
     @property
     def norm(self) -> float:
-        """The residual norm the gradient's cosine is measured against."""
-        return float(np.sqrt(2 * self.cost)) if self.fnorm is None else self.fnorm
+        """The residual norm the gradient's cosine is measured against. Not ``fnorm`` for a
+        robust loss: its model rows where ``rho'' < 0`` (outliers) carry ``b f`` up to
+        ``f / sqrt(eps)``, which made the gtol test pass with the gradient far from zero."""
+        return float(np.sqrt(2 * self.cost)) if self.wnorm is None else self.wnorm
 
 
 @dataclass
@@ -209,7 +214,9 @@ def levenberg_marquardt(problem, x0: np.ndarray, *, xtol: float = 1e-8, ftol: fl
             jp2 = lin.model.jp2(p)
             prered = (-gp - 0.5 * jp2) / cost if cost > 0 else 0.0
             dirder = gp / cost if cost > 0 else 0.0
-            ratio = actred / prered if prered != 0 else 0.0
+            # a step clipped to the box can predict an increase (prered < 0): never accept it,
+            # even when the cost rises too (actred < 0 would make the ratio positive)
+            ratio = actred / prered if prered > 0 else 0.0
             if ratio <= 0.25:
                 temp = 0.5 if actred >= 0 else 0.5 * dirder / (dirder + 0.5 * actred)
                 if not (0.01 * new.cost < cost) or temp < 0.1 or not np.isfinite(temp):
@@ -304,6 +311,8 @@ def gauss_newton(problem, x0: np.ndarray, *, xtol: float = 1e-8, ftol: float = 1
                 break
         dx = _norm(xt - x)
         accepted = np.isfinite(new.cost) and new.cost <= lin.cost
+        if not accepted and nfev < max_nfev:  # the next iteration would repeat this one
+            return Outcome(x, lin, nfev, nit, STALLED, ~free)
         status = 0
         if accepted:
             red = lin.cost - new.cost

@@ -6,7 +6,7 @@
 * ``mode="qr"`` (method ``precise``): J rows are streamed in chunks into a P x P triangular
   factor (:func:`symgrad.lsq.qr.streamed_qr`): no squared condition number.
 
-Weights multiply the squared residuals: the solver minimises ``0.5 * sum w_i rho(r_i**2)``,
+Weights multiply the squared residuals: the solver minimises ``0.5 * sum rho(w_i r_i**2)``,
 i.e. works on ``f_i = sqrt(w_i) r_i``; robust losses rescale J and f rows per
 :mod:`symgrad.lsq.robust`.
 
@@ -73,24 +73,26 @@ class Objective:
         J = self.k.jacobian(np.asarray(x, dtype=np.float64))
         return J if self.sw is None else J * self.sw[:, None]
 
-    def _scales(self, x: np.ndarray) -> tuple[float | None, Any, Any]:
-        """(cost or None, jscale, rscale) for the rows at x, in the solver's units."""
+    def _scales(self, x: np.ndarray) -> tuple[float | None, Any, Any, float | None]:
+        """(cost or None, jscale, rscale, wnorm or None) for the rows at x, in the solver's
+        units (``wnorm``: :attr:`~.lm.Linearization.wnorm`)."""
         if self.loss == "linear":
-            return None, self._rows, self._rows
+            return None, self._rows, self._rows, None
         f = self.fun(x) / self.s
         c, a, b = robust.scales(self.loss, f, self.f_scale / self.s)
+        w = float(np.sqrt(np.sum((a * b) * f * f)))  # a b = rho'
         if self.sw is not None:
             a, b = a * self.sw, b * self.sw
         if self.s != 1.0:
             a, b = a / self.s, b / self.s
-        return c, a, b
+        return c, a, b, w
 
     def linearize(self, x: np.ndarray) -> Linearization:
         x = np.asarray(x, dtype=np.float64)
         if self.top is not None and np.any(np.abs(x) > self.top):
             return Linearization(np.inf, np.full(x.size, np.nan), None)
         with np.errstate(all="ignore"):
-            cost, a, b = self._scales(x)
+            cost, a, b, wnorm = self._scales(x)
             if cost is not None and not np.isfinite(cost):
                 return Linearization(np.inf, np.full(x.size, np.nan), None)
             if self.mode == "qr":
@@ -108,10 +110,11 @@ class Objective:
             cost = 0.5 * float(ftf)
         else:
             fnorm = float(np.sqrt(ftf))
-        if not (np.isfinite(cost) and np.all(np.isfinite(g))
-                and np.all(np.isfinite(model.colnorm))):
+        with np.errstate(over="ignore"):  # a column norm that overflows: not finite
+            finite = np.all(np.isfinite(model.colnorm))
+        if not (np.isfinite(cost) and np.all(np.isfinite(g)) and finite):
             return Linearization(np.inf, np.full(x.size, np.nan), None)
-        return Linearization(cost, np.asarray(g, dtype=np.float64), model, fnorm)
+        return Linearization(cost, np.asarray(g, dtype=np.float64), model, fnorm, wnorm)
 
     # ------------------------------------------------------------------ scale
 

@@ -69,6 +69,8 @@ class LeastSquaresResult:
     _scale: float = field(default=1.0, repr=False)
     _cost: float | None = field(default=None, repr=False)
     unidentifiable: tuple[str, ...] = ()
+    #: residuals with a non-zero weight (None: no weights, all ``n_residuals``)
+    n_weighted: int | None = None
 
     @property
     def success(self) -> bool:
@@ -76,8 +78,10 @@ class LeastSquaresResult:
 
     @property
     def dof(self) -> int:
-        """Degrees of freedom ``M - P``."""
-        return self.n_residuals - self.x.size
+        """Degrees of freedom ``M - P``, ``M`` counting only residuals with a non-zero weight
+        (a zero weight removes a residual from the fit, as in R's ``lm``/``nls``)."""
+        m = self.n_residuals if self.n_weighted is None else self.n_weighted
+        return m - self.x.size
 
     @cached_property
     def fun(self) -> np.ndarray:

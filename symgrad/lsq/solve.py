@@ -41,7 +41,11 @@ ALTERNATIVE = {"lm": "precise", "precise": "lm", "gn": "precise"}
 
 
 def _doubtful(out: Outcome, obj: Objective, lin0: Linearization, tol: float) -> bool:
-    if out.status not in (1, 2, 3, 4) or out.lin.model is None:
+    if out.lin.model is None:
+        return False
+    if out.status == STALLED:  # Gauss–Newton's line search found no lower cost
+        return True
+    if out.status not in (1, 2, 3, 4):
         return False
     if obj.mode == "normal" and out.lin.model.rank_cut() < out.x.size:
         return True
