@@ -185,6 +185,26 @@ def test_random_boxes_reach_scipys_cost(decay, decay_data, loss, method):
         assert fit.cost <= ref.cost * (1 + 1e-9), (seed, fit.cost, ref.cost)
 
 
+def test_an_ill_conditioned_linear_fit_reaches_lstsq(make):
+    """cond(J) = 1e8: lm stopped on gtol (the gradient at rounding noise) with the cost 1.7e-5
+    above the minimum and x off by four orders of magnitude; refine rejected the Gauss–Newton
+    step that fixes it because the noise-level gradient did not shrink."""
+    p0, p1 = sg.params("p0 p1")
+    u, v, yv = sg.data("u v y")
+    rng = np.random.default_rng(19)
+    uu, nn = rng.standard_normal(100), rng.standard_normal(100)
+    for _ in range(27):  # the draws of the scan that found it (its 28th case)
+        rng.standard_normal(100)
+    A = np.column_stack([uu, uu + 10**-7.7 * nn])
+    yy = A @ [1.0, 2.0] + 0.1 * rng.standard_normal(100)
+    fit = sg.least_squares(make(p0 * u + p1 * v - yv, [p0, p1]), [0.0, 0.0],
+                           data={"u": A[:, 0], "v": A[:, 1], "y": yy})
+    ref = np.linalg.lstsq(A, yy, rcond=None)[0]
+    assert fit.success
+    assert fit.cost <= 0.5 * np.sum((A @ ref - yy) ** 2) * (1 + 1e-11)
+    np.testing.assert_allclose(fit.x, ref, rtol=1e-6)
+
+
 def test_weights_are_scaled_residuals(decay, decay_data):
     w = np.linspace(1.0, 4.0, decay_data["t"].size)
     fit = sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data, weights=w)
@@ -265,6 +285,14 @@ def test_max_nfev_status_and_jacobian_is_lazy(decay, decay_data):
     assert "maximum number of function evaluations" in fit.message
     assert calls == []  # the solver never materialised J
     assert fit.jac.shape == (200, 3) and calls == ["jacobian"]
+
+
+def test_refine_stays_within_max_nfev(decay, decay_data):
+    """The Gauss–Newton refinement after convergence ran past max_nfev (6 gave 9)."""
+    full = sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data)
+    for m in range(2, full.nfev + 1):
+        fit = sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data, max_nfev=m)
+        assert fit.nfev <= m, (m, fit.nfev, fit.status)
 
 
 # --------------------------------------------------------------------------- bad input

@@ -243,19 +243,22 @@ def levenberg_marquardt(problem, x0: np.ndarray, *, xtol: float = 1e-8, ftol: fl
                 break
 
 
-def polish(problem, out: Outcome, bounds: tuple | None = None, max_steps: int = 8) -> Outcome:
+def polish(problem, out: Outcome, bounds: tuple | None = None, max_steps: int = 8,
+           max_nfev: int | None = None) -> Outcome:
     """Gauss–Newton refinement after convergence, judged by the gradient, not the cost.
 
     Near the minimum the cost changes by less than its rounding error, so the ftol/xtol tests
     stop a few digits short of what the data determine. Full Gauss–Newton steps are taken while
-    they shrink the scaled gradient (and do not raise the cost beyond rounding); the last
-    improving point is kept.
+    they shrink the scaled gradient (and do not raise the cost beyond rounding) or lower the
+    cost beyond rounding; the last improving point is kept.
     """
     if out.status <= 0 or out.active.any():
         return out
     x, lin, nfev = out.x, out.lin, out.nfev
     lo, hi = bounds if bounds is not None else (None, None)
     for _ in range(max_steps):
+        if max_nfev is not None and nfev >= max_nfev:
+            break
         p, full = lin.model.gn_step()
         if not full or not np.all(np.isfinite(p)):
             break
@@ -265,7 +268,10 @@ def polish(problem, out: Outcome, bounds: tuple | None = None, max_steps: int = 
         new = problem.linearize(xt)
         nfev += 1
         ok = np.isfinite(new.cost) and new.cost <= lin.cost * (1 + 1e-10) + DWARF
-        if not ok or _gradient(new) >= _gradient(lin):
+        # an ill-conditioned fit can stop (gtol) where its gradient is rounding noise but
+        # the cost is not minimal: a step that lowers the cost beyond rounding improves too
+        lower = ok and new.cost < lin.cost * (1 - 1e-10)
+        if not ok or (_gradient(new) >= _gradient(lin) and not lower):
             break
         x, lin = xt, new
     return Outcome(x, lin, nfev, out.nit, out.status, out.active)

@@ -79,7 +79,7 @@ def solve(obj: Objective, method: str, x0: np.ndarray, lin0: Linearization, *,
                 out, obj = second, other
             out.nfev = nfev
     if refine:
-        out = polish(obj, out, bounds)
+        out = polish(obj, out, bounds, max_nfev=budget)
     if out.status in (2, 3, 4) and stalled(out.lin, lin0, out.active, out.x, tol):
         out.status = STALLED
     return out, obj
