@@ -288,6 +288,45 @@ def test_no_kink_far_from_it_and_real_bug_still_caught() -> None:
     assert not chk.ok and chk.kinks == (0,) and chk.worst == 1
 
 
+@pytest.mark.parametrize("method", ["central", "richardson", "complex"])
+def test_a_non_finite_gradient_or_hessian_fails(method: str) -> None:
+    """|a - n| = inf against a limit rtol * max(|a|, |n|) = inf passed: inf <= inf."""
+    def fun(x):
+        return np.sum(x**2)
+
+    chk = check_grad((fun, lambda x: np.array([np.inf, 2 * x[1]])), [1.0, 1.0], method=method)
+    assert not chk.ok and chk.worst == 0, chk.table()
+    if method != "complex":
+        chk = check_hessian((lambda x: 2 * x, lambda x: np.array([[np.inf, 0.0], [0.0, 2.0]])),
+                            [1.0, 1.0], method=method)
+        assert not chk.ok, chk.table()
+
+
+@pytest.mark.parametrize(("method", "rel"), [("central", 1e-2), ("auto", 1e-4)])
+def test_a_wrong_smooth_component_fails_beside_data_kinks(method: str, rel: float) -> None:
+    """A loss with kinks that depend on data retries failing components with smaller steps;
+    the retry took the growing rounding noise as slack and passed a 1% error in ``c``, a
+    component with no kink at all (the table said "verified at the kink")."""
+    a, c = sg.params("a c")
+    t, y = sg.data("t y")
+    f = sg.compile(sg.mean(sg.abs(a * t - y)) + c**2, [a, c])
+    rng = np.random.default_rng(0)
+    data = {"t": rng.uniform(1, 2, 20), "y": rng.uniform(-1, 0, 20)}  # no sample near its kink
+    x = np.array([0.6, 0.7])
+    g = f.grad(x, **data)
+
+    class Wrong:  # the kernel (its expression shows the data kinks) with a wrong grad
+        def __getattr__(self, name):
+            return getattr(f, name)
+
+        def grad(self, z, **d):
+            return np.array([g[0], g[1] * (1 + rel)])
+
+    chk = check_grad(Wrong(), x, data=data, method=method)
+    assert not chk.ok and chk.worst == 1 and not chk.kinks, chk.table()
+    assert check_grad(f, x, data=data, method=method).ok
+
+
 def test_smooth_minimum_is_not_a_kink() -> None:
     # one-sided differences at a smooth minimum disagree (+h f'', -h f''), but g = 0 is between
     fun = lambda x: float(1e4 * x[0] ** 2 + x[1] ** 2)  # noqa: E731

@@ -140,7 +140,7 @@ def check_grad(
     if np.any(retry) and fwd is not None:
         for k in np.flatnonzero(retry):
             dd, at_kink = _smaller_step(scheme, _line(t.fun, x, U, k), f0, steps[k], extra, a[k],
-                                        tol, probe, x, rows[k], m)
+                                        tol, probe, x, rows[k], m, near_kink=bool(kink[k]))
             if dd is not None:
                 num[k], est[k], steps[k] = dd.d, dd.err, dd.step
                 kink[k] = verified[k] = True  # near a kink, verified with a smaller step

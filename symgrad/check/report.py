@@ -238,13 +238,15 @@ def _row_order(abs_err: np.ndarray, tol: np.ndarray, max_rows: int | None) -> li
 
 def _errors(a: np.ndarray, b: np.ndarray, est: np.ndarray, tol: Tolerance
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    abs_err = np.abs(a - b)
-    mag = np.maximum(np.abs(a), np.abs(b))
-    rel_err = abs_err / np.maximum(mag, TINY)
-    limit = tol.atol + tol.rtol * mag + est
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite entries: set below
+        abs_err = np.abs(a - b)
+        mag = np.maximum(np.abs(a), np.abs(b))
+        rel_err = abs_err / np.maximum(mag, TINY)
+        limit = tol.atol + tol.rtol * mag + est
     bad = ~np.isfinite(a) | ~np.isfinite(b)
     abs_err = np.where(bad, np.inf, abs_err)
     rel_err = np.where(bad, np.inf, rel_err)
+    limit = np.where(bad | ~np.isfinite(limit), 0.0, limit)  # inf <= inf passed an inf gradient
     return abs_err, rel_err, limit
 
 
