@@ -19,6 +19,7 @@ check exits with 1. ``SYMGRAD_DEBUG=1`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import runpy
 import shlex
@@ -56,11 +57,20 @@ def parse_schedule(spec: str | None, lr: float):
     except ValueError:
         raise CLIError(f"--schedule {spec!r}: the values after the name must be numbers "
                        f"({SCHEDULE_HELP})") from None
+
+    def steps(v: float, what: str) -> int:  # 2.5 was truncated to 2
+        if not (math.isfinite(v) and v == int(v)):
+            raise CLIError(f"--schedule {spec!r}: {what} must be a whole number of steps, "
+                           f"got {v:g}")
+        return int(v)
+
     table = {
         "time_decay": (lambda d: schedules.time_decay(lr, decay=d), 1, 1),
-        "step": (lambda s, g=0.1: schedules.step(lr, step_size=int(s), gamma=g), 1, 2),
+        "step": (lambda s, g=0.1: schedules.step(lr, step_size=steps(s, "the step size"),
+                                                 gamma=g), 1, 2),
         "exponential": (lambda g, s=1.0: schedules.exponential(lr, gamma=g, step_size=s), 1, 2),
-        "cosine": (lambda t, a=0.0: schedules.cosine(lr, decay_steps=int(t), alpha=a), 1, 2),
+        "cosine": (lambda t, a=0.0: schedules.cosine(lr, decay_steps=steps(t, "decay_steps"),
+                                                     alpha=a), 1, 2),
     }
     if name not in table:
         raise CLIError(f"unknown schedule {name!r}: use {SCHEDULE_HELP}")

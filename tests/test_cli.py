@@ -151,6 +151,10 @@ def test_parse_schedule():
     assert cli.parse_schedule("step:10:0.5", 1.0)(25) == 0.25
     with pytest.raises(cli.CLIError):
         cli.parse_schedule("nope:1", 0.1)
+    assert cli.parse_schedule("cosine:10", 1.0).decay_steps == 10
+    for spec in ("step:2.5", "cosine:10.9", "step:inf"):  # were truncated to 2 and 10
+        with pytest.raises(cli.CLIError, match="must be a whole number of steps"):
+            cli.parse_schedule(spec, 0.1)
 
 
 @pytest.mark.parametrize("argv, fragment", [

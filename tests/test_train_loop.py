@@ -121,6 +121,18 @@ def test_a_custom_rule_runs_in_both_loops(quad, make):
         assert c.fun < p.history.loss[0]
 
 
+def test_a_rules_hyperparameters_bind_by_name():
+    """``clip=..., beta=...`` for ``rule(..., beta, clip)`` was passed positionally: swapped."""
+    a = optim.from_rule("c", clipped_momentum_rule, lr=0.01, state=1, clip=1.0, beta=0.9)
+    b = optim.from_rule("c", clipped_momentum_rule, lr=0.01, state=1, beta=0.9, clip=1.0)
+    assert list(a.hyper.items()) == list(b.hyper.items()) == [("beta", 0.9), ("clip", 1.0)]
+    x, g = np.array([1.0, -2.0]), np.array([3.0, 0.5])
+    np.testing.assert_array_equal(a.update(g, a.init(x), x, 0)[0], [0.99, -2.005])
+    # names that are not the rule's parameters: the order given (as documented)
+    c = optim.from_rule("c", clipped_momentum_rule, lr=0.01, state=1, m=0.9, c=1.0)
+    np.testing.assert_array_equal(c.update(g, c.init(x), x, 0)[0], [0.99, -2.005])
+
+
 def test_a_hand_written_pair_runs_in_python_and_compiled_true_says_why(quad):
     f, data = quad
     opt = optim.Optimizer("mine", lambda x: (), lambda g, s, x, k: (x - 0.05 * g, s),

@@ -61,6 +61,7 @@ hence the decaying schedule.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -187,7 +188,8 @@ def from_rule(name: str, rule: Rule, *, lr: float | Schedule, state: int = 0,
 
     ``rule(x, g, *state, lr, k, *hyper) -> (new_x, *new_state)`` is called with NumPy arrays by
     the Python loop and, jitted, with floats by the compiled loop; ``state`` is the number of
-    state arrays (each starts at zero), ``hyper`` the hyperparameters, passed in this order.
+    state arrays (each starts at zero), ``hyper`` the hyperparameters: by name when they are the
+    rule's own parameter names (in any keyword order), else positionally in the order given.
 
     >>> import numpy as np
     >>> def sign_rule(x, g, lr, k):
@@ -202,7 +204,7 @@ def from_rule(name: str, rule: Rule, *, lr: float | Schedule, state: int = 0,
         raise ValueError(f"state (the number of state arrays) must be an integer >= 0, "
                          f"got {state!r}")
     lr_ = _lr(lr)
-    hyper = {k: float(v) for k, v in hyper.items()}
+    hyper = _by_signature(rule, state, {k: float(v) for k, v in hyper.items()})
     h = tuple(hyper.values())
     n_state = state
 
@@ -214,6 +216,19 @@ def from_rule(name: str, rule: Rule, *, lr: float | Schedule, state: int = 0,
         return out[0], tuple(out[1:])
 
     return Optimizer(name, init, update, lr_, MappingProxyType(hyper), rule, n_state)
+
+
+def _by_signature(rule: Rule, n_state: int, hyper: dict[str, float]) -> dict[str, float]:
+    """``hyper`` in the order of the rule's parameters after ``(x, g, *state, lr, k)`` when
+    those are its names (``beta=..., damp=...`` for ``rule(..., damp, beta)`` swapped them)."""
+    try:
+        params = list(inspect.signature(rule).parameters)
+    except (TypeError, ValueError):  # no signature to read: the given order
+        return hyper
+    names = params[4 + n_state:]
+    if sorted(names) != sorted(hyper):
+        return hyper
+    return {k: hyper[k] for k in names}
 
 
 def _check_unit(name: str, value: Any, *, closed: bool = True) -> float:
@@ -358,7 +373,10 @@ def newton(*, radius: float = 1.0, max_radius: float = 1e10, eta: float = 0.15,
 
     For :func:`symgrad.minimize` (full batch) with a Kernel, or a callable plus ``hvp=``.
     Each iteration costs one value-and-gradient evaluation and up to ``max_cg`` HVPs
-    (default ``2 n``). See :mod:`symgrad.train.newton`.
+    (default ``2 n``). A residual kernel's HVP is the Gauss–Newton product ``JᵀJ v``, so there
+    this is a trust-region Gauss–Newton method (linear convergence on a nonzero-residual fit);
+    :func:`symgrad.least_squares` is the method for residuals, and ``sg.compile`` of the loss
+    ``0.5 * sum(r**2)`` gives exact Newton. See :mod:`symgrad.train.newton`.
 
     >>> newton(radius=0.5)
     newton(radius=0.5, max_radius=10000000000.0, eta=0.15, max_cg=None)
