@@ -14,7 +14,7 @@ closure), the same text is compiled for this process only, without Numba's cache
 
 >>> from symgrad.train.compiled import loop_text
 >>> print(loop_text("from m import vg as _vg", "from r import rule as _rule_py", n_state=1,
-...                 n_hyper=1, n_args=2, batch=False, cache=True).splitlines()[12])
+...                 n_hyper=1, n_args=2, batch=False, cache=True).splitlines()[13])
 @numba.njit(cache=True, nogil=True, error_model="numpy", no_cfunc_wrapper=True)
 """
 
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..build.cache import GENERATED_MARK, cached_module
+from . import norm
 from .evaluate import direct_batches, gathered
 from .plan import Plan
 
@@ -80,6 +81,7 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         "",
         "import numba",
         "",
+        "from symgrad.train.norm import sq_norm as _sq_norm",
         vg_import,
         rule_import,
         "",
@@ -119,10 +121,7 @@ def loop_text(vg_import: str, rule_import: str, *, n_state: int, n_hyper: int, n
         f"    for k in range(ip[{IP_K0}], k1):",
         *(["        lo = (k - kb) * bs", "        hi = min(lo + bs, ns)"] if batch else []),
         f"        fk = _vg({'xk, gk' if cast else 'x, g'}{''.join(', ' + a for a in call)})",
-        "        gn2 = 0.0",
-        "        for i in range(n):",
-        *([f"            gi = {gi}", "            gn2 += gi * gi"]
-          if cast else ["            gn2 += g[i] * g[i]"]),
+        f"        gn2 = _sq_norm({'gk' if cast else 'g'})",
         "        if k == 0:",
         "            bound = bound * max(1.0, abs(fk)) if math.isfinite(fk) else math.inf",
         "        if not math.isfinite(fk):",
@@ -251,7 +250,7 @@ def loop_function(p: Plan) -> tuple[Any, bool]:
                  batch=batch, cache=cache, gather=gather, cast=cast, narrow=narrow)
     if cache:
         (km, kn), (rm, rn) = refs
-        deps = _digest([sys.modules[km].__file__, sys.modules[rm].__file__])
+        deps = _digest([sys.modules[km].__file__, sys.modules[rm].__file__, norm.__file__])
         body = (f"# depends on {km} and {rm}, digest {deps}\n"
                 + loop_text(f"from {km} import {kn} as _vg", f"from {rm} import {rn} as _rule_py",
                             **shape))

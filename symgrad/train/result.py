@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..runtime.blas import dot
+from . import norm
 
 __all__ = ["FAILED", "History", "OptimizeResult"]
 
@@ -166,7 +167,13 @@ def sq_norm(v: np.ndarray) -> float:
 
 
 def grad_norm(g: np.ndarray) -> float:
-    return math.sqrt(sq_norm(g))
+    """``|g|``, as the compiled loop computes it (:func:`symgrad.train.norm.sq_norm`)."""
+    if not (isinstance(g, np.ndarray) and g.ndim == 1 and g.dtype in _NORM_TYPES):
+        g = np.ascontiguousarray(g, dtype=np.float64).reshape(-1)
+    return math.sqrt(norm.sq_norm(g))
+
+
+_NORM_TYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 def final_grad_norm(g: np.ndarray) -> float:
