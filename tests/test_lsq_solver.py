@@ -82,6 +82,7 @@ def test_methods_agree_with_scipy_lm(decay, decay_data, method):
     np.testing.assert_allclose(fit.fun, ref.fun, rtol=1e-7, atol=1e-12)
     np.testing.assert_allclose(fit.jac, ref.jac, rtol=1e-8)
     np.testing.assert_allclose(fit.grad, ref.jac.T @ ref.fun, atol=1e-7)
+    assert fit.optimality == np.max(np.abs(fit.grad)) < 1e-7  # SciPy's, without bounds
     assert fit.params == ("a", "b", "c") and fit.njev == fit.nfev
     if method != "gn":
         assert fit.nfev < 30
@@ -142,6 +143,7 @@ def test_bounds_match_scipy_trf(decay, decay_data):
     np.testing.assert_allclose(fit.x, ref.x, rtol=1e-7, atol=1e-10)
     # SciPy's codes: b on its upper bound (1), c on its lower bound (-1; it read 1)
     assert fit.active_mask.tolist() == ref.active_mask.tolist() == [0, 1, -1]
+    assert fit.optimality == abs(fit.grad[0])  # the free parameter's gradient only
     with pytest.raises(ValueError, match="outside the bounds for c"):
         sg.least_squares(decay, [1.0, 0.1, 0.0], data=decay_data, bounds=(lo, hi))
 

@@ -47,8 +47,9 @@ def covariance(model, names: tuple[str, ...]) -> tuple[np.ndarray, list[int]]:
 
 @dataclass(repr=False)
 class LeastSquaresResult:
-    """A fit: ``x, cost, fun, jac, grad, nfev, njev, status, message, success`` (as SciPy's
-    ``least_squares``) and ``cov, stderr, sigma, corr, params`` (as ``curve_fit``/lmfit)."""
+    """A fit: ``x, cost, fun, jac, grad, optimality, nfev, njev, status, message, success``
+    (as SciPy's ``least_squares``) and ``cov, stderr, sigma, corr, params`` (as
+    ``curve_fit``/lmfit)."""
 
     x: np.ndarray
     cost: float
@@ -75,6 +76,14 @@ class LeastSquaresResult:
     @property
     def success(self) -> bool:
         return self.status > 0
+
+    @property
+    def optimality(self) -> float:
+        """First-order optimality: ``max |grad_j|`` over the parameters not held on a bound
+        (SciPy's value for a problem without bounds; with bounds SciPy scales the gradient by
+        the distance to them instead)."""
+        g = np.where(np.asarray(self.active_mask) == 0, np.abs(self.grad), 0.0)
+        return float(np.max(g, initial=0.0))
 
     @property
     def dof(self) -> int:
