@@ -317,8 +317,6 @@ def gauss_newton(problem, x0: np.ndarray, *, xtol: float = 1e-8, ftol: float = 1
                 break
         dx = _norm(xt - x)
         accepted = np.isfinite(new.cost) and new.cost <= lin.cost
-        if not accepted and nfev < max_nfev:  # the next iteration would repeat this one
-            return Outcome(x, lin, nfev, nit, STALLED, ~free)
         status = 0
         if accepted:
             red = lin.cost - new.cost
@@ -332,3 +330,5 @@ def gauss_newton(problem, x0: np.ndarray, *, xtol: float = 1e-8, ftol: float = 1
             return Outcome(x, lin, nfev, nit, status, ~_free(x, lin.g, lo, hi))
         if nfev >= max_nfev:
             return Outcome(x, lin, nfev, nit, 0, ~_free(x, lin.g, lo, hi))
+        if not accepted:  # rejected, not below xtol: the next iteration would repeat this one
+            return Outcome(x, lin, nfev, nit, STALLED, ~free)
