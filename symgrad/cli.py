@@ -169,9 +169,17 @@ def _point(f, text: str | None, default: np.ndarray | None, what: str, seed: int
     else:
         x = np.random.default_rng(seed).standard_normal(f.n_params)
     if f.n_params is not None and x.size != f.n_params:
+        names = f.labels if len(f.labels) <= 12 else f.params
         raise CLIError(f"{what} has {x.size} values but the loss has {f.n_params} parameters "
-                       f"({', '.join(f.params)})")
+                       f"({', '.join(names)})")
     return x
+
+
+def _entries(f, x: np.ndarray) -> list[tuple[str, float]]:
+    """``(name, value)`` per entry of ``x``: ``w[0], w[1], b`` for a vector ``w`` (zipping
+    ``f.params`` with ``x`` failed for any vector parameter)."""
+    names = f.labels if len(f.labels) == x.size else [f"x[{i}]" for i in range(x.size)]
+    return list(zip(names, x.tolist(), strict=True))
 
 
 # --------------------------------------------------------------------------- commands
@@ -205,7 +213,7 @@ def cmd_check(a: argparse.Namespace) -> int:
     x = _point(f, a.at, src.x0, "--at", a.seed)
     chk = sg.check_grad(f, x, data=_data_for(f, src), method=a.method)
     print(f"loss: {f.expr}")
-    print(f"at {dict(zip(f.params, np.round(x, 6).tolist(), strict=True))}")
+    print(f"at {dict(_entries(f, np.round(x, 6)))}")
     print(chk.table(max_rows=a.max_rows))
     if a.hessian:
         hc = sg.check_hessian(f, x, data=_data_for(f, src))
@@ -249,7 +257,7 @@ def cmd_minimize(a: argparse.Namespace) -> int:
     print(f"loss: {f.expr}")
     print(f"optimizer: {opt!r}")
     print(f"{res.status}: {res.message} ({res.nit} steps, {dt:.3g} s)")
-    shown = list(zip(f.params, res.x.tolist(), strict=True))
+    shown = _entries(f, res.x)
     for name, v in shown[:20]:
         print(f"  {name} = {v:.10g}")
     if len(shown) > 20:
@@ -272,7 +280,7 @@ def _plot_minimize(f, res, path: str) -> Path:
         lo, hi = P.min(axis=0), P.max(axis=0)
         pad = np.maximum(0.25 * (hi - lo), 0.5)
         plot.contour(f, (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1]),
-                     trajectories={"path": res}, labels=f.params, resolution=120,
+                     trajectories={"path": res}, labels=f.labels, resolution=120,
                      title=str(f.expr)[:60], ax=fig.axes[0])
     return plot.save(fig, path)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["read_data_file"]
+__all__ = ["header_names", "read_data_file"]
 
 
 def _is_number(text: str) -> bool:
@@ -26,6 +26,20 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def header_names(header: str) -> list[str]:
+    """The column names of a header row: comma separated, a leading ``#`` (NumPy's
+    ``savetxt`` writes ``# t,y``) and an inline ``# comment`` dropped, as ``loadtxt`` drops
+    them from the data rows, and the quotes of a quoted name (R's ``write.csv``) removed.
+
+    >>> header_names('# t, "y"  # y in volts')
+    ['t', 'y']
+    """
+    text = header.lstrip()
+    text = (text[1:] if text.startswith("#") else text).split("#", 1)[0]
+    names = [h.strip() for h in text.split(",")]
+    return [n[1:-1].strip() if len(n) >= 2 and n[0] == n[-1] == '"' else n for n in names]
 
 
 def read_data_file(path: str | Path) -> dict[str, np.ndarray]:
@@ -41,9 +55,13 @@ def read_data_file(path: str | Path) -> dict[str, np.ndarray]:
             return {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
     if path.suffix not in (".csv", ".txt"):
         raise ValueError(f"data file {path}: use a .csv (header row of column names) or .npz file")
-    with path.open(encoding="utf-8-sig") as fh:  # a spreadsheet's byte-order mark is not a name
-        header = fh.readline()
-    names = [h.strip() for h in header.split(",")]
+    try:
+        with path.open(encoding="utf-8-sig") as fh:  # a spreadsheet's byte-order mark: no name
+            header = fh.readline()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"data file {path} is not UTF-8 text ({exc.reason} at byte "
+                         f"{exc.start}): save it as UTF-8 CSV") from None
+    names = header_names(header)
     if not all(n and not _is_number(n) for n in names):
         raise ValueError(f"data file {path}: the first row must name the columns, got {header!r}")
     for k, n in enumerate(names):
@@ -55,7 +73,7 @@ def read_data_file(path: str | Path) -> dict[str, np.ndarray]:
             warnings.simplefilter("ignore", UserWarning)
             arr = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64,
                              encoding="utf-8-sig")
-    except ValueError as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"data file {path}: {exc}") from None
     if arr.size == 0:
         raise ValueError(f"data file {path} has a header row but no data rows")

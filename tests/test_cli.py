@@ -403,3 +403,85 @@ def test_fit_predict_writes_the_fitted_curve_from_the_model(tmp_path, capsys):
                        str(tmp_path / "r.csv"))
     assert np.genfromtxt(tmp_path / "r.csv", delimiter=",", names=True).dtype.names == (
         "t", "y", "residual")
+
+
+def test_the_response_is_data_with_a_data_option(tmp_path, capsys):
+    """``--response y --data t`` fitted y as a parameter (cost 0, every estimate 0, exit 0)."""
+    rng = np.random.default_rng(5)
+    t, y = rng.uniform(0, 3, 30), rng.standard_normal(30)
+    csv = _csv(tmp_path, "t,y", np.column_stack([t, y]))
+    code, out, _ = run(capsys, "fit", "a*t", str(csv), "--response", "y", "--data", "t")
+    assert code == 0, out
+    est = float(next(ln.split()[1] for ln in out.splitlines() if ln.strip().startswith("a ")))
+    assert est == pytest.approx(t @ y / (t @ t), rel=1e-9)
+
+
+@pytest.mark.parametrize("header", ["# t,y", "t,y  # y in volts", '"t","y"'])
+def test_a_commented_or_quoted_header_names_the_columns(tmp_path, capsys, header):
+    """np.savetxt's '# t,y' named a column '# t', and minimize fitted t as a parameter."""
+    t = np.linspace(0, 2, 20)
+    y = 2 * t + 1 + 0.01 * np.sin(7 * t)
+    csv = _csv(tmp_path, header, np.column_stack([t, y]))
+    assert list(cli.read_data_file(csv)) == ["t", "y"]
+    code, out, err = run(capsys, "minimize", "mean((a*t + b - y)**2)", "--data-file", str(csv))
+    assert code == 0 and "not used" not in err, err
+    got = {ln.split()[0]: float(ln.split()[2]) for ln in out.splitlines() if " = " in ln
+           and ln.strip()[:2] in ("a ", "b ")}
+    np.testing.assert_allclose([got["a"], got["b"]], np.polyfit(t, y, 1), rtol=1e-5)
+
+
+def test_predict_keeps_a_data_column_named_fitted(tmp_path, capsys):
+    x = np.linspace(0, 1, 6)
+    csv = _csv(tmp_path, "fitted,y", np.column_stack([x, 3 * x + 1]))
+    code, _, _ = run(capsys, "fit", "a*fitted + b", str(csv), "--response", "y",
+                     "--predict", str(tmp_path / "p.csv"))
+    got = np.genfromtxt(tmp_path / "p.csv", delimiter=",", names=True)
+    assert code == 0 and got.dtype.names == ("fitted", "fitted_", "residual")
+    np.testing.assert_array_equal(got["fitted"], x)  # the data column, not the model
+    np.testing.assert_allclose(got["fitted_"], 3 * x + 1, atol=1e-9)
+
+
+def test_predict_is_refused_before_the_fit(tmp_path, capsys, monkeypatch):
+    csv = _decay_csv(tmp_path)
+    (tmp_path / "p.csv").write_text("mine\n")
+    monkeypatch.setattr(sg, "least_squares", lambda *a, **k: pytest.fail("fitted first"))
+    code, _, err = run(capsys, "fit", "a*exp(-b*t) + c - y", str(csv), "--predict",
+                       str(tmp_path / "p.csv"))
+    assert code == 2 and "--force" in err and (tmp_path / "p.csv").read_text() == "mine\n"
+
+
+def test_p0_takes_one_value_per_name():
+    from symgrad.lsq.command import parse_p0
+
+    assert parse_p0(["a=2", "b=-1"], ["a", "b"]).tolist() == [2.0, -1.0]
+    with pytest.raises(cli.CLIError, match="one value per NAME=VALUE"):
+        parse_p0(["a=1,5"], ["a", "b"])  # the 5 was dropped
+    with pytest.raises(cli.CLIError, match="gives a twice"):
+        parse_p0(["a=1", "a=3"], ["a", "b"])
+
+
+def test_the_sample_count_is_the_fitted_columns(tmp_path, capsys):
+    npz = tmp_path / "d.npz"
+    np.savez(npz, other=np.zeros(10), t=np.arange(5.0), y=2 * np.arange(5.0) + 1)
+    code, out, _ = run(capsys, "fit", "c - y", str(npz), "--predict", str(tmp_path / "p.csv"))
+    assert code == 0 and "(5 samples)" in out
+    assert np.genfromtxt(tmp_path / "p.csv", delimiter=",", names=True).shape == (5,)
+
+
+def test_check_and_minimize_print_a_vector_parameter_by_entry(tmp_path, capsys):
+    """Zipping the parameter names (w, b) with x (3 entries) raised after the work was done."""
+    src = tmp_path / "vec.py"
+    src.write_text(
+        "import numpy as np\nimport symgrad as sg\n"
+        "w = sg.params('w', shape=(2,))\nb = sg.params('b')\n"
+        "X = sg.data('X', shape=(2,))\ny = sg.data('y')\n"
+        "loss = sg.mean((X @ w + b - y)**2)\n"
+        "rng = np.random.default_rng(0)\nXd = rng.standard_normal((40, 2))\n"
+        "data = {'X': Xd, 'y': Xd @ [1.5, -2.0] + 0.3}\n")
+    code, out, _ = run(capsys, "check", str(src), "--at", "0.1,0.2,0.3")
+    assert code == 0 and "'w[1]': 0.2" in out, out
+    code, out, _ = run(capsys, "minimize", str(src))
+    got = {ln.split()[0]: float(ln.split()[2]) for ln in out.splitlines() if " = " in ln
+           and ln.startswith("  ")}
+    assert code == 0 and list(got) == ["w[0]", "w[1]", "b"], out
+    np.testing.assert_allclose(list(got.values()), [1.5, -2.0, 0.3], rtol=1e-6)

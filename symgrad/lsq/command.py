@@ -27,7 +27,7 @@ from ..columns import check_column_names, closest
 from ..datafile import read_data_file
 from ..lang.parse import names_in, param_names, parse_loss
 from ..lang.symbols import Param
-from .predict import split_response, write_predictions
+from .predict import check_output, split_response, write_predictions
 from .result import UnidentifiableWarning
 
 __all__ = ["MAX_PARAMS", "add_parser", "parse_p0", "run"]
@@ -49,11 +49,19 @@ def parse_p0(items: list[str] | None, names: list[str]) -> np.ndarray:
             raise CLIError(f"--p0 has {v.size} values but the model has {len(names)} "
                            f"parameters ({', '.join(names)})")
         return v
+    seen: set[str] = set()
     for it in items:
         name, eq, val = it.partition("=")
-        if not eq or name.strip() not in names:
+        name = name.strip()
+        if not eq or name not in names:
             raise CLIError(f"--p0 {it!r}: write NAME=VALUE with NAME one of {', '.join(names)}")
-        x[names.index(name.strip())] = parse_vector(val, f"--p0 {name}")[0]
+        if name in seen:
+            raise CLIError(f"--p0 gives {name} twice")
+        seen.add(name)
+        v = parse_vector(val, f"--p0 {name}")
+        if v.size != 1:  # a=1,5 dropped the 5
+            raise CLIError(f"--p0 {it!r}: one value per NAME=VALUE ({name} is a scalar)")
+        x[names.index(name)] = v[0]
     return x
 
 
@@ -68,8 +76,9 @@ def _columns_of(text: str, cols: dict, a: argparse.Namespace) -> list[str]:
         raise CLIError(f"--response {a.response!r} is not a column of {source} (columns: "
                        f"{', '.join(cols)})" + (f": did you mean '{close}'?" if close else ""))
     check_column_names(text, list(cols), source, _names(a.data), a.params is not None)
-    if a.data is not None:
-        return _names(a.data)
+    if a.data is not None:  # the response is data too (it was fitted as a parameter)
+        names = _names(a.data)
+        return [*names, a.response] if a.response not in (None, *names) else names
     given = _names(a.params) or []
     used = names_in(text)
     return [c for c in cols if c in used and c not in given]
@@ -79,6 +88,11 @@ def run(a: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     """Fit and print the table; exit status 0 if the fit converged, 1 otherwise (and when the
     data cannot determine a parameter)."""
     cols = read_data_file(a.data_file)
+    if a.predict:  # before the fit, not after it
+        try:
+            check_output(a.predict, a.data_file, a.force)
+        except FileExistsError as exc:
+            raise CLIError(str(exc)) from None
     text = a.model if a.response is None else f"({a.model}) - ({a.response})"
     dnames = _columns_of(text, cols, a)
     expr = parse_loss(text, params=a.params, data=dnames)
@@ -99,7 +113,7 @@ def run(a: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     for w in caught:
         if not issubclass(w.category, UnidentifiableWarning):
             print(f"symgrad fit: warning: {w.message}", file=sys.stderr)
-    out(f"model: {text}   ({next(iter(cols.values())).size} samples)")
+    out(f"model: {text}   ({cols[used[0]].size} samples)")
     out(fit.summary())
     if a.predict:
         params = [Param(n) for n in names]
