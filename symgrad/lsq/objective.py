@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.blas import dot
 from . import robust
 from .lm import Linearization
 from .qr import NormalModel, QRModel, streamed_qr
@@ -80,7 +81,7 @@ class Objective:
             return None, self._rows, self._rows, None
         f = self.fun(x) / self.s
         c, a, b = robust.scales(self.loss, f, self.f_scale / self.s)
-        w = float(np.sqrt(np.sum((a * b) * f * f)))  # a b = rho'
+        w = float(np.sqrt(dot(a * f, b * f)))  # a b = rho'
         if self.sw is not None:
             a, b = a * self.sw, b * self.sw
         if self.s != 1.0:
