@@ -327,6 +327,45 @@ def test_a_wrong_smooth_component_fails_beside_data_kinks(method: str, rel: floa
     assert check_grad(f, x, data=data, method=method).ok
 
 
+@pytest.mark.parametrize("method", ["central", "richardson"])
+def test_a_wrong_value_beside_a_kink_fails(method: str) -> None:
+    """x 1e-5 from the kink of 3|x1 - 1|: the error estimate's wider stencil held the kink and
+    its slack passed a 5% error; the retry took ever smaller steps until their rounding noise
+    passed a 1% error ("verified at the kink"). The first step clear of the kink decides."""
+    def fun(x):
+        return 3 * abs(x[0] - 1) + x[0] ** 2 * x[1] + np.exp(x[1])
+
+    def grad(x, rel=0.0):
+        return np.array([(3 * np.sign(x[0] - 1) + 2 * x[0] * x[1]) * (1 + rel),
+                         x[0] ** 2 + np.exp(x[1])])
+
+    x = [1 + 1e-5, 0.5]
+    assert check_grad((fun, grad), x, method=method).ok
+    for rel in (1e-4, 1e-2, 5e-2):
+        chk = check_grad((fun, lambda z, rel=rel: grad(z, rel)), x, method=method)
+        assert not chk.ok and chk.worst == 0 and not chk.unverified, (rel, chk.table())
+    k = FakeKernel(3 * sympy.Abs(x1 - 1) + x1**2 * x2 + sympy.exp(x2), (x1, x2))
+    assert check_hessian(k, x, method=method).ok
+    bad = FakeKernel(k.expr, k.syms, hess_fault=lambda H: H * [[1, 1], [1, 1.01]])
+    assert not check_hessian(bad, x, method=method).ok  # H[1, 1] 1% off, a smooth row
+
+
+def test_a_difference_swamped_by_rounding_does_not_verify() -> None:
+    """One sample's residual 1e-8 from its kink: a step clear of it is so small that its
+    rounding error (2e-5) dwarfed rtol 1e-8 and verified a 1e-4 error; beyond 100 tolerances
+    of slack the component is not verified."""
+    a, b = sg.params("kk_a kk_b")
+    t, y = sg.data("t y")
+    f = sg.compile(sg.mean(sg.abs(a * t + b - y)) + a**2 * b)
+    data = {"t": np.array([1.0, 2.0, -1.0, 0.5]), "y": np.array([0.0, 1.0, 2.0, -1.0])}
+    x = np.array([0.3, -0.3 + 1e-8])
+    g = f.grad(x, **data)
+    pair = (lambda z: f.value(z, **data), lambda z: g * [1, 1 + 1e-4])
+    chk = check_grad(pair, x, method="richardson")
+    assert not chk.ok and 1 in chk.unverified and "FAIL" not in chk.table(), chk.table()
+    assert check_grad(f, x, data=data, method="richardson").ok  # the exact oracle settles it
+
+
 def test_smooth_minimum_is_not_a_kink() -> None:
     # one-sided differences at a smooth minimum disagree (+h f'', -h f''), but g = 0 is between
     fun = lambda x: float(1e4 * x[0] ** 2 + x[1] ** 2)  # noqa: E731
