@@ -120,6 +120,23 @@ def test_outputs_share_the_loss_packing_scalar_loss():
     assert sg.compile(sg.mean((DECAY - y) ** 2)).outputs == {}
 
 
+def test_outputs_of_a_small_fused_classifier():
+    """A loss small enough to fuse (kind 'scalar') refused its array outputs: "the output's
+    'W' is W[3, 4] but the loss's is W[]"."""
+    W, bb = sg.params("Wo", shape=(3, 4)), sg.params("bo", shape=(3,))
+    X, Y = sg.data("X", shape=(4,)), sg.data("Y", shape=(3,))
+    logits = W @ X + bb
+    f = sg.compile(losses.cross_entropy(logits, Y), outputs={"proba": sg.softmax(logits)})
+    assert f.kind == "scalar"  # fused
+    rng = np.random.default_rng(0)
+    x, Xd = rng.standard_normal(15), rng.standard_normal((7, 4))
+    z = Xd @ x[:12].reshape(3, 4).T + x[12:]
+    want = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(f.outputs["proba"](x, X=Xd), want / want.sum(axis=1,
+                                                                            keepdims=True),
+                               rtol=1e-14)
+
+
 def test_outputs_errors():
     w = sg.params("w", shape=(3,))
     X = sg.data("X", shape=(3,))

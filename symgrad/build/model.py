@@ -78,8 +78,10 @@ def with_outputs(kernel, outputs, *, policy: KinkPolicy | None = None, dtype: st
     if getattr(kernel, "vectors", ()):
         raise ProblemError("outputs= needs a loss without indexed vectors (x's length would "
                            "depend on the vectors' length)")
+    # a fused array loss is kind "scalar" but keeps its parameters' shapes (a shape-() leaf
+    # per name refused its outputs: "the output's 'W' is W[3, 4] but the loss's is W[]")
     params = (list(kernel.problem.params) if kernel.kind == "array" else
-              [Leaf("param", name, ()) for name in kernel.params])
+              [Leaf("param", name, tuple(kernel.shapes[name])) for name in kernel.params])
     compiled = {}
     for name, expr in outputs.items():
         if not is_model(expr):
