@@ -125,6 +125,21 @@ def test_stable_forms_of_the_symgrad_functions():
     assert p.lse_arities == {3}
 
 
+def test_sigmoid_derivative_keeps_its_relative_precision_where_it_saturates():
+    """s * (1 - s) cancelled where s rounds to 1: sigmoid'(30) 1e-3 off, sigmoid'(40) = 0."""
+    import mpmath
+
+    a = sg.params("a_sat")
+    f = sg.compile(sg.sigmoid(a))
+    for z in (10.0, 30.0, 40.0, -40.0, 700.0):
+        with mpmath.workdps(50):
+            e = mpmath.exp(-abs(mpmath.mpf(z)))
+            exact = float(e / (1 + e) ** 2)
+        assert f.grad([z])[0] == pytest.approx(exact, rel=1e-15, abs=0.0), z
+    fs = sg.compile(sg.softplus(a))  # softplus'' = sigmoid'
+    assert fs.hessian([40.0])[0, 0] == pytest.approx(4.248354255291589e-18, rel=1e-15)
+
+
 def test_binary_max_chains_print_flat_and_are_refused_in_complex():
     from symgrad.ir.functions import Max2, Min2
 
