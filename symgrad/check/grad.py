@@ -11,14 +11,7 @@ import numpy as np
 from .differences import _line, _scheme, _step_along
 from .directions import _directions, _label_for
 from .exact import _exact_grad
-from .kinks import (
-    _detectable,
-    _kink_probe,
-    _KinkProbe,
-    _numeric_kink,
-    _smaller_step,
-    _stencil_kinks,
-)
+from .kinks import _jump, _kink_probe, _KinkProbe, _numeric_kink, _smaller_step, _stencil_kinks
 from .report import GRAD_TOLERANCES, GradCheck, Method, _errors, _tolerance, _worst
 from .target import _as_point, _resolve_method, _target, float32_note
 from .unroll import FALLBACK_MAX_COST
@@ -142,8 +135,6 @@ def check_grad(
     big_est = np.zeros(m_items, dtype=bool)
     if fwd is not None:
         big_est = est > 10 * (tol.bound(a, num) + fnoise)
-        jumps = [_detectable(fwd[k], bwd[k], 10 * (tol.bound(a[k], num[k]) + fnoise[k]))
-                 for k in range(m_items)]
         retry = kink | big_est
         if probe.data_dependent:
             retry |= ~(abs_err <= limit)
@@ -155,7 +146,9 @@ def check_grad(
             near = bool(kink[k])
             dd, at_kink, agrees = _smaller_step(scheme, _line(t.fun, x, U, k), f0, steps[k],
                                                 extra, a[k], tol, probe, x, rows[k], m,
-                                                near_kink=near, jump0=jumps[k])
+                                                near_kink=near,
+                                                jump0=_jump(a[k], num[k], fwd[k], bwd[k],
+                                                            fnoise[k], tol))
             if dd is not None:  # a step clear of the kinks: its verdict stands
                 num[k], est[k], steps[k] = dd.d, dd.err if near else 0.0, dd.step
                 kink[k] = verified[k] = agrees  # verified near a kink, or a plain failure

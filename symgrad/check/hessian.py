@@ -18,7 +18,7 @@ from .differences import (
 )
 from .directions import _directions, _label_for
 from .exact import _exact_hessian
-from .kinks import _detectable, _kink_probe, _numeric_kink, _smaller_step, _stencil_kinks
+from .kinks import _jump, _kink_probe, _numeric_kink, _smaller_step, _stencil_kinks
 from .report import HESSIAN_TOLERANCES, HessianCheck, Method, _errors, _tolerance, _worst
 from .target import _as_point, _resolve_method, _target, float32_note
 
@@ -134,9 +134,8 @@ def check_hessian(
         for r in np.flatnonzero(kink.any(axis=1)):
             dd, _, agrees = _smaller_step(scheme, _line(gfun, x, U, r), g0, steps[r], extra(r),
                                           A[r], tol, probe, x, rows[r], m,
-                                          jump0=_detectable(fwd[r], bwd[r],
-                                                            10 * (tol.bound(A[r], num[r])
-                                                                  + fnoise[r])))
+                                          jump0=_jump(A[r], num[r], fwd[r], bwd[r], fnoise[r],
+                                                      tol))
             if dd is not None:  # a line clear of the kinks: its verdict stands for the row
                 num[r], est[r], steps[r], verified[r] = dd.d, dd.err, dd.step, agrees
                 if not agrees:

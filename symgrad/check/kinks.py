@@ -149,6 +149,12 @@ def _detectable(fwd: Any, bwd: Any, limit: Any) -> float:
     return float(np.max(np.where(j > limit, j, 0.0), initial=0.0))
 
 
+def _jump(a: Any, d: Any, fwd: Any, bwd: Any, noise: Any, tol: Tolerance) -> float:
+    """The detectable jump of the one-sided slopes of a difference ``d`` of ``a`` (the limit
+    :func:`_numeric_kink` uses)."""
+    return _detectable(fwd, bwd, 10 * (tol.bound(a, d) + noise))
+
+
 #: How many times check_grad shrinks the step (by 4 each) to step off a kink.
 _KINK_RETRIES = 12
 #: A step clear of a kink verifies within the tolerance plus its error estimate, up to this many
@@ -173,7 +179,7 @@ def _smaller_step(scheme: Callable[..., _Diff], line: Line, f0: Any, h: float, e
     :data:`_MAX_SLACK` tolerances; a difference within a larger estimate is not verifiable
     there: None); otherwise (a component retried only because it failed) within the
     tolerance itself. ``jump0``: the detectable jump of the one-sided slopes in the first
-    stencil (:func:`_detectable`)."""
+    stencil (:func:`_jump`)."""
     at_kink, jump = False, jump0
     for j in range(1, _KINK_RETRIES + 1):
         dd = scheme(line, f0, h / 4.0**j, extra)
@@ -182,10 +188,10 @@ def _smaller_step(scheme: Callable[..., _Diff], line: Line, f0: Any, h: float, e
             probe.fn is not None and probe.crosses(x, _stencil(x, e, dd.step, m)))
         # the largest jump of the one-sided slopes seen so far: a step is clear of it only
         # while its rounding noise could still show it (a tinier step hides it in the noise)
-        limit = float(np.max(10 * (tol0 + dd.noise)))
-        jump = max(jump, _detectable(dd.fwd, dd.bwd, 10 * (tol0 + dd.noise)))
-        visible = jump == 0.0 or limit < jump
-        if not at_kink and visible and np.all(dd.err <= 10 * (tol0 + dd.noise)):
+        lim = 10 * (tol0 + dd.noise)
+        jump = max(jump, _detectable(dd.fwd, dd.bwd, lim))
+        visible = jump == 0.0 or float(np.max(lim)) < jump
+        if not at_kink and visible and np.all(dd.err <= lim):
             diff = np.abs(a - dd.d)
             if not near_kink:
                 return dd, False, bool(np.all(diff <= tol0))
