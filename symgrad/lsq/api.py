@@ -138,8 +138,9 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
         raise ValueError(f"{M} residual(s) but {P} parameters ({', '.join(names)}): "
                          "least squares needs at least as many residuals as parameters")
     w = opt.weights(weights, M, kernel.m)
-    if w is not None and np.count_nonzero(w) < P:
-        raise ValueError(f"only {np.count_nonzero(w)} residual(s) have a non-zero weight but "
+    n_weighted = None if w is None else int(np.count_nonzero(w))
+    if n_weighted is not None and n_weighted < P:
+        raise ValueError(f"only {n_weighted} residual(s) have a non-zero weight but "
                          f"there are {P} parameters ({', '.join(names)}): least squares needs "
                          "at least as many weighted residuals as parameters")
     obj = Objective(bound, loss=loss, f_scale=f_scale, weights=w,
@@ -155,7 +156,7 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
         status=out.status, message=MESSAGES[out.status], params=names,
         n_residuals=M, active_mask=_active_mask(out.active, out.x, box), method=method, loss=loss,
         _model=out.lin.model, _objective=obj, _scale=obj.s, _cost=out.lin.cost,
-        n_weighted=None if w is None else int(np.count_nonzero(w)))
+        n_weighted=n_weighted)
     res.warn_unidentifiable()
     return res
 

@@ -118,16 +118,17 @@ def no_positional(extra: tuple, names: Iterable[str], method: str, *slots) -> No
     """Refuse data passed by position (``f.value(x, t, y)``, or a dict where ``out`` goes, as
     in ``f.grad(x, {"t": t})``): they are keyword arguments. ``slots`` are the optional
     positional arguments (``out``, the scales) that a dict of data would land in."""
+    dicts = [v for v in (*slots, *extra) if isinstance(v, Mapping)]
+    if not (extra or dicts):  # every call passes here: no message built
+        return
     names = tuple(names)
     want = ", ".join(f"{c}=..." for c in names)
     why = f"data are keyword arguments, by column name ({want})" if names else \
         "this loss takes no data"
-    for v in (*slots, *extra):
-        if isinstance(v, Mapping):
-            raise TypeError(f"{method}() got a dict by position: {why}; unpack it as "
-                            f"f.{method}(x, **data)")
-    if extra:
-        raise TypeError(f"{method}() got {len(extra)} extra positional argument(s): {why}")
+    if dicts:
+        raise TypeError(f"{method}() got a dict by position: {why}; unpack it as "
+                        f"f.{method}(x, **data)")
+    raise TypeError(f"{method}() got {len(extra)} extra positional argument(s): {why}")
 
 
 def seeded(seed) -> np.random.Generator:
