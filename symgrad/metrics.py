@@ -21,9 +21,17 @@ __all__ = ["accuracy", "confusion_matrix", "predicted_class"]
 
 def predicted_class(scores) -> np.ndarray:
     """The column of the largest score in each row (the first one on ties)."""
+    if np.ma.isMaskedArray(scores):
+        raise TypeError("scores is a masked array: argmax would read the masked entries; fill "
+                        "them (scores.filled(-np.inf)) or drop their rows")
     s = np.asarray(scores)
-    if s.ndim != 2 or s.shape[1] == 0:
-        raise ValueError(f"scores must have shape (samples, classes), got {s.shape}")
+    if s.dtype.kind not in "fciub":
+        raise TypeError(f"scores must be numbers, got an array of dtype {s.dtype}")
+    if s.ndim != 2 or s.shape[1] < 2:
+        raise ValueError(f"scores must have shape (samples, classes), one column per class, "
+                         f"got {s.shape}" + (" (a single logit z per sample: the classes are "
+                                              "z > 0, or pass np.hstack([-z, z]))"
+                                              if s.ndim == 2 and s.shape[1] == 1 else ""))
     if s.dtype.kind in "fc":  # argmax takes a NaN for the largest score (inf is ordered)
         bad = np.argwhere(np.isnan(s))
         if bad.size:

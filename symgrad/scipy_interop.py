@@ -10,7 +10,10 @@
 ``fun`` and ``jac`` share one value-and-gradient evaluation per point: SciPy calls ``fun(x)`` and
 then ``jac(x)`` at the same ``x``, and the second call is served from a one-entry cache.
 For a plain callable ``f(x, **data) -> (value, grad)`` there is no exact Hessian, so ``hess``
-and ``hessp`` are None (SciPy then falls back to quasi-Newton or finite differences).
+and ``hessp`` are None (SciPy then falls back to quasi-Newton or finite differences). For a
+residual kernel (:func:`symgrad.compile_residuals`) the objective is ``0.5 * sum(r**2)`` and
+``hess``/``hessp`` are its Gauss-Newton ``JᵀJ``, not the exact Hessian: compile the loss
+(``sg.compile(sg.sum(r**2) / 2)``) for the exact one.
 
 >>> import numpy as np
 >>> obj = scipy_objective(lambda x: (float(x @ x), 2 * x))

@@ -414,3 +414,12 @@ def test_jacobian_computes_the_forward_work_once_per_call():
     _assert_columns_are_differences(model, x, J, Xj=Xd)
     v = rng.standard_normal(model.n_params)
     np.testing.assert_allclose(model.jvp(x, v, Xj=Xd), J @ v, rtol=1e-13, atol=1e-14)
+
+
+def test_vjp_of_no_samples_is_zero():
+    # it raised NumPy's "cannot reshape array of size 0" while predict and jacobian took N = 0
+    a, b = sg.params("a b")
+    t = sg.data("t")
+    m = sg.compile(a * t + b)
+    g = m.vjp([2.0, 1.0], np.empty(0), t=np.empty(0))
+    np.testing.assert_array_equal(g, [0.0, 0.0])

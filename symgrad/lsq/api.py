@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -176,9 +177,16 @@ def _curve_symbols(model, xdata, params):
     ps, ds = resolve_symbols([expr], params)
     names = [d.name for d in ds]
     if isinstance(xdata, Mapping):
+        unused = [str(k) for k in xdata if str(k) not in names]
+        if unused:
+            raise ValueError(f"curve_fit: xdata column(s) {', '.join(map(repr, unused))} are not "
+                             f"in the model (its data: {', '.join(names) or 'none'}); drop them "
+                             "or check the names")
         cols = {k: np.asarray(v, dtype=np.float64) for k, v in xdata.items()}
     elif len(names) == 1:
         cols = {names[0]: np.asarray(xdata, dtype=np.float64)}
+    elif not names:
+        cols = {}  # a model without data (a constant): xdata is not read, as in SciPy
     else:
         arr = np.asarray(xdata, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[0] != len(names):
@@ -210,9 +218,11 @@ def curve_fit(model, xdata, ydata, p0, *, params=None, sigma=None,
     """Fit ``model`` (a SymPy expression in parameters and data symbols) to ``ydata``.
 
     Returns ``(popt, pcov)`` as ``scipy.optimize.curve_fit``: ``xdata`` is one array (one data
-    symbol), a dict by name, or a (k, N) array of the k data symbols sorted by name; ``sigma``
-    the standard deviations of ``ydata`` (weights ``1/sigma**2``); ``pcov`` is scaled by the
-    residual variance unless ``absolute_sigma``. Other keywords go to :func:`least_squares`.
+    symbol), a dict by name, or a (k, N) array of the k data symbols sorted by name, naturally
+    (``x2`` before ``x10``); ``sigma`` the standard deviations of ``ydata`` (weights
+    ``1/sigma**2``); ``pcov`` is scaled by the residual variance unless ``absolute_sigma`` (with
+    as many samples as parameters there is none: ``pcov`` is ``inf``, with a warning, as
+    SciPy's). Other keywords go to :func:`least_squares`.
 
     >>> import numpy as np, symgrad as sg
     >>> k = sg.params("k"); x = sg.data("x")
@@ -242,8 +252,15 @@ def curve_fit(model, xdata, ydata, p0, *, params=None, sigma=None,
             raise ValueError("sigma must be positive finite standard deviations (and not so "
                              "small that 1/sigma**2 overflows)")
     fit = least_squares(resid, p0, params=ps, data=cols, weights=weights, **kwargs)
-    pcov = fit.cov_unscaled if absolute_sigma else fit.cov
-    return fit.x, pcov
+    if absolute_sigma:
+        return fit.x, fit.cov_unscaled
+    if fit.dof <= 0:
+        warnings.warn(f"curve_fit: {fit.dof + len(ps)} weighted samples for {len(ps)} parameters "
+                      "leave no degrees of freedom to estimate the residual variance: pcov is "
+                      "inf (pass sigma with absolute_sigma=True to use sigma as it is)",
+                      RuntimeWarning, stacklevel=2)
+        return fit.x, np.full((len(ps), len(ps)), np.inf)
+    return fit.x, fit.cov
 
 
 def to_scipy(residual, data: Mapping | None = None, params=None

@@ -74,6 +74,9 @@ def check_curve_inputs(cols: Mapping[str, np.ndarray], ydata, p0,
     if bad.size:
         raise ValueError(f"curve_fit: ydata has a non-finite value ({y[bad[0]]}) at row "
                          f"{bad[0]} ({bad.size} in all): clean or drop it before fitting")
+    if p0 is None:
+        raise TypeError(f"curve_fit needs p0, a start for each parameter "
+                        f"({', '.join(param_names)}): a list or a dict by name")
     if not isinstance(p0, Mapping) and np.size(p0) != len(param_names):
         raise ValueError(f"curve_fit: p0 has {np.size(p0)} values but the model has "
                          f"{len(param_names)} parameters ({', '.join(param_names)})")

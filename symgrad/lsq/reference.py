@@ -25,6 +25,7 @@ import sympy as sp
 
 from ..ir.residual_problem import residual_exprs
 from ..ir.symtypes import declaration_order
+from ..lang.limits import natural_key
 from ..lang.symbols import Data, Param
 
 __all__ = ["BoundResiduals", "ReferenceResiduals", "resolve_symbols"]
@@ -47,7 +48,8 @@ def resolve_symbols(exprs: Sequence[sp.Expr], params=None, data=None
     """The parameter and data symbols of residual expressions, in packing order.
 
     Default parameters: the ``sg.params`` symbols (declaration order); default data: every other
-    symbol, sorted by name. A symbol that is neither (when ``params`` is not given) is an error.
+    symbol, sorted by name in natural order (``x2`` before ``x10``, as parameter names are). A
+    symbol that is neither (when ``params`` is not given) is an error.
     """
     free: set = set().union(*(e.free_symbols for e in exprs))
     byname = {s.name: s for s in free}
@@ -68,7 +70,7 @@ def resolve_symbols(exprs: Sequence[sp.Expr], params=None, data=None
             if stray:
                 raise ValueError(f"symbol(s) {', '.join(stray)} are neither parameters nor data:"
                                  " declare them with sg.params / sg.data, or pass params=[...]")
-        ds = sorted(rest, key=lambda s: s.name)
+        ds = sorted(rest, key=lambda s: natural_key(s.name))
     else:
         names = _names(data)
         unknown = sorted(s.name for s in rest if s.name not in names)

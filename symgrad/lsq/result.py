@@ -99,7 +99,9 @@ class LeastSquaresResult:
 
     @cached_property
     def jac(self) -> np.ndarray:
-        """The M x P Jacobian of :attr:`fun` at ``x``, materialised on first access."""
+        """The M x P Jacobian of :attr:`fun` at ``x``, materialised on first access (with a
+        robust loss, not rescaled by it as SciPy's ``jac`` is; :attr:`cov` uses the rescaled
+        rows)."""
         return self._objective.jac(self.x)
 
     @cached_property

@@ -183,7 +183,7 @@ class ModelKernel:
         if w.shape != (n, *self.shape) or w.dtype.kind not in "fiu":
             raise ValueError(f"w must be numbers of the outputs' shape {(n, *self.shape)} (one "
                              f"row per sample), got {w.dtype} of shape {w.shape}")
-        bad = np.flatnonzero(~np.isfinite(w.reshape(n, -1)).all(axis=1))
+        bad = np.flatnonzero(~np.isfinite(w.reshape(n, math.prod(self.shape))).all(axis=1))
         if bad.size:
             raise ValueError(f"w has a non-finite value in row {bad[0]}")
         if self._scan_always:

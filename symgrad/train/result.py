@@ -70,7 +70,8 @@ class OptimizeResult:
             trust region failed, and the gradient is not at the rounding floor).
         message: what happened, in words (the step number when it diverged).
         history: the recorded path, see :class:`History` (for ``optim.lbfgs()``/``newton()``
-            ``lr`` holds the line-search step length / the trust radius).
+            ``lr[i]`` is the line-search step length that reached iterate ``i`` (``lr[0]``
+            is 1.0: no step led there) / the trust radius).
         compiled: whether the compiled Numba loop ran.
     """
 
