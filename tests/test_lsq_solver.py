@@ -417,6 +417,19 @@ def test_extreme_data_scales_match_scipy(decay, decay_data, scale, method):
     assert fit.sigma / scale == pytest.approx(plain.sigma, rel=1e-8)
 
 
+def test_residuals_scaled_by_1e160_fit_as_the_unscaled_ones(decay_data):
+    # the fit succeeded, then raised OverflowError squaring the scale for the cost
+    a, b, c = sg.params("a b c")
+    t, y = sg.data("t ydata")
+    r = a * sg.exp(-b * t) + c - y
+    x0 = {"a": 1.0, "b": 0.1, "c": 0.0}
+    plain = sg.least_squares(r, x0, data=decay_data)
+    big = sg.least_squares(1e160 * r, x0, data=decay_data)
+    assert big.success and big.cost == np.inf  # 1e320 is beyond the double range
+    np.testing.assert_allclose(big.x, plain.x, rtol=1e-9)
+    np.testing.assert_allclose(big.stderr, plain.stderr, rtol=1e-6)
+
+
 def test_a_stall_is_not_reported_as_success():
     """Issue 24.11: never success when the gradient is not small. From BoxBOD's first start
     precise stops on a plateau (b2 -> inf) with |g_j|/(|J_j||f|) = 0.6; the fallback (lm from

@@ -328,3 +328,21 @@ def test_refusals_in_the_users_terms(kernels):
         sg.optim.lbfgs(m=0)
     with pytest.raises(ValueError, match="eta"):
         sg.optim.newton(eta=0.5)
+
+
+def test_a_float32_kernel_at_its_rounding_floor_converges():
+    # L-BFGS judged a float32 kernel's rounding by float64's eps: an unreachable gtol ended
+    # as "failed" (line search) at the float32 minimum
+    W, b = sg.params("W", shape=(3, 4)), sg.params("b", shape=(3,))
+    X, C = sg.data("X", shape=(4,)), sg.data("C", shape=(3,))
+    z = W @ X + b
+    loss = sg.mean(sg.logsumexp(z) - sg.sum(C * z, axis=0)) + 1e-4 * sg.sum(W**2)
+    rng = np.random.default_rng(0)
+    Xd = rng.standard_normal((5000, 4)).astype(np.float32)
+    lab = np.argmax(Xd[:, :3] + 0.5 * rng.standard_normal((5000, 3)), 1)
+    data = {"X": Xd, "C": np.eye(3, dtype=np.float32)[lab]}
+    ref = sg.minimize(sg.compile(loss), np.zeros(15), data=data, gtol=1e-9)
+    r = sg.minimize(sg.compile(loss, dtype="float32"), np.zeros(15), data=data, gtol=1e-9)
+    assert ref.status == "converged"
+    assert r.status == "converged" and "rounding floor" in r.message
+    assert r.fun == pytest.approx(ref.fun, rel=1e-6)

@@ -149,9 +149,9 @@ def least_squares(residual, x0, params=None, data: Mapping | None = None, *,
     lin0 = _check_start(obj, kernel, x, data)
     out, obj = solve(obj, method, x, lin0, xtol=xtol, ftol=ftol, gtol=gtol, max_nfev=max_nfev,
                      x_scale=x_scale, bounds=box, refine=refine, fallback=fallback)
-    s2 = obj.s**2
+    s = np.float64(obj.s)  # a power of two: s*s overflows only when the cost does (1e160)
     with np.errstate(over="ignore", under="ignore"):
-        cost, grad = out.lin.cost * s2, out.lin.g * s2
+        cost, grad = float(out.lin.cost * s * s), out.lin.g * s * s
     res = LeastSquaresResult(
         x=out.x, cost=cost, grad=grad, nfev=out.nfev, njev=out.nfev, nit=out.nit,
         status=out.status, message=MESSAGES[out.status], params=names,

@@ -32,16 +32,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MESSAGES", "STALLED", "Linearization", "Outcome", "default_max_nfev", "gauss_newton",
-           "levenberg_marquardt", "lmpar", "stalled"]
+__all__ = ["MESSAGES", "STALLED", "UNCHECKED", "Linearization", "Outcome", "default_max_nfev",
+           "gauss_newton", "levenberg_marquardt", "lmpar", "stalled"]
 
 EPS = np.finfo(float).eps
 DWARF = np.finfo(float).tiny
 #: Status of a stop on the ftol/xtol tests where the gradient is not small (see :func:`stalled`).
 STALLED = -2
+#: Status of a stop in doubt whose second opinion could not run (Dask columns: no QR model).
+UNCHECKED = -3
 MESSAGES = {
     STALLED: "Stalled: no step reduces the cost, but the gradient is not small (a plateau, or "
              "a direction the linear model cannot resolve): try another x0 or method.",
+    UNCHECKED: "Stopped in doubt (JᵀJ numerically singular, or the gradient not small), and the "
+               "second opinion of method='precise' needs J's rows in this process, which Dask "
+               "columns do not give: the point may be a false minimum. Fit a sample in memory "
+               "to compare, or start nearer.",
     -1: "Improper input parameters.",
     0: "The maximum number of function evaluations is exceeded.",
     1: "`gtol` termination condition is satisfied.",

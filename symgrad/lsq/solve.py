@@ -12,7 +12,9 @@ A method that stops on its tests may have stopped short of a minimum:
 
 Then the alternative method (``lm`` <-> ``precise``, ``gn`` -> ``precise``) runs from ``x0``
 on the rest of the evaluation budget, and the fit with the lower cost is kept. A fit that still
-stalls is reported with status :data:`~.lm.STALLED` (``success=False``), never as converged.
+stalls is reported with status :data:`~.lm.STALLED` (``success=False``), never as converged;
+one whose second opinion cannot run (Dask columns give no rows for the QR model) and is still in
+doubt, with :data:`~.lm.UNCHECKED` (``success=False``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from .lm import (
     STALLED,
+    UNCHECKED,
     Linearization,
     Outcome,
     default_max_nfev,
@@ -62,6 +65,7 @@ def solve(obj: Objective, method: str, x0: np.ndarray, lin0: Linearization, *,
     tol = max(1e-3, float(np.sqrt(max(ftol, xtol))))
     opts = dict(xtol=xtol, ftol=ftol, gtol=gtol, x_scale=x_scale, bounds=bounds)
     out = METHODS[method][1](obj, x0, max_nfev=budget, lin0=lin0, **opts)
+    unchecked = False
     if fallback and budget > out.nfev and _doubtful(out, obj, lin0, tol):
         alt = ALTERNATIVE[method]
         mode, solver = METHODS[alt]
@@ -72,7 +76,7 @@ def solve(obj: Objective, method: str, x0: np.ndarray, lin0: Linearization, *,
             second = solver(other, x0, max_nfev=budget - out.nfev + (mode == obj.mode),
                             lin0=start, **opts)
         except NotImplementedError:  # Dask columns: no streamed rows for the QR model
-            second = None
+            second, unchecked = None, True
         if second is not None:
             nfev = out.nfev + second.nfev - (mode == obj.mode)
             if second.lin.cost < out.lin.cost and second.status != 0:
@@ -82,4 +86,6 @@ def solve(obj: Objective, method: str, x0: np.ndarray, lin0: Linearization, *,
         out = polish(obj, out, bounds, max_nfev=budget)
     if out.status in (2, 3, 4) and stalled(out.lin, lin0, out.active, out.x, tol):
         out.status = STALLED
+    if unchecked and _doubtful(out, obj, lin0, tol):  # never a doubtful stop as a success
+        out.status = UNCHECKED
     return out, obj

@@ -12,7 +12,7 @@ shrinks to a quarter of the step when the model was poor (ratio < 1/4) and doubl
 good (ratio > 3/4) and the step reached the boundary. A trial point where the loss is not
 finite counts as a poor model (the radius shrinks), so the iterates stay where it is defined.
 The run ends as ``"converged"`` when the Newton step cannot move x (every component within
-``FLOOR_ULPS`` roundings of x), or when the trust region collapses and the Newton step's
+the rounding floor of x), or when the trust region collapses and the Newton step's
 predicted decrease is below rounding (the rounding floor); a collapse above it is ``"failed"``.
 
 Evaluations per iteration: one ``fun_and_grad`` and a few HVPs (at most ``max_cg``).
@@ -37,11 +37,10 @@ from typing import Any
 import numpy as np
 
 from ..runtime.blas import dot
-from .second_order import FLOOR_ULPS, FunAndGrad, Hvp, Monitor, Outcome, norm
+from .second_order import FunAndGrad, Hvp, Monitor, Outcome, norm
 
 __all__ = ["newton_minimize", "steihaug_cg"]
 
-_EPS = float(np.finfo(np.float64).eps)
 
 
 def _to_boundary(z: np.ndarray, d: np.ndarray, radius: float) -> tuple[float, float]:
@@ -152,7 +151,7 @@ def newton_minimize(fun_and_grad: FunAndGrad, hvp: Hvp, x0: Any, *, steps: int =
                 g, lambda v, xk=xk: hvp(xk, v), radius, rtol=force * min(0.5, math.sqrt(gn)),
                 max_iter=n_cg)
             mon.nhev += nh
-            if not boundary and np.all(np.abs(p) <= FLOOR_ULPS * _EPS * np.abs(x)) and _floor(
+            if not boundary and np.all(np.abs(p) <= mon.floor_rel * np.abs(x)) and _floor(
                     mon, k, x, f, g, lambda v, xk=xk: hvp(xk, v), n_cg, by_loss=False):
                 break  # the step (and the exact Newton step) cannot move x: converged
             pn = norm(p)
@@ -165,7 +164,7 @@ def newton_minimize(fun_and_grad: FunAndGrad, hvp: Hvp, x0: Any, *, steps: int =
             # near a minimizer they fall below it, and the ratio of two rounding errors would
             # reject good steps until the radius collapses
             # (relative to |f| alone: an absolute floor would swamp a loss of small scale)
-            slack = 10.0 * _EPS * abs(f)
+            slack = 10.0 * mon.eps * abs(f)
             actual = f - f_new if ok else -math.inf
             if pred + slack > 0:
                 rho = (actual + slack) / (pred + slack) if pred >= 0 else -math.inf

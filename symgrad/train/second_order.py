@@ -27,7 +27,7 @@ from .result import _DIVERGED, converged, ran_out, rel_change
 from .result import grad_norm as norm  # one norm for the loops (no NumPy BLAS)
 
 __all__ = ["DEFAULT_GTOL", "Monitor", "Outcome", "SecondOrder", "at_rounding_floor", "check_call",
-           "default_gtol", "describe_stop"]
+           "default_gtol", "describe_stop", "rounding_floor"]
 
 FunAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 Hvp = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -97,20 +97,31 @@ _EPS = float(np.finfo(np.float64).eps)
 #: How many roundings of the loss (or of x) a step below the rounding floor may reach: a loss
 #: summed over many samples is exact to about this many ulps.
 FLOOR_ULPS = 1e4
+#: The same for a float32 kernel, in float32 roundings: its terms are rounded to float32 and
+#: summed in float64, so the loss is exact to a few of them (1e4 would be 0.1% of the loss).
+FLOOR_ULPS_F32 = 16
+
+
+def rounding_floor(arith: Any = np.float64) -> float:
+    """The relative rounding floor of a kernel computing in ``arith`` (float64: 2.2e-12,
+    float32: 1.9e-6): steps and decreases below it times |x| / |f| are rounding."""
+    if np.dtype(arith) == np.float32:
+        return FLOOR_ULPS_F32 * float(np.finfo(np.float32).eps)
+    return FLOOR_ULPS * _EPS
 
 
 def at_rounding_floor(f: float, x: np.ndarray, pred: float, step: np.ndarray, *,
-                      by_loss: bool = True) -> bool:
+                      by_loss: bool = True, rel: float = FLOOR_ULPS * _EPS) -> bool:
     """Whether a model step ``step`` from ``x`` (a Newton or quasi-Newton step) is below the
-    rounding of the problem: ``|step_i| <= FLOOR_ULPS * eps * |x_i|`` for every i (x cannot
-    move by it; component-wise, so a badly scaled x is judged per coordinate) or,
-    ``by_loss``, its predicted decrease ``pred <= FLOOR_ULPS * eps * |f|`` (the loss cannot
-    tell it from rounding, so no line search can accept it). Scale-free: multiplying the loss
-    or x by a constant changes neither test."""
+    rounding of the problem: ``|step_i| <= rel * |x_i|`` for every i (x cannot move by it;
+    component-wise, so a badly scaled x is judged per coordinate) or, ``by_loss``, its
+    predicted decrease ``pred <= rel * |f|`` (the loss cannot tell it from rounding, so no
+    line search can accept it); ``rel`` is :func:`rounding_floor` of the kernel's arithmetic.
+    Scale-free: multiplying the loss or x by a constant changes neither test."""
     if not (math.isfinite(pred) and np.isfinite(step).all()):
         return False
-    return (bool(np.all(np.abs(step) <= FLOOR_ULPS * _EPS * np.abs(x)))
-            or (by_loss and pred <= FLOOR_ULPS * _EPS * abs(f)))
+    return (bool(np.all(np.abs(step) <= rel * np.abs(x)))
+            or (by_loss and pred <= rel * abs(f)))
 
 
 class Monitor:
@@ -126,13 +137,18 @@ class Monitor:
         describe: ``(k, why, f, x, g) -> message`` for a non-finite loss or gradient.
         interrupt: an :class:`symgrad.train.interrupt.Interrupt`: Ctrl-C ends the run as
             ``"interrupted"`` at the next iterate.
+        arith: the type the kernel computes in (float32: a coarser rounding floor, see
+            :func:`rounding_floor`).
     """
 
     def __init__(self, *, gtol: float | str | None = None, tol: float | None = None,
                  callback: Callable[..., Any] | None = None, record_every: int = 1,
                  record_x: bool = True, describe: Callable[..., str] | None = None,
-                 interrupt: Any = None) -> None:
+                 interrupt: Any = None, arith: Any = np.float64) -> None:
         self.by_default = gtol == "default"
+        self.floor_rel = rounding_floor(arith)
+        #: the rounding unit of the loss's value (float32 kernels: float32's)
+        self.eps = float(np.finfo(np.float32).eps) if np.dtype(arith) == np.float32 else _EPS
         self.gtol = None if self.by_default else gtol
         self.tol, self.callback, self.rec = tol, callback, record_every
         self.record_x, self.interrupt = record_x, interrupt
@@ -189,7 +205,8 @@ class Monitor:
               step: np.ndarray | None, what: str, *, by_loss: bool = True) -> bool:
         """Converged if the model's step from ``x`` is below rounding (see
         :func:`at_rounding_floor`); ``pred`` is its predicted decrease."""
-        if step is None or not at_rounding_floor(f, x, pred, step, by_loss=by_loss):
+        if step is None or not at_rounding_floor(f, x, pred, step, by_loss=by_loss,
+                                                 rel=self.floor_rel):
             return False
         return self.end("converged", f"converged at step {k}: at the rounding floor, no step "
                         f"decreases the loss and {what} is below rounding (predicted decrease "

@@ -45,7 +45,7 @@ def run(p: Plan, hvp: Any) -> OptimizeResult:
     intr = Interrupt().__enter__()
     gtol = "default" if p.gtol is None else p.gtol
     mon = Monitor(gtol=gtol, tol=p.tol, callback=callback, record_every=p.record_every,
-                  record_x=p.record_x, describe=describe, interrupt=intr)
+                  record_x=p.record_x, describe=describe, interrupt=intr, arith=p.arith)
     try:
         if method.needs_hvp:
             out = newton_minimize(fun_and_grad, hvp_evaluator(p, hvp), p.x0, steps=p.steps,

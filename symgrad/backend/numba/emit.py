@@ -255,12 +255,28 @@ class Emitter(Contractions, Nests):
         self.name[id(n)] = name
 
     def scatter_loop(self, group: list[tuple[str, Scatter]]) -> None:
-        """One loop over the samples (and the row axes) adding every scatter of ``group``."""
+        """One loop over the samples (and the row axes) adding every scatter of ``group``
+        (float32 kernels: into float64 buffers, each target rounded once at the end)."""
         arg = group[0][1].args[0]
         idx = self.idx(range(arg.ndim))
+        accs = [self.wide_buffer(sc.shape) if self.wide else name for name, sc in group]
         loops, d = self.loops(arg.shape)
-        self.nest(loops, [f"{name}[{', '.join((self.expr(sc.args[1], idx[:1]), *idx[1:]))}] "
-                          f"+= {self.expr(sc.args[0], idx)}" for name, sc in group], d)
+        self.nest(loops, [f"{acc}[{', '.join((self.expr(sc.args[1], idx[:1]), *idx[1:]))}] "
+                          f"+= {self.expr(sc.args[0], idx)}"
+                          for acc, (_, sc) in zip(accs, group, strict=True)], d)
+        if self.wide:
+            for acc, (name, sc) in zip(accs, group, strict=True):
+                at = ", ".join(self.idx(range(sc.ndim)))
+                loops, d = self.loops(sc.shape)
+                self.lines.extend(loops)
+                self.emit(f"{name}[{at}] = np.float32({name}[{at}] + {acc}[{at}])", d)
+
+    def wide_buffer(self, shape: tuple) -> str:
+        """A zeroed float64 buffer of ``shape`` (a float32 kernel's sums)."""
+        acc = self.new()
+        self.emit(f"{acc} = np.empty({self.shape(shape)})")
+        self.set_all(acc, shape, "0.0")
+        return acc
 
     def node_reduce(self, n: Reduce, target) -> None:
         if n.op == "sum":
@@ -329,9 +345,7 @@ class Emitter(Contractions, Nests):
             return
         acc = name
         if self.wide:  # a float64 buffer of the kept shape, rounded into name at the end
-            acc = self.new()
-            self.emit(f"{acc} = np.empty({self.shape(n.shape)})")
-            self.set_all(acc, n.shape, "0.0")
+            acc = self.wide_buffer(n.shape)
         self.add(Nest(z.shape, [f"{acc}{at} += {value}"]))
         if self.wide:
             idx = self.idx(range(n.ndim))

@@ -148,9 +148,10 @@ class ParEmitter(Emitter):
         total = " + ".join(self.prod(sc.shape) for _, sc in group)
         self.emit(f"{nc} = max(1, min({SCATTER_CHUNKS}, {work} // (4 * ({total}))))")
         bufs = [self.new() for _ in group]
+        dtype = "" if self.wide else self.dtype  # float32 kernels sum in float64
         for buf, (_, sc) in zip(bufs, group, strict=True):
             self.emit(f"{buf} = np.empty(({nc}, "
-                      f"{''.join(f'{self.size(s)}, ' for s in sc.shape)}){self.dtype})")
+                      f"{''.join(f'{self.size(s)}, ' for s in sc.shape)}){dtype})")
         self.emit(f"for c in numba.prange({nc}):")
         for buf, (_, sc) in zip(bufs, group, strict=True):
             self.zero_buf(buf, sc.shape, 1)
@@ -160,9 +161,18 @@ class ParEmitter(Emitter):
                           for buf, (_, sc) in zip(bufs, group, strict=True)], d)
         for buf, (name, sc) in zip(bufs, group, strict=True):
             self.work.append(self.prod(sc.shape))
+            at = ", ".join(self.idx(range(sc.ndim)))
             self.emit(f"for i0 in numba.prange({self.size(sc.shape[0])}):")
+            if self.wide:  # the target and every chunk's buffer summed in float64, rounded once
+                inner, d = self.loops(sc.shape[1:], 1, tuple(range(1, sc.ndim)))
+                self.lines.extend(inner)
+                s = self.acc()
+                self.emit(f"{s} = np.float64({name}[{at}])", d)
+                self.emit(f"for c in range({nc}):", d)
+                self.emit(f"{s} += {buf}[c, {at}]", d + 1)
+                self.emit(f"{name}[{at}] = np.float32({s})", d)
+                continue
             self.emit(f"for c in range({nc}):", 1)
             inner, d = self.loops(sc.shape[1:], 2, tuple(range(1, sc.ndim)))
             self.lines.extend(inner)
-            at = ", ".join(self.idx(range(sc.ndim)))
             self.emit(f"{name}[{at}] += {buf}[c, {at}]", d)
