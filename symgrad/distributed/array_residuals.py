@@ -26,6 +26,8 @@ import numpy as np
 
 from ..runtime.blocksums import neumaier, normal_sums, split
 from ..runtime.datacheck import check_names, non_finite_error, overflow_error
+from .arrays import check_index, check_index_rows
+from .columns import _client
 from .worker import ModuleSpec, load
 
 __all__ = ["DaskArrayResiduals", "bind_dask"]
@@ -37,10 +39,11 @@ def _chunk(spec: ModuleSpec, layout: tuple, what: str, x: np.ndarray, first: int
     ``layout``: (dims, per-sample shape, which columns are per sample, block, names). A
     float32 model (its ``DTYPE``) reads x and the float columns as float32; its rows are
     widened to float64 before the sums."""
-    dims, shape, sampled, block, names = layout
+    dims, shape, sampled, block, names, gathers = layout
     mod = load(spec)
     dt = np.dtype(getattr(mod, "DTYPE", "float64"))
     given = [np.ascontiguousarray(c) for c in cols]
+    check_index_rows(gathers, names, given, first)  # a bad row number named with its row
     with np.errstate(over="ignore"):  # beyond float32: named below if a result needs it
         cols = [c.astype(dt) if c.dtype.kind == "f" and c.dtype != dt else c for c in given]
     n, m, P = cols[sampled.index(True)].shape[0], int(np.prod(shape, dtype=int)), x.shape[0]
@@ -86,7 +89,7 @@ class DaskArrayResiduals:
         self._spec = ModuleSpec.of(model)
         self._sampled = tuple(name in model._sampled for name in kernel.data_names)
         self._layout = (model.dims, kernel.shape, self._sampled, kernel.block,
-                        kernel.data_names)
+                        kernel.data_names, {nm: tuple(g) for nm, g in model._rows.items()})
 
     def __repr__(self) -> str:
         return (f"<symgrad.DaskArrayResiduals M={self.n_residuals()} in {len(self.bounds) - 1} "
@@ -96,9 +99,13 @@ class DaskArrayResiduals:
         return self.n_samples * self.m
 
     def persist(self) -> DaskArrayResiduals:
-        """Keep the arrays in the cluster's memory (computed once); returns self."""
+        """Keep the arrays in the cluster's memory (computed once); returns self. Needs a
+        distributed client (without one it does nothing: Dask's local scheduler would load
+        every chunk into this process), as for scalar residuals."""
         import dask
 
+        if _client() is None:
+            return self
         keys = list(self.data)
         self.data = dict(zip(keys, dask.persist(*self.data.values()), strict=True))
         return self
@@ -173,6 +180,8 @@ def bind_dask(kernel, data: Mapping) -> DaskArrayResiduals:
         a = da.asarray(a)
         if a.dtype.kind not in "biuf":
             raise TypeError(f"data array '{name}' must be numeric, got dtype {a.dtype}")
+        if name in model._rows:  # as in memory: no float or bool truncated into row numbers
+            check_index(name, a.dtype)
         a = a.astype(np.int64 if name in model._rows else np.float64)
         if np.isnan(a.shape[0]):
             a.compute_chunk_sizes()

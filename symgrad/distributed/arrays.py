@@ -34,7 +34,7 @@ from .bound import DaskBound
 from .columns import Chunks, aligned
 from .worker import ModuleSpec, check_finite, check_lengths, load
 
-__all__ = ["DaskArrayKernel", "bind_array", "chunk_array"]
+__all__ = ["DaskArrayKernel", "bind_array", "check_index", "check_index_rows", "chunk_array"]
 
 #: the split kernels of an array kernel: (chunk kernel, rest kernel or float, index maps)
 _SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -50,9 +50,32 @@ def bind_array(kernel, data: Mapping, batch=None, *,
                         "(X[idx]) or use DaskKernel.on_chunks / symgrad.distributed.sgd")
     parts = _split(kernel)
     check_names(data, kernel.data_names, "data array")
-    chunks = aligned(data, kernel.data_names, kernel.data_shapes).sized()
+    chunks = aligned(data, kernel.data_names, kernel.data_shapes)
+    for nm, a in zip(chunks.names, chunks.arrays, strict=True):
+        if nm in kernel._rows:
+            check_index(nm, a.dtype)
+    chunks = chunks.sized()
     fb = DaskBound(kernel, chunks, ArrayPart(parts, chunks))
     return fb.persist() if persist else fb
+
+
+def check_index(name: str, dtype) -> None:
+    """An index column holds integers (the in-memory kernel's rule: no float or bool column is
+    truncated into row numbers)."""
+    if np.dtype(dtype).kind not in "iu":
+        raise TypeError(f"index column '{name}' must hold integers, got dtype {dtype}")
+
+
+def check_index_rows(gathers, names, blocks, first: int | None) -> None:
+    """Every index column of a chunk (as given) names a row of the array it picks from; else
+    the in-memory error, naming the value and its global row (``first``: the chunk's first)."""
+    from ..runtime.array import _check_rows  # runtime.array imports this package
+
+    for nm, b in zip(names, blocks, strict=True):
+        if nm in gathers:
+            a = np.asarray(b)
+            _check_rows(gathers, nm, a, None if first is None else
+                        range(first, first + a.shape[0]))
 
 
 def _split(kernel):
@@ -106,6 +129,8 @@ class ArrayPart:
         self.spec = ModuleSpec.of(self.ck)
         self.scan = bool(self.ck._scan_always)
         self._index = tuple(nm in self.ck._rows for nm in chunks.names)
+        #: index columns -> (rows they may name, the array they pick from)
+        self._gathers = {nm: tuple(g) for nm, g in self.ck._rows.items()}
         #: samples per chunk (known: the columns are sized when bound)
         self._sizes = tuple(np.diff([*chunks.offsets, chunks.n_samples]).astype(int).tolist())
 
@@ -123,9 +148,12 @@ class ArrayPart:
         return np.concatenate([x[self._cidx], [fill]]).astype(self.ck.dtype)
 
     def _rows(self, b: DaskBound, mode: str, x: np.ndarray, v=None) -> np.ndarray:
+        if self.n_samples == 0:  # only empty chunks chosen (on_chunks): not a NaN mean
+            raise b.no_samples()
         return b.reduce(chunk_array, mode, self._xc(x, self.n_samples),
                         None if v is None else self._xc(v, 0.0), self.ck.dims,
-                        names=tuple(b.chunks.names), index=self._index, scan=self.scan)
+                        names=tuple(b.chunks.names), index=self._index, scan=self.scan,
+                        gathers=self._gathers)
 
     def _rest(self, mode: str, x: np.ndarray, v=None):
         """The data-free terms' ``(value, gradient/HVP/Hessian or None)``, on the client."""
@@ -169,12 +197,14 @@ class ArrayPart:
 def chunk_array(spec: ModuleSpec, mode: str, x: np.ndarray, v: np.ndarray | None,
                 dims: np.ndarray, where: tuple[int, int | None], *blocks,
                 names: tuple[str, ...], index: tuple[bool, ...],
-                scan: bool = False) -> np.ndarray:
+                scan: bool = False, gathers=None) -> np.ndarray:
     """One chunk's row of the chunk kernel (on a worker): ``[value]`` (``mode="e"``), ``[value,
     gradient...]`` (``"g"``), the Hessian times ``v`` (``"h"``) or the flat Hessian (``"H"``).
-    Data columns are scanned for NaN/inf when ``scan`` or when the result is not finite."""
+    Data columns are scanned for NaN/inf when ``scan`` or when the result is not finite; index
+    columns are range-checked against ``gathers`` (a value out of range named with its row)."""
     mod = load(spec)
     dtype = x.dtype
+    check_index_rows(gathers or {}, names, blocks, where[1])
     with np.errstate(over="ignore"):  # beyond float32: named below as passed, not as inf
         cols = [np.ascontiguousarray(b, dtype=np.int64) if ix else
                 np.ascontiguousarray(b, dtype=dtype) for b, ix in zip(blocks, index, strict=True)]

@@ -81,6 +81,32 @@ class DaskBound:
             out.part = self.part.on_chunks(which)
         return out
 
+    def chunk_sizes(self) -> tuple[int, ...]:
+        """The number of samples in each chunk (when unknown, the columns' lengths are computed
+        and checked once, as for :attr:`n_samples`)."""
+        sizes = getattr(self.part, "_sizes", None)
+        if sizes is not None:
+            return tuple(sizes)
+        if self.chunks.whole is None:
+            n = self.n_samples  # sizes the whole set once (offsets then known)
+            return tuple(int(k) for k in np.diff([*self.chunks.offsets, n]))
+        import dask
+        from dask import delayed
+
+        return tuple(int(k) for k in dask.compute(*[delayed(len)(b[0])
+                                                    for b in self.chunks.blocks]))
+
+    def no_samples(self) -> ValueError:
+        """The error of a call on no samples (the in-memory kernel's; for chunks chosen with
+        :meth:`on_chunks`, which ones)."""
+        if self.chunks.numbers is None:
+            return ValueError("the data columns are empty: a reduction needs at least one "
+                              "sample")
+        which = ", ".join(str(i) for i in self.chunks.numbers)
+        return ValueError(f"the chunks selected with on_chunks ({which}) hold no samples: a "
+                          "reduction needs at least one; select chunks that hold samples "
+                          "(DaskBound.chunk_sizes() gives each chunk's count)")
+
     def reduce(self, chunk: Callable, *args, **kwargs) -> np.ndarray:
         """:func:`map_reduce` of ``chunk`` on the chunks, first regrouping them when a worker
         holding them was lost (so later calls are direct again)."""
@@ -142,7 +168,7 @@ def map_reduce(spec: ModuleSpec, c: Chunks, chunk: Callable, *args, **kwargs) ->
     from dask import delayed
 
     if c.resident is not None:  # persisted on a cluster: ask each worker's holder directly
-        only = None if c.numbers is None else frozenset(c.numbers)
+        only = None if c.numbers is None else tuple(c.numbers)  # repeats kept: counted
         row = c.resident.reduce(spec, chunk, args, kwargs, only)
         if row is not None:
             return row  # else a holder was lost: tasks, which recompute the lost chunks

@@ -49,7 +49,10 @@ class ScalarPart:
         n = x.shape[0]
         size = self._K * {"e": 1, "g": 1 + n, "h": 1 + 2 * n, "H": 1 + 2 * n}[mode]
         row = b.reduce(chunk_acc, mode, size, x, v, names=b.chunks.names, scan=self.scan)
-        return row[..., :size], int(row[..., size].flat[0])
+        N = int(row[..., size].flat[0])
+        if N == 0:  # every row filtered out (or only empty chunks chosen): not a NaN mean
+            raise b.no_samples()
+        return row[..., :size], N
 
     def e(self, b: DaskBound, x: np.ndarray) -> float:
         return self.kernel.module._finish_e(x, *self._acc(b, "e", x))

@@ -66,10 +66,11 @@ class Resident:
         return self._lost
 
     def reduce(self, spec: ModuleSpec, chunk: Callable, args: tuple, kwargs: dict,
-               only: frozenset | None = None) -> np.ndarray | None:
-        """The sum over the held chunks (those numbered in ``only``, if given) of ``chunk(spec,
-        *args, where, *blocks, **kwargs)``, or None when a holder is lost (errors of ``chunk``
-        itself are raised as they are). Only the holders of those chunks are asked."""
+               only: tuple | None = None) -> np.ndarray | None:
+        """The sum over the held chunks (those numbered in ``only``, if given, a chunk numbered
+        twice counted twice) of ``chunk(spec, *args, where, *blocks, **kwargs)``, or None when
+        a holder is lost (errors of ``chunk`` itself are raised as they are). Only the holders
+        of those chunks are asked."""
         if self.lost:
             return None
         try:

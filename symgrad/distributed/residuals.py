@@ -84,12 +84,20 @@ class DaskResiduals(DaskBound):
         return row[:P * P].reshape(P, P), row[P * P:P * P + P].copy(), float(row[-1])
 
     def residuals(self, x, /, out=None) -> np.ndarray:
-        """The residual vector ``(M,)``, gathered on the client."""
-        return self._gather("residuals", self._x(x), None, out)
+        """The residual vector ``(M,)``, gathered on the client (``out``: as in memory, a
+        C-contiguous float64 array of shape ``(M,)``)."""
+        x = self._x(x)
+        if out is not None:  # (sizing unknown chunks only then)
+            out = self.kernel._out(out, (self.n_residuals(),), "out", [("x", x)])
+        return self._gather("residuals", x, None, out)
 
     def jacobian(self, x, /, out=None) -> np.ndarray:
-        """The Jacobian ``(M, P)``, gathered on the client (only when asked)."""
-        return self._gather("jacobian", self._x(x), None, out)
+        """The Jacobian ``(M, P)``, gathered on the client (only when asked; ``out``: as in
+        memory, a C-contiguous float64 array of shape ``(M, P)``)."""
+        x = self._x(x)
+        if out is not None:
+            out = self.kernel._out(out, (self.n_residuals(), x.shape[0]), "out", [("x", x)])
+        return self._gather("jacobian", x, None, out)
 
     def jvp(self, x, v, /) -> np.ndarray:
         """``J v`` ``(M,)``: each chunk's rows on its worker, gathered by chunk."""
@@ -127,7 +135,10 @@ class DaskResiduals(DaskBound):
             raise_placed(c, exc)
             raise
         got = np.concatenate(parts)
-        return got if out is None else np.copyto(out, got) or out
+        if out is None:
+            return got
+        out[...] = got.reshape(out.shape)
+        return out
 
 
 def bind_residuals(kernel, data: Mapping) -> DaskResiduals:

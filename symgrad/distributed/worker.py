@@ -134,6 +134,16 @@ def _columns(blocks, names: tuple[str, ...], where, scan: bool, dtype=None) -> l
     return cols
 
 
+def _narrow(cols: list[np.ndarray], dtype) -> list[np.ndarray]:
+    """The columns as a float32 module reads them (``dtype``: its ``DTYPE``): converted once per
+    chunk, as the in-memory kernel converts them once per call (a value beyond float32 becomes
+    inf there and is named from the columns as given)."""
+    if dtype is None or np.dtype(dtype) == np.float64:
+        return cols
+    with np.errstate(over="ignore"):
+        return [c if c.dtype == dtype else np.ascontiguousarray(c, dtype=dtype) for c in cols]
+
+
 def check_finite(cols: list[np.ndarray], names: tuple[str, ...], where, dtype=None,
                  kind: str = "data column") -> None:
     """Name the first non-finite data value of a chunk by its column and global row (the
@@ -182,7 +192,8 @@ def chunk_acc(spec: ModuleSpec, mode: str, size: int, x: np.ndarray, v: np.ndarr
     return _acc(mod, mode, size, x, v, cols, names, where)
 
 
-def _acc(mod, mode: str, size: int, x, v, cols: list[np.ndarray], names, where) -> np.ndarray:
+def _acc(mod, mode: str, size: int, x, v, given: list[np.ndarray], names, where) -> np.ndarray:
+    cols = _narrow(given, getattr(mod, "DTYPE", None))
     n = cols[0].shape[0]
     acc = np.zeros(size)
     if mode == "h":
@@ -190,7 +201,7 @@ def _acc(mod, mode: str, size: int, x, v, cols: list[np.ndarray], names, where) 
     else:
         getattr(mod, f"_acc_{mode}")(x, *cols, None, 0, n, acc)
     if not np.isfinite(acc).all():
-        check_finite(cols, names, where, getattr(mod, "DTYPE", None))
+        check_finite(given, names, where, getattr(mod, "DTYPE", None))
     out = np.empty(size + 1)
     out[:size] = acc
     out[size] = n
@@ -207,7 +218,8 @@ def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, w: np.ndarray | None,
     :func:`chunk_acc` (bad data are named; a bad x is the solver's business)."""
     mod = load(spec)
     dtype = getattr(mod, "DTYPE", None)  # a float32 module reads float64 chunks as float32
-    cols = _columns(blocks, names, where, scan, dtype)
+    given = _columns(blocks, names, where, scan, dtype)
+    cols = _narrow(given, dtype)
     n, m, P = cols[0].shape[0], int(mod.M_PER_SAMPLE), x.shape[0]
     # the drivers' chunks in order, as a serial kernel calls them: the same bits, and the
     # drivers (argument checks for standalone use) are not compiled on the worker
@@ -228,25 +240,28 @@ def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, w: np.ndarray | None,
         if what == "gn":
             got = mod.vjp(x, got, np.empty(P), *cols)
     if not np.isfinite(got).all():
-        check_finite(cols, names, where, dtype)
+        check_finite(given, names, where, dtype)
     return got
 
 
 def chunk_group(spec: ModuleSpec, chunk, args: tuple, kwargs: dict, layout: tuple,
-                *blocks, only: frozenset | None = None, mapper=map) -> np.ndarray:
+                *blocks, only: tuple | None = None, mapper=map) -> np.ndarray:
     """``chunk`` over several chunks held by this worker (those numbered in ``only``, if
-    given), summed in chunk order: ``layout`` holds ``(chunk number, first sample, number of
-    blocks)`` of each. ``mapper`` may run the chunks side by side (a thread pool's); the sum is
-    the same."""
-    todo, at = [], 0
+    given: a chunk numbered k times counts k times, as its rows repeated would), summed in
+    chunk order: ``layout`` holds ``(chunk number, first sample, number of blocks)`` of each.
+    ``mapper`` may run the chunks side by side (a thread pool's); the sum is the same."""
+    todo, times, at = [], [], 0
     for i, first, nb in layout:
-        if only is None or i in only:
+        k = 1 if only is None else only.count(i)
+        if k:
             todo.append((i, first, blocks[at:at + nb]))
+            times.append(k)
         at += nb
     rows = list(mapper(lambda c: chunk(spec, *args, c[:2], *c[2], **kwargs), todo))
-    out = np.array(rows[0], dtype=np.float64, copy=True)
-    for row in rows[1:]:
-        out += row
+    out = np.zeros_like(np.asarray(rows[0], dtype=np.float64))
+    for row, k in zip(rows, times, strict=True):
+        for _ in range(k):  # added k times (not scaled): the tasks' sum of the repeated rows
+            out += row
     return out
 
 
@@ -261,8 +276,9 @@ class Holder:
         self._pool = ThreadPoolExecutor(threads) if threads > 1 and len(layout) > 1 else None
 
     def run(self, spec: ModuleSpec, chunk, args: tuple, kwargs: dict,
-            only: frozenset | None = None) -> np.ndarray:
-        """:func:`chunk_group` over the chunks held here (those in ``only``, if given)."""
+            only: tuple | None = None) -> np.ndarray:
+        """:func:`chunk_group` over the chunks held here (those numbered in ``only``, if given,
+        each as many times as it is numbered there)."""
         return chunk_group(spec, chunk, args, kwargs, self.layout, *self.blocks, only=only,
                            mapper=map if self._pool is None else self._pool.map)
 
