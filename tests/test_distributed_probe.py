@@ -322,3 +322,20 @@ def test_chunk_sgd_takes_x0_by_name():
     by_name = sg.distributed.sgd(fb, {"W": np.array([0.5, 0.0])}, optimizer=opt, steps=3, seed=1)
     flat = sg.distributed.sgd(fb, [0.5, 0.0], optimizer=opt, steps=3, seed=1)
     np.testing.assert_array_equal(by_name.x, flat.x)
+
+
+def test_minimize_takes_a_residual_kernel_on_dask_columns():
+    # "Dask data need a symgrad Kernel" refused a residual kernel (a symgrad kernel); and
+    # compiled=True blamed the kernel instead of the Dask columns
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    rk = sg.compile_residuals(a * t + b - y)
+    tn = np.linspace(0, 1, 6)
+    cols = {"t": da.from_array(tn, chunks=4), "y": da.from_array(2 * tn + 1, chunks=4)}
+    got = sg.minimize(rk, [1.0, 0.0], data=cols, steps=20)
+    want = sg.minimize(rk, [1.0, 0.0], data={"t": tn, "y": 2 * tn + 1}, steps=20)
+    np.testing.assert_allclose(got.x, want.x, rtol=1e-12)
+    f = sg.compile(sg.mean((a * t + b - y) ** 2))
+    with pytest.raises(ValueError, match="compiled=True is not possible: the loss runs on Dask"):
+        sg.minimize(f, [1.0, 0.0], data=cols, optimizer=sg.optim.sgd(0.1), steps=5,
+                    compiled=True)

@@ -273,6 +273,9 @@ def _load_cached(body: str) -> types.ModuleType:
 
 def compiled_reason(p: Plan) -> str:
     """Why the compiled loop cannot run ('' when it can)."""
+    if not p.kernel and type(p.f).__module__.startswith("symgrad.distributed"):
+        return ("the loss runs on Dask columns: each step is a map-reduce over the chunks "
+                "driven from this process (the Python loop)")
     if not p.kernel:
         return ("f is not a symgrad Kernel of a loss (kind 'scalar' or 'array'): "
                 + ("its value_and_grad method runs in the Python loop" if p.how == "method"

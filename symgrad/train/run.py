@@ -77,10 +77,12 @@ from typing import Any
 
 from ..distributed.detect import has_dask
 from ..runtime import blas
+from ..runtime.bound import KINDS
+from ..runtime.bound import is_kernel as any_kernel
 from . import second_run
 from .compiled import compiled_reason, loads_fast
 from .compiled_run import run_compiled
-from .objective import is_kernel, own_hvp
+from .objective import own_hvp
 from .optim import Optimizer, lbfgs, newton, sgd
 from .plan import Callback, plan
 from .python_loop import run_python
@@ -244,7 +246,7 @@ def _compiled_or_python(p: Any) -> OptimizeResult:
 def _on_dask(f: Any, data: Mapping[str, Any], batch_size: Any, epochs: Any) -> tuple[Any, None]:
     """Full-batch training on Dask columns: the kernel bound to them, persisted on the cluster
     once; each step is then one map-reduce over the chunks (:mod:`symgrad.distributed`)."""
-    if not is_kernel(f):
+    if not (any_kernel(f, *KINDS, "sum") and hasattr(f, "bind")):  # loss, residual, index sum
         raise TypeError("Dask data need a symgrad Kernel (sg.compile(loss)): a plain callable "
                         "would pull the columns into this process")
     if batch_size is not None or epochs is not None:
