@@ -74,3 +74,21 @@ def test_float32_gather_adjoints_accumulate_in_float64(parallel):
     np.testing.assert_allclose(f.grad(x, k=kd, y=yd), want_g, rtol=4 * eps)
     np.testing.assert_allclose(f.hvp(x, np.ones(3, np.float32), k=kd, y=yd), want_h,
                                rtol=4 * eps)
+
+
+def test_float32_log_softmax_is_not_rounded_at_the_logits_magnitude():
+    """``z - logsumexp(z)`` subtracted a logsumexp rounded to float32 at the magnitude of z:
+    softmax probabilities 1.3e-5 off (summing to 1.0000131) at logits 999..1001, exactly
+    representable in float32. The logsumexp is now float64 in float32 kernels."""
+    W, X, C = sg.params("W", shape=(3, 1)), sg.data("X", shape=(1,)), sg.data("C", shape=(3,))
+    x = np.array([1000.0, 1001.0, 999.0])
+    e = np.exp(x - x.max())
+    want = e / e.sum()
+    p = sg.compile(sg.softmax(W @ X), dtype="float32")(x, X=np.ones((4, 1)))
+    np.testing.assert_allclose(p, np.tile(want, (4, 1)), rtol=4 * np.finfo(np.float32).eps)
+    loss = sg.mean(-sg.sum(C * sg.log_softmax(W @ X), axis=0))
+    f = sg.compile(loss, dtype="float32", fuse=False)
+    value, g = f.value_and_grad(x.astype(np.float32), X=np.ones((4, 1), np.float32),
+                                C=np.tile(np.eye(3, dtype=np.float32)[1], (4, 1)))
+    assert value == pytest.approx(-np.log(want[1]), rel=4 * float(np.finfo(np.float32).eps))
+    np.testing.assert_allclose(g, want - np.eye(3)[1], rtol=4 * np.finfo(np.float32).eps)

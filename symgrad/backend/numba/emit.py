@@ -304,13 +304,22 @@ class Emitter(Contractions, Nests):
         if n.op == "max":
             self.name[id(n)] = m
             return
-        s = self.alloc(n, None, zero=True) if n.ndim else self.new()
+        # float32 kernels: the sum and the logsumexp in float64, so that z - logsumexp(z) (a
+        # log_softmax) is not rounded at the magnitude of z first (1e-5 off at logits of 1e3)
+        if self.wide:
+            s = self.wide_buffer(n.shape) if n.ndim else self.new()
+        else:
+            s = self.alloc(n, None, zero=True) if n.ndim else self.new()
         if not n.ndim:
-            self.emit(f"{s} = {self.zero}")
+            self.emit(f"{s} = {self.acc0}")
         self.lines.extend(loops)
         self.emit(f"if not math.isinf({at(m)}):", d)
         self.emit(f"{at(s)} += {self.lib}.exp({src} - {at(m)})", d + 1)
-        out = self.alloc(n, target)
+        if self.wide and target is None and n.ndim:
+            out = self.new()
+            self.emit(f"{out} = np.empty({self.shape(n.shape)})")
+        else:
+            out = self.alloc(n, target)
         self.lines.extend(kept)
         self.emit(f"{at(out)} = {at(m)} + {self.lib}.log({at(s)}) if not math.isinf({at(m)}) "
                   f"else {at(m)}", kd)
