@@ -20,8 +20,9 @@ Methods (``method=``):
                     Kernel) or a complex-safe plain ``fun``.
 - ``"exact"``       the exact derivative (``sympy.diff``) evaluated with mpmath at 50 digits, of
                     ``f.expr`` or, for losses with data, array and residual kernels, of the loss
-                    unrolled over the data (:mod:`.unroll`; kinks resolved at ``x`` with the
-                    kernel's KinkPolicy; too big an unrolling is refused, naming its size).
+                    unrolled over the data (:mod:`.unroll`; too big an unrolling is refused,
+                    naming its size); kinks resolved at ``x`` with the kernel's KinkPolicy,
+                    float literals taken as their exact binary values.
 - ``"auto"``        ``"exact"`` for a Kernel computing in float32 (its value's rounding swamps
                     differences), else ``"complex"`` for an analytic Kernel, else
                     ``"richardson"``.

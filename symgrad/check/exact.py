@@ -6,6 +6,7 @@ writes out over the data (scalar losses with data or vectors, array and residual
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -56,6 +57,10 @@ def _param_symbols(k: Any, expr: Any, n: int) -> list[Any]:
     import sympy
 
     params = tuple(getattr(k, "params", ()) or ())
+    entries = tuple(getattr(getattr(k, "problem", None), "params", ()) or ())
+    if (len(params) != n and len(entries) == n and isinstance(expr, sympy.Basic)
+            and all(isinstance(e, sympy.Symbol) for e in entries)):
+        return list(entries)  # a fused array loss: f.params names arrays, these their entries
     if len(params) != n:
         raise NotImplementedError(
             f"method='exact' needs one named parameter per entry of x: f.params has "
@@ -89,12 +94,15 @@ def _with_loss(k: Any, fallback: str | None = "richardson") -> str:
 
 def _oracle(k: Any, x: np.ndarray, data: Mapping[str, Any] | None, order: int = 1,
             max_cost: int | None = None) -> tuple[Any, list[Any], bool]:
-    """The loss as a SymPy expression and its symbols, one per entry of ``x``: ``f.expr`` for
-    a parameter-only scalar loss, else unrolled over the data (:mod:`.unroll`); and whether
-    it was unrolled (large, with shared subtrees: evaluated by :func:`.mpeval.mp_eval`)."""
+    """The loss as a SymPy expression and its symbols, one per entry of ``x``, from
+    :mod:`.unroll`: a parameter-only scalar loss is ``f.expr`` (its parameters, or the entries
+    of a fused kernel's array parameters, as symbols; nothing unrolled, so no cost limit), any
+    other unrolled over the data. Either way its float literals are exact and its kinks resolved
+    at ``x`` with the kernel's KinkPolicy. Also whether to evaluate it with the memoised walk
+    (:func:`.mpeval.mp_eval`): always."""
     kind = _with_loss(k)
     if kind == "scalar" and not getattr(k, "data_names", ()) and not getattr(k, "vectors", ()):
-        return k.expr, _param_symbols(k, k.expr, x.size), False
+        max_cost = sys.maxsize
     return (*exact_loss(k, x, data, order, max_cost), True)
 
 
@@ -123,18 +131,32 @@ def _mp_values(syms: Sequence[Any], exprs: Sequence[Any], x: np.ndarray,
             for i, v in zip(nonzero, vals, strict=True):
                 out[i] = float(mpmath.re(v)) if isinstance(v, mpmath.mpc) else float(v)
         return out
-    except (NameError, TypeError, AttributeError, ValueError, ZeroDivisionError):
+    except (NameError, TypeError, AttributeError, ValueError, ZeroDivisionError,
+            NotImplementedError):  # (NotImplementedError: a function mpmath cannot print)
         pass
     subs = {s: sympy.Float(float(v), EXACT_DPS) for s, v in zip(syms, x, strict=True)}
     for i in nonzero:
-        v = _elementary(exprs[i]).evalf(EXACT_DPS, subs=subs)
-        if not v.is_number or v.free_symbols:
-            funcs = sorted({type(a).__name__ for a in v.atoms(sympy.Function)})
-            raise NotImplementedError(
-                f"method='exact' cannot evaluate {funcs} numerically; use method='richardson'"
-            )
-        out[i] = float(sympy.re(v))
+        try:
+            v = _elementary(exprs[i]).evalf(EXACT_DPS, subs=subs)
+            if v.is_number and not v.free_symbols:
+                out[i] = float(sympy.re(v))
+                continue
+        except Exception:  # SymPy's errors: reported as what it cannot evaluate
+            pass
+        raise NotImplementedError(_cannot(exprs[i]))
     return out
+
+
+def _cannot(e: Any) -> str:
+    """Why the oracle fails on derivative ``e``: the functions SymPy leaves unevaluated in it."""
+    import sympy
+
+    funcs = sorted({type(a).__name__ if not isinstance(a, sympy.Derivative)
+                    else f"Derivative of {type(a.expr).__name__}"
+                    for a in e.atoms(sympy.Function, sympy.Derivative)})
+    return (f"method='exact' cannot evaluate the derivative at x numerically: it holds "
+            f"{', '.join(funcs) or e} there (a function SymPy cannot differentiate or evaluate "
+            "at this point); use method='richardson'")
 
 
 def _exact_grad(k: Any, x: np.ndarray, data: Mapping[str, Any] | None = None,
@@ -146,7 +168,8 @@ def _exact_grad(k: Any, x: np.ndarray, data: Mapping[str, Any] | None = None,
     return _mp_values(syms, [sympy.diff(expr, s) for s in syms], x, walk)
 
 
-def _exact_hessian(k: Any, x: np.ndarray, data: Mapping[str, Any] | None = None) -> np.ndarray:
+def _exact_hessian(k: Any, x: np.ndarray, data: Mapping[str, Any] | None = None,
+                   max_cost: int | None = None) -> np.ndarray:
     """The Hessian of ``k``'s loss at ``x`` (with ``data``) from SymPy at 50 digits; for a
     residual kernel the Gauss-Newton matrix ``J^T J`` (what its ``hvp``/``hessian`` compute)."""
     import sympy
@@ -154,11 +177,11 @@ def _exact_hessian(k: Any, x: np.ndarray, data: Mapping[str, Any] | None = None)
     n = x.size
     if getattr(k, "kind", "scalar") == "residual":  # Gauss-Newton
         _with_loss(k, None)  # (no fallback to name: differences do not give JᵀJ)
-        rs, syms = exact_residuals(k, x, data)
+        rs, syms = exact_residuals(k, x, data, max_cost)
         J = _mp_values(syms, [sympy.diff(r, s) for r in rs for s in syms], x, True)
         J = J.reshape(len(rs), n)
         return J.T @ J
-    expr, syms, walk = _oracle(k, x, data, order=2)
+    expr, syms, walk = _oracle(k, x, data, order=2, max_cost=max_cost)
     first = [sympy.diff(expr, s) for s in syms]
     pairs = [(i, j) for i in range(n) for j in range(i, n)]
     vals = _mp_values(syms, [sympy.diff(first[i], syms[j]) for i, j in pairs], x, walk)

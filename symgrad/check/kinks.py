@@ -46,7 +46,7 @@ def kink_arguments(expr: Any) -> list[Any]:
         name = type(e).__name__
         if name in _KINK_UNARY and e.args:
             add(e.args[0])
-        elif name in ("Max", "Min"):
+        elif name in ("Max", "Min", "Max2", "Min2"):
             for a, b in combinations(e.args, 2):
                 add(a - b)
         elif name in _KINK_JUMP and e.args:
@@ -66,6 +66,8 @@ class _KinkProbe:
     fn: Callable[..., Any] | None
     n_args: int
     data_dependent: bool
+    #: the loss may have kinks at all (False: ``f.expr`` is a SymPy expression without any)
+    any_kinks: bool = True
 
     def crosses(self, x: np.ndarray, points: Sequence[np.ndarray]) -> bool:
         """True when some kink argument that varies over ``points`` reaches zero there."""
@@ -81,20 +83,23 @@ class _KinkProbe:
 
 
 def _kink_probe(t: _Target, n: int) -> _KinkProbe:
+    import sympy
+
     k = t.kernel
     expr = getattr(k, "expr", None) if k is not None else None
     if expr is None or getattr(t, "analytic", False):
         return _KinkProbe(None, 0, False)
+    args = kink_arguments(expr) if isinstance(expr, sympy.Basic) else None
     try:
         syms = _param_symbols(k, expr, n)
     except NotImplementedError:
-        return _KinkProbe(None, 0, True)
-    args = kink_arguments(expr)
+        return _KinkProbe(None, 0, True, args is None or bool(args))
+    assert args is not None
     pset = set(syms)
     own = [a for a in args if a.free_symbols <= pset]
     data_dep = len(own) < len(args)
     if not own:
-        return _KinkProbe(None, 0, data_dep)
+        return _KinkProbe(None, 0, data_dep, bool(args))
     try:
         fn = _lambdify_mp(syms, own)
     except Exception:  # unknown function in a kink argument: fall back to numeric detection

@@ -12,7 +12,9 @@ data, with no use of symgrad's derivative code:
   Gauss-Newton matrix ``J^T J`` that a residual kernel's ``hvp``/``hessian`` stand for.
 
 Kinks are resolved at ``x`` with the kernel's KinkPolicy (:class:`symgrad.ir.interp.Smoother`)
-for data losses, so the expression is smooth near ``x`` and has the kernel's derivative there.
+for every loss (parameter-only ones too), so the expression is smooth near ``x`` and has the
+kernel's derivative there; float literals become the Rationals of their binary values
+(:func:`exact_literals`), so the 50-digit evaluation is exact.
 The cost (unrolled size x parameters) is bounded by :data:`EXACT_MAX_COST`: bigger losses are
 refused with their size, asking for fewer samples (``batch=``).
 """
@@ -33,8 +35,8 @@ from ..lang.symbols import Data, DataVector, IndexedSum, Mean, ParamVector, Sum
 from .report import EXACT_DPS
 from .target import computes_in_float32
 
-__all__ = ["EXACT_MAX_COST", "FALLBACK_MAX_COST", "ExactTooLarge", "exact_loss",
-           "exact_residuals"]
+__all__ = ["EXACT_MAX_COST", "FALLBACK_MAX_COST", "ExactTooLarge", "exact_literals",
+           "exact_loss", "exact_residuals"]
 
 #: The largest unrolled loss the oracle differentiates: SymPy operations x entries of ``x``
 #: (x entries squared for Hessians). 55_000 takes about 7 s (an MLP of 48 weights, 16 samples).
@@ -77,6 +79,31 @@ def _budget(k: Any, max_cost: int | None) -> tuple[int, str]:
 
 def _float(v: Any) -> sp.Float:
     return sp.Float(float(v), EXACT_DPS)
+
+
+def exact_literals(e: Any) -> Any:
+    """``e`` with every Float literal replaced by the Rational of its exact binary value (the
+    float64 the kernel computes with): SymPy folds Floats at their own 15 digits, so
+    ``diff(1e8*(a - 0.1)**2, a)`` would be ``2e8*a - 2e7`` with the constant rounded, 1e-9 off
+    the exact 0 at ``a = 0.1``."""
+    floats = e.atoms(sp.Float) if isinstance(e, sp.Basic) else ()
+    return e.xreplace({f: sp.Rational(float(f)) for f in floats}) if floats else e
+
+
+class _ExactSmoother(Smoother):
+    """A :class:`Smoother` for expressions with float literals (the array graph's maps): each
+    expression's literals are made exact (:func:`exact_literals`) before its kinks are
+    resolved; the values substituted for its symbols are left as they are."""
+
+    def __init__(self, point: Mapping[sp.Symbol, sp.Float], policy: Any = None) -> None:
+        super().__init__(point, policy)
+        self.exact: dict[sp.Expr, sp.Expr] = {}
+
+    def __call__(self, e: sp.Expr, env: Mapping[sp.Symbol, sp.Expr] | None = None) -> sp.Expr:
+        lit = self.exact.get(e)
+        if lit is None:
+            lit = self.exact[e] = exact_literals(e)
+        return super().__call__(lit, env)
 
 
 def _columns(data: Mapping[str, Any], names: tuple[str, ...], per_sample: tuple[str, ...]
@@ -178,7 +205,7 @@ def _array_value(k: Any, prob: Any, root: Any, x: np.ndarray, data: dict, order:
             env[d.name] = np.asarray(a).astype(np.int64).astype(object)
         else:
             env[d.name] = np.vectorize(_float, otypes=[object])(a) if a.size else a.astype(object)
-    smooth = Smoother(_point(syms, x), _policy(k))
+    smooth = _ExactSmoother(_point(syms, x), _policy(k))
     return interpret(root, env, n, smooth), syms
 
 
@@ -213,16 +240,17 @@ def _residuals(k: Any, x: np.ndarray, data: dict, order: int
     names = prob.data_names
     cols, n = _columns(data, names, names)
     rows = n if names else 1
-    per = sum(1 + sp.count_ops(e) for e in prob.exprs)
+    exprs = [exact_literals(e) for e in prob.exprs]
+    per = sum(1 + sp.count_ops(e) for e in exprs)
     _too_big(rows * per, x.size, order, f"{rows} samples x {len(prob.exprs)} residuals")
     syms = _symbols(x.size)
     to_syms = dict(zip(params, syms, strict=True))
     by_col = {d: d.column for d in prob.data_symbols}
-    smooth = Smoother(_point(syms, x))
+    smooth = Smoother(_point(syms, x), _policy(k))  # the kernel's kink policy, as arrays'
     out = []
     for i in range(rows):
         env = to_syms | {d: _float(cols[c][i]) for d, c in by_col.items()}
-        out.extend(smooth(e, env) for e in prob.exprs)
+        out.extend(smooth(e, env) for e in exprs)
     return out, syms
 
 
@@ -230,7 +258,7 @@ def _residuals(k: Any, x: np.ndarray, data: dict, order: int
 
 def _scalar_loss(k: Any, x: np.ndarray, data: dict, order: int
                  ) -> tuple[sp.Expr, list[sp.Symbol]]:
-    expr = k.expr
+    expr = exact_literals(k.expr)
     prob = getattr(k, "problem", None)
     scalars = list(prob.params) if prob is not None else _named(expr, k.params)
     vectors = list(getattr(prob, "vectors", ()) or ())
