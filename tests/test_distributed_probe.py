@@ -339,3 +339,14 @@ def test_minimize_takes_a_residual_kernel_on_dask_columns():
     with pytest.raises(ValueError, match="compiled=True is not possible: the loss runs on Dask"):
         sg.minimize(f, [1.0, 0.0], data=cols, optimizer=sg.optim.sgd(0.1), steps=5,
                     compiled=True)
+
+
+def test_check_grad_takes_dask_columns_with_the_default_method():
+    # the default (complex step) crashed inside Numba: Dask columns have no complex pass
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    f = sg.compile(sg.mean((a * t + b - y) ** 2))
+    tn = np.linspace(0, 1, 6)
+    cols = {"t": da.from_array(tn, chunks=4), "y": da.from_array(2 * tn + 1, chunks=4)}
+    assert sg.check_grad(f, [1.0, 0.0], data=cols).ok
+    assert sg.check_hessian(f, [1.0, 0.0], data=cols).ok

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..distributed.detect import has_dask
 from .report import METHODS
 
 
@@ -62,6 +63,8 @@ def _target(f: Any, data: Mapping[str, Any] | None, n: int, *, hessian: bool,
             params = tuple(f.labels)
         nm = tuple(names) if names is not None else (params if len(params) == n else None)
         vc = getattr(f, "value_complex", None)
+        if has_dask(data):  # no complex step on Dask columns: differences or the oracle
+            vc = None
         analytic = bool(getattr(f, "analytic", False)) and vc is not None
         return _Target(
             fun=lambda x: float(f.value(x, **data)),

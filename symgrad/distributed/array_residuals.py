@@ -25,8 +25,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..runtime.blocksums import neumaier, normal_sums, split
-from ..runtime.datacheck import check_names, non_finite_error, overflow_error
-from .arrays import check_index, check_index_rows
+from ..runtime.datacheck import check_index_dtype, check_names, non_finite_error, overflow_error
+from .arrays import check_index_rows
 from .columns import _client
 from .worker import ModuleSpec, load
 
@@ -181,7 +181,7 @@ def bind_dask(kernel, data: Mapping) -> DaskArrayResiduals:
         if a.dtype.kind not in "biuf":
             raise TypeError(f"data array '{name}' must be numeric, got dtype {a.dtype}")
         if name in model._rows:  # as in memory: no float or bool truncated into row numbers
-            check_index(name, a.dtype)
+            check_index_dtype(name, a.dtype)
         a = a.astype(np.int64 if name in model._rows else np.float64)
         if np.isnan(a.shape[0]):
             a.compute_chunk_sizes()

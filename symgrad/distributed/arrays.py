@@ -29,12 +29,12 @@ import numpy as np
 from ..build.array_cache import cached_array
 from ..ir.array_problem import array_problem
 from ..passes.split import N_PARAM, split
-from ..runtime.datacheck import check_names
+from ..runtime.datacheck import check_index_dtype, check_names, check_rows
 from .bound import DaskBound
 from .columns import Chunks, aligned
 from .worker import ModuleSpec, check_finite, check_lengths, load
 
-__all__ = ["DaskArrayKernel", "bind_array", "check_index", "check_index_rows", "chunk_array"]
+__all__ = ["DaskArrayKernel", "bind_array", "check_index_rows", "chunk_array"]
 
 #: the split kernels of an array kernel: (chunk kernel, rest kernel or float, index maps)
 _SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -53,29 +53,20 @@ def bind_array(kernel, data: Mapping, batch=None, *,
     chunks = aligned(data, kernel.data_names, kernel.data_shapes)
     for nm, a in zip(chunks.names, chunks.arrays, strict=True):
         if nm in kernel._rows:
-            check_index(nm, a.dtype)
+            check_index_dtype(nm, a.dtype)
     chunks = chunks.sized()
     fb = DaskBound(kernel, chunks, ArrayPart(parts, chunks))
     return fb.persist() if persist else fb
 
 
-def check_index(name: str, dtype) -> None:
-    """An index column holds integers (the in-memory kernel's rule: no float or bool column is
-    truncated into row numbers)."""
-    if np.dtype(dtype).kind not in "iu":
-        raise TypeError(f"index column '{name}' must hold integers, got dtype {dtype}")
-
-
 def check_index_rows(gathers, names, blocks, first: int | None) -> None:
     """Every index column of a chunk (as given) names a row of the array it picks from; else
     the in-memory error, naming the value and its global row (``first``: the chunk's first)."""
-    from ..runtime.array import _check_rows  # runtime.array imports this package
-
     for nm, b in zip(names, blocks, strict=True):
         if nm in gathers:
             a = np.asarray(b)
-            _check_rows(gathers, nm, a, None if first is None else
-                        range(first, first + a.shape[0]))
+            check_rows(gathers, nm, a, None if first is None else
+                       range(first, first + a.shape[0]))
 
 
 def _split(kernel):

@@ -37,7 +37,9 @@ from .argcheck import as_out, as_vector
 from .base import Kernel
 from .datacheck import (
     batch_index,
+    check_index_dtype,
     check_names,
+    check_rows,
     may_hide,
     overflow_error,
     raise_non_finite,
@@ -208,7 +210,7 @@ class ArrayKernel(Kernel):
             if not str(exc).startswith("index column"):
                 raise
             for col, a in zip(self.data_names, args[1:], strict=False):
-                _check_rows(self._rows, col, a)
+                check_rows(self._rows, col, a)
             raise
 
     def _cores(self, args: tuple) -> types.SimpleNamespace:
@@ -341,7 +343,7 @@ def index_columns(k, cols: list[np.ndarray], rows=None) -> list[np.ndarray]:
     such, not as -1; ``rows``: the data row of each entry of a batch) and then made int64."""
     for i, name in enumerate(k.data_names):
         if name in k._rows:
-            _check_rows(k._rows, name, cols[i], rows)
+            check_rows(k._rows, name, cols[i], rows)
             cols[i] = np.ascontiguousarray(cols[i], dtype=np.int64)
     return cols
 
@@ -366,24 +368,11 @@ def _array(name: str, a, shape: tuple, dtype, sampled: bool = True) -> np.ndarra
 
 def _rows(name: str, a, convert: bool = True) -> np.ndarray:
     """An integer column, as int64 (``convert``) or as given (then range-checked by
-    :func:`_check_rows` on the rows a call reads before it is converted: a uint64 2**64-1 is
-    reported as given, not as -1). The compiled code checks the range too."""
+    :func:`~.datacheck.check_rows` on the rows a call reads before it is converted: a uint64
+    2**64-1 is reported as given, not as -1). The compiled code checks the range too."""
     a = np.asarray(a)
     if a.ndim != 1:
         raise ValueError(f"index column '{name}' must be 1-D (one row number per sample), got "
                          f"shape {a.shape}")
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"index column '{name}' must hold integers, got dtype {a.dtype}")
+    check_index_dtype(name, a.dtype)
     return np.ascontiguousarray(a, dtype=np.int64) if convert else a
-
-
-def _check_rows(gathers: Mapping, name: str, a: np.ndarray, rows=None) -> None:
-    """Every entry of the index column ``name`` names a row of the arrays it picks from
-    (``gathers[name]``: (rows, array name) pairs); else the error naming the value as given and
-    its row in the data (``rows[k]``: the data row of entry k of a batch)."""
-    for size, src in gathers.get(name, ()):
-        if a.size and (a.min() < 0 or a.max() >= size):
-            k = int(np.argmax((a < 0) | (a >= size)))
-            row = k if rows is None else int(rows[k])
-            raise ValueError(f"index column '{name}' has {a[k]} in row {row}: {src} has "
-                             f"rows 0..{size - 1}")

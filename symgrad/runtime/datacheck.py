@@ -33,8 +33,8 @@ import sympy as sp
 from ..columns import closest
 from ..ir.functions import Max2, Min2
 
-__all__ = ["batch_index", "check_names", "column", "may_hide", "non_finite_error",
-           "overflow_error", "raise_non_finite", "result_finite"]
+__all__ = ["batch_index", "check_index_dtype", "check_names", "check_rows", "column", "may_hide",
+           "non_finite_error", "overflow_error", "raise_non_finite", "result_finite"]
 
 
 def may_hide(expr: sp.Basic) -> bool:
@@ -185,3 +185,22 @@ def overflow_error(name: str, a, dtype, rows=None, kind: str = "data array",
     return ValueError(f"{kind} '{name}' has {value:.6g} at {where}, beyond the range of {dtype} "
                       f"(largest {np.finfo(dtype).max:.4g}), where this {dtype} kernel would "
                       "read inf: rescale the data or compile with dtype='float64'")
+
+
+def check_index_dtype(name: str, dtype) -> None:
+    """An index column holds integers: a float or bool column is never truncated into row
+    numbers (in memory and on Dask chunks)."""
+    if np.dtype(dtype).kind not in "iu":
+        raise TypeError(f"index column '{name}' must hold integers, got dtype {dtype}")
+
+
+def check_rows(gathers: Mapping, name: str, a: np.ndarray, rows=None) -> None:
+    """Every entry of the index column ``name`` names a row of the arrays it picks from
+    (``gathers[name]``: (rows, array name) pairs); else the error naming the value as given and
+    its row in the data (``rows[k]``: the data row of entry k of a batch or a chunk)."""
+    for size, src in gathers.get(name, ()):
+        if a.size and (a.min() < 0 or a.max() >= size):
+            k = int(np.argmax((a < 0) | (a >= size)))
+            row = k if rows is None else int(rows[k])
+            raise ValueError(f"index column '{name}' has {a[k]} in row {row}: {src} has "
+                             f"rows 0..{size - 1}")
