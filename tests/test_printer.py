@@ -6,6 +6,7 @@ import io
 import math
 import tokenize
 
+import numpy as np
 import pytest
 import sympy as sp
 
@@ -155,3 +156,17 @@ def test_binary_max_chains_print_flat_and_are_refused_in_complex():
     assert Max2(x, x) == x and Max2(sp.Integer(2), sp.Integer(3)) == 3
     with pytest.raises(UnsupportedError):
         ComplexPrinter(NAMES).doprint(Max2(x, y))
+
+
+def test_a_power_with_a_data_or_parameter_exponent_has_a_finite_derivative_at_zero():
+    # d/da a**y was printed y*a**y/a: 0/0 = NaN at a = 0, where it is y*0**(y-1)
+    a, b = sg.params("a b")
+    y = sg.data("y")
+    f = sg.compile(sg.mean(a**y) + b)
+    np.testing.assert_array_equal(f.grad([0.0, 1.0], y=np.array([1.0, 2.0])), [0.5, 1.0])
+    np.testing.assert_array_equal(f.grad([0.0, 1.0], y=np.array([3.0, 2.0])), [0.0, 1.0])
+    assert sg.compile(a**b).grad([0.0, 1.0])[0] == 1.0
+    W, X = sg.params("W", shape=(3,)), sg.data("X", shape=(3,))
+    g = sg.compile(sg.mean(sg.sum(W**X, axis=0)), fuse=False)
+    np.testing.assert_array_equal(g.grad([0.0, 0.0, 2.0], X=np.array([[1.0, 2.0, 3.0]])),
+                                  [1.0, 0.0, 12.0])

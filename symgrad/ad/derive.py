@@ -124,6 +124,10 @@ def local_derivative(e: sp.Expr, s: sp.Symbol, policy: KinkPolicy) -> sp.Expr:
     if isinstance(e, sp.Piecewise) and any(v.has(relu, sp.Abs, sp.Max, sp.Min, Max2, Min2)
                                            for v, _ in e.args):  # branches: kinks by policy
         return sp.Piecewise(*((_branch_derivative(v, s, policy), c) for v, c in e.args))
+    if e.is_Pow and e.base == s and not e.exp.is_Number and not e.exp.has(s):
+        # a**y with a data or parameter exponent: y*a**(y - 1), not SymPy's y*a**y/a (0/0 =
+        # NaN at a = 0, where a**y with y >= 1 has the finite derivative y*0**(y-1))
+        return e.exp * sp.Pow(s, e.exp - 1)
     d = sp.diff(e, s)
     return _resolve_kinks(d) if d.has(sp.DiracDelta, sp.Derivative, sp.sign) else d
 
