@@ -195,8 +195,9 @@ def test_least_squares_on_dask_data_gives_the_in_memory_fit(data):
     lazy_t, lazy_y = columns(200_000, 25_000, seed=3)  # generated on the workers, then kept
     lazy = sg.least_squares(rk, x0, data={"t": lazy_t, "y": lazy_y})
     assert lazy.success and lazy._objective.k.chunks.groups is not None
-    with pytest.raises(NotImplementedError, match="method='lm'"):
-        sg.least_squares(rk, x0, data={"t": t, "y": y}, method="precise")
+    precise = sg.least_squares(rk, x0, data={"t": t, "y": y}, method="precise")
+    np.testing.assert_allclose(precise.x, sg.least_squares(rk, x0, data={"t": tn, "y": yn},
+                                                           method="precise").x, rtol=1e-9)
     with pytest.raises(NotImplementedError, match="loss='linear'"):
         sg.least_squares(rk, x0, data={"t": t, "y": y}, loss="huber")
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..runtime.blocksums import neumaier, normal_sums, split
+from ..runtime.blocksums import neumaier, normal_sums, qr_merge, qr_sums, split
 from ..runtime.datacheck import check_index_dtype, check_names, non_finite_error, overflow_error
 from .arrays import check_index_rows
 from .columns import _client
@@ -35,7 +35,8 @@ __all__ = ["DaskArrayResiduals", "bind_dask"]
 
 def _chunk(spec: ModuleSpec, layout: tuple, what: str, x: np.ndarray, first: int, js, rs,
            *cols) -> np.ndarray:
-    """On a worker: one chunk's ``[JᵀJ, Jᵀr, rᵀr]`` (``what="normal"``), residuals or J rows.
+    """On a worker: one chunk's ``[JᵀJ, Jᵀr, rᵀr]`` (``what="normal"``), QR factor of
+    ``[J | r]`` (``"qr"``), residuals or J rows.
     ``layout``: (dims, per-sample shape, which columns are per sample, block, names). A
     float32 model (its ``DTYPE``) reads x and the float columns as float32; its rows are
     widened to float64 before the sums."""
@@ -58,6 +59,8 @@ def _chunk(spec: ModuleSpec, layout: tuple, what: str, x: np.ndarray, first: int
 
     if what == "normal":
         out = normal_sums(rows, x, n, m, block, js, rs)
+    elif what == "qr":  # this chunk's factor of [J | r] (method="precise")
+        out = qr_sums(lambda lo, hi: rows(x, lo, hi), n, P, m, block, js, rs)
     else:
         J, r = rows(x, 0, n)
         out = r if what == "residuals" else J
@@ -151,9 +154,17 @@ class DaskArrayResiduals:
         """The Jacobian ``(M, P)``, gathered on the client (only when asked)."""
         return self._gather("jacobian", x, out)
 
+    def qr(self, x, jscale=None, rscale=None) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(R, Qᵀr, rᵀr)`` for ``method="precise"``: each chunk's QR factor of ``[J | r]``
+        (rows scaled as for :meth:`normal`) on its worker, merged on the client."""
+        x = self.kernel._x(x)
+        js, rs = (None if v is None else np.ascontiguousarray(v, dtype=np.float64)
+                  for v in (jscale, rscale))
+        return qr_merge(self._map("qr", x, js, rs), self.n_params)
+
     def rows(self, x, lo: int, hi: int):
-        raise NotImplementedError("method='precise' streams the rows of J to this process: not "
-                                  "with Dask arrays; use method='lm' or 'gn'")
+        raise NotImplementedError("rows(x, lo, hi) would bring J's rows to this process: with "
+                                  "Dask arrays, qr(x) factors them on the workers")
 
 
 def bind_dask(kernel, data: Mapping) -> DaskArrayResiduals:

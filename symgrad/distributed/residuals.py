@@ -22,6 +22,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..runtime.blocksums import qr_merge
 from ..runtime.datacheck import check_names, may_hide
 from .bound import DaskBound, raise_placed
 from .columns import aligned
@@ -115,12 +116,23 @@ class DaskResiduals(DaskBound):
         return self.reduce(chunk_rows, "vjp", x, u, names=self.chunks.names,
                            scan=self.part.scan)
 
-    def rows(self, x, lo: int, hi: int, /):
-        raise NotImplementedError("method='precise' streams the rows of J to this process: not "
-                                  "with Dask columns; use method='lm' or 'gn'")
+    def qr(self, x, /, jscale=None, rscale=None) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(R, Qᵀr, rᵀr)`` for ``method="precise"``: each chunk's QR factor of ``[J | r]`` on
+        its worker (J never leaves it), the factors merged on the client (a tall-skinny QR)."""
+        if jscale is not None or rscale is not None:
+            raise NotImplementedError("robust losses and weights are not available with Dask "
+                                      "columns yet: use loss='linear' without weights")
+        x = self._x(x)
+        P = self.n_params
+        return qr_merge(self._gather("qr", x, None, None, concat=False), P)
 
-    def _gather(self, what: str, x: np.ndarray, w, out) -> np.ndarray:
-        """Each chunk's ``chunk_rows(what)`` on its worker, concatenated in chunk order."""
+    def rows(self, x, lo: int, hi: int, /):
+        raise NotImplementedError("rows(x, lo, hi) would bring J's rows to this process: with "
+                                  "Dask columns, qr(x) factors them on the workers")
+
+    def _gather(self, what: str, x: np.ndarray, w, out, concat: bool = True):
+        """Each chunk's ``chunk_rows(what)`` on its worker, concatenated in chunk order (or
+        their list, ``concat=False``)."""
         import dask
         from dask import delayed
 
@@ -134,6 +146,8 @@ class DaskResiduals(DaskBound):
         except Unplaced as exc:
             raise_placed(c, exc)
             raise
+        if not concat:
+            return list(parts)
         got = np.concatenate(parts)
         if out is None:
             return got

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..build.cache import load_module, usable_cache_dir, write_atomic
+from ..runtime.blocksums import qr_sums
 from ..runtime.datacheck import non_finite_error, overflow_error
 from ..runtime.threads import residual_calls
 
@@ -213,9 +214,10 @@ def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, w: np.ndarray | None,
                scan: bool = False) -> np.ndarray:
     """One chunk's residuals (``what="residuals"``), Jacobian rows (``"jacobian"``), ``[J^T J
     (flat), J^T r, r^T r]`` (``"normal"``, the fused pass), ``J v`` (``"jvp"``, ``w=v``), ``J^T
-    u`` (``"vjp"``, ``w=u`` whole, sliced here at the chunk's first sample) or ``J^T J v``
-    (``"gn"``, ``w=v``), by the module's chunk functions (on a worker); data scanned as by
-    :func:`chunk_acc` (bad data are named; a bad x is the solver's business)."""
+    u`` (``"vjp"``, ``w=u`` whole, sliced here at the chunk's first sample), ``J^T J v``
+    (``"gn"``, ``w=v``) or the chunk's QR factor of ``[J | r]`` (``"qr"``), by the module's
+    chunk functions (on a worker); data scanned as by :func:`chunk_acc` (bad data are named; a
+    bad x is the solver's business)."""
     mod = load(spec)
     dtype = getattr(mod, "DTYPE", None)  # a float32 module reads float64 chunks as float32
     given = _columns(blocks, names, where, scan, dtype)
@@ -228,6 +230,12 @@ def chunk_rows(spec: ModuleSpec, what: str, x: np.ndarray, w: np.ndarray | None,
         A, g = np.empty((P, P)), np.empty(P)
         rtr = mod.normal(x, A, g, None, None, *cols)
         got = np.concatenate([A.ravel(), g, [rtr]])
+    elif what == "qr":  # this chunk's factor of [J | r] (method="precise"), merged on the client
+        def rows(lo, hi):
+            J, r = np.empty(((hi - lo) * m, P)), np.empty((hi - lo) * m)
+            mod.rows(x, lo, hi, J, r, *cols)
+            return J, r
+        got = qr_sums(rows, n, P, m)
     elif what == "residuals":  # not rows' r: another function, which may round differently
         got = mod.residuals(x, np.empty(n * m), *cols)
     elif what == "jacobian":

@@ -96,7 +96,11 @@ class Objective:
             cost, a, b, wnorm = self._scales(x)
             if cost is not None and not np.isfinite(cost):
                 return Linearization(np.inf, np.full(x.size, np.nan), None)
-            if self.mode == "qr":
+            if self.mode == "qr" and hasattr(self.k, "qr"):  # Dask: per chunk, merged here
+                R, qtf, ftf = self.k.qr(x, jscale=a, rscale=b)
+                model = QRModel(R, qtf)
+                g = model.g
+            elif self.mode == "qr":
                 n = self.M // self.m
                 R, qtf, ftf = streamed_qr(lambda lo, hi: self.k.rows(x, lo, hi), n, x.size,
                                           m=self.m, chunk=self.chunk, jscale=a, rscale=b)

@@ -14,6 +14,8 @@ condition number). :class:`QRModel` works on the P x P factor ``R`` and ``Qᵀf`
 rotations (here a blocked Householder QR of ``[R; J_chunk]``: the same factor, at BLAS speed).
 
 >>> import numpy as np
+
+from ..runtime.blocksums import qr_merge, qr_sums
 >>> J = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]); f = np.array([1.0, 2.0, 3.0])
 >>> m = NormalModel(J.T @ J, J.T @ f)
 >>> np.allclose(m.gn_step()[0], -np.linalg.lstsq(J, f, rcond=None)[0])
@@ -28,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from ..runtime.blocksums import qr_merge, qr_sums
 
 __all__ = ["RANK_RTOL", "NormalModel", "QRModel", "streamed_qr"]
 
@@ -170,20 +174,7 @@ def streamed_qr(rows: Callable[[int, int], tuple[np.ndarray, np.ndarray]], n_sam
     """``(R, Qᵀf, fᵀf)`` of the rows ``rows(lo, hi) -> (J_rows, f_rows)``, chunk by chunk.
 
     Memory is O((chunk + P) * P): J is never stored whole. ``jscale``/``rscale`` scale the
-    residuals ``lo*m .. hi*m-1`` (robust losses, weights), as the fused normal pass does.
+    residuals ``lo*m .. hi*m-1`` (robust losses, weights), as the fused normal pass does
+    (:func:`symgrad.runtime.blocksums.qr_sums`; a kernel on Dask chunks runs it per chunk).
     """
-    P = n_params
-    top = np.zeros((0, P + 1))
-    ftf = 0.0
-    for lo in range(0, n_samples, chunk):
-        hi = min(n_samples, lo + chunk)
-        J, f = rows(lo, hi)
-        if jscale is not None:
-            J = J * jscale[lo * m:hi * m, None]
-        if rscale is not None:
-            f = f * rscale[lo * m:hi * m]
-        ftf += float(f @ f)
-        top = np.linalg.qr(np.vstack([top, np.column_stack([J, f])]), mode="r")
-    if top.shape[0] < P + 1:
-        top = np.vstack([top, np.zeros((P + 1 - top.shape[0], P + 1))])
-    return top[:P, :P], top[:P, P].copy(), ftf
+    return qr_merge([qr_sums(rows, n_samples, n_params, m, chunk, jscale, rscale)], n_params)

@@ -1,4 +1,6 @@
-"""The fused normal pass over blocks of samples, shared by in-memory and Dask array residuals.
+"""The passes over blocks of samples that least squares needs, shared by in-memory kernels and
+Dask chunks: the fused normal sums (``JᵀJ, Jᵀr, rᵀr``) and the streamed QR factor of ``[J | r]``
+(per chunk on the workers, merged on the client: a tall-skinny QR).
 
 >>> import numpy as np
 >>> J, r = np.arange(6.0).reshape(3, 2), np.ones(3)
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["neumaier", "normal_sums", "split"]
+__all__ = ["neumaier", "normal_sums", "qr_merge", "qr_sums", "split"]
 
 
 def normal_sums(rows, x: np.ndarray, n: int, m: int, block: int, js=None,
@@ -50,3 +52,35 @@ def neumaier(acc: np.ndarray, err: np.ndarray, v: np.ndarray) -> None:
         t = acc + v
         err += np.where(np.abs(acc) >= np.abs(v), (acc - t) + v, (v - t) + acc)
     acc[...] = t
+
+
+def qr_sums(rows, n: int, P: int, m: int = 1, chunk: int = 4096, js=None,
+            rs=None) -> np.ndarray:
+    """``[T (flat), rᵀr]`` over samples ``0..n-1``: ``T`` the (P+1) x (P+1) upper-triangular
+    factor of ``[J | r]``, accumulated from ``rows(lo, hi) -> (J rows, residuals)`` chunk by
+    chunk (``[T; J_chunk r_chunk]`` re-factored: O((chunk + P) P) memory), the rows scaled by
+    ``js``/``rs`` (one per residual, or None). Factors of disjoint row sets merge with
+    :func:`qr_merge`."""
+    top = np.zeros((0, P + 1))
+    ftf = 0.0
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        J, f = rows(lo, hi)
+        if js is not None:
+            J = J * js[lo * m:hi * m, None]
+        if rs is not None:
+            f = f * rs[lo * m:hi * m]
+        ftf += float(f @ f)
+        top = np.linalg.qr(np.vstack([top, np.column_stack([J, f])]), mode="r")
+    out = np.zeros((P + 1) * (P + 1) + 1)
+    out[:top.size] = top.ravel()  # fewer rows than P + 1: the rest of the square is zero
+    out[-1] = ftf
+    return out
+
+
+def qr_merge(parts, P: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(R, Qᵀr, rᵀr)`` of the rows behind the :func:`qr_sums` parts (in their order)."""
+    parts = list(parts)
+    tops = [p[:-1].reshape(P + 1, P + 1) for p in parts]
+    top = tops[0] if len(tops) == 1 else np.linalg.qr(np.vstack(tops), mode="r")
+    return top[:P, :P], top[:P, P].copy(), float(sum(p[-1] for p in parts))
