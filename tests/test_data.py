@@ -385,3 +385,21 @@ def test_bad_batches(quad, cols):
 def test_empty_columns(quad):
     with pytest.raises(ValueError, match="columns are empty"):
         quad.value(P, t=np.empty(0), y=np.empty(0))
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">f8"])
+def test_big_endian_columns_are_read_as_their_values(dtype):
+    # a big-endian float32 column was refused: "has dtype >f4: pass float64 or float32"
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    tn = np.linspace(0, 1, 7)
+    yn = 3 * tn + 1
+    f = sg.compile(sg.mean((a * t + b - y) ** 2), dtype="float32")
+    rk = sg.compile_residuals(a * t + b - y)
+    want = f.value_and_grad([1.0, 0.5], t=tn.astype(np.float32), y=yn.astype(np.float32))
+    got = f.value_and_grad([1.0, 0.5], t=tn.astype(dtype), y=yn.astype(dtype))
+    assert got[0] == want[0]
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(rk.residuals([1.0, 0.5], t=tn.astype(dtype), y=yn.astype(dtype)),
+                                  rk.residuals([1.0, 0.5], t=tn.astype(dtype).astype(np.float64),
+                                               y=yn.astype(dtype).astype(np.float64)))

@@ -131,7 +131,8 @@ def _to_array(name: str, col):
 def _check(name: str, a, width) -> None:
     """The in-memory kernel's column rules on dtype and shape (values are checked per chunk):
     ``width`` None for ``(N,)``, an int for ``(N, width)``, a tuple for ``(N, *width)``."""
-    if a.dtype.kind not in "iub" and a.dtype not in (np.float32, np.float64):
+    if a.dtype.kind not in "iub" and np.dtype(a.dtype).newbyteorder("=") not in (np.float32,
+                                                                               np.float64):
         raise TypeError(f"data column '{name}' has dtype {a.dtype}: pass float64 or float32")
     trail = () if width is None else (width,) if isinstance(width, int) else tuple(width)
     if a.ndim != 1 + len(trail) or tuple(a.shape[1:]) != trail:

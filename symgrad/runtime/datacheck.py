@@ -125,6 +125,8 @@ def column(name: str, a, width: int | None, unit: str = "row", scan: bool = True
         raise TypeError(f"{kind} '{name}' is not an array: {exc}") from exc
     if arr.dtype.kind in "iub":
         arr = arr.astype(np.float64)
+    elif arr.dtype.kind == "f" and arr.dtype.itemsize in (4, 8) and not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))  # big-endian float32/64: the same values
     elif arr.dtype not in (np.float32, np.float64):
         raise TypeError(f"{kind} '{name}' has dtype {arr.dtype}: pass float64 or float32")
     want = 1 if width is None else 2
