@@ -350,3 +350,20 @@ def test_check_grad_takes_dask_columns_with_the_default_method():
     cols = {"t": da.from_array(tn, chunks=4), "y": da.from_array(2 * tn + 1, chunks=4)}
     assert sg.check_grad(f, [1.0, 0.0], data=cols).ok
     assert sg.check_hessian(f, [1.0, 0.0], data=cols).ok
+
+
+def test_an_array_loss_that_only_sums_over_samples_runs_on_dask():
+    # the chunk kernel always took N (the sample count) as a parameter: a loss without a mean
+    # does not read it, and compiling the chunk kernel failed ("'sg_N' does not appear")
+    W, X, y = sg.params("W", shape=(3,)), sg.data("X", shape=(3,)), sg.data("y")
+    f = sg.compile(sg.sum((X @ W - y) ** 2) + sg.sum(W**2), fuse=False)
+    rng = np.random.default_rng(0)
+    Xn, yn = rng.standard_normal((50, 3)), np.ones(50)
+    cols = {"X": da.from_array(Xn, chunks=(20, 3)), "y": da.from_array(yn, chunks=20)}
+    x, v = np.array([0.3, -0.2, 0.5]), np.array([1.0, 2.0, -1.0])
+    v0, g0 = f.value_and_grad(x, X=Xn, y=yn)
+    v1, g1 = f.value_and_grad(x, **cols)
+    assert v1 == pytest.approx(v0, rel=1e-13)
+    np.testing.assert_allclose(g1, g0, rtol=1e-12)
+    np.testing.assert_allclose(f.hvp(x, v, **cols), f.hvp(x, v, X=Xn, y=yn), rtol=1e-12)
+    np.testing.assert_allclose(f.hessian(x, **cols), f.hessian(x, X=Xn, y=yn), rtol=1e-12)

@@ -92,7 +92,8 @@ def _split(kernel):
                               [np.empty(0, np.int64)])
 
     have = {p.name for p in s.chunk_params()}
-    cnames = [n for n in kernel.params if n in have] + [N_PARAM]
+    # N (the number of samples) is the chunk kernel's last parameter when it reads it (a mean)
+    cnames = [n for n in kernel.params if n in have] + [N_PARAM] * (N_PARAM in have)
     chunk = compile_array(s.chunk, cnames, kernel.policy, str(kernel.dtype))
     rest, ridx = float(s.rest) if not s.rest_params() else None, np.empty(0, np.int64)
     if rest is None:
@@ -103,7 +104,7 @@ def _split(kernel):
         rnames = [n for n in kernel.params if n in have]
         rest = compile_array(s.rest, rnames, kernel.policy, str(kernel.dtype))
         ridx = entries(rnames)
-    got = _SPLITS[kernel] = (chunk, entries(cnames[:-1]), rest, ridx)
+    got = _SPLITS[kernel] = (chunk, entries([n for n in cnames if n != N_PARAM]), rest, ridx)
     return got
 
 
@@ -117,6 +118,7 @@ class ArrayPart:
 
     def __init__(self, parts, chunks: Chunks) -> None:
         self.ck, self._cidx, self.rest, self._ridx = parts
+        self._with_n = N_PARAM in self.ck.params  # a sum alone does not read N
         self.spec = ModuleSpec.of(self.ck)
         self.scan = bool(self.ck._scan_always)
         self._index = tuple(nm in self.ck._rows for nm in chunks.names)
@@ -135,8 +137,10 @@ class ArrayPart:
         return int(sum(self._sizes))
 
     def _xc(self, x: np.ndarray, fill: float) -> np.ndarray:
-        """The chunk kernel's x: the entries it reads, then ``fill`` (N, or 0 for a tangent)."""
-        return np.concatenate([x[self._cidx], [fill]]).astype(self.ck.dtype)
+        """The chunk kernel's x: the entries it reads, then ``fill`` (N, or 0 for a tangent)
+        when it reads N."""
+        tail = [fill] if self._with_n else []
+        return np.concatenate([x[self._cidx], tail]).astype(self.ck.dtype)
 
     def _rows(self, b: DaskBound, mode: str, x: np.ndarray, v=None) -> np.ndarray:
         if self.n_samples == 0:  # only empty chunks chosen (on_chunks): not a NaN mean
@@ -177,9 +181,10 @@ class ArrayPart:
 
     def H(self, b: DaskBound, x: np.ndarray, out: np.ndarray) -> None:
         """Each chunk's (chunk kernel's compiled) Hessian, summed, plus the rest's."""
-        m = self._cidx.size + 1
+        k = self._cidx.size
+        m = k + self._with_n
         out[...] = 0.0
-        out[np.ix_(self._cidx, self._cidx)] = self._rows(b, "H", x).reshape(m, m)[:-1, :-1]
+        out[np.ix_(self._cidx, self._cidx)] = self._rows(b, "H", x).reshape(m, m)[:k, :k]
         rh = self._rest("H", x)[1]
         if rh is not None:
             out[np.ix_(self._ridx, self._ridx)] += rh
