@@ -367,3 +367,15 @@ def test_an_array_loss_that_only_sums_over_samples_runs_on_dask():
     np.testing.assert_allclose(g1, g0, rtol=1e-12)
     np.testing.assert_allclose(f.hvp(x, v, **cols), f.hvp(x, v, X=Xn, y=yn), rtol=1e-12)
     np.testing.assert_allclose(f.hessian(x, **cols), f.hessian(x, X=Xn, y=yn), rtol=1e-12)
+
+
+def test_a_column_of_unknown_size_beside_a_known_one_is_named():
+    # Dask's own "Chunks must be unchanging along dimensions with missing values" came out
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    f = sg.compile(sg.mean((a * t + b - y) ** 2))
+    tn = np.linspace(0, 1, 20)
+    y_masked = da.from_array(3 * tn, chunks=5)
+    y_masked = y_masked[y_masked >= 0]  # every row kept, but the sizes are unknown
+    with pytest.raises(ValueError, match=r"data column 'y' has unknown chunk sizes .* with 't'"):
+        f.value([1.0, 0.0], t=da.from_array(tn, chunks=5), y=y_masked)

@@ -157,6 +157,13 @@ def aligned(data: Mapping, names: tuple[str, ...], widths: Mapping) -> Chunks:
             raise ValueError(f"data column '{nm}' cannot be aligned with '{lead}', whose chunk "
                              "sizes are unknown (a Dask DataFrame column): take the columns "
                              "from one DataFrame, or pass df[c].to_dask_array(lengths=True)")
+        if known and isinstance(a, da.Array) and any(math.isnan(c) for c in a.chunks[0]):
+            raise ValueError(f"data column '{nm}' has unknown chunk sizes (a Dask DataFrame "
+                             "column, or an array indexed by a mask) and cannot be aligned "
+                             f"with '{lead}', whose sizes are known: take the columns from one "
+                             "DataFrame or mask them alike, or give it its sizes "
+                             f"(df['{nm}'].to_dask_array(lengths=True), "
+                             f"{nm}.compute_chunk_sizes())")
         if known and not math.isnan(a.shape[0]) and a.shape[0] != n:
             raise ValueError(f"data column '{nm}' has {a.shape[0]} samples but '{lead}' has "
                              f"{n}: columns must have the same length")
