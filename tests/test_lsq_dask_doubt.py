@@ -58,3 +58,15 @@ def test_a_doubtful_stop_without_a_second_opinion_is_not_a_success(monkeypatch):
         fit = sg.least_squares(p.resid, p.starts[0], p.params, data=_columns(p), method="gn")
     assert 2 * fit.cost > 1e3 * p.rss  # the false minimum, but said so
     assert not fit.success and fit.status == -3 and "Dask" in fit.message
+
+
+def test_residuals_beyond_the_squares_range_on_dask_say_what_to_do():
+    # the error blamed robust losses and weights, which the fit did not use
+    a, b = sg.params("a b")
+    t, y = sg.data("t y")
+    tn = np.linspace(0, 1, 30)
+    cols = {"t": da.from_array(tn, chunks=10), "y": da.from_array(2 * tn + 1, chunks=10)}
+    with dask.config.set(scheduler="synchronous"), pytest.raises(
+            NotImplementedError, match=r"so small that their squares leave .* multiply the "
+                                       r"residual by about"):
+        sg.least_squares(1e-170 * (a * t + b - y), [1.0, 0.0], data=cols)

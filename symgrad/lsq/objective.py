@@ -144,7 +144,15 @@ class Objective:
         self.s = s
         base = np.ones(self.M) if self.sw is None else self.sw
         self._rows = base / s
-        return self.linearize(x0)
+        try:
+            return self.linearize(x0)
+        except NotImplementedError as exc:  # Dask columns: rows are not rescaled there yet
+            raise NotImplementedError(
+                f"the residuals or Jacobian at x0 are so {'large' if s > 1 else 'small'} that "
+                f"their squares leave the floating-point range: the solver would rescale them "
+                f"by {1 / s:g}, which a kernel on Dask columns does not take yet; multiply the "
+                f"residual by about {1 / s:g} yourself (the fit and its statistics scale "
+                "back)") from exc
 
     def _centre(self, x: np.ndarray) -> float:
         """A power of two near the geometric middle of max|f|, the largest and smallest
