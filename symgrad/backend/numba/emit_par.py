@@ -97,14 +97,15 @@ class ParEmitter(Emitter):
         self.lines.extend(loops)
         self.emit(f"{buf}[c, {', '.join(self.idx(range(len(shape))))}] = 0.0", d)
 
-    def add_chunks(self, name: str, buf: str, nc: str, shape: tuple) -> None:
-        """``name[...] = buf[0, ...] + buf[1, ...] + ...``, in chunk order (float32 kernels:
-        summed in float64, rounded once)."""
+    def add_chunks(self, name: str, buf: str, nc: str, shape: tuple, into: bool = False) -> None:
+        """``name[...] = buf[0, ...] + buf[1, ...] + ...`` (``into``: ``name[...] + buf[0,
+        ...] + ...``), in chunk order (float32 kernels: summed in float64, rounded once)."""
         idx = ", ".join(self.idx(range(len(shape))))
         loops, d = self.top(shape)
         self.lines.extend(loops)
         s = self.acc()
-        self.emit(f"{s} = {self.acc0}", d)
+        first = f"{name}[{idx}]" if into else self.acc0
+        self.emit(f"{s} = {f'np.float64({first})' if into and self.wide else first}", d)
         self.emit(f"for c in range({nc}):", d)
         self.emit(f"{s} += {buf}[c, {idx}]", d + 1)
         self.emit(f"{name}[{idx}] = {self.narrow(s)}", d)
@@ -160,18 +161,12 @@ class ParEmitter(Emitter):
                           f"+= {self.expr(sc.args[0], idx)}"
                           for buf, (_, sc) in zip(bufs, group, strict=True)], d)
         for buf, (name, sc) in zip(bufs, group, strict=True):
+            if self.wide:  # the target and every chunk's buffer summed in float64, rounded once
+                self.add_chunks(name, buf, nc, sc.shape, into=True)
+                continue
             self.work.append(self.prod(sc.shape))
             at = ", ".join(self.idx(range(sc.ndim)))
             self.emit(f"for i0 in numba.prange({self.size(sc.shape[0])}):")
-            if self.wide:  # the target and every chunk's buffer summed in float64, rounded once
-                inner, d = self.loops(sc.shape[1:], 1, tuple(range(1, sc.ndim)))
-                self.lines.extend(inner)
-                s = self.acc()
-                self.emit(f"{s} = np.float64({name}[{at}])", d)
-                self.emit(f"for c in range({nc}):", d)
-                self.emit(f"{s} += {buf}[c, {at}]", d + 1)
-                self.emit(f"{name}[{at}] = np.float32({s})", d)
-                continue
             self.emit(f"for c in range({nc}):", 1)
             inner, d = self.loops(sc.shape[1:], 2, tuple(range(1, sc.ndim)))
             self.lines.extend(inner)
