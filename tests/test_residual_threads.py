@@ -253,3 +253,24 @@ def test_dask_worker_chunks_are_the_kernels_bits_without_the_drivers(two):
     np.testing.assert_array_equal(run("jvp", v), two.jvp(x, v, **part))
     np.testing.assert_array_equal(run("gn", v), two.vjp(x, two.jvp(x, v, **part), **part))
     assert {e: len(getattr(two.module, e).signatures) for e in ENTRIES} == before
+
+
+def test_the_residual_loss_value_does_not_depend_on_the_blas_threads():
+    # 0.5 * r @ r went through BLAS's threaded dot: 1 ulp apart with 1 and 2 threads
+    rng = np.random.default_rng(0)
+    tt = rng.uniform(0, 5, 60_000)
+    yy = 2 * np.exp(-0.3 * tt) + 0.1 * rng.standard_normal(tt.size)
+    a, b, c = sg.params("a b c")
+    t, y = sg.data("t y")
+    f = sg.compile_residuals(a * sg.exp(-b * t) + c - y, [a, b, c], parallel=False)
+    x = np.array([1.5, 0.2, 0.1])
+    got = []
+    try:
+        for n in (1, 2):
+            sg.set_blas_threads(n)
+            got.append((f.value(x, t=tt, y=yy), f.value_and_grad(x, t=tt, y=yy)[0]))
+    finally:
+        sg.set_blas_threads(None)
+    assert got[0] == got[1] and got[0][0] == got[0][1]
+    r = f.residuals(x, t=tt, y=yy)
+    assert got[0][0] == pytest.approx(0.5 * float(r @ r), rel=1e-14)

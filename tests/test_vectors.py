@@ -316,3 +316,27 @@ def test_generated_module_with_element_columns_is_standalone(tmp_path):
     rv, rg = smoothing_numpy(z, yy, ww)
     assert v == pytest.approx(rv, rel=1e-12)
     np.testing.assert_allclose(g, rg, rtol=1e-12, atol=1e-12)
+
+
+def test_a_limit_that_is_not_a_whole_number_is_refused():
+    # x.length/2 was truncated toward 0 (i ran over 0..1 for n = 5, not lo <= i < hi)
+    x = sg.params("x", indexed=True)
+    i = sg.index("i")
+    with pytest.raises(ValueError, match=r"upper limit len_x/2 is not a whole number"):
+        sg.sum(x[i] ** 2, (i, 0, x.length / 2))
+    with pytest.raises(ValueError, match=r"lower limit .* not a whole number"):
+        sg.sum(x[i] ** 2, (i, 2.5, x.length))
+    f = sg.compile(sg.sum(x[i] ** 2, (i, 0, sp.ceiling(x.length / 2))))
+    assert f.value(np.arange(1.0, 6.0)) == 1 + 4 + 9
+
+
+def test_pack_refuses_vectors_of_different_lengths():
+    # u of 2 and v of 4 were packed, then read back as u and v of 3 each
+    u, v = sg.params("u", indexed=True), sg.params("v", indexed=True)
+    a = sg.params("a")
+    i = sg.index("i")
+    f = sg.compile(sg.sum((u[i] - 1) ** 2 + (v[i] - a) ** 2, (i, 0, u.length)))
+    with pytest.raises(ValueError, match="share one length n, got u of 2, v of 4"):
+        f.pack(a=1.0, u=[1.0, 2.0], v=[3.0, 4.0, 5.0, 6.0])
+    with pytest.raises(ValueError, match="share one length n"):
+        sg.minimize(f, {"a": 1.0, "u": np.zeros(2), "v": np.zeros(4)}, steps=2)

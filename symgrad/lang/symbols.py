@@ -218,8 +218,15 @@ def sum(e, limits: tuple | None = None, *, axis=None) -> sp.Expr:
     i, lo, hi = limits
     if not isinstance(i, Index):
         raise TypeError("the summation index must come from sg.index('i')")
-    return IndexedSum(e, i, as_expr(lo, "sg.sum: the lower limit"),
-                      as_expr(hi, "sg.sum: the upper limit"))
+    bounds = []
+    for b, what in ((lo, "lower"), (hi, "upper")):
+        b = as_expr(b, f"sg.sum: the {what} limit")
+        if b.is_integer is not True:  # x.length/2 was truncated toward 0, not lo <= i < hi
+            raise ValueError(f"sg.sum: the {what} limit {b} is not a whole number for every "
+                             f"length (i runs over lo <= i < hi): write sympy.floor({b}) or "
+                             f"sympy.ceiling({b})")
+        bounds.append(b)
+    return IndexedSum(e, i, *bounds)
 
 
 def as_expr(value, what: str) -> sp.Basic:

@@ -169,15 +169,19 @@ class Kernel:
         extra = sorted(set(arrays) - set(names))
         if extra:
             raise TypeError(f"unknown parameter '{extra[0]}' (parameters: {tuple(names)})")
-        parts = []
+        parts, lengths = [], {}
         for n, s in self._layout(None):
             a = np.asarray(arrays[n], dtype=self.dtype)
             if None in s:
                 if a.ndim != 1:
                     raise ValueError(f"parameter {n} must be a vector, got shape {a.shape}")
+                lengths[n] = a.shape[0]
             elif a.shape != s:
                 raise ValueError(f"parameter {n} must have shape {s}, got {a.shape}")
             parts.append(a.ravel())
+        if len(set(lengths.values())) > 1:  # (their total may still split evenly: re-split)
+            raise ValueError("the vector parameters share one length n, got "
+                             + ", ".join(f"{n} of {k}" for n, k in lengths.items()))
         x = np.concatenate(parts) if parts else np.empty(0, self.dtype)
         self._x(x)  # vectors of one common length
         return x

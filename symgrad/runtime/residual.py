@@ -329,15 +329,14 @@ class ResidualKernel(Kernel):
 
     # -- the loss ½‖r‖² ---------------------------------------------------------------------------
     def _value(self, x, at: At) -> float:
-        r = self._residuals(x, None, at)
-        return 0.5 * float(r @ r)
+        return 0.5 * _sq(self._residuals(x, None, at))
 
     def _value_and_grad(self, x, out, at: At) -> tuple[float, np.ndarray]:
         x = self._x(x)
         out = at.out(out, x.shape, "out", ("x", x))
         r = self._residuals(x, None, at)
         self._fill_vjp(x, r, out, at.args)
-        return self._checked(at, 0.5 * float(r @ r), out), out
+        return self._checked(at, 0.5 * _sq(r), out), out
 
     def _hvp(self, x, v, out, at: At) -> np.ndarray:
         x = self._x(x)
@@ -351,3 +350,9 @@ class ResidualKernel(Kernel):
         out = at.out(out, (self.n_params, self.n_params), "out (the Hessian H)", ("x", x))
         out[...] = self._normal(x, None, None, at)[0]
         return out
+
+
+def _sq(r: np.ndarray) -> float:
+    """``r @ r`` without BLAS: its threaded dot adds in an order set by the thread count, and
+    the value must not depend on it (einsum's loop does not)."""
+    return float(np.einsum("i,i->", r, r))
