@@ -340,3 +340,14 @@ def test_pack_refuses_vectors_of_different_lengths():
         f.pack(a=1.0, u=[1.0, 2.0], v=[3.0, 4.0, 5.0, 6.0])
     with pytest.raises(ValueError, match="share one length n"):
         sg.minimize(f, {"a": 1.0, "u": np.zeros(2), "v": np.zeros(4)}, steps=2)
+
+
+def test_a_generated_module_names_its_vectors_in_the_layout_of_x(tmp_path):
+    # PARAMS listed the scalars only, while the docstring said x is "the parameters in PARAMS
+    # order": the vectors' place in x was nowhere in the module's constants
+    x, a = sg.params("x", indexed=True), sg.params("a")
+    i = sg.index("i")
+    text = sg.generate(sg.sum((x[i + 1] - x[i]) ** 2, (i, 0, x.length - 1)) + a**2,
+                       tmp_path / "vec_layout.py").read_text()
+    assert "PARAMS = ('a',)" in text and "VECTORS = ('x',)" in text
+    assert "x holds the n entries of each vector of VECTORS" in text

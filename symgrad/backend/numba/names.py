@@ -48,7 +48,7 @@ def ident(name: str, prefix: str, taken: set) -> str:
 #: same ``taken`` set, so they step around a column's name.
 _MODULE_NAMES = frozenset(RESERVED | set(dir(builtins)) | {
     "value", "grad", "hessian", "hvp", "value_and_grad", "value_complex",
-    "PARAMS", "DATA", "KINK_POLICY", "ANALYTIC", "at_zero", "r", "u"})
+    "PARAMS", "VECTORS", "DATA", "KINK_POLICY", "ANALYTIC", "at_zero", "r", "u"})
 _GENERATED = re.compile(r"[arsuv][0-9]+|\w+_parallel")
 
 

@@ -171,11 +171,14 @@ class _Gen(_SampleFns, _VectorFns):
             "",
             "x is a float64 vector of the parameters in PARAMS order; data columns are passed",
             "positionally in DATA order, then an optional int64 array of sample indices (idx,",
-            "each in [0, N): checked, ValueError otherwise).", *f32,
+            "each in [0, N): checked, ValueError otherwise).",
+            *(["After PARAMS, x holds the n entries of each vector of VECTORS in turn."]
+              if p.vectors else []), *f32,
             "Results are written into the output array given (g, out, H), which must not overlap",
             "x, v or a data column (checked, ValueError otherwise). Arithmetic follows IEEE 754",
             "(error_model='numpy'): a division by zero gives inf or nan, it does not raise."], [
             ("PARAMS", tuple(p.param_names)),
+            *([("VECTORS", tuple(v.name for v in p.vectors))] if p.vectors else []),
             ("DATA", (*(c.name for c in p.columns), *(e.name for e in p.elements))),
             ("KINK_POLICY", self.der.policy.describe()), ("ANALYTIC", self.analytic),
             *([("DTYPE", "float32")] if self.f32 else [])], self.opts)
