@@ -351,3 +351,21 @@ def test_a_generated_module_names_its_vectors_in_the_layout_of_x(tmp_path):
                        tmp_path / "vec_layout.py").read_text()
     assert "PARAMS = ('a',)" in text and "VECTORS = ('x',)" in text
     assert "x holds the n entries of each vector of VECTORS" in text
+
+
+def test_param_names_on_every_kind_of_kernel_with_vectors():
+    # the unfused sum kernel had no param_names; without a size it raised NoneType - int
+    q, s = sg.params("qv", indexed=True), sg.params("sq")
+    W, X, y = sg.params("Wq", shape=(2, 2)), sg.data("Xq", shape=(2,)), sg.data("yq")
+    i = sg.index("i")
+    loss = (sg.sum((q[i + 1] - q[i]) ** 2, (i, 0, q.length - 1))
+            + sg.mean((sg.sum(X @ W, axis=0) + s - y) ** 2))
+    want = ("sq", "Wq[0, 0]", "Wq[0, 1]", "Wq[1, 0]", "Wq[1, 1]", "qv[0]", "qv[1]", "qv[2]")
+    for f in (sg.compile(loss), sg.compile(loss, fuse=False)):
+        assert f.param_names(8) == want
+        with pytest.raises(TypeError, match=r"pass it \(f.param_names\(x.size\)\)"):
+            f.param_names()
+    v = sg.compile(sg.sum((q[i + 1] - q[i]) ** 2, (i, 0, q.length - 1)))
+    assert v.param_names(2) == ("qv[0]", "qv[1]")
+    with pytest.raises(TypeError, match="param_names"):
+        v.param_names()

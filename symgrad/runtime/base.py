@@ -160,6 +160,14 @@ class Kernel:
             o += k
         return out
 
+    def param_names(self, size: int | None = None) -> tuple[str, ...]:
+        """One name per entry of x (``W[0, 1]``, ``v[3]``); ``size``, x's number of entries,
+        gives the vectors' length (needed when there are vector parameters)."""
+        if size is None and any(None in s for s in self.shapes.values()):
+            raise TypeError("param_names(size): the vector parameters' length n comes from x's "
+                            "size; pass it (f.param_names(x.size))")
+        return entry_names(self._layout(size))
+
     def pack(self, **arrays) -> np.ndarray:
         """The flat ``x`` from one value or array per parameter (by name)."""
         names = [n for n, _ in self._layout(None)]

@@ -39,7 +39,6 @@ from ..ad.derive import KinkPolicy
 from ..distributed.detect import has_dask
 from ..ir.graph import Node
 from ..ir.problem import Problem
-from .base import entry_names
 from .scalar import ScalarKernel
 
 __all__ = ["FusedKernel", "flatten_rows"]
@@ -94,7 +93,7 @@ class FusedKernel(ScalarKernel):
 
     def param_names(self, size: int | None = None) -> tuple[str, ...]:
         """One name per entry of x (``W[0, 1]``, ``v[3]``)."""
-        return entry_names(self._layout(size if self.vectors else self.n_params))
+        return super().param_names(size if self.vectors else self.n_params)
 
     def _layout(self, size: int | None) -> list[tuple[str, tuple]]:
         if size is None or not self.vectors:

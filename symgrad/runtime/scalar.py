@@ -127,6 +127,8 @@ class ScalarKernel(Kernel):
         """One name per entry of x (``x[0]``, ``x[1]``... for indexed vectors of length n)."""
         if not self.vectors:
             return self.params
+        if size is None:
+            return super().param_names(size)  # (the error: n comes from x's size)
         n = self.vector_length(size)
         return self.problem.param_names + tuple(f"{v}[{i}]" for v in self.vectors
                                                 for i in range(n))
