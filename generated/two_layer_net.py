@@ -6,9 +6,10 @@
 #   loss = sum((-sum((Y*(b2 - logsumexp((b2 + t2), axis=0) + t2)), axis=0)), axis=samples)/N
 # parameters (order of x, each flattened in C order): W1[D3, D4], b1[D6], W2[D1, D2], b2[D7]
 # data arrays: X[N, D5], Y[N, D0]
-# sizes: dims[k] is the size named Dk
+# sizes: dims[k] is the size named Dk; sizes the loss ties (the axes a product or an
+#   element-wise operation pairs) must be equal: only their count is checked
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 3adc58b0bfb0acc6
+# content hash: 063b6ecbf3d919b1
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -203,6 +204,8 @@ def _check_rows(idx, n):
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH)
 def _value(x, dims, c_X, c_Y):
     """The loss."""
+    if dims.shape[0] != 8:
+        raise ValueError("dims must hold the 8 sizes D0..D7 of the header")
     D0 = dims[0]
     D1 = dims[1]
     D2 = dims[2]
@@ -273,6 +276,8 @@ def _value(x, dims, c_X, c_Y):
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH)
 def _value_and_grad(x, g, dims, c_X, c_Y):
     """The loss; its gradient into g."""
+    if dims.shape[0] != 8:
+        raise ValueError("dims must hold the 8 sizes D0..D7 of the header")
     D0 = dims[0]
     D1 = dims[1]
     D2 = dims[2]
@@ -386,6 +391,8 @@ def _value_and_grad(x, g, dims, c_X, c_Y):
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH)
 def _hvp(x, v, out, dims, c_X, c_Y):
     """The Hessian at x times v, into out."""
+    if dims.shape[0] != 8:
+        raise ValueError("dims must hold the 8 sizes D0..D7 of the header")
     D0 = dims[0]
     D1 = dims[1]
     D2 = dims[2]
@@ -508,6 +515,8 @@ def _hvp(x, v, out, dims, c_X, c_Y):
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH)
 def _hessian(x, H, dims, c_X, c_Y):
     """The (symmetrised) Hessian at x, into H."""
+    if dims.shape[0] != 8:
+        raise ValueError("dims must hold the 8 sizes D0..D7 of the header")
     D0 = dims[0]
     D1 = dims[1]
     D2 = dims[2]
@@ -664,6 +673,8 @@ def _hessian(x, H, dims, c_X, c_Y):
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, parallel=True)
 def _value_par(x, dims, c_X, c_Y):
     """_value with threads (same result for any number of them)."""
+    if dims.shape[0] != 8:
+        raise ValueError("dims must hold the 8 sizes D0..D7 of the header")
     D0 = dims[0]
     D1 = dims[1]
     D2 = dims[2]
@@ -743,6 +754,8 @@ def _value_par(x, dims, c_X, c_Y):
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, parallel=True)
 def _value_and_grad_par(x, g, dims, c_X, c_Y):
     """_value_and_grad with threads (same result for any number of them)."""
+    if dims.shape[0] != 8:
+        raise ValueError("dims must hold the 8 sizes D0..D7 of the header")
     D0 = dims[0]
     D1 = dims[1]
     D2 = dims[2]
@@ -891,6 +904,8 @@ def _value_and_grad_par(x, g, dims, c_X, c_Y):
 @numba.njit(cache=True, error_model='numpy', no_cfunc_wrapper=True, fastmath=_FASTMATH, parallel=True)
 def _hvp_par(x, v, out, dims, c_X, c_Y):
     """_hvp with threads (same result for any number of them)."""
+    if dims.shape[0] != 8:
+        raise ValueError("dims must hold the 8 sizes D0..D7 of the header")
     D0 = dims[0]
     D1 = dims[1]
     D2 = dims[2]

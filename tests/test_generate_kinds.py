@@ -232,3 +232,14 @@ def test_cli_generate_writes_a_residual_module(tmp_path, capsys):
     assert cli.main(["generate", "a*exp(-b*t) - y", "--data", "t,y", "-o",
                      str(tmp_path / "curve.py")]) == 0
     assert "# residuals" not in (tmp_path / "curve.py").read_text()
+
+
+def test_an_array_module_checks_the_count_of_its_sizes():
+    # dims with one size too few: the module read dims[k] past its end (other memory)
+    w, X_ = sg.params("w", shape=(3,)), sg.data("X", shape=(3,))
+    f = sg.compile(sg.mean((X_ @ w) ** 2), fuse=False)
+    x, Xd = np.arange(3.0), np.ones((4, 3))
+    assert f.module.value(x, f.dims, Xd, None) == f.value(x, X=Xd)
+    with pytest.raises(ValueError, match=r"dims must hold the \d+ sizes"):
+        f.module.value(x, f.dims[:-1], Xd, None)
+    assert "sizes the loss ties" in f.source

@@ -76,7 +76,10 @@ class _Module:
 
     def prologue(self, fn: Emitter, with_v: bool) -> list[str]:
         p = self.prob
-        out = [f"{d} = dims[{k}]" for k, d in enumerate(fn.dim.values())]
+        k = len(fn.dim)
+        out = [f"if dims.shape[0] != {k}:",  # (an index past its end reads other memory)
+               f'    raise ValueError("dims must hold the {k} sizes D0..D{k - 1} of the header")',
+               *[f"{d} = dims[{j}]" for j, d in enumerate(fn.dim.values())]]
         if self.sampled:
             out.append(f"n = {self.sampled[0]}.shape[0]")
             out.append("nf = np.float32(n)" if fn.real == "float32" and not fn.cplx
@@ -256,7 +259,8 @@ def array_header(prob: ArrayProblem, policy: KinkPolicy, opts: CodegenOptions, d
         f"# parameters (order of x, each flattened in C order): "
         f"{esc(', '.join(q.name + shp(q) for q in prob.params))}",
         f"# data arrays: {esc(', '.join(d.name + shp(d) for d in prob.data)) or 'none'}",
-        "# sizes: dims[k] is the size named Dk",
+        "# sizes: dims[k] is the size named Dk; sizes the loss ties (the axes a product or an",
+        "#   element-wise operation pairs) must be equal: only their count is checked",
     ], digest)
 
 
