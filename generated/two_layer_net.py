@@ -7,9 +7,9 @@
 # parameters (order of x, each flattened in C order): W1[D3, D4], b1[D6], W2[D1, D2], b2[D7]
 # data arrays: X[N, D5], Y[N, D0]
 # sizes: dims[k] is the size named Dk; sizes the loss ties (the axes a product or an
-#   element-wise operation pairs) must be equal: only their count is checked
+#   element-wise operation pairs) must be equal (checked on entry)
 # kink policy: relu'(0)=0.0, abs'(0)=0.0, max/min tie=0.5
-# content hash: 063b6ecbf3d919b1
+# content hash: d0d0f6e619410eba
 # regenerate with: python examples/regenerate.py
 """Value, gradient and Hessian-vector product of an array loss, compiled with Numba.
 
@@ -214,6 +214,18 @@ def _value(x, dims, c_X, c_Y):
     D5 = dims[5]
     D6 = dims[6]
     D7 = dims[7]
+    if D4 != D5:
+        raise ValueError("dims: the sizes D4 (W1 axis 1) and D5 (X axis 1) must be equal")
+    if D6 != D3:
+        raise ValueError("dims: the sizes D6 (b1 axis 0) and D3 (W1 axis 0) must be equal")
+    if D2 != D3:
+        raise ValueError("dims: the sizes D2 (W2 axis 1) and D3 (W1 axis 0) must be equal")
+    if D7 != D1:
+        raise ValueError("dims: the sizes D7 (b2 axis 0) and D1 (W2 axis 0) must be equal")
+    if D1 != D0:
+        raise ValueError("dims: the sizes D1 (W2 axis 0) and D0 (Y axis 1) must be equal")
+    if D7 != D0:
+        raise ValueError("dims: the sizes D7 (b2 axis 0) and D0 (Y axis 1) must be equal")
     n = c_X.shape[0]
     nf = float(n)
     o1 = 0 + D3 * D4
@@ -286,6 +298,18 @@ def _value_and_grad(x, g, dims, c_X, c_Y):
     D5 = dims[5]
     D6 = dims[6]
     D7 = dims[7]
+    if D4 != D5:
+        raise ValueError("dims: the sizes D4 (W1 axis 1) and D5 (X axis 1) must be equal")
+    if D6 != D3:
+        raise ValueError("dims: the sizes D6 (b1 axis 0) and D3 (W1 axis 0) must be equal")
+    if D2 != D3:
+        raise ValueError("dims: the sizes D2 (W2 axis 1) and D3 (W1 axis 0) must be equal")
+    if D7 != D1:
+        raise ValueError("dims: the sizes D7 (b2 axis 0) and D1 (W2 axis 0) must be equal")
+    if D1 != D0:
+        raise ValueError("dims: the sizes D1 (W2 axis 0) and D0 (Y axis 1) must be equal")
+    if D7 != D0:
+        raise ValueError("dims: the sizes D7 (b2 axis 0) and D0 (Y axis 1) must be equal")
     n = c_X.shape[0]
     nf = float(n)
     o1 = 0 + D3 * D4
@@ -401,6 +425,18 @@ def _hvp(x, v, out, dims, c_X, c_Y):
     D5 = dims[5]
     D6 = dims[6]
     D7 = dims[7]
+    if D4 != D5:
+        raise ValueError("dims: the sizes D4 (W1 axis 1) and D5 (X axis 1) must be equal")
+    if D6 != D3:
+        raise ValueError("dims: the sizes D6 (b1 axis 0) and D3 (W1 axis 0) must be equal")
+    if D2 != D3:
+        raise ValueError("dims: the sizes D2 (W2 axis 1) and D3 (W1 axis 0) must be equal")
+    if D7 != D1:
+        raise ValueError("dims: the sizes D7 (b2 axis 0) and D1 (W2 axis 0) must be equal")
+    if D1 != D0:
+        raise ValueError("dims: the sizes D1 (W2 axis 0) and D0 (Y axis 1) must be equal")
+    if D7 != D0:
+        raise ValueError("dims: the sizes D7 (b2 axis 0) and D0 (Y axis 1) must be equal")
     n = c_X.shape[0]
     nf = float(n)
     o1 = 0 + D3 * D4
@@ -525,6 +561,18 @@ def _hessian(x, H, dims, c_X, c_Y):
     D5 = dims[5]
     D6 = dims[6]
     D7 = dims[7]
+    if D4 != D5:
+        raise ValueError("dims: the sizes D4 (W1 axis 1) and D5 (X axis 1) must be equal")
+    if D6 != D3:
+        raise ValueError("dims: the sizes D6 (b1 axis 0) and D3 (W1 axis 0) must be equal")
+    if D2 != D3:
+        raise ValueError("dims: the sizes D2 (W2 axis 1) and D3 (W1 axis 0) must be equal")
+    if D7 != D1:
+        raise ValueError("dims: the sizes D7 (b2 axis 0) and D1 (W2 axis 0) must be equal")
+    if D1 != D0:
+        raise ValueError("dims: the sizes D1 (W2 axis 0) and D0 (Y axis 1) must be equal")
+    if D7 != D0:
+        raise ValueError("dims: the sizes D7 (b2 axis 0) and D0 (Y axis 1) must be equal")
     n = c_X.shape[0]
     nf = float(n)
     o1 = 0 + D3 * D4
@@ -683,6 +731,18 @@ def _value_par(x, dims, c_X, c_Y):
     D5 = dims[5]
     D6 = dims[6]
     D7 = dims[7]
+    if D4 != D5:
+        raise ValueError("dims: the sizes D4 (W1 axis 1) and D5 (X axis 1) must be equal")
+    if D6 != D3:
+        raise ValueError("dims: the sizes D6 (b1 axis 0) and D3 (W1 axis 0) must be equal")
+    if D2 != D3:
+        raise ValueError("dims: the sizes D2 (W2 axis 1) and D3 (W1 axis 0) must be equal")
+    if D7 != D1:
+        raise ValueError("dims: the sizes D7 (b2 axis 0) and D1 (W2 axis 0) must be equal")
+    if D1 != D0:
+        raise ValueError("dims: the sizes D1 (W2 axis 0) and D0 (Y axis 1) must be equal")
+    if D7 != D0:
+        raise ValueError("dims: the sizes D7 (b2 axis 0) and D0 (Y axis 1) must be equal")
     n = c_X.shape[0]
     nf = float(n)
     o1 = 0 + D3 * D4
@@ -764,6 +824,18 @@ def _value_and_grad_par(x, g, dims, c_X, c_Y):
     D5 = dims[5]
     D6 = dims[6]
     D7 = dims[7]
+    if D4 != D5:
+        raise ValueError("dims: the sizes D4 (W1 axis 1) and D5 (X axis 1) must be equal")
+    if D6 != D3:
+        raise ValueError("dims: the sizes D6 (b1 axis 0) and D3 (W1 axis 0) must be equal")
+    if D2 != D3:
+        raise ValueError("dims: the sizes D2 (W2 axis 1) and D3 (W1 axis 0) must be equal")
+    if D7 != D1:
+        raise ValueError("dims: the sizes D7 (b2 axis 0) and D1 (W2 axis 0) must be equal")
+    if D1 != D0:
+        raise ValueError("dims: the sizes D1 (W2 axis 0) and D0 (Y axis 1) must be equal")
+    if D7 != D0:
+        raise ValueError("dims: the sizes D7 (b2 axis 0) and D0 (Y axis 1) must be equal")
     n = c_X.shape[0]
     nf = float(n)
     o1 = 0 + D3 * D4
@@ -914,6 +986,18 @@ def _hvp_par(x, v, out, dims, c_X, c_Y):
     D5 = dims[5]
     D6 = dims[6]
     D7 = dims[7]
+    if D4 != D5:
+        raise ValueError("dims: the sizes D4 (W1 axis 1) and D5 (X axis 1) must be equal")
+    if D6 != D3:
+        raise ValueError("dims: the sizes D6 (b1 axis 0) and D3 (W1 axis 0) must be equal")
+    if D2 != D3:
+        raise ValueError("dims: the sizes D2 (W2 axis 1) and D3 (W1 axis 0) must be equal")
+    if D7 != D1:
+        raise ValueError("dims: the sizes D7 (b2 axis 0) and D1 (W2 axis 0) must be equal")
+    if D1 != D0:
+        raise ValueError("dims: the sizes D1 (W2 axis 0) and D0 (Y axis 1) must be equal")
+    if D7 != D0:
+        raise ValueError("dims: the sizes D7 (b2 axis 0) and D0 (Y axis 1) must be equal")
     n = c_X.shape[0]
     nf = float(n)
     o1 = 0 + D3 * D4

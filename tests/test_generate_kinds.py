@@ -234,12 +234,19 @@ def test_cli_generate_writes_a_residual_module(tmp_path, capsys):
     assert "# residuals" not in (tmp_path / "curve.py").read_text()
 
 
-def test_an_array_module_checks_the_count_of_its_sizes():
-    # dims with one size too few: the module read dims[k] past its end (other memory)
-    w, X_ = sg.params("w", shape=(3,)), sg.data("X", shape=(3,))
-    f = sg.compile(sg.mean((X_ @ w) ** 2), fuse=False)
-    x, Xd = np.arange(3.0), np.ones((4, 3))
+def test_an_array_module_checks_its_sizes():
+    # dims one short read dims[k] past its end; sizes that break a tie (b1 of 2 beside W1 of
+    # 4 rows, x sized to match) read past b1 and returned a number
+    W1, b1 = sg.params("W1", shape=(4, 3)), sg.params("b1", shape=(4,))
+    X_ = sg.data("X", shape=(3,))
+    f = sg.compile(sg.mean(sg.sum(sg.tanh(W1 @ X_ + b1), axis=0)), fuse=False)
+    x, Xd = np.linspace(-1, 1, 16), np.ones((4, 3))
     assert f.module.value(x, f.dims, Xd, None) == f.value(x, X=Xd)
     with pytest.raises(ValueError, match=r"dims must hold the \d+ sizes"):
         f.module.value(x, f.dims[:-1], Xd, None)
+    for k in np.flatnonzero(f.dims == 4):  # W1's rows and b1's length are tied
+        bad = f.dims.copy()
+        bad[k] = 2
+        with pytest.raises(ValueError, match=r"dims: the sizes D\d \(\w+ axis \d\) and D\d"):
+            f.module.value(x[:14], bad, Xd, None)
     assert "sizes the loss ties" in f.source

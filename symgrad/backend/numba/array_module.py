@@ -23,6 +23,7 @@ from ...ad.derive import KinkPolicy
 from ...ir.array_problem import ArrayProblem
 from ...ir.formula import program
 from ...ir.graph import Gather, Leaf, N, Node
+from ...ir.ties import ties
 from ...passes.reuse import reuse
 from .columns import ColumnEmitter, column_loops, flat_index, seeded
 from .emit import Emitter, plan
@@ -80,6 +81,11 @@ class _Module:
         out = [f"if dims.shape[0] != {k}:",  # (an index past its end reads other memory)
                f'    raise ValueError("dims must hold the {k} sizes D0..D{k - 1} of the header")',
                *[f"{d} = dims[{j}]" for j, d in enumerate(fn.dim.values())]]
+        root = p.output if hasattr(p, "output") else p.loss
+        for a, b in ties([root]):  # a size that breaks a tie would read past an array
+            what = " and ".join(f"{fn.size(d)} ({esc(d.owner)} axis {d.axis})" for d in (a, b))
+            out += [f"if {fn.size(a)} != {fn.size(b)}:",
+                    f'    raise ValueError("dims: the sizes {what} must be equal")']
         if self.sampled:
             out.append(f"n = {self.sampled[0]}.shape[0]")
             out.append("nf = np.float32(n)" if fn.real == "float32" and not fn.cplx
@@ -260,7 +266,7 @@ def array_header(prob: ArrayProblem, policy: KinkPolicy, opts: CodegenOptions, d
         f"{esc(', '.join(q.name + shp(q) for q in prob.params))}",
         f"# data arrays: {esc(', '.join(d.name + shp(d) for d in prob.data)) or 'none'}",
         "# sizes: dims[k] is the size named Dk; sizes the loss ties (the axes a product or an",
-        "#   element-wise operation pairs) must be equal: only their count is checked",
+        "#   element-wise operation pairs) must be equal (checked on entry)",
     ], digest)
 
 

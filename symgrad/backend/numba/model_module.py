@@ -242,7 +242,7 @@ def model_header(prob: ModelProblem, policy: KinkPolicy, opts: CodegenOptions,
         f"{esc(', '.join(q.name + shp(q) for q in prob.params))}",
         f"# data arrays: {esc(', '.join(d.name + shp(d) for d in prob.data)) or 'none'}",
         "# sizes: dims[k] is the size named Dk; sizes the loss ties (the axes a product or an",
-        "#   element-wise operation pairs) must be equal: only their count is checked",
+        "#   element-wise operation pairs) must be equal (checked on entry)",
     ], digest)
 
 
