@@ -109,9 +109,12 @@ def _oracle(k: Any, x: np.ndarray, data: Mapping[str, Any] | None, order: int = 
     return (*exact_loss(k, x, data, order, max_cost), True)
 
 
-#: The functions whose derivative at a point depends on the KinkPolicy or jumps there.
-_KINKED = frozenset({"Abs", "sign", "Heaviside", "relu", "DiracDelta", "floor", "ceiling",
-                     "frac", "Max", "Min", "Max2", "Min2", "Piecewise"})
+#: The functions with a kink in their argument, a jump, or a kink between their arguments
+#: (:func:`symgrad.check.kinks.kink_arguments` reads the same names).
+KINK_UNARY = frozenset({"Abs", "sign", "Heaviside", "relu", "DiracDelta"})
+KINK_JUMP = frozenset({"floor", "ceiling", "frac"})
+KINK_NARY = frozenset({"Max", "Min", "Max2", "Min2"})
+_KINKED = KINK_UNARY | KINK_JUMP | KINK_NARY | {"Piecewise"}
 
 
 def _smooth(expr: Any) -> bool:

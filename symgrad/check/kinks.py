@@ -11,12 +11,9 @@ from typing import Any
 import numpy as np
 
 from .differences import Line, _Diff
-from .exact import _lambdify_mp, _param_symbols
+from .exact import KINK_JUMP, KINK_NARY, KINK_UNARY, _lambdify_mp, _param_symbols
 from .report import Tolerance
 from .target import _Target
-
-_KINK_UNARY = frozenset({"Abs", "sign", "Heaviside", "relu", "DiracDelta"})
-_KINK_JUMP = frozenset({"floor", "ceiling", "frac"})
 
 
 def kink_arguments(expr: Any) -> list[Any]:
@@ -44,12 +41,12 @@ def kink_arguments(expr: Any) -> list[Any]:
 
     for e in sympy.preorder_traversal(expr):
         name = type(e).__name__
-        if name in _KINK_UNARY and e.args:
+        if name in KINK_UNARY and e.args:
             add(e.args[0])
-        elif name in ("Max", "Min", "Max2", "Min2"):
+        elif name in KINK_NARY:
             for a, b in combinations(e.args, 2):
                 add(a - b)
-        elif name in _KINK_JUMP and e.args:
+        elif name in KINK_JUMP and e.args:
             add(sympy.sin(sympy.pi * e.args[0]))
         elif name == "Piecewise":
             for _, cond in e.args:
